@@ -1,0 +1,55 @@
+"""The input manifest's schema: which files, which columns, checked before any work."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batchvoc.errors import ConfigError
+
+KEY = "input.manifest"
+MEL_COLUMNS = ("mel", "n_frames", "n_mels", "mel_path")
+
+
+def find_manifest_files(spec: str | Path | None) -> list[Path]:
+    """The Parquet files named by input.manifest: one file, a folder of *.parquet, or a glob; sorted."""
+    if not spec:
+        raise ConfigError(KEY, "no manifest given; set input.manifest=PATH (a Parquet file, a folder or a glob)")
+    path = Path(str(spec)).expanduser()
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(path.rglob("*.parquet"))
+    else:
+        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+    if not files:
+        raise ConfigError(KEY, f"no Parquet files found at {spec!r}")
+    return [f.resolve() for f in files]
+
+
+def check_schema(path: Path) -> pa.Schema:
+    """The file's schema, or a ConfigError naming the missing or mistyped column."""
+    try:
+        schema = pq.read_schema(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds; the user needs one message
+        raise ConfigError(KEY, f"{path} is not a readable Parquet file: {err}") from err
+    names = set(schema.names)
+    if "id" not in names:
+        raise ConfigError(KEY, f"{path} has no 'id' column (columns: {', '.join(schema.names)})")
+    if "mel" in names:
+        _require_float_list(path, schema.field("mel"))
+        if "n_frames" not in names:
+            raise ConfigError(KEY, f"{path} has a 'mel' column but no 'n_frames' column to give its shape")
+    elif "mel_path" not in names:
+        raise ConfigError(KEY, f"{path} has neither a 'mel' column (with 'n_frames') nor a 'mel_path' column")
+    return schema
+
+
+def _require_float_list(path: Path, field: pa.Field) -> None:
+    kind = field.type
+    is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind)
+    if not is_list or not pa.types.is_floating(kind.value_type):
+        raise ConfigError(KEY, f"{path}: column 'mel' must be list<float32> or list<float16>, not {kind}")

@@ -1,0 +1,160 @@
+"""One shard through the pipeline: read rows → chunk-and-pack → engine → stitch → sink, with stats.
+
+Reading runs in a thread ahead of the engine and writing in a small thread pool behind it, so the device
+is not kept waiting on Parquet decoding or audio encoding.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from batchvoc.batching import vocode
+from batchvoc.errors import RowError
+from batchvoc.manifest import MelRow, Shard, read_shard_rows
+from batchvoc.manifest.rows import check_id, passthrough_table
+from batchvoc.sink import ShardSink, remove_partials
+
+WRITER_THREADS = 4
+READ_AHEAD_ROWS = 256
+
+
+@dataclass
+class Packing:
+    """How the worker feeds its engine: windows of `window` frames, `context` each side, `batch` per forward."""
+
+    window: int
+    context: int
+    batch: int
+    silence: float
+    hop: int
+
+
+class _Timed:
+    """Wraps a callable and adds up the seconds spent in it."""
+
+    def __init__(self, fn: Callable):
+        self.fn, self.seconds = fn, 0.0
+
+    def __call__(self, *args):
+        start = time.perf_counter()
+        try:
+            return self.fn(*args)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink, n_mels: int,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Vocode every row of `shard` into `sink`; returns the shard's stats (written with its manifest).
+
+    `extra` (device, backend, precision, batch, actor, ...) is added to the stats.
+    """
+    started = time.perf_counter()
+    remove_partials(sink.out_dir / "wavs" / shard.name)
+    passthrough = passthrough_table(shard)
+    finished = _already_written(passthrough.column("id").to_pylist(), sink)
+    results: list[dict[str, Any] | None] = [None] * shard.rows
+    reader = _ReadAhead(read_shard_rows(shard, n_mels, skip=set(finished)))
+    timed_engine = _Timed(engine)
+    write_seconds = [0.0]
+    frames = 0
+
+    def good_rows() -> Iterator[tuple[int, np.ndarray]]:
+        nonlocal frames
+        for row in reader:
+            if row.index in finished:
+                results[row.index] = sink.reuse(row.id)
+            elif row.error is not None:
+                results[row.index] = sink.failed(row.id, row.error)
+            else:
+                frames += row.mel.shape[1]
+                yield row.index, row.mel
+
+    with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix=f"write-{shard.name}") as pool:
+        pending: list[Future] = []
+        ids = passthrough.column("id").to_pylist()
+        stream = vocode(timed_engine, good_rows(), packing.window, packing.context, packing.batch,
+                        packing.silence, packing.hop)  # fmt: skip
+        for index, audio in stream:
+            pending.append(pool.submit(_write_row, sink, index, ids[index], audio, results, write_seconds))
+        for future in pending:
+            future.result()
+    for index, result in enumerate(results):
+        if result is None:  # only if the reader died: never leave a row out of the manifest
+            results[index] = sink.failed(str(ids[index]), "row was not read")
+    stats = _stats(shard, results, frames, reader.seconds, timed_engine.seconds, write_seconds[0], started, sink)
+    stats.update(extra or {})
+    sink.finish(results, passthrough, stats)
+    return stats
+
+
+def _already_written(ids: list, sink: ShardSink) -> set[int]:
+    """Rows whose audio file an interrupted run already completed."""
+    done = set()
+    for index, key in enumerate(ids):
+        try:
+            check_id(key)
+        except RowError:
+            continue
+        if sink.exists(key):
+            done.add(index)
+    return done
+
+
+def _write_row(sink: ShardSink, index: int, key: str, audio: np.ndarray, results: list, seconds: list) -> None:
+    start = time.perf_counter()
+    try:
+        results[index] = sink.write(key, audio)
+    except OSError as err:
+        results[index] = sink.failed(key, f"could not write the audio file: {err}")
+    seconds[0] += time.perf_counter() - start
+
+
+def _stats(shard: Shard, results: list, frames: int, read_s: float, vocode_s: float, write_s: float,
+           started: float, sink: ShardSink) -> dict[str, Any]:  # fmt: skip
+    ok = [r for r in results if r["status"] == "ok"]
+    audio_seconds = sum(r["duration_s"] for r in ok)
+    wall = time.perf_counter() - started
+    return dict(shard=shard.name, rows=len(results), rows_ok=len(ok), rows_failed=len(results) - len(ok),
+                frames=frames, audio_seconds=audio_seconds, read_s=read_s, vocode_s=vocode_s, write_s=write_s,
+                wall_s=wall, x_realtime=audio_seconds / wall if wall > 0 else 0.0)  # fmt: skip
+
+
+class _ReadAhead:
+    """Iterates rows produced by a background thread; `seconds` is the reader's busy time."""
+
+    _END = object()
+
+    def __init__(self, rows: Iterator[MelRow]):
+        self.seconds = 0.0
+        self._queue: queue.Queue = queue.Queue(READ_AHEAD_ROWS)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._fill, args=(rows,), daemon=True)
+        self._thread.start()
+
+    def _fill(self, rows: Iterator[MelRow]) -> None:
+        try:
+            while True:
+                start = time.perf_counter()
+                row = next(rows, self._END)
+                self.seconds += time.perf_counter() - start
+                self._queue.put(row)
+                if row is self._END:
+                    return
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer thread
+            self._error = err
+            self._queue.put(self._END)
+
+    def __iter__(self) -> Iterator[MelRow]:
+        while (row := self._queue.get()) is not self._END:
+            yield row
+        if self._error is not None:
+            raise self._error

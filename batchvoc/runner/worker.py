@@ -1,0 +1,70 @@
+"""The per-device worker: loads the vocoder once, builds its engine once, then works through shards.
+
+Ray runs one per GPU (or `cluster.cpu_actors` on a cluster without GPUs); tests and the local path use it
+directly. It knows nothing of Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import torch
+
+from batchvoc.batching import default_window
+from batchvoc.engines import build_engine
+from batchvoc.manifest import Shard
+from batchvoc.models import load_vocoder
+from batchvoc.runner.shard import Packing, run_shard
+from batchvoc.settings import JobSettings
+from batchvoc.sink import ShardSink
+
+log = logging.getLogger(__name__)
+
+
+def pick_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Worker:
+    """One device's compiled vocoder and the shard pipeline around it."""
+
+    def __init__(self, settings: JobSettings, name: str = "actor-0", threads: int | None = None):
+        started = time.perf_counter()
+        if threads:
+            torch.set_num_threads(threads)
+        self.settings, self.name = settings, name
+        self.device = pick_device()
+        model, self.preset = load_vocoder(settings.preset, settings.checkpoint)
+        context = model.receptive_field()
+        window = int(settings.window or default_window(self.preset, context))
+        self.packing = Packing(window, context, settings.batch, self.preset.silence, self.preset.hop_length)
+        shapes = [(settings.batch, window + 2 * context)]
+        self.engine = build_engine(model, self.preset, settings.backend, settings.precision, self.device,
+                                   shapes, settings.cache_dir)  # fmt: skip
+        self.startup_s = time.perf_counter() - started
+        log.info("%s on %s: %s, ready in %.1f s", name, self.device_name(), self.engine.describe(), self.startup_s)
+
+    def device_name(self) -> str:
+        if self.device == "cuda":
+            return torch.cuda.get_device_name()
+        return f"cpu ({socket.gethostname()}, {torch.get_num_threads()} threads)"
+
+    def info(self) -> dict[str, Any]:
+        return dict(actor=self.name, device=self.device_name(), backend=self.engine.backend,
+                    precision=self.engine.precision, startup_s=self.startup_s, pid=os.getpid())  # fmt: skip
+
+    def run(self, shard: Shard) -> dict[str, Any]:
+        """Vocode one shard into output.dir; returns its stats."""
+        s = self.settings
+        sink = ShardSink(s.out_path, shard.name, self.preset.sample_rate, s.fmt, s.subtype)
+        stats = run_shard(shard, self.engine, self.packing, sink, self.preset.n_mels, extra=self._stats_extra())
+        return stats
+
+    def _stats_extra(self) -> dict[str, Any]:
+        p = self.packing
+        return dict(device=self.device_name(), backend=self.engine.backend, precision=self.engine.precision,
+                    batch=p.batch, window=p.window, context=p.context, actor=self.name)  # fmt: skip

@@ -1,0 +1,49 @@
+"""Shared test fixtures: small real Parquet manifests and one local Ray cluster for the whole session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+
+def mel_rows(count: int, n_mels: int, frames: Iterable[int] | int = 40, prefix: str = "utt", seed: int = 0) -> list:
+    """Rows with inline mels: log-mel-like values around -5 with structure, [n_mels, n_frames] each."""
+    rng = np.random.default_rng(seed)
+    frames = [frames] * count if isinstance(frames, int) else list(frames)
+    rows = []
+    for i, n in enumerate(frames):
+        mel = (-6 + 2 * rng.standard_normal((n_mels, n))).astype(np.float32)
+        rows.append(dict(id=f"{prefix}_{i:04d}", mel=mel.ravel(), n_frames=n, n_mels=n_mels, speaker=f"s{i % 3}"))
+    return rows
+
+
+def write_manifest(path: Path, rows: list[dict], row_group_size: int = 16) -> Path:
+    """Write rows (inline mel or mel_path) to a Parquet file with the manifest's column types."""
+    fields = [("id", pa.string())]
+    if any("mel" in r for r in rows):
+        fields += [("mel", pa.list_(pa.float32())), ("n_frames", pa.int32()), ("n_mels", pa.int32())]
+    if any("mel_path" in r for r in rows):
+        fields += [("mel_path", pa.string())]
+    names = {name for name, _ in fields}
+    extra = sorted({k for r in rows for k in r} - names)
+    fields += [(k, pa.string()) for k in extra]
+    schema = pa.schema(fields)
+    table = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray with 2 CPUs for every test that needs it (a start costs ~5 s)."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

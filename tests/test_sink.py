@@ -1,0 +1,78 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from batchvoc.errors import ConfigError
+from batchvoc.sink import ShardSink, atomic_write, check_format, check_writable, done_shards, remove_partials
+
+
+def test_write_is_atomic_and_fields_are_right(tmp_path):
+    sink = ShardSink(tmp_path, "s0", 16000, "wav", "FLOAT")
+    audio = np.sin(np.linspace(0, 100, 1600)).astype(np.float32) * 0.3
+    fields = sink.write("spk/a", audio)
+    data, rate = sf.read(tmp_path / "wavs" / "s0" / "spk" / "a.wav", dtype="float32")
+    assert rate == 16000 and np.array_equal(data, audio)
+    assert fields["n_samples"] == 1600 and fields["duration_s"] == 0.1 and fields["status"] == "ok"
+    assert fields["peak"] == pytest.approx(np.abs(audio).max())
+    assert fields["path"] == "wavs/s0/spk/a.wav"
+    assert sink.reuse("spk/a") == fields
+    assert not list(tmp_path.rglob("*.partial-*"))
+
+
+def test_pcm16_clips_and_flac_works(tmp_path):
+    sink = ShardSink(tmp_path, "s0", 8000, "flac", "PCM_16")
+    sink.write("x", np.array([2.0, -2.0, 0.5], np.float32))
+    data, _ = sf.read(tmp_path / "wavs" / "s0" / "x.flac")
+    assert data.max() <= 1.0 and data.min() >= -1.0
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    target = tmp_path / "f.bin"
+
+    def explode(temp):
+        temp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(target, explode)
+    assert not target.exists() and not list(tmp_path.iterdir())
+
+
+def test_finish_writes_stats_then_manifest_with_passthrough(tmp_path):
+    sink = ShardSink(tmp_path, "s1", 16000)
+    results = [sink.write("a", np.zeros(10, np.float32)), sink.failed("b", "mel has 3 NaN or Inf values of 9")]
+    passthrough = pa.table({"id": ["a", "b"], "speaker": ["x", "y"], "status": ["s", "t"]})
+    sink.finish(results, passthrough, {"shard": "s1", "rows": 2})
+    table = pq.read_table(tmp_path / "manifest" / "s1.parquet")
+    assert table.column_names[:8] == ["id", "path", "sample_rate", "n_samples", "duration_s", "peak", "status", "error"]
+    assert table.column("speaker").to_pylist() == ["x", "y"]
+    assert table.column("input_status").to_pylist() == ["s", "t"]
+    assert table.column("status").to_pylist() == ["ok", "error"]
+    assert json.loads((tmp_path / "stats" / "s1.json").read_text())["rows"] == 2
+    assert done_shards(tmp_path) == {"s1"}
+
+
+def test_remove_partials(tmp_path):
+    (tmp_path / "wavs" / "s").mkdir(parents=True)
+    (tmp_path / "wavs" / "s" / "a.wav.partial-123").write_bytes(b"x")
+    (tmp_path / "wavs" / "s" / "b.wav").write_bytes(b"x")
+    assert remove_partials(tmp_path) == 1
+    assert [p.name for p in (tmp_path / "wavs" / "s").iterdir()] == ["b.wav"]
+
+
+def test_config_checks_name_keys(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        check_format("mp3", "PCM_16")
+    assert err.value.key == "output.format"
+    with pytest.raises(ConfigError) as err:
+        check_format("flac", "FLOAT")
+    assert err.value.key == "output.subtype"
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError) as err:
+        check_writable(blocker / "out")
+    assert err.value.key == "output.dir"
