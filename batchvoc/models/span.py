@@ -1,9 +1,11 @@
 """Exact utterance edges inside fixed-size windows.
 
 A window fed to a vocoder may hold frames outside its utterance (context before the first frame, log-mel
-silence after the last). Run whole, the utterance would instead meet each layer's own padding there: zeros
-before a convolution, repeated edge values before BigVGAN's anti-aliasing filters. A `Span` re-creates that
-padding at every layer, so a window's output equals the whole-utterance output sample for sample.
+silence after the last, or the next utterance packed into the same row). Run whole, the utterance would instead
+meet each layer's own padding there: zeros before a convolution, repeated edge values before BigVGAN's
+anti-aliasing filters. A `Span` re-creates that padding at every layer, so each utterance's output equals its
+whole-utterance output sample for sample, as long as utterances sharing a row are at least the model's
+receptive field apart.
 """
 
 from __future__ import annotations
@@ -13,28 +15,35 @@ from torch import Tensor
 
 
 class Span:
-    """The valid frames [start, end) of each window in a batch.
+    """Where each frame of a window batch belongs.
 
-    valid: [B, 2] int64 frame indices into the window (start may be 0, end may be the window length).
-    `Span(None)` means every frame is valid: every method is then the identity.
+    valid is one of
+      - None: every frame is real (whole utterances); every method is the identity;
+      - [B, 2] int: one utterance per row, real frames [start, end);
+      - [B, 2, T] int: per frame t, the [start, end) frame range of the utterance that t belongs to (gap frames
+        belong to the nearest utterance), so that a row can hold several utterances.
     """
 
     def __init__(self, valid: Tensor | None):
         self.valid = valid
-        self._positions: dict[tuple[int, int], tuple[Tensor, Tensor, Tensor]] = {}
+        self._cache: dict[tuple[int, int], tuple[Tensor, Tensor, Tensor]] = {}
 
     def _bounds(self, x: Tensor, rate: int) -> tuple[Tensor, Tensor, Tensor]:
-        """(t [1, 1, T], start [B, 1, 1], end [B, 1, 1]) in samples at `rate` per frame."""
+        """(t, start, end) in samples at `rate` samples per frame, broadcastable to x [B, C, T·rate]."""
         key = (rate, x.shape[-1])
-        if key not in self._positions:
+        if key not in self._cache:
             t = torch.arange(x.shape[-1], device=x.device).view(1, 1, -1)
-            start = (self.valid[:, 0] * rate).view(-1, 1, 1)
-            end = (self.valid[:, 1] * rate).view(-1, 1, 1)
-            self._positions[key] = (t, start, end)
-        return self._positions[key]
+            valid = self.valid.to(x.device)
+            if valid.dim() == 2:
+                start, end = valid[:, 0].view(-1, 1, 1), valid[:, 1].view(-1, 1, 1)
+            else:
+                per_sample = valid.repeat_interleave(rate, dim=-1) if rate > 1 else valid
+                start, end = per_sample[:, 0:1], per_sample[:, 1:2]
+            self._cache[key] = (t, start * rate, end * rate)
+        return self._cache[key]
 
     def zero(self, x: Tensor, rate: int = 1) -> Tensor:
-        """x [B, C, T·rate] with samples outside the span set to 0 (what zero padding feeds a conv)."""
+        """x [B, C, T·rate] with samples outside their utterance set to 0 (what zero padding feeds a conv)."""
         if self.valid is None:
             return x
         t, start, end = self._bounds(x, rate)
@@ -42,7 +51,7 @@ class Span:
         return torch.where(inside, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
     def edge(self, x: Tensor, rate: int = 1) -> Tensor:
-        """x [B, C, T·rate] with samples outside the span replaced by the nearest edge sample (replicate padding)."""
+        """x [B, C, T·rate] with samples outside their utterance replaced by its nearest edge sample."""
         if self.valid is None:
             return x
         t, start, end = self._bounds(x, rate)
