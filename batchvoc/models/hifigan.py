@@ -1,0 +1,182 @@
+"""HiFi-GAN generator (jik876/hifi-gan V1/V2/V3; GPT-SoVITS v4's 48 kHz vocoder) with exact window edges.
+
+Module and parameter names follow upstream (conv_pre, ups.N, resblocks.N.convs1.M / convs2.M or convs.M,
+conv_post), so upstream state dicts load unchanged once weight norm is folded (see checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from batchvoc.models.span import Span
+
+LRELU_SLOPE = 0.1  # upstream's slope everywhere except before conv_post, which uses F.leaky_relu's default 0.01
+
+
+def _same_padding(kernel_size: int, dilation: int = 1) -> int:
+    return (kernel_size * dilation - dilation) // 2
+
+
+class ResBlock1(nn.Module):
+    """Three (dilated conv, conv) pairs with residuals: x [B, C, T] -> [B, C, T]."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.dilations = list(dilations)
+        self.convs1 = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel_size, 1, padding=_same_padding(kernel_size, d), dilation=d)
+            for d in self.dilations
+        )
+        self.convs2 = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel_size, 1, padding=_same_padding(kernel_size)) for _ in self.dilations
+        )
+
+    def reach(self) -> int:
+        """Samples of context this block reads on each side."""
+        return sum(_same_padding(self.kernel_size, d) + _same_padding(self.kernel_size) for d in self.dilations)
+
+    def forward(self, x: Tensor, span: Span, rate: int) -> Tensor:
+        for c1, c2 in zip(self.convs1, self.convs2, strict=True):
+            xt = c1(span.zero(F.leaky_relu(x, LRELU_SLOPE), rate))
+            xt = c2(span.zero(F.leaky_relu(xt, LRELU_SLOPE), rate))
+            x = xt + x
+        return x
+
+
+class ResBlock2(nn.Module):
+    """Two dilated convs with residuals: x [B, C, T] -> [B, C, T]."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.dilations = list(dilations)[:2]
+        self.convs = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel_size, 1, padding=_same_padding(kernel_size, d), dilation=d)
+            for d in self.dilations
+        )
+
+    def reach(self) -> int:
+        """Samples of context this block reads on each side."""
+        return sum(_same_padding(self.kernel_size, d) for d in self.dilations)
+
+    def forward(self, x: Tensor, span: Span, rate: int) -> Tensor:
+        for c in self.convs:
+            x = c(span.zero(F.leaky_relu(x, LRELU_SLOPE), rate)) + x
+        return x
+
+
+class HiFiGAN(nn.Module):
+    """mel [B, n_mels, T] -> audio [B, 1, T * prod(upsample_rates)] in [-1, 1]. Weight norm never kept."""
+
+    def __init__(
+        self,
+        n_mels: int = 80,
+        resblock: str = "1",
+        upsample_rates: Sequence[int] = (8, 8, 2, 2),
+        upsample_kernel_sizes: Sequence[int] = (16, 16, 4, 4),
+        upsample_initial_channel: int = 512,
+        resblock_kernel_sizes: Sequence[int] = (3, 7, 11),
+        resblock_dilation_sizes: Sequence[Sequence[int]] = ((1, 3, 5), (1, 3, 5), (1, 3, 5)),
+        conv_post_bias: bool = True,
+    ):
+        super().__init__()
+        if resblock not in ("1", "2"):
+            raise ValueError(f"resblock must be '1' or '2', got {resblock!r}")
+        self.upsample_rates = [int(u) for u in upsample_rates]
+        self.upsample_kernel_sizes = [int(k) for k in upsample_kernel_sizes]
+        self.num_kernels = len(resblock_kernel_sizes)
+        self.hop_length = math.prod(self.upsample_rates)
+        self.conv_pre = nn.Conv1d(n_mels, upsample_initial_channel, 7, 1, padding=3)
+        block = ResBlock1 if resblock == "1" else ResBlock2
+        self.ups = nn.ModuleList()
+        self.resblocks = nn.ModuleList()
+        ch = upsample_initial_channel
+        for i, (u, k) in enumerate(zip(self.upsample_rates, self.upsample_kernel_sizes, strict=True)):
+            ch = upsample_initial_channel // 2 ** (i + 1)
+            self.ups.append(nn.ConvTranspose1d(ch * 2, ch, k, u, padding=(k - u) // 2))
+            for rk, rd in zip(resblock_kernel_sizes, resblock_dilation_sizes, strict=True):
+                self.resblocks.append(block(ch, rk, rd))
+        self.conv_post = nn.Conv1d(ch, 1, 7, 1, padding=3, bias=conv_post_bias)
+        self._init_like_upstream()
+
+    def _init_like_upstream(self) -> None:
+        # upstream's init_weights: N(0, 0.01) for the transposed convs and the resblocks' convs
+        for m in [*self.ups, *self.resblocks.modules()]:
+            if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+
+    @classmethod
+    def from_hparams(cls, **hparams: Any) -> HiFiGAN:
+        return cls(**hparams)
+
+    @classmethod
+    def from_preset(cls, preset: Any) -> HiFiGAN:
+        """preset: a presets.Preset of family "hifigan"."""
+        return cls(**preset.hparams)
+
+    def forward(self, mel: Tensor, valid: Tensor | None = None) -> Tensor:
+        """mel [B, n_mels, T] float; valid [B, 2] int64 real frames [start, end) or None -> audio [B, 1, T*hop]."""
+        span = Span(valid)
+        x = self.conv_pre(span.zero(mel, 1))
+        rate = 1
+        for i, (up, u) in enumerate(zip(self.ups, self.upsample_rates, strict=True)):
+            x = up(span.zero(F.leaky_relu(x, LRELU_SLOPE), rate))
+            rate *= u
+            blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
+            xs = blocks[0](x, span, rate)
+            for b in blocks[1:]:
+                xs = xs + b(x, span, rate)
+            x = xs / self.num_kernels
+        x = self.conv_post(span.zero(F.leaky_relu(x), rate))  # default slope 0.01, as upstream
+        return torch.tanh(x)
+
+    def frame_reach(self) -> tuple[int, int]:
+        """(before, after): input frames one output frame depends on, on each side, from the layer geometry.
+
+        Walks the sample interval of output frame 0 back through every layer: same-padded convs widen it by
+        their padding, a transposed conv (k, u, p) maps output n to inputs j with n + p - k + 1 <= j*u <= n + p.
+        """
+        lo, hi = 0, self.hop_length - 1
+        lo, hi = lo - 3, hi + 3  # conv_post
+        for i in reversed(range(len(self.ups))):
+            r = max(b.reach() for b in self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels])
+            lo, hi = lo - r, hi + r
+            u, k = self.upsample_rates[i], self.upsample_kernel_sizes[i]
+            p = (k - u) // 2
+            lo, hi = -((-(lo + p - k + 1)) // u), (hi + p) // u
+        return 3 - lo, hi + 3  # conv_pre; output frame 0 spans input frame 0
+
+    def receptive_field(self) -> int:
+        """Frames of context needed on each side of a window so its inner output is exact."""
+        return max(self.frame_reach())
+
+
+Generator = HiFiGAN
+
+
+def build(hparams: dict[str, Any]) -> HiFiGAN:
+    """Family-table entry: hparams (a preset's, possibly merged with a config.json's) -> random-init HiFiGAN."""
+    return HiFiGAN.from_hparams(**hparams)
+
+
+def hparams_from_config(config: dict[str, Any]) -> dict[str, Any]:
+    """jik876-style config.json -> HiFiGAN hparams (only the keys the config holds)."""
+    keys = (
+        "resblock",
+        "upsample_rates",
+        "upsample_kernel_sizes",
+        "upsample_initial_channel",
+        "resblock_kernel_sizes",
+        "resblock_dilation_sizes",
+    )
+    out = {k: config[k] for k in keys if k in config}
+    if "num_mels" in config:
+        out["n_mels"] = config["num_mels"]
+    return out
