@@ -19,6 +19,7 @@ class JobSettings:
     out_dir: str  # output.dir
     preset: str  # model.preset
     checkpoint: str | None  # model.checkpoint
+    hparams: dict[str, Any] = field(default_factory=dict)  # model.hparams: overrides of the preset's
     backend: str = "auto"  # engine.backend
     precision: str = "fp16"  # engine.precision
     batch: int = 16  # engine.batch: windows per forward
@@ -44,6 +45,7 @@ class JobSettings:
             out_dir=out.get("dir") or "",
             preset=model.get("preset") or "",
             checkpoint=model.get("checkpoint"),
+            hparams=dict(model.get("hparams") or {}),
             backend=eng.get("backend", "auto"),
             precision=eng.get("precision", "fp16"),
             batch=int(eng.get("batch", 16)),

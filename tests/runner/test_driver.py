@@ -1,0 +1,77 @@
+"""The driver on a real local Ray cluster (shared by the session): shards, workers, summary, restart."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from batchvoc.errors import ConfigError
+from batchvoc.runner.driver import run_job
+from batchvoc.settings import JobSettings
+from tests.conftest import mel_rows, write_manifest
+
+
+def three_files(folder, rows=200, seed=0):
+    import numpy as np
+
+    frames = np.random.default_rng(seed).integers(4, 16, rows).tolist()
+    all_rows = mel_rows(rows, 80, frames=frames, seed=seed)
+    cuts = [0, rows // 3, 2 * rows // 3, rows]
+    for k in range(3):
+        write_manifest(folder / f"part{k}.parquet", all_rows[cuts[k] : cuts[k + 1]], row_group_size=10)
+    return all_rows
+
+
+def job(tmp_path, **kw) -> JobSettings:
+    base = dict(manifest=str(tmp_path / "in"), out_dir=str(tmp_path / "out"), preset="hifigan_v1_universal",
+                checkpoint="random", hparams={"upsample_initial_channel": 32}, backend="eager", precision="fp32",
+                batch=4, cpu_actors=2, shard_seconds=0.5)  # fmt: skip
+    base.update(kw)
+    return JobSettings(**base)
+
+
+def output_rows(out):
+    return [row for path in sorted((out / "manifest").glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
+
+
+def test_two_cpu_actors_write_every_row_exactly_once(tmp_path, ray_cluster):
+    rows = three_files(tmp_path / "in")
+    settings = job(tmp_path)
+    report = run_job(settings)
+    assert report.exit_code == 0
+    out = output_rows(settings.out_path)
+    assert sorted(r["id"] for r in out) == sorted(r["id"] for r in rows)
+    assert all(r["status"] == "ok" for r in out)
+    wavs = {p.relative_to(settings.out_path).as_posix() for p in (settings.out_path / "wavs").rglob("*.wav")}
+    assert wavs == {r["path"] for r in out}
+    summary = json.loads((settings.out_path / "summary.json").read_text())
+    assert summary["rows_ok"] == 200 and summary["rows_failed"] == 0 and summary["actors"] == 2
+    assert summary["shards"] > 2 and summary["config"] == {} and summary["backend"] == "eager"
+    actors = {json.loads(p.read_text())["actor"] for p in (settings.out_path / "stats").glob("*.json")}
+    assert actors == {"actor-0", "actor-1"}
+
+    again = run_job(settings)  # everything done: nothing runs, nothing is written
+    assert again.summary["shards_skipped"] == again.summary["shards"] and again.summary["actors"] == 0
+    assert again.summary["rows_ok"] == 200
+
+
+def test_bad_rows_give_exit_code_2(tmp_path, ray_cluster):
+    rows = mel_rows(5, 80, frames=6)
+    rows[2]["n_mels"] = 100
+    write_manifest(tmp_path / "in" / "m.parquet", rows)
+    report = run_job(job(tmp_path, cpu_actors=1))
+    assert report.exit_code == 2
+    assert report.summary["rows_ok"] == 4 and report.summary["rows_failed"] == 1
+
+
+def test_bad_configuration_stops_before_any_work(tmp_path, ray_cluster):
+    three_files(tmp_path / "in", rows=6)
+    for key, change in [("model.preset", dict(preset="nope")), ("model.checkpoint", dict(checkpoint=None)),
+                        ("model.checkpoint", dict(checkpoint=str(tmp_path / "missing.pth"))),
+                        ("input.manifest", dict(manifest=str(tmp_path / "nothing"))),
+                        ("engine.backend", dict(backend="warp")), ("output.format", dict(fmt="mp3")),
+                        ("cluster.cpu_actors", dict(cpu_actors=64))]:  # fmt: skip
+        with pytest.raises(ConfigError) as err:
+            run_job(job(tmp_path, **change))
+        assert err.value.key == key, (key, err.value)
+    assert not (tmp_path / "out" / "wavs").exists()
