@@ -101,3 +101,27 @@ def test_interrupted_job_finishes_on_rerun_without_duplicates(tmp_path, how):
         assert sf.info(out / r["path"]).frames == r["n_samples"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rows_ok"] == 200 and summary["shards_skipped"] >= 3
+
+
+def test_v3_bf16_runs_an_nvidia_checkpoint_folder_end_to_end(tmp_path):
+    """job=v3_bf16 with a small random BigVGAN v2 saved the way NVIDIA publishes it (config.json + generator)."""
+    import torch
+
+    from batchvoc.models.bigvgan import BigVGAN, hparams_from_config
+    from tests.checkpoints import write_nvidia_folder
+    from tests.conftest import mel_rows, write_manifest
+    from tests.models.test_bigvgan import CONFIG_24K
+
+    config = dict(CONFIG_24K, upsample_initial_channel=64)
+    torch.manual_seed(3)
+    write_nvidia_folder(BigVGAN.from_hparams(**hparams_from_config(config)), config, tmp_path / "ckpt")
+    write_manifest(tmp_path / "in" / "m.parquet", mel_rows(3, 100, frames=[12, 30, 7]))
+    out = tmp_path / "out"
+    result = batchvoc("job=v3_bf16", f"model.checkpoint={tmp_path / 'ckpt'}", f"input.manifest={tmp_path / 'in'}",
+                      f"output.dir={out}", "engine.backend=eager", "engine.batch=2")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = [r for p in (out / "manifest").glob("*.parquet") for r in pq.read_table(p).to_pylist()]
+    assert sorted(r["n_samples"] for r in table) == [7 * 256, 12 * 256, 30 * 256]
+    assert {r["sample_rate"] for r in table} == {24000}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["precision"] == "bf16" and summary["rows_ok"] == 3

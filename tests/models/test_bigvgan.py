@@ -413,23 +413,14 @@ def test_two_utterances_packed_in_one_row():
 
 def test_load_vocoder_reads_an_nvidia_checkpoint_folder(tmp_path):
     """config.json + bigvgan_generator.pt as NVIDIA saves it during training ({"generator": ...}, weight_g/v)."""
-    import json
-    import warnings
-
     from batchvoc.models import load_vocoder
+    from tests.checkpoints import weight_norm_state, write_nvidia_folder
 
     config = dict(CONFIG_24K, num_mels=12, upsample_initial_channel=64)
     source = _small(seed=7)
-    wn = copy.deepcopy(source)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.nn.utils.weight_norm is deprecated; upstream still uses it
-        for m in wn.modules():
-            if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
-                torch.nn.utils.weight_norm(m)
-    state = wn.state_dict()
+    state = weight_norm_state(source)
     assert "conv_pre.weight_g" in state and "ups.0.0.weight_v" in state and "conv_pre.weight" not in state
-    torch.save({"generator": state}, tmp_path / "bigvgan_generator.pt")
-    (tmp_path / "config.json").write_text(json.dumps(config))
+    write_nvidia_folder(source, config, tmp_path)
     model, preset = load_vocoder("bigvgan_v2_24khz_100band_256x", str(tmp_path))
     assert isinstance(model, BigVGAN) and preset.n_mels == 12 and preset.hop_length == 256
     mel = torch.randn(1, 12, 10) - 5
