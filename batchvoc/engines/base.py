@@ -1,0 +1,112 @@
+"""The engine interface: a vocoder made fast for one device, precision and a small fixed set of shapes.
+
+Every backend builds an `Engine`: a callable `engine(mel [B, n_mels, T] float32, valid [B, 2] int64)
+-> audio [B, T*hop] float32` on the engine's device. The engine moves and casts the input to its device and
+precision, runs under inference_mode, and casts the output back to float32; it never changes the shape contract.
+
+Precision policy (all backends): "fp32" | "fp16" | "bf16" means the model's weights and activations in that
+dtype (the model is copied and cast; BigVGAN's anti-aliased activations keep their own fp32 math inside the
+model). fp16 asked for on a CPU device runs in fp32, with a warning, and the engine reports precision "fp32":
+CPU fp16 convolutions are slow emulation and nobody runs them in production. bf16 runs natively on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "tensorrt", "inductor", "eager")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+Shape = tuple[int, int]  # (batch rows B, frames per row T)
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> tuple[str, torch.dtype]:
+    """(precision actually used, its dtype): fp16 on a CPU device becomes fp32, with a warning."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    if precision == "fp16" and torch.device(device).type == "cpu":
+        log.warning("fp16 on CPU runs in fp32 (CPU fp16 convolutions are slow emulation); use bf16 for a CPU speedup")
+        precision = "fp32"
+    return precision, PRECISIONS[precision]
+
+
+def cast_model(model: nn.Module, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
+    """A copy of model in eval mode, on device, in dtype; the caller's model is untouched."""
+    return copy.deepcopy(model).eval().requires_grad_(False).to(device=device, dtype=dtype)
+
+
+class Engine:
+    """A built vocoder: `engine(mel [B, n_mels, T], valid [B, 2] | None) -> audio [B, T*hop] float32` on `device`.
+
+    shapes: the (B, T) the engine was built for; None accepts any shape (eager). valid=None means every frame
+    is real ([0, T] on each row). backend / precision / device are strings for stats and logs; `reason` says
+    why this backend was picked.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[Tensor, Tensor], Tensor],
+        *,
+        backend: str,
+        precision: str,
+        device: torch.device | str,
+        hop: int,
+        shapes: Sequence[Shape] | None = None,
+        reason: str = "",
+        details: str = "",
+    ):
+        self._run = run
+        self.backend = backend
+        self.precision = precision
+        self.device = str(torch.device(device))
+        self.dtype = PRECISIONS[precision]
+        self.hop = hop
+        self.shapes = None if shapes is None else [tuple(s) for s in shapes]
+        self.reason = reason
+        self.details = details
+
+    def __call__(self, mel: Tensor, valid: Tensor | None = None) -> Tensor:
+        if mel.ndim != 3:
+            raise ValueError(f"mel must be [B, n_mels, T], got {tuple(mel.shape)}")
+        rows, _, frames = mel.shape
+        if self.shapes is not None and (rows, frames) not in self.shapes:
+            raise ValueError(f"{self.backend} engine built for (B, T) in {self.shapes}, got {(rows, frames)}")
+        if valid is None:
+            valid = torch.tensor([[0, frames]], dtype=torch.int64).expand(rows, 2)
+        with torch.inference_mode():
+            x = mel.to(device=self.device, dtype=self.dtype, non_blocking=True)
+            v = valid.to(device=self.device, dtype=torch.int64, non_blocking=True).contiguous()
+            audio = self._run(x, v)
+        audio = audio.reshape(rows, -1)
+        if audio.shape[1] != frames * self.hop:
+            raise RuntimeError(f"model returned {audio.shape[1]} samples per row, expected {frames * self.hop}")
+        return audio.float()
+
+    def describe(self) -> str:
+        """One line for logs: backend, precision, device, shapes and how it was chosen/built."""
+        shapes = "any" if self.shapes is None else ", ".join(f"{b}x{t}" for b, t in self.shapes)
+        parts = [f"backend={self.backend}", f"precision={self.precision}", f"device={self.device}", f"shapes={shapes}"]
+        if self.details:
+            parts.append(self.details)
+        if self.reason:
+            parts.append(f"({self.reason})")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"Engine({self.describe()})"
+
+
+def warmup_input(model_n_mels: int, shape: Shape, silence: float, dtype: torch.dtype, device) -> tuple[Tensor, Tensor]:
+    """A deterministic example batch for warm-up / export: mel [B, n_mels, T] and valid [B, 2] (all frames real)."""
+    rows, frames = shape
+    gen = torch.Generator().manual_seed(0)
+    mel = silence / 2 + torch.randn(rows, model_n_mels, frames, generator=gen)
+    valid = torch.tensor([[0, frames]], dtype=torch.int64).repeat(rows, 1)
+    return mel.to(device=device, dtype=dtype), valid.to(device)

@@ -1,0 +1,62 @@
+"""Inductor engine on the CPU: equals eager, compiles each shape once at build time, never recompiles silently."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from batchvoc.engines import build_engine
+from tests.engines.conftest import rel_l2
+
+SHAPES = [(2, 64), (1, 64)]
+
+
+@pytest.fixture(scope="module")
+def compiled(tiny, tmp_path_factory):
+    """One inductor engine for two shapes (compiling takes ~10-20 s on 2 CPU cores), with its own cache dir."""
+    model, preset = tiny
+    cache = tmp_path_factory.mktemp("cache")
+    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    engine = build_engine(model, preset, backend="inductor", precision="fp32", shapes=SHAPES, cache_dir=cache)
+    yield engine, cache
+    if before is None:
+        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    else:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
+
+
+@pytest.mark.slow
+def test_inductor_equals_eager_and_does_not_recompile(compiled, tiny, batch):
+    engine, _ = compiled
+    model, preset = tiny
+    mel, valid = batch
+    eager = build_engine(model, preset, backend="eager")
+    graphs = counters["stats"]["unique_graphs"]
+    for _ in range(3):
+        assert rel_l2(engine(mel, valid), eager(mel, valid)) <= 1e-4
+        other = torch.tensor([[0, 10], [20, 64]])  # other spans: same graph
+        assert rel_l2(engine(mel, other), eager(mel, other)) <= 1e-4
+        assert rel_l2(engine(mel[:1], valid[:1]), eager(mel[:1], valid[:1])) <= 1e-4
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert (engine.backend, engine.precision, engine.shapes) == ("inductor", "fp32", SHAPES)
+
+
+@pytest.mark.slow
+def test_unknown_shapes_fail_loudly(compiled, batch):
+    engine, _ = compiled
+    mel, valid = batch
+    with pytest.raises(ValueError, match="built for"):
+        engine(mel[:, :, :32], valid)
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="recompile"):
+        engine._run(torch.zeros(3, 80, 64), torch.tensor([[0, 64]] * 3))  # past the shape check: Dynamo refuses
+
+
+@pytest.mark.slow
+def test_compile_cache_lands_in_cache_dir(compiled):
+    _, cache = compiled
+    folder = cache / "inductor"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(folder.resolve())
+    assert any(folder.rglob("*"))
