@@ -1,0 +1,53 @@
+"""Write a synthetic mel manifest of a given size, for throughput and scaling runs (speed does not depend on values).
+
+    python jobs/make_manifest.py /data/synth --preset gsv_v4 --hours 2 --seconds 10 --files 4
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batchvoc.models.presets import get_preset
+
+
+def write_synthetic(folder: Path, preset_name: str, hours: float, seconds: float, files: int, row_group: int) -> int:
+    """Rows of `seconds` each (±20%) totalling `hours`, split over `files` Parquet files; returns the row count."""
+    preset = get_preset(preset_name)
+    frames_per_second = preset.sample_rate / preset.hop_length
+    rows = max(int(hours * 3600 / seconds), 1)
+    rng = np.random.default_rng(0)
+    schema = pa.schema([("id", pa.string()), ("mel", pa.list_(pa.float32())), ("n_frames", pa.int32()),
+                        ("n_mels", pa.int32())])  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    for f, chunk in enumerate(np.array_split(np.arange(rows), files)):
+        with pq.ParquetWriter(folder / f"part{f:03d}.parquet", schema) as writer:
+            for group in np.array_split(chunk, max(len(chunk) // row_group, 1)):
+                batch = []
+                for i in group:
+                    n = int(seconds * frames_per_second * rng.uniform(0.8, 1.2))
+                    mel = (-6 + 2 * rng.standard_normal((preset.n_mels, n))).astype(np.float32)
+                    batch.append(dict(id=f"synth_{i:07d}", mel=mel.ravel(), n_frames=n, n_mels=preset.n_mels))
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--preset", default="gsv_v4")
+    parser.add_argument("--hours", type=float, default=1.0)
+    parser.add_argument("--seconds", type=float, default=10.0, help="mean utterance length")
+    parser.add_argument("--files", type=int, default=4)
+    parser.add_argument("--row-group", type=int, default=500)
+    args = parser.parse_args()
+    rows = write_synthetic(args.folder, args.preset, args.hours, args.seconds, args.files, args.row_group)
+    print(f"wrote {rows} rows ({args.hours} h of {args.preset} audio) to {args.folder}")
+
+
+if __name__ == "__main__":
+    main()
