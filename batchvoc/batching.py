@@ -1,14 +1,30 @@
-"""Chunk-and-pack: cut mels into fixed windows with context, pack them into fixed-shape batches, stitch back.
+"""Chunk-and-pack: lay utterances end to end into fixed-shape batches, run them, stitch them back.
 
-An utterance's mel [n_mels, T] is cut into pieces of W frames. Each piece travels in a window of L = W + 2C
-frames: C frames of context on each side (C >= the model's receptive field), log-mel silence where the window
-runs past the utterance. A `valid` [start, end) span per row marks the utterance's real frames inside the
-window; the model uses it (through `span.Span`) to re-create whole-utterance padding at the edges, so the
-window's centre W*hop samples equal the whole-utterance output. Windows from many utterances fill batches of
-B rows; the last batch is filled up with all-silence rows, so the engine only ever sees [B, n_mels, L].
+The engine only ever sees [B, n_mels, L] batches (L = W + 2C: W the window, C >= the model's receptive field).
+The B rows of a batch are filled like a tape, left to right and row after row, in input order:
 
-Everything streams: `pack` reads items lazily and `Stitcher` hands back each utterance as soon as its last
-piece comes out of the engine, in input order.
+- an utterance that fits in the rest of the row goes there whole, `gap` frames (default C) after the previous
+  one; the first segment of a row starts at frame 0;
+- one that does not fit is cut: the row takes as much of it as it can (when that is more than C frames, else
+  the utterance moves to the next row), and the rest continues at the start of the next row. A cut needs C
+  frames of real context on each side: the piece before the cut carries the C frames after it, the piece after
+  the cut starts with the C frames before it. A long utterance thus becomes a first piece, whole-row pieces of
+  W frames (context on both sides) and a last piece, as in fixed windows, while short utterances share rows.
+
+`valid` [B, 2, L] gives, per frame, the [start, end) row frames of the segment it belongs to (the part of one
+utterance in that row, context included); gap and padding frames belong to the nearer segment. The model
+re-creates whole-utterance padding at every layer outside each frame's own segment (`span.Span`), so
+
+- at an utterance's true edges the output equals the whole-utterance output, and
+- at a cut, the false edge is C frames past the piece's centre, out of the centre's reach;
+- two segments in one row do not see each other, as long as the gap exceeds every single layer's reach (the
+  masking happens before every layer); `gap = C` is more than enough, since C sums the reaches of all layers.
+
+So every piece's centre audio equals the whole-utterance audio there. Filler (silence, preset.silence) fills
+gaps, row tails and unused rows of the last batch.
+
+Everything streams: `pack` reads items lazily (at most one item ahead) and `Stitcher` hands back each
+utterance as soon as its last piece comes out of the engine, in input order.
 """
 
 from __future__ import annotations
@@ -24,14 +40,16 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class Piece:
-    """One piece of one utterance: its centre frames [start, start + frames) sit in batch row `row`.
+    """One piece of one utterance: its centre, utterance frames [start, start + frames), sits in batch row `row`
+    at row frames [column, column + frames).
 
-    row is None for an utterance of zero frames (no window; it stitches to empty audio).
+    row is None for an utterance of zero frames (nothing to run; it stitches to empty audio).
     """
 
     index: int  # utterance number in input order
     key: Hashable
     row: int | None
+    column: int
     start: int
     frames: int
     last: bool
@@ -39,7 +57,10 @@ class Piece:
 
 @dataclass
 class PackedBatch:
-    """A batch ready for an engine: mel [B, n_mels, W + 2C] float32, valid [B, 2] int64, and its pieces."""
+    """A batch ready for an engine: mel [B, n_mels, L] float32, valid [B, 2, L] int64, and its pieces.
+
+    L = window + 2 * context. `pieces` are in input order, each utterance's pieces one after the other.
+    """
 
     mel: Tensor
     valid: Tensor
@@ -48,15 +69,29 @@ class PackedBatch:
     pieces: list[Piece] = field(default_factory=list)
 
     @property
+    def length(self) -> int:
+        return self.window + 2 * self.context
+
+    @property
     def rows_used(self) -> int:
-        """Rows holding real windows (the rest are silence filler)."""
-        return sum(p.row is not None for p in self.pieces)
+        """Rows holding real frames (the rest are silence filler)."""
+        return len({p.row for p in self.pieces if p.row is not None})
+
+    @property
+    def real_frames(self) -> int:
+        """Frames whose audio is kept: the pieces' centres (context, gaps and filler are overhead)."""
+        return sum(p.frames for p in self.pieces)
+
+    @property
+    def fill(self) -> float:
+        """real_frames / (B * L): the share of the engine's work that is kept."""
+        return self.real_frames / (self.mel.shape[0] * self.length)
 
 
 def window_for(context: int, length: int = 512, multiple: int = 32) -> int:
     """The window W for a given context C: W + 2C is `length` rounded up to `multiple` (at least 2C + multiple).
 
-    A fixed, round L = W + 2C keeps the engine on one shape that compilers like; context overhead is 2C / L.
+    A fixed, round L = W + 2C keeps the engine on one shape that compilers like.
     """
     if context < 0 or length < 1 or multiple < 1:
         raise ValueError(f"bad window parameters: context={context}, length={length}, multiple={multiple}")
@@ -65,19 +100,37 @@ def window_for(context: int, length: int = 512, multiple: int = 32) -> int:
     return total - 2 * context
 
 
-def _pieces(frames: int, window: int) -> list[tuple[int, int, bool]]:
-    """(start, frames, last) of each piece of an utterance of `frames` frames; one empty piece when frames == 0."""
-    if frames == 0:
-        return [(0, 0, True)]
-    starts = range(0, frames, window)
-    return [(s, min(window, frames - s), s + window >= frames) for s in starts]
+def row_bounds(segments: list[tuple[int, int]], length: int) -> np.ndarray:
+    """valid [2, length] for one row holding `segments` [(lo, hi), ...] (ascending, disjoint): per frame, the
+    segment it belongs to. Frames between two segments go to the nearer one (ties: the left one); frames before
+    the first / after the last to it. A row with no segment is one segment [0, length)."""
+    bounds = np.empty((2, length), dtype=np.int64)
+    if not segments:
+        bounds[0], bounds[1] = 0, length
+        return bounds
+    middles = [(hi + lo + 1) // 2 for (_, hi), (lo, _) in zip(segments[:-1], segments[1:], strict=True)]
+    cuts = [0, *middles, length]
+    for (lo, hi), a, b in zip(segments, cuts[:-1], cuts[1:], strict=True):
+        bounds[0, a:b], bounds[1, a:b] = lo, hi
+    return bounds
 
 
-def _blank(batch: int, n_mels: int, length: int, silence: float) -> tuple[np.ndarray, np.ndarray]:
-    """An all-silence batch: mel [batch, n_mels, length] float32 and valid [batch, 2] = [0, length]."""
-    mel = np.full((batch, n_mels, length), silence, dtype=np.float32)
-    valid = np.tile(np.array([0, length], dtype=np.int64), (batch, 1))
-    return mel, valid
+class _Batch:
+    """A batch being filled: mel, the segments of each row, the pieces in input order."""
+
+    def __init__(self, batch: int, n_mels: int, length: int, silence: float):
+        self.mel = np.full((batch, n_mels, length), silence, dtype=np.float32)
+        self.segments: list[list[tuple[int, int]]] = [[] for _ in range(batch)]
+        self.pieces: list[Piece] = []
+
+    def put(self, row: int, column: int, mel: np.ndarray) -> None:
+        self.mel[row, :, column : column + mel.shape[1]] = mel
+        self.segments[row].append((column, column + mel.shape[1]))
+
+    def finish(self, window: int, context: int) -> PackedBatch:
+        length = self.mel.shape[2]
+        valid = np.stack([row_bounds(s, length) for s in self.segments])
+        return PackedBatch(torch.from_numpy(self.mel), torch.from_numpy(valid), window, context, self.pieces)
 
 
 def pack(
@@ -86,47 +139,61 @@ def pack(
     context: int,
     batch: int,
     silence: float,
+    gap: int | None = None,
 ) -> Iterator[PackedBatch]:
-    """Pack utterances (key, mel [n_mels, T_i]) into batches of `batch` windows of `window + 2*context` frames.
+    """Pack utterances (key, mel [n_mels, T_i]) into batches [batch, n_mels, window + 2*context] (module doc).
 
-    Rows are filled with `silence` outside the utterance; each row's valid span is the utterance's frames in the
-    window. The last batch is filled up with all-silence rows (valid = the whole window). Mels may be float16 or
-    float32 numpy arrays (or anything np.asarray takes); every mel must have the same n_mels. Validate rows
-    before packing: a bad mel raises here and ends the stream.
+    gap: filler frames between two utterances sharing a row; default `context`. Smaller gaps stay exact only
+    while they exceed the reach of every single layer of the model (see tests/test_batching.py); 0 is wrong.
+    Mels may be float16 or float32 numpy arrays (or anything np.asarray takes); every mel must have the same
+    n_mels. Validate rows before packing: a bad mel raises here and ends the stream.
     """
-    if window < 1 or context < 0 or batch < 1:
-        raise ValueError(f"bad packing parameters: window={window}, context={context}, batch={batch}")
+    gap = context if gap is None else gap
+    if window < 1 or context < 0 or batch < 1 or gap < 0:
+        raise ValueError(f"bad packing parameters: window={window}, context={context}, batch={batch}, gap={gap}")
     length = window + 2 * context
-    mel = valid = n_mels = None
-    pieces: list[Piece] = []
-    row = 0
+    current: _Batch | None = None
+    n_mels = None
+    row = column = 0  # where the next segment may start (after a gap when column > 0)
     for index, (key, item) in enumerate(items):
         m = np.asarray(item)
         if m.ndim != 2 or (n_mels is not None and m.shape[0] != n_mels):
             expected = "[n_mels, T]" if n_mels is None else f"[{n_mels}, T]"
             raise ValueError(f"item {key!r}: mel of shape {m.shape}, expected {expected}")
-        n_mels = m.shape[0]
-        frames = m.shape[1]
-        for start, n, last in _pieces(frames, window):
-            if n == 0:
-                pieces.append(Piece(index, key, None, start, 0, last))
-                continue
-            if mel is None or row == batch:
-                if mel is not None:
-                    yield PackedBatch(torch.from_numpy(mel), torch.from_numpy(valid), window, context, pieces)
-                    pieces = []
-                mel, valid = _blank(batch, n_mels, length, silence)
-                row = 0
-            lo, hi = max(0, start - context), min(frames, start + window + context)
-            offset = context - start  # window frame = utterance frame + offset
-            mel[row, :, lo + offset : hi + offset] = m[:, lo:hi]
-            valid[row] = (lo + offset, hi + offset)
-            pieces.append(Piece(index, key, row, start, n, last))
-            row += 1
-    if pieces:
-        if mel is None:  # only empty utterances: an all-filler batch carries them
-            mel, valid = _blank(batch, n_mels, length, silence)
-        yield PackedBatch(torch.from_numpy(mel), torch.from_numpy(valid), window, context, pieces)
+        n_mels, frames = m.shape
+        if frames == 0:
+            if current is None:
+                current = _Batch(batch, n_mels, length, silence)
+            current.pieces.append(Piece(index, key, None, 0, 0, 0, True))
+            continue
+        start = 0  # first utterance frame not yet placed
+        while start < frames:
+            if current is None:
+                current = _Batch(batch, n_mels, length, silence)
+            lead = min(context, start)  # real context before the piece (only after a cut)
+            at = column + gap if column else 0
+            room = length - at
+            if lead + frames - start <= room:  # the rest fits: last piece
+                n = frames - start
+                last = True
+            else:
+                n = room - lead - context  # cut: keep C frames of context after the piece
+                last = False
+                if n <= context and column:  # cheaper to leave the row's tail empty
+                    n = 0
+            if n > 0:
+                segment = m[:, start - lead : (frames if last else start + n + context)]
+                current.put(row, at, segment)
+                current.pieces.append(Piece(index, key, row, at + lead, start, n, last))
+                start += n
+                column = at + segment.shape[1]
+            if n == 0 or not last or column + gap >= length:  # row full: next row, maybe next batch
+                row, column = row + 1, 0
+                if row == batch:
+                    yield current.finish(window, context)
+                    current, row = None, 0
+    if current is not None and current.pieces:
+        yield current.finish(window, context)
 
 
 class Stitcher:
@@ -143,11 +210,11 @@ class Stitcher:
         return self._index is not None
 
     def feed(self, packed: PackedBatch, audio: np.ndarray | Tensor) -> list[tuple[Hashable, np.ndarray]]:
-        """Take a batch's audio [B, (W + 2C) * hop]; return finished utterances (key, audio [T_i * hop] float32)."""
+        """Take a batch's audio [B, L * hop]; return finished utterances (key, audio [T_i * hop] float32)."""
         if isinstance(audio, Tensor):
             audio = audio.detach().float().cpu().numpy()
         audio = np.asarray(audio).reshape(audio.shape[0], -1)
-        expected = (packed.window + 2 * packed.context) * self.hop
+        expected = packed.length * self.hop
         if audio.shape[1] != expected:
             raise ValueError(f"engine returned {audio.shape[1]} samples per row, expected {expected}")
         done = []
@@ -155,7 +222,7 @@ class Stitcher:
             if self._index is not None and p.index != self._index:
                 raise ValueError(f"utterance {p.key!r} started before utterance #{self._index} finished")
             if p.row is not None:
-                first = packed.context * self.hop
+                first = p.column * self.hop
                 self._parts.append(audio[p.row, first : first + p.frames * self.hop])
             self._index = p.index
             if p.last:
@@ -173,14 +240,16 @@ def vocode(
     batch: int,
     silence: float,
     hop: int,
+    gap: int | None = None,
 ) -> Iterator[tuple[Hashable, np.ndarray]]:
-    """Run `engine(mel [B, n_mels, L], valid [B, 2]) -> audio [B, L*hop]` over items; yield (key, audio [T_i*hop])."""
+    """Run `engine(mel [B, n_mels, L], valid [B, 2, L]) -> audio [B, L*hop]` over items; yield (key, audio
+    [T_i*hop]) in input order."""
     stitcher = Stitcher(hop)
-    for packed in pack(items, window, context, batch, silence):
+    for packed in pack(items, window, context, batch, silence, gap):
         if packed.rows_used:
             audio = engine(packed.mel, packed.valid)
         else:  # only empty utterances: nothing to run
-            audio = np.zeros((batch, (window + 2 * context) * hop), dtype=np.float32)
+            audio = np.zeros((batch, packed.length * hop), dtype=np.float32)
         yield from stitcher.feed(packed, audio)
     if stitcher.pending:
         raise RuntimeError("stream ended inside an utterance")

@@ -79,7 +79,7 @@ class Engine:
         if self.shapes is not None and (rows, frames) not in self.shapes:
             raise ValueError(f"{self.backend} engine built for (B, T) in {self.shapes}, got {(rows, frames)}")
         if valid is None:
-            valid = torch.tensor([[0, frames]], dtype=torch.int64).expand(rows, 2)
+            valid = whole_rows(rows, frames)
         with torch.inference_mode():
             x = mel.to(device=self.device, dtype=self.dtype, non_blocking=True)
             v = valid.to(device=self.device, dtype=torch.int64, non_blocking=True).contiguous()
@@ -103,10 +103,14 @@ class Engine:
         return f"Engine({self.describe()})"
 
 
+def whole_rows(rows: int, frames: int) -> Tensor:
+    """valid [rows, 2, frames] int64 saying every frame of every row is one utterance's (the packer's form)."""
+    return torch.tensor([0, frames], dtype=torch.int64).view(1, 2, 1).expand(rows, 2, frames)
+
+
 def warmup_input(model_n_mels: int, shape: Shape, silence: float, dtype: torch.dtype, device) -> tuple[Tensor, Tensor]:
-    """A deterministic example batch for warm-up / export: mel [B, n_mels, T] and valid [B, 2] (all frames real)."""
+    """A deterministic example batch for warm-up / export: mel [B, n_mels, T] and valid [B, 2, T] (all real)."""
     rows, frames = shape
     gen = torch.Generator().manual_seed(0)
     mel = silence / 2 + torch.randn(rows, model_n_mels, frames, generator=gen)
-    valid = torch.tensor([[0, frames]], dtype=torch.int64).repeat(rows, 1)
-    return mel.to(device=device, dtype=dtype), valid.to(device)
+    return mel.to(device=device, dtype=dtype), whole_rows(rows, frames).contiguous().to(device)
