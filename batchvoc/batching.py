@@ -30,7 +30,7 @@ utterance as soon as its last piece comes out of the engine, in input order.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -243,13 +243,51 @@ def vocode(
     gap: int | None = None,
 ) -> Iterator[tuple[Hashable, np.ndarray]]:
     """Run `engine(mel [B, n_mels, L], valid [B, 2, L]) -> audio [B, L*hop]` over items; yield (key, audio
-    [T_i*hop]) in input order."""
+    [T_i*hop]) in input order.
+
+    On a GPU the next batch is packed and launched before the previous one's audio is copied back (through
+    pinned buffers), so the device does not wait on the host between batches.
+    """
     stitcher = Stitcher(hop)
+    to_host = _HostCopies()
+    waiting: tuple[PackedBatch, Callable[[], np.ndarray]] | None = None
     for packed in pack(items, window, context, batch, silence, gap):
         if packed.rows_used:
-            audio = engine(packed.mel, packed.valid)
+            audio = to_host(engine(packed.mel, packed.valid))
         else:  # only empty utterances: nothing to run
-            audio = np.zeros((batch, packed.length * hop), dtype=np.float32)
-        yield from stitcher.feed(packed, audio)
+            zeros = np.zeros((batch, packed.length * hop), dtype=np.float32)
+            audio = lambda zeros=zeros: zeros  # noqa: E731
+        if waiting is not None:
+            yield from stitcher.feed(waiting[0], waiting[1]())
+        waiting = (packed, audio)
+    if waiting is not None:
+        yield from stitcher.feed(waiting[0], waiting[1]())
     if stitcher.pending:
         raise RuntimeError("stream ended inside an utterance")
+
+
+class _HostCopies:
+    """Starts device-to-host copies into two alternating pinned buffers; each call returns a `wait()` for one."""
+
+    def __init__(self):
+        self._buffers: list[Tensor] = []
+        self._turn = 0
+
+    def __call__(self, audio) -> Callable[[], np.ndarray]:
+        if not isinstance(audio, Tensor) or audio.device.type != "cuda":
+            host = audio.detach().float().cpu().numpy() if isinstance(audio, Tensor) else np.asarray(audio)
+            return lambda: host
+        audio = audio.detach().float()
+        if not self._buffers or self._buffers[0].shape != audio.shape:
+            self._buffers = [torch.empty(audio.shape, dtype=torch.float32, pin_memory=True) for _ in range(2)]
+        buffer = self._buffers[self._turn]
+        self._turn ^= 1
+        buffer.copy_(audio, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+
+        def wait() -> np.ndarray:
+            done.synchronize()
+            return buffer.numpy()
+
+        return wait
