@@ -1,7 +1,8 @@
 """One shard through the pipeline: read rows → chunk-and-pack → engine → stitch → sink, with stats.
 
 Reading runs in a thread ahead of the engine and writing in a small thread pool behind it, so the device
-is not kept waiting on Parquet decoding or audio encoding.
+is not kept waiting on Parquet decoding or audio encoding. vocode_s is the time the pipeline spent packing,
+running the engine and stitching (not waiting for rows).
 """
 
 from __future__ import annotations
@@ -37,20 +38,6 @@ class Packing:
     hop: int
 
 
-class _Timed:
-    """Wraps a callable and adds up the seconds spent in it."""
-
-    def __init__(self, fn: Callable):
-        self.fn, self.seconds = fn, 0.0
-
-    def __call__(self, *args):
-        start = time.perf_counter()
-        try:
-            return self.fn(*args)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-
 def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink, n_mels: int,
               extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Vocode every row of `shard` into `sink`; returns the shard's stats (written with its manifest).
@@ -63,7 +50,6 @@ def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink,
     finished = _already_written(passthrough.column("id").to_pylist(), sink)
     results: list[dict[str, Any] | None] = [None] * shard.rows
     reader = _ReadAhead(read_shard_rows(shard, n_mels, skip=set(finished)))
-    timed_engine = _Timed(engine)
     write_seconds = [0.0]
     frames = 0
 
@@ -81,16 +67,18 @@ def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink,
     with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix=f"write-{shard.name}") as pool:
         pending: list[Future] = []
         ids = passthrough.column("id").to_pylist()
-        stream = vocode(timed_engine, good_rows(), packing.window, packing.context, packing.batch,
+        stream = vocode(engine, good_rows(), packing.window, packing.context, packing.batch,
                         packing.silence, packing.hop)  # fmt: skip
+        loop_started = time.perf_counter()
         for index, audio in stream:
             pending.append(pool.submit(_write_row, sink, index, ids[index], audio, results, write_seconds))
+        vocode_seconds = time.perf_counter() - loop_started - reader.waited
         for future in pending:
             future.result()
     for index, result in enumerate(results):
         if result is None:  # only if the reader died: never leave a row out of the manifest
             results[index] = sink.failed(str(ids[index]), "row was not read")
-    stats = _stats(shard, results, frames, reader.seconds, timed_engine.seconds, write_seconds[0], started, sink)
+    stats = _stats(shard, results, frames, reader.seconds, vocode_seconds, write_seconds[0], started)
     stats.update(extra or {})
     sink.finish(results, passthrough, stats)
     return stats
@@ -119,7 +107,7 @@ def _write_row(sink: ShardSink, index: int, key: str, audio: np.ndarray, results
 
 
 def _stats(shard: Shard, results: list, frames: int, read_s: float, vocode_s: float, write_s: float,
-           started: float, sink: ShardSink) -> dict[str, Any]:  # fmt: skip
+           started: float) -> dict[str, Any]:  # fmt: skip
     ok = [r for r in results if r["status"] == "ok"]
     audio_seconds = sum(r["duration_s"] for r in ok)
     wall = time.perf_counter() - started
@@ -129,12 +117,14 @@ def _stats(shard: Shard, results: list, frames: int, read_s: float, vocode_s: fl
 
 
 class _ReadAhead:
-    """Iterates rows produced by a background thread; `seconds` is the reader's busy time."""
+    """Iterates rows produced by a background thread; `seconds` is the reader's busy time, `waited` the
+    consumer's time blocked on it."""
 
     _END = object()
 
     def __init__(self, rows: Iterator[MelRow]):
         self.seconds = 0.0
+        self.waited = 0.0
         self._queue: queue.Queue = queue.Queue(READ_AHEAD_ROWS)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._fill, args=(rows,), daemon=True)
@@ -154,7 +144,12 @@ class _ReadAhead:
             self._queue.put(self._END)
 
     def __iter__(self) -> Iterator[MelRow]:
-        while (row := self._queue.get()) is not self._END:
+        while True:
+            start = time.perf_counter()
+            row = self._queue.get()
+            self.waited += time.perf_counter() - start
+            if row is self._END:
+                break
             yield row
         if self._error is not None:
             raise self._error
