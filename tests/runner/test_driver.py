@@ -49,6 +49,10 @@ def test_two_cpu_actors_write_every_row_exactly_once(tmp_path, ray_cluster):
     assert summary["shards"] > 2 and summary["config"] == {} and summary["backend"] == "eager"
     actors = {json.loads(p.read_text())["actor"] for p in (settings.out_path / "stats").glob("*.json")}
     assert actors == {"actor-0", "actor-1"}
+    from jobs.throughput import report as throughput
+
+    numbers = throughput(settings.out_path)
+    assert numbers["actors"] == 2 and numbers["rows_ok"] == 200 and numbers["balance_max_over_min"] >= 1.0
 
     again = run_job(settings)  # everything done: nothing runs, nothing is written
     assert again.summary["shards_skipped"] == again.summary["shards"] and again.summary["actors"] == 0

@@ -1,0 +1,49 @@
+"""Read a finished job's summary.json and stats/*.json: throughput, per-actor busy time and balance.
+
+    python jobs/throughput.py /data/audio/v4
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def report(out_dir: Path) -> dict:
+    """Totals over the job's shards; `busy_x_realtime` excludes start-up (audio / the busiest actor's shard time)."""
+    summary = json.loads((out_dir / "summary.json").read_text())
+    stats = [json.loads(p.read_text()) for p in sorted((out_dir / "stats").glob("*.json"))]
+    busy: dict[str, float] = defaultdict(float)
+    for s in stats:
+        busy[s["actor"]] += s["wall_s"]
+    audio = sum(s["audio_seconds"] for s in stats)
+    busiest = max(busy.values()) if busy else 0.0
+    return dict(
+        rows_ok=summary["rows_ok"],
+        rows_failed=summary["rows_failed"],
+        audio_hours=audio / 3600,
+        wall_seconds=summary["wall_seconds"],
+        x_realtime=summary["x_realtime"],
+        busy_x_realtime=audio / busiest if busiest else 0.0,
+        actors=len(busy),
+        balance_max_over_min=max(busy.values()) / min(busy.values()) if busy else 0.0,
+        read_s=sum(s["read_s"] for s in stats),
+        vocode_s=sum(s["vocode_s"] for s in stats),
+        write_s=sum(s["write_s"] for s in stats),
+        backend=summary["backend"],
+        precision=summary["precision"],
+        devices=summary.get("devices"),
+    )
+
+
+def main() -> None:
+    for folder in sys.argv[1:]:
+        result = report(Path(folder))
+        print(json.dumps(result))
+        print(" | ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()
