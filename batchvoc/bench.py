@@ -6,6 +6,10 @@ fp32 eager is measured in the same run for every batch size: its audio is the ac
 the denominator of `speedup`. With whole=true, each item also runs unchunked (one per row) for comparison.
 Timing: CUDA events around the run on a GPU (the run ends in a device-to-host copy, so it is complete),
 perf_counter on a CPU. Config: conf/bench.yaml.
+
+A backend entry may carry engine options: "inductor:layout=ncl,antialias=conv" builds the inductor engine with
+layout="ncl" and antialias="conv" (the stock model, for comparison); "inductor:mode=default";
+"eager:layout=channels_last_2d,antialias=polyphase" (the GPU rewrites in eager).
 """
 
 from __future__ import annotations
@@ -73,16 +77,32 @@ def whole_runner(engine, items, batch: int, silence: float) -> list[np.ndarray]:
     return out
 
 
+def parse_backend(spec: str) -> tuple[str, dict[str, str]]:
+    """Parse a backend entry: inductor:layout=ncl,mode=default -> ("inductor", {"layout": "ncl", "mode": "default"})."""
+    name, _, rest = str(spec).partition(":")
+    options = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError("backends", f"bad engine option {part!r} in {spec!r}; write key=value")
+        options[key.strip()] = value.strip()
+    return name.strip(), options
+
+
 def measure(cfg, model, preset, device, mode: str, backend: str, precision: str, batch: int, geometry: dict,
             items: list) -> tuple[dict[str, Any], np.ndarray]:  # fmt: skip
-    """Build one engine, warm up, time `repeats` runs; (result line, audio of all items concatenated)."""
+    """Build one engine, warm up, time `repeats` runs; (result line, audio of all items concatenated).
+
+    backend: a name, or name:key=value,... with engine options (parse_backend)."""
+    spec = backend
+    backend, options = parse_backend(spec)
     window, context = geometry["window"], geometry["context"]
     shape = (batch, window + 2 * context) if mode == "chunked" else (batch, int(cfg.frames))
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    engine = build_engine(model, preset, backend, precision, device, [shape], cfg.cache_dir)
+    engine = build_engine(model, preset, backend, precision, device, [shape], cfg.cache_dir, **options)
     build_s = time.perf_counter() - start
     if mode == "chunked":
 
@@ -101,7 +121,8 @@ def measure(cfg, model, preset, device, mode: str, backend: str, precision: str,
         times.append(seconds)
     audio_s = len(items) * int(cfg.frames) * preset.hop_length / preset.sample_rate
     median = statistics.median(times)
-    line = dict(mode=mode, backend=engine.backend, precision=engine.precision, requested=f"{backend}/{precision}",
+    line = dict(mode=mode, backend=engine.backend, precision=engine.precision, requested=f"{spec}/{precision}",
+                options=options,
                 batch=batch, shape=list(shape), build_s=round(build_s, 3), median_s=median, min_s=min(times),
                 x_realtime=audio_s / median, audio_s=audio_s, runs=len(times),
                 peak_mem_mb=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
@@ -120,7 +141,7 @@ def run_bench(cfg) -> dict[str, Any]:
     backends, precisions, batches = list(cfg.backends), list(cfg.precisions), [int(b) for b in cfg.batch]
     for backend in backends:
         for precision in precisions:
-            check_backend(backend, precision)
+            check_backend(parse_backend(backend)[0], precision)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     device = pick_device(str(cfg.device))
@@ -176,8 +197,14 @@ def _print_line(line: dict) -> None:
     if "error" in line:
         log.warning("%s %s batch %d: failed: %s", line["mode"], line["requested"], line["batch"], line["error"])
     else:
-        log.info("%s %s/%s batch %d: %.1fx real time, %.2fx eager fp32, SNR %s dB", line["mode"], line["backend"],
+        log.info("%s %s/%s batch %d: %.1fx real time, %.2fx eager fp32, SNR %s dB", line["mode"], _label(line),
                  line["precision"], line["batch"], line["x_realtime"], line["speedup"], _snr(line))  # fmt: skip
+
+
+def _label(line: dict) -> str:
+    """The backend, with its engine options if any (inductor:layout=ncl)."""
+    options = line.get("options") or {}
+    return line["backend"] + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
 
 
 def _snr(line: dict) -> str:
@@ -198,7 +225,7 @@ def table(report: dict) -> str:
             rows.append(f"{r['mode']:8} {r['requested']:15} {r['batch']:>5}  failed: {r['error'][:60]}")
             continue
         mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
-        rows.append(f"{r['mode']:8} {r['backend']:9} {r['precision']:5} {r['batch']:>5} {r['x_realtime']:8.1f} "
+        rows.append(f"{r['mode']:8} {_label(r):9} {r['precision']:5} {r['batch']:>5} {r['x_realtime']:8.1f} "
                     f"{r['speedup']:7.2f} {mem:>8} {r['rel_l2']:9.1e} {_snr(r):>7} {r['build_s']:7.1f}")  # fmt: skip
     return "\n".join(rows)
 

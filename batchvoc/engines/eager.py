@@ -1,7 +1,9 @@
 """Eager PyTorch: the reference engine, and the CPU default.
 
 The model is copied and cast to the precision (fp32 | bf16 | fp16; fp16 on CPU runs in fp32, see base.py) and
-called as is, for any shape.
+called as is, for any shape. Options layout="channels_last_2d" / antialias="polyphase" (engines/layout.py) run
+the engine's copy with the same rewrites the inductor engine uses on a GPU (for benchmarks and checks); by
+default eager is the unmodified reference.
 """
 
 from __future__ import annotations
@@ -9,18 +11,29 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from batchvoc.engines import layout as _layout
 from batchvoc.engines.base import Engine, cast_model, resolve_precision
 from batchvoc.models.presets import Preset
 
 
-def build(model: nn.Module, preset: Preset, precision: str, device, shapes=None, cache_dir=None, **options) -> Engine:
+def build(
+    model: nn.Module,
+    preset: Preset,
+    precision: str,
+    device,
+    shapes=None,
+    cache_dir=None,
+    layout: str = "auto",
+    antialias: str = "auto",
+) -> Engine:
     """An eager Engine of `model` (copied) in `precision` on `device`; shapes and cache_dir are not used."""
-    if options:
-        raise TypeError(f"eager engine takes no options, got {sorted(options)}")
     precision, dtype = resolve_precision(precision, device)
-    net = cast_model(model, dtype, torch.device(device))
+    layout, antialias = _layout.choose(layout, antialias, device, "eager")
+    rewritten = model if (layout, antialias) == ("ncl", "conv") else _layout.apply(model, layout, antialias)
+    net = cast_model(rewritten, dtype, torch.device(device))
 
     def run(mel, valid):
         return net(mel, valid)
 
-    return Engine(run, backend="eager", precision=precision, device=device, hop=preset.hop_length)
+    details = "" if (layout, antialias) == ("ncl", "conv") else _layout.describe(layout, antialias, model)
+    return Engine(run, backend="eager", precision=precision, device=device, hop=preset.hop_length, details=details)

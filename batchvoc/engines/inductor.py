@@ -9,8 +9,15 @@ raises instead of quietly recompiling or running eager.
 
 Caches: with cache_dir set, Inductor's on-disk caches (FX graph cache, AOTAutograd cache, Triton kernels) live
 under cache_dir/inductor (TORCHINDUCTOR_CACHE_DIR, process-wide), so a second job on the same machine/image starts
-warm. mode: "default" on CPU; on GPU "max-autotune-no-cudagraphs" by default (CUDA graphs would pin a static
-output buffer that the next call overwrites); override with options mode=....
+warm; that includes max-autotune's benchmark results (Inductor's local autotune cache) and the FX graph cache, so
+a warm start skips autotuning. mode: "default" on CPU; on GPU "max-autotune-no-cudagraphs" by default; a mode with
+CUDA graphs ("reduce-overhead", "max-autotune") works too: each call then marks a new step and clones the output
+out of the graph's static buffer.
+
+Layout (engines/layout.py): on a CUDA GPU the engine's copy of the model is rewritten by default with
+layout="channels_last_2d" (every Conv1d as a channels-last (1, k) Conv2d, with Inductor's layout optimisation
+forced on, so no NCHW <-> NHWC transposes) and antialias="polyphase" (BigVGAN's anti-aliased activations as index
+arithmetic that Inductor fuses); layout="ncl" / antialias="conv" turn them off; on a CPU both default off.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import torch
 import torch._dynamo
 from torch import nn
 
+from batchvoc.engines import layout as _layout
 from batchvoc.engines.base import Engine, cast_model, resolve_precision, warmup_input
 from batchvoc.models.presets import Preset
 
@@ -66,6 +74,16 @@ def use_cache_dir(cache_dir: str | os.PathLike | None) -> str | None:
     return folder
 
 
+def compile_options(mode: str, layout: str) -> dict:
+    """torch.compile options for `mode` (its Inductor settings), plus layout optimisation for channels_last_2d."""
+    import torch._inductor
+
+    options = dict(torch._inductor.list_mode_options(mode))
+    if layout == "channels_last_2d":
+        options["force_layout_optimization"] = True
+    return options
+
+
 def build(
     model: nn.Module,
     preset: Preset,
@@ -74,6 +92,8 @@ def build(
     shapes,
     cache_dir=None,
     mode: str | None = None,
+    layout: str = "auto",
+    antialias: str = "auto",
 ) -> Engine:
     """An Inductor Engine for exactly `shapes` [(B, T), ...], compiled and warmed up here."""
     global _compiled_shapes
@@ -83,19 +103,37 @@ def build(
     precision, dtype = resolve_precision(precision, device)
     device = torch.device(device)
     mode = mode or default_mode(device)
+    layout, antialias = _layout.choose(layout, antialias, device, "inductor")
     folder = use_cache_dir(cache_dir)
-    net = cast_model(model, dtype, device)
+    net = cast_model(_layout.apply(model, layout, antialias), dtype, device)
     _compiled_shapes += len(shapes)
     _raise_recompile_limit(_compiled_shapes + 8)
-    compiled = torch.compile(net, mode=mode, dynamic=False, fullgraph=True)
+    options = compile_options(mode, layout)
+    cudagraphs = bool(options.get("triton.cudagraphs", False))
+    compiled = torch.compile(net, options=options, dynamic=False, fullgraph=True)
+
+    def call(mel, valid):
+        # Dynamo guards on the dispatch keys: inputs made outside inference_mode (e.g. already on the device in
+        # the engine's dtype, which Engine passes through) would not match the graph; copy those (a few MB).
+        if not mel.is_inference():
+            mel = mel.clone()
+        if valid.dim() == 2:  # one graph for [B, 2] and [B, 2, T] spans: [B, 2] as the per-frame form
+            valid = valid.unsqueeze(-1).expand(-1, -1, mel.shape[-1]).contiguous()
+        elif not valid.is_inference():
+            valid = valid.clone()
+        if cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+            return compiled(mel, valid).clone()
+        return compiled(mel, valid)
+
     n_mels = preset.n_mels
     for shape in shapes:
         start = time.perf_counter()
-        mel, valid = warmup_input(n_mels, shape, preset.silence, dtype, device)
         with torch.inference_mode():
-            compiled(mel, valid)
+            mel, valid = warmup_input(n_mels, shape, preset.silence, dtype, device)
+            call(mel, valid)
             with torch.compiler.set_stance("fail_on_recompile"):
-                compiled(mel, valid)  # a second call must hit the cache
+                call(mel, valid)  # a second call must hit the cache
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         log.info(
@@ -108,9 +146,9 @@ def build(
 
     def run(mel, valid):
         with torch.compiler.set_stance("fail_on_recompile"):
-            return compiled(mel, valid)
+            return call(mel, valid)
 
-    details = f"mode={mode}" + (f" cache={folder}" if folder else "")
+    details = f"mode={mode} {_layout.describe(layout, antialias, model)}" + (f" cache={folder}" if folder else "")
     return Engine(
         run,
         backend="inductor",

@@ -165,3 +165,105 @@ class Activation1d(nn.Module):
     def needs(self, lo: int, hi: int) -> tuple[int, int]:
         """Input samples that output samples [lo, hi] read, through both filters."""
         return self.upsample.needs(*self.downsample.needs(lo, hi))
+
+
+def _up_phases(up: UpSample1d) -> tuple[list[int], list[list[float]]]:
+    """UpSample1d as polyphase taps: out[r*j + p] = sum_k taps[p][k] * x[clamp(j + first[p] + k)] (replicate pad).
+
+    Derived from the transposed conv: full output n = i*r + m reads padded input i with tap m; the kept output
+    r*j + p is full output n = r*j + p + pad_left, and padded input i is x[clamp(i - pad)]. The ratio is folded in.
+    """
+    r, k_size, f = up.ratio, up.kernel_size, up.filter.detach().double().flatten().tolist()
+    first, taps = [], []
+    for p in range(r):
+        pairs = sorted(
+            ((p + up.pad_left - m) // r - up.pad, m) for m in range(k_size) if (p + up.pad_left - m) % r == 0
+        )
+        offsets = [o for o, _ in pairs]
+        if offsets != list(range(offsets[0], offsets[0] + len(offsets))):
+            raise ValueError("polyphase taps are not contiguous")
+        first.append(offsets[0])
+        taps.append([r * f[m] for _, m in pairs])
+    if len({len(t) for t in taps}) != 1:
+        raise ValueError("every phase needs the same number of taps (kernel_size a multiple of ratio)")
+    return first, taps
+
+
+class PolyphaseActivation1d(nn.Module):
+    """Activation1d, same function, written as index arithmetic that a compiler fuses (no convolutions).
+
+    The 2x Kaiser upsampler is polyphase (each output phase a few-tap sum of shifted input samples), the strided
+    low-pass is a sum of shifted samples, and replicate padding plus `Span.edge` are one clamped index per tap
+    (edge index of the replicate-clamped position, as in the reference's edge-then-pad). Every filter tap runs in
+    float32 (at least), and the activation's output is rounded to x's dtype before the low-pass, as in the
+    reference. Built from an Activation1d (`from_module`); used by the engines, never in the reference models.
+    """
+
+    def __init__(self, base: Activation1d):
+        super().__init__()
+        up, low = base.upsample, base.downsample.lowpass
+        if not low.padding or low.padding_mode != "replicate":
+            raise ValueError("PolyphaseActivation1d needs a replicate-padded low-pass")
+        self.act = base.act
+        self.up_ratio, self.down_ratio = base.up_ratio, base.down_ratio
+        self.up_first, self.up_taps = _up_phases(up)
+        self.down_taps = low.filter.detach().double().flatten().tolist()
+        self.down_left = low.pad_left
+        self._needs = base.needs
+
+    @classmethod
+    def from_module(cls, base: Activation1d) -> PolyphaseActivation1d:
+        return cls(base)
+
+    def needs(self, lo: int, hi: int) -> tuple[int, int]:
+        return self._needs(lo, hi)
+
+    def _indices(self, x: Tensor, span: Span, rate: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(up_index [B|1, 1, n*rT], up_taps [1, 1, n, rT] float32, down_index [B|1, 1, K*T']) for x's length.
+
+        They depend only on the span, the rate and the length, so one set serves every activation of a stage:
+        they are kept on the span (a model's forward makes one Span per call)."""
+        length = x.shape[-1]
+        key = ("polyphase", rate, length, self.up_ratio, tuple(self.up_first), len(self.down_taps), self.down_left)
+        cache = span._cache if span is not _NO_SPAN else {}
+        if key not in cache:
+            r, s = self.up_ratio, self.down_ratio
+            up_len = length * r
+            out_len = -(-up_len // s)
+            n = len(self.up_taps[0])
+            # upsample: output m = r*j + p reads x at edge(clamp(j + first[p] + k)), k < n
+            edge = span.edge_index(x, rate)  # [B|1, 1, T]
+            m = torch.arange(up_len, device=x.device)
+            j, p = m // r, m % r
+            first = torch.tensor(self.up_first, device=x.device)[p]
+            k = torch.arange(n, device=x.device).view(-1, 1)
+            pos = torch.clamp(j + first + k, 0, length - 1).view(1, 1, -1)  # [1, 1, n * rT], k-major
+            up_index = torch.gather(edge, -1, pos.expand(edge.shape[0], 1, -1))
+            taps = torch.tensor(self.up_taps, dtype=torch.float32, device=x.device)  # [r, n]
+            up_taps = taps.t()[:, p].reshape(1, 1, n, up_len)
+            # low-pass and decimate: output j reads the activation at edge2(clamp(s*j - left + k)), k < K
+            edge2 = span.edge_index(x, rate * r, up_len)  # [B|1, 1, rT]
+            kd = torch.arange(len(self.down_taps), device=x.device).view(-1, 1)
+            pos2 = torch.clamp(torch.arange(out_len, device=x.device) * s - self.down_left + kd, 0, up_len - 1)
+            down_index = torch.gather(edge2, -1, pos2.view(1, 1, -1).expand(edge2.shape[0], 1, -1))
+            cache[key] = (up_index, up_taps, down_index)
+        return cache[key]
+
+    def forward(self, x: Tensor, span: Span = _NO_SPAN, rate: int = 1) -> Tensor:
+        rows, channels, length = x.shape
+        work = torch.promote_types(x.dtype, torch.float32)
+        up_index, up_taps, down_index = self._indices(x, span, rate)
+        n, up_len = up_taps.shape[-2:]
+        g = torch.gather(x, -1, up_index.expand(rows, channels, -1)).view(rows, channels, n, up_len)
+        u = (g.to(work) * up_taps.to(work)).sum(2)  # n (6) terms: unrolled by Inductor
+        a = self.act(u).to(x.dtype)
+        taps = len(self.down_taps)
+        out_len = down_index.shape[-1] // taps
+        g = torch.gather(a, -1, down_index.expand(rows, channels, -1)).view(rows, channels, taps, out_len).to(work)
+        y = None
+        for lo in range(0, taps, 6):  # sums of <= 6 terms, each unrolled (a longer sum would be a reduction kernel)
+            hi = min(lo + 6, taps)
+            d = torch.tensor(self.down_taps[lo:hi], dtype=work, device=x.device).view(1, 1, -1, 1)
+            part = (g[:, :, lo:hi] * d).sum(2)
+            y = part if y is None else y + part
+        return y.to(x.dtype)

@@ -28,16 +28,22 @@ class Span:
         self.valid = valid
         self._cache: dict[tuple[int, int], tuple[Tensor, Tensor, Tensor]] = {}
 
-    def _bounds(self, x: Tensor, rate: int) -> tuple[Tensor, Tensor, Tensor]:
-        """(t, start, end) in samples at `rate` samples per frame, broadcastable to x [B, C, T·rate]."""
-        key = (rate, x.shape[-1])
+    def _bounds(self, x: Tensor, rate: int, length: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(t, start, end) in samples at `rate` samples per frame, broadcastable to x [B, C, T·rate].
+
+        length: T·rate when it differs from x.shape[-1] (x then only gives the device)."""
+        length = x.shape[-1] if length is None else length
+        key = (rate, length)
         if key not in self._cache:
-            t = torch.arange(x.shape[-1], device=x.device).view(1, 1, -1)
+            t = torch.arange(length, device=x.device).view(1, 1, -1)
             valid = self.valid.to(x.device)
             if valid.dim() == 2:
                 start, end = valid[:, 0].view(-1, 1, 1), valid[:, 1].view(-1, 1, 1)
             else:
-                per_sample = valid.repeat_interleave(rate, dim=-1) if rate > 1 else valid
+                # each sample's frame's bounds, as an index_select (Inductor 2.11-2.13 fails on repeat_interleave /
+                # expand + reshape here: "vr must not be None" in its index simplification)
+                frame = torch.div(t.view(-1), rate, rounding_mode="floor")
+                per_sample = valid.index_select(-1, frame)
                 start, end = per_sample[:, 0:1], per_sample[:, 1:2]
             self._cache[key] = (t, start * rate, end * rate)
         return self._cache[key]
@@ -50,10 +56,24 @@ class Span:
         inside = (t >= start) & (t < end)
         return torch.where(inside, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
+    def edge_index(self, x: Tensor, rate: int = 1, length: int | None = None) -> Tensor:
+        """Index [B or 1, 1, T·rate] (int64) such that edge(x)[..., t] == x[..., index[t]]; arange without valid.
+
+        length: T·rate when it differs from x.shape[-1] (x then only gives the device)."""
+        length = x.shape[-1] if length is None else length
+        if self.valid is None:
+            return torch.arange(length, device=x.device).view(1, 1, -1)
+        t, start, end = self._bounds(x, rate, length)
+        # the outer clamp changes nothing for valid spans (0 <= start < end <= T); it bounds the index for compilers
+        return torch.clamp(torch.minimum(torch.maximum(t, start), end - 1), 0, length - 1)
+
     def edge(self, x: Tensor, rate: int = 1) -> Tensor:
-        """x [B, C, T·rate] with samples outside their utterance replaced by its nearest edge sample."""
+        """x [B, C, T·rate] with samples outside their utterance replaced by its nearest edge sample.
+
+        The result has x's memory layout (a channels-last x stays channels-last)."""
         if self.valid is None:
             return x
-        t, start, end = self._bounds(x, rate)
-        index = torch.minimum(torch.maximum(t, start), end - 1)
-        return torch.gather(x, -1, index.expand(x.shape[0], x.shape[1], -1))
+        index = self.edge_index(x, rate).expand(x.shape[0], x.shape[1], -1)
+        if x.is_contiguous() or torch.compiler.is_compiling():  # compiled: the compiler picks the layout
+            return torch.gather(x, -1, index)
+        return torch.gather(x, -1, index, out=torch.empty_like(x))

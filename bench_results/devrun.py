@@ -1,0 +1,208 @@
+"""Device runs for the layout / polyphase work: python bench_results/devrun.py PLAN OUTDIR (needs omegaconf).
+
+Each step is a bench (batchvoc.bench.run_bench with overrides) or a profile; results go to OUTDIR as JSON/text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from batchvoc.batching import window_for
+from batchvoc.bench import run_bench, table
+from batchvoc.engines import build_engine
+from batchvoc.models import load_vocoder
+
+OUT = Path(sys.argv[2] if len(sys.argv) > 2 else os.environ.get("OUT", "."))
+T0 = time.time()
+
+
+def bench(tag, **over):
+    base = OmegaConf.load("conf/bench.yaml")
+    for k in ("defaults", "hydra"):
+        base.pop(k, None)
+    cfg = OmegaConf.merge(base, OmegaConf.create(over))
+    cfg.out = f"/tmp/bench_{tag}.json"
+    print(f"=== {tag} at {time.time() - T0:.0f}s", flush=True)
+    t = time.time()
+    rep = run_bench(cfg)
+    print(f"=== {tag} took {time.time() - t:.0f}s", flush=True)
+    rep["tag"] = tag
+    REPORTS.append(rep)
+    (OUT / "results.json").write_text(json.dumps(REPORTS, indent=1, default=str))
+    return rep
+
+
+REPORTS = []
+LIMIT = float(os.environ.get("DEVRUN_LIMIT", "560"))
+
+
+def left() -> float:
+    return LIMIT - (time.time() - T0)
+
+
+def step(need, fn, *a, **k):
+    """Run fn if at least `need` seconds are left; a failure is printed, not fatal."""
+    if left() < need:
+        print(f"--- skipped {a[:1]} ({left():.0f}s left, need {need})", flush=True)
+        return None
+    try:
+        return fn(*a, **k)
+    except Exception as exc:  # keep going
+        import traceback
+
+        traceback.print_exc()
+        print(f"--- failed {a[:1]}: {exc!r}"[:300], flush=True)
+        return None
+
+
+def classify(name: str) -> str:
+    n = name.lower()
+    if n.startswith("triton_") or "triton" in n:
+        if "tem_" in n or "template" in n or "conv" in n and n.startswith("triton_tem"):
+            return "triton conv template"
+        return "triton fused elementwise/activation"
+    if "nchwtonhwc" in n or "nhwctonchw" in n:
+        return "cuDNN layout transpose"
+    if "dgrad" in n:
+        return "conv transposed (dgrad)"
+    if "fprop" in n or "conv" in n or "implicit" in n or "gemm" in n or "cutlass" in n or "xmma" in n:
+        return "conv (fprop)"
+    if "gather" in n or "index" in n:
+        return "aten gather/index"
+    if "pad" in n or "replication" in n:
+        return "aten pad"
+    if "elementwise" in n or "vectorized" in n or "copy" in n or "reduce" in n:
+        return "aten elementwise/copy"
+    return "other"
+
+
+def profile(tag, preset, backend, precision, batch, iters=5, **options):
+    print(f"=== profile {tag} at {time.time() - T0:.0f}s", flush=True)
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as prof
+
+    model, pre = load_vocoder(preset, "random")
+    c = model.receptive_field()
+    L = window_for(c) + 2 * c
+    eng = build_engine(
+        model, pre, backend, precision, "cuda", [(batch, L)], os.environ.get("BATCHVOC_CACHE"), **options
+    )
+    mel = torch.randn(batch, pre.n_mels, L, device="cuda") * 2 - 6
+    valid = torch.tensor([[c, L - c]] * batch, device="cuda")
+    for _ in range(3):
+        eng(mel, valid)
+    torch.cuda.synchronize()
+    with prof(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as p:
+        for _ in range(iters):
+            eng(mel, valid)
+        torch.cuda.synchronize()
+    ka = p.key_averages()
+    key = "self_device_time_total"
+    try:
+        txt = ka.table(sort_by=key, row_limit=30, max_name_column_width=90)
+    except Exception:
+        key = "self_cuda_time_total"
+        txt = ka.table(sort_by=key, row_limit=30, max_name_column_width=90)
+    groups = {}
+    total = 0.0
+    for e in ka:
+        t = getattr(e, key, None) or 0
+        if t <= 0 or getattr(e, "device_type", None) != torch.autograd.DeviceType.CUDA:
+            continue
+        g = classify(e.key)
+        groups[g] = groups.get(g, 0) + t
+        total += t
+    lines = [f"{tag}: {eng.describe()} B={batch} L={L}, GPU ms per forward {total / iters / 1e3:.2f}"]
+    for g, v in sorted(groups.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {g:36} {v / total * 100:5.1f}%  {v / iters / 1e3:7.3f} ms")
+    summary = "\n".join(lines)
+    with open(OUT / "profiles.txt", "a") as f:
+        f.write(summary + "\n\n" + txt + "\n\n")
+    print(summary, flush=True)
+    return summary
+
+
+PLANS = {}
+
+
+def plan(f):
+    PLANS[f.__name__] = f
+    return f
+
+
+GSV, BVG = "gsv_v4", "bigvgan_v2_24khz_100band_256x"
+
+
+@plan
+def final():
+    sums = []
+    step(
+        60,
+        bench,
+        "gsv_b16",
+        preset=GSV,
+        batch=[16],
+        precisions=["fp32", "fp16", "bf16"],
+        backends=["eager", "inductor:mode=default"],
+    )
+    sums.append(step(40, profile, "gsv_inductor_default_fp16_b16", GSV, "inductor", "fp16", 16, mode="default"))
+    step(
+        200,
+        bench,
+        "bvg_b16",
+        preset=BVG,
+        batch=[16],
+        frames=938,
+        utterances=8,
+        precisions=["bf16", "fp16"],
+        backends=["eager", "inductor:mode=default"],
+    )
+    sums.append(step(40, profile, "bvg_inductor_default_bf16_b16", BVG, "inductor", "bf16", 16, mode="default"))
+    step(200, bench, "gsv_b16_maxautotune", preset=GSV, batch=[16], precisions=["fp16"], backends=["inductor"])
+    sums.append(step(40, profile, "gsv_inductor_maxautotune_fp16_b16", GSV, "inductor", "fp16", 16))
+    step(
+        60,
+        bench,
+        "gsv_b1",
+        preset=GSV,
+        batch=[1],
+        precisions=["fp32", "fp16", "bf16"],
+        backends=["eager", "inductor:mode=default"],
+    )
+    step(
+        90,
+        bench,
+        "bvg_b1",
+        preset=BVG,
+        batch=[1],
+        frames=938,
+        utterances=4,
+        precisions=["bf16", "fp16"],
+        backends=["eager"],
+    )
+    step(
+        120,
+        bench,
+        "bvg_b1_inductor",
+        preset=BVG,
+        batch=[1],
+        frames=938,
+        utterances=4,
+        precisions=["bf16"],
+        backends=["inductor:mode=default"],
+    )
+    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", flush=True)
+    PLANS[sys.argv[1]]()
+    print(f"total {time.time() - T0:.0f}s")

@@ -1,0 +1,100 @@
+"""Engine-side rewrites (engines/layout.py): channels-last (1, k) 2-D convs and polyphase anti-aliasing compute the
+reference model's function (fp32, <= 1e-5), with no span, a [B, 2] span and a [B, 2, T] span."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from batchvoc.engines import build_engine, layout
+from batchvoc.models.bigvgan import BigVGAN
+from batchvoc.models.hifigan import HiFiGAN
+
+SMALL = dict(n_mels=20, upsample_rates=[4, 2], upsample_kernel_sizes=[8, 4], upsample_initial_channel=32,
+             resblock_kernel_sizes=[3, 7], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]])  # fmt: skip
+
+
+def _randomize(model):
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("alpha", "beta")):
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+    return model.eval()
+
+
+def _spans(rows: int, frames: int):
+    per_row = torch.tensor([[3, frames], [0, frames - 10], [10, 20]])[:rows]
+    per_frame = per_row.unsqueeze(-1).repeat(1, 1, frames)
+    half = frames // 2
+    per_frame[1, :, :half] = torch.tensor([0, half - 5]).view(2, 1)  # two utterances in row 1
+    per_frame[1, :, half:] = torch.tensor([half + 2, frames]).view(2, 1)
+    return [None, per_row, per_frame]
+
+
+@pytest.mark.parametrize("family", [HiFiGAN, BigVGAN])
+@pytest.mark.parametrize(
+    "rewrite", [("channels_last_2d", "conv"), ("ncl", "polyphase"), ("channels_last_2d", "polyphase")]
+)
+def test_rewrites_equal_reference(family, rewrite):
+    torch.manual_seed(0)
+    model = _randomize(family(**SMALL))
+    fast = layout.apply(model, *rewrite)
+    mel = 2 * torch.randn(3, 20, 50) - 5
+    with torch.no_grad():
+        for valid in _spans(3, 50):
+            ref, out = model(mel, valid), fast(mel, valid)
+            assert out.shape == ref.shape
+            assert (out - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max())
+
+
+def test_channels_last_2d_keeps_activations_channels_last():
+    model = HiFiGAN(**{k: v for k, v in SMALL.items()}).eval()
+    fast = layout.channels_last_2d(model)
+    assert not any(isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.Conv1d) for m in model.modules())  # the reference is untouched
+    seen = []
+    for m in fast.modules():
+        if isinstance(m, layout.Conv1dAs2d):
+            m.register_forward_hook(lambda mod, args, out: seen.append(out.stride()))
+    with torch.no_grad():
+        fast(torch.randn(2, 20, 30), torch.tensor([[0, 30], [2, 25]]))
+    inner = seen[1:-1]  # conv_pre's input and conv_post's single channel aside
+    assert inner and all(s[1] == 1 for s in inner)  # [B, C, T] with unit channel stride: memory [B, T, C]
+
+
+def test_polyphase_leaves_no_resampling_convs():
+    model = BigVGAN(**SMALL).eval()
+    fast = layout.polyphase_antialias(model)
+    assert layout.has_antialias(model) and not layout.has_antialias(fast)
+
+
+def test_choose_defaults():
+    assert layout.choose("auto", "auto", "cpu", "inductor") == ("ncl", "conv")
+    assert layout.choose("auto", "auto", "cuda", "inductor") == ("channels_last_2d", "conv")
+    assert layout.choose("auto", "auto", "cuda", "eager") == ("ncl", "conv")
+    with pytest.raises(ValueError):
+        layout.choose("nhwc", "auto", "cpu", "eager")
+
+
+def test_eager_engine_with_rewrites_equals_reference(tiny, batch):
+    model, preset = tiny
+    mel, valid = batch
+    ref = build_engine(model, preset, backend="eager")(mel, valid)
+    fast = build_engine(model, preset, backend="eager", layout="channels_last_2d", antialias="polyphase")
+    assert "layout=channels_last_2d" in fast.describe()
+    assert (fast(mel, valid) - ref).abs().max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_inductor_with_rewrites_equals_eager_both_span_forms(tiny, batch, tmp_path):
+    model, preset = tiny
+    mel, valid = batch
+    engine = build_engine(model, preset, backend="inductor", precision="fp32", shapes=[(2, 64)], cache_dir=tmp_path,
+                          mode="default", layout="channels_last_2d")  # fmt: skip
+    eager = build_engine(model, preset, backend="eager")
+    per_frame = valid.unsqueeze(-1).repeat(1, 1, 64)
+    per_frame[1, :, 32:] = torch.tensor([40, 64]).view(2, 1)
+    per_frame[1, :, :32] = torch.tensor([0, 30]).view(2, 1)
+    for v in (valid, per_frame):  # one graph serves both: [B, 2] becomes the per-frame form
+        assert (engine(mel, v) - eager(mel, v)).abs().max() <= 1e-5
