@@ -88,7 +88,11 @@ class PackedBatch:
         return self.real_frames / (self.mel.shape[0] * self.length)
 
 
-def window_for(context: int, length: int = 512, multiple: int = 32) -> int:
+ROW_LENGTH = 1024  # default L = W + 2C: context costs 2C/L of the work (BigVGAN v2 24k: 7%), and 10 s items
+# of a 100 frames/s model (gsv_v4) fill one row each
+
+
+def window_for(context: int, length: int = ROW_LENGTH, multiple: int = 32) -> int:
     """The window W for a given context C: W + 2C is `length` rounded up to `multiple` (at least 2C + multiple).
 
     A fixed, round L = W + 2C keeps the engine on one shape that compilers like.

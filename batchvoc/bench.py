@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from batchvoc.batching import vocode, window_for
+from batchvoc.batching import pack, vocode, window_for
 from batchvoc.engines import build_engine, check_backend
 from batchvoc.errors import ConfigError
 
@@ -121,13 +121,20 @@ def measure(cfg, model, preset, device, mode: str, backend: str, precision: str,
         times.append(seconds)
     audio_s = len(items) * int(cfg.frames) * preset.hop_length / preset.sample_rate
     median = statistics.median(times)
+    fill = _fill(items, window, context, batch, preset.silence) if mode == "chunked" else 1.0
     line = dict(mode=mode, backend=engine.backend, precision=engine.precision, requested=f"{spec}/{precision}",
-                options=options,
-                batch=batch, shape=list(shape), build_s=round(build_s, 3), median_s=median, min_s=min(times),
+                options=options, batch=batch, shape=list(shape), fill=round(fill, 4),
+                build_s=round(build_s, 3), median_s=median, min_s=min(times),
                 x_realtime=audio_s / median, audio_s=audio_s, runs=len(times),
                 peak_mem_mb=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
                 engine=engine.describe())  # fmt: skip
     return line, np.concatenate(audio)
+
+
+def _fill(items, window: int, context: int, batch: int, silence: float) -> float:
+    """Share of the engine's work (all batches, tail included) that is kept audio."""
+    batches = list(pack(items, window, context, batch, silence))
+    return sum(b.real_frames for b in batches) / sum(b.mel.shape[0] * b.length for b in batches)
 
 
 def run_bench(cfg) -> dict[str, Any]:
@@ -218,7 +225,7 @@ def table(report: dict) -> str:
         f"window {report['window']} + 2 x {report['context']} context"
     )
     cols = f"{'mode':8} {'backend':9} {'prec':5} {'batch':>5} {'x_rt':>8} {'speedup':>7} {'mem_MB':>8} " \
-           f"{'rel_l2':>9} {'snr_dB':>7} {'build_s':>7}"  # fmt: skip
+           f"{'fill':>5} {'rel_l2':>9} {'snr_dB':>7} {'build_s':>7}"  # fmt: skip
     rows = [head, cols]
     for r in report["results"]:
         if "error" in r:
@@ -226,7 +233,8 @@ def table(report: dict) -> str:
             continue
         mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
         rows.append(f"{r['mode']:8} {_label(r):9} {r['precision']:5} {r['batch']:>5} {r['x_realtime']:8.1f} "
-                    f"{r['speedup']:7.2f} {mem:>8} {r['rel_l2']:9.1e} {_snr(r):>7} {r['build_s']:7.1f}")  # fmt: skip
+                    f"{r['speedup']:7.2f} {mem:>8} {r.get('fill', 1.0):5.2f} {r['rel_l2']:9.1e} {_snr(r):>7} "
+                    f"{r['build_s']:7.1f}")  # fmt: skip
     return "\n".join(rows)
 
 

@@ -6,11 +6,13 @@ Each step is a bench (batchvoc.bench.run_bench with overrides) or a profile; res
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -74,6 +76,8 @@ def classify(name: str) -> str:
         return "conv transposed (dgrad)"
     if "fprop" in n or "conv" in n or "implicit" in n or "gemm" in n or "cutlass" in n or "xmma" in n:
         return "conv (fprop)"
+    if n in ("up_snake", "down"):
+        return "fused anti-alias (batchvoc triton)"
     if "gather" in n or "index" in n:
         return "aten gather/index"
     if "pad" in n or "replication" in n:
@@ -198,6 +202,93 @@ def final():
         precisions=["bf16"],
         backends=["inductor:mode=default"],
     )
+    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
+
+
+@plan
+def s2a():
+    """Session 2, run 1: gsv_v4 at the runner's new row length (L = 1024: one 10 s item per row), cuDNN autotuned."""
+    sums = []
+    g16 = dict(preset=GSV, batch=[16], utterances=16)
+    step(30, bench, "gsv_b16_eager", backends=["eager"], precisions=["fp16", "bf16"], **g16)
+    step(
+        200,
+        bench,
+        "gsv_b16_inductor_modes",
+        backends=["inductor", "inductor:mode=default", "inductor:mode=reduce-overhead"],
+        precisions=["fp16"],
+        **g16,
+    )
+    sums.append(step(30, profile, "gsv_maxautotune_fp16_b16", GSV, "inductor", "fp16", 16))
+    step(60, bench, "gsv_b32", preset=GSV, batch=[32], utterances=32, backends=["inductor:mode=default"],
+         precisions=["fp16"])  # fmt: skip
+    step(90, bench, "gsv_b1", preset=GSV, batch=[1], utterances=8, backends=["eager", "inductor:mode=default"],
+         precisions=["fp16", "bf16"])  # fmt: skip
+    step(40, bench, "bvg_b1_eager", preset=BVG, batch=[1], frames=938, utterances=4, backends=["eager"],
+         precisions=["fp16", "bf16"])  # fmt: skip
+    step(150, bench, "gsv_b16_bf16_maxautotune", backends=["inductor"], precisions=["bf16"], **g16)
+    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
+
+
+def tiny_beta(preset=None, alpha=None):
+    """Every SnakeBeta beta = 1e-4 (and alpha = `alpha` if given): eager fp16 / bf16 / fused on a whole 10 s mel;
+    finite? SNR vs fp32. With random weights and alpha ~ 1, 1/beta * sin^2 grows the signal 1e4-fold per layer
+    until fp16's range overflows; alpha = 1e-2 keeps alpha^2 / beta = 1, the scale a trained model keeps."""
+    from batchvoc.bench import accuracy
+    from batchvoc.models.activations import SnakeBeta
+
+    print(f"=== tiny_beta at {time.time() - T0:.0f}s", flush=True)
+    model, pre = load_vocoder(preset or BVG, "random")
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, SnakeBeta):
+                m.beta.fill_(math.log(1e-4) if m.alpha_logscale else 1e-4)
+                if alpha is not None:
+                    m.alpha.fill_(math.log(alpha) if m.alpha_logscale else alpha)
+    mel = torch.randn(1, pre.n_mels, 938, generator=torch.Generator().manual_seed(0)) * 2 - 6
+    ref = build_engine(model, pre, "eager", "fp32", "cuda")(mel).cpu().numpy()
+    lines = []
+    for backend, opts in (("eager", {}), ("eager", dict(antialias="fused", layout="channels_last_2d"))):
+        for precision in ("fp16", "bf16"):
+            out = build_engine(model, pre, backend, precision, "cuda", **opts)(mel).cpu().numpy()
+            acc = accuracy(out, ref)
+            finite = bool(np.isfinite(out).all())
+            tag = f"alpha={alpha} {backend}{opts or ''} {precision}"
+            lines.append(f"tiny beta 1e-4 {tag}: finite={finite} snr={acc['snr_db']:.1f} dB")
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+@plan
+def s2b():
+    """Session 2, run 2: BigVGAN v2 24k with the fused Triton anti-aliased Snake."""
+    sums = []
+    bv = dict(preset=BVG, frames=938)
+    fused_eager = "eager:antialias=fused,layout=channels_last_2d"
+    step(60, bench, "bvg_b16_eager", batch=[16], utterances=16, backends=["eager", fused_eager],
+         precisions=["fp32", "bf16", "fp16"], **bv)  # fmt: skip
+    sums.append(step(30, tiny_beta))
+    step(200, bench, "bvg_b16_inductor", batch=[16], utterances=32, backends=["inductor:mode=default"],
+         precisions=["bf16", "fp16"], **bv)  # fmt: skip
+    sums.append(step(30, profile, "bvg_inductor_fused_bf16_b16", BVG, "inductor", "bf16", 16, mode="default"))
+    step(150, bench, "bvg_b1", batch=[1], utterances=4, backends=["inductor:mode=default"], precisions=["bf16", "fp16"],
+         **bv)  # fmt: skip
+    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
+
+
+@plan
+def s2c():
+    """Session 2, run 3: steady-state tables (several batches per timed run) for both presets, fused kernel v2."""
+    sums = []
+    bv = dict(preset=BVG, frames=938)
+    fused_eager = "eager:antialias=fused,layout=channels_last_2d"
+    step(150, bench, "gsv_b16_steady", preset=GSV, batch=[16], utterances=64, backends=["eager", "inductor"],
+         precisions=["fp16", "bf16"])  # fmt: skip
+    step(150, bench, "bvg_b16_steady", batch=[16], utterances=48, backends=[fused_eager, "inductor"],
+         precisions=["bf16", "fp16"], **bv)  # fmt: skip
+    sums.append(step(20, profile, "bvg_inductor_fused2_bf16_b16", BVG, "inductor", "bf16", 16))
+    sums.append(step(30, tiny_beta, None, 1e-2))
+    step(90, bench, "bvg_b1", batch=[1], utterances=4, backends=["inductor"], precisions=["bf16", "fp16"], **bv)
     print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
 
 

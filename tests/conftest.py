@@ -1,4 +1,4 @@
-"""Shared test fixtures: small real Parquet manifests and one local Ray cluster for the whole session."""
+"""Shared test fixtures: small real Parquet manifests, one local Ray cluster for the whole session, one_thread."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 
 def mel_rows(count: int, n_mels: int, frames: Iterable[int] | int = 40, prefix: str = "utt", seed: int = 0) -> list:
@@ -47,3 +48,12 @@ def ray_cluster():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: one intra-op thread is as fast, and immune to OpenMP spin-waits on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

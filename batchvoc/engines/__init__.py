@@ -63,6 +63,8 @@ def build_engine(
     options go to the backend: inductor mode=...; tensorrt optimization_level=..., workspace_size=....
     """
     check_backend(backend, precision)
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN times its algorithms once per shape
     reason = f"engine.backend={backend}"
     if backend == "auto":
         backend, reason = choose_backend(device)

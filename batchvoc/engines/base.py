@@ -15,9 +15,12 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from batchvoc.engines import layout as _layout
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +117,48 @@ def warmup_input(model_n_mels: int, shape: Shape, silence: float, dtype: torch.d
     gen = torch.Generator().manual_seed(0)
     mel = silence / 2 + torch.randn(rows, model_n_mels, frames, generator=gen)
     return mel.to(device=device, dtype=dtype), whole_rows(rows, frames).contiguous().to(device)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a backend builds for: its name, the precision actually used and its dtype, device, hop and shapes."""
+
+    backend: str
+    precision: str
+    dtype: torch.dtype
+    device: torch.device
+    hop: int
+    shapes: list[Shape] | None
+
+    def engine(self, run: Callable[[Tensor, Tensor], Tensor], details: str = "") -> Engine:
+        """The Engine that calls `run` for this target."""
+        return Engine(
+            run,
+            backend=self.backend,
+            precision=self.precision,
+            device=self.device,
+            hop=self.hop,
+            shapes=self.shapes,
+            details=details,
+        )
+
+
+def static_shapes(shapes: Sequence[Sequence[int]] | None, backend: str) -> list[Shape]:
+    """shapes as [(B, T), ...] of ints; a ValueError when there are none (a static-shape backend needs them)."""
+    if not shapes:
+        raise ValueError(f"{backend} engine needs the shapes it will run: shapes=[(B, T), ...]")
+    return [tuple(int(v) for v in s) for s in shapes]
+
+
+def build_target(backend: str, hop: int, precision: str, device, shapes=None, static: bool = True) -> Target:
+    """A build's common prelude: shapes checked (static backends; any shape otherwise), precision resolved."""
+    shapes = static_shapes(shapes, backend) if static else None
+    precision, dtype = resolve_precision(precision, device)
+    return Target(backend, precision, dtype, torch.device(device), hop, shapes)
+
+
+def laid_out(model: nn.Module, target: Target, layout: str, antialias: str) -> tuple[nn.Module, str, str]:
+    """(the engine's copy of model: rewritten per engines/layout.py and cast, layout, antialias), "auto" resolved."""
+    layout, antialias = _layout.choose(layout, antialias, target.device, target.backend)
+    rewritten = model if (layout, antialias) == ("ncl", "conv") else _layout.apply(model, layout, antialias)
+    return cast_model(rewritten, target.dtype, target.device), layout, antialias

@@ -8,11 +8,10 @@ default eager is the unmodified reference.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from batchvoc.engines import layout as _layout
-from batchvoc.engines.base import Engine, cast_model, resolve_precision
+from batchvoc.engines.base import Engine, build_target, laid_out
 from batchvoc.models.presets import Preset
 
 
@@ -27,13 +26,11 @@ def build(
     antialias: str = "auto",
 ) -> Engine:
     """An eager Engine of `model` (copied) in `precision` on `device`; shapes and cache_dir are not used."""
-    precision, dtype = resolve_precision(precision, device)
-    layout, antialias = _layout.choose(layout, antialias, device, "eager")
-    rewritten = model if (layout, antialias) == ("ncl", "conv") else _layout.apply(model, layout, antialias)
-    net = cast_model(rewritten, dtype, torch.device(device))
+    target = build_target("eager", preset.hop_length, precision, device, static=False)
+    net, layout, antialias = laid_out(model, target, layout, antialias)
 
     def run(mel, valid):
         return net(mel, valid)
 
     details = "" if (layout, antialias) == ("ncl", "conv") else _layout.describe(layout, antialias, model)
-    return Engine(run, backend="eager", precision=precision, device=device, hop=preset.hop_length, details=details)
+    return target.engine(run, details)

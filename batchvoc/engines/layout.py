@@ -6,8 +6,11 @@ channels_last_2d(model): every nn.Conv1d / nn.ConvTranspose1d becomes the equiva
 carry channels-last strides (memory [B, T, C]); elementwise ops and Span keep those strides, so cuDNN (and
 Inductor) run NHWC convolutions without the NCHW <-> NHWC transposes that 1-D convolutions pay around every call.
 
+fused_antialias(model): every BigVGAN Activation1d (Snake / SnakeBeta, ratios 2) becomes a FusedActivation1d: two
+Triton kernels per activation (engines/fused_antialias.py), opaque to the compiler.
+
 polyphase_antialias(model): every BigVGAN Activation1d becomes a PolyphaseActivation1d (same function as index
-arithmetic, no depthwise convolutions), which Inductor fuses into a couple of kernels per activation.
+arithmetic, no depthwise convolutions), for Inductor to fuse; slower than the stock one on an H100 (kept opt-in).
 
 apply(model, layout=..., antialias=...) applies the chosen rewrites to a deep copy; `choose` resolves "auto".
 """
@@ -20,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from batchvoc.engines.fused_antialias import FusedActivation1d, triton_available
 from batchvoc.models.antialias import Activation1d, PolyphaseActivation1d
 
 LAYOUTS = ("auto", "ncl", "channels_last_2d")
-ANTIALIAS = ("auto", "conv", "polyphase")
+ANTIALIAS = ("auto", "conv", "fused", "polyphase")
 
 
 def _to_2d(x: Tensor) -> Tensor:
@@ -110,12 +114,20 @@ def polyphase_antialias(model: nn.Module, inplace: bool = False) -> nn.Module:
     return model
 
 
+def fused_antialias(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """model (copied unless inplace) with every Activation1d as a FusedActivation1d (same function)."""
+    model = model if inplace else copy.deepcopy(model)
+    _replace(model, lambda m: FusedActivation1d(m) if type(m) is Activation1d else None)
+    return model
+
+
 def has_antialias(model: nn.Module) -> bool:
     return any(isinstance(m, Activation1d) for m in model.modules())
 
 
 def choose(layout: str, antialias: str, device, backend: str) -> tuple[str, str]:
-    """Resolve "auto": inductor on a CUDA GPU gets channels_last_2d; everything else the reference.
+    """Resolve "auto": inductor on a CUDA GPU gets channels_last_2d and, with triton, the fused anti-aliased
+    activation; everything else the reference.
 
     The polyphase anti-alias rewrite stays opt-in (antialias=polyphase): on an H100 it compiled to 132x real time
     for BigVGAN v2 24k against 242x for the stock anti-aliased activation under torch.compile.
@@ -128,7 +140,7 @@ def choose(layout: str, antialias: str, device, backend: str) -> tuple[str, str]
     if layout == "auto":
         layout = "channels_last_2d" if fast else "ncl"
     if antialias == "auto":
-        antialias = "conv"
+        antialias = "fused" if fast and triton_available()[0] else "conv"
     return layout, antialias
 
 
@@ -137,6 +149,8 @@ def apply(model: nn.Module, layout: str = "ncl", antialias: str = "conv") -> nn.
     model = copy.deepcopy(model)
     if antialias == "polyphase":
         polyphase_antialias(model, inplace=True)
+    elif antialias == "fused":
+        fused_antialias(model, inplace=True)
     if layout == "channels_last_2d":
         channels_last_2d(model, inplace=True)
     return model

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from batchvoc.engines.base import Engine, cast_model, resolve_precision, warmup_input
+from batchvoc.engines.base import Engine, build_target, cast_model, warmup_input
 from batchvoc.engines.cache import engine_key, gpu_identity, weights_digest, write_atomic
 from batchvoc.errors import ConfigError
 from batchvoc.models.presets import Preset
@@ -75,10 +75,8 @@ def build(
     device = torch.device(device)
     if device.type != "cuda" or not torch.cuda.is_available():
         raise ConfigError("engine.backend", f"tensorrt needs a CUDA GPU, device is {device}; use inductor or eager")
-    if not shapes:
-        raise ValueError("tensorrt engine needs the shapes it will run: shapes=[(B, T), ...]")
-    shapes = [tuple(int(v) for v in s) for s in shapes]
-    precision, dtype = resolve_precision(precision, device)
+    target = build_target("tensorrt", preset.hop_length, precision, device, shapes)
+    shapes, precision, dtype = target.shapes, target.precision, target.dtype
     net = cast_model(model, dtype, device)
     gpu_name, capability = gpu_identity(device)
     weights = weights_digest(net)
@@ -128,13 +126,4 @@ def build(
         out = modules[(mel.shape[0], mel.shape[2])](mel, valid)
         return out[0] if isinstance(out, (tuple, list)) else out
 
-    details = f"trt={trt.__version__} gpu={gpu_name} {capability} cache={folder}"
-    return Engine(
-        run,
-        backend="tensorrt",
-        precision=precision,
-        device=device,
-        hop=preset.hop_length,
-        shapes=shapes,
-        details=details,
-    )
+    return target.engine(run, f"trt={trt.__version__} gpu={gpu_name} {capability} cache={folder}")

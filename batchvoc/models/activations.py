@@ -25,8 +25,8 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-class Snake(nn.Module):
-    """x [B, C, T] -> x + 1/alpha * sin(alpha x)^2, one alpha per channel."""
+class _SnakeBase(nn.Module):
+    """Snake's per-channel alpha and the float32 (at least) arithmetic that Snake and SnakeBeta share."""
 
     def __init__(
         self, in_features: int, alpha: float = 1.0, alpha_trainable: bool = True, alpha_logscale: bool = False
@@ -34,42 +34,55 @@ class Snake(nn.Module):
         super().__init__()
         self.in_features = in_features
         self.alpha_logscale = alpha_logscale
-        init = torch.zeros(in_features) * alpha if alpha_logscale else torch.ones(in_features) * alpha
-        self.alpha = nn.Parameter(init, requires_grad=alpha_trainable)
+        self.alpha = self._parameter(alpha, alpha_trainable)
+
+    def _parameter(self, value: float, trainable: bool) -> nn.Parameter:
+        """A [in_features] parameter as upstream initialises it: zeros * value in log scale, else ones * value."""
+        init = torch.zeros(self.in_features) if self.alpha_logscale else torch.ones(self.in_features)
+        return nn.Parameter(init * value, requires_grad=trainable)
+
+    def _read(self, param: Tensor, dtype: torch.dtype) -> Tensor:
+        """param in dtype, exponentiated when the parameters are held in log scale."""
+        value = param.to(dtype)
+        return torch.exp(value) if self.alpha_logscale else value
+
+    def _magnitude(self, alpha: Tensor, dtype: torch.dtype) -> Tensor:
+        """The parameter under 1 / (. + eps), read in dtype: alpha itself for Snake."""
+        return alpha
+
+    def _params(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """(alpha, 1 / (magnitude + eps)) as [C] tensors in dtype."""
+        alpha = self._read(self.alpha, dtype)
+        return alpha, 1.0 / (self._magnitude(alpha, dtype) + NO_DIV_BY_ZERO)
+
+    def params_fp32(self) -> tuple[Tensor, Tensor]:
+        """(alpha, inv) as float32 [C]: the frequency alpha and inv = 1 / (magnitude + 1e-9), log scale undone."""
+        return self._params(torch.float32)
 
     def forward(self, x: Tensor) -> Tensor:
         work = _work_dtype(x.dtype)
-        alpha = self.alpha.to(work).unsqueeze(0).unsqueeze(-1)
-        if self.alpha_logscale:
-            alpha = torch.exp(alpha)
+        alpha, inv = (p.unsqueeze(0).unsqueeze(-1) for p in self._params(work))
         y = x.to(work)
-        y = y + (1.0 / (alpha + NO_DIV_BY_ZERO)) * torch.pow(torch.sin(y * alpha), 2)
+        y = y + inv * torch.pow(torch.sin(y * alpha), 2)
         return y.to(x.dtype)
 
 
-class SnakeBeta(nn.Module):
+class Snake(_SnakeBase):
+    """x [B, C, T] -> x + 1/alpha * sin(alpha x)^2, one alpha per channel."""
+
+
+class SnakeBeta(_SnakeBase):
     """x [B, C, T] -> x + 1/beta * sin(alpha x)^2: alpha sets the frequency, beta the magnitude, per channel."""
 
     def __init__(
         self, in_features: int, alpha: float = 1.0, alpha_trainable: bool = True, alpha_logscale: bool = False
     ):
-        super().__init__()
-        self.in_features = in_features
-        self.alpha_logscale = alpha_logscale
-        init = torch.zeros(in_features) * alpha if alpha_logscale else torch.ones(in_features) * alpha
-        self.alpha = nn.Parameter(init.clone(), requires_grad=alpha_trainable)
-        self.beta = nn.Parameter(init.clone(), requires_grad=alpha_trainable)
+        super().__init__(in_features, alpha, alpha_trainable, alpha_logscale)
+        self.beta = self._parameter(alpha, alpha_trainable)
 
-    def forward(self, x: Tensor) -> Tensor:
-        work = _work_dtype(x.dtype)
-        alpha = self.alpha.to(work).unsqueeze(0).unsqueeze(-1)
-        beta = self.beta.to(work).unsqueeze(0).unsqueeze(-1)
-        if self.alpha_logscale:
-            alpha = torch.exp(alpha)
-            beta = torch.exp(beta)
-        y = x.to(work)
-        y = y + (1.0 / (beta + NO_DIV_BY_ZERO)) * torch.pow(torch.sin(y * alpha), 2)
-        return y.to(x.dtype)
+    def _magnitude(self, alpha: Tensor, dtype: torch.dtype) -> Tensor:
+        """beta, read in dtype."""
+        return self._read(self.beta, dtype)
 
 
 def make_activation(name: str, channels: int, alpha_logscale: bool) -> nn.Module:

@@ -21,11 +21,8 @@ from torch import Tensor, nn
 from batchvoc.errors import ConfigError
 from batchvoc.models.activations import make_activation
 from batchvoc.models.antialias import Activation1d
+from batchvoc.models.generator import CONFIG_KEYS, GeneratorMixin, same_padding
 from batchvoc.models.span import Span
-
-
-def _same_padding(kernel_size: int, dilation: int = 1) -> int:
-    return (kernel_size * dilation - dilation) // 2
 
 
 def _conv_needs(conv: nn.Conv1d, lo: int, hi: int) -> tuple[int, int]:
@@ -53,11 +50,11 @@ class AMPBlock1(nn.Module):
     ):
         super().__init__()
         self.convs1 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=_same_padding(kernel_size, d))
+            nn.Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=same_padding(kernel_size, d))
             for d in dilation
         )
         self.convs2 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, 1, dilation=1, padding=_same_padding(kernel_size))
+            nn.Conv1d(channels, channels, kernel_size, 1, dilation=1, padding=same_padding(kernel_size))
             for _ in dilation
         )
         self.num_layers = len(self.convs1) + len(self.convs2)
@@ -95,7 +92,7 @@ class AMPBlock2(nn.Module):
     ):
         super().__init__()
         self.convs = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=_same_padding(kernel_size, d))
+            nn.Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=same_padding(kernel_size, d))
             for d in list(dilation)[:2]  # upstream builds two convs from the first two dilations
         )
         self.num_layers = len(self.convs)
@@ -115,7 +112,7 @@ class AMPBlock2(nn.Module):
         return lo, hi
 
 
-class BigVGAN(nn.Module):
+class BigVGAN(GeneratorMixin, nn.Module):
     """mel [B, n_mels, T] (natural-log mel) -> audio [B, 1, T * prod(upsample_rates)] in [-1, 1]."""
 
     def __init__(
@@ -161,15 +158,6 @@ class BigVGAN(nn.Module):
         self.activation_post = Activation1d(make_activation(activation, ch, snake_logscale))
         self.conv_post = nn.Conv1d(ch, 1, 7, 1, padding=3, bias=self.use_bias_at_final)
 
-    @classmethod
-    def from_hparams(cls, **hparams: Any) -> BigVGAN:
-        return cls(**hparams)
-
-    @classmethod
-    def from_preset(cls, preset: Any) -> BigVGAN:
-        """preset: a presets.Preset of family "bigvgan"."""
-        return cls(**preset.hparams)
-
     def forward(self, mel: Tensor, valid: Tensor | None = None) -> Tensor:
         """mel [B, n_mels, T] float; valid [B, 2] int64 real frames [start, end) or None -> audio [B, 1, T*hop].
 
@@ -182,7 +170,7 @@ class BigVGAN(nn.Module):
             for up in self.ups[i]:
                 x = up(span.zero(x, rate))
             rate *= self.upsample_rates[i]
-            blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
+            blocks = self.stage_blocks(i)
             xs = blocks[0](x, span, rate)
             for b in blocks[1:]:
                 xs += b(x, span, rate)
@@ -203,7 +191,7 @@ class BigVGAN(nn.Module):
         lo, hi = _conv_needs(self.conv_post, 0, self.hop_length - 1)
         lo, hi = self.activation_post.needs(lo, hi)
         for i in reversed(range(self.num_upsamples)):
-            blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
+            blocks = self.stage_blocks(i)
             spans = [b.needs(lo, hi) for b in blocks]
             lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
             for up in reversed(self.ups[i]):
@@ -211,23 +199,10 @@ class BigVGAN(nn.Module):
         lo, hi = _conv_needs(self.conv_pre, lo, hi)
         return -lo, hi  # output frame 0 spans input frame 0
 
-    def receptive_field(self) -> int:
-        """Frames of context needed on each side of a window so its inner output is exact."""
-        return max(self.frame_reach())
-
 
 Generator = BigVGAN
 
-_REQUIRED = (
-    "resblock",
-    "upsample_rates",
-    "upsample_kernel_sizes",
-    "upsample_initial_channel",
-    "resblock_kernel_sizes",
-    "resblock_dilation_sizes",
-    "activation",
-    "num_mels",
-)
+_REQUIRED = (*CONFIG_KEYS, "activation", "num_mels")
 
 
 def build(hparams: dict[str, Any]) -> BigVGAN:

@@ -14,13 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from batchvoc.models.generator import CONFIG_KEYS, GeneratorMixin, same_padding
 from batchvoc.models.span import Span
 
 LRELU_SLOPE = 0.1  # upstream's slope everywhere except before conv_post, which uses F.leaky_relu's default 0.01
-
-
-def _same_padding(kernel_size: int, dilation: int = 1) -> int:
-    return (kernel_size * dilation - dilation) // 2
 
 
 class ResBlock1(nn.Module):
@@ -31,16 +28,16 @@ class ResBlock1(nn.Module):
         self.kernel_size = kernel_size
         self.dilations = list(dilations)
         self.convs1 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, 1, padding=_same_padding(kernel_size, d), dilation=d)
+            nn.Conv1d(channels, channels, kernel_size, 1, padding=same_padding(kernel_size, d), dilation=d)
             for d in self.dilations
         )
         self.convs2 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, 1, padding=_same_padding(kernel_size)) for _ in self.dilations
+            nn.Conv1d(channels, channels, kernel_size, 1, padding=same_padding(kernel_size)) for _ in self.dilations
         )
 
     def reach(self) -> int:
         """Samples of context this block reads on each side."""
-        return sum(_same_padding(self.kernel_size, d) + _same_padding(self.kernel_size) for d in self.dilations)
+        return sum(same_padding(self.kernel_size, d) + same_padding(self.kernel_size) for d in self.dilations)
 
     def forward(self, x: Tensor, span: Span, rate: int) -> Tensor:
         for c1, c2 in zip(self.convs1, self.convs2, strict=True):
@@ -58,13 +55,13 @@ class ResBlock2(nn.Module):
         self.kernel_size = kernel_size
         self.dilations = list(dilations)[:2]
         self.convs = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, 1, padding=_same_padding(kernel_size, d), dilation=d)
+            nn.Conv1d(channels, channels, kernel_size, 1, padding=same_padding(kernel_size, d), dilation=d)
             for d in self.dilations
         )
 
     def reach(self) -> int:
         """Samples of context this block reads on each side."""
-        return sum(_same_padding(self.kernel_size, d) for d in self.dilations)
+        return sum(same_padding(self.kernel_size, d) for d in self.dilations)
 
     def forward(self, x: Tensor, span: Span, rate: int) -> Tensor:
         for c in self.convs:
@@ -72,7 +69,7 @@ class ResBlock2(nn.Module):
         return x
 
 
-class HiFiGAN(nn.Module):
+class HiFiGAN(GeneratorMixin, nn.Module):
     """mel [B, n_mels, T] -> audio [B, 1, T * prod(upsample_rates)] in [-1, 1]. Weight norm never kept."""
 
     def __init__(
@@ -112,15 +109,6 @@ class HiFiGAN(nn.Module):
             if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
                 nn.init.normal_(m.weight, 0.0, 0.01)
 
-    @classmethod
-    def from_hparams(cls, **hparams: Any) -> HiFiGAN:
-        return cls(**hparams)
-
-    @classmethod
-    def from_preset(cls, preset: Any) -> HiFiGAN:
-        """preset: a presets.Preset of family "hifigan"."""
-        return cls(**preset.hparams)
-
     def forward(self, mel: Tensor, valid: Tensor | None = None) -> Tensor:
         """mel [B, n_mels, T] float; valid [B, 2] int64 real frames [start, end) or None -> audio [B, 1, T*hop]."""
         span = Span(valid)
@@ -129,7 +117,7 @@ class HiFiGAN(nn.Module):
         for i, (up, u) in enumerate(zip(self.ups, self.upsample_rates, strict=True)):
             x = up(span.zero(F.leaky_relu(x, LRELU_SLOPE), rate))
             rate *= u
-            blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
+            blocks = self.stage_blocks(i)
             xs = blocks[0](x, span, rate)
             for b in blocks[1:]:
                 xs = xs + b(x, span, rate)
@@ -146,16 +134,12 @@ class HiFiGAN(nn.Module):
         lo, hi = 0, self.hop_length - 1
         lo, hi = lo - 3, hi + 3  # conv_post
         for i in reversed(range(len(self.ups))):
-            r = max(b.reach() for b in self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels])
+            r = max(b.reach() for b in self.stage_blocks(i))
             lo, hi = lo - r, hi + r
             u, k = self.upsample_rates[i], self.upsample_kernel_sizes[i]
             p = (k - u) // 2
             lo, hi = -((-(lo + p - k + 1)) // u), (hi + p) // u
         return 3 - lo, hi + 3  # conv_pre; output frame 0 spans input frame 0
-
-    def receptive_field(self) -> int:
-        """Frames of context needed on each side of a window so its inner output is exact."""
-        return max(self.frame_reach())
 
 
 Generator = HiFiGAN
@@ -168,15 +152,7 @@ def build(hparams: dict[str, Any]) -> HiFiGAN:
 
 def hparams_from_config(config: dict[str, Any]) -> dict[str, Any]:
     """jik876-style config.json -> HiFiGAN hparams (only the keys the config holds)."""
-    keys = (
-        "resblock",
-        "upsample_rates",
-        "upsample_kernel_sizes",
-        "upsample_initial_channel",
-        "resblock_kernel_sizes",
-        "resblock_dilation_sizes",
-    )
-    out = {k: config[k] for k in keys if k in config}
+    out = {k: config[k] for k in CONFIG_KEYS if k in config}
     if "num_mels" in config:
         out["n_mels"] = config["num_mels"]
     return out

@@ -1,5 +1,5 @@
-"""Engine-side rewrites (engines/layout.py): channels-last (1, k) 2-D convs and polyphase anti-aliasing compute the
-reference model's function (fp32, <= 1e-5), with no span, a [B, 2] span and a [B, 2, T] span."""
+"""Engine-side rewrites (engines/layout.py): channels-last (1, k) 2-D convs, fused and polyphase anti-aliasing compute
+the reference model's function (fp32, <= 1e-5), with no span, a [B, 2] span and a [B, 2, T] span."""
 
 from __future__ import annotations
 
@@ -34,8 +34,10 @@ def _spans(rows: int, frames: int):
 
 @pytest.mark.parametrize("family", [HiFiGAN, BigVGAN])
 @pytest.mark.parametrize(
-    "rewrite", [("channels_last_2d", "conv"), ("ncl", "polyphase"), ("channels_last_2d", "polyphase")]
-)
+    "rewrite",
+    [("channels_last_2d", "conv"), ("ncl", "polyphase"), ("channels_last_2d", "polyphase"), ("ncl", "fused"),
+     ("channels_last_2d", "fused")],
+)  # fmt: skip
 def test_rewrites_equal_reference(family, rewrite):
     torch.manual_seed(0)
     model = _randomize(family(**SMALL))
@@ -71,7 +73,8 @@ def test_polyphase_leaves_no_resampling_convs():
 
 def test_choose_defaults():
     assert layout.choose("auto", "auto", "cpu", "inductor") == ("ncl", "conv")
-    assert layout.choose("auto", "auto", "cuda", "inductor") == ("channels_last_2d", "conv")
+    fused = "fused" if layout.triton_available()[0] else "conv"  # on a GPU machine without triton: conv
+    assert layout.choose("auto", "auto", "cuda", "inductor") == ("channels_last_2d", fused)
     assert layout.choose("auto", "auto", "cuda", "eager") == ("ncl", "conv")
     with pytest.raises(ValueError):
         layout.choose("nhwc", "auto", "cpu", "eager")

@@ -16,26 +16,17 @@ from tests.engines.conftest import rel_l2
 HAVE_TRT = all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "torch_tensorrt"))
 HAVE_GPU = torch.cuda.is_available()
 
-BASE = dict(
-    weights="ab" * 32,
-    preset="gsv_v4",
-    precision="fp16",
-    shapes=[(16, 536)],
-    gpu_name="NVIDIA H100 80GB HBM3",
-    capability="sm_90",
-    trt_version="10.15.1",
-    extra={"torch_tensorrt": "2.11.0"},
+PARTS = dict(  # every part of the cache key: (its value in BASE, another value)
+    weights=("ab" * 32, "cd" * 32),
+    preset=("gsv_v4", "hifigan_v1_universal"),
+    precision=("fp16", "bf16"),
+    shapes=([(16, 536)], [(8, 536)]),
+    gpu_name=("NVIDIA H100 80GB HBM3", "NVIDIA H200"),
+    capability=("sm_90", "sm_89"),
+    trt_version=("10.15.1", "10.16.0"),
+    extra=({"torch_tensorrt": "2.11.0"}, {"torch_tensorrt": "2.12.0"}),
 )
-CHANGES = dict(
-    weights="cd" * 32,
-    preset="hifigan_v1_universal",
-    precision="bf16",
-    shapes=[(8, 536)],
-    gpu_name="NVIDIA H200",
-    capability="sm_89",
-    trt_version="10.16.0",
-    extra={"torch_tensorrt": "2.12.0"},
-)
+BASE = {part: values[0] for part, values in PARTS.items()}
 
 
 def test_cache_key_is_stable_and_file_name_safe():
@@ -45,9 +36,9 @@ def test_cache_key_is_stable_and_file_name_safe():
     assert all(c.isalnum() or c in "-_." for c in key)
 
 
-@pytest.mark.parametrize("part", sorted(CHANGES))
+@pytest.mark.parametrize("part", sorted(PARTS))
 def test_cache_key_changes_with_every_part(part):
-    assert engine_key(**{**BASE, part: CHANGES[part]}) != engine_key(**BASE)
+    assert engine_key(**{**BASE, part: PARTS[part][1]}) != engine_key(**BASE)
 
 
 def test_weights_digest_sees_one_changed_weight(tiny):

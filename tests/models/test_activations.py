@@ -12,14 +12,7 @@ from batchvoc.models.activations import Snake, SnakeBeta
 from batchvoc.models.antialias import Activation1d, DownSample1d, UpSample1d, kaiser_sinc_filter1d
 from batchvoc.models.span import Span
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one intra-op thread is as fast, and immune to OpenMP spin-waits on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _reference_kaiser_sinc(cutoff: float, half_width: float, kernel_size: int) -> np.ndarray:

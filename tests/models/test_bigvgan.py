@@ -13,14 +13,7 @@ from batchvoc.models.activations import SnakeBeta
 from batchvoc.models.bigvgan import BigVGAN, build, hparams_from_config
 from batchvoc.models.presets import get_preset
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one intra-op thread is as fast, and immune to OpenMP spin-waits on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 V2_NAMES = [

@@ -1,0 +1,227 @@
+"""BigVGAN's anti-aliased Snake as two Triton kernels, for the engines' copy of a model on a CUDA GPU.
+
+Activation1d (models/antialias.py) runs replicate-pad, a depthwise transposed convolution, Snake, pad and a
+depthwise strided convolution: on an H100 about 80% of BigVGAN's time, mostly cuDNN's grouped kernels and the
+copies between them. Here the same function is two passes over memory:
+
+    up_snake:   a[b, c, m] = snake(sum_k taps[m % 2][k] * x[b, c, E(clamp(m // 2 + first[m % 2] + k))])   [B, C, 2T]
+    down:       y[b, c, j] = sum_k down[k] * a[b, c, E2(clamp(2j - left + k))]                              [B, C, T]
+
+where E / E2 map a sample to the nearest sample of its own utterance (`Span.edge`, at the input and the upsampled
+rate) and the clamps are the filters' replicate padding. Filter taps and Snake run in float32; `a` is stored in
+x's dtype, as the reference rounds the activation's output. In fp16/bf16 the sine is the GPU's sin.approx after
+reduction to [-pi, pi] (abs error ~1e-6, far below that storage precision); fp32 keeps the accurate sine. Both
+kernels take any strides (channels-last or not) and write their output with x's layout.
+
+`antialiased_snake` is a torch custom op (opaque to torch.compile, so Inductor schedules around it); on a CPU it
+runs the same index arithmetic in plain torch, which is also what the tests compare the kernels with. With
+TRITON_INTERPRET=1 the kernels run on CPU tensors through Triton's interpreter (slow; for tests).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.util
+import os
+
+import torch
+from torch import Tensor, nn
+
+from batchvoc.models.activations import Snake, SnakeBeta
+from batchvoc.models.antialias import Activation1d, _up_phases
+from batchvoc.models.span import Span
+
+
+def triton_available() -> tuple[bool, str]:
+    """(ok, why): the kernels need triton and a CUDA GPU."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False, "triton is not installed"
+    if not torch.cuda.is_available():
+        return False, "no CUDA GPU"
+    return True, "triton and a CUDA GPU"
+
+
+def _use_triton(x: Tensor) -> bool:
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return importlib.util.find_spec("triton") is not None
+    return x.is_cuda and triton_available()[0]
+
+
+@functools.cache
+def _kernels():
+    """Compile-on-first-use Triton kernels (triton imported here, so the module imports without it)."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def up_snake(x_ptr, a_ptr, alpha_ptr, inv_ptr, taps_ptr, valid_ptr, C, T, rate,
+                 sxb, sxc, sxt, sab, sac, sat, svb, svk, svf,
+                 FIRST0: tl.constexpr, FIRST1: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr,
+                 FAST_SIN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+        b = tl.program_id(2)
+        m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        mask = (m < 2 * T)[:, None] & (c < C)[None, :]
+        j = m // 2
+        odd = (m % 2) == 1
+        first = tl.where(odd, FIRST1, FIRST0)
+        acc = tl.zeros([BLOCK_M, BLOCK_C], dtype=tl.float32)
+        for k in tl.static_range(TAPS):
+            pos = tl.minimum(tl.maximum(j + first + k, 0), T - 1)
+            if HAS_SPAN:
+                frame = pos // rate
+                lo = tl.load(valid_ptr + b * svb + frame * svf).to(tl.int32) * rate
+                hi = tl.load(valid_ptr + b * svb + svk + frame * svf).to(tl.int32) * rate
+                pos = tl.minimum(tl.maximum(pos, lo), hi - 1)
+            xv = tl.load(x_ptr + b * sxb + c[None, :] * sxc + pos[:, None] * sxt, mask=mask, other=0.0)
+            tap = tl.where(odd, tl.load(taps_ptr + TAPS + k), tl.load(taps_ptr + k))
+            acc += tap[:, None] * xv.to(tl.float32)
+        alpha = tl.load(alpha_ptr + c, mask=c < C, other=1.0)[None, :]
+        inv = tl.load(inv_ptr + c, mask=c < C, other=0.0)[None, :]
+        phase = acc * alpha
+        if FAST_SIN:  # reduce to [-pi, pi], then the hardware's approximate sine (abs error ~1e-6 there)
+            phase = phase - 6.283185307179586 * tl.floor(phase * 0.15915494309189535 + 0.5)
+            s = tl.inline_asm_elementwise("sin.approx.f32 $0, $1;", "=r,r", [phase], dtype=tl.float32, is_pure=True,
+                                          pack=1)  # fmt: skip
+        else:
+            s = tl.sin(phase)
+        out = acc + inv * s * s
+        tl.store(a_ptr + b * sab + c[None, :] * sac + m[:, None] * sat, out.to(a_ptr.dtype.element_ty), mask=mask)
+
+    @triton.jit
+    def down(a_ptr, y_ptr, taps_ptr, valid_ptr, C, T, rate,
+             sab, sac, sat, syb, syc, syt, svb, svk, svf,
+             LEFT: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr,
+             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+        b = tl.program_id(2)
+        j = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+        c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        mask = (j < T)[:, None] & (c < C)[None, :]
+        up_rate = 2 * rate
+        acc = tl.zeros([BLOCK_T, BLOCK_C], dtype=tl.float32)
+        for k in tl.static_range(TAPS):
+            pos = tl.minimum(tl.maximum(2 * j - LEFT + k, 0), 2 * T - 1)
+            if HAS_SPAN:
+                frame = pos // up_rate
+                lo = tl.load(valid_ptr + b * svb + frame * svf).to(tl.int32) * up_rate
+                hi = tl.load(valid_ptr + b * svb + svk + frame * svf).to(tl.int32) * up_rate
+                pos = tl.minimum(tl.maximum(pos, lo), hi - 1)
+            av = tl.load(a_ptr + b * sab + c[None, :] * sac + pos[:, None] * sat, mask=mask, other=0.0)
+            acc += tl.load(taps_ptr + k) * av.to(tl.float32)
+        tl.store(y_ptr + b * syb + c[None, :] * syc + j[:, None] * syt, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+    return triton, up_snake, down
+
+
+def _blocks(x: Tensor) -> tuple[int, int]:
+    """(block along time, block along channels): wide in whichever dimension is contiguous in memory."""
+    channels = x.shape[1]
+    if x.stride(1) == 1:  # channels-last: a row of channels per time step
+        block_c = min(64, max(16, 1 << (channels - 1).bit_length()))
+        return 4096 // block_c // 2, block_c
+    return 256, 4
+
+
+def _triton_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left) -> Tensor:
+    triton, up_snake, down = _kernels()
+    rows, channels, length = x.shape
+    has_span = valid.numel() > 0
+    vs = valid.stride() if has_span else (0, 0, 0)
+    valid = valid if has_span else x  # never read; a real device pointer for the launcher
+    if x.stride(1) == 1:  # keep x's channels-last layout
+        a = torch.empty((rows, 2 * length, channels), dtype=x.dtype, device=x.device).transpose(1, 2)
+    else:
+        a = torch.empty((rows, channels, 2 * length), dtype=x.dtype, device=x.device)
+    y = torch.empty_like(x)
+    block_t, block_c = _blocks(x)
+    grid = (triton.cdiv(2 * length, block_t), triton.cdiv(channels, block_c), rows)
+    up_snake[grid](x, a, alpha, inv, up_taps, valid, channels, length, rate, *x.stride(), *a.stride(), *vs,
+                   FIRST0=up_first[0], FIRST1=up_first[1], TAPS=up_taps.shape[1], HAS_SPAN=has_span,
+                   FAST_SIN=x.dtype != torch.float32 and x.is_cuda, BLOCK_M=block_t, BLOCK_C=block_c)  # fmt: skip
+    grid = (triton.cdiv(length, block_t), triton.cdiv(channels, block_c), rows)
+    down[grid](a, y, down_taps, valid, channels, length, rate, *a.stride(), *y.stride(), *vs,
+               LEFT=down_left, TAPS=down_taps.numel(), HAS_SPAN=has_span, BLOCK_T=block_t, BLOCK_C=block_c)  # fmt: skip
+    return y
+
+
+def _edge(pos: Tensor, valid: Tensor, rate: int) -> Tensor:
+    """pos [L] clamped into its own utterance, per row: [B|1, L] (valid [B, 2, F] per frame, or empty: none)."""
+    if valid.numel() == 0:
+        return pos.view(1, -1)
+    bounds = valid.index_select(-1, torch.div(pos, rate, rounding_mode="floor")) * rate  # [B, 2, L]
+    return torch.minimum(torch.maximum(pos.view(1, -1), bounds[:, 0]), bounds[:, 1] - 1)
+
+
+def _torch_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left) -> Tensor:
+    """The kernels' index arithmetic in plain torch (CPU, or a GPU without triton)."""
+    rows, channels, length = x.shape
+    m = torch.arange(2 * length, device=x.device)
+    odd = m % 2
+    first = torch.tensor(up_first, device=x.device)[odd]
+    u = torch.zeros(rows, channels, 2 * length, dtype=torch.float32, device=x.device)
+    for k in range(up_taps.shape[1]):
+        pos = _edge(torch.clamp(m // 2 + first + k, 0, length - 1), valid, rate)
+        u += up_taps[odd, k] * torch.gather(x.float(), -1, pos.unsqueeze(1).expand(rows, channels, -1))
+    a = (u + inv.view(1, -1, 1) * torch.sin(u * alpha.view(1, -1, 1)) ** 2).to(x.dtype).float()
+    j = torch.arange(length, device=x.device)
+    y = torch.zeros(rows, channels, length, dtype=torch.float32, device=x.device)
+    for k in range(down_taps.numel()):
+        pos = _edge(torch.clamp(2 * j - down_left + k, 0, 2 * length - 1), valid, 2 * rate)
+        y += down_taps[k] * torch.gather(a, -1, pos.unsqueeze(1).expand(rows, channels, -1))
+    return torch.empty_like(x).copy_(y)  # x's layout, as the kernels (and the fake) give
+
+
+@torch.library.custom_op("batchvoc::antialiased_snake", mutates_args=())
+def antialiased_snake(x: Tensor, alpha: Tensor, inv: Tensor, valid: Tensor, rate: int, up_taps: Tensor,
+                      up_first: list[int], down_taps: Tensor, down_left: int) -> Tensor:  # fmt: skip
+    """x [B, C, T] -> [B, C, T]: Activation1d(Snake) with up/down ratio 2 (module doc). valid: [B, 2, T // rate]
+    per-frame utterance bounds, or an empty tensor for whole utterances."""
+    forward = _triton_forward if _use_triton(x) else _torch_forward
+    return forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left)
+
+
+@antialiased_snake.register_fake
+def _(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left):
+    return torch.empty_like(x)
+
+
+class FusedActivation1d(nn.Module):
+    """An Activation1d(Snake | SnakeBeta) with ratios 2/2 computed by `antialiased_snake`; same interface."""
+
+    def __init__(self, base: Activation1d):
+        super().__init__()
+        if not isinstance(base.act, Snake | SnakeBeta) or (base.up_ratio, base.down_ratio) != (2, 2):
+            raise ValueError("FusedActivation1d needs Snake/SnakeBeta with up and down ratio 2")
+        low = base.downsample.lowpass
+        if not low.padding or low.padding_mode != "replicate" or low.stride != 2:
+            raise ValueError("FusedActivation1d needs a replicate-padded low-pass of stride 2")
+        self.act = copy.deepcopy(base.act)
+        self.up_first, up_taps = _up_phases(base.upsample)
+        self._taps = {"up_taps": up_taps, "down_taps": low.filter.detach().double().flatten().tolist()}
+        for name, values in self._taps.items():
+            self.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)
+        self.down_left = low.pad_left
+        self._needs = base.needs
+
+    def needs(self, lo: int, hi: int) -> tuple[int, int]:
+        return self._needs(lo, hi)
+
+    def _apply(self, fn, recurse=True):
+        """Moving the model moves the filter taps; casting it (.half()) leaves them float32, unrounded."""
+        super()._apply(fn, recurse)
+        for name, values in self._taps.items():
+            self._buffers[name] = torch.tensor(values, dtype=torch.float32, device=self._buffers[name].device)
+        return self
+
+    def forward(self, x: Tensor, span: Span | None = None, rate: int = 1) -> Tensor:
+        alpha, inv = self.act.params_fp32()
+        valid = x.new_zeros((0, 2, 0), dtype=torch.int64)
+        if span is not None and span.valid is not None:
+            valid = span.valid.to(device=x.device, dtype=torch.int64)
+            if valid.dim() == 2:
+                valid = valid.unsqueeze(-1).expand(-1, -1, x.shape[-1] // rate)
+        return antialiased_snake(x, alpha, inv, valid, rate, self.up_taps, self.up_first, self.down_taps,
+                                 self.down_left)  # fmt: skip
