@@ -16,6 +16,7 @@ from batchvoc.errors import RowError
 from batchvoc.manifest.shards import Shard
 
 MAX_NAME_BYTES = 200
+READ_ROWS = 64  # rows decoded at a time
 
 
 @dataclass
@@ -42,8 +43,10 @@ def read_shard_rows(shard: Shard, n_mels: int, skip: set[int] | None = None) -> 
     duplicates = set(shard.duplicate_rows)
     skip = skip or set()
     index = 0
-    for group in shard.row_groups:
-        table = parquet.read_row_group(group)
+    # a few rows at a time, not whole row groups: the engine gets its first rows at once, not after a large
+    # row group (hundreds of MB of mels) has been read and decoded
+    for batch in parquet.iter_batches(batch_size=READ_ROWS, row_groups=list(shard.row_groups)):
+        table = pa.Table.from_batches([batch])
         for offset, (key, mel) in enumerate(_mels_of(table, n_mels, folder)):
             row = index + offset
             if row in skip:
