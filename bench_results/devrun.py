@@ -292,6 +292,15 @@ def s2c():
     print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
 
 
+@plan
+def tb():
+    """Session 2, run 5: tiny beta after accumulating the AMP blocks' sum in float32; BigVGAN speed unchanged?"""
+    sums = [step(30, tiny_beta), step(30, tiny_beta, None, 1e-2)]
+    step(150, bench, "bvg_b16_steady2", preset=BVG, frames=938, batch=[16], utterances=48, backends=["inductor"],
+         precisions=["fp16", "bf16"])  # fmt: skip
+    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", flush=True)

@@ -172,9 +172,11 @@ class BigVGAN(GeneratorMixin, nn.Module):
             rate *= self.upsample_rates[i]
             blocks = self.stage_blocks(i)
             xs = blocks[0](x, span, rate)
+            if xs.dtype in (torch.float16, torch.bfloat16):  # the blocks' sum can pass fp16's range; their mean not
+                xs = xs.float()
             for b in blocks[1:]:
-                xs += b(x, span, rate)
-            x = xs / self.num_kernels
+                xs = xs + b(x, span, rate)
+            x = (xs / self.num_kernels).to(x.dtype)
         x = self.activation_post(x, span, rate)
         x = self.conv_post(span.zero(x, rate))
         if self.use_tanh_at_final:

@@ -419,3 +419,22 @@ def test_load_vocoder_reads_an_nvidia_checkpoint_folder(tmp_path):
     mel = torch.randn(1, 12, 10) - 5
     with torch.no_grad():
         assert (model(mel) - source(mel)).abs().max() < 1e-5
+
+
+def test_half_precision_stage_sum_does_not_overflow():
+    """Three AMP blocks each returning ~40,000 sum to ~120,000, past fp16's 65,504; their mean is not, and the
+    model accumulates the sum in float32 (upstream sums in the model's dtype and gets Inf)."""
+    model = BigVGAN(n_mels=8, upsample_rates=[2], upsample_kernel_sizes=[4], upsample_initial_channel=16,
+                    resblock_kernel_sizes=[3, 5, 7], resblock_dilation_sizes=[[1, 3, 5]] * 3).eval()  # fmt: skip
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("resblocks") and name.endswith("weight"):
+                p.mul_(1e-3)  # small residual branches: each block returns about its input
+        up = model.ups[0][0]
+        up.weight.zero_()
+        up.bias.fill_(40000.0)  # every stage input sample is 40,000
+        mel = torch.zeros(1, 8, 20)
+        ref = model(mel)
+        half = model.half()(mel.half())
+    assert torch.isfinite(half).all()
+    assert (half.float() - ref).abs().max() <= 1e-3
