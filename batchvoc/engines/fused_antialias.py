@@ -81,29 +81,24 @@ def _triton_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, do
     return y
 
 
-def _edge(pos: Tensor, valid: Tensor, rate: int) -> Tensor:
-    """pos [L] clamped into its own utterance, per row: [B|1, L] (valid [B, 2, F] per frame, or empty: none)."""
-    if valid.numel() == 0:
-        return pos.view(1, -1)
-    bounds = valid.index_select(-1, torch.div(pos, rate, rounding_mode="floor")) * rate  # [B, 2, L]
-    return torch.minimum(torch.maximum(pos.view(1, -1), bounds[:, 0]), bounds[:, 1] - 1)
-
-
 def _torch_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left) -> Tensor:
     """The kernels' index arithmetic in plain torch (CPU, or a GPU without triton)."""
     rows, channels, length = x.shape
+    span = Span(valid if valid.numel() else None)
+    edge = span.edge_index(x, rate)[:, 0]  # [B|1, T]: each sample's nearest sample of its own utterance
+    edge2 = span.edge_index(x, 2 * rate, 2 * length)[:, 0]  # the same at the upsampled rate
     m = torch.arange(2 * length, device=x.device)
     odd = m % 2
     first = torch.tensor(up_first, device=x.device)[odd]
     u = torch.zeros(rows, channels, 2 * length, dtype=torch.float32, device=x.device)
     for k in range(up_taps.shape[1]):
-        pos = _edge(torch.clamp(m // 2 + first + k, 0, length - 1), valid, rate)
+        pos = edge[:, torch.clamp(m // 2 + first + k, 0, length - 1)]
         u += up_taps[odd, k] * torch.gather(x.float(), -1, pos.unsqueeze(1).expand(rows, channels, -1))
     a = (u + inv.view(1, -1, 1) * torch.sin(u * alpha.view(1, -1, 1)) ** 2).to(x.dtype).float()
     j = torch.arange(length, device=x.device)
     y = torch.zeros(rows, channels, length, dtype=torch.float32, device=x.device)
     for k in range(down_taps.numel()):
-        pos = _edge(torch.clamp(2 * j - down_left + k, 0, 2 * length - 1), valid, 2 * rate)
+        pos = edge2[:, torch.clamp(2 * j - down_left + k, 0, 2 * length - 1)]
         y += down_taps[k] * torch.gather(a, -1, pos.unsqueeze(1).expand(rows, channels, -1))
     return torch.empty_like(x).copy_(y)  # x's layout, as the kernels (and the fake) give
 
