@@ -301,6 +301,32 @@ def tb():
     print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
 
 
+@plan
+def s3a():
+    """Session 3, run 1: gsv_v4 small batches with CUDA graphs (do activations that fit in L2 run faster?) and the
+    steady state of batch 16 over 16 batches."""
+    sums = []
+    for b in (2, 4, 8):
+        step(60, bench, f"gsv_b{b}_cudagraphs", preset=GSV, batch=[b], utterances=8 * b,
+             backends=["inductor:mode=reduce-overhead", "inductor"], precisions=["fp16"])  # fmt: skip
+    step(90, bench, "gsv_b16_long", preset=GSV, batch=[16], utterances=256, backends=["inductor"],
+         precisions=["fp16"])  # fmt: skip
+    sums.append(step(30, profile, "gsv_default_fp16_b4", GSV, "inductor", "fp16", 4))
+    step(120, bench, "bvg_b16_long", preset=BVG, frames=938, batch=[16], utterances=160, backends=["inductor"],
+         precisions=["fp16"])  # fmt: skip
+    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
+
+
+@plan
+def s3b():
+    """Session 3, run 2: gsv_v4 with the fused resblock kernel (default on a GPU), against the cuDNN path."""
+    sums = []
+    step(120, bench, "gsv_b16_fused", preset=GSV, batch=[16], utterances=64,
+         backends=["inductor", "inductor:resblocks=conv"], precisions=["fp16", "bf16"])  # fmt: skip
+    sums.append(step(30, profile, "gsv_fused_fp16_b16", GSV, "inductor", "fp16", 16))
+    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", flush=True)

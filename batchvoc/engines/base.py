@@ -157,8 +157,10 @@ def build_target(backend: str, hop: int, precision: str, device, shapes=None, st
     return Target(backend, precision, dtype, torch.device(device), hop, shapes)
 
 
-def laid_out(model: nn.Module, target: Target, layout: str, antialias: str) -> tuple[nn.Module, str, str]:
-    """(the engine's copy of model: rewritten per engines/layout.py and cast, layout, antialias), "auto" resolved."""
-    layout, antialias = _layout.choose(layout, antialias, target.device, target.backend)
-    rewritten = model if (layout, antialias) == ("ncl", "conv") else _layout.apply(model, layout, antialias)
-    return cast_model(rewritten, target.dtype, target.device), layout, antialias
+def laid_out(model: nn.Module, target: Target, **choices: str) -> tuple[nn.Module, _layout.Rewrites]:
+    """(the engine's copy of model, rewritten per engines/layout.py and cast; the rewrites, "auto" resolved).
+
+    choices: layout=, antialias=, resblocks= (engines/layout.py), each "auto" when not given."""
+    rewrites = _layout.choose(**choices, device=target.device, backend=target.backend)
+    rewritten = model if rewrites.none else _layout.apply(model, rewrites)
+    return cast_model(rewritten, target.dtype, target.device), rewrites

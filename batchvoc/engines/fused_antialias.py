@@ -21,32 +21,14 @@ TRITON_INTERPRET=1 the kernels run on CPU tensors through Triton's interpreter (
 from __future__ import annotations
 
 import copy
-import importlib.util
-import os
 
 import torch
 from torch import Tensor, nn
 
+from batchvoc.engines.triton_runtime import use_triton
 from batchvoc.models.activations import Snake, SnakeBeta
 from batchvoc.models.antialias import Activation1d, _up_phases
 from batchvoc.models.span import Span
-
-
-def triton_available() -> tuple[bool, str]:
-    """(ok, why): the kernels need triton and a CUDA GPU."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False, "triton is not installed"
-    if not torch.cuda.is_available():
-        return False, "no CUDA GPU"
-    return True, "triton and a CUDA GPU"
-
-
-def _use_triton(x: Tensor) -> bool:
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        return importlib.util.find_spec("triton") is not None
-    return x.is_cuda and triton_available()[0]
 
 
 def _blocks(x: Tensor) -> tuple[int, int]:
@@ -108,7 +90,7 @@ def antialiased_snake(x: Tensor, alpha: Tensor, inv: Tensor, valid: Tensor, rate
                       up_first: list[int], down_taps: Tensor, down_left: int) -> Tensor:  # fmt: skip
     """x [B, C, T] -> [B, C, T]: Activation1d(Snake) with up/down ratio 2 (module doc). valid: [B, 2, T // rate]
     per-frame utterance bounds, or an empty tensor for whole utterances."""
-    forward = _triton_forward if _use_triton(x) else _torch_forward
+    forward = _triton_forward if use_triton(x) else _torch_forward
     return forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left)
 
 
@@ -147,10 +129,6 @@ class FusedActivation1d(nn.Module):
 
     def forward(self, x: Tensor, span: Span | None = None, rate: int = 1) -> Tensor:
         alpha, inv = self.act.params_fp32()
-        valid = x.new_zeros((0, 2, 0), dtype=torch.int64)
-        if span is not None and span.valid is not None:
-            valid = span.valid.to(device=x.device, dtype=torch.int64)
-            if valid.dim() == 2:
-                valid = valid.unsqueeze(-1).expand(-1, -1, x.shape[-1] // rate)
+        valid = (span or Span(None)).per_frame(x.shape[-1] // rate, x.device)
         return antialiased_snake(x, alpha, inv, valid, rate, self.up_taps, self.up_first, self.down_taps,
                                  self.down_left)  # fmt: skip

@@ -18,8 +18,9 @@ out of the graph's static buffer.
 Layout (engines/layout.py): on a CUDA GPU the engine's copy of the model is rewritten by default with
 layout="channels_last_2d" (every Conv1d as a channels-last (1, k) Conv2d, with Inductor's layout optimisation
 forced on, so no NCHW <-> NHWC transposes) and, where triton imports, antialias="fused" (BigVGAN's anti-aliased
-activations as two Triton kernels each, engines/fused_antialias.py); layout="ncl" / antialias="conv" turn them
-off; on a CPU both default off.
+activations as two Triton kernels each, engines/fused_antialias.py) and resblocks="fused" (HiFi-GAN's resblock
+convs as Triton kernels with the leaky ReLU and residual inside, engines/fused_resblock.py); layout="ncl" /
+antialias="conv" / resblocks="conv" turn them off; on a CPU all default off.
 """
 
 from __future__ import annotations
@@ -93,19 +94,20 @@ def build(
     shapes,
     cache_dir=None,
     mode: str | None = None,
-    layout: str = "auto",
-    antialias: str = "auto",
+    **rewrites: str,
 ) -> Engine:
-    """An Inductor Engine for exactly `shapes` [(B, T), ...], compiled and warmed up here."""
+    """An Inductor Engine for exactly `shapes` [(B, T), ...], compiled and warmed up here.
+
+    rewrites: layout=, antialias=, resblocks= (engines/layout.py); "auto" (the default) picks them for the device."""
     global _compiled_shapes
     target = build_target("inductor", preset.hop_length, precision, device, shapes)
     shapes, dtype, device = target.shapes, target.dtype, target.device
     mode = mode or DEFAULT_MODE
-    net, layout, antialias = laid_out(model, target, layout, antialias)
+    net, chosen = laid_out(model, target, **rewrites)
     folder = use_cache_dir(cache_dir)
     _compiled_shapes += len(shapes)
     _raise_recompile_limit(_compiled_shapes + 8)
-    options = compile_options(mode, layout)
+    options = compile_options(mode, chosen.layout)
     cudagraphs = bool(options.get("triton.cudagraphs", False))
     compiled = torch.compile(net, options=options, dynamic=False, fullgraph=True)
 
@@ -145,5 +147,5 @@ def build(
         with torch.compiler.set_stance("fail_on_recompile"):
             return call(mel, valid)
 
-    details = f"mode={mode} {_layout.describe(layout, antialias, model)}" + (f" cache={folder}" if folder else "")
+    details = f"mode={mode} {_layout.describe(chosen, model)}" + (f" cache={folder}" if folder else "")
     return target.engine(run, details)

@@ -12,22 +12,44 @@ Triton kernels per activation (engines/fused_antialias.py), opaque to the compil
 polyphase_antialias(model): every BigVGAN Activation1d becomes a PolyphaseActivation1d (same function as index
 arithmetic, no depthwise convolutions), for Inductor to fuse; slower than the stock one on an H100 (kept opt-in).
 
-apply(model, layout=..., antialias=...) applies the chosen rewrites to a deep copy; `choose` resolves "auto".
+fused_resblocks(model): every HiFi-GAN ResBlock1 / ResBlock2 becomes a FusedResBlock: one Triton kernel per conv,
+with the leaky ReLU, the span's zeroing, the bias and the residual add inside it (engines/fused_resblock.py).
+
+`choose(layout, antialias, resblocks, device, backend)` resolves "auto" into a `Rewrites`; `apply(model, rewrites)`
+applies them to a deep copy.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from batchvoc.engines.fused_antialias import FusedActivation1d, triton_available
+from batchvoc.engines.fused_antialias import FusedActivation1d
+from batchvoc.engines.fused_resblock import FusedResBlock
+from batchvoc.engines.triton_runtime import triton_available
 from batchvoc.models.antialias import Activation1d, PolyphaseActivation1d
+from batchvoc.models.hifigan import ResBlock1, ResBlock2
 
 LAYOUTS = ("auto", "ncl", "channels_last_2d")
 ANTIALIAS = ("auto", "conv", "fused", "polyphase")
+RESBLOCKS = ("auto", "conv", "fused")
+
+
+@dataclass(frozen=True)
+class Rewrites:
+    """The engine-side rewrites of one engine's model: layout, anti-aliased activations, HiFi-GAN resblocks."""
+
+    layout: str = "ncl"
+    antialias: str = "conv"
+    resblocks: str = "conv"
+
+    @property
+    def none(self) -> bool:
+        return self == Rewrites()
 
 
 def _to_2d(x: Tensor) -> Tensor:
@@ -121,43 +143,62 @@ def fused_antialias(model: nn.Module, inplace: bool = False) -> nn.Module:
     return model
 
 
+def fused_resblocks(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """model (copied unless inplace) with every ResBlock1 / ResBlock2 as a FusedResBlock (same function)."""
+    model = model if inplace else copy.deepcopy(model)
+    _replace(model, lambda m: FusedResBlock(m) if type(m) in (ResBlock1, ResBlock2) else None)
+    return model
+
+
 def has_antialias(model: nn.Module) -> bool:
     return any(isinstance(m, Activation1d) for m in model.modules())
 
 
-def choose(layout: str, antialias: str, device, backend: str) -> tuple[str, str]:
+def has_resblocks(model: nn.Module) -> bool:
+    return any(isinstance(m, ResBlock1 | ResBlock2) for m in model.modules())
+
+
+def _pick(value: str, known: tuple[str, ...], name: str, auto: str) -> str:
+    if value not in known:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(known)}")
+    return auto if value == "auto" else value
+
+
+def choose(layout: str = "auto", antialias: str = "auto", resblocks: str = "auto", device="cpu",
+           backend: str = "eager") -> Rewrites:  # fmt: skip
     """Resolve "auto": inductor on a CUDA GPU gets channels_last_2d and, with triton, the fused anti-aliased
-    activation; everything else the reference.
+    activation and fused resblocks; everything else the reference.
 
     The polyphase anti-alias rewrite stays opt-in (antialias=polyphase): on an H100 it compiled to 132x real time
     for BigVGAN v2 24k against 242x for the stock anti-aliased activation under torch.compile.
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
-    if antialias not in ANTIALIAS:
-        raise ValueError(f"unknown antialias {antialias!r}; choose one of {', '.join(ANTIALIAS)}")
     fast = backend == "inductor" and torch.device(device).type == "cuda"
-    if layout == "auto":
-        layout = "channels_last_2d" if fast else "ncl"
-    if antialias == "auto":
-        antialias = "fused" if fast and triton_available()[0] else "conv"
-    return layout, antialias
+    kernels = "fused" if fast and triton_available()[0] else "conv"
+    return Rewrites(
+        _pick(layout, LAYOUTS, "layout", "channels_last_2d" if fast else "ncl"),
+        _pick(antialias, ANTIALIAS, "antialias", kernels),
+        _pick(resblocks, RESBLOCKS, "resblocks", kernels),
+    )
 
 
-def apply(model: nn.Module, layout: str = "ncl", antialias: str = "conv") -> nn.Module:
-    """A copy of model with the chosen rewrites ("ncl" / "conv": none); the caller's model is untouched."""
+def apply(model: nn.Module, rewrites: Rewrites) -> nn.Module:
+    """A copy of model with the chosen rewrites; the caller's model is untouched."""
     model = copy.deepcopy(model)
-    if antialias == "polyphase":
+    if rewrites.antialias == "polyphase":
         polyphase_antialias(model, inplace=True)
-    elif antialias == "fused":
+    elif rewrites.antialias == "fused":
         fused_antialias(model, inplace=True)
-    if layout == "channels_last_2d":
+    if rewrites.resblocks == "fused":
+        fused_resblocks(model, inplace=True)
+    if rewrites.layout == "channels_last_2d":
         channels_last_2d(model, inplace=True)
     return model
 
 
-def describe(layout: str, antialias: str, model: nn.Module) -> str:
-    parts = [f"layout={layout}"]
+def describe(rewrites: Rewrites, model: nn.Module) -> str:
+    parts = [f"layout={rewrites.layout}"]
     if has_antialias(model):
-        parts.append(f"antialias={antialias}")
+        parts.append(f"antialias={rewrites.antialias}")
+    if has_resblocks(model):
+        parts.append(f"resblocks={rewrites.resblocks}")
     return " ".join(parts)

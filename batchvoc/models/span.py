@@ -48,6 +48,14 @@ class Span:
             self._cache[key] = (t, start * rate, end * rate)
         return self._cache[key]
 
+    def per_frame(self, frames: int, device: torch.device | str) -> Tensor:
+        """valid as [B, 2, frames] int64 on device (the form the Triton kernels read), or an empty [0, 2, 0] tensor
+        for whole utterances (valid None)."""
+        if self.valid is None:
+            return torch.zeros((0, 2, 0), dtype=torch.int64, device=device)
+        valid = self.valid.to(device=device, dtype=torch.int64)
+        return valid.unsqueeze(-1).expand(-1, -1, frames) if valid.dim() == 2 else valid
+
     def zero(self, x: Tensor, rate: int = 1) -> Tensor:
         """x [B, C, T·rate] with samples outside their utterance set to 0 (what zero padding feeds a conv)."""
         if self.valid is None:

@@ -78,9 +78,10 @@ def test_triton_kernels_equal_reference_in_the_interpreter():
         """
         import torch
         from batchvoc.engines import fused_antialias as fa
+        from batchvoc.engines.triton_runtime import use_triton
         from tests.engines.test_fused_antialias import _activation, _check
         from batchvoc.models.activations import Snake, SnakeBeta
-        assert fa._use_triton(torch.zeros(1))  # TRITON_INTERPRET=1: CPU tensors go to the Triton kernels
+        assert use_triton(torch.zeros(1))  # TRITON_INTERPRET=1: CPU tensors go to the Triton kernels
         for kind in (Snake, SnakeBeta):
             ref = _activation(kind)
             _check(fa.FusedActivation1d(ref), ref)
@@ -126,7 +127,7 @@ def test_layout_swaps_every_activation():
 
     model = BigVGAN(n_mels=8, upsample_rates=[2], upsample_kernel_sizes=[4], upsample_initial_channel=8,
                     resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]])  # fmt: skip
-    fused = layout.apply(model, "ncl", "fused")
+    fused = layout.apply(model, layout.Rewrites(antialias="fused"))
     assert not any(type(m) is Activation1d for m in fused.modules())
     assert sum(isinstance(m, FusedActivation1d) for m in fused.modules()) == sum(
         type(m) is Activation1d for m in model.modules()

@@ -35,13 +35,13 @@ def _spans(rows: int, frames: int):
 @pytest.mark.parametrize("family", [HiFiGAN, BigVGAN])
 @pytest.mark.parametrize(
     "rewrite",
-    [("channels_last_2d", "conv"), ("ncl", "polyphase"), ("channels_last_2d", "polyphase"), ("ncl", "fused"),
-     ("channels_last_2d", "fused")],
+    [("channels_last_2d", "conv", "conv"), ("ncl", "polyphase", "conv"), ("channels_last_2d", "polyphase", "conv"),
+     ("ncl", "fused", "fused"), ("channels_last_2d", "fused", "fused")],
 )  # fmt: skip
 def test_rewrites_equal_reference(family, rewrite):
     torch.manual_seed(0)
     model = _randomize(family(**SMALL))
-    fast = layout.apply(model, *rewrite)
+    fast = layout.apply(model, layout.Rewrites(*rewrite))
     mel = 2 * torch.randn(3, 20, 50) - 5
     with torch.no_grad():
         for valid in _spans(3, 50):
@@ -72,20 +72,23 @@ def test_polyphase_leaves_no_resampling_convs():
 
 
 def test_choose_defaults():
-    assert layout.choose("auto", "auto", "cpu", "inductor") == ("ncl", "conv")
+    assert layout.choose(device="cpu", backend="inductor") == layout.Rewrites("ncl", "conv", "conv")
     fused = "fused" if layout.triton_available()[0] else "conv"  # on a GPU machine without triton: conv
-    assert layout.choose("auto", "auto", "cuda", "inductor") == ("channels_last_2d", fused)
-    assert layout.choose("auto", "auto", "cuda", "eager") == ("ncl", "conv")
-    with pytest.raises(ValueError):
-        layout.choose("nhwc", "auto", "cpu", "eager")
+    assert layout.choose(device="cuda", backend="inductor") == layout.Rewrites("channels_last_2d", fused, fused)
+    assert layout.choose(device="cuda", backend="eager").none
+    assert layout.choose(resblocks="fused", device="cpu").resblocks == "fused"
+    with pytest.raises(ValueError, match="layout"):
+        layout.choose("nhwc", device="cpu")
+    with pytest.raises(ValueError, match="resblocks"):
+        layout.choose(resblocks="triton", device="cpu")
 
 
 def test_eager_engine_with_rewrites_equals_reference(tiny, batch):
     model, preset = tiny
     mel, valid = batch
     ref = build_engine(model, preset, backend="eager")(mel, valid)
-    fast = build_engine(model, preset, backend="eager", layout="channels_last_2d", antialias="polyphase")
-    assert "layout=channels_last_2d" in fast.describe()
+    fast = build_engine(model, preset, backend="eager", layout="channels_last_2d", resblocks="fused")
+    assert "layout=channels_last_2d resblocks=fused" in fast.describe()
     assert (fast(mel, valid) - ref).abs().max() <= 1e-5
 
 

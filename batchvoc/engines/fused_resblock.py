@@ -1,0 +1,126 @@
+"""HiFi-GAN's resblocks as fused Triton convolutions, for the engines' copy of a model on a CUDA GPU.
+
+Every step of a ResBlock1 / ResBlock2 (leaky ReLU, the span's zeroing, a dilated conv, its bias, the residual add)
+is one kernel, `lrelu_conv`:
+
+    out[b, o, t] = bias[o] + sum_{k, i} w[k, i, o] * act(x[b, i, t + k*d - p])  (+ res[b, o, t])
+    act(x at sample s) = leaky_relu(x, slope) if 0 <= s < T and s is inside its own utterance (Span.zero), else 0
+
+an implicit GEMM over (tap, input channel) on channels-last tiles, fp32 accumulation, the activation rounded to
+x's dtype before the product as the reference rounds it. Why: with cuDNN's convolutions, Inductor (gsv_v4 fp16,
+H100) spent 36.5% of GPU time in elementwise kernels between them, moving each resblock step's activation through
+memory about ten times; fused, it moves five times (read x, write h; read h and the residual, write x).
+
+`lrelu_conv` is a torch custom op (opaque to torch.compile); on a CPU it runs the reference ops in plain torch.
+With TRITON_INTERPRET=1 the kernel runs on CPU tensors through Triton's interpreter (slow; for tests).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from batchvoc.engines.triton_runtime import use_triton
+from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
+from batchvoc.models.span import Span
+
+
+def _pow2(n: int, lo: int, hi: int) -> int:
+    return min(hi, max(lo, 1 << (n - 1).bit_length()))
+
+
+def tiles(c_in: int, c_out: int) -> dict[str, int]:
+    """Tile sizes and launch shape for one layer: wide in time where channels are few (those layers are
+    memory-bound), square where they are many."""
+    block_n, block_k = _pow2(c_out, 16, 128), _pow2(c_in, 16, 64)
+    block_m = 128 if c_out >= 64 else 256
+    warps = 8 if block_m * block_n >= 128 * 128 else 4
+    return dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=3)
+
+
+def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) -> Tensor:
+    return torch.empty((rows, length, channels), dtype=like.dtype, device=like.device).transpose(1, 2)
+
+
+def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, config=None) -> Tensor:
+    from batchvoc.engines.conv_kernels import lrelu_conv as kernel  # imports triton: GPU path only
+    from batchvoc.engines.conv_kernels import triton
+
+    rows, c_in, length = x.shape
+    ksize, _, c_out = weight.shape
+    out = _channels_last_empty(rows, c_out, length, x)
+    has_span, has_res = valid.numel() > 0, residual is not None
+    res = residual if has_res else out  # never read when absent; a real pointer for the launcher
+    vs = valid.stride() if has_span else (0, 0, 0)
+    config = config or tiles(c_in, c_out)
+    grid = (triton.cdiv(length, config["BLOCK_M"]), triton.cdiv(c_out, config["BLOCK_N"]), rows)
+    kernel[grid](x, weight, bias, res, out, valid if has_span else x, length, c_in, c_out, rate, dilation, padding,
+                 slope, *x.stride(), *res.stride(), *out.stride(), *vs, KSIZE=ksize, HAS_RES=has_res,
+                 HAS_SPAN=has_span, DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32", **config)  # fmt: skip
+    return out
+
+
+def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope) -> Tensor:
+    """The reference ops (ResBlock1's step) in plain torch: CPU, or a GPU without triton."""
+    span = Span(valid if valid.numel() else None)
+    y = F.conv1d(span.zero(F.leaky_relu(x, slope), rate), weight.permute(2, 1, 0), bias, 1, padding, dilation)
+    if residual is not None:
+        y = y + residual
+    return _channels_last_empty(x.shape[0], y.shape[1], y.shape[2], x).copy_(y)
+
+
+@torch.library.custom_op("batchvoc::lrelu_conv", mutates_args=())
+def lrelu_conv(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor | None, valid: Tensor, rate: int,
+               dilation: int, padding: int, slope: float) -> Tensor:  # fmt: skip
+    """x [B, C_in, T] -> [B, C_out, T] (channels-last strides): conv(act(x)) + bias (+ residual) (module doc).
+    weight [k, C_in, C_out]; valid [B, 2, T // rate] per-frame utterance bounds, or empty for whole utterances."""
+    forward = _triton_forward if use_triton(x) else _torch_forward
+    return forward(x, weight, bias, residual, valid, rate, dilation, padding, slope)
+
+
+@lrelu_conv.register_fake
+def _(x, weight, bias, residual, valid, rate, dilation, padding, slope):
+    return _channels_last_empty(x.shape[0], weight.shape[2], x.shape[2], x)
+
+
+class PackedConv(nn.Module):
+    """A same-padded stride-1 nn.Conv1d's weight as [k, C_in, C_out] (the kernel's GEMM order), bias, geometry."""
+
+    def __init__(self, conv: nn.Conv1d):
+        super().__init__()
+        if conv.stride[0] != 1 or conv.groups != 1 or isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+            raise ValueError("PackedConv needs a stride-1, ungrouped, zero-padded Conv1d")
+        self.dilation, self.padding = conv.dilation[0], conv.padding[0]
+        self.weight = nn.Parameter(conv.weight.detach().permute(2, 1, 0).contiguous(), requires_grad=False)
+        bias = conv.bias.detach() if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
+        self.bias = nn.Parameter(bias.clone(), requires_grad=False)
+
+
+class FusedResBlock(nn.Module):
+    """A ResBlock1 / ResBlock2 computed with `lrelu_conv`, one kernel per conv; same interface and function."""
+
+    def __init__(self, block: ResBlock1 | ResBlock2):
+        super().__init__()
+        if isinstance(block, ResBlock1):
+            groups = [[c1, c2] for c1, c2 in zip(block.convs1, block.convs2, strict=True)]
+        elif isinstance(block, ResBlock2):
+            groups = [[c] for c in block.convs]
+        else:
+            raise ValueError(f"FusedResBlock needs a ResBlock1 or ResBlock2, got {type(block).__name__}")
+        self.groups = nn.ModuleList(nn.ModuleList(PackedConv(c) for c in group) for group in groups)
+        self._reach = block.reach()
+
+    def reach(self) -> int:
+        return self._reach
+
+    def forward(self, x: Tensor, span: Span, rate: int) -> Tensor:
+        valid = span.per_frame(x.shape[-1] // rate, x.device)
+        for group in self.groups:  # x += conv(act(... conv(act(x)))), the last conv adding the residual
+            h = x
+            for i, conv in enumerate(group):
+                residual = x if i == len(group) - 1 else None
+                h = lrelu_conv(h, conv.weight, conv.bias, residual, valid, rate, conv.dilation, conv.padding,
+                               LRELU_SLOPE)  # fmt: skip
+            x = h
+        return x

