@@ -11,6 +11,7 @@ import triton.language as tl
 def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, C_IN, C_OUT, rate, dilation, padding, slope,
                sxb, sxc, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf,
                KSIZE: tl.constexpr, HAS_RES: tl.constexpr, HAS_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+               APPLY_ACT: tl.constexpr,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
     """One [BLOCK_M time steps, BLOCK_N output channels] tile of one batch row, as an implicit GEMM over
     (tap, input channel); the leaky ReLU and the span's zeroing are applied to each input tile as it is loaded."""
@@ -31,8 +32,9 @@ def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, C_IN, C_O
         for c0 in range(0, C_IN, BLOCK_K):
             c = c0 + k
             a = tl.load(x_row + c[None, :] * sxc + s[:, None] * sxt, mask=ok[:, None] & (c < C_IN)[None, :], other=0.0)
-            af = a.to(tl.float32)
-            a = tl.where(af > 0, af, af * slope).to(a.dtype)  # rounded to the input dtype, as the reference is
+            if APPLY_ACT:
+                af = a.to(tl.float32)
+                a = tl.where(af > 0, af, af * slope).to(a.dtype)  # rounded to the input dtype, as the reference is
             w = tl.load(w_ptr + (tap * C_IN + c)[:, None] * C_OUT + n[None, :],
                         mask=(c < C_IN)[:, None] & (n < C_OUT)[None, :], other=0.0)  # fmt: skip
             acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)

@@ -43,7 +43,8 @@ def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) ->
     return torch.empty((rows, length, channels), dtype=like.dtype, device=like.device).transpose(1, 2)
 
 
-def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, config=None) -> Tensor:
+def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, config=None,
+                    apply_act=True) -> Tensor:  # fmt: skip
     from batchvoc.engines.conv_kernels import lrelu_conv as kernel  # imports triton: GPU path only
     from batchvoc.engines.conv_kernels import triton
 
@@ -57,7 +58,8 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     grid = (triton.cdiv(length, config["BLOCK_M"]), triton.cdiv(c_out, config["BLOCK_N"]), rows)
     kernel[grid](x, weight, bias, res, out, valid if has_span else x, length, c_in, c_out, rate, dilation, padding,
                  slope, *x.stride(), *res.stride(), *out.stride(), *vs, KSIZE=ksize, HAS_RES=has_res,
-                 HAS_SPAN=has_span, DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32", **config)  # fmt: skip
+                 HAS_SPAN=has_span, DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32", APPLY_ACT=apply_act,
+                 **config)  # fmt: skip
     return out
 
 
