@@ -30,4 +30,24 @@ for kind in (Snake, SnakeBeta):
                 err = (got - want).abs().max().item() / max(1.0, want.abs().max().item())
                 assert err <= tol, (kind.__name__, dt, err)
         print(kind.__name__, "span" if valid is not None else "none", "ok")
+
+from batchvoc.engines.fused_resblock import FusedResBlock  # noqa: E402
+from batchvoc.models.hifigan import ResBlock1, ResBlock2  # noqa: E402
+
+for kind, C in ((ResBlock1, 16), (ResBlock2, 32), (ResBlock1, 24)):
+    block = kind(C, 7, [1, 3, 5])
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, (C * 7) ** -0.5)
+    block.eval()
+    x = torch.randn(B, C, F * R)
+    for valid in (None, v):
+        want = Span(valid).zero(block(x, Span(valid), R), R)
+        f = FusedResBlock(block).cuda()
+        for dt, tol in ((torch.float32, 1e-5), (torch.float16, 2e-2), (torch.bfloat16, 1e-1)):
+            for inp in (x, x.transpose(1, 2).contiguous().transpose(1, 2)):
+                got = f.to(dt)(inp.cuda().to(dt), Span(None if valid is None else valid.cuda()), R).float().cpu()
+                err = (got - want).abs().max().item() / max(1.0, want.abs().max().item())
+                assert err <= tol, (kind.__name__, C, dt, err)
+        print(kind.__name__, C, "span" if valid is not None else "none", "ok")
 print("GPU kernels OK")

@@ -1,17 +1,22 @@
 """HiFi-GAN's resblocks as fused Triton convolutions, for the engines' copy of a model on a CUDA GPU.
 
-Every step of a ResBlock1 / ResBlock2 (leaky ReLU, the span's zeroing, a dilated conv, its bias, the residual add)
-is one kernel, `lrelu_conv`:
+Every step of a ResBlock1 / ResBlock2 (leaky ReLU, dilated conv, bias, residual add, the span's zeroing) is one
+kernel, `lrelu_conv`:
 
-    out[b, o, t] = bias[o] + sum_{k, i} w[k, i, o] * act(x[b, i, t + k*d - p])  (+ res[b, o, t])
-    act(x at sample s) = leaky_relu(x, slope) if 0 <= s < T and s is inside its own utterance (Span.zero), else 0
+    out[b, o, t] = inside(t) * (bias[o] + sum_{k, i} w[k, i, o] * leaky_relu(x[b, i, t + k*d - p])  (+ res[b, o, t]))
 
-an implicit GEMM over (tap, input channel) on channels-last tiles, fp32 accumulation, the activation rounded to
-x's dtype before the product as the reference rounds it. Why: with cuDNN's convolutions, Inductor (gsv_v4 fp16,
-H100) spent 36.5% of GPU time in elementwise kernels between them, moving each resblock step's activation through
-memory about ten times; fused, it moves five times (read x, write h; read h and the residual, write x).
+with x zero past [0, T) and inside(t) = 1 where sample t lies in its own utterance (Span.zero), else 0: an
+implicit GEMM over (tap, input channel) on channels-last tiles, fp32 accumulation, the activation rounded to x's
+dtype before the product as the reference rounds it. A FusedResBlock zeroes its input outside the utterances once
+and every kernel zeroes its output there, which is what the reference's Span.zero before each conv achieves: the
+values it leaves in gaps are never read by any conv, and only gaps differ (zero here). Why: between cuDNN's
+convolutions, Inductor (gsv_v4 fp16, H100) spent 36.5% of GPU time in elementwise kernels, moving each resblock
+step's activation through memory about ten times; fused, it moves five times (read x, write h; read h and the
+residual, write x). cuDNN's own kernels are also slow at 16 channels (0.81 ms for a k=7 layer that moves as many
+bytes as a 32-channel one taking 0.30 ms on an H100), where this kernel reduces over several taps per product.
+FUSED_MAX_CHANNELS bounds the layers fused: wider layers are compute-bound, where cuDNN's convolutions are faster.
 
-`lrelu_conv` is a torch custom op (opaque to torch.compile); on a CPU it runs the reference ops in plain torch.
+`lrelu_conv` is a torch custom op (opaque to torch.compile); on a CPU it runs the same arithmetic in plain torch.
 With TRITON_INTERPRET=1 the kernel runs on CPU tensors through Triton's interpreter (slow; for tests).
 """
 
@@ -30,21 +35,23 @@ def _pow2(n: int, lo: int, hi: int) -> int:
     return min(hi, max(lo, 1 << (n - 1).bit_length()))
 
 
+FUSED_MAX_CHANNELS = 32  # H100 sweep (bench_results/conv_tiles.py): wider layers run faster on cuDNN
+
+
 def tiles(c_in: int, c_out: int) -> dict[str, int]:
     """Tile sizes and launch shape for one layer: wide in time where channels are few (those layers are
-    memory-bound), square where they are many."""
-    block_n, block_k = _pow2(c_out, 16, 128), _pow2(c_in, 16, 64)
+    memory-bound), with several taps per reduction chunk."""
+    block_n = _pow2(c_out, 16, 128)
     block_m = 128 if c_out >= 64 else 256
     warps = 8 if block_m * block_n >= 128 * 128 else 4
-    return dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=3)
+    return dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=64, num_warps=warps, num_stages=3)
 
 
 def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) -> Tensor:
     return torch.empty((rows, length, channels), dtype=like.dtype, device=like.device).transpose(1, 2)
 
 
-def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, config=None,
-                    apply_act=True) -> Tensor:  # fmt: skip
+def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, config=None) -> Tensor:
     from batchvoc.engines.conv_kernels import lrelu_conv as kernel  # imports triton: GPU path only
     from batchvoc.engines.conv_kernels import triton
 
@@ -56,26 +63,26 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     vs = valid.stride() if has_span else (0, 0, 0)
     config = config or tiles(c_in, c_out)
     grid = (triton.cdiv(length, config["BLOCK_M"]), triton.cdiv(c_out, config["BLOCK_N"]), rows)
-    kernel[grid](x, weight, bias, res, out, valid if has_span else x, length, c_in, c_out, rate, dilation, padding,
-                 slope, *x.stride(), *res.stride(), *out.stride(), *vs, KSIZE=ksize, HAS_RES=has_res,
-                 HAS_SPAN=has_span, DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32", APPLY_ACT=apply_act,
-                 **config)  # fmt: skip
+    kernel[grid](x, weight, bias, res, out, valid if has_span else x, length, c_out, rate, dilation, padding, slope,
+                 *x.stride(), *res.stride(), *out.stride(), *vs, C_IN=c_in, KSIZE=ksize, HAS_RES=has_res,
+                 HAS_SPAN=has_span, DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32", **config)  # fmt: skip
     return out
 
 
 def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope) -> Tensor:
-    """The reference ops (ResBlock1's step) in plain torch: CPU, or a GPU without triton."""
-    span = Span(valid if valid.numel() else None)
-    y = F.conv1d(span.zero(F.leaky_relu(x, slope), rate), weight.permute(2, 1, 0), bias, 1, padding, dilation)
+    """The kernel's arithmetic in plain torch: CPU, or a GPU without triton."""
+    y = F.conv1d(F.leaky_relu(x, slope), weight.permute(2, 1, 0), bias, 1, padding, dilation)
     if residual is not None:
         y = y + residual
+    y = Span(valid if valid.numel() else None).zero(y, rate)
     return _channels_last_empty(x.shape[0], y.shape[1], y.shape[2], x).copy_(y)
 
 
 @torch.library.custom_op("batchvoc::lrelu_conv", mutates_args=())
 def lrelu_conv(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor | None, valid: Tensor, rate: int,
                dilation: int, padding: int, slope: float) -> Tensor:  # fmt: skip
-    """x [B, C_in, T] -> [B, C_out, T] (channels-last strides): conv(act(x)) + bias (+ residual) (module doc).
+    """x [B, C_in, T] -> [B, C_out, T] (channels-last strides): zeroed outside the utterances, conv(leaky_relu(x))
+    + bias (+ residual) (module doc).
     weight [k, C_in, C_out]; valid [B, 2, T // rate] per-frame utterance bounds, or empty for whole utterances."""
     forward = _triton_forward if use_triton(x) else _torch_forward
     return forward(x, weight, bias, residual, valid, rate, dilation, padding, slope)
@@ -100,7 +107,8 @@ class PackedConv(nn.Module):
 
 
 class FusedResBlock(nn.Module):
-    """A ResBlock1 / ResBlock2 computed with `lrelu_conv`, one kernel per conv; same interface and function."""
+    """A ResBlock1 / ResBlock2 computed with `lrelu_conv`, one kernel per conv; same interface, and the same
+    function inside each utterance (zero outside it)."""
 
     def __init__(self, block: ResBlock1 | ResBlock2):
         super().__init__()
@@ -118,6 +126,7 @@ class FusedResBlock(nn.Module):
 
     def forward(self, x: Tensor, span: Span, rate: int) -> Tensor:
         valid = span.per_frame(x.shape[-1] // rate, x.device)
+        x = span.zero(x, rate)  # the kernels keep it so: each zeroes its output outside the utterances
         for group in self.groups:  # x += conv(act(... conv(act(x)))), the last conv adding the residual
             h = x
             for i, conv in enumerate(group):

@@ -12,8 +12,9 @@ Triton kernels per activation (engines/fused_antialias.py), opaque to the compil
 polyphase_antialias(model): every BigVGAN Activation1d becomes a PolyphaseActivation1d (same function as index
 arithmetic, no depthwise convolutions), for Inductor to fuse; slower than the stock one on an H100 (kept opt-in).
 
-fused_resblocks(model): every HiFi-GAN ResBlock1 / ResBlock2 becomes a FusedResBlock: one Triton kernel per conv,
-with the leaky ReLU, the span's zeroing, the bias and the residual add inside it (engines/fused_resblock.py).
+fused_resblocks(model): every HiFi-GAN ResBlock1 / ResBlock2 of at most FUSED_MAX_CHANNELS channels becomes a
+FusedResBlock: one Triton kernel per conv, with the leaky ReLU, the span's zeroing, the bias and the residual add
+inside it (engines/fused_resblock.py); wider blocks keep cuDNN's convolutions.
 
 `choose(layout, antialias, resblocks, device, backend)` resolves "auto" into a `Rewrites`; `apply(model, rewrites)`
 applies them to a deep copy.
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from batchvoc.engines.fused_antialias import FusedActivation1d
-from batchvoc.engines.fused_resblock import FusedResBlock
+from batchvoc.engines.fused_resblock import FUSED_MAX_CHANNELS, FusedResBlock
 from batchvoc.engines.triton_runtime import triton_available
 from batchvoc.models.antialias import Activation1d, PolyphaseActivation1d
 from batchvoc.models.hifigan import ResBlock1, ResBlock2
@@ -143,10 +144,17 @@ def fused_antialias(model: nn.Module, inplace: bool = False) -> nn.Module:
     return model
 
 
-def fused_resblocks(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """model (copied unless inplace) with every ResBlock1 / ResBlock2 as a FusedResBlock (same function)."""
+def fused_resblocks(model: nn.Module, inplace: bool = False, max_channels: int = FUSED_MAX_CHANNELS) -> nn.Module:
+    """model (copied unless inplace) with every ResBlock1 / ResBlock2 of at most max_channels channels as a
+    FusedResBlock (same audio)."""
     model = model if inplace else copy.deepcopy(model)
-    _replace(model, lambda m: FusedResBlock(m) if type(m) in (ResBlock1, ResBlock2) else None)
+
+    def make(m):
+        if type(m) in (ResBlock1, ResBlock2) and m.channels <= max_channels:
+            return FusedResBlock(m)
+        return None
+
+    _replace(model, make)
     return model
 
 

@@ -25,7 +25,7 @@ class ResBlock1(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]):
         super().__init__()
-        self.kernel_size = kernel_size
+        self.channels, self.kernel_size = channels, kernel_size
         self.dilations = list(dilations)
         self.convs1 = nn.ModuleList(
             nn.Conv1d(channels, channels, kernel_size, 1, padding=same_padding(kernel_size, d), dilation=d)
@@ -52,7 +52,7 @@ class ResBlock2(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]):
         super().__init__()
-        self.kernel_size = kernel_size
+        self.channels, self.kernel_size = channels, kernel_size
         self.dilations = list(dilations)[:2]
         self.convs = nn.ModuleList(
             nn.Conv1d(channels, channels, kernel_size, 1, padding=same_padding(kernel_size, d), dilation=d)
