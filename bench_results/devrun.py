@@ -327,6 +327,17 @@ def s3b():
     print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
 
 
+@plan
+def s3c():
+    """Session 3, run 4: gsv_v4 fused resblocks at 16 channels only (tuned tiles) against cuDNN, steady state over
+    16 batches; BigVGAN steady state over 6 batches."""
+    step(150, bench, "gsv_b16_fused16_long", preset=GSV, batch=[16], utterances=256,
+         backends=["inductor", "inductor:resblocks=conv"], precisions=["fp16"])  # fmt: skip
+    step(150, bench, "bvg_b16_long", preset=BVG, frames=938, batch=[16], utterances=96, backends=["inductor"],
+         precisions=["fp16", "bf16"])  # fmt: skip
+    print("\n\n".join(table(r) for r in REPORTS))
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", flush=True)

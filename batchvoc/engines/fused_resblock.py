@@ -14,7 +14,8 @@ convolutions, Inductor (gsv_v4 fp16, H100) spent 36.5% of GPU time in elementwis
 step's activation through memory about ten times; fused, it moves five times (read x, write h; read h and the
 residual, write x). cuDNN's own kernels are also slow at 16 channels (0.81 ms for a k=7 layer that moves as many
 bytes as a 32-channel one taking 0.30 ms on an H100), where this kernel reduces over several taps per product.
-FUSED_MAX_CHANNELS bounds the layers fused: wider layers are compute-bound, where cuDNN's convolutions are faster.
+FUSED_MAX_CHANNELS bounds the layers fused: from 32 channels up, cuDNN's convolutions plus Inductor's elementwise
+kernels were faster on an H100.
 
 `lrelu_conv` is a torch custom op (opaque to torch.compile); on a CPU it runs the same arithmetic in plain torch.
 With TRITON_INTERPRET=1 the kernel runs on CPU tensors through Triton's interpreter (slow; for tests).
@@ -35,16 +36,15 @@ def _pow2(n: int, lo: int, hi: int) -> int:
     return min(hi, max(lo, 1 << (n - 1).bit_length()))
 
 
-FUSED_MAX_CHANNELS = 32  # H100 sweep (bench_results/conv_tiles.py): wider layers run faster on cuDNN
+FUSED_MAX_CHANNELS = 16  # H100 (bench_results/conv_tiles.py): from 32 channels up cuDNN's convolutions are faster
 
 
 def tiles(c_in: int, c_out: int) -> dict[str, int]:
-    """Tile sizes and launch shape for one layer: wide in time where channels are few (those layers are
-    memory-bound), with several taps per reduction chunk."""
+    """Tile sizes and launch shape for one layer, from the H100 sweep of a k=7 layer (bench_results/conv_tiles.py):
+    at 16 channels a reduction chunk spans 8 taps; wider layers take narrower chunks."""
     block_n = _pow2(c_out, 16, 128)
-    block_m = 128 if c_out >= 64 else 256
-    warps = 8 if block_m * block_n >= 128 * 128 else 4
-    return dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=64, num_warps=warps, num_stages=3)
+    block_k = 128 if c_in <= 16 else 32 if c_in <= 32 else 64
+    return dict(BLOCK_M=128, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4, num_stages=3)
 
 
 def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) -> Tensor:
