@@ -15,7 +15,8 @@ step's activation through memory about ten times; fused, it moves five times (re
 residual, write x). cuDNN's own kernels are also slow at 16 channels (0.81 ms for a k=7 layer that moves as many
 bytes as a 32-channel one taking 0.30 ms on an H100), where this kernel reduces over several taps per product.
 FUSED_MAX_CHANNELS bounds the layers fused: from 32 channels up, cuDNN's convolutions plus Inductor's elementwise
-kernels were faster on an H100.
+kernels were faster on an H100. Even so, the whole gsv_v4 model is not yet faster with it (H100 fp16, 16 batches of
+16: 2,729x against 2,902x), so engines use it only when asked (resblocks=fused); BENCHMARKS.md has the numbers.
 
 `lrelu_conv` is a torch custom op (opaque to torch.compile); on a CPU it runs the same arithmetic in plain torch.
 With TRITON_INTERPRET=1 the kernel runs on CPU tensors through Triton's interpreter (slow; for tests).

@@ -14,7 +14,8 @@ arithmetic, no depthwise convolutions), for Inductor to fuse; slower than the st
 
 fused_resblocks(model): every HiFi-GAN ResBlock1 / ResBlock2 of at most FUSED_MAX_CHANNELS channels becomes a
 FusedResBlock: one Triton kernel per conv, with the leaky ReLU, the span's zeroing, the bias and the residual add
-inside it (engines/fused_resblock.py); wider blocks keep cuDNN's convolutions.
+inside it (engines/fused_resblock.py); wider blocks keep cuDNN's convolutions. Opt-in (resblocks=fused): on an
+H100 it is not yet faster than cuDNN plus Inductor.
 
 `choose(layout, antialias, resblocks, device, backend)` resolves "auto" into a `Rewrites`; `apply(model, rewrites)`
 applies them to a deep copy.
@@ -175,17 +176,17 @@ def _pick(value: str, known: tuple[str, ...], name: str, auto: str) -> str:
 def choose(layout: str = "auto", antialias: str = "auto", resblocks: str = "auto", device="cpu",
            backend: str = "eager") -> Rewrites:  # fmt: skip
     """Resolve "auto": inductor on a CUDA GPU gets channels_last_2d and, with triton, the fused anti-aliased
-    activation and fused resblocks; everything else the reference.
+    activation; everything else the reference.
 
-    The polyphase anti-alias rewrite stays opt-in (antialias=polyphase): on an H100 it compiled to 132x real time
-    for BigVGAN v2 24k against 242x for the stock anti-aliased activation under torch.compile.
+    Two rewrites stay opt-in, slower on an H100: antialias=polyphase (BigVGAN v2 24k under torch.compile 132x real
+    time against 242x for the stock activation) and resblocks=fused (gsv_v4 fp16, 16 batches of 16: 2,729x against
+    2,902x with cuDNN's convolutions; BENCHMARKS.md).
     """
     fast = backend == "inductor" and torch.device(device).type == "cuda"
-    kernels = "fused" if fast and triton_available()[0] else "conv"
     return Rewrites(
         _pick(layout, LAYOUTS, "layout", "channels_last_2d" if fast else "ncl"),
-        _pick(antialias, ANTIALIAS, "antialias", kernels),
-        _pick(resblocks, RESBLOCKS, "resblocks", kernels),
+        _pick(antialias, ANTIALIAS, "antialias", "fused" if fast and triton_available()[0] else "conv"),
+        _pick(resblocks, RESBLOCKS, "resblocks", "conv"),
     )
 
 
