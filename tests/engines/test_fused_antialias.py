@@ -4,12 +4,6 @@ in half precision with tiny beta."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -18,9 +12,7 @@ from batchvoc.engines.fused_antialias import FusedActivation1d, antialiased_snak
 from batchvoc.models.activations import Snake, SnakeBeta
 from batchvoc.models.antialias import Activation1d
 from batchvoc.models.span import Span
-
-ROOT = Path(__file__).resolve().parents[2]
-CHANNELS, RATE, FRAMES, ROWS = 24, 4, 30, 3
+from tests.engines.kernels import CHANNELS, FRAMES, RATE, ROWS, layouts, run_interpreted, spans
 
 
 def _activation(kind: type, seed: int = 0, log_beta: float | None = None) -> Activation1d:
@@ -33,23 +25,13 @@ def _activation(kind: type, seed: int = 0, log_beta: float | None = None) -> Act
     return Activation1d(act).eval()
 
 
-def _spans() -> list[torch.Tensor | None]:
-    """No span, one utterance per row [B, 2], and per frame [B, 2, F] with two utterances in row 1."""
-    per_row = torch.tensor([[0, FRAMES], [3, FRAMES - 2], [5, 11]])
-    per_frame = per_row.unsqueeze(-1).repeat(1, 1, FRAMES)
-    per_frame[1, :, :12] = torch.tensor([2, 12]).view(2, 1)
-    per_frame[1, :, 12:] = torch.tensor([14, 27]).view(2, 1)
-    return [None, per_row, per_frame]
-
-
 def _check(fused: torch.nn.Module, ref: Activation1d, device: str = "cpu", dtype=torch.float32, tol=1e-5) -> None:
     x = torch.randn(ROWS, CHANNELS, FRAMES * RATE, generator=torch.Generator().manual_seed(1))
-    channels_last = x.transpose(1, 2).contiguous().transpose(1, 2)
     with torch.no_grad():
-        for valid in _spans():
+        for valid in spans():
             want = ref(x, Span(valid), RATE)
             span = Span(None if valid is None else valid.to(device))
-            for inp in (x, channels_last):
+            for inp in layouts(x):
                 got = fused(inp.to(device=device, dtype=dtype), span, RATE)
                 assert got.shape == want.shape and got.stride() == inp.stride()
                 assert (got.float().cpu() - want).abs().max() <= tol * max(1.0, want.abs().max())
@@ -73,30 +55,22 @@ def test_refuses_what_it_does_not_compute():
 
 
 def test_triton_kernels_equal_reference_in_the_interpreter():
-    pytest.importorskip("triton", reason="triton is not installed (GPU machines have it)")
-    script = textwrap.dedent(
+    run_interpreted(
         """
-        import torch
         from batchvoc.engines import fused_antialias as fa
-        from batchvoc.engines.triton_runtime import use_triton
         from tests.engines.test_fused_antialias import _activation, _check
         from batchvoc.models.activations import Snake, SnakeBeta
-        assert use_triton(torch.zeros(1))  # TRITON_INTERPRET=1: CPU tensors go to the Triton kernels
         for kind in (Snake, SnakeBeta):
             ref = _activation(kind)
             _check(fa.FusedActivation1d(ref), ref)
-        print("ok")
         """
     )
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 
 def test_op_compiles_without_graph_break():
     ref = _activation(SnakeBeta)
     fused = FusedActivation1d(ref)
-    valid = _spans()[2]
+    valid = spans()[2]
     x = torch.randn(ROWS, CHANNELS, FRAMES * RATE)
     compiled = torch.compile(lambda x, v: fused(x, Span(v), RATE), fullgraph=True, dynamic=False)
     with torch.no_grad():
@@ -109,7 +83,7 @@ def test_tiny_beta_stays_finite(dtype):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     fused = FusedActivation1d(_activation(SnakeBeta, log_beta=float(torch.log(torch.tensor(1e-4))))).to(device)
     x = 3 * torch.randn(ROWS, CHANNELS, FRAMES * RATE, device=device, dtype=dtype)
-    y = fused(x, Span(_spans()[2].to(device)), RATE)
+    y = fused(x, Span(spans()[2].to(device)), RATE)
     assert y.dtype == dtype and torch.isfinite(y).all()
 
 

@@ -3,21 +3,13 @@ path on the CPU, the Triton kernel through Triton's interpreter (CPU) and on a G
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
 import torch
 
 from batchvoc.engines.fused_resblock import FusedResBlock, PackedConv, lrelu_conv
 from batchvoc.models.hifigan import ResBlock1, ResBlock2
 from batchvoc.models.span import Span
-
-ROOT = Path(__file__).resolve().parents[2]
-CHANNELS, RATE, FRAMES, ROWS = 24, 4, 30, 3
+from tests.engines.kernels import CHANNELS, FRAMES, RATE, ROWS, layouts, run_interpreted, spans
 
 
 def _block(kind: type, kernel_size: int = 5, seed: int = 0) -> torch.nn.Module:
@@ -29,23 +21,13 @@ def _block(kind: type, kernel_size: int = 5, seed: int = 0) -> torch.nn.Module:
     return block.eval()
 
 
-def _spans() -> list[torch.Tensor | None]:
-    """No span, one utterance per row [B, 2], and per frame [B, 2, F] with two utterances in row 1."""
-    per_row = torch.tensor([[0, FRAMES], [3, FRAMES - 2], [5, 11]])
-    per_frame = per_row.unsqueeze(-1).repeat(1, 1, FRAMES)
-    per_frame[1, :, :12] = torch.tensor([2, 12]).view(2, 1)
-    per_frame[1, :, 12:] = torch.tensor([14, 27]).view(2, 1)
-    return [None, per_row, per_frame]
-
-
 def _check(fused: torch.nn.Module, ref: torch.nn.Module, device: str = "cpu", dtype=torch.float32, tol=1e-5) -> None:
     x = torch.randn(ROWS, CHANNELS, FRAMES * RATE, generator=torch.Generator().manual_seed(1))
-    channels_last = x.transpose(1, 2).contiguous().transpose(1, 2)
     with torch.no_grad():
-        for valid in _spans():
+        for valid in spans():
             want = Span(valid).zero(ref(x, Span(valid), RATE), RATE)  # equal inside the utterances, zero outside
             span = Span(None if valid is None else valid.to(device))
-            for inp in (x, channels_last):
+            for inp in layouts(x):
                 got = fused(inp.to(device=device, dtype=dtype), span, RATE)
                 assert got.shape == want.shape and got.dtype == dtype
                 assert (got.float().cpu() - want).abs().max() <= tol * max(1.0, want.abs().max()), (valid, tol)
@@ -86,30 +68,22 @@ def test_refuses_what_it_does_not_compute():
 
 
 def test_triton_kernel_equals_reference_in_the_interpreter():
-    pytest.importorskip("triton", reason="triton is not installed (GPU machines have it)")
-    script = textwrap.dedent(
+    run_interpreted(
         """
-        import torch
         from batchvoc.engines.fused_resblock import FusedResBlock
-        from batchvoc.engines.triton_runtime import use_triton
         from batchvoc.models.hifigan import ResBlock1, ResBlock2
         from tests.engines.test_fused_resblock import _block, _check
-        assert use_triton(torch.zeros(1))  # TRITON_INTERPRET=1: CPU tensors go to the Triton kernel
         for kind, k in ((ResBlock1, 3), (ResBlock2, 5)):
             ref = _block(kind, k)
             _check(FusedResBlock(ref), ref)
-        print("ok")
         """
     )
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 
 def test_op_compiles_without_graph_break():
     ref = _block(ResBlock1)
     fused = FusedResBlock(ref)
-    valid = _spans()[2]
+    valid = spans()[2]
     x = torch.randn(ROWS, CHANNELS, FRAMES * RATE)
     compiled = torch.compile(lambda x, v: fused(x, Span(v), RATE), fullgraph=True, dynamic=False)
     with torch.no_grad():

@@ -1,0 +1,40 @@
+"""What the Triton-kernel tests share: packed-row spans, and running a check under Triton's CPU interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+CHANNELS, RATE, FRAMES, ROWS = 24, 4, 30, 3
+
+
+def spans() -> list[torch.Tensor | None]:
+    """No span, one utterance per row [B, 2], and per frame [B, 2, F] with two utterances in row 1."""
+    per_row = torch.tensor([[0, FRAMES], [3, FRAMES - 2], [5, 11]])
+    per_frame = per_row.unsqueeze(-1).repeat(1, 1, FRAMES)
+    per_frame[1, :, :12] = torch.tensor([2, 12]).view(2, 1)
+    per_frame[1, :, 12:] = torch.tensor([14, 27]).view(2, 1)
+    return [None, per_row, per_frame]
+
+
+def layouts(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [B, C, T] contiguous, and the same values with channels-last strides (memory [B, T, C])."""
+    return x, x.transpose(1, 2).contiguous().transpose(1, 2)
+
+
+def run_interpreted(check: str) -> None:
+    """Run `check` (Python source) in a subprocess with TRITON_INTERPRET=1, so CPU tensors go to the Triton
+    kernels; it must print "ok" last."""
+    pytest.importorskip("triton", reason="triton is not installed (GPU machines have it)")
+    script = "import torch\nfrom batchvoc.engines.triton_runtime import use_triton\nassert use_triton(torch.zeros(1))\n"
+    script += textwrap.dedent(check) + "\nprint('ok')\n"
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
