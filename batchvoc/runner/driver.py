@@ -27,6 +27,9 @@ from batchvoc.sink import check_format, check_writable, done_shards, remove_part
 
 log = logging.getLogger(__name__)
 IN_FLIGHT_PER_ACTOR = 2
+RESTART_WAIT_S, RESTART_WAITS = 1.0, 300  # a shard waits up to 5 min in all for its restarting actor
+# Ray's "actor is restarting" error (a subclass of RayActorError); older Rays lack it
+_RESTARTING = getattr(ray.exceptions, "ActorUnavailableError", ())
 
 
 @dataclass
@@ -93,6 +96,7 @@ def _deal(actors: list, todo: list[Shard], max_attempts: int, preset: Preset) ->
     pending = deque(sorted(todo, key=lambda s: -s.frames))
     in_flight: dict[Any, tuple[int, Shard]] = {}
     attempts: Counter[str] = Counter()
+    waits: Counter[str] = Counter()
     deaths: Counter[int] = Counter()
     alive = set(range(len(actors)))
     failed: list[str] = []
@@ -116,6 +120,14 @@ def _deal(actors: list, todo: list[Shard], max_attempts: int, preset: Preset) ->
                 ray.get(ready[0])
                 bar.update(round(shard.frames * seconds_per_frame, 1))
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
+                if isinstance(err, _RESTARTING) and waits[shard.name] < RESTART_WAITS:
+                    # the actor is being restarted by Ray: not the shard's fault, so not an attempt
+                    waits[shard.name] += 1
+                    log.warning("actor-%d is restarting; dealing shard %s again once it is back", i, shard.name)
+                    time.sleep(RESTART_WAIT_S)
+                    pending.appendleft(shard)
+                    fill()
+                    continue
                 if isinstance(err, ray.exceptions.RayActorError):
                     deaths[i] += 1
                     if deaths[i] > max_attempts:
