@@ -6,14 +6,13 @@ Imported only where they run (a CUDA GPU, or Triton's interpreter), so batchvoc 
 import triton
 import triton.language as tl
 
+from batchvoc.engines.span_kernels import utterance_bounds
+
 
 @triton.jit
 def own_utterance(pos, row_valid_ptr, svk, svf, rate):
-    """Sample positions clamped into their own utterance (`Span.edge` at `rate` samples per frame), from one row's
-    per-frame bounds: start at row_valid_ptr + frame * svf, end svk further."""
-    frame = pos // rate
-    lo = tl.load(row_valid_ptr + frame * svf).to(tl.int32) * rate
-    hi = tl.load(row_valid_ptr + svk + frame * svf).to(tl.int32) * rate
+    """Sample positions clamped into their own utterance (`Span.edge` at `rate` samples per frame)."""
+    lo, hi = utterance_bounds(pos, row_valid_ptr, svk, svf, rate)
     return tl.minimum(tl.maximum(pos, lo), hi - 1)
 
 

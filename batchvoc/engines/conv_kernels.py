@@ -6,6 +6,8 @@ Imported only where it runs (a CUDA GPU, or Triton's interpreter), so batchvoc i
 import triton
 import triton.language as tl
 
+from batchvoc.engines.span_kernels import utterance_bounds
+
 
 @triton.jit
 def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, C_OUT, rate, dilation, padding, slope,
@@ -38,8 +40,6 @@ def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, C_OUT, ra
     if HAS_RES:
         acc += tl.load(res_ptr + b * srb + n[None, :] * src + t[:, None] * srt, mask=mask, other=0.0).to(tl.float32)
     if HAS_SPAN:  # Span.zero on the output: every reader of it wants samples outside their utterance zeroed
-        frame = tl.minimum(t, T - 1) // rate
-        lo = tl.load(valid_ptr + b * svb + frame * svf).to(tl.int32) * rate
-        hi = tl.load(valid_ptr + b * svb + svk + frame * svf).to(tl.int32) * rate
+        lo, hi = utterance_bounds(tl.minimum(t, T - 1), valid_ptr + b * svb, svk, svf, rate)
         acc = tl.where(((t >= lo) & (t < hi))[:, None], acc, 0.0)
     tl.store(out_ptr + b * sob + n[None, :] * soc + t[:, None] * sot, acc.to(out_ptr.dtype.element_ty), mask=mask)

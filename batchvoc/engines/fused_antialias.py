@@ -25,7 +25,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from batchvoc.engines.triton_runtime import use_triton
+from batchvoc.engines.triton_runtime import pow2_between, span_launch_args, use_triton
 from batchvoc.models.activations import Snake, SnakeBeta
 from batchvoc.models.antialias import Activation1d, _up_phases
 from batchvoc.models.span import Span
@@ -35,7 +35,7 @@ def _blocks(x: Tensor) -> tuple[int, int]:
     """(block along time, block along channels): wide in whichever dimension is contiguous in memory."""
     channels = x.shape[1]
     if x.stride(1) == 1:  # channels-last: a row of channels per time step
-        block_c = min(64, max(16, 1 << (channels - 1).bit_length()))
+        block_c = pow2_between(channels, 16, 64)
         return 4096 // block_c // 2, block_c
     return 256, 4
 
@@ -44,9 +44,7 @@ def _triton_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, do
     from batchvoc.engines.antialias_kernels import down, triton, up_snake  # imports triton: GPU path only
 
     rows, channels, length = x.shape
-    has_span = valid.numel() > 0
-    vs = valid.stride() if has_span else (0, 0, 0)
-    valid = valid if has_span else x  # never read; a real device pointer for the launcher
+    valid, vs, has_span = span_launch_args(valid, x)
     if x.stride(1) == 1:  # keep x's channels-last layout
         a = torch.empty((rows, 2 * length, channels), dtype=x.dtype, device=x.device).transpose(1, 2)
     else:
@@ -66,7 +64,7 @@ def _triton_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, do
 def _torch_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left) -> Tensor:
     """The kernels' index arithmetic in plain torch (CPU, or a GPU without triton)."""
     rows, channels, length = x.shape
-    span = Span(valid if valid.numel() else None)
+    span = Span.from_per_frame(valid)
     edge = span.edge_index(x, rate)[:, 0]  # [B|1, T]: each sample's nearest sample of its own utterance
     edge2 = span.edge_index(x, 2 * rate, 2 * length)[:, 0]  # the same at the upsampled rate
     m = torch.arange(2 * length, device=x.device)

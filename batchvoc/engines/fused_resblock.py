@@ -28,14 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from batchvoc.engines.triton_runtime import use_triton
+from batchvoc.engines.triton_runtime import pow2_between, span_launch_args, use_triton
 from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
 from batchvoc.models.span import Span
-
-
-def _pow2(n: int, lo: int, hi: int) -> int:
-    return min(hi, max(lo, 1 << (n - 1).bit_length()))
-
 
 FUSED_MAX_CHANNELS = 16  # H100 (bench_results/conv_tiles.py): from 32 channels up cuDNN's convolutions are faster
 
@@ -43,7 +38,7 @@ FUSED_MAX_CHANNELS = 16  # H100 (bench_results/conv_tiles.py): from 32 channels 
 def tiles(c_in: int, c_out: int) -> dict[str, int]:
     """Tile sizes and launch shape for one layer, from the H100 sweep of a k=7 layer (bench_results/conv_tiles.py):
     at 16 channels a reduction chunk spans 8 taps; wider layers take narrower chunks."""
-    block_n = _pow2(c_out, 16, 128)
+    block_n = pow2_between(c_out, 16, 128)
     block_k = 128 if c_in <= 16 else 32 if c_in <= 32 else 64
     return dict(BLOCK_M=128, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4, num_stages=3)
 
@@ -59,12 +54,12 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     rows, c_in, length = x.shape
     ksize, _, c_out = weight.shape
     out = _channels_last_empty(rows, c_out, length, x)
-    has_span, has_res = valid.numel() > 0, residual is not None
+    has_res = residual is not None
     res = residual if has_res else out  # never read when absent; a real pointer for the launcher
-    vs = valid.stride() if has_span else (0, 0, 0)
+    valid, vs, has_span = span_launch_args(valid, x)
     config = config or tiles(c_in, c_out)
     grid = (triton.cdiv(length, config["BLOCK_M"]), triton.cdiv(c_out, config["BLOCK_N"]), rows)
-    kernel[grid](x, weight, bias, res, out, valid if has_span else x, length, c_out, rate, dilation, padding, slope,
+    kernel[grid](x, weight, bias, res, out, valid, length, c_out, rate, dilation, padding, slope,
                  *x.stride(), *res.stride(), *out.stride(), *vs, C_IN=c_in, KSIZE=ksize, HAS_RES=has_res,
                  HAS_SPAN=has_span, DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32", **config)  # fmt: skip
     return out
@@ -75,7 +70,7 @@ def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, sl
     y = F.conv1d(F.leaky_relu(x, slope), weight.permute(2, 1, 0), bias, 1, padding, dilation)
     if residual is not None:
         y = y + residual
-    y = Span(valid if valid.numel() else None).zero(y, rate)
+    y = Span.from_per_frame(valid).zero(y, rate)
     return _channels_last_empty(x.shape[0], y.shape[1], y.shape[2], x).copy_(y)
 
 

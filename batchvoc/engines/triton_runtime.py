@@ -25,3 +25,15 @@ def use_triton(x: Tensor) -> bool:
     if os.environ.get("TRITON_INTERPRET") == "1":
         return importlib.util.find_spec("triton") is not None
     return x.is_cuda and triton_available()[0]
+
+
+def pow2_between(n: int, lo: int, hi: int) -> int:
+    """The power of two at or above n, clamped to [lo, hi] (a tile size)."""
+    return min(hi, max(lo, 1 << (n - 1).bit_length()))
+
+
+def span_launch_args(valid: Tensor, stand_in: Tensor) -> tuple[Tensor, tuple[int, ...], bool]:
+    """(tensor, strides, has_span) for a kernel's valid [B, 2, F] argument; an empty valid (whole utterances) is
+    never read, so `stand_in` passes as a real device pointer with zero strides."""
+    has_span = valid.numel() > 0
+    return (valid, valid.stride(), True) if has_span else (stand_in, (0, 0, 0), False)

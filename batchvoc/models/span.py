@@ -48,6 +48,11 @@ class Span:
             self._cache[key] = (t, start * rate, end * rate)
         return self._cache[key]
 
+    @classmethod
+    def from_per_frame(cls, valid: Tensor) -> Span:
+        """The inverse of per_frame: a Span of valid [B, 2, F], or of whole utterances when valid is empty."""
+        return cls(valid if valid.numel() else None)
+
     def per_frame(self, frames: int, device: torch.device | str) -> Tensor:
         """valid as [B, 2, frames] int64 on device (the form the Triton kernels read), or an empty [0, 2, 0] tensor
         for whole utterances (valid None)."""

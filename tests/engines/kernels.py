@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from batchvoc.models.span import Span
+
 ROOT = Path(__file__).resolve().parents[2]
 CHANNELS, RATE, FRAMES, ROWS = 24, 4, 30, 3
 
@@ -38,3 +40,13 @@ def run_interpreted(check: str) -> None:
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+def check_compiles(fused, want) -> None:
+    """fused(x, Span(valid), RATE) under torch.compile (one whole graph, static shapes) equals want(x, valid) on
+    rows holding two utterances."""
+    valid = spans()[2]
+    x = torch.randn(ROWS, CHANNELS, FRAMES * RATE)
+    compiled = torch.compile(lambda x, v: fused(x, Span(v), RATE), fullgraph=True, dynamic=False)
+    with torch.no_grad():
+        assert (compiled(x, valid) - want(x, valid)).abs().max() <= 1e-5
