@@ -221,7 +221,7 @@ class Stitcher:
         expected = packed.length * self.hop
         if audio.shape[1] != expected:
             raise ValueError(f"engine returned {audio.shape[1]} samples per row, expected {expected}")
-        done = []
+        done, kept = [], len(self._parts)
         for p in packed.pieces:
             if self._index is not None and p.index != self._index:
                 raise ValueError(f"utterance {p.key!r} started before utterance #{self._index} finished")
@@ -232,7 +232,9 @@ class Stitcher:
             if p.last:
                 parts = self._parts or [np.zeros(0, dtype=np.float32)]
                 done.append((p.key, np.concatenate(parts).astype(np.float32, copy=False)))
-                self._index, self._parts = None, []
+                self._index, self._parts, kept = None, [], 0
+        # parts of an unfinished utterance outlive `audio`, whose buffer the next batches' copies reuse: own them
+        self._parts[kept:] = [np.array(part) for part in self._parts[kept:]]
         return done
 
 
@@ -271,11 +273,13 @@ def vocode(
 
 
 class _HostCopies:
-    """Starts device-to-host copies into two alternating pinned buffers; each call returns a `wait()` for one."""
+    """Starts device-to-host copies into two alternating pinned buffers, on a copy stream of their own (so the next
+    batch's kernels need not wait for them); each call returns a `wait()` for one."""
 
     def __init__(self):
         self._buffers: list[Tensor] = []
         self._turn = 0
+        self._stream: torch.cuda.Stream | None = None
 
     def __call__(self, audio) -> Callable[[], np.ndarray]:
         if not isinstance(audio, Tensor) or audio.device.type != "cuda":
@@ -286,9 +290,14 @@ class _HostCopies:
             self._buffers = [torch.empty(audio.shape, dtype=torch.float32, pin_memory=True) for _ in range(2)]
         buffer = self._buffers[self._turn]
         self._turn ^= 1
-        buffer.copy_(audio, non_blocking=True)
-        done = torch.cuda.Event()
-        done.record()
+        if self._stream is None or self._stream.device != audio.device:
+            self._stream = torch.cuda.Stream(audio.device)
+        self._stream.wait_stream(torch.cuda.current_stream(audio.device))
+        with torch.cuda.stream(self._stream):
+            buffer.copy_(audio, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self._stream)
+        audio.record_stream(self._stream)  # the allocator must not hand its memory out before the copy ends
 
         def wait() -> np.ndarray:
             done.synchronize()

@@ -338,6 +338,29 @@ def s3c():
     print("\n\n".join(table(r) for r in REPORTS))
 
 
+def fused_up_to(channels: int) -> None:
+    """Fuse resblocks of at most `channels` channels in the engines built from now on (resblocks=fused)."""
+    from batchvoc.engines import fused_resblock
+
+    fused_resblock.FUSED_MAX_CHANNELS = channels
+
+
+@plan
+def s4a():
+    """Session 4, run 1: gsv_v4 fp16 with the per-tap fused resblock kernel (v3) at up to 32 / 64 channels against
+    cuDNN, 8 batches per timed run; profile of the faster fused setting."""
+    sums = []
+    g = dict(preset=GSV, batch=[16], utterances=128, precisions=["fp16"])
+    fused_up_to(32)
+    step(150, bench, "gsv_b16_fused32", backends=["inductor", "inductor:resblocks=fused"], **g)
+    fused_up_to(64)
+    step(100, bench, "gsv_b16_fused64", backends=["inductor:resblocks=fused"], **g)
+    x = {r["tag"]: r["results"][-1].get("x_realtime", 0) for r in REPORTS}
+    fused_up_to(64 if x.get("gsv_b16_fused64", 0) > x.get("gsv_b16_fused32", 0) else 32)
+    sums.append(step(40, profile, "gsv_fused_fp16_b16", GSV, "inductor", "fp16", 16, resblocks="fused"))
+    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", flush=True)

@@ -84,8 +84,8 @@ class Engine:
         if valid is None:
             valid = whole_rows(rows, frames)
         with torch.inference_mode():
-            x = mel.to(device=self.device, dtype=self.dtype, non_blocking=True)
-            v = valid.to(device=self.device, dtype=torch.int64, non_blocking=True).contiguous()
+            x = _to_device(mel, self.device).to(self.dtype)
+            v = _to_device(valid.to(torch.int64), self.device).contiguous()
             audio = self._run(x, v)
         audio = audio.reshape(rows, -1)
         if audio.shape[1] != frames * self.hop:
@@ -104,6 +104,14 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"Engine({self.describe()})"
+
+
+def _to_device(t: Tensor, device: str) -> Tensor:
+    """t on device; a CPU tensor bound for a GPU goes through pinned memory, so the copy is queued behind the
+    work already on the stream instead of blocking the host until that work is done (what a pageable copy does)."""
+    if t.device.type == "cpu" and torch.device(device).type == "cuda" and not t.is_pinned():
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
 
 
 def whole_rows(rows: int, frames: int) -> Tensor:

@@ -5,18 +5,18 @@ kernel, `lrelu_conv`:
 
     out[b, o, t] = inside(t) * (bias[o] + sum_{k, i} w[k, i, o] * leaky_relu(x[b, i, t + k*d - p])  (+ res[b, o, t]))
 
-with x zero past [0, T) and inside(t) = 1 where sample t lies in its own utterance (Span.zero), else 0: an
-implicit GEMM over (tap, input channel) on channels-last tiles, fp32 accumulation, the activation rounded to x's
+with x zero past [0, T) and inside(t) = 1 where sample t lies in its own utterance (Span.zero), else 0: per tap, a
+matrix product of channels-last input rows with the tap's weights, fp32 accumulation, the activation rounded to x's
 dtype before the product as the reference rounds it. A FusedResBlock zeroes its input outside the utterances once
 and every kernel zeroes its output there, which is what the reference's Span.zero before each conv achieves: the
-values it leaves in gaps are never read by any conv, and only gaps differ (zero here). Why: between cuDNN's
-convolutions, Inductor (gsv_v4 fp16, H100) spent 36.5% of GPU time in elementwise kernels, moving each resblock
-step's activation through memory about ten times; fused, it moves five times (read x, write h; read h and the
-residual, write x). cuDNN's own kernels are also slow at 16 channels (0.81 ms for a k=7 layer that moves as many
-bytes as a 32-channel one taking 0.30 ms on an H100), where this kernel reduces over several taps per product.
-FUSED_MAX_CHANNELS bounds the layers fused: from 32 channels up, cuDNN's convolutions plus Inductor's elementwise
-kernels were faster on an H100. Even so, the whole gsv_v4 model is not yet faster with it (H100 fp16, 16 batches of
-16: 2,729x against 2,902x), so engines use it only when asked (resblocks=fused); BENCHMARKS.md has the numbers.
+values it leaves in gaps are never read by any conv, and only gaps differ (zero here).
+
+Why: between cuDNN's convolutions, Inductor (gsv_v4 fp16, H100) spent 36.5% of GPU time in elementwise kernels,
+moving each resblock step's activation through memory about ten times; fused, it moves five times (read x, write
+h; read h and the residual, write x). cuDNN is also slow at 16 channels (0.81 ms for a k=7 layer that this kernel
+runs in 0.39 ms, H100). FUSED_MAX_CHANNELS bounds the layers fused: at 64 channels and more, cuDNN's tensor-core
+convolutions plus Inductor's elementwise kernels are as fast or faster (bench_results/conv_tiles.py; whole
+gsv_v4 fp16 on an H100: 3,336x real time fused up to 32 channels, 3,227x up to 64, 2,958x unfused; BENCHMARKS.md).
 
 `lrelu_conv` is a torch custom op (opaque to torch.compile); on a CPU it runs the same arithmetic in plain torch.
 With TRITON_INTERPRET=1 the kernel runs on CPU tensors through Triton's interpreter (slow; for tests).
@@ -32,15 +32,15 @@ from batchvoc.engines.triton_runtime import pow2_between, span_launch_args, use_
 from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
 from batchvoc.models.span import Span
 
-FUSED_MAX_CHANNELS = 16  # H100 (bench_results/conv_tiles.py): from 32 channels up cuDNN's convolutions are faster
+FUSED_MAX_CHANNELS = 32  # H100 (bench_results/conv_tiles.py): from 64 channels up cuDNN is as fast
 
 
 def tiles(c_in: int, c_out: int) -> dict[str, int]:
-    """Tile sizes and launch shape for one layer, from the H100 sweep of a k=7 layer (bench_results/conv_tiles.py):
-    at 16 channels a reduction chunk spans 8 taps; wider layers take narrower chunks."""
-    block_n = pow2_between(c_out, 16, 128)
-    block_k = 128 if c_in <= 16 else 32 if c_in <= 32 else 64
-    return dict(BLOCK_M=128, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4, num_stages=3)
+    """Tile sizes and launch shape for one layer: all input channels in one product per tap (BLOCK_C), up to 64
+    output channels per tile, and the time steps per tile from the H100 sweep (bench_results/conv_tiles.py)."""
+    return dict(
+        BLOCK_M=128, BLOCK_N=pow2_between(c_out, 16, 64), BLOCK_C=pow2_between(c_in, 16, 256), num_warps=4, num_stages=1
+    )
 
 
 def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) -> Tensor:
@@ -59,8 +59,8 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     valid, vs, has_span = span_launch_args(valid, x)
     config = config or tiles(c_in, c_out)
     grid = (triton.cdiv(length, config["BLOCK_M"]), triton.cdiv(c_out, config["BLOCK_N"]), rows)
-    kernel[grid](x, weight, bias, res, out, valid, length, c_out, rate, dilation, padding, slope,
-                 *x.stride(), *res.stride(), *out.stride(), *vs, C_IN=c_in, KSIZE=ksize, HAS_RES=has_res,
+    kernel[grid](x, weight, bias, res, out, valid, length, rate, dilation, padding, slope,
+                 *x.stride(), *res.stride(), *out.stride(), *vs, C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res,
                  HAS_SPAN=has_span, DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32", **config)  # fmt: skip
     return out
 

@@ -14,8 +14,7 @@ arithmetic, no depthwise convolutions), for Inductor to fuse; slower than the st
 
 fused_resblocks(model): every HiFi-GAN ResBlock1 / ResBlock2 of at most FUSED_MAX_CHANNELS channels becomes a
 FusedResBlock: one Triton kernel per conv, with the leaky ReLU, the span's zeroing, the bias and the residual add
-inside it (engines/fused_resblock.py); wider blocks keep cuDNN's convolutions. Opt-in (resblocks=fused): on an
-H100 it is not yet faster than cuDNN plus Inductor.
+inside it (engines/fused_resblock.py); wider blocks keep cuDNN's convolutions.
 
 `choose(layout, antialias, resblocks, device, backend)` resolves "auto" into a `Rewrites`; `apply(model, rewrites)`
 applies them to a deep copy.
@@ -30,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from batchvoc.engines import fused_resblock
 from batchvoc.engines.fused_antialias import FusedActivation1d
-from batchvoc.engines.fused_resblock import FUSED_MAX_CHANNELS, FusedResBlock
+from batchvoc.engines.fused_resblock import FusedResBlock
 from batchvoc.engines.triton_runtime import triton_available
 from batchvoc.models.antialias import Activation1d, PolyphaseActivation1d
 from batchvoc.models.hifigan import ResBlock1, ResBlock2
@@ -145,10 +145,11 @@ def fused_antialias(model: nn.Module, inplace: bool = False) -> nn.Module:
     return model
 
 
-def fused_resblocks(model: nn.Module, inplace: bool = False, max_channels: int = FUSED_MAX_CHANNELS) -> nn.Module:
-    """model (copied unless inplace) with every ResBlock1 / ResBlock2 of at most max_channels channels as a
-    FusedResBlock (same audio)."""
+def fused_resblocks(model: nn.Module, inplace: bool = False, max_channels: int | None = None) -> nn.Module:
+    """model (copied unless inplace) with every ResBlock1 / ResBlock2 of at most max_channels (default
+    fused_resblock.FUSED_MAX_CHANNELS) channels as a FusedResBlock (same audio)."""
     model = model if inplace else copy.deepcopy(model)
+    max_channels = fused_resblock.FUSED_MAX_CHANNELS if max_channels is None else max_channels
 
     def make(m):
         if type(m) in (ResBlock1, ResBlock2) and m.channels <= max_channels:
@@ -176,17 +177,17 @@ def _pick(value: str, known: tuple[str, ...], name: str, auto: str) -> str:
 def choose(layout: str = "auto", antialias: str = "auto", resblocks: str = "auto", device="cpu",
            backend: str = "eager") -> Rewrites:  # fmt: skip
     """Resolve "auto": inductor on a CUDA GPU gets channels_last_2d and, with triton, the fused anti-aliased
-    activation; everything else the reference.
+    activation and fused resblocks; everything else the reference.
 
-    Two rewrites stay opt-in, slower on an H100: antialias=polyphase (BigVGAN v2 24k under torch.compile 132x real
-    time against 242x for the stock activation) and resblocks=fused (gsv_v4 fp16, 16 batches of 16: 2,729x against
-    2,902x with cuDNN's convolutions; BENCHMARKS.md).
+    antialias=polyphase stays opt-in: slower on an H100 (BigVGAN v2 24k under torch.compile 132x real time against
+    242x for the stock activation; BENCHMARKS.md).
     """
     fast = backend == "inductor" and torch.device(device).type == "cuda"
+    fused = "fused" if fast and triton_available()[0] else "conv"
     return Rewrites(
         _pick(layout, LAYOUTS, "layout", "channels_last_2d" if fast else "ncl"),
-        _pick(antialias, ANTIALIAS, "antialias", "fused" if fast and triton_available()[0] else "conv"),
-        _pick(resblocks, RESBLOCKS, "resblocks", "conv"),
+        _pick(antialias, ANTIALIAS, "antialias", fused),
+        _pick(resblocks, RESBLOCKS, "resblocks", fused),
     )
 
 

@@ -74,7 +74,7 @@ def test_polyphase_leaves_no_resampling_convs():
 def test_choose_defaults():
     assert layout.choose(device="cpu", backend="inductor") == layout.Rewrites("ncl", "conv", "conv")
     fused = "fused" if layout.triton_available()[0] else "conv"  # on a GPU machine without triton: conv
-    assert layout.choose(device="cuda", backend="inductor") == layout.Rewrites("channels_last_2d", fused, "conv")
+    assert layout.choose(device="cuda", backend="inductor") == layout.Rewrites("channels_last_2d", fused, fused)
     assert layout.choose(device="cuda", backend="eager").none
     assert layout.choose(resblocks="fused", device="cpu").resblocks == "fused"
     with pytest.raises(ValueError, match="layout"):
