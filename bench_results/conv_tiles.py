@@ -1,14 +1,17 @@
 """GPU: time engines/fused_resblock.py's lrelu_conv per gsv_v4 stage shape over tile configs, against cuDNN.
 
-    PYTHONPATH=. python3 bench_results/conv_tiles.py [fp16|bf16]
+    PYTHONPATH=. python3 bench_results/conv_tiles.py [fp16|bf16] [best.json]
 
 For each stage (channels C, samples per row T = 1024 * samples per frame), batch 16, and each resblock kernel size
 (k=3 d=1, k=7 d=3, k=11 d=5): the fused step (leaky ReLU + conv + bias + residual + span) per tile config, against
 cuDNN's channels-last conv alone and cuDNN with the unfused elementwise work around it (leaky ReLU before, residual
 add after, each one pass over memory as Inductor runs them). GB/s counts the fused step's minimum traffic.
+The best config per (C, k) goes to best.json when given (devrun.py's s4b plan runs the model with them).
 """
 
+import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -19,16 +22,16 @@ from batchvoc.engines.fused_resblock import _triton_forward, tiles
 
 DTYPE = {"fp16": torch.float16, "bf16": torch.bfloat16}[sys.argv[1] if len(sys.argv) > 1 else "fp16"]
 B, L = 16, 1024
-STAGES = [(128, 60), (64, 120), (32, 240), (16, 480)]
+STAGES = [(64, 120), (32, 240), (16, 480)]
 KERNELS = [(3, 1), (7, 3), (11, 5)]
 
 
 def candidates(c):
+    """Unrolled tap loops and software-pipelined ones (num_stages), over tile heights."""
     for bm in (64, 128, 256):
-        for warps in (4, 8):
-            for bn in sorted({min(c, 64), min(c, 128)}):
-                if bm * bn <= 256 * 64:
-                    yield dict(BLOCK_M=bm, BLOCK_N=max(16, bn), BLOCK_C=max(16, c), num_warps=warps, num_stages=1)
+        for unroll, stages in ((True, 1), (False, 2), (False, 3)):
+            yield dict(BLOCK_M=bm, BLOCK_N=min(c, 64), BLOCK_C=max(16, c), UNROLL=unroll, num_warps=4,
+                       num_stages=stages)  # fmt: skip
 
 
 def measure(c, rate, k, d, sweep):
@@ -46,7 +49,7 @@ def measure(c, rate, k, d, sweep):
 
     ref = F.conv1d(F.leaky_relu(x.float(), 0.1), w.float().permute(2, 1, 0), None, 1, pad, d) + res.float()
     timings = []
-    for cfg in candidates(c) if sweep else [tiles(c, c)]:
+    for cfg in candidates(c) if sweep else [tiles(c, c, k)]:
         try:
             err = (run(cfg).float() - ref).abs().max().item() / ref.abs().max().item()
             timings.append((do_bench(lambda cfg=cfg: run(cfg), warmup=5, rep=30), err, cfg))
@@ -58,7 +61,7 @@ def measure(c, rate, k, d, sweep):
     cudnn = do_bench(lambda: F.conv2d(x2, w2, None, 1, (0, pad), (1, d)), warmup=5, rep=30)
     unfused = do_bench(lambda: F.conv2d(F.leaky_relu(x2, 0.1), w2, bias, 1, (0, pad), (1, d)).add_(r2), warmup=5,
                        rep=30)  # fmt: skip
-    pick = tiles(c, c)
+    pick = tiles(c, c, k)
     pick_ms = next((ms for ms, _, cfg in timings if cfg == pick), float("nan"))
     best_ms, err, best = timings[0]
     print(f"C={c:>3} k={k:>2}: cuDNN {cudnn:.3f} unfused {unfused:.3f} | fused pick {pick_ms:.3f} best {best_ms:.3f} "
@@ -66,9 +69,11 @@ def measure(c, rate, k, d, sweep):
     return c, k, cudnn, unfused, pick_ms, best_ms, best
 
 
-rows = [measure(c, rate, k, d, sweep=k == 7) for c, rate in STAGES for k, d in KERNELS]
+rows = [measure(c, rate, k, d, sweep=True) for c, rate in STAGES for k, d in KERNELS]
 print(f"\n{DTYPE} B={B} (ms; unfused = leaky ReLU + cuDNN conv + bias + residual add, as separate kernels)")
 print(f"{'C':>4} {'k':>3} {'cuDNN':>7} {'unfused':>7} {'pick':>7} {'best':>7}  best config")
 for c, k, cd, uf, pk, best, cfg in rows:
     print(f"{c:>4} {k:>3} {cd:7.3f} {uf:7.3f} {pk:7.3f} {best:7.3f}  {cfg}")
 print(triton.__version__)
+if len(sys.argv) > 2:
+    Path(sys.argv[2]).write_text(json.dumps({f"{c},{k}": cfg for c, k, *_, cfg in rows}))
