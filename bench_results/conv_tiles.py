@@ -27,11 +27,10 @@ KERNELS = [(3, 1), (7, 3), (11, 5)]
 
 
 def candidates(c):
-    """Unrolled tap loops and software-pipelined ones (num_stages), over tile heights."""
+    """Tile heights x taps per matrix product."""
     for bm in (64, 128, 256):
-        for unroll, stages in ((True, 1), (False, 2), (False, 3)):
-            yield dict(BLOCK_M=bm, BLOCK_N=min(c, 64), BLOCK_C=max(16, c), UNROLL=unroll, num_warps=4,
-                       num_stages=stages)  # fmt: skip
+        for taps in (1, 2, 4):
+            yield dict(BLOCK_M=bm, BLOCK_N=min(c, 64), BLOCK_C=max(16, c), TAPS=taps, num_warps=4, num_stages=1)
 
 
 def measure(c, rate, k, d, sweep):

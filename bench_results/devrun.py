@@ -386,6 +386,21 @@ def s4b():
     print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
 
 
+@plan
+def s4c():
+    """Session 4, run 3: gsv_v4 fp16 fused up to 32 channels with the swept tiles (taps per product), default mode
+    and CUDA graphs (reduce-overhead), 16 batches per timed run; then up to 64 channels if time is left."""
+    use_tiles(os.environ["TILES"])
+    sums = []
+    g = dict(preset=GSV, batch=[16], utterances=256, precisions=["fp16"])
+    fused_up_to(32)
+    step(200, bench, "gsv_b16_fused32", backends=["inductor", "inductor:mode=reduce-overhead"], **g)
+    sums.append(step(40, profile, "gsv_fused_fp16_b16", GSV, "inductor", "fp16", 16))
+    fused_up_to(64)
+    step(100, bench, "gsv_b16_fused64", backends=["inductor"], **dict(g, utterances=128))
+    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", flush=True)

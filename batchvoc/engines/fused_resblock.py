@@ -38,7 +38,7 @@ FUSED_MAX_CHANNELS = 32  # H100 (bench_results/conv_tiles.py): from 64 channels 
 def tiles(c_in: int, c_out: int, ksize: int) -> dict[str, int]:
     """Tile sizes and launch shape for one layer: all input channels in one product per tap (BLOCK_C), up to 64
     output channels per tile, and the time steps per tile from the H100 sweep (bench_results/conv_tiles.py)."""
-    return dict(BLOCK_M=128, BLOCK_N=pow2_between(c_out, 16, 64), BLOCK_C=pow2_between(c_in, 16, 256), UNROLL=True,
+    return dict(BLOCK_M=128, BLOCK_N=pow2_between(c_out, 16, 64), BLOCK_C=pow2_between(c_in, 16, 256), TAPS=1,
                 num_warps=4, num_stages=1)  # fmt: skip
 
 
