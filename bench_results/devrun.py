@@ -401,6 +401,69 @@ def s4c():
     print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
 
 
+def host_diag(tag, preset=GSV, backend="inductor", precision="fp16", batch=16, utterances=256, device="cuda",
+              **options):  # fmt: skip
+    """Where the host's time goes per batch in batching.vocode's loop: packing, launching (engine call + copy
+    start), waiting for the previous batch's audio, stitching; against the loop's wall time per batch."""
+    from batchvoc.batching import Stitcher, _HostCopies, pack
+
+    print(f"=== host_diag {tag} at {time.time() - T0:.0f}s", flush=True)
+    model, pre = load_vocoder(preset, "random")
+    c = model.receptive_field()
+    w = window_for(c)
+    eng = build_engine(model, pre, backend, precision, device, [(batch, w + 2 * c)], os.environ.get("BATCHVOC_CACHE"),
+                       **options)  # fmt: skip
+    rng = np.random.default_rng(0)
+    items = [(i, (rng.standard_normal((pre.n_mels, 1000)) * 2 - 6).astype(np.float32)) for i in range(utterances)]
+    parts = dict(pack=0.0, launch=0.0, wait=0.0, stitch=0.0)
+    for timed_run in (False, True):
+        stitcher, to_host, waiting, batches = Stitcher(pre.hop_length), _HostCopies(), None, 0
+        stream = pack(items, w, c, batch, pre.silence)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        while True:
+            a = time.perf_counter()
+            packed = next(stream, None)
+            parts["pack"] += time.perf_counter() - a
+            if packed is not None:
+                a = time.perf_counter()
+                audio = to_host(eng(packed.mel, packed.valid))
+                parts["launch"] += time.perf_counter() - a
+                batches += 1
+            if waiting is not None:
+                a = time.perf_counter()
+                host = waiting[1]()
+                parts["wait"] += time.perf_counter() - a
+                a = time.perf_counter()
+                stitcher.feed(waiting[0], host)
+                parts["stitch"] += time.perf_counter() - a
+            if packed is None:
+                break
+            waiting = (packed, audio)
+        wall = time.perf_counter() - start
+        if not timed_run:
+            parts = dict.fromkeys(parts, 0.0)
+    line = f"{tag}: {batches} batches, {wall / batches * 1e3:.2f} ms per batch wall; per batch " + ", ".join(
+        f"{k} {v / batches * 1e3:.2f} ms" for k, v in parts.items()
+    )
+    print(line, flush=True)
+    return line
+
+
+@plan
+def s4d():
+    """Session 4, run 4: gsv_v4 fp16 fused up to 32 channels (tiles fixed from the sweeps): where the host's time
+    goes; default mode against CUDA graphs at batch 16 and batch 32, 256 items."""
+    fused_up_to(32)
+    sums = [step(60, host_diag, "gsv_fused32_b16")]
+    g = dict(preset=GSV, utterances=256, precisions=["fp16"])
+    step(200, bench, "gsv_b16_fused32", backends=["inductor", "inductor:mode=reduce-overhead"], batch=[16], **g)
+    step(120, bench, "gsv_b32_fused32", backends=["inductor"], batch=[32], **g)
+    sums.append(step(40, profile, "gsv_fused_fp16_b16", GSV, "inductor", "fp16", 16))
+    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", flush=True)

@@ -35,10 +35,12 @@ from batchvoc.models.span import Span
 FUSED_MAX_CHANNELS = 32  # H100 (bench_results/conv_tiles.py): from 64 channels up cuDNN is as fast
 
 
-def tiles(c_in: int, c_out: int, ksize: int) -> dict[str, int]:
+def tiles(c_in: int, c_out: int) -> dict[str, int]:
     """Tile sizes and launch shape for one layer: all input channels in one product per tap (BLOCK_C), up to 64
-    output channels per tile, and the time steps per tile from the H100 sweep (bench_results/conv_tiles.py)."""
-    return dict(BLOCK_M=128, BLOCK_N=pow2_between(c_out, 16, 64), BLOCK_C=pow2_between(c_in, 16, 256), TAPS=1,
+    output channels per tile; 128 time steps per tile, 64 from 64 channels up (H100 sweeps of k = 3, 7, 11 by
+    bench_results/conv_tiles.py: pipelining the tap loop or grouping taps into larger products did not help)."""
+    block_m = 64 if c_in >= 64 else 128
+    return dict(BLOCK_M=block_m, BLOCK_N=pow2_between(c_out, 16, 64), BLOCK_C=pow2_between(c_in, 16, 256),
                 num_warps=4, num_stages=1)  # fmt: skip
 
 
@@ -56,7 +58,7 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     has_res = residual is not None
     res = residual if has_res else out  # never read when absent; a real pointer for the launcher
     valid, vs, has_span = span_launch_args(valid, x)
-    config = config or tiles(c_in, c_out, ksize)
+    config = config or tiles(c_in, c_out)
     grid = (triton.cdiv(length, config["BLOCK_M"]), triton.cdiv(c_out, config["BLOCK_N"]), rows)
     kernel[grid](x, weight, bias, res, out, valid, length, rate, dilation, padding, slope,
                  *x.stride(), *res.stride(), *out.stride(), *vs, C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res,
