@@ -464,6 +464,15 @@ def s4d():
     print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
 
 
+@plan
+def s4e():
+    """Session 4, run 5 (after the end-to-end job): gsv_v4 fp16 and bf16 with the default engine (fused resblocks
+    up to 32 channels), batch 16, 16 batches per timed run."""
+    step(150, bench, "gsv_b16_default", preset=GSV, batch=[16], utterances=256, backends=["inductor"],
+         precisions=["fp16", "bf16"])  # fmt: skip
+    print("\n\n".join(table(r) for r in REPORTS))
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", flush=True)
