@@ -218,6 +218,24 @@ def test_stitcher_returns_utterances_as_they_complete():
     assert not stitcher.pending
 
 
+def test_stitcher_keeps_its_own_copy_of_an_unfinished_utterance():
+    """An utterance cut across batches outlives the first batch's audio buffer, which vocode's next device copies
+    reuse: overwriting that buffer after feeding must not change the stitched audio."""
+    hop = 2
+    stitcher = Stitcher(hop)
+    engine = echo_engine(hop)
+    batches = list(pack(utterances([25]), 10, 1, 2, SILENCE))
+    assert len(batches) == 2
+    buffer = engine(batches[0].mel, batches[0].valid).numpy().copy()
+    assert stitcher.feed(batches[0], buffer) == [] and stitcher.pending
+    reference = Stitcher(hop)
+    reference.feed(batches[0], buffer.copy())
+    buffer[:] = 123.0  # the next batches' copies land here
+    got = stitcher.feed(batches[1], engine(batches[1].mel, batches[1].valid))
+    want = reference.feed(batches[1], engine(batches[1].mel, batches[1].valid))
+    assert len(got) == 1 and np.array_equal(got[0][1], want[0][1]) and not (got[0][1] == 123.0).any()
+
+
 def test_vocode_streams():
     """vocode hands back the first utterances after two batches of many short ones (one batch stays in flight
     while the next is launched), having read one item ahead."""
