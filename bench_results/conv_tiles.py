@@ -1,17 +1,14 @@
 """GPU: time engines/fused_resblock.py's lrelu_conv per gsv_v4 stage shape over tile configs, against cuDNN.
 
-    PYTHONPATH=. python3 bench_results/conv_tiles.py [fp16|bf16] [best.json]
+    PYTHONPATH=. python3 bench_results/conv_tiles.py [fp16|bf16]
 
 For each stage (channels C, samples per row T = 1024 * samples per frame), batch 16, and each resblock kernel size
 (k=3 d=1, k=7 d=3, k=11 d=5): the fused step (leaky ReLU + conv + bias + residual + span) per tile config, against
 cuDNN's channels-last conv alone and cuDNN with the unfused elementwise work around it (leaky ReLU before, residual
 add after, each one pass over memory as Inductor runs them). GB/s counts the fused step's minimum traffic.
-The best config per (C, k) goes to best.json when given (devrun.py's s4b plan runs the model with them).
 """
 
-import json
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -73,5 +70,3 @@ print(f"{'C':>4} {'k':>3} {'cuDNN':>7} {'unfused':>7} {'pick':>7} {'best':>7}  b
 for c, k, cd, uf, pk, best, cfg in rows:
     print(f"{c:>4} {k:>3} {cd:7.3f} {uf:7.3f} {pk:7.3f} {best:7.3f}  {cfg}")
 print(triton.__version__)
-if len(sys.argv) > 2:
-    Path(sys.argv[2]).write_text(json.dumps({f"{c},{k}": cfg for c, k, *_, cfg in rows}))

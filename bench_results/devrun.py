@@ -352,52 +352,12 @@ def s4a():
     sums = []
     g = dict(preset=GSV, batch=[16], utterances=128, precisions=["fp16"])
     fused_up_to(32)
-    step(150, bench, "gsv_b16_fused32", backends=["inductor", "inductor:resblocks=fused"], **g)
+    step(150, bench, "gsv_b16_fused32", backends=["inductor:resblocks=conv", "inductor:resblocks=fused"], **g)
     fused_up_to(64)
     step(100, bench, "gsv_b16_fused64", backends=["inductor:resblocks=fused"], **g)
     x = {r["tag"]: r["results"][-1].get("x_realtime", 0) for r in REPORTS}
     fused_up_to(64 if x.get("gsv_b16_fused64", 0) > x.get("gsv_b16_fused32", 0) else 32)
     sums.append(step(40, profile, "gsv_fused_fp16_b16", GSV, "inductor", "fp16", 16, resblocks="fused"))
-    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
-
-
-def use_tiles(path: str) -> None:
-    """Launch the fused resblock kernel with the per-(channels, kernel size) configs conv_tiles.py found best."""
-    from batchvoc.engines import fused_resblock
-
-    best, default = json.loads(Path(path).read_text()), fused_resblock.tiles
-    fused_resblock.tiles = lambda c_in, c_out, k: best.get(f"{c_in},{k}") or default(c_in, c_out, k)
-
-
-@plan
-def s4b():
-    """Session 4, run 2: gsv_v4 fp16 fused up to 32 / 64 channels with the swept tiles (TILES=best.json), 16 batches
-    per timed run; profile of the faster setting."""
-    use_tiles(os.environ["TILES"])
-    sums = []
-    g = dict(preset=GSV, batch=[16], utterances=256, precisions=["fp16"])
-    fused_up_to(32)
-    step(150, bench, "gsv_b16_fused32", backends=["inductor"], **g)
-    fused_up_to(64)
-    step(100, bench, "gsv_b16_fused64", backends=["inductor"], **dict(g, utterances=128))
-    x = {r["tag"]: r["results"][-1].get("x_realtime", 0) for r in REPORTS}
-    fused_up_to(64 if x.get("gsv_b16_fused64", 0) > x.get("gsv_b16_fused32", 0) else 32)
-    sums.append(step(40, profile, "gsv_fused_fp16_b16", GSV, "inductor", "fp16", 16))
-    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
-
-
-@plan
-def s4c():
-    """Session 4, run 3: gsv_v4 fp16 fused up to 32 channels with the swept tiles (taps per product), default mode
-    and CUDA graphs (reduce-overhead), 16 batches per timed run; then up to 64 channels if time is left."""
-    use_tiles(os.environ["TILES"])
-    sums = []
-    g = dict(preset=GSV, batch=[16], utterances=256, precisions=["fp16"])
-    fused_up_to(32)
-    step(200, bench, "gsv_b16_fused32", backends=["inductor", "inductor:mode=reduce-overhead"], **g)
-    sums.append(step(40, profile, "gsv_fused_fp16_b16", GSV, "inductor", "fp16", 16))
-    fused_up_to(64)
-    step(100, bench, "gsv_b16_fused64", backends=["inductor"], **dict(g, utterances=128))
     print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
 
 
