@@ -30,6 +30,7 @@ import torch
 from batchvoc.batching import pack, vocode, window_for
 from batchvoc.engines import build_engine, check_backend
 from batchvoc.errors import ConfigError
+from batchvoc.hostmem import retain_freed_memory
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("batchvoc.bench")
@@ -151,6 +152,7 @@ def run_bench(cfg) -> dict[str, Any]:
             check_backend(parse_backend(backend)[0], precision)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
+    retain_freed_memory()  # as the runner's workers do
     device = pick_device(str(cfg.device))
     hparams = OmegaConf.to_container(cfg.hparams) if cfg.get("hparams") else None
     model, preset = load_vocoder(cfg.preset, cfg.checkpoint, hparams)

@@ -1,6 +1,6 @@
 """GPU: time engines/fused_resblock.py's lrelu_conv per gsv_v4 stage shape over tile configs, against cuDNN.
 
-    PYTHONPATH=. python3 bench_results/conv_tiles.py [fp16|bf16]
+    PYTHONPATH=. python3 bench_results/conv_tiles.py [fp16|bf16] [best.json]
 
 For each stage (channels C, samples per row T = 1024 * samples per frame), batch 16, and each resblock kernel size
 (k=3 d=1, k=7 d=3, k=11 d=5): the fused step (leaky ReLU + conv + bias + residual + span) per tile config, against
@@ -8,7 +8,9 @@ cuDNN's channels-last conv alone and cuDNN with the unfused elementwise work aro
 add after, each one pass over memory as Inductor runs them). GB/s counts the fused step's minimum traffic.
 """
 
+import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -19,14 +21,38 @@ from batchvoc.engines.fused_resblock import _triton_forward, tiles
 
 DTYPE = {"fp16": torch.float16, "bf16": torch.bfloat16}[sys.argv[1] if len(sys.argv) > 1 else "fp16"]
 B, L = 16, 1024
-STAGES = [(64, 120), (32, 240), (16, 480)]
+STAGES = [(128, 60), (64, 120), (32, 240), (16, 480)]
 KERNELS = [(3, 1), (7, 3), (11, 5)]
 
 
-def candidates(c):
-    """Tile heights (the session-4 sweeps also tried software-pipelined tap loops and 2 or 4 taps per product)."""
-    for bm in (64, 128, 256):
-        yield dict(BLOCK_M=bm, BLOCK_N=min(c, 64), BLOCK_C=max(16, c), num_warps=4, num_stages=1)
+def candidates(c, k):
+    """The pick, then block-copy (TMA) configs: tile heights, output-channel tiles, pipeline depths, warps (the
+    session-4 sweeps of pointer-load tile heights, pipelined tap loops and grouped taps are in
+    bench_results/h100_2026-11-25_s4)."""
+    yield tiles(c, c, k)
+    heights = (64, 128) if c >= 128 else (64, 128, 256)
+    for bm in heights:
+        for bn in sorted({min(c, 64), min(c, 128)}):
+            for stages in (2, 3):
+                yield dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_C=max(16, c), num_warps=4, num_stages=1, STAGES=stages)
+    if c < 128:
+        yield dict(BLOCK_M=256, BLOCK_N=min(c, 64), BLOCK_C=max(16, c), num_warps=8, num_stages=1, STAGES=2)
+
+
+def ir_summary() -> str:
+    """Per compiled block-copy kernel: does its matrix product use Hopper's warpgroup MMA, and how many layout
+    conversions and shared-memory allocations does it make."""
+    from batchvoc.engines import conv_kernels
+
+    lines = []
+    for kernel in (conv_kernels.lrelu_conv, conv_kernels.lrelu_conv_tma):
+        for cache in getattr(kernel, "device_caches", {}).values():
+            for key, compiled in cache[0].items():
+                ir = compiled.asm.get("ttgir", "")
+                lines.append(f"{kernel.__name__} wgmma={'warp_group_dot' in ir} convert={ir.count('convert_layout')} "
+                             f"local_alloc={ir.count('local_alloc')} regs={getattr(compiled, 'n_regs', '?')} "
+                             f"spills={getattr(compiled, 'n_spills', '?')} {str(key)[-200:]}")  # fmt: skip
+    return "\n".join(lines)
 
 
 def measure(c, rate, k, d, sweep):
@@ -44,19 +70,25 @@ def measure(c, rate, k, d, sweep):
 
     ref = F.conv1d(F.leaky_relu(x.float(), 0.1), w.float().permute(2, 1, 0), None, 1, pad, d) + res.float()
     timings = []
-    for cfg in candidates(c) if sweep else [tiles(c, c)]:
+    configs = list(candidates(c, k)) if sweep else [tiles(c, c, k)]
+    for cfg in configs:
         try:
             err = (run(cfg).float() - ref).abs().max().item() / ref.abs().max().item()
             timings.append((do_bench(lambda cfg=cfg: run(cfg), warmup=5, rep=30), err, cfg))
         except Exception as exc:  # noqa: BLE001 - a config that does not compile (shared memory) is skipped
             print(f"C={c} k={k} {cfg}: {type(exc).__name__}", flush=True)
     timings.sort(key=lambda r: r[0])
+    tma = [r for r in timings if "STAGES" in r[2]]
+    if tma:  # the same block-copy tile with the input taken as already activated: what the activation costs
+        cfg = dict(tma[0][2], ACTIVATE=False)
+        print(f"C={c:>3} k={k:>2}: best block-copy {tma[0][0]:.3f} ms, without the activation "
+              f"{do_bench(lambda: run(cfg), warmup=5, rep=30):.3f} ms", flush=True)  # fmt: skip
     w2 = w.permute(2, 1, 0).unsqueeze(2).contiguous(memory_format=torch.channels_last)
     x2, r2 = x.unsqueeze(2), res.unsqueeze(2)
     cudnn = do_bench(lambda: F.conv2d(x2, w2, None, 1, (0, pad), (1, d)), warmup=5, rep=30)
     unfused = do_bench(lambda: F.conv2d(F.leaky_relu(x2, 0.1), w2, bias, 1, (0, pad), (1, d)).add_(r2), warmup=5,
                        rep=30)  # fmt: skip
-    pick = tiles(c, c)
+    pick = tiles(c, c, k)
     pick_ms = next((ms for ms, _, cfg in timings if cfg == pick), float("nan"))
     best_ms, err, best = timings[0]
     print(f"C={c:>3} k={k:>2}: cuDNN {cudnn:.3f} unfused {unfused:.3f} | fused pick {pick_ms:.3f} best {best_ms:.3f} "
@@ -70,3 +102,9 @@ print(f"{'C':>4} {'k':>3} {'cuDNN':>7} {'unfused':>7} {'pick':>7} {'best':>7}  b
 for c, k, cd, uf, pk, best, cfg in rows:
     print(f"{c:>4} {k:>3} {cd:7.3f} {uf:7.3f} {pk:7.3f} {best:7.3f}  {cfg}")
 print(triton.__version__)
+if len(sys.argv) > 2:  # the fastest config per (channels, kernel size), for bench_results/devrun.py's use_tiles
+    Path(sys.argv[2]).write_text(json.dumps({f"{c},{k}": cfg for c, k, *_, cfg in rows}, indent=1))
+try:
+    print(ir_summary())
+except Exception as exc:  # noqa: BLE001 - private Triton attributes; the timings above stand without it
+    print(f"no IR summary: {exc!r}")

@@ -362,11 +362,13 @@ def s4a():
 
 
 def host_diag(tag, preset=GSV, backend="inductor", precision="fp16", batch=16, utterances=256, device="cuda",
-              **options):  # fmt: skip
+              profile_launch=False, **options):  # fmt: skip
     """Where the host's time goes per batch in batching.vocode's loop: packing, launching (engine call + copy
     start), waiting for the previous batch's audio, stitching; against the loop's wall time per batch."""
     from batchvoc.batching import Stitcher, _HostCopies, pack
+    from batchvoc.hostmem import retain_freed_memory
 
+    retain_freed_memory()
     print(f"=== host_diag {tag} at {time.time() - T0:.0f}s", flush=True)
     model, pre = load_vocoder(preset, "random")
     c = model.receptive_field()
@@ -408,7 +410,25 @@ def host_diag(tag, preset=GSV, backend="inductor", precision="fp16", batch=16, u
         f"{k} {v / batches * 1e3:.2f} ms" for k, v in parts.items()
     )
     print(line, flush=True)
+    if profile_launch:
+        launch_profile(eng, next(pack(items, w, c, batch, pre.silence)))
     return line
+
+
+def launch_profile(eng, packed, calls=8):
+    """Where the host's time goes inside engine calls (cProfile, top functions by own time)."""
+    import cProfile
+    import pstats
+
+    torch.cuda.synchronize()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        eng(packed.mel, packed.valid)
+    prof.disable()
+    torch.cuda.synchronize()
+    stats = pstats.Stats(prof)
+    stats.sort_stats("tottime").print_stats(25)
 
 
 @plan
@@ -431,6 +451,37 @@ def s4e():
     step(150, bench, "gsv_b16_default", preset=GSV, batch=[16], utterances=256, backends=["inductor"],
          precisions=["fp16", "bf16"])  # fmt: skip
     print("\n\n".join(table(r) for r in REPORTS))
+
+
+def use_tiles(path) -> None:
+    """Fused convs from now on take conv_tiles.py's fastest config per (channels, kernel size) from `path`."""
+    from batchvoc.engines import fused_resblock
+
+    best, default = json.loads(Path(path).read_text()), fused_resblock.tiles
+    fused_resblock.tiles = lambda c_in, c_out, k: best.get(f"{c_in},{k}") if c_in == c_out else default(c_in, c_out, k)
+
+
+@plan
+def s5a():
+    """Session 5, run 1 (after conv_tiles.py's sweep): the host loop with freed memory retained, and where the
+    engine call's host time goes."""
+    print(step(200, host_diag, "gsv_b16_retained", profile_launch=True))
+
+
+@plan
+def s5b():
+    """Session 5, run 2: gsv_v4 fp16 with the sweep's fastest fused configs (block copies), fused up to 32, 64 and
+    128 channels, 16 batches per timed run; profile of the fastest."""
+    use_tiles(OUT.parent / "best.json" if not (OUT / "best.json").exists() else OUT / "best.json")
+    sums, x = [], {}
+    g = dict(preset=GSV, batch=[16], utterances=256, precisions=["fp16"], backends=["inductor"])
+    for channels in (32, 64, 128):
+        fused_up_to(channels)
+        rep = step(150, bench, f"gsv_b16_fused{channels}", **g)
+        x[channels] = rep["results"][-1].get("x_realtime", 0) if rep else 0
+    fused_up_to(max(x, key=x.get))
+    sums.append(step(40, profile, "gsv_fused_fp16_b16", GSV, "inductor", "fp16", 16))
+    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
 
 
 if __name__ == "__main__":

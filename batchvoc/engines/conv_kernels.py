@@ -1,12 +1,40 @@
-"""The Triton kernel behind engines/fused_resblock.py (its docstring says what it computes).
+"""The Triton kernels behind engines/fused_resblock.py (its docstring says what they compute).
 
-Imported only where it runs (a CUDA GPU, or Triton's interpreter), so batchvoc imports without triton.
+Two ways to feed the per-tap matrix products, one epilogue:
+- `lrelu_conv`: pointer loads of each tap's [BLOCK_M, C] rows (neighbouring taps re-read them from L1), taps
+  unrolled;
+- `lrelu_conv_tma`: each tap's rows come as one tensor-memory-access block copy (Hopper's copy engine), the tap
+  loop software-pipelined STAGES deep, so the next taps' rows are in flight while this tap's product runs; rows
+  outside [0, T) arrive as zeros (the descriptor's bounds), which is the convolution's zero padding.
+
+Imported only where they run (a CUDA GPU, or Triton's interpreter), so batchvoc imports without triton.
 """
 
 import triton
 import triton.language as tl
 
 from batchvoc.engines.span_kernels import utterance_bounds
+
+
+@triton.jit
+def _leaky(a, slope):
+    """leaky ReLU, rounded back to a's dtype as the reference rounds it."""
+    af = a.to(tl.float32)
+    return tl.where(af > 0, af, af * slope).to(a.dtype)
+
+
+@triton.jit
+def _finish(acc, b, t, n, T, rate, bias_ptr, res_ptr, out_ptr, valid_ptr, srb, src, srt, sob, soc, sot, svb, svk,
+            svf, C_OUT: tl.constexpr, HAS_RES: tl.constexpr, HAS_SPAN: tl.constexpr):  # fmt: skip
+    """acc [BLOCK_M, BLOCK_N] + bias (+ residual), zeroed outside the utterances, stored to out."""
+    acc += tl.load(bias_ptr + n, mask=n < C_OUT, other=0.0).to(tl.float32)[None, :]
+    mask = (t < T)[:, None] & (n < C_OUT)[None, :]
+    if HAS_RES:
+        acc += tl.load(res_ptr + b * srb + n[None, :] * src + t[:, None] * srt, mask=mask, other=0.0).to(tl.float32)
+    if HAS_SPAN:  # Span.zero on the output: every reader of it wants samples outside their utterance zeroed
+        lo, hi = utterance_bounds(tl.minimum(t, T - 1), valid_ptr + b * svb, svk, svf, rate)
+        acc = tl.where(((t >= lo) & (t < hi))[:, None], acc, 0.0)
+    tl.store(out_ptr + b * sob + n[None, :] * soc + t[:, None] * sot, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -31,15 +59,34 @@ def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, rate, dil
     for tap in tl.static_range(KSIZE):
         s = t + (tap * dilation - padding)  # the input sample each step reads through this tap
         a = tl.load(x_rows + s[:, None] * sxt, mask=((s >= 0) & (s < T))[:, None] & c_ok[None, :], other=0.0)
-        af = a.to(tl.float32)
-        a = tl.where(af > 0, af, af * slope).to(a.dtype)  # rounded to the input dtype, as the reference is
+        w = tl.load(w_cols + tap * C_IN * C_OUT, mask=w_ok, other=0.0)
+        acc = tl.dot(_leaky(a, slope), w, acc, input_precision=DOT_PRECISION)
+    _finish(acc, b, t, n, T, rate, bias_ptr, res_ptr, out_ptr, valid_ptr, srb, src, srt, sob, soc, sot, svb, svk,
+            svf, C_OUT, HAS_RES, HAS_SPAN)  # fmt: skip
+
+
+@triton.jit
+def lrelu_conv_tma(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, rate, dilation, padding, slope,
+                   srb, src, srt, sob, soc, sot, svb, svk, svf,
+                   C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
+                   HAS_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                   BLOCK_C: tl.constexpr, STAGES: tl.constexpr, ACTIVATE: tl.constexpr):  # fmt: skip
+    """`lrelu_conv` with x as a descriptor of channels-last [B, T, C_IN], block [1, BLOCK_M, BLOCK_C]: each tap's
+    rows are one block copy (zeros outside [0, T) and past C_IN), the tap loop pipelined STAGES deep.
+    ACTIVATE=False skips the leaky ReLU (an input already activated by its producer)."""
+    b = tl.program_id(2)
+    t0 = tl.program_id(0) * BLOCK_M
+    t = t0 + tl.arange(0, BLOCK_M)
+    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    c = tl.arange(0, BLOCK_C)
+    w_cols = w_ptr + c[:, None] * C_OUT + n[None, :]
+    w_ok = (c < C_IN)[:, None] & (n < C_OUT)[None, :]
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for tap in tl.range(0, KSIZE, num_stages=STAGES):
+        a = x_desc.load([b, t0 + tap * dilation - padding, 0]).reshape(BLOCK_M, BLOCK_C)
+        if ACTIVATE:
+            a = _leaky(a, slope)
         w = tl.load(w_cols + tap * C_IN * C_OUT, mask=w_ok, other=0.0)
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
-    acc += tl.load(bias_ptr + n, mask=n < C_OUT, other=0.0).to(tl.float32)[None, :]
-    mask = (t < T)[:, None] & (n < C_OUT)[None, :]
-    if HAS_RES:
-        acc += tl.load(res_ptr + b * srb + n[None, :] * src + t[:, None] * srt, mask=mask, other=0.0).to(tl.float32)
-    if HAS_SPAN:  # Span.zero on the output: every reader of it wants samples outside their utterance zeroed
-        lo, hi = utterance_bounds(tl.minimum(t, T - 1), valid_ptr + b * svb, svk, svf, rate)
-        acc = tl.where(((t >= lo) & (t < hi))[:, None], acc, 0.0)
-    tl.store(out_ptr + b * sob + n[None, :] * soc + t[:, None] * sot, acc.to(out_ptr.dtype.element_ty), mask=mask)
+    _finish(acc, b.to(tl.int64), t, n, T, rate, bias_ptr, res_ptr, out_ptr, valid_ptr, srb, src, srt, sob, soc, sot,
+            svb, svk, svf, C_OUT, HAS_RES, HAS_SPAN)  # fmt: skip

@@ -35,7 +35,7 @@ from batchvoc.models.span import Span
 FUSED_MAX_CHANNELS = 32  # H100 (bench_results/conv_tiles.py): from 64 channels up cuDNN is as fast
 
 
-def tiles(c_in: int, c_out: int) -> dict[str, int]:
+def tiles(c_in: int, c_out: int, ksize: int) -> dict[str, int]:
     """Tile sizes and launch shape for one layer: all input channels in one product per tap (BLOCK_C), up to 64
     output channels per tile; 128 time steps per tile, 64 from 64 channels up (H100 sweeps of k = 3, 7, 11 by
     bench_results/conv_tiles.py: pipelining the tap loop or grouping taps into larger products did not help)."""
@@ -49,8 +49,7 @@ def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) ->
 
 
 def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, config=None) -> Tensor:
-    from batchvoc.engines.conv_kernels import lrelu_conv as kernel  # imports triton: GPU path only
-    from batchvoc.engines.conv_kernels import triton
+    from batchvoc.engines import conv_kernels  # imports triton: GPU path only
 
     rows, c_in, length = x.shape
     ksize, _, c_out = weight.shape
@@ -58,12 +57,29 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     has_res = residual is not None
     res = residual if has_res else out  # never read when absent; a real pointer for the launcher
     valid, vs, has_span = span_launch_args(valid, x)
-    config = config or tiles(c_in, c_out)
-    grid = (triton.cdiv(length, config["BLOCK_M"]), triton.cdiv(c_out, config["BLOCK_N"]), rows)
-    kernel[grid](x, weight, bias, res, out, valid, length, rate, dilation, padding, slope,
-                 *x.stride(), *res.stride(), *out.stride(), *vs, C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res,
-                 HAS_SPAN=has_span, DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32", **config)  # fmt: skip
+    config = dict(config or tiles(c_in, c_out, ksize))
+    grid = (conv_kernels.triton.cdiv(length, config["BLOCK_M"]), conv_kernels.triton.cdiv(c_out, config["BLOCK_N"]),
+            rows)  # fmt: skip
+    common = (weight, bias, res, out, valid, length, rate, dilation, padding, slope)
+    strides = (*res.stride(), *out.stride(), *vs)
+    flags = dict(C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res, HAS_SPAN=has_span,
+                 DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # fmt: skip
+    if "STAGES" in config and x.stride(1) == 1:
+        config.setdefault("ACTIVATE", True)
+        rows_of_x = _row_descriptor(x, config["BLOCK_M"], config["BLOCK_C"])
+        conv_kernels.lrelu_conv_tma[grid](rows_of_x, *common, *strides, **flags, **config)
+    else:
+        config = {k: v for k, v in config.items() if k not in ("STAGES", "ACTIVATE")}
+        conv_kernels.lrelu_conv[grid](x, *common, *x.stride(), *strides, **flags, **config)
     return out
+
+
+def _row_descriptor(x: Tensor, block_m: int, block_c: int):
+    """A block-copy descriptor of channels-last x [B, C, T] as [B, T, C], blocks of [1, block_m, block_c] rows."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    rows = x.transpose(1, 2)
+    return TensorDescriptor(rows, list(rows.shape), list(rows.stride()), [1, block_m, block_c])
 
 
 def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope) -> Tensor:

@@ -16,6 +16,7 @@ import torch
 
 from batchvoc.batching import window_for
 from batchvoc.engines import build_engine
+from batchvoc.hostmem import retain_freed_memory
 from batchvoc.manifest import Shard
 from batchvoc.models import load_vocoder
 from batchvoc.runner.shard import Packing, run_shard
@@ -37,6 +38,7 @@ class Worker:
         if threads:
             torch.set_num_threads(threads)
         torch.set_flush_denormal(True)  # denormals slow CPU convolutions 5-10x; no effect on a GPU
+        retain_freed_memory()  # stitched audio reuses freed memory instead of faulting fresh pages in
         self.settings, self.name = settings, name
         self.device = pick_device()
         model, self.preset = load_vocoder(settings.preset, settings.checkpoint, settings.hparams)
