@@ -21,22 +21,19 @@ from batchvoc.engines.fused_resblock import _triton_forward, tiles
 
 DTYPE = {"fp16": torch.float16, "bf16": torch.bfloat16}[sys.argv[1] if len(sys.argv) > 1 else "fp16"]
 B, L = 16, 1024
-STAGES = [(128, 60), (64, 120), (32, 240), (16, 480)]
+STAGES = [(64, 120), (32, 240), (16, 480)]
 KERNELS = [(3, 1), (7, 3), (11, 5)]
 
 
-def candidates(c, k):
-    """The pick, then block-copy (TMA) configs: tile heights, output-channel tiles, pipeline depths, warps (the
-    session-4 sweeps of pointer-load tile heights, pipelined tap loops and grouped taps are in
-    bench_results/h100_2026-11-25_s4)."""
-    yield tiles(c, c, k)
-    heights = (64, 128) if c >= 128 else (64, 128, 256)
-    for bm in heights:
-        for bn in sorted({min(c, 64), min(c, 128)}):
-            for stages in (2, 3):
-                yield dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_C=max(16, c), num_warps=4, num_stages=1, STAGES=stages)
-    if c < 128:
-        yield dict(BLOCK_M=256, BLOCK_N=min(c, 64), BLOCK_C=max(16, c), num_warps=8, num_stages=1, STAGES=2)
+def candidates(c, k, act):
+    """The pick, then pointer-load and block-copy (TMA) configs: tile heights and pipeline depths (the session-4
+    sweeps of pipelined pointer loads and grouped taps are in bench_results/h100_2026-11-25_s4)."""
+    yield tiles(c, c, k, act)
+    for bm in (64, 128, 256):
+        base = dict(BLOCK_M=bm, BLOCK_N=min(c, 64), BLOCK_C=max(16, c), num_warps=4, num_stages=1)
+        yield base
+        for stages in (2, 3):
+            yield dict(base, STAGES=stages)
 
 
 def ir_summary() -> str:
@@ -55,7 +52,7 @@ def ir_summary() -> str:
     return "\n".join(lines)
 
 
-def measure(c, rate, k, d, sweep):
+def measure(c, rate, k, d, act):
     t = L * rate
     x = torch.randn(B, t, c, device="cuda", dtype=DTYPE).transpose(1, 2)
     res = torch.randn(B, t, c, device="cuda", dtype=DTYPE).transpose(1, 2)
@@ -66,44 +63,42 @@ def measure(c, rate, k, d, sweep):
     nbytes = 3 * B * t * c * 2
 
     def run(cfg):
-        return _triton_forward(x, w, bias, res, valid, rate, d, pad, 0.1, cfg)
+        return _triton_forward(x, w, bias, res, valid, rate, d, pad, 0.1, act, config=cfg)
 
-    ref = F.conv1d(F.leaky_relu(x.float(), 0.1), w.float().permute(2, 1, 0), None, 1, pad, d) + res.float()
+    inp = F.leaky_relu(x.float(), 0.1) if act else x.float()
+    ref = F.conv1d(inp, w.float().permute(2, 1, 0), None, 1, pad, d) + res.float()
     timings = []
-    configs = list(candidates(c, k)) if sweep else [tiles(c, c, k)]
-    for cfg in configs:
+    configs = list(dict.fromkeys(map(lambda cfg: tuple(cfg.items()), candidates(c, k, act))))
+    for cfg in map(dict, configs):
         try:
             err = (run(cfg).float() - ref).abs().max().item() / ref.abs().max().item()
             timings.append((do_bench(lambda cfg=cfg: run(cfg), warmup=5, rep=30), err, cfg))
         except Exception as exc:  # noqa: BLE001 - a config that does not compile (shared memory) is skipped
             print(f"C={c} k={k} {cfg}: {type(exc).__name__}", flush=True)
     timings.sort(key=lambda r: r[0])
-    tma = [r for r in timings if "STAGES" in r[2]]
-    if tma:  # the same block-copy tile with the input taken as already activated: what the activation costs
-        cfg = dict(tma[0][2], ACTIVATE=False)
-        print(f"C={c:>3} k={k:>2}: best block-copy {tma[0][0]:.3f} ms, without the activation "
-              f"{do_bench(lambda: run(cfg), warmup=5, rep=30):.3f} ms", flush=True)  # fmt: skip
     w2 = w.permute(2, 1, 0).unsqueeze(2).contiguous(memory_format=torch.channels_last)
     x2, r2 = x.unsqueeze(2), res.unsqueeze(2)
     cudnn = do_bench(lambda: F.conv2d(x2, w2, None, 1, (0, pad), (1, d)), warmup=5, rep=30)
     unfused = do_bench(lambda: F.conv2d(F.leaky_relu(x2, 0.1), w2, bias, 1, (0, pad), (1, d)).add_(r2), warmup=5,
                        rep=30)  # fmt: skip
-    pick = tiles(c, c, k)
+    pick = tiles(c, c, k, act)
     pick_ms = next((ms for ms, _, cfg in timings if cfg == pick), float("nan"))
     best_ms, err, best = timings[0]
-    print(f"C={c:>3} k={k:>2}: cuDNN {cudnn:.3f} unfused {unfused:.3f} | fused pick {pick_ms:.3f} best {best_ms:.3f} "
-          f"({nbytes / best_ms / 1e6:.0f} GB/s, err {err:.1e}) {best}", flush=True)  # fmt: skip
-    return c, k, cudnn, unfused, pick_ms, best_ms, best
+    for ms, _, cfg in timings:
+        print(f"   C={c} k={k} act={act}: {ms:.3f} ms {cfg}")
+    print(f"C={c:>3} k={k:>2} act={act:d}: cuDNN {cudnn:.3f} unfused {unfused:.3f} | pick {pick_ms:.3f} "
+          f"best {best_ms:.3f} ({nbytes / best_ms / 1e6:.0f} GB/s, err {err:.1e}) {best}", flush=True)  # fmt: skip
+    return c, k, act, cudnn, unfused, pick_ms, best_ms, best
 
 
-rows = [measure(c, rate, k, d, sweep=True) for c, rate in STAGES for k, d in KERNELS]
+rows = [measure(c, rate, k, d, act) for c, rate in STAGES for k, d in KERNELS for act in (True, False)]
 print(f"\n{DTYPE} B={B} (ms; unfused = leaky ReLU + cuDNN conv + bias + residual add, as separate kernels)")
-print(f"{'C':>4} {'k':>3} {'cuDNN':>7} {'unfused':>7} {'pick':>7} {'best':>7}  best config")
-for c, k, cd, uf, pk, best, cfg in rows:
-    print(f"{c:>4} {k:>3} {cd:7.3f} {uf:7.3f} {pk:7.3f} {best:7.3f}  {cfg}")
+print(f"{'C':>4} {'k':>3} {'act':>3} {'cuDNN':>7} {'unfused':>7} {'pick':>7} {'best':>7}  best config")
+for c, k, act, cd, uf, pk, best, cfg in rows:
+    print(f"{c:>4} {k:>3} {act:>3d} {cd:7.3f} {uf:7.3f} {pk:7.3f} {best:7.3f}  {cfg}")
 print(triton.__version__)
 if len(sys.argv) > 2:  # the fastest config per (channels, kernel size), for bench_results/devrun.py's use_tiles
-    Path(sys.argv[2]).write_text(json.dumps({f"{c},{k}": cfg for c, k, *_, cfg in rows}, indent=1))
+    Path(sys.argv[2]).write_text(json.dumps({f"{c},{k},{act:d}": cfg for c, k, act, *_, cfg in rows}, indent=1))
 try:
     print(ir_summary())
 except Exception as exc:  # noqa: BLE001 - private Triton attributes; the timings above stand without it

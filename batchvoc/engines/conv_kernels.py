@@ -24,13 +24,16 @@ def _leaky(a, slope):
 
 
 @triton.jit
-def _finish(acc, b, t, n, T, rate, bias_ptr, res_ptr, out_ptr, valid_ptr, srb, src, srt, sob, soc, sot, svb, svk,
-            svf, C_OUT: tl.constexpr, HAS_RES: tl.constexpr, HAS_SPAN: tl.constexpr):  # fmt: skip
-    """acc [BLOCK_M, BLOCK_N] + bias (+ residual), zeroed outside the utterances, stored to out."""
+def _finish(acc, b, t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, valid_ptr, srb, src, srt, sob, soc, sot, svb,
+            svk, svf, C_OUT: tl.constexpr, HAS_RES: tl.constexpr, HAS_SPAN: tl.constexpr,
+            ACTIVATE_OUTPUT: tl.constexpr):  # fmt: skip
+    """acc [BLOCK_M, BLOCK_N] + bias (+ residual) (leaky ReLU'd), zeroed outside the utterances, stored to out."""
     acc += tl.load(bias_ptr + n, mask=n < C_OUT, other=0.0).to(tl.float32)[None, :]
     mask = (t < T)[:, None] & (n < C_OUT)[None, :]
     if HAS_RES:
         acc += tl.load(res_ptr + b * srb + n[None, :] * src + t[:, None] * srt, mask=mask, other=0.0).to(tl.float32)
+    if ACTIVATE_OUTPUT:
+        acc = tl.where(acc > 0, acc, acc * slope)
     if HAS_SPAN:  # Span.zero on the output: every reader of it wants samples outside their utterance zeroed
         lo, hi = utterance_bounds(tl.minimum(t, T - 1), valid_ptr + b * svb, svk, svf, rate)
         acc = tl.where(((t >= lo) & (t < hi))[:, None], acc, 0.0)
@@ -41,7 +44,8 @@ def _finish(acc, b, t, n, T, rate, bias_ptr, res_ptr, out_ptr, valid_ptr, srb, s
 def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, rate, dilation, padding, slope,
                sxb, sxc, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf,
                C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
-               HAS_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+               HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
+               DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                BLOCK_C: tl.constexpr):  # fmt: skip
     """One [BLOCK_M time steps, BLOCK_N output channels] tile of one batch row: per tap, one matrix product of the
     [BLOCK_M, C_IN] input rows that tap reads (leaky ReLU applied as they are loaded) with the tap's [C_IN, BLOCK_N]
@@ -59,21 +63,24 @@ def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, rate, dil
     for tap in tl.static_range(KSIZE):
         s = t + (tap * dilation - padding)  # the input sample each step reads through this tap
         a = tl.load(x_rows + s[:, None] * sxt, mask=((s >= 0) & (s < T))[:, None] & c_ok[None, :], other=0.0)
+        if ACTIVATE_INPUT:
+            a = _leaky(a, slope)
         w = tl.load(w_cols + tap * C_IN * C_OUT, mask=w_ok, other=0.0)
-        acc = tl.dot(_leaky(a, slope), w, acc, input_precision=DOT_PRECISION)
-    _finish(acc, b, t, n, T, rate, bias_ptr, res_ptr, out_ptr, valid_ptr, srb, src, srt, sob, soc, sot, svb, svk,
-            svf, C_OUT, HAS_RES, HAS_SPAN)  # fmt: skip
+        acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
+    _finish(acc, b, t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, valid_ptr, srb, src, srt, sob, soc, sot, svb,
+            svk, svf, C_OUT, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT)  # fmt: skip
 
 
 @triton.jit
 def lrelu_conv_tma(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, rate, dilation, padding, slope,
                    srb, src, srt, sob, soc, sot, svb, svk, svf,
                    C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
-                   HAS_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                   BLOCK_C: tl.constexpr, STAGES: tl.constexpr, ACTIVATE: tl.constexpr):  # fmt: skip
+                   HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
+                   DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+                   STAGES: tl.constexpr):  # fmt: skip
     """`lrelu_conv` with x as a descriptor of channels-last [B, T, C_IN], block [1, BLOCK_M, BLOCK_C]: each tap's
-    rows are one block copy (zeros outside [0, T) and past C_IN), the tap loop pipelined STAGES deep.
-    ACTIVATE=False skips the leaky ReLU (an input already activated by its producer)."""
+    rows are one block copy (zeros outside [0, T) and past C_IN), the tap loop pipelined STAGES deep. Without
+    ACTIVATE_INPUT the rows go from shared memory straight into the product."""
     b = tl.program_id(2)
     t0 = tl.program_id(0) * BLOCK_M
     t = t0 + tl.arange(0, BLOCK_M)
@@ -84,9 +91,9 @@ def lrelu_conv_tma(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, rate
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for tap in tl.range(0, KSIZE, num_stages=STAGES):
         a = x_desc.load([b, t0 + tap * dilation - padding, 0]).reshape(BLOCK_M, BLOCK_C)
-        if ACTIVATE:
+        if ACTIVATE_INPUT:
             a = _leaky(a, slope)
         w = tl.load(w_cols + tap * C_IN * C_OUT, mask=w_ok, other=0.0)
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
-    _finish(acc, b.to(tl.int64), t, n, T, rate, bias_ptr, res_ptr, out_ptr, valid_ptr, srb, src, srt, sob, soc, sot,
-            svb, svk, svf, C_OUT, HAS_RES, HAS_SPAN)  # fmt: skip
+    _finish(acc, b.to(tl.int64), t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, valid_ptr, srb, src, srt, sob, soc,
+            sot, svb, svk, svf, C_OUT, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT)  # fmt: skip

@@ -35,20 +35,24 @@ from batchvoc.models.span import Span
 FUSED_MAX_CHANNELS = 32  # H100 (bench_results/conv_tiles.py): from 64 channels up cuDNN is as fast
 
 
-def tiles(c_in: int, c_out: int, ksize: int) -> dict[str, int]:
-    """Tile sizes and launch shape for one layer: all input channels in one product per tap (BLOCK_C), up to 64
-    output channels per tile; 128 time steps per tile, 64 from 64 channels up (H100 sweeps of k = 3, 7, 11 by
-    bench_results/conv_tiles.py: pipelining the tap loop or grouping taps into larger products did not help)."""
-    block_m = 64 if c_in >= 64 else 128
-    return dict(BLOCK_M=block_m, BLOCK_N=pow2_between(c_out, 16, 64), BLOCK_C=pow2_between(c_in, 16, 256),
-                num_warps=4, num_stages=1)  # fmt: skip
+def tiles(c_in: int, c_out: int, ksize: int, activate_input: bool = True) -> dict[str, int]:
+    """Tile sizes, launch shape and kernel for one layer: all input channels in one product per tap (BLOCK_C), up to
+    64 output channels per tile, 128 time steps per tile; STAGES picks the block-copy kernel, pipelined that deep
+    (H100 sweeps of k = 3, 7, 11 by bench_results/conv_tiles.py: block copies win from 64 channels up, and from 32
+    when the input comes activated; at 16 channels a row is too short for them)."""
+    config = dict(BLOCK_M=128, BLOCK_N=pow2_between(c_out, 16, 64), BLOCK_C=pow2_between(c_in, 16, 256),
+                  num_warps=4, num_stages=1)  # fmt: skip
+    if c_in >= 64 or (c_in >= 32 and not activate_input):
+        config["STAGES"] = 3 if c_in >= 64 else 2
+    return config
 
 
 def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) -> Tensor:
     return torch.empty((rows, length, channels), dtype=like.dtype, device=like.device).transpose(1, 2)
 
 
-def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, config=None) -> Tensor:
+def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
+                    activate_output=False, config=None) -> Tensor:  # fmt: skip
     from batchvoc.engines import conv_kernels  # imports triton: GPU path only
 
     rows, c_in, length = x.shape
@@ -57,19 +61,19 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     has_res = residual is not None
     res = residual if has_res else out  # never read when absent; a real pointer for the launcher
     valid, vs, has_span = span_launch_args(valid, x)
-    config = dict(config or tiles(c_in, c_out, ksize))
+    config = dict(config or tiles(c_in, c_out, ksize, activate_input))
     grid = (conv_kernels.triton.cdiv(length, config["BLOCK_M"]), conv_kernels.triton.cdiv(c_out, config["BLOCK_N"]),
             rows)  # fmt: skip
     common = (weight, bias, res, out, valid, length, rate, dilation, padding, slope)
     strides = (*res.stride(), *out.stride(), *vs)
     flags = dict(C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res, HAS_SPAN=has_span,
+                 ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output,
                  DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # fmt: skip
     if "STAGES" in config and x.stride(1) == 1:
-        config.setdefault("ACTIVATE", True)
         rows_of_x = _row_descriptor(x, config["BLOCK_M"], config["BLOCK_C"])
         conv_kernels.lrelu_conv_tma[grid](rows_of_x, *common, *strides, **flags, **config)
     else:
-        config = {k: v for k, v in config.items() if k not in ("STAGES", "ACTIVATE")}
+        config.pop("STAGES", None)
         conv_kernels.lrelu_conv[grid](x, *common, *x.stride(), *strides, **flags, **config)
     return out
 
@@ -82,27 +86,32 @@ def _row_descriptor(x: Tensor, block_m: int, block_c: int):
     return TensorDescriptor(rows, list(rows.shape), list(rows.stride()), [1, block_m, block_c])
 
 
-def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope) -> Tensor:
+def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
+                   activate_output=False) -> Tensor:  # fmt: skip
     """The kernel's arithmetic in plain torch: CPU, or a GPU without triton."""
-    y = F.conv1d(F.leaky_relu(x, slope), weight.permute(2, 1, 0), bias, 1, padding, dilation)
+    y = F.conv1d(F.leaky_relu(x, slope) if activate_input else x, weight.permute(2, 1, 0), bias, 1, padding, dilation)
     if residual is not None:
         y = y + residual
+    if activate_output:
+        y = F.leaky_relu(y, slope)
     y = Span.from_per_frame(valid).zero(y, rate)
     return _channels_last_empty(x.shape[0], y.shape[1], y.shape[2], x).copy_(y)
 
 
 @torch.library.custom_op("batchvoc::lrelu_conv", mutates_args=())
 def lrelu_conv(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor | None, valid: Tensor, rate: int,
-               dilation: int, padding: int, slope: float) -> Tensor:  # fmt: skip
+               dilation: int, padding: int, slope: float, activate_input: bool = True,
+               activate_output: bool = False) -> Tensor:  # fmt: skip
     """x [B, C_in, T] -> [B, C_out, T] (channels-last strides): zeroed outside the utterances, conv(leaky_relu(x))
-    + bias (+ residual) (module doc).
+    + bias (+ residual) (module doc); activate_input=False convolves x as it is, activate_output=True applies the
+    leaky ReLU to the result (for a consumer that would apply it first).
     weight [k, C_in, C_out]; valid [B, 2, T // rate] per-frame utterance bounds, or empty for whole utterances."""
     forward = _triton_forward if use_triton(x) else _torch_forward
-    return forward(x, weight, bias, residual, valid, rate, dilation, padding, slope)
+    return forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input, activate_output)
 
 
 @lrelu_conv.register_fake
-def _(x, weight, bias, residual, valid, rate, dilation, padding, slope):
+def _(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True, activate_output=False):
     return _channels_last_empty(x.shape[0], weight.shape[2], x.shape[2], x)
 
 
@@ -143,8 +152,9 @@ class FusedResBlock(nn.Module):
         for group in self.groups:  # x += conv(act(... conv(act(x)))), the last conv adding the residual
             h = x
             for i, conv in enumerate(group):
-                residual = x if i == len(group) - 1 else None
-                h = lrelu_conv(h, conv.weight, conv.bias, residual, valid, rate, conv.dilation, conv.padding,
-                               LRELU_SLOPE)  # fmt: skip
+                last = i == len(group) - 1
+                # an inner conv hands its consumer the activated output: one activation per sample, not per tap
+                h = lrelu_conv(h, conv.weight, conv.bias, x if last else None, valid, rate, conv.dilation,
+                               conv.padding, LRELU_SLOPE, activate_input=i == 0, activate_output=not last)  # fmt: skip
             x = h
         return x

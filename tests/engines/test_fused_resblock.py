@@ -82,7 +82,7 @@ def test_triton_kernel_equals_reference_in_the_interpreter():
 
 def test_both_kernels_equal_the_torch_path_in_the_interpreter():
     """Pointer loads and block copies (taps reaching past both row ends, C_IN not a power of two, a residual,
-    packed spans) against the plain-torch arithmetic."""
+    packed spans), with and without each activation, against the plain-torch arithmetic."""
     run_interpreted(
         """
         from batchvoc.engines.fused_resblock import _torch_forward, _triton_forward, tiles
@@ -90,14 +90,18 @@ def test_both_kernels_equal_the_torch_path_in_the_interpreter():
         from tests.engines.kernels import CHANNELS, FRAMES, RATE, ROWS, spans
         gen = torch.Generator().manual_seed(2)
         x = torch.randn(ROWS, FRAMES * RATE, CHANNELS, generator=gen).transpose(1, 2)  # channels-last
-        res = torch.randn(ROWS, CHANNELS, FRAMES * RATE, generator=gen)
+        res = torch.randn(ROWS, CHANNELS, FRAMES * RATE, generator=gen)[:, :16]
         w, bias = torch.randn(7, CHANNELS, 16, generator=gen) / 10, torch.randn(16, generator=gen)
         valid = Span(spans()[2]).per_frame(FRAMES, "cpu")
-        want = _torch_forward(x, w, bias, res[:, :16], valid, RATE, 3, 9, 0.1)
         block = dict(tiles(CHANNELS, 16, 7), BLOCK_M=32)
-        for config in (block, dict(block, STAGES=2)):
-            got = _triton_forward(x, w, bias, res[:, :16], valid, RATE, 3, 9, 0.1, config)
-            assert (got - want).abs().max() <= 1e-4, config
+        block.pop("STAGES", None)
+        default = _torch_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1)
+        for acts in ((True, False), (False, False), (True, True)):
+            want = _torch_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1, *acts)
+            assert acts == (True, False) or (want - default).abs().max() > 0.1  # the flags change the function
+            for config in (block, dict(block, STAGES=2)):
+                got = _triton_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1, *acts, config=config)
+                assert (got - want).abs().max() <= 1e-4, (acts, config)
         """
     )
 
