@@ -476,7 +476,7 @@ def s5a():
 def s5b():
     """Session 5, run 2: gsv_v4 fp16 with the sweep's fastest fused configs, fused up to 32 and 64 channels, 16
     batches per timed run; batch 32 and a profile of the faster."""
-    use_tiles(OUT.parent / "best.json" if not (OUT / "best.json").exists() else OUT / "best.json")
+    use_tiles(os.environ.get("BEST_TILES", "/tmp/best.json"))
     sums, x = [], {}
     g = dict(preset=GSV, batch=[16], utterances=256, precisions=["fp16"], backends=["inductor"])
     for channels in (32, 64):
@@ -486,6 +486,16 @@ def s5b():
     fused_up_to(max(x, key=x.get))
     step(150, bench, f"gsv_b32_fused{max(x, key=x.get)}", **dict(g, batch=[32]))
     sums.append(step(40, profile, "gsv_fused_fp16_b16", GSV, "inductor", "fp16", 16))
+    print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
+
+
+@plan
+def s5c():
+    """Session 5, run 3: gsv_v4 with the engine's defaults (fused up to 64 channels, the tiles table), fp16 and bf16,
+    batch 16, 16 batches per timed run; profile."""
+    step(150, bench, "gsv_b16_default", preset=GSV, batch=[16], utterances=256, backends=["inductor"],
+         precisions=["fp16", "bf16"])  # fmt: skip
+    sums = [step(40, profile, "gsv_default_fp16_b16", GSV, "inductor", "fp16", 16)]
     print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
 
 

@@ -1,4 +1,5 @@
-"""GPU check of the fused anti-alias kernels against the reference Activation1d (fp32/fp16/bf16, spans, layouts).
+"""GPU check of the fused anti-alias kernels against the reference Activation1d, and of the fused resblocks (pointer
+loads and block copies) against ResBlock1 / ResBlock2 (fp32/fp16/bf16, spans, layouts).
 
 For the GPU machine, which has no pytest: PYTHONPATH=. python3 bench_results/gpu_kernel_check.py
 """
@@ -34,7 +35,7 @@ for kind in (Snake, SnakeBeta):
 from batchvoc.engines.fused_resblock import FusedResBlock  # noqa: E402
 from batchvoc.models.hifigan import ResBlock1, ResBlock2  # noqa: E402
 
-for kind, C in ((ResBlock1, 16), (ResBlock2, 32), (ResBlock1, 24)):
+for kind, C in ((ResBlock1, 16), (ResBlock2, 32), (ResBlock1, 24), (ResBlock1, 32), (ResBlock1, 64), (ResBlock2, 64)):
     block = kind(C, 7, [1, 3, 5])
     with torch.no_grad():
         for p in block.parameters():

@@ -3,20 +3,23 @@
 Every step of a ResBlock1 / ResBlock2 (leaky ReLU, dilated conv, bias, residual add, the span's zeroing) is one
 kernel, `lrelu_conv`:
 
-    out[b, o, t] = inside(t) * (bias[o] + sum_{k, i} w[k, i, o] * leaky_relu(x[b, i, t + k*d - p])  (+ res[b, o, t]))
+    out[b, o, t] = inside(t) * act_out(bias[o] + sum_{k, i} w[k, i, o] * act_in(x[b, i, t + k*d - p])  (+ res[b, o, t]))
 
-with x zero past [0, T) and inside(t) = 1 where sample t lies in its own utterance (Span.zero), else 0: per tap, a
-matrix product of channels-last input rows with the tap's weights, fp32 accumulation, the activation rounded to x's
-dtype before the product as the reference rounds it. A FusedResBlock zeroes its input outside the utterances once
-and every kernel zeroes its output there, which is what the reference's Span.zero before each conv achieves: the
-values it leaves in gaps are never read by any conv, and only gaps differ (zero here).
+with x zero past [0, T), act_in / act_out the leaky ReLU or nothing, and inside(t) = 1 where sample t lies in its
+own utterance (Span.zero), else 0: per tap, a matrix product of channels-last input rows with the tap's weights,
+fp32 accumulation, an activated input rounded to x's dtype before the product as the reference rounds it. In a
+ResBlock1 pair the first conv stores its output activated and the second takes it as it is: the activation then
+runs once per sample instead of once per tap (at 64 channels and k=11 it cost 0.19 of the conv's 0.71 ms), and
+the second conv's rows go from shared memory straight into the product. A FusedResBlock zeroes its input outside
+the utterances once and every kernel zeroes its output there, which is what the reference's Span.zero before each
+conv achieves: the values it leaves in gaps are never read by any conv, and only gaps differ (zero here).
 
 Why: between cuDNN's convolutions, Inductor (gsv_v4 fp16, H100) spent 36.5% of GPU time in elementwise kernels,
 moving each resblock step's activation through memory about ten times; fused, it moves five times (read x, write
 h; read h and the residual, write x). cuDNN is also slow at 16 channels (0.81 ms for a k=7 layer that this kernel
-runs in 0.39 ms, H100). FUSED_MAX_CHANNELS bounds the layers fused: at 64 channels and more, cuDNN's tensor-core
-convolutions plus Inductor's elementwise kernels are as fast or faster (bench_results/conv_tiles.py; whole
-gsv_v4 fp16 on an H100: 3,336x real time fused up to 32 channels, 3,227x up to 64, 2,958x unfused; BENCHMARKS.md).
+runs in 0.39 ms, H100). FUSED_MAX_CHANNELS bounds the layers fused: at 128 channels cuDNN's convolutions plus
+Inductor's elementwise kernels stay faster (bench_results/conv_tiles.py). Whole gsv_v4 fp16 on an H100 (BENCHMARKS.md,
+session 5): 3,530x real time fused up to 64 channels, 3,461x up to 32.
 
 `lrelu_conv` is a torch custom op (opaque to torch.compile); on a CPU it runs the same arithmetic in plain torch.
 With TRITON_INTERPRET=1 the kernel runs on CPU tensors through Triton's interpreter (slow; for tests).
@@ -32,18 +35,25 @@ from batchvoc.engines.triton_runtime import pow2_between, span_launch_args, use_
 from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
 from batchvoc.models.span import Span
 
-FUSED_MAX_CHANNELS = 32  # H100 (bench_results/conv_tiles.py): from 64 channels up cuDNN is as fast
+FUSED_MAX_CHANNELS = 64  # H100 (BENCHMARKS.md, session 5): at 128 channels cuDNN plus Inductor is faster
 
 
 def tiles(c_in: int, c_out: int, ksize: int, activate_input: bool = True) -> dict[str, int]:
     """Tile sizes, launch shape and kernel for one layer: all input channels in one product per tap (BLOCK_C), up to
-    64 output channels per tile, 128 time steps per tile; STAGES picks the block-copy kernel, pipelined that deep
-    (H100 sweeps of k = 3, 7, 11 by bench_results/conv_tiles.py: block copies win from 64 channels up, and from 32
-    when the input comes activated; at 16 channels a row is too short for them)."""
+    64 output channels per tile; STAGES picks the block-copy kernel, its tap loop pipelined that deep.
+
+    From H100 sweeps of gsv_v4's layers (bench_results/conv_tiles.py, fp16, 16 x 10 s): block copies win from 64
+    channels up, and at 32 channels for wide kernels whose input comes activated; at 16 channels a row (32 bytes) is
+    too short for them, and 256 time steps per tile pay where the input needs no activation."""
     config = dict(BLOCK_M=128, BLOCK_N=pow2_between(c_out, 16, 64), BLOCK_C=pow2_between(c_in, 16, 256),
                   num_warps=4, num_stages=1)  # fmt: skip
-    if c_in >= 64 or (c_in >= 32 and not activate_input):
-        config["STAGES"] = 3 if c_in >= 64 else 2
+    if c_in >= 64:
+        config["STAGES"] = 3
+    elif c_in >= 32:
+        if not activate_input and ksize > 3:
+            config.update(BLOCK_M=256, STAGES=3)
+    elif not activate_input or ksize == 7:
+        config["BLOCK_M"] = 256
     return config
 
 

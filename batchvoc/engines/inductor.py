@@ -19,8 +19,8 @@ Layout (engines/layout.py): on a CUDA GPU the engine's copy of the model is rewr
 layout="channels_last_2d" (every Conv1d as a channels-last (1, k) Conv2d, with Inductor's layout optimisation
 forced on, so no NCHW <-> NHWC transposes) and, where triton imports, antialias="fused" (BigVGAN's anti-aliased
 activations as two Triton kernels each, engines/fused_antialias.py); layout="ncl" / antialias="conv" turn them
-off; on a CPU both default off. resblocks="fused" (HiFi-GAN's narrow resblock convs as Triton kernels with the
-leaky ReLU and residual inside, engines/fused_resblock.py) is opt-in: not yet faster on an H100.
+off; on a CPU both default off. Likewise resblocks="fused" (HiFi-GAN's resblock convs of up to 64 channels as
+Triton kernels with the leaky ReLU and residual inside, engines/fused_resblock.py) on a GPU with triton.
 """
 
 from __future__ import annotations

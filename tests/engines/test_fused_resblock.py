@@ -12,17 +12,17 @@ from batchvoc.models.span import Span
 from tests.engines.kernels import CHANNELS, FRAMES, RATE, ROWS, check_compiles, layouts, run_interpreted, spans
 
 
-def _block(kind: type, kernel_size: int = 5, seed: int = 0) -> torch.nn.Module:
-    block = kind(CHANNELS, kernel_size, [1, 3, 5])
+def _block(kind: type, kernel_size: int = 5, seed: int = 0, channels: int = CHANNELS) -> torch.nn.Module:
+    block = kind(channels, kernel_size, [1, 3, 5])
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in block.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) / (CHANNELS * kernel_size) ** 0.5)
+            p.copy_(torch.randn(p.shape, generator=gen) / (channels * kernel_size) ** 0.5)
     return block.eval()
 
 
 def _check(fused: torch.nn.Module, ref: torch.nn.Module, device: str = "cpu", dtype=torch.float32, tol=1e-5) -> None:
-    x = torch.randn(ROWS, CHANNELS, FRAMES * RATE, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(ROWS, ref.channels, FRAMES * RATE, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         for valid in spans():
             want = Span(valid).zero(ref(x, Span(valid), RATE), RATE)  # equal inside the utterances, zero outside
@@ -113,9 +113,10 @@ def test_op_compiles_without_graph_break():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("kind", [ResBlock1, ResBlock2])
-def test_triton_on_gpu_equals_reference(kind):
+@pytest.mark.parametrize("channels", [CHANNELS, 64])  # pointer loads; block copies
+def test_triton_on_gpu_equals_reference(kind, channels):
     pytest.importorskip("triton")
-    ref = _block(kind)
+    ref = _block(kind, channels=channels)
     _check(FusedResBlock(ref).cuda(), ref, "cuda")
     _check(FusedResBlock(ref).cuda().half(), ref, "cuda", torch.float16, tol=1e-2)
     _check(FusedResBlock(ref).cuda().bfloat16(), ref, "cuda", torch.bfloat16, tol=5e-2)
