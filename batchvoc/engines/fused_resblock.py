@@ -79,13 +79,21 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     flags = dict(C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res, HAS_SPAN=has_span,
                  ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output,
                  DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # fmt: skip
-    if "STAGES" in config and x.stride(1) == 1:
+    if "STAGES" in config and fits_block_copies(x):
         rows_of_x = _row_descriptor(x, config["BLOCK_M"], config["BLOCK_C"])
         conv_kernels.lrelu_conv_tma[grid](rows_of_x, *common, *strides, **flags, **config)
     else:
         config.pop("STAGES", None)
         conv_kernels.lrelu_conv[grid](x, *common, *x.stride(), *strides, **flags, **config)
     return out
+
+
+def fits_block_copies(x: Tensor) -> bool:
+    """Whether channels-last x [B, C, T] meets a block copy's alignment: unit channel stride, 16-byte aligned start
+    and row strides (e.g. not 20 fp16 channels); otherwise the pointer-load kernel runs."""
+    itemsize = x.element_size()
+    return (x.stride(1) == 1 and x.data_ptr() % 16 == 0
+            and all(x.stride(d) * itemsize % 16 == 0 for d in (0, 2)))  # fmt: skip
 
 
 def _row_descriptor(x: Tensor, block_m: int, block_c: int):

@@ -60,6 +60,18 @@ def test_layout_fuses_only_narrow_blocks():
     assert [type(b).__name__ for b in fast.resblocks] == ["ResBlock1", "FusedResBlock"]  # 64 and 32 channels
 
 
+def test_block_copies_only_where_rows_are_aligned():
+    from batchvoc.engines.fused_resblock import fits_block_copies
+
+    def channels_last(c, dtype=torch.float16):
+        return torch.zeros(2, 50, c, dtype=dtype).transpose(1, 2)
+
+    assert fits_block_copies(channels_last(32)) and fits_block_copies(channels_last(24))  # 64- and 48-byte rows
+    assert not fits_block_copies(channels_last(20))  # 40-byte rows
+    assert fits_block_copies(channels_last(20, torch.float32))  # 80-byte rows
+    assert not fits_block_copies(torch.zeros(2, 32, 50, dtype=torch.float16))  # channels not innermost
+
+
 def test_refuses_what_it_does_not_compute():
     with pytest.raises(ValueError, match="stride-1"):
         PackedConv(torch.nn.Conv1d(4, 4, 3, stride=2))
