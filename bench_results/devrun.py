@@ -499,6 +499,15 @@ def s5c():
     print("\n\n".join([table(r) for r in REPORTS] + [s for s in sums if s]))
 
 
+@plan
+def s5d():
+    """Session 5, run 8: BigVGAN v2 24k fp16 with the engine's defaults on the final code, 6 batches of 16 per timed
+    run (session 3's 606x was measured before the host-path changes of sessions 4 and 5)."""
+    step(100, bench, "bvg_b16_long", preset=BVG, frames=938, batch=[16], utterances=96, backends=["inductor"],
+         precisions=["fp16"])  # fmt: skip
+    print("\n\n".join(table(r) for r in REPORTS))
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", flush=True)
