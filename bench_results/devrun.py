@@ -508,6 +508,15 @@ def s5d():
     print("\n\n".join(table(r) for r in REPORTS))
 
 
+@plan
+def s5e():
+    """Session 5, run 9: gsv_v4 fp16 with the engine's defaults after moving host-to-device copies to their own
+    stream, batch 16, 16 batches per timed run (against run 5's 3,540x)."""
+    step(120, bench, "gsv_b16_upload_stream", preset=GSV, batch=[16], utterances=256, backends=["inductor"],
+         precisions=["fp16"])  # fmt: skip
+    print("\n\n".join(table(r) for r in REPORTS))
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", flush=True)
