@@ -510,8 +510,8 @@ def s5d():
 
 @plan
 def s5e():
-    """Session 5, run 9: gsv_v4 fp16 with the engine's defaults after moving host-to-device copies to their own
-    stream, batch 16, 16 batches per timed run (against run 5's 3,540x)."""
+    """Session 5, run 9: gsv_v4 fp16 with the engine's defaults and host-to-device copies on a stream of their own
+    (commit 0779edd, reverted: 3,496x against run 5's 3,540x), batch 16, 16 batches per timed run."""
     step(120, bench, "gsv_b16_upload_stream", preset=GSV, batch=[16], utterances=256, backends=["inductor"],
          precisions=["fp16"])  # fmt: skip
     print("\n\n".join(table(r) for r in REPORTS))
