@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,8 +60,11 @@ def preflight(settings: JobSettings) -> tuple[list[Shard], Preset]:
     return plan_shards(files, target_frames), preset
 
 
-def run_job(settings: JobSettings) -> JobReport:
-    """Run (or finish) the job; shards already done are skipped."""
+def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], None] | None = None) -> JobReport:
+    """Run (or finish) the job; shards already done are skipped.
+
+    `on_actor_ready` is called with each actor's `Worker.info()` (actor, device, backend, pid, ...) once it is ready.
+    """
     started = time.perf_counter()
     shards, preset = preflight(settings)
     out = settings.out_path
@@ -74,6 +78,8 @@ def run_job(settings: JobSettings) -> JobReport:
     if todo:
         connect(settings.address)
         actors, actors_info = _start_workers(settings)
+        for item in actors_info if on_actor_ready else ():
+            on_actor_ready(item)
         failed = _deal(actors, todo, settings.max_attempts, preset)
     wall = time.perf_counter() - started
     summary = _summary(settings, shards, {s.name for s in todo}, wall, actors_info, failed)

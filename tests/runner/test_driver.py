@@ -82,26 +82,27 @@ def test_bad_configuration_stops_before_any_work(tmp_path, ray_cluster):
 
 
 def test_a_worker_killed_mid_job_has_its_shards_dealt_again(tmp_path, ray_cluster, caplog):
+    """Kill one of this job's own actors, found by the pid it reports (never by process title)."""
     import os
     import signal
     import threading
     import time
 
-    import psutil
-
     caplog.set_level("WARNING", logger="batchvoc.runner.driver")
     rows = three_files(tmp_path / "in", rows=120, seed=2)
     settings = job(tmp_path, hparams={"upsample_initial_channel": 64}, shard_seconds=0.3)
+    started: list[dict] = []
     result = {}
-    runner = threading.Thread(target=lambda: result.setdefault("report", run_job(settings)))
+    runner = threading.Thread(
+        target=lambda: result.setdefault("report", run_job(settings, on_actor_ready=started.append)))
     runner.start()
     deadline = time.time() + 120
     while time.time() < deadline and len(list((settings.out_path / "manifest").glob("*.parquet"))) < 2:
         time.sleep(0.05)
-    titles = {p: " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])}
-    workers = [p for p, title in titles.items() if title.startswith("ray::Worker")]
-    assert workers, "no live worker to kill"
-    os.kill(workers[0].pid, signal.SIGKILL)
+    assert started, "no actor reported ready"
+    victim = started[0]["pid"]
+    assert victim != os.getpid()
+    os.kill(victim, signal.SIGKILL)
     runner.join(timeout=300)
     report = result["report"]
     assert report.exit_code == 0, report.summary
