@@ -1,0 +1,174 @@
+"""The Python API: vocode mels you already hold, through the job's chunk-and-pack engine and row checks.
+
+    from batchvoc import Vocoder
+
+    vocoder = Vocoder.from_preset("hifigan_v1_universal", checkpoint="pretrained", backend="eager")
+    audio = vocoder([mel_a, mel_b])        # mels [n_mels, T_i] (numpy or torch) -> [float32 [T_i * hop], ...]
+    vocoder.sample_rate, vocoder.hop_length, vocoder.n_mels
+
+The mels must be what the model was trained on: the natural-log mel of the preset's own front end
+(`batchvoc.models.mel.log_mel(audio, preset.front_end)` makes one from audio).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from batchvoc.batching import vocode, window_for
+from batchvoc.engines import Engine, build_engine
+from batchvoc.errors import RowError
+from batchvoc.models import load_vocoder
+from batchvoc.models.presets import Preset
+
+MelLike = np.ndarray | torch.Tensor
+
+
+@dataclass(frozen=True)
+class Result:
+    """One item's outcome: `audio` float32 [T * hop] in [-1, 1] when it could be vocoded, else `error` says why."""
+
+    audio: np.ndarray | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def check_mel(mel: Any, n_mels: int) -> np.ndarray:
+    """The mel as C-contiguous float32 [n_mels, T], or a RowError with a one-line reason.
+
+    Same checks as a job's rows: a 2-D float array with the model's mel bands on axis 0, at least one frame,
+    no NaN or Inf. A [T, n_mels] array (axes swapped) is named as such.
+    """
+    if isinstance(mel, torch.Tensor):
+        mel = mel.detach().to("cpu", torch.float32).numpy()
+    array = np.asarray(mel)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise RowError(f"mel is not a numeric array (dtype {array.dtype})")
+    if array.ndim != 2:
+        raise RowError(f"mel has shape {list(array.shape)}, expected [n_mels={n_mels}, n_frames]")
+    if array.shape[0] != n_mels:
+        swapped = " (looks like [n_frames, n_mels]: transpose it)" if array.shape[1] == n_mels else ""
+        raise RowError(f"mel has {array.shape[0]} mel bands on axis 0, the model takes {n_mels}{swapped}")
+    if array.shape[1] == 0:
+        raise RowError("mel has 0 frames: nothing to vocode")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    bad = array.size - int(np.isfinite(array).sum())
+    if bad:
+        raise RowError(f"mel has {bad} NaN or Inf values of {array.size}")
+    return array
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Vocoder:
+    """A vocoder engine built once, fed through chunk-and-pack: any number of mels of any lengths per call.
+
+    Build it with `Vocoder.from_preset(...)`. Calling it is not thread-safe (one engine, one stream).
+    """
+
+    def __init__(self, engine: Engine, preset: Preset, window: int, context: int, batch: int):
+        self.engine, self.preset = engine, preset
+        self.window, self.context, self.batch = window, context, batch
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: str,
+        checkpoint: str | None = "pretrained",
+        backend: str = "auto",
+        precision: str | None = None,
+        device: str | torch.device | None = None,
+        batch: int = 16,
+        window: int | None = None,
+        hparams: dict[str, Any] | None = None,
+        cache_dir: str | None = None,
+    ) -> Vocoder:
+        """Load `preset`'s model with its weights and build its engine for one fixed shape.
+
+        preset: a preset name (`gsv_v4`, `hifigan_v1_universal`, `bigvgan_v2_24khz_100band_256x`, ...).
+        checkpoint: the upstream weights file or folder, `"pretrained"` (hifigan_v1_universal only) or
+            `"random"` (benchmarks only).
+        backend: `auto` | `tensorrt` | `inductor` | `eager` (as `engine.backend`).
+        precision: `fp32` | `fp16` | `bf16`; None: fp16 on a CUDA device, fp32 elsewhere.
+        device: `"cpu"`, `"cuda"`, `"cuda:1"`, ...; None: the first CUDA GPU if there is one, else the CPU.
+        batch, window: rows per forward and frames per row (as `engine.batch` / `engine.window`); window None
+            picks W so that W + 2 * context is 1024 frames.
+        hparams: overrides of the preset's hyper-parameters (as `model.hparams`).
+
+        Raises batchvoc.errors.ConfigError naming the setting (as its job key) for an unknown preset, backend or
+        precision, a missing checkpoint, or TensorRT asked for but not installed.
+        """
+        device = str(device or _default_device())
+        if precision is None:
+            precision = "fp16" if torch.device(device).type == "cuda" else "fp32"
+        model, resolved = load_vocoder(preset, checkpoint, hparams)
+        context = model.receptive_field()
+        window = int(window or window_for(context))
+        engine = build_engine(model, resolved, backend, precision, device, [(batch, window + 2 * context)], cache_dir)
+        return cls(engine, resolved, window, context, batch)
+
+    @property
+    def sample_rate(self) -> int:
+        """Output audio samples per second."""
+        return self.preset.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        """Output samples per mel frame: a mel of T frames gives T * hop_length samples."""
+        return self.preset.hop_length
+
+    @property
+    def n_mels(self) -> int:
+        """Mel bands the model takes (axis 0 of every mel)."""
+        return self.preset.n_mels
+
+    def __call__(self, mels: Sequence[MelLike]) -> list[np.ndarray]:
+        """Audio for each mel: mels [n_mels, T_i] (numpy or torch, any float dtype) -> float32 [T_i * hop] each,
+        in order, at `sample_rate`, not clipped (a well-made mel stays within [-1, 1]).
+
+        Raises ValueError naming the item (its index) and the reason when a mel fails the checks; nothing is
+        vocoded then. Use `vocode_each` to get the other items' audio and a reason per bad item instead.
+        """
+        checked = []
+        for index, mel in enumerate(mels):
+            try:
+                checked.append(check_mel(mel, self.n_mels))
+            except RowError as err:
+                raise ValueError(f"mel #{index}: {err}") from None
+        return [audio for _, audio in self._run(enumerate(checked))]
+
+    def vocode_each(self, mels: Sequence[MelLike | None]) -> list[Result]:
+        """A Result per mel, in order: its audio, or the reason it was refused (None items are refused too)."""
+        results: list[Result | None] = [None] * len(mels)
+        good = []
+        for index, mel in enumerate(mels):
+            try:
+                if mel is None:
+                    raise RowError("mel is null")
+                good.append((index, check_mel(mel, self.n_mels)))
+            except RowError as err:
+                results[index] = Result(None, str(err))
+        for index, audio in self._run(iter(good)):
+            results[index] = Result(audio)
+        return results  # type: ignore[return-value]
+
+    def _run(self, items: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+        return vocode(self.engine, items, self.window, self.context, self.batch, self.preset.silence,
+                      self.hop_length)  # fmt: skip
+
+    def describe(self) -> str:
+        """One line: preset, engine (backend, precision, device, shape) and packing."""
+        return (f"{self.preset.name} {self.sample_rate} Hz, {self.engine.describe()}, window {self.window} "
+                f"+ 2 x {self.context} context, batch {self.batch}")  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"Vocoder({self.describe()})"

@@ -1,0 +1,113 @@
+"""batchvoc.Vocoder and the Ray Data class: real pretrained weights, real jobs and a real local Ray."""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import torch
+
+import batchvoc
+from batchvoc.demo import synthesise
+from batchvoc.errors import ConfigError
+from batchvoc.models.mel import log_mel
+from batchvoc.models.presets import get_preset
+from batchvoc.runner.driver import run_job
+from batchvoc.settings import JobSettings
+from tests.conftest import write_manifest
+
+FE = get_preset("hifigan_v1_universal").front_end
+
+
+def speech_mels(seconds=(0.9, 0.5), seed=3) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [log_mel(synthesise(s, FE.sample_rate, rng), FE).numpy() for s in seconds]
+
+
+@pytest.fixture(scope="module")
+def pretrained():
+    return batchvoc.Vocoder.from_preset("hifigan_v1_universal", checkpoint="pretrained", backend="eager",
+                                        batch=3, window=96)  # fmt: skip
+
+
+def test_vocoder_equals_the_jobs_float_audio(tmp_path, pretrained, ray_cluster):
+    mels = speech_mels()
+    rows = [dict(id=f"utt{i}", mel=m.ravel(), n_frames=m.shape[1], n_mels=80) for i, m in enumerate(mels)]
+    write_manifest(tmp_path / "in" / "m.parquet", rows)
+    settings = JobSettings(manifest=str(tmp_path / "in"), out_dir=str(tmp_path / "out"),
+                           preset="hifigan_v1_universal", checkpoint="pretrained", backend="eager",
+                           precision="fp32", batch=2, window=128, subtype="FLOAT", cpu_actors=1)  # fmt: skip
+    assert run_job(settings).exit_code == 0
+    table = pq.read_table(next((settings.out_path / "manifest").glob("*.parquet"))).to_pylist()
+    job_audio = {r["id"]: sf.read(settings.out_path / r["path"], dtype="float32")[0] for r in table}
+
+    # numpy and torch inputs, any float dtype; packed differently from the job (batch 3, window 96)
+    ours = pretrained([mels[0], torch.from_numpy(mels[1]).double()])
+    assert pretrained.sample_rate == 22050 and pretrained.hop_length == 256 and pretrained.n_mels == 80
+    for mel, audio, key in zip(mels, ours, ("utt0", "utt1"), strict=True):
+        assert audio.dtype == np.float32 and audio.shape == (mel.shape[1] * 256,)
+        assert np.abs(audio).max() < 1.0  # the job clips at full scale; these stay below it
+        np.testing.assert_allclose(audio, job_audio[key], atol=1e-4, rtol=0)
+        assert np.abs(audio).max() > 0.05  # real speech-like audio, not silence
+
+
+def test_bad_mels_are_named_by_index(pretrained):
+    good = speech_mels((0.3,))[0]
+    cases = [(good.T, "axis 0"), (good[:, :0], "0 frames"), (np.where(good > -3, np.nan, good), "NaN"),
+             (good[None], "shape"), (np.array(["a", "b"]), "numeric")]  # fmt: skip
+    for bad, words in cases:
+        with pytest.raises(ValueError, match=f"mel #1: .*{words}"):
+            pretrained([good, bad])
+    results = pretrained.vocode_each([good, good.T, None, good[:, :7]])
+    assert [r.ok for r in results] == [True, False, False, True]
+    assert "transpose" in results[1].error and results[2].error == "mel is null"
+    assert results[3].audio.shape == (7 * 256,)
+    np.testing.assert_allclose(results[0].audio, pretrained([good])[0], atol=1e-5)
+    assert pretrained([]) == []
+
+
+def test_bad_settings_name_the_key():
+    with pytest.raises(ConfigError, match="model.preset"):
+        batchvoc.Vocoder.from_preset("nope")
+    with pytest.raises(ConfigError, match="model.checkpoint"):
+        batchvoc.Vocoder.from_preset("gsv_v4", checkpoint=None)
+    with pytest.raises(ConfigError, match="engine.backend"):
+        batchvoc.Vocoder.from_preset("hifigan_v1_universal", backend="warp")
+
+
+def test_ray_data_vocodes_in_place_on_a_cpu_actor(tmp_path, pretrained, ray_cluster):
+    from batchvoc.ray_data import vocode_dataset
+
+    mels = speech_mels((0.4, 0.25, 0.3), seed=9)
+    # a pipeline that produces mels: [n_mels, T] tensors of different lengths, plus a bad row and a flat one
+    items = [dict(id=f"u{i}", mel=m, speaker="s1") for i, m in enumerate(mels)]
+    items.append(dict(id="bad", mel=mels[0][:40], speaker="s2"))
+    ds = ray_cluster.data.from_items(items)
+    out = vocode_dataset(ds, "hifigan_v1_universal", checkpoint="pretrained", backend="eager", batch=3, window=96,
+                         concurrency=1, batch_size=2).take_all()  # fmt: skip
+    by_id = {row["id"]: row for row in out}
+    assert sorted(by_id) == ["bad", "u0", "u1", "u2"]
+    expected = pretrained(mels)
+    for i, audio in enumerate(expected):
+        row = by_id[f"u{i}"]
+        assert row["status"] == "ok" and row["error"] is None and row["sample_rate"] == 22050
+        assert row["speaker"] == "s1" and "mel" not in row
+        np.testing.assert_allclose(row["audio"], audio, atol=1e-5)
+    assert by_id["bad"]["status"] == "error" and "40 mel bands" in by_id["bad"]["error"]
+    assert len(by_id["bad"]["audio"]) == 0
+
+
+def test_ray_data_reads_the_manifest_layout(tmp_path, pretrained, ray_cluster):
+    from batchvoc.ray_data import VocodeBatches
+
+    mels = speech_mels((0.3, 0.2), seed=4)
+    rows = [dict(id=f"m{i}", mel=m.ravel(), n_frames=m.shape[1], n_mels=80) for i, m in enumerate(mels)]
+    path = write_manifest(tmp_path / "m.parquet", rows)
+    ds = ray_cluster.data.read_parquet(str(path))
+    out = ds.map_batches(VocodeBatches, fn_constructor_kwargs=dict(preset="hifigan_v1_universal", backend="eager",
+                                                                   batch=3, window=96, audio_column="wave"),
+                         batch_format="numpy", batch_size=8, concurrency=1, num_cpus=1).take_all()  # fmt: skip
+    expected = pretrained(mels)
+    for row in sorted(out, key=lambda r: r["id"]):
+        i = int(row["id"][1:])
+        assert row["status"] == "ok"
+        np.testing.assert_allclose(row["wave"], expected[i], atol=1e-5)
