@@ -65,7 +65,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
 
     `on_actor_ready` is called with each actor's `Worker.info()` (actor, device, backend, pid, ...) once it is ready.
     """
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     shards, preset = preflight(settings)
     out = settings.out_path
     done = done_shards(out)
@@ -83,8 +83,20 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
         failed = _deal(actors, todo, settings.max_attempts, preset)
     wall = time.perf_counter() - started
     summary = _summary(settings, shards, {s.name for s in todo}, wall, actors_info, failed)
+    summary["started_at"] = started_at
+    _write_report(out, summary)
     write_json(out / "summary.json", summary)
     return JobReport(summary, failed)
+
+
+def _write_report(out, summary: dict[str, Any]) -> None:
+    """report.html (batchvoc/report); a report that cannot be drawn costs a warning, never the job."""
+    from batchvoc.report import write_report
+
+    try:
+        write_report(out, summary)
+    except Exception as err:  # noqa: BLE001 - the job's outputs are written; the report is a view of them
+        log.warning("report.html could not be written: %s (python -m batchvoc.report %s retries)", err, out)
 
 
 def _start_workers(settings: JobSettings) -> tuple[list, list[dict[str, Any]]]:

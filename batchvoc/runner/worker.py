@@ -64,10 +64,12 @@ class Worker:
         """Vocode one shard into output.dir; returns its stats."""
         s = self.settings
         sink = ShardSink(s.out_path, shard.name, self.preset.sample_rate, s.fmt, s.subtype)
-        stats = run_shard(shard, self.engine, self.packing, sink, self.preset.n_mels, extra=self._stats_extra())
+        extra = dict(self._stats_extra(), started_at=time.time())  # the report's timeline (epoch seconds)
+        stats = run_shard(shard, self.engine, self.packing, sink, self.preset.n_mels, extra=extra)
         return stats
 
     def _stats_extra(self) -> dict[str, Any]:
         p = self.packing
         return dict(device=self.device_name(), backend=self.engine.backend, precision=self.engine.precision,
-                    batch=p.batch, window=p.window, context=p.context, actor=self.name)  # fmt: skip
+                    batch=p.batch, window=p.window, context=p.context, actor=self.name,
+                    ready_s=self.startup_s)  # fmt: skip

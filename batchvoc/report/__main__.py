@@ -1,0 +1,28 @@
+"""python -m batchvoc.report OUTPUT_DIR [...]: (re-)render report.html of finished or running jobs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from batchvoc.report import write_report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m batchvoc.report", description=__doc__.split(":", 1)[1].strip())
+    parser.add_argument("output_dir", nargs="+", help="a job's output.dir (local path or URL)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    status = 0
+    for out in args.output_dir:
+        try:
+            print(write_report(out))
+        except (OSError, ValueError) as err:
+            print(f"{out}: cannot render the report: {err}", file=sys.stderr)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""What the report shows, gathered from a job's output.dir: summary, shard stats, the output manifest's rows,
+failure reasons grouped by kind, and the mels (input and output) of the worst rows."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from batchvoc.report import files
+
+log = logging.getLogger(__name__)
+ROW_COLUMNS = ["id", "path", "status", "error", "mel_error", "duration_s", "peak", "clipped"]
+
+
+@dataclass
+class JobData:
+    """One job's outputs, as the report needs them. rows: the output manifest's ROW_COLUMNS it has, plus `shard`."""
+
+    out: str
+    summary: dict[str, Any]
+    stats: list[dict[str, Any]]
+    rows: pa.Table
+    notes: list[str] = field(default_factory=list)  # what is missing, said on the page
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.summary.get("config") or {}
+
+    def setting(self, dotted: str, default: Any = None) -> Any:
+        """A value of the resolved config by its key (`model.preset`), or default."""
+        node: Any = self.config
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def column(self, name: str) -> list:
+        return self.rows.column(name).to_pylist() if name in self.rows.column_names else []
+
+    def count(self, status: str) -> int:
+        return self.column("status").count(status)
+
+
+def load(out: str, summary: dict[str, Any] | None = None) -> JobData:
+    """Read output.dir's summary.json (unless given), stats/*.json and manifest/*.parquet."""
+    notes = []
+    manifests = files.list_files(out, "manifest", ".parquet")
+    if summary is None and not manifests and files.read_json(out, "summary.json") is None:
+        raise FileNotFoundError(f"{out} holds no batchvoc job output (no summary.json, no manifest/*.parquet)")
+    if summary is None:
+        summary = files.read_json(out, "summary.json")
+        if summary is None:
+            notes.append("summary.json is missing: the job did not finish; showing the shards that did.")
+            summary = {}
+    stats = [s for s in (files.read_json(out, rel) for rel in files.list_files(out, "stats", ".json")) if s]
+    tables = []
+    for rel in manifests:
+        table = files.read_table(out, rel, ROW_COLUMNS)
+        shard = Path(rel).name[: -len(".parquet")]
+        tables.append(_normalised(table).append_column("shard", pa.array([shard] * table.num_rows, pa.string())))
+    rows = (
+        pa.concat_tables(tables, promote_options="default")
+        if tables
+        else pa.table({"shard": pa.array([], pa.string())})
+    )
+    return JobData(out, summary, stats, rows, notes)
+
+
+def _normalised(table: pa.Table) -> pa.Table:
+    """Columns cast to one type each, so shards written by different versions concatenate."""
+    text, real = pa.string(), pa.float64()
+    types = {"id": text, "path": text, "status": text, "error": text, "mel_error": real, "duration_s": real,
+             "peak": real, "clipped": pa.int64()}  # fmt: skip
+    for i, name in enumerate(table.column_names):
+        if name in types and table.schema.field(name).type != types[name]:
+            table = table.set_column(i, name, pc.cast(table.column(name), types[name]))
+    return table
+
+
+def reason_kind(reason: str) -> str:
+    """A failure reason with its particulars (quoted names, numbers) blanked, so reasons of one kind count
+    together: "n_mels is 100, the model takes 80 mel bands" -> "n_mels is N, the model takes N mel bands"."""
+    kind = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason)
+    kind = re.sub(r"(?<![A-Za-z_])-?\d+(\.\d+)?(e-?\d+)?", "N", kind)
+    return kind.strip()
+
+
+def failure_kinds(data: JobData, status: str = "error") -> list[tuple[str, int, str, list[str]]]:
+    """(kind, rows, one full reason, up to 5 example ids) per kind of reason of rows with `status`, most first."""
+    counts: Counter[str] = Counter()
+    example: dict[str, str] = {}
+    ids: dict[str, list[str]] = {}
+    for key, row_status, reason in zip(data.column("id"), data.column("status"), data.column("error"), strict=True):
+        if row_status != status:
+            continue
+        kind = reason_kind(reason or "no reason given")
+        counts[kind] += 1
+        example.setdefault(kind, reason or "no reason given")
+        if len(ids.setdefault(kind, [])) < 5:
+            ids[kind].append(str(key))
+    return [(kind, n, example[kind], ids[kind]) for kind, n in counts.most_common()]
+
+
+def worst_rows(data: JobData, count: int) -> list[dict[str, Any]]:
+    """The `count` written rows with the largest mel_error (largest first); [] when there is no mel_error."""
+    if "mel_error" not in data.rows.column_names:
+        return []
+    written = [r for r in data.rows.to_pylist() if r.get("path") and r.get("mel_error") is not None]
+    written = [r for r in written if np.isfinite(r["mel_error"])]
+    return sorted(written, key=lambda r: -r["mel_error"])[:count]
+
+
+def input_mels(manifest: str | None, ids: list[str]) -> dict[str, np.ndarray]:
+    """The input mels [n_mels, T] of `ids`, found in the job's input manifest (those it cannot find are left out)."""
+    if not manifest or not ids:
+        return {}
+    from batchvoc.manifest import find_manifest_files
+
+    wanted, found = set(ids), {}
+    try:
+        paths = find_manifest_files(manifest)
+    except Exception as err:  # noqa: BLE001 - the report says what it could not show, it does not fail
+        log.warning("report: cannot read the input manifest %s: %s", manifest, err)
+        return {}
+    for path in paths:
+        for key, mel in _mels_in(Path(path), wanted - set(found)):
+            found[key] = mel
+        if len(found) == len(wanted):
+            break
+    return found
+
+
+def _mels_in(path: Path, wanted: set[str]) -> list[tuple[str, np.ndarray]]:
+    schema = pq.read_schema(path)
+    id_type = schema.field("id").type
+    values = [int(k) for k in wanted if k.lstrip("-").isdigit()] if pa.types.is_integer(id_type) else list(wanted)
+    if not values:
+        return []
+    columns = [c for c in ("id", "mel", "n_frames", "mel_path") if c in schema.names]
+    table = pq.read_table(path, columns=columns, filters=[("id", "in", values)])
+    found = []
+    for row in table.to_pylist():
+        try:
+            if row.get("mel") is not None:
+                flat = np.asarray(row["mel"], dtype=np.float32)
+                mel = flat.reshape(-1, int(row["n_frames"]))
+            else:
+                mel_path = Path(row["mel_path"])
+                mel = np.load(mel_path if mel_path.is_absolute() else path.parent / mel_path, allow_pickle=False)
+                mel = np.squeeze(mel, axis=tuple(range(max(mel.ndim - 2, 0))))
+            found.append((str(row["id"]), mel.astype(np.float32)))
+        except (OSError, ValueError, TypeError) as err:
+            log.warning("report: cannot read the input mel of %s: %s", row.get("id"), err)
+    return found

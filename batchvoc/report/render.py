@@ -1,0 +1,270 @@
+"""report.html: one self-contained page (inline CSS, PNG pictures inline as base64, no scripts, no links out)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import logging
+from collections import defaultdict
+from typing import Any
+
+from batchvoc.report import data as jobdata
+from batchvoc.report import files, plots
+
+log = logging.getLogger(__name__)
+WORST_ROWS = 6
+CSS = """
+body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;max-width:1120px;margin:24px auto;
+padding:0 20px;color:#222;line-height:1.45;font-size:14px}
+h1{font-size:22px;margin-bottom:2px}h2{font-size:17px;margin-top:34px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.sub{color:#666;margin-top:0}.cards{display:flex;flex-wrap:wrap;gap:10px;margin:16px 0}
+.card{border:1px solid #ddd;border-radius:6px;padding:6px 12px;flex:1 1 92px}
+.card b{display:block;font-size:19px}.card span{color:#666;font-size:12px}
+.ok b{color:#1a7f37}.warn b{color:#9a6700}.bad b{color:#c62828}
+table{border-collapse:collapse;margin:8px 0;font-size:13px}td,th{border-bottom:1px solid #eee;padding:3px 10px;
+text-align:left;vertical-align:top}th{background:#f6f6f6}td.n{text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%;display:block;margin:8px 0}h4{margin:18px 0 0;font-size:14px}
+.note{background:#fff8e1;border-left:3px solid #e0b000;
+padding:6px 10px;margin:8px 0}.muted{color:#777}code{background:#f3f3f3;padding:0 3px;border-radius:3px}
+"""
+
+
+def build(out: str, summary: dict[str, Any] | None = None) -> str:
+    """The report page of the job in output.dir `out` (summary: the job's summary when not yet on disk)."""
+    job = jobdata.load(out, summary)
+    parts = [_header(job), *(f'<p class="note">{html.escape(n)}</p>' for n in job.notes)]
+    for section in (_timeline, _startup, _shards, _round_trip, _failures, _settings):
+        try:
+            parts.append(section(job))
+        except Exception as err:  # noqa: BLE001 - one section's trouble must not cost the whole report
+            log.warning("report: section %s failed: %s", section.__name__, err, exc_info=True)
+            parts.append(f'<p class="note">This section could not be drawn: {html.escape(str(err))}</p>')
+    title = f"batchvoc report: {job.setting('model.preset', '')} {out}"
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
+            f'<body>\n{"".join(parts)}\n</body></html>\n')  # fmt: skip
+
+
+def write_report(out: str, summary: dict[str, Any] | None = None) -> str:
+    """Render output.dir's report.html; returns its path."""
+    return files.write_text(str(out), "report.html", build(str(out), summary))
+
+
+def _img(b64: str, alt: str) -> str:
+    return f'<img src="data:image/png;base64,{b64}" alt="{html.escape(alt)}">'
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f'<td class="n">{v:,.2f}</td>'
+        if isinstance(v, int):
+            return f'<td class="n">{v:,}</td>'
+        return f"<td>{html.escape(str(v))}</td>"
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def _header(job: jobdata.JobData) -> str:
+    s = job.summary
+    ok = s.get("rows_ok", job.count("ok"))
+    suspect = s.get("rows_suspect", job.count("suspect"))
+    failed = s.get("rows_failed", job.count("error"))
+    audio = s.get("audio_seconds", sum(st.get("audio_seconds", 0.0) for st in job.stats))
+    clipped = sum(1 for v in job.column("clipped") if v)
+    devices = ", ".join(s.get("devices") or sorted({st.get("device", "?") for st in job.stats}))
+    cards = [("ok", f"{ok:,}", "rows ok"), ("warn" if suspect else "", f"{suspect:,}", "rows suspect"),
+             ("bad" if failed else "", f"{failed:,}", "rows failed"), ("", _duration(audio), "audio written"),
+             ("", _duration(s.get("wall_seconds")), "wall time"),
+             ("", f"{s['x_realtime']:,.1f}x" if "x_realtime" in s else "–", "x real time (this run)"),
+             ("", _duration(_startup_s(job)), "start-up"), ("", str(s.get("actors", "–")), "actors")]  # fmt: skip
+    if job.column("clipped"):
+        cards.append(("warn" if clipped else "", f"{clipped:,}", "rows clipped"))
+    html_cards = "".join(f'<div class="card {c}"><b>{v}</b><span>{html.escape(k)}</span></div>' for c, v, k in cards)
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    what = " · ".join(html.escape(str(x)) for x in (job.setting("model.preset", "?"), s.get("backend", "?"),
+                                                    s.get("precision", "?"), devices or "?"))  # fmt: skip
+    resumed = ""
+    if s.get("shards_skipped"):
+        resumed = f" {s['shards_skipped']} of {s.get('shards')} shards were done by an earlier run."
+    failed_shards = s.get("shards_failed") or []
+    if failed_shards:
+        resumed += f" {len(failed_shards)} shards could not finish: {', '.join(map(str, failed_shards[:10]))}."
+    return (f"<h1>batchvoc job report</h1><p class='sub'>{html.escape(str(job.out))}<br>{what}<br>"
+            f"<span class='muted'>rendered {when}.{html.escape(resumed)}</span></p>"
+            f"<div class='cards'>{html_cards}</div>")  # fmt: skip
+
+
+def _spans(job: jobdata.JobData) -> tuple[list[dict[str, Any]], dict[str, tuple[float, float, float]], str]:
+    """Shard spans, each actor's start-up (job start, engine build start, first shard start) in seconds since the
+    job started, and a caption saying how they were got."""
+    stats = [s for s in job.stats if s.get("actor")]
+    began = job.summary.get("started_at")
+    timed = [s for s in stats if s.get("started_at") is not None]
+    caption = ""
+    if timed:
+        earlier = [s for s in timed if began is not None and s["started_at"] < began]
+        timed = [s for s in timed if s not in earlier]
+        if earlier:
+            caption = f"{len(earlier)} shards done by earlier runs of this job are not drawn. "
+        if not timed:
+            return [], {}, caption
+        t0 = began if began is not None else min(s["started_at"] - _ready(s) for s in timed)
+        spans = [dict(actor=s["actor"], shard=s["shard"], start=s["started_at"] - t0,
+                      end=s["started_at"] - t0 + s["wall_s"], audio=s["audio_seconds"]) for s in timed]  # fmt: skip
+    else:  # stats without start times: each actor's shards one after the other, after its start-up
+        caption = "Stats carry no start times: each actor's shards are drawn back to back (approximate). "
+        spans, clock = [], defaultdict(float)
+        for s in sorted(stats, key=lambda s: s["shard"]):
+            start = clock[s["actor"]] or _ready(s)
+            clock[s["actor"]] = start + s["wall_s"]
+            spans.append(dict(actor=s["actor"], shard=s["shard"], start=start, end=start + s["wall_s"],
+                              audio=s["audio_seconds"]))  # fmt: skip
+    startups = {}
+    for actor in {s["actor"] for s in spans}:
+        first = min((s for s in spans if s["actor"] == actor), key=lambda s: s["start"])
+        ready = _ready(next(s for s in stats if s["actor"] == actor))
+        startups[actor] = (0.0, max(first["start"] - ready, 0.0), first["start"])
+    return spans, startups, caption
+
+
+def _startup_s(job: jobdata.JobData) -> float | None:
+    """The summary's startup_s, else from the job's start to its first shard's start (None when unknown)."""
+    if job.summary.get("startup_s") is not None:
+        return float(job.summary["startup_s"])
+    began = job.summary.get("started_at")
+    starts = [s["started_at"] for s in job.stats if s.get("started_at") is not None]
+    starts = [t for t in starts if began is not None and t >= began]
+    return min(starts) - began if starts else None
+
+
+def _ready(stats: dict[str, Any]) -> float:
+    return float(stats.get("ready_s") or stats.get("startup_s") or 0.0)
+
+
+def _timeline(job: jobdata.JobData) -> str:
+    spans, startups, caption = _spans(job)
+    if not spans:
+        return f"<h2>Throughput</h2><p class='muted'>{html.escape(caption)}No shard ran in this run.</p>"
+    total = sum(s["audio"] for s in spans)
+    busy = max(s["end"] for s in spans) - min(s["start"] for s in spans)
+    actors = len({s["actor"] for s in spans})
+    return (f"<h2>Throughput</h2><p>{len(spans)} shards, {_duration(total)} of audio on {actors} "
+            f"actors; {total / busy if busy else 0:,.1f}x real time from the first shard's start to the last one's end."
+            f" <span class='muted'>{html.escape(caption)}</span></p>"
+            + _img(plots.throughput(spans), "audio vocoded over time per actor")
+            + _img(plots.timeline(spans, startups), "timeline of start-up and shards per actor"))  # fmt: skip
+
+
+def _startup(job: jobdata.JobData) -> str:
+    rows, seen = [], set()
+    for s in sorted(job.stats, key=lambda s: str(s.get("actor"))):
+        actor = s.get("actor")
+        if actor in seen or actor is None:
+            continue
+        seen.add(actor)
+        mine = [x for x in job.stats if x.get("actor") == actor]
+        audio, busy = sum(x["audio_seconds"] for x in mine), sum(x["wall_s"] for x in mine)
+        rows.append([actor, s.get("device", "?"), f"{s.get('backend', '?')} {s.get('precision', '')}",
+                     _duration(_ready(s)) if _ready(s) else "–", len(mine), _duration(audio), _duration(busy),
+                     f"{audio / busy:,.1f}x" if busy else "–"])  # fmt: skip
+    head = "<h2>Start-up and actors</h2>"
+    startup = _startup_s(job)
+    text = f"<p>Start-up, from the job's start to its first shard: {_duration(startup)}.</p>" if startup else ""
+    if not rows:
+        return head + text + "<p class='muted'>No actor ran in this run.</p>"
+    return head + text + _table(["actor", "device", "engine", "ready in", "shards", "audio", "busy", "x real time"],
+                                rows)  # fmt: skip
+
+
+def _shards(job: jobdata.JobData) -> str:
+    stats = [s for s in job.stats if "wall_s" in s]
+    if not stats:
+        return ""
+    slow = sorted(stats, key=lambda s: -s["wall_s"])[:8]
+    rows = [[s["shard"], s.get("actor", "?"), s.get("rows", 0), _duration(s.get("audio_seconds")), s.get("read_s", 0.0),
+             s.get("vocode_s", 0.0), s.get("write_s", 0.0), s["wall_s"], f"{s.get('x_realtime', 0.0):,.1f}x"]
+            for s in slow]  # fmt: skip
+    return ("<h2>Shard timing</h2>" + _img(plots.shard_timing(stats), "read, vocode and write seconds per shard")
+            + "<p>The slowest shards (seconds):</p>"
+            + _table(["shard", "actor", "rows", "audio", "read", "vocode", "write", "wall", "x real time"],
+                     rows))  # fmt: skip
+
+
+def _round_trip(job: jobdata.JobData) -> str:
+    head = "<h2>Round-trip check (mel error)</h2>"
+    if "mel_error" not in job.rows.column_names:
+        return head + ("<p class='muted'>This job's output manifest has no <code>mel_error</code> column: the "
+                       "round-trip check did not run.</p>")
+    pairs = [(e, st) for e, st in zip(job.column("mel_error"), job.column("status"), strict=True) if e is not None]
+    if not pairs:
+        return head + "<p class='muted'>No row was checked.</p>"
+    ok = [e for e, st in pairs if st == "ok"]
+    suspect = [e for e, st in pairs if st == "suspect"]
+    threshold = job.setting("check.max_mel_error")
+    parts = [head, _img(plots.mel_error_histogram(ok, suspect, threshold), "distribution of the mel error")]
+    worst = jobdata.worst_rows(job, WORST_ROWS)
+    if worst:
+        parts.append(f"<p>The {len(worst)} rows with the largest mel error: the input mel beside the mel of the "
+                     "audio written for it (the preset's own front end).</p>")  # fmt: skip
+        parts += _worst_pictures(job, worst)
+    return "".join(parts)
+
+
+def _worst_pictures(job: jobdata.JobData, worst: list[dict[str, Any]]) -> list[str]:
+    from batchvoc.models.mel import log_mel
+    from batchvoc.models.presets import get_preset
+
+    preset = get_preset(job.setting("model.preset") or job.summary.get("preset"))
+    inputs = jobdata.input_mels(job.setting("input.manifest"), [str(r["id"]) for r in worst])
+    pictures = []
+    for row in worst:
+        audio, _ = files.read_audio(job.out, row["path"])
+        mel_out = log_mel(audio, preset.front_end).numpy()
+        picture = plots.mel_pair(inputs.get(str(row["id"])), mel_out, preset.silence)
+        pictures.append(f"<h4>{html.escape(str(row['id']))}: mel error {row['mel_error']:.3f} ({row['status']})"
+                        f" <span class='muted'>{html.escape(str(row['path']))}</span></h4>"
+                        + _img(picture, f"input and output mel of {row['id']}"))  # fmt: skip
+    return pictures
+
+
+def _failures(job: jobdata.JobData) -> str:
+    parts = ["<h2>Failed and suspect rows</h2>"]
+    for status, title in (("error", "Failed rows (not written)"), ("suspect", "Suspect rows (written, mel differs)")):
+        kinds = jobdata.failure_kinds(job, status)
+        if not kinds:
+            continue
+        total = sum(n for _, n, _, _ in kinds)
+        parts.append(f"<h3>{title}: {total:,}</h3>")
+        parts.append(_img(plots.failure_bars([(k, n) for k, n, _, _ in kinds], f"{title} by reason"), title))
+        parts.append(_table(["rows", "reason (one example)", "ids (up to 5)"],
+                            [[n, example, ", ".join(ids)] for _, n, example, ids in kinds]))  # fmt: skip
+    if len(parts) == 1:
+        parts.append("<p>Every row was written and passed its checks.</p>")
+    return "".join(parts)
+
+
+def _flat(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict) and node:
+        return [item for k, v in node.items() for item in _flat(v, f"{prefix}{k}.")]
+    return [(prefix.rstrip("."), node)]
+
+
+def _settings(job: jobdata.JobData) -> str:
+    config = job.config
+    if not config:
+        return "<h2>Settings</h2><p class='muted'>summary.json holds no resolved config.</p>"
+    rows = [[key, "" if value is None else str(value)] for key, value in _flat(config)]
+    return "<h2>Settings</h2><p>The job's resolved configuration:</p>" + _table(["key", "value"], rows)

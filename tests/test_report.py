@@ -1,0 +1,119 @@
+"""report.html from real jobs on the local Ray, opened in real headless Chromium."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from batchvoc.models.mel import log_mel
+from batchvoc.models.presets import get_preset
+from batchvoc.report import data as jobdata
+from batchvoc.report import write_report
+from batchvoc.runner.driver import run_job
+from batchvoc.settings import JobSettings
+from tests import browser
+from tests.conftest import mel_rows, write_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_chromium = pytest.mark.skipif(browser.CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+
+
+def small_job(tmp_path, rows: int = 24, **kw) -> JobSettings:
+    """A job with bad rows of three kinds on two CPU actors (a small random HiFi-GAN: fast on 2 cores)."""
+    frames = np.random.default_rng(1).integers(8, 30, rows).tolist()
+    items = mel_rows(rows, 80, frames=frames)
+    items[2]["n_mels"], items[9]["n_mels"] = 100, 128
+    items[5]["id"] = "../outside"
+    items[7]["mel"] = np.full_like(items[7]["mel"], np.nan)
+    write_manifest(tmp_path / "in" / "a.parquet", items[: rows // 2], row_group_size=4)
+    write_manifest(tmp_path / "in" / "b.parquet", items[rows // 2 :], row_group_size=4)
+    config = {"input": {"manifest": str(tmp_path / "in")}, "model": {"preset": "hifigan_v1_universal"},
+              "check": {"max_mel_error": 3.0}}  # fmt: skip
+    base = dict(manifest=str(tmp_path / "in"), out_dir=str(tmp_path / "out"), preset="hifigan_v1_universal",
+                checkpoint="random", hparams={"upsample_initial_channel": 32}, backend="eager", precision="fp32",
+                batch=4, cpu_actors=2, shard_seconds=0.3, subtype="FLOAT", config=config)  # fmt: skip
+    base.update(kw)
+    return JobSettings(**base)
+
+
+def check_page(page: Path, tmp_path: Path, min_images: int) -> browser.PageVisit:
+    """The page loads with no console error, every picture decodes, nothing is fetched from anywhere."""
+    text = page.read_text()
+    assert not re.search(r"""(src|href)=["'](?!data:)""", text), "the report must not load anything"
+    visit = browser.visit(page, tmp_path / "report.png")
+    assert visit.errors == []
+    assert len(visit.images) >= min_images
+    for image in visit.images:
+        assert image["complete"] and image["width"] > 100 and image["height"] > 100, image
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    return visit
+
+
+@needs_chromium
+def test_every_job_ends_with_a_report_that_renders(tmp_path, ray_cluster):
+    settings = small_job(tmp_path)
+    report = run_job(settings)
+    assert report.exit_code == 2
+    page = settings.out_path / "report.html"
+    visit = check_page(page, tmp_path, min_images=4)  # throughput, timeline, shard timing, failures
+    assert "batchvoc report: hifigan_v1_universal" in visit.title
+    text = visit.text
+    assert "20\nrows ok" in text and "4\nrows failed" in text
+    for reason in ("n_mels is 100, the model takes 80 mel bands", "leaves the output folder", "NaN or Inf"):
+        assert reason in text
+    assert re.search(r"\b2\tn_mels is 1\d\d", text)  # the two n_mels rows count as one kind of reason
+    assert "actor-0" in text and "actor-1" in text and "Shard timing" in text
+    assert "no mel_error column" in text  # until the round-trip check exists
+    assert "check.max_mel_error" in text and "hifigan_v1_universal" in text  # the settings table
+
+    # re-rendered from the files alone, by the command line
+    page.unlink()
+    result = subprocess.run([sys.executable, "-m", "batchvoc.report", str(settings.out_path)], cwd=ROOT,
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert page.is_file() and "4\nrows failed" in browser.visit(page).text
+    missing = subprocess.run([sys.executable, "-m", "batchvoc.report", str(tmp_path / "nothing")], cwd=ROOT,
+                             capture_output=True, text=True)  # fmt: skip
+    assert missing.returncode == 1 and "no batchvoc job output" in missing.stderr
+
+
+@needs_chromium
+def test_mel_error_distribution_and_worst_rows(tmp_path, ray_cluster):
+    """With a mel_error column (the round-trip check's), the report shows its distribution and the worst rows'
+    input and output mels. The column here is a real round trip through the front end, computed by the test."""
+    settings = small_job(tmp_path, rows=12, cpu_actors=1)
+    run_job(settings)
+    out, fe = settings.out_path, get_preset("hifigan_v1_universal").front_end
+    ids = []
+    for path in (out / "manifest").glob("*.parquet"):
+        table = pq.read_table(path)
+        mels = jobdata.input_mels(str(tmp_path / "in"), table.column("id").to_pylist())
+        errors = []
+        for row in table.to_pylist():
+            if row["status"] == "ok":
+                audio, _ = sf.read(out / row["path"], dtype="float32")
+                errors.append(float(np.abs(log_mel(audio, fe).numpy() - mels[row["id"]]).mean()))
+                ids.append((errors[-1], row["id"]))
+            else:
+                errors.append(None)
+        pq.write_table(table.append_column("mel_error", pa.array(errors, pa.float32())), path)
+    write_report(str(out))
+    visit = check_page(out / "report.html", tmp_path, min_images=4 + 1 + 6)
+    worst = [key for _, key in sorted(ids, reverse=True)[:6]]
+    for key in worst:
+        assert f"{key}: mel error" in visit.text
+    assert sum(1 for image in visit.images if image["alt"].startswith("input and output mel of")) == 6
+
+
+def test_reasons_of_one_kind_count_together():
+    kind = jobdata.reason_kind
+    assert kind("n_mels is 100, the model takes 80 mel bands") == kind("n_mels is 128, the model takes 80 mel bands")
+    assert kind("id '../a' leaves the output folder ('..')") == kind("id '../b/c' leaves the output folder ('..')")
+    assert kind("mel has 3 NaN or Inf values of 1.5e3") == "mel has N NaN or Inf values of N"
+    assert kind("mel is null") != kind("mel_path 'x.npy' does not exist")
