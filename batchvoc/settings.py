@@ -31,6 +31,8 @@ class JobSettings:
     shard_seconds: float = 600.0  # input.shard_seconds: audio per shard
     fmt: str = "wav"  # output.format
     subtype: str = "PCM_16"  # output.subtype
+    mel_scale: str = "ln"  # input.mel_scale: ln | log10 | db | gsv_norm, converted to ln on read
+    mel_convention: str = "error"  # check.mel_convention: error | warn | off, for rows that look like another
     config: dict[str, Any] = field(default_factory=dict)  # the resolved config, for summary.json
 
     @classmethod
@@ -40,6 +42,7 @@ class JobSettings:
 
         c = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
         inp, out, model, eng, clu = (c.get(k) or {} for k in ("input", "output", "model", "engine", "cluster"))
+        chk = c.get("check") or {}
         settings = cls(
             manifest=inp.get("manifest"),
             out_dir=out.get("dir") or "",
@@ -57,6 +60,8 @@ class JobSettings:
             shard_seconds=float(inp.get("shard_seconds", 600.0)),
             fmt=out.get("format", "wav"),
             subtype=out.get("subtype", "PCM_16"),
+            mel_scale=inp.get("mel_scale", "ln"),
+            mel_convention=chk.get("mel_convention", "error"),
             config=c,
         )
         settings.check()
@@ -74,6 +79,9 @@ class JobSettings:
             raise ConfigError("engine.window", f"must be a positive number of frames, not {self.window}")
         if self.cpu_actors < 1:
             raise ConfigError("cluster.cpu_actors", f"must be at least 1, not {self.cpu_actors}")
+        from batchvoc.manifest.conventions import MelChecks
+
+        MelChecks(1, scale=self.mel_scale, mode=self.mel_convention)  # ConfigError naming the key
         if self.shard_seconds <= 0:
             raise ConfigError("input.shard_seconds", f"must be positive, not {self.shard_seconds}")
 

@@ -1,7 +1,12 @@
-"""Reading a shard's rows: each becomes a checked mel [n_mels, n_frames] or a one-line reason it cannot."""
+"""Reading a shard's rows: each becomes a checked mel [n_mels, n_frames] or a one-line reason it cannot.
+
+Every exception while reading, decoding or checking one row becomes that row's RowError; nothing a row holds
+escapes the reader. A row group that cannot be decoded at all fails its own rows, not the shard.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -13,20 +18,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchvoc.errors import RowError
-from batchvoc.manifest.shards import Shard
+from batchvoc.manifest.conventions import MelChecks
+from batchvoc.manifest.shards import Shard, id_strings
+
+log = logging.getLogger(__name__)
 
 MAX_NAME_BYTES = 200
 READ_ROWS = 64  # rows decoded at a time
+DECLARED = ("sample_rate", "hop_length", "n_mels")  # optional columns checked against the model
+WARNINGS_LOGGED = 3  # convention warnings logged per shard (check.mel_convention=warn); the rest are counted
 
 
 @dataclass
 class MelRow:
-    """One input row: `mel` [n_mels, n_frames] float32 when it is good, else `error` says why not."""
+    """One input row: `mel` [n_mels, n_frames] float32 natural-log when good, else `error` says why not.
+
+    `warning`: a convention the mel looks like, under check.mel_convention=warn (the row is vocoded anyway).
+    """
 
     index: int  # row within the shard
     id: str
     mel: np.ndarray | None = None
     error: str | None = None
+    warning: str | None = None
 
 
 def passthrough_table(shard: Shard) -> pa.Table:
@@ -36,42 +50,89 @@ def passthrough_table(shard: Shard) -> pa.Table:
     return parquet.read_row_groups(list(shard.row_groups), columns=columns)
 
 
-def read_shard_rows(shard: Shard, n_mels: int, skip: set[int] | None = None) -> Iterator[MelRow]:
-    """The shard's rows in order, one row group at a time; rows in `skip` come back without their mel."""
+def read_shard_rows(shard: Shard, checks: MelChecks | int, skip: set[int] | None = None) -> Iterator[MelRow]:
+    """The shard's rows in order, a few at a time; rows in `skip` come back without their mel.
+
+    checks: the model's MelChecks (an int: only n_mels is checked, no convention checks). Never raises for a
+    row's content: a row that cannot be read, decoded or checked comes back with `error` set.
+    """
+    if not isinstance(checks, MelChecks):
+        checks = MelChecks(int(checks), mode="off")
     parquet = pq.ParquetFile(shard.file)
     folder = Path(shard.file).parent
     duplicates = set(shard.duplicate_rows)
     skip = skip or set()
+    warned = 0
     index = 0
-    # a few rows at a time, not whole row groups: the engine gets its first rows at once, not after a large
-    # row group (hundreds of MB of mels) has been read and decoded
-    for batch in parquet.iter_batches(batch_size=READ_ROWS, row_groups=list(shard.row_groups)):
-        table = pa.Table.from_batches([batch])
-        for offset, (key, mel) in enumerate(_mels_of(table, n_mels, folder)):
-            row = index + offset
-            if row in skip:
-                yield MelRow(row, str(key))
-                continue
-            yield _checked(row, key, mel, duplicates)
-        index += table.num_rows
+    for group in shard.row_groups:
+        count = parquet.metadata.row_group(group).num_rows
+        for row in _group_rows(parquet, group, count, index, checks, folder, duplicates, skip):
+            if row.warning and warned < WARNINGS_LOGGED:
+                log.warning("row %s (%s): %s", row.index, row.id, row.warning)
+            warned += bool(row.warning)
+            yield row
+        index += count
+    if warned > WARNINGS_LOGGED:
+        log.warning("%s: %d rows in all look like another mel convention (check.mel_convention=warn)",
+                    shard.name, warned)  # fmt: skip
 
 
-def _checked(row: int, key, mel, duplicates: set[int]) -> MelRow:
+def _group_rows(parquet: pq.ParquetFile, group: int, count: int, first: int, checks: MelChecks, folder: Path,
+                duplicates: set[int], skip: set[int]) -> Iterator[MelRow]:  # fmt: skip
+    """One row group's rows; if decoding breaks, its remaining rows get the reason (other groups go on)."""
+    done = 0
     try:
-        check_id(key)
-        if row in duplicates:
-            raise RowError(f"id {key!r} appears earlier in the manifest")
-        if isinstance(mel, RowError):
-            raise mel
-        return MelRow(row, key, mel=mel)
-    except RowError as err:
-        return MelRow(row, str(key), error=str(err))
+        # a few rows at a time, not whole row groups: the engine gets its first rows at once
+        for batch in parquet.iter_batches(batch_size=READ_ROWS, row_groups=[group]):
+            table = pa.Table.from_batches([batch])
+            for row in _table_rows(table, checks, folder, first + done, skip):
+                if row.error is None and row.index in duplicates:
+                    row.mel, row.error = None, f"id {row.id!r} appears earlier in the manifest"
+                yield row
+            done += table.num_rows
+    except Exception as err:  # noqa: BLE001 - a broken row group fails its rows, never the shard
+        reason = f"row group {group} could not be decoded: {_one_line(err)}"
+        for offset in range(done, count):
+            yield MelRow(first + offset, "", error=reason)
+
+
+def _table_rows(table: pa.Table, checks: MelChecks, folder: Path, start: int, skip: set[int]) -> Iterator[MelRow]:
+    """A MelRow per row of a decoded batch whose first row is the shard's row `start`; rows in `skip` unread."""
+    ids = id_strings(table.column("id"))
+    declared = {c: table.column(c).to_pylist() for c in DECLARED if c in table.column_names}
+    if "mel" in table.column_names:
+        sources = _inline_values(table)
+        frames = table.column("n_frames").to_pylist()
+    else:
+        sources = table.column("mel_path").to_pylist()
+        frames = [None] * table.num_rows
+    for i, key in enumerate(ids):
+        index, name = start + i, "" if key is None else str(key)
+        if index in skip:
+            yield MelRow(index, name)
+            continue
+        try:
+            check_id(key)
+            given = {c: values[i] for c, values in declared.items()}
+            checks.check_declared(**given)
+            if "mel" in table.column_names:
+                mel = _inline_mel(sources, i, frames[i], checks.n_mels)
+            else:
+                mel = _npy_mel(sources[i], checks.n_mels, folder)
+            mel, warning = checks.read(_finite(mel))
+            yield MelRow(index, key, mel=mel, warning=warning)
+        except RowError as err:
+            yield MelRow(index, name, error=str(err))
+        except Exception as err:  # noqa: BLE001 - whatever one row holds, it fails that row only
+            yield MelRow(index, name, error=f"could not read the row: {_one_line(err)}")
 
 
 def check_id(key) -> None:
-    """Refuse an id that is not a safe relative file name (it names the WAV file)."""
-    if not isinstance(key, str) or not key:
+    """Refuse an id that is not a safe relative file name (it names the audio file)."""
+    if key is None or (isinstance(key, str) and not key):
         raise RowError("id is empty")
+    if not isinstance(key, str):
+        raise RowError(f"id is {type(key).__name__} {key!r}: use a string or an integer")
     if "\x00" in key:
         raise RowError("id contains a NUL character")
     if key.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", key):
@@ -85,62 +146,47 @@ def check_id(key) -> None:
         raise RowError(f"id {key!r} has a path part longer than {MAX_NAME_BYTES} bytes")
 
 
-def _mels_of(table: pa.Table, n_mels: int, folder: Path) -> Iterator[tuple[object, np.ndarray | RowError]]:
-    """(id, mel or the RowError for it) for each row of one row group."""
-    ids = table.column("id").to_pylist()
-    if "mel" in table.column_names:
-        mels = _inline_mels(table, n_mels)
-    else:
-        mels = (_npy_mel(path, n_mels, folder) for path in table.column("mel_path").to_pylist())
-    yield from zip(ids, mels, strict=True)
-
-
-def _inline_mels(table: pa.Table, n_mels: int) -> Iterator[np.ndarray | RowError]:
+def _inline_values(table: pa.Table) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+    """(offsets, flat values, nulls) of the batch's mel column (list or large_list of any float)."""
     column = table.column("mel").combine_chunks()
-    offsets = column.offsets.to_numpy()
-    values = column.values.to_numpy(zero_copy_only=False)
-    frames = table.column("n_frames").to_pylist()
-    declared = table.column("n_mels").to_pylist() if "n_mels" in table.column_names else [None] * len(frames)
-    nulls = column.is_null().to_pylist()
-    for i, (n_frames, given) in enumerate(zip(frames, declared, strict=True)):
-        try:
-            if nulls[i]:
-                raise RowError("mel is null")
-            if given is not None and int(given) != n_mels:
-                raise RowError(f"n_mels is {given}, the model takes {n_mels} mel bands")
-            if n_frames is None or int(n_frames) <= 0:
-                raise RowError(f"n_frames is {n_frames}: no frames to vocode")
-            flat = values[offsets[i] : offsets[i + 1]]
-            if flat.size != n_mels * int(n_frames):
-                raise RowError(
-                    f"mel holds {flat.size} values, not n_mels × n_frames = {n_mels} × {n_frames} (wrong n_mels?)"
-                )
-            yield _finite(flat.reshape(n_mels, int(n_frames)))
-        except RowError as err:
-            yield err
+    return column.offsets.to_numpy(), column.values.to_numpy(zero_copy_only=False), column.is_null().to_pylist()
 
 
-def _npy_mel(path: str | None, n_mels: int, folder: Path) -> np.ndarray | RowError:
+def _inline_mel(source: tuple[np.ndarray, np.ndarray, list[bool]], i: int, n_frames, n_mels: int) -> np.ndarray:
+    offsets, values, nulls = source
+    if nulls[i]:
+        raise RowError("mel is null")
+    if n_frames is None or float(n_frames) <= 0 or not float(n_frames).is_integer():
+        raise RowError(f"n_frames is {n_frames}: no frames to vocode (a positive whole number is needed)")
+    n_frames = int(n_frames)
+    flat = values[offsets[i] : offsets[i + 1]]
+    if flat.size != n_mels * n_frames:
+        raise RowError(f"mel holds {flat.size} values, not n_mels x n_frames = {n_mels} x {n_frames} "
+                       "(wrong n_mels or n_frames?)")  # fmt: skip
+    return flat.reshape(n_mels, n_frames)
+
+
+def _npy_mel(path, n_mels: int, folder: Path) -> np.ndarray:
+    """The .npy at `path` as [n_mels, n_frames]: size-1 axes are squeezed, nothing else is reshaped."""
+    if not isinstance(path, str) or not path:
+        raise RowError("mel_path is empty")
+    full = _inside(folder, path)
     try:
-        if not path:
-            raise RowError("mel_path is empty")
-        full = _inside(folder, path)
-        try:
-            mel = np.load(full, allow_pickle=False)
-        except FileNotFoundError:
-            raise RowError(f"mel_path {path!r} does not exist") from None
-        except (OSError, ValueError) as err:
-            raise RowError(f"mel_path {path!r} is not a readable .npy file: {err}") from None
-        mel = np.squeeze(mel, axis=tuple(range(max(mel.ndim - 2, 0))))
-        if mel.ndim != 2 or not np.issubdtype(mel.dtype, np.floating):
-            raise RowError(f"mel_path {path!r} holds {mel.dtype}{list(mel.shape)}, not a float [n_mels, n_frames]")
-        if mel.shape[0] != n_mels:
-            raise RowError(f"mel_path {path!r} has {mel.shape[0]} mel bands, the model takes {n_mels}")
-        if mel.shape[1] == 0:
-            raise RowError(f"mel_path {path!r} has 0 frames: nothing to vocode")
-        return _finite(mel)
-    except RowError as err:
-        return err
+        mel = np.load(full, allow_pickle=False)
+    except FileNotFoundError:
+        raise RowError(f"mel_path {path!r} does not exist") from None
+    except Exception as err:  # noqa: BLE001 - numpy raises many kinds for a bad file
+        raise RowError(f"mel_path {path!r} is not a readable .npy file: {_one_line(err)}") from None
+    if not isinstance(mel, np.ndarray) or not np.issubdtype(mel.dtype, np.floating):
+        raise RowError(f"mel_path {path!r} holds {getattr(mel, 'dtype', type(mel).__name__)}, not float values")
+    shape = list(mel.shape)
+    mel = np.squeeze(mel)
+    if mel.ndim != 2:
+        raise RowError(f"mel_path {path!r} holds shape {shape}, not [n_mels, n_frames] (size-1 axes aside)")
+    if mel.shape[0] != n_mels:
+        hint = " (stored [n_frames, n_mels]? save mel.T)" if mel.shape[1] == n_mels else ""
+        raise RowError(f"mel_path {path!r} has {mel.shape[0]} mel bands, the model takes {n_mels}{hint}")
+    return mel
 
 
 def _inside(folder: Path, path: str) -> Path:
@@ -156,8 +202,15 @@ def _inside(folder: Path, path: str) -> Path:
 
 
 def _finite(mel: np.ndarray) -> np.ndarray:
+    if mel.shape[-1] == 0:
+        raise RowError("mel has 0 frames: nothing to vocode")
     mel = np.ascontiguousarray(mel, dtype=np.float32)
     bad = mel.size - int(np.isfinite(mel).sum())
     if bad:
         raise RowError(f"mel has {bad} NaN or Inf values of {mel.size}")
     return mel
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 # Frames assumed per row where a manifest has no n_frames column (mel_path rows): only sizes shards.
@@ -67,7 +68,7 @@ def _row_groups(path: Path, seen: set[str]) -> list[_Group]:
     groups = []
     for index in range(parquet.num_row_groups):
         table = parquet.read_row_group(index, columns=columns)
-        ids = table.column("id").to_pylist()
+        ids = id_strings(table.column("id"))
         if has_frames:
             frames = sum(max(int(n or 0), 0) for n in table.column("n_frames").to_pylist())
         else:
@@ -95,6 +96,16 @@ def _cut(groups: list[_Group], target_frames: int) -> list[list[_Group]]:
     if current:
         runs.append(current)
     return runs
+
+
+def id_strings(column: pa.ChunkedArray) -> list:
+    """The id column as Python values: integers as their decimal string (dictionaries decoded), others as is."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column, kind = column.cast(kind.value_type), kind.value_type
+    if pa.types.is_integer(kind):
+        return [None if v is None else str(v) for v in column.to_pylist()]
+    return column.to_pylist()
 
 
 def _shard_prefixes(files: list[Path]) -> dict[Path, str]:

@@ -20,7 +20,8 @@ import numpy as np
 from batchvoc.batching import vocode
 from batchvoc.errors import RowError
 from batchvoc.manifest import MelRow, Shard, read_shard_rows
-from batchvoc.manifest.rows import check_id, passthrough_table
+from batchvoc.manifest.conventions import MelChecks
+from batchvoc.manifest.rows import check_id, id_strings, passthrough_table
 from batchvoc.sink import ShardSink, remove_partials
 
 WRITER_THREADS = 4
@@ -38,18 +39,19 @@ class Packing:
     hop: int
 
 
-def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink, n_mels: int,
+def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink, checks: MelChecks | int,
               extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Vocode every row of `shard` into `sink`; returns the shard's stats (written with its manifest).
 
-    `extra` (device, backend, precision, batch, actor, ...) is added to the stats.
+    `checks`: the model's MelChecks (or just n_mels). `extra` (device, backend, precision, batch, actor, ...)
+    is added to the stats.
     """
     started = time.perf_counter()
     remove_partials(sink.out_dir / "wavs" / shard.name)
     passthrough = passthrough_table(shard)
-    finished = _already_written(passthrough.column("id").to_pylist(), sink)
+    finished = _already_written(id_strings(passthrough.column("id")), sink)
     results: list[dict[str, Any] | None] = [None] * shard.rows
-    reader = _ReadAhead(read_shard_rows(shard, n_mels, skip=set(finished)))
+    reader = _ReadAhead(read_shard_rows(shard, checks, skip=set(finished)))
     write_seconds = [0.0]
     frames = 0
 
@@ -66,7 +68,7 @@ def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink,
 
     with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix=f"write-{shard.name}") as pool:
         pending: list[Future] = []
-        ids = passthrough.column("id").to_pylist()
+        ids = id_strings(passthrough.column("id"))
         stream = vocode(engine, good_rows(), packing.window, packing.context, packing.batch,
                         packing.silence, packing.hop)  # fmt: skip
         loop_started = time.perf_counter()

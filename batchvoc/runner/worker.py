@@ -18,6 +18,7 @@ from batchvoc.batching import window_for
 from batchvoc.engines import build_engine
 from batchvoc.hostmem import retain_freed_memory
 from batchvoc.manifest import Shard
+from batchvoc.manifest.conventions import MelChecks
 from batchvoc.models import load_vocoder
 from batchvoc.runner.shard import Packing, run_shard
 from batchvoc.settings import JobSettings
@@ -44,6 +45,7 @@ class Worker:
         model, self.preset = load_vocoder(settings.preset, settings.checkpoint, settings.hparams)
         context = model.receptive_field()
         window = int(settings.window or window_for(context))
+        self.checks = MelChecks.for_preset(self.preset, settings.mel_scale, settings.mel_convention)
         self.packing = Packing(window, context, settings.batch, self.preset.silence, self.preset.hop_length)
         shapes = [(settings.batch, window + 2 * context)]
         self.engine = build_engine(model, self.preset, settings.backend, settings.precision, self.device,
@@ -65,7 +67,7 @@ class Worker:
         s = self.settings
         sink = ShardSink(s.out_path, shard.name, self.preset.sample_rate, s.fmt, s.subtype)
         extra = dict(self._stats_extra(), started_at=time.time())  # the report's timeline (epoch seconds)
-        stats = run_shard(shard, self.engine, self.packing, sink, self.preset.n_mels, extra=extra)
+        stats = run_shard(shard, self.engine, self.packing, sink, self.checks, extra=extra)
         return stats
 
     def _stats_extra(self) -> dict[str, Any]:

@@ -1,0 +1,213 @@
+"""Mel conventions: convert a row's mel to the model's natural-log mel (input.mel_scale) and tell, per row and
+cheaply, when it looks like another convention (check.mel_convention).
+
+The model was trained on ln(clamp(mel, clip)): values from the front end's log-mel floor ln(clip) (-11.51 for
+1e-5) up to about the ceiling a full-scale signal makes (~2.4). log10, dB and normalised mels, and [T, n_mels]
+arrays read as [n_mels, T], all vocode into plausible-looking garbage; the checks below tell them apart by
+value range, by where the values pile up (a clamped floor), and by which reading of the array is smoother.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from batchvoc.errors import ConfigError, RowError
+
+log = logging.getLogger(__name__)
+
+SCALE_KEY, MODE_KEY = "input.mel_scale", "check.mel_convention"
+SCALES = ("ln", "log10", "db", "gsv_norm")
+MODES = ("error", "warn", "off")
+GSV_SPEC_MIN, GSV_SPEC_MAX = -12.0, 2.0  # GPT-SoVITS v3/v4 norm_spec: (x - min) / (max - min) * 2 - 1
+LN10 = math.log(10.0)
+
+FLOOR_MASS, FLOOR_MIN_VALUES = 0.01, 10  # a clamped floor: this share of the values (and this many) at the minimum
+BELOW_FLOOR = 1.5  # the 1st percentile this far below ln(clip): not a natural-log mel of this front end
+ABOVE_CEILING = 6.0  # the maximum this far above the full-scale ceiling: dB or linear values
+COMPRESSED_SPAN = 0.75  # a clamped floor above ln(clip) with a span below this share of ln's: a scaled mel
+COMPRESSED_Q1 = -3.5  # ln mels of speech reach far below this (toward the floor) somewhere in a row
+SMOOTHER_AS_TRANSPOSED = 0.8  # total variation read as [T, n_mels] / read as [n_mels, T] below this: transposed
+MIN_FRAMES_FOR_LAYOUT = 16  # fewer frames (or bands) than this: the layout statistic is too noisy to trust
+MAX_STAT_VALUES = 1 << 16  # value statistics on at most this many values (an even subsample): cheap per row
+
+
+def to_natural_log(mel: np.ndarray, scale: str) -> np.ndarray:
+    """mel [n_mels, n_frames] in `scale` (input.mel_scale) -> float32 natural-log mel of magnitudes.
+
+    ln: as is; log10: x * ln(10); db: 20*log10 (or 10*log10 of power) -> x * ln(10) / 20; gsv_norm: GPT-SoVITS
+    v3/v4's normalised spectrogram in [-1, 1] -> (x + 1) / 2 * (spec_max - spec_min) + spec_min.
+    """
+    mel = np.asarray(mel, dtype=np.float32)
+    if scale == "ln":
+        return mel
+    if scale == "log10":
+        return mel * np.float32(LN10)
+    if scale == "db":
+        return mel * np.float32(LN10 / 20.0)
+    if scale == "gsv_norm":
+        return (mel + 1.0) * np.float32((GSV_SPEC_MAX - GSV_SPEC_MIN) / 2.0) + np.float32(GSV_SPEC_MIN)
+    raise ConfigError(SCALE_KEY, f"unknown mel scale {scale!r}; use one of {', '.join(SCALES)}")
+
+
+@lru_cache(maxsize=32)
+def full_scale_ceiling(front_end) -> float:
+    """The largest log-mel value a full-scale signal (a 100 Hz square wave) makes through `front_end`."""
+    from batchvoc.models.mel import log_mel
+
+    n = front_end.sample_rate // 4
+    square = np.sign(np.sin(2 * np.pi * 100.0 * np.arange(n) / front_end.sample_rate)).astype(np.float32)
+    return float(log_mel(square, front_end).max())
+
+
+@dataclass(frozen=True)
+class MelChecks:
+    """What a row's mel must look like for one model, and how to read it.
+
+    n_mels: bands the model takes; floor: ln(clip) of its front end; ceiling: log-mel of full-scale audio;
+    rates: accepted (sample_rate, hop_length) pairs (the vocoder's output and its front end's);
+    scale: input.mel_scale; mode: check.mel_convention (error | warn | off).
+    """
+
+    n_mels: int
+    floor: float = math.log(1e-5)
+    ceiling: float = 2.4
+    rates: tuple[tuple[int, int], ...] = ()
+    scale: str = "ln"
+    mode: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ConfigError(SCALE_KEY, f"unknown mel scale {self.scale!r}; use one of {', '.join(SCALES)}")
+        if self.mode not in MODES:
+            raise ConfigError(MODE_KEY, f"{self.mode!r} is not one of {', '.join(MODES)}")
+
+    @classmethod
+    def for_preset(cls, preset, scale: str = "ln", mode: str = "error") -> MelChecks:
+        """The checks for a presets.Preset (as load_vocoder returns it: n_mels and hop of the built model)."""
+        fe = preset.front_end
+        rates = ((preset.sample_rate, preset.hop_length), (fe.sample_rate, fe.hop_length))
+        return cls(preset.n_mels, math.log(fe.clip), full_scale_ceiling(fe), tuple(dict.fromkeys(rates)),
+                   scale, mode)  # fmt: skip
+
+    def check_declared(self, sample_rate=None, hop_length=None, n_mels=None) -> None:
+        """RowError naming the column when a row's declared sample_rate, hop_length or n_mels is not the model's."""
+        if n_mels is not None and _whole(n_mels, "n_mels") != self.n_mels:
+            raise RowError(f"n_mels is {n_mels}, the model takes {self.n_mels} mel bands")
+        if not self.rates:
+            return
+        rates = {sr for sr, _ in self.rates}
+        hops = {hop for _, hop in self.rates}
+        if sample_rate is not None and _whole(sample_rate, "sample_rate") not in rates:
+            raise RowError(f"sample_rate is {sample_rate} Hz: the mel was made at another rate than the model's "
+                           f"{_either(rates)} Hz (its audio would play at the wrong speed and pitch)")  # fmt: skip
+        if hop_length is not None and _whole(hop_length, "hop_length") not in hops:
+            raise RowError(f"hop_length is {hop_length}, the model's frames are {_either(hops)} samples")
+        if sample_rate is not None and hop_length is not None and (int(sample_rate), int(hop_length)) not in self.rates:
+            pairs = " or ".join(f"{sr} Hz with hop {hop}" for sr, hop in self.rates)
+            raise RowError(f"sample_rate {sample_rate} with hop_length {hop_length} is not the model's frame rate "
+                           f"({pairs})")  # fmt: skip
+
+    def read(self, mel: np.ndarray) -> tuple[np.ndarray, str | None]:
+        """(the natural-log mel [n_mels, n_frames] float32, a warning or None); RowError in error mode.
+
+        The mel is converted from input.mel_scale first; the checks then judge the converted values.
+        """
+        mel = to_natural_log(mel, self.scale)
+        if self.mode == "off":
+            return mel, None
+        problem = looks_like(mel, self.floor, self.ceiling)
+        if problem is None:
+            return mel, None
+        if self.scale != "ln":
+            problem += f" (read with {SCALE_KEY}={self.scale}: is that the scale these mels are in?)"
+        if self.mode == "error":
+            raise RowError(problem)
+        return mel, problem
+
+
+def looks_like(mel: np.ndarray, floor: float, ceiling: float) -> str | None:
+    """Why `mel` [n_mels, n_frames] does not look like a natural-log mel with this floor and ceiling, or None.
+
+    The reason names the convention it looks like and the key that reads it (input.mel_scale).
+    """
+    values = _sample(mel)
+    lo, hi = float(values.min()), float(values.max())
+    q1 = float(np.percentile(values, 1))
+    at_lo = int(np.count_nonzero(values <= lo + 1e-4))
+    at_floor = at_lo >= max(FLOOR_MASS * values.size, FLOOR_MIN_VALUES) and hi - lo > 1e-3
+    fix = f"store ln(mel) clamped at {floor:.2f}, or name the scale with {SCALE_KEY}=log10|db|gsv_norm"
+    if hi - lo <= 1e-6 and abs(lo - floor) > 1e-3:
+        return f"every value is {lo + 0.0:.4g}: a placeholder, not a log-mel (silence is {floor:.2f})"
+    if lo >= 0.0:
+        if hi <= 1.0 + 1e-3:
+            return f"values lie in [0, 1]: looks like a normalised mel (min-max to [0, 1]); {fix}"
+        return f"no negative values (0 .. {hi:.3g}): looks like a linear (not log) mel; take its ln, clamped at 1e-5"
+    if lo >= -1.0 - 1e-3 and hi <= 1.0 + 1e-3:
+        return (f"values lie in [-1, 1]: looks like a normalised mel (GPT-SoVITS's spec_min -12 / spec_max 2 "
+                f"normalisation: set {SCALE_KEY}=gsv_norm)")  # fmt: skip
+    if q1 < floor - BELOW_FLOOR or hi > ceiling + ABOVE_CEILING:
+        return _below_floor_or_above_ceiling(lo, q1, hi, floor, ceiling, fix)
+    if at_floor and lo > floor + BELOW_FLOOR and hi - lo < COMPRESSED_SPAN * (ceiling - floor):
+        ratio = lo / floor
+        guess = "log10 (ln / 2.303)" if abs(ratio - 1 / LN10) < 0.04 else f"a natural-log mel scaled by {ratio:.2f}"
+        hint = f"set {SCALE_KEY}=log10" if "log10" in guess else fix
+        return (f"clamped floor at {lo:.2f} where ln(clip) is {floor:.2f}, values up to {hi:.2f}: "
+                f"looks like {guess}; {hint}")  # fmt: skip
+    if q1 > COMPRESSED_Q1 and hi < ceiling:
+        return (f"values only from {q1:.2f} to {hi:.2f} (1st percentile to max): natural-log mels of speech reach "
+                f"toward {floor:.2f}; looks like log10 or a scaled mel; {fix}")  # fmt: skip
+    return _layout(mel)
+
+
+def _below_floor_or_above_ceiling(lo: float, q1: float, hi: float, floor: float, ceiling: float, fix: str) -> str:
+    ratio = lo / floor
+    if ratio > 4.0 or hi > ceiling + ABOVE_CEILING:
+        return (f"values from {lo:.1f} to {hi:.1f}, far outside the natural-log range {floor:.2f} .. ~{ceiling:.1f}: "
+                f"looks like decibels (20*log10); set {SCALE_KEY}=db")  # fmt: skip
+    guess = "the log of a power mel (2 x ln)" if abs(ratio - 2.0) < 0.25 else "a natural-log mel clamped below 1e-5"
+    return (f"values down to {q1:.2f} (1st percentile), below the natural-log floor {floor:.2f}: "
+            f"looks like {guess}; {fix}")  # fmt: skip
+
+
+def _layout(mel: np.ndarray) -> str | None:
+    """A reason when the values read as [n_frames, n_mels] (flattened, then shaped [n_mels, n_frames]) are much
+    smoother than as [n_mels, n_frames]: a [T, n_mels] array was stored with n_frames=T."""
+    n_mels, frames = mel.shape
+    if frames < MIN_FRAMES_FOR_LAYOUT or n_mels < MIN_FRAMES_FOR_LAYOUT or frames == n_mels:
+        return None
+    as_given = _total_variation(mel)
+    transposed = _total_variation(mel.reshape(frames, n_mels).T)
+    if as_given > 0 and transposed / as_given < SMOOTHER_AS_TRANSPOSED:
+        return (f"the values are {as_given / max(transposed, 1e-9):.1f}x smoother read as [n_frames, n_mels]: "
+                "looks like a [T, n_mels] array flattened with n_frames=T; store mel.T, C-ordered")  # fmt: skip
+    return None
+
+
+def _total_variation(mel: np.ndarray) -> float:
+    """Mean |difference| between neighbouring bands plus between neighbouring frames."""
+    return float(np.abs(np.diff(mel, axis=0)).mean() + np.abs(np.diff(mel, axis=1)).mean())
+
+
+def _sample(mel: np.ndarray) -> np.ndarray:
+    flat = mel.reshape(-1)
+    step = max(flat.size // MAX_STAT_VALUES, 1)
+    return flat[::step]
+
+
+def _whole(value, column: str) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RowError(f"{column} is {value!r}, not a number") from None
+    if not number.is_integer():
+        raise RowError(f"{column} is {value!r}, not a whole number")
+    return int(number)
+
+
+def _either(values: set[int]) -> str:
+    return " or ".join(str(v) for v in sorted(values))

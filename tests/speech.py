@@ -1,0 +1,59 @@
+"""Real speech for tests: Debian's espeak-ng speaks a few sentences to WAV; the preset's own front end makes mels.
+
+`speak(folder)` writes the WAVs; `speech_mels(wavs, preset)` gives natural-log mels [n_mels, n_frames] made the
+way the model's training mels were. The session fixture `speech` (tests/conftest.py) skips where espeak-ng is
+absent.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "A vocoder turns mel spectrograms back into sound.",
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "Six spoons of fresh snow peas, five thick slabs of blue cheese.",
+)
+VOICES = ("en-us", "en-gb", "en-us+f3", "en-gb+m3")
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Spoken sentences: WAV files (espeak-ng's own 22.05 kHz mono PCM_16) and their text."""
+
+    wavs: tuple[Path, ...]
+    texts: tuple[str, ...]
+
+
+def espeak() -> str | None:
+    """The espeak-ng executable, or None where it is not installed."""
+    return shutil.which("espeak-ng")
+
+
+def speak(folder: Path, sentences: tuple[str, ...] = SENTENCES) -> Speech:
+    """Speak each sentence (a different voice each) into folder/sNN.wav; RuntimeError if espeak-ng fails."""
+    exe = espeak()
+    if exe is None:
+        raise RuntimeError("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
+    folder.mkdir(parents=True, exist_ok=True)
+    wavs = []
+    for i, text in enumerate(sentences):
+        path = folder / f"s{i:02d}.wav"
+        voice = VOICES[i % len(VOICES)]
+        subprocess.run([exe, "-v", voice, "-w", str(path), text], check=True, capture_output=True, timeout=60)
+        wavs.append(path)
+    return Speech(tuple(wavs), tuple(sentences))
+
+
+def speech_mels(speech: Speech, preset) -> list[np.ndarray]:
+    """Natural-log mels float32 [n_mels, n_frames] of each WAV through `preset`'s front end (resampled)."""
+    from batchvoc.models.mel import load_audio_for, log_mel
+
+    fe = preset.front_end
+    return [np.asarray(log_mel(load_audio_for(fe, wav), fe), dtype=np.float32) for wav in speech.wavs]
