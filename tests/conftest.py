@@ -11,6 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from tests.speech import speech  # noqa: F401 - the session fixture: real speech by espeak-ng (h3)
+
 
 def mel_rows(count: int, n_mels: int, frames: Iterable[int] | int = 40, prefix: str = "utt", seed: int = 0) -> list:
     """Rows with inline mels: log-mel-like values around -5 with structure, [n_mels, n_frames] each."""

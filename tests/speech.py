@@ -1,8 +1,8 @@
 """Real speech for tests: Debian's espeak-ng speaks a few sentences to WAV; the preset's own front end makes mels.
 
-`speak(folder)` writes the WAVs; `speech_mels(wavs, preset)` gives natural-log mels [n_mels, n_frames] made the
-way the model's training mels were. The session fixture `speech` (tests/conftest.py) skips where espeak-ng is
-absent.
+`speak(folder)` writes the WAVs; `speech_mels(speech, preset)` gives natural-log mels [n_mels, n_frames] made the
+way the model's training mels were. The session fixture `speech` (imported by tests/conftest.py) skips where
+espeak-ng is absent.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SENTENCES = (
     "The quick brown fox jumps over the lazy dog.",
@@ -57,3 +58,11 @@ def speech_mels(speech: Speech, preset) -> list[np.ndarray]:
 
     fe = preset.front_end
     return [np.asarray(log_mel(load_audio_for(fe, wav), fe), dtype=np.float32) for wav in speech.wavs]
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory) -> Speech:
+    """A few spoken sentences as WAVs in a folder of this session's own; skips where espeak-ng is absent."""
+    if espeak() is None:
+        pytest.skip("espeak-ng is not installed (Debian: apt-get install espeak-ng; .ci/run installs it)")
+    return speak(tmp_path_factory.mktemp("speech"))

@@ -1,30 +1,70 @@
-"""python -m batchvoc.manifest audio|npy FOLDER OUT.parquet: build an input manifest."""
+"""python -m batchvoc.manifest audio|npy FOLDER OUT.parquet [--preset NAME] [--workers N]: build an input manifest.
+
+Files that cannot be used are skipped, each with its reason, listed at the end. Exit code: 0 every file made a
+row, 2 some files were skipped, 1 nothing could be built (no manifest is written then).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from functools import partial
 from pathlib import Path
 
-from batchvoc.manifest.build import audio_rows, npy_rows, write_rows
+from batchvoc.manifest.build import AUDIO_SUFFIXES, audio_row, find_files, npy_row, rows_of, write_manifest
+from batchvoc.models.presets import PRESETS
+
+SKIPS_LISTED = 50
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m batchvoc.manifest", description=__doc__)
-    sub = parser.add_subparsers(dest="source", required=True)
-    audio = sub.add_parser("audio", help="audio files -> inline mels through a preset's front end (copy-synthesis)")
-    audio.add_argument("folder", type=Path)
-    audio.add_argument("out", type=Path)
-    audio.add_argument("--preset", required=True, help="whose mel front end to use, e.g. gsv_v4")
+def parser() -> argparse.ArgumentParser:
+    presets = ", ".join(sorted(PRESETS))
+    parse = argparse.ArgumentParser(prog="python -m batchvoc.manifest", description=__doc__,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = parse.add_subparsers(dest="source", required=True)
+    audio = sub.add_parser("audio", help="audio files -> inline natural-log mels through a preset's front end")
     npy = sub.add_parser("npy", help=".npy mels [n_mels, n_frames] -> mel_path rows")
-    npy.add_argument("folder", type=Path)
-    npy.add_argument("out", type=Path)
-    args = parser.parse_args(argv)
+    for command, needed in ((audio, True), (npy, False)):
+        command.add_argument("folder", type=Path, help="searched recursively; a file's path below it is its id")
+        command.add_argument("out", type=Path, help="the manifest to write (.parquet)")
+        what = "whose mel front end makes the mels" if needed else "whose n_mels the .npy files must have"
+        command.add_argument("--preset", required=needed, metavar="NAME", help=f"{what}; one of: {presets}")
+        cores = f"this machine has {os.cpu_count()} cores"
+        command.add_argument("--workers", type=int, default=1, metavar="N",
+                             help=f"processes reading files (default 1; {cores})")  # fmt: skip
+    return parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.preset is not None and args.preset not in PRESETS:
+        print(f"--preset: unknown preset {args.preset!r}; known presets: {', '.join(sorted(PRESETS))}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    if args.workers < 1:
+        print(f"--workers: must be at least 1, not {args.workers}", file=sys.stderr)
+        return 1
+    folder = args.folder.expanduser()
     if args.source == "audio":
-        count = write_rows(audio_rows(args.folder, args.preset), args.out, inline=True)
+        files = find_files(folder, AUDIO_SUFFIXES)
+        make = partial(audio_row, folder=folder, preset_name=args.preset)
     else:
-        count = write_rows(npy_rows(args.folder, args.out.parent), args.out, inline=False)
-    print(f"wrote {count} rows to {args.out}")
+        files = find_files(folder, (".npy",))
+        n_mels = PRESETS[args.preset].n_mels if args.preset else None
+        make = partial(npy_row, folder=folder, manifest_dir=args.out.parent, n_mels=n_mels)
+    result = write_manifest(rows_of(files, make, args.workers), args.out, inline=args.source == "audio")
+    for path, reason in result.skipped[:SKIPS_LISTED]:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if len(result.skipped) > SKIPS_LISTED:
+        print(f"... and {len(result.skipped) - SKIPS_LISTED} more skipped", file=sys.stderr)
+    if result.out is None:
+        print(f"no manifest written: none of the {len(files)} files could be used", file=sys.stderr)
+        return 1
+    skipped = f", skipped {len(result.skipped)} files (listed above)" if result.skipped else ""
+    print(f"wrote {result.rows} rows to {result.out}{skipped}")
+    return 2 if result.skipped else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

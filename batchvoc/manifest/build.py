@@ -1,8 +1,17 @@
-"""Building manifests: from a folder of audio files (through a preset's front end) or of .npy mels."""
+"""Building manifests from a folder of audio files (through a preset's front end) or of .npy mels.
+
+Files that cannot be used (unreadable, too short, wrong shape) are skipped with a reason each; the manifest is
+written to a temporary name and renamed when complete, so a failed build never leaves a half-written manifest.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +20,26 @@ import pyarrow.parquet as pq
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 ROW_GROUP_ROWS = 1000
+TEMP_MARK = ".partial-"
 
 
-def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+@dataclass
+class BuildResult:
+    """What a build did: rows written to `out` (None when nothing was written) and (file, reason) skipped."""
+
+    out: Path | None
+    rows: int = 0
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+class Skip(Exception):
+    """A file the builder cannot use; the message is the reason."""
+
+
+def find_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Files below `folder` with one of `suffixes` (any case), sorted; SystemExit when there are none."""
+    if not folder.is_dir():
+        raise SystemExit(f"{folder} is not a folder")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
     if not files:
         raise SystemExit(f"no {'/'.join(suffixes)} files under {folder}")
@@ -25,31 +51,72 @@ def _id_for(path: Path, folder: Path) -> str:
     return path.relative_to(folder).with_suffix("").as_posix()
 
 
-def audio_rows(folder: Path, preset_name: str) -> Iterator[dict]:
-    """Inline-mel rows for every audio file below `folder`, through the preset's mel front end."""
+def audio_row(path: Path, folder: Path, preset_name: str) -> dict:
+    """An inline-mel row for one audio file through the preset's mel front end; Skip with the reason."""
+    import torch
+
     from batchvoc.models.mel import load_audio_for, log_mel
     from batchvoc.models.presets import get_preset
 
+    torch.set_num_threads(1)
     fe = get_preset(preset_name).front_end
-    for path in _files(folder, AUDIO_SUFFIXES):
-        mel = np.asarray(log_mel(load_audio_for(fe, path), fe), dtype=np.float32)
-        yield dict(id=_id_for(path, folder), mel=mel.ravel(), n_frames=mel.shape[1], n_mels=mel.shape[0],
-                   source=str(path))  # fmt: skip
+    try:
+        audio = load_audio_for(fe, path)
+    except Exception as err:  # noqa: BLE001 - soundfile/libsndfile raise several kinds for a bad file
+        raise Skip(f"unreadable audio: {_one_line(err)}") from None
+    needed = max((fe.n_fft - fe.hop_length) // 2 + 1, fe.hop_length)
+    if audio.shape[0] < needed:
+        raise Skip(f"too short: {audio.shape[0]} samples at {fe.sample_rate} Hz, the front end needs {needed}")
+    if not np.isfinite(audio).all():
+        raise Skip("audio holds NaN or Inf samples")
+    mel = np.asarray(log_mel(audio, fe), dtype=np.float32)
+    return dict(id=_id_for(path, folder), mel=mel.ravel(), n_frames=mel.shape[1], n_mels=mel.shape[0],
+                source=str(path))  # fmt: skip
 
 
-def npy_rows(folder: Path, manifest_dir: Path) -> Iterator[dict]:
-    """mel_path rows for every .npy below `folder`, relative to the manifest's folder where possible."""
-    for path in _files(folder, (".npy",)):
+def npy_row(path: Path, folder: Path, manifest_dir: Path, n_mels: int | None = None) -> dict:
+    """A mel_path row for one .npy [n_mels, n_frames] (size-1 axes squeezed); Skip with the reason."""
+    try:
         mel = np.load(path, mmap_mode="r", allow_pickle=False)
-        try:
-            mel_path = path.resolve().relative_to(manifest_dir.resolve()).as_posix()
-        except ValueError:
-            mel_path = str(path.resolve())
-        yield dict(id=_id_for(path, folder), mel_path=mel_path, n_frames=int(mel.shape[-1]), n_mels=int(mel.shape[-2]))
+    except Exception as err:  # noqa: BLE001 - numpy raises several kinds for a bad file
+        raise Skip(f"unreadable .npy: {_one_line(err)}") from None
+    if not np.issubdtype(mel.dtype, np.floating):
+        raise Skip(f"holds {mel.dtype} values, not floats")
+    shape = [d for d in mel.shape if d != 1]
+    if len(shape) != 2:
+        raise Skip(f"shape {list(mel.shape)} is not [n_mels, n_frames]")
+    if n_mels is not None and shape[0] != n_mels:
+        raise Skip(f"{shape[0]} mel bands, the preset takes {n_mels}")
+    try:
+        mel_path = path.resolve().relative_to(manifest_dir.resolve()).as_posix()
+    except ValueError:
+        mel_path = str(path.resolve())
+    return dict(id=_id_for(path, folder), mel_path=mel_path, n_frames=shape[1], n_mels=shape[0])
 
 
-def write_rows(rows: Iterator[dict], out: Path, inline: bool) -> int:
-    """Stream rows into a Parquet manifest with row groups of ROW_GROUP_ROWS; returns the row count."""
+def _attempt(make: Callable[[Path], dict], path: Path) -> dict | str:
+    """The row for `path`, or the reason it is skipped (every exception becomes that file's reason)."""
+    try:
+        return make(path)
+    except Skip as err:
+        return str(err)
+    except Exception as err:  # noqa: BLE001 - one bad file never stops the build
+        return _one_line(err)
+
+
+def rows_of(files: list[Path], make: Callable[[Path], dict], workers: int = 1) -> Iterator[tuple[Path, dict | str]]:
+    """(file, row or skip reason) for each file, in order; `workers` > 1 spreads them over processes."""
+    attempt = partial(_attempt, make)
+    if workers <= 1 or len(files) < 2:
+        yield from zip(files, map(attempt, files), strict=True)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        yield from zip(files, pool.map(attempt, files, chunksize=max(1, min(16, len(files) // (4 * workers)))),
+                       strict=True)  # fmt: skip
+
+
+def write_manifest(results: Iterable[tuple[Path, dict | str]], out: Path, inline: bool) -> BuildResult:
+    """Stream rows into out (written as a temporary file, renamed when complete; nothing when no row is good)."""
     fields = [("id", pa.string())]
     if inline:
         fields += [("mel", pa.list_(pa.float32())), ("n_frames", pa.int32()), ("n_mels", pa.int32()),
@@ -58,14 +125,30 @@ def write_rows(rows: Iterator[dict], out: Path, inline: bool) -> int:
         fields += [("mel_path", pa.string()), ("n_frames", pa.int32()), ("n_mels", pa.int32())]
     schema = pa.schema(fields)
     out.parent.mkdir(parents=True, exist_ok=True)
-    count, chunk = 0, []
-    with pq.ParquetWriter(out, schema) as writer:
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) == ROW_GROUP_ROWS:
+    temp = out.with_name(f"{out.name}{TEMP_MARK}{os.getpid()}")
+    result = BuildResult(out=None)
+    chunk: list[dict] = []
+    try:
+        with pq.ParquetWriter(temp, schema) as writer:
+            for path, row in results:
+                if isinstance(row, str):
+                    result.skipped.append((path, row))
+                    continue
+                chunk.append(row)
+                if len(chunk) == ROW_GROUP_ROWS:
+                    writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
+                    result.rows, chunk = result.rows + len(chunk), []
+            if chunk:
                 writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
-                count, chunk = count + len(chunk), []
-        if chunk:
-            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
-            count += len(chunk)
-    return count
+                result.rows += len(chunk)
+        if result.rows:
+            os.replace(temp, out)
+            result.out = out
+    finally:
+        temp.unlink(missing_ok=True)
+    return result
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__

@@ -204,7 +204,8 @@ def _inside(folder: Path, path: str) -> Path:
 def _finite(mel: np.ndarray) -> np.ndarray:
     if mel.shape[-1] == 0:
         raise RowError("mel has 0 frames: nothing to vocode")
-    mel = np.ascontiguousarray(mel, dtype=np.float32)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf, refused below
+        mel = np.ascontiguousarray(mel, dtype=np.float32)
     bad = mel.size - int(np.isfinite(mel).sum())
     if bad:
         raise RowError(f"mel has {bad} NaN or Inf values of {mel.size}")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import glob
+import logging
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchvoc.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 KEY = "input.manifest"
 MEL_COLUMNS = ("mel", "n_frames", "n_mels", "mel_path")
@@ -30,6 +33,31 @@ def find_manifest_files(spec: str | Path | None) -> list[Path]:
     return [f.resolve() for f in files]
 
 
+def check_manifest_files(files: list[Path]) -> list[Path]:
+    """The files that hold rows, each schema checked; empty parts (0 rows, with or without columns) are skipped
+    with a warning naming them. ConfigError on input.manifest for an unreadable file, a bad schema, or when no
+    file holds any row."""
+    usable = []
+    for path in files:
+        rows = _row_count(path)
+        if rows == 0:
+            log.warning("input.manifest: skipping %s: an empty Parquet part (0 rows)", path)
+            continue
+        check_schema(path)
+        usable.append(path)
+    if not usable:
+        where = f"{files[0]} holds" if len(files) == 1 else f"all {len(files)} Parquet files ({files[0]}, ...) hold"
+        raise ConfigError(KEY, f"no rows to vocode: {where} 0 rows")
+    return usable
+
+
+def _row_count(path: Path) -> int:
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds; the user needs one message
+        raise ConfigError(KEY, f"{path} is not a readable Parquet file: {err}") from err
+
+
 def check_schema(path: Path) -> pa.Schema:
     """The file's schema, or a ConfigError naming the missing or mistyped column."""
     try:
@@ -39,6 +67,7 @@ def check_schema(path: Path) -> pa.Schema:
     names = set(schema.names)
     if "id" not in names:
         raise ConfigError(KEY, f"{path} has no 'id' column (columns: {', '.join(schema.names)})")
+    _require_id_type(path, schema.field("id"))
     if "mel" in names:
         _require_float_list(path, schema.field("mel"))
         if "n_frames" not in names:
@@ -52,4 +81,11 @@ def _require_float_list(path: Path, field: pa.Field) -> None:
     kind = field.type
     is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind)
     if not is_list or not pa.types.is_floating(kind.value_type):
-        raise ConfigError(KEY, f"{path}: column 'mel' must be list<float32> or list<float16>, not {kind}")
+        raise ConfigError(KEY, f"{path}: column 'mel' must be a list of floats (list<float32>, float16, float64, "
+                               f"large_list), not {kind}")  # fmt: skip
+
+
+def _require_id_type(path: Path, field: pa.Field) -> None:
+    kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)):
+        raise ConfigError(KEY, f"{path}: column 'id' must hold strings or integers, not {field.type}")

@@ -18,7 +18,7 @@ import ray
 from tqdm import tqdm
 
 from batchvoc.engines import check_backend
-from batchvoc.manifest import Shard, check_schema, find_manifest_files, plan_shards
+from batchvoc.manifest import Shard, check_manifest_files, find_manifest_files, plan_shards
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
 from batchvoc.runner.cluster import connect, plan_actors
@@ -51,9 +51,7 @@ def preflight(settings: JobSettings) -> tuple[list[Shard], Preset]:
     """Every check that can fail on configuration, before any work; returns the shard plan and the preset."""
     check_format(settings.fmt, settings.subtype)
     check_backend(settings.backend, settings.precision)
-    files = find_manifest_files(settings.manifest)
-    for path in files:
-        check_schema(path)
+    files = check_manifest_files(find_manifest_files(settings.manifest))  # empty parts skipped; no rows: error
     _, preset = load_vocoder(settings.preset, settings.checkpoint, settings.hparams)  # checks keys and shapes
     check_writable(settings.out_path)
     target_frames = int(settings.shard_seconds * preset.sample_rate / preset.hop_length)

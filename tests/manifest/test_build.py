@@ -1,4 +1,6 @@
 import numpy as np
+import pyarrow.parquet as pq
+import pytest
 import soundfile as sf
 
 from batchvoc.manifest import find_manifest_files, plan_shards, read_shard_rows
@@ -17,7 +19,8 @@ def test_audio_folder_becomes_inline_mels(tmp_path):
     t = np.arange(fe.sample_rate // 2) / fe.sample_rate
     sf.write(tmp_path / "wavs" / "spk" / "a.wav", 0.3 * np.sin(2 * np.pi * 440 * t), fe.sample_rate)
     sf.write(tmp_path / "wavs" / "b.flac", 0.3 * np.sin(2 * np.pi * 220 * t[:4000]), fe.sample_rate)
-    main(["audio", str(tmp_path / "wavs"), str(tmp_path / "m.parquet"), "--preset", "hifigan_v1_universal"])
+    code = main(["audio", str(tmp_path / "wavs"), str(tmp_path / "m.parquet"), "--preset", "hifigan_v1_universal"])
+    assert code == 0
     rows = _rows(tmp_path / "m.parquet", fe.n_mels)
     assert [r.id for r in rows] == ["b", "spk/a"]
     assert all(r.error is None for r in rows)
@@ -29,6 +32,96 @@ def test_npy_folder_becomes_mel_path_rows(tmp_path):
     (tmp_path / "mels").mkdir()
     for i, frames in enumerate([5, 9]):
         np.save(tmp_path / "mels" / f"u{i}.npy", np.full((100, frames), -4.0, np.float32))
-    main(["npy", str(tmp_path / "mels"), str(tmp_path / "manifest.parquet")])
+    assert main(["npy", str(tmp_path / "mels"), str(tmp_path / "manifest.parquet")]) == 0
     rows = _rows(tmp_path / "manifest.parquet", 100)
     assert [(r.id, r.mel.shape) for r in rows] == [("u0", (100, 5)), ("u1", (100, 9))]
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.rglob("*.partial-*"))
+
+
+def test_unreadable_and_too_short_files_are_skipped_with_a_reason_each(tmp_path, speech, capsys):
+    src = tmp_path / "wavs"
+    src.mkdir()
+    for wav in speech.wavs[:2]:
+        (src / wav.name).write_bytes(wav.read_bytes())
+    sf.write(src / "short.wav", np.zeros(100, np.float32), 22050)  # 100 samples: less than one frame
+    (src / "junk.wav").write_text("not a wav file")
+    sf.write(src / "empty.flac", np.zeros(0, np.float32), 22050)
+    out = tmp_path / "m.parquet"
+    assert main(["audio", str(src), str(out), "--preset", "hifigan_v1_universal"]) == 2
+    err = capsys.readouterr().err
+    assert "short.wav: too short: 100 samples" in err
+    assert "junk.wav: unreadable audio" in err and "empty.flac: " in err
+    rows = _rows(out, 80)
+    assert [r.id for r in rows] == ["s00", "s01"] and all(r.error is None for r in rows)
+    assert _leftovers(tmp_path) == []
+
+
+def test_nothing_usable_writes_no_manifest_and_exits_1(tmp_path, capsys):
+    src = tmp_path / "wavs"
+    src.mkdir()
+    sf.write(src / "short.wav", np.zeros(100, np.float32), 22050)
+    out = tmp_path / "m.parquet"
+    assert main(["audio", str(src), str(out), "--preset", "gsv_v4"]) == 1
+    assert not out.exists() and _leftovers(tmp_path) == []
+    assert "no manifest written" in capsys.readouterr().err
+
+
+def test_a_build_that_dies_midway_leaves_the_old_manifest_and_no_partial(tmp_path):
+    from batchvoc.manifest.build import write_manifest
+
+    out = tmp_path / "m.parquet"
+    out.write_bytes(b"the previous manifest")
+
+    def rows():
+        yield tmp_path / "a.npy", dict(id="a", mel_path="a.npy", n_frames=3, n_mels=80)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_manifest(rows(), out, inline=False)
+    assert out.read_bytes() == b"the previous manifest" and _leftovers(tmp_path) == []
+
+
+def test_workers_give_the_same_manifest_as_one_process(tmp_path, speech):
+    src = tmp_path / "wavs"
+    src.mkdir()
+    for wav in speech.wavs:
+        (src / wav.name).write_bytes(wav.read_bytes())
+    sf.write(src / "short.wav", np.zeros(10, np.float32), 22050)
+    one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
+    assert main(["audio", str(src), str(one), "--preset", "hifigan_v1_universal"]) == 2
+    assert main(["audio", str(src), str(two), "--preset", "hifigan_v1_universal", "--workers", "2"]) == 2
+    assert pq.read_table(one).equals(pq.read_table(two))
+    assert pq.read_table(one).num_rows == len(speech.wavs)
+
+
+def test_npy_rows_are_checked_against_the_builders_preset(tmp_path, capsys):
+    (tmp_path / "mels").mkdir()
+    np.save(tmp_path / "mels" / "ok.npy", np.full((1, 100, 7, 1), -4.0, np.float32))
+    np.save(tmp_path / "mels" / "bands80.npy", np.full((80, 7), -4.0, np.float32))
+    np.save(tmp_path / "mels" / "ints.npy", np.zeros((100, 7), np.int32))
+    np.save(tmp_path / "mels" / "cube.npy", np.zeros((2, 100, 7), np.float32))
+    (tmp_path / "mels" / "junk.npy").write_text("junk")
+    out = tmp_path / "m.parquet"
+    assert main(["npy", str(tmp_path / "mels"), str(out), "--preset", "gsv_v4", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    reasons = {"bands80": "80 mel bands", "ints": "int32", "cube": "[2, 100, 7]", "junk": "unreadable"}
+    for name, reason in reasons.items():
+        assert f"{name}.npy: " in err and reason in err
+    assert [(r.id, r.mel.shape) for r in _rows(out, 100)] == [("ok", (100, 7))]
+
+
+def test_preset_is_the_builders_own_option_and_help_lists_the_presets(tmp_path, capsys):
+    from batchvoc.models.presets import PRESETS
+
+    (tmp_path / "w").mkdir()
+    sf.write(tmp_path / "w" / "a.wav", np.zeros(4000, np.float32), 22050)
+    assert main(["audio", str(tmp_path / "w"), str(tmp_path / "m.parquet"), "--preset", "hifigan"]) == 1
+    err = capsys.readouterr().err
+    assert "--preset" in err and "model.preset" not in err and "hifigan_v1_universal" in err
+    with pytest.raises(SystemExit):
+        main(["audio", "--help"])
+    text = capsys.readouterr().out.replace("\n", "").replace(" ", "")
+    assert [name for name in PRESETS if name not in text] == [], text

@@ -86,3 +86,127 @@ def test_unsafe_ids_are_refused(bad):
 @pytest.mark.parametrize("good", ["utt1", "spk/utt1", "a.b-c_d", "ünïcode"])
 def test_safe_ids_pass(good):
     check_id(good)
+
+
+@pytest.mark.parametrize("kind", ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"])
+def test_integer_ids_become_their_decimal_string(tmp_path, kind):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mels = [np.full(N_MELS * 2, -5.0, np.float32)] * 3
+    table = pa.table({"id": pa.array([0, 7, 120], getattr(pa, kind)()), "mel": mels, "n_frames": [2, 2, 2]})
+    pq.write_table(table, tmp_path / "ints.parquet")
+    out = _read(tmp_path / "ints.parquet")
+    assert [(r.id, r.error) for r in out] == [("0", None), ("7", None), ("120", None)]
+
+
+@pytest.mark.parametrize("kind", ["large_string", "dictionary"])
+def test_large_string_and_dictionary_ids(tmp_path, kind):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = pa.array(["a", "b", "a2"], pa.large_string())
+    if kind == "dictionary":
+        ids = pa.array(["a", "b", "a2"]).dictionary_encode()
+    mels = [np.full(N_MELS, -5.0, np.float32)] * 3
+    pq.write_table(pa.table({"id": ids, "mel": mels, "n_frames": [1, 1, 1]}), tmp_path / "m.parquet")
+    assert [(r.id, r.error) for r in _read(tmp_path / "m.parquet")] == [("a", None), ("b", None), ("a2", None)]
+
+
+@pytest.mark.parametrize("value_type", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("list_type", ["list_", "large_list"])
+def test_float16_float64_and_large_list_mels(tmp_path, value_type, list_type):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mel = np.linspace(-9, -1, N_MELS * 5)
+    kind = getattr(pa, list_type)(getattr(pa, value_type)())
+    table = pa.table({"id": ["a"], "mel": pa.array([mel.astype(value_type)], kind), "n_frames": [5]})
+    pq.write_table(table, tmp_path / "m.parquet")
+    (row,) = _read(tmp_path / "m.parquet")
+    assert row.error is None and row.mel.dtype == np.float32 and row.mel.shape == (N_MELS, 5)
+    np.testing.assert_allclose(row.mel.ravel(), mel, rtol=1e-3)
+
+
+def test_float64_values_beyond_float32_are_a_row_error(tmp_path):
+    rows = mel_rows(2, N_MELS, frames=3)
+    rows[1]["mel"] = np.full(N_MELS * 3, 1e300)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mels = pa.array([r["mel"].astype(np.float64) for r in rows], pa.list_(pa.float64()))
+    table = pa.table({"id": [r["id"] for r in rows], "n_frames": [3, 3], "mel": mels})
+    pq.write_table(table, tmp_path / "m.parquet")
+    out = _read(tmp_path / "m.parquet")
+    assert out[0].error is None and "NaN or Inf" in out[1].error
+
+
+NPY_CASES = [
+    ("n_mels_t", (N_MELS, 6), "float32", None),
+    ("n_mels_t_1", (N_MELS, 6, 1), "float32", None),  # size-1 axes are squeezed, wherever they are
+    ("1_n_mels_t", (1, N_MELS, 6), "float16", None),
+    ("1_1_n_mels_t_1", (1, 1, N_MELS, 6, 1), "float64", None),
+    ("t_n_mels", (6, N_MELS), "float32", "save mel.T"),
+    ("2_n_mels_t", (2, N_MELS, 6), "float32", "not [n_mels, n_frames]"),
+    ("n_mels", (N_MELS,), "float32", "not [n_mels, n_frames]"),
+    ("zero_frames", (N_MELS, 0), "float32", "0 frames"),
+    ("ints", (N_MELS, 6), "int16", "not float values"),
+    ("scalar", (), "float32", "not [n_mels, n_frames]"),
+]
+
+
+@pytest.mark.parametrize("name, shape, dtype, reason", NPY_CASES, ids=[c[0] for c in NPY_CASES])
+def test_npy_squeezes_size_1_axes_only_and_any_other_shape_is_a_row_error(tmp_path, name, shape, dtype, reason):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    np.save(folder / "good.npy", np.full((N_MELS, 4), -5.0, np.float32))
+    np.save(folder / f"{name}.npy", np.full(shape, -5, dtype))
+    rows = [dict(id="before", mel_path="good.npy"), dict(id=name, mel_path=f"{name}.npy"),
+            dict(id="after", mel_path="good.npy")]  # fmt: skip
+    out = _read(write_manifest(folder / "m.parquet", rows))
+    assert out[0].error is None and out[2].error is None
+    if reason is None:
+        assert out[1].error is None and out[1].mel.shape == (N_MELS, 6) and out[1].mel.dtype == np.float32
+    else:
+        assert reason in out[1].error and out[1].mel is None
+
+
+def test_object_arrays_and_pickles_are_refused(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([None, 1], dtype=object), allow_pickle=True)
+    rows = [dict(id="obj", mel_path="obj.npy")]
+    (row,) = _read(write_manifest(tmp_path / "m.parquet", rows))
+    assert "not a readable .npy" in row.error
+
+
+def test_declared_columns_and_conventions_are_checked_per_row(tmp_path, speech):
+    from batchvoc.manifest.conventions import MelChecks
+    from batchvoc.models.presets import get_preset
+    from tests.speech import speech_mels
+
+    preset = get_preset("hifigan_v1_universal")
+    mel = speech_mels(speech, preset)[0]
+    rows = [dict(id=f"r{i}", mel=m.ravel(), n_frames=m.shape[1], n_mels=80, sample_rate=sr)
+            for i, (m, sr) in enumerate([(mel, "22050"), (mel / np.log(10), "22050"), (mel, "16000")])]  # fmt: skip
+    (shard,) = plan_shards(find_manifest_files(write_manifest(tmp_path / "m.parquet", rows)), 10**9)
+    out = list(read_shard_rows(shard, MelChecks.for_preset(preset)))
+    assert out[0].error is None and np.array_equal(out[0].mel, mel)
+    assert "log10" in out[1].error and "input.mel_scale=log10" in out[1].error
+    assert "sample_rate is 16000" in out[2].error
+    warned = list(read_shard_rows(shard, MelChecks.for_preset(preset, mode="warn")))
+    assert warned[1].error is None and "log10" in warned[1].warning and warned[2].error is not None
+
+
+def test_a_row_group_that_cannot_be_decoded_fails_its_own_rows_only(tmp_path):
+    path = write_manifest(tmp_path / "m.parquet", mel_rows(6, N_MELS, frames=3), row_group_size=2)
+    (shard,) = plan_shards(find_manifest_files(path), 10**9)
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata.row_group(1).column(1)  # the 'mel' column chunk of row group 1
+    start = meta.dictionary_page_offset or meta.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start : start + meta.total_compressed_size] = b"\xff" * meta.total_compressed_size
+    path.write_bytes(bytes(data))
+    out = list(read_shard_rows(shard, N_MELS))
+    assert [r.index for r in out] == list(range(6))
+    assert [r.error is None for r in out] == [True, True, False, False, True, True]
+    assert "row group 1" in out[2].error

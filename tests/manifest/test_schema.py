@@ -43,3 +43,39 @@ def test_schema_errors_name_the_column(tmp_path):
     garbage.write_text("not parquet")
     with pytest.raises(ConfigError, match="not a readable Parquet"):
         check_schema(garbage)
+
+
+def test_empty_parts_are_skipped_with_a_warning_naming_them(tmp_path, caplog):
+    from batchvoc.manifest import check_manifest_files
+
+    good = write_manifest(tmp_path / "d" / "a_good.parquet", mel_rows(2, 4))
+    bare = tmp_path / "d" / "b_bare.parquet"
+    pq.write_table(pa.table({}), bare)  # 0 rows, 0 columns
+    typed = write_manifest(tmp_path / "d" / "c_typed.parquet", mel_rows(2, 4)).with_name("c_typed.parquet")
+    pq.write_table(pq.read_table(typed).slice(0, 0), typed)  # 0 rows, the manifest's columns
+    odd = tmp_path / "d" / "d_odd.parquet"
+    pq.write_table(pa.table({"x": pa.array([], pa.int8())}), odd)  # 0 rows, columns of something else
+    with caplog.at_level("WARNING"):
+        assert check_manifest_files(find_manifest_files(tmp_path / "d")) == [good.resolve()]
+    for path in (bare, typed, odd):
+        assert str(path.resolve()) in caplog.text
+
+
+def test_a_manifest_with_no_rows_at_all_is_a_config_error(tmp_path):
+    from batchvoc.manifest import check_manifest_files
+
+    pq.write_table(pa.table({}), tmp_path / "a.parquet")
+    write_manifest(tmp_path / "b.parquet", [])
+    with pytest.raises(ConfigError, match="no rows") as err:
+        check_manifest_files(find_manifest_files(tmp_path))
+    assert err.value.key == "input.manifest"
+
+
+def test_ids_must_be_strings_or_integers(tmp_path):
+    path = tmp_path / "floats.parquet"
+    pq.write_table(pa.table({"id": [1.5], "mel_path": ["a.npy"]}), path)
+    with pytest.raises(ConfigError, match="'id' must hold strings or integers"):
+        check_schema(path)
+    for ids in (pa.array([1], pa.uint64()), pa.array(["a"], pa.large_string()), pa.array(["a"]).dictionary_encode()):
+        pq.write_table(pa.table({"id": ids, "mel_path": ["a.npy"]}), path)
+        check_schema(path)

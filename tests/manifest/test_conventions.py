@@ -1,0 +1,171 @@
+"""Mel conventions on real speech (espeak-ng through each preset's own front end): natural-log mels pass,
+every other convention is named with the key that reads it, input.mel_scale converts, declared columns are checked.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from batchvoc.errors import ConfigError, RowError
+from batchvoc.manifest.conventions import MelChecks, looks_like, to_natural_log
+from batchvoc.models.mel import load_audio_for, log_mel
+from batchvoc.models.presets import get_preset
+from tests.speech import speech_mels
+
+PRESETS = ("hifigan_v1_universal", "gsv_v4", "bigvgan_v2_24khz_100band_256x", "bigvgan_v2_44khz_128band_512x")
+LN10 = np.log(10.0)
+
+
+def _db(m):
+    return 20 * m / LN10
+
+
+# (kind, make from a natural-log mel, words the reason must hold)
+WRONG = [
+    ("log10", lambda m: m / LN10, ["log10", "input.mel_scale=log10"]),
+    ("dB 20*log10", _db, ["decibels", "input.mel_scale=db"]),
+    ("dB ref=max, top_db=80", lambda m: np.maximum(_db(m) - _db(m).max(), -80), ["decibels", "input.mel_scale=db"]),
+    ("dB 10*log10 of power", lambda m: 10 * np.log10(np.exp(2 * m)), ["decibels", "input.mel_scale=db"]),
+    ("gsv_norm", lambda m: (m + 12) / 14 * 2 - 1, ["[-1, 1]", "input.mel_scale=gsv_norm"]),
+    ("min-max [0, 1]", lambda m: (m - m.min()) / (m.max() - m.min()), ["[0, 1]", "input.mel_scale"]),
+    ("linear magnitudes", np.exp, ["linear"]),
+    ("scaled by 0.5", lambda m: 0.5 * m, ["scaled by 0.50"]),
+    ("log of power", lambda m: 2 * m, ["power"]),
+    ("Tacotron symmetric [-4, 4]", lambda m: np.clip((_db(m) + 100) / 100 * 8 - 4, -4, 4), ["scaled"]),
+    ("[T, n_mels] flattened", lambda m: np.ascontiguousarray(m.T).reshape(m.shape), ["[T, n_mels]", "mel.T"]),
+    ("all zeros", np.zeros_like, ["placeholder"]),
+]
+
+
+@pytest.fixture(scope="module", params=PRESETS)
+def preset_mels(request, speech):
+    preset = get_preset(request.param)
+    return preset, speech_mels(speech, preset)
+
+
+def _recorded(speech, preset, gain: float, noise: float) -> list[np.ndarray]:
+    """Mels of the speech at another level, over a white noise floor of std `noise` (a recording's floor)."""
+    fe = preset.front_end
+    rng = np.random.default_rng(7)
+    mels = []
+    for wav in speech.wavs:
+        audio = gain * load_audio_for(fe, wav)
+        audio = audio + noise * rng.standard_normal(audio.shape[0]).astype(np.float32)
+        mels.append(np.asarray(log_mel(np.clip(audio, -1, 1).astype(np.float32), fe)))
+    return mels
+
+
+def test_natural_log_speech_passes_at_any_level_and_noise_floor(preset_mels, speech):
+    preset, mels = preset_mels
+    checks = MelChecks.for_preset(preset)
+    found = []
+    for gain, noise in [(1, 0), (0.05, 0), (1.25, 0), (1, 0.001), (1, 0.01), (1, 0.03), (0.1, 0.003)]:
+        for mel in mels if (gain, noise) == (1, 0) else _recorded(speech, preset, gain, noise):
+            found.append(looks_like(mel, checks.floor, checks.ceiling))
+            assert checks.read(mel)[1] is None
+    assert found == [None] * len(found)
+
+
+@pytest.mark.parametrize("kind, make, words", WRONG, ids=[w[0] for w in WRONG])
+def test_each_other_convention_is_named_with_its_key(preset_mels, kind, make, words):
+    preset, mels = preset_mels
+    checks = MelChecks.for_preset(preset)
+    for mel in mels:
+        with pytest.raises(RowError) as err:
+            checks.read(make(mel).astype(np.float32))
+        reason = str(err.value)
+        assert all(word in reason for word in words), (kind, reason)
+        assert "\n" not in reason
+
+
+def test_noisy_log10_is_caught_without_a_clamped_floor(speech):
+    preset = get_preset("hifigan_v1_universal")
+    checks = MelChecks.for_preset(preset)
+    for mel in _recorded(speech, preset, 1.0, 0.01):
+        assert "log10" in looks_like(mel / LN10, checks.floor, checks.ceiling)
+
+
+@pytest.mark.parametrize(
+    "scale, make",
+    [("log10", lambda m: m / LN10), ("db", _db), ("gsv_norm", lambda m: (m + 12) / 14 * 2 - 1), ("ln", lambda m: m)],
+)
+def test_mel_scale_converts_on_read(preset_mels, scale, make):
+    preset, mels = preset_mels
+    checks = MelChecks.for_preset(preset, scale=scale)
+    for mel in mels:
+        got, warning = checks.read(make(mel).astype(np.float32))
+        assert warning is None and got.dtype == np.float32
+        np.testing.assert_allclose(got, mel, atol=2e-5 * np.abs(mel).max() + 1e-5)
+
+
+def test_db_relative_to_max_with_80_db_floor_reads_with_db_scale(preset_mels):
+    preset, mels = preset_mels
+    checks = MelChecks.for_preset(preset, scale="db")
+    for mel in mels:
+        got, _ = checks.read(np.maximum(_db(mel) - _db(mel).max(), -80).astype(np.float32))
+        assert got.max() == pytest.approx(0.0, abs=1e-5) and got.min() == pytest.approx(-80 * LN10 / 20, abs=1e-4)
+
+
+def test_a_wrong_mel_scale_is_named_in_the_refusal(preset_mels):
+    preset, mels = preset_mels
+    with pytest.raises(RowError, match="input.mel_scale=db"):
+        MelChecks.for_preset(preset, scale="db").read(mels[0])  # natural-log mels read as dB: far too compressed
+
+
+def test_warn_and_off_modes_vocode_anyway(preset_mels):
+    preset, mels = preset_mels
+    log10 = (mels[0] / LN10).astype(np.float32)
+    mel, warning = MelChecks.for_preset(preset, mode="warn").read(log10)
+    assert "log10" in warning and mel is not None
+    mel, warning = MelChecks.for_preset(preset, mode="off").read(log10)
+    assert warning is None and np.array_equal(mel, log10)
+
+
+def test_unknown_scale_or_mode_names_the_key():
+    with pytest.raises(ConfigError) as err:
+        MelChecks(80, scale="log2")
+    assert err.value.key == "input.mel_scale"
+    with pytest.raises(ConfigError) as err:
+        MelChecks(80, mode="strict")
+    assert err.value.key == "check.mel_convention"
+
+
+def test_mels_made_at_another_sample_rate_look_right_so_the_declared_column_decides(speech):
+    """A mel from 16 kHz or 44.1 kHz audio is a plausible natural-log mel: only the sample_rate column tells."""
+    preset = get_preset("hifigan_v1_universal")
+    checks = MelChecks.for_preset(preset)
+    for rate in (16000, 44100):
+        fe = replace(preset.front_end, sample_rate=rate)
+        mel = np.asarray(log_mel(load_audio_for(fe, speech.wavs[0]), fe))
+        assert checks.read(mel)[1] is None
+        with pytest.raises(RowError, match=f"sample_rate is {rate} Hz"):
+            checks.check_declared(sample_rate=rate)
+
+
+@pytest.mark.parametrize(
+    "preset_name, good, bad",
+    [
+        ("hifigan_v1_universal", [dict(sample_rate=22050), dict(hop_length=256), dict(sample_rate=22050.0)],
+         [dict(sample_rate=16000), dict(sample_rate=44100), dict(hop_length=200), dict(n_mels=100),
+          dict(sample_rate=22050.5), dict(sample_rate="fast")]),
+        ("gsv_v4", [dict(sample_rate=48000, hop_length=480), dict(sample_rate=32000, hop_length=320),
+                    dict(sample_rate=32000), dict(n_mels=100)],
+         [dict(sample_rate=24000), dict(sample_rate=32000, hop_length=480), dict(hop_length=256), dict(n_mels=80)]),
+    ],
+)  # fmt: skip
+def test_declared_columns_must_match_the_model(preset_name, good, bad):
+    checks = MelChecks.for_preset(get_preset(preset_name))
+    for declared in good:
+        checks.check_declared(**declared)
+    for declared in bad:
+        with pytest.raises(RowError) as err:
+            checks.check_declared(**declared)
+        assert any(column in str(err.value) for column in declared), (declared, err.value)
+
+
+def test_to_natural_log_definitions():
+    x = np.array([[-100.0, 0.0, 20.0]], np.float32)
+    np.testing.assert_allclose(to_natural_log(x, "db"), np.log(10.0 ** (x / 20)), rtol=1e-6)
+    np.testing.assert_allclose(to_natural_log(x / 20, "log10"), np.log(10.0 ** (x / 20)), rtol=1e-6)
+    np.testing.assert_allclose(to_natural_log(np.array([[-1.0, 1.0]], np.float32), "gsv_norm"), [[-12.0, 2.0]])
