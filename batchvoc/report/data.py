@@ -113,11 +113,16 @@ def failure_kinds(data: JobData, status: str = "error") -> list[tuple[str, int, 
 
 def worst_rows(data: JobData, count: int) -> list[dict[str, Any]]:
     """The `count` written rows with the largest mel_error (largest first); [] when there is no mel_error."""
-    if "mel_error" not in data.rows.column_names:
+    if "mel_error" not in data.rows.column_names or "path" not in data.rows.column_names:
         return []
-    written = [r for r in data.rows.to_pylist() if r.get("path") and r.get("mel_error") is not None]
-    written = [r for r in written if np.isfinite(r["mel_error"])]
-    return sorted(written, key=lambda r: -r["mel_error"])[:count]
+    rows = data.rows
+    error = rows.column("mel_error")
+    keep = pc.and_(pc.is_valid(rows.column("path")), pc.and_(pc.is_valid(error), pc.is_finite(error)))
+    written = rows.filter(pc.fill_null(keep, False))
+    if written.num_rows == 0:
+        return []
+    top = pc.select_k_unstable(written, k=min(count, written.num_rows), sort_keys=[("mel_error", "descending")])
+    return sorted(written.take(top).to_pylist(), key=lambda r: -r["mel_error"])
 
 
 def input_mels(manifest: str | None, ids: list[str]) -> dict[str, np.ndarray]:

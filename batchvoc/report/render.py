@@ -74,7 +74,7 @@ def _duration(seconds: float | None) -> str:
         return f"{seconds / 3600:.2f} h"
     if seconds >= 120:
         return f"{seconds / 60:.1f} min"
-    return f"{seconds:.1f} s"
+    return f"{seconds:.1f} s" if seconds >= 1 else f"{seconds:.2f} s"
 
 
 def _header(job: jobdata.JobData) -> str:
