@@ -1,4 +1,8 @@
-"""python -m batchvoc job=NAME [key=value ...]: vocode a Parquet mel manifest into audio files."""
+"""python -m batchvoc job=NAME [key=value ...]: vocode a Parquet mel manifest into audio files.
+
+`-m` sweeps run every job in turn in this process (Hydra's basic launcher), job N into output.dir/N; each
+leaves Ray shut down for the next, and the exit code is the worst of them (1 over 2 over 0).
+"""
 
 from __future__ import annotations
 
@@ -9,25 +13,62 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, open_dict
 
+from batchvoc.cli import HELP_FLAGS, check_command_line, console_for_pipes, help_text
+from batchvoc.config import register
 from batchvoc.errors import ConfigError
 
-CONF = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("batchvoc")
+register()
+_codes: list[int] = []  # each job's exit code, in the order the jobs ran
 
 
-@hydra.main(version_base="1.3", config_path=CONF, config_name="config")
-def main(cfg: DictConfig) -> None:
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def _job(cfg: DictConfig) -> int:
+    """One job (a sweep calls it once per combination): its exit code, recorded for the process's."""
     logging.getLogger().setLevel(cfg.get("log_level", "INFO"))
+    code = 1
     try:
+        _sweep_folder(cfg)
         code = run(cfg)
     except ConfigError as err:
-        log.error("configuration: %s", err)
+        log.error("cannot run: %s", err)
         print(f"batchvoc: cannot run: {err}", file=sys.stderr)
-        code = 1
+    except KeyboardInterrupt:
+        code = 130
+        raise
+    finally:
+        _codes.append(code)
+        _leave_clean()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command: help, the configuration checked for every job, then Hydra runs them; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg in HELP_FLAGS for arg in argv):
+        print(help_text())
+        return 0
+    try:
+        check_command_line(argv)
+    except ConfigError as err:
+        print(f"batchvoc: cannot run: {err}", file=sys.stderr)
+        return 1
+    console_for_pipes()
+    _codes.clear()
+    try:
+        _job()
     except KeyboardInterrupt:
         print("batchvoc: interrupted; run the same command again to finish what is missing", file=sys.stderr)
-        code = 130
-    sys.exit(code)
+        return 130
+    return worst(_codes)
+
+
+def worst(codes: list[int]) -> int:
+    """The process's exit code over its jobs: 1 (could not run) over 2 (rows failed) over 0; 0 when none ran."""
+    for code in (130, 1, 2):
+        if code in codes:
+            return code
+    return max(codes, default=0)
 
 
 def run(cfg: DictConfig) -> int:
@@ -39,14 +80,35 @@ def run(cfg: DictConfig) -> int:
     settings = JobSettings.from_config(cfg)
     report = run_job(settings)
     s = report.summary
-    print(
-        f"batchvoc: {s['rows_ok']} rows ok, {s['rows_failed']} failed; {s['audio_seconds'] / 3600:.3f} h of audio, "
-        f"{s['x_realtime']:.1f}x real time on {s['actors']} actor(s) ({s['backend']} {s['precision']}); "
-        f"outputs in {settings.out_path} (summary.json)"
-    )
+    log.info(
+        "batchvoc: %d rows ok, %d failed; %.3f h of audio, %.1fx real time on %d actor(s) (%s %s); "
+        "outputs in %s (summary.json)",
+        s["rows_ok"], s["rows_failed"], s["audio_seconds"] / 3600, s["x_realtime"], s["actors"], s["backend"],
+        s["precision"], settings.out_path,
+    )  # fmt: skip
     if report.failed_shards:
-        print(f"batchvoc: shards that could not finish: {', '.join(report.failed_shards)}; run again to retry")
+        log.error("batchvoc: shards that could not finish: %s; run again to retry", ", ".join(report.failed_shards))
     return report.exit_code
+
+
+def _sweep_folder(cfg: DictConfig) -> None:
+    """In a sweep, job N writes into output.dir/N (Hydra's sweep subdir), so jobs never share outputs."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        with open_dict(cfg):
+            cfg.output.dir = f"{str(cfg.output.dir).rstrip('/')}/{hc.job.num}"
+        log.info("sweep job %s (%s) -> %s", hc.job.num, " ".join(hc.overrides.task), cfg.output.dir)
+
+
+def _leave_clean() -> None:
+    """Shut down the Ray this job connected to or started, so the next job of a sweep starts from nothing."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def _make_demo_input(cfg: DictConfig) -> None:
@@ -61,4 +123,4 @@ def _make_demo_input(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,7 +5,7 @@ Each line vocodes the same `utterances` random mels of `frames` frames through t
 fp32 eager is measured in the same run for every batch size: its audio is the accuracy reference and its speed
 the denominator of `speedup`. With whole=true, each item also runs unchunked (one per row) for comparison.
 Timing: CUDA events around the run on a GPU (the run ends in a device-to-host copy, so it is complete),
-perf_counter on a CPU. Config: conf/bench.yaml.
+perf_counter on a CPU. Config: batchvoc/conf/bench.yaml.
 
 A backend entry may carry engine options: "inductor:layout=ncl,antialias=conv" builds the inductor engine with
 layout="ncl" and antialias="conv" (the stock model, for comparison); "inductor:mode=default";
@@ -32,7 +32,7 @@ from batchvoc.engines import build_engine, check_backend
 from batchvoc.errors import ConfigError
 from batchvoc.hostmem import retain_freed_memory
 
-CONF = str(Path(__file__).resolve().parent.parent / "conf")
+CONF = str(Path(__file__).resolve().parent / "conf")  # the packaged config tree
 log = logging.getLogger("batchvoc.bench")
 
 

@@ -1,76 +1,111 @@
-"""The job's settings as plain Python, read from the Hydra config and checked before any work."""
+"""The job's settings as plain Python, read from the validated Hydra config and checked before any work.
+
+`JobSettings` is what the driver and its actors receive (picklable, no OmegaConf). Each field maps to one config
+key (`KEYS`); its default is the schema's (batchvoc/config.py), so defaults live in one place.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from batchvoc.config import CheckConf, ClusterConf, EngineConf, InputConf, OutputConf, validate
 from batchvoc.errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
+# JobSettings field -> config key. A new setting is a schema field, a JobSettings field and a line here.
+KEYS: dict[str, str] = {
+    "manifest": "input.manifest",
+    "out_dir": "output.dir",
+    "preset": "model.preset",
+    "checkpoint": "model.checkpoint",
+    "hparams": "model.hparams",
+    "backend": "engine.backend",
+    "precision": "engine.precision",
+    "batch": "engine.batch",
+    "window": "engine.window",
+    "cache_dir": "engine.cache_dir",
+    "engine_options": "engine.options",
+    "address": "cluster.address",
+    "cpu_actors": "cluster.cpu_actors",
+    "max_attempts": "cluster.max_attempts",
+    "max_restarts": "cluster.max_restarts",
+    "max_task_retries": "cluster.max_task_retries",
+    "shard_seconds": "input.shard_seconds",
+    "mel_scale": "input.mel_scale",
+    "fmt": "output.format",
+    "subtype": "output.subtype",
+    "overwrite": "output.overwrite",
+    "lhotse": "output.lhotse",
+    "max_mel_error": "check.max_mel_error",
+    "mel_convention": "check.mel_convention",
+    "storage_options": "io.storage_options",
+}
+
+
+def _v(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
 
 @dataclass
 class JobSettings:
-    """Everything a driver and its actors need; every field maps to one Hydra key (see conf/config.yaml)."""
+    """Everything a driver and its actors need; every field maps to one config key (see `KEYS`)."""
 
     manifest: str | None  # input.manifest
     out_dir: str  # output.dir
     preset: str  # model.preset
     checkpoint: str | None  # model.checkpoint
     hparams: dict[str, Any] = field(default_factory=dict)  # model.hparams: overrides of the preset's
-    backend: str = "auto"  # engine.backend
-    precision: str = "fp16"  # engine.precision
-    batch: int = 16  # engine.batch: windows per forward
-    window: int | None = None  # engine.window: frames per window (None: the preset's default)
-    cache_dir: str | None = None  # engine.cache_dir: compiled-engine caches
-    address: str = ""  # cluster.address
-    cpu_actors: int = 1  # cluster.cpu_actors
-    max_attempts: int = 3  # cluster.max_attempts: tries per shard before it is reported failed
-    shard_seconds: float = 600.0  # input.shard_seconds: audio per shard
-    fmt: str = "wav"  # output.format
-    subtype: str = "PCM_16"  # output.subtype
-    mel_scale: str = "ln"  # input.mel_scale: ln | log10 | db | gsv_norm, converted to ln on read
-    mel_convention: str = "error"  # check.mel_convention: error | warn | off, for rows that look like another
+    backend: str = EngineConf.backend  # engine.backend
+    precision: str = _v(EngineConf.precision)  # engine.precision
+    batch: int = EngineConf.batch  # engine.batch: chunks per forward
+    window: int | None = EngineConf.window  # engine.window: frames per chunk (None: the preset's default)
+    cache_dir: str | None = None  # engine.cache_dir: compiled-engine caches (None: the engine's default)
+    engine_options: dict[str, Any] = field(default_factory=dict)  # engine.options: engine tunables
+    address: str = ClusterConf.address  # cluster.address
+    cpu_actors: int = ClusterConf.cpu_actors  # cluster.cpu_actors
+    max_attempts: int = ClusterConf.max_attempts  # cluster.max_attempts: tries per shard before it is failed
+    max_restarts: int = ClusterConf.max_restarts  # cluster.max_restarts: Ray restarts of a dead actor
+    max_task_retries: int = ClusterConf.max_task_retries  # cluster.max_task_retries: Ray retries of a shard
+    shard_seconds: float = InputConf.shard_seconds  # input.shard_seconds: audio per shard
+    mel_scale: str = _v(InputConf.mel_scale)  # input.mel_scale: ln | log10 | db | gsv_norm
+    fmt: str = _v(OutputConf.format)  # output.format
+    subtype: str = OutputConf.subtype  # output.subtype
+    overwrite: bool = OutputConf.overwrite  # output.overwrite: start clean over another job's outputs
+    lhotse: bool = OutputConf.lhotse  # output.lhotse: also write a Lhotse cut manifest
+    max_mel_error: float | None = CheckConf.max_mel_error  # check.max_mel_error (None: no round-trip limit)
+    mel_convention: str = _v(CheckConf.mel_convention)  # check.mel_convention: error | warn | off
+    storage_options: dict[str, Any] = field(default_factory=dict)  # io.storage_options: fsspec options
     config: dict[str, Any] = field(default_factory=dict)  # the resolved config, for summary.json
 
     @classmethod
     def from_config(cls, cfg: Any) -> JobSettings:
-        """From the Hydra DictConfig (or a plain nested dict)."""
+        """From the Hydra DictConfig (or a plain nested dict), validated against the schema first.
+
+        Raises ConfigError naming the key of an unknown key, a value of the wrong type or a value out of range.
+        """
         from omegaconf import OmegaConf
 
-        c = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
-        inp, out, model, eng, clu = (c.get(k) or {} for k in ("input", "output", "model", "engine", "cluster"))
-        chk = c.get("check") or {}
-        settings = cls(
-            manifest=inp.get("manifest"),
-            out_dir=out.get("dir") or "",
-            preset=model.get("preset") or "",
-            checkpoint=model.get("checkpoint"),
-            hparams=dict(model.get("hparams") or {}),
-            backend=eng.get("backend", "auto"),
-            precision=eng.get("precision", "fp16"),
-            batch=int(eng.get("batch", 16)),
-            window=eng.get("window"),
-            cache_dir=eng.get("cache_dir"),
-            address=clu.get("address") or "",
-            cpu_actors=int(clu.get("cpu_actors", 1)),
-            max_attempts=int(clu.get("max_attempts", 3)),
-            shard_seconds=float(inp.get("shard_seconds", 600.0)),
-            fmt=out.get("format", "wav"),
-            subtype=out.get("subtype", "PCM_16"),
-            mel_scale=inp.get("mel_scale", "ln"),
-            mel_convention=chk.get("mel_convention", "error"),
-            config=c,
-        )
+        typed = validate(cfg)
+        plain = OmegaConf.to_container(typed, resolve=True, enum_to_str=True)
+        values = {name: OmegaConf.select(typed, key) for name, key in KEYS.items()}
+        values = {name: _v(value) for name, value in values.items()}
+        for name in ("hparams", "engine_options", "storage_options"):
+            values[name] = OmegaConf.to_container(values[name], resolve=True) if values[name] is not None else {}
+        values["out_dir"] = values["out_dir"] or ""
+        values["preset"] = values["preset"] or ""
+        values["address"] = values["address"] or ""
+        settings = cls(**values, config=plain)
         settings.check()
         return settings
 
     def check(self) -> None:
         """ConfigError for values that are wrong on their face (files and models are checked by the driver)."""
         if not self.out_dir:
-            raise ConfigError("output.dir", "set output.dir=PATH: where wavs/, manifest/, stats/ go")
+            raise ConfigError("output.dir", "set output.dir=PATH: where audio/, manifest/, stats/ go")
         if self.precision not in PRECISIONS:
             raise ConfigError("engine.precision", f"{self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.batch < 1:
@@ -79,11 +114,16 @@ class JobSettings:
             raise ConfigError("engine.window", f"must be a positive number of frames, not {self.window}")
         if self.cpu_actors < 1:
             raise ConfigError("cluster.cpu_actors", f"must be at least 1, not {self.cpu_actors}")
+        for name in ("max_attempts", "max_restarts", "max_task_retries"):
+            if getattr(self, name) < 0:
+                raise ConfigError(KEYS[name], f"must be 0 or more, not {getattr(self, name)}")
         from batchvoc.manifest.conventions import MelChecks
 
         MelChecks(1, scale=self.mel_scale, mode=self.mel_convention)  # ConfigError naming the key
         if self.shard_seconds <= 0:
             raise ConfigError("input.shard_seconds", f"must be positive, not {self.shard_seconds}")
+        if self.max_mel_error is not None and self.max_mel_error <= 0:
+            raise ConfigError("check.max_mel_error", f"must be positive (or null), not {self.max_mel_error}")
 
     @property
     def out_path(self) -> Path:

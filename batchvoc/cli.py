@@ -1,0 +1,213 @@
+"""What `python -m batchvoc` does before Hydra takes over: help, and one check of every job's configuration.
+
+Hydra composes the config after it has made its run folder under output.dir, and reports a bad override in
+several lines. So the command line is checked here first, with Hydra's own compose API: every job of a sweep
+composed, validated against the schema (batchvoc/config.py) and its output.dir checked, each fault one line
+naming the key.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import tempfile
+from dataclasses import MISSING, fields, is_dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from batchvoc.config import BatchvocConfig, config_error, register, validate
+from batchvoc.errors import ConfigError
+
+CONFIG_MODULE = "batchvoc.conf"
+HELP_FLAGS = ("-h", "--help")
+# Hydra flags after which the command does not run a job (it shows something), so nothing is checked
+SHOW_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc", "--resolve", "-p")
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def overrides_of(argv: list[str]) -> list[str]:
+    """The key=value arguments of a command line (flags and their values left out)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"):
+            skip = True
+        elif not arg.startswith("-"):
+            out.append(arg)
+    return out
+
+
+def sweep_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override list of each job the command runs: one, or (with -m) one per combination of sweep values."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as err:  # Hydra's OverrideParseException and friends: one line naming the argument
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError("command line", first) from None
+    choices = []
+    for override in parsed:
+        if override.is_sweep_override():
+            key = override.get_key_element()
+            if not multirun:
+                raise ConfigError(key.lstrip("+~"), f"{override.input_line!r} sweeps: add -m to run one job each")
+            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            choices.append([override.input_line])
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def check_command_line(argv: list[str]) -> None:
+    """Compose, validate and check output.dir for every job the command line runs; ConfigError on the first fault."""
+    if any(arg in SHOW_FLAGS for arg in argv):
+        return
+    multirun = any(arg in MULTIRUN_FLAGS for arg in argv)
+    overrides = [o for o in overrides_of(argv) if not o.lstrip("+~").startswith("hydra")]
+    for job in sweep_jobs(overrides, multirun):
+        cfg = compose(job)
+        check_output_dir(str(cfg.output.dir))
+
+
+def compose(overrides: list[str]) -> Any:
+    """The validated config of one job (hydra node left out). Raises ConfigError naming the key."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)  # so ${hydra:runtime.choices.job} resolves
+            with open_dict(cfg):
+                job_name = cfg.hydra.runtime.choices.get("job")
+                del cfg["hydra"]
+                cfg.job_name = job_name
+            typed = validate(cfg)
+            OmegaConf.resolve(typed)
+            return typed
+    except OmegaConfBaseException as err:
+        raise config_error(err) from None
+    except HydraException as err:
+        raise _hydra_error(err) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _hydra_error(err: Exception) -> ConfigError:
+    """Hydra's composition error (its cause, when OmegaConf's, names the key) as one line."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(err.__cause__, OmegaConfBaseException):
+        return config_error(err.__cause__)
+    text = " ".join(str(err).split())
+    if "You must specify 'job'" in text:
+        return ConfigError("job", f"pick a job: job=NAME, one of {', '.join(job_names())}")
+    if "Could not find '" in text and "/" in text:  # "Could not find 'job/nope'" -> the group's key
+        group, name = text.split("Could not find '", 1)[1].split("'", 1)[0].split("/", 1)
+        return ConfigError(group, f"no {group} called {name!r}; options: {', '.join(group_options(group))}")
+    if "Could not override '" in text:
+        key = text.split("Could not override '", 1)[1].split("'", 1)[0]
+        return ConfigError(key, "unknown key")
+    return ConfigError("config", text)
+
+
+def check_output_dir(out_dir: str) -> None:
+    """ConfigError on output.dir when a job could not write there: a file, a dangling link, read-only, not creatable.
+
+    URLs (s3://, gs:// ...) are checked by the storage layer when the job starts.
+    """
+    if "://" in out_dir:
+        return
+    path = Path(out_dir).expanduser()
+    if path.is_symlink() and not path.exists():
+        raise ConfigError("output.dir", f"{path} is a link to {os.readlink(path)}, which does not exist")
+    probe = path
+    while not probe.exists():  # the nearest folder that exists is where the job's folders will be made
+        if probe.is_symlink():
+            raise ConfigError("output.dir", f"{probe} is a link to {os.readlink(probe)}, which does not exist")
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is a file" if probe == path else f"cannot be made: {probe} is a file"
+        raise ConfigError("output.dir", f"{path} {what}; set output.dir to a folder")
+    try:  # make it and write in it: what the job will do first (Hydra's log folder goes there)
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".batchvoc-write-test-"):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        message = f"cannot write to {path} ({reason}); set output.dir to a folder you can write"
+        raise ConfigError("output.dir", message) from None
+
+
+def job_names() -> list[str]:
+    return group_options("job")
+
+
+def group_options(group: str) -> list[str]:
+    folder = resources.files(CONFIG_MODULE) / group
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _job_line(name: str) -> str:
+    """The first comment line of conf/job/NAME.yaml (after `# @package`)."""
+    text = (resources.files(CONFIG_MODULE) / "job" / f"{name}.yaml").read_text()
+    for line in text.splitlines():
+        if line.startswith("#") and "@package" not in line:
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def _keys(node: Any, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, help) of every schema field, in order."""
+    rows = []
+    for f in fields(node):
+        key = f"{prefix}{f.name}"
+        if f.default_factory is not MISSING and is_dataclass(f.default_factory):
+            rows += _keys(f.default_factory, key + ".")
+            continue
+        default = f.default if f.default_factory is MISSING else f.default_factory()
+        default = getattr(default, "value", default)
+        shown = "null" if default is None else "{}" if default == {} else str(default)
+        rows.append((key, shown, f.metadata.get("help", "")))
+    return rows
+
+
+def help_text() -> str:
+    """`python -m batchvoc --help`: usage, the packaged jobs, presets and every key with its default."""
+    from batchvoc.models.presets import PRESETS
+
+    jobs = "\n".join(f"  {name:12} {_job_line(name)}" for name in job_names())
+    keys = "\n".join(f"  {k:25} {h} [{d}]" for k, d, h in _keys(BatchvocConfig) if k != "job_name")
+    return f"""batchvoc: vocode Parquet mel manifests into audio files with a compiled vocoder on Ray.
+
+usage:
+  python -m batchvoc job=NAME [key=value ...]       run one job
+  python -m batchvoc -m job=NAME key=a,b [...]      a sweep: one job per value, job N into output.dir/N
+  python -m batchvoc job=NAME --cfg job             show the composed configuration and stop
+
+jobs:
+{jobs}
+
+presets (model.preset): {", ".join(sorted(PRESETS))}
+
+keys ([default]):
+{keys}
+
+Exit code: 0 every row ok, 2 some rows failed or suspect, 1 the job could not run (worst of a sweep's jobs).
+Hydra's own options: --hydra-help."""
+
+
+def console_for_pipes() -> None:
+    """No colour codes where the output is not a terminal (Ray colours worker-log prefixes and its messages)."""
+    if not sys.stdout.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")

@@ -1,0 +1,188 @@
+"""The job configuration's schema: Hydra structured configs, the one place where keys, types and defaults live.
+
+The packaged YAML tree (batchvoc/conf/) only picks values per job, model, engine and cluster; every key it or a
+command line may set is a field below. `validate` checks a composed config against the schema once, before any
+work: an unknown key or a value of the wrong type becomes a ConfigError naming the key (`engine.batch`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from batchvoc.errors import ConfigError
+
+# Optional[...] rather than `X | None`: OmegaConf reads the annotations at runtime (Python 3.10 too)
+# ruff: noqa: UP007, UP045
+
+CACHE_DIR = "${oc.env:BATCHVOC_CACHE,${oc.env:HOME,/tmp}/.cache/batchvoc}"
+
+
+def key(default: Any, help: str, factory: bool = False) -> Any:
+    """A config key: its default and the line `python -m batchvoc --help` shows for it."""
+    if factory:
+        return field(default_factory=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class AudioFormat(str, Enum):
+    wav = "wav"
+    flac = "flac"
+
+
+class MelScale(str, Enum):
+    """How the input mels were scaled: natural log (the vocoders' own), log10, decibels, GPT-SoVITS' normalised."""
+
+    ln = "ln"
+    log10 = "log10"
+    db = "db"
+    gsv_norm = "gsv_norm"
+
+
+class MelConvention(str, Enum):
+    """What a row whose mel looks like another convention becomes: an error, a warning, or nothing checked."""
+
+    error = "error"
+    warn = "warn"
+    off = "off"
+
+
+@dataclass
+class InputConf:
+    manifest: Optional[str] = key(None, "Parquet file, folder of Parquet files, or glob; local path or fsspec URL")
+    shard_seconds: float = key(600.0, "audio per shard: the unit of work, of output files and of restart")
+    mel_scale: MelScale = key(MelScale.ln, "the scale the input mels are in (converted to ln before vocoding)")
+
+
+@dataclass
+class OutputConf:
+    dir: str = key("outputs/${job_name}", "where audio/, manifest/, stats/, summary.json, report.html go")
+    format: AudioFormat = key(AudioFormat.wav, "wav | flac")
+    subtype: str = key("PCM_16", "wav: PCM_16 | PCM_24 | FLOAT; flac: PCM_16 | PCM_24")
+    overwrite: bool = key(False, "start clean in an output.dir that holds another job's outputs")
+    lhotse: bool = key(False, "also write a Lhotse cut manifest")
+
+
+@dataclass
+class ModelConf:
+    preset: str = key("hifigan_v1_universal", "a vocoder preset (python -m batchvoc --help lists them)")
+    checkpoint: Optional[str] = key(None, "upstream checkpoint file or folder | pretrained | random (benchmarks only)")
+    hparams: dict[str, Any] = key(dict, "overrides of the preset's hyper-parameters", factory=True)
+
+
+@dataclass
+class EngineConf:
+    backend: str = key("auto", "auto | tensorrt | aoti | inductor | eager (auto: best available, logged with why)")
+    precision: Precision = key(Precision.fp16, "fp16 on a CPU computes in fp32")
+    batch: int = key(16, "chunks per forward")
+    window: Optional[int] = key(None, "frames per chunk (None: the preset's default)")
+    cache_dir: str = key(CACHE_DIR, "compiled engines and compile caches")
+    options: dict[str, Any] = key(dict, "engine tunables (see the engine's docs)", factory=True)
+
+
+@dataclass
+class ClusterConf:
+    address: str = key("", "empty: a local Ray (or the one `ray job submit` names); auto | ray://host:port: join")
+    cpu_actors: int = key(1, "actors to start where the cluster has no GPU (one per GPU otherwise)")
+    max_attempts: int = key(3, "tries per shard before it is reported failed")
+    max_restarts: int = key(3, "Ray restarts of a dead actor")
+    max_task_retries: int = key(3, "Ray retries of a shard whose actor died")
+
+
+@dataclass
+class CheckConf:
+    max_mel_error: Optional[float] = key(None, "round-trip mel error above which a row is `suspect` (None: no check)")
+    mel_convention: MelConvention = key(MelConvention.error, "rows whose mel looks log10/dB/normalised")
+
+
+@dataclass
+class IoConf:
+    storage_options: dict[str, Any] = key(dict, "fsspec options (e.g. endpoint_url, key, secret)", factory=True)
+
+
+@dataclass
+class DemoConf:
+    utterances: int = key(8, "utterances the demo manifest holds")
+    seconds: float = key(3.0, "seconds per utterance")
+
+
+@dataclass
+class BatchvocConfig:
+    """The whole job configuration (`python -m batchvoc job=NAME key=value ...`)."""
+
+    input: InputConf = field(default_factory=InputConf)
+    output: OutputConf = field(default_factory=OutputConf)
+    model: ModelConf = field(default_factory=ModelConf)
+    engine: EngineConf = field(default_factory=EngineConf)
+    cluster: ClusterConf = field(default_factory=ClusterConf)
+    check: CheckConf = field(default_factory=CheckConf)
+    io: IoConf = field(default_factory=IoConf)
+    demo: Optional[DemoConf] = key(None, "set by job=demo: vocode a manifest it makes itself")
+    job_name: str = key("job", "conf/config.yaml sets it to the job's name (output.dir's default uses it)")
+    log_level: str = key("INFO", "DEBUG | INFO | WARNING | ERROR")
+
+
+def register() -> None:
+    """Put the schema in Hydra's ConfigStore (conf/config.yaml's defaults list starts with it)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="batchvoc_schema", node=BatchvocConfig)
+
+
+def validate(cfg: Any) -> DictConfig:
+    """`cfg` (a composed DictConfig or a nested dict, without the `hydra` node) checked against the schema.
+
+    Returns the typed config. Raises ConfigError naming the first unknown key or value of the wrong type.
+    """
+    plain = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else dict(cfg)
+    plain.pop("hydra", None)
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(BatchvocConfig), plain)
+    except OmegaConfBaseException as err:
+        raise config_error(err) from None
+    return typed
+
+
+def config_error(err: OmegaConfBaseException) -> ConfigError:
+    """An OmegaConf error as a ConfigError on the key it names, in one line."""
+    key = getattr(err, "full_key", None) or "config"
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if "not in" in text or "Key '" in text and "is not in struct mode" in text:
+        section = key.rsplit(".", 1)[0] if "." in key else ""
+        return ConfigError(key, f"unknown key{_known(section)}")
+    if any(w in text for w in ("could not be converted", "Invalid value", "Incompatible value", "is not a valid")):
+        return ConfigError(key, f"wrong type: {_type_message(text)}")
+    return ConfigError(key, text)
+
+
+def _known(section: str) -> str:
+    node: Any = OmegaConf.structured(BatchvocConfig)
+    for part in filter(None, section.split(".")):
+        node = node.get(part) if isinstance(node, DictConfig) else None
+    if not isinstance(node, DictConfig):
+        return ""
+    return f" (known keys{' under ' + section if section else ''}: {', '.join(str(k) for k in node.keys())})"
+
+
+def _type_message(text: str) -> str:
+    """OmegaConf's "Value 'eight' of type 'str' could not be converted to Integer" -> "'eight' is not an integer"."""
+    if "could not be converted to" in text and text.startswith("Value "):
+        value = text[len("Value ") :].split(" of type ", 1)[0]
+        kind = text.rsplit("converted to ", 1)[1].strip().lower()
+        return f"{value} is not {'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
+    if text.startswith("Value ") and " is not a valid " in text:  # "Value 'maybe' is not a valid bool (type str)"
+        return text[len("Value ") :].split(" (type ", 1)[0].replace("a valid ", "a ")
+    if text.startswith("Invalid value ") and ", expected one of [" in text:
+        value, choices = text[len("Invalid value ") :].split(", expected one of [", 1)
+        return f"{value} is not one of {choices.rstrip(']')}"
+    return text

@@ -1,0 +1,137 @@
+"""The configuration: the schema, the packaged tree, and every bad command line stopped in one line naming the key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from batchvoc.__main__ import main, worst
+from batchvoc.cli import compose, help_text, job_names
+from batchvoc.config import BatchvocConfig, validate
+from batchvoc.errors import ConfigError
+from batchvoc.settings import KEYS, JobSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_setting_maps_to_a_schema_key_and_takes_its_default():
+    schema = OmegaConf.structured(BatchvocConfig)
+    assert set(KEYS) == {f.name for f in fields(JobSettings)} - {"config"}
+    for name, key in KEYS.items():
+        assert OmegaConf.select(schema, key, default="<missing>") != "<missing>", key
+    settings = JobSettings.from_config({"output": {"dir": "/x"}})
+    assert settings.batch == schema.engine.batch and settings.precision == "fp16" and settings.fmt == "wav"
+    assert settings.mel_scale == "ln" and settings.mel_convention == "error" and settings.max_mel_error is None
+    assert settings.storage_options == {} and settings.engine_options == {} and settings.overwrite is False
+
+
+@pytest.mark.parametrize("job", ["demo", "hifigan_v1", "v3_bf16", "v3_fp16", "v4_bf16", "v4_fp16"])
+def test_every_packaged_job_composes_into_valid_settings(job, tmp_path):
+    cfg = compose([f"job={job}", f"output.dir={tmp_path}", "model.checkpoint=random"])
+    settings = JobSettings.from_config(cfg)
+    assert settings.preset == cfg.model.preset and settings.out_dir == str(tmp_path)
+    assert settings.config["job_name"] == job
+    assert job in job_names()
+
+
+@pytest.mark.parametrize(
+    "overrides, key, words",
+    [
+        (["engine.batch=eight"], "engine.batch", "'eight' is not an integer"),
+        (["+engine.bach=8"], "engine.bach", "unknown key"),
+        (["engine.bach=8"], "engine.bach", "unknown key"),
+        (["+bogus=1"], "bogus", "unknown key"),
+        (["engine.precision=fp8"], "engine.precision", "not one of fp32, fp16, bf16"),
+        (["check.max_mel_error=big"], "check.max_mel_error", "not a float"),
+        (["input.mel_scale=log2"], "input.mel_scale", "not one of ln, log10, db, gsv_norm"),
+        (["output.overwrite=maybe"], "output.overwrite", "wrong type"),
+        (["+model.hparams.upsample_initial_channel=64", "cluster.cpu_actors=x"], "cluster.cpu_actors", "integer"),
+        (["job=nope"], "job", "demo, hifigan_v1"),
+    ],
+)
+def test_a_bad_override_is_one_line_naming_the_key(overrides, key, words, tmp_path, capsys):
+    argv = ["job=demo", f"output.dir={tmp_path / 'out'}", *overrides]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"batchvoc: cannot run: {key}: ") and words in err and "\n" not in err, err
+    assert not (tmp_path / "out").exists()  # stopped before Hydra made its log folder
+
+
+def test_an_unknown_key_in_a_plain_dict_is_refused_too():
+    with pytest.raises(ConfigError, match="engine.bach") as info:
+        validate({"engine": {"bach": 8}})
+    assert info.value.key == "engine.bach"
+
+
+def test_a_sweep_without_multirun_says_to_add_m(tmp_path, capsys):
+    assert main(["job=demo", f"output.dir={tmp_path}", "output.subtype=PCM_16,PCM_24"]) == 1
+    assert "add -m" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["file", "below_a_file", "dangling_link", "read_only"])
+def test_an_unwritable_output_dir_is_named_before_hydra_starts(kind, tmp_path):
+    target = tmp_path / "out"
+    if kind == "file":
+        target.write_text("not a folder")
+    elif kind == "below_a_file":
+        (tmp_path / "f").write_text("x")
+        target = tmp_path / "f" / "out"
+    elif kind == "dangling_link":
+        target.symlink_to(tmp_path / "gone")
+    else:
+        target = read_only_place(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "batchvoc", "job=demo", f"output.dir={target}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("batchvoc: cannot run: output.dir: "), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "gone").exists()
+
+
+def read_only_place(tmp_path: Path) -> Path:
+    """A folder this process cannot write: mode 0555 for a normal user; a read-only filesystem for root."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder / "out"
+    for candidate in ("/sys/fs", "/proc/sys"):
+        probe = Path(candidate)
+        if probe.is_dir() and (os.statvfs(probe).f_flag & os.ST_RDONLY or not os.access(probe, os.W_OK)):
+            return probe / f"batchvoc-{os.getpid()}"
+    try:  # root on a writable /sys: /proc refuses new folders to everyone
+        os.mkdir("/proc/batchvoc-probe")
+    except OSError:
+        return Path("/proc") / f"batchvoc-{os.getpid()}"
+    pytest.skip("no read-only place for root on this machine")
+
+
+def test_help_without_a_job_lists_jobs_keys_and_presets():
+    result = subprocess.run([sys.executable, "-m", "batchvoc", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    for word in ("job=NAME", "demo", "v4_fp16", "engine.batch", "check.max_mel_error", "gsv_v4", "-m"):
+        assert word in result.stdout
+    assert help_text() == result.stdout.rstrip("\n")
+
+
+def test_worst_exit_code_of_a_sweep():
+    assert worst([0, 0]) == 0 and worst([0, 2]) == 2 and worst([2, 1, 0]) == 1 and worst([]) == 0
+
+
+def test_the_wheel_carries_the_config_tree(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path)], check=True, capture_output=True, timeout=300)  # fmt: skip
+    (wheel,) = tmp_path.glob("batchvoc-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    packaged = {p.relative_to(ROOT).as_posix() for p in (ROOT / "batchvoc" / "conf").rglob("*.yaml")}
+    assert packaged and packaged <= names, sorted(packaged - names)
+    assert "batchvoc/conf/job/demo.yaml" in names and "batchvoc/conf/bench.yaml" in names
