@@ -82,7 +82,9 @@ def npy_row(path: Path, folder: Path, manifest_dir: Path, n_mels: int | None = N
         raise Skip(f"unreadable .npy: {_one_line(err)}") from None
     if not np.issubdtype(mel.dtype, np.floating):
         raise Skip(f"holds {mel.dtype} values, not floats")
-    shape = [d for d in mel.shape if d != 1]
+    from batchvoc.manifest.rows import squeezed_shape
+
+    shape = squeezed_shape(mel.shape)
     if len(shape) != 2:
         raise Skip(f"shape {list(mel.shape)} is not [n_mels, n_frames]")
     if n_mels is not None and shape[0] != n_mels:

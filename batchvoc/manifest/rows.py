@@ -180,13 +180,26 @@ def _npy_mel(path, n_mels: int, folder: Path) -> np.ndarray:
     if not isinstance(mel, np.ndarray) or not np.issubdtype(mel.dtype, np.floating):
         raise RowError(f"mel_path {path!r} holds {getattr(mel, 'dtype', type(mel).__name__)}, not float values")
     shape = list(mel.shape)
-    mel = np.squeeze(mel)
+    mel = mel.reshape(squeezed_shape(mel.shape))
     if mel.ndim != 2:
         raise RowError(f"mel_path {path!r} holds shape {shape}, not [n_mels, n_frames] (size-1 axes aside)")
     if mel.shape[0] != n_mels:
         hint = " (stored [n_frames, n_mels]? save mel.T)" if mel.shape[1] == n_mels else ""
         raise RowError(f"mel_path {path!r} has {mel.shape[0]} mel bands, the model takes {n_mels}{hint}")
     return mel
+
+
+def squeezed_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """`shape` without size-1 axes, as many as needed to reach 2 axes and no more: leading ones first, then
+    trailing, then inner ([1, 80, 1] -> [80, 1]: one frame; [1, 80, 6, 1] -> [80, 6]). Other axes stay."""
+    dims = list(shape)
+    while len(dims) > 2 and dims[0] == 1:
+        dims.pop(0)
+    while len(dims) > 2 and dims[-1] == 1:
+        dims.pop()
+    while len(dims) > 2 and 1 in dims:
+        dims.remove(1)
+    return tuple(dims)
 
 
 def _inside(folder: Path, path: str) -> Path:
