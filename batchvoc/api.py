@@ -22,6 +22,7 @@ import torch
 from batchvoc.batching import vocode, window_for
 from batchvoc.engines import Engine, build_engine
 from batchvoc.errors import RowError
+from batchvoc.manifest.conventions import MelChecks
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
 
@@ -40,11 +41,12 @@ class Result:
         return self.error is None
 
 
-def check_mel(mel: Any, n_mels: int) -> np.ndarray:
-    """The mel as C-contiguous float32 [n_mels, T], or a RowError with a one-line reason.
+def check_mel(mel: Any, n_mels: int, checks: MelChecks | None = None) -> np.ndarray:
+    """The mel as C-contiguous float32 [n_mels, T] natural-log mel, or a RowError with a one-line reason.
 
     Same checks as a job's rows: a 2-D float array with the model's mel bands on axis 0, at least one frame,
-    no NaN or Inf. A [T, n_mels] array (axes swapped) is named as such.
+    no NaN or Inf (a [T, n_mels] array is named as such); then `checks` (input.mel_scale's conversion and
+    check.mel_convention's log10 / dB / normalised / transposed checks, batchvoc/manifest/conventions.py).
     """
     if isinstance(mel, torch.Tensor):
         mel = mel.detach().to("cpu", torch.float32).numpy()
@@ -62,6 +64,8 @@ def check_mel(mel: Any, n_mels: int) -> np.ndarray:
     bad = array.size - int(np.isfinite(array).sum())
     if bad:
         raise RowError(f"mel has {bad} NaN or Inf values of {array.size}")
+    if checks is not None:
+        array, _ = checks.read(array)  # warn mode's finding is dropped here; error mode raises RowError
     return array
 
 
@@ -75,9 +79,11 @@ class Vocoder:
     Build it with `Vocoder.from_preset(...)`. Calling it is not thread-safe (one engine, one stream).
     """
 
-    def __init__(self, engine: Engine, preset: Preset, window: int, context: int, batch: int):
+    def __init__(self, engine: Engine, preset: Preset, window: int, context: int, batch: int,
+                 checks: MelChecks | None = None):  # fmt: skip
         self.engine, self.preset = engine, preset
         self.window, self.context, self.batch = window, context, batch
+        self.checks = checks or MelChecks.for_preset(preset)
 
     @classmethod
     def from_preset(
@@ -91,6 +97,8 @@ class Vocoder:
         window: int | None = None,
         hparams: dict[str, Any] | None = None,
         cache_dir: str | None = None,
+        mel_scale: str = "ln",
+        mel_convention: str = "error",
     ) -> Vocoder:
         """Load `preset`'s model with its weights and build its engine for one fixed shape.
 
@@ -103,9 +111,13 @@ class Vocoder:
         batch, window: rows per forward and frames per row (as `engine.batch` / `engine.window`); window None
             picks W so that W + 2 * context is 1024 frames.
         hparams: overrides of the preset's hyper-parameters (as `model.hparams`).
+        mel_scale: what the mels are (as `input.mel_scale`): `ln` (the model's own), `log10`, `db`, `gsv_norm`;
+            converted to ln before vocoding.
+        mel_convention: `error` (as `check.mel_convention`): a mel that looks like another convention (log10,
+            dB, normalised, transposed) is refused; `warn` / `off` vocode it anyway.
 
-        Raises batchvoc.errors.ConfigError naming the setting (as its job key) for an unknown preset, backend or
-        precision, a missing checkpoint, or TensorRT asked for but not installed.
+        Raises batchvoc.errors.ConfigError naming the setting (as its job key) for an unknown preset, backend,
+        precision, mel scale or convention mode, a missing checkpoint, or TensorRT asked for but not installed.
         """
         device = str(device or _default_device())
         if precision is None:
@@ -114,7 +126,7 @@ class Vocoder:
         context = model.receptive_field()
         window = int(window or window_for(context))
         engine = build_engine(model, resolved, backend, precision, device, [(batch, window + 2 * context)], cache_dir)
-        return cls(engine, resolved, window, context, batch)
+        return cls(engine, resolved, window, context, batch, MelChecks.for_preset(resolved, mel_scale, mel_convention))
 
     @property
     def sample_rate(self) -> int:
@@ -141,7 +153,7 @@ class Vocoder:
         checked = []
         for index, mel in enumerate(mels):
             try:
-                checked.append(check_mel(mel, self.n_mels))
+                checked.append(check_mel(mel, self.n_mels, self.checks))
             except RowError as err:
                 raise ValueError(f"mel #{index}: {err}") from None
         return [audio for _, audio in self._run(enumerate(checked))]
@@ -154,7 +166,7 @@ class Vocoder:
             try:
                 if mel is None:
                     raise RowError("mel is null")
-                good.append((index, check_mel(mel, self.n_mels)))
+                good.append((index, check_mel(mel, self.n_mels, self.checks)))
             except RowError as err:
                 results[index] = Result(None, str(err))
         for index, audio in self._run(iter(good)):

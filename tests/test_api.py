@@ -65,6 +65,20 @@ def test_bad_mels_are_named_by_index(pretrained):
     assert pretrained([]) == []
 
 
+def test_mel_conventions_are_checked_and_converted(pretrained):
+    """The job's convention checks: a dB mel is refused with its likely convention named; told that the mels
+    are dB (input.mel_scale), the vocoder converts them and gives the ln mel's audio."""
+    good = speech_mels((0.4,))[0]
+    db = good * 20 / np.log(10)
+    with pytest.raises(ValueError, match="mel #0: .*decibels.*input.mel_scale=db"):
+        pretrained([db])
+    as_db = batchvoc.Vocoder.from_preset("hifigan_v1_universal", checkpoint="pretrained", backend="eager",
+                                         batch=3, window=96, mel_scale="db")  # fmt: skip
+    np.testing.assert_allclose(as_db([db])[0], pretrained([good])[0], atol=1e-4)
+    with pytest.raises(ConfigError, match="input.mel_scale"):
+        batchvoc.Vocoder.from_preset("hifigan_v1_universal", backend="eager", mel_scale="log2")
+
+
 def test_bad_settings_name_the_key():
     with pytest.raises(ConfigError, match="model.preset"):
         batchvoc.Vocoder.from_preset("nope")
