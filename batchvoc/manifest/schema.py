@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 KEY = "input.manifest"
 MEL_COLUMNS = ("mel", "n_frames", "n_mels", "mel_path")
+NUMBER_COLUMNS = ("n_frames", "n_mels", "sample_rate", "hop_length")
 
 
 def find_manifest_files(spec: str | Path | None) -> list[Path]:
@@ -74,6 +75,12 @@ def check_schema(path: Path) -> pa.Schema:
             raise ConfigError(KEY, f"{path} has a 'mel' column but no 'n_frames' column to give its shape")
     elif "mel_path" not in names:
         raise ConfigError(KEY, f"{path} has neither a 'mel' column (with 'n_frames') nor a 'mel_path' column")
+    elif not _is_text(schema.field("mel_path").type):
+        raise ConfigError(KEY, f"{path}: column 'mel_path' must hold strings, not {schema.field('mel_path').type}")
+    for column in NUMBER_COLUMNS:
+        kind = schema.field(column).type if column in names else None
+        if kind is not None and not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            raise ConfigError(KEY, f"{path}: column {column!r} must hold numbers, not {kind}")
     return schema
 
 
@@ -85,7 +92,12 @@ def _require_float_list(path: Path, field: pa.Field) -> None:
                                f"large_list), not {kind}")  # fmt: skip
 
 
+def _is_text(kind: pa.DataType) -> bool:
+    kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
 def _require_id_type(path: Path, field: pa.Field) -> None:
     kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)):
+    if not (_is_text(kind) or pa.types.is_integer(kind)):
         raise ConfigError(KEY, f"{path}: column 'id' must hold strings or integers, not {field.type}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ def _row_groups(path: Path, seen: set[str]) -> list[_Group]:
         table = parquet.read_row_group(index, columns=columns)
         ids = id_strings(table.column("id"))
         if has_frames:
-            frames = sum(max(int(n or 0), 0) for n in table.column("n_frames").to_pylist())
+            frames = sum(_frames(n) for n in table.column("n_frames").to_pylist())
         else:
             frames = len(ids) * FRAMES_PER_ROW_GUESS
         duplicates = []
@@ -80,6 +81,16 @@ def _row_groups(path: Path, seen: set[str]) -> list[_Group]:
             seen.add(key)
         groups.append(_Group(index, len(ids), frames, duplicates))
     return [g for g in groups if g.rows]
+
+
+def _frames(n) -> int:
+    """A row's n_frames for sizing shards: 0 for a null, NaN, negative or otherwise unusable value (the row
+    itself is refused when read)."""
+    try:
+        value = float(n)
+    except (TypeError, ValueError):
+        return 0
+    return int(value) if math.isfinite(value) and value > 0 else 0
 
 
 def _cut(groups: list[_Group], target_frames: int) -> list[list[_Group]]:

@@ -79,3 +79,29 @@ def test_ids_must_be_strings_or_integers(tmp_path):
     for ids in (pa.array([1], pa.uint64()), pa.array(["a"], pa.large_string()), pa.array(["a"]).dictionary_encode()):
         pq.write_table(pa.table({"id": ids, "mel_path": ["a.npy"]}), path)
         check_schema(path)
+
+
+def test_number_and_path_columns_must_have_their_types(tmp_path):
+    path = tmp_path / "m.parquet"
+    for table, column in [
+        (pa.table({"id": ["a"], "mel": [[1.0]], "n_frames": ["one"]}), "n_frames"),
+        (pa.table({"id": ["a"], "mel_path": ["a.npy"], "sample_rate": ["22k"]}), "sample_rate"),
+        (pa.table({"id": ["a"], "mel_path": [3]}), "mel_path"),
+    ]:
+        pq.write_table(table, path)
+        with pytest.raises(ConfigError, match=column):
+            check_schema(path)
+
+
+def test_float_n_frames_with_nan_plans_and_reads_per_row(tmp_path):
+    import numpy as np
+
+    from batchvoc.manifest import plan_shards, read_shard_rows
+
+    mels = [np.full(8, -5.0, np.float32)] * 3
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "mel": mels, "n_frames": [2.0, float("nan"), 2.5]}),
+                   tmp_path / "m.parquet")  # fmt: skip
+    (shard,) = plan_shards([tmp_path / "m.parquet"], 10**9)
+    rows = list(read_shard_rows(shard, 4))
+    assert rows[0].error is None and rows[0].mel.shape == (4, 2)
+    assert "n_frames is nan" in rows[1].error and "n_frames is 2.5" in rows[2].error
