@@ -70,7 +70,7 @@ class OutputConf:
     format: AudioFormat = key(AudioFormat.wav, "wav | flac")
     subtype: str = key("PCM_16", "wav: PCM_16 | PCM_24 | FLOAT; flac: PCM_16 | PCM_24")
     overwrite: bool = key(False, "start clean in an output.dir that holds another job's outputs")
-    lhotse: bool = key(False, "also write a Lhotse cut manifest")
+    lhotse: bool = key(False, "also write recordings.jsonl.gz, a lhotse RecordingSet of the ok audio")
 
 
 @dataclass

@@ -75,7 +75,7 @@ class JobSettings:
     fmt: str = _v(OutputConf.format)  # output.format
     subtype: str = OutputConf.subtype  # output.subtype
     overwrite: bool = OutputConf.overwrite  # output.overwrite: start clean over another job's outputs
-    lhotse: bool = OutputConf.lhotse  # output.lhotse: also write a Lhotse cut manifest
+    lhotse: bool = OutputConf.lhotse  # output.lhotse: also write recordings.jsonl.gz (lhotse RecordingSet)
     max_mel_error: float | None = CheckConf.max_mel_error  # check.max_mel_error (None: no round-trip limit)
     mel_convention: str = _v(CheckConf.mel_convention)  # check.mel_convention: error | warn | off
     storage_options: dict[str, Any] = field(default_factory=dict)  # io.storage_options: fsspec options

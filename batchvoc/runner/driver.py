@@ -21,6 +21,7 @@ from batchvoc.engines import check_backend
 from batchvoc.manifest import Shard, check_manifest_files, find_manifest_files, plan_shards
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
+from batchvoc.outputs import check_lhotse, write_lhotse
 from batchvoc.runner.cluster import connect, plan_actors
 from batchvoc.runner.worker import Worker
 from batchvoc.settings import JobSettings
@@ -54,6 +55,8 @@ def preflight(settings: JobSettings) -> tuple[list[Shard], Preset]:
     files = check_manifest_files(find_manifest_files(settings.manifest))  # empty parts skipped; no rows: error
     _, preset = load_vocoder(settings.preset, settings.checkpoint, settings.hparams)  # checks keys and shapes
     check_writable(settings.out_path)
+    if settings.lhotse:
+        check_lhotse()
     target_frames = int(settings.shard_seconds * preset.sample_rate / preset.hop_length)
     return plan_shards(files, target_frames), preset
 
@@ -82,9 +85,19 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
     wall = time.perf_counter() - started
     summary = _summary(settings, shards, {s.name for s in todo}, wall, actors_info, failed)
     summary["started_at"] = started_at
+    if settings.lhotse:
+        _write_lhotse(out)
     _write_report(out, summary)
     write_json(out / "summary.json", summary)
     return JobReport(summary, failed)
+
+
+def _write_lhotse(out) -> None:
+    """output.lhotse=true: recordings.jsonl.gz of every ok row so far (batchvoc/outputs.py)."""
+    try:
+        log.info("lhotse RecordingSet: %s", write_lhotse(out))
+    except Exception as err:  # noqa: BLE001 - the audio and manifests are written; this is an index of them
+        log.error("recordings.jsonl.gz could not be written: %s", err)
 
 
 def _write_report(out, summary: dict[str, Any]) -> None:

@@ -1,0 +1,74 @@
+"""Outputs other tools read, from real jobs on the local Ray: datasets / pandas across shards, lhotse."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from batchvoc.errors import ConfigError
+from batchvoc.outputs import conform, passthrough_schema
+from batchvoc.runner.driver import run_job
+from batchvoc.settings import JobSettings
+from tests.conftest import mel_rows
+
+
+def write_part(path, rows, extra: dict, int_ids: bool = False):
+    """A manifest file with inline mels and the given pass-through columns (arrays or pyarrow arrays)."""
+    ids = pa.array(list(range(len(rows))), pa.int64()) if int_ids else pa.array([r["id"] for r in rows])
+    columns = {"id": ids, "mel": pa.array([r["mel"] for r in rows], pa.list_(pa.float32())),
+               "n_frames": pa.array([r["n_frames"] for r in rows], pa.int32()), **extra}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path, row_group_size=3)
+    return path
+
+
+def mixed_manifest(folder):
+    """Three parts whose pass-through columns differ the way real corpora do: a column only some parts have,
+    one all null in a part, int32 in one part and int64 in another, a categorical; and bad rows."""
+    rows = mel_rows(15, 80, frames=[6 + i % 5 for i in range(15)])
+    rows[4]["n_frames"] = 0  # no frames: an error row
+    rows[11]["mel"] = rows[11]["mel"][:-80]  # too few values: an error row
+    write_part(folder / "a.parquet", rows[:6], {"speaker": ["s1"] * 6, "score": pa.nulls(6),
+                                                "age": pa.array([30] * 6, pa.int32())})  # fmt: skip
+    write_part(folder / "b.parquet", rows[6:12], {"speaker": pa.array(["s2"] * 6).dictionary_encode(),
+                                                  "score": pa.array([0.5] * 6), "text": ["hi"] * 6,
+                                                  "age": pa.array([40] * 6, pa.int64())})  # fmt: skip
+    write_part(folder / "c.parquet", rows[12:], {"note": pa.nulls(3)}, int_ids=True)
+    return rows
+
+
+def job(tmp_path, **kw) -> JobSettings:
+    base = dict(manifest=str(tmp_path / "in"), out_dir=str(tmp_path / "out"), preset="hifigan_v1_universal",
+                checkpoint="random", hparams={"upsample_initial_channel": 32}, backend="eager", precision="fp32",
+                batch=4, cpu_actors=1, shard_seconds=0.25)  # fmt: skip
+    base.update(kw)
+    return JobSettings(**base)
+
+
+def test_pass_through_types_that_cannot_be_unified_stop_before_any_work(tmp_path):
+    rows = mel_rows(4, 80, frames=5)
+    write_part(tmp_path / "a.parquet", rows[:2], {"speaker": ["s1", "s2"]})
+    write_part(tmp_path / "b.parquet", rows[2:], {"speaker": pa.array([1, 2], pa.int64())})
+    with pytest.raises(ConfigError, match="column 'speaker' is string in .*a.parquet but int64 in .*b.parquet"):
+        passthrough_schema([tmp_path / "a.parquet", tmp_path / "b.parquet"])
+    schema = passthrough_schema([tmp_path / "a.parquet"])
+    table = conform(pa.table({"speaker": pa.array(["x"]).dictionary_encode(), "other": [1]}), schema)
+    assert table.schema == schema and table.column("n_frames").null_count == 1
+
+
+def test_lhotse_recording_set_loads_back(tmp_path, ray_cluster):
+    lhotse = pytest.importorskip("lhotse")
+    mixed_manifest(tmp_path / "in")
+    settings = job(tmp_path, subtype="FLOAT", lhotse=True)
+    run_job(settings)
+    recordings = lhotse.load_manifest(settings.out_path / "recordings.jsonl.gz")
+    assert isinstance(recordings, lhotse.RecordingSet)
+    ok = [r for p in (settings.out_path / "manifest").glob("*.parquet") for r in pq.read_table(p).to_pylist()
+          if r["status"] == "ok"]  # fmt: skip
+    assert len(recordings) == len(ok) == 13
+    for row in ok:
+        recording = recordings[row["id"]]
+        assert recording.sampling_rate == 22050 and recording.num_samples == row["n_samples"]
+        expected, _ = sf.read(settings.out_path / row["path"], dtype="float32")
+        np.testing.assert_array_equal(recording.load_audio()[0], expected)
