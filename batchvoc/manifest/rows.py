@@ -101,8 +101,9 @@ def _table_rows(table: pa.Table, checks: MelChecks, folder: Path, start: int, sk
     ids = id_strings(table.column("id"))
     declared = {c: table.column(c).to_pylist() for c in DECLARED if c in table.column_names}
     if "mel" in table.column_names:
-        sources = _inline_values(table)
-        frames = table.column("n_frames").to_pylist()
+        sources = _InlineMels(table.column("mel").combine_chunks())
+        has_frames = "n_frames" in table.column_names
+        frames = table.column("n_frames").to_pylist() if has_frames else [None] * table.num_rows
     else:
         sources = table.column("mel_path").to_pylist()
         frames = [None] * table.num_rows
@@ -116,7 +117,7 @@ def _table_rows(table: pa.Table, checks: MelChecks, folder: Path, start: int, sk
             given = {c: values[i] for c, values in declared.items()}
             checks.check_declared(**given)
             if "mel" in table.column_names:
-                mel = _inline_mel(sources, i, frames[i], checks.n_mels)
+                mel = sources.mel(i, frames[i], checks.n_mels)
             else:
                 mel = _npy_mel(sources[i], checks.n_mels, folder)
             mel, warning = checks.read(_finite(mel))
@@ -146,24 +147,62 @@ def check_id(key) -> None:
         raise RowError(f"id {key!r} has a path part longer than {MAX_NAME_BYTES} bytes")
 
 
-def _inline_values(table: pa.Table) -> tuple[np.ndarray, np.ndarray, list[bool]]:
-    """(offsets, flat values, nulls) of the batch's mel column (list or large_list of any float)."""
-    column = table.column("mel").combine_chunks()
-    return column.offsets.to_numpy(), column.values.to_numpy(zero_copy_only=False), column.is_null().to_pylist()
+class _InlineMels:
+    """A decoded batch's `mel` column: flat lists ([n_mels * n_frames] with an n_frames column) or nested lists
+    ([n_mels][n_frames]), list, large_list or fixed-size, of float16/32/64."""
+
+    def __init__(self, column: pa.Array):
+        column = _variable_lists(column)
+        self.nulls = column.is_null().to_numpy(zero_copy_only=False)
+        self.offsets = column.offsets.to_numpy()
+        self.nested = _is_list_type(column.type.value_type)
+        inner = column.values
+        self.inner_offsets = inner.offsets.to_numpy() if self.nested else None
+        leaves = inner.values if self.nested else inner
+        self.values = leaves.to_numpy(zero_copy_only=False)
+
+    def mel(self, i: int, n_frames, n_mels: int) -> np.ndarray:
+        """Row i as [n_mels, n_frames]; RowError for a null, a wrong size or a ragged nesting."""
+        if self.nulls[i]:
+            raise RowError("mel is null")
+        if self.nested:
+            return self._nested(i, n_frames, n_mels)
+        if n_frames is None or float(n_frames) <= 0 or not float(n_frames).is_integer():
+            raise RowError(f"n_frames is {n_frames}: no frames to vocode (a positive whole number is needed)")
+        n_frames = int(n_frames)
+        flat = self.values[self.offsets[i] : self.offsets[i + 1]]
+        if flat.size != n_mels * n_frames:
+            raise RowError(f"mel holds {flat.size} values, not n_mels x n_frames = {n_mels} x {n_frames} "
+                           "(wrong n_mels or n_frames?)")  # fmt: skip
+        return flat.reshape(n_mels, n_frames)
+
+    def _nested(self, i: int, n_frames, n_mels: int) -> np.ndarray:
+        bounds = self.inner_offsets[self.offsets[i] : self.offsets[i + 1] + 1]
+        lengths = np.diff(bounds)
+        if lengths.size == 0 or lengths.min() != lengths.max():
+            raise RowError(f"mel's nested lists are ragged or empty (lengths {sorted(set(lengths.tolist()))[:5]})")
+        rows, frames = int(lengths.size), int(lengths[0])
+        if rows != n_mels:
+            hint = " (stored [n_frames][n_mels]? store the transpose)" if frames == n_mels else ""
+            raise RowError(f"mel holds {rows} lists of {frames}: {rows} mel bands, the model takes {n_mels}{hint}")
+        if n_frames is not None and float(n_frames) != frames:
+            raise RowError(f"n_frames is {n_frames}, the nested mel holds {frames} frames")
+        return self.values[bounds[0] : bounds[-1]].reshape(rows, frames)
 
 
-def _inline_mel(source: tuple[np.ndarray, np.ndarray, list[bool]], i: int, n_frames, n_mels: int) -> np.ndarray:
-    offsets, values, nulls = source
-    if nulls[i]:
-        raise RowError("mel is null")
-    if n_frames is None or float(n_frames) <= 0 or not float(n_frames).is_integer():
-        raise RowError(f"n_frames is {n_frames}: no frames to vocode (a positive whole number is needed)")
-    n_frames = int(n_frames)
-    flat = values[offsets[i] : offsets[i + 1]]
-    if flat.size != n_mels * n_frames:
-        raise RowError(f"mel holds {flat.size} values, not n_mels x n_frames = {n_mels} x {n_frames} "
-                       "(wrong n_mels or n_frames?)")  # fmt: skip
-    return flat.reshape(n_mels, n_frames)
+def _is_list_type(kind: pa.DataType) -> bool:
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+
+
+def _variable_lists(column: pa.Array) -> pa.Array:
+    """Fixed-size lists (at either level) cast to variable-size lists of the same values."""
+    kind = column.type
+    inner = kind.value_type
+    if _is_list_type(inner) and pa.types.is_fixed_size_list(inner):
+        inner = pa.list_(inner.value_type)
+    if pa.types.is_fixed_size_list(kind) or inner != kind.value_type:
+        return column.cast(pa.list_(inner) if not pa.types.is_large_list(kind) else pa.large_list(inner))
+    return column
 
 
 def _npy_mel(path, n_mels: int, folder: Path) -> np.ndarray:

@@ -70,8 +70,8 @@ def check_schema(path: Path) -> pa.Schema:
         raise ConfigError(KEY, f"{path} has no 'id' column (columns: {', '.join(schema.names)})")
     _require_id_type(path, schema.field("id"))
     if "mel" in names:
-        _require_float_list(path, schema.field("mel"))
-        if "n_frames" not in names:
+        nested = _require_float_list(path, schema.field("mel"))
+        if "n_frames" not in names and not nested:
             raise ConfigError(KEY, f"{path} has a 'mel' column but no 'n_frames' column to give its shape")
     elif "mel_path" not in names:
         raise ConfigError(KEY, f"{path} has neither a 'mel' column (with 'n_frames') nor a 'mel_path' column")
@@ -84,12 +84,19 @@ def check_schema(path: Path) -> pa.Schema:
     return schema
 
 
-def _require_float_list(path: Path, field: pa.Field) -> None:
+def _is_list(kind: pa.DataType) -> bool:
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+
+
+def _require_float_list(path: Path, field: pa.Field) -> bool:
+    """ConfigError unless 'mel' holds lists of floats, or lists of lists of floats; True for the nested kind."""
     kind = field.type
-    is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind)
-    if not is_list or not pa.types.is_floating(kind.value_type):
-        raise ConfigError(KEY, f"{path}: column 'mel' must be a list of floats (list<float32>, float16, float64, "
-                               f"large_list), not {kind}")  # fmt: skip
+    nested = _is_list(kind) and _is_list(kind.value_type)
+    leaf = kind.value_type.value_type if nested else getattr(kind, "value_type", None)
+    if not _is_list(kind) or leaf is None or not pa.types.is_floating(leaf):
+        shapes = "list<float32> [n_mels * n_frames] with n_frames, or nested [n_mels][n_frames]; float16/32/64"
+        raise ConfigError(KEY, f"{path}: column 'mel' must hold lists of floats ({shapes}), not {kind}")
+    return nested
 
 
 def _is_text(kind: pa.DataType) -> bool:

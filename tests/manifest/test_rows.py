@@ -213,3 +213,41 @@ def test_a_row_group_that_cannot_be_decoded_fails_its_own_rows_only(tmp_path):
     assert [r.index for r in out] == list(range(6))
     assert [r.error is None for r in out] == [True, True, False, False, True, True]
     assert "row group 1" in out[2].error
+
+
+@pytest.mark.parametrize("outer", ["list_", "large_list", "fixed"])
+@pytest.mark.parametrize("inner", ["list_", "fixed"])
+def test_nested_mels_n_mels_lists_of_n_frames(tmp_path, outer, inner):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    good = np.linspace(-9, -1, N_MELS * 5, dtype=np.float32).reshape(N_MELS, 5)
+    inner_type = pa.list_(pa.float32(), 5) if inner == "fixed" else pa.list_(pa.float32())
+    kind = pa.list_(inner_type, N_MELS) if outer == "fixed" else getattr(pa, outer)(inner_type)
+    rows = [good, None]
+    if inner != "fixed":
+        rows.append(good[:, :1])  # one frame
+    if inner != "fixed" and outer != "fixed":
+        rows.append(good.T)  # [n_frames][n_mels]: refused, naming the layout
+    mels = pa.array([None if m is None else m.tolist() for m in rows], kind)
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(len(rows))], "mel": mels}), tmp_path / "m.parquet")
+    out = _read(tmp_path / "m.parquet")
+    for row, mel in zip(out, rows, strict=True):
+        if mel is None:
+            assert "null" in row.error
+        elif mel.shape[0] == N_MELS:
+            assert row.error is None and np.array_equal(row.mel, mel), row.error
+        else:
+            assert "5 mel bands" in row.error and "[n_frames][n_mels]" in row.error
+
+
+def test_ragged_nested_mels_are_a_row_error(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ragged = [[-5.0, -5.0]] * (N_MELS - 1) + [[-5.0]]
+    mels = pa.array([[[-5.0, -5.0]] * N_MELS, ragged], pa.list_(pa.list_(pa.float32())))
+    pq.write_table(pa.table({"id": ["ok", "ragged"], "mel": mels, "n_frames": [2, 2]}), tmp_path / "m.parquet")
+    ok, ragged = _read(tmp_path / "m.parquet")
+    assert ok.error is None and ok.mel.shape == (N_MELS, 2)
+    assert "ragged" in ragged.error
