@@ -105,10 +105,9 @@ def _sweep_folder(cfg: DictConfig) -> None:
 
 def _leave_clean() -> None:
     """Shut down the Ray this job connected to or started, so the next job of a sweep starts from nothing."""
-    import ray
+    from batchvoc.runner.cluster import disconnect
 
-    if ray.is_initialized():
-        ray.shutdown()
+    disconnect()
 
 
 def _make_demo_input(cfg: DictConfig) -> None:

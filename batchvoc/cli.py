@@ -9,7 +9,9 @@ naming the key.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import re
 import sys
 import tempfile
 from dataclasses import MISSING, fields, is_dataclass
@@ -25,6 +27,7 @@ HELP_FLAGS = ("-h", "--help")
 # Hydra flags after which the command does not run a job (it shows something), so nothing is checked
 SHOW_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc", "--resolve", "-p")
 MULTIRUN_FLAGS = ("-m", "--multirun")
+SUBMITTED_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for a submitted job's entrypoint
 
 
 def overrides_of(argv: list[str]) -> list[str]:
@@ -69,7 +72,18 @@ def check_command_line(argv: list[str]) -> None:
     overrides = [o for o in overrides_of(argv) if not o.lstrip("+~").startswith("hydra")]
     for job in sweep_jobs(overrides, multirun):
         cfg = compose(job)
+        check_submitted_output(str(cfg.output.dir))
         check_output_dir(str(cfg.output.dir))
+
+
+def check_submitted_output(out_dir: str) -> None:
+    """Under `ray job submit` the working directory is Ray's temporary copy of ours: outputs must go elsewhere."""
+    if os.environ.get(SUBMITTED_JOB_ENV) and "://" not in out_dir and not Path(out_dir).expanduser().is_absolute():
+        raise ConfigError(
+            "output.dir",
+            f"a submitted job needs output.dir=PATH, an absolute path on storage every node sees (or a URL); "
+            f"{out_dir!r} would land in Ray's temporary working directory and be lost",
+        )
 
 
 def compose(overrides: list[str]) -> Any:
@@ -207,7 +221,26 @@ Exit code: 0 every row ok, 2 some rows failed or suspect, 1 the job could not ru
 Hydra's own options: --hydra-help."""
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class _NoColour(logging.Filter):
+    """Drops ANSI colour codes from a record (Ray colours its dashboard link and CLI hints)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\x1b[" in message:
+            record.msg, record.args = ANSI.sub("", message), ()
+        return True
+
+
 def console_for_pipes() -> None:
-    """No colour codes where the output is not a terminal (Ray colours worker-log prefixes and its messages)."""
-    if not sys.stdout.isatty():
-        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    """No colour codes where the output is not a terminal: Ray's worker-log prefixes and its own log lines."""
+    if sys.stdout.isatty() and sys.stderr.isatty():
+        return
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    import ray  # noqa: F401  (sets up the "ray" logger and its handlers)
+
+    for handler in logging.getLogger("ray").handlers:
+        if not any(isinstance(f, _NoColour) for f in handler.filters):
+            handler.addFilter(_NoColour())

@@ -1,7 +1,18 @@
-"""Shared test fixtures: small real Parquet manifests, one local Ray cluster for the whole session, one_thread."""
+"""Shared test fixtures: small real Parquet manifests, one local Ray cluster for the whole session, one_thread.
+
+Two copies of the suite can run side by side on one machine: each session gets its own Ray temp dir (RAY_TMPDIR,
+so its clusters' session folders, sockets and `session_latest` link are its own), its own Ray auth token (in the
+environment: nothing read from or written to ~/.ray), and its own engine cache (BATCHVOC_CACHE). Subprocesses
+(`python -m batchvoc` in tests) inherit all three. No test stops a Ray it did not start or signals a process
+it did not start (tests/raycluster.py stops its head node by its own pid).
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,6 +23,22 @@ import pytest
 import torch
 
 from tests.speech import speech  # noqa: F401 - the session fixture: real speech by espeak-ng (h3)
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="bvt-"))  # short: Ray's socket paths must fit in 107 bytes
+
+
+def pytest_configure(config):
+    """This session's own Ray temp dir, auth token and engine cache (see the module docstring)."""
+    os.environ["RAY_TMPDIR"] = str(_SESSION_DIR)
+    os.environ["RAY_AUTH_MODE"] = "token"  # keep Ray's token authentication on, as users get it
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    os.environ.pop("RAY_ADDRESS", None)  # never join a cluster this session did not start
+    os.environ["BATCHVOC_CACHE"] = str(_SESSION_DIR / "batchvoc-cache")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
 def mel_rows(count: int, n_mels: int, frames: Iterable[int] | int = 40, prefix: str = "utt", seed: int = 0) -> list:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def batchvoc(*overrides: str, wait: bool = True, **kw):
     cmd = [sys.executable, "-m", "batchvoc", *overrides]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the session's own Ray token and temp dir (conftest)
     if not wait:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=kw.get("timeout", 300))

@@ -7,8 +7,10 @@ import os
 from dataclasses import dataclass
 
 import ray
+from ray.exceptions import AuthenticationError
 
 from batchvoc.errors import ConfigError
+from batchvoc.runner import auth
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +33,48 @@ class ActorPlan:
 
 
 def connect(address: str) -> None:
-    """Join cluster.address (`auto` or ray://host:port), the cluster `ray job submit` names, or start a local one."""
+    """Join cluster.address (`auto` or ray://host:port), the cluster `ray job submit` names, or start a local one.
+
+    Token authentication (Ray 2.52+) as runner/auth.py describes. Raises ConfigError on cluster.address when the
+    cluster cannot be reached or refuses our token.
+    """
     if ray.is_initialized():
         return
+    submitted = bool(os.environ.get("RAY_ADDRESS"))
+    if address or submitted:
+        auth.for_existing_cluster()
+    else:
+        auth.for_local_cluster()
     try:
         if address:
             ray.init(address=address, log_to_driver=True)
-        elif os.environ.get("RAY_ADDRESS"):
+        elif submitted:
             ray.init(log_to_driver=True)  # under `ray job submit`: the job's own cluster
         else:
             ray.init(address="local", include_dashboard=False, log_to_driver=True)
+    except AuthenticationError as err:
+        auth.restore()
+        raise ConfigError(
+            "cluster.address", f"the Ray cluster at {address or 'RAY_ADDRESS'} refused us: {auth.HOW}"
+        ) from err
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise ConfigError("cluster.address", f"cannot reach the Ray cluster at {address!r}: {err}") from err
+        auth.restore()
+        raise ConfigError(
+            "cluster.address", f"cannot reach the Ray cluster at {address!r}: {_first_line(err)}"
+        ) from err
     log.info("Ray cluster: %s", ray.cluster_resources())
+
+
+def disconnect() -> None:
+    """Shut down (or leave) the Ray this process connected to, and put the environment back as it was."""
+    if ray.is_initialized():
+        ray.shutdown()
+    auth.restore()
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def plan_actors(cpu_actors: int) -> ActorPlan:

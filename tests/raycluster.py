@@ -1,0 +1,131 @@
+"""A Ray head node of the test's own: `ray start --head --block` on 127.0.0.1, token authentication on, free ports
+picked here, a temp dir of its own; stopped by its own pid (and its own children), never `ray stop`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+PORT_FLAGS = ("--port", "--dashboard-port", "--ray-client-server-port", "--node-manager-port", "--object-manager-port",
+              "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
+              "--metrics-export-port")  # fmt: skip
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 now (the OS picks them)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def worker_ports(count: int = 40) -> str:
+    """A list of free ports for the node's workers (Ray's default range is shared by every cluster)."""
+    return ",".join(str(p) for p in free_ports(count))
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class HeadNode:
+    """A running head: addresses, the token, and the environment a client needs to use them."""
+
+    process: subprocess.Popen
+    ports: dict[str, int]
+    token_path: Path
+    temp_dir: Path
+    log: Path
+    children: set[int] = field(default_factory=set)
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.ports['--dashboard-port']}"
+
+    @property
+    def client(self) -> str:
+        return f"ray://127.0.0.1:{self.ports['--ray-client-server-port']}"
+
+    @property
+    def gcs(self) -> str:
+        return f"127.0.0.1:{self.ports['--port']}"
+
+    def client_env(self, **extra: str) -> dict[str, str]:
+        """Ray's documented flow for a client: token mode on, the token the head uses (here through its file)."""
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+        return {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path), **extra}
+
+    def stop(self) -> None:
+        """SIGTERM to our `ray start --block` (it stops its node), then SIGKILL to any of its own children left."""
+        self.children |= _descendants(self.process.pid)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        for pid in self.children:
+            try:
+                proc = psutil.Process(pid)
+                if str(self.temp_dir) in " ".join(proc.cmdline()) or proc.ppid() in self.children | {1}:
+                    proc.kill()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _descendants(pid: int) -> set[int]:
+    try:
+        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0) -> HeadNode:
+    """Start a head node with token authentication on; waits until its dashboard and client server listen."""
+    token_path = folder / "ray_auth_token"
+    token_path.write_text(secrets.token_hex(32))
+    token_path.chmod(0o600)
+    temp_dir = Path(tempfile.mkdtemp(prefix="bvray-"))  # short: Ray's socket paths must fit in 107 bytes
+    ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
+    ray = str(Path(sys.executable).with_name("ray"))
+    cmd = [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+           "--include-dashboard=true", f"--num-cpus={num_cpus}", "--num-gpus=0", f"--temp-dir={temp_dir}",
+           f"--worker-port-list={worker_ports()}", "--disable-usage-stats",
+           *(f"{flag}={port}" for flag, port in ports.items())]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_path))
+    log = folder / "ray_head.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
+    head = HeadNode(process, ports, token_path, temp_dir, log)
+    deadline = time.time() + timeout
+    needed = ("--port", "--dashboard-port", "--ray-client-server-port")
+    while not all(_listening(ports[flag]) for flag in needed):
+        if process.poll() is not None or time.time() > deadline:
+            head.stop()
+            raise RuntimeError(f"ray start --head did not come up:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    head.children |= _descendants(process.pid)
+    return head

@@ -1,0 +1,111 @@
+"""Jobs on a Ray cluster with token authentication on: a real `ray start --head` of the test's own (127.0.0.1, free
+ports, its own temp dir and token), `jobs/submit.py` over the dashboard and `cluster.address=ray://` from a driver."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.raycluster import start_head
+from tests.runner.test_driver import three_files
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ("job=hifigan_v1", "model.checkpoint=random", "+model.hparams.upsample_initial_channel=32",
+         "engine.backend=eager", "engine.batch=2")  # fmt: skip
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    node = start_head(tmp_path_factory.mktemp("head"))
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("in")
+    three_files(folder, rows=6)
+    return folder
+
+
+def no_pip_runtime_env(folder: Path) -> Path:
+    """jobs/runtime_env.yaml without its pip list: the head runs in this venv already (and has no network)."""
+    env = yaml.safe_load((ROOT / "jobs" / "runtime_env.yaml").read_text())
+    env.pop("pip", None)
+    path = folder / "runtime_env.yaml"
+    path.write_text(yaml.safe_dump(env))
+    return path
+
+
+def submit(head, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "jobs" / "submit.py"), "--address", head.dashboard, *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env or head.client_env(), capture_output=True, text=True, timeout=600)
+
+
+def test_submit_with_the_heads_token_runs_the_job(head, manifest, tmp_path):
+    out = tmp_path / "out"
+    env = head.client_env()
+    env.pop("RAY_AUTH_MODE")  # the token alone is enough: submit.py turns token mode on when it finds one
+    result = submit(head, "--runtime-env", str(no_pip_runtime_env(tmp_path)), "--", *SMALL,
+                    f"input.manifest={manifest}", f"output.dir={out}", env=env)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_ok"] == 6 and summary["rows_failed"] == 0
+    assert "\x1b[" not in result.stdout  # the job's log (redirected on the head) holds no colour codes
+    assert "Token authentication is enabled" not in result.stdout
+
+
+def test_submit_without_the_token_is_refused_in_one_line(head, manifest, tmp_path):
+    env = head.client_env(RAY_AUTH_TOKEN="0" * 64)  # RAY_AUTH_TOKEN wins over the head's token file
+    result = submit(head, "--runtime-env", str(no_pip_runtime_env(tmp_path)), "--", *SMALL,
+                    f"input.manifest={manifest}", f"output.dir={tmp_path / 'out'}", env=env)  # fmt: skip
+    assert result.returncode == 1
+    assert "refused our token" in result.stderr and "RAY_AUTH_TOKEN" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
+
+
+def test_submit_without_output_dir_is_refused_before_submitting(head, manifest):
+    result = submit(head, "--", *SMALL, f"input.manifest={manifest}")
+    assert result.returncode == 1 and "output.dir" in result.stderr and "submitted" not in result.stdout
+
+
+def test_a_submitted_job_without_output_dir_refuses_on_the_cluster(head, manifest, tmp_path):
+    """Submitted past jobs/submit.py (Ray's own client): the driver refuses a relative output.dir on the head."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    env = yaml.safe_load(no_pip_runtime_env(tmp_path).read_text())
+    env["working_dir"] = str(ROOT)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in head.client_env().items():
+            mp.setenv(key, value)
+        mp.delenv("RAY_AUTH_TOKEN", raising=False)
+        client = JobSubmissionClient(head.dashboard)
+        job_id = client.submit_job(entrypoint=f"python -m batchvoc job=hifigan_v1 input.manifest={manifest}",
+                                   runtime_env=env)  # fmt: skip
+        deadline = time.time() + 300
+        while client.get_job_status(job_id) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            assert time.time() < deadline
+            time.sleep(1)
+        status, logs = client.get_job_status(job_id), client.get_job_logs(job_id)
+    assert status == JobStatus.FAILED
+    assert "batchvoc: cannot run: output.dir: a submitted job needs output.dir=PATH" in logs, logs[-2000:]
+    assert not list(head.temp_dir.rglob("outputs"))  # nothing written into Ray's copy of the working dir
+
+
+def test_a_driver_joins_with_ray_client_and_the_token(head, manifest, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "batchvoc", *SMALL, f"input.manifest={manifest}", f"output.dir={out}",
+           f"cluster.address={head.client}"]  # fmt: skip
+    result = subprocess.run(cmd, cwd=ROOT, env=head.client_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_ok"] == 6 and summary["actors"] >= 1
+    log = next((out / "logs").rglob("batchvoc.log")).read_text()
+    assert "6 rows ok, 0 failed" in log  # the final summary line reaches the job's log file
