@@ -80,20 +80,27 @@ def visit(page: Path, screenshot: Path | None = None, width: int = 1280) -> Page
     from_browser_r, from_browser_w = os.pipe()
 
     def child_fds() -> None:  # Chromium reads commands on fd 3 and writes replies to fd 4
-        a, b = os.dup(to_browser_r), os.dup(from_browser_w)
+        a, b = os.dup(to_browser_r), os.dup(from_browser_w)  # a >= 3, b > a: dup2 below cannot clobber them
         os.dup2(a, 3)
         os.dup2(b, 4)
+        os.set_inheritable(3, True)  # dup2(3, 3) is a no-op that leaves close-on-exec set
+        os.set_inheritable(4, True)
 
     with tempfile.TemporaryDirectory(prefix="batchvoc-chromium-") as profile:
+        log = open(Path(profile) / "chromium.log", "w+b")  # noqa: SIM115 - closed below
         process = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                   preexec_fn=child_fds, close_fds=False, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)  # fmt: skip
+                                   preexec_fn=child_fds, close_fds=False, stdout=log, stderr=log)  # fmt: skip
         os.close(to_browser_r)
         os.close(from_browser_w)
         pipe = _Pipe(to_browser_w, from_browser_r)
         try:
             return _visit(pipe, page, screenshot, width)
+        except (OSError, RuntimeError, TimeoutError) as err:
+            log.seek(0)
+            tail = log.read().decode(errors="replace")[-3000:]
+            raise RuntimeError(f"chromium (exit {process.poll()}): {err}; its log:\n{tail}") from err
         finally:
+            log.close()
             try:
                 pipe.send("Browser.close", timeout=10)
             except (RuntimeError, TimeoutError, OSError):

@@ -82,6 +82,11 @@ def test_every_job_ends_with_a_report_that_renders(tmp_path, ray_cluster):
                              capture_output=True, text=True)  # fmt: skip
     assert missing.returncode == 1 and "no batchvoc job output" in missing.stderr
 
+    again = run_job(settings)  # a rerun with nothing left to do still reports the whole job
+    assert again.summary["shards_skipped"] == again.summary["shards"]
+    visit = check_page(page, tmp_path, min_images=4)
+    assert "This run had nothing left to do" in visit.text and "4\nrows failed" in visit.text
+
 
 @needs_chromium
 def test_mel_error_distribution_and_worst_rows(tmp_path, ray_cluster):

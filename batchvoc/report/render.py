@@ -88,7 +88,7 @@ def _header(job: jobdata.JobData) -> str:
     cards = [("ok", f"{ok:,}", "rows ok"), ("warn" if suspect else "", f"{suspect:,}", "rows suspect"),
              ("bad" if failed else "", f"{failed:,}", "rows failed"), ("", _duration(audio), "audio written"),
              ("", _duration(s.get("wall_seconds")), "wall time"),
-             ("", f"{s['x_realtime']:,.1f}x" if "x_realtime" in s else "–", "x real time (this run)"),
+             ("", f"{s['x_realtime']:,.1f}x" if s.get("x_realtime") else "–", "x real time (this run)"),
              ("", _duration(_startup_s(job)), "start-up"), ("", str(s.get("actors", "–")), "actors")]  # fmt: skip
     if job.column("clipped"):
         cards.append(("warn" if clipped else "", f"{clipped:,}", "rows clipped"))
@@ -117,10 +117,12 @@ def _spans(job: jobdata.JobData) -> tuple[list[dict[str, Any]], dict[str, tuple[
     if timed:
         earlier = [s for s in timed if began is not None and s["started_at"] < began]
         timed = [s for s in timed if s not in earlier]
-        if earlier:
+        if earlier and timed:
             caption = f"{len(earlier)} shards done by earlier runs of this job are not drawn. "
-        if not timed:
-            return [], {}, caption
+        elif earlier:  # this run had nothing left to do: show the runs that did the work
+            caption = (f"This run had nothing left to do; drawn: the {len(earlier)} shards of earlier runs, in "
+                       "seconds since the first of them started. ")  # fmt: skip
+            timed, began = earlier, None
         t0 = began if began is not None else min(s["started_at"] - _ready(s) for s in timed)
         spans = [dict(actor=s["actor"], shard=s["shard"], start=s["started_at"] - t0,
                       end=s["started_at"] - t0 + s["wall_s"], audio=s["audio_seconds"]) for s in timed]  # fmt: skip
