@@ -33,7 +33,8 @@ COMPRESSED_SPAN = 0.6  # a clamped floor above ln(clip) with a span below this s
 COMPRESSED_Q1 = -3.5  # ln mels of speech reach far below this (toward the floor) somewhere in a row
 SMOOTHER_AS_TRANSPOSED = 0.8  # total variation read as [T, n_mels] / read as [n_mels, T] below this: transposed
 MIN_FRAMES_FOR_LAYOUT = 16  # fewer frames (or bands) than this: the layout statistic is too noisy to trust
-MAX_STAT_VALUES = 1 << 16  # value statistics on at most this many values (an even subsample): cheap per row
+MAX_STAT_VALUES = 1 << 14  # percentiles and floor mass on at most this many values (an even subsample)
+LAYOUT_FRAMES = 256  # the layout statistic on at most this many frames from the middle of the row
 
 
 def to_natural_log(mel: np.ndarray, scale: str) -> np.ndarray:
@@ -136,7 +137,7 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float) -> str | None:
     The reason names the convention it looks like and the key that reads it (input.mel_scale).
     """
     values = _sample(mel)
-    lo, hi = float(values.min()), float(values.max())
+    lo, hi = float(mel.min()), float(mel.max())
     q1 = float(np.percentile(values, 1))
     at_lo = int(np.count_nonzero(values <= lo + 1e-4))
     at_floor = at_lo >= max(FLOOR_MASS * values.size, FLOOR_MIN_VALUES) and hi - lo > 1e-3
@@ -180,8 +181,10 @@ def _layout(mel: np.ndarray) -> str | None:
     n_mels, frames = mel.shape
     if frames < MIN_FRAMES_FOR_LAYOUT or n_mels < MIN_FRAMES_FOR_LAYOUT or frames == n_mels:
         return None
-    as_given = _total_variation(mel)
-    transposed = _total_variation(mel.reshape(frames, n_mels).T)
+    start = max((frames - LAYOUT_FRAMES) // 2, 0)
+    stop = min(start + LAYOUT_FRAMES, frames)
+    as_given = _total_variation(mel[:, start:stop])  # the same frames' worth of values, read both ways
+    transposed = _total_variation(mel.reshape(frames, n_mels)[start:stop].T)
     if as_given > 0 and transposed / as_given < SMOOTHER_AS_TRANSPOSED:
         return (f"the values are {as_given / max(transposed, 1e-9):.1f}x smoother read as [n_frames, n_mels]: "
                 "looks like a [T, n_mels] array flattened with n_frames=T; store mel.T, C-ordered")  # fmt: skip
