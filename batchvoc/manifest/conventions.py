@@ -165,6 +165,25 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float) -> str | None:
     return _layout(mel)
 
 
+def likely_cause(mel: np.ndarray, floor: float, ceiling: float) -> str | None:
+    """The likeliest reason a row's audio does not match its mel [n_mels, n_frames] (for a suspect row), or None.
+
+    Another convention (as looks_like), else a mel louder than full scale (it clips), else a floor shifted
+    away from ln(clip) (a louder mel or another clamp).
+    """
+    reason = looks_like(mel, floor, ceiling)
+    if reason is not None:
+        return reason
+    lo, hi = float(mel.min()), float(mel.max())
+    if hi > ceiling:
+        return f"the mel peaks at {hi:.2f}, above the {ceiling:.2f} a full-scale signal makes: too loud, it clips"
+    values = _sample(mel)
+    if np.count_nonzero(values <= lo + 1e-4) >= max(FLOOR_MASS * values.size, FLOOR_MIN_VALUES) and lo - floor > 0.5:
+        return (f"its clamped floor sits at {lo:.2f}, {lo - floor:+.2f} from ln(clip) = {floor:.2f}: "
+                "shifted (louder) or another clamp")  # fmt: skip
+    return None
+
+
 def _below_floor_or_above_ceiling(lo: float, q1: float, hi: float, floor: float, ceiling: float, fix: str) -> str:
     ratio = lo / floor
     if ratio > 4.0 or hi > ceiling + ABOVE_CEILING:

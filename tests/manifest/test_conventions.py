@@ -169,3 +169,15 @@ def test_to_natural_log_definitions():
     np.testing.assert_allclose(to_natural_log(x, "db"), np.log(10.0 ** (x / 20)), rtol=1e-6)
     np.testing.assert_allclose(to_natural_log(x / 20, "log10"), np.log(10.0 ** (x / 20)), rtol=1e-6)
     np.testing.assert_allclose(to_natural_log(np.array([[-1.0, 1.0]], np.float32), "gsv_norm"), [[-12.0, 2.0]])
+
+
+def test_likely_cause_names_a_too_loud_or_shifted_mel(preset_mels):
+    from batchvoc.manifest.conventions import likely_cause
+
+    preset, mels = preset_mels
+    checks = MelChecks.for_preset(preset)
+    for mel in mels:
+        assert likely_cause(mel, checks.floor, checks.ceiling) is None
+        assert "too loud" in likely_cause(mel + 3, checks.floor, checks.ceiling)
+        assert "shifted" in likely_cause(mel + 1, checks.floor, checks.ceiling)
+        assert "log10" in likely_cause(mel / LN10, checks.floor, checks.ceiling)
