@@ -7,9 +7,11 @@ the denominator of `speedup`. With whole=true, each item also runs unchunked (on
 Timing: CUDA events around the run on a GPU (the run ends in a device-to-host copy, so it is complete),
 perf_counter on a CPU. Config: batchvoc/conf/bench.yaml.
 
-A backend entry may carry engine options: "inductor:layout=ncl,antialias=conv" builds the inductor engine with
-layout="ncl" and antialias="conv" (the stock model, for comparison); "inductor:mode=default";
-"eager:layout=channels_last_2d,antialias=polyphase" (the GPU rewrites in eager).
+Engines are built by the runtime builder (batchvoc.runtime.assemble), as the runner's workers build theirs. A
+backend entry may carry engine options (runtime.TUNABLES): "inductor:layout=ncl,antialias=conv" builds the inductor
+engine with the stock model, for comparison; "inductor:fused_max_channels=32"; "aoti:tile_table=best.json";
+"eager:layout=channels_last_2d,antialias=polyphase" (the GPU rewrites in eager). build_s is the engine's build
+(or package load) time; load_path says which.
 """
 
 from __future__ import annotations
@@ -27,22 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from batchvoc.batching import pack, vocode, window_for
-from batchvoc.engines import build_engine, check_backend
+from batchvoc.batching import pack, vocode
+from batchvoc.engines import check_backend
 from batchvoc.errors import ConfigError
 from batchvoc.hostmem import retain_freed_memory
+from batchvoc.runtime import EngineOptions, assemble, plan_chunks, resolve_device
 
 CONF = str(Path(__file__).resolve().parent / "conf")  # the packaged config tree
 log = logging.getLogger("batchvoc.bench")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", f"{name} asked for but CUDA is not available")
-    return device
 
 
 def timed(run: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
@@ -92,7 +86,8 @@ def parse_backend(spec: str) -> tuple[str, dict[str, str]]:
 
 def measure(cfg, model, preset, device, mode: str, backend: str, precision: str, batch: int, geometry: dict,
             items: list) -> tuple[dict[str, Any], np.ndarray]:  # fmt: skip
-    """Build one engine, warm up, time `repeats` runs; (result line, audio of all items concatenated).
+    """Build one engine (runtime.assemble), warm up, time `repeats` runs; (result line, audio of all items
+    concatenated). mode "whole" builds it for (batch, frames) rows: one utterance per row, no context.
 
     backend: a name, or name:key=value,... with engine options (parse_backend)."""
     spec = backend
@@ -102,9 +97,9 @@ def measure(cfg, model, preset, device, mode: str, backend: str, precision: str,
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    engine = build_engine(model, preset, backend, precision, device, [shape], cfg.cache_dir, **options)
-    build_s = time.perf_counter() - start
+    engine_options = EngineOptions(backend, precision, batch, window, str(device), cfg.cache_dir, options)
+    runtime = assemble(model, preset, engine_options, shape=shape)
+    engine, build_s = runtime.engine, runtime.ready_s
     if mode == "chunked":
 
         def run():
@@ -125,7 +120,7 @@ def measure(cfg, model, preset, device, mode: str, backend: str, precision: str,
     fill = _fill(items, window, context, batch, preset.silence) if mode == "chunked" else 1.0
     line = dict(mode=mode, backend=engine.backend, precision=engine.precision, requested=f"{spec}/{precision}",
                 options=options, batch=batch, shape=list(shape), fill=round(fill, 4),
-                build_s=round(build_s, 3), median_s=median, min_s=min(times),
+                build_s=round(build_s, 3), load_path=engine.load_path, median_s=median, min_s=min(times),
                 x_realtime=audio_s / median, audio_s=audio_s, runs=len(times),
                 peak_mem_mb=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
                 engine=engine.describe())  # fmt: skip
@@ -153,11 +148,11 @@ def run_bench(cfg) -> dict[str, Any]:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     retain_freed_memory()  # as the runner's workers do
-    device = pick_device(str(cfg.device))
+    device = resolve_device(str(cfg.device))
     hparams = OmegaConf.to_container(cfg.hparams) if cfg.get("hparams") else None
     model, preset = load_vocoder(cfg.preset, cfg.checkpoint, hparams)
-    context = model.receptive_field()
-    window = int(cfg.window or window_for(context))
+    plan = plan_chunks(model, preset, 1, cfg.window)
+    window, context = plan.chunk_frames, plan.context
     geometry = dict(window=window, context=context)
     rng = np.random.default_rng(int(cfg.seed))
     items = [(f"item{i}", (rng.standard_normal((preset.n_mels, int(cfg.frames))) * 2 - 6).astype(np.float32))

@@ -1,4 +1,5 @@
-"""Make a vocoder fast on one device: eager (reference) | inductor (torch.compile) | tensorrt, chosen by `auto`.
+"""Make a vocoder fast on one device: eager (reference) | inductor (torch.compile) | aoti (AOTInductor packages) |
+tensorrt, chosen by `auto`.
 
     check_backend(backend, precision)            # in the driver, before any work: ConfigError naming the key
     engine = build_engine(model, preset, backend="auto", precision="fp16", device="cuda",
@@ -6,13 +7,16 @@
     audio = engine(mel, valid)                    # [B, n_mels, T] float32, [B, 2] int64 -> [B, T*hop] float32
     log.info(engine.describe())
 
-auto: tensorrt when it imports and the device is a CUDA GPU, else inductor on a CUDA GPU, else eager (the CPU
-reference); `choose_backend` returns the pick and the reason, and the engine carries it as `engine.reason`.
+auto: on a CUDA GPU tensorrt when it imports, else aoti when AOTInductor and a C++ compiler are there, else
+inductor; on a CPU eager (the reference; see README for aoti on a CPU). `choose_backend` returns the pick and the
+reason, and the engine carries it as `engine.reason`. The engine also says how it came to be: `engine.load_path`
+("built" | "loaded" from engine.cache_dir) and `engine.build_s`.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 
 import torch
 from torch import nn
@@ -22,7 +26,8 @@ from batchvoc.engines.base import BACKENDS, PRECISIONS, Engine, Shape, resolve_p
 from batchvoc.errors import ConfigError
 from batchvoc.models.presets import Preset
 
-__all__ = ["BACKENDS", "PRECISIONS", "Engine", "build_engine", "check_backend", "choose_backend", "resolve_precision"]
+__all__ = ["BACKENDS", "PRECISIONS", "Engine", "aoti_available", "build_engine", "check_backend", "choose_backend",
+           "resolve_precision"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,22 @@ def check_backend(backend: str, precision: str) -> None:
         raise ConfigError("engine.precision", f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if backend == "tensorrt":
         _tensorrt.import_tensorrt()
+    if backend == "aoti":
+        ok, why = aoti_available()
+        if not ok:
+            raise ConfigError("engine.backend", f"aoti cannot build packages here: {why}; use inductor or eager")
+
+
+def aoti_available() -> tuple[bool, str]:
+    """(ok, why): AOTInductor needs torch's packaging API and a C++ compiler to build packages."""
+    import torch._inductor
+
+    if not hasattr(torch._inductor, "aoti_compile_and_package"):
+        return False, f"torch {torch.__version__} has no aoti_compile_and_package"
+    compiler = next((c for c in ("c++", "g++", "clang++") if shutil.which(c)), None)
+    if compiler is None:
+        return False, "no C++ compiler on PATH"
+    return True, f"AOTInductor with {compiler}"
 
 
 def choose_backend(device) -> tuple[str, str]:
@@ -44,7 +65,10 @@ def choose_backend(device) -> tuple[str, str]:
         ok, why = _tensorrt.available()
         if ok:
             return "tensorrt", f"auto: {why} and a CUDA GPU"
-        return "inductor", f"auto: CUDA GPU without TensorRT ({why})"
+        aoti_ok, aoti_why = aoti_available()
+        if aoti_ok:
+            return "aoti", f"auto: CUDA GPU without TensorRT ({why}); {aoti_why}"
+        return "inductor", f"auto: CUDA GPU without TensorRT ({why}) or AOTInductor ({aoti_why})"
     return "eager", f"auto: no CUDA GPU on {device}; eager is the CPU reference (engine.backend=inductor to compile)"
 
 
@@ -60,7 +84,8 @@ def build_engine(
 ) -> Engine:
     """Build an Engine of `model` (copied, never modified) for device, precision and shapes [(B, T), ...].
 
-    options go to the backend: inductor mode=...; tensorrt optimization_level=..., workspace_size=....
+    options go to the backend: eager / inductor / aoti layout=, antialias=, resblocks=, fused_max_channels=,
+    tile_table= (engines/layout.py); inductor mode=...; tensorrt optimization_level=..., workspace_size=....
     """
     check_backend(backend, precision)
     if torch.device(device).type == "cuda":
@@ -73,6 +98,8 @@ def build_engine(
         from batchvoc.engines import eager as module
     elif backend == "inductor":
         from batchvoc.engines import inductor as module
+    elif backend == "aoti":
+        from batchvoc.engines import aoti as module
     else:
         module = _tensorrt
     engine = module.build(model, preset, precision, device, shapes, cache_dir, **options)

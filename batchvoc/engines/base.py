@@ -24,7 +24,8 @@ from batchvoc.engines import layout as _layout
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "tensorrt", "inductor", "eager")
+BACKENDS = ("auto", "tensorrt", "aoti", "inductor", "eager")
+LOAD_PATHS = ("built", "loaded")  # an engine compiled (or set up) in this process, or loaded from engine.cache_dir
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 Shape = tuple[int, int]  # (batch rows B, frames per row T)
@@ -50,7 +51,8 @@ class Engine:
 
     shapes: the (B, T) the engine was built for; None accepts any shape (eager). valid=None means every frame
     is real ([0, T] on each row). backend / precision / device are strings for stats and logs; `reason` says
-    why this backend was picked.
+    why this backend was picked; `load_path` is "built" (made in this process) or "loaded" (a package or
+    serialized engine read from the cache); `build_s` the seconds the backend took to build or load it.
     """
 
     def __init__(
@@ -64,6 +66,8 @@ class Engine:
         shapes: Sequence[Shape] | None = None,
         reason: str = "",
         details: str = "",
+        load_path: str = "built",
+        build_s: float = 0.0,
     ):
         self._run = run
         self.backend = backend
@@ -74,6 +78,8 @@ class Engine:
         self.shapes = None if shapes is None else [tuple(s) for s in shapes]
         self.reason = reason
         self.details = details
+        self.load_path = load_path
+        self.build_s = build_s
 
     def __call__(self, mel: Tensor, valid: Tensor | None = None) -> Tensor:
         if mel.ndim != 3:
@@ -95,7 +101,8 @@ class Engine:
     def describe(self) -> str:
         """One line for logs: backend, precision, device, shapes and how it was chosen/built."""
         shapes = "any" if self.shapes is None else ", ".join(f"{b}x{t}" for b, t in self.shapes)
-        parts = [f"backend={self.backend}", f"precision={self.precision}", f"device={self.device}", f"shapes={shapes}"]
+        parts = [f"backend={self.backend}", f"precision={self.precision}", f"device={self.device}", f"shapes={shapes}",
+                 f"{self.load_path} in {self.build_s:.1f} s"]  # fmt: skip
         if self.details:
             parts.append(self.details)
         if self.reason:
@@ -138,7 +145,8 @@ class Target:
     hop: int
     shapes: list[Shape] | None
 
-    def engine(self, run: Callable[[Tensor, Tensor], Tensor], details: str = "") -> Engine:
+    def engine(self, run: Callable[[Tensor, Tensor], Tensor], details: str = "", load_path: str = "built",
+               build_s: float = 0.0) -> Engine:  # fmt: skip
         """The Engine that calls `run` for this target."""
         return Engine(
             run,
@@ -148,6 +156,8 @@ class Target:
             hop=self.hop,
             shapes=self.shapes,
             details=details,
+            load_path=load_path,
+            build_s=build_s,
         )
 
 

@@ -17,15 +17,21 @@ conv achieves: the values it leaves in gaps are never read by any conv, and only
 Why: between cuDNN's convolutions, Inductor (gsv_v4 fp16, H100) spent 36.5% of GPU time in elementwise kernels,
 moving each resblock step's activation through memory about ten times; fused, it moves five times (read x, write
 h; read h and the residual, write x). cuDNN is also slow at 16 channels (0.81 ms for a k=7 layer that this kernel
-runs in 0.39 ms, H100). FUSED_MAX_CHANNELS bounds the layers fused: at 128 channels cuDNN's convolutions plus
-Inductor's elementwise kernels stay faster (bench_results/conv_tiles.py). Whole gsv_v4 fp16 on an H100 (BENCHMARKS.md,
-session 5): 3,530x real time fused up to 64 channels, 3,461x up to 32.
+runs in 0.39 ms, H100). FUSED_MAX_CHANNELS (the default of the engine option `fused_max_channels`) bounds the
+layers fused: at 128 channels cuDNN's convolutions plus Inductor's elementwise kernels stay faster
+(benchmarks/conv_tiles.py). Whole gsv_v4 fp16 on an H100 (BENCHMARKS.md, session 5): 3,530x real time fused up
+to 64 channels, 3,461x up to 32.
+
+Tile sizes come from `tiles()` unless the engine option `tile_table` names others per layer (`TileTable`).
 
 `lrelu_conv` is a torch custom op (opaque to torch.compile); on a CPU it runs the same arithmetic in plain torch.
 With TRITON_INTERPRET=1 the kernel runs on CPU tensors through Triton's interpreter (slow; for tests).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -36,13 +42,14 @@ from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
 from batchvoc.models.span import Span
 
 FUSED_MAX_CHANNELS = 64  # H100 (BENCHMARKS.md, session 5): at 128 channels cuDNN plus Inductor is faster
+TILE_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_C", "num_warps", "num_stages", "STAGES")  # a tile as a list of ints
 
 
 def tiles(c_in: int, c_out: int, ksize: int, activate_input: bool = True) -> dict[str, int]:
     """Tile sizes, launch shape and kernel for one layer: all input channels in one product per tap (BLOCK_C), up to
     64 output channels per tile; STAGES picks the block-copy kernel, its tap loop pipelined that deep.
 
-    From H100 sweeps of gsv_v4's layers (bench_results/conv_tiles.py, fp16, 16 x 10 s): block copies win from 64
+    From H100 sweeps of gsv_v4's layers (benchmarks/conv_tiles.py, fp16, 16 x 10 s): block copies win from 64
     channels up, and at 32 channels for wide kernels whose input comes activated; at 16 channels a row (32 bytes) is
     too short for them, and 256 time steps per tile pay where the input needs no activation."""
     config = dict(BLOCK_M=128, BLOCK_N=pow2_between(c_out, 16, 64), BLOCK_C=pow2_between(c_in, 16, 256),
@@ -55,6 +62,46 @@ def tiles(c_in: int, c_out: int, ksize: int, activate_input: bool = True) -> dic
     elif not activate_input or ksize == 7:
         config["BLOCK_M"] = 256
     return config
+
+
+def tile_list(config: dict[str, int]) -> list[int]:
+    """A tile config as the op's `tile` argument: TILE_KEYS' values in order, STAGES 0 for the pointer-load kernel."""
+    return [int(config.get(k, 0)) for k in TILE_KEYS]
+
+
+def tile_config(tile: list[int]) -> dict[str, int] | None:
+    """The op's `tile` argument back as a config; None for an empty list (the default `tiles()`)."""
+    if not tile:
+        return None
+    config = dict(zip(TILE_KEYS, (int(v) for v in tile), strict=True))
+    if not config["STAGES"]:
+        del config["STAGES"]
+    return config
+
+
+class TileTable:
+    """Tile sizes per fused layer, the engine option `tile_table`: {"C_IN,KSIZE,ACT": {BLOCK_M: .., ...}} (ACT 1
+    when the layer activates its input, 0 otherwise; benchmarks/conv_tiles.py writes this form), or the path of
+    a JSON file holding it. Layers not listed take `tiles()`. Raises ValueError for a malformed entry."""
+
+    def __init__(self, table: dict | str | None = None):
+        if isinstance(table, str):
+            table = json.loads(Path(table).read_text())
+        self.table = {}
+        for key, config in dict(table or {}).items():
+            parts = str(key).split(",")
+            if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+                raise ValueError(f"tile_table key {key!r}: write it as C_IN,KSIZE,ACT (e.g. '64,7,1')")
+            unknown = set(config) - set(TILE_KEYS)
+            if unknown:
+                raise ValueError(f"tile_table[{key!r}]: unknown keys {sorted(unknown)}; known: {', '.join(TILE_KEYS)}")
+            self.table[tuple(int(p) for p in parts)] = {k: int(v) for k, v in config.items()}
+
+    def __call__(self, c_in: int, c_out: int, ksize: int, activate_input: bool = True) -> dict[str, int]:
+        return dict(self.table.get((c_in, ksize, int(activate_input))) or tiles(c_in, c_out, ksize, activate_input))
+
+    def __bool__(self) -> bool:
+        return bool(self.table)
 
 
 def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) -> Tensor:
@@ -105,7 +152,7 @@ def _row_descriptor(x: Tensor, block_m: int, block_c: int):
 
 
 def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
-                   activate_output=False) -> Tensor:  # fmt: skip
+                   activate_output=False, config=None) -> Tensor:  # fmt: skip
     """The kernel's arithmetic in plain torch: CPU, or a GPU without triton."""
     y = F.conv1d(F.leaky_relu(x, slope) if activate_input else x, weight.permute(2, 1, 0), bias, 1, padding, dilation)
     if residual is not None:
@@ -119,17 +166,20 @@ def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, sl
 @torch.library.custom_op("batchvoc::lrelu_conv", mutates_args=())
 def lrelu_conv(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor | None, valid: Tensor, rate: int,
                dilation: int, padding: int, slope: float, activate_input: bool = True,
-               activate_output: bool = False) -> Tensor:  # fmt: skip
+               activate_output: bool = False, tile: list[int] | None = None) -> Tensor:  # fmt: skip
     """x [B, C_in, T] -> [B, C_out, T] (channels-last strides): zeroed outside the utterances, conv(leaky_relu(x))
     + bias (+ residual) (module doc); activate_input=False convolves x as it is, activate_output=True applies the
     leaky ReLU to the result (for a consumer that would apply it first).
-    weight [k, C_in, C_out]; valid [B, 2, T // rate] per-frame utterance bounds, or empty for whole utterances."""
+    weight [k, C_in, C_out]; valid [B, 2, T // rate] per-frame utterance bounds, or empty for whole utterances;
+    tile: the kernel's tile sizes as `tile_list` gives them (None or empty: `tiles()`)."""
     forward = _triton_forward if use_triton(x) else _torch_forward
-    return forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input, activate_output)
+    return forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input, activate_output,
+                   tile_config(tile or []))  # fmt: skip
 
 
 @lrelu_conv.register_fake
-def _(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True, activate_output=False):
+def _(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True, activate_output=False,
+      tile=None):  # fmt: skip
     return _channels_last_empty(x.shape[0], weight.shape[2], x.shape[2], x)
 
 
@@ -150,7 +200,7 @@ class FusedResBlock(nn.Module):
     """A ResBlock1 / ResBlock2 computed with `lrelu_conv`, one kernel per conv; same interface, and the same
     function inside each utterance (zero outside it)."""
 
-    def __init__(self, block: ResBlock1 | ResBlock2):
+    def __init__(self, block: ResBlock1 | ResBlock2, tile_table: TileTable | None = None):
         super().__init__()
         if isinstance(block, ResBlock1):
             groups = [[c1, c2] for c1, c2 in zip(block.convs1, block.convs2, strict=True)]
@@ -160,6 +210,7 @@ class FusedResBlock(nn.Module):
             raise ValueError(f"FusedResBlock needs a ResBlock1 or ResBlock2, got {type(block).__name__}")
         self.groups = nn.ModuleList(nn.ModuleList(PackedConv(c) for c in group) for group in groups)
         self._reach = block.reach()
+        self.tiles = [[_tile(conv, i == 0, tile_table) for i, conv in enumerate(group)] for group in self.groups]
 
     def reach(self) -> int:
         return self._reach
@@ -167,12 +218,21 @@ class FusedResBlock(nn.Module):
     def forward(self, x: Tensor, span: Span, rate: int) -> Tensor:
         valid = span.per_frame(x.shape[-1] // rate, x.device)
         x = span.zero(x, rate)  # the kernels keep it so: each zeroes its output outside the utterances
-        for group in self.groups:  # x += conv(act(... conv(act(x)))), the last conv adding the residual
+        for group, tiles_of in zip(self.groups, self.tiles, strict=True):  # x += conv(act(... conv(act(x))))
             h = x
-            for i, conv in enumerate(group):
+            for i, (conv, tile) in enumerate(zip(group, tiles_of, strict=True)):
                 last = i == len(group) - 1
                 # an inner conv hands its consumer the activated output: one activation per sample, not per tap
                 h = lrelu_conv(h, conv.weight, conv.bias, x if last else None, valid, rate, conv.dilation,
-                               conv.padding, LRELU_SLOPE, activate_input=i == 0, activate_output=not last)  # fmt: skip
+                               conv.padding, LRELU_SLOPE, activate_input=i == 0, activate_output=not last,
+                               tile=tile)  # fmt: skip
             x = h
         return x
+
+
+def _tile(conv: PackedConv, activate_input: bool, table: TileTable | None) -> list[int]:
+    """The op's `tile` argument for one conv: the table's entry, or [] (the op picks `tiles()` at run time)."""
+    if not table:
+        return []
+    ksize, c_in, c_out = conv.weight.shape
+    return tile_list(table(c_in, c_out, ksize, activate_input))

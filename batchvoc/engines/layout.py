@@ -12,18 +12,20 @@ Triton kernels per activation (engines/fused_antialias.py), opaque to the compil
 polyphase_antialias(model): every BigVGAN Activation1d becomes a PolyphaseActivation1d (same function as index
 arithmetic, no depthwise convolutions), for Inductor to fuse; slower than the stock one on an H100 (kept opt-in).
 
-fused_resblocks(model): every HiFi-GAN ResBlock1 / ResBlock2 of at most FUSED_MAX_CHANNELS channels becomes a
-FusedResBlock: one Triton kernel per conv, with the leaky ReLU, the span's zeroing, the bias and the residual add
-inside it (engines/fused_resblock.py); wider blocks keep cuDNN's convolutions.
+fused_resblocks(model): every HiFi-GAN ResBlock1 / ResBlock2 of at most `fused_max_channels` (engine option; default
+fused_resblock.FUSED_MAX_CHANNELS) channels becomes a FusedResBlock (tiles from the `tile_table` option): one Triton
+kernel per conv, with the leaky ReLU, the span's zeroing, the bias and the residual add inside it
+(engines/fused_resblock.py); wider blocks keep cuDNN's convolutions.
 
-`choose(layout, antialias, resblocks, device, backend)` resolves "auto" into a `Rewrites`; `apply(model, rewrites)`
+`choose(layout, antialias, resblocks, device, backend, fused_max_channels, tile_table)` resolves "auto" into a
+`Rewrites`; `apply(model, rewrites)`
 applies them to a deep copy.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +33,7 @@ from torch import Tensor, nn
 
 from batchvoc.engines import fused_resblock
 from batchvoc.engines.fused_antialias import FusedActivation1d
-from batchvoc.engines.fused_resblock import FusedResBlock
+from batchvoc.engines.fused_resblock import FusedResBlock, TileTable
 from batchvoc.engines.triton_runtime import triton_available
 from batchvoc.models.antialias import Activation1d, PolyphaseActivation1d
 from batchvoc.models.hifigan import ResBlock1, ResBlock2
@@ -39,19 +41,29 @@ from batchvoc.models.hifigan import ResBlock1, ResBlock2
 LAYOUTS = ("auto", "ncl", "channels_last_2d")
 ANTIALIAS = ("auto", "conv", "fused", "polyphase")
 RESBLOCKS = ("auto", "conv", "fused")
+FAST_BACKENDS = ("inductor", "aoti")  # compiled backends that get the GPU rewrites by default
 
 
 @dataclass(frozen=True)
 class Rewrites:
-    """The engine-side rewrites of one engine's model: layout, anti-aliased activations, HiFi-GAN resblocks."""
+    """The engine-side rewrites of one engine's model: layout, anti-aliased activations, HiFi-GAN resblocks (fused
+    up to fused_max_channels channels, tiles from tile_table)."""
 
     layout: str = "ncl"
     antialias: str = "conv"
     resblocks: str = "conv"
+    fused_max_channels: int = fused_resblock.FUSED_MAX_CHANNELS
+    tile_table: TileTable = field(default_factory=TileTable, compare=False)
 
     @property
     def none(self) -> bool:
-        return self == Rewrites()
+        return (self.layout, self.antialias, self.resblocks) == ("ncl", "conv", "conv")
+
+    def key(self) -> dict:
+        """What a cached package depends on (JSON-able)."""
+        table = {",".join(map(str, k)): v for k, v in sorted(self.tile_table.table.items())}
+        return dict(layout=self.layout, antialias=self.antialias, resblocks=self.resblocks,
+                    fused_max_channels=self.fused_max_channels, tile_table=table)  # fmt: skip
 
 
 def _to_2d(x: Tensor) -> Tensor:
@@ -145,15 +157,16 @@ def fused_antialias(model: nn.Module, inplace: bool = False) -> nn.Module:
     return model
 
 
-def fused_resblocks(model: nn.Module, inplace: bool = False, max_channels: int | None = None) -> nn.Module:
+def fused_resblocks(model: nn.Module, inplace: bool = False, max_channels: int | None = None,
+                    tile_table: TileTable | None = None) -> nn.Module:  # fmt: skip
     """model (copied unless inplace) with every ResBlock1 / ResBlock2 of at most max_channels (default
-    fused_resblock.FUSED_MAX_CHANNELS) channels as a FusedResBlock (same audio)."""
+    fused_resblock.FUSED_MAX_CHANNELS) channels as a FusedResBlock (same audio), tiles from tile_table."""
     model = model if inplace else copy.deepcopy(model)
     max_channels = fused_resblock.FUSED_MAX_CHANNELS if max_channels is None else max_channels
 
     def make(m):
         if type(m) in (ResBlock1, ResBlock2) and m.channels <= max_channels:
-            return FusedResBlock(m)
+            return FusedResBlock(m, tile_table)
         return None
 
     _replace(model, make)
@@ -175,19 +188,26 @@ def _pick(value: str, known: tuple[str, ...], name: str, auto: str) -> str:
 
 
 def choose(layout: str = "auto", antialias: str = "auto", resblocks: str = "auto", device="cpu",
-           backend: str = "eager") -> Rewrites:  # fmt: skip
-    """Resolve "auto": inductor on a CUDA GPU gets channels_last_2d and, with triton, the fused anti-aliased
-    activation and fused resblocks; everything else the reference.
+           backend: str = "eager", fused_max_channels: int | str | None = None,
+           tile_table: dict | str | TileTable | None = None) -> Rewrites:  # fmt: skip
+    """Resolve "auto": inductor or aoti on a CUDA GPU gets channels_last_2d and, with triton, the fused anti-aliased
+    activation and fused resblocks; everything else the reference. Raises ValueError for an unknown value.
 
     antialias=polyphase stays opt-in: slower on an H100 (BigVGAN v2 24k under torch.compile 132x real time against
     242x for the stock activation; BENCHMARKS.md).
     """
-    fast = backend == "inductor" and torch.device(device).type == "cuda"
+    fast = backend in FAST_BACKENDS and torch.device(device).type == "cuda"
     fused = "fused" if fast and triton_available()[0] else "conv"
+    limit = fused_resblock.FUSED_MAX_CHANNELS if fused_max_channels is None else int(fused_max_channels)
+    if limit < 0:
+        raise ValueError(f"fused_max_channels must be 0 or more, not {limit}")
+    table = tile_table if isinstance(tile_table, TileTable) else TileTable(tile_table)
     return Rewrites(
         _pick(layout, LAYOUTS, "layout", "channels_last_2d" if fast else "ncl"),
         _pick(antialias, ANTIALIAS, "antialias", fused),
         _pick(resblocks, RESBLOCKS, "resblocks", fused),
+        limit,
+        table,
     )
 
 
@@ -199,7 +219,7 @@ def apply(model: nn.Module, rewrites: Rewrites) -> nn.Module:
     elif rewrites.antialias == "fused":
         fused_antialias(model, inplace=True)
     if rewrites.resblocks == "fused":
-        fused_resblocks(model, inplace=True)
+        fused_resblocks(model, inplace=True, max_channels=rewrites.fused_max_channels, tile_table=rewrites.tile_table)
     if rewrites.layout == "channels_last_2d":
         channels_last_2d(model, inplace=True)
     return model
@@ -210,5 +230,8 @@ def describe(rewrites: Rewrites, model: nn.Module) -> str:
     if has_antialias(model):
         parts.append(f"antialias={rewrites.antialias}")
     if has_resblocks(model):
-        parts.append(f"resblocks={rewrites.resblocks}")
+        fused = rewrites.resblocks == "fused"
+        parts.append(f"resblocks={rewrites.resblocks}" + (f"<={rewrites.fused_max_channels}ch" if fused else ""))
+        if fused and rewrites.tile_table:
+            parts.append(f"tile_table={len(rewrites.tile_table.table)} layers")
     return " ".join(parts)

@@ -14,13 +14,11 @@ from typing import Any
 
 import torch
 
-from batchvoc.batching import window_for
-from batchvoc.engines import build_engine
 from batchvoc.hostmem import retain_freed_memory
 from batchvoc.manifest import Shard
 from batchvoc.manifest.conventions import MelChecks
-from batchvoc.models import load_vocoder
 from batchvoc.runner.shard import Packing, run_shard
+from batchvoc.runtime import runtime_from_settings
 from batchvoc.settings import JobSettings
 from batchvoc.sink import ShardSink
 
@@ -42,14 +40,10 @@ class Worker:
         retain_freed_memory()  # stitched audio reuses freed memory instead of faulting fresh pages in
         self.settings, self.name = settings, name
         self.device = pick_device()
-        model, self.preset = load_vocoder(settings.preset, settings.checkpoint, settings.hparams)
-        context = model.receptive_field()
-        window = int(settings.window or window_for(context))
+        self.runtime = runtime_from_settings(settings, self.device)
+        self.preset, self.engine, plan = self.runtime.preset, self.runtime.engine, self.runtime.plan
         self.checks = MelChecks.for_preset(self.preset, settings.mel_scale, settings.mel_convention)
-        self.packing = Packing(window, context, settings.batch, self.preset.silence, self.preset.hop_length)
-        shapes = [(settings.batch, window + 2 * context)]
-        self.engine = build_engine(model, self.preset, settings.backend, settings.precision, self.device,
-                                   shapes, settings.cache_dir)  # fmt: skip
+        self.packing = Packing(plan.chunk_frames, plan.context, plan.batch, plan.log_mel_floor, plan.hop)
         self.startup_s = time.perf_counter() - started
         log.info("%s on %s: %s, ready in %.1f s", name, self.device_name(), self.engine.describe(), self.startup_s)
 
@@ -60,7 +54,8 @@ class Worker:
 
     def info(self) -> dict[str, Any]:
         return dict(actor=self.name, device=self.device_name(), backend=self.engine.backend,
-                    precision=self.engine.precision, startup_s=self.startup_s, pid=os.getpid())  # fmt: skip
+                    precision=self.engine.precision, startup_s=self.startup_s, ready_s=self.startup_s,
+                    load_path=self.engine.load_path, pid=os.getpid())  # fmt: skip
 
     def run(self, shard: Shard) -> dict[str, Any]:
         """Vocode one shard into output.dir; returns its stats."""
@@ -74,4 +69,4 @@ class Worker:
         p = self.packing
         return dict(device=self.device_name(), backend=self.engine.backend, precision=self.engine.precision,
                     batch=p.batch, window=p.window, context=p.context, actor=self.name,
-                    ready_s=self.startup_s)  # fmt: skip
+                    ready_s=self.startup_s, load_path=self.engine.load_path)  # fmt: skip

@@ -22,11 +22,12 @@ TINY = dict(
 )
 
 
-@pytest.fixture(scope="session")
-def tiny():
+def tiny_model():
     """(model, preset): the HiFi-GAN architecture at toy size, unit-gain random weights, fp32, eval."""
     preset = dataclasses.replace(get_preset("hifigan_v1_universal"), name="tiny", hparams=TINY, hop_length=16)
-    model = HiFiGAN(**TINY)
+    with torch.random.fork_rng(devices=[]):  # the same biases in every process (package keys hash them)
+        torch.manual_seed(0)
+        model = HiFiGAN(**TINY)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for m in model.modules():
@@ -34,6 +35,12 @@ def tiny():
                 fan_in = m.weight.shape[1 if isinstance(m, torch.nn.Conv1d) else 0] * m.weight.shape[2]
                 m.weight.copy_(torch.randn(m.weight.shape, generator=gen) / math.sqrt(fan_in))
     return model.eval().requires_grad_(False), preset
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """tiny_model(), once per session."""
+    return tiny_model()
 
 
 @pytest.fixture

@@ -1,0 +1,150 @@
+"""AOTInductor packages: the model exported once, compiled ahead of time into a `.pt2`, loaded in seconds.
+
+Build: the engine's laid-out copy of the model (engines/layout.py: on a CUDA GPU the channels-last rewrite and the
+fused Triton kernels, which are torch custom ops that export keeps as calls) is exported with `torch.export` for
+one static shape, compiled by `torch._inductor.aoti_compile_and_package` (Triton kernels on a GPU, C++ on a CPU)
+into `<cache_dir>/aoti/<key>.pt2`, and loaded with `torch._inductor.aoti_load_package`. No Dynamo tracing happens
+in a process that loads a package, so a warm start is import + load + one warm-up call per shape.
+
+Cache key (cache.engine_key): weights digest, preset name and hyper-parameters, precision, shape, the rewrites and
+their tunables, the device (GPU name and compute capability, or the CPU's architecture and vector ISA), and the
+torch / triton versions. A package is written to a temporary name and renamed, under a file lock
+(`<key>.pt2.lock`, filelock): the first process to need a package builds it, the others on that node wait on the
+lock and load what it wrote. A package that fails to load (truncated, other library build) is rebuilt.
+
+On a CPU the package is C++ (needs a C++ compiler, as torch.compile does); the rewrites default off there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from batchvoc.engines import layout as _layout
+from batchvoc.engines.base import Engine, build_target, laid_out, warmup_input
+from batchvoc.engines.cache import engine_key, gpu_identity, weights_digest
+from batchvoc.models.presets import Preset
+
+log = logging.getLogger(__name__)
+
+LOCK_TIMEOUT_S = 3600.0  # how long an actor waits for another process's build before giving up
+
+
+def versions() -> dict[str, str]:
+    """The library versions a package depends on: torch, triton (or "none") and the CPU's vector ISA."""
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = "none"
+    return dict(torch=torch.__version__, triton=triton_version, cpu=platform.machine(),
+                cpu_isa=torch.backends.cpu.get_cpu_capability())  # fmt: skip
+
+
+def package_key(model: nn.Module, preset: Preset, precision: str, shape: tuple[int, int], device,
+                rewrites: _layout.Rewrites, options: dict | None = None) -> str:  # fmt: skip
+    """The cache key of one package (file name without .pt2); model is the caller's unmodified fp32 model."""
+    gpu_name, capability = gpu_identity(device)
+    extra = dict(hparams=preset.hparams, n_mels=preset.n_mels, hop=preset.hop_length, rewrites=rewrites.key(),
+                 options=options or {}, **versions())  # fmt: skip
+    return engine_key(weights_digest(model), preset.name, precision, [shape], gpu_name, capability, "aoti", extra)
+
+
+def package_path(cache_dir, key: str) -> Path:
+    """Where a package with this key lives: <cache_dir>/aoti/<key>.pt2 (cache_dir None: ~/.cache/batchvoc)."""
+    return Path(cache_dir or Path.home() / ".cache" / "batchvoc", "aoti", f"{key}.pt2")
+
+
+def inductor_configs(rewrites: _layout.Rewrites) -> dict:
+    """AOTInductor's settings: layout optimisation forced for channels_last_2d (as the inductor engine does)."""
+    return {"force_layout_optimization": True} if rewrites.layout == "channels_last_2d" else {}
+
+
+def _load(path: Path, device: torch.device):
+    index = device.index if device.type == "cuda" and device.index is not None else -1
+    return torch._inductor.aoti_load_package(str(path), device_index=index)
+
+
+def _export_and_compile(net: nn.Module, example: tuple[Tensor, Tensor], path: Path, configs: dict) -> None:
+    """Export net for example's shapes and compile it into the package at path (written via a temp name)."""
+    with torch.no_grad():
+        exported = torch.export.export(net, example, strict=False)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")
+    try:
+        torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=configs)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor], path: Path, device: torch.device,
+                configs: dict) -> tuple[object, str]:  # fmt: skip
+    """(loaded package, "loaded" | "built"): load path if it is there and loads, else build it, under path's lock.
+
+    make_net() gives the model to export, called only when the package has to be built. Raises filelock.Timeout
+    after LOCK_TIMEOUT_S."""
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT_S):
+        if path.exists():
+            try:
+                return _load(path, device), "loaded"
+            except Exception as exc:  # a stale or corrupt package: build it again
+                log.warning("aoti: package %s unusable (%s); rebuilding", path, exc)
+        _export_and_compile(make_net(), example, path, configs)
+        return _load(path, device), "built"
+
+
+def build(
+    model: nn.Module,
+    preset: Preset,
+    precision: str,
+    device,
+    shapes,
+    cache_dir=None,
+    **rewrites,
+) -> Engine:
+    """An AOTInductor Engine for exactly `shapes` [(B, T), ...]: one package per shape, loaded or built (module doc).
+
+    rewrites: layout=, antialias=, resblocks=, fused_max_channels=, tile_table= (engines/layout.py)."""
+    started = time.perf_counter()
+    target = build_target("aoti", preset.hop_length, precision, device, shapes)
+    dtype, device = target.dtype, target.device
+    chosen = _layout.choose(**rewrites, device=device, backend="aoti")
+    configs = inductor_configs(chosen)
+    nets = []
+
+    def make_net() -> nn.Module:  # the laid-out copy, made once and only if a package must be built
+        if not nets:
+            nets.append(laid_out(model, target, **rewrites)[0])
+        return nets[0]
+
+    runners, paths = {}, []
+    for shape in target.shapes:
+        path = package_path(cache_dir, package_key(model, preset, target.precision, shape, device, chosen, configs))
+        mel, valid = warmup_input(preset.n_mels, shape, preset.silence, dtype, device)
+        runners[shape], how = get_package(make_net, (mel, valid), path, device, configs)
+        paths.append(how)
+        with torch.inference_mode():
+            runners[shape](mel, valid)  # first call: lazy initialisation, cuDNN's algorithm choice
+        log.info("aoti: %s %s B=%d T=%d %s (%s)", preset.name, target.precision, *shape, how, path)
+    nets.clear()
+
+    def run(mel: Tensor, valid: Tensor) -> Tensor:
+        if valid.dim() == 2:  # the package takes per-frame spans [B, 2, T]
+            valid = valid.unsqueeze(-1).expand(-1, -1, mel.shape[-1])
+        return runners[(mel.shape[0], mel.shape[-1])](mel.contiguous(), valid.contiguous())
+
+    load_path = "loaded" if all(p == "loaded" for p in paths) else "built"
+    folder = package_path(cache_dir, "x").parent
+    details = f"{_layout.describe(chosen, model)} cache={folder}"
+    return target.engine(run, details, load_path=load_path, build_s=time.perf_counter() - started)

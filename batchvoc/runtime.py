@@ -1,0 +1,214 @@
+"""The one runtime builder: preset + checkpoint + engine options -> a ready engine and its chunking plan.
+
+The worker, the bench and the build command all assemble the pipeline here, and only here:
+
+    options = EngineOptions(backend="auto", precision="fp16", batch=16, cache_dir="/cache")
+    rt = build_runtime("gsv_v4", "/ckpt/vocoder.pth", options)      # or runtime_from_settings(job_settings)
+    rt.plan      # ChunkPlan: chunk_frames W, context C (= the model's receptive field), batch B, log-mel floor, hop
+    rt.engine(mel [B, n_mels, W + 2C] float32, valid [B, 2, W + 2C] int64) -> audio [B, (W + 2C) * hop] float32
+    rt.ready_s, rt.engine.load_path    # seconds from the call to a warmed-up engine; "built" | "loaded"
+
+`assemble(model, preset, options)` does the same for a model already loaded (the bench builds several engines of
+one model). Engine tunables are options, never module globals: `EngineOptions.tunables`, from the config's
+`engine.options` (see TUNABLES for which backend takes which).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from batchvoc.engines import Engine, build_engine, check_backend
+from batchvoc.errors import ConfigError
+from batchvoc.models import load_vocoder
+from batchvoc.models.presets import Preset
+
+ROW_LENGTH = 1024  # default W + 2C frames: context costs 2C/(W + 2C) of the work (BigVGAN v2 24k: 7%), and 10 s
+# items of a 100 frames/s model (gsv_v4) fill one row each
+ROW_MULTIPLE = 32  # W + 2C is rounded up to this: one round shape that compilers like
+
+_REWRITES = ("layout", "antialias", "resblocks", "fused_max_channels", "tile_table")
+TUNABLES: dict[str, tuple[str, ...]] = {  # engine.options each backend takes (engines/layout.py, the backends)
+    "eager": _REWRITES,
+    "inductor": (*_REWRITES, "mode"),
+    "aoti": _REWRITES,
+    "tensorrt": ("optimization_level", "workspace_size"),
+}
+_INTS = ("fused_max_channels", "optimization_level", "workspace_size")
+
+
+def chunk_frames_for(context: int, length: int = ROW_LENGTH, multiple: int = ROW_MULTIPLE) -> int:
+    """The chunk frames W for context C: W + 2C is `length` rounded up to `multiple` (at least 2C + multiple).
+
+    Raises ValueError for a negative context or a non-positive length / multiple."""
+    if context < 0 or length < 1 or multiple < 1:
+        raise ValueError(f"bad chunk parameters: context={context}, length={length}, multiple={multiple}")
+    total = max(length, 2 * context + multiple)
+    return math.ceil(total / multiple) * multiple - 2 * context
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How mels are cut and packed for the engine: chunks of `chunk_frames` frames with `context` frames of real
+    mel on each side (the model's receptive field), `batch` rows per forward, filler at the log-mel floor
+    (natural log, e.g. log(1e-5) = -11.5), `hop` audio samples per frame."""
+
+    chunk_frames: int
+    context: int
+    batch: int
+    log_mel_floor: float
+    hop: int
+
+    @property
+    def length(self) -> int:
+        """Frames per engine row: chunk_frames + 2 * context."""
+        return self.chunk_frames + 2 * self.context
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The engine's (B, T) shape."""
+        return self.batch, self.length
+
+
+def plan_chunks(model: nn.Module, preset: Preset, batch: int, chunk_frames: int | None = None) -> ChunkPlan:
+    """The ChunkPlan of model: context = model.receptive_field(); chunk_frames None picks `chunk_frames_for`."""
+    context = int(model.receptive_field())
+    frames = int(chunk_frames) if chunk_frames else chunk_frames_for(context)
+    return ChunkPlan(frames, context, int(batch), float(preset.silence), int(preset.hop_length))
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to build the engine: backend (auto | tensorrt | aoti | inductor | eager), precision (fp32 | fp16 |
+    bf16), batch (rows per forward), chunk_frames (None: the default for the model's context), device (auto: the
+    CUDA GPU when there is one, else cpu; or cpu | cuda | cuda:N), cache_dir (packages and compile caches) and
+    tunables (backend options, TUNABLES)."""
+
+    backend: str = "auto"
+    precision: str = "fp16"
+    batch: int = 16
+    chunk_frames: int | None = None
+    device: str = "auto"
+    cache_dir: str | None = None
+    tunables: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Any, device: str = "auto") -> EngineOptions:
+        """From a JobSettings (engine.backend / precision / batch / window / cache_dir / options)."""
+        return cls(
+            backend=settings.backend,
+            precision=settings.precision,
+            batch=int(settings.batch),
+            chunk_frames=getattr(settings, "chunk_frames", None) or getattr(settings, "window", None),
+            device=device,
+            cache_dir=settings.cache_dir,
+            tunables=dict(getattr(settings, "engine_options", None) or {}),
+        )
+
+    def check(self) -> None:
+        """ConfigError naming the key for an unknown backend, precision, device, option or a bad batch size."""
+        check_backend(self.backend, self.precision)
+        if int(self.batch) < 1:
+            raise ConfigError("engine.batch", f"must be at least 1, not {self.batch}")
+        if self.chunk_frames is not None and int(self.chunk_frames) < 1:
+            raise ConfigError("engine.window", f"must be a positive number of frames, not {self.chunk_frames}")
+        known = sorted({k for keys in TUNABLES.values() for k in keys})
+        for key in self.tunables:
+            if key not in known:
+                raise ConfigError(f"engine.options.{key}", f"unknown engine option; known: {', '.join(known)}")
+        resolve_device(self.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when CUDA is available, else cpu; ConfigError (engine.device) for a GPU that is not there."""
+    if name in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError("engine.device", f"{name!r} is not a device: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("engine.device", f"{name} asked for but CUDA is not available")
+    return device
+
+
+def backend_options(backend: str, tunables: Mapping[str, Any]) -> dict[str, Any]:
+    """The tunables this backend takes (numbers from the command line coerced); others are dropped, so one
+    engine.options works with `auto` whichever backend it picks. ConfigError for a bad number."""
+    options = {}
+    for key in TUNABLES.get(backend, ()):
+        if key in tunables and tunables[key] is not None:
+            value = tunables[key]
+            if key in _INTS:
+                try:
+                    value = int(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"engine.options.{key}", f"must be an integer, not {value!r}") from None
+            options[key] = value
+    return options
+
+
+@dataclass
+class Runtime:
+    """A ready vocoder stream's parts: the model (fp32, CPU), its preset, the engine, the chunking plan and how
+    long the build took (ready_s: the builder's call to a warmed-up engine, loading the checkpoint included when
+    build_runtime loaded it)."""
+
+    model: nn.Module
+    preset: Preset
+    engine: Engine
+    plan: ChunkPlan
+    device: torch.device
+    ready_s: float
+
+    @property
+    def load_path(self) -> str:
+        """Either "built" (compiled or set up in this process) or "loaded" (a package from engine.cache_dir)."""
+        return self.engine.load_path
+
+    def describe(self) -> str:
+        p = self.plan
+        return (f"{self.preset.name}: {self.engine.describe()}; chunks of {p.chunk_frames} + 2 x {p.context} "
+                f"frames, batch {p.batch}; ready in {self.ready_s:.1f} s ({self.load_path})")  # fmt: skip
+
+
+def assemble(model: nn.Module, preset: Preset, options: EngineOptions, started: float | None = None,
+             shape: tuple[int, int] | None = None) -> Runtime:  # fmt: skip
+    """A Runtime of an already loaded model (see module doc). started: perf_counter() at which ready_s starts
+    (default: now); shape: the engine's (B, T) when not the plan's (the bench's unchunked rows). Raises
+    ConfigError for bad options; the backend's errors as they come."""
+    started = time.perf_counter() if started is None else started
+    options.check()
+    device = resolve_device(options.device)
+    plan = plan_chunks(model, preset, options.batch, options.chunk_frames)
+    backend = options.backend
+    if backend == "auto":
+        from batchvoc.engines import choose_backend
+
+        backend = choose_backend(device)[0]
+    engine = build_engine(model, preset, options.backend, options.precision, device, [shape or plan.shape],
+                          options.cache_dir, **backend_options(backend, options.tunables))  # fmt: skip
+    return Runtime(model, preset, engine, plan, device, time.perf_counter() - started)
+
+
+def build_runtime(preset: str, checkpoint: str | None, options: EngineOptions | None = None,
+                  hparams: Mapping[str, Any] | None = None) -> Runtime:  # fmt: skip
+    """Load the vocoder (models.load_vocoder: ConfigError for a missing checkpoint or unknown preset) and
+    assemble its Runtime; ready_s counts from this call."""
+    started = time.perf_counter()
+    options = options or EngineOptions()
+    options.check()
+    model, loaded = load_vocoder(preset, checkpoint, dict(hparams or {}))
+    return assemble(model, loaded, options, started)
+
+
+def runtime_from_settings(settings: Any, device: str = "auto") -> Runtime:
+    """build_runtime for a job's settings (model.preset / checkpoint / hparams, the engine group)."""
+    options = EngineOptions.from_settings(settings, device)
+    return build_runtime(settings.preset, settings.checkpoint, options, settings.hparams)

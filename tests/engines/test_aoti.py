@@ -1,0 +1,99 @@
+"""AOTInductor packages on the CPU: equal to eager, built once under a lock, loaded from the cache after that."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+import torch
+
+from batchvoc.engines import aoti_available, build_engine
+from tests.engines.conftest import rel_l2
+
+SHAPE = (2, 64)
+
+pytestmark = pytest.mark.skipif(not aoti_available()[0], reason=f"aoti unavailable: {aoti_available()[1]}")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("aoti-cache")
+
+
+@pytest.fixture(scope="module")
+def built(tiny, cache):
+    """The first engine: builds the package (a C++ compile, ~30 s on 2 CPU cores)."""
+    model, preset = tiny
+    return build_engine(model, preset, backend="aoti", precision="fp32", shapes=[SHAPE], cache_dir=cache)
+
+
+@pytest.mark.slow
+def test_aoti_equals_eager_and_says_it_was_built(built, tiny, batch):
+    model, preset = tiny
+    mel, valid = batch
+    eager = build_engine(model, preset, backend="eager")
+    assert (built.backend, built.precision, built.shapes, built.load_path) == ("aoti", "fp32", [SHAPE], "built")
+    for spans in (valid, torch.tensor([[0, 10], [20, 64]]), None):
+        assert rel_l2(built(mel, spans), eager(mel, spans)) <= 1e-5
+    with pytest.raises(ValueError, match="built for"):
+        built(mel[:, :, :32], valid)
+
+
+@pytest.mark.slow
+def test_second_build_loads_the_package(built, tiny, cache, batch):
+    model, preset = tiny
+    mel, valid = batch
+    packages = list((cache / "aoti").glob("*.pt2"))
+    assert len(packages) == 1 and packages[0].name.startswith("tiny-fp32-2x64-")
+    again = build_engine(model, preset, backend="aoti", precision="fp32", shapes=[SHAPE], cache_dir=cache)
+    assert again.load_path == "loaded"
+    assert torch.equal(again(mel, valid), built(mel, valid))
+    assert list((cache / "aoti").glob("*.pt2")) == packages  # nothing rebuilt, no temp files left
+
+
+@pytest.mark.slow
+def test_other_weights_get_their_own_package(built, tiny, cache, batch):
+    model, preset = tiny
+    other = type(model)(**preset.hparams).eval()
+    engine = build_engine(other, preset, backend="aoti", precision="fp32", shapes=[SHAPE], cache_dir=cache)
+    assert engine.load_path == "built"
+    assert len(list((cache / "aoti").glob("*.pt2"))) == 2
+    mel, valid = batch
+    assert rel_l2(engine(mel, valid), build_engine(other, preset, backend="eager")(mel, valid)) <= 1e-5
+
+
+@pytest.mark.slow
+def test_a_corrupt_package_is_rebuilt(built, tiny, cache, batch):
+    model, preset = tiny
+    for package in (cache / "aoti").glob("*.pt2"):
+        package.write_bytes(b"not a zip")
+    engine = build_engine(model, preset, backend="aoti", precision="fp32", shapes=[SHAPE], cache_dir=cache)
+    assert engine.load_path == "built"
+    mel, valid = batch
+    assert torch.equal(engine(mel, valid), built(mel, valid))
+
+
+def _build_in_child(cache, queue):
+    from batchvoc.engines import build_engine as build
+    from tests.engines.conftest import tiny_model
+
+    model, preset = tiny_model()
+    engine = build(model, preset, backend="aoti", precision="fp32", shapes=[(1, 32)], cache_dir=cache)
+    queue.put((os.getpid(), engine.load_path))
+
+
+@pytest.mark.slow
+def test_two_processes_build_one_package(tmp_path):
+    """Two processes ask for the same new package at once: one builds it under the lock, the other loads it."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_build_in_child, args=(str(tmp_path), queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=600)
+    assert all(p.exitcode == 0 for p in procs)
+    paths = sorted(queue.get(timeout=5)[1] for _ in procs)
+    assert paths == ["built", "loaded"]
+    assert len(list((tmp_path / "aoti").glob("*.pt2"))) == 1
