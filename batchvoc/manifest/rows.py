@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,48 +56,78 @@ def read_shard_rows(shard: Shard, checks: MelChecks | int, skip: set[int] | None
     checks: the model's MelChecks (an int: only n_mels is checked, no convention checks). Never raises for a
     row's content: a row that cannot be read, decoded or checked comes back with `error` set.
     """
-    if not isinstance(checks, MelChecks):
-        checks = MelChecks(int(checks), mode="off")
-    parquet = pq.ParquetFile(shard.file)
-    folder = Path(shard.file).parent
-    duplicates = set(shard.duplicate_rows)
-    skip = skip or set()
     warned = 0
-    index = 0
-    for group in shard.row_groups:
-        count = parquet.metadata.row_group(group).num_rows
-        for row in _group_rows(parquet, group, count, index, checks, folder, duplicates, skip):
+    for _, rows in read_batches(shard, checks, skip):
+        for row in rows:
             if row.warning and warned < WARNINGS_LOGGED:
                 log.warning("row %s (%s): %s", row.index, row.id, row.warning)
             warned += bool(row.warning)
             yield row
-        index += count
     if warned > WARNINGS_LOGGED:
         log.warning("%s: %d rows in all look like another mel convention (check.mel_convention=warn)",
                     shard.name, warned)  # fmt: skip
 
 
-def _group_rows(parquet: pq.ParquetFile, group: int, count: int, first: int, checks: MelChecks, folder: Path,
-                duplicates: set[int], skip: set[int]) -> Iterator[MelRow]:  # fmt: skip
-    """One row group's rows; if decoding breaks, its remaining rows get the reason (other groups go on)."""
-    done = 0
+Skip = Callable[[int, object], bool] | set[int] | None
+
+
+def read_batches(shard: Shard, checks: MelChecks | int, skip: Skip = None) -> Iterator[tuple[pa.Table | None, list]]:
+    """(the batch's columns other than `mel`, its MelRows) for each record batch of the shard, in row order.
+
+    A row group that cannot be decoded gives (None, a MelRow with the reason for each of its rows not yet
+    given): it fails its own rows, never the shard. Raises only when the file itself cannot be opened.
+    """
+    parquet = pq.ParquetFile(shard.file)
+    columns = [name for name in parquet.schema_arrow.names if name != "mel"]
+    first = 0
+    for group in shard.row_groups:
+        count = parquet.metadata.row_group(group).num_rows
+        done = 0
+        try:
+            # a few rows at a time, not whole row groups: the engine gets its first rows at once
+            for batch in parquet.iter_batches(batch_size=READ_ROWS, row_groups=[group]):
+                table = pa.Table.from_batches([batch])
+                rows = list(decode_batch(table, first + done, shard, checks, skip))
+                yield table.select(columns), rows
+                done += table.num_rows
+        except Exception as err:  # noqa: BLE001 - a broken row group fails its rows, never the shard
+            reason = f"row group {group} could not be decoded: {_one_line(err)}"
+            yield None, [MelRow(first + offset, "", error=reason) for offset in range(done, count)]
+        first += count
+
+
+def decode_batch(table: pa.Table, first: int, shard: Shard, checks: MelChecks | int, skip: Skip = None
+                 ) -> Iterator[MelRow]:  # fmt: skip
+    """The rows of one record batch of `shard` (its first row is the shard's row `first`), decoded and checked.
+
+    A row in `skip` (a set of shard rows, or skip(row, id) true) comes back without its mel and without an error
+    (its audio exists already). Never raises for a row: each row's exception becomes its `error`.
+    """
+    if not isinstance(checks, MelChecks):
+        checks = MelChecks(int(checks), mode="off")
+    if isinstance(skip, set):
+        skip = _in_set(skip)
+    duplicates = set(shard.duplicate_rows)
     try:
-        # a few rows at a time, not whole row groups: the engine gets its first rows at once
-        for batch in parquet.iter_batches(batch_size=READ_ROWS, row_groups=[group]):
-            table = pa.Table.from_batches([batch])
-            for row in _table_rows(table, checks, folder, first + done, skip):
-                if row.error is None and row.index in duplicates:
-                    row.mel, row.error = None, f"id {row.id!r} appears earlier in the manifest"
-                yield row
-            done += table.num_rows
-    except Exception as err:  # noqa: BLE001 - a broken row group fails its rows, never the shard
-        reason = f"row group {group} could not be decoded: {_one_line(err)}"
-        for offset in range(done, count):
-            yield MelRow(first + offset, "", error=reason)
+        rows = list(_table_rows(table, checks, Path(shard.file).parent, first, skip))
+    except Exception as err:  # noqa: BLE001 - a batch that cannot be decoded fails its own rows
+        reason = f"rows could not be decoded: {_one_line(err)}"
+        rows = [MelRow(first + i, "", error=reason) for i in range(table.num_rows)]
+    for row in rows:
+        if row.error is None and row.index in duplicates:  # skipped or not: its id's file is the earlier row's
+            row.mel, row.error = None, f"id {row.id!r} appears earlier in the manifest"
+        yield row
 
 
-def _table_rows(table: pa.Table, checks: MelChecks, folder: Path, start: int, skip: set[int]) -> Iterator[MelRow]:
-    """A MelRow per row of a decoded batch whose first row is the shard's row `start`; rows in `skip` unread."""
+def _in_set(rows: set[int]) -> Callable[[int, object], bool]:
+    def skip(row: int, _key) -> bool:
+        return row in rows
+
+    return skip
+
+
+def _table_rows(table: pa.Table, checks: MelChecks, folder: Path, start: int, skip) -> Iterator[MelRow]:
+    """A MelRow per row of a decoded batch whose first row is the shard's row `start`; skipped rows unread."""
     ids = id_strings(table.column("id"))
     declared = {c: table.column(c).to_pylist() for c in DECLARED if c in table.column_names}
     if "mel" in table.column_names:
@@ -109,7 +139,7 @@ def _table_rows(table: pa.Table, checks: MelChecks, folder: Path, start: int, sk
         frames = [None] * table.num_rows
     for i, key in enumerate(ids):
         index, name = start + i, "" if key is None else str(key)
-        if index in skip:
+        if skip is not None and skip(index, key):
             yield MelRow(index, name)
             continue
         try:

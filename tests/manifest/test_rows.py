@@ -251,3 +251,29 @@ def test_ragged_nested_mels_are_a_row_error(tmp_path):
     ok, ragged = _read(tmp_path / "m.parquet")
     assert ok.error is None and ok.mel.shape == (N_MELS, 2)
     assert "ragged" in ragged.error
+
+
+def test_read_batches_gives_each_batch_its_passthrough_and_rows(tmp_path):
+    from batchvoc.manifest.rows import READ_ROWS, decode_batch, read_batches
+
+    rows = mel_rows(READ_ROWS + 5, N_MELS, frames=2)
+    rows[3]["id"] = rows[1]["id"]  # a duplicate: an error even when its file exists (that file is row 1's)
+    path = write_manifest(tmp_path / "m.parquet", rows, row_group_size=READ_ROWS + 5)
+    (shard,) = plan_shards(find_manifest_files(path), 10**9)
+    batches = list(read_batches(shard, N_MELS, skip={2, 3}))
+    assert [len(r) for _, r in batches] == [READ_ROWS, 5]
+    assert all(t.num_rows == len(r) and "mel" not in t.column_names and "speaker" in t.column_names
+               for t, r in batches)  # fmt: skip
+    got = [row for _, rs in batches for row in rs]
+    assert [r.index for r in got] == list(range(READ_ROWS + 5))
+    assert got[2].mel is None and got[2].error is None  # skipped: its audio exists already
+    assert "appears earlier" in got[3].error
+    table = batches[0][0]
+    again = list(decode_batch(pq_table(path).slice(0, 10), 0, shard, N_MELS, lambda row, key: key == rows[0]["id"]))
+    assert again[0].mel is None and again[1].mel is not None and table.column("id")[0].as_py() == rows[0]["id"]
+
+
+def pq_table(path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path)
