@@ -58,10 +58,10 @@ def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink,
     def good_rows() -> Iterator[tuple[int, np.ndarray]]:
         nonlocal frames
         for row in reader:
-            if row.index in finished:
-                results[row.index] = sink.reuse(row.id)
-            elif row.error is not None:
+            if row.error is not None:  # first: a duplicate id's file exists, but it is the earlier row's
                 results[row.index] = sink.failed(row.id, row.error)
+            elif row.index in finished:
+                results[row.index] = sink.reuse(row.id)
             else:
                 frames += row.mel.shape[1]
                 yield row.index, row.mel
