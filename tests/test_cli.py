@@ -125,3 +125,51 @@ def test_v3_bf16_runs_an_nvidia_checkpoint_folder_end_to_end(tmp_path):
     assert {r["sample_rate"] for r in table} == {24000}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["precision"] == "bf16" and summary["rows_ok"] == 3
+
+
+def test_multirun_runs_every_job_into_its_own_folder_and_exits_with_the_worst(tmp_path):
+    """-m with three subtypes: PCM_16 and PCM_24 each in output.dir/N, the bad third fails alone; exit code 1."""
+    three_files(tmp_path / "in", rows=6)
+    out = tmp_path / "out"
+    result = batchvoc("-m", "job=hifigan_v1", f"input.manifest={tmp_path / 'in'}", f"output.dir={out}",
+                      "model.checkpoint=random", "+model.hparams.upsample_initial_channel=32", "engine.backend=eager",
+                      "output.subtype=PCM_16,PCM_24,PCM_99", timeout=600)  # fmt: skip
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    for num, subtype in ((0, "PCM_16"), (1, "PCM_24")):
+        summary = json.loads((out / str(num) / "summary.json").read_text())
+        assert summary["rows_ok"] == 6 and summary["config"]["output"]["subtype"] == subtype
+        files = list((out / str(num)).rglob("*.wav"))
+        assert len(files) == 6 and {sf.info(p).subtype for p in files} == {subtype}
+        log = next((out / str(num) / "logs").rglob("batchvoc.log")).read_text()
+        assert "6 rows ok, 0 failed" in log  # the summary line reaches each job's log file
+    assert not (out / "2" / "summary.json").exists()
+    assert "output.subtype" in result.stderr and "PCM_99" in result.stderr
+    console = result.stdout + result.stderr  # redirected: no colour codes, no token banner
+    assert "\x1b[" not in console and "Token authentication is enabled" not in console
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
+    """pip wheel + pip install into a fresh venv (this venv's packages for the dependencies), then job=demo."""
+    import site
+    import venv
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True, timeout=300)  # fmt: skip
+    venv.create(tmp_path / "venv", with_pip=False)
+    py = tmp_path / "venv" / "bin" / "python"
+    (purelib,) = {p for p in (tmp_path / "venv" / "lib").glob("python*/site-packages")}
+    (purelib / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")  # after the venv's own packages
+    (wheel,) = (tmp_path / "dist").glob("batchvoc-*.whl")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}  # not the checkout's
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
+                   check=True, capture_output=True, timeout=300, env=env, cwd=tmp_path)  # fmt: skip
+    where = subprocess.run([py, "-c", "import batchvoc; print(batchvoc.__file__)"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)  # fmt: skip
+    assert where.stdout.startswith(str(purelib)), where.stdout + where.stderr
+    out = tmp_path / "demo"
+    result = subprocess.run([py, "-m", "batchvoc", "job=demo", f"output.dir={out}", "demo.utterances=2",
+                             "demo.seconds=1.0"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["rows_ok"] == 2
