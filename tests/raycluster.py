@@ -56,7 +56,7 @@ class HeadNode:
     token_path: Path
     temp_dir: Path
     log: Path
-    children: set[int] = field(default_factory=set)
+    children: list[psutil.Process] = field(default_factory=list)
 
     @property
     def dashboard(self) -> str:
@@ -77,7 +77,7 @@ class HeadNode:
 
     def stop(self) -> None:
         """SIGTERM to our `ray start --block` (it stops its node), then SIGKILL to any of its own children left."""
-        self.children |= _descendants(self.process.pid)
+        self.children += descendants(self.process.pid)
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -85,21 +85,27 @@ class HeadNode:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
-        for pid in self.children:
-            try:
-                proc = psutil.Process(pid)
-                if str(self.temp_dir) in " ".join(proc.cmdline()) or proc.ppid() in self.children | {1}:
-                    proc.kill()
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                pass
+        reap(self.children, grace=5)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def _descendants(pid: int) -> set[int]:
+def descendants(pid: int) -> list[psutil.Process]:
+    """Every process below `pid` now (what a process we started has started). psutil's handles remember each
+    process's start time, so a pid the OS reuses later is never signalled through them."""
     try:
-        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+        return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
-        return set()
+        return []
+
+
+def reap(procs: list[psutil.Process], grace: float = 10.0) -> None:
+    """SIGKILL those of `procs` (taken from our own process tree) still running after `grace` seconds."""
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0) -> HeadNode:
@@ -127,5 +133,5 @@ def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0) -> HeadN
             head.stop()
             raise RuntimeError(f"ray start --head did not come up:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
-    head.children |= _descendants(process.pid)
+    head.children += descendants(process.pid)
     return head

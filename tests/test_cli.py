@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from tests.raycluster import descendants, reap
 from tests.runner.test_driver import three_files
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,10 +80,12 @@ def test_interrupted_job_finishes_on_rerun_without_duplicates(tmp_path, how):
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.2)
     done_then = len(list((out / "manifest").glob("*.parquet")))
+    started = descendants(proc.pid)  # the local Ray this driver started: ours to clean up, by pid, if it stays
     proc.send_signal(signal.SIGINT if how == "SIGINT" else signal.SIGKILL)
     proc.wait(timeout=60)
     assert proc.returncode != 0
     time.sleep(2)  # let a killed driver's workers go
+    reap(started)
     finished = {p: p.stat().st_mtime_ns for p in (out / "wavs").rglob("*.wav")}
     total_shards = json.loads(json.dumps(len(list((out / "manifest").glob("*.parquet")))))
     assert 3 <= done_then <= total_shards
