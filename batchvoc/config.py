@@ -133,10 +133,21 @@ class BatchvocConfig:
 
 
 def register() -> None:
-    """Put the schema in Hydra's ConfigStore (conf/config.yaml's defaults list starts with it)."""
+    """Put the schema in Hydra's ConfigStore (conf/config.yaml's defaults list starts with it), and the resolver
+    conf/config.yaml's hydra.run.dir uses."""
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="batchvoc_schema", node=BatchvocConfig)
+    OmegaConf.register_new_resolver("batchvoc_local", local_folder, replace=True)
+
+
+def local_folder(out_dir: str) -> str:
+    """Where a job's Hydra logs go: output.dir itself, or for a URL (s3://bucket/x) a local `batchvoc-logs/s3/bucket/x`
+    in the working directory (Hydra writes its logs with local file handles)."""
+    if "://" not in out_dir:
+        return out_dir
+    scheme, rest = out_dir.split("://", 1)
+    return f"batchvoc-logs/{scheme}/{rest.strip('/')}"
 
 
 def validate(cfg: Any) -> DictConfig:
