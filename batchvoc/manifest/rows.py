@@ -7,6 +7,7 @@ escapes the reader. A row group that cannot be decoded at all fails its own rows
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -197,9 +198,7 @@ class _InlineMels:
             raise RowError("mel is null")
         if self.nested:
             return self._nested(i, n_frames, n_mels)
-        if n_frames is None or float(n_frames) <= 0 or not float(n_frames).is_integer():
-            raise RowError(f"n_frames is {n_frames}: no frames to vocode (a positive whole number is needed)")
-        n_frames = int(n_frames)
+        n_frames = _frame_count(n_frames)
         flat = self.values[self.offsets[i] : self.offsets[i + 1]]
         if flat.size != n_mels * n_frames:
             raise RowError(f"mel holds {flat.size} values, not n_mels x n_frames = {n_mels} x {n_frames} "
@@ -215,9 +214,20 @@ class _InlineMels:
         if rows != n_mels:
             hint = " (stored [n_frames][n_mels]? store the transpose)" if frames == n_mels else ""
             raise RowError(f"mel holds {rows} lists of {frames}: {rows} mel bands, the model takes {n_mels}{hint}")
-        if n_frames is not None and float(n_frames) != frames:
+        if n_frames is not None and _frame_count(n_frames) != frames:
             raise RowError(f"n_frames is {n_frames}, the nested mel holds {frames} frames")
         return self.values[bounds[0] : bounds[-1]].reshape(rows, frames)
+
+
+def _frame_count(n_frames) -> int:
+    """n_frames as a positive whole number (numbers stored as text too); RowError naming the column."""
+    try:
+        value = float(n_frames)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (value > 0 and value.is_integer()):
+        raise RowError(f"n_frames is {n_frames}: no frames to vocode (a positive whole number is needed)")
+    return int(value)
 
 
 def _is_list_type(kind: pa.DataType) -> bool:

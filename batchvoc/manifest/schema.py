@@ -79,8 +79,8 @@ def check_schema(path: Path) -> pa.Schema:
         raise ConfigError(KEY, f"{path}: column 'mel_path' must hold strings, not {schema.field('mel_path').type}")
     for column in NUMBER_COLUMNS:
         kind = schema.field(column).type if column in names else None
-        if kind is not None and not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-            raise ConfigError(KEY, f"{path}: column {column!r} must hold numbers, not {kind}")
+        if kind is not None and not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or _is_text(kind)):
+            raise ConfigError(KEY, f"{path}: column {column!r} must hold numbers, not {kind}")  # text: per row
     return schema
 
 

@@ -84,8 +84,8 @@ def test_ids_must_be_strings_or_integers(tmp_path):
 def test_number_and_path_columns_must_have_their_types(tmp_path):
     path = tmp_path / "m.parquet"
     for table, column in [
-        (pa.table({"id": ["a"], "mel": [[1.0]], "n_frames": ["one"]}), "n_frames"),
-        (pa.table({"id": ["a"], "mel_path": ["a.npy"], "sample_rate": ["22k"]}), "sample_rate"),
+        (pa.table({"id": ["a"], "mel": [[1.0]], "n_frames": [[1]]}), "n_frames"),
+        (pa.table({"id": ["a"], "mel_path": ["a.npy"], "sample_rate": [True]}), "sample_rate"),
         (pa.table({"id": ["a"], "mel_path": [3]}), "mel_path"),
     ]:
         pq.write_table(table, path)
@@ -105,3 +105,19 @@ def test_float_n_frames_with_nan_plans_and_reads_per_row(tmp_path):
     rows = list(read_shard_rows(shard, 4))
     assert rows[0].error is None and rows[0].mel.shape == (4, 2)
     assert "n_frames is nan" in rows[1].error and "n_frames is 2.5" in rows[2].error
+
+
+def test_numbers_stored_as_text_are_parsed_per_row(tmp_path):
+    import numpy as np
+
+    from batchvoc.manifest import plan_shards, read_shard_rows
+    from batchvoc.manifest.conventions import MelChecks
+
+    mels = [np.full(8, -5.0, np.float32)] * 3
+    table = pa.table({"id": ["a", "b", "c"], "mel": mels, "n_frames": ["2", "2", "two"],
+                      "sample_rate": ["22050", "16000", "22050"]})  # fmt: skip
+    pq.write_table(table, tmp_path / "m.parquet")
+    check_schema(tmp_path / "m.parquet")
+    (shard,) = plan_shards([tmp_path / "m.parquet"], 10**9)
+    rows = list(read_shard_rows(shard, MelChecks(4, rates=((22050, 256),), mode="off")))
+    assert rows[0].error is None and "sample_rate is 16000" in rows[1].error and "n_frames is two" in rows[2].error
