@@ -27,7 +27,9 @@ GSV_SPEC_MIN, GSV_SPEC_MAX = -12.0, 2.0  # GPT-SoVITS v3/v4 norm_spec: (x - min)
 LN10 = math.log(10.0)
 
 FLOOR_MASS, FLOOR_MIN_VALUES = 0.01, 10  # a clamped floor: this share of the values (and this many) at the minimum
-BELOW_FLOOR = 1.5  # the 1st percentile this far below ln(clip): not a natural-log mel of this front end
+BELOW_FLOOR = 2.5  # the 1st percentile this far below ln(clip): not a natural-log mel of this front end
+# (a TTS model's predicted mels undershoot the floor a little in silences: they must pass)
+ABOVE_FLOOR = 1.5  # a clamped floor this far above ln(clip), with a compressed span: a scaled mel
 ABOVE_CEILING = 6.0  # the maximum this far above the full-scale ceiling: dB or linear values
 COMPRESSED_SPAN = 0.6  # a clamped floor above ln(clip) with a span below this share of ln's: a scaled mel
 COMPRESSED_Q1 = -3.5  # ln mels of speech reach far below this (toward the floor) somewhere in a row
@@ -153,7 +155,7 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float) -> str | None:
                 f"normalisation: set {SCALE_KEY}=gsv_norm)")  # fmt: skip
     if q1 < floor - BELOW_FLOOR or hi > ceiling + ABOVE_CEILING:
         return _below_floor_or_above_ceiling(lo, q1, hi, floor, ceiling, fix)
-    if at_floor and lo > floor + BELOW_FLOOR and hi - lo < COMPRESSED_SPAN * (ceiling - floor):
+    if at_floor and lo > floor + ABOVE_FLOOR and hi - lo < COMPRESSED_SPAN * (ceiling - floor):
         ratio = lo / floor
         guess = "log10 (ln / 2.303)" if abs(ratio - 1 / LN10) < 0.04 else f"a natural-log mel scaled by {ratio:.2f}"
         hint = f"set {SCALE_KEY}=log10" if "log10" in guess else fix
