@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from batchvoc.batching import vocode, window_for
-from batchvoc.engines import Engine, build_engine
+from batchvoc.batching import vocode
+from batchvoc.engines import Engine
 from batchvoc.errors import RowError
 from batchvoc.manifest.conventions import MelChecks
-from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
+from batchvoc.runtime import EngineOptions, build_runtime, resolve_device
 
 MelLike = np.ndarray | torch.Tensor
 
@@ -69,10 +69,6 @@ def check_mel(mel: Any, n_mels: int, checks: MelChecks | None = None) -> np.ndar
     return array
 
 
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class Vocoder:
     """A vocoder engine built once, fed through chunk-and-pack: any number of mels of any lengths per call.
 
@@ -99,6 +95,7 @@ class Vocoder:
         cache_dir: str | None = None,
         mel_scale: str = "ln",
         mel_convention: str = "error",
+        options: dict[str, Any] | None = None,
     ) -> Vocoder:
         """Load `preset`'s model with its weights and build its engine for one fixed shape.
 
@@ -107,7 +104,7 @@ class Vocoder:
             `"random"` (benchmarks only).
         backend: `auto` | `tensorrt` | `inductor` | `eager` (as `engine.backend`).
         precision: `fp32` | `fp16` | `bf16`; None: fp16 on a CUDA device, fp32 elsewhere.
-        device: `"cpu"`, `"cuda"`, `"cuda:1"`, ...; None: the first CUDA GPU if there is one, else the CPU.
+        device: `"cpu"`, `"cuda"`, `"cuda:1"`, ...; None or `"auto"`: the CUDA GPU if there is one, else the CPU.
         batch, window: rows per forward and frames per row (as `engine.batch` / `engine.window`); window None
             picks W so that W + 2 * context is 1024 frames.
         hparams: overrides of the preset's hyper-parameters (as `model.hparams`).
@@ -115,18 +112,25 @@ class Vocoder:
             converted to ln before vocoding.
         mel_convention: `error` (as `check.mel_convention`): a mel that looks like another convention (log10,
             dB, normalised, transposed) is refused; `warn` / `off` vocode it anyway.
+        options: engine tunables (as `engine.options`; batchvoc.runtime.TUNABLES lists them per backend).
+
+        Built by the job's own runtime builder (batchvoc.runtime.build_runtime), so the engine, its chunking
+        plan and its compiled-package cache are the job's.
 
         Raises batchvoc.errors.ConfigError naming the setting (as its job key) for an unknown preset, backend,
-        precision, mel scale or convention mode, a missing checkpoint, or TensorRT asked for but not installed.
+        precision, device, engine option, mel scale or convention mode, a missing checkpoint, or TensorRT asked
+        for but not installed.
         """
-        device = str(device or _default_device())
+        MelChecks(1, scale=mel_scale, mode=mel_convention)  # ConfigError naming the key before any loading
+        where = resolve_device(str(device or "auto"))
         if precision is None:
-            precision = "fp16" if torch.device(device).type == "cuda" else "fp32"
-        model, resolved = load_vocoder(preset, checkpoint, hparams)
-        context = model.receptive_field()
-        window = int(window or window_for(context))
-        engine = build_engine(model, resolved, backend, precision, device, [(batch, window + 2 * context)], cache_dir)
-        return cls(engine, resolved, window, context, batch, MelChecks.for_preset(resolved, mel_scale, mel_convention))
+            precision = "fp16" if where.type == "cuda" else "fp32"
+        engine = EngineOptions(backend=backend, precision=precision, batch=batch, chunk_frames=window,
+                               device=str(where), cache_dir=cache_dir, tunables=dict(options or {}))  # fmt: skip
+        runtime = build_runtime(preset, checkpoint, engine, hparams)
+        plan = runtime.plan
+        checks = MelChecks.for_preset(runtime.preset, mel_scale, mel_convention)
+        return cls(runtime.engine, runtime.preset, plan.chunk_frames, plan.context, plan.batch, checks)
 
     @property
     def sample_rate(self) -> int:

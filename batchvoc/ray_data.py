@@ -46,13 +46,14 @@ class VocodeBatches:
         cache_dir: str | None = None,
         mel_scale: str = "ln",
         mel_convention: str = "error",
+        options: dict[str, Any] | None = None,
     ):
         """Build the engine (arguments as `Vocoder.from_preset`). mel_column: where the mels are; audio_column:
         where the audio goes; keep_mel: keep the mel column in the output (dropped by default: it is bulky)."""
         self.vocoder = Vocoder.from_preset(preset, checkpoint=checkpoint, backend=backend, precision=precision,
                                            device=device, batch=batch, window=window, hparams=hparams,
                                            cache_dir=cache_dir, mel_scale=mel_scale,
-                                           mel_convention=mel_convention)  # fmt: skip
+                                           mel_convention=mel_convention, options=options)  # fmt: skip
         self.mel_column, self.audio_column, self.keep_mel = mel_column, audio_column, keep_mel
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
