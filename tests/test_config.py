@@ -142,3 +142,18 @@ def test_hydra_logs_of_a_url_output_dir_go_to_a_local_folder():
 
     assert local_folder("/data/out") == "/data/out"
     assert local_folder("s3://bucket/run/1/") == "batchvoc-logs/s3/bucket/run/1"
+
+
+def test_presets_are_yaml_files_of_the_packaged_tree():
+    from batchvoc.models.presets import PRESETS, preset_from_yaml
+
+    folder = ROOT / "batchvoc" / "conf" / "preset"
+    assert {p.stem for p in folder.glob("*.yaml")} == set(PRESETS)
+    text = (folder / "gsv_v4.yaml").read_text()
+    assert preset_from_yaml("gsv_v4", text) == PRESETS["gsv_v4"]
+    twin = preset_from_yaml("my_v4", text.replace("upsample_initial_channel: 512", "upsample_initial_channel: 256"))
+    assert twin.hparams["upsample_initial_channel"] == 256 and twin.sample_rate == 48000  # a new vocoder: one file
+    with pytest.raises(ConfigError, match="preset/bad.yaml.*hop_length"):
+        preset_from_yaml("bad", text.replace("hop_length: 480", "hop_length: 500", 1))
+    with pytest.raises(ConfigError, match="preset/bad.yaml.*front_end"):
+        preset_from_yaml("bad", text.split("front_end:")[0])
