@@ -32,14 +32,17 @@ class ActorPlan:
         return max(int(self.num_cpus), 1)
 
 
-def connect(address: str) -> None:
+def connect(address: str) -> bool:
     """Join cluster.address (`auto` or ray://host:port), the cluster `ray job submit` names, or start a local one.
 
     Token authentication (Ray 2.52+) as runner/auth.py describes. Raises ConfigError on cluster.address when the
-    cluster cannot be reached or refuses our token.
+    cluster cannot be reached or refuses our token. Returns True when it started a local cluster (the caller
+    shuts it down). Call it from a thread that lives as long as the cluster: Ray ties a local cluster's
+    processes to the thread that started them (PR_SET_PDEATHSIG).
     """
     if ray.is_initialized():
-        return
+        return False
+    local = False
     submitted = bool(os.environ.get("RAY_ADDRESS"))
     if address or submitted:
         auth.for_existing_cluster()
@@ -52,6 +55,7 @@ def connect(address: str) -> None:
             ray.init(log_to_driver=True)  # under `ray job submit`: the job's own cluster
         else:
             ray.init(address="local", include_dashboard=False, log_to_driver=True)
+            local = True
     except AuthenticationError as err:
         auth.restore()
         raise ConfigError(
@@ -63,6 +67,7 @@ def connect(address: str) -> None:
             "cluster.address", f"cannot reach the Ray cluster at {address!r}: {_first_line(err)}"
         ) from err
     log.info("Ray cluster: %s", ray.cluster_resources())
+    return local
 
 
 def disconnect() -> None:

@@ -1,7 +1,9 @@
-"""The driver: check everything before any work, plan shards, start one worker per device, deal shards,
-re-deal the shards of a worker that died, show progress, write summary.json.
+"""The driver: check everything before any work, plan shards, start one actor per device, deal shards, show
+progress, write summary.json; Ray restarts actors that die and retries their shards (runner/actors.py).
 
-Exit codes: 0 every row ok, 2 some rows failed, 1 the job could not run (or some shards could not finish).
+The start overlaps: the local Ray starts while the manifest is planned and the weights are read (once, then
+shared with every actor through Ray's object store); each actor takes its first shards the moment it is ready.
+Exit codes: 0 every row ok, 2 some rows failed, 1 the job could not run (stopped early, or shards not finished).
 """
 
 from __future__ import annotations
@@ -9,29 +11,30 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+import pyarrow.parquet as pq
 import ray
-from tqdm import tqdm
 
 from batchvoc.engines import check_backend
 from batchvoc.manifest import Shard, check_manifest_files, find_manifest_files, plan_shards
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
 from batchvoc.outputs import check_lhotse, write_lhotse
-from batchvoc.runner.cluster import connect, plan_actors
-from batchvoc.runner.worker import Worker
+from batchvoc.runner.actors import start_actors
+from batchvoc.runner.cluster import connect, disconnect, plan_actors
+from batchvoc.runner.dealer import Dealt, StopJob, deal
+from batchvoc.runner.failures import FailureTally, console_lines
+from batchvoc.runner.lifetime import SessionGuard
+from batchvoc.runner.worker import weights_of
 from batchvoc.settings import JobSettings
 from batchvoc.sink import check_format, check_writable, done_shards, remove_partials, write_json
 
 log = logging.getLogger(__name__)
-IN_FLIGHT_PER_ACTOR = 2
-RESTART_WAIT_S, RESTART_WAITS = 1.0, 300  # a shard waits up to 5 min in all for its restarting actor
-# Ray's "actor is restarting" error (a subclass of RayActorError); older Rays lack it
-_RESTARTING = getattr(ray.exceptions, "ActorUnavailableError", ())
 
 
 @dataclass
@@ -40,56 +43,154 @@ class JobReport:
 
     summary: dict[str, Any]
     failed_shards: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the job stopped early
 
     @property
     def exit_code(self) -> int:
-        if self.failed_shards:
+        if self.failed_shards or self.stopped:
             return 1
-        return 2 if self.summary["rows_failed"] else 0
+        return 2 if self.summary["rows_failed"] or self.summary.get("rows_suspect") else 0
 
 
-def preflight(settings: JobSettings) -> tuple[list[Shard], Preset]:
-    """Every check that can fail on configuration, before any work; returns the shard plan and the preset."""
+def check_settings(settings: JobSettings) -> list[str]:
+    """The quick checks, before anything starts: format, backend, output.dir, manifest files; returns the files."""
     check_format(settings.fmt, settings.subtype)
     check_backend(settings.backend, settings.precision)
-    files = check_manifest_files(find_manifest_files(settings.manifest))  # empty parts skipped; no rows: error
-    _, preset = load_vocoder(settings.preset, settings.checkpoint, settings.hparams)  # checks keys and shapes
+    files = find_manifest_files(settings.manifest)
     check_writable(settings.out_path)
     if settings.lhotse:
         check_lhotse()
+    return files
+
+
+def plan(settings: JobSettings, files: list, preset: Preset) -> list[Shard]:
+    """Every file's schema checked (empty parts skipped; no rows at all: ConfigError), then the shard plan
+    (shards of about input.shard_seconds of audio)."""
+    files = check_manifest_files(files)
     target_frames = int(settings.shard_seconds * preset.sample_rate / preset.hop_length)
-    return plan_shards(files, target_frames), preset
+    return plan_shards(files, target_frames)
+
+
+def process_started_at() -> float:
+    """When this process started (epoch seconds): startup_s counts from here, imports included."""
+    return psutil.Process().create_time()
 
 
 def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], None] | None = None) -> JobReport:
     """Run (or finish) the job; shards already done are skipped.
 
     `on_actor_ready` is called with each actor's `Worker.info()` (actor, device, backend, pid, ...) once it is ready.
+    Raises ConfigError (naming the key) for bad configuration, before any output is written.
     """
     started, started_at = time.perf_counter(), time.time()
-    shards, preset = preflight(settings)
+    files = check_settings(settings)
     out = settings.out_path
-    done = done_shards(out)
-    todo = [s for s in shards if s.name not in done]
-    for folder in ("manifest", "stats"):
-        remove_partials(out / folder)
-    log.info("%d shards planned, %d already done, %d to run", len(shards), len(shards) - len(todo), len(todo))
-    actors_info: list[dict[str, Any]] = []
-    failed: list[str] = []
-    if todo:
-        connect(settings.address)
-        actors, actors_info = _start_workers(settings)
-        for item in actors_info if on_actor_ready else ():
-            on_actor_ready(item)
-        failed = _deal(actors, todo, settings.max_attempts, preset)
+    with ThreadPoolExecutor(2, thread_name_prefix="plan") as pool:
+        loading = pool.submit(load_vocoder, settings.preset, settings.checkpoint, settings.hparams)
+        planning = pool.submit(lambda: plan(settings, files, loading.result()[1]))
+        # a finished job's rerun (summary.json there) usually has nothing to do: plan before starting Ray
+        early = not (out / "summary.json").exists()
+        cluster = _Cluster.start(settings.address) if early else None
+        try:
+            shards = planning.result()
+            preset = loading.result()[1]
+            done = done_shards(out)
+            todo = [s for s in shards if s.name not in done]
+            log.info("%d shards planned, %d already done, %d to run", len(shards), len(shards) - len(todo),
+                     len(todo))  # fmt: skip
+            for folder in ("manifest", "stats"):
+                remove_partials(out / folder)
+            dealt, tally = Dealt(), FailureTally()
+            if todo:
+                cluster = cluster or _Cluster.start(settings.address)
+                dealt = _run(settings, cluster, loading, todo, preset, tally, on_actor_ready)
+        finally:
+            if cluster is not None:
+                cluster.stop()
     wall = time.perf_counter() - started
-    summary = _summary(settings, shards, {s.name for s in todo}, wall, actors_info, failed)
+    summary = _summary(settings, shards, {s.name for s in todo}, wall, dealt)
     summary["started_at"] = started_at
     if settings.lhotse:
         _write_lhotse(out)
     _write_report(out, summary)
     write_json(out / "summary.json", summary)
-    return JobReport(summary, failed)
+    for line in _closing_lines(summary, dealt.stopped):
+        log.warning("%s", line)
+    return JobReport(summary, sorted(dealt.failed), dealt.stopped)
+
+
+@dataclass
+class _Cluster:
+    """The Ray this job runs on; a local one it started is shut down with it, every process of it included."""
+
+    guard: SessionGuard | None
+
+    @classmethod
+    def start(cls, address: str) -> _Cluster:
+        started_local = connect(address)
+        return cls(SessionGuard.start() if started_local else None)
+
+    def watch(self) -> None:
+        if self.guard is not None:
+            self.guard.watch()
+
+    def stop(self) -> None:
+        if self.guard is None:
+            return
+        began = time.perf_counter()
+        disconnect()
+        self.guard.close()
+        log.info("local Ray shut down in %.1f s", time.perf_counter() - began)
+
+
+def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[Shard], preset: Preset,
+         tally: FailureTally, on_actor_ready: Callable | None) -> Dealt:  # fmt: skip
+    """Start the actors (the driver's weights shared through the object store) and deal them the shards."""
+    model, _ = loading.result()
+    weights = ray.put(weights_of(model))
+    actors = start_actors(settings, plan_actors(settings.cpu_actors), preset, weights)
+
+    def ready(info: dict[str, Any]) -> None:
+        cluster.watch()  # the actor's process is one of the job's now
+        if on_actor_ready:
+            on_actor_ready(info)
+
+    def finished(shard: Shard, stats: dict[str, Any]) -> None:
+        if tally.ok or stats.get("rows_ok"):
+            tally.ok += stats.get("rows_ok", 0)
+            return  # some rows are fine: never stop early
+        tally.add(_outcomes(settings, shard.name))
+        reason = tally.early_stop()
+        if reason:
+            raise StopJob(reason)
+
+    seconds_per_frame = preset.hop_length / preset.sample_rate
+    return deal(actors, todo, seconds_per_frame, on_ready=ready, on_shard=finished)
+
+
+def _outcomes(settings: JobSettings, shard: str) -> list[dict[str, Any]]:
+    """A finished shard's rows from its output manifest: id, status, error."""
+    path = settings.out_path / "manifest" / f"{shard}.parquet"
+    return pq.read_table(path, columns=["id", "status", "error"]).to_pylist()
+
+
+def _top_failures(settings: JobSettings, stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The top reasons over every shard with failed or suspect rows."""
+    tally = FailureTally()
+    for s in stats:
+        if s.get("rows_failed") or s.get("rows_suspect"):
+            tally.add(_outcomes(settings, s["shard"]))
+    return tally.top()
+
+
+def _closing_lines(summary: dict[str, Any], stopped: str | None) -> list[str]:
+    lines = []
+    if stopped:
+        lines.append(f"stopped early: {stopped}")
+    if summary.get("top_failures"):
+        lines.append("top reasons for failed or suspect rows:")
+        lines += console_lines(summary["top_failures"])
+    return lines
 
 
 def _write_lhotse(out) -> None:
@@ -110,97 +211,39 @@ def _write_report(out, summary: dict[str, Any]) -> None:
         log.warning("report.html could not be written: %s (python -m batchvoc.report %s retries)", err, out)
 
 
-def _start_workers(settings: JobSettings) -> tuple[list, list[dict[str, Any]]]:
-    plan = plan_actors(settings.cpu_actors)
-    remote = ray.remote(Worker).options(**plan.options, max_restarts=settings.max_attempts)
-    actors = [remote.remote(settings, name=f"actor-{i}", threads=plan.threads) for i in range(plan.count)]
-    info = ray.get([a.info.remote() for a in actors])  # raises here, before any shard, if a worker cannot start
-    for item in info:
-        log.info("%(actor)s: %(device)s, %(backend)s %(precision)s, ready in %(startup_s).1f s", item)
-    return actors, info
+def _summary(settings: JobSettings, shards: list[Shard], ran: set[str], wall: float, dealt: Dealt) -> dict[str, Any]:
+    """Row and audio totals over every planned shard (earlier runs' included); speed over this run's shards.
 
-
-def _deal(actors: list, todo: list[Shard], max_attempts: int, preset: Preset) -> list[str]:
-    """Deal shards to workers (largest first, round robin, then to whoever is free); returns shards that failed."""
-    pending = deque(sorted(todo, key=lambda s: -s.frames))
-    in_flight: dict[Any, tuple[int, Shard]] = {}
-    attempts: Counter[str] = Counter()
-    waits: Counter[str] = Counter()
-    deaths: Counter[int] = Counter()
-    alive = set(range(len(actors)))
-    failed: list[str] = []
-    seconds_per_frame = preset.hop_length / preset.sample_rate
-
-    def fill() -> None:
-        for _ in range(IN_FLIGHT_PER_ACTOR):
-            for i in sorted(alive):
-                busy = sum(1 for j, _ in in_flight.values() if j == i)
-                if pending and busy < IN_FLIGHT_PER_ACTOR:
-                    shard = pending.popleft()
-                    in_flight[actors[i].run.remote(shard)] = (i, shard)
-
-    total = sum(s.frames for s in todo) * seconds_per_frame
-    with tqdm(total=round(total, 1), unit="s audio", dynamic_ncols=True, smoothing=0.1) as bar:
-        fill()
-        while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            i, shard = in_flight.pop(ready[0])
-            try:
-                ray.get(ready[0])
-                bar.update(round(shard.frames * seconds_per_frame, 1))
-            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
-                if isinstance(err, _RESTARTING) and waits[shard.name] < RESTART_WAITS:
-                    # the actor is being restarted by Ray: not the shard's fault, so not an attempt
-                    waits[shard.name] += 1
-                    log.warning("actor-%d is restarting; dealing shard %s again once it is back", i, shard.name)
-                    time.sleep(RESTART_WAIT_S)
-                    pending.appendleft(shard)
-                    fill()
-                    continue
-                if isinstance(err, ray.exceptions.RayActorError):
-                    deaths[i] += 1
-                    if deaths[i] > max_attempts:
-                        alive.discard(i)
-                attempts[shard.name] += 1
-                if attempts[shard.name] < max_attempts and alive:
-                    log.warning("shard %s failed on actor-%d (%s); dealing it again", shard.name, i, _first_line(err))
-                    pending.appendleft(shard)
-                else:
-                    log.error("shard %s failed %d times: %s", shard.name, attempts[shard.name], _first_line(err))
-                    failed.append(shard.name)
-            fill()
-    failed += [s.name for s in pending]
-    return failed
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line for line in str(err).splitlines() if line.strip()]
-    return lines[-1] if lines else type(err).__name__
-
-
-def _summary(settings: JobSettings, shards: list[Shard], ran: set[str], wall: float,
-             actors_info: list[dict[str, Any]], failed: list[str]) -> dict[str, Any]:  # fmt: skip
-    """Row and audio totals over every planned shard (earlier runs' included); speed over this run's shards."""
+    startup_s: this process's start to the first audio written (None when nothing was vocoded); actors_ready:
+    per actor, seconds from its start to its engine ready, and how the engine got there (built / loaded).
+    """
     stats = []
     for shard in shards:
         path = settings.out_path / "stats" / f"{shard.name}.json"
-        if path.exists() and shard.name not in failed:
+        if path.exists() and shard.name not in dealt.failed:
             stats.append(json.loads(path.read_text()))
     audio = sum(s["audio_seconds"] for s in stats)
     audio_now = sum(s["audio_seconds"] for s in stats if s["shard"] in ran)
+    actors_info = dealt.actors
     first = actors_info[0] if actors_info else {}
+    startup = dealt.first_audio_at - process_started_at() if dealt.first_audio_at else None
     return dict(
         rows_ok=sum(s["rows_ok"] for s in stats),
+        rows_suspect=sum(s.get("rows_suspect", 0) for s in stats),
         rows_failed=sum(s["rows_failed"] for s in stats),
         audio_seconds=audio,
         wall_seconds=wall,
+        startup_s=startup,
         x_realtime=audio_now / wall if wall > 0 else 0.0,
         actors=len(actors_info),
+        actors_ready=[{k: a.get(k) for k in ("actor", "ready_s", "load_path", "device", "pid")} for a in actors_info],
         backend=first.get("backend", settings.backend),
         precision=first.get("precision", settings.precision),
         devices=sorted({a["device"] for a in actors_info}),
         shards=len(shards),
         shards_skipped=len(shards) - len(ran),
-        shards_failed=failed,
+        shards_failed=sorted(dealt.failed),
+        stopped_early=dealt.stopped,
+        top_failures=_top_failures(settings, stats),
         config=settings.config,
     )

@@ -1,24 +1,36 @@
 """The per-device worker: loads the vocoder once, builds its engine once, then works through shards.
 
-Ray runs one per GPU (or `cluster.cpu_actors` on a cluster without GPUs); tests and the local path use it
-directly. It knows nothing of Ray.
+Ray runs one per GPU (or `cluster.cpu_actors` on a cluster without GPUs, see runner/actors.py); tests and the
+local path use it directly. It knows nothing of Ray. Weights come either from the checkpoint (read here) or from
+the driver, which read them once for every actor (`weights`: the model's state dict as numpy arrays, shared
+through Ray's object store).
+
+While a shard runs, `progress_state()` answers from another thread: audio seconds vocoded by this process, the
+time its first audio was written (epoch seconds), its pid.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import socket
 import time
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
 from batchvoc.hostmem import retain_freed_memory
 from batchvoc.manifest import Shard
 from batchvoc.manifest.conventions import MelChecks
+from batchvoc.models import build_model
+from batchvoc.models.presets import Preset
 from batchvoc.runner.shard import Packing, run_shard
-from batchvoc.runtime import runtime_from_settings
+from batchvoc.runtime import EngineOptions, assemble, runtime_from_settings
 from batchvoc.settings import JobSettings
 from batchvoc.sink import ShardSink
 
@@ -32,20 +44,31 @@ def pick_device() -> str:
 class Worker:
     """One device's compiled vocoder and the shard pipeline around it."""
 
-    def __init__(self, settings: JobSettings, name: str = "actor-0", threads: int | None = None):
+    def __init__(self, settings: JobSettings, name: str = "actor-0", threads: int | None = None,
+                 preset: Preset | None = None, weights: Mapping[str, np.ndarray] | None = None):  # fmt: skip
+        """`preset` and `weights` (both or neither): the model as the driver loaded it (`load_vocoder`'s preset,
+        whose hparams are the model's, and its state dict as numpy arrays); without them the checkpoint is read.
+        """
         started = time.perf_counter()
+        self.vocoded_s, self.first_audio_at, self._shard_reported = 0.0, None, 0.0
         if threads:
             torch.set_num_threads(threads)
         torch.set_flush_denormal(True)  # denormals slow CPU convolutions 5-10x; no effect on a GPU
         retain_freed_memory()  # stitched audio reuses freed memory instead of faulting fresh pages in
         self.settings, self.name = settings, name
         self.device = pick_device()
-        self.runtime = runtime_from_settings(settings, self.device)
+        if weights is not None and preset is not None:
+            options = EngineOptions.from_settings(settings, self.device)
+            self.runtime = assemble(model_from_weights(preset, weights), preset, options, started)
+        else:
+            self.runtime = runtime_from_settings(settings, self.device)
         self.preset, self.engine, plan = self.runtime.preset, self.runtime.engine, self.runtime.plan
         self.checks = MelChecks.for_preset(self.preset, settings.mel_scale, settings.mel_convention)
         self.packing = Packing(plan.chunk_frames, plan.context, plan.batch, plan.log_mel_floor, plan.hop)
-        self.startup_s = time.perf_counter() - started
-        log.info("%s on %s: %s, ready in %.1f s", name, self.device_name(), self.engine.describe(), self.startup_s)
+        self.ready_s = time.perf_counter() - started
+        self.load_path = self.engine.load_path  # built | loaded (aoti: a package from engine.cache_dir)
+        log.info("%s on %s: %s, ready in %.1f s (%s)", name, self.device_name(), self.engine.describe(),
+                 self.ready_s, self.load_path)  # fmt: skip
 
     def device_name(self) -> str:
         if self.device == "cuda":
@@ -54,19 +77,59 @@ class Worker:
 
     def info(self) -> dict[str, Any]:
         return dict(actor=self.name, device=self.device_name(), backend=self.engine.backend,
-                    precision=self.engine.precision, startup_s=self.startup_s, ready_s=self.startup_s,
-                    load_path=self.engine.load_path, pid=os.getpid())  # fmt: skip
+                    precision=self.engine.precision, ready_s=self.ready_s, load_path=self.load_path,
+                    pid=os.getpid(), host=socket.gethostname())  # fmt: skip
+
+    def progress_state(self) -> dict[str, Any]:
+        """Audio seconds vocoded by this process so far, when its first audio was written, its pid."""
+        return dict(vocoded_s=self.vocoded_s, first_audio_at=self.first_audio_at, pid=os.getpid())
+
+    def _progress(self, seconds: float) -> None:
+        """The shard pipeline's hook: `seconds` of audio were just vocoded."""
+        if self.first_audio_at is None:
+            self.first_audio_at = time.time()
+        self._shard_reported += seconds
+        self.vocoded_s += seconds
 
     def run(self, shard: Shard) -> dict[str, Any]:
         """Vocode one shard into output.dir; returns its stats."""
         s = self.settings
         sink = ShardSink(s.out_path, shard.name, self.preset.sample_rate, s.fmt, s.subtype)
+        self._shard_reported = 0.0
+        hook = dict(progress=self._progress) if _TAKES_PROGRESS else {}
         extra = dict(self._stats_extra(), started_at=time.time())  # the report's timeline (epoch seconds)
-        stats = run_shard(shard, self.engine, self.packing, sink, self.checks, extra=extra)
+        stats = run_shard(shard, self.engine, self.packing, sink, self.checks, extra=extra, **hook)
+        if stats.get("rows_ok") and self.first_audio_at is None:
+            self.first_audio_at = time.time()
+        # the shard's planned audio in full, whatever the pipeline reported per batch (resumed rows included)
+        planned = shard.frames * self.preset.hop_length / self.preset.sample_rate
+        self.vocoded_s += max(planned - self._shard_reported, 0.0)
         return stats
 
     def _stats_extra(self) -> dict[str, Any]:
         p = self.packing
         return dict(device=self.device_name(), backend=self.engine.backend, precision=self.engine.precision,
-                    batch=p.batch, window=p.window, context=p.context, actor=self.name,
-                    ready_s=self.startup_s, load_path=self.engine.load_path)  # fmt: skip
+                    batch=p.batch, window=p.window, context=p.context, actor=self.name, pid=os.getpid(),
+                    ready_s=self.ready_s, load_path=self.load_path)  # fmt: skip
+
+
+_TAKES_PROGRESS = "progress" in inspect.signature(run_shard).parameters
+
+
+def model_from_weights(preset: Preset, weights: Mapping[str, np.ndarray]) -> nn.Module:
+    """The generator of `preset` (its hparams) holding `weights` (a state dict of arrays, e.g. read-only views
+    of Ray's object store): fp32, eval(), requires_grad False, on CPU."""
+    model = build_model(preset, preset.hparams)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only arrays: load_state_dict copies them anyway
+        state = {k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()}
+    model.load_state_dict(state, strict=True)
+    model = model.float().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def weights_of(model: nn.Module) -> dict[str, np.ndarray]:
+    """The model's state dict as numpy arrays (Ray's object store shares these without copies)."""
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}

@@ -109,4 +109,6 @@ def test_a_worker_killed_mid_job_has_its_shards_dealt_again(tmp_path, ray_cluste
     out = output_rows(settings.out_path)
     assert sorted(r["id"] for r in out) == sorted(r["id"] for r in rows)
     assert not [p for p in settings.out_path.rglob("*") if ".partial-" in p.name]
-    assert "dealing" in caplog.text
+    stats = [json.loads(p.read_text()) for p in (settings.out_path / "stats").glob("*.json")]
+    after = {s["pid"] for s in stats if s["actor"] == started[0]["actor"]} - {victim}
+    assert after, "Ray did not restart the killed actor (no shard ran on a new process of it)"

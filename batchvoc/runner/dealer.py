@@ -1,0 +1,181 @@
+"""Dealing shards to actors and showing progress.
+
+Shards go largest first; each actor gets IN_FLIGHT_PER_ACTOR of them the moment it is ready (not when all are)
+and another whenever one comes back, so its next shard's reading overlaps the last one's writes. Ray restarts a
+dead actor and retries its shards (runner/actors.py); only an actor Ray gave up on has its shards dealt again,
+once, to the others. Progress moves per vocoded batch: the driver polls each actor's audio seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from tqdm import tqdm
+
+from batchvoc.errors import ConfigError
+from batchvoc.manifest import Shard
+
+log = logging.getLogger(__name__)
+IN_FLIGHT_PER_ACTOR = 2
+POLL_S = 0.25  # progress polls per actor at most this often
+
+
+class StopJob(Exception):  # noqa: N818 - a signal to stop dealing, not an error of the dealer
+    """Raised by `on_shard` to stop the job early (the reason is the message)."""
+
+
+@dataclass
+class Dealt:
+    """What dealing did: stats per finished shard, failures, the actors' info and when audio first landed."""
+
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # shard name -> reason
+    actors: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str | None = None  # why dealing stopped early, if it did
+    first_audio_at: float | None = None  # epoch seconds
+
+
+@dataclass
+class _Actor:
+    handle: Any
+    name: str
+    busy: int = 0
+    ready: bool = False
+    dead: bool = False
+    poll: Any = None
+    polled_at: float = 0.0
+    vocoded: dict[int, float] = field(default_factory=dict)  # pid -> audio seconds (a restart is a new pid)
+
+
+def deal(actors: list, shards: list[Shard], seconds_per_frame: float,
+         on_ready: Callable[[dict[str, Any]], None] | None = None,
+         on_shard: Callable[[Shard, dict[str, Any]], None] | None = None,
+         permanent: Callable[[BaseException], bool] = lambda err: False) -> Dealt:  # fmt: skip
+    """Run every shard on the actors; returns what happened (never raises for a shard's failure).
+
+    on_ready(info) for each actor once ready; on_shard(shard, stats) after each finished shard (it may raise
+    StopJob); permanent(error): True for a shard error that every later shard would hit too (no space left):
+    dealing stops. Raises ConfigError (or the error) when no actor could start.
+    """
+    result = Dealt()
+    crew = [_Actor(handle, f"actor-{i}") for i, handle in enumerate(actors)]
+    pending = deque(sorted(shards, key=lambda s: -s.frames))
+    starting = {a.handle.ready.remote(): a for a in crew}
+    in_flight: dict[Any, tuple[_Actor, Shard]] = {}
+    redealt: set[str] = set()
+    start_errors: list[BaseException] = []
+    total = sum(s.frames for s in shards) * seconds_per_frame
+
+    def feed(actor: _Actor) -> None:
+        while pending and actor.ready and not actor.dead and actor.busy < IN_FLIGHT_PER_ACTOR:
+            shard = pending.popleft()
+            in_flight[actor.handle.run.remote(shard)] = (actor, shard)
+            actor.busy += 1
+
+    with tqdm(total=round(total, 1), unit="s audio", dynamic_ncols=True, smoothing=0.1) as bar:
+        while in_flight or starting or (pending and any(a.ready and not a.dead for a in crew)):
+            polls = {a.poll: a for a in crew if a.poll is not None}
+            refs = [*starting, *in_flight, *polls]
+            done, _ = ray.wait(refs, num_returns=1, timeout=POLL_S) if refs else ([], [])
+            if done:
+                rest = [r for r in refs if r not in done]
+                done += ray.wait(rest, num_returns=len(rest), timeout=0)[0] if rest else []
+            for ref in done:
+                if ref in starting:
+                    actor = starting.pop(ref)
+                    try:
+                        info = ray.get(ref)
+                    except Exception as err:  # noqa: BLE001 - an actor that cannot start: the others go on
+                        actor.dead = True
+                        start_errors.append(_cause(err))
+                        log.error("%s could not start: %s", actor.name, first_line(err))
+                        continue
+                    actor.ready = True
+                    result.actors.append(info)
+                    log.info("%(actor)s ready in %(ready_s).1f s (%(load_path)s): %(device)s, %(backend)s "
+                             "%(precision)s, pid %(pid)d", info)  # fmt: skip
+                    if on_ready:
+                        on_ready(info)
+                    feed(actor)
+                elif ref in in_flight:
+                    actor, shard = in_flight.pop(ref)
+                    actor.busy -= 1
+                    _finished(ref, actor, shard, result, pending, redealt, permanent, on_shard)
+                    if result.stopped:
+                        break
+                    feed(actor)
+                else:
+                    actor = polls[ref]
+                    actor.poll = None
+                    try:
+                        state = ray.get(ref)
+                    except Exception:  # noqa: BLE001 - a restarting actor: ask again later
+                        continue
+                    actor.vocoded[state["pid"]] = state["vocoded_s"]
+                    if state["first_audio_at"] is not None:
+                        result.first_audio_at = min(result.first_audio_at or float("inf"), state["first_audio_at"])
+            now = time.monotonic()
+            for actor in crew:
+                if actor.busy and actor.poll is None and now - actor.polled_at >= POLL_S:
+                    actor.poll, actor.polled_at = actor.handle.poll.remote(), now
+            bar.n = round(min(sum(sum(a.vocoded.values()) for a in crew), total), 1)
+            bar.refresh()
+            if result.stopped:
+                for actor in crew:  # their shards in flight end with them; partial files go on the next run
+                    ray.kill(actor.handle, no_restart=True)
+                pending.clear()
+                break
+    if not result.actors and start_errors:
+        cause = start_errors[0]
+        raise cause if isinstance(cause, ConfigError) else RuntimeError(f"no actor could start: {cause}")
+    for shard in pending:
+        result.failed.setdefault(shard.name, "no actor left to run it")
+    return result
+
+
+def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: deque, redealt: set[str],
+              permanent: Callable[[BaseException], bool],
+              on_shard: Callable[[Shard, dict[str, Any]], None] | None) -> None:  # fmt: skip
+    """Book one shard call that came back: its stats, or its failure (dealt again once if its actor is gone)."""
+    try:
+        stats = ray.get(ref)
+    except ray.exceptions.RayActorError as err:  # Ray's restarts and retries are spent
+        if isinstance(err, ray.exceptions.ActorDiedError):
+            actor.dead = True
+        if shard.name not in redealt:
+            redealt.add(shard.name)
+            log.warning("shard %s lost with %s (%s); dealing it again", shard.name, actor.name, first_line(err))
+            pending.appendleft(shard)
+        else:
+            result.failed[shard.name] = f"lost twice with its actor: {first_line(err)}"
+        return
+    except Exception as err:  # noqa: BLE001 - the shard raised: Ray does not retry what would repeat
+        cause = _cause(err)
+        result.failed[shard.name] = first_line(cause)
+        log.error("shard %s failed: %s", shard.name, first_line(cause))
+        if permanent(cause):
+            result.stopped = f"{first_line(cause)} (no further shards dealt)"
+        return
+    result.stats[shard.name] = stats
+    if on_shard:
+        try:
+            on_shard(shard, stats)
+        except StopJob as stop:
+            result.stopped = str(stop)
+
+
+def _cause(err: BaseException) -> BaseException:
+    """The exception a remote call raised (Ray wraps it in a RayTaskError whose `cause` it is)."""
+    return getattr(err, "cause", None) or err
+
+
+def first_line(err: BaseException) -> str:
+    """The last non-empty line of an error's message (Ray's hold a traceback first)."""
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__

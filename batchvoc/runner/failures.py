@@ -1,0 +1,65 @@
+"""Why rows failed: the top reasons of a job (count and one example id each), and the early stop.
+
+Reasons are grouped by kind: numbers and quoted names are masked, so "n_mels 100 ..." and "n_mels 128 ..."
+count as one reason; each group shows the first row's own reason and id. A job whose first EARLY_ROWS rows
+(or more) all failed for one reason stops there instead of spending the cluster on the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+EARLY_ROWS = 16  # rows to see before stopping a job whose rows all fail for one reason
+TOP = 5
+_MASK = re.compile(r"'[^']*'|\"[^\"]*\"|[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def reason_kind(reason: str) -> str:
+    """The reason with numbers and quoted names masked: rows failing the same way share it."""
+    return _MASK.sub("#", reason.strip())
+
+
+@dataclass
+class FailureTally:
+    """Rows seen and, per reason kind, how many failed or were suspect, with the first one's id and reason."""
+
+    rows: int = 0
+    ok: int = 0
+    errors: int = 0
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (status, kind) -> rows
+    examples: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # -> (id, reason)
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        """Count rows of an output manifest (`id`, `status`, `error`)."""
+        for row in rows:
+            self.rows += 1
+            status = row.get("status") or "error"
+            if status == "ok":
+                self.ok += 1
+                continue
+            self.errors += status == "error"
+            reason = str(row.get("error") or "no reason given")
+            key = (status, reason_kind(reason))
+            self.counts[key] += 1
+            self.examples.setdefault(key, (str(row.get("id")), reason))
+
+    def top(self, k: int = TOP) -> list[dict[str, Any]]:
+        """The k most common reasons: status, rows, example_id, reason (the example's own)."""
+        return [dict(status=status, rows=n, example_id=self.examples[(status, kind)][0],
+                     reason=self.examples[(status, kind)][1])
+                for (status, kind), n in self.counts.most_common(k)]  # fmt: skip
+
+    def early_stop(self) -> str | None:
+        """Why to stop now: at least EARLY_ROWS rows seen, none ok, all errors of one kind; else None."""
+        if self.rows < EARLY_ROWS or self.ok or self.errors != self.rows or len(self.counts) != 1:
+            return None
+        ((_, reason),) = self.examples.values()
+        return f"the first {self.rows} rows all failed the same way, e.g. {reason}"
+
+
+def console_lines(top: list[dict[str, Any]]) -> list[str]:
+    """One line per reason for the end of a job's console output."""
+    return [f"  {t['rows']} row(s) {t['status']}: {t['reason']} (e.g. id {t['example_id']})" for t in top]

@@ -1,0 +1,69 @@
+"""Every process a job starts ends with it: a real job in a subprocess, with its own local Ray, SIGKILLed."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+
+from tests.conftest import mel_rows, write_manifest
+
+JOB = textwrap.dedent(
+    """
+    import sys
+    from batchvoc.runner.driver import run_job
+    from batchvoc.settings import JobSettings
+
+    settings = JobSettings(manifest=sys.argv[1], out_dir=sys.argv[2], preset="hifigan_v1_universal",
+                           checkpoint="random", hparams={"upsample_initial_channel": 32}, backend="eager",
+                           precision="fp32", batch=1, cpu_actors=1, shard_seconds=0.3)
+    run_job(settings, on_actor_ready=lambda info: print("READY", info["pid"], flush=True))
+    """
+)
+
+
+def _alive(processes: list[tuple[int, float, str]]) -> list[str]:
+    """Those of (pid, start time, title) still running as the same process."""
+    alive = []
+    for pid, created, title in processes:
+        try:
+            process = psutil.Process(pid)
+            if process.create_time() == created and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{pid} {title[:80]}")
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def test_a_sigkilled_driver_leaves_no_process_of_its_job(tmp_path):
+    write_manifest(tmp_path / "in" / "m.parquet", mel_rows(400, 80, frames=30), row_group_size=4)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    driver = subprocess.Popen([sys.executable, "-c", JOB, str(tmp_path / "in"), str(tmp_path / "out")],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)  # fmt: skip
+    try:
+        line = driver.stdout.readline()
+        assert line.startswith("READY"), f"the job did not start an actor: {line!r}"
+        actor = int(line.split()[1])
+        started = []
+        for child in psutil.Process(driver.pid).children(recursive=True):
+            try:
+                started.append((child.pid, child.create_time(), " ".join(child.cmdline())))
+            except psutil.NoSuchProcess:
+                continue
+        assert actor in {pid for pid, _, _ in started}, "the actor is not one of the job's processes"
+        sessions = {arg.split("=", 1)[1] for _, _, title in started for arg in title.split()
+                    if arg.startswith("--session-dir=")}  # fmt: skip
+        assert len(started) >= 5 and sessions, started  # GCS, raylet, agents, the actor, the guard at least
+    finally:
+        os.kill(driver.pid, signal.SIGKILL)  # the driver this test started, by its own pid
+        driver.wait()
+    deadline = time.monotonic() + 20
+    while _alive(started) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _alive(started), f"outlived the SIGKILLed driver: {_alive(started)}"
+    (session,) = sessions
+    for process in psutil.process_iter(["cmdline"]):
+        assert session not in " ".join(process.info["cmdline"] or []), process
