@@ -19,10 +19,6 @@ from batchvoc.runner.cluster import ActorPlan
 from batchvoc.runner.worker import Worker
 from batchvoc.settings import JobSettings
 
-DEFAULT_MAX_RESTARTS = 3
-DEFAULT_MAX_TASK_RETRIES = 3
-
-
 class ActorWorker(Worker):
     """`Worker` plus the methods the driver calls on the actor."""
 
@@ -41,10 +37,7 @@ RemoteWorker = ray.remote(concurrency_groups={"poll": 1})(ActorWorker)
 
 def fault_limits(settings: JobSettings) -> dict[str, int]:
     """Ray's actor options for restarts and retries, from cluster.max_restarts / cluster.max_task_retries."""
-    return dict(
-        max_restarts=int(getattr(settings, "max_restarts", DEFAULT_MAX_RESTARTS)),
-        max_task_retries=int(getattr(settings, "max_task_retries", DEFAULT_MAX_TASK_RETRIES)),
-    )
+    return dict(max_restarts=settings.max_restarts, max_task_retries=settings.max_task_retries)
 
 
 def start_actors(settings: JobSettings, plan: ActorPlan, preset: Preset | None = None, weights: Any = None) -> list:

@@ -47,6 +47,9 @@ def test_two_cpu_actors_write_every_row_exactly_once(tmp_path, ray_cluster):
     summary = json.loads((settings.out_path / "summary.json").read_text())
     assert summary["rows_ok"] == 200 and summary["rows_failed"] == 0 and summary["actors"] == 2
     assert summary["shards"] > 2 and summary["config"] == {} and summary["backend"] == "eager"
+    assert summary["startup_s"] > 0 and summary["top_failures"] == [] and summary["stopped_early"] is None
+    assert [a["load_path"] for a in summary["actors_ready"]] == ["built", "built"]
+    assert all(0 < a["ready_s"] < summary["startup_s"] for a in summary["actors_ready"])
     actors = {json.loads(p.read_text())["actor"] for p in (settings.out_path / "stats").glob("*.json")}
     assert actors == {"actor-0", "actor-1"}
     from jobs.throughput import report as throughput
@@ -66,6 +69,24 @@ def test_bad_rows_give_exit_code_2(tmp_path, ray_cluster):
     report = run_job(job(tmp_path, cpu_actors=1))
     assert report.exit_code == 2
     assert report.summary["rows_ok"] == 4 and report.summary["rows_failed"] == 1
+    (top,) = report.summary["top_failures"]
+    assert top["rows"] == 1 and top["example_id"] == "utt_0002" and "100" in top["reason"], top
+    assert report.stopped is None
+
+
+def test_a_job_whose_first_rows_all_fail_alike_stops_early_with_the_reason(tmp_path, ray_cluster, caplog):
+    rows = mel_rows(300, 80, frames=6)
+    for row in rows:
+        row["n_frames"] = 7  # the mel holds 80 x 6 values: every row is refused, for one reason
+    write_manifest(tmp_path / "in" / "m.parquet", rows, row_group_size=4)
+    caplog.set_level("WARNING", logger="batchvoc.runner.driver")
+    report = run_job(job(tmp_path, cpu_actors=1, shard_seconds=0.1))
+    assert report.exit_code == 1 and report.stopped, report.summary
+    assert "rows all failed the same way" in report.stopped and "stopped early" in caplog.text
+    done = list((tmp_path / "out" / "manifest").glob("*.parquet"))
+    assert 0 < len(done) < report.summary["shards"], "it did not stop before the end"
+    top = report.summary["top_failures"][0]
+    assert top["rows"] == report.summary["rows_failed"] >= 16 and top["example_id"].startswith("utt_")
 
 
 def test_bad_configuration_stops_before_any_work(tmp_path, ray_cluster):
