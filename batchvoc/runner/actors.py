@@ -19,6 +19,7 @@ from batchvoc.runner.cluster import ActorPlan
 from batchvoc.runner.worker import Worker
 from batchvoc.settings import JobSettings
 
+
 class ActorWorker(Worker):
     """`Worker` plus the methods the driver calls on the actor."""
 
