@@ -234,9 +234,27 @@ class _NoColour(logging.Filter):
         return True
 
 
+class _Uncoloured:
+    """A text stream that drops ANSI colour codes (worker logs a Ray client receives arrive coloured by the head)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(ANSI.sub("", text) if "\x1b[" in text else text)
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def console_for_pipes() -> None:
-    """No colour codes where the output is not a terminal: Ray's worker-log prefixes and its own log lines."""
-    if sys.stdout.isatty() and sys.stderr.isatty():
+    """No colour codes where the output is not a terminal: Ray's worker-log prefixes, its log lines, its prints."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not stream.isatty() and not isinstance(stream, _Uncoloured):
+            setattr(sys, name, _Uncoloured(stream))
+    if sys.__stdout__.isatty() and sys.__stderr__.isatty():
         return
     os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     import ray  # noqa: F401  (sets up the "ray" logger and its handlers)

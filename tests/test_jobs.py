@@ -109,3 +109,15 @@ def test_a_driver_joins_with_ray_client_and_the_token(head, manifest, tmp_path):
     assert summary["rows_ok"] == 6 and summary["actors"] >= 1
     log = next((out / "logs").rglob("batchvoc.log")).read_text()
     assert "6 rows ok, 0 failed" in log  # the final summary line reaches the job's log file
+    assert "\x1b[" not in result.stdout + result.stderr  # the head colours worker logs; a pipe gets them plain
+
+
+def test_a_ray_client_with_a_wrong_token_stops_naming_cluster_address(head, manifest, tmp_path):
+    cmd = [sys.executable, "-m", "batchvoc", *SMALL, f"input.manifest={manifest}", f"output.dir={tmp_path / 'out'}",
+           f"cluster.address={head.client}"]  # fmt: skip
+    env = head.client_env(RAY_AUTH_TOKEN="0" * 64)
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("batchvoc: cannot run:")]
+    assert line.startswith("batchvoc: cannot run: cluster.address: ") and "RAY_AUTH_TOKEN" in line, result.stderr
+    assert "Traceback" not in result.stderr

@@ -62,10 +62,12 @@ def connect(address: str) -> bool:
             "cluster.address", f"the Ray cluster at {address or 'RAY_ADDRESS'} refused us: {auth.HOW}"
         ) from err
     except (ConnectionError, RuntimeError, ValueError) as err:
+        hint = ""
+        if address.startswith("ray://") and os.environ.get(auth.MODE, "").lower() == "token":
+            hint = f" (a Ray client with a token the cluster does not accept times out like this: {auth.HOW})"
         auth.restore()
-        raise ConfigError(
-            "cluster.address", f"cannot reach the Ray cluster at {address!r}: {_first_line(err)}"
-        ) from err
+        message = f"cannot reach the Ray cluster at {address!r}: {_first_line(err)}{hint}"
+        raise ConfigError("cluster.address", message) from err
     log.info("Ray cluster: %s", ray.cluster_resources())
     return local
 
