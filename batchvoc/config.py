@@ -84,8 +84,8 @@ class ModelConf:
 class EngineConf:
     backend: str = key("auto", "auto | tensorrt | aoti | inductor | eager (auto: best available, logged with why)")
     precision: Precision = key(Precision.fp16, "fp16 on a CPU computes in fp32")
-    batch: int = key(16, "chunks per forward")
-    window: Optional[int] = key(None, "frames per chunk (None: the preset's default)")
+    batch: Optional[int] = key(None, "chunks per forward (None: per device, 1 on a CPU, 16 on a GPU)")
+    window: Optional[int] = key(None, "frames per chunk (None: per device, rows of 512 frames on a CPU, 1024 on GPU)")
     cache_dir: str = key(CACHE_DIR, "compiled engines and compile caches")
     options: dict[str, Any] = key(dict, "engine tunables (see the engine's docs)", factory=True)
 

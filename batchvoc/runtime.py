@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from batchvoc.device_defaults import default_batch, default_row_length
 from batchvoc.engines import Engine, build_engine, check_backend
 from batchvoc.errors import ConfigError
 from batchvoc.models import load_vocoder
@@ -76,10 +77,12 @@ class ChunkPlan:
         return self.batch, self.length
 
 
-def plan_chunks(model: nn.Module, preset: Preset, batch: int, chunk_frames: int | None = None) -> ChunkPlan:
-    """The ChunkPlan of model: context = model.receptive_field(); chunk_frames None picks `chunk_frames_for`."""
+def plan_chunks(model: nn.Module, preset: Preset, batch: int, chunk_frames: int | None = None,
+                length: int = ROW_LENGTH) -> ChunkPlan:  # fmt: skip
+    """The ChunkPlan of model: context = model.receptive_field(); chunk_frames None picks `chunk_frames_for`
+    (rows of `length` frames)."""
     context = int(model.receptive_field())
-    frames = int(chunk_frames) if chunk_frames else chunk_frames_for(context)
+    frames = int(chunk_frames) if chunk_frames else chunk_frames_for(context, length)
     return ChunkPlan(frames, context, int(batch), float(preset.silence), int(preset.hop_length))
 
 
@@ -92,7 +95,7 @@ class EngineOptions:
 
     backend: str = "auto"
     precision: str = "fp16"
-    batch: int = 16
+    batch: int | None = None  # None: per device (batchvoc/device_defaults.py)
     chunk_frames: int | None = None
     device: str = "auto"
     cache_dir: str | None = None
@@ -104,7 +107,7 @@ class EngineOptions:
         return cls(
             backend=settings.backend,
             precision=settings.precision,
-            batch=int(settings.batch),
+            batch=None if settings.batch is None else int(settings.batch),
             chunk_frames=getattr(settings, "chunk_frames", None) or getattr(settings, "window", None),
             device=device,
             cache_dir=settings.cache_dir,
@@ -114,7 +117,7 @@ class EngineOptions:
     def check(self) -> None:
         """ConfigError naming the key for an unknown backend, precision, device, option or a bad batch size."""
         check_backend(self.backend, self.precision)
-        if int(self.batch) < 1:
+        if self.batch is not None and int(self.batch) < 1:
             raise ConfigError("engine.batch", f"must be at least 1, not {self.batch}")
         if self.chunk_frames is not None and int(self.chunk_frames) < 1:
             raise ConfigError("engine.window", f"must be a positive number of frames, not {self.chunk_frames}")
@@ -186,7 +189,8 @@ def assemble(model: nn.Module, preset: Preset, options: EngineOptions, started: 
     started = time.perf_counter() if started is None else started
     options.check()
     device = resolve_device(options.device)
-    plan = plan_chunks(model, preset, options.batch, options.chunk_frames)
+    batch = options.batch or default_batch(device)
+    plan = plan_chunks(model, preset, batch, options.chunk_frames, default_row_length(device))
     backend = options.backend
     if backend == "auto":
         from batchvoc.engines import choose_backend

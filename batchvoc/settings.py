@@ -61,7 +61,7 @@ class JobSettings:
     hparams: dict[str, Any] = field(default_factory=dict)  # model.hparams: overrides of the preset's
     backend: str = EngineConf.backend  # engine.backend
     precision: str = _v(EngineConf.precision)  # engine.precision
-    batch: int = EngineConf.batch  # engine.batch: chunks per forward
+    batch: int | None = EngineConf.batch  # engine.batch: chunks per forward (None: per device)
     window: int | None = EngineConf.window  # engine.window: frames per chunk (None: the preset's default)
     cache_dir: str | None = None  # engine.cache_dir: compiled-engine caches (None: the engine's default)
     engine_options: dict[str, Any] = field(default_factory=dict)  # engine.options: engine tunables
@@ -108,7 +108,7 @@ class JobSettings:
             raise ConfigError("output.dir", "set output.dir=PATH: where audio/, manifest/, stats/ go")
         if self.precision not in PRECISIONS:
             raise ConfigError("engine.precision", f"{self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.batch < 1:
+        if self.batch is not None and self.batch < 1:
             raise ConfigError("engine.batch", f"must be at least 1, not {self.batch}")
         if self.window is not None and int(self.window) < 1:
             raise ConfigError("engine.window", f"must be a positive number of frames, not {self.window}")

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from batchvoc.device_defaults import default_row_length
 from batchvoc.engines.fused_resblock import TileTable, tiles
 from batchvoc.errors import ConfigError
 from batchvoc.runtime import (
@@ -41,7 +42,7 @@ def test_plan_is_the_models_receptive_field(runtime):
     plan = runtime.plan
     assert isinstance(plan, ChunkPlan)
     assert plan.context == runtime.model.receptive_field() > 0
-    assert (plan.batch, plan.length) == plan.shape == (2, 1024)
+    assert (plan.batch, plan.length) == plan.shape == (2, default_row_length(runtime.device))  # 512 on a CPU
     assert plan.hop == runtime.preset.hop_length == 256
     assert plan.log_mel_floor == pytest.approx(runtime.preset.silence)
     assert plan_chunks(runtime.model, runtime.preset, 4, 100).shape == (4, 100 + 2 * plan.context)

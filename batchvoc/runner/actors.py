@@ -23,6 +23,12 @@ from batchvoc.settings import JobSettings
 class ActorWorker(Worker):
     """`Worker` plus the methods the driver calls on the actor."""
 
+    def __init__(self, settings: JobSettings, name: str, threads: int | None, preset: Preset | None = None,
+                 weights: list | None = None):  # fmt: skip
+        """`weights`: [ObjectRef] of the driver's state dict, nested in a list so that Ray does not hold it as a
+        constructor argument (which it warns about for restartable actors); fetched here, on every (re)start."""
+        super().__init__(settings, name, threads, preset, ray.get(weights[0]) if weights else None)
+
     def ready(self) -> dict[str, Any]:
         """The actor's info once its engine is ready (the first call returns when `__init__` has run)."""
         return self.info()
@@ -45,11 +51,12 @@ def start_actors(settings: JobSettings, plan: ActorPlan, preset: Preset | None =
     """Create `plan.count` actors (returns at once: each builds its engine in its own process).
 
     `weights`: an ObjectRef of the driver's state dict (`worker.weights_of`), read once and shared through the
-    object store by every actor of a node; None makes each actor read the checkpoint itself.
+    object store by every actor of a node (the caller keeps the ref while the actors live); None makes each
+    actor read the checkpoint itself.
     """
     options = dict(plan.options, **fault_limits(settings))
     return [
         RemoteWorker.options(**options).remote(settings, name=f"actor-{i}", threads=plan.threads, preset=preset,
-                                               weights=weights)  # fmt: skip
+                                               weights=[weights] if weights is not None else None)  # fmt: skip
         for i in range(plan.count)
     ]
