@@ -7,8 +7,8 @@ tensorrt, chosen by `auto`.
     audio = engine(mel, valid)                    # [B, n_mels, T] float32, [B, 2] int64 -> [B, T*hop] float32
     log.info(engine.describe())
 
-auto: on a CUDA GPU tensorrt when it imports, else aoti when AOTInductor and a C++ compiler are there, else
-inductor; on a CPU eager (the reference; see README for aoti on a CPU). `choose_backend` returns the pick and the
+auto: on a CUDA GPU tensorrt when it imports, else inductor (aoti when AOTI_ON_GPU is set: see there); on a CPU
+eager (the reference: aoti measured no faster there, 0.99x, BENCHMARKS.md). `choose_backend` returns the pick and the
 reason, and the engine carries it as `engine.reason`. The engine also says how it came to be: `engine.load_path`
 ("built" | "loaded" from engine.cache_dir) and `engine.build_s`.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 
 import torch
 from torch import nn
@@ -30,6 +31,11 @@ __all__ = ["BACKENDS", "PRECISIONS", "Engine", "aoti_available", "build_engine",
            "resolve_precision"]  # fmt: skip
 
 log = logging.getLogger(__name__)
+
+# auto's pick on a GPU after tensorrt. False: on the H200 image (torch 2.11+cu130, 2026-11-30) loading a CUDA
+# AOTInductor package crashed the process (segfault inside aoti_load_package, with and without our custom ops);
+# a backend that can kill an actor is not picked by default. engine.backend=aoti still builds one.
+AOTI_ON_GPU = False
 
 
 def check_backend(backend: str, precision: str) -> None:
@@ -65,10 +71,9 @@ def choose_backend(device) -> tuple[str, str]:
         ok, why = _tensorrt.available()
         if ok:
             return "tensorrt", f"auto: {why} and a CUDA GPU"
-        aoti_ok, aoti_why = aoti_available()
-        if aoti_ok:
-            return "aoti", f"auto: CUDA GPU without TensorRT ({why}); {aoti_why}"
-        return "inductor", f"auto: CUDA GPU without TensorRT ({why}) or AOTInductor ({aoti_why})"
+        if AOTI_ON_GPU and aoti_available()[0]:
+            return "aoti", f"auto: CUDA GPU without TensorRT ({why}); {aoti_available()[1]}"
+        return "inductor", f"auto: CUDA GPU without TensorRT ({why}); aoti is opt-in on GPUs (README)"
     return "eager", f"auto: no CUDA GPU on {device}; eager is the CPU reference (engine.backend=inductor to compile)"
 
 
@@ -102,7 +107,9 @@ def build_engine(
         from batchvoc.engines import aoti as module
     else:
         module = _tensorrt
+    started = time.perf_counter()
     engine = module.build(model, preset, precision, device, shapes, cache_dir, **options)
+    engine.build_s = time.perf_counter() - started
     engine.reason = reason
     log.info("engine ready: %s", engine.describe())
     return engine

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,8 +60,23 @@ def package_key(model: nn.Module, preset: Preset, precision: str, shape: tuple[i
 
 
 def package_path(cache_dir, key: str) -> Path:
-    """Where a package with this key lives: <cache_dir>/aoti/<key>.pt2 (cache_dir None: ~/.cache/batchvoc)."""
-    return Path(cache_dir or Path.home() / ".cache" / "batchvoc", "aoti", f"{key}.pt2")
+    """Where a package with this key lives: <cache_dir>/aoti/<key>.pt2 (cache_dir None: $BATCHVOC_CACHE, else
+    ~/.cache/batchvoc, as the config's default)."""
+    folder = cache_dir or os.environ.get("BATCHVOC_CACHE") or Path.home() / ".cache" / "batchvoc"
+    return Path(folder, "aoti", f"{key}.pt2")
+
+
+def plan_packages(model: nn.Module, preset: Preset, precision: str, device, shapes, cache_dir=None,
+                  **rewrites) -> list[tuple[tuple[int, int], str, Path]]:  # fmt: skip
+    """[(shape, key, path), ...]: the packages an aoti engine of these arguments uses (built or not)."""
+    target = build_target("aoti", preset.hop_length, precision, device, shapes)
+    chosen = _layout.choose(**rewrites, device=target.device, backend="aoti")
+    configs = inductor_configs(chosen)
+    out = []
+    for shape in target.shapes:
+        key = package_key(model, preset, target.precision, shape, target.device, chosen, configs)
+        out.append((shape, key, package_path(cache_dir, key)))
+    return out
 
 
 def inductor_configs(rewrites: _layout.Rewrites) -> dict:
@@ -69,20 +85,19 @@ def inductor_configs(rewrites: _layout.Rewrites) -> dict:
 
 
 def _load(path: Path, device: torch.device):
-    index = device.index if device.type == "cuda" and device.index is not None else -1
-    return torch._inductor.aoti_load_package(str(path), device_index=index)
+    if device.type == "cuda" and device.index is not None:
+        return torch._inductor.aoti_load_package(str(path), device_index=device.index)
+    return torch._inductor.aoti_load_package(str(path))
 
 
 def _export_and_compile(net: nn.Module, example: tuple[Tensor, Tensor], path: Path, configs: dict) -> None:
     """Export net for example's shapes and compile it into the package at path (written via a temp name)."""
     with torch.no_grad():
         exported = torch.export.export(net, example, strict=False)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")
-    try:
+    with tempfile.TemporaryDirectory(prefix=f".{path.stem}.", dir=path.parent) as folder:
+        tmp = Path(folder, path.name)  # the package keeps its final name; only its folder is temporary
         torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=configs)
         os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor], path: Path, device: torch.device,
@@ -134,8 +149,9 @@ def build(
         mel, valid = warmup_input(preset.n_mels, shape, preset.silence, dtype, device)
         runners[shape], how = get_package(make_net, (mel, valid), path, device, configs)
         paths.append(how)
-        with torch.inference_mode():
-            runners[shape](mel, valid)  # first call: lazy initialisation, cuDNN's algorithm choice
+        if device.type == "cuda":  # first call: lazy initialisation, cuDNN's algorithm choice (a CPU needs none)
+            with torch.inference_mode():
+                runners[shape](mel, valid)
         log.info("aoti: %s %s B=%d T=%d %s (%s)", preset.name, target.precision, *shape, how, path)
     nets.clear()
 

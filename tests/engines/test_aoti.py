@@ -97,3 +97,11 @@ def test_two_processes_build_one_package(tmp_path):
     paths = sorted(queue.get(timeout=5)[1] for _ in procs)
     assert paths == ["built", "loaded"]
     assert len(list((tmp_path / "aoti").glob("*.pt2"))) == 1
+
+
+def test_package_path_follows_the_cache_setting(monkeypatch, tmp_path):
+    from batchvoc.engines.aoti import package_path
+
+    assert package_path(tmp_path, "k") == tmp_path / "aoti" / "k.pt2"
+    monkeypatch.setenv("BATCHVOC_CACHE", str(tmp_path / "env"))
+    assert package_path(None, "k") == tmp_path / "env" / "aoti" / "k.pt2"

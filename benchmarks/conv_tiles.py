@@ -1,6 +1,8 @@
 """GPU: time engines/fused_resblock.py's lrelu_conv per gsv_v4 stage shape over tile configs, against cuDNN.
 
-    PYTHONPATH=. python3 bench_results/conv_tiles.py [fp16|bf16] [best.json]
+    PYTHONPATH=. python3 benchmarks/conv_tiles.py [fp16|bf16] [best.json]
+
+best.json (the fastest config per layer) is an engine option as it is: engine.options.tile_table=best.json.
 
 For each stage (channels C, samples per row T = 1024 * samples per frame), batch 16, and each resblock kernel size
 (k=3 d=1, k=7 d=3, k=11 d=5): the fused step (leaky ReLU + conv + bias + residual + span) per tile config, against
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 import triton
 from triton.testing import do_bench
 
-from batchvoc.engines.fused_resblock import _triton_forward, tiles
+from batchvoc.engines.fused_resblock import lrelu_conv, tile_list, tiles
 
 DTYPE = {"fp16": torch.float16, "bf16": torch.bfloat16}[sys.argv[1] if len(sys.argv) > 1 else "fp16"]
 B, L = 16, 1024
@@ -26,30 +28,13 @@ KERNELS = [(3, 1), (7, 3), (11, 5)]
 
 
 def candidates(c, k, act):
-    """The pick, then pointer-load and block-copy (TMA) configs: tile heights and pipeline depths (the session-4
-    sweeps of pipelined pointer loads and grouped taps are in bench_results/h100_2026-11-25_s4)."""
+    """The pick, then pointer-load and block-copy (TMA) configs: tile heights and pipeline depths."""
     yield tiles(c, c, k, act)
     for bm in (64, 128, 256):
         base = dict(BLOCK_M=bm, BLOCK_N=min(c, 64), BLOCK_C=max(16, c), num_warps=4, num_stages=1)
         yield base
         for stages in (2, 3):
             yield dict(base, STAGES=stages)
-
-
-def ir_summary() -> str:
-    """Per compiled block-copy kernel: does its matrix product use Hopper's warpgroup MMA, and how many layout
-    conversions and shared-memory allocations does it make."""
-    from batchvoc.engines import conv_kernels
-
-    lines = []
-    for kernel in (conv_kernels.lrelu_conv, conv_kernels.lrelu_conv_tma):
-        for cache in getattr(kernel, "device_caches", {}).values():
-            for key, compiled in cache[0].items():
-                ir = compiled.asm.get("ttgir", "")
-                lines.append(f"{kernel.__name__} wgmma={'warp_group_dot' in ir} convert={ir.count('convert_layout')} "
-                             f"local_alloc={ir.count('local_alloc')} regs={getattr(compiled, 'n_regs', '?')} "
-                             f"spills={getattr(compiled, 'n_spills', '?')} {str(key)[-200:]}")  # fmt: skip
-    return "\n".join(lines)
 
 
 def measure(c, rate, k, d, act):
@@ -63,7 +48,7 @@ def measure(c, rate, k, d, act):
     nbytes = 3 * B * t * c * 2
 
     def run(cfg):
-        return _triton_forward(x, w, bias, res, valid, rate, d, pad, 0.1, act, config=cfg)
+        return lrelu_conv(x, w, bias, res, valid, rate, d, pad, 0.1, act, tile=tile_list(cfg))
 
     inp = F.leaky_relu(x.float(), 0.1) if act else x.float()
     ref = F.conv1d(inp, w.float().permute(2, 1, 0), None, 1, pad, d) + res.float()
@@ -97,9 +82,5 @@ print(f"{'C':>4} {'k':>3} {'act':>3} {'cuDNN':>7} {'unfused':>7} {'pick':>7} {'b
 for c, k, act, cd, uf, pk, best, cfg in rows:
     print(f"{c:>4} {k:>3} {act:>3d} {cd:7.3f} {uf:7.3f} {pk:7.3f} {best:7.3f}  {cfg}")
 print(triton.__version__)
-if len(sys.argv) > 2:  # the fastest config per (channels, kernel size), for bench_results/devrun.py's use_tiles
+if len(sys.argv) > 2:  # the fastest config per (channels, kernel size): engine.options.tile_table=<this file>
     Path(sys.argv[2]).write_text(json.dumps({f"{c},{k},{act:d}": cfg for c, k, act, *_, cfg in rows}, indent=1))
-try:
-    print(ir_summary())
-except Exception as exc:  # noqa: BLE001 - private Triton attributes; the timings above stand without it
-    print(f"no IR summary: {exc!r}")
