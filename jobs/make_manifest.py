@@ -1,6 +1,9 @@
 """Write a synthetic mel manifest of a given size, for throughput and scaling runs (speed does not depend on values).
 
     python jobs/make_manifest.py /data/synth --preset gsv_v4 --hours 2 --seconds 10 --files 4
+
+--first-id N numbers the rows from N (synth_N, ...) and seeds from N, so several processes can each write a part
+of one large manifest (one folder each; a glob over the folders is one manifest with unique ids).
 """
 
 from __future__ import annotations
@@ -15,16 +18,18 @@ import pyarrow.parquet as pq
 from batchvoc.models.presets import get_preset
 
 
-def write_synthetic(folder: Path, preset_name: str, hours: float, seconds: float, files: int, row_group: int) -> int:
-    """Rows of `seconds` each (±20%) totalling `hours`, split over `files` Parquet files; returns the row count."""
+def write_synthetic(folder: Path, preset_name: str, hours: float, seconds: float, files: int, row_group: int,
+                    first_id: int = 0) -> int:  # fmt: skip
+    """Rows of `seconds` each (±20%) totalling `hours`, split over `files` Parquet files, ids from first_id;
+    returns the row count."""
     preset = get_preset(preset_name)
     frames_per_second = preset.sample_rate / preset.hop_length
     rows = max(int(hours * 3600 / seconds), 1)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(first_id)
     schema = pa.schema([("id", pa.string()), ("mel", pa.list_(pa.float32())), ("n_frames", pa.int32()),
                         ("n_mels", pa.int32())])  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
-    for f, chunk in enumerate(np.array_split(np.arange(rows), files)):
+    for f, chunk in enumerate(np.array_split(np.arange(first_id, first_id + rows), files)):
         with pq.ParquetWriter(folder / f"part{f:03d}.parquet", schema) as writer:
             for group in np.array_split(chunk, max(len(chunk) // row_group, 1)):
                 batch = []
@@ -44,8 +49,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="mean utterance length")
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--row-group", type=int, default=500)
+    parser.add_argument("--first-id", type=int, default=0, help="number rows (and seed) from here")
     args = parser.parse_args()
-    rows = write_synthetic(args.folder, args.preset, args.hours, args.seconds, args.files, args.row_group)
+    rows = write_synthetic(args.folder, args.preset, args.hours, args.seconds, args.files, args.row_group,
+                           args.first_id)  # fmt: skip
     print(f"wrote {rows} rows ({args.hours} h of {args.preset} audio) to {args.folder}")
 
 
