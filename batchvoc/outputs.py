@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -85,15 +84,14 @@ def lhotse_recordings(out_dir: str) -> list[dict]:
     """
     from lhotse import AudioSource, Recording
 
-    out = str(out_dir)
-    is_url = "://" in out
-    base = out.rstrip("/") if is_url else str(Path(out).expanduser().resolve())
-    folder = Path(base) / "manifest"
+    from batchvoc.storage import Store
+
+    store = Store(out_dir)
+    is_url, base = not store.local, store.url
     recordings = []
-    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
-        if ".partial-" in path.name:
-            continue
-        table = pq.read_table(path, columns=["id", "path", "sample_rate", "n_samples", "status"])
+    for name in sorted(n for n in store.listing("manifest") if n.endswith(".parquet") and "/" not in n):
+        source_file = pa.BufferReader(store.read_bytes(f"manifest/{name}"))
+        table = pq.read_table(source_file, columns=["id", "path", "sample_rate", "n_samples", "status"])
         for row in table.to_pylist():
             if row["status"] != "ok" or not row["path"]:
                 continue
@@ -112,10 +110,10 @@ def write_lhotse(out_dir: str) -> str:
 
     Raises ConfigError (output.lhotse) when lhotse is not installed.
     """
-    from batchvoc.sink import atomic_write
+    from batchvoc.storage import Store
 
     check_lhotse()
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lhotse_recordings(out_dir))
-    path = Path(out_dir).expanduser() / LHOTSE_FILE
-    atomic_write(path, lambda temp: temp.write_bytes(gzip.compress(lines.encode("utf-8"), mtime=0)))
-    return str(path)
+    store = Store(out_dir)
+    store.write_bytes(LHOTSE_FILE, gzip.compress(lines.encode("utf-8"), mtime=0))
+    return store.path(LHOTSE_FILE) if store.local else f"{store.url}/{LHOTSE_FILE}"

@@ -13,6 +13,7 @@ from typing import Any
 
 from batchvoc.config import CheckConf, ClusterConf, EngineConf, InputConf, OutputConf, validate
 from batchvoc.errors import ConfigError
+from batchvoc.storage import is_url
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -79,6 +80,7 @@ class JobSettings:
     max_mel_error: float | None = CheckConf.max_mel_error  # check.max_mel_error (None: no round-trip limit)
     mel_convention: str = _v(CheckConf.mel_convention)  # check.mel_convention: error | warn | off
     storage_options: dict[str, Any] = field(default_factory=dict)  # io.storage_options: fsspec options
+    job_token: str = ""  # no key: set by the driver when it takes the job lock; marks this job's temp files
     config: dict[str, Any] = field(default_factory=dict)  # the resolved config, for summary.json
 
     @classmethod
@@ -127,7 +129,15 @@ class JobSettings:
 
     @property
     def out_path(self) -> Path:
+        """output.dir as a local folder (for a URL use `out_url`)."""
+        if is_url(self.out_dir):
+            raise ValueError(f"output.dir {self.out_dir} is a URL, not a local folder")
         return Path(self.out_dir).expanduser().resolve()
+
+    @property
+    def out_url(self) -> str:
+        """output.dir as given for a URL (s3://bucket/run, without a trailing /), else the absolute local path."""
+        return self.out_dir.rstrip("/") if is_url(self.out_dir) else str(self.out_path)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

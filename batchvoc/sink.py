@@ -1,13 +1,14 @@
-"""Outputs under output.dir: atomic audio files, the per-shard output manifest and stats, the job summary.
+"""Outputs under output.dir: audio files, the per-shard output manifest and stats, the job summary.
 
-Every file is written to a temporary name and renamed into place, so no partial file is ever visible.
-A shard is done when manifest/<shard>.parquet exists; it is written last.
+Files go through `batchvoc.storage.Store`: written to a temporary name and renamed on a local disk, one PUT
+under the final key on an object store, so no partial file is ever visible. Audio is encoded in memory first,
+so a failed write raises a `WriteFault` naming its real cause (no space, permission, ...), not libsndfile's
+"System error". A shard is done when manifest/<shard>.parquet exists; it is written last.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import io
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from batchvoc.errors import ConfigError
+from batchvoc.storage import Store, WriteFault
 
 FORMATS = {"wav": ("WAV", ("PCM_16", "PCM_24", "FLOAT")), "flac": ("FLAC", ("PCM_16", "PCM_24"))}
 OUTPUT_COLUMNS = ("id", "path", "sample_rate", "n_samples", "duration_s", "peak", "status", "error")
-TEMP_MARK = ".partial-"
+AUDIO_DIR = "audio"  # audio/<shard>/<id>.<wav|flac>, whatever the format
 
 
 def check_format(fmt: str, subtype: str) -> None:
@@ -31,72 +33,87 @@ def check_format(fmt: str, subtype: str) -> None:
         raise ConfigError("output.subtype", f"{fmt} takes {', '.join(FORMATS[fmt][1])}, not {subtype!r}")
 
 
-def check_writable(out_dir: Path) -> None:
-    """ConfigError on output.dir unless we can create and write files there."""
+def as_store(out: str | Path | Store) -> Store:
+    return out if isinstance(out, Store) else Store(out)
+
+
+def check_writable(out: str | Path | Store) -> None:
+    """ConfigError on output.dir unless we can create and write files there (local folder or URL)."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".write-test{TEMP_MARK}{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError("output.dir", f"cannot write to {out_dir}: {err.strerror or err}") from err
+        as_store(out).check_writable()
+    except (OSError, ValueError, ImportError) as err:
+        raise ConfigError("output.dir", str(err)) from err
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(temp_path) and rename the result to `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f"{path.name}{TEMP_MARK}{os.getpid()}")
-    try:
-        write(temp)
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
+def remove_partials(out: str | Path | Store, prefix: str = "", any_job: bool = True) -> int:
+    """Delete temporary files below output.dir/`prefix` (any job's: only under the job lock); returns how many."""
+    return as_store(out).remove_partials(prefix, any_job=any_job)
 
 
-def remove_partials(folder: Path) -> int:
-    """Delete temporary files an interrupted run left below `folder`; returns how many."""
-    removed = 0
-    if folder.exists():
-        for path in folder.rglob(f"*{TEMP_MARK}*"):
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                removed += 1
-    return removed
+def done_shards(out: str | Path | Store) -> set[str]:
+    """Names of the shards whose output manifest exists (one listing of manifest/)."""
+    names = as_store(out).listing("manifest")
+    return {n[: -len(".parquet")] for n in names if n.endswith(".parquet") and "/" not in n}
 
 
-def done_shards(out_dir: Path) -> set[str]:
-    """Names of the shards whose output manifest exists."""
-    folder = out_dir / "manifest"
-    return {p.name[: -len(".parquet")] for p in folder.glob("*.parquet")} if folder.exists() else set()
+def write_json(out: str | Path | Store, rel: str, payload: dict[str, Any]) -> None:
+    """Write `payload` as JSON under output.dir/`rel` (atomically); WriteFault on failure."""
+    as_store(out).write_json(rel, payload)
 
 
 class ShardSink:
-    """Writes one shard's audio files, then its stats and output manifest."""
+    """Writes one shard's audio files, then its stats and output manifest, under output.dir.
 
-    def __init__(self, out_dir: Path, shard: str, sample_rate: int, fmt: str = "wav", subtype: str = "PCM_16"):
+    `fault` holds the first WriteFault of the shard (the shard is then not done); where it is permanent (no
+    space, permission, ...) the rows after it need not be vocoded, since their writes would fail the same way.
+    """
+
+    def __init__(self, out: str | Path | Store, shard: str, sample_rate: int, fmt: str = "wav",
+                 subtype: str = "PCM_16"):  # fmt: skip
         check_format(fmt, subtype)
-        self.out_dir, self.shard, self.sample_rate = Path(out_dir), shard, sample_rate
+        self.store, self.shard, self.sample_rate = as_store(out), shard, sample_rate
         self.container, self.subtype, self.extension = FORMATS[fmt][0], subtype, fmt
+        self.fault: WriteFault | None = None
+
+    @property
+    def out_dir(self) -> str:
+        return self.store.url
 
     def relpath(self, key: str) -> str:
-        return f"wavs/{self.shard}/{key}.{self.extension}"
+        return f"{AUDIO_DIR}/{self.shard}/{key}.{self.extension}"
 
     def exists(self, key: str) -> bool:
-        return (self.out_dir / self.relpath(key)).is_file()
+        return self.store.exists(self.relpath(key))
+
+    def written(self) -> set[str]:
+        """Ids whose audio file an interrupted run of this shard already finished (one listing)."""
+        suffix = f".{self.extension}"
+        names = self.store.listing(f"{AUDIO_DIR}/{self.shard}")
+        return {n[: -len(suffix)] for n in names if n.endswith(suffix)}
+
+    def remove_partials(self) -> int:
+        """Delete this job's temporary files of this shard (an earlier attempt's); returns how many."""
+        return self.store.remove_partials(f"{AUDIO_DIR}/{self.shard}")
 
     def write(self, key: str, audio: np.ndarray) -> dict[str, Any]:
-        """Write audio [n_samples] float in [-1, 1]; returns the output-manifest fields for it."""
+        """Write audio [n_samples] float in [-1, 1]; returns the output-manifest fields for it.
+
+        Raises WriteFault (its reason names the cause and output.dir), kept in `fault`.
+        """
         audio = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
-        path = self.out_dir / self.relpath(key)
-        atomic_write(
-            path, lambda temp: sf.write(temp, audio, self.sample_rate, subtype=self.subtype, format=self.container)
-        )
+        buffer = io.BytesIO()
+        sf.write(buffer, audio, self.sample_rate, subtype=self.subtype, format=self.container)
+        try:
+            self.store.write_bytes(self.relpath(key), buffer.getvalue())
+        except WriteFault as fault:
+            if self.fault is None or (fault.permanent and not self.fault.permanent):
+                self.fault = fault
+            raise
         return self._fields(key, audio)
 
     def reuse(self, key: str) -> dict[str, Any]:
         """Fields for an audio file an interrupted run already finished (read back, not written again)."""
-        audio, _ = sf.read(self.out_dir / self.relpath(key), dtype="float32")
+        audio, _ = sf.read(io.BytesIO(self.store.read_bytes(self.relpath(key))), dtype="float32")
         return self._fields(key, audio)
 
     def _fields(self, key: str, audio: np.ndarray) -> dict[str, Any]:
@@ -110,10 +127,13 @@ class ShardSink:
                     status="error", error=reason)  # fmt: skip
 
     def finish(self, results: list[dict[str, Any]], passthrough: pa.Table, stats: dict[str, Any]) -> None:
-        """Write stats/<shard>.json, then manifest/<shard>.parquet (the done marker) with one row per input row."""
-        write_json(self.out_dir / "stats" / f"{self.shard}.json", stats)
+        """Write stats/<shard>.json, then manifest/<shard>.parquet (the done marker) with one row per input row.
+
+        Raises WriteFault where either cannot be written (the shard is then not done).
+        """
+        self.store.write_json(f"stats/{self.shard}.json", stats)
         table = output_table(results, passthrough)
-        atomic_write(self.out_dir / "manifest" / f"{self.shard}.parquet", lambda temp: pq.write_table(table, temp))
+        self.store.write_with(f"manifest/{self.shard}.parquet", lambda buffer: pq.write_table(table, buffer))
 
 
 def output_table(results: list[dict[str, Any]], passthrough: pa.Table) -> pa.Table:
@@ -128,8 +148,3 @@ def output_table(results: list[dict[str, Any]], passthrough: pa.Table) -> pa.Tab
         column = passthrough.column(name)
         table = table.append_column(f"input_{name}" if name in OUTPUT_COLUMNS else name, column)
     return table
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    text = json.dumps(payload, indent=2, default=str)
-    atomic_write(path, lambda temp: temp.write_text(text))

@@ -35,7 +35,7 @@ def test_v4_without_checkpoint_says_which_key_and_where(tmp_path):
     result = batchvoc("job=v4_fp16", f"input.manifest={mel}", f"output.dir={tmp_path / 'out'}")
     assert result.returncode == 1
     assert "model.checkpoint" in result.stderr and "huggingface.co/lj1995/GPT-SoVITS" in result.stderr
-    assert not (tmp_path / "out" / "wavs").exists()
+    assert not (tmp_path / "out" / "audio").exists()
 
 
 def test_tensorrt_without_the_extra_names_it(tmp_path):
@@ -58,7 +58,7 @@ def test_demo_makes_real_audio(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rows_ok"] == 3 and summary["rows_failed"] == 0
-    wavs = sorted((out / "wavs").rglob("*.wav"))
+    wavs = sorted((out / "audio").rglob("*.wav"))
     assert len(wavs) == 3
     for path in wavs:
         audio, rate = sf.read(path)
@@ -86,7 +86,7 @@ def test_interrupted_job_finishes_on_rerun_without_duplicates(tmp_path, how):
     assert proc.returncode != 0
     time.sleep(2)  # let a killed driver's workers go
     reap(started)
-    finished = {p: p.stat().st_mtime_ns for p in (out / "wavs").rglob("*.wav")}
+    finished = {p: p.stat().st_mtime_ns for p in (out / "audio").rglob("*.wav")}
     total_shards = json.loads(json.dumps(len(list((out / "manifest").glob("*.parquet")))))
     assert 3 <= done_then <= total_shards
 
@@ -95,7 +95,7 @@ def test_interrupted_job_finishes_on_rerun_without_duplicates(tmp_path, how):
     table = [r for p in sorted((out / "manifest").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     assert sorted(r["id"] for r in table) == sorted(r["id"] for r in rows)  # every id exactly once
     assert all(r["status"] == "ok" for r in table)
-    on_disk = {p.relative_to(out).as_posix() for p in (out / "wavs").rglob("*.wav")}
+    on_disk = {p.relative_to(out).as_posix() for p in (out / "audio").rglob("*.wav")}
     assert on_disk == {r["path"] for r in table}
     assert not [p for p in out.rglob("*") if ".partial-" in p.name]
     rewritten = [p for p, mtime in finished.items() if p.stat().st_mtime_ns != mtime]

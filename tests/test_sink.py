@@ -7,39 +7,39 @@ import pytest
 import soundfile as sf
 
 from batchvoc.errors import ConfigError
-from batchvoc.sink import ShardSink, atomic_write, check_format, check_writable, done_shards, remove_partials
+from batchvoc.sink import ShardSink, check_format, check_writable, done_shards, remove_partials
+from batchvoc.storage import Store, WriteFault
 
 
 def test_write_is_atomic_and_fields_are_right(tmp_path):
     sink = ShardSink(tmp_path, "s0", 16000, "wav", "FLOAT")
     audio = np.sin(np.linspace(0, 100, 1600)).astype(np.float32) * 0.3
     fields = sink.write("spk/a", audio)
-    data, rate = sf.read(tmp_path / "wavs" / "s0" / "spk" / "a.wav", dtype="float32")
+    data, rate = sf.read(tmp_path / "audio" / "s0" / "spk" / "a.wav", dtype="float32")
     assert rate == 16000 and np.array_equal(data, audio)
     assert fields["n_samples"] == 1600 and fields["duration_s"] == 0.1 and fields["status"] == "ok"
     assert fields["peak"] == pytest.approx(np.abs(audio).max())
-    assert fields["path"] == "wavs/s0/spk/a.wav"
+    assert fields["path"] == "audio/s0/spk/a.wav"
     assert sink.reuse("spk/a") == fields
+    assert sink.written() == {"spk/a"}
     assert not list(tmp_path.rglob("*.partial-*"))
 
 
-def test_pcm16_clips_and_flac_works(tmp_path):
+def test_pcm16_clips_and_flac_goes_under_audio(tmp_path):
     sink = ShardSink(tmp_path, "s0", 8000, "flac", "PCM_16")
     sink.write("x", np.array([2.0, -2.0, 0.5], np.float32))
-    data, _ = sf.read(tmp_path / "wavs" / "s0" / "x.flac")
+    data, _ = sf.read(tmp_path / "audio" / "s0" / "x.flac")
     assert data.max() <= 1.0 and data.min() >= -1.0
 
 
-def test_failed_write_leaves_nothing(tmp_path):
-    target = tmp_path / "f.bin"
-
-    def explode(temp):
-        temp.write_bytes(b"half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError):
-        atomic_write(target, explode)
-    assert not target.exists() and not list(tmp_path.iterdir())
+def test_a_write_that_cannot_happen_leaves_nothing_and_names_the_cause(tmp_path):
+    (tmp_path / "audio").write_text("a file where the audio folder should be")
+    sink = ShardSink(tmp_path, "s0", 8000)
+    with pytest.raises(WriteFault) as err:
+        sink.write("x", np.zeros(10, np.float32))
+    assert err.value.permanent and str(tmp_path) in str(err.value) and "folder" in str(err.value)
+    assert sink.fault is err.value
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audio"]
 
 
 def test_finish_writes_stats_then_manifest_with_passthrough(tmp_path):
@@ -56,12 +56,16 @@ def test_finish_writes_stats_then_manifest_with_passthrough(tmp_path):
     assert done_shards(tmp_path) == {"s1"}
 
 
-def test_remove_partials(tmp_path):
-    (tmp_path / "wavs" / "s").mkdir(parents=True)
-    (tmp_path / "wavs" / "s" / "a.wav.partial-123").write_bytes(b"x")
-    (tmp_path / "wavs" / "s" / "b.wav").write_bytes(b"x")
-    assert remove_partials(tmp_path) == 1
-    assert [p.name for p in (tmp_path / "wavs" / "s").iterdir()] == ["b.wav"]
+def test_partials_of_one_job_are_removed_by_it_and_every_job_s_only_under_the_lock(tmp_path):
+    folder = tmp_path / "audio" / "s"
+    folder.mkdir(parents=True)
+    (folder / ".a.wav.partial-jobA-1-2").write_bytes(b"x")
+    (folder / ".c.wav.partial-jobB-1-2").write_bytes(b"x")
+    (folder / "b.wav").write_bytes(b"x")
+    assert Store(tmp_path, token="jobA").remove_partials("audio") == 1
+    assert sorted(p.name for p in folder.iterdir()) == [".c.wav.partial-jobB-1-2", "b.wav"]
+    assert remove_partials(tmp_path, any_job=True) == 1
+    assert [p.name for p in folder.iterdir()] == ["b.wav"]
 
 
 def test_config_checks_name_keys(tmp_path):

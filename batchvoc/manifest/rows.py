@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import posixpath
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from batchvoc import storage
 from batchvoc.errors import RowError
 from batchvoc.manifest.conventions import MelChecks
-from batchvoc.manifest.shards import Shard, id_strings
+from batchvoc.manifest.shards import Shard, group_batches, group_span, id_strings, shard_table
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,8 @@ class MelRow:
 
 def passthrough_table(shard: Shard) -> pa.Table:
     """The shard's rows without the bulky 'mel' column: what the output manifest carries along."""
-    parquet = pq.ParquetFile(shard.file)
-    columns = [name for name in parquet.schema_arrow.names if name != "mel"]
-    return parquet.read_row_groups(list(shard.row_groups), columns=columns)
+    names = storage.parquet_file(shard.file).schema_arrow.names
+    return shard_table(shard, [name for name in names if name != "mel"])
 
 
 def read_shard_rows(shard: Shard, checks: MelChecks | int, skip: set[int] | None = None) -> Iterator[MelRow]:
@@ -78,15 +78,16 @@ def read_batches(shard: Shard, checks: MelChecks | int, skip: Skip = None) -> It
     A row group that cannot be decoded gives (None, a MelRow with the reason for each of its rows not yet
     given): it fails its own rows, never the shard. Raises only when the file itself cannot be opened.
     """
-    parquet = pq.ParquetFile(shard.file)
+    parquet = storage.parquet_file(shard.file)
     columns = [name for name in parquet.schema_arrow.names if name != "mel"]
     first = 0
     for group in shard.row_groups:
-        count = parquet.metadata.row_group(group).num_rows
+        begin, stop = group_span(shard, parquet, group)  # the shard's rows of this group (a shard is a row range)
+        count = stop - begin
         done = 0
         try:
             # a few rows at a time, not whole row groups: the engine gets its first rows at once
-            for batch in parquet.iter_batches(batch_size=READ_ROWS, row_groups=[group]):
+            for batch in group_batches(shard, parquet, group, batch_size=READ_ROWS):
                 table = pa.Table.from_batches([batch])
                 rows = list(decode_batch(table, first + done, shard, checks, skip))
                 yield table.select(columns), rows
@@ -110,7 +111,7 @@ def decode_batch(table: pa.Table, first: int, shard: Shard, checks: MelChecks | 
         skip = _in_set(skip)
     duplicates = set(shard.duplicate_rows)
     try:
-        rows = list(_table_rows(table, checks, Path(shard.file).parent, first, skip))
+        rows = list(_table_rows(table, checks, _folder_of(shard.file), first, skip))
     except Exception as err:  # noqa: BLE001 - a batch that cannot be decoded fails its own rows
         reason = f"rows could not be decoded: {_one_line(err)}"
         rows = [MelRow(first + i, "", error=reason) for i in range(table.num_rows)]
@@ -127,7 +128,7 @@ def _in_set(rows: set[int]) -> Callable[[int, object], bool]:
     return skip
 
 
-def _table_rows(table: pa.Table, checks: MelChecks, folder: Path, start: int, skip) -> Iterator[MelRow]:
+def _table_rows(table: pa.Table, checks: MelChecks, folder: str, start: int, skip) -> Iterator[MelRow]:
     """A MelRow per row of a decoded batch whose first row is the shard's row `start`; skipped rows unread."""
     ids = id_strings(table.column("id"))
     declared = {c: table.column(c).to_pylist() for c in DECLARED if c in table.column_names}
@@ -245,13 +246,14 @@ def _variable_lists(column: pa.Array) -> pa.Array:
     return column
 
 
-def _npy_mel(path, n_mels: int, folder: Path) -> np.ndarray:
+def _npy_mel(path, n_mels: int, folder: str) -> np.ndarray:
     """The .npy at `path` as [n_mels, n_frames]: size-1 axes are squeezed, nothing else is reshaped."""
     if not isinstance(path, str) or not path:
         raise RowError("mel_path is empty")
     full = _inside(folder, path)
     try:
-        mel = np.load(full, allow_pickle=False)
+        with storage.open_input(full) as handle:
+            mel = np.load(handle, allow_pickle=False)
     except FileNotFoundError:
         raise RowError(f"mel_path {path!r} does not exist") from None
     except Exception as err:  # noqa: BLE001 - numpy raises many kinds for a bad file
@@ -281,16 +283,28 @@ def squeezed_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def _inside(folder: Path, path: str) -> Path:
-    """The .npy path, resolved against the manifest's folder; relative paths may not leave it."""
+def _folder_of(file: str) -> str:
+    """The manifest file's folder: a local path, or a URL for a file in an object store."""
+    return file.rsplit("/", 1)[0] if storage.is_url(file) else str(Path(file).parent)
+
+
+def _inside(folder: str, path: str) -> str:
+    """The .npy path (or URL), resolved against the manifest's folder; relative paths may not leave it."""
     if "\x00" in path:
         raise RowError("mel_path contains a NUL character")
-    if os.path.isabs(path):
-        return Path(path)
-    full = Path(os.path.normpath(folder / path))
-    if full != folder and folder not in full.parents:
+    if storage.is_url(path) or os.path.isabs(path):
+        return path
+    if storage.is_url(folder):
+        scheme, rest = folder.split("://", 1)
+        full = posixpath.normpath(posixpath.join(rest, path))
+        if full != rest and not full.startswith(rest.rstrip("/") + "/"):
+            raise RowError(f"mel_path {path!r} leaves the manifest's folder")
+        return f"{scheme}://{full}"
+    base = Path(folder)
+    full = Path(os.path.normpath(base / path))
+    if full != base and base not in full.parents:
         raise RowError(f"mel_path {path!r} leaves the manifest's folder")
-    return full
+    return str(full)
 
 
 def _finite(mel: np.ndarray) -> np.ndarray:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import glob
 import logging
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from batchvoc import storage
 from batchvoc.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -18,23 +17,42 @@ MEL_COLUMNS = ("mel", "n_frames", "n_mels", "mel_path")
 NUMBER_COLUMNS = ("n_frames", "n_mels", "sample_rate", "hop_length")
 
 
-def find_manifest_files(spec: str | Path | None) -> list[Path]:
-    """The Parquet files named by input.manifest: one file, a folder of *.parquet, or a glob; sorted."""
+def find_manifest_files(spec: str | Path | None) -> list[str]:
+    """The Parquet files named by input.manifest: one file, a folder of *.parquet, or a glob; sorted.
+
+    `spec` is a local path or an fsspec URL (s3://bucket/mels/, gs://..., hf://datasets/...); the result holds
+    absolute local paths, or URLs. Empty Parquet files (no rows) are skipped with a warning.
+    """
     if not spec:
         raise ConfigError(KEY, "no manifest given; set input.manifest=PATH (a Parquet file, a folder or a glob)")
-    path = Path(str(spec)).expanduser()
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(path.rglob("*.parquet"))
-    else:
-        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+    try:
+        fs, path = storage.filesystem(spec)
+        if fs.isfile(path):
+            found = [path]
+        elif fs.isdir(path):
+            found = [p for p in fs.find(path) if p.endswith(".parquet")]
+        else:
+            found = [p for p in fs.glob(path) if fs.isfile(p)]
+    except (OSError, ValueError, ImportError) as err:
+        raise ConfigError(KEY, f"cannot list {spec!r}: {err}") from err
+    files = sorted(storage.to_url(fs, p) for p in found if storage.TEMP_MARK not in p)
     if not files:
         raise ConfigError(KEY, f"no Parquet files found at {spec!r}")
-    return [f.resolve() for f in files]
+    return files
 
 
-def check_manifest_files(files: list[Path]) -> list[Path]:
+def manifest_root(spec: str | None) -> str:
+    """The folder input.manifest names (a file's folder; a glob's folder before its first wildcard)."""
+    text = str(spec or "")
+    if any(ch in text for ch in "*?["):
+        text = text[: min(text.index(ch) for ch in "*?[" if ch in text)]
+        return text.rsplit("/", 1)[0] if "/" in text else "."
+    fs, path = storage.filesystem(text)
+    folder = path if fs.isdir(path) else path.rsplit("/", 1)[0]
+    return storage.to_url(fs, folder)
+
+
+def check_manifest_files(files: list[str]) -> list[str]:
     """The files that hold rows, each schema checked; empty parts (0 rows, with or without columns) are skipped
     with a warning naming them. ConfigError on input.manifest for an unreadable file, a bad schema, or when no
     file holds any row."""
@@ -52,17 +70,17 @@ def check_manifest_files(files: list[Path]) -> list[Path]:
     return usable
 
 
-def _row_count(path: Path) -> int:
+def _row_count(path: str) -> int:
     try:
-        return pq.ParquetFile(path).metadata.num_rows
+        return storage.parquet_file(path).metadata.num_rows
     except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds; the user needs one message
         raise ConfigError(KEY, f"{path} is not a readable Parquet file: {err}") from err
 
 
-def check_schema(path: Path) -> pa.Schema:
+def check_schema(path: str | Path) -> pa.Schema:
     """The file's schema, or a ConfigError naming the missing or mistyped column."""
     try:
-        schema = pq.read_schema(path)
+        schema = storage.parquet_file(path).schema_arrow
     except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds; the user needs one message
         raise ConfigError(KEY, f"{path} is not a readable Parquet file: {err}") from err
     names = set(schema.names)

@@ -1,15 +1,23 @@
-"""Shard planning: cut manifests into runs of whole row groups of about equal audio, and deal them out."""
+"""Shard planning: cut manifests into row ranges of about equal audio, and read a shard's rows back.
+
+A shard is a range of rows of one file, cut where its audio reaches `input.shard_seconds` (inside row groups
+where they are larger), so progress and restarts have the grain the user asked for. Cuts are counted from the
+start of each file, so rows appended to a file change only its last shard's name, never the ones before it.
+"""
 
 from __future__ import annotations
 
 import math
 import os
-from collections import Counter
+import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from batchvoc import storage
 
 # Frames assumed per row where a manifest has no n_frames column (mel_path rows): only sizes shards.
 FRAMES_PER_ROW_GUESS = 500
@@ -17,96 +25,85 @@ FRAMES_PER_ROW_GUESS = 500
 
 @dataclass(frozen=True)
 class Shard:
-    """Consecutive row groups of one manifest file; the unit of work, of output files and of restart."""
+    """Rows [start, stop) of one manifest file; the unit of work, of output files and of restart.
+
+    `file` is a local path or fsspec URL; `row_groups` are the file's row groups the range overlaps and
+    `first_row` the file row where the first of them begins. `duplicate_rows` are shard-relative rows whose
+    id was seen earlier in the manifest.
+    """
 
     name: str
     file: str
+    start: int
+    stop: int
     row_groups: tuple[int, ...]
-    rows: int
+    first_row: int
     frames: int
-    duplicate_rows: tuple[int, ...] = field(default=())  # rows (shard-relative) whose id was seen before
+    duplicate_rows: tuple[int, ...] = field(default=())
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
 
 
 @dataclass
-class _Group:
-    index: int
-    rows: int
-    frames: int
-    duplicates: list[int]
+class _FileRows:
+    frames: list[int]  # per row
+    group_starts: list[int]  # file row where each row group begins (one extra: the file's row count)
+    duplicates: set[int]  # file rows whose id was seen before
 
 
-def plan_shards(files: list[Path], target_frames: int) -> list[Shard]:
-    """Shards of about `target_frames` frames each, in file and row-group order; deterministic for a manifest."""
-    names = _shard_prefixes(files)
+def plan_shards(files: list[str | Path], target_frames: int, root: str | Path | None = None) -> list[Shard]:
+    """Shards of about `target_frames` frames each, in file and row order; deterministic for a manifest.
+
+    Shard names are `<file>.r<start>-<stop>` (rows, zero-padded), `<file>` the file's path below `root` (the
+    manifest's folder; default: the files' common folder) without `.parquet`, folders joined by `__`.
+    """
+    files = [str(f) for f in files]
+    names = _prefixes(files, None if root is None else str(root))
     seen: set[str] = set()
     shards: list[Shard] = []
     for path in files:
-        groups = _row_groups(path, seen)
-        for run in _cut(groups, target_frames):
-            first, last = run[0].index, run[-1].index
-            offset, duplicates = 0, []
-            for group in run:
-                duplicates += [offset + row for row in group.duplicates]
-                offset += group.rows
+        rows = _file_rows(path, seen)
+        for start, stop in _cut(rows.frames, target_frames):
+            groups = [g for g in range(len(rows.group_starts) - 1)
+                      if rows.group_starts[g] < stop and rows.group_starts[g + 1] > start]  # fmt: skip
             shards.append(
                 Shard(
-                    name=f"{names[path]}.rg{first:04d}-{last:04d}",
-                    file=str(path),
-                    row_groups=tuple(g.index for g in run),
-                    rows=offset,
-                    frames=sum(g.frames for g in run),
-                    duplicate_rows=tuple(duplicates),
+                    name=f"{names[path]}.r{start:09d}-{stop:09d}",
+                    file=path,
+                    start=start,
+                    stop=stop,
+                    row_groups=tuple(groups),
+                    first_row=rows.group_starts[groups[0]],
+                    frames=sum(rows.frames[start:stop]),
+                    duplicate_rows=tuple(r - start for r in range(start, stop) if r in rows.duplicates),
                 )
             )
     return shards
 
 
-def _row_groups(path: Path, seen: set[str]) -> list[_Group]:
-    """Rows, frames and duplicate-id rows of each row group; `seen` collects ids across files."""
-    parquet = pq.ParquetFile(path)
+def _file_rows(path: str, seen: set[str]) -> _FileRows:
+    """Frames per row, row-group starts and duplicate-id rows of one file; `seen` collects ids across files."""
+    parquet = storage.parquet_file(path)
     has_frames = "n_frames" in parquet.schema_arrow.names
     columns = ["id", "n_frames"] if has_frames else ["id"]
-    groups = []
+    frames: list[int] = []
+    starts = [0]
+    duplicates: set[int] = set()
     for index in range(parquet.num_row_groups):
         table = parquet.read_row_group(index, columns=columns)
         ids = id_strings(table.column("id"))
         if has_frames:
-            frames = sum(_frames(n) for n in table.column("n_frames").to_pylist())
+            frames += [_frames(n) for n in table.column("n_frames").to_pylist()]
         else:
-            frames = len(ids) * FRAMES_PER_ROW_GUESS
-        duplicates = []
-        for row, key in enumerate(ids):
+            frames += [FRAMES_PER_ROW_GUESS] * len(ids)
+        for offset, key in enumerate(ids):
             if key in seen:
-                duplicates.append(row)
+                duplicates.add(starts[-1] + offset)
             seen.add(key)
-        groups.append(_Group(index, len(ids), frames, duplicates))
-    return [g for g in groups if g.rows]
-
-
-def _frames(n) -> int:
-    """A row's n_frames for sizing shards: 0 for a null, NaN, negative or otherwise unusable value (the row
-    itself is refused when read)."""
-    try:
-        value = float(n)
-    except (TypeError, ValueError):
-        return 0
-    return int(value) if math.isfinite(value) and value > 0 else 0
-
-
-def _cut(groups: list[_Group], target_frames: int) -> list[list[_Group]]:
-    """Consecutive runs whose frames reach about the target (a run closes once it gets there)."""
-    runs: list[list[_Group]] = []
-    current: list[_Group] = []
-    size = 0
-    for group in groups:
-        if current and size + group.frames / 2 > target_frames:
-            runs.append(current)
-            current, size = [], 0
-        current.append(group)
-        size += group.frames
-    if current:
-        runs.append(current)
-    return runs
+        starts.append(starts[-1] + len(ids))
+    return _FileRows(frames, starts, duplicates)
 
 
 def id_strings(column: pa.ChunkedArray) -> list:
@@ -119,13 +116,88 @@ def id_strings(column: pa.ChunkedArray) -> list:
     return column.to_pylist()
 
 
-def _shard_prefixes(files: list[Path]) -> dict[Path, str]:
-    """A readable, unique name per file: its stem, or its path below the common folder where stems clash."""
-    stems = Counter(f.stem for f in files)
-    if all(count == 1 for count in stems.values()):
-        return {f: f.stem for f in files}
-    root = Path(os.path.commonpath([str(f.parent) for f in files]))
-    return {f: str(f.relative_to(root).with_suffix("")).replace(os.sep, "__") for f in files}
+def _frames(n) -> int:
+    """A row's n_frames for sizing shards: 0 for a null, NaN, negative or otherwise unusable value (the row
+    itself is refused when read)."""
+    try:
+        value = float(n)
+    except (TypeError, ValueError):
+        return 0
+    return int(value) if math.isfinite(value) and value > 0 else 0
+
+
+def _cut(frames: list[int], target_frames: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges whose frames reach about the target (a range closes once it gets there)."""
+    ranges: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for row, n in enumerate(frames):
+        if row > start and size + n / 2 > target_frames:
+            ranges.append((start, row))
+            start, size = row, 0
+        size += n
+    if len(frames) > start:
+        ranges.append((start, len(frames)))
+    return ranges
+
+
+def _prefixes(files: list[str], root: str | None) -> dict[str, str]:
+    """A readable name per file, its path below `root` without `.parquet`, folders joined by `__`."""
+    if root is None:
+        parents = [posixpath.dirname(f) if storage.is_url(f) else os.path.dirname(f) for f in files]
+        root = os.path.commonpath(parents) if not any(map(storage.is_url, files)) else _common_url(parents)
+    names = {}
+    for f in files:
+        rel = posixpath.relpath(f, root) if storage.is_url(f) else os.path.relpath(f, root)
+        if rel.startswith(".."):
+            rel = os.path.basename(f)
+        rel = rel.replace(os.sep, "/").removesuffix(".parquet")
+        names[f] = rel.replace("/", "__")
+    return names
+
+
+def _common_url(parents: list[str]) -> str:
+    parts = [p.split("/") for p in parents]
+    common = []
+    for items in zip(*parts, strict=False):
+        if len(set(items)) != 1:
+            break
+        common.append(items[0])
+    return "/".join(common)
+
+
+def shard_batches(shard: Shard, columns: list[str] | None = None, batch_size: int = 64) -> Iterator[pa.RecordBatch]:
+    """The shard's rows, in order, `batch_size` (or fewer) at a time; only `columns` where given."""
+    parquet = storage.parquet_file(shard.file)
+    for group in shard.row_groups:
+        yield from group_batches(shard, parquet, group, columns, batch_size)
+
+
+def group_span(shard: Shard, parquet: pq.ParquetFile, group: int) -> tuple[int, int]:
+    """(first, stop): the rows of row group `group`, counted within the group, that belong to the shard."""
+    begin = sum(parquet.metadata.row_group(g).num_rows for g in range(group))
+    end = begin + parquet.metadata.row_group(group).num_rows
+    return max(begin, shard.start) - begin, max(min(end, shard.stop) - begin, 0)
+
+
+def group_batches(shard: Shard, parquet: pq.ParquetFile, group: int, columns: list[str] | None = None,
+                  batch_size: int = 64) -> Iterator[pa.RecordBatch]:  # fmt: skip
+    """The shard's rows inside row group `group`, `batch_size` (or fewer) at a time."""
+    first, stop = group_span(shard, parquet, group)
+    position = 0
+    for batch in parquet.iter_batches(batch_size=batch_size, row_groups=[group], columns=columns):
+        begin, position = position, position + batch.num_rows
+        lo, hi = max(begin, first), min(position, stop)
+        if hi > lo:
+            yield batch.slice(lo - begin, hi - lo)
+        if position >= stop:
+            break
+
+
+def shard_table(shard: Shard, columns: list[str] | None = None) -> pa.Table:
+    """The shard's rows as one table (only `columns` where given)."""
+    parquet = storage.parquet_file(shard.file)
+    table = parquet.read_row_groups(list(shard.row_groups), columns=columns)
+    return table.slice(shard.start - shard.first_row, shard.rows)
 
 
 def deal_round_robin(shards: list[Shard], actors: int) -> list[list[Shard]]:

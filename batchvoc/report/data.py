@@ -138,21 +138,24 @@ def input_mels(manifest: str | None, ids: list[str]) -> dict[str, np.ndarray]:
         log.warning("report: cannot read the input manifest %s: %s", manifest, err)
         return {}
     for path in paths:
-        for key, mel in _mels_in(Path(path), wanted - set(found)):
+        for key, mel in _mels_in(path, wanted - set(found)):
             found[key] = mel
         if len(found) == len(wanted):
             break
     return found
 
 
-def _mels_in(path: Path, wanted: set[str]) -> list[tuple[str, np.ndarray]]:
-    schema = pq.read_schema(path)
+def _mels_in(path: str, wanted: set[str]) -> list[tuple[str, np.ndarray]]:
+    from batchvoc import storage
+
+    fs, inner = storage.filesystem(path)
+    schema = storage.parquet_file(path).schema_arrow
     id_type = schema.field("id").type
     values = [int(k) for k in wanted if k.lstrip("-").isdigit()] if pa.types.is_integer(id_type) else list(wanted)
     if not values:
         return []
     columns = [c for c in ("id", "mel", "n_frames", "mel_path") if c in schema.names]
-    table = pq.read_table(path, columns=columns, filters=[("id", "in", values)])
+    table = pq.read_table(inner, columns=columns, filters=[("id", "in", values)], filesystem=fs)
     found = []
     for row in table.to_pylist():
         try:
@@ -160,8 +163,11 @@ def _mels_in(path: Path, wanted: set[str]) -> list[tuple[str, np.ndarray]]:
                 flat = np.asarray(row["mel"], dtype=np.float32)
                 mel = flat.reshape(-1, int(row["n_frames"]))
             else:
-                mel_path = Path(row["mel_path"])
-                mel = np.load(mel_path if mel_path.is_absolute() else path.parent / mel_path, allow_pickle=False)
+                mel_path = str(row["mel_path"])
+                absolute = storage.is_url(mel_path) or Path(mel_path).is_absolute()
+                full = mel_path if absolute else f"{path.rsplit('/', 1)[0]}/{mel_path}"
+                with storage.open_input(full) as handle:
+                    mel = np.load(handle, allow_pickle=False)
                 mel = np.squeeze(mel, axis=tuple(range(max(mel.ndim - 2, 0))))
             found.append((str(row["id"]), mel.astype(np.float32)))
         except (OSError, ValueError, TypeError) as err:

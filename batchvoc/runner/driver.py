@@ -8,20 +8,22 @@ Exit codes: 0 every row ok, 2 some rows failed, 1 the job could not run (stopped
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psutil
+import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
+from batchvoc import storage
 from batchvoc.engines import check_backend
 from batchvoc.manifest import Shard, check_manifest_files, find_manifest_files, plan_shards
+from batchvoc.manifest.schema import manifest_root
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
 from batchvoc.outputs import check_lhotse, write_lhotse
@@ -30,9 +32,11 @@ from batchvoc.runner.cluster import connect, disconnect, plan_actors
 from batchvoc.runner.dealer import Dealt, StopJob, deal
 from batchvoc.runner.failures import FailureTally, console_lines
 from batchvoc.runner.lifetime import SessionGuard
+from batchvoc.runner.resume import hold_output
 from batchvoc.runner.worker import weights_of
 from batchvoc.settings import JobSettings
-from batchvoc.sink import check_format, check_writable, done_shards, remove_partials, write_json
+from batchvoc.sink import check_format, check_writable
+from batchvoc.storage import Store, WriteFault
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +58,11 @@ class JobReport:
 
 def check_settings(settings: JobSettings) -> list[str]:
     """The quick checks, before anything starts: format, backend, output.dir, manifest files; returns the files."""
+    storage.set_options(settings.storage_options)
     check_format(settings.fmt, settings.subtype)
     check_backend(settings.backend, settings.precision)
     files = find_manifest_files(settings.manifest)
-    check_writable(settings.out_path)
+    check_writable(settings.out_url)
     if settings.lhotse:
         check_lhotse()
     return files
@@ -68,7 +73,7 @@ def plan(settings: JobSettings, files: list, preset: Preset) -> list[Shard]:
     (shards of about input.shard_seconds of audio)."""
     files = check_manifest_files(files)
     target_frames = int(settings.shard_seconds * preset.sample_rate / preset.hop_length)
-    return plan_shards(files, target_frames)
+    return plan_shards(files, target_frames, root=manifest_root(settings.manifest))
 
 
 def process_started_at() -> float:
@@ -84,39 +89,43 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
     """
     started, started_at = time.perf_counter(), time.time()
     files = check_settings(settings)
-    out = settings.out_path
-    with ThreadPoolExecutor(2, thread_name_prefix="plan") as pool:
-        loading = pool.submit(load_vocoder, settings.preset, settings.checkpoint, settings.hparams)
-        planning = pool.submit(lambda: plan(settings, files, loading.result()[1]))
-        # a finished job's rerun (summary.json there) usually has nothing to do: plan before starting Ray
-        early = not (out / "summary.json").exists()
-        cluster = _Cluster.start(settings.address) if early else None
+    with hold_output(settings) as job:  # the job lock first: a second job on output.dir stops here
+        settings = replace(settings, job_token=job.token)
+        store = job.store
+        with ThreadPoolExecutor(2, thread_name_prefix="plan") as pool:
+            loading = pool.submit(load_vocoder, settings.preset, settings.checkpoint, settings.hparams)
+            planning = pool.submit(lambda: plan(settings, files, loading.result()[1]))
+            # a finished job's rerun (summary.json there) usually has nothing to do: plan before starting Ray
+            early = not store.exists("summary.json")
+            cluster = _Cluster.start(settings.address) if early else None
+            try:
+                shards = planning.result()
+                preset = loading.result()[1]
+                job.claim(settings, preset)  # the job's identity: another job's outputs stop it before any work
+                todo = [s for s in shards if s.name not in job.done]
+                log.info("%d shards planned, %d already done, %d to run", len(shards), len(shards) - len(todo),
+                         len(todo))  # fmt: skip
+                dealt, tally = Dealt(), FailureTally()
+                if todo:
+                    cluster = cluster or _Cluster.start(settings.address)
+                    dealt = _run(settings, cluster, loading, todo, preset, tally, on_actor_ready)
+            finally:
+                if cluster is not None:
+                    cluster.stop()
+        wall = time.perf_counter() - started
+        summary = _summary(settings, store, shards, {s.name for s in todo}, wall, dealt)
+        summary["started_at"] = started_at
+        if settings.lhotse:
+            _write_lhotse(store.url)
+        _write_report(store.url, summary)
         try:
-            shards = planning.result()
-            preset = loading.result()[1]
-            done = done_shards(out)
-            todo = [s for s in shards if s.name not in done]
-            log.info("%d shards planned, %d already done, %d to run", len(shards), len(shards) - len(todo),
-                     len(todo))  # fmt: skip
-            for folder in ("manifest", "stats"):
-                remove_partials(out / folder)
-            dealt, tally = Dealt(), FailureTally()
-            if todo:
-                cluster = cluster or _Cluster.start(settings.address)
-                dealt = _run(settings, cluster, loading, todo, preset, tally, on_actor_ready)
-        finally:
-            if cluster is not None:
-                cluster.stop()
-    wall = time.perf_counter() - started
-    summary = _summary(settings, shards, {s.name for s in todo}, wall, dealt)
-    summary["started_at"] = started_at
-    if settings.lhotse:
-        _write_lhotse(out)
-    _write_report(out, summary)
-    write_json(out / "summary.json", summary)
+            store.write_json("summary.json", summary)
+        except WriteFault as fault:
+            log.error("summary.json not written: %s", fault)
+            summary.setdefault("write_fault", str(fault))
     for line in _closing_lines(summary, dealt.stopped):
         log.warning("%s", line)
-    return JobReport(summary, sorted(dealt.failed), dealt.stopped)
+    return JobReport(summary, sorted(set(dealt.failed) | set(summary["shards_not_written"])), dealt.stopped)
 
 
 @dataclass
@@ -159,27 +168,32 @@ def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[S
         if tally.ok or stats.get("rows_ok"):
             tally.ok += stats.get("rows_ok", 0)
             return  # some rows are fine: never stop early
-        tally.add(_outcomes(settings, shard.name))
+        tally.add(_outcomes(Store(settings.out_url), shard.name))
         reason = tally.early_stop()
         if reason:
             raise StopJob(reason)
 
     seconds_per_frame = preset.hop_length / preset.sample_rate
-    return deal(actors, todo, seconds_per_frame, on_ready=ready, on_shard=finished)
+    return deal(actors, todo, seconds_per_frame, on_ready=ready, on_shard=finished, permanent=_permanent)
 
 
-def _outcomes(settings: JobSettings, shard: str) -> list[dict[str, Any]]:
+def _permanent(err: BaseException) -> bool:
+    """A write fault that every later shard would hit too (no space, permission, read-only, ...)."""
+    return isinstance(err, WriteFault) and err.permanent
+
+
+def _outcomes(store: Store, shard: str) -> list[dict[str, Any]]:
     """A finished shard's rows from its output manifest: id, status, error."""
-    path = settings.out_path / "manifest" / f"{shard}.parquet"
-    return pq.read_table(path, columns=["id", "status", "error"]).to_pylist()
+    data = pa.BufferReader(store.read_bytes(f"manifest/{shard}.parquet"))
+    return pq.read_table(data, columns=["id", "status", "error"]).to_pylist()
 
 
-def _top_failures(settings: JobSettings, stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _top_failures(store: Store, stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The top reasons over every shard with failed or suspect rows."""
     tally = FailureTally()
     for s in stats:
         if s.get("rows_failed") or s.get("rows_suspect"):
-            tally.add(_outcomes(settings, s["shard"]))
+            tally.add(_outcomes(store, s["shard"]))
     return tally.top()
 
 
@@ -211,26 +225,30 @@ def _write_report(out, summary: dict[str, Any]) -> None:
         log.warning("report.html could not be written: %s (python -m batchvoc.report %s retries)", err, out)
 
 
-def _summary(settings: JobSettings, shards: list[Shard], ran: set[str], wall: float, dealt: Dealt) -> dict[str, Any]:
-    """Row and audio totals over every planned shard (earlier runs' included); speed over this run's shards.
+def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[str], wall: float,
+             dealt: Dealt) -> dict[str, Any]:  # fmt: skip
+    """Row and audio totals over every planned shard (earlier runs' included) and this run's apart (`this_run`);
+    speed over this run's shards. The rows of shards not done (a write fault, a stop) count as failed.
 
     startup_s: this process's start to the first audio written (None when nothing was vocoded); actors_ready:
     per actor, seconds from its start to its engine ready, and how the engine got there (built / loaded).
     """
-    stats = []
-    for shard in shards:
-        path = settings.out_path / "stats" / f"{shard.name}.json"
-        if path.exists() and shard.name not in dealt.failed:
-            stats.append(json.loads(path.read_text()))
+    done = {n.removesuffix(".parquet") for n in store.listing("manifest") if "/" not in n}
+    names = {n.removesuffix(".json") for n in store.listing("stats") if "/" not in n}
+    stats = [store.read_json(f"stats/{s.name}.json") for s in shards if s.name in names & done]
+    unwritten = {s.name: s.rows for s in shards if s.name not in done}
+    now = [s for s in stats if s["shard"] in ran]
     audio = sum(s["audio_seconds"] for s in stats)
-    audio_now = sum(s["audio_seconds"] for s in stats if s["shard"] in ran)
+    audio_now = sum(s["audio_seconds"] for s in now)
+    faults = [reason for reason in dealt.failed.values() if reason.startswith("cannot write to output.dir")]
     actors_info = dealt.actors
     first = actors_info[0] if actors_info else {}
     startup = dealt.first_audio_at - process_started_at() if dealt.first_audio_at else None
     return dict(
         rows_ok=sum(s["rows_ok"] for s in stats),
         rows_suspect=sum(s.get("rows_suspect", 0) for s in stats),
-        rows_failed=sum(s["rows_failed"] for s in stats),
+        rows_failed=sum(s["rows_failed"] for s in stats) + sum(unwritten.values()),
+        rows_not_written=sum(unwritten.values()),
         audio_seconds=audio,
         wall_seconds=wall,
         startup_s=startup,
@@ -244,6 +262,17 @@ def _summary(settings: JobSettings, shards: list[Shard], ran: set[str], wall: fl
         shards_skipped=len(shards) - len(ran),
         shards_failed=sorted(dealt.failed),
         stopped_early=dealt.stopped,
-        top_failures=_top_failures(settings, stats),
+        shards_not_written=sorted(unwritten),
+        write_fault=faults[0] if faults else None,
+        top_failures=_top_failures(store, stats),
+        this_run=dict(
+            shards=len(ran),
+            rows_ok=sum(s["rows_ok"] for s in now),
+            rows_suspect=sum(s.get("rows_suspect", 0) for s in now),
+            rows_failed=sum(s["rows_failed"] for s in now) + sum(unwritten.values()),
+            audio_seconds=audio_now,
+            wall_seconds=wall,
+            x_realtime=audio_now / wall if wall > 0 else 0.0,
+        ),
         config=settings.config,
     )

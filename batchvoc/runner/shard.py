@@ -22,7 +22,8 @@ from batchvoc.errors import RowError
 from batchvoc.manifest import MelRow, Shard, read_shard_rows
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.rows import check_id, id_strings, passthrough_table
-from batchvoc.sink import ShardSink, remove_partials
+from batchvoc.sink import ShardSink
+from batchvoc.storage import WriteFault
 
 WRITER_THREADS = 4
 READ_AHEAD_ROWS = 256
@@ -47,7 +48,7 @@ def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink,
     is added to the stats.
     """
     started = time.perf_counter()
-    remove_partials(sink.out_dir / "wavs" / shard.name)
+    sink.remove_partials()
     passthrough = passthrough_table(shard)
     finished = _already_written(id_strings(passthrough.column("id")), sink)
     results: list[dict[str, Any] | None] = [None] * shard.rows
@@ -62,6 +63,8 @@ def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink,
                 results[row.index] = sink.failed(row.id, row.error)
             elif row.index in finished:
                 results[row.index] = sink.reuse(row.id)
+            elif sink.fault is not None and sink.fault.permanent:  # its write would fail the same way
+                results[row.index] = sink.failed(row.id, str(sink.fault))
             else:
                 frames += row.mel.shape[1]
                 yield row.index, row.mel
@@ -80,6 +83,8 @@ def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink,
     for index, result in enumerate(results):
         if result is None:  # only if the reader died: never leave a row out of the manifest
             results[index] = sink.failed(str(ids[index]), "row was not read")
+    if sink.fault is not None:  # not done: the driver retries a transient fault, reports a permanent one
+        raise sink.fault
     stats = _stats(shard, results, frames, reader.seconds, vocode_seconds, write_seconds[0], started)
     stats.update(extra or {})
     sink.finish(results, passthrough, stats)
@@ -87,14 +92,15 @@ def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink,
 
 
 def _already_written(ids: list, sink: ShardSink) -> set[int]:
-    """Rows whose audio file an interrupted run already completed."""
+    """Rows whose audio file an interrupted run already completed (from one listing of the shard's folder)."""
+    written = sink.written()
     done = set()
     for index, key in enumerate(ids):
         try:
             check_id(key)
         except RowError:
             continue
-        if sink.exists(key):
+        if key in written:
             done.add(index)
     return done
 
@@ -103,8 +109,8 @@ def _write_row(sink: ShardSink, index: int, key: str, audio: np.ndarray, results
     start = time.perf_counter()
     try:
         results[index] = sink.write(key, audio)
-    except OSError as err:
-        results[index] = sink.failed(key, f"could not write the audio file: {err}")
+    except WriteFault as fault:  # the sink keeps the first one; run_shard raises it once the rows are done
+        results[index] = sink.failed(key, str(fault))
     seconds[0] += time.perf_counter() - start
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from batchvoc import storage
 from batchvoc.hostmem import retain_freed_memory
 from batchvoc.manifest import Shard
 from batchvoc.manifest.conventions import MelChecks
@@ -33,6 +34,7 @@ from batchvoc.runner.shard import Packing, run_shard
 from batchvoc.runtime import EngineOptions, assemble, runtime_from_settings
 from batchvoc.settings import JobSettings
 from batchvoc.sink import ShardSink
+from batchvoc.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class Worker:
         torch.set_flush_denormal(True)  # denormals slow CPU convolutions 5-10x; no effect on a GPU
         retain_freed_memory()  # stitched audio reuses freed memory instead of faulting fresh pages in
         self.settings, self.name = settings, name
+        storage.set_options(settings.storage_options)
         self.device = pick_device()
         if weights is not None and preset is not None:
             options = EngineOptions.from_settings(settings, self.device)
@@ -94,7 +97,7 @@ class Worker:
     def run(self, shard: Shard) -> dict[str, Any]:
         """Vocode one shard into output.dir; returns its stats."""
         s = self.settings
-        sink = ShardSink(s.out_path, shard.name, self.preset.sample_rate, s.fmt, s.subtype)
+        sink = ShardSink(Store(s.out_url, token=s.job_token), shard.name, self.preset.sample_rate, s.fmt, s.subtype)
         self._shard_reported = 0.0
         hook = dict(progress=self._progress) if _TAKES_PROGRESS else {}
         extra = dict(self._stats_extra(), started_at=time.time())  # the report's timeline (epoch seconds)

@@ -10,9 +10,9 @@ from tests.conftest import mel_rows, write_manifest
 def test_file_folder_and_glob(tmp_path):
     a = write_manifest(tmp_path / "d" / "a.parquet", mel_rows(2, 4))
     b = write_manifest(tmp_path / "d" / "sub" / "b.parquet", mel_rows(2, 4))
-    assert find_manifest_files(a) == [a.resolve()]
-    assert find_manifest_files(tmp_path / "d") == [a.resolve(), b.resolve()]
-    assert find_manifest_files(str(tmp_path / "d" / "*.parquet")) == [a.resolve()]
+    assert find_manifest_files(a) == [str(a.resolve())]
+    assert find_manifest_files(tmp_path / "d") == [str(a.resolve()), str(b.resolve())]
+    assert find_manifest_files(str(tmp_path / "d" / "*.parquet")) == [str(a.resolve())]
 
 
 @pytest.mark.parametrize("spec", [None, "", "/nonexistent/x.parquet"])

@@ -19,7 +19,7 @@ SMALL = {"upsample_initial_channel": 32}
 def settings(tmp_path, manifest, **kw) -> JobSettings:
     base = dict(manifest=str(manifest), out_dir=str(tmp_path / "out"), preset="hifigan_v1_universal",
                 checkpoint="random", hparams=SMALL, backend="eager", precision="fp32", batch=3, window=24,
-                subtype="FLOAT")  # fmt: skip
+                subtype="FLOAT", job_token="tok1")  # fmt: skip
     base.update(kw)
     return JobSettings(**base)
 
@@ -62,7 +62,7 @@ def test_bad_rows_become_error_rows_and_good_rows_survive(tmp_path):
     assert [r["status"] for r in table] == ["ok", "error", "error", "error", "error", "ok"]
     assert all(r["error"] for r in table if r["status"] == "error")
     assert stats["rows_failed"] == 4 and stats["rows_ok"] == 2
-    assert sorted(p.name for p in (s.out_path / "wavs").rglob("*.wav")) == ["utt_0000.wav", "utt_0005.wav"]
+    assert sorted(p.name for p in (s.out_path / "audio").rglob("*.wav")) == ["utt_0000.wav", "utt_0005.wav"]
     assert not (tmp_path / "x.wav").exists()
 
 
@@ -76,13 +76,16 @@ def test_interrupted_shard_reuses_finished_audio(tmp_path):
     # as if the run had died before its manifest: one leftover temp file, two finished audio files
     (s.out_path / "manifest" / f"{shard.name}.parquet").unlink()
     for r in rows[2:]:
-        (s.out_path / "wavs" / shard.name / f"{r['id']}.wav").unlink()
-    kept = s.out_path / "wavs" / shard.name / "utt_0000.wav"
+        (s.out_path / "audio" / shard.name / f"{r['id']}.wav").unlink()
+    kept = s.out_path / "audio" / shard.name / "utt_0000.wav"
     before = kept.stat().st_mtime_ns
-    (s.out_path / "wavs" / shard.name / "utt_0002.wav.partial-999").write_bytes(b"partial")
+    folder = s.out_path / "audio" / shard.name
+    (folder / f".utt_0002.wav.partial-{s.job_token}-1-2").write_bytes(b"partial")  # this job's earlier attempt
+    other_job = folder / ".utt_0003.wav.partial-otherjob-1-2"
+    other_job.write_bytes(b"another job's")
     worker.run(shard)
     assert kept.stat().st_mtime_ns == before  # not written twice
-    assert not list(s.out_path.rglob("*.partial-*"))
+    assert [p.name for p in s.out_path.rglob("*.partial-*")] == [other_job.name]  # never another job's file
     table = pq.read_table(s.out_path / "manifest" / f"{shard.name}.parquet").to_pylist()
     assert [r["status"] for r in table] == ["ok"] * 4
     assert table[0]["n_samples"] == 10 * 256

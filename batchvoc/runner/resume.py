@@ -1,0 +1,60 @@
+"""The driver's hold on output.dir for one job: the lock, the recorded identity, the shards already done."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from batchvoc.manifest import find_manifest_files
+from batchvoc.models.presets import Preset
+from batchvoc.runner.identity import claim, job_identity
+from batchvoc.runner.lock import JobLock
+from batchvoc.settings import JobSettings
+from batchvoc.sink import done_shards
+from batchvoc.storage import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OutputHold:
+    """output.dir held by this job: `store` writes with the job's `token`. After `claim`, `state` is new |
+    resumed | overwritten and `done` names the shards an earlier run of the same job finished."""
+
+    store: Store
+    token: str
+    state: str = ""
+    done: set[str] = field(default_factory=set)
+
+    def claim(self, settings: JobSettings, preset: Preset) -> None:
+        """Check or record the job's identity (job.json) and clear stale temporary files; before any work.
+
+        Raises ConfigError (key output.dir) when the folder holds another job's outputs (unless
+        output.overwrite=true, which deletes them).
+        """
+        identity = job_identity(settings, preset, find_manifest_files(settings.manifest))
+        self.state = claim(self.store, identity, settings.overwrite)
+        self.done = done_shards(self.store) if self.state == "resumed" else set()
+        removed = _remove_stale_partials(self.store, self.done)
+        log.info("output.dir %s: %s job, %d shards done before%s", self.store.url, self.state, len(self.done),
+                 f", {removed} temporary files removed" if removed else "")  # fmt: skip
+
+
+@contextmanager
+def hold_output(settings: JobSettings) -> Iterator[OutputHold]:
+    """Lock output.dir for this job (released on exit); ConfigError naming the job that holds it already."""
+    store = Store(settings.out_url)
+    with JobLock(store) as lock:
+        store.token = lock.token
+        yield OutputHold(store, lock.token)
+
+
+def _remove_stale_partials(store: Store, done: set[str]) -> int:
+    """Temporary files of earlier runs (any job's: we hold the lock, so none is writing) at the top, in
+    manifest/ and stats/, and in the audio folders of shards not done; done shards' folders are not walked."""
+    removed = sum(store.remove_partials(folder, any_job=True, recursive=False) for folder in ("", "manifest", "stats"))
+    for shard in store.entries("audio") - done:
+        removed += store.remove_partials(f"audio/{shard}", any_job=True)
+    return removed

@@ -1,0 +1,256 @@
+"""Local paths and fsspec URLs (s3://, gs://, hf://, ...): finding, reading and writing the job's files.
+
+Credentials and endpoints come from each store's standard environment (for S3 the `AWS_*` variables,
+`AWS_ENDPOINT_URL` included) and from `io.storage_options` (keyword arguments of the fsspec filesystem, e.g.
+`{"endpoint_url": ..., "anon": true}`), set once per process with `set_options`.
+
+Writes: on a local disk a file is written to a temporary name carrying the job token and renamed into place; on an
+object store, where there is no rename, each file is one PUT under its final key. Either way no partial file is
+ever visible under its final name. A failed write raises `WriteFault`, which names the cause and output.dir.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import posixpath
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import fsspec
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+TEMP_MARK = ".partial-"
+_OPTIONS: dict[str, Any] = {}
+# errno -> (kind, the cause in words); these repeat on every try, so they are never retried
+PERMANENT = {
+    errno.ENOSPC: ("no_space", "no space left on the device"),
+    errno.EDQUOT: ("quota", "disk quota exceeded"),
+    errno.EACCES: ("permission", "permission denied"),
+    errno.EPERM: ("permission", "operation not permitted"),
+    errno.EROFS: ("read_only", "read-only file system"),
+    errno.ENOTDIR: ("not_a_directory", "a path component is a file, not a folder"),
+    errno.EISDIR: ("is_a_directory", "the target is a folder"),
+    errno.EEXIST: ("not_a_directory", "a file (or a dangling link) stands where a folder should be"),
+    errno.EFBIG: ("too_big", "file too large for the file system"),
+    errno.EMLINK: ("too_many_links", "too many entries in a folder"),
+}
+
+
+class WriteFault(OSError):
+    """A write under output.dir failed; `str()` is a one-line reason naming the cause and output.dir.
+
+    `permanent` is True where the same write will fail again (no space, permission, read-only file system,
+    a file where a folder should be, quota): the job must not retry or re-vocode for it.
+    """
+
+    def __init__(self, reason: str, kind: str, permanent: bool, errno_: int | None = None):
+        super().__init__(errno_, reason)
+        self.reason, self.kind, self.permanent = reason, kind, permanent
+
+    def __str__(self) -> str:
+        return self.reason
+
+    def __reduce__(self):  # survives pickling through Ray
+        return (WriteFault, (self.reason, self.kind, self.permanent, self.errno))
+
+
+def classify(err: BaseException, out_dir: str, target: str = "") -> WriteFault:
+    """The WriteFault for an error raised while writing `target` under output.dir `out_dir`."""
+    if isinstance(err, WriteFault):
+        return err
+    code = getattr(err, "errno", None)
+    where = f" ({target})" if target else ""
+    if isinstance(err, PermissionError) and code is None:
+        code = errno.EACCES
+    if code in PERMANENT:
+        kind, cause = PERMANENT[code]
+        reason = f"cannot write to output.dir {out_dir}: {cause}{where} [{errno.errorcode.get(code, code)}]"
+        return WriteFault(reason, kind, True, code)
+    if isinstance(err, FileNotFoundError):  # a missing bucket, or a folder removed under the job
+        reason = f"cannot write to output.dir {out_dir}: it (or its bucket) does not exist{where}: {_line(err)}"
+        return WriteFault(reason, "missing", True, code)
+    name = errno.errorcode.get(code, type(err).__name__) if code else type(err).__name__
+    return WriteFault(f"cannot write to output.dir {out_dir}{where}: {_line(err)} [{name}]", "other", False, code)
+
+
+def _line(err: BaseException) -> str:
+    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return " ".join(str(text).split())
+
+
+def set_options(options: dict[str, Any] | None) -> None:
+    """Process-wide fsspec keyword arguments (`io.storage_options`) for every URL opened after this call."""
+    _OPTIONS.clear()
+    _OPTIONS.update(options or {})
+
+
+def is_url(spec: str | Path) -> bool:
+    """True for an fsspec URL (`proto://...`) other than file://."""
+    text = str(spec)
+    return "://" in text and not text.startswith("file://")
+
+
+def filesystem(spec: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, path within it) for a local path or URL; local paths come back absolute."""
+    if not is_url(spec):
+        text = str(spec).removeprefix("file://")
+        return LocalFileSystem(), str(Path(text).expanduser().resolve())
+    fs, path = fsspec.core.url_to_fs(str(spec), **_OPTIONS)
+    return fs, path.rstrip("/")
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def to_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The URL (or local path) for `path` on `fs`, as find/glob return it without a protocol."""
+    return path if is_local(fs) else fs.unstrip_protocol(path)
+
+
+def open_input(url: str | Path) -> BinaryIO:
+    """A binary file object to read a local file or URL (caller closes it)."""
+    fs, path = filesystem(url)
+    return fs.open(path, "rb")
+
+
+def parquet_file(url: str | Path) -> pq.ParquetFile:
+    """A ParquetFile on a local path (read natively) or URL (read through fsspec)."""
+    if not is_url(url):
+        return pq.ParquetFile(str(url))
+    return pq.ParquetFile(open_input(url))
+
+
+def info(url: str | Path) -> dict[str, Any]:
+    """fsspec's info for one file: size, and whatever version marks the store gives (mtime, ETag, ...)."""
+    fs, path = filesystem(url)
+    return fs.info(path)
+
+
+class Store:
+    """output.dir: a local folder or an object-store prefix, with the writes batchvoc needs.
+
+    `token` (the job's) goes into temporary names so that a clean-up can tell this job's partial files apart.
+    """
+
+    def __init__(self, url: str | Path, token: str = ""):
+        self.fs, self.root = filesystem(url)
+        self.url = to_url(self.fs, self.root)
+        self.local = is_local(self.fs)
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def path(self, rel: str) -> str:
+        """Full path (in the filesystem's terms) of `rel`, a '/'-separated name below the root."""
+        return posixpath.join(self.root, rel) if not self.local else os.path.join(self.root, *rel.split("/"))
+
+    def local_path(self, rel: str = "") -> Path:
+        if not self.local:
+            raise ValueError(f"{self.url} is not a local folder")
+        return Path(self.path(rel)) if rel else Path(self.root)
+
+    # ---- reading -------------------------------------------------------------------------------------
+    def exists(self, rel: str) -> bool:
+        return self.fs.isfile(self.path(rel))
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.fs.cat_file(self.path(rel))
+
+    def read_json(self, rel: str) -> Any:
+        return json.loads(self.read_bytes(rel))
+
+    def listing(self, prefix: str) -> set[str]:
+        """Names (relative to `prefix`, '/'-separated) of the files below it, from one listing; no partials."""
+        base = self.path(prefix)
+        try:
+            found = self.fs.find(base)
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
+        names = set()
+        for full in found:
+            rel = posixpath.relpath(str(full).replace(os.sep, "/"), base.replace(os.sep, "/"))
+            if TEMP_MARK not in posixpath.basename(rel) and not rel.startswith(".."):
+                names.add(rel)
+        return names
+
+    def entries(self) -> set[str]:
+        """Names of the files and folders right below the root (one listing)."""
+        try:
+            found = self.fs.ls(self.root, detail=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
+        return {posixpath.basename(str(p).rstrip("/").replace(os.sep, "/")) for p in found}
+
+    # ---- writing -------------------------------------------------------------------------------------
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Put `data` under `rel`: temp-and-rename locally, one PUT on an object store; WriteFault on failure."""
+        target = self.path(rel)
+        try:
+            if self.local:
+                self._write_local(target, data)
+            else:
+                self.fs.pipe_file(target, data)
+        except OSError as err:  # every store's errors become one classified WriteFault
+            raise classify(err, self.url, rel) from err
+
+    def write_with(self, rel: str, write: Callable[[BinaryIO], None]) -> None:
+        """Call write(buffer) on an in-memory buffer, then write its bytes under `rel` (see write_bytes)."""
+        buffer = io.BytesIO()
+        write(buffer)
+        self.write_bytes(rel, buffer.getvalue())
+
+    def write_json(self, rel: str, payload: Any) -> None:
+        self.write_bytes(rel, json.dumps(payload, indent=2, default=str).encode())
+
+    def _write_local(self, target: str, data: bytes) -> None:
+        folder, name = os.path.split(target)
+        os.makedirs(folder, exist_ok=True)
+        temp = os.path.join(folder, f".{name}{TEMP_MARK}{self.token}-{os.getpid()}-{threading.get_ident()}")
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(data)
+            os.replace(temp, target)
+        finally:
+            if os.path.lexists(temp):
+                os.unlink(temp)
+
+    def remove(self, rel: str) -> None:
+        try:
+            self.fs.rm(self.path(rel), recursive=True)
+        except FileNotFoundError:
+            pass
+
+    def remove_partials(self, prefix: str, any_job: bool = False) -> int:
+        """Delete temporary files below `prefix` left by this job's interrupted writes (by any job's, with
+        `any_job`: only while holding the job lock); returns how many. Object stores have none."""
+        if not self.local:
+            return 0
+        folder = Path(self.path(prefix))
+        if not folder.is_dir():
+            return 0
+        mark = TEMP_MARK if any_job else f"{TEMP_MARK}{self.token}-"
+        removed = 0
+        for path in folder.rglob(f"*{mark}*"):
+            if path.is_file() and mark in path.name:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def check_writable(self) -> None:
+        """WriteFault unless a file can be created (and removed) at the root."""
+        probe = f".write-test{TEMP_MARK}{self.token or 'probe'}-{os.getpid()}"
+        try:
+            if self.local:
+                os.makedirs(self.root, exist_ok=True)
+            self.write_bytes(probe, b"")
+            self.fs.rm(self.path(probe))
+        except OSError as err:
+            raise classify(err, self.url) from err
