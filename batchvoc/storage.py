@@ -159,6 +159,7 @@ class Store:
 
     # ---- reading -------------------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:
+        self.fs.invalidate_cache(self.path(rel))  # other processes (the job's actors) write here too
         return self.fs.isfile(self.path(rel))
 
     def read_bytes(self, rel: str) -> bytes:
@@ -170,6 +171,7 @@ class Store:
     def listing(self, prefix: str) -> set[str]:
         """Names (relative to `prefix`, '/'-separated) of the files below it, from one listing; no partials."""
         base = self.path(prefix)
+        self.fs.invalidate_cache(base)  # listings are cached per process; the job's actors write elsewhere
         try:
             found = self.fs.find(base)
         except (FileNotFoundError, NotADirectoryError):
@@ -181,10 +183,12 @@ class Store:
                 names.add(rel)
         return names
 
-    def entries(self) -> set[str]:
-        """Names of the files and folders right below the root (one listing)."""
+    def entries(self, prefix: str = "") -> set[str]:
+        """Names of the files and folders right below the root, or below `prefix` (one listing)."""
+        base = self.path(prefix) if prefix else self.root
+        self.fs.invalidate_cache(base)
         try:
-            found = self.fs.ls(self.root, detail=False)
+            found = self.fs.ls(base, detail=False)
         except (FileNotFoundError, NotADirectoryError):
             return set()
         return {posixpath.basename(str(p).rstrip("/").replace(os.sep, "/")) for p in found}
@@ -228,17 +232,17 @@ class Store:
         except FileNotFoundError:
             pass
 
-    def remove_partials(self, prefix: str, any_job: bool = False) -> int:
+    def remove_partials(self, prefix: str, any_job: bool = False, recursive: bool = True) -> int:
         """Delete temporary files below `prefix` left by this job's interrupted writes (by any job's, with
         `any_job`: only while holding the job lock); returns how many. Object stores have none."""
         if not self.local:
             return 0
-        folder = Path(self.path(prefix))
+        folder = Path(self.path(prefix)) if prefix else Path(self.root)
         if not folder.is_dir():
             return 0
         mark = TEMP_MARK if any_job else f"{TEMP_MARK}{self.token}-"
         removed = 0
-        for path in folder.rglob(f"*{mark}*"):
+        for path in folder.rglob(f"*{mark}*") if recursive else folder.glob(f"*{mark}*"):
             if path.is_file() and mark in path.name:
                 path.unlink(missing_ok=True)
                 removed += 1

@@ -35,8 +35,8 @@ _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
 class JobLock:
     """Exclusive ownership of output.dir for one job; a context manager. `token` marks the job's temp files."""
 
-    def __init__(self, store: Store, lease_s: float = LEASE_S):
-        self.store, self.lease_s = store, lease_s
+    def __init__(self, store: Store, lease_s: float = LEASE_S, use_flock: bool = True):
+        self.store, self.lease_s, self.use_flock = store, lease_s, use_flock
         self.token = uuid.uuid4().hex[:12]
         self._fd: int | None = None
         self._stop = threading.Event()
@@ -55,7 +55,7 @@ class JobLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise ConfigError (key output.dir) naming the job that holds it."""
-        if self.store.local:
+        if self.store.local and self.use_flock:
             try:
                 self._acquire_flock()
                 return

@@ -1,0 +1,135 @@
+"""Resume that cannot lie, as users meet it: real `python -m batchvoc` processes, each with its own local Ray,
+killed by their own pid; real files, and a real full file system (a small tmpfs) where this machine lets us mount one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import mel_rows, write_manifest
+from tests.test_cli import batchvoc
+
+SMALL = ("job=hifigan_v1", "model.checkpoint=random", "+model.hparams.upsample_initial_channel=32",
+         "engine.backend=eager", "engine.batch=2", "engine.window=16")  # fmt: skip
+
+
+def rows_of(out: Path) -> list[dict]:
+    return [r for p in sorted((out / "manifest").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+
+
+def audio_files(out: Path) -> set[str]:
+    return {p.relative_to(out).as_posix() for p in (out / "audio").rglob("*") if p.is_file()}
+
+
+def assert_every_id_once(out: Path, ids: list[str], ext: str = "wav") -> None:
+    table = rows_of(out)
+    assert sorted(r["id"] for r in table) == sorted(ids)  # every id exactly once
+    assert all(r["status"] == "ok" for r in table), [r["error"] for r in table if r["status"] != "ok"][:3]
+    assert audio_files(out) == {r["path"] for r in table} and all(p.endswith(f".{ext}") for p in audio_files(out))
+    assert not [p for p in out.rglob("*") if ".partial-" in p.name]
+
+
+def test_two_jobs_started_together_one_runs_then_other_settings_are_refused(tmp_path):
+    rows = mel_rows(60, 80, frames=list(range(20, 80)))
+    write_manifest(tmp_path / "in" / "m.parquet", rows, row_group_size=16)
+    out = tmp_path / "out"
+    args = (*SMALL, f"input.manifest={tmp_path / 'in'}", f"output.dir={out}", "input.shard_seconds=1")
+    first, second = batchvoc(*args, wait=False), batchvoc(*args, wait=False)
+    outputs = [p.communicate(timeout=400)[0] for p in (first, second)]
+    codes = sorted([first.returncode, second.returncode])
+    assert codes == [0, 1], outputs
+    refused = outputs[[first.returncode, second.returncode].index(1)]
+    assert "another batchvoc job" in refused and "output.dir" in refused and "nothing was done" in refused
+    assert_every_id_once(out, [r["id"] for r in rows])
+    summary_before = (out / "summary.json").read_bytes()
+
+    other = batchvoc(*args, "output.format=flac", "output.subtype=PCM_24")
+    assert other.returncode == 1
+    assert "output.format: wav -> flac" in other.stderr and "output.subtype: PCM_16 -> PCM_24" in other.stderr
+    assert "output.overwrite=true" in other.stderr
+    assert (out / "summary.json").read_bytes() == summary_before
+
+    again = batchvoc(*args, "output.format=flac", "output.subtype=PCM_24", "output.overwrite=true")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_every_id_once(out, [r["id"] for r in rows], ext="flac")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_ok"] == 60 and summary["this_run"]["rows_ok"] == 60
+
+
+def test_a_killed_job_whose_manifest_changed_is_refused_then_redone_clean(tmp_path):
+    rows = mel_rows(90, 80, frames=[30 + i % 20 for i in range(90)], seed=3)
+    manifest = tmp_path / "in" / "m.parquet"
+    write_manifest(manifest, rows[:80], row_group_size=32)
+    out = tmp_path / "out"
+    args = (*SMALL, f"input.manifest={tmp_path / 'in'}", f"output.dir={out}", "input.shard_seconds=0.6")
+    proc = batchvoc(*args, wait=False)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((out / "manifest").glob("*.parquet"))) < 2:
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)  # the job's own driver, by its pid
+    proc.wait(timeout=60)
+    time.sleep(2)
+    done_before = sorted(p.name for p in (out / "manifest").glob("*.parquet"))
+    assert 2 <= len(done_before) and not (out / "summary.json").exists()
+
+    changed = [dict(r) for r in rows]
+    changed[1]["mel"] = np.ascontiguousarray(changed[1]["mel"] + 0.5)  # a row that may be done already
+    write_manifest(manifest, changed, row_group_size=32)  # and 10 rows appended
+    refused = batchvoc(*args)
+    assert refused.returncode == 1
+    assert "input.manifest: m.parquet changed (rows 80 -> 90" in refused.stderr, refused.stderr[-2000:]
+    assert sorted(p.name for p in (out / "manifest").glob("*.parquet")) == done_before  # nothing mixed in
+
+    redone = batchvoc(*args, "output.overwrite=true")
+    assert redone.returncode == 0, redone.stderr[-3000:]
+    assert_every_id_once(out, [r["id"] for r in rows])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_ok"] == 90 and summary["shards_skipped"] == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 160 KiB tmpfs of our own (as root), unmounted afterwards; skips where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)], capture_output=True,
+                          text=True)  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {made.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_names_the_cause_counts_unwritten_rows_and_a_rerun_with_space_completes(tmp_path, small_disk):
+    rows = mel_rows(30, 80, frames=[40 + i for i in range(30)])  # ~25 KB of PCM_16 each, ~750 KB in all
+    write_manifest(tmp_path / "in" / "m.parquet", rows, row_group_size=8)
+    out = small_disk / "out"
+    args = (*SMALL, f"input.manifest={tmp_path / 'in'}", f"output.dir={out}", "input.shard_seconds=0.8",
+            "hydra.run.dir=" + str(tmp_path / "logs"))  # fmt: skip
+    full = batchvoc(*args)
+    text = full.stdout + full.stderr
+    assert full.returncode == 1, text[-3000:]
+    assert "no space left on the device" in text and str(out) in text
+    assert "dealing it again" not in text  # a write that will fail again is not retried
+    ok, failed = (int(x) for x in re.search(r"(\d+) rows ok, (\d+) failed", text).groups())
+    assert ok + failed == 30 and failed > 0, text[-2000:]
+    assert "rows not written: cannot write to output.dir" in text
+
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
+    rerun = batchvoc(*args)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert_every_id_once(out, [r["id"] for r in rows])

@@ -1,0 +1,141 @@
+"""Object stores in and out, against moto's real S3 server on 127.0.0.1 (a subprocess of ours, see s3server.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from batchvoc import storage
+from batchvoc.manifest import find_manifest_files, plan_shards, read_shard_rows
+from batchvoc.runner.driver import run_job
+from batchvoc.settings import JobSettings
+from tests.conftest import mel_rows, write_manifest
+from tests.s3server import s3_server  # noqa: F401 - the session fixture
+from tests.test_cli import ROOT
+
+
+@pytest.fixture
+def bucket(s3_server):  # noqa: F811
+    """A fresh bucket of our own on the test server; the process's storage options point at it."""
+    name = f"corpus-{uuid.uuid4().hex[:8]}"
+    fs = s3_server.filesystem()
+    fs.mkdir(name)
+    storage.set_options(s3_server.storage_options)
+    yield name, fs
+    storage.set_options({})
+
+
+def put_manifest(fs, key: str, rows: list[dict], tmp_path, row_group_size: int = 4) -> None:
+    local = write_manifest(tmp_path / "parts" / key.replace("/", "_"), rows, row_group_size=row_group_size)
+    fs.put_file(str(local), key)
+
+
+def s3_job(s3, bucket: str, run: str, **kw) -> JobSettings:
+    base = dict(manifest=f"s3://{bucket}/mels/", out_dir=f"s3://{bucket}/out/{run}", preset="hifigan_v1_universal",
+                checkpoint="random", hparams={"upsample_initial_channel": 32}, backend="eager", precision="fp32",
+                batch=2, window=16, cpu_actors=1, shard_seconds=0.3, storage_options=s3.storage_options)  # fmt: skip
+    base.update(kw)
+    return JobSettings(**base)
+
+
+def test_manifests_and_npy_mels_are_found_and_read_in_the_bucket(bucket, tmp_path):
+    name, fs = bucket
+    put_manifest(fs, f"{name}/mels/a/part0.parquet", mel_rows(3, 80, frames=5, prefix="a"), tmp_path)
+    put_manifest(fs, f"{name}/mels/b/part0.parquet", mel_rows(2, 80, frames=5, prefix="b"), tmp_path)
+    files = find_manifest_files(f"s3://{name}/mels/")
+    assert files == [f"s3://{name}/mels/a/part0.parquet", f"s3://{name}/mels/b/part0.parquet"]
+    assert find_manifest_files(f"s3://{name}/mels/*/part0.parquet") == files
+    shards = plan_shards(files, 10**6, root=f"s3://{name}/mels")
+    assert [s.name for s in shards] == ["a__part0.r000000000-000000003", "b__part0.r000000000-000000002"]
+
+    mel = np.full((80, 7), -5.0, np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, mel)
+    fs.pipe_file(f"{name}/npy/mels/x.npy", buffer.getvalue())
+    rows = [dict(id="x", mel_path="mels/x.npy"), dict(id="y", mel_path="mels/missing.npy"),
+            dict(id="z", mel_path="../outside.npy")]  # fmt: skip
+    put_manifest(fs, f"{name}/npy/m.parquet", rows, tmp_path)
+    (shard,) = plan_shards(find_manifest_files(f"s3://{name}/npy/m.parquet"), 10**6)
+    got = list(read_shard_rows(shard, 80))
+    assert np.array_equal(got[0].mel, mel)
+    assert "does not exist" in got[1].error and "leaves the manifest's folder" in got[2].error
+
+
+def test_a_job_reads_and_writes_the_bucket_and_a_rerun_skips_what_is_done(bucket, s3_server, tmp_path,  # noqa: F811
+                                                                          ray_cluster):
+    name, fs = bucket
+    rows = mel_rows(10, 80, frames=[8 + i for i in range(10)])
+    put_manifest(fs, f"{name}/mels/part0.parquet", rows[:6], tmp_path)
+    put_manifest(fs, f"{name}/mels/part1.parquet", rows[6:], tmp_path)
+    settings = s3_job(s3_server, name, "run1")
+    report = run_job(settings)
+    assert report.exit_code == 0, report.summary
+    out = f"{name}/out/run1"
+    audio = sorted(fs.find(f"{out}/audio"))
+    assert len(audio) == 10 and all(key.endswith(".wav") for key in audio)
+    table = [r for key in sorted(fs.find(f"{out}/manifest")) for r in pq.read_table(fs.open(key)).to_pylist()]
+    assert sorted(r["id"] for r in table) == sorted(r["id"] for r in rows)
+    assert {f"{out}/{r['path']}" for r in table} == set(audio)
+    summary = json.loads(fs.cat_file(f"{out}/summary.json"))
+    assert summary["rows_ok"] == 10 and summary["shards"] == len(fs.find(f"{out}/stats"))
+    assert fs.exists(f"{out}/job.json") and not fs.exists(f"{out}/.batchvoc.lock")
+    written = {key: fs.info(key)["LastModified"] for key in audio}
+
+    again = run_job(settings)
+    assert again.exit_code == 0 and again.summary["shards_skipped"] == again.summary["shards"]
+    assert again.summary["actors"] == 0 and again.summary["rows_ok"] == 10
+    assert {key: fs.info(key)["LastModified"] for key in sorted(fs.find(f"{out}/audio"))} == written
+
+
+def test_a_job_killed_mid_way_finishes_on_rerun_with_nothing_duplicated(bucket, s3_server, tmp_path):  # noqa: F811
+    """The command line, with credentials and endpoint from the standard AWS_* environment only."""
+    name, fs = bucket
+    rows = mel_rows(40, 80, frames=[30 + i % 10 for i in range(40)], seed=5)
+    put_manifest(fs, f"{name}/mels/part0.parquet", rows[:25], tmp_path, row_group_size=25)
+    put_manifest(fs, f"{name}/mels/part1.parquet", rows[25:], tmp_path, row_group_size=25)
+    out = f"{name}/out/killed"
+    cmd = [sys.executable, "-m", "batchvoc", "job=hifigan_v1", f"input.manifest=s3://{name}/mels/",
+           f"output.dir=s3://{out}", "model.checkpoint=random", "+model.hparams.upsample_initial_channel=32",
+           "engine.backend=eager", "engine.batch=2", "engine.window=16", "input.shard_seconds=0.5",
+           f"hydra.run.dir={tmp_path / 'logs'}"]  # fmt: skip
+    env = {**os.environ, **s3_server.env, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_keys(fs, f"{out}/manifest")) < 2:
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)  # our own driver, by its pid
+    proc.wait(timeout=60)
+    time.sleep(2)
+    done_then = _keys(fs, f"{out}/manifest")
+    assert len(done_then) >= 2 and not fs.exists(f"{out}/summary.json")
+    kept = {key: fs.info(key)["ETag"] for key in done_then}
+
+    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    table = [r for key in _keys(fs, f"{out}/manifest") for r in pq.read_table(fs.open(key)).to_pylist()]
+    assert sorted(r["id"] for r in table) == sorted(r["id"] for r in rows)  # every id exactly once
+    assert {f"{out}/{r['path']}" for r in table} == set(_keys(fs, f"{out}/audio"))  # no stray audio
+    assert {key: fs.info(key)["ETag"] for key in done_then} == kept  # done shards were not written again
+    summary = json.loads(fs.cat_file(f"{out}/summary.json"))
+    assert summary["rows_ok"] == 40 and summary["shards_skipped"] == len(done_then)
+    assert summary["this_run"]["rows_ok"] == 40 - sum(
+        pq.read_table(fs.open(k)).num_rows for k in done_then)
+
+
+def _keys(fs, prefix: str) -> list[str]:
+    fs.invalidate_cache()
+    try:
+        return sorted(fs.find(prefix))
+    except FileNotFoundError:
+        return []
