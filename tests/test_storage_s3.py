@@ -139,3 +139,23 @@ def _keys(fs, prefix: str) -> list[str]:
         return sorted(fs.find(prefix))
     except FileNotFoundError:
         return []
+
+
+def test_the_job_lock_on_a_bucket_is_a_conditional_put_lease(bucket):
+    from batchvoc.errors import ConfigError
+    from batchvoc.runner.lock import LOCK, JobLock
+    from batchvoc.storage import Store
+
+    name, fs = bucket
+    store = Store(f"s3://{name}/out/locked")
+    with JobLock(store) as lock:
+        held = json.loads(fs.cat_file(f"{name}/out/locked/{LOCK}"))
+        assert held["token"] == lock.token and held["pid"] == os.getpid()
+        with pytest.raises(ConfigError) as err:  # the object exists: If-None-Match: * refuses the second
+            JobLock(Store(f"s3://{name}/out/locked")).acquire()
+        assert f"pid {os.getpid()}" in str(err.value)
+    assert not fs.exists(f"{name}/out/locked/{LOCK}")
+    stale = dict(pid=1, host="gone.example", token="x", started="then", renewed=time.time() - 500, lease_s=120)
+    fs.pipe_file(f"{name}/out/locked/{LOCK}", json.dumps(stale).encode())
+    with JobLock(store) as lock:  # an expired lease is taken over
+        assert json.loads(fs.cat_file(f"{name}/out/locked/{LOCK}"))["token"] == lock.token
