@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -76,25 +75,29 @@ def test_submit_without_output_dir_is_refused_before_submitting(head, manifest):
     assert result.returncode == 1 and "output.dir" in result.stderr and "submitted" not in result.stdout
 
 
-def test_a_submitted_job_without_output_dir_refuses_on_the_cluster(head, manifest, tmp_path):
-    """Submitted past jobs/submit.py (Ray's own client): the driver refuses a relative output.dir on the head."""
-    from ray.job_submission import JobStatus, JobSubmissionClient
+SUBMIT_AND_WAIT = """
+import json, sys, time
+from ray.job_submission import JobStatus, JobSubmissionClient
+client = JobSubmissionClient(sys.argv[1])
+job_id = client.submit_job(entrypoint=sys.argv[2], runtime_env=json.loads(sys.argv[3]))
+while client.get_job_status(job_id) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+    time.sleep(1)
+print(client.get_job_status(job_id).value)
+print(client.get_job_logs(job_id))
+"""
 
+
+def test_a_submitted_job_without_output_dir_refuses_on_the_cluster(head, manifest, tmp_path):
+    """Submitted past jobs/submit.py (Ray's own client, in a process of its own so no token is cached here): the
+    driver refuses the default, relative output.dir on the head."""
     env = yaml.safe_load(no_pip_runtime_env(tmp_path).read_text())
     env["working_dir"] = str(ROOT)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in head.client_env().items():
-            mp.setenv(key, value)
-        mp.delenv("RAY_AUTH_TOKEN", raising=False)
-        client = JobSubmissionClient(head.dashboard)
-        job_id = client.submit_job(entrypoint=f"python -m batchvoc job=hifigan_v1 input.manifest={manifest}",
-                                   runtime_env=env)  # fmt: skip
-        deadline = time.time() + 300
-        while client.get_job_status(job_id) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-            assert time.time() < deadline
-            time.sleep(1)
-        status, logs = client.get_job_status(job_id), client.get_job_logs(job_id)
-    assert status == JobStatus.FAILED
+    entrypoint = f"python -m batchvoc job=hifigan_v1 input.manifest={manifest}"
+    cmd = [sys.executable, "-c", SUBMIT_AND_WAIT, head.dashboard, entrypoint, json.dumps(env)]
+    result = subprocess.run(cmd, cwd=tmp_path, env=head.client_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    status, logs = result.stdout.split("\n", 1)
+    assert status == "FAILED", result.stdout[-2000:]
     assert "batchvoc: cannot run: output.dir: a submitted job needs output.dir=PATH" in logs, logs[-2000:]
     assert not list(head.temp_dir.rglob("outputs"))  # nothing written into Ray's copy of the working dir
 
