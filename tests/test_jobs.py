@@ -124,3 +124,24 @@ def test_a_ray_client_with_a_wrong_token_stops_naming_cluster_address(head, mani
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("batchvoc: cannot run:")]
     assert line.startswith("batchvoc: cannot run: cluster.address: ") and "RAY_AUTH_TOKEN" in line, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_runtime_env_leaves_dev_folders_out_of_submissions(tmp_path):
+    """jobs/runtime_env.yaml's excludes, matched by Ray's own packaging code on a tree shaped like a dev checkout."""
+    from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
+
+    product = ["batchvoc/__main__.py", "batchvoc/conf/config.yaml", "batchvoc/conf/preset/gsv_v4.yaml",
+               "jobs/submit.py", "benchmarks/jobs.py", "pyproject.toml", "README.md"]  # fmt: skip
+    dev = ["bench_results/run9/raw.json", "benchmarks/out/bench.json", "benchmarks/ready.log", "outputs/demo/a.wav",
+           ".venv/bin/python", ".venv-ci/bin/python", ".wt-h1/batchvoc/x.py", "multirun/0/summary.json",
+           "bench.json", ".git/HEAD", "batchvoc/__pycache__/x.pyc", "data/m.parquet",
+           "batchvoc.egg-info/PKG-INFO"]  # fmt: skip
+    for name in product + dev:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    excludes = yaml.safe_load((ROOT / "jobs" / "runtime_env.yaml").read_text())["excludes"]
+    travelled = []
+    _dir_travel(tmp_path, [_get_excludes(tmp_path, excludes)],
+                lambda p: travelled.append(p.relative_to(tmp_path).as_posix()) if p.is_file() else None,
+                include_gitignore=False)  # fmt: skip
+    assert sorted(travelled) == sorted(product)
