@@ -6,10 +6,15 @@ on the restarted actor (`cluster.max_task_retries`). An exception a shard raises
 
 `poll` runs in a concurrency group of its own, so the driver reads progress while `run` works; `run` stays one
 at a time (the default group).
+
+The driver's weights reach an actor through `setup(weights)`, a call after its creation, not through its
+constructor: Ray keeps a call's object-store arguments only until the call returns, and warns about restartable
+actors whose constructor takes one. A restarted actor reads the checkpoint itself.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import ray
@@ -23,14 +28,27 @@ from batchvoc.settings import JobSettings
 class ActorWorker(Worker):
     """`Worker` plus the methods the driver calls on the actor."""
 
-    def __init__(self, settings: JobSettings, name: str, threads: int | None, preset: Preset | None = None,
-                 weights: list | None = None):  # fmt: skip
-        """`weights`: [ObjectRef] of the driver's state dict, nested in a list so that Ray does not hold it as a
-        constructor argument (which it warns about for restartable actors); fetched here, on every (re)start."""
-        super().__init__(settings, name, threads, preset, ray.get(weights[0]) if weights else None)
+    def __init__(self, settings: JobSettings, name: str, threads: int | None = None, preset: Preset | None = None,
+                 weights_later: bool = False):  # fmt: skip
+        """weights_later: the driver calls `setup(weights)` next (a restart does not wait for it)."""
+        self._args, self._started = (settings, name, threads, preset), time.perf_counter()
+        self.vocoded_s, self.first_audio_at, self._built = 0.0, None, False
+        if not weights_later or ray.get_runtime_context().was_current_actor_reconstructed:
+            self._build(None)
+
+    def _build(self, weights: Any) -> None:
+        settings, name, threads, preset = self._args
+        Worker.__init__(self, settings, name, threads, preset, weights, started=self._started)
+        self._built = True
+
+    def setup(self, weights: Any) -> dict[str, Any]:
+        """Build the engine from the driver's weights (a state dict of arrays); returns the actor's info."""
+        if not self._built:
+            self._build(weights)
+        return self.info()
 
     def ready(self) -> dict[str, Any]:
-        """The actor's info once its engine is ready (the first call returns when `__init__` has run)."""
+        """The actor's info once its engine is ready."""
         return self.info()
 
     @ray.method(concurrency_group="poll")
@@ -47,16 +65,18 @@ def fault_limits(settings: JobSettings) -> dict[str, int]:
     return dict(max_restarts=settings.max_restarts, max_task_retries=settings.max_task_retries)
 
 
-def start_actors(settings: JobSettings, plan: ActorPlan, preset: Preset | None = None, weights: Any = None) -> list:
-    """Create `plan.count` actors (returns at once: each builds its engine in its own process).
+def start_actors(settings: JobSettings, plan: ActorPlan, preset: Preset | None = None,
+                 weights: Any = None) -> tuple[list, list]:  # fmt: skip
+    """Create `plan.count` actors; returns (actors, refs of each one's info once ready). Returns at once: each
+    actor builds its engine in its own process.
 
-    `weights`: an ObjectRef of the driver's state dict (`worker.weights_of`), read once and shared through the
-    object store by every actor of a node (the caller keeps the ref while the actors live); None makes each
-    actor read the checkpoint itself.
+    `weights`: an ObjectRef of the driver's state dict (`worker.weights_of`): read from disk once, by the driver,
+    and mapped by every actor of a node from Ray's object store without a copy. None: each actor reads the
+    checkpoint itself.
     """
     options = dict(plan.options, **fault_limits(settings))
-    return [
-        RemoteWorker.options(**options).remote(settings, name=f"actor-{i}", threads=plan.threads, preset=preset,
-                                               weights=[weights] if weights is not None else None)  # fmt: skip
-        for i in range(plan.count)
-    ]
+    later = weights is not None
+    actors = [RemoteWorker.options(**options).remote(settings, f"actor-{i}", plan.threads, preset, later)
+              for i in range(plan.count)]  # fmt: skip
+    ready = [a.setup.remote(weights) if later else a.ready.remote() for a in actors]
+    return actors, ready

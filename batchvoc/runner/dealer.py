@@ -53,20 +53,21 @@ class _Actor:
     vocoded: dict[int, float] = field(default_factory=dict)  # pid -> audio seconds (a restart is a new pid)
 
 
-def deal(actors: list, shards: list[Shard], seconds_per_frame: float,
+def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: list | None = None,
          on_ready: Callable[[dict[str, Any]], None] | None = None,
          on_shard: Callable[[Shard, dict[str, Any]], None] | None = None,
          permanent: Callable[[BaseException], bool] = lambda err: False) -> Dealt:  # fmt: skip
     """Run every shard on the actors; returns what happened (never raises for a shard's failure).
 
-    on_ready(info) for each actor once ready; on_shard(shard, stats) after each finished shard (it may raise
+    ready: per actor, a ref of its info once ready (default: its `ready()`); on_ready(info) for each actor once
+    ready; on_shard(shard, stats) after each finished shard (it may raise
     StopJob); permanent(error): True for a shard error that every later shard would hit too (no space left):
     dealing stops. Raises ConfigError (or the error) when no actor could start.
     """
     result = Dealt()
     crew = [_Actor(handle, f"actor-{i}") for i, handle in enumerate(actors)]
     pending = deque(sorted(shards, key=lambda s: -s.frames))
-    starting = {a.handle.ready.remote(): a for a in crew}
+    starting = dict(zip(ready or [a.handle.ready.remote() for a in crew], crew, strict=True))
     in_flight: dict[Any, tuple[_Actor, Shard]] = {}
     redealt: set[str] = set()
     start_errors: list[BaseException] = []

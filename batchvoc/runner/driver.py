@@ -88,16 +88,19 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
     Raises ConfigError (naming the key) for bad configuration, before any output is written.
     """
     started, started_at = time.perf_counter(), time.time()
+    timeline = Timeline()
     files = check_settings(settings)
+    timeline.mark("checked")
     with hold_output(settings) as job:  # the job lock first: a second job on output.dir stops here
         settings = replace(settings, job_token=job.token)
         store = job.store
         with ThreadPoolExecutor(2, thread_name_prefix="plan") as pool:
-            loading = pool.submit(load_vocoder, settings.preset, settings.checkpoint, settings.hparams)
-            planning = pool.submit(lambda: plan(settings, files, loading.result()[1]))
+            loading = pool.submit(timeline.timed, "weights read", load_vocoder, settings.preset,
+                                  settings.checkpoint, settings.hparams)  # fmt: skip
+            planning = pool.submit(lambda: timeline.timed("planned", plan, settings, files, loading.result()[1]))
             # a finished job's rerun (summary.json there) usually has nothing to do: plan before starting Ray
             early = not store.exists("summary.json")
-            cluster = _Cluster.start(settings.address) if early else None
+            cluster = _Cluster.start(settings.address, timeline) if early else None
             try:
                 shards = planning.result()
                 preset = loading.result()[1]
@@ -107,14 +110,18 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                          len(todo))  # fmt: skip
                 dealt, tally = Dealt(), FailureTally()
                 if todo:
-                    cluster = cluster or _Cluster.start(settings.address)
-                    dealt = _run(settings, cluster, loading, todo, preset, tally, on_actor_ready)
+                    cluster = cluster or _Cluster.start(settings.address, timeline)
+                    dealt = _run(settings, cluster, loading, todo, preset, tally, on_actor_ready, timeline)
             finally:
                 if cluster is not None:
                     cluster.stop()
+                    timeline.mark("Ray shut down")
         wall = time.perf_counter() - started
         summary = _summary(settings, store, shards, {s.name for s in todo}, wall, dealt)
+        if dealt.first_audio_at:
+            timeline.events["first audio written"] = round(dealt.first_audio_at - timeline.origin, 3)
         summary["started_at"] = started_at
+        summary["timeline"] = dict(sorted(timeline.events.items(), key=lambda kv: kv[1]))
         if settings.lhotse:
             _write_lhotse(store.url)
         _write_report(store.url, summary)
@@ -128,6 +135,25 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
     return JobReport(summary, sorted(set(dealt.failed) | set(summary["shards_not_written"])), dealt.stopped)
 
 
+class Timeline:
+    """Where the time went: seconds from this process's start to each step of the job (logged as they happen;
+    summary.json `timeline`)."""
+
+    def __init__(self) -> None:
+        self.origin = process_started_at()
+        self.events: dict[str, float] = {}
+
+    def mark(self, event: str) -> None:
+        self.events[event] = round(time.time() - self.origin, 3)
+        log.info("%.1f s after the process started: %s", self.events[event], event)
+
+    def timed(self, event: str, call: Callable, *args: Any) -> Any:
+        """call(*args), then mark `event`."""
+        result = call(*args)
+        self.mark(event)
+        return result
+
+
 @dataclass
 class _Cluster:
     """The Ray this job runs on; a local one it started is shut down with it, every process of it included."""
@@ -135,8 +161,9 @@ class _Cluster:
     guard: SessionGuard | None
 
     @classmethod
-    def start(cls, address: str) -> _Cluster:
+    def start(cls, address: str, timeline: Timeline) -> _Cluster:
         started_local = connect(address)
+        timeline.mark("Ray started" if started_local else "Ray joined")
         return cls(SessionGuard.start() if started_local else None)
 
     def watch(self) -> None:
@@ -153,13 +180,15 @@ class _Cluster:
 
 
 def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[Shard], preset: Preset,
-         tally: FailureTally, on_actor_ready: Callable | None) -> Dealt:  # fmt: skip
+         tally: FailureTally, on_actor_ready: Callable | None, timeline: Timeline) -> Dealt:  # fmt: skip
     """Start the actors (the driver's weights shared through the object store) and deal them the shards."""
     model, _ = loading.result()
     weights = ray.put(weights_of(model))
-    actors = start_actors(settings, plan_actors(settings.cpu_actors), preset, weights)
+    actors, starting = start_actors(settings, plan_actors(settings.cpu_actors), preset, weights)
+    timeline.mark("actors created")
 
     def ready(info: dict[str, Any]) -> None:
+        timeline.mark(f"{info['actor']} ready")
         cluster.watch()  # the actor's process is one of the job's now
         if on_actor_ready:
             on_actor_ready(info)
@@ -174,7 +203,8 @@ def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[S
             raise StopJob(reason)
 
     seconds_per_frame = preset.hop_length / preset.sample_rate
-    return deal(actors, todo, seconds_per_frame, on_ready=ready, on_shard=finished, permanent=_permanent)
+    return deal(actors, todo, seconds_per_frame, starting, on_ready=ready, on_shard=finished,
+                permanent=_permanent)
 
 
 def _permanent(err: BaseException) -> bool:

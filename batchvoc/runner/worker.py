@@ -47,11 +47,13 @@ class Worker:
     """One device's compiled vocoder and the shard pipeline around it."""
 
     def __init__(self, settings: JobSettings, name: str = "actor-0", threads: int | None = None,
-                 preset: Preset | None = None, weights: Mapping[str, np.ndarray] | None = None):  # fmt: skip
+                 preset: Preset | None = None, weights: Mapping[str, np.ndarray] | None = None,
+                 started: float | None = None):  # fmt: skip
         """`preset` and `weights` (both or neither): the model as the driver loaded it (`load_vocoder`'s preset,
         whose hparams are the model's, and its state dict as numpy arrays); without them the checkpoint is read.
+        started: perf_counter() from which ready_s counts (default: now).
         """
-        started = time.perf_counter()
+        started = time.perf_counter() if started is None else started
         self.vocoded_s, self.first_audio_at, self._shard_reported = 0.0, None, 0.0
         if threads:
             torch.set_num_threads(threads)
