@@ -133,3 +133,28 @@ def test_a_full_disk_names_the_cause_counts_unwritten_rows_and_a_rerun_with_spac
     rerun = batchvoc(*args)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert_every_id_once(out, [r["id"] for r in rows])
+
+
+def test_a_disk_too_full_for_the_job_record_stops_before_any_work_naming_output_dir(tmp_path, small_disk):
+    from batchvoc.errors import ConfigError
+    from batchvoc.models import load_vocoder
+    from batchvoc.runner.resume import hold_output
+    from batchvoc.settings import JobSettings
+
+    write_manifest(tmp_path / "in" / "m.parquet", mel_rows(4, 80, frames=6))
+    out = small_disk / "out"
+    out.mkdir()
+    settings = JobSettings(manifest=str(tmp_path / "in"), out_dir=str(out), preset="hifigan_v1_universal",
+                           checkpoint="random", hparams={"upsample_initial_channel": 32})  # fmt: skip
+    _, preset = load_vocoder(settings.preset, settings.checkpoint, settings.hparams)
+    with hold_output(settings) as job:
+        with open(small_disk / "filler", "wb", buffering=0) as filler:  # every block of the file system taken
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+            except OSError:
+                pass
+        with pytest.raises(ConfigError) as err:
+            job.claim(settings, preset)
+    assert err.value.key == "output.dir" and "no space left on the device" in str(err.value)
+    assert str(out) in str(err.value) and not (out / "job.json").exists()

@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files
 from batchvoc.models.presets import Preset
-from batchvoc.runner.identity import claim, job_identity
-from batchvoc.runner.lock import JobLock
+from batchvoc.runner.identity import RECORD, claim, job_identity
+from batchvoc.runner.lock import LOCK, JobLock
 from batchvoc.settings import JobSettings
 from batchvoc.sink import done_shards
-from batchvoc.storage import Store
+from batchvoc.storage import Store, classify
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,10 @@ class OutputHold:
         output.overwrite=true, which deletes them).
         """
         identity = job_identity(settings, preset, find_manifest_files(settings.manifest))
-        self.state = claim(self.store, identity, settings.overwrite)
+        try:
+            self.state = claim(self.store, identity, settings.overwrite)
+        except OSError as err:  # job.json cannot be written (no space, read-only, ...): nothing can be
+            raise ConfigError("output.dir", str(classify(err, self.store.url, RECORD))) from err
         self.done = done_shards(self.store) if self.state == "resumed" else set()
         removed = _remove_stale_partials(self.store, self.done)
         log.info("output.dir %s: %s job, %d shards done before%s", self.store.url, self.state, len(self.done),
@@ -46,9 +50,16 @@ class OutputHold:
 def hold_output(settings: JobSettings) -> Iterator[OutputHold]:
     """Lock output.dir for this job (released on exit); ConfigError naming the job that holds it already."""
     store = Store(settings.out_url)
-    with JobLock(store) as lock:
+    lock = JobLock(store)
+    try:
+        lock.acquire()
+    except OSError as err:  # the lock file cannot be written: nothing else could be either
+        raise ConfigError("output.dir", str(classify(err, store.url, LOCK))) from err
+    try:
         store.token = lock.token
         yield OutputHold(store, lock.token)
+    finally:
+        lock.release()
 
 
 def _remove_stale_partials(store: Store, done: set[str]) -> int:
