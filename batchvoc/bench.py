@@ -5,7 +5,7 @@ Each line vocodes the same `utterances` random mels of `frames` frames through t
 fp32 eager is measured in the same run for every batch size: its audio is the accuracy reference and its speed
 the denominator of `speedup`. With whole=true, each item also runs unchunked (one per row) for comparison.
 Timing: CUDA events around the run on a GPU (the run ends in a device-to-host copy, so it is complete),
-perf_counter on a CPU. Config: batchvoc/conf/bench.yaml.
+perf_counter on a CPU. Config: batchvoc/conf/bench/bench.yaml.
 
 Engines are built by the runtime builder (batchvoc.runtime.assemble), as the runner's workers build theirs. A
 backend entry may carry engine options (runtime.TUNABLES): "inductor:layout=ncl,antialias=conv" builds the inductor
@@ -30,12 +30,13 @@ import numpy as np
 import torch
 
 from batchvoc.batching import pack, vocode
+from batchvoc.device_defaults import default_row_length
 from batchvoc.engines import check_backend
 from batchvoc.errors import ConfigError
 from batchvoc.hostmem import retain_freed_memory
 from batchvoc.runtime import EngineOptions, assemble, plan_chunks, resolve_device
 
-CONF = str(Path(__file__).resolve().parent / "conf")  # the packaged config tree
+CONF = str(Path(__file__).resolve().parent / "conf" / "bench")  # its own folder: conf/preset is a config group
 log = logging.getLogger("batchvoc.bench")
 
 
@@ -151,7 +152,7 @@ def run_bench(cfg) -> dict[str, Any]:
     device = resolve_device(str(cfg.device))
     hparams = OmegaConf.to_container(cfg.hparams) if cfg.get("hparams") else None
     model, preset = load_vocoder(cfg.preset, cfg.checkpoint, hparams)
-    plan = plan_chunks(model, preset, 1, cfg.window)
+    plan = plan_chunks(model, preset, 1, cfg.window, default_row_length(device))
     window, context = plan.chunk_frames, plan.context
     geometry = dict(window=window, context=context)
     rng = np.random.default_rng(int(cfg.seed))

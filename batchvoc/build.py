@@ -43,7 +43,7 @@ def build(settings: Any, check_only: bool = False) -> list[dict[str, Any]]:
     from batchvoc.engines import choose_backend
     from batchvoc.engines.aoti import plan_packages
     from batchvoc.models import load_vocoder
-    from batchvoc.runtime import EngineOptions, assemble, backend_options, plan_chunks
+    from batchvoc.runtime import EngineOptions, assemble, backend_options, plan_for
 
     model, preset = load_vocoder(settings.preset, settings.checkpoint, settings.hparams)
     rows = []
@@ -51,7 +51,7 @@ def build(settings: Any, check_only: bool = False) -> list[dict[str, Any]]:
         options = EngineOptions.from_settings(settings, device)
         options.check()
         backend = options.backend if options.backend != "auto" else choose_backend(device)[0]
-        plan = plan_chunks(model, preset, options.batch, options.chunk_frames)
+        plan = plan_for(model, preset, options)
         base = dict(preset=preset.name, backend=backend, shape=plan.shape, device=_device_name(device))
         if backend == "aoti":
             tunables = backend_options("aoti", options.tunables)

@@ -181,6 +181,14 @@ class Runtime:
                 f"frames, batch {p.batch}; ready in {self.ready_s:.1f} s ({self.load_path})")  # fmt: skip
 
 
+def plan_for(model: nn.Module, preset: Preset, options: EngineOptions) -> ChunkPlan:
+    """The ChunkPlan a runtime of these options uses: batch and row length per device where options leave them
+    None (batchvoc/device_defaults.py)."""
+    device = resolve_device(options.device)
+    batch = options.batch or default_batch(device)
+    return plan_chunks(model, preset, batch, options.chunk_frames, default_row_length(device))
+
+
 def assemble(model: nn.Module, preset: Preset, options: EngineOptions, started: float | None = None,
              shape: tuple[int, int] | None = None) -> Runtime:  # fmt: skip
     """A Runtime of an already loaded model (see module doc). started: perf_counter() at which ready_s starts
@@ -189,8 +197,7 @@ def assemble(model: nn.Module, preset: Preset, options: EngineOptions, started: 
     started = time.perf_counter() if started is None else started
     options.check()
     device = resolve_device(options.device)
-    batch = options.batch or default_batch(device)
-    plan = plan_chunks(model, preset, batch, options.chunk_frames, default_row_length(device))
+    plan = plan_for(model, preset, options)
     backend = options.backend
     if backend == "auto":
         from batchvoc.engines import choose_backend

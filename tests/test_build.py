@@ -15,7 +15,8 @@ def _args(tmp_path, *more: str) -> list[str]:
 
 def test_eager_has_nothing_to_build(tmp_path, capsys):
     assert main(_args(tmp_path, "engine.backend=eager")) == 0
-    assert "eager fp32 2x1024 on cpu" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "hifigan_v1_universal eager fp32 2x" in out and "on cpu" in out and "nothing to build" in out
     assert not (tmp_path / "cache" / "aoti").exists()
 
 
@@ -30,7 +31,7 @@ def test_bad_configuration_names_the_key(tmp_path, capsys):
 def test_check_lists_a_missing_package(tmp_path, capsys):
     assert main(_args(tmp_path, "engine.backend=aoti", "--check")) == 2
     out = capsys.readouterr().out
-    assert ": missing" in out and "hifigan_v1_universal-fp32-2x1024-" in out
+    assert ": missing" in out and "hifigan_v1_universal-fp32-2x" in out
     assert not list((tmp_path / "cache").rglob("*.pt2"))
 
 

@@ -134,7 +134,7 @@ def test_the_wheel_carries_the_config_tree(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     packaged = {p.relative_to(ROOT).as_posix() for p in (ROOT / "batchvoc" / "conf").rglob("*.yaml")}
     assert packaged and packaged <= names, sorted(packaged - names)
-    assert "batchvoc/conf/job/demo.yaml" in names and "batchvoc/conf/bench.yaml" in names
+    assert "batchvoc/conf/job/demo.yaml" in names and "batchvoc/conf/bench/bench.yaml" in names
 
 
 def test_hydra_logs_of_a_url_output_dir_go_to_a_local_folder():
