@@ -2,7 +2,9 @@
 
 Shards are idempotent (a shard's files are written under temp names and its manifest last), so Ray may run one
 again: an actor that dies is restarted (`cluster.max_restarts`) and the shard calls it had in flight are retried
-on the restarted actor (`cluster.max_task_retries`). An exception a shard raises is not retried: it would repeat.
+on the restarted actor (`cluster.max_task_retries`). A transient write fault (`WriteFault` with permanent False:
+a network file system hiccup, an object store's 5xx) is retried the same way (`retry_exceptions`); any other
+exception a shard raises is not: it would repeat.
 
 `poll` runs in a concurrency group of its own, so the driver reads progress while `run` works; `run` stays one
 at a time (the default group).
@@ -19,10 +21,16 @@ from typing import Any
 
 import ray
 
+from batchvoc.manifest import Shard
 from batchvoc.models.presets import Preset
 from batchvoc.runner.cluster import ActorPlan
 from batchvoc.runner.worker import Worker
 from batchvoc.settings import JobSettings
+from batchvoc.storage import WriteFault
+
+
+class TransientWriteFault(OSError):
+    """A write fault that may not repeat (WriteFault.permanent False): Ray retries the shard for it."""
 
 
 class ActorWorker(Worker):
@@ -50,6 +58,16 @@ class ActorWorker(Worker):
     def ready(self) -> dict[str, Any]:
         """The actor's info once its engine is ready."""
         return self.info()
+
+    @ray.method(retry_exceptions=[TransientWriteFault])
+    def run(self, shard: Shard) -> dict[str, Any]:
+        """`Worker.run`; a write fault that may pass is raised as TransientWriteFault, which Ray retries."""
+        try:
+            return super().run(shard)
+        except WriteFault as fault:
+            if fault.permanent:
+                raise
+            raise TransientWriteFault(str(fault)) from fault
 
     @ray.method(concurrency_group="poll")
     def poll(self) -> dict[str, Any]:
