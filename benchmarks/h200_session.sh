@@ -28,9 +28,9 @@ prepare)
   manifests > "$OUT/manifests.log" 2>&1 &
   made=$!
   CUDA_VISIBLE_DEVICES=0 python3 -m batchvoc.bench preset=gsv_v4 backends=[inductor] precisions=[fp16] batch=[16] \
-    utterances=256 out="$OUT/bench_gsv.json" > "$OUT/bench_gsv.log" 2>&1
+    utterances=128 out="$OUT/bench_gsv.json" > "$OUT/bench_gsv.log" 2>&1
   tail -4 "$OUT/bench_gsv.log"
-  CUDA_VISIBLE_DEVICES=0 timeout 150 python3 benchmarks/ready.py --presets gsv_v4 --backends aoti --repeats 2 \
+  CUDA_VISIBLE_DEVICES=0 timeout 120 python3 benchmarks/ready.py --presets gsv_v4 --backends aoti --repeats 2 \
     --cache-dir /tmp/bvc-aoti --out "$OUT/ready_aoti.json" > "$OUT/ready_aoti.log" 2>&1
   tail -3 "$OUT/ready_aoti.log"
   wait $made
