@@ -55,7 +55,8 @@ def output_settings(settings: JobSettings, preset: Preset) -> dict[str, Any]:
     }
     config = settings.config or {}
     for key, value in sorted((config.get("check") or {}).items()):
-        chosen[f"check.{key}"] = _plain(value)
+        if value is not None:  # unset and absent are the same setting
+            chosen[f"check.{key}"] = _plain(value)
     if (config.get("input") or {}).get("mel_scale") is not None:
         chosen["input.mel_scale"] = config["input"]["mel_scale"]
     for name in CHECK_FIELDS:
