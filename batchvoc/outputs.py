@@ -9,16 +9,17 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
-import os
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from batchvoc import storage
 from batchvoc.errors import ConfigError
 
-BULK_COLUMNS = ("mel",)  # input columns the output manifest does not carry
+NOT_PASSED = ("mel", "id")  # input columns the output manifest does not carry as they are (id: as a string)
 LHOTSE_FILE = "recordings.jsonl.gz"
 
 
@@ -37,8 +38,8 @@ def passthrough_schema(files: list) -> pa.Schema:
     """
     fields: dict[str, tuple[pa.Field, str]] = {}
     for path in files:
-        for field in pq.read_schema(path):
-            if field.name in BULK_COLUMNS:
+        for field in storage.parquet_file(path).schema_arrow:
+            if field.name in NOT_PASSED:
                 continue
             field = pa.field(field.name, _plain(field.type))
             if field.name not in fields:
@@ -55,8 +56,11 @@ def passthrough_schema(files: list) -> pa.Schema:
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """`table`'s columns as `schema` says: in its order, cast to its types, null where the table lacks one."""
-    columns = []
+    """`table`'s columns as `schema` says: in its order, cast to its types, null where the table lacks one (its
+    `id`, when it has one, stays first as it is)."""
+    columns, names = [], []
+    if "id" in table.column_names and "id" not in schema.names:
+        columns, names = [table.column("id")], ["id"]
     for field in schema:
         if field.name in table.column_names:
             column = table.column(field.name)
@@ -65,7 +69,7 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
             columns.append(column if column.type == field.type else pc.cast(column, field.type))
         else:
             columns.append(pa.nulls(table.num_rows, field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays(columns, names=names + schema.names)
 
 
 def check_lhotse() -> None:
@@ -84,36 +88,31 @@ def lhotse_recordings(out_dir: str) -> list[dict]:
     """
     from lhotse import AudioSource, Recording
 
-    from batchvoc.storage import Store
-
-    store = Store(out_dir)
-    is_url, base = not store.local, store.url
+    store = storage.Store(out_dir)
     recordings = []
     for name in sorted(n for n in store.listing("manifest") if n.endswith(".parquet") and "/" not in n):
-        source_file = pa.BufferReader(store.read_bytes(f"manifest/{name}"))
-        table = pq.read_table(source_file, columns=["id", "path", "sample_rate", "n_samples", "status"])
+        table = pq.read_table(io.BytesIO(store.read_bytes(f"manifest/{name}")),
+                              columns=["id", "path", "sample_rate", "n_samples", "status"])  # fmt: skip
         for row in table.to_pylist():
             if row["status"] != "ok" or not row["path"]:
                 continue
             rate, samples = int(row["sample_rate"]), int(row["n_samples"])
-            source = f"{base}/{row['path']}" if is_url else os.path.join(base, row["path"])
+            source = store.path(row["path"]) if store.local else f"{store.url.rstrip('/')}/{row['path']}"
             recording = Recording(id=str(row["id"]), sampling_rate=rate, num_samples=samples,
                                   duration=samples / rate,
-                                  sources=[AudioSource(type="url" if is_url else "file", channels=[0],
+                                  sources=[AudioSource(type="file" if store.local else "url", channels=[0],
                                                        source=source)])  # fmt: skip
             recordings.append(recording.to_dict())
     return recordings
 
 
 def write_lhotse(out_dir: str) -> str:
-    """Write output.dir/recordings.jsonl.gz (lhotse's RecordingSet format) of the ok audio; returns its path.
+    """Write output.dir/recordings.jsonl.gz (lhotse's RecordingSet format) of the ok audio; returns where it went.
 
-    Raises ConfigError (output.lhotse) when lhotse is not installed.
+    Raises ConfigError (output.lhotse) when lhotse is not installed, storage.WriteFault when it cannot be written.
     """
-    from batchvoc.storage import Store
-
     check_lhotse()
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lhotse_recordings(out_dir))
-    store = Store(out_dir)
+    store = storage.Store(out_dir)
     store.write_bytes(LHOTSE_FILE, gzip.compress(lines.encode("utf-8"), mtime=0))
-    return store.path(LHOTSE_FILE) if store.local else f"{store.url}/{LHOTSE_FILE}"
+    return store.path(LHOTSE_FILE) if store.local else f"{store.url.rstrip('/')}/{LHOTSE_FILE}"

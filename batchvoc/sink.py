@@ -69,8 +69,10 @@ class ShardSink:
     """
 
     def __init__(self, out: str | Path | Store, shard: str, sample_rate: int, fmt: str = "wav",
-                 subtype: str = "PCM_16"):  # fmt: skip
+                 subtype: str = "PCM_16", columns: pa.Schema | None = None):  # fmt: skip
+        """columns: the job's pass-through schema (batchvoc.outputs.passthrough_schema); None keeps the input's."""
         check_format(fmt, subtype)
+        self.columns = columns
         self.store, self.shard, self.sample_rate = as_store(out), shard, sample_rate
         self.container, self.subtype, self.extension = FORMATS[fmt][0], subtype, fmt
         self.fault: WriteFault | None = None
@@ -132,12 +134,17 @@ class ShardSink:
         Raises WriteFault where either cannot be written (the shard is then not done).
         """
         self.store.write_json(f"stats/{self.shard}.json", stats)
-        table = output_table(results, passthrough)
+        table = output_table(results, passthrough, self.columns)
         self.store.write_with(f"manifest/{self.shard}.parquet", lambda buffer: pq.write_table(table, buffer))
 
 
-def output_table(results: list[dict[str, Any]], passthrough: pa.Table) -> pa.Table:
-    """Output columns followed by the input's other columns (renamed input_<name> where they clash)."""
+def output_table(results: list[dict[str, Any]], passthrough: pa.Table, columns: pa.Schema | None = None) -> pa.Table:
+    """Output columns followed by the input's other columns (renamed input_<name> where they clash), conformed to
+    `columns` (the job's pass-through schema) when given: the same columns and types in every shard."""
+    if columns is not None:
+        from batchvoc.outputs import conform
+
+        passthrough = conform(passthrough, columns)
     schema = pa.schema([("id", pa.string()), ("path", pa.string()), ("sample_rate", pa.int32()),
                         ("n_samples", pa.int64()), ("duration_s", pa.float64()), ("peak", pa.float32()),
                         ("status", pa.string()), ("error", pa.string())])  # fmt: skip

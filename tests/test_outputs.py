@@ -46,6 +46,35 @@ def job(tmp_path, **kw) -> JobSettings:
     return JobSettings(**base)
 
 
+def test_output_manifest_opens_with_datasets_and_pandas(tmp_path, ray_cluster):
+    datasets = pytest.importorskip("datasets")
+    pd = pytest.importorskip("pandas")
+    mixed_manifest(tmp_path / "in")
+    settings = job(tmp_path)
+    assert run_job(settings).exit_code == 2
+    parts = sorted((settings.out_path / "manifest").glob("*.parquet"))
+    assert len(parts) >= 5
+    schemas = {str(pq.read_schema(p).remove_metadata()) for p in parts}
+    assert len(schemas) == 1, schemas  # every shard: the same columns, in the same order, of the same types
+
+    ds = datasets.load_dataset("parquet", data_files=[str(p) for p in parts], split="train",
+                               cache_dir=str(tmp_path / "hf"))  # fmt: skip
+    assert ds.num_rows == 15
+    by_id = {row["id"]: row for row in ds}
+    assert by_id["utt_0007"]["score"] == 0.5 and by_id["utt_0000"]["score"] is None
+    assert by_id["utt_0008"]["text"] == "hi" and by_id["utt_0001"]["text"] is None
+    assert by_id["utt_0000"]["age"] == 30 and by_id["utt_0007"]["age"] == 40
+    assert by_id["utt_0007"]["speaker"] == "s2" and by_id["0"]["speaker"] is None  # int ids: decimal strings
+    assert by_id["utt_0004"]["status"] == "error" and by_id["utt_0004"]["path"] is None
+    assert ds.features["age"].dtype == "int64" and ds.features["peak"].dtype == "float32"
+
+    frame = pd.read_parquet(settings.out_path / "manifest")  # the folder, as pandas users open it
+    assert len(frame) == 15 and (frame["status"] == "ok").sum() == 13
+    assert frame["n_samples"].dtype == np.int64 and frame["sample_rate"].eq(22050).all()
+    frame = pd.concat([pd.read_parquet(p) for p in parts])
+    assert list(frame.columns) == pq.read_schema(parts[0]).names
+
+
 def test_pass_through_types_that_cannot_be_unified_stop_before_any_work(tmp_path):
     rows = mel_rows(4, 80, frames=5)
     write_part(tmp_path / "a.parquet", rows[:2], {"speaker": ["s1", "s2"]})

@@ -29,7 +29,8 @@ class Shard:
 
     `file` is a local path or fsspec URL; `row_groups` are the file's row groups the range overlaps and
     `first_row` the file row where the first of them begins. `duplicate_rows` are shard-relative rows whose
-    id was seen earlier in the manifest.
+    id was seen earlier in the manifest. `columns`: the job's pass-through schema (batchvoc.outputs), set by the
+    driver so that every shard's output manifest has the same columns.
     """
 
     name: str
@@ -40,6 +41,7 @@ class Shard:
     first_row: int
     frames: int
     duplicate_rows: tuple[int, ...] = field(default=())
+    columns: pa.Schema | None = field(default=None, compare=False, repr=False)
 
     @property
     def rows(self) -> int:

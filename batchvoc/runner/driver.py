@@ -26,7 +26,7 @@ from batchvoc.manifest import Shard, check_manifest_files, find_manifest_files, 
 from batchvoc.manifest.schema import manifest_root
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
-from batchvoc.outputs import check_lhotse, write_lhotse
+from batchvoc.outputs import check_lhotse, passthrough_schema, write_lhotse
 from batchvoc.runner.actors import start_actors
 from batchvoc.runner.cluster import connect, disconnect, plan_actors
 from batchvoc.runner.dealer import Dealt, StopJob, deal
@@ -104,6 +104,9 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
             try:
                 shards = planning.result()
                 preset = loading.result()[1]
+                # one output-manifest schema for every shard (datasets / pandas read them together); ConfigError
+                columns = passthrough_schema(sorted({s.file for s in shards}))
+                shards = [replace(s, columns=columns) for s in shards]  # each shard's sink conforms to it
                 job.claim(settings, preset)  # the job's identity: another job's outputs stop it before any work
                 todo = [s for s in shards if s.name not in job.done]
                 log.info("%d shards planned, %d already done, %d to run", len(shards), len(shards) - len(todo),

@@ -99,7 +99,8 @@ class Worker:
     def run(self, shard: Shard) -> dict[str, Any]:
         """Vocode one shard into output.dir; returns its stats."""
         s = self.settings
-        sink = ShardSink(Store(s.out_url, token=s.job_token), shard.name, self.preset.sample_rate, s.fmt, s.subtype)
+        sink = ShardSink(Store(s.out_url, token=s.job_token), shard.name, self.preset.sample_rate, s.fmt, s.subtype,
+                         columns=shard.columns)  # fmt: skip
         self._shard_reported = 0.0
         hook = dict(progress=self._progress) if _TAKES_PROGRESS else {}
         extra = dict(self._stats_extra(), started_at=time.time())  # the report's timeline (epoch seconds)
