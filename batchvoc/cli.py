@@ -24,8 +24,10 @@ from batchvoc.errors import ConfigError
 
 CONFIG_MODULE = "batchvoc.conf"
 HELP_FLAGS = ("-h", "--help")
-# Hydra flags after which the command does not run a job (it shows something), so nothing is checked
+# Hydra flags after which the command does not run a job (it shows something), or runs one from configs of the
+# user's own (another config path, name or dir): nothing is checked here; the job validates its own config
 SHOW_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc", "--resolve", "-p")
+OWN_CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun")
 MULTIRUN_FLAGS = ("-m", "--multirun")
 SUBMITTED_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for a submitted job's entrypoint
 
@@ -36,7 +38,7 @@ def overrides_of(argv: list[str]) -> list[str]:
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"):
+        elif arg in OWN_CONFIG_FLAGS:
             skip = True
         elif not arg.startswith("-"):
             out.append(arg)
@@ -66,7 +68,7 @@ def sweep_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
 
 def check_command_line(argv: list[str]) -> None:
     """Compose, validate and check output.dir for every job the command line runs; ConfigError on the first fault."""
-    if any(arg in SHOW_FLAGS for arg in argv):
+    if any(arg in SHOW_FLAGS or arg.split("=", 1)[0] in OWN_CONFIG_FLAGS for arg in argv):
         return
     multirun = any(arg in MULTIRUN_FLAGS for arg in argv)
     overrides = [o for o in overrides_of(argv) if not o.lstrip("+~").startswith("hydra")]
