@@ -41,11 +41,12 @@ class Packing:
 
 
 def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink, checks: MelChecks | int,
-              extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+              extra: dict[str, Any] | None = None,
+              progress: Callable[[float], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Vocode every row of `shard` into `sink`; returns the shard's stats (written with its manifest).
 
     `checks`: the model's MelChecks (or just n_mels). `extra` (device, backend, precision, batch, actor, ...)
-    is added to the stats.
+    is added to the stats. `progress(seconds)`: called with the audio seconds of each row as it is vocoded.
     """
     started = time.perf_counter()
     sink.remove_partials()
@@ -76,6 +77,8 @@ def run_shard(shard: Shard, engine: Callable, packing: Packing, sink: ShardSink,
                         packing.silence, packing.hop)  # fmt: skip
         loop_started = time.perf_counter()
         for index, audio in stream:
+            if progress is not None:
+                progress(len(audio) / sink.sample_rate)
             pending.append(pool.submit(_write_row, sink, index, ids[index], audio, results, write_seconds))
         vocode_seconds = time.perf_counter() - loop_started - reader.waited
         for future in pending:
