@@ -110,6 +110,7 @@ def throughput(spans: list[dict[str, Any]]) -> str:
             left.legend(fontsize=8, frameon=False)
         right.set_xlabel("seconds since the job started")
         right.set_ylabel("x real time")
+        right.margins(x=0.05, y=0.12)
         right.set_ylim(bottom=0)
         right.set_title("Speed of each shard (audio seconds / shard wall seconds)")
         fig.tight_layout()

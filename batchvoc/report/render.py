@@ -146,6 +146,11 @@ def _startup_s(job: jobdata.JobData) -> float | None:
     """The summary's startup_s, else from the job's start to its first shard's start (None when unknown)."""
     if job.summary.get("startup_s") is not None:
         return float(job.summary["startup_s"])
+    return _first_shard_s(job)
+
+
+def _first_shard_s(job: jobdata.JobData) -> float | None:
+    """Seconds from the job's start to this run's first shard's start (None when unknown)."""
     began = job.summary.get("started_at")
     starts = [s["started_at"] for s in job.stats if s.get("started_at") is not None]
     starts = [t for t in starts if began is not None and t >= began]
@@ -164,7 +169,8 @@ def _timeline(job: jobdata.JobData) -> str:
     busy = max(s["end"] for s in spans) - min(s["start"] for s in spans)
     actors = len({s["actor"] for s in spans})
     return (f"<h2>Throughput</h2><p>{len(spans)} shards, {_duration(total)} of audio on {actors} "
-            f"actors; {total / busy if busy else 0:,.1f}x real time from the first shard's start to the last one's end."
+            f"actor{'s' if actors != 1 else ''}; {total / busy if busy else 0:,.1f}x real time from the first "
+            "shard's start to the last one's end."
             f" <span class='muted'>{html.escape(caption)}</span></p>"
             + _img(plots.throughput(spans), "audio vocoded over time per actor")
             + _img(plots.timeline(spans, startups), "timeline of start-up and shards per actor"))  # fmt: skip
@@ -183,8 +189,13 @@ def _startup(job: jobdata.JobData) -> str:
                      _duration(_ready(s)) if _ready(s) else "–", len(mine), _duration(audio), _duration(busy),
                      f"{audio / busy:,.1f}x" if busy else "–"])  # fmt: skip
     head = "<h2>Start-up and actors</h2>"
-    startup = _startup_s(job)
-    text = f"<p>Start-up, from the job's start to its first shard: {_duration(startup)}.</p>" if startup else ""
+    startup, first = job.summary.get("startup_s"), _first_shard_s(job)
+    said = []
+    if startup is not None:
+        said.append(f"{_duration(startup)} from the process start until the first audio was vocoded")
+    if first is not None:
+        said.append(f"the first shard began {_duration(first)} after the job started")
+    text = f"<p>Start-up: {'; '.join(said)}.</p>" if said else ""
     if not rows:
         return head + text + "<p class='muted'>No actor ran in this run.</p>"
     return head + text + _table(["actor", "device", "engine", "ready in", "shards", "audio", "busy", "x real time"],
