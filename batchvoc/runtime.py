@@ -15,7 +15,6 @@ one model). Engine tunables are options, never module globals: `EngineOptions.tu
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,15 +23,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from batchvoc.chunking import ROW_LENGTH, ChunkPlan
 from batchvoc.device_defaults import default_batch, default_row_length
 from batchvoc.engines import Engine, build_engine, check_backend
 from batchvoc.errors import ConfigError
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
-
-ROW_LENGTH = 1024  # default W + 2C frames: context costs 2C/(W + 2C) of the work (BigVGAN v2 24k: 7%), and 10 s
-# items of a 100 frames/s model (gsv_v4) fill one row each
-ROW_MULTIPLE = 32  # W + 2C is rounded up to this: one round shape that compilers like
 
 _REWRITES = ("layout", "antialias", "resblocks", "fused_max_channels", "tile_table")
 TUNABLES: dict[str, tuple[str, ...]] = {  # engine.options each backend takes (engines/layout.py, the backends)
@@ -44,46 +40,11 @@ TUNABLES: dict[str, tuple[str, ...]] = {  # engine.options each backend takes (e
 _INTS = ("fused_max_channels", "optimization_level", "workspace_size")
 
 
-def chunk_frames_for(context: int, length: int = ROW_LENGTH, multiple: int = ROW_MULTIPLE) -> int:
-    """The chunk frames W for context C: W + 2C is `length` rounded up to `multiple` (at least 2C + multiple).
-
-    Raises ValueError for a negative context or a non-positive length / multiple."""
-    if context < 0 or length < 1 or multiple < 1:
-        raise ValueError(f"bad chunk parameters: context={context}, length={length}, multiple={multiple}")
-    total = max(length, 2 * context + multiple)
-    return math.ceil(total / multiple) * multiple - 2 * context
-
-
-@dataclass(frozen=True)
-class ChunkPlan:
-    """How mels are cut and packed for the engine: chunks of `chunk_frames` frames with `context` frames of real
-    mel on each side (the model's receptive field), `batch` rows per forward, filler at the log-mel floor
-    (natural log, e.g. log(1e-5) = -11.5), `hop` audio samples per frame."""
-
-    chunk_frames: int
-    context: int
-    batch: int
-    log_mel_floor: float
-    hop: int
-
-    @property
-    def length(self) -> int:
-        """Frames per engine row: chunk_frames + 2 * context."""
-        return self.chunk_frames + 2 * self.context
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """The engine's (B, T) shape."""
-        return self.batch, self.length
-
-
 def plan_chunks(model: nn.Module, preset: Preset, batch: int, chunk_frames: int | None = None,
                 length: int = ROW_LENGTH) -> ChunkPlan:  # fmt: skip
     """The ChunkPlan of model: context = model.receptive_field(); chunk_frames None picks `chunk_frames_for`
     (rows of `length` frames)."""
-    context = int(model.receptive_field())
-    frames = int(chunk_frames) if chunk_frames else chunk_frames_for(context, length)
-    return ChunkPlan(frames, context, int(batch), float(preset.silence), int(preset.hop_length))
+    return ChunkPlan.for_model(model.receptive_field(), batch, preset.silence, preset.hop_length, chunk_frames, length)
 
 
 @dataclass(frozen=True)

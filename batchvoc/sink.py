@@ -21,7 +21,8 @@ from batchvoc.errors import ConfigError
 from batchvoc.storage import Store, WriteFault
 
 FORMATS = {"wav": ("WAV", ("PCM_16", "PCM_24", "FLOAT")), "flac": ("FLAC", ("PCM_16", "PCM_24"))}
-OUTPUT_COLUMNS = ("id", "path", "sample_rate", "n_samples", "duration_s", "peak", "status", "error")
+OUTPUT_COLUMNS = ("id", "path", "sample_rate", "n_samples", "duration_s", "peak", "clipped", "mel_error", "status",
+                  "error")  # fmt: skip
 AUDIO_DIR = "audio"  # audio/<shard>/<id>.<wav|flac>, whatever the format
 
 
@@ -98,7 +99,8 @@ class ShardSink:
         return self.store.remove_partials(f"{AUDIO_DIR}/{self.shard}")
 
     def write(self, key: str, audio: np.ndarray) -> dict[str, Any]:
-        """Write audio [n_samples] float in [-1, 1]; returns the output-manifest fields for it.
+        """Write audio [n_samples] float in [-1, 1] (clipped to it); returns the output-manifest fields for it
+        (`clipped` and `mel_error` None: the write stage fills them from the device's checks).
 
         Raises WriteFault (its reason names the cause and output.dir), kept in `fault`.
         """
@@ -122,11 +124,12 @@ class ShardSink:
         peak = float(np.abs(audio).max()) if audio.size else 0.0
         n = int(audio.shape[0])
         return dict(id=key, path=self.relpath(key), sample_rate=self.sample_rate, n_samples=n,
-                    duration_s=n / self.sample_rate, peak=peak, status="ok", error=None)  # fmt: skip
+                    duration_s=n / self.sample_rate, peak=peak, clipped=None, mel_error=None, status="ok",
+                    error=None)  # fmt: skip
 
     def failed(self, key: str, reason: str) -> dict[str, Any]:
         return dict(id=key, path=None, sample_rate=self.sample_rate, n_samples=0, duration_s=0.0, peak=None,
-                    status="error", error=reason)  # fmt: skip
+                    clipped=None, mel_error=None, status="error", error=reason)  # fmt: skip
 
     def finish(self, results: list[dict[str, Any]], passthrough: pa.Table, stats: dict[str, Any]) -> None:
         """Write stats/<shard>.json, then manifest/<shard>.parquet (the done marker) with one row per input row.
@@ -147,7 +150,8 @@ def output_table(results: list[dict[str, Any]], passthrough: pa.Table, columns: 
         passthrough = conform(passthrough, columns)
     schema = pa.schema([("id", pa.string()), ("path", pa.string()), ("sample_rate", pa.int32()),
                         ("n_samples", pa.int64()), ("duration_s", pa.float64()), ("peak", pa.float32()),
-                        ("status", pa.string()), ("error", pa.string())])  # fmt: skip
+                        ("clipped", pa.int64()), ("mel_error", pa.float32()), ("status", pa.string()),
+                        ("error", pa.string())])  # fmt: skip
     table = pa.Table.from_pylist(results, schema=schema)
     for name in passthrough.column_names:
         if name == "id":

@@ -7,15 +7,14 @@ import json
 import pytest
 import torch
 
+from batchvoc.chunking import ChunkPlan, chunk_frames_for
 from batchvoc.device_defaults import default_row_length
 from batchvoc.engines.fused_resblock import TileTable, tiles
 from batchvoc.errors import ConfigError
 from batchvoc.runtime import (
-    ChunkPlan,
     EngineOptions,
     backend_options,
     build_runtime,
-    chunk_frames_for,
     plan_chunks,
     runtime_from_settings,
 )

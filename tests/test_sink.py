@@ -48,7 +48,8 @@ def test_finish_writes_stats_then_manifest_with_passthrough(tmp_path):
     passthrough = pa.table({"id": ["a", "b"], "speaker": ["x", "y"], "status": ["s", "t"]})
     sink.finish(results, passthrough, {"shard": "s1", "rows": 2})
     table = pq.read_table(tmp_path / "manifest" / "s1.parquet")
-    assert table.column_names[:8] == ["id", "path", "sample_rate", "n_samples", "duration_s", "peak", "status", "error"]
+    assert table.column_names[:10] == ["id", "path", "sample_rate", "n_samples", "duration_s", "peak", "clipped",
+                                       "mel_error", "status", "error"]  # fmt: skip
     assert table.column("speaker").to_pylist() == ["x", "y"]
     assert table.column("input_status").to_pylist() == ["s", "t"]
     assert table.column("status").to_pylist() == ["ok", "error"]

@@ -11,7 +11,6 @@ time its first audio was written (epoch seconds), its pid.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import socket
@@ -30,11 +29,13 @@ from batchvoc.manifest import Shard
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.models import build_model
 from batchvoc.models.presets import Preset
-from batchvoc.runner.shard import Packing, run_shard
+from batchvoc.roundtrip import RoundTrip
+from batchvoc.runner.pipeline import run_shard
 from batchvoc.runtime import EngineOptions, assemble, runtime_from_settings
 from batchvoc.settings import JobSettings
 from batchvoc.sink import ShardSink
 from batchvoc.storage import Store
+from batchvoc.stream import VocoderStream
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,12 @@ class Worker:
             self.runtime = assemble(model_from_weights(preset, weights), preset, options, started)
         else:
             self.runtime = runtime_from_settings(settings, self.device)
-        self.preset, self.engine, plan = self.runtime.preset, self.runtime.engine, self.runtime.plan
+        self.preset, self.engine, self.plan = self.runtime.preset, self.runtime.engine, self.runtime.plan
         self.checks = MelChecks.for_preset(self.preset, settings.mel_scale, settings.mel_convention)
-        self.packing = Packing(plan.chunk_frames, plan.context, plan.batch, plan.log_mel_floor, plan.hop)
+        # the round trip needs the model's real weights: random ones make noise, not speech
+        self.checking = settings.checkpoint != "random"
+        round_trip = RoundTrip(self.preset, self.engine.device) if self.checking else None
+        self.stream = VocoderStream(self.engine, self.plan, self.preset.sample_rate, round_trip)
         self.ready_s = time.perf_counter() - started
         self.load_path = self.engine.load_path  # built | loaded (aoti: a package from engine.cache_dir)
         log.info("%s on %s: %s, ready in %.1f s (%s)", name, self.device_name(), self.engine.describe(),
@@ -97,14 +101,14 @@ class Worker:
         self.vocoded_s += seconds
 
     def run(self, shard: Shard) -> dict[str, Any]:
-        """Vocode one shard into output.dir; returns its stats."""
+        """Vocode one shard into output.dir; returns its stats (ShardStats.to_json())."""
         s = self.settings
         sink = ShardSink(Store(s.out_url, token=s.job_token), shard.name, self.preset.sample_rate, s.fmt, s.subtype,
                          columns=shard.columns)  # fmt: skip
         self._shard_reported = 0.0
-        hook = dict(progress=self._progress) if _TAKES_PROGRESS else {}
-        extra = dict(self._stats_extra(), started_at=time.time())  # the report's timeline (epoch seconds)
-        stats = run_shard(shard, self.engine, self.packing, sink, self.checks, extra=extra, **hook)
+        info = dict(self._stats_info(), started_at=time.time())  # the report's timeline (epoch seconds)
+        stats = run_shard(shard, self.stream, sink, self.checks, max_mel_error=self.max_mel_error(),
+                          progress=self._progress, info=info).to_json()  # fmt: skip
         if stats.get("rows_ok") and self.first_audio_at is None:
             self.first_audio_at = time.time()
         # the shard's planned audio in full, whatever the pipeline reported per batch (resumed rows included)
@@ -112,14 +116,16 @@ class Worker:
         self.vocoded_s += max(planned - self._shard_reported, 0.0)
         return stats
 
-    def _stats_extra(self) -> dict[str, Any]:
-        p = self.packing
+    def max_mel_error(self) -> float | None:
+        """check.max_mel_error, or None: no suspect verdict (null, or the round trip off for checkpoint=random)."""
+        value = self.settings.max_mel_error
+        return float(value) if self.checking and value is not None else None
+
+    def _stats_info(self) -> dict[str, Any]:
+        p = self.plan
         return dict(device=self.device_name(), backend=self.engine.backend, precision=self.engine.precision,
-                    batch=p.batch, window=p.window, context=p.context, actor=self.name, pid=os.getpid(),
+                    batch=p.batch, chunk=p.chunk_frames, context=p.context, actor=self.name, pid=os.getpid(),
                     ready_s=self.ready_s, load_path=self.load_path)  # fmt: skip
-
-
-_TAKES_PROGRESS = "progress" in inspect.signature(run_shard).parameters
 
 
 def model_from_weights(preset: Preset, weights: Mapping[str, np.ndarray]) -> nn.Module:

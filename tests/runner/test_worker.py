@@ -43,7 +43,7 @@ def test_shard_output_equals_whole_utterance_model_output(tmp_path):
         assert out["speaker"] == row["speaker"]
     on_disk = json.loads((s.out_path / "stats" / f"{shard.name}.json").read_text())
     assert on_disk == stats
-    assert stats["rows_ok"] == 7 and stats["backend"] == "eager" and stats["window"] == 24
+    assert stats["rows_ok"] == 7 and stats["backend"] == "eager" and stats["chunk"] == 24
     assert stats["frames"] == sum(r["n_frames"] for r in rows)
 
 

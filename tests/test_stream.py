@@ -1,4 +1,5 @@
-"""Chunk-and-pack: bookkeeping with a transparent fake engine, then stitched == whole on real architectures."""
+"""The device stream: chunk-and-pack through an engine and back, in order and streaming; stitched == whole on the
+real architectures; failed batches fail only their utterances."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from batchvoc.batching import PackedBatch, Stitcher, pack, vocode, window_for
+from batchvoc.chunking import ChunkPlan, chunk_frames_for, pack
 from batchvoc.models.presets import PRESETS
+from batchvoc.stream import VocoderStream
 
 SILENCE = np.float32(math.log(1e-5))
 
@@ -27,7 +29,7 @@ def flush_denormals():
 def echo_engine(hop: int):
     """A fake engine whose audio is mel row 0 repeated hop times per frame: stitching must give it back exactly."""
 
-    def run(mel: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def run(mel: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
         return mel[:, 0, :].repeat_interleave(hop, dim=-1)
 
     return run
@@ -38,202 +40,12 @@ def utterances(lengths, n_mels=3, seed=0):
     return [(f"u{i}", rng.standard_normal((n_mels, n)).astype(np.float32)) for i, n in enumerate(lengths)]
 
 
-# --- bookkeeping ---------------------------------------------------------------------------------------------
-
-
-def test_window_for_makes_round_windows():
-    assert window_for(12, 512) == 512 - 24
-    assert window_for(13, 500, 32) == 512 - 26
-    assert window_for(40, 16, 32) + 80 == 128  # 2C + multiple = 112, rounded up to 128
-    with pytest.raises(ValueError):
-        window_for(-1)
-
-
-@pytest.mark.parametrize("batch", [1, 3, 8])
-def test_echo_roundtrip_in_order(batch):
-    hop, window, context = 4, 10, 3
-    items = utterances([0, 1, 9, 10, 11, 25, 0, 7, 40, 0])
-    out = list(vocode(echo_engine(hop), items, window, context, batch, SILENCE, hop))
-    assert [k for k, _ in out] == [k for k, _ in items]
-    for (_, mel), (_, audio) in zip(items, out, strict=True):
-        assert audio.dtype == np.float32 and audio.shape == (mel.shape[1] * hop,)
-        np.testing.assert_array_equal(audio, np.repeat(mel[0], hop))
-
-
-def test_rows_hold_several_utterances_cut_pieces_and_per_frame_spans():
-    """The tape layout, frame by frame: L = 12, C = 2, gap = C."""
-    window, context = 8, 2
-    items = utterances([3, 20, 1, 0, 5])
-    mels = [m for _, m in items]
-    first, second = list(pack(items, window, context, 3, SILENCE))
-    assert first.mel.shape == (3, 3, 12) and first.mel.dtype == torch.float32
-    assert first.valid.shape == (3, 2, 12) and first.valid.dtype == torch.int64
-    # (index, row, column, start, frames, last)
-    assert [(p.index, p.row, p.column, p.start, p.frames, p.last) for p in first.pieces] == [
-        (0, 0, 0, 0, 3, True),  # u0 at the row start: its true edge, no context
-        (1, 0, 5, 0, 5, False),  # u1 after a gap of C; cut: 5 frames + C frames of context after
-        (1, 1, 2, 5, 8, False),  # whole row: C context, W centre frames, C context
-        (1, 2, 2, 13, 7, True),  # C context, the rest, up to its true end
-        (2, 2, 11, 0, 1, True),  # u2 after a gap of C
-    ]
-    assert [(p.index, p.row, p.frames, p.last) for p in second.pieces] == [(3, None, 0, True), (4, 0, 5, True)]
-    assert first.real_frames == 3 + 20 + 1 and first.rows_used == 3 and first.fill == 24 / 36
-    assert second.real_frames == 5 and second.rows_used == 1
-
-    def bounds(b, row):
-        return [tuple(v) for v in b.valid[row].T.tolist()]
-
-    # gap frames belong to the nearer segment (ties: the left one); the tail to the last one
-    assert bounds(first, 0) == [(0, 3)] * 4 + [(5, 12)] * 8
-    assert bounds(first, 1) == [(0, 12)] * 12
-    assert bounds(first, 2) == [(0, 9)] * 10 + [(11, 12)] * 2
-    assert bounds(second, 0) == [(0, 5)] * 12
-    assert bounds(second, 1) == bounds(second, 2) == [(0, 12)] * 12  # filler rows: all "valid"
-    np.testing.assert_array_equal(first.mel[0, :, :3], mels[0])
-    np.testing.assert_array_equal(first.mel[0, :, 3:5], SILENCE)  # gaps: silence, not zeros
-    np.testing.assert_array_equal(first.mel[0, :, 5:], mels[1][:, :7])
-    np.testing.assert_array_equal(first.mel[1], mels[1][:, 3:15])  # context from both neighbours
-    np.testing.assert_array_equal(first.mel[2, :, :9], mels[1][:, 11:])
-    np.testing.assert_array_equal(first.mel[2, :, 9:11], SILENCE)
-    np.testing.assert_array_equal(first.mel[2, :, 11:], mels[2])
-    np.testing.assert_array_equal(second.mel[0, :, :5], mels[4])
-    np.testing.assert_array_equal(second.mel[0, :, 5:], SILENCE)
-    np.testing.assert_array_equal(second.mel[1:], SILENCE)
-
-
-def check_layout(batches, items, context: int, gap: int, silence=SILENCE):
-    """Every invariant exactness rests on, for any packing: pieces carry their utterance's frames with exactly
-    min(C, frames available) of real context on each side (none past a true edge), segments sharing a row are
-    at least `gap` apart, each frame's bounds are its segment or, outside every segment, the nearest one, and
-    every frame outside the segments is silence."""
-    mels = [m for _, m in items]
-    placed = [0] * len(items)
-    for b in batches:
-        rows, _, length = b.mel.shape
-        assert b.valid.shape == (rows, 2, length)
-        valid, mel = b.valid.numpy(), b.mel.numpy()
-        segments: dict[int, set] = {r: set() for r in range(rows)}
-        for p in b.pieces:
-            utt = mels[p.index]
-            assert p.start == placed[p.index]  # pieces in order, contiguous
-            placed[p.index] += p.frames
-            assert p.last == (placed[p.index] == utt.shape[1])
-            if p.row is None:
-                assert utt.shape[1] == 0
-                continue
-            lo, hi = valid[p.row, :, p.column]
-            assert (valid[p.row, :, p.column : p.column + p.frames] == [[lo], [hi]]).all()
-            assert p.column - lo == min(context, p.start)
-            assert hi - (p.column + p.frames) == min(context, utt.shape[1] - p.start - p.frames)
-            np.testing.assert_array_equal(mel[p.row, :, lo:hi], utt[:, p.start - (p.column - lo) :][:, : hi - lo])
-            segments[p.row].add((int(lo), int(hi)))
-        for r, segs in segments.items():
-            segs = sorted(segs)
-            if not segs:
-                assert (valid[r, 0] == 0).all() and (valid[r, 1] == length).all()
-                np.testing.assert_array_equal(mel[r], silence)
-                continue
-            for (_, hi), (lo, _) in zip(segs[:-1], segs[1:], strict=True):
-                assert lo - hi >= gap
-            for t in range(length):
-                lo, hi = valid[r, :, t]
-                assert (lo, hi) in segs
-                if not lo <= t < hi:
-                    np.testing.assert_array_equal(mel[r, :, t], silence)
-                    distance = [max(a - t, t - b + 1) for a, b in segs]
-                    assert max(lo - t, t - hi + 1) == min(distance)
-    assert placed == [m.shape[1] for m in mels]
-
-
-@pytest.mark.parametrize("seed", range(40))
-def test_random_layouts_keep_every_invariant(seed):
-    rng = np.random.default_rng(seed)
-    pool = [0, 1, 2, 3, 5, 8, 13, 30, 64, 100]
-    lengths = [int(rng.choice(pool)) if rng.random() < 0.8 else int(rng.integers(0, 200)) for _ in range(25)]
-    window, context, batch = int(rng.integers(1, 40)), int(rng.integers(0, 8)), int(rng.integers(1, 5))
-    gap = None if rng.random() < 0.5 else int(rng.integers(0, context + 3))
-    items = utterances(lengths, seed=seed)
-    batches = list(pack(items, window, context, batch, SILENCE, gap))
-    check_layout(batches, items, context, context if gap is None else gap)
-    out = list(vocode(echo_engine(3), items, window, context, batch, SILENCE, 3, gap))
-    assert [k for k, _ in out] == [k for k, _ in items]
-    for (_, mel), (_, audio) in zip(items, out, strict=True):
-        np.testing.assert_array_equal(audio, np.repeat(mel[0], 3))
-
-
-def test_every_batch_has_the_same_shape_and_float16_input_is_accepted():
-    items = [(k, m.astype(np.float16)) for k, m in utterances([3, 50, 7])]
-    batches = list(pack(items, 8, 4, 5, SILENCE))
-    assert {tuple(b.mel.shape) for b in batches} == {(5, 3, 16)}
-    assert {tuple(b.valid.shape) for b in batches} == {(5, 2, 16)}
-
-
-def fill(lengths, context: int, length: int = 512, batch: int = 16, gap=None) -> float:
-    """Kept frames / frames run over the full batches (the last, partial one left out)."""
-    items = [(i, np.zeros((1, n), np.float32)) for i, n in enumerate(lengths)]
-    batches = list(pack(items, window_for(context, length), context, batch, SILENCE, gap))
-    assert sum(b.real_frames for b in batches) == sum(lengths)
-    return sum(b.real_frames for b in batches[:-1]) / (batch * length * (len(batches) - 1))
-
-
-def test_short_utterances_fill_the_batches():
-    """64-frame utterances in rows of 512 with C = 12: one per row would keep 12.5% of the work; the tape keeps
-    ~81% (gaps of C between neighbours, 2C of context where an utterance is cut across rows), and ~91% with a
-    gap of 4 frames (enough for HiFi-GAN, see test_gap_threshold_is_the_widest_single_layer). Typical TTS
-    lengths (log-normal around 3 s) keep ~92%."""
-    assert fill([64] * 1000, 12) > 0.75
-    assert fill([64] * 1000, 12, gap=4) > 0.85
-    rng = np.random.default_rng(0)
-    tts = np.clip(rng.lognormal(np.log(300), 0.6, 1000), 1, 3000).astype(int).tolist()
-    assert fill(tts, 12) > 0.9
-    assert fill([3001] * 30, 12) > 0.9  # long ones: whole-row pieces of W = L - 2C frames
-    batches = list(pack(utterances([64] * 200, n_mels=1), window_for(12, 512), 12, 16, SILENCE))
-    per_row = [len({p.index for p in batches[0].pieces if p.row == r}) for r in range(16)]
-    assert min(per_row) >= 6
-
-
-def test_pack_is_lazy():
-    consumed = []
-
-    def items():
-        for key, mel in utterances([20] * 100):
-            consumed.append(key)
-            yield key, mel
-
-    stream = pack(items(), window=10, context=2, batch=4, silence=SILENCE)
-    first = next(stream)
-    assert isinstance(first, PackedBatch) and first.rows_used == 4
-    assert len(consumed) <= 3  # 2 windows per utterance: the first batch needs 2 utterances (+1 look-ahead)
-
-
-def test_stitcher_returns_utterances_as_they_complete():
-    hop = 2
-    items = utterances([25, 3])
-    stitcher = Stitcher(hop)
-    engine = echo_engine(hop)
-    done = []
-    for b in pack(items, 10, 1, 2, SILENCE):
-        done.append([k for k, _ in stitcher.feed(b, engine(b.mel, b.valid))])
-    assert done == [[], ["u0", "u1"]]
-    assert not stitcher.pending
-
-
-def test_stitcher_keeps_its_own_copy_of_an_unfinished_utterance():
-    """An utterance cut across batches outlives the first batch's audio buffer, which vocode's next device copies
-    reuse: overwriting that buffer after feeding must not change the stitched audio."""
-    hop = 2
-    stitcher = Stitcher(hop)
-    engine = echo_engine(hop)
-    batches = list(pack(utterances([25]), 10, 1, 2, SILENCE))
-    assert len(batches) == 2
-    buffer = engine(batches[0].mel, batches[0].valid).numpy().copy()
-    assert stitcher.feed(batches[0], buffer) == [] and stitcher.pending
-    reference = Stitcher(hop)
-    reference.feed(batches[0], buffer.copy())
-    buffer[:] = 123.0  # the next batches' copies land here
-    got = stitcher.feed(batches[1], engine(batches[1].mel, batches[1].valid))
-    want = reference.feed(batches[1], engine(batches[1].mel, batches[1].valid))
-    assert len(got) == 1 and np.array_equal(got[0][1], want[0][1]) and not (got[0][1] == 123.0).any()
+def vocode(engine, items, chunk, context, batch, floor, hop, gap=None):
+    """(key, audio) pairs from a VocoderStream without the round trip."""
+    stream = VocoderStream(engine, ChunkPlan(chunk, context, batch, float(floor), hop, gap), sample_rate=100)
+    for done in stream.vocode(items):
+        assert done.error is None, done.error
+        yield done.key, done.audio
 
 
 def test_vocode_streams():
@@ -246,7 +58,7 @@ def test_vocode_streams():
             consumed.append(key)
             yield key, mel
 
-    stream = vocode(echo_engine(2), items(), window=12, context=2, batch=2, silence=SILENCE, hop=2)
+    stream = vocode(echo_engine(2), items(), chunk=12, context=2, batch=2, floor=SILENCE, hop=2)
     key, audio = next(stream)
     assert key == "u0" and audio.shape == (10,)
     assert len(consumed) <= 9  # a row of 16 frames holds 2 (5 + gap 2 + 5): 2 batches of 2 rows, +1 look-ahead
@@ -317,11 +129,11 @@ def packed_vs_whole(model, preset, lengths, context: int, length: int = 128, bat
     """
     gen = torch.Generator().manual_seed(seed)
     items = [(i, (2 * torch.randn(preset.n_mels, n, generator=gen) - 5).numpy()) for i, n in enumerate(lengths)]
-    window = window_for(context, length)
+    window = chunk_frames_for(context, length)
     dtype = next(model.parameters()).dtype
 
-    def engine(m, v):
-        return model(m.to(dtype), v).reshape(m.shape[0], -1)
+    def engine(m, bounds):
+        return model(m.to(dtype), bounds).reshape(m.shape[0], -1)
 
     errors = []
     with torch.inference_mode():
@@ -465,3 +277,43 @@ def test_gap_threshold_is_the_widest_single_layer(name):
     assert shared_rows(batches) >= 1 and max(worst for _, worst in errors) <= limit
     errors, _ = packed_vs_whole(model, preset, SHORT, context, batch=1, gap=gap - 1)
     assert max(worst for _, worst in errors) > 100 * limit
+
+
+def test_progress_counts_each_batch_and_packing_efficiency():
+    seconds = []
+    stream = VocoderStream(echo_engine(2), ChunkPlan(12, 2, 2, float(SILENCE), 2), sample_rate=100)
+    items = utterances([5, 30, 7])
+    out = list(stream.vocode(items, progress=seconds.append))
+    assert [s.key for s in out] == ["u0", "u1", "u2"]
+    assert len(seconds) == len(list(pack(items, 12, 2, 2, SILENCE))) and sum(seconds) == pytest.approx(42 * 2 / 100)
+    assert 0 < stream.packing_efficiency < 1
+    assert all(s.sums.shape == (5,) and s.sums[0] == 0 for s in out)  # check values: nothing clipped
+
+
+def test_a_failing_batch_fails_only_its_utterances():
+    """An engine that raises on one batch: the utterances with a piece there get the reason, the rest are exact;
+    three failures in a row mean the device is broken and the stream raises."""
+    calls = []
+
+    def flaky(mel, bounds):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory (simulated by this test's own engine)")
+        return mel[:, 0, :].repeat_interleave(2, dim=-1)
+
+    items = utterances([5, 30, 7, 9, 40, 3], seed=1)
+    stream = VocoderStream(flaky, ChunkPlan(12, 2, 2, float(SILENCE), 2), sample_rate=100)
+    out = list(stream.vocode(items))
+    failed = {p.index for p in list(pack(items, 12, 2, 2, SILENCE))[1].pieces}
+    assert failed and len(failed) < len(items)
+    for s, (_, mel) in zip(out, items, strict=True):
+        if s.index in failed:
+            assert "CUDA out of memory" in s.error and s.audio.size == 0
+        else:
+            assert s.error is None and np.array_equal(s.audio, np.repeat(mel[0], 2))
+
+    def broken(mel, bounds):
+        raise RuntimeError("device lost")
+
+    with pytest.raises(RuntimeError, match="batches in a row failed"):
+        list(VocoderStream(broken, ChunkPlan(12, 2, 1, float(SILENCE), 2), sample_rate=100).vocode(items))

@@ -1,0 +1,101 @@
+"""One shard through the staged pipeline: read -> check -> vocode -> write, with bounded channels between them.
+
+    stats = run_shard(shard, stream, sink, MelChecks.for_preset(preset, ...), max_mel_error=0.8, progress=...,
+                      info=dict(actor="actor-0", device=..., backend=..., precision=..., ready_s=..., ...))
+
+Reading and checking run in threads of their own ahead of the device, the vocode stage in the calling thread (the
+device's), writing in a few threads behind it; data moves one way. Times: read_s and check_s are those threads'
+busy time, vocode_s the vocode stage's time not spent waiting for checked rows, write_s the writers' summed time,
+wall_s the whole shard. A row's fault becomes that row's error in whichever stage meets it; a fault of the shard
+itself (unreadable file, broken device, a write fault that `write_failure` calls fatal) raises, and Ray runs the
+shard again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from batchvoc.manifest import Shard
+from batchvoc.manifest.conventions import MelChecks
+from batchvoc.runner.stages.channel import Cancelled, Channel, StageThread
+from batchvoc.runner.stages.check import check_rows
+from batchvoc.runner.stages.read import ShardRead
+from batchvoc.runner.stages.vocode import vocode_rows
+from batchvoc.runner.stages.write import WriteStage
+from batchvoc.sink import ShardSink
+from batchvoc.stats import ShardStats, top_reasons
+from batchvoc.stream import VocoderStream
+
+READ_AHEAD_ROWS = 256  # rows between read and check, and between check and vocode
+WRITE_QUEUE_ROWS = 64  # vocoded rows waiting for a writer (each holds its audio)
+
+
+def run_shard(shard: Shard, stream: VocoderStream, sink: ShardSink, checks: MelChecks | int, *,
+              max_mel_error: float | None = None,
+              progress: Callable[[float], None] | None = None,
+              info: dict[str, Any] | None = None) -> ShardStats:  # fmt: skip
+    """Vocode every row of `shard` into `sink`; write its stats and output manifest; return the stats.
+
+    checks: the worker's MelChecks (or n_mels: no convention checks); max_mel_error: rows above it are suspect
+    (None: no verdict); progress: called with the audio seconds of each vocoded batch; info: ShardStats fields
+    about the actor (actor, device, backend, precision, ready_s, load_path ...)."""
+    started = time.perf_counter()
+    sink.remove_partials()
+    results: list[dict[str, Any] | None] = [None] * shard.rows
+    n_mels = checks.n_mels if isinstance(checks, MelChecks) else int(checks)
+    written = sink.written()  # one listing of the shard's audio folder (resume)
+    reader = ShardRead(shard, checks, written.__contains__)
+    read_out: Channel = Channel(READ_AHEAD_ROWS)
+    check_out: Channel = Channel(READ_AHEAD_ROWS)
+    write_in: Channel = Channel(WRITE_QUEUE_ROWS)
+    read = StageThread(f"read-{shard.name}", reader.rows, read_out)
+    check = StageThread(f"check-{shard.name}", lambda: check_rows(read_out, checks, shard.name), check_out)
+    writers = WriteStage(sink, results, max_mel_error).start(write_in)
+    read.start()
+    check.start()
+    try:
+        vocoded = vocode_rows(check_out, stream, n_mels, write_in, progress, stop=lambda: _permanent(sink))
+    except Cancelled:  # a writer met a fault of the shard's: join() raises it
+        write_in.close()
+        writers.join()
+        raise
+    except BaseException as err:
+        for channel in (read_out, check_out, write_in):
+            channel.cancel()
+        writers.join()
+        raise err
+    write_in.close()
+    writers.join()
+    ids = reader.passthrough().column("id").to_pylist()
+    for index, result in enumerate(results):
+        if result is None:  # never leave a row out of the manifest
+            results[index] = sink.failed(str(ids[index]) if index < len(ids) else f"#{index}", "row was not read")
+    if sink.fault is not None:  # not done: the driver retries a transient fault, reports a permanent one
+        raise sink.fault
+    stats = _stats(shard, results, time.perf_counter() - started, info)
+    stats.read_s, stats.write_s = read.seconds, writers.seconds
+    stats.check_s = max(check.seconds - read_out.waited, 0.0)
+    stats.frames, stats.vocode_s = vocoded.frames, vocoded.seconds
+    stats.packing_efficiency = vocoded.packing_efficiency
+    sink.finish(results, reader.passthrough(), stats.to_json())
+    return stats
+
+
+def _permanent(sink: ShardSink) -> str | None:
+    """The reason to vocode no more rows: a permanent write fault (no space, permission ...) already seen."""
+    fault = sink.fault
+    return str(fault) if fault is not None and fault.permanent else None
+
+
+def _stats(shard: Shard, results: list[dict[str, Any]], wall: float, info: dict[str, Any] | None) -> ShardStats:
+    status = Counter(r["status"] for r in results)
+    written = [r for r in results if r["status"] in ("ok", "suspect")]
+    audio = sum(r["duration_s"] for r in written)
+    stats = ShardStats(shard=shard.name, rows=len(results), rows_ok=status["ok"], rows_suspect=status["suspect"],
+                       rows_failed=status["error"], rows_clipped=sum(1 for r in written if r.get("clipped")),
+                       audio_seconds=audio, wall_s=wall, x_realtime=audio / wall if wall > 0 else 0.0,
+                       reasons=top_reasons(Counter(r["error"] for r in results if r["error"])))  # fmt: skip
+    return stats.with_info(info or {})

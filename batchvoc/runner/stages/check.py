@@ -1,0 +1,40 @@
+"""The check stage: each decoded mel read in the job's convention and checked before it reaches the device.
+
+`MelChecks.read` (batchvoc/manifest/conventions.py) converts input.mel_scale to the natural-log mel and judges
+whether it looks like one (check.mel_convention: error -> the row's error; warn -> vocoded, logged). Any other
+exception for one row becomes that row's error; the other rows go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+
+from batchvoc.errors import RowError
+from batchvoc.manifest import MelRow
+from batchvoc.manifest.conventions import MelChecks
+
+log = logging.getLogger(__name__)
+WARNINGS_LOGGED = 3  # convention warnings logged per shard (check.mel_convention=warn); the rest are counted
+
+
+def check_rows(rows: Iterable[MelRow], checks: MelChecks | int, shard: str = "") -> Iterator[MelRow]:
+    """rows with each good row's mel converted and checked; a failing row gets mel None and its error."""
+    if not isinstance(checks, MelChecks):
+        checks = MelChecks(int(checks), mode="off")
+    warned = 0
+    for row in rows:
+        if row.mel is not None:
+            try:
+                row.mel, row.warning = checks.read(row.mel)
+            except RowError as err:
+                row.mel, row.error = None, str(err)
+            except Exception as err:  # noqa: BLE001 - one row's fault is never the shard's
+                row.mel, row.error = None, f"mel check failed: {type(err).__name__}: {err}"
+        if row.warning:
+            if warned < WARNINGS_LOGGED:
+                log.warning("row %s (%s): %s", row.index, row.id, row.warning)
+            warned += 1
+        yield row
+    if warned > WARNINGS_LOGGED:
+        log.warning("%s: %d rows in all look like another mel convention (check.mel_convention=warn)", shard, warned)

@@ -1,0 +1,81 @@
+"""The vocode stage: checked rows through the device stream, in the pipeline's own thread (the device's).
+
+Good rows (a mel [n_mels, n_frames]) go to the VocoderStream; every other row (bad, or already written) passes
+straight on to the write stage. Each row leaves as one `Vocoded`, in the order its result is known.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from batchvoc.manifest import MelRow
+from batchvoc.roundtrip import AudioCheck
+from batchvoc.runner.stages.channel import Channel
+from batchvoc.stream import VocoderStream
+
+
+@dataclass
+class Vocoded:
+    """One row for the write stage: audio [n_samples] float32 and its checks, or the error that stopped it, or
+    `written` (a previous run wrote its audio)."""
+
+    index: int
+    id: str
+    audio: np.ndarray | None = None
+    check: AudioCheck | None = None
+    error: str | None = None
+    written: bool = False
+
+
+@dataclass
+class VocodeTimes:
+    """What the stage did: frames sent to the device, seconds spent (not waiting for rows), packing efficiency."""
+
+    frames: int = 0
+    seconds: float = 0.0
+    packing_efficiency: float = 0.0
+
+
+def vocode_rows(rows: Channel[MelRow], stream: VocoderStream, n_mels: int, out: Channel[Vocoded],
+                progress: Callable[[float], None] | None = None,
+                stop: Callable[[], str | None] | None = None) -> VocodeTimes:  # fmt: skip
+    """Vocode the good rows of `rows` into `out`; pass the others on. Raises what the stream raises for the
+    whole shard (a broken device); one row's fault becomes that row's error.
+
+    stop: asked before each row; a reason means "vocode no more rows" (e.g. the disk is full: their writes would
+    fail the same way), and each remaining good row gets it as its error."""
+    times = VocodeTimes()
+    ids: deque[str] = deque()  # ids of the rows in the stream, in order (the stream keeps input order)
+    started = time.perf_counter()
+
+    def good_rows() -> Iterator[tuple[int, np.ndarray]]:
+        for row in rows:
+            if row.mel is None:
+                out.put(Vocoded(row.index, row.id, error=row.error, written=row.error is None))
+                continue
+            reason = stop() if stop is not None else None
+            if reason is not None:
+                out.put(Vocoded(row.index, row.id, error=reason))
+                continue
+            mel = row.mel
+            if mel.ndim != 2 or mel.shape[0] != n_mels or mel.shape[1] == 0:
+                out.put(Vocoded(row.index, row.id, error=f"mel of shape {list(mel.shape)}, expected [{n_mels}, T>0]"))
+                continue
+            times.frames += mel.shape[1]
+            ids.append(row.id)
+            yield row.index, mel
+
+    for done in stream.vocode(good_rows(), progress):
+        key = ids.popleft()
+        if done.error is not None:
+            out.put(Vocoded(done.key, key, error=done.error))
+        else:
+            out.put(Vocoded(done.key, key, audio=done.audio, check=AudioCheck.from_sums(done.sums)))
+    times.seconds = time.perf_counter() - started - rows.waited
+    times.packing_efficiency = stream.packing_efficiency
+    return times

@@ -1,0 +1,180 @@
+"""Typed stats: one shard's (stats/<shard>.json), totals over shards, and the job's summary (summary.json).
+
+    stats = ShardStats(shard="m.rg0000-0003", rows=..., ...)      # the shard pipeline fills it
+    write_json(path, stats.to_json());  ShardStats.from_json(json.loads(text))
+    totals = Totals.merge(stats_of_every_shard)                    # sums; reasons counted together
+    summary = JobSummary(job=totals, this_run=Totals.merge(ran), wall_seconds=..., ...)
+
+Seconds are wall-clock seconds; audio_seconds counts written audio (rows ok or suspect); x_realtime is
+audio_seconds / wall seconds. Keys a reader does not know are kept in `extra` (stats written by a newer
+version still load).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+TOP_REASONS = 20  # reasons kept per shard (the rest counted under "other reasons")
+
+
+def _known(cls, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in payload.items() if k in names}, {k: v for k, v in payload.items() if k not in names}
+
+
+@dataclass
+class Totals:
+    """Row counts, frames, audio and stage times, summable over shards (and runs).
+
+    rows_clipped: rows with at least one sample at or past full scale before PCM conversion. reasons: error or
+    suspect reason -> rows, the most common TOP_REASONS."""
+
+    rows: int = 0
+    rows_ok: int = 0
+    rows_suspect: int = 0
+    rows_failed: int = 0
+    rows_clipped: int = 0
+    frames: int = 0
+    audio_seconds: float = 0.0
+    read_s: float = 0.0
+    check_s: float = 0.0
+    vocode_s: float = 0.0
+    write_s: float = 0.0
+    wall_s: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    SUMMED: ClassVar[tuple[str, ...]] = (
+        "rows", "rows_ok", "rows_suspect", "rows_failed", "rows_clipped", "frames",
+        "audio_seconds", "read_s", "check_s", "vocode_s", "write_s", "wall_s",
+    )  # fmt: skip
+
+    def add(self, other: Totals) -> Totals:
+        """Add other's counts, times and reasons into self; returns self."""
+        for name in self.SUMMED:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.reasons = top_reasons(Counter(self.reasons) + Counter(other.reasons))
+        return self
+
+    @classmethod
+    def merge(cls, items: Iterable[Totals]) -> Totals:
+        """A new Totals summing items (ShardStats or Totals)."""
+        total = cls()
+        for item in items:
+            total.add(item)
+        return total
+
+    def totals(self) -> Totals:
+        """The summable part alone."""
+        return Totals(**{name: getattr(self, name) for name in (*self.SUMMED, "reasons")})
+
+    @property
+    def rows_not_ok(self) -> int:
+        return self.rows_suspect + self.rows_failed
+
+    def to_json(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload.update(payload.pop("extra", None) or {})
+        return payload
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]):
+        known, extra = _known(cls, payload)
+        item = cls(**known)
+        if "extra" in {f.name for f in fields(cls)}:
+            item.extra = extra
+        return item
+
+
+@dataclass
+class ShardStats(Totals):
+    """stats/<shard>.json: the shard's Totals plus who ran it, how, and how fast.
+
+    ready_s: seconds the actor took to get ready (model, engine); load_path: how the engine was obtained (e.g.
+    "aoti package", "compiled"); packing_efficiency: kept frames / frames run by the engine."""
+
+    shard: str = ""
+    x_realtime: float = 0.0
+    device: str = ""
+    backend: str = ""
+    precision: str = ""
+    batch: int = 0
+    chunk: int = 0
+    context: int = 0
+    packing_efficiency: float = 0.0
+    actor: str = ""
+    ready_s: float | None = None
+    load_path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_info(self, info: dict[str, Any]) -> ShardStats:
+        """Set the fields `info` names (actor, device, backend, ...); other keys go to `extra`. Returns self."""
+        names = {f.name for f in fields(self)} - set(Totals.SUMMED) - {"reasons", "extra", "shard"}
+        for key, value in info.items():
+            if key in names:
+                setattr(self, key, value)
+            else:
+                self.extra[key] = value
+        return self
+
+
+@dataclass
+class JobSummary:
+    """summary.json: the whole job's totals (earlier runs' shards included) and this run's apart.
+
+    x_realtime: this run's audio_seconds / wall_seconds; startup_s: seconds from the job's start until the first
+    actor was ready."""
+
+    job: Totals
+    this_run: Totals
+    wall_seconds: float = 0.0
+    startup_s: float = 0.0
+    x_realtime: float = 0.0
+    actors: int = 0
+    backend: str = ""
+    precision: str = ""
+    devices: list[str] = field(default_factory=list)
+    shards: int = 0
+    shards_skipped: int = 0
+    shards_failed: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """1: some shards could not finish or there were no rows; 2: some rows failed or are suspect; else 0."""
+        if self.shards_failed or self.job.rows == 0:
+            return 1
+        return 2 if self.job.rows_not_ok else 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The job's totals at the top level (rows_ok, rows_suspect, rows_failed, rows_clipped, audio_seconds,
+        ...), this run's under "this_run", then the rest."""
+        payload = self.job.to_json()
+        payload["this_run"] = self.this_run.to_json()
+        for f in fields(self):
+            if f.name not in ("job", "this_run", "extra"):
+                payload[f.name] = getattr(self, f.name)
+        payload.update(self.extra)
+        return payload
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> JobSummary:
+        payload = dict(payload)
+        this_run = Totals.from_json(payload.pop("this_run", {}))
+        job_keys = {f.name for f in fields(Totals)}
+        job = Totals.from_json({k: payload.pop(k) for k in list(payload) if k in job_keys})
+        known, extra = _known(cls, payload)
+        return cls(job=job, this_run=this_run, **known, extra=extra)
+
+
+def top_reasons(counts: Counter, keep: int = TOP_REASONS) -> dict[str, int]:
+    """The `keep` most common reasons (most common first), the rest summed under "other reasons"."""
+    common = counts.most_common(keep)
+    rest = sum(counts.values()) - sum(n for _, n in common)
+    out = dict(common)
+    if rest:
+        out["other reasons"] = out.get("other reasons", 0) + rest
+    return out

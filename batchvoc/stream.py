@@ -1,0 +1,176 @@
+"""The device stream: packed batches to the engine's device and back, batches in flight, the audio checks.
+
+    stream = VocoderStream(engine, plan, sample_rate, round_trip=RoundTrip(preset, engine.device))
+    for done in stream.vocode(items):          # items: (key, mel [n_mels, T] float32), in order
+        done.key, done.audio, AudioCheck.from_sums(done.sums), done.error
+
+On a GPU the mel batch goes up through pinned memory (a non-blocking copy queued behind the work already on the
+stream), the engine and the round-trip check run on the current stream, and the audio and per-frame check values
+come back on a copy stream of their own into two alternating pinned buffers; the next batch is packed and
+launched before the previous one's audio is waited for, so the device does not wait on the host between batches.
+Chunking and stitching are batchvoc/chunking.py (numpy only); the check's maths are batchvoc/roundtrip.py.
+
+A batch whose engine call or copy raises fails only the utterances with a piece in it (their `error` says why);
+`MAX_FAILED_BATCHES` failures in a row mean the device itself is broken, and the stream raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from batchvoc.chunking import ChunkPlan, PackedBatch, Stitched, Stitcher, pack_plan
+from batchvoc.roundtrip import FRAME_VALUES, RoundTrip, audio_counts
+
+log = logging.getLogger(__name__)
+MAX_FAILED_BATCHES = 3
+
+Waiter = Callable[[], tuple[np.ndarray, np.ndarray]]
+
+
+def to_device(array: np.ndarray, device: torch.device | str) -> Tensor:
+    """array as a tensor on device; bound for a GPU it goes through pinned memory, so the copy is queued behind
+    the work already on the stream instead of blocking the host until that work is done (a pageable copy does)."""
+    t = torch.from_numpy(array)
+    if torch.device(device).type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+class VocoderStream:
+    """An engine, its chunk plan and the audio checks: `vocode(items)` yields each utterance's Stitched result.
+
+    engine: `engine(mel [B, n_mels, L] float32, bounds [B, 2, L] int64) -> audio [B, L * hop]` on `device`
+    (an Engine, or any callable); round_trip: the mel check (None: only clipping and non-finite samples are
+    counted); sample_rate: output rate, for progress in audio seconds.
+    """
+
+    def __init__(self, engine: Callable, plan: ChunkPlan, sample_rate: int, round_trip: RoundTrip | None = None,
+                 device: torch.device | str | None = None):  # fmt: skip
+        self.engine, self.plan, self.sample_rate, self.round_trip = engine, plan, sample_rate, round_trip
+        self.device = torch.device(device if device is not None else getattr(engine, "device", "cpu"))
+        self.checker = round_trip or _CountOnly()
+        self.frames_kept = self.frames_run = 0  # over the last vocode() call: the pieces' frames / B * L per batch
+
+    @property
+    def packing_efficiency(self) -> float:
+        """Kept frames / frames the engine ran, over the last vocode() call (0 before any batch)."""
+        return self.frames_kept / self.frames_run if self.frames_run else 0.0
+
+    def vocode(self, items: Iterable[tuple[Hashable, np.ndarray]],
+               progress: Callable[[float], None] | None = None) -> Iterator[Stitched]:  # fmt: skip
+        """Stitched utterances in input order (audio [T_i * hop] float32, check sums [FRAME_VALUES]).
+
+        progress: called with the audio seconds of each batch once its audio is back on the host.
+        Raises ValueError for a mel of the wrong shape (validate rows first), RuntimeError after
+        MAX_FAILED_BATCHES failed batches in a row."""
+        stitcher = Stitcher(self.plan.hop)
+        copies = _HostCopies()
+        failures = 0
+        self.frames_kept = self.frames_run = 0
+        waiting: tuple[PackedBatch, Waiter | None, str | None] | None = None
+        for packed in pack_plan(items, self.plan):
+            launched, error = self._launch(packed, copies)
+            self.frames_kept += packed.real_frames
+            self.frames_run += packed.mel.shape[0] * packed.length if packed.rows_used else 0
+            if waiting is not None:
+                done, failures = self._finish(stitcher, *waiting, failures, progress)
+                yield from done
+            waiting = (packed, launched, error)
+        if waiting is not None:
+            done, failures = self._finish(stitcher, *waiting, failures, progress)
+            yield from done
+        if stitcher.pending:
+            raise RuntimeError("stream ended inside an utterance")
+
+    def _launch(self, packed: PackedBatch, copies: _HostCopies) -> tuple[Waiter | None, str | None]:
+        """Start a batch on the device; (a wait() for its audio and check values, None) or (None, the error)."""
+        if not packed.rows_used:  # only empty utterances: nothing to run
+            rows = packed.mel.shape[0]
+            zeros = np.zeros((rows, packed.length * self.plan.hop), np.float32)
+            values = np.zeros((FRAME_VALUES, rows, packed.length), np.float32)
+            return (lambda: (zeros, values)), None
+        try:
+            mel, bounds = to_device(packed.mel, self.device), to_device(packed.bounds, self.device)
+            with torch.inference_mode():
+                audio = self.engine(mel, bounds)
+                values = self.checker.frame_values(audio, mel, bounds)
+            return copies(audio.reshape(audio.shape[0], -1), values), None
+        except (RuntimeError, ValueError, TypeError) as err:  # one batch's failure is its utterances'
+            return None, _reason(err)
+
+    def _finish(self, stitcher: Stitcher, packed: PackedBatch, launched: Waiter | None, error: str | None,
+                failures: int, progress) -> tuple[list[Stitched], int]:  # fmt: skip
+        audio = values = None
+        if launched is not None:
+            try:
+                audio, values = launched()
+            except RuntimeError as err:  # an asynchronous device error surfaces at the wait
+                error = _reason(err)
+        if error is not None:
+            failures += 1
+            log.error("a batch of %d utterance pieces failed: %s", len(packed.pieces), error)
+            if failures >= MAX_FAILED_BATCHES:
+                raise RuntimeError(f"{failures} batches in a row failed on {self.device}; last: {error}")
+            return stitcher.feed(packed, None, error=error), failures
+        if progress is not None:
+            progress(packed.real_frames * self.plan.hop / self.sample_rate)
+        return stitcher.feed(packed, audio, values), 0
+
+
+def _reason(err: BaseException) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return f"vocoding failed: {type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+class _CountOnly:
+    """The checks without the round trip: clipping and non-finite samples only."""
+
+    @staticmethod
+    def frame_values(audio: Tensor, mel: Tensor, bounds: Tensor) -> Tensor:
+        return audio_counts(audio, bounds)
+
+
+def _pinned(shape: torch.Size) -> Tensor:
+    return torch.empty(shape, dtype=torch.float32, pin_memory=True)
+
+
+class _HostCopies:
+    """Starts device-to-host copies of (audio, values) into two alternating pairs of pinned buffers, on a copy
+    stream of their own (so the next batch's kernels need not wait for them); each call returns a wait() for one
+    pair. On a CPU the tensors are handed back as numpy arrays."""
+
+    def __init__(self):
+        self._buffers: list[tuple[Tensor, Tensor]] = []
+        self._turn = 0
+        self._stream: torch.cuda.Stream | None = None
+
+    def __call__(self, audio: Tensor, values: Tensor) -> Waiter:
+        if audio.device.type != "cuda":
+            host = (audio.detach().float().numpy(), values.detach().numpy())
+            return lambda: host
+        audio = audio.detach().float()
+        if not self._buffers or (self._buffers[0][0].shape, self._buffers[0][1].shape) != (audio.shape, values.shape):
+            self._buffers = [(_pinned(audio.shape), _pinned(values.shape)) for _ in range(2)]
+        pair = self._buffers[self._turn]
+        self._turn ^= 1
+        if self._stream is None or self._stream.device != audio.device:
+            self._stream = torch.cuda.Stream(audio.device)
+        self._stream.wait_stream(torch.cuda.current_stream(audio.device))
+        with torch.cuda.stream(self._stream):
+            pair[0].copy_(audio, non_blocking=True)
+            pair[1].copy_(values, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self._stream)
+        audio.record_stream(self._stream)  # the allocator must not hand their memory out before the copies end
+        values.record_stream(self._stream)
+
+        def wait() -> tuple[np.ndarray, np.ndarray]:
+            done.synchronize()
+            return pair[0].numpy(), pair[1].numpy()
+
+        return wait
