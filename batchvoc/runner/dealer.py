@@ -9,6 +9,7 @@ once, to the others. Progress moves per vocoded batch: the driver polls each act
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -79,7 +80,9 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
             in_flight[actor.handle.run.remote(shard)] = (actor, shard)
             actor.busy += 1
 
-    with tqdm(total=round(total, 1), unit="s audio", dynamic_ncols=True, smoothing=0.1) as bar:
+    # a redirected log gets a line every 30 s, not a redraw per poll
+    interval = 0.5 if sys.stderr.isatty() else 30.0
+    with tqdm(total=round(total, 1), unit="s audio", dynamic_ncols=True, smoothing=0.1, mininterval=interval) as bar:
         while in_flight or starting or (pending and any(a.ready and not a.dead for a in crew)):
             polls = {a.poll: a for a in crew if a.poll is not None}
             refs = [*starting, *in_flight, *polls]
@@ -125,8 +128,9 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
             for actor in crew:
                 if actor.busy and actor.poll is None and now - actor.polled_at >= POLL_S:
                     actor.poll, actor.polled_at = actor.handle.poll.remote(), now
-            bar.n = round(min(sum(sum(a.vocoded.values()) for a in crew), total), 1)
-            bar.refresh()
+            vocoded = round(min(sum(sum(a.vocoded.values()) for a in crew), total), 1)
+            if vocoded != bar.n:
+                bar.update(vocoded - bar.n)  # update, not refresh: tqdm keeps to mininterval
             if result.stopped:
                 for actor in crew:  # their shards in flight end with them; partial files go on the next run
                     ray.kill(actor.handle, no_restart=True)
