@@ -28,7 +28,8 @@ def test_every_setting_maps_to_a_schema_key_and_takes_its_default():
         assert OmegaConf.select(schema, key, default="<missing>") != "<missing>", key
     settings = JobSettings.from_config({"output": {"dir": "/x"}})
     assert settings.batch == schema.engine.batch and settings.precision == "fp16" and settings.fmt == "wav"
-    assert settings.mel_scale == "ln" and settings.mel_convention == "error" and settings.max_mel_error is None
+    assert settings.mel_scale == "ln" and settings.mel_convention == "error"
+    assert settings.max_mel_error == schema.check.max_mel_error == 0.8
     assert settings.storage_options == {} and settings.engine_options == {} and settings.overwrite is False
 
 
