@@ -81,10 +81,10 @@ def run(cfg: DictConfig) -> int:
     report = run_job(settings)
     s = report.summary
     log.info(
-        "batchvoc: %d rows ok, %d failed; %.3f h of audio, %.1fx real time on %d actor(s) (%s %s); "
+        "batchvoc: %d rows ok, %d suspect, %d failed; %.3f h of audio, %.1fx real time on %d actor(s) (%s %s); "
         "outputs in %s (summary.json)",
-        s["rows_ok"], s["rows_failed"], s["audio_seconds"] / 3600, s["x_realtime"], s["actors"], s["backend"],
-        s["precision"], settings.out_url,
+        s["rows_ok"], s.get("rows_suspect", 0), s["rows_failed"], s["audio_seconds"] / 3600, s["x_realtime"],
+        s["actors"], s["backend"], s["precision"], settings.out_url,
     )  # fmt: skip
     if s.get("write_fault"):
         log.error("batchvoc: %d rows not written: %s", s.get("rows_not_written", 0), s["write_fault"])

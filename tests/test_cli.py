@@ -64,7 +64,7 @@ def test_demo_makes_real_audio(tmp_path):
         audio, rate = sf.read(path)
         assert rate == 22050 and audio.size > 0.7 * rate
         assert np.sqrt(np.mean(audio**2)) > 0.01  # not silent
-    assert "3 rows ok, 0 failed" in result.stdout
+    assert "3 rows ok, 0 suspect, 0 failed" in result.stdout
 
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
@@ -121,7 +121,8 @@ def test_v3_bf16_runs_an_nvidia_checkpoint_folder_end_to_end(tmp_path):
     write_manifest(tmp_path / "in" / "m.parquet", mel_rows(3, 100, frames=[12, 30, 7]))
     out = tmp_path / "out"
     result = batchvoc("job=v3_bf16", f"model.checkpoint={tmp_path / 'ckpt'}", f"input.manifest={tmp_path / 'in'}",
-                      f"output.dir={out}", "engine.backend=eager", "engine.batch=2")  # fmt: skip
+                      f"output.dir={out}", "engine.backend=eager", "engine.batch=2",
+                      "check.max_mel_error=null")  # fmt: skip  # random weights: their audio matches no mel
     assert result.returncode == 0, result.stdout + result.stderr
     table = [r for p in (out / "manifest").glob("*.parquet") for r in pq.read_table(p).to_pylist()]
     assert sorted(r["n_samples"] for r in table) == [7 * 256, 12 * 256, 30 * 256]
@@ -144,7 +145,7 @@ def test_multirun_runs_every_job_into_its_own_folder_and_exits_with_the_worst(tm
         files = list((out / str(num)).rglob("*.wav"))
         assert len(files) == 6 and {sf.info(p).subtype for p in files} == {subtype}
         log = next((out / str(num) / "logs").rglob("batchvoc.log")).read_text()
-        assert "6 rows ok, 0 failed" in log  # the summary line reaches each job's log file
+        assert "6 rows ok, 0 suspect, 0 failed" in log  # the summary line reaches each job's log file
     assert not (out / "2" / "summary.json").exists()
     assert "output.subtype" in result.stderr and "PCM_99" in result.stderr
     console = result.stdout + result.stderr  # redirected: no colour codes, no token banner

@@ -111,7 +111,7 @@ def test_a_driver_joins_with_ray_client_and_the_token(head, manifest, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rows_ok"] == 6 and summary["actors"] >= 1
     log = next((out / "logs").rglob("batchvoc.log")).read_text()
-    assert "6 rows ok, 0 failed" in log  # the final summary line reaches the job's log file
+    assert "6 rows ok, 0 suspect, 0 failed" in log  # the final summary line reaches the job's log file
     assert "\x1b[" not in result.stdout + result.stderr  # the head colours worker logs; a pipe gets them plain
 
 

@@ -40,13 +40,18 @@ def for_existing_cluster() -> None:
         _set(MODE, "token")
 
 
+# One token for every local cluster of this process: Ray caches the token it loaded per process, so a sweep's
+# second local cluster with a fresh token would refuse this very process ("Failed to start GCS").
+_PROCESS_TOKEN = secrets.token_hex(32)
+
+
 def for_local_cluster() -> None:
     """A local cluster with token authentication and a fresh token of its own (unless the user chose otherwise)."""
     mode = os.environ.get(MODE)
     if mode is None:
         _set(MODE, "token")
     if (mode is None or mode.lower() == "token") and not os.environ.get(TOKEN) and not os.environ.get(TOKEN_PATH):
-        _set(TOKEN, secrets.token_hex(32))
+        _set(TOKEN, _PROCESS_TOKEN)
 
 
 def restore() -> None:
