@@ -95,7 +95,7 @@ def test_a_job_reads_and_writes_the_bucket_and_a_rerun_skips_what_is_done(bucket
 
     again = run_job(settings)
     assert again.exit_code == 0 and again.summary["shards_skipped"] == again.summary["shards"]
-    assert again.summary["actors"] == 0 and again.summary["rows_ok"] == 10
+    assert again.summary["this_run"]["shards"] == 0 and again.summary["rows_ok"] == 10
     assert {key: fs.info(key)["LastModified"] for key in sorted(fs.find(f"{out}/audio"))} == written
 
 

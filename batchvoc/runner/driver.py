@@ -123,8 +123,9 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
         summary = _summary(settings, store, shards, {s.name for s in todo}, wall, dealt)
         if dealt.first_audio_at:
             timeline.events["first audio written"] = round(dealt.first_audio_at - timeline.origin, 3)
-        summary["started_at"] = started_at
-        summary["timeline"] = dict(sorted(timeline.events.items(), key=lambda kv: kv[1]))
+        if todo or "timeline" not in summary:  # a rerun with nothing to do keeps the working run's
+            summary["started_at"] = started_at
+            summary["timeline"] = dict(sorted(timeline.events.items(), key=lambda kv: kv[1]))
         if settings.lhotse:
             _write_lhotse(store.url)
         _write_report(store.url, summary)
@@ -277,9 +278,10 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
     actors_info = dealt.actors
     first = actors_info[0] if actors_info else {}
     startup = dealt.first_audio_at - process_started_at() if dealt.first_audio_at else None
-    return dict(
+    summary = dict(
         rows_ok=sum(s["rows_ok"] for s in stats),
         rows_suspect=sum(s.get("rows_suspect", 0) for s in stats),
+        rows_clipped=sum(s.get("rows_clipped", 0) for s in stats),
         rows_failed=sum(s["rows_failed"] for s in stats) + sum(unwritten.values()),
         rows_not_written=sum(unwritten.values()),
         audio_seconds=audio,
@@ -309,3 +311,13 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
         ),
         config=settings.config,
     )
+    if not ran and store.exists("summary.json"):
+        # nothing ran: the job's figures stay those of the last run that did the work (this_run says 0)
+        earlier = store.read_json("summary.json")
+        summary.update({k: earlier[k] for k in LAST_WORKING_RUN if k in earlier})
+    return summary
+
+
+# summary keys that describe the run that did the work, kept by a rerun that finds nothing to do
+LAST_WORKING_RUN = ("wall_seconds", "startup_s", "x_realtime", "actors", "actors_ready", "backend", "precision",
+                    "devices", "timeline", "started_at")

@@ -58,8 +58,10 @@ def test_two_cpu_actors_write_every_row_exactly_once(tmp_path, ray_cluster):
     assert numbers["actors"] == 2 and numbers["rows_ok"] == 200 and numbers["balance_max_over_min"] >= 1.0
 
     again = run_job(settings)  # everything done: nothing runs, nothing is written
-    assert again.summary["shards_skipped"] == again.summary["shards"] and again.summary["actors"] == 0
-    assert again.summary["rows_ok"] == 200
+    assert again.summary["shards_skipped"] == again.summary["shards"] and again.summary["this_run"]["shards"] == 0
+    assert again.summary["rows_ok"] == 200 and again.summary["this_run"]["rows_ok"] == 0
+    written = json.loads((settings.out_path / "summary.json").read_text())
+    assert again.summary["actors"] == written["actors"] == 2  # the job's figures: those of the run that did the work
 
 
 def test_bad_rows_give_exit_code_2(tmp_path, ray_cluster):
