@@ -32,7 +32,6 @@ KEYS: dict[str, str] = {
     "engine_options": "engine.options",
     "address": "cluster.address",
     "cpu_actors": "cluster.cpu_actors",
-    "max_attempts": "cluster.max_attempts",
     "max_restarts": "cluster.max_restarts",
     "max_task_retries": "cluster.max_task_retries",
     "shard_seconds": "input.shard_seconds",
@@ -68,7 +67,6 @@ class JobSettings:
     engine_options: dict[str, Any] = field(default_factory=dict)  # engine.options: engine tunables
     address: str = ClusterConf.address  # cluster.address
     cpu_actors: int = ClusterConf.cpu_actors  # cluster.cpu_actors
-    max_attempts: int = ClusterConf.max_attempts  # cluster.max_attempts: tries per shard before it is failed
     max_restarts: int = ClusterConf.max_restarts  # cluster.max_restarts: Ray restarts of a dead actor
     max_task_retries: int = ClusterConf.max_task_retries  # cluster.max_task_retries: Ray retries of a shard
     shard_seconds: float = InputConf.shard_seconds  # input.shard_seconds: audio per shard
@@ -116,7 +114,7 @@ class JobSettings:
             raise ConfigError("engine.window", f"must be a positive number of frames, not {self.window}")
         if self.cpu_actors < 1:
             raise ConfigError("cluster.cpu_actors", f"must be at least 1, not {self.cpu_actors}")
-        for name in ("max_attempts", "max_restarts", "max_task_retries"):
+        for name in ("max_restarts", "max_task_retries"):
             if getattr(self, name) < 0:
                 raise ConfigError(KEYS[name], f"must be 0 or more, not {getattr(self, name)}")
         from batchvoc.manifest.conventions import MelChecks
