@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from batchvoc.batching import vocode
+from batchvoc.chunking import ChunkPlan
 from batchvoc.engines import Engine
 from batchvoc.errors import RowError
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.models.presets import Preset
 from batchvoc.runtime import EngineOptions, build_runtime, resolve_device
+from batchvoc.stream import vocode_audio
 
 MelLike = np.ndarray | torch.Tensor
 
@@ -178,8 +179,8 @@ class Vocoder:
         return results  # type: ignore[return-value]
 
     def _run(self, items: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
-        return vocode(self.engine, items, self.window, self.context, self.batch, self.preset.silence,
-                      self.hop_length)  # fmt: skip
+        plan = ChunkPlan(self.window, self.context, self.batch, self.preset.silence, self.hop_length)
+        return vocode_audio(self.engine, items, plan)
 
     def describe(self) -> str:
         """One line: preset, engine (backend, precision, device, shape) and packing."""

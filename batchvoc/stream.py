@@ -122,6 +122,17 @@ class VocoderStream:
         return stitcher.feed(packed, audio, values), 0
 
 
+def vocode_audio(engine: Callable, items: Iterable[tuple[Hashable, np.ndarray]], plan: ChunkPlan,
+                 round_trip: RoundTrip | None = None) -> Iterator[tuple[Hashable, np.ndarray]]:  # fmt: skip
+    """(key, audio [T_i * hop] float32) in input order, for callers that hold mels [n_mels, T_i] (the bench, the
+    Python API); the round trip's device work runs when given (its verdicts are not returned). Raises RuntimeError
+    naming the reason when a batch fails."""
+    for done in VocoderStream(engine, plan, sample_rate=1, round_trip=round_trip).vocode(items):
+        if done.error is not None:
+            raise RuntimeError(done.error)
+        yield done.key, done.audio
+
+
 def _reason(err: BaseException) -> str:
     lines = [line for line in str(err).splitlines() if line.strip()]
     return f"vocoding failed: {type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from batchvoc.batching import vocode, window_for
+from batchvoc.chunking import ChunkPlan
+from batchvoc.chunking import chunk_frames_for as window_for
 from batchvoc.engines import build_engine
 from batchvoc.models import load_vocoder
+from batchvoc.stream import vocode_audio
 from tests.models.test_hifigan import _speechlike_mel
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -44,7 +46,7 @@ def test_inductor_fp16_matches_fp32_eager_on_universal_weights():
     assert fast.precision == precision
 
     def run(engine):
-        out = vocode(engine, items, window, context, batch, preset.silence, preset.hop_length)
+        out = vocode_audio(engine, items, ChunkPlan(window, context, batch, preset.silence, preset.hop_length))
         return {key: audio for key, audio in out}
 
     ref, got = run(reference), run(fast)
