@@ -10,15 +10,18 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from batchvoc.stats import ShardStats, Totals
+
 
 def report(out_dir: Path) -> dict:
     """Totals over the job's shards; `busy_x_realtime` excludes start-up (audio / the busiest actor's shard time)."""
     summary = json.loads((out_dir / "summary.json").read_text())
-    stats = [json.loads(p.read_text()) for p in sorted((out_dir / "stats").glob("*.json"))]
+    stats = [ShardStats.from_json(json.loads(p.read_text())) for p in sorted((out_dir / "stats").glob("*.json"))]
     busy: dict[str, float] = defaultdict(float)
     for s in stats:
-        busy[s["actor"]] += s["wall_s"]
-    audio = sum(s["audio_seconds"] for s in stats)
+        busy[s.actor] += s.wall_s
+    totals = Totals.merge(stats)
+    audio = totals.audio_seconds
     busiest = max(busy.values()) if busy else 0.0
     return dict(
         rows_ok=summary["rows_ok"],
@@ -29,9 +32,9 @@ def report(out_dir: Path) -> dict:
         busy_x_realtime=audio / busiest if busiest else 0.0,
         actors=len(busy),
         balance_max_over_min=max(busy.values()) / min(busy.values()) if busy else 0.0,
-        read_s=sum(s["read_s"] for s in stats),
-        vocode_s=sum(s["vocode_s"] for s in stats),
-        write_s=sum(s["write_s"] for s in stats),
+        read_s=totals.read_s,
+        vocode_s=totals.vocode_s,
+        write_s=totals.write_s,
         backend=summary["backend"],
         precision=summary["precision"],
         devices=summary.get("devices"),

@@ -36,6 +36,7 @@ from batchvoc.runner.resume import hold_output
 from batchvoc.runner.worker import weights_of
 from batchvoc.settings import JobSettings
 from batchvoc.sink import check_format, check_writable
+from batchvoc.stats import ShardStats, Totals
 from batchvoc.storage import Store, WriteFault
 
 log = logging.getLogger(__name__)
@@ -271,18 +272,18 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
     names = {n.removesuffix(".json") for n in store.listing("stats") if "/" not in n}
     stats = [store.read_json(f"stats/{s.name}.json") for s in shards if s.name in names & done]
     unwritten = {s.name: s.rows for s in shards if s.name not in done}
-    now = [s for s in stats if s["shard"] in ran]
-    audio = sum(s["audio_seconds"] for s in stats)
-    audio_now = sum(s["audio_seconds"] for s in now)
+    job = Totals.merge(ShardStats.from_json(s) for s in stats)
+    run = Totals.merge(ShardStats.from_json(s) for s in stats if s["shard"] in ran)
+    audio, audio_now = job.audio_seconds, run.audio_seconds
     faults = [reason for reason in dealt.failed.values() if reason.startswith("cannot write to output.dir")]
     actors_info = dealt.actors
     first = actors_info[0] if actors_info else {}
     startup = dealt.first_audio_at - process_started_at() if dealt.first_audio_at else None
     summary = dict(
-        rows_ok=sum(s["rows_ok"] for s in stats),
-        rows_suspect=sum(s.get("rows_suspect", 0) for s in stats),
-        rows_clipped=sum(s.get("rows_clipped", 0) for s in stats),
-        rows_failed=sum(s["rows_failed"] for s in stats) + sum(unwritten.values()),
+        rows_ok=job.rows_ok,
+        rows_suspect=job.rows_suspect,
+        rows_clipped=job.rows_clipped,
+        rows_failed=job.rows_failed + sum(unwritten.values()),
         rows_not_written=sum(unwritten.values()),
         audio_seconds=audio,
         wall_seconds=wall,
@@ -302,9 +303,9 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
         top_failures=_top_failures(store, stats),
         this_run=dict(
             shards=len(ran),
-            rows_ok=sum(s["rows_ok"] for s in now),
-            rows_suspect=sum(s.get("rows_suspect", 0) for s in now),
-            rows_failed=sum(s["rows_failed"] for s in now) + sum(unwritten.values()),
+            rows_ok=run.rows_ok,
+            rows_suspect=run.rows_suspect,
+            rows_failed=run.rows_failed + sum(unwritten.values()),
             audio_seconds=audio_now,
             wall_seconds=wall,
             x_realtime=audio_now / wall if wall > 0 else 0.0,
