@@ -122,6 +122,9 @@ def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0) -> HeadN
            *(f"{flag}={port}" for flag, port in ports.items())]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_path))
+    # The client server starts one process per ray:// driver and gives it 30 s to listen; two suites side by side
+    # on 2 cores take longer than that ("Initialization failure from server").
+    env.setdefault("RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S", "300")
     log = folder / "ray_head.log"
     with open(log, "w") as out:
         process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
