@@ -72,6 +72,7 @@ def worst(codes: list[int]) -> int:
 
 
 def run(cfg: DictConfig) -> int:
+    """One job from its resolved config; logs the closing summary line and returns the job's exit code."""
     from batchvoc.runner.driver import run_job
     from batchvoc.settings import JobSettings
 
@@ -81,13 +82,13 @@ def run(cfg: DictConfig) -> int:
     report = run_job(settings)
     s = report.summary
     log.info(
-        "batchvoc: %d rows ok, %d suspect, %d failed; %.3f h of audio, %.1fx real time on %d actor(s) (%s %s); "
-        "outputs in %s (summary.json)",
-        s["rows_ok"], s.get("rows_suspect", 0), s["rows_failed"], s["audio_seconds"] / 3600, s["x_realtime"],
-        s["actors"], s["backend"], s["precision"], settings.out_url,
+        "batchvoc: %d rows ok, %d suspect, %d failed, %d clipped; %.3f h of audio, %.1fx real time on %d actor(s) "
+        "(%s %s); outputs in %s (summary.json)",
+        s.rows_ok, s.rows_suspect, s.rows_failed, s.rows_clipped, s.audio_seconds / 3600, s.x_realtime, s.actors,
+        s.backend, s.precision, settings.out_url,
     )  # fmt: skip
-    if s.get("write_fault"):
-        log.error("batchvoc: %d rows not written: %s", s.get("rows_not_written", 0), s["write_fault"])
+    if s.write_fault:
+        log.error("batchvoc: %d rows not written: %s", s.rows_not_written, s.write_fault)
     if report.failed_shards:
         log.error("batchvoc: shards that could not finish: %s; run again to retry", ", ".join(report.failed_shards))
     return report.exit_code

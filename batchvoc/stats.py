@@ -3,7 +3,8 @@
     stats = ShardStats(shard="m.rg0000-0003", rows=..., ...)      # the shard pipeline fills it
     write_json(path, stats.to_json());  ShardStats.from_json(json.loads(text))
     totals = Totals.merge(stats_of_every_shard)                    # sums; reasons counted together
-    summary = JobSummary(job=totals, this_run=Totals.merge(ran), wall_seconds=..., ...)
+    summary = JobSummary(rows_ok=totals.rows_ok, ..., this_run=RunSummary(...))  # the driver builds it
+    store.write_json("summary.json", summary.to_json());  JobSummary.from_json(json.loads(text)).rows_ok
 
 Seconds are wall-clock seconds; audio_seconds counts written audio (rows ok or suspect); x_realtime is
 audio_seconds / wall seconds. Keys a reader does not know are kept in `extra` (stats written by a newer
@@ -20,9 +21,20 @@ from typing import Any, ClassVar
 TOP_REASONS = 20  # reasons kept per shard (the rest counted under "other reasons")
 
 
-def _known(cls, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in payload.items() if k in names}, {k: v for k, v in payload.items() if k not in names}
+def _json_of(item: Any) -> dict[str, Any]:
+    """A stats dataclass as JSON: its fields by name (nested ones as dicts), its `extra` keys at the top level."""
+    payload = asdict(item)
+    payload.update(payload.pop("extra", None) or {})
+    return payload
+
+
+def _from_json(cls: type, payload: dict[str, Any]) -> Any:
+    """cls from its JSON: the keys it has a field for; the others in its `extra` (dropped where it has none)."""
+    names = {f.name for f in fields(cls)} - {"extra"}
+    item = cls(**{k: v for k, v in payload.items() if k in names})
+    if hasattr(item, "extra"):
+        item.extra = {k: v for k, v in payload.items() if k not in names}
+    return item
 
 
 @dataclass
@@ -75,17 +87,11 @@ class Totals:
         return self.rows_suspect + self.rows_failed
 
     def to_json(self) -> dict[str, Any]:
-        payload = asdict(self)
-        payload.update(payload.pop("extra", None) or {})
-        return payload
+        return _json_of(self)
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]):
-        known, extra = _known(cls, payload)
-        item = cls(**known)
-        if "extra" in {f.name for f in fields(cls)}:
-            item.extra = extra
-        return item
+        return _from_json(cls, payload)
 
 
 @dataclass
@@ -121,53 +127,71 @@ class ShardStats(Totals):
 
 
 @dataclass
-class JobSummary:
-    """summary.json: the whole job's totals (earlier runs' shards included) and this run's apart.
+class RunSummary:
+    """summary.json's `this_run`: this run's own shards, rows, written audio and speed."""
 
-    x_realtime: this run's audio_seconds / wall_seconds; startup_s: seconds from the job's start until the first
-    actor was ready."""
-
-    job: Totals
-    this_run: Totals
+    shards: int = 0
+    rows_ok: int = 0
+    rows_suspect: int = 0
+    rows_failed: int = 0
+    audio_seconds: float = 0.0
     wall_seconds: float = 0.0
-    startup_s: float = 0.0
+    x_realtime: float = 0.0
+
+
+@dataclass
+class JobSummary:
+    """summary.json: the whole job's figures (earlier runs' shards included), this run's apart in `this_run`.
+
+    rows_failed counts the rows of shards not written (rows_not_written, write_fault naming the cause);
+    startup_s: process start to the first audio written (None when nothing was vocoded); x_realtime: this run's
+    audio_seconds / wall_seconds; actors_ready: per actor {actor, ready_s, load_path, device, pid}; top_failures:
+    [{status, rows, example_id, reason}]; timeline: seconds from process start to each step; started_at: epoch
+    seconds. Keys a reader does not know are kept in `extra`."""
+
+    rows_ok: int = 0
+    rows_suspect: int = 0
+    rows_clipped: int = 0
+    rows_failed: int = 0
+    rows_not_written: int = 0
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    startup_s: float | None = None
     x_realtime: float = 0.0
     actors: int = 0
+    actors_ready: list[dict[str, Any]] = field(default_factory=list)
     backend: str = ""
     precision: str = ""
     devices: list[str] = field(default_factory=list)
     shards: int = 0
     shards_skipped: int = 0
     shards_failed: list[str] = field(default_factory=list)
+    stopped_early: str | None = None
+    shards_not_written: list[str] = field(default_factory=list)
+    write_fault: str | None = None
+    top_failures: list[dict[str, Any]] = field(default_factory=list)
+    this_run: RunSummary = field(default_factory=RunSummary)
     config: dict[str, Any] = field(default_factory=dict)
+    started_at: float | None = None
+    timeline: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        """1: some shards could not finish or there were no rows; 2: some rows failed or are suspect; else 0."""
-        if self.shards_failed or self.job.rows == 0:
+        """1: some shards could not finish, or the job stopped early; 2: some rows failed or are suspect; else 0."""
+        if self.shards_failed or self.shards_not_written or self.stopped_early:
             return 1
-        return 2 if self.job.rows_not_ok else 0
+        return 2 if self.rows_failed or self.rows_suspect else 0
 
     def to_json(self) -> dict[str, Any]:
-        """The job's totals at the top level (rows_ok, rows_suspect, rows_failed, rows_clipped, audio_seconds,
-        ...), this run's under "this_run", then the rest."""
-        payload = self.job.to_json()
-        payload["this_run"] = self.this_run.to_json()
-        for f in fields(self):
-            if f.name not in ("job", "this_run", "extra"):
-                payload[f.name] = getattr(self, f.name)
-        payload.update(self.extra)
-        return payload
+        """summary.json's payload: every field by its name (`this_run` nested), then the `extra` keys."""
+        return _json_of(self)
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> JobSummary:
-        payload = dict(payload)
-        this_run = Totals.from_json(payload.pop("this_run", {}))
-        job_keys = {f.name for f in fields(Totals)}
-        job = Totals.from_json({k: payload.pop(k) for k in list(payload) if k in job_keys})
-        known, extra = _known(cls, payload)
-        return cls(job=job, this_run=this_run, **known, extra=extra)
+        summary = _from_json(cls, {k: v for k, v in payload.items() if k != "this_run"})
+        summary.this_run = _from_json(RunSummary, payload.get("this_run") or {})
+        return summary
 
 
 def top_reasons(counts: Counter, keep: int = TOP_REASONS) -> dict[str, int]:

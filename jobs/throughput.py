@@ -1,6 +1,6 @@
 """Read a finished job's summary.json and stats/*.json: throughput, per-actor busy time and balance.
 
-    python jobs/throughput.py /data/audio/v4
+python jobs/throughput.py /data/audio/v4
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from batchvoc.stats import ShardStats, Totals
+from batchvoc.stats import JobSummary, ShardStats, Totals
 
 
 def report(out_dir: Path) -> dict:
     """Totals over the job's shards; `busy_x_realtime` excludes start-up (audio / the busiest actor's shard time)."""
-    summary = json.loads((out_dir / "summary.json").read_text())
+    summary = JobSummary.from_json(json.loads((out_dir / "summary.json").read_text()))
     stats = [ShardStats.from_json(json.loads(p.read_text())) for p in sorted((out_dir / "stats").glob("*.json"))]
     busy: dict[str, float] = defaultdict(float)
     for s in stats:
@@ -24,20 +24,20 @@ def report(out_dir: Path) -> dict:
     audio = totals.audio_seconds
     busiest = max(busy.values()) if busy else 0.0
     return dict(
-        rows_ok=summary["rows_ok"],
-        rows_failed=summary["rows_failed"],
+        rows_ok=summary.rows_ok,
+        rows_failed=summary.rows_failed,
         audio_hours=audio / 3600,
-        wall_seconds=summary["wall_seconds"],
-        x_realtime=summary["x_realtime"],
+        wall_seconds=summary.wall_seconds,
+        x_realtime=summary.x_realtime,
         busy_x_realtime=audio / busiest if busiest else 0.0,
         actors=len(busy),
         balance_max_over_min=max(busy.values()) / min(busy.values()) if busy else 0.0,
         read_s=totals.read_s,
         vocode_s=totals.vocode_s,
         write_s=totals.write_s,
-        backend=summary["backend"],
-        precision=summary["precision"],
-        devices=summary.get("devices"),
+        backend=summary.backend,
+        precision=summary.precision,
+        devices=summary.devices,
     )
 
 

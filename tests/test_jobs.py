@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.jobs import closing_line, read_summary
 from tests.raycluster import start_head
 from tests.runner.test_driver import three_files
 
@@ -55,8 +56,8 @@ def test_submit_with_the_heads_token_runs_the_job(head, manifest, tmp_path):
     result = submit(head, "--runtime-env", str(no_pip_runtime_env(tmp_path)), "--", *SMALL,
                     f"input.manifest={manifest}", f"output.dir={out}", env=env)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["rows_ok"] == 6 and summary["rows_failed"] == 0
+    summary = read_summary(out)
+    assert summary.rows_ok == 6 and summary.rows_failed == 0
     assert "\x1b[" not in result.stdout  # the job's log (redirected on the head) holds no colour codes
     assert "Token authentication is enabled" not in result.stdout
 
@@ -108,10 +109,10 @@ def test_a_driver_joins_with_ray_client_and_the_token(head, manifest, tmp_path):
            f"cluster.address={head.client}"]  # fmt: skip
     result = subprocess.run(cmd, cwd=ROOT, env=head.client_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["rows_ok"] == 6 and summary["actors"] >= 1
+    summary = read_summary(out)
+    assert summary.rows_ok == 6 and summary.actors >= 1
     log = next((out / "logs").rglob("batchvoc.log")).read_text()
-    assert "6 rows ok, 0 suspect, 0 failed" in log  # the final summary line reaches the job's log file
+    assert f"batchvoc: {closing_line(summary)}; " in log  # the final summary line reaches the job's log file
     assert "\x1b[" not in result.stdout + result.stderr  # the head colours worker logs; a pipe gets them plain
 
 

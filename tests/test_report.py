@@ -83,10 +83,10 @@ def test_every_job_ends_with_a_report_that_renders(tmp_path, ray_cluster):
     assert missing.returncode == 1 and "no batchvoc job output" in missing.stderr
 
     again = run_job(settings)  # a rerun with nothing left to do still reports the whole job
-    assert again.summary["shards_skipped"] == again.summary["shards"]
+    assert again.summary.shards_skipped == again.summary.shards
     visit = check_page(page, tmp_path, min_images=4)
     assert "4\nrows failed" in visit.text  # the job's figures stay those of the run that did the work
-    assert again.summary["this_run"]["shards"] == 0 and again.summary["started_at"] == report.summary["started_at"]
+    assert again.summary.this_run.shards == 0 and again.summary.started_at == report.summary.started_at
     assert "actor-0" in visit.text and "actor-1" in visit.text  # the working run's actors, still drawn
 
 

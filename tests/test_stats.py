@@ -1,8 +1,9 @@
 """Typed stats: JSON round trips, merging, unknown keys kept, the job summary's exit code."""
 
+import json
 from collections import Counter
 
-from batchvoc.stats import JobSummary, ShardStats, Totals, top_reasons
+from batchvoc.stats import JobSummary, RunSummary, ShardStats, Totals, top_reasons
 
 
 def shard(name, **kw):
@@ -27,14 +28,32 @@ def test_merge_sums_counts_and_reasons():
     assert top_reasons(Counter({"a": 3, "b": 2, "c": 1}), keep=1) == {"a": 3, "other reasons": 3}
 
 
-def test_summary_json_and_exit_code():
-    job = Totals.merge([shard("a")])
-    summary = JobSummary(job=job, this_run=job, wall_seconds=2.0, actors=1, config={"k": 1})
+SUMMARY_KEYS = {  # summary.json's keys as README documents them; readers (and people) rely on them
+    "rows_ok", "rows_suspect", "rows_clipped", "rows_failed", "rows_not_written", "audio_seconds", "wall_seconds",
+    "startup_s", "x_realtime", "actors", "actors_ready", "backend", "precision", "devices", "shards",
+    "shards_skipped", "shards_failed", "stopped_early", "shards_not_written", "write_fault", "top_failures",
+    "this_run", "config", "started_at", "timeline",
+}  # fmt: skip
+
+
+def test_summary_json_keys_round_trip_and_unknown_keys_kept():
+    summary = JobSummary(rows_ok=3, rows_failed=1, wall_seconds=2.0, actors=1, config={"k": 1},
+                         this_run=RunSummary(shards=2, rows_ok=3), timeline={"planned": 0.5})  # fmt: skip
     payload = summary.to_json()
+    assert set(payload) == SUMMARY_KEYS
+    assert set(payload["this_run"]) == {"shards", "rows_ok", "rows_suspect", "rows_failed", "audio_seconds",
+                                        "wall_seconds", "x_realtime"}  # fmt: skip
     assert payload["rows_ok"] == 3 and payload["this_run"]["rows_ok"] == 3 and payload["config"] == {"k": 1}
-    assert JobSummary.from_json(payload) == summary
-    assert summary.exit_code == 2
-    clean = Totals.merge([shard("a", rows_ok=4, rows_failed=0)])
-    assert JobSummary(job=clean, this_run=clean).exit_code == 0
-    assert JobSummary(job=Totals(), this_run=Totals()).exit_code == 1  # no rows at all
-    assert JobSummary(job=clean, this_run=clean, shards_failed=["s"]).exit_code == 1
+    again = JobSummary.from_json(json.loads(json.dumps(payload)))
+    assert again == summary and again.this_run.shards == 2
+    newer = JobSummary.from_json({**payload, "new_key": [1]})
+    assert newer.extra == {"new_key": [1]} and newer.to_json()["new_key"] == [1]
+
+
+def test_summary_exit_code():
+    assert JobSummary(rows_ok=4).exit_code == 0
+    assert JobSummary(rows_ok=3, rows_failed=1).exit_code == 2
+    assert JobSummary(rows_ok=3, rows_suspect=1).exit_code == 2
+    assert JobSummary(rows_ok=4, shards_failed=["s"]).exit_code == 1
+    assert JobSummary(rows_ok=4, rows_failed=2, shards_not_written=["s"]).exit_code == 1
+    assert JobSummary(rows_failed=16, stopped_early="16 rows all failed the same way").exit_code == 1

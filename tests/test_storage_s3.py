@@ -19,6 +19,7 @@ from batchvoc import storage
 from batchvoc.manifest import find_manifest_files, plan_shards, read_shard_rows
 from batchvoc.runner.driver import run_job
 from batchvoc.settings import JobSettings
+from batchvoc.stats import JobSummary
 from tests.conftest import mel_rows, write_manifest
 from tests.s3server import s3_server  # noqa: F401 - the session fixture
 from tests.test_cli import ROOT
@@ -86,16 +87,16 @@ def test_a_job_reads_and_writes_the_bucket_and_a_rerun_skips_what_is_done(bucket
     table = [r for key in sorted(fs.find(f"{out}/manifest")) for r in pq.read_table(fs.open(key)).to_pylist()]
     assert sorted(r["id"] for r in table) == sorted(r["id"] for r in rows)
     assert {f"{out}/{r['path']}" for r in table} == set(audio)
-    summary = json.loads(fs.cat_file(f"{out}/summary.json"))
-    assert summary["rows_ok"] == 10 and summary["shards"] == len(fs.find(f"{out}/stats"))
+    summary = JobSummary.from_json(json.loads(fs.cat_file(f"{out}/summary.json")))
+    assert summary.rows_ok == 10 and summary.shards == len(fs.find(f"{out}/stats"))
     assert fs.exists(f"{out}/job.json") and not fs.exists(f"{out}/.batchvoc.lock")
     report = fs.cat_file(f"{out}/report.html").decode()
     assert "<img" in report and "data:image/png;base64," in report  # the job report, pictures inline
     written = {key: fs.info(key)["LastModified"] for key in audio}
 
     again = run_job(settings)
-    assert again.exit_code == 0 and again.summary["shards_skipped"] == again.summary["shards"]
-    assert again.summary["this_run"]["shards"] == 0 and again.summary["rows_ok"] == 10
+    assert again.exit_code == 0 and again.summary.shards_skipped == again.summary.shards
+    assert again.summary.this_run.shards == 0 and again.summary.rows_ok == 10
     assert {key: fs.info(key)["LastModified"] for key in sorted(fs.find(f"{out}/audio"))} == written
 
 
@@ -129,10 +130,9 @@ def test_a_job_killed_mid_way_finishes_on_rerun_with_nothing_duplicated(bucket, 
     assert sorted(r["id"] for r in table) == sorted(r["id"] for r in rows)  # every id exactly once
     assert {f"{out}/{r['path']}" for r in table} == set(_keys(fs, f"{out}/audio"))  # no stray audio
     assert {key: fs.info(key)["ETag"] for key in done_then} == kept  # done shards were not written again
-    summary = json.loads(fs.cat_file(f"{out}/summary.json"))
-    assert summary["rows_ok"] == 40 and summary["shards_skipped"] == len(done_then)
-    assert summary["this_run"]["rows_ok"] == 40 - sum(
-        pq.read_table(fs.open(k)).num_rows for k in done_then)
+    summary = JobSummary.from_json(json.loads(fs.cat_file(f"{out}/summary.json")))
+    assert summary.rows_ok == 40 and summary.shards_skipped == len(done_then)
+    assert summary.this_run.rows_ok == 40 - sum(pq.read_table(fs.open(k)).num_rows for k in done_then)
 
 
 def _keys(fs, prefix: str) -> list[str]:

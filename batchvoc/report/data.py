@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchvoc.report import files
+from batchvoc.stats import JobSummary
 
 log = logging.getLogger(__name__)
 ROW_COLUMNS = ["id", "path", "status", "error", "mel_error", "duration_s", "peak", "clipped"]
@@ -26,14 +27,14 @@ class JobData:
     """One job's outputs, as the report needs them. rows: the output manifest's ROW_COLUMNS it has, plus `shard`."""
 
     out: str
-    summary: dict[str, Any]
+    summary: JobSummary
     stats: list[dict[str, Any]]
     rows: pa.Table
     notes: list[str] = field(default_factory=list)  # what is missing, said on the page
 
     @property
     def config(self) -> dict[str, Any]:
-        return self.summary.get("config") or {}
+        return self.summary.config
 
     def setting(self, dotted: str, default: Any = None) -> Any:
         """A value of the resolved config by its key (`model.preset`), or default."""
@@ -51,17 +52,18 @@ class JobData:
         return self.column("status").count(status)
 
 
-def load(out: str, summary: dict[str, Any] | None = None) -> JobData:
-    """Read output.dir's summary.json (unless given), stats/*.json and manifest/*.parquet."""
+def load(out: str, summary: JobSummary | None = None) -> JobData:
+    """Read output.dir's summary.json (unless given), stats/*.json and manifest/*.parquet; without a summary.json
+    (the job did not finish) the summary's row counts and audio come from the shards that did."""
     notes = []
     manifests = files.list_files(out, "manifest", ".parquet")
-    if summary is None and not manifests and files.read_json(out, "summary.json") is None:
+    payload = files.read_json(out, "summary.json") if summary is None else None
+    if summary is None and not manifests and payload is None:
         raise FileNotFoundError(f"{out} holds no batchvoc job output (no summary.json, no manifest/*.parquet)")
-    if summary is None:
-        summary = files.read_json(out, "summary.json")
-        if summary is None:
-            notes.append("summary.json is missing: the job did not finish; showing the shards that did.")
-            summary = {}
+    if summary is None and payload is not None:
+        summary = JobSummary.from_json(payload)
+    elif summary is None:
+        notes.append("summary.json is missing: the job did not finish; showing the shards that did.")
     stats = [s for s in (files.read_json(out, rel) for rel in files.list_files(out, "stats", ".json")) if s]
     tables = []
     for rel in manifests:
@@ -73,7 +75,17 @@ def load(out: str, summary: dict[str, Any] | None = None) -> JobData:
         if tables
         else pa.table({"shard": pa.array([], pa.string())})
     )
-    return JobData(out, summary, stats, rows, notes)
+    job = JobData(out, summary if summary is not None else JobSummary(), stats, rows, notes)
+    if summary is None:
+        job.summary = _summary_of(job)
+    return job
+
+
+def _summary_of(job: JobData) -> JobSummary:
+    """A summary from the shards that are done: rows by status and the audio written."""
+    audio = sum(s.get("audio_seconds", 0.0) for s in job.stats)
+    return JobSummary(rows_ok=job.count("ok"), rows_suspect=job.count("suspect"), rows_failed=job.count("error"),
+                      audio_seconds=audio)  # fmt: skip
 
 
 def _normalised(table: pa.Table) -> pa.Table:

@@ -10,6 +10,7 @@ from typing import Any
 
 from batchvoc.report import data as jobdata
 from batchvoc.report import files, plots
+from batchvoc.stats import JobSummary
 
 log = logging.getLogger(__name__)
 WORST_ROWS = 6
@@ -29,7 +30,7 @@ padding:6px 10px;margin:8px 0}.muted{color:#777}code{background:#f3f3f3;padding:
 """
 
 
-def build(out: str, summary: dict[str, Any] | None = None) -> str:
+def build(out: str, summary: JobSummary | None = None) -> str:
     """The report page of the job in output.dir `out` (summary: the job's summary when not yet on disk)."""
     job = jobdata.load(out, summary)
     parts = [_header(job), *(f'<p class="note">{html.escape(n)}</p>' for n in job.notes)]
@@ -45,7 +46,7 @@ def build(out: str, summary: dict[str, Any] | None = None) -> str:
             f'<body>\n{"".join(parts)}\n</body></html>\n')  # fmt: skip
 
 
-def write_report(out: str, summary: dict[str, Any] | None = None) -> str:
+def write_report(out: str, summary: JobSummary | None = None) -> str:
     """Render output.dir's report.html; returns its path."""
     return files.write_text(str(out), "report.html", build(str(out), summary))
 
@@ -79,29 +80,24 @@ def _duration(seconds: float | None) -> str:
 
 def _header(job: jobdata.JobData) -> str:
     s = job.summary
-    ok = s.get("rows_ok", job.count("ok"))
-    suspect = s.get("rows_suspect", job.count("suspect"))
-    failed = s.get("rows_failed", job.count("error"))
-    audio = s.get("audio_seconds", sum(st.get("audio_seconds", 0.0) for st in job.stats))
     clipped = sum(1 for v in job.column("clipped") if v)
-    devices = ", ".join(s.get("devices") or sorted({st.get("device", "?") for st in job.stats}))
-    cards = [("ok", f"{ok:,}", "rows ok"), ("warn" if suspect else "", f"{suspect:,}", "rows suspect"),
-             ("bad" if failed else "", f"{failed:,}", "rows failed"), ("", _duration(audio), "audio written"),
-             ("", _duration(s.get("wall_seconds")), "wall time"),
-             ("", f"{s['x_realtime']:,.1f}x" if s.get("x_realtime") else "–", "x real time (this run)"),
-             ("", _duration(_startup_s(job)), "start-up"), ("", str(s.get("actors", "–")), "actors")]  # fmt: skip
+    devices = ", ".join(s.devices or sorted({st.get("device", "?") for st in job.stats}))
+    cards = [("ok", f"{s.rows_ok:,}", "rows ok"), ("warn" if s.rows_suspect else "", f"{s.rows_suspect:,}",
+              "rows suspect"), ("bad" if s.rows_failed else "", f"{s.rows_failed:,}", "rows failed"),
+             ("", _duration(s.audio_seconds), "audio written"), ("", _duration(s.wall_seconds or None), "wall time"),
+             ("", f"{s.x_realtime:,.1f}x" if s.x_realtime else "–", "x real time (this run)"),
+             ("", _duration(_startup_s(job)), "start-up"), ("", str(s.actors or "–"), "actors")]  # fmt: skip
     if job.column("clipped"):
         cards.append(("warn" if clipped else "", f"{clipped:,}", "rows clipped"))
     html_cards = "".join(f'<div class="card {c}"><b>{v}</b><span>{html.escape(k)}</span></div>' for c, v, k in cards)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    what = " · ".join(html.escape(str(x)) for x in (job.setting("model.preset", "?"), s.get("backend", "?"),
-                                                    s.get("precision", "?"), devices or "?"))  # fmt: skip
+    what = " · ".join(html.escape(str(x)) for x in (job.setting("model.preset", "?"), s.backend or "?",
+                                                    s.precision or "?", devices or "?"))  # fmt: skip
     resumed = ""
-    if s.get("shards_skipped"):
-        resumed = f" {s['shards_skipped']} of {s.get('shards')} shards were done by an earlier run."
-    failed_shards = s.get("shards_failed") or []
-    if failed_shards:
-        resumed += f" {len(failed_shards)} shards could not finish: {', '.join(map(str, failed_shards[:10]))}."
+    if s.shards_skipped:
+        resumed = f" {s.shards_skipped} of {s.shards} shards were done by an earlier run."
+    if s.shards_failed:
+        resumed += f" {len(s.shards_failed)} shards could not finish: {', '.join(map(str, s.shards_failed[:10]))}."
     return (f"<h1>batchvoc job report</h1><p class='sub'>{html.escape(str(job.out))}<br>{what}<br>"
             f"<span class='muted'>rendered {when}.{html.escape(resumed)}</span></p>"
             f"<div class='cards'>{html_cards}</div>")  # fmt: skip
@@ -111,7 +107,7 @@ def _spans(job: jobdata.JobData) -> tuple[list[dict[str, Any]], dict[str, tuple[
     """Shard spans, each actor's start-up (job start, engine build start, first shard start) in seconds since the
     job started, and a caption saying how they were got."""
     stats = [s for s in job.stats if s.get("actor")]
-    began = job.summary.get("started_at")
+    began = job.summary.started_at
     timed = [s for s in stats if s.get("started_at") is not None]
     caption = ""
     if timed:
@@ -144,14 +140,14 @@ def _spans(job: jobdata.JobData) -> tuple[list[dict[str, Any]], dict[str, tuple[
 
 def _startup_s(job: jobdata.JobData) -> float | None:
     """The summary's startup_s, else from the job's start to its first shard's start (None when unknown)."""
-    if job.summary.get("startup_s") is not None:
-        return float(job.summary["startup_s"])
+    if job.summary.startup_s is not None:
+        return float(job.summary.startup_s)
     return _first_shard_s(job)
 
 
 def _first_shard_s(job: jobdata.JobData) -> float | None:
     """Seconds from the job's start to this run's first shard's start (None when unknown)."""
-    began = job.summary.get("started_at")
+    began = job.summary.started_at
     starts = [s["started_at"] for s in job.stats if s.get("started_at") is not None]
     starts = [t for t in starts if began is not None and t >= began]
     return min(starts) - began if starts else None
@@ -189,7 +185,7 @@ def _startup(job: jobdata.JobData) -> str:
                      _duration(_ready(s)) if _ready(s) else "–", len(mine), _duration(audio), _duration(busy),
                      f"{audio / busy:,.1f}x" if busy else "–"])  # fmt: skip
     head = "<h2>Start-up and actors</h2>"
-    startup, first = job.summary.get("startup_s"), _first_shard_s(job)
+    startup, first = job.summary.startup_s, _first_shard_s(job)
     said = []
     if startup is not None:
         said.append(f"{_duration(startup)} from the process start until the first audio was vocoded")
@@ -219,8 +215,10 @@ def _shards(job: jobdata.JobData) -> str:
 def _round_trip(job: jobdata.JobData) -> str:
     head = "<h2>Round-trip check (mel error)</h2>"
     if "mel_error" not in job.rows.column_names:
-        return head + ("<p class='muted'>This job's output manifest has no <code>mel_error</code> column: the "
-                       "round-trip check did not run.</p>")
+        return head + (
+            "<p class='muted'>This job's output manifest has no <code>mel_error</code> column: the "
+            "round-trip check did not run.</p>"
+        )
     pairs = [(e, st) for e, st in zip(job.column("mel_error"), job.column("status"), strict=True) if e is not None]
     if not pairs:
         return head + "<p class='muted'>No row was checked.</p>"
@@ -240,7 +238,7 @@ def _worst_pictures(job: jobdata.JobData, worst: list[dict[str, Any]]) -> list[s
     from batchvoc.models.mel import log_mel
     from batchvoc.models.presets import get_preset
 
-    preset = get_preset(job.setting("model.preset") or job.summary.get("preset"))
+    preset = get_preset(job.setting("model.preset"))
     inputs = jobdata.input_mels(job.setting("input.manifest"), [str(r["id"]) for r in worst])
     pictures = []
     for row in worst:

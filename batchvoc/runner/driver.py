@@ -36,7 +36,7 @@ from batchvoc.runner.resume import hold_output
 from batchvoc.runner.worker import weights_of
 from batchvoc.settings import JobSettings
 from batchvoc.sink import check_format, check_writable
-from batchvoc.stats import ShardStats, Totals
+from batchvoc.stats import JobSummary, RunSummary, ShardStats, Totals
 from batchvoc.storage import Store, WriteFault
 
 log = logging.getLogger(__name__)
@@ -46,15 +46,14 @@ log = logging.getLogger(__name__)
 class JobReport:
     """What the job did: the summary written to summary.json, and the exit code."""
 
-    summary: dict[str, Any]
+    summary: JobSummary
     failed_shards: list[str] = field(default_factory=list)
     stopped: str | None = None  # why the job stopped early
 
     @property
     def exit_code(self) -> int:
-        if self.failed_shards or self.stopped:
-            return 1
-        return 2 if self.summary["rows_failed"] or self.summary.get("rows_suspect") else 0
+        """0 every row ok, 2 some rows failed or are suspect, 1 shards not finished or the job stopped early."""
+        return 1 if self.failed_shards or self.stopped else self.summary.exit_code
 
 
 def check_settings(settings: JobSettings) -> list[str]:
@@ -124,20 +123,20 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
         summary = _summary(settings, store, shards, {s.name for s in todo}, wall, dealt)
         if dealt.first_audio_at:
             timeline.events["first audio written"] = round(dealt.first_audio_at - timeline.origin, 3)
-        if todo or "timeline" not in summary:  # a rerun with nothing to do keeps the working run's
-            summary["started_at"] = started_at
-            summary["timeline"] = dict(sorted(timeline.events.items(), key=lambda kv: kv[1]))
+        if todo or not summary.timeline:  # a rerun with nothing to do keeps the working run's
+            summary.started_at = started_at
+            summary.timeline = dict(sorted(timeline.events.items(), key=lambda kv: kv[1]))
         if settings.lhotse:
             _write_lhotse(store.url)
         _write_report(store.url, summary)
         try:
-            store.write_json("summary.json", summary)
+            store.write_json("summary.json", summary.to_json())
         except WriteFault as fault:
             log.error("summary.json not written: %s", fault)
-            summary.setdefault("write_fault", str(fault))
-    for line in _closing_lines(summary, dealt.stopped):
+            summary.write_fault = summary.write_fault or str(fault)
+    for line in _closing_lines(summary):
         log.warning("%s", line)
-    return JobReport(summary, sorted(set(dealt.failed) | set(summary["shards_not_written"])), dealt.stopped)
+    return JobReport(summary, sorted(set(dealt.failed) | set(summary.shards_not_written)), dealt.stopped)
 
 
 class Timeline:
@@ -208,8 +207,7 @@ def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[S
             raise StopJob(reason)
 
     seconds_per_frame = preset.hop_length / preset.sample_rate
-    return deal(actors, todo, seconds_per_frame, starting, on_ready=ready, on_shard=finished,
-                permanent=_permanent)
+    return deal(actors, todo, seconds_per_frame, starting, on_ready=ready, on_shard=finished, permanent=_permanent)
 
 
 def _permanent(err: BaseException) -> bool:
@@ -223,22 +221,23 @@ def _outcomes(store: Store, shard: str) -> list[dict[str, Any]]:
     return pq.read_table(data, columns=["id", "status", "error"]).to_pylist()
 
 
-def _top_failures(store: Store, stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _top_failures(store: Store, stats: list[ShardStats]) -> list[dict[str, Any]]:
     """The top reasons over every shard with failed or suspect rows."""
     tally = FailureTally()
     for s in stats:
-        if s.get("rows_failed") or s.get("rows_suspect"):
-            tally.add(_outcomes(store, s["shard"]))
+        if s.rows_not_ok:
+            tally.add(_outcomes(store, s.shard))
     return tally.top()
 
 
-def _closing_lines(summary: dict[str, Any], stopped: str | None) -> list[str]:
+def _closing_lines(summary: JobSummary) -> list[str]:
+    """The console's last lines: why the job stopped early, the top reasons for failed or suspect rows."""
     lines = []
-    if stopped:
-        lines.append(f"stopped early: {stopped}")
-    if summary.get("top_failures"):
+    if summary.stopped_early:
+        lines.append(f"stopped early: {summary.stopped_early}")
+    if summary.top_failures:
         lines.append("top reasons for failed or suspect rows:")
-        lines += console_lines(summary["top_failures"])
+        lines += console_lines(summary.top_failures)
     return lines
 
 
@@ -250,7 +249,7 @@ def _write_lhotse(out) -> None:
         log.error("recordings.jsonl.gz could not be written: %s", err)
 
 
-def _write_report(out, summary: dict[str, Any]) -> None:
+def _write_report(out, summary: JobSummary) -> None:
     """report.html (batchvoc/report); a report that cannot be drawn costs a warning, never the job."""
     from batchvoc.report import write_report
 
@@ -261,7 +260,7 @@ def _write_report(out, summary: dict[str, Any]) -> None:
 
 
 def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[str], wall: float,
-             dealt: Dealt) -> dict[str, Any]:  # fmt: skip
+             dealt: Dealt) -> JobSummary:  # fmt: skip
     """Row and audio totals over every planned shard (earlier runs' included) and this run's apart (`this_run`);
     speed over this run's shards. The rows of shards not done (a write fault, a stop) count as failed.
 
@@ -270,30 +269,30 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
     """
     done = {n.removesuffix(".parquet") for n in store.listing("manifest") if "/" not in n}
     names = {n.removesuffix(".json") for n in store.listing("stats") if "/" not in n}
-    stats = [store.read_json(f"stats/{s.name}.json") for s in shards if s.name in names & done]
+    stats = [ShardStats.from_json(store.read_json(f"stats/{s.name}.json")) for s in shards if s.name in names & done]
     unwritten = {s.name: s.rows for s in shards if s.name not in done}
-    job = Totals.merge(ShardStats.from_json(s) for s in stats)
-    run = Totals.merge(ShardStats.from_json(s) for s in stats if s["shard"] in ran)
-    audio, audio_now = job.audio_seconds, run.audio_seconds
+    job, run = Totals.merge(stats), Totals.merge(s for s in stats if s.shard in ran)
     faults = [reason for reason in dealt.failed.values() if reason.startswith("cannot write to output.dir")]
-    actors_info = dealt.actors
-    first = actors_info[0] if actors_info else {}
-    startup = dealt.first_audio_at - process_started_at() if dealt.first_audio_at else None
-    summary = dict(
+    first = dealt.actors[0] if dealt.actors else {}
+    x_realtime = run.audio_seconds / wall if wall > 0 else 0.0
+    this_run = RunSummary(shards=len(ran), rows_ok=run.rows_ok, rows_suspect=run.rows_suspect,
+                          rows_failed=run.rows_failed + sum(unwritten.values()), audio_seconds=run.audio_seconds,
+                          wall_seconds=wall, x_realtime=x_realtime)  # fmt: skip
+    summary = JobSummary(
         rows_ok=job.rows_ok,
         rows_suspect=job.rows_suspect,
         rows_clipped=job.rows_clipped,
         rows_failed=job.rows_failed + sum(unwritten.values()),
         rows_not_written=sum(unwritten.values()),
-        audio_seconds=audio,
+        audio_seconds=job.audio_seconds,
         wall_seconds=wall,
-        startup_s=startup,
-        x_realtime=audio_now / wall if wall > 0 else 0.0,
-        actors=len(actors_info),
-        actors_ready=[{k: a.get(k) for k in ("actor", "ready_s", "load_path", "device", "pid")} for a in actors_info],
+        startup_s=dealt.first_audio_at - process_started_at() if dealt.first_audio_at else None,
+        x_realtime=x_realtime,
+        actors=len(dealt.actors),
+        actors_ready=[{k: a.get(k) for k in ("actor", "ready_s", "load_path", "device", "pid")} for a in dealt.actors],
         backend=first.get("backend", settings.backend),
         precision=first.get("precision", settings.precision),
-        devices=sorted({a["device"] for a in actors_info}),
+        devices=sorted({a["device"] for a in dealt.actors}),
         shards=len(shards),
         shards_skipped=len(shards) - len(ran),
         shards_failed=sorted(dealt.failed),
@@ -301,24 +300,16 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
         shards_not_written=sorted(unwritten),
         write_fault=faults[0] if faults else None,
         top_failures=_top_failures(store, stats),
-        this_run=dict(
-            shards=len(ran),
-            rows_ok=run.rows_ok,
-            rows_suspect=run.rows_suspect,
-            rows_failed=run.rows_failed + sum(unwritten.values()),
-            audio_seconds=audio_now,
-            wall_seconds=wall,
-            x_realtime=audio_now / wall if wall > 0 else 0.0,
-        ),
+        this_run=this_run,
         config=settings.config,
     )
     if not ran and store.exists("summary.json"):
         # nothing ran: the job's figures stay those of the last run that did the work (this_run says 0)
-        earlier = store.read_json("summary.json")
-        summary.update({k: earlier[k] for k in LAST_WORKING_RUN if k in earlier})
+        earlier = JobSummary.from_json(store.read_json("summary.json"))
+        summary = replace(summary, **{k: getattr(earlier, k) for k in LAST_WORKING_RUN})
     return summary
 
 
-# summary keys that describe the run that did the work, kept by a rerun that finds nothing to do
+# summary fields that describe the run that did the work, kept by a rerun that finds nothing to do
 LAST_WORKING_RUN = ("wall_seconds", "startup_s", "x_realtime", "actors", "actors_ready", "backend", "precision",
-                    "devices", "timeline", "started_at")
+                    "devices", "timeline", "started_at")  # fmt: skip

@@ -66,6 +66,6 @@ def test_job_fuzz_on_a_real_local_ray(tmp_path, mels, ray_cluster):
             assert row["status"] == "error" and row["error"] and "\n" not in row["error"], (want.case, row)
             assert row["path"] is None
     good = sum(e.good for e in expected)
-    assert report.summary["rows_ok"] == good and report.summary["rows_failed"] == len(expected) - good
+    assert report.summary.rows_ok == good and report.summary.rows_failed == len(expected) - good
     written = sorted(p.relative_to(settings.out_path).as_posix() for p in (settings.out_path).rglob("*.wav"))
     assert written == sorted(r["path"] for r in out if r["status"] == "ok")

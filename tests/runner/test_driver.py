@@ -9,6 +9,8 @@ from batchvoc.errors import ConfigError
 from batchvoc.runner.driver import run_job
 from batchvoc.settings import JobSettings
 from tests.conftest import mel_rows, write_manifest
+from tests.jobs import read_summary, small_job
+from tests.test_stats import SUMMARY_KEYS
 
 
 def three_files(folder, rows=200, seed=0):
@@ -23,11 +25,7 @@ def three_files(folder, rows=200, seed=0):
 
 
 def job(tmp_path, **kw) -> JobSettings:
-    base = dict(manifest=str(tmp_path / "in"), out_dir=str(tmp_path / "out"), preset="hifigan_v1_universal",
-                checkpoint="random", hparams={"upsample_initial_channel": 32}, backend="eager", precision="fp32",
-                batch=4, cpu_actors=2, shard_seconds=0.5)  # fmt: skip
-    base.update(kw)
-    return JobSettings(**base)
+    return small_job(tmp_path, **{"batch": 4, "cpu_actors": 2, "shard_seconds": 0.5, **kw})
 
 
 def output_rows(out):
@@ -44,12 +42,14 @@ def test_two_cpu_actors_write_every_row_exactly_once(tmp_path, ray_cluster):
     assert all(r["status"] == "ok" for r in out)
     wavs = {p.relative_to(settings.out_path).as_posix() for p in (settings.out_path / "audio").rglob("*.wav")}
     assert wavs == {r["path"] for r in out}
-    summary = json.loads((settings.out_path / "summary.json").read_text())
-    assert summary["rows_ok"] == 200 and summary["rows_failed"] == 0 and summary["actors"] == 2
-    assert summary["shards"] > 2 and summary["config"] == {} and summary["backend"] == "eager"
-    assert summary["startup_s"] > 0 and summary["top_failures"] == [] and summary["stopped_early"] is None
-    assert [a["load_path"] for a in summary["actors_ready"]] == ["built", "built"]
-    assert all(0 < a["ready_s"] < summary["startup_s"] for a in summary["actors_ready"])
+    assert set(json.loads((settings.out_path / "summary.json").read_text())) == SUMMARY_KEYS
+    summary = read_summary(settings.out_path)
+    assert summary == report.summary and not summary.extra
+    assert summary.rows_ok == 200 and summary.rows_failed == 0 and summary.actors == 2
+    assert summary.shards > 2 and summary.config == {} and summary.backend == "eager"
+    assert summary.startup_s > 0 and summary.top_failures == [] and summary.stopped_early is None
+    assert [a["load_path"] for a in summary.actors_ready] == ["built", "built"]
+    assert all(0 < a["ready_s"] < summary.startup_s for a in summary.actors_ready)
     actors = {json.loads(p.read_text())["actor"] for p in (settings.out_path / "stats").glob("*.json")}
     assert actors == {"actor-0", "actor-1"}
     from jobs.throughput import report as throughput
@@ -58,10 +58,10 @@ def test_two_cpu_actors_write_every_row_exactly_once(tmp_path, ray_cluster):
     assert numbers["actors"] == 2 and numbers["rows_ok"] == 200 and numbers["balance_max_over_min"] >= 1.0
 
     again = run_job(settings)  # everything done: nothing runs, nothing is written
-    assert again.summary["shards_skipped"] == again.summary["shards"] and again.summary["this_run"]["shards"] == 0
-    assert again.summary["rows_ok"] == 200 and again.summary["this_run"]["rows_ok"] == 0
-    written = json.loads((settings.out_path / "summary.json").read_text())
-    assert again.summary["actors"] == written["actors"] == 2  # the job's figures: those of the run that did the work
+    assert again.summary.shards_skipped == again.summary.shards and again.summary.this_run.shards == 0
+    assert again.summary.rows_ok == 200 and again.summary.this_run.rows_ok == 0
+    # the job's figures: those of the run that did the work
+    assert again.summary.actors == read_summary(settings.out_path).actors == 2
 
 
 def test_bad_rows_give_exit_code_2(tmp_path, ray_cluster):
@@ -70,8 +70,8 @@ def test_bad_rows_give_exit_code_2(tmp_path, ray_cluster):
     write_manifest(tmp_path / "in" / "m.parquet", rows)
     report = run_job(job(tmp_path, cpu_actors=1))
     assert report.exit_code == 2
-    assert report.summary["rows_ok"] == 4 and report.summary["rows_failed"] == 1
-    (top,) = report.summary["top_failures"]
+    assert report.summary.rows_ok == 4 and report.summary.rows_failed == 1
+    (top,) = report.summary.top_failures
     assert top["rows"] == 1 and top["example_id"] == "utt_0002" and "100" in top["reason"], top
     assert report.stopped is None
 
@@ -86,10 +86,10 @@ def test_a_job_whose_first_rows_all_fail_alike_stops_early_with_the_reason(tmp_p
     assert report.exit_code == 1 and report.stopped, report.summary
     assert "rows all failed the same way" in report.stopped and "stopped early" in caplog.text
     done = list((tmp_path / "out" / "manifest").glob("*.parquet"))
-    assert 0 < len(done) < report.summary["shards"], "it did not stop before the end"
-    top = report.summary["top_failures"][0]
+    assert 0 < len(done) < report.summary.shards, "it did not stop before the end"
+    top = report.summary.top_failures[0]
     # rows_failed: the rows that failed and those of the shards not run after the stop (rows_not_written)
-    assert top["rows"] == report.summary["rows_failed"] - report.summary["rows_not_written"] >= 16
+    assert top["rows"] == report.summary.rows_failed - report.summary.rows_not_written >= 16
     assert top["example_id"].startswith("utt_")
 
 
@@ -119,7 +119,8 @@ def test_a_worker_killed_mid_job_has_its_shards_dealt_again(tmp_path, ray_cluste
     started: list[dict] = []
     result = {}
     runner = threading.Thread(
-        target=lambda: result.setdefault("report", run_job(settings, on_actor_ready=started.append)))
+        target=lambda: result.setdefault("report", run_job(settings, on_actor_ready=started.append))
+    )
     runner.start()
     deadline = time.time() + 120
     while time.time() < deadline and len(list((settings.out_path / "manifest").glob("*.parquet"))) < 2:

@@ -1,0 +1,31 @@
+"""For the tests that run jobs: a small job's settings, the summary a job wrote, its closing console line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from batchvoc.settings import JobSettings
+from batchvoc.stats import JobSummary
+
+SMALL_MODEL = {"upsample_initial_channel": 32}  # hifigan_v1's architecture at toy width: builds in a blink
+
+
+def small_job(tmp_path: Path, **kw: Any) -> JobSettings:
+    """A job from tmp_path/in to tmp_path/out with a small random HiFi-GAN V1 on eager fp32 (fast on 2 cores);
+    `kw` sets any other JobSettings field, or replaces these."""
+    base = dict(manifest=str(tmp_path / "in"), out_dir=str(tmp_path / "out"), preset="hifigan_v1_universal",
+                checkpoint="random", hparams=SMALL_MODEL, backend="eager", precision="fp32")  # fmt: skip
+    return JobSettings(**{**base, **kw})
+
+
+def read_summary(out: Path) -> JobSummary:
+    """The summary.json a job wrote into output.dir `out` (a local folder)."""
+    return JobSummary.from_json(json.loads((Path(out) / "summary.json").read_text()))
+
+
+def closing_line(summary: JobSummary) -> str:
+    """The counts of the command's closing console line, as `python -m batchvoc` prints them for `summary`."""
+    s = summary
+    return f"{s.rows_ok} rows ok, {s.rows_suspect} suspect, {s.rows_failed} failed, {s.rows_clipped} clipped"
