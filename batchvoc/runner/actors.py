@@ -38,10 +38,12 @@ class ActorWorker(Worker):
 
     def __init__(self, settings: JobSettings, name: str, threads: int | None = None, preset: Preset | None = None,
                  weights_later: bool = False):  # fmt: skip
-        """weights_later: the driver calls `setup(weights)` next (a restart does not wait for it)."""
+        """weights_later: the driver calls `setup(weights)` next. Ray restarts an actor by calling this again with
+        the same arguments, and no `setup` follows: a restarted actor reads the checkpoint itself on its first
+        shard (no restart lookup: Ray's `was_current_actor_reconstructed` warns of its own deprecated call)."""
         self._args, self._started = (settings, name, threads, preset), time.perf_counter()
         self.vocoded_s, self.first_audio_at, self._built = 0.0, None, False
-        if not weights_later or ray.get_runtime_context().was_current_actor_reconstructed:
+        if not weights_later:
             self._build(None)
 
     def _build(self, weights: Any) -> None:
@@ -62,6 +64,8 @@ class ActorWorker(Worker):
     @ray.method(retry_exceptions=[TransientWriteFault])
     def run(self, shard: Shard) -> dict[str, Any]:
         """`Worker.run`; a write fault that may pass is raised as TransientWriteFault, which Ray retries."""
+        if not self._built:  # restarted by Ray: no setup(weights) comes
+            self._build(None)
         try:
             return super().run(shard)
         except WriteFault as fault:
