@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from batchvoc.native import share_libstdcxx
+
 __version__ = "0.1.0"
 __all__ = ["Vocoder", "VocodeBatches"]
 
@@ -26,3 +28,6 @@ def __getattr__(name: str) -> Any:
 
         return VocodeBatches
     raise AttributeError(f"module 'batchvoc' has no attribute {name!r}")
+
+
+share_libstdcxx()  # before any torch import: AOTInductor packages bind to the system C++ runtime (native.py)

@@ -85,9 +85,20 @@ def inductor_configs(rewrites: _layout.Rewrites) -> dict:
 
 
 def _load(path: Path, device: torch.device):
-    if device.type == "cuda" and device.index is not None:
-        return torch._inductor.aoti_load_package(str(path), device_index=device.index)
-    return torch._inductor.aoti_load_package(str(path))
+    """The package at path, on device. torch's loader is called directly: `aoti_load_package` first compares the
+    package's device metadata with this machine's only to log a warning, and getting that metadata (pick_vec_isa)
+    compiles and dlopens one probe per CPU vector ISA, each in a child process that imports torch: 45 s of every
+    load on the H200 image (cProfile, BENCHMARKS.md). The public call remains the fallback."""
+    index = device.index if device.type == "cuda" and device.index is not None else -1
+    try:
+        from torch.export.pt2_archive._package import AOTICompiledModel
+
+        loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, index)
+    except (ImportError, AttributeError, TypeError):  # another torch: its own public loader
+        if index >= 0:
+            return torch._inductor.aoti_load_package(str(path), device_index=index)
+        return torch._inductor.aoti_load_package(str(path))
+    return AOTICompiledModel(loader)
 
 
 def _export_and_compile(net: nn.Module, example: tuple[Tensor, Tensor], path: Path, configs: dict) -> None:
