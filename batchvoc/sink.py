@@ -9,6 +9,7 @@ so a failed write raises a `WriteFault` naming its real cause (no space, permiss
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ FORMATS = {"wav": ("WAV", ("PCM_16", "PCM_24", "FLOAT")), "flac": ("FLAC", ("PCM
 OUTPUT_COLUMNS = ("id", "path", "sample_rate", "n_samples", "duration_s", "peak", "clipped", "mel_error", "status",
                   "error")  # fmt: skip
 AUDIO_DIR = "audio"  # audio/<shard>/<id>.<wav|flac>, whatever the format
+# pandas reads an int64 column holding nulls as float64: this schema metadata (as pyarrow writes it for a frame's
+# "Int64" column) makes `clipped`, null where a row has no audio, read as pandas' nullable Int64
+_CLIPPED = {"name": "clipped", "field_name": "clipped", "pandas_type": "int64", "numpy_type": "Int64", "metadata": None}
+PANDAS_DTYPES = {"pandas": json.dumps({"index_columns": [], "column_indexes": [], "columns": [_CLIPPED]})}
 
 
 def check_format(fmt: str, subtype: str) -> None:
@@ -143,7 +148,8 @@ class ShardSink:
 
 def output_table(results: list[dict[str, Any]], passthrough: pa.Table, columns: pa.Schema | None = None) -> pa.Table:
     """Output columns followed by the input's other columns (renamed input_<name> where they clash), conformed to
-    `columns` (the job's pass-through schema) when given: the same columns and types in every shard."""
+    `columns` (the job's pass-through schema) when given: the same columns and types in every shard. `clipped` is
+    an int64 column, null for rows without audio (pandas reads it as Int64: PANDAS_DTYPES)."""
     if columns is not None:
         from batchvoc.outputs import conform
 
@@ -158,4 +164,4 @@ def output_table(results: list[dict[str, Any]], passthrough: pa.Table, columns: 
             continue
         column = passthrough.column(name)
         table = table.append_column(f"input_{name}" if name in OUTPUT_COLUMNS else name, column)
-    return table
+    return table.replace_schema_metadata(PANDAS_DTYPES)

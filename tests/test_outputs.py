@@ -71,6 +71,9 @@ def test_output_manifest_opens_with_datasets_and_pandas(tmp_path, ray_cluster):
     frame = pd.read_parquet(settings.out_path / "manifest")  # the folder, as pandas users open it
     assert len(frame) == 15 and (frame["status"] == "ok").sum() == 13
     assert frame["n_samples"].dtype == np.int64 and frame["sample_rate"].eq(22050).all()
+    # clipped: an integer column, null (pd.NA) only where a row has no audio; not float64
+    assert frame["clipped"].dtype == pd.Int64Dtype() and ds.features["clipped"].dtype == "int64"
+    assert frame["clipped"].isna().equals(frame["status"] == "error") and (frame["clipped"].dropna() >= 0).all()
     frame = pd.concat([pd.read_parquet(p) for p in parts])
     assert list(frame.columns) == pq.read_schema(parts[0]).names
 
