@@ -32,9 +32,10 @@ __all__ = ["BACKENDS", "PRECISIONS", "Engine", "aoti_available", "build_engine",
 
 log = logging.getLogger(__name__)
 
-# auto's pick on a GPU after tensorrt. False: on the H200 image (torch 2.11+cu130, 2026-11-30) loading a CUDA
-# AOTInductor package crashed the process (segfault inside aoti_load_package, with and without our custom ops);
-# a backend that can kill an actor is not picked by default. engine.backend=aoti still builds one.
+# auto's pick on a GPU after tensorrt. False until aoti's GPU parity and speed against inductor are measured: on
+# the H200 image (torch 2.11+cu130) CUDA packages crashed on load until batchvoc/native.py (2026-11-30, session 7);
+# since then a gsv_v4 fp16 package loads in a fresh process (ready 7.2 s vs inductor's 12.6 s, BENCHMARKS.md), but
+# its audio and speed on the GPU are not yet checked. engine.backend=aoti builds and loads one.
 AOTI_ON_GPU = False
 
 
