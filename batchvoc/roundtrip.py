@@ -20,6 +20,9 @@ resampled to its rate up to the resampler's band edge (tests/test_roundtrip.py s
 Computed on the engine's device, per packed batch, right after the engine (batchvoc/stream.py): frame t of a
 row counts when its window lies inside the row segment holding it (segment bounds), which for a piece cut
 from a longer utterance includes its context frames, so per-piece sums add up to the utterance's.
+
+A clipped sample is one at or past the largest 16-bit PCM code, |x| >= 1 - 2**-15 = 32767 / 32768, before PCM
+conversion (FULL_SCALE says why).
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ from batchvoc.models.presets import MelFrontEnd, Preset
 # rows of the per-frame values a batch hands back [K, B, L] (summed per utterance by the Stitcher)
 CLIPPED, NON_FINITE, ABS_ERROR, SIGNED_ERROR, COUNTED = range(5)
 FRAME_VALUES = 5
-FULL_SCALE = 1.0
+# a clipped sample: |x| at or past the largest 16-bit PCM code, 32767 / 32768 = 1 - 2**-15 (libsndfile writes
+# round(x * 32768), clipped to [-32768, 32767]): such a sample is written as full scale, indistinguishable from a
+# louder one. A model's tanh output never reaches 1.0 (at most 0.9999998 for a mel + 3), so 1.0 counted nothing.
+FULL_SCALE = 1 - 2**-15
 # check.max_mel_error's default. Measured with the pretrained HiFi-GAN V1 universal weights (CPU, fp32): espeak-ng
 # speech 0.29-0.31 and a synthetic speech-like clip 0.51 with the right mel; the same mels stored transposed
 # 1.04-1.50, in dB 2.56-2.62, +3 (too loud) 0.74-0.84 (README, "The round-trip check").
@@ -112,8 +118,9 @@ class RoundTrip:
 
 
 def audio_counts(audio: Tensor, bounds: Tensor) -> Tensor:
-    """Per-frame values [FRAME_VALUES, B, L] float32 with only the counts filled: samples at or past full scale
-    and non-finite samples of audio [B, L * hop] per frame (bounds [B, 2, L] gives B and L)."""
+    """Per-frame values [FRAME_VALUES, B, L] float32 with only the counts filled: clipped samples (|x| >=
+    FULL_SCALE = 1 - 2**-15, at or past the largest 16-bit PCM code) and non-finite samples of audio [B, L * hop]
+    per frame (bounds [B, 2, L] gives B and L)."""
     rows, length = bounds.shape[0], bounds.shape[2]
     per_frame = audio.float().reshape(rows, length, -1)
     out = torch.zeros((FRAME_VALUES, rows, length), dtype=torch.float32, device=audio.device)

@@ -4,6 +4,11 @@ Files go through `batchvoc.storage.Store`: written to a temporary name and renam
 under the final key on an object store, so no partial file is ever visible. Audio is encoded in memory first,
 so a failed write raises a `WriteFault` naming its real cause (no space, permission, ...), not libsndfile's
 "System error". A shard is done when manifest/<shard>.parquet exists; it is written last.
+
+Each audio file carries its row's output-manifest fields that its samples cannot tell (peak before PCM
+conversion, clipped, mel_error, status, error) as JSON in its comment tag (RIFF INFO ICMT / a FLAC Vorbis
+comment), in the same write as the audio: a resumed shard reuses a finished file with exactly the fields its
+first run gave it, and a file without them (another program's, an older batchvoc's) is vocoded again.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ AUDIO_DIR = "audio"  # audio/<shard>/<id>.<wav|flac>, whatever the format
 # "Int64" column) makes `clipped`, null where a row has no audio, read as pandas' nullable Int64
 _CLIPPED = {"name": "clipped", "field_name": "clipped", "pandas_type": "int64", "numpy_type": "Int64", "metadata": None}
 PANDAS_DTYPES = {"pandas": json.dumps({"index_columns": [], "column_indexes": [], "columns": [_CLIPPED]})}
+RECORDED = ("peak", "clipped", "mel_error", "status", "error")  # fields an audio file carries in its comment tag
+RECORD_KEY = "batchvoc_row"  # the comment's JSON object: {RECORD_KEY: {field: value}}
+MAX_RECORD_BYTES = 2000  # the tag's UTF-8 bytes at most (a long reason is shortened): libsndfile 1.2 drops a WAV
+# string over 2045 bytes
 
 
 def check_format(fmt: str, subtype: str) -> None:
@@ -82,6 +91,7 @@ class ShardSink:
         self.store, self.shard, self.sample_rate = as_store(out), shard, sample_rate
         self.container, self.subtype, self.extension = FORMATS[fmt][0], subtype, fmt
         self.fault: WriteFault | None = None
+        self._recalled: dict[str, dict[str, Any]] = {}  # fields read back by recall(), until reuse() takes them
 
     @property
     def out_dir(self) -> str:
@@ -103,27 +113,56 @@ class ShardSink:
         """Delete this job's temporary files of this shard (an earlier attempt's); returns how many."""
         return self.store.remove_partials(f"{AUDIO_DIR}/{self.shard}")
 
-    def write(self, key: str, audio: np.ndarray) -> dict[str, Any]:
-        """Write audio [n_samples] float in [-1, 1] (clipped to it); returns the output-manifest fields for it
-        (`clipped` and `mel_error` None: the write stage fills them from the device's checks).
+    def write(self, key: str, audio: np.ndarray, checks: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write audio [n_samples] float in [-1, 1] (clipped to it); returns the output-manifest fields for it.
 
+        checks: the row's clipped, mel_error, status and error from the write stage (absent ones: clipped and
+        mel_error None, status ok); the file carries them with its peak (see the module doc).
         Raises WriteFault (its reason names the cause and output.dir), kept in `fault`.
         """
         audio = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+        fields = self._fields(key, audio)
+        fields.update(checks or {})
         buffer = io.BytesIO()
-        sf.write(buffer, audio, self.sample_rate, subtype=self.subtype, format=self.container)
+        with sf.SoundFile(buffer, "w", self.sample_rate, 1, self.subtype, format=self.container) as out:
+            out.comment = record_of(fields)
+            out.write(audio)
         try:
             self.store.write_bytes(self.relpath(key), buffer.getvalue())
         except WriteFault as fault:
             if self.fault is None or (fault.permanent and not self.fault.permanent):
                 self.fault = fault
             raise
-        return self._fields(key, audio)
+        return fields
+
+    def recall(self, key: str) -> bool:
+        """Whether the finished audio file of `key` carries its row's fields (then `reuse` gives them without
+        reading it again); False for a file without them, or one that cannot be read (vocode the row again)."""
+        try:
+            fields = self._read_back(key)
+        except (OSError, RuntimeError, ValueError):  # unreadable or not audio: written again
+            return False
+        if fields is None:
+            return False
+        self._recalled[key] = fields
+        return True
 
     def reuse(self, key: str) -> dict[str, Any]:
-        """Fields for an audio file an interrupted run already finished (read back, not written again)."""
-        audio, _ = sf.read(io.BytesIO(self.store.read_bytes(self.relpath(key))), dtype="float32")
-        return self._fields(key, audio)
+        """The fields of an audio file an interrupted run already finished, as that run gave them (not written
+        again). ValueError where the file does not carry them (`recall` said False)."""
+        fields = self._recalled.pop(key, None) or self._read_back(key)
+        if fields is None:
+            raise ValueError(f"{self.relpath(key)} does not carry its row's fields (not written by batchvoc)")
+        return fields
+
+    def _read_back(self, key: str) -> dict[str, Any] | None:
+        with sf.SoundFile(io.BytesIO(self.store.read_bytes(self.relpath(key)))) as audio:
+            recorded, frames = parse_record(audio.comment), audio.frames
+        if recorded is None:
+            return None
+        fields = self._fields(key, np.zeros(0, np.float32))
+        fields.update(n_samples=int(frames), duration_s=frames / self.sample_rate, **recorded)
+        return fields
 
     def _fields(self, key: str, audio: np.ndarray) -> dict[str, Any]:
         peak = float(np.abs(audio).max()) if audio.size else 0.0
@@ -144,6 +183,30 @@ class ShardSink:
         self.store.write_json(f"stats/{self.shard}.json", stats)
         table = output_table(results, passthrough, self.columns)
         self.store.write_with(f"manifest/{self.shard}.parquet", lambda buffer: pq.write_table(table, buffer))
+
+
+def record_of(fields: dict[str, Any]) -> str:
+    """The comment tag an audio file carries: JSON {RECORD_KEY: the RECORDED fields}, at most MAX_RECORD_BYTES
+    of UTF-8 (a longer reason is shortened, ending in "...")."""
+    recorded = {name: fields.get(name) for name in RECORDED}
+    text = json.dumps({RECORD_KEY: recorded}, ensure_ascii=False)
+    while len(text.encode()) > MAX_RECORD_BYTES and recorded["error"]:
+        reason = recorded["error"].removesuffix("...").encode()
+        keep = max(len(reason) - (len(text.encode()) - MAX_RECORD_BYTES) - 3, 0)
+        recorded["error"] = reason[:keep].decode(errors="ignore") + "..."
+        text = json.dumps({RECORD_KEY: recorded}, ensure_ascii=False)
+    return text
+
+
+def parse_record(comment: str | None) -> dict[str, Any] | None:
+    """The RECORDED fields of a comment tag written by record_of, or None (no tag, another program's)."""
+    try:
+        recorded = json.loads(comment or "").get(RECORD_KEY)
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(recorded, dict) or set(recorded) != set(RECORDED) or recorded["status"] not in ("ok", "suspect"):
+        return None
+    return recorded
 
 
 def output_table(results: list[dict[str, Any]], passthrough: pa.Table, columns: pa.Schema | None = None) -> pa.Table:

@@ -25,6 +25,25 @@ def test_write_is_atomic_and_fields_are_right(tmp_path):
     assert not list(tmp_path.rglob("*.partial-*"))
 
 
+@pytest.mark.parametrize("fmt, subtype", [("wav", "PCM_16"), ("flac", "PCM_24")])
+def test_a_finished_file_carries_its_row_s_fields_for_a_resume(tmp_path, fmt, subtype):
+    sink = ShardSink(tmp_path, "s0", 8000, fmt, subtype)
+    reason = "mel_error 1.45 > check.max_mel_error 0.8: " + "é" * 5000  # longer than a WAV tag keeps
+    audio = np.linspace(-1.2, 1.2, 800).astype(np.float32)
+    fields = sink.write("a", audio, dict(clipped=7, mel_error=1.45, status="suspect", error=reason))
+    assert fields["clipped"] == 7 and fields["error"] == reason and fields["peak"] == 1.0
+    again = ShardSink(tmp_path, "s0", 8000, fmt, subtype)  # a later run
+    assert again.written() == {"a"} and again.recall("a")
+    kept = again.reuse("a")
+    assert kept["error"].startswith(reason[:500]) and kept["error"].endswith("...") and len(kept["error"]) >= 900
+    assert {k: v for k, v in kept.items() if k != "error"} == {k: v for k, v in fields.items() if k != "error"}
+    sf.write(tmp_path / "audio" / "s0" / f"b.{fmt}", audio.clip(-1, 1), 8000, subtype=subtype)  # not batchvoc's
+    (tmp_path / "audio" / "s0" / f"c.{fmt}").write_bytes(b"not audio")
+    assert again.written() == {"a", "b", "c"} and not again.recall("b") and not again.recall("c")
+    with pytest.raises(ValueError, match="does not carry"):
+        again.reuse("b")
+
+
 def test_pcm16_clips_and_flac_goes_under_audio(tmp_path):
     sink = ShardSink(tmp_path, "s0", 8000, "flac", "PCM_16")
     sink.write("x", np.array([2.0, -2.0, 0.5], np.float32))

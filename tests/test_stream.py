@@ -287,8 +287,9 @@ def test_progress_counts_each_batch_and_packing_efficiency():
     assert [s.key for s in out] == ["u0", "u1", "u2"]
     assert len(seconds) == len(list(pack(items, 12, 2, 2, SILENCE))) and sum(seconds) == pytest.approx(42 * 2 / 100)
     assert 0 < stream.packing_efficiency < 1
-    # check values: the clipped count is the samples at or past full scale (this echo's audio is the mel itself)
-    assert all(s.sums.shape == (5,) and s.sums[0] == np.count_nonzero(np.abs(s.audio) >= 1.0) for s in out)
+    # check values: the clipped count is the samples at or past the largest 16-bit PCM code, 1 - 2**-15 (this
+    # echo's audio is the mel itself)
+    assert all(s.sums.shape == (5,) and s.sums[0] == np.count_nonzero(np.abs(s.audio) >= 1 - 2**-15) for s in out)
 
 
 def test_a_failing_batch_fails_only_its_utterances():

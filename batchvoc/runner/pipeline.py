@@ -47,7 +47,7 @@ def run_shard(shard: Shard, stream: VocoderStream, sink: ShardSink, checks: MelC
     results: list[dict[str, Any] | None] = [None] * shard.rows
     n_mels = checks.n_mels if isinstance(checks, MelChecks) else int(checks)
     written = sink.written()  # one listing of the shard's audio folder (resume)
-    reader = ShardRead(shard, checks, written.__contains__)
+    reader = ShardRead(shard, checks, lambda key: key in written and sink.recall(key))
     read_out: Channel = Channel(READ_AHEAD_ROWS)
     check_out: Channel = Channel(READ_AHEAD_ROWS)
     write_in: Channel = Channel(WRITE_QUEUE_ROWS)

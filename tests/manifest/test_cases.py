@@ -5,7 +5,7 @@
 | [T, n_mels] flattened, n_frames=T                 | error naming the layout                              |
 | log10 / dB / dB with a -80 floor / mel x 0.5 /    | error naming the convention and input.mel_scale      |
 |   GPT-SoVITS-normalised                           |                                                      |
-| mel + 3 (too loud)                                | written (its clipping and round trip are the checks) |
+| mel + 3 (too loud)                                | written, its clipped samples counted                 |
 | sample_rate 16000 / 44100, hop_length 200 column  | error naming the column                              |
 | .npy [n_mels, T, 1] / [1, n_mels, T]              | squeezed and written                                 |
 | .npy [T, n_mels] / [2, n_mels, T]                 | error; its neighbours written                        |
@@ -113,11 +113,13 @@ def test_the_table_and_its_second_set(tmp_path, speech, mels, ray_cluster, caplo
             continue
         assert row["status"] != "error", (key, row["error"])
         if want == "ok":
-            assert row["status"] == "ok", (key, row["error"])
+            assert row["status"] == "ok" and row["clipped"] == 0, (key, row["error"], row["clipped"])
         audio = out / row["path"]
         assert audio.is_file() and row["n_samples"] == pytest.approx(row["duration_s"] * 22050)
     assert rows["7"]["path"].endswith("/7.wav") and rows["120"]["n_samples"] == m3.shape[1] * 256
     assert rows["npy_t_1"]["n_samples"] == 160 * 256
+    # tanh never reaches 1.0: clipped means at or past the largest 16-bit PCM code (1 - 2**-15)
+    assert rows["plus3"]["clipped"] > 0 and report.summary["rows_clipped"] >= 1
 
 
 def test_mel_scale_and_mel_convention_reach_the_workers(tmp_path, mels, ray_cluster):

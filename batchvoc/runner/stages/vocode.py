@@ -22,7 +22,8 @@ from batchvoc.stream import VocoderStream
 @dataclass
 class Vocoded:
     """One row for the write stage: audio [n_samples] float32 and its checks, or the error that stopped it, or
-    `written` (a previous run wrote its audio)."""
+    `written` (a previous run wrote its audio). `warning`: the convention the mel looks like, where
+    check.mel_convention=warn let it through (the row is then suspect)."""
 
     index: int
     id: str
@@ -30,6 +31,7 @@ class Vocoded:
     check: AudioCheck | None = None
     error: str | None = None
     written: bool = False
+    warning: str | None = None
 
 
 @dataclass
@@ -50,7 +52,7 @@ def vocode_rows(rows: Channel[MelRow], stream: VocoderStream, n_mels: int, out: 
     stop: asked before each row; a reason means "vocode no more rows" (e.g. the disk is full: their writes would
     fail the same way), and each remaining good row gets it as its error."""
     times = VocodeTimes()
-    ids: deque[str] = deque()  # ids of the rows in the stream, in order (the stream keeps input order)
+    ids: deque[tuple[str, str | None]] = deque()  # (id, warning) of the rows in the stream, in input order
     started = time.perf_counter()
 
     def good_rows() -> Iterator[tuple[int, np.ndarray]]:
@@ -67,15 +69,16 @@ def vocode_rows(rows: Channel[MelRow], stream: VocoderStream, n_mels: int, out: 
                 out.put(Vocoded(row.index, row.id, error=f"mel of shape {list(mel.shape)}, expected [{n_mels}, T>0]"))
                 continue
             times.frames += mel.shape[1]
-            ids.append(row.id)
+            ids.append((row.id, row.warning))
             yield row.index, mel
 
     for done in stream.vocode(good_rows(), progress):
-        key = ids.popleft()
+        key, warning = ids.popleft()
         if done.error is not None:
             out.put(Vocoded(done.key, key, error=done.error))
         else:
-            out.put(Vocoded(done.key, key, audio=done.audio, check=AudioCheck.from_sums(done.sums)))
+            check = AudioCheck.from_sums(done.sums)
+            out.put(Vocoded(done.key, key, audio=done.audio, check=check, warning=warning))
     times.seconds = time.perf_counter() - started - rows.waited
     times.packing_efficiency = stream.packing_efficiency
     return times

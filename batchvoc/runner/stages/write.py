@@ -1,7 +1,9 @@
 """The write stage: a few threads turn each Vocoded row into its output-manifest fields and audio file.
 
 Status: `error` (not written) when the row failed earlier, its audio holds NaN or Inf samples, or writing it
-failed; `suspect` (written) when the round-trip check says the audio does not match its mel; else `ok`. Any
+failed; `suspect` (written) when the round-trip check says the audio does not match its mel, or its mel looks
+like another convention and check.mel_convention=warn let it through; else `ok`. A row an earlier run of the
+shard finished keeps the fields that run gave it (its audio file carries them: batchvoc/sink.py). Any
 exception while judging, encoding or writing one row becomes that row's error (`write_failure` words it); the
 other rows go on.
 """
@@ -85,10 +87,18 @@ class WriteStage:
             check = item.check
             if check.non_finite:
                 return sink.failed(item.id, f"the vocoder output has {check.non_finite} NaN or Inf samples")
-            reason = None if self.max_mel_error is None else suspect_reason(check, self.max_mel_error)
-            fields = sink.write(item.id, item.audio)
-            fields.update(clipped=check.clipped, mel_error=check.mel_error, status="suspect" if reason else "ok",
+            reason = self.verdict(item)
+            checks = dict(clipped=check.clipped, mel_error=check.mel_error, status="suspect" if reason else "ok",
                           error=reason)  # fmt: skip
-            return fields
+            return sink.write(item.id, item.audio, checks)
         except Exception as err:  # noqa: BLE001 - one row's fault is never the shard's (write_failure may say it is)
             return sink.failed(item.id, write_failure(err))
+
+    def verdict(self, item: Vocoded) -> str | None:
+        """Why a vocoded row is suspect (its convention warning, then the round trip's reason), or None."""
+        reasons = []
+        if item.warning:
+            reasons.append(f"{item.warning} (vocoded: check.mel_convention=warn)")
+        if self.max_mel_error is not None:
+            reasons.append(suspect_reason(item.check, self.max_mel_error))
+        return "; ".join(r for r in reasons if r) or None

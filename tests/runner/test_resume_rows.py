@@ -1,0 +1,77 @@
+"""A resumed job keeps every row's check results: real speech (espeak-ng), the pretrained HiFi-GAN V1 universal
+weights, a real local Ray. Rows the first run judged suspect or clipped are the same in the output manifest and the
+summary after a rerun with nothing to do, and after a rerun that redoes a shard whose audio files were finished
+(its output manifest gone, as when a job dies before writing it): those files are reused, not written again.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batchvoc.models.presets import get_preset
+from tests.speech import speech_mels
+
+PRESET = get_preset("hifigan_v1_universal")
+FIELDS = ("path", "sample_rate", "n_samples", "duration_s", "peak", "clipped", "mel_error", "status", "error")
+
+
+def _manifest(path, rows: dict[str, np.ndarray]) -> None:
+    """Inline mels [n_mels, n_frames] float32 by id, one row group each."""
+    table = pa.table({"id": list(rows), "mel": [np.ascontiguousarray(m, np.float32).ravel() for m in rows.values()],
+                      "n_frames": [m.shape[1] for m in rows.values()]})  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, row_group_size=1)
+
+
+def _run(tmp_path):
+    from batchvoc.runner.driver import run_job
+    from batchvoc.settings import JobSettings
+
+    settings = JobSettings(manifest=str(tmp_path / "in"), out_dir=str(tmp_path / "out"), preset=PRESET.name,
+                           checkpoint="pretrained", backend="eager", precision="fp32", batch=1, cpu_actors=1,
+                           mel_convention="warn")  # fmt: skip
+    report = run_job(settings)
+    out = settings.out_path
+    rows = {r["id"]: r for p in sorted((out / "manifest").glob("*.parquet")) for r in pq.read_table(p).to_pylist()}
+    return report, rows, json.loads((out / "summary.json").read_text())
+
+
+def _mtimes(out) -> dict[str, int]:
+    return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in (out / "audio").rglob("*.wav")}
+
+
+def test_rows_reused_by_a_rerun_keep_status_reason_mel_error_and_clipped(tmp_path, speech, ray_cluster):
+    m0, m1, m2, _ = speech_mels(speech, PRESET)
+    _manifest(tmp_path / "in" / "a_good.parquet", {"good": m0[:, 60:140]})
+    _manifest(tmp_path / "in" / "b_bad.parquet", {
+        "plus3": m2[:, 140:240] + 3,  # too loud: clips
+        "log10": m1 / np.log(10),  # check.mel_convention=warn lets it through: suspect
+        "transposed": np.ascontiguousarray(m0[:, 100:200].T).reshape(80, 100),  # [T, n_mels] stored as [n_mels, T]
+        "good_too": m1[:, 100:180],
+    })  # fmt: skip
+    report, first, summary = _run(tmp_path)
+    assert report.exit_code == 2 and not report.failed_shards
+    assert first["good"]["status"] == first["good_too"]["status"] == "ok"
+    assert first["plus3"]["clipped"] > 0 and summary["rows_clipped"] >= 1
+    assert first["log10"]["status"] == "suspect" and "log10" in first["log10"]["error"]
+    assert first["transposed"]["status"] == "suspect" and "[T, n_mels]" in first["transposed"]["error"]
+    assert summary["rows_suspect"] >= 2
+    counts = {k: summary[k] for k in ("rows_ok", "rows_suspect", "rows_failed", "rows_clipped")}
+    out = tmp_path / "out"
+    written = _mtimes(out)
+
+    report, again, summary = _run(tmp_path)  # nothing to do
+    assert report.exit_code == 2 and summary["this_run"]["shards"] == 0
+    assert again == first and {k: summary[k] for k in counts} == counts
+
+    bad_shard = first["plus3"]["path"].split("/")[1]
+    (out / "manifest" / f"{bad_shard}.parquet").unlink()  # as if the job died before the shard's manifest
+    report, redone, summary = _run(tmp_path)
+    assert summary["this_run"]["shards"] == 1 and _mtimes(out) == written  # reused, not written again
+    for key, row in first.items():
+        assert {f: redone[key][f] for f in FIELDS} == {f: row[f] for f in FIELDS}, key
+    assert {k: summary[k] for k in counts} == counts and report.exit_code == 2
