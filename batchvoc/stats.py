@@ -41,8 +41,8 @@ def _from_json(cls: type, payload: dict[str, Any]) -> Any:
 class Totals:
     """Row counts, frames, audio and stage times, summable over shards (and runs).
 
-    rows_clipped: rows with at least one sample at or past full scale before PCM conversion. reasons: error or
-    suspect reason -> rows, the most common TOP_REASONS."""
+    rows_clipped: rows with at least one sample at or past the largest 16-bit PCM code (|x| >= 1 - 2**-15) before
+    PCM conversion. reasons: error or suspect reason -> rows, the most common TOP_REASONS."""
 
     rows: int = 0
     rows_ok: int = 0
