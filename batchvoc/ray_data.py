@@ -30,30 +30,13 @@ DEFAULT_BATCH_ROWS = 64
 class VocodeBatches:
     """`map_batches` callable class: dict-of-numpy batches with mels in, the same batches with audio out."""
 
-    def __init__(
-        self,
-        preset: str,
-        checkpoint: str | None = "pretrained",
-        backend: str = "auto",
-        precision: str | None = None,
-        device: str | None = None,
-        mel_column: str = "mel",
-        audio_column: str = "audio",
-        keep_mel: bool = False,
-        batch: int = 16,
-        window: int | None = None,
-        hparams: dict[str, Any] | None = None,
-        cache_dir: str | None = None,
-        mel_scale: str = "ln",
-        mel_convention: str = "error",
-        options: dict[str, Any] | None = None,
-    ):
-        """Build the engine (arguments as `Vocoder.from_preset`). mel_column: where the mels are; audio_column:
-        where the audio goes; keep_mel: keep the mel column in the output (dropped by default: it is bulky)."""
-        self.vocoder = Vocoder.from_preset(preset, checkpoint=checkpoint, backend=backend, precision=precision,
-                                           device=device, batch=batch, window=window, hparams=hparams,
-                                           cache_dir=cache_dir, mel_scale=mel_scale,
-                                           mel_convention=mel_convention, options=options)  # fmt: skip
+    def __init__(self, preset: str, mel_column: str = "mel", audio_column: str = "audio", keep_mel: bool = False,
+                 **vocoder: Any):  # fmt: skip
+        """Build the engine: `Vocoder.from_preset(preset, **vocoder)` (checkpoint, backend, precision, device,
+        batch, window, hparams, cache_dir, mel_scale, mel_convention, options: as there). mel_column: where the
+        mels are; audio_column: where the audio goes; keep_mel: keep the mel column in the output (dropped by
+        default: it is bulky)."""
+        self.vocoder = Vocoder.from_preset(preset, **vocoder)
         self.mel_column, self.audio_column, self.keep_mel = mel_column, audio_column, keep_mel
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

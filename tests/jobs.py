@@ -12,11 +12,13 @@ from batchvoc.stats import JobSummary
 SMALL_MODEL = {"upsample_initial_channel": 32}  # hifigan_v1's architecture at toy width: builds in a blink
 
 
-def small_job(tmp_path: Path, **kw: Any) -> JobSettings:
-    """A job from tmp_path/in to tmp_path/out with a small random HiFi-GAN V1 on eager fp32 (fast on 2 cores);
-    `kw` sets any other JobSettings field, or replaces these."""
-    base = dict(manifest=str(tmp_path / "in"), out_dir=str(tmp_path / "out"), preset="hifigan_v1_universal",
-                checkpoint="random", hparams=SMALL_MODEL, backend="eager", precision="fp32")  # fmt: skip
+def small_job(folder: Path | None, **kw: Any) -> JobSettings:
+    """A job from folder/in to folder/out (folder None: `kw` names manifest and out_dir) with a small random
+    HiFi-GAN V1 on eager fp32 (fast on 2 cores); `kw` sets any other JobSettings field, or replaces these."""
+    base = dict(preset="hifigan_v1_universal", checkpoint="random", hparams=SMALL_MODEL, backend="eager",
+                precision="fp32")  # fmt: skip
+    if folder is not None:
+        base.update(manifest=str(folder / "in"), out_dir=str(folder / "out"))
     return JobSettings(**{**base, **kw})
 
 

@@ -86,6 +86,10 @@ def test_bad_settings_name_the_key():
         batchvoc.Vocoder.from_preset("gsv_v4", checkpoint=None)
     with pytest.raises(ConfigError, match="engine.backend"):
         batchvoc.Vocoder.from_preset("hifigan_v1_universal", backend="warp")
+    from batchvoc.ray_data import VocodeBatches
+
+    with pytest.raises(ConfigError, match="input.mel_scale"):  # VocodeBatches passes its keywords to from_preset
+        VocodeBatches("hifigan_v1_universal", audio_column="wave", backend="eager", mel_scale="log2")
 
 
 def test_ray_data_vocodes_in_place_on_a_cpu_actor(tmp_path, pretrained, ray_cluster):

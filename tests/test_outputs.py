@@ -11,6 +11,7 @@ from batchvoc.outputs import conform, passthrough_schema
 from batchvoc.runner.driver import run_job
 from batchvoc.settings import JobSettings
 from tests.conftest import mel_rows
+from tests.jobs import small_job
 
 
 def write_part(path, rows, extra: dict, int_ids: bool = False):
@@ -39,11 +40,7 @@ def mixed_manifest(folder):
 
 
 def job(tmp_path, **kw) -> JobSettings:
-    base = dict(manifest=str(tmp_path / "in"), out_dir=str(tmp_path / "out"), preset="hifigan_v1_universal",
-                checkpoint="random", hparams={"upsample_initial_channel": 32}, backend="eager", precision="fp32",
-                batch=4, cpu_actors=1, shard_seconds=0.25)  # fmt: skip
-    base.update(kw)
-    return JobSettings(**base)
+    return small_job(tmp_path, **{"batch": 4, "cpu_actors": 1, "shard_seconds": 0.25, **kw})
 
 
 def test_output_manifest_opens_with_datasets_and_pandas(tmp_path, ray_cluster):

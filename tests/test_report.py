@@ -17,7 +17,7 @@ from batchvoc.report import data as jobdata
 from batchvoc.report import write_report
 from batchvoc.runner.driver import run_job
 from batchvoc.settings import JobSettings
-from tests import browser
+from tests import browser, jobs
 from tests.conftest import mel_rows, write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,11 +35,8 @@ def small_job(tmp_path, rows: int = 24, **kw) -> JobSettings:
     write_manifest(tmp_path / "in" / "b.parquet", items[rows // 2 :], row_group_size=4)
     config = {"input": {"manifest": str(tmp_path / "in")}, "model": {"preset": "hifigan_v1_universal"},
               "check": {"max_mel_error": 3.0}}  # fmt: skip
-    base = dict(manifest=str(tmp_path / "in"), out_dir=str(tmp_path / "out"), preset="hifigan_v1_universal",
-                checkpoint="random", hparams={"upsample_initial_channel": 32}, backend="eager", precision="fp32",
-                batch=4, cpu_actors=2, shard_seconds=0.3, subtype="FLOAT", config=config)  # fmt: skip
-    base.update(kw)
-    return JobSettings(**base)
+    return jobs.small_job(tmp_path, **{"batch": 4, "cpu_actors": 2, "shard_seconds": 0.3, "subtype": "FLOAT",
+                                       "config": config, **kw})  # fmt: skip
 
 
 def check_page(page: Path, tmp_path: Path, min_images: int) -> browser.PageVisit:

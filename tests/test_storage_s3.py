@@ -21,6 +21,7 @@ from batchvoc.runner.driver import run_job
 from batchvoc.settings import JobSettings
 from batchvoc.stats import JobSummary
 from tests.conftest import mel_rows, write_manifest
+from tests.jobs import small_job
 from tests.s3server import s3_server  # noqa: F401 - the session fixture
 from tests.test_cli import ROOT
 
@@ -42,11 +43,9 @@ def put_manifest(fs, key: str, rows: list[dict], tmp_path, row_group_size: int =
 
 
 def s3_job(s3, bucket: str, run: str, **kw) -> JobSettings:
-    base = dict(manifest=f"s3://{bucket}/mels/", out_dir=f"s3://{bucket}/out/{run}", preset="hifigan_v1_universal",
-                checkpoint="random", hparams={"upsample_initial_channel": 32}, backend="eager", precision="fp32",
-                batch=2, window=16, cpu_actors=1, shard_seconds=0.3, storage_options=s3.storage_options)  # fmt: skip
-    base.update(kw)
-    return JobSettings(**base)
+    base = dict(manifest=f"s3://{bucket}/mels/", out_dir=f"s3://{bucket}/out/{run}", batch=2, window=16,
+                cpu_actors=1, shard_seconds=0.3, storage_options=s3.storage_options)  # fmt: skip
+    return small_job(None, **{**base, **kw})
 
 
 def test_manifests_and_npy_mels_are_found_and_read_in_the_bucket(bucket, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from batchvoc.manifest import check_manifest_files, find_manifest_files, plan_shards, read_shard_rows
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.models.presets import get_preset
+from tests.jobs import small_job
 from tests.manifest.fuzz import write_fuzz_manifest
 from tests.speech import speech_mels
 
@@ -45,12 +46,9 @@ def test_reader_fuzz_good_rows_read_bad_rows_reasoned(tmp_path, mels, seed):
 
 def test_job_fuzz_on_a_real_local_ray(tmp_path, mels, ray_cluster):
     from batchvoc.runner.driver import run_job
-    from batchvoc.settings import JobSettings
 
     expected = write_fuzz_manifest(tmp_path / "in", mels, seed=2026, rows=90)
-    settings = JobSettings(manifest=str(tmp_path / "in"), out_dir=str(tmp_path / "out"), preset=PRESET,
-                           checkpoint="random", hparams={"upsample_initial_channel": 32}, backend="eager",
-                           precision="fp32", batch=4, cpu_actors=1, shard_seconds=15.0)  # fmt: skip
+    settings = small_job(tmp_path, preset=PRESET, batch=4, cpu_actors=1, shard_seconds=15.0)
     report = run_job(settings)
     assert report.exit_code == 2 and not report.failed_shards
     out = [r for p in sorted((settings.out_path / "manifest").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]

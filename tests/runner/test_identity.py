@@ -14,15 +14,7 @@ from batchvoc.runner.identity import RECORD, checkpoint_identity, claim, job_ide
 from batchvoc.settings import JobSettings
 from batchvoc.storage import Store
 from tests.conftest import mel_rows, write_manifest
-
-SMALL = {"upsample_initial_channel": 32}
-
-
-def settings(tmp_path, **kw) -> JobSettings:
-    base = dict(manifest=str(tmp_path / "in"), out_dir=str(tmp_path / "out"), preset="hifigan_v1_universal",
-                checkpoint="random", hparams=SMALL, backend="eager", precision="fp32")  # fmt: skip
-    base.update(kw)
-    return JobSettings(**base)
+from tests.jobs import small_job as settings
 
 
 def identity(s: JobSettings) -> dict:

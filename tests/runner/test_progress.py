@@ -6,16 +6,14 @@ from batchvoc.manifest import find_manifest_files, plan_shards
 from batchvoc.models.presets import get_preset
 from batchvoc.runner.actors import RemoteWorker
 from batchvoc.runner.cluster import plan_actors
-from batchvoc.settings import JobSettings
 from tests.conftest import mel_rows, write_manifest
+from tests.jobs import small_job
 
 
 def test_one_shard_reports_audio_seconds_batch_by_batch(tmp_path, ray_cluster):
     manifest = write_manifest(tmp_path / "in" / "m.parquet", mel_rows(8, 80, frames=80), row_group_size=8)
     (shard,) = plan_shards(find_manifest_files(manifest), 10**9)
-    settings = JobSettings(manifest=str(manifest), out_dir=str(tmp_path / "out"), preset="hifigan_v1_universal",
-                           checkpoint="random", hparams={"upsample_initial_channel": 32}, backend="eager",
-                           precision="fp32", batch=1, window=40)  # fmt: skip
+    settings = small_job(tmp_path, manifest=str(manifest), batch=1, window=40)
     plan = plan_actors(1)
     actor = RemoteWorker.options(**plan.options).remote(settings, "actor-0", plan.threads)
     preset = get_preset("hifigan_v1_universal")

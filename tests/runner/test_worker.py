@@ -12,16 +12,12 @@ from batchvoc.models import load_vocoder
 from batchvoc.runner.worker import Worker
 from batchvoc.settings import JobSettings
 from tests.conftest import mel_rows, write_manifest
-
-SMALL = {"upsample_initial_channel": 32}
+from tests.jobs import small_job
 
 
 def settings(tmp_path, manifest, **kw) -> JobSettings:
-    base = dict(manifest=str(manifest), out_dir=str(tmp_path / "out"), preset="hifigan_v1_universal",
-                checkpoint="random", hparams=SMALL, backend="eager", precision="fp32", batch=3, window=24,
-                subtype="FLOAT", job_token="tok1")  # fmt: skip
-    base.update(kw)
-    return JobSettings(**base)
+    base = dict(manifest=str(manifest), batch=3, window=24, subtype="FLOAT", job_token="tok1")
+    return small_job(tmp_path, **{**base, **kw})
 
 
 def test_shard_output_equals_whole_utterance_model_output(tmp_path):
