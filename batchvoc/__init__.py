@@ -1,6 +1,6 @@
 """batchvoc: mel-spectrogram manifests to audio at corpus scale.
 
-    from batchvoc import Vocoder      # the Python API (batchvoc/api.py); imported on first use
+from batchvoc import Vocoder      # the Python API (batchvoc/api.py); imported on first use
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def build(settings: Any, check_only: bool = False) -> list[dict[str, Any]]:
                 rows.append(row)
             if not check_only:
                 runtime = assemble(model, preset, options)
-                for row in rows[-len(packages):]:
+                for row in rows[-len(packages) :]:
                     row.update(precision=runtime.engine.precision, state=runtime.load_path,
                                seconds=round(runtime.ready_s, 1))  # fmt: skip
         elif backend == "eager" or check_only:

@@ -71,8 +71,12 @@ def test_manifests_and_npy_mels_are_found_and_read_in_the_bucket(bucket, tmp_pat
     assert "does not exist" in got[1].error and "leaves the manifest's folder" in got[2].error
 
 
-def test_a_job_reads_and_writes_the_bucket_and_a_rerun_skips_what_is_done(bucket, s3_server, tmp_path,  # noqa: F811
-                                                                          ray_cluster):
+def test_a_job_reads_and_writes_the_bucket_and_a_rerun_skips_what_is_done(
+    bucket,
+    s3_server,  # noqa: F811 - the session fixture
+    tmp_path,
+    ray_cluster,
+):
     name, fs = bucket
     rows = mel_rows(10, 80, frames=[8 + i for i in range(10)])
     put_manifest(fs, f"{name}/mels/part0.parquet", rows[:6], tmp_path)

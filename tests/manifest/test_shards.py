@@ -49,8 +49,7 @@ def test_names_do_not_shift_when_rows_are_appended(tmp_path):
 def test_plan_is_deterministic_and_names_are_stable(tmp_path):
     files = _three_files(tmp_path)
     assert plan_shards(files, 150) == plan_shards(files, 150)
-    assert [s.name for s in plan_shards(files, 150)][:2] == ["part0.r000000000-000000010",
-                                                            "part0.r000000010-000000017"]
+    assert [s.name for s in plan_shards(files, 150)][:2] == ["part0.r000000000-000000010", "part0.r000000010-000000017"]
 
 
 def test_duplicate_ids_are_marked_on_their_later_rows(tmp_path):
