@@ -1,7 +1,8 @@
 """Real speech for tests: Debian's espeak-ng speaks a few sentences to WAV; the preset's own front end makes mels.
 
 `speak(folder)` writes the WAVs; `speech_mels(speech, preset)` gives natural-log mels [n_mels, n_frames] made the
-way the model's training mels were. The session fixture `speech` (imported by tests/conftest.py) skips where
+way the model's training mels were; `mid_speech(mel, floor)` the frames of its longest stretch without a pause.
+The session fixture `speech` (imported by tests/conftest.py) skips where
 espeak-ng is absent.
 """
 
@@ -58,6 +59,16 @@ def speech_mels(speech: Speech, preset) -> list[np.ndarray]:
 
     fe = preset.front_end
     return [np.asarray(log_mel(load_audio_for(fe, wav), fe), dtype=np.float32) for wav in speech.wavs]
+
+
+def mid_speech(mel: np.ndarray, floor: float) -> slice:
+    """The frames of the longest stretch of `mel` [n_mels, T] where every frame's loudest band is 6 above ln(clip):
+    speech without a pause, where a log10 or scaled mel shows no clamped floor."""
+    speaking = np.concatenate([[False], mel.max(0) > floor + 6, [False]])
+    edges = np.flatnonzero(np.diff(speaking.astype(np.int8)))
+    starts, stops = edges[::2], edges[1::2]
+    longest = int(np.argmax(stops - starts))
+    return slice(int(starts[longest]), int(stops[longest]))
 
 
 @pytest.fixture(scope="session")

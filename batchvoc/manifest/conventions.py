@@ -36,6 +36,23 @@ COMPRESSED_Q1 = -3.5  # ln mels of speech reach far below this (toward the floor
 SMOOTHER_AS_TRANSPOSED = 0.8  # total variation read as [T, n_mels] / read as [n_mels, T] below this: transposed
 MIN_FRAMES_FOR_LAYOUT = 16  # fewer frames (or bands) than this: the layout statistic is too noisy to trust
 MAX_STAT_VALUES = 1 << 14  # percentiles and floor mass on at most this many values (an even subsample)
+# A compressed row: log10, or a natural-log mel scaled down, cut where it never reaches its clamped floor (from
+# mid-speech). Its values span little (1st to 99th percentile, SPAN_OF_SPEECH) and the compression reaches its
+# loudest values too (the top quarter, 75th to 99th percentile, is no wider a share of the span than in speech,
+# TOP_QUARTER_SHARE); a noisy recording's span is narrow only from below (its raised floor), its top quarter keeps
+# the width speech has. Measured (tests/manifest/test_conventions.py has the espeak-ng part) on 7 utterances (4
+# espeak-ng voices, a CMU ARCTIC recording, 2 of the demo's synthetic clips), whole and in windows of 64-128 frames
+# where every frame's loudest band is 6 above ln(clip), through the HiFi-GAN 22 kHz, gsv_v4, BigVGAN 24 kHz and
+# 44 kHz front ends, at gains 0.05 / 1 / 1.25 and over white-noise floors of std 0.001, 0.01, 0.03 (and 0.003 at
+# gain 0.1). Natural-log rows flagged: none of the 196 whole utterances or of the windows of 128 frames; 1 of 420
+# windows of 96 frames, 4 of 861 of 64. log10 and x0.5 rows flagged: all, whole or windows of >= 64 frames, except
+# with the 44 kHz front end (128 bands): 52 of 58 windows of 64 frames, 25 of 28 of 96, all of 128 and whole.
+# Flagged rows are vocoded and marked suspect, never refused: the values alone cannot be sure.
+SPAN_OF_SPEECH = 6.0  # natural-log units; log10 of speech spans 3.0-5.3, x0.5 3.5-6.1, clean ln speech 6.9-12.1
+TOP_QUARTER_SHARE = 0.5  # medians: scaled rows 0.3-0.4 (as their speech), ln rows over a noise floor 0.6-0.7
+MIN_FRAMES_FOR_SPAN = 64  # shorter rows: too few values to tell
+QUIET_TOP = -4.0  # a row whose 99th percentile is below this (background noise alone) is not judged; scaled speech
+# stays above -2 (log10 of speech 26 dB quieter than espeak-ng's: about -1.3)
 LAYOUT_FRAMES = 256  # the layout statistic on at most this many frames from the middle of the row
 
 
@@ -118,19 +135,26 @@ class MelChecks:
     def read(self, mel: np.ndarray) -> tuple[np.ndarray, str | None]:
         """(the natural-log mel [n_mels, n_frames] float32, a warning or None); RowError in error mode.
 
-        The mel is converted from input.mel_scale first; the checks then judge the converted values.
+        The mel is converted from input.mel_scale first; the checks then judge the converted values. A warning (the
+        row is vocoded and marked suspect) is another convention let through by check.mel_convention=warn, or in
+        either mode a row that only may be one (looks_compressed).
         """
         mel = to_natural_log(mel, self.scale)
         if self.mode == "off":
             return mel, None
         problem = looks_like(mel, self.floor, self.ceiling)
         if problem is None:
-            return mel, None
-        if self.scale != "ln":
-            problem += f" (read with {SCALE_KEY}={self.scale}: is that the scale these mels are in?)"
+            doubt = looks_compressed(mel)  # a weaker sign: vocoded, and the row marked suspect, in either mode
+            return mel, None if doubt is None else self._read_as(doubt)
+        problem = self._read_as(problem)
         if self.mode == "error":
             raise RowError(problem)
-        return mel, problem
+        return mel, f"{problem} ({MODE_KEY}=warn: vocoded anyway)"
+
+    def _read_as(self, problem: str) -> str:
+        if self.scale != "ln":
+            problem += f" (read with {SCALE_KEY}={self.scale}: is that the scale these mels are in?)"
+        return problem
 
 
 def looks_like(mel: np.ndarray, floor: float, ceiling: float) -> str | None:
@@ -165,6 +189,21 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float) -> str | None:
         return (f"values only from {q1:.2f} to {hi:.2f} (1st percentile to max): natural-log mels of speech reach "
                 f"toward {floor:.2f}; looks like log10 or a scaled mel; {fix}")  # fmt: skip
     return _layout(mel)
+
+
+def looks_compressed(mel: np.ndarray) -> str | None:
+    """Why `mel` [n_mels, n_frames] may be log10 or a scaled-down natural-log mel though it never reaches a floor
+    (see SPAN_OF_SPEECH), or None; rows under MIN_FRAMES_FOR_SPAN frames are not judged."""
+    if mel.ndim != 2 or mel.shape[1] < MIN_FRAMES_FOR_SPAN:
+        return None
+    q1, q75, q99 = (float(q) for q in np.percentile(_sample(mel), [1, 75, 99]))
+    span = q99 - q1
+    if span >= SPAN_OF_SPEECH or span <= 0 or q99 < QUIET_TOP or (q99 - q75) / span >= TOP_QUARTER_SHARE:
+        return None
+    return (f"values span only {span:.2f} (1st to 99th percentile), and the loudest quarter is squeezed with the "
+            f"rest; natural-log mels of speech span {SPAN_OF_SPEECH:g} or more: looks like log10 (ln / 2.303) or a "
+            f"natural-log mel scaled down (set {SCALE_KEY}=log10 if it is log10; vocoded, marked suspect: the values "
+            "alone cannot be sure)")  # fmt: skip
 
 
 def likely_cause(mel: np.ndarray, floor: float, ceiling: float) -> str | None:

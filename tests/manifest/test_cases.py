@@ -5,6 +5,7 @@
 | [T, n_mels] flattened, n_frames=T                 | error naming the layout                              |
 | log10 / dB / dB with a -80 floor / mel x 0.5 /    | error naming the convention and input.mel_scale      |
 |   GPT-SoVITS-normalised                           |                                                      |
+| log10 / x0.5 of speech cut with no pause in it    | error or suspect, the reason naming log10            |
 | mel + 3 (too loud)                                | written, its clipped samples counted                 |
 | sample_rate 16000 / 44100, hop_length 200 column  | error naming the column                              |
 | .npy [n_mels, T, 1] / [1, n_mels, T]              | squeezed and written                                 |
@@ -25,9 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from batchvoc.manifest.conventions import MIN_FRAMES_FOR_SPAN
 from batchvoc.models.mel import load_audio_for, log_mel
 from batchvoc.models.presets import get_preset
-from tests.speech import speech_mels
+from tests.speech import mid_speech, speech_mels
 
 PRESET = get_preset("hifigan_v1_universal")
 LN10 = np.log(10.0)
@@ -73,6 +75,8 @@ def test_the_table_and_its_second_set(tmp_path, speech, mels, ray_cluster, caplo
     folder = tmp_path / "in"
     folder.mkdir()
     sr16k, sr44k = _at_rate(speech.wavs[0], 16000), _at_rate(speech.wavs[1], 44100)
+    mid = mels[2][:, mid_speech(mels[2], np.log(PRESET.front_end.clip))]
+    assert mid.shape[1] >= MIN_FRAMES_FOR_SPAN
     _inline(folder / "a_inline.parquet", [
         dict(id="good_0", mel=m0, expect="ok"),
         dict(id="good_declared", mel=m1, n_mels=80, sample_rate=22050, hop_length=256, expect="ok"),
@@ -88,6 +92,10 @@ def test_the_table_and_its_second_set(tmp_path, speech, mels, ray_cluster, caplo
         dict(id="sr44k", mel=sr44k, sample_rate=44100, expect="error:sample_rate is 44100"),
         dict(id="hop200", mel=m1, hop_length=200, expect="error:hop_length is 200"),
         dict(id="n_mels100", mel=m1, n_mels=100, expect="error:n_mels is 100"),
+        # cut from mid-speech (no pause, so no clamped floor): log10 and x0.5 never pass, natural log does
+        dict(id="mid_ln", mel=mid, expect="ok"),
+        dict(id="mid_log10", mel=mid / LN10, expect="not ok:log10"),
+        dict(id="mid_half", mel=0.5 * mid, expect="not ok:log10"),
     ])  # fmt: skip
     (folder / "mels").mkdir()
     npys = {"npy_t_1": m0[:, :, None], "npy_1_n": m1[None], "npy_swapped": m2.T, "npy_two": np.stack([m3, m3])}
@@ -110,6 +118,9 @@ def test_the_table_and_its_second_set(tmp_path, speech, mels, ray_cluster, caplo
         row = rows[str(key)]
         if want.startswith("error:"):
             assert row["status"] == "error" and want[6:] in row["error"], (key, row["error"])
+            continue
+        if want.startswith("not ok:"):  # refused, or written and marked suspect, with the reason
+            assert row["status"] in ("error", "suspect") and want[7:] in row["error"], (key, row["error"])
             continue
         assert row["status"] != "error", (key, row["error"])
         if want == "ok":

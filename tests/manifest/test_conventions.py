@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from batchvoc.errors import ConfigError, RowError
-from batchvoc.manifest.conventions import MelChecks, looks_like, to_natural_log
+from batchvoc.manifest.conventions import MIN_FRAMES_FOR_SPAN, MelChecks, looks_like, to_natural_log
 from batchvoc.models.mel import load_audio_for, log_mel
 from batchvoc.models.presets import get_preset
-from tests.speech import speech_mels
+from tests.speech import mid_speech, speech_mels
 
 PRESETS = ("hifigan_v1_universal", "gsv_v4", "bigvgan_v2_24khz_100band_256x", "bigvgan_v2_44khz_128band_512x")
 LN10 = np.log(10.0)
@@ -84,6 +84,33 @@ def test_noisy_log10_is_caught_without_a_clamped_floor(speech):
     checks = MelChecks.for_preset(preset)
     for mel in _recorded(speech, preset, 1.0, 0.01):
         assert "log10" in looks_like(mel / LN10, checks.floor, checks.ceiling)
+
+
+def _verdict(checks: MelChecks, mel: np.ndarray) -> str | None:
+    """The refusal's reason, or the warning a vocoded row is marked suspect with, or None."""
+    try:
+        return checks.read(mel.astype(np.float32))[1]
+    except RowError as err:
+        return str(err)
+
+
+def test_log10_or_scaled_mels_cut_from_mid_speech_never_pass(preset_mels, speech):
+    """Without a pause there is no clamped floor to give a log10 or x0.5 mel away: its span and its loudest quarter
+    do (marked suspect where nothing surer refuses it). The same stretches in natural log, clean or over a
+    recording's noise floor, pass."""
+    preset, mels = preset_mels
+    checks = MelChecks.for_preset(preset)
+    cuts = [(i, mid_speech(m, checks.floor)) for i, m in enumerate(mels)]
+    cuts = [(i, cut) for i, cut in cuts if cut.stop - cut.start >= MIN_FRAMES_FOR_SPAN]
+    assert len(cuts) >= 3
+    noisy = [_recorded(speech, preset, gain, noise) for gain, noise in [(1, 0.01), (1, 0.03), (0.1, 0.003)]]
+    for i, cut in cuts:
+        crop = mels[i][:, cut]
+        assert _verdict(checks, crop) is None
+        assert all(_verdict(checks, recorded[i][:, cut]) is None for recorded in noisy), i
+        for wrong in (crop / LN10, 0.5 * crop):
+            reason = _verdict(checks, wrong)
+            assert reason is not None and "log10" in reason, (i, crop.shape, reason)
 
 
 @pytest.mark.parametrize(

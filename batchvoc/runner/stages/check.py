@@ -1,8 +1,9 @@
 """The check stage: each decoded mel read in the job's convention and checked before it reaches the device.
 
 `MelChecks.read` (batchvoc/manifest/conventions.py) converts input.mel_scale to the natural-log mel and judges
-whether it looks like one (check.mel_convention: error -> the row's error; warn -> vocoded, logged). Any other
-exception for one row becomes that row's error; the other rows go on.
+whether it looks like one (check.mel_convention: error -> the row's error; warn -> vocoded, logged, and the row
+marked suspect by the write stage; a row that only may be another convention is vocoded and marked suspect in
+either mode). Any other exception for one row becomes that row's error; the other rows go on.
 """
 
 from __future__ import annotations
@@ -37,4 +38,4 @@ def check_rows(rows: Iterable[MelRow], checks: MelChecks | int, shard: str = "")
             warned += 1
         yield row
     if warned > WARNINGS_LOGGED:
-        log.warning("%s: %d rows in all look like another mel convention (check.mel_convention=warn)", shard, warned)
+        log.warning("%s: %d rows in all look like another mel convention (vocoded, marked suspect)", shard, warned)

@@ -2,7 +2,8 @@
 
 Status: `error` (not written) when the row failed earlier, its audio holds NaN or Inf samples, or writing it
 failed; `suspect` (written) when the round-trip check says the audio does not match its mel, or its mel looks
-like another convention and check.mel_convention=warn let it through; else `ok`. A row an earlier run of the
+like another convention (check.mel_convention=warn let it through, or it only may be one:
+conventions.looks_compressed); else `ok`. A row an earlier run of the
 shard finished keeps the fields that run gave it (its audio file carries them: batchvoc/sink.py). Any
 exception while judging, encoding or writing one row becomes that row's error (`write_failure` words it); the
 other rows go on.
@@ -98,7 +99,7 @@ class WriteStage:
         """Why a vocoded row is suspect (its convention warning, then the round trip's reason), or None."""
         reasons = []
         if item.warning:
-            reasons.append(f"{item.warning} (vocoded: check.mel_convention=warn)")
+            reasons.append(item.warning)
         if self.max_mel_error is not None:
             reasons.append(suspect_reason(item.check, self.max_mel_error))
         return "; ".join(r for r in reasons if r) or None
