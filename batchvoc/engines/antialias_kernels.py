@@ -48,6 +48,7 @@ def up_snake(x_ptr, a_ptr, alpha_ptr, inv_ptr, taps_ptr, valid_ptr, C, T, rate,
     out = acc + inv * s * s
     tl.store(a_ptr + b * sab + c[None, :] * sac + m[:, None] * sat, out.to(a_ptr.dtype.element_ty), mask=mask)
 
+
 @triton.jit
 def down(a_ptr, y_ptr, taps_ptr, valid_ptr, C, T, rate,
          sab, sac, sat, syb, syc, syt, svb, svk, svf,
