@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from batchvoc.stats import JobSummary
+
 
 def run_job(label: str, devices: str, overrides: list[str]) -> dict:
     """Run one job; its figures as a dict (summary.json's, where the job wrote one)."""
@@ -33,11 +35,12 @@ def run_job(label: str, devices: str, overrides: list[str]) -> dict:
     row = dict(label=label, devices=devices, overrides=overrides, exit_code=done.returncode, process_s=wall)
     summary = Path(out_dir, "summary.json") if out_dir else None
     if summary and summary.exists():
-        s = json.loads(summary.read_text())
-        row.update({k: s.get(k) for k in ("wall_seconds", "startup_s", "x_realtime", "audio_seconds", "rows_ok",
-                                          "rows_failed", "actors", "backend", "precision")})  # fmt: skip
-        row["ready_s"] = [a.get("ready_s") for a in s.get("actors_ready") or []]
-        row["load_path"] = [a.get("load_path") for a in s.get("actors_ready") or []]
+        s = JobSummary.from_json(json.loads(summary.read_text()))
+        row.update(wall_seconds=s.wall_seconds, startup_s=s.startup_s, x_realtime=s.x_realtime,
+                   audio_seconds=s.audio_seconds, rows_ok=s.rows_ok, rows_failed=s.rows_failed, actors=s.actors,
+                   backend=s.backend, precision=s.precision)  # fmt: skip
+        row["ready_s"] = [a.get("ready_s") for a in s.actors_ready or []]
+        row["load_path"] = [a.get("load_path") for a in s.actors_ready or []]
     else:
         row["tail"] = (done.stderr or done.stdout)[-3000:]
     return row
