@@ -175,12 +175,21 @@ def group_options(group: str) -> list[str]:
 
 
 def _job_line(name: str) -> str:
-    """The first comment line of conf/job/NAME.yaml (after `# @package`)."""
+    """The first sentence of conf/job/NAME.yaml's leading comment (after `# @package`), however many lines."""
     text = (resources.files(CONFIG_MODULE) / "job" / f"{name}.yaml").read_text()
+    words: list[str] = []
     for line in text.splitlines():
-        if line.startswith("#") and "@package" not in line:
-            return line.lstrip("# ").strip()
-    return ""
+        if "@package" in line:
+            continue
+        line = line.lstrip("# ").strip() if line.startswith("#") else None
+        if not line or line.startswith("python "):  # the comment ended, or its example command begins
+            break
+        words.append(line)
+        if line.endswith("."):
+            break
+    sentence = " ".join(words)
+    first = re.split(r"(?<![.])[.]\s", sentence, maxsplit=1)[0]  # a sentence's end, not an ellipsis
+    return first.rstrip(".") + "." if first else ""
 
 
 def _keys(node: Any, prefix: str = "") -> list[tuple[str, str, str]]:

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         client = JobSubmissionClient(args.address)
         job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env(args.runtime_env))
     except AuthenticationError:
-        print(f"jobs/submit.py: the cluster refused our token: {auth.HOW}", file=sys.stderr)
+        told = "refused our token" if auth.token_available() else "wants a token and we found none"
+        print(f"jobs/submit.py: the cluster {told}: {auth.HOW}", file=sys.stderr)
         return 1
     except (ConnectionError, RuntimeError) as err:
         first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)

@@ -122,6 +122,9 @@ def test_help_without_a_job_lists_jobs_keys_and_presets():
     for word in ("job=NAME", "demo", "v4_fp16", "engine.batch", "check.max_mel_error", "gsv_v4", "-m"):
         assert word in result.stdout
     assert help_text() == result.stdout.rstrip("\n")
+    # each job's description is its whole first sentence, not a comment line cut mid-sentence
+    assert "then vocodes it with the pretrained universal weights." in result.stdout
+    assert "--preset hifigan_v1_universal)." in result.stdout
 
 
 def test_worst_exit_code_of_a_sweep():

@@ -128,20 +128,29 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
             for actor in crew:
                 if actor.busy and actor.poll is None and now - actor.polled_at >= POLL_S:
                     actor.poll, actor.polled_at = actor.handle.poll.remote(), now
-            vocoded = round(min(sum(sum(a.vocoded.values()) for a in crew), total), 1)
-            if vocoded != bar.n:
-                bar.update(vocoded - bar.n)  # update, not refresh: tqdm keeps to mininterval
+            _show(bar, crew, result, total)
             if result.stopped:
                 for actor in crew:  # their shards in flight end with them; partial files go on the next run
                     ray.kill(actor.handle, no_restart=True)
                 pending.clear()
                 break
+        _show(bar, crew, result, total)  # the last shards' audio (their actors were not polled after them)
     if not result.actors and start_errors:
         cause = start_errors[0]
         raise cause if isinstance(cause, ConfigError) else RuntimeError(f"no actor could start: {cause}")
     for shard in pending:
         result.failed.setdefault(shard.name, "no actor left to run it")
     return result
+
+
+def _show(bar: tqdm, crew: list[_Actor], result: Dealt, total: float) -> None:
+    """Move the bar to the audio vocoded so far: the actors' last polls, or the finished shards' audio where
+    that is more (an actor is not polled once its last shard is done)."""
+    polled = sum(sum(a.vocoded.values()) for a in crew)
+    finished = sum(stats.get("audio_seconds", 0.0) for stats in result.stats.values())
+    vocoded = round(min(max(polled, finished), total), 1)
+    if vocoded > bar.n:
+        bar.update(vocoded - bar.n)  # update, not refresh: tqdm keeps to mininterval
 
 
 def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: deque, redealt: set[str],

@@ -117,8 +117,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                     dealt = _run(settings, cluster, loading, todo, preset, tally, on_actor_ready, timeline)
             finally:
                 if cluster is not None:
-                    cluster.stop()
-                    timeline.mark("Ray shut down")
+                    timeline.mark("Ray shut down" if cluster.stop() else "Ray left running (joined, not started)")
         wall = time.perf_counter() - started
         summary = _summary(settings, store, shards, {s.name for s in todo}, wall, dealt)
         if dealt.first_audio_at:
@@ -174,13 +173,15 @@ class _Cluster:
         if self.guard is not None:
             self.guard.watch()
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Shut down a local Ray this job started (True); a cluster it joined runs on (False)."""
         if self.guard is None:
-            return
+            return False
         began = time.perf_counter()
         disconnect()
         self.guard.close()
         log.info("local Ray shut down in %.1f s", time.perf_counter() - began)
+        return True
 
 
 def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[Shard], preset: Preset,

@@ -74,7 +74,14 @@ class SessionGuard:
     def close(self, timeout: float = 10.0) -> None:
         """Close the pipe (the guard kills what is left of the listed processes) and wait for it to exit."""
         if self._process.stdin is not None and not self._process.stdin.closed:
-            self._process.stdin.close()
+            try:
+                self._process.stdin.close()
+            except (BrokenPipeError, OSError):  # the guard is gone already: nothing to tell it
+                pass
+        if self._process.poll() not in (None, 0):
+            log.warning("the process guard (pid %d) had exited (code %s): processes this job started may outlive "
+                        "it", self.pid, self._process.returncode)  # fmt: skip
+            return
         try:
             self._process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -67,3 +67,21 @@ def test_a_sigkilled_driver_leaves_no_process_of_its_job(tmp_path):
     (session,) = sessions
     for process in psutil.process_iter(["cmdline"]):
         assert session not in " ".join(process.info["cmdline"] or []), process
+
+
+def test_a_guard_that_died_early_does_not_break_the_driver_s_end(caplog):
+    """A guard process gone before the driver's end (it could not start, say): close() warns, never raises."""
+    from batchvoc.runner.lifetime import SessionGuard
+
+    dead = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"], stdin=subprocess.PIPE, text=True)
+    dead.wait(timeout=60)
+    guard = SessionGuard(dead)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        guard.watch()  # writes into a pipe nobody reads: BrokenPipeError inside, 0 told
+        with caplog.at_level("WARNING"):
+            guard.close()
+        assert "had exited (code 3)" in caplog.text
+    finally:
+        child.kill()
+        child.wait(timeout=30)

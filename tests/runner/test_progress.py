@@ -29,3 +29,25 @@ def test_one_shard_reports_audio_seconds_batch_by_batch(tmp_path, ray_cluster):
     parts = sorted({s for s in seen if 0 < s < seconds - 1e-6})
     assert len(parts) >= 3, f"progress moved only {len(parts)} times within the shard: {parts}"
     assert abs(final["vocoded_s"] - seconds) < 1e-6 and final["first_audio_at"] is not None
+
+
+def test_the_bar_ends_at_the_audio_of_the_finished_shards():
+    """An actor is not polled after its last shard: the bar takes the finished shards' audio when that is more
+    (the demo's bar stopped at 72%), never goes back, and never passes the total."""
+    import io
+
+    from tqdm import tqdm
+
+    from batchvoc.runner.dealer import Dealt, _Actor, _show
+
+    bar = tqdm(total=10.0, file=io.StringIO(), mininterval=30)
+    crew = [_Actor(handle=None, name="actor-0", vocoded={101: 7.2})]
+    result = Dealt()
+    _show(bar, crew, result, 10.0)
+    assert bar.n == 7.2
+    result.stats = {"a": {"audio_seconds": 6.0}, "b": {"audio_seconds": 4.0}}
+    _show(bar, crew, result, 10.0)
+    assert bar.n == 10.0
+    crew[0].vocoded[102] = 5.0  # a restarted actor's polls add up past the total: capped
+    _show(bar, crew, result, 10.0)
+    assert bar.n == 10.0
