@@ -12,6 +12,7 @@ The mels must be what the model was trained on: the natural-log mel of the prese
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,23 +28,29 @@ from batchvoc.models.presets import Preset
 from batchvoc.runtime import EngineOptions, build_runtime, resolve_device
 from batchvoc.stream import vocode_audio
 
+log = logging.getLogger(__name__)
+
 MelLike = np.ndarray | torch.Tensor
 
 
 @dataclass(frozen=True)
 class Result:
-    """One item's outcome: `audio` float32 [T * hop] in [-1, 1] when it could be vocoded, else `error` says why."""
+    """One item's outcome: `audio` float32 [T * hop] in [-1, 1] when it could be vocoded, else `error` says why.
+    `warning`: vocoded, but the mel may be in another convention (what makes a job's row `suspect` before its
+    round trip: check.mel_convention=warn's findings, or a mel that only may be one)."""
 
     audio: np.ndarray | None
     error: str | None = None
+    warning: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
-def check_mel(mel: Any, n_mels: int, checks: MelChecks | None = None) -> np.ndarray:
-    """The mel as C-contiguous float32 [n_mels, T] natural-log mel, or a RowError with a one-line reason.
+def check_mel(mel: Any, n_mels: int, checks: MelChecks | None = None) -> tuple[np.ndarray, str | None]:
+    """(the mel as C-contiguous float32 [n_mels, T] natural-log mel, a warning or None), or a RowError with a
+    one-line reason.
 
     Same checks as a job's rows: a 2-D float array with the model's mel bands on axis 0, at least one frame,
     no NaN or Inf (a [T, n_mels] array is named as such); then `checks` (input.mel_scale's conversion and
@@ -65,9 +72,9 @@ def check_mel(mel: Any, n_mels: int, checks: MelChecks | None = None) -> np.ndar
     bad = array.size - int(np.isfinite(array).sum())
     if bad:
         raise RowError(f"mel has {bad} NaN or Inf values of {array.size}")
-    if checks is not None:
-        array, _ = checks.read(array)  # warn mode's finding is dropped here; error mode raises RowError
-    return array
+    if checks is None:
+        return array, None
+    return checks.read(array)  # error mode raises RowError
 
 
 class Vocoder:
@@ -158,24 +165,28 @@ class Vocoder:
         checked = []
         for index, mel in enumerate(mels):
             try:
-                checked.append(check_mel(mel, self.n_mels, self.checks))
+                array, warning = check_mel(mel, self.n_mels, self.checks)
             except RowError as err:
                 raise ValueError(f"mel #{index}: {err}") from None
+            if warning:
+                log.warning("mel #%d: %s", index, warning)
+            checked.append(array)
         return [audio for _, audio in self._run(enumerate(checked))]
 
     def vocode_each(self, mels: Sequence[MelLike | None]) -> list[Result]:
         """A Result per mel, in order: its audio, or the reason it was refused (None items are refused too)."""
         results: list[Result | None] = [None] * len(mels)
-        good = []
+        good, warnings = [], {}
         for index, mel in enumerate(mels):
             try:
                 if mel is None:
                     raise RowError("mel is null")
-                good.append((index, check_mel(mel, self.n_mels, self.checks)))
+                array, warnings[index] = check_mel(mel, self.n_mels, self.checks)
+                good.append((index, array))
             except RowError as err:
                 results[index] = Result(None, str(err))
         for index, audio in self._run(iter(good)):
-            results[index] = Result(audio)
+            results[index] = Result(audio, warning=warnings[index])
         return results  # type: ignore[return-value]
 
     def _run(self, items: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:

@@ -102,6 +102,21 @@ class JobSettings:
         settings.check()
         return settings
 
+    def as_config(self) -> dict[str, Any]:
+        """The resolved config for summary.json: Hydra's where the job came through it, else these settings nested
+        by their config keys (a JobSettings made in Python has no Hydra config)."""
+        if self.config:
+            return self.config
+        nested: dict[str, Any] = {}
+        for name, key in KEYS.items():
+            *groups, leaf = key.split(".")
+            node = nested
+            for group in groups:
+                node = node.setdefault(group, {})
+            value = getattr(self, name)
+            node[leaf] = str(value) if isinstance(value, Path) else value
+        return nested
+
     def check(self) -> None:
         """ConfigError for values that are wrong on their face (files and models are checked by the driver)."""
         if not self.out_dir:

@@ -79,6 +79,21 @@ def test_mel_conventions_are_checked_and_converted(pretrained):
         batchvoc.Vocoder.from_preset("hifigan_v1_universal", backend="eager", mel_scale="log2")
 
 
+def test_a_doubtful_mel_is_vocoded_with_its_warning(pretrained):
+    """What makes a job's row suspect reaches the API too: mel_convention=warn's finding, and a mel cut from
+    mid-speech at 0.4x (no floor reached, values squeezed: conventions.looks_compressed) in either mode."""
+    good = speech_mels((0.9,))[0]
+    loud = good[:, good.max(axis=0) > good.max() - 4]  # frames of speech only, no pause
+    warned = batchvoc.Vocoder.from_preset("hifigan_v1_universal", checkpoint="pretrained", backend="eager",
+                                          batch=3, window=96, mel_convention="warn")  # fmt: skip
+    db, squeezed, fine = warned.vocode_each([good * 20 / np.log(10), 0.4 * loud, good])
+    assert db.ok and db.audio is not None and "decibels" in db.warning
+    assert squeezed.ok and squeezed.warning, squeezed
+    assert fine.ok and fine.warning is None
+    (strict,) = pretrained.vocode_each([0.4 * loud])
+    assert strict.ok and strict.warning == squeezed.warning
+
+
 def test_bad_settings_name_the_key():
     with pytest.raises(ConfigError, match="model.preset"):
         batchvoc.Vocoder.from_preset("nope")

@@ -28,14 +28,14 @@ log = logging.getLogger(__name__)
 MAX_NAME_BYTES = 200
 READ_ROWS = 64  # rows decoded at a time
 DECLARED = ("sample_rate", "hop_length", "n_mels")  # optional columns checked against the model
-WARNINGS_LOGGED = 3  # convention warnings logged per shard (check.mel_convention=warn); the rest are counted
+WARNINGS_LOGGED = 3  # convention warnings (rows vocoded and marked suspect) logged per shard; the rest are counted
 
 
 @dataclass
 class MelRow:
     """One input row: `mel` [n_mels, n_frames] float32 natural-log when good, else `error` says why not.
 
-    `warning`: a convention the mel looks like, under check.mel_convention=warn (the row is vocoded anyway).
+    `warning`: a convention the mel may be in (check.mel_convention=warn, or a doubt in either mode: vocoded, suspect).
     """
 
     index: int  # row within the shard
@@ -65,7 +65,7 @@ def read_shard_rows(shard: Shard, checks: MelChecks | int, skip: set[int] | None
             warned += bool(row.warning)
             yield row
     if warned > WARNINGS_LOGGED:
-        log.warning("%s: %d rows in all look like another mel convention (check.mel_convention=warn)",
+        log.warning("%s: %d rows in all may be in another mel convention (vocoded, marked suspect)",
                     shard.name, warned)  # fmt: skip
 
 

@@ -302,7 +302,7 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
         write_fault=faults[0] if faults else None,
         top_failures=_top_failures(store, stats),
         this_run=this_run,
-        config=settings.config,
+        config=settings.as_config(),
     )
     if not ran and store.exists("summary.json"):
         # nothing ran: the job's figures stay those of the last run that did the work (this_run says 0)
