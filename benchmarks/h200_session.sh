@@ -2,6 +2,7 @@
 # The GPU measurements of BENCHMARKS.md ("H200 session"), as run on nvidia-h200-x2 (two H200s, 32 cores).
 #   bash benchmarks/h200_session.sh prepare OUT   # manifests (CPU), engine bench, aoti ready check, 8 h jobs
 #   bash benchmarks/h200_session.sh jobs OUT      # 40 h on 1 and 2 GPUs, 2 h BigVGAN fresh and warm
+#   bash benchmarks/h200_session.sh aoti OUT      # aoti against inductor (speed, SNR), ready times, 8 h / 2 h jobs
 # Needs ray, hydra-core and soundfile importable (PYTHONPATH) and the repository root as the working directory.
 set -u
 OUT=${2:-out}
@@ -47,8 +48,24 @@ jobs)
     "v3 2h 1 GPU fresh cache|0|$V3 input.manifest=/tmp/m3/*/*.parquet output.dir=/tmp/o3a" \
     "v3 2h 1 GPU warm cache|0|$V3 input.manifest=/tmp/m3/*/*.parquet output.dir=/tmp/o3b" 2>&1 | tail -6
   ;;
+aoti)  # issue 14's open checks: aoti >= 0.98x inductor, same audio, ready <= 3 s, jobs on loaded packages
+  CUDA_VISIBLE_DEVICES=0 python3 -m batchvoc.bench preset=gsv_v4 backends=[inductor,aoti] precisions=[fp16] \
+    batch=[16] utterances=128 out="$OUT/bench_aoti_gsv.json" > "$OUT/bench_aoti_gsv.log" 2>&1
+  tail -4 "$OUT/bench_aoti_gsv.log"
+  CUDA_VISIBLE_DEVICES=0 python3 -m batchvoc.bench preset=bigvgan_v2_24khz_100band_256x frames=938 \
+    backends=[inductor,aoti] precisions=[fp16] batch=[16] utterances=32 out="$OUT/bench_aoti_big.json" \
+    > "$OUT/bench_aoti_big.log" 2>&1
+  tail -4 "$OUT/bench_aoti_big.log"
+  CUDA_VISIBLE_DEVICES=0 python3 benchmarks/ready.py --presets gsv_v4 bigvgan_v2_24khz_100band_256x \
+    --backends aoti --precision fp16 --repeats 2 --cache-dir "$BATCHVOC_CACHE" --out "$OUT/ready_aoti.json" \
+    > "$OUT/ready_aoti.log" 2>&1
+  tail -5 "$OUT/ready_aoti.log"
+  python3 benchmarks/jobs.py --out "$OUT/jobs_aoti.json" \
+    "v4 8h 1 GPU aoti|0|$V4 engine.backend=aoti input.manifest=/tmp/m8/*/*.parquet output.dir=/tmp/o8x" \
+    "v3 2h 1 GPU aoti|0|$V3 engine.backend=aoti input.manifest=/tmp/m3/*/*.parquet output.dir=/tmp/o3x" 2>&1 | tail -3
+  ;;
 *)
-  echo "usage: bash benchmarks/h200_session.sh prepare|jobs OUT" >&2
+  echo "usage: bash benchmarks/h200_session.sh prepare|jobs|aoti OUT" >&2
   exit 1
   ;;
 esac
