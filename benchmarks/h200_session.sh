@@ -60,6 +60,7 @@ aoti)  # issue 14's open checks: aoti >= 0.98x inductor, same audio, ready <= 3 
     --backends aoti --precision fp16 --repeats 2 --cache-dir "$BATCHVOC_CACHE" --out "$OUT/ready_aoti.json" \
     > "$OUT/ready_aoti.log" 2>&1
   tail -5 "$OUT/ready_aoti.log"
+  [ -d /tmp/m8 ] && [ -d /tmp/m3 ] || manifests > "$OUT/manifests.log" 2>&1
   python3 benchmarks/jobs.py --out "$OUT/jobs_aoti.json" \
     "v4 8h 1 GPU aoti|0|$V4 engine.backend=aoti input.manifest=/tmp/m8/*/*.parquet output.dir=/tmp/o8x" \
     "v3 2h 1 GPU aoti|0|$V3 engine.backend=aoti input.manifest=/tmp/m3/*/*.parquet output.dir=/tmp/o3x" 2>&1 | tail -3
