@@ -29,14 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from batchvoc.chunking import ChunkPlan, pack
+from batchvoc.chunking import pack
 from batchvoc.device_defaults import default_row_length
 from batchvoc.engines import check_backend
 from batchvoc.errors import ConfigError
 from batchvoc.hostmem import retain_freed_memory
-from batchvoc.roundtrip import RoundTrip
 from batchvoc.runtime import EngineOptions, assemble, plan_chunks, resolve_device
-from batchvoc.stream import vocode_audio
+from batchvoc.stream import audio_of
 
 CONF = str(Path(__file__).resolve().parent / "conf" / "bench")  # its own folder: conf/preset is a config group
 log = logging.getLogger("batchvoc.bench")
@@ -103,12 +102,12 @@ def measure(cfg, model, preset, device, mode: str, backend: str, precision: str,
     engine_options = EngineOptions(backend, precision, batch, window, str(device), cfg.cache_dir, options)
     runtime = assemble(model, preset, engine_options, shape=shape)
     engine, build_s = runtime.engine, runtime.ready_s
-    check = RoundTrip(preset, device) if cfg.get("round_trip") and mode == "chunked" else None
+    check = bool(cfg.get("round_trip")) and mode == "chunked"
     if mode == "chunked":
+        stream = runtime.stream(round_trip=check)
 
         def run():
-            plan = ChunkPlan(window, context, batch, preset.silence, preset.hop_length)
-            return [a for _, a in vocode_audio(engine, items, plan, check)]
+            return [a for _, a in audio_of(stream, items)]
     else:
 
         def run():
@@ -124,7 +123,7 @@ def measure(cfg, model, preset, device, mode: str, backend: str, precision: str,
     median = statistics.median(times)
     fill = _fill(items, window, context, batch, preset.silence) if mode == "chunked" else 1.0
     line = dict(mode=mode, backend=engine.backend, precision=engine.precision, requested=f"{spec}/{precision}",
-                options=options, round_trip=check is not None, batch=batch, shape=list(shape), fill=round(fill, 4),
+                options=options, round_trip=check, batch=batch, shape=list(shape), fill=round(fill, 4),
                 build_s=round(build_s, 3), load_path=engine.load_path, median_s=median, min_s=min(times),
                 x_realtime=audio_s / median, audio_s=audio_s, runs=len(times),
                 peak_mem_mb=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,

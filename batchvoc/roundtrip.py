@@ -151,15 +151,18 @@ class AudioCheck:
 
 def suspect_reason(check: AudioCheck, max_mel_error: float) -> str | None:
     """None when the audio matches its mel (or was not measured), else a one-line reason naming the likeliest
-    cause: a too-loud mel (clipping), a mel quieter or louder than the audio it gave (another convention or
-    scale), or mel frames that do not line up (layout, sample rate or weights)."""
-    if check.mel_error is None or check.mel_error <= max_mel_error:
+    cause: a too-loud mel (clipped samples: suspect whatever the mel error, since the audio past full scale is
+    lost), a mel quieter or louder than the audio it gave (another convention or scale), or mel frames that do not
+    line up (layout, sample rate or weights)."""
+    if check.mel_error is None:
+        return None
+    if check.clipped:
+        return (f"{check.clipped} samples clipped at full scale (mel_error {check.mel_error:.2f}): the mel is louder "
+                "than the model's training mels (offset or gain added?)")  # fmt: skip
+    if check.mel_error <= max_mel_error:
         return None
     head = f"mel_error {check.mel_error:.2f} > check.max_mel_error {max_mel_error:g}: the audio does not match its mel"
-    if check.clipped:
-        cause = (f"{check.clipped} samples clipped at full scale: the mel is louder than the model's training mels "
-                 "(offset or gain added?)")  # fmt: skip
-    elif check.mel_bias is not None and abs(check.mel_bias) > 0.5 * check.mel_error:
+    if check.mel_bias is not None and abs(check.mel_bias) > 0.5 * check.mel_error:
         side = "quieter" if check.mel_bias < 0 else "louder"
         cause = (f"the audio is {side} than its mel by {abs(check.mel_bias):.2f} on average: a mel in another "
                  "convention (log10, dB, normalised; input.mel_scale) or made by another front end?")  # fmt: skip

@@ -29,6 +29,8 @@ from batchvoc.engines import Engine, build_engine, check_backend
 from batchvoc.errors import ConfigError
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
+from batchvoc.roundtrip import RoundTrip
+from batchvoc.stream import VocoderStream
 
 _REWRITES = ("layout", "antialias", "resblocks", "fused_max_channels", "tile_table")
 TUNABLES: dict[str, tuple[str, ...]] = {  # engine.options each backend takes (engines/layout.py, the backends)
@@ -135,6 +137,12 @@ class Runtime:
     def load_path(self) -> str:
         """Either "built" (compiled or set up in this process) or "loaded" (a package from engine.cache_dir)."""
         return self.engine.load_path
+
+    def stream(self, round_trip: bool = False) -> VocoderStream:
+        """The vocoder stream of this runtime: its engine and chunking plan at the preset's sample rate, with the
+        round-trip check on the engine's device when round_trip (it needs the model's real weights)."""
+        check = RoundTrip(self.preset, self.engine.device) if round_trip else None
+        return VocoderStream(self.engine, self.plan, self.preset.sample_rate, check)
 
     def describe(self) -> str:
         p = self.plan

@@ -124,10 +124,16 @@ class VocoderStream:
 
 def vocode_audio(engine: Callable, items: Iterable[tuple[Hashable, np.ndarray]], plan: ChunkPlan,
                  round_trip: RoundTrip | None = None) -> Iterator[tuple[Hashable, np.ndarray]]:  # fmt: skip
-    """(key, audio [T_i * hop] float32) in input order, for callers that hold mels [n_mels, T_i] (the bench, the
-    Python API); the round trip's device work runs when given (its verdicts are not returned). Raises RuntimeError
-    naming the reason when a batch fails."""
-    for done in VocoderStream(engine, plan, sample_rate=1, round_trip=round_trip).vocode(items):
+    """(key, audio [T_i * hop] float32) in input order, for callers that hold mels [n_mels, T_i] (the Python API);
+    the round trip's device work runs when given (its verdicts are not returned). Raises RuntimeError naming the
+    reason when a batch fails."""
+    return audio_of(VocoderStream(engine, plan, sample_rate=1, round_trip=round_trip), items)
+
+
+def audio_of(stream: VocoderStream, items: Iterable[tuple[Hashable, np.ndarray]]
+             ) -> Iterator[tuple[Hashable, np.ndarray]]:  # fmt: skip
+    """vocode_audio through a stream already made (Runtime.stream: the bench)."""
+    for done in stream.vocode(items):
         if done.error is not None:
             raise RuntimeError(done.error)
         yield done.key, done.audio

@@ -139,5 +139,8 @@ def test_reasons():
     assert suspect_reason(AudioCheck(0, 0, None, None), 0.8) is None  # not measured (too short): no verdict
     assert suspect_reason(AudioCheck(0, 0, 0.79, 0.0), 0.8) is None
     assert "504 samples clipped" in suspect_reason(AudioCheck(504, 0, 1.3, 0.2), 0.8)
+    # clipped samples are lost audio: suspect under the mel-error limit too (mel + 3 gave 0.64-0.84 on real speech)
+    assert "53 samples clipped at full scale (mel_error 0.79)" in suspect_reason(AudioCheck(53, 0, 0.79, 0.1), 0.8)
+    assert suspect_reason(AudioCheck(53, 0, None, None), 0.8) is None  # no round trip (random weights): counted only
     assert "quieter than its mel by 1.10" in suspect_reason(AudioCheck(0, 0, 1.2, -1.1), 0.8)
     assert "check.max_mel_error 0.8" in suspect_reason(AudioCheck(0, 0, 1.2, 0.1), 0.8)

@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batchvoc.manifest.rows import npy_error, one_line
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 ROW_GROUP_ROWS = 1000
 TEMP_MARK = ".partial-"
@@ -63,7 +65,7 @@ def audio_row(path: Path, folder: Path, preset_name: str) -> dict:
     try:
         audio = load_audio_for(fe, path)
     except Exception as err:  # noqa: BLE001 - soundfile/libsndfile raise several kinds for a bad file
-        raise Skip(f"unreadable audio: {_one_line(err)}") from None
+        raise Skip(f"unreadable audio: {one_line(err)}") from None
     needed = max((fe.n_fft - fe.hop_length) // 2 + 1, fe.hop_length)
     if audio.shape[0] < needed:
         raise Skip(f"too short: {audio.shape[0]} samples at {fe.sample_rate} Hz, the front end needs {needed}")
@@ -79,7 +81,7 @@ def npy_row(path: Path, folder: Path, manifest_dir: Path, n_mels: int | None = N
     try:
         mel = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as err:  # noqa: BLE001 - numpy raises several kinds for a bad file
-        raise Skip(f"unreadable .npy: {_one_line(err)}") from None
+        raise Skip(f"unreadable .npy: {npy_error(err)}") from None
     if not np.issubdtype(mel.dtype, np.floating):
         raise Skip(f"holds {mel.dtype} values, not floats")
     from batchvoc.manifest.rows import squeezed_shape
@@ -103,7 +105,7 @@ def _attempt(make: Callable[[Path], dict], path: Path) -> dict | str:
     except Skip as err:
         return str(err)
     except Exception as err:  # noqa: BLE001 - one bad file never stops the build
-        return _one_line(err)
+        return one_line(err)
 
 
 def rows_of(files: list[Path], make: Callable[[Path], dict], workers: int = 1) -> Iterator[tuple[Path, dict | str]]:
@@ -149,8 +151,3 @@ def write_manifest(results: Iterable[tuple[Path, dict | str]], out: Path, inline
     finally:
         temp.unlink(missing_ok=True)
     return result
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__

@@ -93,7 +93,7 @@ def read_batches(shard: Shard, checks: MelChecks | int, skip: Skip = None) -> It
                 yield table.select(columns), rows
                 done += table.num_rows
         except Exception as err:  # noqa: BLE001 - a broken row group fails its rows, never the shard
-            reason = f"row group {group} could not be decoded: {_one_line(err)}"
+            reason = f"row group {group} could not be decoded: {one_line(err)}"
             yield None, [MelRow(first + offset, "", error=reason) for offset in range(done, count)]
         first += count
 
@@ -113,7 +113,7 @@ def decode_batch(table: pa.Table, first: int, shard: Shard, checks: MelChecks | 
     try:
         rows = list(_table_rows(table, checks, _folder_of(shard.file), first, skip))
     except Exception as err:  # noqa: BLE001 - a batch that cannot be decoded fails its own rows
-        reason = f"rows could not be decoded: {_one_line(err)}"
+        reason = f"rows could not be decoded: {one_line(err)}"
         rows = [MelRow(first + i, "", error=reason) for i in range(table.num_rows)]
     for row in rows:
         if row.error is None and row.index in duplicates:  # skipped or not: its id's file is the earlier row's
@@ -157,7 +157,7 @@ def _table_rows(table: pa.Table, checks: MelChecks, folder: str, start: int, ski
         except RowError as err:
             yield MelRow(index, name, error=str(err))
         except Exception as err:  # noqa: BLE001 - whatever one row holds, it fails that row only
-            yield MelRow(index, name, error=f"could not read the row: {_one_line(err)}")
+            yield MelRow(index, name, error=f"could not read the row: {one_line(err)}")
 
 
 def check_id(key) -> None:
@@ -257,7 +257,7 @@ def _npy_mel(path, n_mels: int, folder: str) -> np.ndarray:
     except FileNotFoundError:
         raise RowError(f"mel_path {path!r} does not exist") from None
     except Exception as err:  # noqa: BLE001 - numpy raises many kinds for a bad file
-        raise RowError(f"mel_path {path!r} is not a readable .npy file: {_one_line(err)}") from None
+        raise RowError(f"mel_path {path!r} is not a readable .npy file: {npy_error(err)}") from None
     if not isinstance(mel, np.ndarray) or not np.issubdtype(mel.dtype, np.floating):
         raise RowError(f"mel_path {path!r} holds {getattr(mel, 'dtype', type(mel).__name__)}, not float values")
     shape = list(mel.shape)
@@ -318,6 +318,15 @@ def _finite(mel: np.ndarray) -> np.ndarray:
     return mel
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
+    """An exception as one line: its type and its message's first 300 characters."""
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
+
+
+def npy_error(err: BaseException) -> str:
+    """Why np.load(allow_pickle=False) refused a file, in words: a file that is not a .npy array (numpy then
+    reads it as a pickle and says "load it unsafely using allow_pickle") is named as such."""
+    if isinstance(err, ValueError) and "allow_pickle" in str(err):
+        return "not a .npy array file (numpy reads it as pickled objects, which are never loaded)"
+    return one_line(err)

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from batchvoc.manifest.rows import squeezed_shape
 from batchvoc.report import files
 from batchvoc.stats import JobSummary
 
@@ -180,7 +181,7 @@ def _mels_in(path: str, wanted: set[str]) -> list[tuple[str, np.ndarray]]:
                 full = mel_path if absolute else f"{path.rsplit('/', 1)[0]}/{mel_path}"
                 with storage.open_input(full) as handle:
                     mel = np.load(handle, allow_pickle=False)
-                mel = np.squeeze(mel, axis=tuple(range(max(mel.ndim - 2, 0))))
+                mel = mel.reshape(squeezed_shape(mel.shape))  # as the job read it
             found.append((str(row["id"]), mel.astype(np.float32)))
         except (OSError, ValueError, TypeError) as err:
             log.warning("report: cannot read the input mel of %s: %s", row.get("id"), err)

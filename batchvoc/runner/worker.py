@@ -29,13 +29,11 @@ from batchvoc.manifest import Shard
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.models import build_model
 from batchvoc.models.presets import Preset
-from batchvoc.roundtrip import RoundTrip
 from batchvoc.runner.pipeline import run_shard
 from batchvoc.runtime import EngineOptions, assemble, runtime_from_settings
 from batchvoc.settings import JobSettings
 from batchvoc.sink import ShardSink
 from batchvoc.storage import Store
-from batchvoc.stream import VocoderStream
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +70,7 @@ class Worker:
         self.checks = MelChecks.for_preset(self.preset, settings.mel_scale, settings.mel_convention)
         # the round trip needs the model's real weights: random ones make noise, not speech
         self.checking = settings.checkpoint != "random"
-        round_trip = RoundTrip(self.preset, self.engine.device) if self.checking else None
-        self.stream = VocoderStream(self.engine, self.plan, self.preset.sample_rate, round_trip)
+        self.stream = self.runtime.stream(round_trip=self.checking)
         self.ready_s = time.perf_counter() - started
         self.load_path = self.engine.load_path  # built | loaded (aoti: a package from engine.cache_dir)
         log.info("%s on %s: %s, ready in %.1f s (%s)", name, self.device_name(), self.engine.describe(),

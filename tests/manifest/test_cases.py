@@ -131,6 +131,7 @@ def test_the_table_and_its_second_set(tmp_path, speech, mels, ray_cluster, caplo
     assert rows["npy_t_1"]["n_samples"] == 160 * 256
     # tanh never reaches 1.0: clipped means at or past the largest 16-bit PCM code (1 - 2**-15)
     assert rows["plus3"]["clipped"] > 0 and report.summary.rows_clipped >= 1
+    assert rows["plus3"]["status"] == "suspect" and "clipped at full scale" in rows["plus3"]["error"]
 
 
 def test_mel_scale_and_mel_convention_reach_the_workers(tmp_path, mels, ray_cluster):
