@@ -36,9 +36,7 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def worker_ports(count: int = 40) -> str:
-    """A list of free ports for the node's workers (Ray's default range is shared by every cluster)."""
-    return ",".join(str(p) for p in free_ports(count))
+WORKER_PORTS = 40  # the node's workers get a list of their own (Ray's default range is shared by every cluster)
 
 
 def _listening(port: int) -> bool:
@@ -114,11 +112,14 @@ def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0) -> HeadN
     token_path.write_text(secrets.token_hex(32))
     token_path.chmod(0o600)
     temp_dir = Path(tempfile.mkdtemp(prefix="bvray-"))  # short: Ray's socket paths must fit in 107 bytes
-    ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
+    # one call: every port distinct (ports freed by one call may come back from the next)
+    picked = free_ports(len(PORT_FLAGS) + WORKER_PORTS)
+    ports = dict(zip(PORT_FLAGS, picked[: len(PORT_FLAGS)], strict=True))
+    workers = ",".join(str(p) for p in picked[len(PORT_FLAGS) :])
     ray = str(Path(sys.executable).with_name("ray"))
     cmd = [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
            "--include-dashboard=true", f"--num-cpus={num_cpus}", "--num-gpus=0", f"--temp-dir={temp_dir}",
-           f"--worker-port-list={worker_ports()}", "--disable-usage-stats",
+           f"--worker-port-list={workers}", "--disable-usage-stats",
            *(f"{flag}={port}" for flag, port in ports.items())]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_path))
