@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,18 @@ def head(tmp_path_factory):
     node = start_head(tmp_path_factory.mktemp("head"))
     yield node
     node.stop()
+
+
+@pytest.fixture
+def client_ports():
+    """Ray's client server gives each ray:// driver a process on a port of one machine-wide range (23000-24000,
+    util/client/server/proxier.py), checked free and then bound seconds later: two suites' heads on one machine
+    handed out the same port and one driver never connected. The tests that connect through ray:// take turns
+    across processes (a lock file in the temp dir; it only orders them)."""
+    from filelock import FileLock
+
+    with FileLock(Path(tempfile.gettempdir()) / "batchvoc-tests-ray-client-ports.lock", timeout=1800):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +116,7 @@ def test_a_submitted_job_without_output_dir_refuses_on_the_cluster(head, manifes
     assert not list(head.temp_dir.rglob("outputs"))  # nothing written into Ray's copy of the working dir
 
 
-def test_a_driver_joins_with_ray_client_and_the_token(head, manifest, tmp_path):
+def test_a_driver_joins_with_ray_client_and_the_token(head, manifest, tmp_path, client_ports):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "batchvoc", *SMALL, f"input.manifest={manifest}", f"output.dir={out}",
            f"cluster.address={head.client}"]  # fmt: skip
@@ -116,7 +129,7 @@ def test_a_driver_joins_with_ray_client_and_the_token(head, manifest, tmp_path):
     assert "\x1b[" not in result.stdout + result.stderr  # the head colours worker logs; a pipe gets them plain
 
 
-def test_a_ray_client_with_a_wrong_token_stops_naming_cluster_address(head, manifest, tmp_path):
+def test_a_ray_client_with_a_wrong_token_stops_naming_cluster_address(head, manifest, tmp_path, client_ports):
     cmd = [sys.executable, "-m", "batchvoc", *SMALL, f"input.manifest={manifest}", f"output.dir={tmp_path / 'out'}",
            f"cluster.address={head.client}"]  # fmt: skip
     env = head.client_env(RAY_AUTH_TOKEN="0" * 64)
