@@ -11,7 +11,7 @@ import math
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,16 +57,20 @@ def read_shard_rows(shard: Shard, checks: MelChecks | int, skip: set[int] | None
     checks: the model's MelChecks (an int: only n_mels is checked, no convention checks). Never raises for a
     row's content: a row that cannot be read, decoded or checked comes back with `error` set.
     """
+    yield from logged_warnings((row for _, rows in read_batches(shard, checks, skip) for row in rows), shard.name)
+
+
+def logged_warnings(rows: Iterable[MelRow], shard: str) -> Iterator[MelRow]:
+    """rows as they come; the first WARNINGS_LOGGED rows' convention warnings are logged, then how many in all."""
     warned = 0
-    for _, rows in read_batches(shard, checks, skip):
-        for row in rows:
-            if row.warning and warned < WARNINGS_LOGGED:
+    for row in rows:
+        if row.warning:
+            if warned < WARNINGS_LOGGED:
                 log.warning("row %s (%s): %s", row.index, row.id, row.warning)
-            warned += bool(row.warning)
-            yield row
+            warned += 1
+        yield row
     if warned > WARNINGS_LOGGED:
-        log.warning("%s: %d rows in all may be in another mel convention (vocoded, marked suspect)",
-                    shard.name, warned)  # fmt: skip
+        log.warning("%s: %d rows in all may be in another mel convention (vocoded, marked suspect)", shard, warned)
 
 
 Skip = Callable[[int, object], bool] | set[int] | None

@@ -8,34 +8,27 @@ either mode). Any other exception for one row becomes that row's error; the othe
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 
 from batchvoc.errors import RowError
 from batchvoc.manifest import MelRow
 from batchvoc.manifest.conventions import MelChecks
-
-log = logging.getLogger(__name__)
-WARNINGS_LOGGED = 3  # convention warnings logged per shard (check.mel_convention=warn); the rest are counted
+from batchvoc.manifest.rows import logged_warnings
 
 
 def check_rows(rows: Iterable[MelRow], checks: MelChecks | int, shard: str = "") -> Iterator[MelRow]:
     """rows with each good row's mel converted and checked; a failing row gets mel None and its error."""
     if not isinstance(checks, MelChecks):
         checks = MelChecks(int(checks), mode="off")
-    warned = 0
-    for row in rows:
-        if row.mel is not None:
-            try:
-                row.mel, row.warning = checks.read(row.mel)
-            except RowError as err:
-                row.mel, row.error = None, str(err)
-            except Exception as err:  # noqa: BLE001 - one row's fault is never the shard's
-                row.mel, row.error = None, f"mel check failed: {type(err).__name__}: {err}"
-        if row.warning:
-            if warned < WARNINGS_LOGGED:
-                log.warning("row %s (%s): %s", row.index, row.id, row.warning)
-            warned += 1
-        yield row
-    if warned > WARNINGS_LOGGED:
-        log.warning("%s: %d rows in all look like another mel convention (vocoded, marked suspect)", shard, warned)
+    return logged_warnings((_checked(row, checks) for row in rows), shard)
+
+
+def _checked(row: MelRow, checks: MelChecks) -> MelRow:
+    if row.mel is not None:
+        try:
+            row.mel, row.warning = checks.read(row.mel)
+        except RowError as err:
+            row.mel, row.error = None, str(err)
+        except Exception as err:  # noqa: BLE001 - one row's fault is never the shard's
+            row.mel, row.error = None, f"mel check failed: {type(err).__name__}: {err}"
+    return row

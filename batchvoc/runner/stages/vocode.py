@@ -22,8 +22,8 @@ from batchvoc.stream import VocoderStream
 @dataclass
 class Vocoded:
     """One row for the write stage: audio [n_samples] float32 and its checks, or the error that stopped it, or
-    `written` (a previous run wrote its audio). `warning`: the convention the mel looks like, where
-    check.mel_convention=warn let it through (the row is then suspect)."""
+    `written` (a previous run wrote its audio). `warning`: the convention the mel may be in (check.mel_convention=warn
+    let it through, or only a doubt: the row is then suspect)."""
 
     index: int
     id: str
