@@ -6,8 +6,9 @@
 
 Each argument is `label|CUDA_VISIBLE_DEVICES|overrides...` (an empty device list leaves the variable as it is).
 Per job: the process wall time (start to exit, as a shell's `time` gives it), the exit code, and summary.json's
-wall_seconds, startup_s, x_realtime, audio_seconds, rows_ok and each actor's ready_s / load_path. The job's
-output.dir is read from the overrides. Public entry points only; prints a table last.
+wall_seconds, startup_s, x_realtime, audio_seconds, rows_ok, each actor's ready_s / load_path, the timeline, and the
+shards' stage times summed (stats/*.json). The job's output.dir is read from the overrides. Public entry points
+only; prints a table last.
 """
 
 from __future__ import annotations
@@ -41,9 +42,23 @@ def run_job(label: str, devices: str, overrides: list[str]) -> dict:
                    backend=s.backend, precision=s.precision)  # fmt: skip
         row["ready_s"] = [a.get("ready_s") for a in s.actors_ready or []]
         row["load_path"] = [a.get("load_path") for a in s.actors_ready or []]
+        row["timeline"] = s.timeline
+        row["stages_s"] = stage_seconds(Path(out_dir, "stats"))
     else:
         row["tail"] = (done.stderr or done.stdout)[-3000:]
     return row
+
+
+def stage_seconds(folder: Path) -> dict[str, float]:
+    """Per-shard stage times summed over the job's stats/*.json: read_s, check_s, vocode_s, write_s, wall_s
+    (the stage threads overlap, so the largest busy sum against wall_s names the bound)."""
+    keys = ("read_s", "check_s", "vocode_s", "write_s", "wall_s")
+    totals = dict.fromkeys(keys, 0.0)
+    for path in folder.glob("*.json"):
+        stats = json.loads(path.read_text())
+        for key in keys:
+            totals[key] += float(stats.get(key) or 0.0)
+    return {k: round(v, 2) for k, v in totals.items()}
 
 
 def _f(value, fmt: str) -> str:
