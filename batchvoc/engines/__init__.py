@@ -54,11 +54,10 @@ def check_backend(backend: str, precision: str) -> None:
 
 
 def aoti_available() -> tuple[bool, str]:
-    """(ok, why): AOTInductor needs torch's packaging API and a C++ compiler to build packages."""
-    import torch._inductor
-
-    if not hasattr(torch._inductor, "aoti_compile_and_package"):
-        return False, f"torch {torch.__version__} has no aoti_compile_and_package"
+    """(ok, why): AOTInductor needs torch's packaging API and a C++ compiler to build packages. Looks without
+    importing torch._inductor (seconds: the compiler, needed only where a package is built)."""
+    if not hasattr(getattr(torch._C, "_aoti", None), "AOTIModelPackageLoader"):
+        return False, f"torch {torch.__version__} has no AOTInductor packages"
     compiler = next((c for c in ("c++", "g++", "clang++") if shutil.which(c)), None)
     if compiler is None:
         return False, "no C++ compiler on PATH"

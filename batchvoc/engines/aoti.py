@@ -3,8 +3,8 @@
 Build: the engine's laid-out copy of the model (engines/layout.py: on a CUDA GPU the channels-last rewrite and the
 fused Triton kernels, which are torch custom ops that export keeps as calls) is exported with `torch.export` for
 one static shape, compiled by `torch._inductor.aoti_compile_and_package` (Triton kernels on a GPU, C++ on a CPU)
-into `<cache_dir>/aoti/<key>.pt2`, and loaded with `torch._inductor.aoti_load_package`. No Dynamo tracing happens
-in a process that loads a package, so a warm start is import + load + one warm-up call per shape.
+into `<cache_dir>/aoti/<key>.pt2`, and loaded by torch's C++ package loader. Neither Dynamo nor the compiler runs
+(or is imported) in a process that loads a package, so a warm start is import + load + one warm-up call per shape.
 
 Cache key (cache.engine_key): weights digest, preset name and hyper-parameters, precision, shape, the rewrites and
 their tunables, the device (GPU name and compute capability, or the CPU's architecture and vector ISA), and the
@@ -84,6 +84,18 @@ def inductor_configs(rewrites: _layout.Rewrites) -> dict:
     return {"force_layout_optimization": True} if rewrites.layout == "channels_last_2d" else {}
 
 
+class _Package:
+    """A loaded package called as `package(mel, valid) -> audio`: torch's C++ loader run on the two input tensors
+    (the graph's only inputs) and its one output. It stands in for torch's AOTICompiledModel, whose module imports
+    torch._inductor and torch.export (3-4 s of every actor's start on the H200 image) only to flatten inputs."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def __call__(self, mel: Tensor, valid: Tensor) -> Tensor:
+        return self.loader.boxed_run([mel, valid])[0]
+
+
 def _load(path: Path, device: torch.device):
     """The package at path, on device. torch's loader is called directly: `aoti_load_package` first compares the
     package's device metadata with this machine's only to log a warning, and getting that metadata (pick_vec_isa)
@@ -91,23 +103,25 @@ def _load(path: Path, device: torch.device):
     load on the H200 image (cProfile, BENCHMARKS.md). The public call remains the fallback."""
     index = device.index if device.type == "cuda" and device.index is not None else -1
     try:
-        from torch.export.pt2_archive._package import AOTICompiledModel
-
         loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, index)
-    except (ImportError, AttributeError, TypeError):  # another torch: its own public loader
+    except (AttributeError, TypeError):  # another torch: its own public loader
+        from torch import _inductor
+
         if index >= 0:
-            return torch._inductor.aoti_load_package(str(path), device_index=index)
-        return torch._inductor.aoti_load_package(str(path))
-    return AOTICompiledModel(loader)
+            return _inductor.aoti_load_package(str(path), device_index=index)
+        return _inductor.aoti_load_package(str(path))
+    return _Package(loader)
 
 
 def _export_and_compile(net: nn.Module, example: tuple[Tensor, Tensor], path: Path, configs: dict) -> None:
     """Export net for example's shapes and compile it into the package at path (written via a temp name)."""
+    from torch import _inductor  # the compiler: imported only where a package is built (seconds)
+
     with torch.no_grad():
         exported = torch.export.export(net, example, strict=False)
     with tempfile.TemporaryDirectory(prefix=f".{path.stem}.", dir=path.parent) as folder:
         tmp = Path(folder, path.name)  # the package keeps its final name; only its folder is temporary
-        torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=configs)
+        _inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=configs)
         os.replace(tmp, path)
 
 
