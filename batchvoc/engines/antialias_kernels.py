@@ -1,5 +1,9 @@
 """The Triton kernels behind engines/fused_antialias.py (its docstring says what they compute).
 
+Two-pass: `up_snake` writes the 2x-rate activation `a` to memory, `down` low-passes and decimates it. One-pass: for
+a tile of outputs, `one_pass_recompute` recomputes `a` at each of the low-pass's positions, and `one_pass_gather`
+computes it once over the tile plus its halo and reads the shifted rows on chip (tl.gather); neither stores `a`.
+
 Imported only where they run (a CUDA GPU, or Triton's interpreter), so batchvoc imports without triton.
 """
 
@@ -17,6 +21,49 @@ def own_utterance(pos, row_valid_ptr, svk, svf, rate):
 
 
 @triton.jit
+def snake(u, alpha, inv, FAST_SIN: tl.constexpr):
+    """u + inv * sin(alpha * u)^2 in float32: u [N, BLOCK_C], alpha and inv [1, BLOCK_C]."""
+    phase = u * alpha
+    if FAST_SIN:  # reduce to [-pi, pi], then the hardware's approximate sine (abs error ~1e-6 there)
+        phase = phase - 6.283185307179586 * tl.floor(phase * 0.15915494309189535 + 0.5)
+        s = tl.inline_asm_elementwise("sin.approx.f32 $0, $1;", "=r,r", [phase], dtype=tl.float32, is_pure=True,
+                                      pack=1)  # fmt: skip
+    else:
+        s = tl.sin(phase)
+    return u + inv * s * s
+
+
+@triton.jit
+def upsampled_snake(x_row, c_off, mask, m, taps_ptr, alpha, inv, row_valid, T, rate, sxt, svk, svf,
+                    FIRST0: tl.constexpr, FIRST1: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr,
+                    FAST_SIN: tl.constexpr):  # fmt: skip
+    """a at the 2x-rate positions m [N] (0 <= m < 2T) of one row: snake of the polyphase upsampled x, float32
+    [N, BLOCK_C]. x_row: the row's base pointer; c_off [1, BLOCK_C]: channel offsets; mask [N, BLOCK_C]."""
+    j = m // 2
+    odd = (m % 2) == 1
+    first = tl.where(odd, FIRST1, FIRST0)
+    acc = tl.zeros(mask.shape, dtype=tl.float32)
+    for k in tl.static_range(TAPS):
+        pos = tl.minimum(tl.maximum(j + first + k, 0), T - 1)
+        if HAS_SPAN:
+            pos = own_utterance(pos, row_valid, svk, svf, rate)
+        xv = tl.load(x_row + c_off + pos[:, None] * sxt, mask=mask, other=0.0)
+        tap = tl.where(odd, tl.load(taps_ptr + TAPS + k), tl.load(taps_ptr + k))
+        acc += tap[:, None] * xv.to(tl.float32)
+    return snake(acc, alpha, inv, FAST_SIN)
+
+
+@triton.jit
+def down_position(q, T, row_valid, svk, svf, rate, HAS_SPAN: tl.constexpr):
+    """The 2x-rate position the low-pass reads for the unpadded position q [N]: replicate-clamped into the row,
+    then into its own utterance (`Span.edge` at 2 * rate samples per frame)."""
+    pos = tl.minimum(tl.maximum(q, 0), 2 * T - 1)
+    if HAS_SPAN:
+        pos = own_utterance(pos, row_valid, svk, svf, 2 * rate)
+    return pos
+
+
+@triton.jit
 def up_snake(x_ptr, a_ptr, alpha_ptr, inv_ptr, taps_ptr, valid_ptr, C, T, rate,
              sxb, sxc, sxt, sab, sac, sat, svb, svk, svf,
              FIRST0: tl.constexpr, FIRST1: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr,
@@ -25,27 +72,10 @@ def up_snake(x_ptr, a_ptr, alpha_ptr, inv_ptr, taps_ptr, valid_ptr, C, T, rate,
     m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = (m < 2 * T)[:, None] & (c < C)[None, :]
-    j = m // 2
-    odd = (m % 2) == 1
-    first = tl.where(odd, FIRST1, FIRST0)
-    acc = tl.zeros([BLOCK_M, BLOCK_C], dtype=tl.float32)
-    for k in tl.static_range(TAPS):
-        pos = tl.minimum(tl.maximum(j + first + k, 0), T - 1)
-        if HAS_SPAN:
-            pos = own_utterance(pos, valid_ptr + b * svb, svk, svf, rate)
-        xv = tl.load(x_ptr + b * sxb + c[None, :] * sxc + pos[:, None] * sxt, mask=mask, other=0.0)
-        tap = tl.where(odd, tl.load(taps_ptr + TAPS + k), tl.load(taps_ptr + k))
-        acc += tap[:, None] * xv.to(tl.float32)
     alpha = tl.load(alpha_ptr + c, mask=c < C, other=1.0)[None, :]
     inv = tl.load(inv_ptr + c, mask=c < C, other=0.0)[None, :]
-    phase = acc * alpha
-    if FAST_SIN:  # reduce to [-pi, pi], then the hardware's approximate sine (abs error ~1e-6 there)
-        phase = phase - 6.283185307179586 * tl.floor(phase * 0.15915494309189535 + 0.5)
-        s = tl.inline_asm_elementwise("sin.approx.f32 $0, $1;", "=r,r", [phase], dtype=tl.float32, is_pure=True,
-                                      pack=1)  # fmt: skip
-    else:
-        s = tl.sin(phase)
-    out = acc + inv * s * s
+    out = upsampled_snake(x_ptr + b * sxb, c[None, :] * sxc, mask, m, taps_ptr, alpha, inv, valid_ptr + b * svb,
+                          T, rate, sxt, svk, svf, FIRST0, FIRST1, TAPS, HAS_SPAN, FAST_SIN)  # fmt: skip
     tl.store(a_ptr + b * sab + c[None, :] * sac + m[:, None] * sat, out.to(a_ptr.dtype.element_ty), mask=mask)
 
 
@@ -58,12 +88,62 @@ def down(a_ptr, y_ptr, taps_ptr, valid_ptr, C, T, rate,
     j = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = (j < T)[:, None] & (c < C)[None, :]
-    up_rate = 2 * rate
     acc = tl.zeros([BLOCK_T, BLOCK_C], dtype=tl.float32)
     for k in tl.static_range(TAPS):
-        pos = tl.minimum(tl.maximum(2 * j - LEFT + k, 0), 2 * T - 1)
-        if HAS_SPAN:
-            pos = own_utterance(pos, valid_ptr + b * svb, svk, svf, up_rate)
+        pos = down_position(2 * j - LEFT + k, T, valid_ptr + b * svb, svk, svf, rate, HAS_SPAN)
         av = tl.load(a_ptr + b * sab + c[None, :] * sac + pos[:, None] * sat, mask=mask, other=0.0)
         acc += tl.load(taps_ptr + k) * av.to(tl.float32)
+    tl.store(y_ptr + b * syb + c[None, :] * syc + j[:, None] * syt, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def one_pass_recompute(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid_ptr, C, T, rate,
+                       sxb, sxc, sxt, syb, syc, syt, svb, svk, svf,
+                       FIRST0: tl.constexpr, FIRST1: tl.constexpr, UP_TAPS: tl.constexpr, LEFT: tl.constexpr,
+                       DOWN_TAPS: tl.constexpr, HAS_SPAN: tl.constexpr, FAST_SIN: tl.constexpr,
+                       BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """y [B, C, T] for a BLOCK_T x BLOCK_C tile of outputs, `a` recomputed at each low-pass tap's position."""
+    b = tl.program_id(2)
+    j = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask = (j < T)[:, None] & (c < C)[None, :]
+    alpha = tl.load(alpha_ptr + c, mask=c < C, other=1.0)[None, :]
+    inv = tl.load(inv_ptr + c, mask=c < C, other=0.0)[None, :]
+    x_row, row_valid = x_ptr + b * sxb, valid_ptr + b * svb
+    acc = tl.zeros([BLOCK_T, BLOCK_C], dtype=tl.float32)
+    for k in tl.static_range(DOWN_TAPS):
+        m = down_position(2 * j - LEFT + k, T, row_valid, svk, svf, rate, HAS_SPAN)
+        a = upsampled_snake(x_row, c[None, :] * sxc, mask, m, up_ptr, alpha, inv, row_valid, T, rate, sxt, svk,
+                            svf, FIRST0, FIRST1, UP_TAPS, HAS_SPAN, FAST_SIN)  # fmt: skip
+        acc += tl.load(down_ptr + k) * a.to(x_ptr.dtype.element_ty).to(tl.float32)  # rounded as `a` is stored
+    tl.store(y_ptr + b * syb + c[None, :] * syc + j[:, None] * syt, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def one_pass_gather(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid_ptr, C, T, rate,
+                    sxb, sxc, sxt, syb, syc, syt, svb, svk, svf,
+                    FIRST0: tl.constexpr, FIRST1: tl.constexpr, UP_TAPS: tl.constexpr, LEFT: tl.constexpr,
+                    DOWN_TAPS: tl.constexpr, HAS_SPAN: tl.constexpr, FAST_SIN: tl.constexpr,
+                    ROWS: tl.constexpr, STEP: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """y [B, C, T] for STEP outputs x BLOCK_C channels: `a` at the ROWS 2x-rate positions they read (edges
+    applied), computed once, then each low-pass tap's rows gathered on chip. STEP = (ROWS - DOWN_TAPS) // 2 + 1."""
+    b = tl.program_id(2)
+    j0 = tl.program_id(0) * STEP
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = (c < C)[None, :]
+    alpha = tl.load(alpha_ptr + c, mask=c < C, other=1.0)[None, :]
+    inv = tl.load(inv_ptr + c, mask=c < C, other=0.0)[None, :]
+    x_row, row_valid = x_ptr + b * sxb, valid_ptr + b * svb
+    r = tl.arange(0, ROWS)
+    m = down_position(2 * j0 - LEFT + r, T, row_valid, svk, svf, rate, HAS_SPAN)
+    a = upsampled_snake(x_row, c[None, :] * sxc, (r >= 0)[:, None] & cmask, m, up_ptr, alpha, inv, row_valid, T,
+                        rate, sxt, svk, svf, FIRST0, FIRST1, UP_TAPS, HAS_SPAN, FAST_SIN)  # fmt: skip
+    a = a.to(x_ptr.dtype.element_ty)  # rounded as the two-pass kernels store it
+    i = tl.arange(0, ROWS // 2)
+    acc = tl.zeros([ROWS // 2, BLOCK_C], dtype=tl.float32)
+    for k in tl.static_range(DOWN_TAPS):
+        rows = tl.broadcast_to(tl.minimum(2 * i + k, ROWS - 1)[:, None], (ROWS // 2, BLOCK_C))
+        acc += tl.load(down_ptr + k) * tl.gather(a, rows, 0).to(tl.float32)
+    j = j0 + i
+    mask = ((i < STEP) & (j < T))[:, None] & cmask
     tl.store(y_ptr + b * syb + c[None, :] * syc + j[:, None] * syt, acc.to(y_ptr.dtype.element_ty), mask=mask)

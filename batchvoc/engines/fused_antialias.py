@@ -1,4 +1,4 @@
-"""BigVGAN's anti-aliased Snake as two Triton kernels, for the engines' copy of a model on a CUDA GPU.
+"""BigVGAN's anti-aliased Snake as Triton kernels (two passes, or one), for the engines' copy of a model on a GPU.
 
 Activation1d (models/antialias.py) runs replicate-pad, a depthwise transposed convolution, Snake, pad and a
 depthwise strided convolution: on an H100 about 80% of BigVGAN's time, mostly cuDNN's grouped kernels and the
@@ -13,14 +13,22 @@ x's dtype, as the reference rounds the activation's output. In fp16/bf16 the sin
 reduction to [-pi, pi] (abs error ~1e-6, far below that storage precision); fp32 keeps the accurate sine. Both
 kernels take any strides (channels-last or not) and write their output with x's layout.
 
-`antialiased_snake` is a torch custom op (opaque to torch.compile, so Inductor schedules around it); on a CPU it
-runs the same index arithmetic in plain torch, which is also what the tests compare the kernels with. With
-TRITON_INTERPRET=1 the kernels run on CPU tensors through Triton's interpreter (slow; for tests).
+One pass (`antialiased_snake_one_pass`, METHODS "recompute" | "gather"): one kernel computes y for a tile of
+outputs with `a` on chip, never in memory (about 4 bytes per element moved in fp16 instead of 12): "recompute"
+evaluates `a` anew at each of the low-pass's positions (6x the up-work, no data movement between threads);
+"gather" evaluates it once over the tile's 2x-rate positions (edges applied) and reads each tap's rows with
+tl.gather. Same semantics and rounding as the two kernels; tiles from ONE_PASS_TILES.
+
+`antialiased_snake` and `antialiased_snake_one_pass` are torch custom ops (opaque to torch.compile, so Inductor
+schedules around them); on a CPU they run the same index arithmetic in plain torch, which is also what the tests
+compare the kernels with. With TRITON_INTERPRET=1 the kernels run on CPU tensors through Triton's interpreter (slow;
+for tests).
 """
 
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -61,6 +69,61 @@ def _triton_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, do
     return y
 
 
+class Tile(NamedTuple):
+    """A one-pass launch: block along time (outputs for "recompute", 2x-rate rows on chip for "gather"), block
+    along channels (at most; narrower layers get the power of two that covers them), warps."""
+
+    block_t: int
+    block_c: int
+    num_warps: int
+
+
+METHODS = ("recompute", "gather")
+
+# (method, channels-last) -> Tile. Guesses: benchmarks/antialias_sweep.py times the candidates on the GPU, and its
+# best tiles replace these.
+ONE_PASS_TILES: dict[tuple[str, bool], Tile] = {
+    ("recompute", True): Tile(64, 64, 4),
+    ("recompute", False): Tile(256, 4, 4),
+    ("gather", True): Tile(128, 64, 4),
+    ("gather", False): Tile(512, 4, 4),
+}
+
+
+def one_pass_tile(method: str, x: Tensor) -> Tile:
+    """The tile for x [B, C, T] from ONE_PASS_TILES, its channel block narrowed to x's channels."""
+    tile = ONE_PASS_TILES[(method, x.stride(1) == 1)]
+    return tile._replace(block_c=pow2_between(x.shape[1], 1, tile.block_c))
+
+
+def _one_pass_triton(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left, method: str,
+                     tile: Tile | None = None) -> Tensor:  # fmt: skip
+    """y [B, C, T] (x's layout) from one kernel launch; tile: None for one_pass_tile's (the sweep passes others)."""
+    from batchvoc.engines import antialias_kernels as kernels  # imports triton: GPU path only
+
+    rows, channels, length = x.shape
+    valid, vs, has_span = span_launch_args(valid, x)
+    y = torch.empty_like(x)
+    tile = tile or one_pass_tile(method, x)
+    block_c = pow2_between(channels, 1, tile.block_c)
+    common = dict(FIRST0=up_first[0], FIRST1=up_first[1], UP_TAPS=up_taps.shape[1], LEFT=down_left,
+                  DOWN_TAPS=down_taps.numel(), HAS_SPAN=has_span, FAST_SIN=x.dtype != torch.float32 and x.is_cuda,
+                  BLOCK_C=block_c, num_warps=tile.num_warps)  # fmt: skip
+    args = (x, y, alpha, inv, up_taps, down_taps, valid, channels, length, rate, *x.stride(), *y.stride(), *vs)
+    if method == "recompute":
+        grid = (kernels.triton.cdiv(length, tile.block_t), kernels.triton.cdiv(channels, block_c), rows)
+        kernels.one_pass_recompute[grid](*args, BLOCK_T=tile.block_t, **common)
+    elif method == "gather":
+        step = (tile.block_t - down_taps.numel()) // 2 + 1
+        if step < 1:
+            raise ValueError(f"gather tile {tile.block_t} is shorter than the low-pass ({down_taps.numel()} taps)")
+        grid = (kernels.triton.cdiv(length, step), kernels.triton.cdiv(channels, block_c), rows)
+        kernels.one_pass_gather[grid](*args, ROWS=tile.block_t, STEP=step, **common)
+    else:
+        raise ValueError(f"unknown one-pass method {method!r}; choose one of {', '.join(METHODS)}")
+    return y
+
+
 def _torch_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left) -> Tensor:
     """The kernels' index arithmetic in plain torch (CPU, or a GPU without triton)."""
     rows, channels, length = x.shape
@@ -97,11 +160,32 @@ def _(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left):
     return torch.empty_like(x)
 
 
-class FusedActivation1d(nn.Module):
-    """An Activation1d(Snake | SnakeBeta) with ratios 2/2 computed by `antialiased_snake`; same interface."""
+@torch.library.custom_op("batchvoc::antialiased_snake_one_pass", mutates_args=())
+def antialiased_snake_one_pass(
+    x: Tensor, alpha: Tensor, inv: Tensor, valid: Tensor, rate: int, up_taps: Tensor, up_first: list[int],
+    down_taps: Tensor, down_left: int, method: str,
+) -> Tensor:  # fmt: skip
+    """`antialiased_snake` as one kernel launch (module doc): method "recompute" or "gather"."""
+    if method not in METHODS:
+        raise ValueError(f"unknown one-pass method {method!r}; choose one of {', '.join(METHODS)}")
+    if use_triton(x):
+        return _one_pass_triton(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left, method)
+    return _torch_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left)
 
-    def __init__(self, base: Activation1d):
+
+@antialiased_snake_one_pass.register_fake
+def _(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left, method):
+    return torch.empty_like(x)
+
+
+class FusedActivation1d(nn.Module):
+    """An Activation1d(Snake | SnakeBeta) with ratios 2/2 computed by `antialiased_snake` (method "two_pass") or
+    `antialiased_snake_one_pass` (method "recompute" | "gather"); same interface."""
+
+    def __init__(self, base: Activation1d, method: str = "two_pass"):
         super().__init__()
+        if method not in ("two_pass", *METHODS):
+            raise ValueError(f"unknown method {method!r}; choose one of two_pass, {', '.join(METHODS)}")
         if not isinstance(base.act, Snake | SnakeBeta) or (base.up_ratio, base.down_ratio) != (2, 2):
             raise ValueError("FusedActivation1d needs Snake/SnakeBeta with up and down ratio 2")
         low = base.downsample.lowpass
@@ -113,6 +197,7 @@ class FusedActivation1d(nn.Module):
         for name, values in self._taps.items():
             self.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)
         self.down_left = low.pad_left
+        self.method = method
         self._needs = base.needs
 
     def needs(self, lo: int, hi: int) -> tuple[int, int]:
@@ -128,5 +213,7 @@ class FusedActivation1d(nn.Module):
     def forward(self, x: Tensor, span: Span | None = None, rate: int = 1) -> Tensor:
         alpha, inv = self.act.params_fp32()
         valid = (span or Span(None)).per_frame(x.shape[-1] // rate, x.device)
-        return antialiased_snake(x, alpha, inv, valid, rate, self.up_taps, self.up_first, self.down_taps,
-                                 self.down_left)  # fmt: skip
+        args = (x, alpha, inv, valid, rate, self.up_taps, self.up_first, self.down_taps, self.down_left)
+        if self.method == "two_pass":
+            return antialiased_snake(*args)
+        return antialiased_snake_one_pass(*args, self.method)

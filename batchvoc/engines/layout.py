@@ -6,8 +6,10 @@ channels_last_2d(model): every nn.Conv1d / nn.ConvTranspose1d becomes the equiva
 carry channels-last strides (memory [B, T, C]); elementwise ops and Span keep those strides, so cuDNN (and
 Inductor) run NHWC convolutions without the NCHW <-> NHWC transposes that 1-D convolutions pay around every call.
 
-fused_antialias(model): every BigVGAN Activation1d (Snake / SnakeBeta, ratios 2) becomes a FusedActivation1d: two
-Triton kernels per activation (engines/fused_antialias.py), opaque to the compiler.
+fused_antialias(model, method): every BigVGAN Activation1d (Snake / SnakeBeta, ratios 2) becomes a
+FusedActivation1d (engines/fused_antialias.py), opaque to the compiler: antialias=fused is two Triton kernels per
+activation; antialias=fused1 one kernel with on-chip shifts (method "gather"), antialias=fused1r one kernel that
+recomputes the shifted values (method "recompute"). The one-pass choices stay opt-in until measured on a GPU.
 
 polyphase_antialias(model): every BigVGAN Activation1d becomes a PolyphaseActivation1d (same function as index
 arithmetic, no depthwise convolutions), for Inductor to fuse; slower than the stock one on an H100 (kept opt-in).
@@ -39,7 +41,8 @@ from batchvoc.models.antialias import Activation1d, PolyphaseActivation1d
 from batchvoc.models.hifigan import ResBlock1, ResBlock2
 
 LAYOUTS = ("auto", "ncl", "channels_last_2d")
-ANTIALIAS = ("auto", "conv", "fused", "polyphase")
+ANTIALIAS = ("auto", "conv", "fused", "fused1", "fused1r", "polyphase")
+FUSED_METHODS = {"fused": "two_pass", "fused1": "gather", "fused1r": "recompute"}  # antialias= -> FusedActivation1d
 RESBLOCKS = ("auto", "conv", "fused")
 FAST_BACKENDS = ("inductor", "aoti")  # compiled backends that get the GPU rewrites by default
 
@@ -150,10 +153,11 @@ def polyphase_antialias(model: nn.Module, inplace: bool = False) -> nn.Module:
     return model
 
 
-def fused_antialias(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """model (copied unless inplace) with every Activation1d as a FusedActivation1d (same function)."""
+def fused_antialias(model: nn.Module, inplace: bool = False, method: str = "two_pass") -> nn.Module:
+    """model (copied unless inplace) with every Activation1d as a FusedActivation1d computed by `method` (same
+    function)."""
     model = model if inplace else copy.deepcopy(model)
-    _replace(model, lambda m: FusedActivation1d(m) if type(m) is Activation1d else None)
+    _replace(model, lambda m: FusedActivation1d(m, method) if type(m) is Activation1d else None)
     return model
 
 
@@ -194,7 +198,8 @@ def choose(layout: str = "auto", antialias: str = "auto", resblocks: str = "auto
     activation and fused resblocks; everything else the reference. Raises ValueError for an unknown value.
 
     antialias=polyphase stays opt-in: slower on an H100 (BigVGAN v2 24k under torch.compile 132x real time against
-    242x for the stock activation; BENCHMARKS.md).
+    242x for the stock activation; BENCHMARKS.md). antialias=fused1 / fused1r (one-pass kernels) too, until a GPU
+    run measures them against fused.
     """
     fast = backend in FAST_BACKENDS and torch.device(device).type == "cuda"
     fused = "fused" if fast and triton_available()[0] else "conv"
@@ -216,8 +221,8 @@ def apply(model: nn.Module, rewrites: Rewrites) -> nn.Module:
     model = copy.deepcopy(model)
     if rewrites.antialias == "polyphase":
         polyphase_antialias(model, inplace=True)
-    elif rewrites.antialias == "fused":
-        fused_antialias(model, inplace=True)
+    elif rewrites.antialias in FUSED_METHODS:
+        fused_antialias(model, inplace=True, method=FUSED_METHODS[rewrites.antialias])
     if rewrites.resblocks == "fused":
         fused_resblocks(model, inplace=True, max_channels=rewrites.fused_max_channels, tile_table=rewrites.tile_table)
     if rewrites.layout == "channels_last_2d":

@@ -1,6 +1,6 @@
 """The fused anti-aliased Snake (engines/fused_antialias.py) against the reference Activation1d: the torch index path
-on the CPU, the Triton kernels through Triton's interpreter (CPU) and on a GPU, inside torch.compile, and finite
-in half precision with tiny beta."""
+on the CPU, the Triton kernels (two-pass, and both one-pass methods) through Triton's interpreter (CPU) and on a GPU,
+inside torch.compile, and finite in half precision with tiny beta."""
 
 from __future__ import annotations
 
@@ -8,20 +8,20 @@ import pytest
 import torch
 
 from batchvoc.engines import layout
-from batchvoc.engines.fused_antialias import FusedActivation1d, antialiased_snake
+from batchvoc.engines.fused_antialias import METHODS, FusedActivation1d, antialiased_snake
 from batchvoc.models.activations import Snake, SnakeBeta
 from batchvoc.models.antialias import Activation1d
 from batchvoc.models.span import Span
 from tests.engines.kernels import CHANNELS, FRAMES, RATE, ROWS, check_compiles, layouts, run_interpreted, spans
 
 
-def _activation(kind: type, seed: int = 0, log_beta: float | None = None) -> Activation1d:
-    act = kind(CHANNELS, alpha_logscale=True)
+def _activation(kind: type, seed: int = 0, log_beta: float | None = None, channels: int = CHANNELS) -> Activation1d:
+    act = kind(channels, alpha_logscale=True)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        act.alpha.copy_(0.5 * torch.randn(CHANNELS, generator=gen))
+        act.alpha.copy_(0.5 * torch.randn(channels, generator=gen))
         if hasattr(act, "beta"):
-            act.beta.copy_(0.5 * torch.randn(CHANNELS, generator=gen) if log_beta is None else log_beta)
+            act.beta.copy_(0.5 * torch.randn(channels, generator=gen) if log_beta is None else log_beta)
     return Activation1d(act).eval()
 
 
@@ -38,9 +38,46 @@ def _check(fused: torch.nn.Module, ref: Activation1d, device: str = "cpu", dtype
 
 
 @pytest.mark.parametrize("kind", [Snake, SnakeBeta])
-def test_torch_path_equals_reference(kind):
+@pytest.mark.parametrize("method", ["two_pass", *METHODS])
+def test_torch_path_equals_reference(kind, method):
     ref = _activation(kind)
-    _check(FusedActivation1d(ref), ref)
+    _check(FusedActivation1d(ref, method), ref)
+
+
+def _packed_spans(rows: int, frames: int) -> list[torch.Tensor | None]:
+    """No span, and per-frame spans [rows, 2, frames]: row 0 whole, row 1 two utterances with a gap and padding on
+    both sides, the others one inner utterance."""
+    valid = torch.tensor([2, frames - 3]).view(1, 2, 1).repeat(rows, 1, frames)
+    valid[0] = torch.tensor([0, frames]).view(2, 1)
+    cut = frames // 2
+    valid[1, :, :cut] = torch.tensor([1, cut - 1]).view(2, 1)
+    valid[1, :, cut:] = torch.tensor([cut + 1, frames - 1]).view(2, 1)
+    return [None, valid]
+
+
+def one_pass_parity(dtype: torch.dtype, channels: int, frames: int, rate: int, tiles: dict) -> None:
+    """Under TRITON_INTERPRET=1: each one-pass method (with tiles[method]) against the plain-torch path (fp32 to
+    1e-6, half precision to one unit of its storage precision) and bit for bit against the two-pass kernels (same
+    arithmetic in the same order), on x of `dtype`, with and without packed spans; contiguous and channels-last in
+    fp32, channels-last (the GPU engines' layout) in half precision."""
+    from batchvoc.engines import fused_antialias as fa
+
+    rows = 3
+    ref = FusedActivation1d(_activation(SnakeBeta, seed=channels, channels=channels))
+    alpha, inv = ref.act.params_fp32()
+    x = 2 * torch.randn(rows, channels, frames * rate, generator=torch.Generator().manual_seed(frames))
+    tol = {torch.float32: 1e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    inputs = layouts(x.to(dtype))[0 if dtype == torch.float32 else 1 :]
+    for valid in _packed_spans(rows, frames):
+        valid = Span(valid).per_frame(frames, "cpu")
+        for inp in inputs:
+            args = (inp, alpha, inv, valid, rate, ref.up_taps, ref.up_first, ref.down_taps, ref.down_left)
+            want, two = fa._torch_forward(*args).float(), fa.antialiased_snake(*args)
+            for method in METHODS:
+                got = fa._one_pass_triton(*args, method, tiles[method])
+                assert got.dtype == dtype and got.stride() == inp.stride()
+                assert (got.float() - want).abs().max() <= tol * max(1.0, want.abs().max()), (method, dtype)
+                assert torch.equal(got, two), (method, dtype, valid.numel())
 
 
 def test_cast_keeps_filter_taps_float32():
@@ -67,9 +104,43 @@ def test_triton_kernels_equal_reference_in_the_interpreter():
     )
 
 
-def test_op_compiles_without_graph_break():
+def test_one_pass_module_equals_reference_in_the_interpreter():
+    """FusedActivation1d(method="gather") with the table's tiles against Activation1d itself (kernels.spans(): none,
+    per row, per frame), fp32, both layouts."""
+    run_interpreted(
+        """
+        from batchvoc.engines import fused_antialias as fa
+        from tests.engines.test_fused_antialias import _activation, _check
+        from batchvoc.models.activations import SnakeBeta
+        ref = _activation(SnakeBeta)
+        _check(fa.FusedActivation1d(ref, "gather"), ref)
+        """
+    )
+
+
+def test_one_pass_equals_torch_path_and_two_pass_in_the_interpreter():
+    """fp32, fp16, bf16; odd channel count (13: not a multiple of the channel block), odd length (13 frames x 3),
+    small tiles (several per row, the last one partial; two channel blocks for gather)."""
+    run_interpreted(
+        """
+        from batchvoc.engines.fused_antialias import Tile
+        from tests.engines.test_fused_antialias import one_pass_parity
+        tiles = dict(recompute=Tile(16, 16, 4), gather=Tile(32, 8, 4))
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            one_pass_parity(dtype, 13, 13, 3, tiles)
+        """
+    )
+
+
+@pytest.mark.parametrize("method", ["two_pass", "gather"])
+def test_op_compiles_without_graph_break(method):
     ref = _activation(SnakeBeta)
-    check_compiles(FusedActivation1d(ref), lambda x, v: ref(x, Span(v), RATE))
+    check_compiles(FusedActivation1d(ref, method), lambda x, v: ref(x, Span(v), RATE))
+
+
+def test_refuses_an_unknown_method():
+    with pytest.raises(ValueError, match="method"):
+        FusedActivation1d(_activation(Snake), "shuffle")
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -102,3 +173,6 @@ def test_layout_swaps_every_activation():
         type(m) is Activation1d for m in model.modules()
     )
     assert antialiased_snake is not None
+    for choice, method in layout.FUSED_METHODS.items():
+        swapped = layout.apply(model, layout.Rewrites(antialias=choice))
+        assert {m.method for m in swapped.modules() if isinstance(m, FusedActivation1d)} == {method}

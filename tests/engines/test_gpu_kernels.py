@@ -49,14 +49,34 @@ def _check(fused, want, x, valid, what):
 
 @pytest.mark.parametrize("kind", [Snake, SnakeBeta])
 @pytest.mark.parametrize("spans", [False, True])
-def test_fused_antialias_equals_activation1d(kind, spans):
+@pytest.mark.parametrize("method", ["two_pass", "recompute", "gather"])
+def test_fused_antialias_equals_activation1d(kind, spans, method):
     act = kind(C, alpha_logscale=True)
     with torch.no_grad():
         for p in act.parameters():
             p.normal_(0, 0.5)
     ref = Activation1d(act).eval()
     x, valid = torch.randn(B, C, F * R), _spans() if spans else None
-    _check(FusedActivation1d(ref).cuda(), ref(x, Span(valid), R), x, valid, kind.__name__)
+    _check(FusedActivation1d(ref, method).cuda(), ref(x, Span(valid), R), x, valid, f"{kind.__name__} {method}")
+
+
+@pytest.mark.parametrize("method", ["recompute", "gather"])
+def test_one_pass_antialias_equals_two_pass(method):
+    """The one-pass kernel against the two-pass one in each dtype and layout, packed spans (both round `a` alike;
+    FMA contraction may differ, so to a few units of the output's storage precision)."""
+    act = SnakeBeta(C, alpha_logscale=True)
+    with torch.no_grad():
+        for p in act.parameters():
+            p.normal_(0, 0.5)
+    base = Activation1d(act).eval()
+    x, span = torch.randn(B, C, F * R), Span(_spans().cuda())
+    for dtype, tol in TOLERANCE:
+        one, two = FusedActivation1d(base, method).cuda().to(dtype), FusedActivation1d(base).cuda().to(dtype)
+        for inp in _layouts(x):
+            inp = inp.cuda().to(dtype)
+            got, want = one(inp, span, R), two(inp, span, R)
+            assert got.stride() == inp.stride()
+            assert (got.float() - want.float()).abs().max().item() <= tol / 4 * max(1.0, want.abs().max().item())
 
 
 @pytest.mark.parametrize("kind, channels", [(ResBlock1, 16), (ResBlock2, 32), (ResBlock1, 24), (ResBlock1, 32),

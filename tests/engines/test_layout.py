@@ -36,7 +36,8 @@ def _spans(rows: int, frames: int):
 @pytest.mark.parametrize(
     "rewrite",
     [("channels_last_2d", "conv", "conv"), ("ncl", "polyphase", "conv"), ("channels_last_2d", "polyphase", "conv"),
-     ("ncl", "fused", "fused"), ("channels_last_2d", "fused", "fused")],
+     ("ncl", "fused", "fused"), ("channels_last_2d", "fused", "fused"), ("channels_last_2d", "fused1", "fused"),
+     ("ncl", "fused1r", "conv")],
 )  # fmt: skip
 def test_rewrites_equal_reference(family, rewrite):
     torch.manual_seed(0)
