@@ -73,13 +73,21 @@ def worst(codes: list[int]) -> int:
 
 def run(cfg: DictConfig) -> int:
     """One job from its resolved config; logs the closing summary line and returns the job's exit code."""
-    from batchvoc.runner.driver import run_job
+    from batchvoc.runner.cluster import RayThread
     from batchvoc.settings import JobSettings
 
     if cfg.get("demo") and not cfg.input.manifest:
         _make_demo_input(cfg)
     settings = JobSettings.from_config(cfg)
-    report = run_job(settings)
+    # Ray starts (~5 s) while the driver imports torch and checks the job (~5 s on a GPU machine)
+    ray_thread = RayThread(settings.address) if _has_work(settings) else None
+    try:
+        from batchvoc.runner.driver import run_job
+
+        report = run_job(settings, ray_thread=ray_thread)
+    finally:
+        if ray_thread is not None:
+            ray_thread.close()
     s = report.summary
     log.info(
         "batchvoc: %d rows ok, %d suspect, %d failed, %d clipped; %.3f h of audio, %.1fx real time on %d actor(s) "
@@ -92,6 +100,18 @@ def run(cfg: DictConfig) -> int:
     if report.failed_shards:
         log.error("batchvoc: shards that could not finish: %s; run again to retry", ", ".join(report.failed_shards))
     return report.exit_code
+
+
+def _has_work(settings) -> bool:
+    """False where output.dir holds a finished job's summary.json: a rerun usually has nothing to do, and the
+    driver plans it before starting Ray for any shards left. An unreadable output.dir is the driver's to report."""
+    from batchvoc import storage
+
+    try:
+        storage.set_options(settings.storage_options)
+        return not storage.Store(settings.out_url).exists("summary.json")
+    except Exception:  # noqa: BLE001 - check_settings names the key
+        return False
 
 
 def _sweep_folder(cfg: DictConfig) -> None:

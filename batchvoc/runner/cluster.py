@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import ray
@@ -70,6 +75,59 @@ def connect(address: str) -> bool:
         raise ConfigError("cluster.address", message) from err
     log.info("Ray cluster: %s", ray.cluster_resources())
     return local
+
+
+class RayThread:
+    """`connect(address)` on a thread of its own, begun before the job's heavy imports and checks so that Ray's
+    start (~5 s) overlaps them. The thread lives until `close()`: Ray ties a local cluster's processes to the
+    thread that started them (PR_SET_PDEATHSIG), so it must outlive the job's use of the cluster.
+
+        ray_thread = RayThread(address)      # returns at once
+        started_local = ray_thread.wait()    # connect's result or its ConfigError
+        ...; disconnect(); ray_thread.close()
+    """
+
+    def __init__(self, address: str) -> None:
+        if threading.current_thread() is threading.main_thread():
+            # what ray.init does for a driver in the main thread: SIGTERM ends the job through its cleanup
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            logging.getLogger("ray._private.worker").addFilter(_SigtermNotice())
+        self._result: Future[bool] = Future()
+        self.ready_at: float | None = None  # epoch seconds at which Ray was up
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(address,), name="ray-start", daemon=True)
+        self._thread.start()
+
+    def _run(self, address: str) -> None:
+        try:
+            started_local = connect(address)
+            self.ready_at = time.time()
+            self._result.set_result(started_local)
+        except BaseException as err:  # noqa: BLE001 - handed to wait()'s caller
+            self._result.set_exception(err)
+            return
+        self._closing.wait()
+        disconnect()  # a no-op where the job already shut Ray down; else (the job never ran) leave nothing behind
+
+    def wait(self) -> bool:
+        """connect's result: True when a local cluster was started. Raises what connect raised (ConfigError)."""
+        return self._result.result()
+
+    def close(self) -> None:
+        """Let the thread end, shutting down (or leaving) Ray where the job has not."""
+        self._closing.set()
+        self._thread.join()
+
+
+def _exit_on_sigterm(signum: int, frame) -> None:
+    sys.exit(signum)
+
+
+class _SigtermNotice(logging.Filter):
+    """Drops ray.init's warning that a non-main thread cannot set the SIGTERM handler (RayThread sets it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SIGTERM handler is not set")
 
 
 def disconnect() -> None:

@@ -28,7 +28,7 @@ from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
 from batchvoc.outputs import check_lhotse, passthrough_schema, write_lhotse
 from batchvoc.runner.actors import start_actors
-from batchvoc.runner.cluster import connect, disconnect, plan_actors
+from batchvoc.runner.cluster import RayThread, connect, disconnect, plan_actors
 from batchvoc.runner.dealer import Dealt, StopJob, deal
 from batchvoc.runner.failures import FailureTally, console_lines
 from batchvoc.runner.lifetime import SessionGuard
@@ -81,11 +81,15 @@ def process_started_at() -> float:
     return psutil.Process().create_time()
 
 
-def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], None] | None = None) -> JobReport:
+def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], None] | None = None,
+            ray_thread: RayThread | None = None) -> JobReport:  # fmt: skip
     """Run (or finish) the job; shards already done are skipped.
 
     `on_actor_ready` is called with each actor's `Worker.info()` (actor, device, backend, pid, ...) once it is ready.
-    Raises ConfigError (naming the key) for bad configuration, before any output is written.
+    `ray_thread`: Ray already starting for this job (__main__ begins it before importing torch); the caller
+    closes it. None: the job
+    starts Ray itself where it has work. Raises ConfigError (naming the key) for bad configuration, before any
+    output is written.
     """
     started, started_at = time.perf_counter(), time.time()
     timeline = Timeline()
@@ -99,8 +103,8 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                                   settings.checkpoint, settings.hparams)  # fmt: skip
             planning = pool.submit(lambda: timeline.timed("planned", plan, settings, files, loading.result()[1]))
             # a finished job's rerun (summary.json there) usually has nothing to do: plan before starting Ray
-            early = not store.exists("summary.json")
-            cluster = _Cluster.start(settings.address, timeline) if early else None
+            early = ray_thread is not None or not store.exists("summary.json")
+            cluster = _Cluster.start(settings.address, timeline, ray_thread) if early else None
             try:
                 shards = planning.result()
                 preset = loading.result()[1]
@@ -146,8 +150,9 @@ class Timeline:
         self.origin = process_started_at()
         self.events: dict[str, float] = {}
 
-    def mark(self, event: str) -> None:
-        self.events[event] = round(time.time() - self.origin, 3)
+    def mark(self, event: str, at: float | None = None) -> None:
+        """Record `event` as happening now, or at `at` (epoch seconds)."""
+        self.events[event] = round((time.time() if at is None else at) - self.origin, 3)
         log.info("%.1f s after the process started: %s", self.events[event], event)
 
     def timed(self, event: str, call: Callable, *args: Any) -> Any:
@@ -164,9 +169,9 @@ class _Cluster:
     guard: SessionGuard | None
 
     @classmethod
-    def start(cls, address: str, timeline: Timeline) -> _Cluster:
-        started_local = connect(address)
-        timeline.mark("Ray started" if started_local else "Ray joined")
+    def start(cls, address: str, timeline: Timeline, ray_thread: RayThread | None = None) -> _Cluster:
+        started_local = ray_thread.wait() if ray_thread is not None else connect(address)
+        timeline.mark("Ray started" if started_local else "Ray joined", ray_thread.ready_at if ray_thread else None)
         return cls(SessionGuard.start() if started_local else None)
 
     def watch(self) -> None:

@@ -1,4 +1,5 @@
-"""Every process a job starts ends with it: a real job in a subprocess, with its own local Ray, SIGKILLed."""
+"""Every process a job starts ends with it: a real job in a subprocess, with its own local Ray, SIGKILLed or
+SIGTERMed (Ray started as `python -m batchvoc` starts it: early, on a thread of its own)."""
 
 import os
 import signal
@@ -8,6 +9,7 @@ import textwrap
 import time
 
 import psutil
+import pytest
 
 from tests.conftest import mel_rows, write_manifest
 
@@ -22,6 +24,11 @@ JOB = textwrap.dedent(
                            precision="fp32", batch=1, cpu_actors=1, shard_seconds=0.3)
     run_job(settings, on_actor_ready=lambda info: print("READY", info["pid"], flush=True))
     """
+)
+EARLY_RAY = JOB.replace(
+    "    run_job(settings, on_actor_ready",
+    "    from batchvoc.runner.cluster import RayThread\n\n"
+    "    ray_thread = RayThread('')\n    run_job(settings, ray_thread=ray_thread, on_actor_ready",
 )
 
 
@@ -38,10 +45,11 @@ def _alive(processes: list[tuple[int, float, str]]) -> list[str]:
     return alive
 
 
-def test_a_sigkilled_driver_leaves_no_process_of_its_job(tmp_path):
+@pytest.mark.parametrize("job, stop", [(JOB, signal.SIGKILL), (EARLY_RAY, signal.SIGTERM)], ids=["kill", "term"])
+def test_a_stopped_driver_leaves_no_process_of_its_job(tmp_path, job, stop):
     write_manifest(tmp_path / "in" / "m.parquet", mel_rows(400, 80, frames=30), row_group_size=4)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
-    driver = subprocess.Popen([sys.executable, "-c", JOB, str(tmp_path / "in"), str(tmp_path / "out")],
+    driver = subprocess.Popen([sys.executable, "-c", job, str(tmp_path / "in"), str(tmp_path / "out")],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)  # fmt: skip
     try:
         line = driver.stdout.readline()
@@ -58,12 +66,13 @@ def test_a_sigkilled_driver_leaves_no_process_of_its_job(tmp_path):
                     if arg.startswith("--session-dir=")}  # fmt: skip
         assert len(started) >= 5 and sessions, started  # GCS, raylet, agents, the actor, the guard at least
     finally:
-        os.kill(driver.pid, signal.SIGKILL)  # the driver this test started, by its own pid
-        driver.wait()
+        os.kill(driver.pid, stop)  # the driver this test started, by its own pid
+        code = driver.wait(timeout=60)
     deadline = time.monotonic() + 20
     while _alive(started) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _alive(started), f"outlived the SIGKILLed driver: {_alive(started)}"
+    assert not _alive(started), f"outlived the stopped driver: {_alive(started)}"
+    assert code == (-signal.SIGKILL if stop == signal.SIGKILL else signal.SIGTERM), code  # SIGTERM: sys.exit
     (session,) = sessions
     for process in psutil.process_iter(["cmdline"]):
         assert session not in " ".join(process.info["cmdline"] or []), process
