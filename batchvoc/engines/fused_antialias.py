@@ -13,11 +13,14 @@ x's dtype, as the reference rounds the activation's output. In fp16/bf16 the sin
 reduction to [-pi, pi] (abs error ~1e-6, far below that storage precision); fp32 keeps the accurate sine. Both
 kernels take any strides (channels-last or not) and write their output with x's layout.
 
-One pass (`antialiased_snake_one_pass`, METHODS "recompute" | "gather"): one kernel computes y for a tile of
-outputs with `a` on chip, never in memory (about 4 bytes per element moved in fp16 instead of 12): "recompute"
+One pass (`antialiased_snake_one_pass`, METHODS "recompute" | "gather" | "dot"): one kernel computes y for a tile
+of outputs with `a` on chip, never in memory (about 4 bytes per element moved in fp16 instead of 12): "recompute"
 evaluates `a` anew at each of the low-pass's positions (6x the up-work, no data movement between threads);
 "gather" evaluates it once over the tile's 2x-rate positions (edges applied) and reads each tap's rows with
-tl.gather. Same semantics and rounding as the two kernels; tiles from ONE_PASS_TILES.
+tl.gather (Triton makes that warp shuffles); "dot" takes the same rows through the low-pass as one banded matrix
+product on tensor cores, each float32 tap split into 2 (fp16) or 3 (bf16) terms of x's dtype so the sum keeps
+float32 taps (fp32: an IEEE product). Same semantics and rounding of `a` as the two kernels ("dot" sums in another
+order); tiles from ONE_PASS_TILES.
 
 `antialiased_snake` and `antialiased_snake_one_pass` are torch custom ops (opaque to torch.compile, so Inductor
 schedules around them); on a CPU they run the same index arithmetic in plain torch, which is also what the tests
@@ -70,30 +73,38 @@ def _triton_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, do
 
 
 class Tile(NamedTuple):
-    """A one-pass launch: block along time (outputs for "recompute", 2x-rate rows on chip for "gather"), block
-    along channels (at most; narrower layers get the power of two that covers them), warps."""
+    """A one-pass launch: block along time (outputs for "recompute"; 2x-rate rows on chip for "gather" and "dot"),
+    block along channels (at most; narrower layers get the power of two that covers them), warps."""
 
     block_t: int
     block_c: int
     num_warps: int
 
 
-METHODS = ("recompute", "gather")
+METHODS = ("recompute", "gather", "dot")
+PARTS = {torch.float32: 1, torch.float16: 2, torch.bfloat16: 3}  # "dot": terms of x's dtype per float32 tap
 
-# (method, channels-last) -> Tile. Guesses: benchmarks/antialias_sweep.py times the candidates on the GPU, and its
-# best tiles replace these.
+# (method, channels-last) -> Tile. Guesses that compile for sm_90 without register spills (ptxas, offline); the GPU
+# sweep (benchmarks/antialias_sweep.py) times candidates and its best tiles replace these.
 ONE_PASS_TILES: dict[tuple[str, bool], Tile] = {
     ("recompute", True): Tile(64, 64, 4),
     ("recompute", False): Tile(256, 4, 4),
-    ("gather", True): Tile(128, 64, 4),
-    ("gather", False): Tile(512, 4, 4),
+    ("gather", True): Tile(128, 64, 8),
+    ("gather", False): Tile(256, 4, 4),
+    ("dot", True): Tile(128, 64, 8),
+    ("dot", False): Tile(128, 16, 4),
 }
 
 
 def one_pass_tile(method: str, x: Tensor) -> Tile:
     """The tile for x [B, C, T] from ONE_PASS_TILES, its channel block narrowed to x's channels."""
     tile = ONE_PASS_TILES[(method, x.stride(1) == 1)]
-    return tile._replace(block_c=pow2_between(x.shape[1], 1, tile.block_c))
+    return tile._replace(block_c=_channel_block(method, x.shape[1], tile))
+
+
+def _channel_block(method: str, channels: int, tile: Tile) -> int:
+    """The tile's channel block narrowed to channels; at least 16 for "dot" (tensor-core products need it)."""
+    return pow2_between(channels, 16 if method == "dot" else 1, max(tile.block_c, 16 if method == "dot" else 1))
 
 
 def _one_pass_triton(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left, method: str,
@@ -105,7 +116,7 @@ def _one_pass_triton(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, d
     valid, vs, has_span = span_launch_args(valid, x)
     y = torch.empty_like(x)
     tile = tile or one_pass_tile(method, x)
-    block_c = pow2_between(channels, 1, tile.block_c)
+    block_c = _channel_block(method, channels, tile)
     common = dict(FIRST0=up_first[0], FIRST1=up_first[1], UP_TAPS=up_taps.shape[1], LEFT=down_left,
                   DOWN_TAPS=down_taps.numel(), HAS_SPAN=has_span, FAST_SIN=x.dtype != torch.float32 and x.is_cuda,
                   BLOCK_C=block_c, num_warps=tile.num_warps)  # fmt: skip
@@ -113,12 +124,16 @@ def _one_pass_triton(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, d
     if method == "recompute":
         grid = (kernels.triton.cdiv(length, tile.block_t), kernels.triton.cdiv(channels, block_c), rows)
         kernels.one_pass_recompute[grid](*args, BLOCK_T=tile.block_t, **common)
-    elif method == "gather":
+    elif method in ("gather", "dot"):
         step = (tile.block_t - down_taps.numel()) // 2 + 1
-        if step < 1:
-            raise ValueError(f"gather tile {tile.block_t} is shorter than the low-pass ({down_taps.numel()} taps)")
+        if step < 1 or tile.block_t < 32:
+            raise ValueError(f"{method} tile of {tile.block_t} rows: too short for {down_taps.numel()} taps")
         grid = (kernels.triton.cdiv(length, step), kernels.triton.cdiv(channels, block_c), rows)
-        kernels.one_pass_gather[grid](*args, ROWS=tile.block_t, STEP=step, **common)
+        if method == "gather":
+            kernels.one_pass_gather[grid](*args, ROWS=tile.block_t, STEP=step, **common)
+        else:
+            ieee = not x.is_cuda  # Triton's interpreter: its bf16 tl.dot is wrong
+            kernels.one_pass_dot[grid](*args, ROWS=tile.block_t, STEP=step, PARTS=PARTS[x.dtype], IEEE=ieee, **common)
     else:
         raise ValueError(f"unknown one-pass method {method!r}; choose one of {', '.join(METHODS)}")
     return y
@@ -165,7 +180,7 @@ def antialiased_snake_one_pass(
     x: Tensor, alpha: Tensor, inv: Tensor, valid: Tensor, rate: int, up_taps: Tensor, up_first: list[int],
     down_taps: Tensor, down_left: int, method: str,
 ) -> Tensor:  # fmt: skip
-    """`antialiased_snake` as one kernel launch (module doc): method "recompute" or "gather"."""
+    """`antialiased_snake` as one kernel launch (module doc): method "recompute", "gather" or "dot"."""
     if method not in METHODS:
         raise ValueError(f"unknown one-pass method {method!r}; choose one of {', '.join(METHODS)}")
     if use_triton(x):
@@ -180,7 +195,7 @@ def _(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left, metho
 
 class FusedActivation1d(nn.Module):
     """An Activation1d(Snake | SnakeBeta) with ratios 2/2 computed by `antialiased_snake` (method "two_pass") or
-    `antialiased_snake_one_pass` (method "recompute" | "gather"); same interface."""
+    `antialiased_snake_one_pass` (method "recompute" | "gather" | "dot"); same interface."""
 
     def __init__(self, base: Activation1d, method: str = "two_pass"):
         super().__init__()

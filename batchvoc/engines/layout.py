@@ -8,8 +8,9 @@ Inductor) run NHWC convolutions without the NCHW <-> NHWC transposes that 1-D co
 
 fused_antialias(model, method): every BigVGAN Activation1d (Snake / SnakeBeta, ratios 2) becomes a
 FusedActivation1d (engines/fused_antialias.py), opaque to the compiler: antialias=fused is two Triton kernels per
-activation; antialias=fused1 one kernel with on-chip shifts (method "gather"), antialias=fused1r one kernel that
-recomputes the shifted values (method "recompute"). The one-pass choices stay opt-in until measured on a GPU.
+activation; antialias=fused1 one kernel whose low-pass is a banded matrix product on tensor cores (method "dot"),
+fused1g one kernel with on-chip shifts by tl.gather (method "gather"), fused1r one kernel that recomputes the shifted
+values (method "recompute"). The one-pass choices stay opt-in until measured on a GPU.
 
 polyphase_antialias(model): every BigVGAN Activation1d becomes a PolyphaseActivation1d (same function as index
 arithmetic, no depthwise convolutions), for Inductor to fuse; slower than the stock one on an H100 (kept opt-in).
@@ -41,8 +42,8 @@ from batchvoc.models.antialias import Activation1d, PolyphaseActivation1d
 from batchvoc.models.hifigan import ResBlock1, ResBlock2
 
 LAYOUTS = ("auto", "ncl", "channels_last_2d")
-ANTIALIAS = ("auto", "conv", "fused", "fused1", "fused1r", "polyphase")
-FUSED_METHODS = {"fused": "two_pass", "fused1": "gather", "fused1r": "recompute"}  # antialias= -> FusedActivation1d
+ANTIALIAS = ("auto", "conv", "fused", "fused1", "fused1g", "fused1r", "polyphase")
+FUSED_METHODS = {"fused": "two_pass", "fused1": "dot", "fused1g": "gather", "fused1r": "recompute"}  # -> method
 RESBLOCKS = ("auto", "conv", "fused")
 FAST_BACKENDS = ("inductor", "aoti")  # compiled backends that get the GPU rewrites by default
 
@@ -198,8 +199,8 @@ def choose(layout: str = "auto", antialias: str = "auto", resblocks: str = "auto
     activation and fused resblocks; everything else the reference. Raises ValueError for an unknown value.
 
     antialias=polyphase stays opt-in: slower on an H100 (BigVGAN v2 24k under torch.compile 132x real time against
-    242x for the stock activation; BENCHMARKS.md). antialias=fused1 / fused1r (one-pass kernels) too, until a GPU
-    run measures them against fused.
+    242x for the stock activation; BENCHMARKS.md). antialias=fused1 / fused1g / fused1r (one-pass kernels) too,
+    until a GPU run measures them against fused.
     """
     fast = backend in FAST_BACKENDS and torch.device(device).type == "cuda"
     fused = "fused" if fast and triton_available()[0] else "conv"

@@ -49,7 +49,7 @@ def _check(fused, want, x, valid, what):
 
 @pytest.mark.parametrize("kind", [Snake, SnakeBeta])
 @pytest.mark.parametrize("spans", [False, True])
-@pytest.mark.parametrize("method", ["two_pass", "recompute", "gather"])
+@pytest.mark.parametrize("method", ["two_pass", "recompute", "gather", "dot"])
 def test_fused_antialias_equals_activation1d(kind, spans, method):
     act = kind(C, alpha_logscale=True)
     with torch.no_grad():
@@ -60,7 +60,7 @@ def test_fused_antialias_equals_activation1d(kind, spans, method):
     _check(FusedActivation1d(ref, method).cuda(), ref(x, Span(valid), R), x, valid, f"{kind.__name__} {method}")
 
 
-@pytest.mark.parametrize("method", ["recompute", "gather"])
+@pytest.mark.parametrize("method", ["recompute", "gather", "dot"])
 def test_one_pass_antialias_equals_two_pass(method):
     """The one-pass kernel against the two-pass one in each dtype and layout, packed spans (both round `a` alike;
     FMA contraction may differ, so to a few units of the output's storage precision)."""

@@ -37,7 +37,7 @@ def _spans(rows: int, frames: int):
     "rewrite",
     [("channels_last_2d", "conv", "conv"), ("ncl", "polyphase", "conv"), ("channels_last_2d", "polyphase", "conv"),
      ("ncl", "fused", "fused"), ("channels_last_2d", "fused", "fused"), ("channels_last_2d", "fused1", "fused"),
-     ("ncl", "fused1r", "conv")],
+     ("ncl", "fused1g", "conv"), ("ncl", "fused1r", "conv")],
 )  # fmt: skip
 def test_rewrites_equal_reference(family, rewrite):
     torch.manual_seed(0)
