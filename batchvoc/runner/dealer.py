@@ -1,9 +1,11 @@
 """Dealing shards to actors and showing progress.
 
-Shards go largest first; each actor gets IN_FLIGHT_PER_ACTOR of them the moment it is ready (not when all are)
-and another whenever one comes back, so its next shard's reading overlaps the last one's writes. Ray restarts a
-dead actor and retries its shards (runner/actors.py); only an actor Ray gave up on has its shards dealt again,
-once, to the others. Progress moves per vocoded batch: the driver polls each actor's audio seconds.
+Shards go in plan order, and an actor's next shard is the one that continues its last (same file, the next
+rows) where there is one (`ShardQueue`): its Parquet reader then goes on from where the last shard stopped instead
+of decoding the row group from its start. Each actor gets IN_FLIGHT_PER_ACTOR of them the moment it is ready (not
+when all are) and another whenever one comes back, so its next shard's reading overlaps the last one's writes.
+Ray restarts a dead actor and retries its shards (runner/actors.py); only an actor Ray gave up on has its shards
+dealt again, once, to the others. Progress moves per vocoded batch: the driver polls each actor's audio seconds.
 """
 
 from __future__ import annotations
@@ -42,11 +44,51 @@ class Dealt:
     first_audio_at: float | None = None  # epoch seconds
 
 
+class ShardQueue:
+    """Shards waiting to be dealt, in plan order. `next_for(last, others)` is the waiting shard that continues
+    `last` (same file, starting where it stopped), else the first waiting shard of a file no other actor is on,
+    else the first one that no other actor's last shard leads to, else the first waiting one."""
+
+    def __init__(self, shards: list[Shard]):
+        self._order: deque[Shard] = deque(shards)
+        self._waiting = {s.name for s in shards}
+        self._by_start = {(s.file, s.start): s for s in shards}
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def __iter__(self):
+        return (s for s in self._order if s.name in self._waiting)
+
+    def put_back(self, shard: Shard) -> None:
+        """Deal `shard` again, first."""
+        self._order.appendleft(shard)
+        self._waiting.add(shard.name)
+        self._by_start[(shard.file, shard.start)] = shard
+
+    def clear(self) -> None:
+        self._waiting.clear()
+
+    def next_for(self, last: Shard | None, others: list[Shard | None]) -> Shard:
+        """Take the next shard for an actor whose last shard was `last` (others: the other actors' last)."""
+        follow = self._by_start.get((last.file, last.stop)) if last is not None else None
+        if follow is None or follow.name not in self._waiting:
+            while self._order[0].name not in self._waiting:
+                self._order.popleft()
+            files = {s.file for s in others if s is not None}
+            ahead = {(s.file, s.stop) for s in others if s is not None}
+            follow = next((s for s in self if s.file not in files), None)  # lazy: usually the first one
+            follow = follow or next((s for s in self if (s.file, s.start) not in ahead), self._order[0])
+        self._waiting.discard(follow.name)
+        return follow
+
+
 @dataclass
 class _Actor:
     handle: Any
     name: str
     busy: int = 0
+    last: Shard | None = None  # the shard dealt to it last
     ready: bool = False
     dead: bool = False
     poll: Any = None
@@ -67,7 +109,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
     """
     result = Dealt()
     crew = [_Actor(handle, f"actor-{i}") for i, handle in enumerate(actors)]
-    pending = deque(sorted(shards, key=lambda s: -s.frames))
+    pending = ShardQueue(shards)
     starting = dict(zip(ready or [a.handle.ready.remote() for a in crew], crew, strict=True))
     in_flight: dict[Any, tuple[_Actor, Shard]] = {}
     redealt: set[str] = set()
@@ -76,7 +118,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
 
     def feed(actor: _Actor) -> None:
         while pending and actor.ready and not actor.dead and actor.busy < IN_FLIGHT_PER_ACTOR:
-            shard = pending.popleft()
+            shard = actor.last = pending.next_for(actor.last, [a.last for a in crew if a is not actor])
             in_flight[actor.handle.run.remote(shard)] = (actor, shard)
             actor.busy += 1
 
@@ -153,7 +195,7 @@ def _show(bar: tqdm, crew: list[_Actor], result: Dealt, total: float) -> None:
         bar.update(vocoded - bar.n)  # update, not refresh: tqdm keeps to mininterval
 
 
-def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: deque, redealt: set[str],
+def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQueue, redealt: set[str],
               permanent: Callable[[BaseException], bool],
               on_shard: Callable[[Shard, dict[str, Any]], None] | None) -> None:  # fmt: skip
     """Book one shard call that came back: its stats, or its failure (dealt again once if its actor is gone)."""
@@ -165,7 +207,7 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: deque, r
         if shard.name not in redealt:
             redealt.add(shard.name)
             log.warning("shard %s lost with %s (%s); dealing it again", shard.name, actor.name, first_line(err))
-            pending.appendleft(shard)
+            pending.put_back(shard)
         else:
             result.failed[shard.name] = f"lost twice with its actor: {first_line(err)}"
         return
