@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
 
+from batchvoc import wav
 from batchvoc.errors import ConfigError
 from batchvoc.storage import Store, WriteFault
 
@@ -92,6 +93,7 @@ class ShardSink:
         self.container, self.subtype, self.extension = FORMATS[fmt][0], subtype, fmt
         self.fault: WriteFault | None = None
         self._recalled: dict[str, dict[str, Any]] = {}  # fields read back by recall(), until reuse() takes them
+        self._pcm16 = (self.container, subtype) == ("WAV", "PCM_16") and wav.same_as_libsndfile()
 
     @property
     def out_dir(self) -> str:
@@ -120,20 +122,44 @@ class ShardSink:
         mel_error None, status ok); the file carries them with its peak (see the module doc).
         Raises WriteFault (its reason names the cause and output.dir), kept in `fault`.
         """
-        audio = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
-        fields = self._fields(key, audio)
-        fields.update(checks or {})
-        buffer = io.BytesIO()
-        with sf.SoundFile(buffer, "w", self.sample_rate, 1, self.subtype, format=self.container) as out:
-            out.comment = record_of(fields)
-            out.write(audio)
+        audio = np.asarray(audio, dtype=np.float32)
+        encoded = self._encode_pcm16(key, audio, checks) if self._pcm16 else None
+        if encoded is None:
+            encoded = self._encode(key, np.clip(audio, -1.0, 1.0), checks)
+        fields, data = encoded
         try:
-            self.store.write_bytes(self.relpath(key), buffer.getvalue())
+            self.store.write_bytes(self.relpath(key), data)
         except WriteFault as fault:
             if self.fault is None or (fault.permanent and not self.fault.permanent):
                 self.fault = fault
             raise
         return fields
+
+    def _encode(self, key: str, audio: np.ndarray, checks: dict[str, Any] | None) -> tuple[dict[str, Any], bytes]:
+        """(the row's fields, its file's bytes) for audio [n] float32 in [-1, 1], through libsndfile."""
+        fields = self._fields(key, audio.shape[0], float(np.abs(audio).max()) if audio.size else 0.0)
+        fields.update(checks or {})
+        buffer = io.BytesIO()
+        with sf.SoundFile(buffer, "w", self.sample_rate, 1, self.subtype, format=self.container) as out:
+            out.comment = record_of(fields)
+            out.write(audio)
+        return fields, buffer.getvalue()
+
+    def _encode_pcm16(self, key: str, audio: np.ndarray, checks: dict[str, Any] | None
+                      ) -> tuple[dict[str, Any], bytes] | None:  # fmt: skip
+        """_encode's result for a 16-bit WAV, without libsndfile (batchvoc/wav.py: the same bytes), or None
+        where that path does not apply (non-finite or no samples, a comment it does not lay out)."""
+        if audio.ndim != 1 or audio.size == 0:
+            return None
+        peak = abs(max(float(audio.max()), -float(audio.min())))  # |clipped audio|'s max, without clipping it
+        if not np.isfinite(peak):
+            return None
+        fields = self._fields(key, audio.shape[0], min(peak, 1.0))
+        fields.update(checks or {})
+        comment = record_of(fields)
+        if not wav.fits(audio, comment):
+            return None
+        return fields, wav.wav_pcm16(audio, self.sample_rate, comment)
 
     def recall(self, key: str) -> bool:
         """Whether the finished audio file of `key` carries its row's fields (then `reuse` gives them without
@@ -160,13 +186,13 @@ class ShardSink:
             recorded, frames = parse_record(audio.comment), audio.frames
         if recorded is None:
             return None
-        fields = self._fields(key, np.zeros(0, np.float32))
+        fields = self._fields(key, 0, 0.0)
         fields.update(n_samples=int(frames), duration_s=frames / self.sample_rate, **recorded)
         return fields
 
-    def _fields(self, key: str, audio: np.ndarray) -> dict[str, Any]:
-        peak = float(np.abs(audio).max()) if audio.size else 0.0
-        n = int(audio.shape[0])
+    def _fields(self, key: str, n: int, peak: float) -> dict[str, Any]:
+        """The output-manifest fields of a written file of n samples and this peak (clipped, mel_error: None)."""
+        n = int(n)
         return dict(id=key, path=self.relpath(key), sample_rate=self.sample_rate, n_samples=n,
                     duration_s=n / self.sample_rate, peak=peak, clipped=None, mel_error=None, status="ok",
                     error=None)  # fmt: skip
