@@ -7,9 +7,11 @@
 
 It writes a synthetic manifest with jobs/make_manifest.py (inline mels; or takes --manifest), plans shards of
 --shard-seconds as the driver does, and runs every shard through `run_shard` in this process, like a worker,
-into a fresh output folder (16-bit PCM WAV by default). It prints per shard and in total: rows, audio, the
-stages' seconds (ShardStats: read_s and check_s thread busy time, vocode_s the vocode loop's, write_s the
-writer threads' summed time, wall_s), rows/s and x real time.
+into a fresh output folder (16-bit PCM WAV by default). It prints per shard and in total: rows, audio, the stages'
+seconds (ShardStats: read_s and check_s thread busy time, vocode_s the vocode loop's, write_s the writer threads'
+summed time, wall_s), rows/s and x real time, and how long the engine waits for a shard's first batch and the
+shard takes after its last one (the device idles then when shards run one after the other); then the process's
+CPU time (on a machine shared with other work, audio per CPU second compares two versions better than wall time).
 
 The first shard runs once untimed first (an actor's first shard pays for imports and first touches).
 
@@ -21,8 +23,11 @@ Its x real time is then what the host side of one actor sustains: the engine is 
 the engine's own speed. --engine real builds the job's engine (batchvoc.runtime.build_runtime) and runs the
 round-trip check when --checkpoint holds real weights, as a worker does.
 
+--overlap 2 runs two shards at a time, in two threads sharing the stream under one device lock (run_shard's
+`device`): a shard reads and checks while the other vocodes, and writes its last rows while the next vocodes.
+
 --profile runs each thread under cProfile (slower: compare timings without it) and prints the top functions
-by own time for the main (vocode) thread, the read thread, the check thread and the writers together.
+by own time for the vocode (shard) threads, the read threads, the check threads and the writers, each kind together.
 """
 
 from __future__ import annotations
@@ -37,9 +42,10 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -88,6 +94,20 @@ class SilenceCounts:
         if self._values is None or self._values.shape != shape:
             self._values = torch.zeros(shape, dtype=torch.float32)
         return self._values
+
+
+class CallTimes:
+    """Wraps an engine: when it was first and last called (perf_counter), to see the device's idle time at a
+    shard's start (the first batch waits for reading and checking) and end (the last rows' writes, the manifest)."""
+
+    def __init__(self, engine):
+        self.engine, self.first, self.last = engine, None, None
+
+    def __call__(self, mel: Tensor, bounds: Tensor) -> Tensor:
+        now = time.perf_counter()
+        self.first = now if self.first is None else self.first
+        self.last = now
+        return self.engine(mel, bounds)
 
 
 def probe_stream(preset_name: str, batch: int) -> tuple[VocoderStream, MelChecks]:
@@ -141,12 +161,12 @@ class ThreadProfiles:
     def __exit__(self, *_) -> None:
         self._main.disable()
         threading.setprofile(None)  # type: ignore[arg-type]
-        self.profiles.append(("vocode (main)", self._main))
+        self.profiles.append(("main", self._main))
 
     def report(self, top: int) -> str:
         groups: dict[str, pstats.Stats] = {}
         for name, profile in self.profiles:
-            group = name.split("-", 1)[0]
+            group = name.split("-", 1)[0].rstrip("_0123456789").replace("shard", "vocode")  # write-<shard>-<i>: write
             out = io.StringIO()
             if group in groups:
                 groups[group].add(profile)
@@ -172,30 +192,44 @@ def manifest_of(args: argparse.Namespace, scratch: Path) -> Path:
     return folder
 
 
-def run_all(args: argparse.Namespace, manifest: Path, out: Path, profiles: ThreadProfiles | None) -> list[ShardStats]:
-    """Every shard of the manifest through run_shard, one after the other as one actor runs them, after the
-    first one once untimed (an actor's first shard pays for imports and first touches)."""
-    if args.engine == "zero":
-        stream, checks = probe_stream(args.preset, args.batch or GPU_BATCH)
-        limit = None
-        print(f"count-only checks on this CPU: {count_checks_ms(stream.plan):.1f} ms per batch (not in the times)")
-    else:
-        stream, checks, limit = real_stream(args)
+def build(args: argparse.Namespace) -> tuple[VocoderStream, MelChecks, float | None]:
+    """(stream, checks, max_mel_error) of --engine."""
+    if args.engine == "real":
+        return real_stream(args)
+    stream, checks = probe_stream(args.preset, args.batch or GPU_BATCH)
+    print(f"count-only checks on this CPU: {count_checks_ms(stream.plan):.1f} ms per batch (not in the times)")
+    return stream, checks, None
+
+
+def run_all(args: argparse.Namespace, manifest: Path, out: Path, profiles: ThreadProfiles | None) -> Totals:
+    """Every shard of the manifest through run_shard as one actor runs them (--overlap at a time, sharing the
+    stream under one device lock), after the first one once untimed (an actor's first shard pays for imports and
+    first touches)."""
+    stream, checks, limit = build(args)
     plan = stream.plan
     print(f"plan: batch {plan.batch}, rows of {plan.length} frames (context {plan.context}), hop {plan.hop}")
     shards = plan_shards(find_manifest_files(str(manifest)), int(args.shard_seconds * stream.sample_rate / plan.hop))
+    calls = stream.engine = CallTimes(stream.engine)
+    device = threading.Lock()
 
     def one(shard: Shard, folder: Path) -> ShardStats:
         sink = ShardSink(folder, shard.name, stream.sample_rate, args.format, args.subtype)
-        return run_shard(shard, stream, sink, checks, max_mel_error=limit, info=dict(actor="probe"))
+        calls.first = None
+        start = time.perf_counter()
+        stats = run_shard(shard, stream, sink, checks, max_mel_error=limit, info=dict(actor="probe"), device=device)
+        if args.overlap == 1 and calls.first is not None:
+            print(f"  {stats.shard}: first batch after {(calls.first - start) * 1e3:.0f} ms, "
+                  f"{(time.perf_counter() - calls.last) * 1e3:.0f} ms from the last one to the end")  # fmt: skip
+        print(line(stats))
+        return stats
 
-    print("warm-up " + line(one(shards[0], out / "warm-up")))
-    results = []
-    with profiles or contextlib.nullcontext():
-        for shard in shards:
-            results.append(one(shard, out / "timed"))
-            print(line(results[-1]))
-    return results
+    print("warm-up:")
+    one(shards[0], out / "warm-up")
+    print("timed:")
+    cpu, start = time.process_time(), time.perf_counter()
+    with profiles or contextlib.nullcontext(), ThreadPoolExecutor(args.overlap, thread_name_prefix="shard") as pool:
+        results = list(pool.map(lambda shard: one(shard, out / "timed"), shards))
+    return Totals(results, time.perf_counter() - start, time.process_time() - cpu)
 
 
 def line(s: ShardStats) -> str:
@@ -205,14 +239,28 @@ def line(s: ShardStats) -> str:
             f"{rate:7.1f} rows/s  {s.x_realtime:8.0f}x")  # fmt: skip
 
 
-def total(results: list[ShardStats]) -> ShardStats:
-    """The shards' stats summed (x_realtime: audio over summed wall)."""
-    sums = ShardStats(shard="total", rows=0, rows_ok=0, audio_seconds=0.0)
-    for s in results:
-        for name in ("rows", "rows_ok", "audio_seconds", "read_s", "check_s", "vocode_s", "write_s", "wall_s"):
-            setattr(sums, name, getattr(sums, name) + getattr(s, name))
-    sums.x_realtime = sums.audio_seconds / sums.wall_s if sums.wall_s else 0.0
-    return sums
+@dataclass
+class Totals:
+    """The timed shards' stats, the seconds from the first one's start to the last one's end, process CPU seconds."""
+
+    shards: list[ShardStats]
+    wall: float
+    cpu: float
+
+    def report(self) -> str:
+        sums = ShardStats(shard="total (stage seconds summed)", rows=0, rows_ok=0, audio_seconds=0.0)
+        for s in self.shards:
+            for name in ("rows", "rows_ok", "audio_seconds", "read_s", "check_s", "vocode_s", "write_s", "wall_s"):
+                setattr(sums, name, getattr(sums, name) + getattr(s, name))
+        sums.x_realtime = sums.audio_seconds / sums.wall_s if sums.wall_s else 0.0
+        audio, rows = sums.audio_seconds, sums.rows
+        return "\n".join((
+            line(sums),
+            f"all shards: {audio / 3600:.3f} h of audio in {self.wall:.2f} s: {rows / self.wall:.0f} rows/s, "
+            f"{audio / self.wall:.0f}x real time (host side of one actor)",
+            f"process CPU time {self.cpu:.2f} s: {audio / self.cpu:.0f}x real time per CPU second (compares versions "
+            "on a shared machine)",
+        ))  # fmt: skip
 
 
 def main() -> None:
@@ -231,6 +279,7 @@ def main() -> None:
     parser.add_argument("--precision", default="fp16")
     parser.add_argument("--checkpoint", default="random")
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--overlap", type=int, default=1, help="shards at a time (one device lock)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=15, help="functions per thread in the profile")
     args = parser.parse_args()
@@ -241,9 +290,11 @@ def main() -> None:
         manifest = manifest_of(args, scratch)
         out = scratch / f"out-{time.time_ns()}"
         profiles = ThreadProfiles() if args.profile else None
-        results = run_all(args, manifest, out, profiles)
-        print(line(total(results)))
-        np.testing.assert_equal(sum(r.rows_failed for r in results), 0)
+        totals = run_all(args, manifest, out, profiles)
+        print(totals.report())
+        failed = sum(r.rows_failed for r in totals.shards)
+        if failed:
+            print(f"{failed} rows failed: see {out}/timed/manifest (--out keeps it)")
         if profiles:
             print(profiles.report(args.top))
     finally:

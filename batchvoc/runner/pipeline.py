@@ -13,6 +13,8 @@ shard again.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,12 +38,16 @@ WRITE_QUEUE_ROWS = 64  # vocoded rows waiting for a writer (each holds its audio
 def run_shard(shard: Shard, stream: VocoderStream, sink: ShardSink, checks: MelChecks | int, *,
               max_mel_error: float | None = None,
               progress: Callable[[float], None] | None = None,
-              info: dict[str, Any] | None = None) -> ShardStats:  # fmt: skip
+              info: dict[str, Any] | None = None,
+              device: threading.Lock | None = None) -> ShardStats:  # fmt: skip
     """Vocode every row of `shard` into `sink`; write its stats and output manifest; return the stats.
 
     checks: the worker's MelChecks (or n_mels: no convention checks); max_mel_error: rows above it are suspect
     (None: no verdict); progress: called with the audio seconds of each vocoded batch; info: ShardStats fields
-    about the actor (actor, device, backend, precision, ready_s, load_path ...)."""
+    about the actor (actor, device, backend, precision, ready_s, load_path ...); device: a lock held while this
+    shard's rows go through `stream`, for shards run at once in several threads with one stream: each reads and
+    checks its rows while another vocodes, and writes its last rows while the next one vocodes (the device
+    then waits for neither). vocode_s excludes the time spent waiting for it."""
     started = time.perf_counter()
     sink.remove_partials()
     results: list[dict[str, Any] | None] = [None] * shard.rows
@@ -57,7 +63,8 @@ def run_shard(shard: Shard, stream: VocoderStream, sink: ShardSink, checks: MelC
     read.start()
     check.start()
     try:
-        vocoded = vocode_rows(check_out, stream, n_mels, write_in, progress, stop=lambda: _permanent(sink))
+        with device or contextlib.nullcontext():
+            vocoded = vocode_rows(check_out, stream, n_mels, write_in, progress, stop=lambda: _permanent(sink))
     except Cancelled:  # a writer met a fault of the shard's: join() raises it
         write_in.close()
         writers.join()

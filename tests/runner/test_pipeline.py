@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -164,3 +165,38 @@ def test_suspect_rows_keep_their_audio(tmp_path):
         and stats.rows_ok == 2
         and stats.audio_seconds == pytest.approx(sum(r["duration_s"] for r in table))
     )
+
+
+def test_shards_run_at_once_share_the_stream_one_at_a_time_and_write_what_they_write_alone(tmp_path):
+    """Two shards in two threads with one stream and one device lock: the engine sees one shard's batches, then
+    the other's (never interleaved), and every file and manifest equals a run of each shard alone."""
+    rows = small_rows(12, frames=30)
+    manifest = write_manifest(tmp_path / "in" / "m.parquet", rows, row_group_size=4)
+    shards = plan_shards(find_manifest_files(manifest), 6 * 30)
+    assert len(shards) == 2
+    callers = []
+
+    def engine(mel, bounds):
+        callers.append(threading.current_thread().name)
+        return echo(mel, bounds)
+
+    stream = VocoderStream(engine, ChunkPlan(20, 2, 2, FLOOR, HOP), RATE)
+    lock = threading.Lock()
+
+    def one(shard, out):
+        sink = ShardSink(out, shard.name, RATE, "wav", "PCM_16")
+        run_shard(shard, stream, sink, N_MELS, device=lock)
+
+    threads = [threading.Thread(target=one, args=(s, tmp_path / "both"), name=f"t{i}") for i, s in enumerate(shards)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(set(callers)) == ["t0", "t1"] and callers == sorted(callers, key=callers.index)  # not interleaved
+    for shard in shards:
+        one(shard, tmp_path / "alone")
+    files = sorted(p.relative_to(tmp_path / "alone") for p in (tmp_path / "alone").rglob("*") if p.is_file())
+    assert len(files) == 12 + 2 * 2
+    for rel in files:
+        if rel.parts[0] != "stats":  # timings differ
+            assert (tmp_path / "both" / rel).read_bytes() == (tmp_path / "alone" / rel).read_bytes(), rel
