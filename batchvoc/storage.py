@@ -120,11 +120,11 @@ def open_input(url: str | Path) -> BinaryIO:
     return fs.open(path, "rb")
 
 
-def parquet_file(url: str | Path) -> pq.ParquetFile:
-    """A ParquetFile on a local path (read natively) or URL (read through fsspec)."""
+def parquet_file(url: str | Path, **options: Any) -> pq.ParquetFile:
+    """A ParquetFile on a local path (read natively) or URL (read through fsspec); options: pq.ParquetFile's."""
     if not is_url(url):
-        return pq.ParquetFile(str(url))
-    return pq.ParquetFile(open_input(url))
+        return pq.ParquetFile(str(url), **options)
+    return pq.ParquetFile(open_input(url), **options)
 
 
 def info(url: str | Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ summed time, wall_s), rows/s and x real time, and how long the engine waits for 
 shard takes after its last one (the device idles then when shards run one after the other); then the process's
 CPU time (on a machine shared with other work, audio per CPU second compares two versions better than wall time).
 
+Shards run in the order the driver deals them (largest first; --order file: as planned, row order).
 The first shard runs once untimed first (an actor's first shard pays for imports and first touches).
 
 --engine zero (the default) is the host-side probe: `HostProbeEngine` returns silence of the engine's output
@@ -52,7 +53,7 @@ from torch import Tensor
 from batchvoc.chunking import ChunkPlan
 from batchvoc.device_defaults import GPU_BATCH, GPU_ROW_LENGTH
 from batchvoc.hostmem import retain_freed_memory
-from batchvoc.manifest import Shard, find_manifest_files, plan_shards
+from batchvoc.manifest import Shard, cursors, find_manifest_files, plan_shards
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.models import load_vocoder
 from batchvoc.roundtrip import DEFAULT_MAX_MEL_ERROR, FRAME_VALUES, audio_counts
@@ -209,6 +210,8 @@ def run_all(args: argparse.Namespace, manifest: Path, out: Path, profiles: Threa
     plan = stream.plan
     print(f"plan: batch {plan.batch}, rows of {plan.length} frames (context {plan.context}), hop {plan.hop}")
     shards = plan_shards(find_manifest_files(str(manifest)), int(args.shard_seconds * stream.sample_rate / plan.hop))
+    if args.order == "dealt":  # as runner/dealer.py deals them today: largest first
+        shards = sorted(shards, key=lambda s: -s.frames)
     calls = stream.engine = CallTimes(stream.engine)
     device = threading.Lock()
 
@@ -225,6 +228,7 @@ def run_all(args: argparse.Namespace, manifest: Path, out: Path, profiles: Threa
 
     print("warm-up:")
     one(shards[0], out / "warm-up")
+    cursors.clear()
     print("timed:")
     cpu, start = time.process_time(), time.perf_counter()
     with profiles or contextlib.nullcontext(), ThreadPoolExecutor(args.overlap, thread_name_prefix="shard") as pool:
@@ -280,6 +284,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="random")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--overlap", type=int, default=1, help="shards at a time (one device lock)")
+    parser.add_argument("--order", choices=("dealt", "file"), default="dealt", help="largest first, or as planned")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=15, help="functions per thread in the profile")
     args = parser.parse_args()

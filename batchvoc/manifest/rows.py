@@ -20,13 +20,15 @@ import pyarrow as pa
 
 from batchvoc import storage
 from batchvoc.errors import RowError
+from batchvoc.manifest import cursors
 from batchvoc.manifest.conventions import MelChecks
-from batchvoc.manifest.shards import Shard, group_batches, group_span, id_strings, shard_table
+from batchvoc.manifest.shards import Shard, group_span, id_strings, shard_table
 
 log = logging.getLogger(__name__)
 
 MAX_NAME_BYTES = 200
-READ_ROWS = 64  # rows decoded at a time
+READ_ROWS = 16  # rows decoded at a time: about one engine batch of 10 s rows, so the first reaches the device soon
+STREAM_BYTES = 8 << 20  # read buffer per column chunk
 DECLARED = ("sample_rate", "hop_length", "n_mels")  # optional columns checked against the model
 WARNINGS_LOGGED = 3  # convention warnings (rows vocoded and marked suspect) logged per shard; the rest are counted
 
@@ -82,7 +84,8 @@ def read_batches(shard: Shard, checks: MelChecks | int, skip: Skip = None) -> It
     A row group that cannot be decoded gives (None, a MelRow with the reason for each of its rows not yet
     given): it fails its own rows, never the shard. Raises only when the file itself cannot be opened.
     """
-    parquet = storage.parquet_file(shard.file)
+    # pages streamed through a small buffer: pyarrow otherwise holds a row group's whole column chunk in memory
+    parquet = storage.parquet_file(shard.file, pre_buffer=False, buffer_size=STREAM_BYTES)
     columns = [name for name in parquet.schema_arrow.names if name != "mel"]
     first = 0
     for group in shard.row_groups:
@@ -91,11 +94,13 @@ def read_batches(shard: Shard, checks: MelChecks | int, skip: Skip = None) -> It
         done = 0
         try:
             # a few rows at a time, not whole row groups: the engine gets its first rows at once
-            for batch in group_batches(shard, parquet, group, batch_size=READ_ROWS):
+            cursor = cursors.take(shard.file, parquet, group, begin, READ_ROWS)
+            for batch in cursor.rows(begin, stop):
                 table = pa.Table.from_batches([batch])
                 rows = list(decode_batch(table, first + done, shard, checks, skip))
                 yield table.select(columns), rows
                 done += table.num_rows
+            cursors.give(shard.file, cursor)  # the next shard of this group goes on from here
         except Exception as err:  # noqa: BLE001 - a broken row group fails its rows, never the shard
             reason = f"row group {group} could not be decoded: {one_line(err)}"
             yield None, [MelRow(first + offset, "", error=reason) for offset in range(done, count)]
