@@ -6,8 +6,9 @@ on the restarted actor (`cluster.max_task_retries`). A transient write fault (`W
 a network file system hiccup, an object store's 5xx) is retried the same way (`retry_exceptions`); any other
 exception a shard raises is not: it would repeat.
 
-`poll` runs in a concurrency group of its own, so the driver reads progress while `run` works; `run` stays one
-at a time (the default group).
+`poll` runs in a concurrency group of its own, so the driver reads progress while `run` works; `run` has a group
+of IN_FLIGHT_PER_ACTOR threads (runner/dealer.py deals that many shards per actor), so one shard reads and checks
+its first rows, or writes its last, while another vocodes: they take turns on the device (Worker.run).
 
 The driver's weights reach an actor through `setup(weights)`, a call after its creation, not through its
 constructor: Ray keeps a call's object-store arguments only until the call returns, and warns about restartable
@@ -16,6 +17,7 @@ actors whose constructor takes one. A restarted actor reads the checkpoint itsel
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -24,6 +26,7 @@ import ray
 from batchvoc.manifest import Shard
 from batchvoc.models.presets import Preset
 from batchvoc.runner.cluster import ActorPlan
+from batchvoc.runner.dealer import IN_FLIGHT_PER_ACTOR
 from batchvoc.runner.worker import Worker
 from batchvoc.settings import JobSettings
 from batchvoc.storage import WriteFault
@@ -43,29 +46,31 @@ class ActorWorker(Worker):
         shard (no restart lookup: Ray's `was_current_actor_reconstructed` warns of its own deprecated call)."""
         self._args, self._started = (settings, name, threads, preset), time.perf_counter()
         self.vocoded_s, self.first_audio_at, self._built = 0.0, None, False
+        self._building = threading.Lock()  # a restarted actor's two first shards build the engine once
         if not weights_later:
             self._build(None)
 
     def _build(self, weights: Any) -> None:
-        settings, name, threads, preset = self._args
-        Worker.__init__(self, settings, name, threads, preset, weights, started=self._started)
-        self._built = True
+        with self._building:
+            if self._built:
+                return
+            settings, name, threads, preset = self._args
+            Worker.__init__(self, settings, name, threads, preset, weights, started=self._started)
+            self._built = True
 
     def setup(self, weights: Any) -> dict[str, Any]:
         """Build the engine from the driver's weights (a state dict of arrays); returns the actor's info."""
-        if not self._built:
-            self._build(weights)
+        self._build(weights)
         return self.info()
 
     def ready(self) -> dict[str, Any]:
         """The actor's info once its engine is ready."""
         return self.info()
 
-    @ray.method(retry_exceptions=[TransientWriteFault])
+    @ray.method(concurrency_group="run", retry_exceptions=[TransientWriteFault])
     def run(self, shard: Shard) -> dict[str, Any]:
         """`Worker.run`; a write fault that may pass is raised as TransientWriteFault, which Ray retries."""
-        if not self._built:  # restarted by Ray: no setup(weights) comes
-            self._build(None)
+        self._build(None)  # restarted by Ray: no setup(weights) comes
         try:
             return super().run(shard)
         except WriteFault as fault:
@@ -79,7 +84,7 @@ class ActorWorker(Worker):
         return self.progress_state()
 
 
-RemoteWorker = ray.remote(concurrency_groups={"poll": 1})(ActorWorker)
+RemoteWorker = ray.remote(concurrency_groups={"poll": 1, "run": IN_FLIGHT_PER_ACTOR})(ActorWorker)
 
 
 def fault_limits(settings: JobSettings) -> dict[str, int]:

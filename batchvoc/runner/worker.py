@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Mapping
@@ -53,7 +54,8 @@ class Worker:
         started: perf_counter() from which ready_s counts (default: now).
         """
         started = time.perf_counter() if started is None else started
-        self.vocoded_s, self.first_audio_at, self._shard_reported = 0.0, None, 0.0
+        self.vocoded_s, self.first_audio_at = 0.0, None
+        self._device = threading.Lock()  # shards run at once (the actor's "run" group) take turns on the stream
         if threads:
             torch.set_num_threads(threads)
         torch.set_flush_denormal(True)  # denormals slow CPU convolutions 5-10x; no effect on a GPU
@@ -90,27 +92,29 @@ class Worker:
         """Audio seconds vocoded by this process so far, when its first audio was written, its pid."""
         return dict(vocoded_s=self.vocoded_s, first_audio_at=self.first_audio_at, pid=os.getpid())
 
-    def _progress(self, seconds: float) -> None:
-        """The shard pipeline's hook: `seconds` of audio were just vocoded."""
+    def _progress(self, seconds: float, reported: list[float]) -> None:
+        """The shard pipeline's hook: `seconds` of audio were just vocoded (reported: the shard's running sum)."""
         if self.first_audio_at is None:
             self.first_audio_at = time.time()
-        self._shard_reported += seconds
+        reported[0] += seconds
         self.vocoded_s += seconds
 
     def run(self, shard: Shard) -> dict[str, Any]:
-        """Vocode one shard into output.dir; returns its stats (ShardStats.to_json())."""
+        """Vocode one shard into output.dir; returns its stats (ShardStats.to_json()). Shards may run at once in
+        several threads: they take turns on the device stream, each reading, checking and writing meanwhile."""
         s = self.settings
         sink = ShardSink(Store(s.out_url, token=s.job_token), shard.name, self.preset.sample_rate, s.fmt, s.subtype,
                          columns=shard.columns)  # fmt: skip
-        self._shard_reported = 0.0
+        reported = [0.0]
         info = dict(self._stats_info(), started_at=time.time())  # the report's timeline (epoch seconds)
         stats = run_shard(shard, self.stream, sink, self.checks, max_mel_error=self.max_mel_error(),
-                          progress=self._progress, info=info).to_json()  # fmt: skip
+                          progress=lambda seconds: self._progress(seconds, reported), info=info,
+                          device=self._device).to_json()  # fmt: skip
         if stats.get("rows_ok") and self.first_audio_at is None:
             self.first_audio_at = time.time()
         # the shard's planned audio in full, whatever the pipeline reported per batch (resumed rows included)
         planned = shard.frames * self.preset.hop_length / self.preset.sample_rate
-        self.vocoded_s += max(planned - self._shard_reported, 0.0)
+        self.vocoded_s += max(planned - reported[0], 0.0)
         return stats
 
     def max_mel_error(self) -> float | None:
