@@ -1,8 +1,8 @@
 """AOTInductor packages: the model exported once, compiled ahead of time into a `.pt2`, loaded in seconds.
 
 Build: the engine's laid-out copy of the model (engines/layout.py: on a CUDA GPU the channels-last rewrite and the
-fused Triton kernels, which are torch custom ops that export keeps as calls) is exported with `torch.export` for
-one static shape, compiled by `torch._inductor.aoti_compile_and_package` (Triton kernels on a GPU, C++ on a CPU)
+fused Triton kernels, torch operators that export keeps as calls: engines/ops.py) is exported with `torch.export`
+for one static shape, compiled by `torch._inductor.aoti_compile_and_package` (Triton kernels on a GPU, C++ on a CPU)
 into `<cache_dir>/aoti/<key>.pt2`, and loaded by torch's C++ package loader. Neither Dynamo nor the compiler runs
 (or is imported) in a process that loads a package, so a warm start is import + load + one warm-up call per shape.
 

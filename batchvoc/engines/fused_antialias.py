@@ -22,10 +22,10 @@ product on tensor cores, each float32 tap split into 2 (fp16) or 3 (bf16) terms 
 float32 taps (fp32: an IEEE product). Same semantics and rounding of `a` as the two kernels ("dot" sums in another
 order); tiles from ONE_PASS_TILES.
 
-`antialiased_snake` and `antialiased_snake_one_pass` are torch custom ops (opaque to torch.compile, so Inductor
-schedules around them); on a CPU they run the same index arithmetic in plain torch, which is also what the tests
-compare the kernels with. With TRITON_INTERPRET=1 the kernels run on CPU tensors through Triton's interpreter (slow;
-for tests).
+`antialiased_snake` and `antialiased_snake_one_pass` are torch operators (engines/ops.py; opaque to torch.compile,
+so Inductor schedules around them); on a CPU they run the same index arithmetic in plain torch, which is also what
+the tests compare the kernels with. With TRITON_INTERPRET=1 the kernels run on CPU tensors through Triton's
+interpreter (slow; for tests).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from batchvoc.engines.ops import kernel_op
 from batchvoc.engines.triton_runtime import pow2_between, span_launch_args, use_triton
 from batchvoc.models.activations import Snake, SnakeBeta
 from batchvoc.models.antialias import Activation1d, _up_phases
@@ -161,7 +162,11 @@ def _torch_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, dow
     return torch.empty_like(x).copy_(y)  # x's layout, as the kernels (and the fake) give
 
 
-@torch.library.custom_op("batchvoc::antialiased_snake", mutates_args=())
+def _same_as_x(x, *args):
+    return torch.empty_like(x)
+
+
+@kernel_op("antialiased_snake", fake=_same_as_x)
 def antialiased_snake(x: Tensor, alpha: Tensor, inv: Tensor, valid: Tensor, rate: int, up_taps: Tensor,
                       up_first: list[int], down_taps: Tensor, down_left: int) -> Tensor:  # fmt: skip
     """x [B, C, T] -> [B, C, T]: Activation1d(Snake) with up/down ratio 2 (module doc). valid: [B, 2, T // rate]
@@ -170,12 +175,7 @@ def antialiased_snake(x: Tensor, alpha: Tensor, inv: Tensor, valid: Tensor, rate
     return forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left)
 
 
-@antialiased_snake.register_fake
-def _(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left):
-    return torch.empty_like(x)
-
-
-@torch.library.custom_op("batchvoc::antialiased_snake_one_pass", mutates_args=())
+@kernel_op("antialiased_snake_one_pass", fake=_same_as_x)
 def antialiased_snake_one_pass(
     x: Tensor, alpha: Tensor, inv: Tensor, valid: Tensor, rate: int, up_taps: Tensor, up_first: list[int],
     down_taps: Tensor, down_left: int, method: str,
@@ -186,11 +186,6 @@ def antialiased_snake_one_pass(
     if use_triton(x):
         return _one_pass_triton(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left, method)
     return _torch_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left)
-
-
-@antialiased_snake_one_pass.register_fake
-def _(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left, method):
-    return torch.empty_like(x)
 
 
 class FusedActivation1d(nn.Module):

@@ -24,8 +24,8 @@ to 64 channels, 3,461x up to 32.
 
 Tile sizes come from `tiles()` unless the engine option `tile_table` names others per layer (`TileTable`).
 
-`lrelu_conv` is a torch custom op (opaque to torch.compile); on a CPU it runs the same arithmetic in plain torch.
-With TRITON_INTERPRET=1 the kernel runs on CPU tensors through Triton's interpreter (slow; for tests).
+`lrelu_conv` is a torch operator (engines/ops.py; opaque to torch.compile); on a CPU it runs the same arithmetic
+in plain torch. With TRITON_INTERPRET=1 the kernel runs on CPU tensors through Triton's interpreter (slow; tests).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from batchvoc.engines.ops import kernel_op
 from batchvoc.engines.triton_runtime import pow2_between, span_launch_args, use_triton
 from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
 from batchvoc.models.span import Span
@@ -163,7 +164,12 @@ def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, sl
     return _channels_last_empty(x.shape[0], y.shape[1], y.shape[2], x).copy_(y)
 
 
-@torch.library.custom_op("batchvoc::lrelu_conv", mutates_args=())
+def _lrelu_conv_fake(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
+                     activate_output=False, tile=None):  # fmt: skip
+    return _channels_last_empty(x.shape[0], weight.shape[2], x.shape[2], x)
+
+
+@kernel_op("lrelu_conv", fake=_lrelu_conv_fake)
 def lrelu_conv(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor | None, valid: Tensor, rate: int,
                dilation: int, padding: int, slope: float, activate_input: bool = True,
                activate_output: bool = False, tile: list[int] | None = None) -> Tensor:  # fmt: skip
@@ -175,12 +181,6 @@ def lrelu_conv(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor | None,
     forward = _triton_forward if use_triton(x) else _torch_forward
     return forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input, activate_output,
                    tile_config(tile or []))  # fmt: skip
-
-
-@lrelu_conv.register_fake
-def _(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True, activate_output=False,
-      tile=None):  # fmt: skip
-    return _channels_last_empty(x.shape[0], weight.shape[2], x.shape[2], x)
 
 
 class PackedConv(nn.Module):
