@@ -105,3 +105,32 @@ def test_package_path_follows_the_cache_setting(monkeypatch, tmp_path):
     assert package_path(tmp_path, "k") == tmp_path / "aoti" / "k.pt2"
     monkeypatch.setenv("BATCHVOC_CACHE", str(tmp_path / "env"))
     assert package_path(None, "k") == tmp_path / "env" / "aoti" / "k.pt2"
+
+
+LOAD_IN_CHILD = """
+import sys, torch
+from batchvoc.engines import build_engine
+from tests.engines.conftest import tiny_model
+
+model, preset = tiny_model()
+engine = build_engine(model, preset, backend="aoti", precision="fp32", shapes=[(1, 32)], cache_dir=sys.argv[1],
+                      resblocks="fused")
+mel = torch.linspace(-6, 1, 1 * preset.n_mels * 32).reshape(1, preset.n_mels, 32)
+torch.save(engine(mel, torch.tensor([[0, 32]])), sys.argv[2])
+print(engine.load_path, *(m for m in ("torch._dynamo", "torch._inductor") if m in sys.modules))
+"""
+
+
+@pytest.mark.slow
+def test_a_loaded_package_calling_our_operators_imports_no_compiler(tmp_path):
+    """A package whose graph calls batchvoc's operators back (fused resblocks) is loaded and run in a fresh
+    process without importing torch._dynamo or torch._inductor (seconds of every actor's start), and gives the
+    building process's output."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    runs = [subprocess.run([sys.executable, "-c", LOAD_IN_CHILD, str(tmp_path), str(tmp_path / f"{i}.pt")],
+                           capture_output=True, text=True, env=env, timeout=600) for i in range(2)]  # fmt: skip
+    assert [r.stdout.split() for r in runs] == [["built", "torch._dynamo", "torch._inductor"], ["loaded"]], runs
+    assert torch.equal(torch.load(tmp_path / "0.pt"), torch.load(tmp_path / "1.pt"))
