@@ -13,7 +13,8 @@ summed time, wall_s), rows/s and x real time, and how long the engine waits for 
 shard takes after its last one (the device idles then when shards run one after the other); then the process's
 CPU time (on a machine shared with other work, audio per CPU second compares two versions better than wall time).
 
-Shards run in the order the driver deals them (largest first; --order file: as planned, row order).
+Shards run in the order the driver deals them to one actor (plan order; --order largest: largest first, as it
+dealt them before).
 The first shard runs once untimed first (an actor's first shard pays for imports and first touches).
 
 --engine zero (the default) is the host-side probe: `HostProbeEngine` returns silence of the engine's output
@@ -210,7 +211,7 @@ def run_all(args: argparse.Namespace, manifest: Path, out: Path, profiles: Threa
     plan = stream.plan
     print(f"plan: batch {plan.batch}, rows of {plan.length} frames (context {plan.context}), hop {plan.hop}")
     shards = plan_shards(find_manifest_files(str(manifest)), int(args.shard_seconds * stream.sample_rate / plan.hop))
-    if args.order == "dealt":  # as runner/dealer.py deals them today: largest first
+    if args.order == "largest":  # as runner/dealer.py dealt them before 1a1ee80
         shards = sorted(shards, key=lambda s: -s.frames)
     calls = stream.engine = CallTimes(stream.engine)
     device = threading.Lock()
@@ -284,7 +285,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="random")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--overlap", type=int, default=1, help="shards at a time (one device lock)")
-    parser.add_argument("--order", choices=("dealt", "file"), default="dealt", help="largest first, or as planned")
+    parser.add_argument("--order", choices=("plan", "largest"), default="plan", help="as dealt to one actor")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=15, help="functions per thread in the profile")
     args = parser.parse_args()

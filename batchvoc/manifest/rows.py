@@ -94,13 +94,12 @@ def read_batches(shard: Shard, checks: MelChecks | int, skip: Skip = None) -> It
         done = 0
         try:
             # a few rows at a time, not whole row groups: the engine gets its first rows at once
-            cursor = cursors.take(shard.file, parquet, group, begin, READ_ROWS)
-            for batch in cursor.rows(begin, stop):
-                table = pa.Table.from_batches([batch])
-                rows = list(decode_batch(table, first + done, shard, checks, skip))
-                yield table.select(columns), rows
-                done += table.num_rows
-            cursors.give(shard.file, cursor)  # the next shard of this group goes on from here
+            with cursors.reading(shard.file, parquet, group, begin, stop, READ_ROWS) as cursor:  # kept for the next
+                for batch in cursor.rows(begin, stop):
+                    table = pa.Table.from_batches([batch])
+                    rows = list(decode_batch(table, first + done, shard, checks, skip))
+                    yield table.select(columns), rows
+                    done += table.num_rows
         except Exception as err:  # noqa: BLE001 - a broken row group fails its rows, never the shard
             reason = f"row group {group} could not be decoded: {one_line(err)}"
             yield None, [MelRow(first + offset, "", error=reason) for offset in range(done, count)]

@@ -4,6 +4,9 @@ is read anew."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -56,11 +59,38 @@ def test_a_shard_goes_on_with_the_reader_the_one_before_it_left(shards):
     assert second.start == first.stop and second.row_groups == first.row_groups == (0,)
     read_all(first)
     parquet = parquet_file(second.file)
-    cursor = cursors.take(second.file, parquet, 0, second.start, READ_ROWS)
-    assert cursor.position == first.stop and cursor.parquet is not parquet
-    assert cursors.take(second.file, parquet, 0, second.start, READ_ROWS).position == 0  # taken: a new one
-    with pytest.raises(ValueError, match="cannot go back"):
-        next(cursor.rows(first.start, first.stop))
+    with cursors.reading(second.file, parquet, 0, second.start, second.stop, READ_ROWS) as cursor:
+        assert cursor.position == first.stop and cursor.parquet is not parquet
+        with cursors.reading(second.file, parquet, 0, second.start, second.stop, READ_ROWS, wait_s=0.01) as other:
+            assert other.position == 0  # the one kept is taken
+        with pytest.raises(ValueError, match="cannot go back"):
+            next(cursor.rows(first.start, first.stop))
+    cursors.clear()
+
+
+def test_a_shard_waits_for_the_reader_of_the_shard_before_it_still_reading(shards):
+    """Shards of one actor run at once: the second waits for the first's reader instead of decoding its rows."""
+    cursors.clear()
+    first, second = shards[0], shards[1]
+    expected = read_all(second)
+    cursors.clear()
+    reading_first = read_batches(first, N_MELS)
+    next(reading_first)  # the first shard holds the group's reader, mid-way
+    got, finished = {}, {}
+
+    def read_second():
+        got["rows"] = read_all(second)
+        got["at"] = time.monotonic()
+
+    thread = threading.Thread(target=read_second)
+    thread.start()
+    time.sleep(0.2)
+    assert "rows" not in got  # waiting
+    finished["at"] = time.monotonic()
+    for _ in reading_first:
+        pass
+    thread.join()
+    assert got["at"] >= finished["at"] and got["rows"][0] == expected[0] and got["rows"][1].equals(expected[1])
     cursors.clear()
 
 
