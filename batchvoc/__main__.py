@@ -10,12 +10,16 @@ import logging
 import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig, open_dict
+from batchvoc.bytecode import use_bytecode_cache
 
-from batchvoc.cli import HELP_FLAGS, check_command_line, console_for_pipes, help_text
-from batchvoc.config import register
-from batchvoc.errors import ConfigError
+use_bytecode_cache()  # before the heavy imports, which it speeds up where the image ships no bytecode
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
+
+from batchvoc.cli import HELP_FLAGS, check_command_line, console_for_pipes, help_text  # noqa: E402
+from batchvoc.config import register  # noqa: E402
+from batchvoc.errors import ConfigError  # noqa: E402
 
 log = logging.getLogger("batchvoc")
 register()
