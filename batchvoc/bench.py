@@ -16,6 +16,11 @@ engine with the stock model, for comparison; "inductor:fused_max_channels=32"; "
 
 from __future__ import annotations
 
+from batchvoc.bytecode import use_bytecode_cache
+
+if __name__ == "__main__":
+    use_bytecode_cache()  # before torch: the command-line run, on an image without bytecode (bytecode.py)
+
 import json
 import logging
 import math

@@ -16,6 +16,11 @@ eager has nothing to build. Exit codes: 0 done, 1 configuration error, 2 package
 
 from __future__ import annotations
 
+from batchvoc.bytecode import use_bytecode_cache
+
+if __name__ == "__main__":
+    use_bytecode_cache()  # before torch: the command-line run, on an image without bytecode (bytecode.py)
+
 import logging
 import sys
 from typing import Any
