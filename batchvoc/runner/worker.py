@@ -11,6 +11,7 @@ time its first audio was written (epoch seconds), its pid.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -54,6 +55,8 @@ class Worker:
         started: perf_counter() from which ready_s counts (default: now).
         """
         started = time.perf_counter() if started is None else started
+        # pyarrow imports pandas at its first conversion: in the first shard's read thread, holding the GIL then
+        threading.Thread(target=importlib.import_module, args=("pandas",), name="import-pandas", daemon=True).start()
         self.vocoded_s, self.first_audio_at = 0.0, None
         self._device = threading.Lock()  # shards run at once (the actor's "run" group) take turns on the stream
         if threads:
