@@ -7,6 +7,7 @@ leaves Ray shut down for the next, and the exit code is the worst of them (1 ove
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -148,5 +149,14 @@ def _make_demo_input(cfg: DictConfig) -> None:
     log.info("demo manifest: %s", path)
 
 
+def exit_now(code: int) -> None:
+    """End the process with `code` once its logs are flushed: the jobs' outputs are written and their Ray shut
+    down, so Python's own teardown of torch, Ray and their threads (about a second) would only delay the shell."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

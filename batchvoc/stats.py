@@ -144,6 +144,7 @@ class JobSummary:
     """summary.json: the whole job's figures (earlier runs' shards included), this run's apart in `this_run`.
 
     rows_failed counts the rows of shards not written (rows_not_written, write_fault naming the cause);
+    wall_seconds: the job's start to its last shard's end (a local Ray's shutdown runs on, beside the summary);
     startup_s: process start to the first audio written (None when nothing was vocoded); x_realtime: this run's
     audio_seconds / wall_seconds; actors_ready: per actor {actor, ready_s, load_path, device, pid}; top_failures:
     [{status, rows, example_id, reason}]; timeline: seconds from process start to each step; started_at: epoch

@@ -9,6 +9,7 @@ Exit codes: 0 every row ok, 2 some rows failed, 1 the job could not run (stopped
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -119,19 +120,26 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                 if todo:
                     cluster = cluster or _Cluster.start(settings.address, timeline)
                     dealt = _run(settings, cluster, loading, todo, preset, tally, on_actor_ready, timeline)
-            finally:
-                if cluster is not None:
-                    timeline.mark("Ray shut down" if cluster.stop() else "Ray left running (joined, not started)")
+            except BaseException:
+                if cluster is not None:  # stopped or failed: shut Ray down before the error goes on
+                    _stop(cluster, timeline)
+                raise
+        # a local Ray shuts down (~1-2 s) while the summary and the report are written
+        stopping = threading.Thread(target=_stop, args=(cluster, timeline), name="ray-stop") if cluster else None
+        if stopping is not None:
+            stopping.start()
         wall = time.perf_counter() - started
         summary = _summary(settings, store, shards, {s.name for s in todo}, wall, dealt)
+        if settings.lhotse:
+            _write_lhotse(store.url)
+        _write_report(store.url, summary)
+        if stopping is not None:
+            stopping.join()
         if dealt.first_audio_at:
             timeline.events["first audio written"] = round(dealt.first_audio_at - timeline.origin, 3)
         if todo or not summary.timeline:  # a rerun with nothing to do keeps the working run's
             summary.started_at = started_at
             summary.timeline = dict(sorted(timeline.events.items(), key=lambda kv: kv[1]))
-        if settings.lhotse:
-            _write_lhotse(store.url)
-        _write_report(store.url, summary)
         try:
             store.write_json("summary.json", summary.to_json())
         except WriteFault as fault:
@@ -187,6 +195,10 @@ class _Cluster:
         self.guard.close()
         log.info("local Ray shut down in %.1f s", time.perf_counter() - began)
         return True
+
+
+def _stop(cluster: _Cluster, timeline: Timeline) -> None:
+    timeline.mark("Ray shut down" if cluster.stop() else "Ray left running (joined, not started)")
 
 
 def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[Shard], preset: Preset,
