@@ -262,7 +262,7 @@ class Totals:
         return "\n".join((
             line(sums),
             f"all shards: {audio / 3600:.3f} h of audio in {self.wall:.2f} s: {rows / self.wall:.0f} rows/s, "
-            f"{audio / self.wall:.0f}x real time (host side of one actor)",
+            f"{audio / self.wall:.0f}x real time (one actor; with --engine zero its host side)",
             f"process CPU time {self.cpu:.2f} s: {audio / self.cpu:.0f}x real time per CPU second (compares versions "
             "on a shared machine)",
         ))  # fmt: skip
