@@ -222,3 +222,25 @@ def test_predicted_mels_that_undershoot_the_floor_pass(preset_mels):
         assert looks_like(predicted, checks.floor, checks.ceiling) is None
         gsv = np.clip(predicted, -12.0, 2.0)  # GPT-SoVITS denormalises its [-1, 1] output to [-12, 2]
         assert looks_like(gsv, checks.floor, checks.ceiling) is None
+
+
+def test_the_checks_percentiles_are_numpy_s_to_the_bit():
+    """SampleStats (one partial sort) gives what np.percentile gives: q1 for a scalar q, the spread for a list,
+    on mels of every size, with ties (a clamped floor), constant values and subsampled long rows."""
+    from batchvoc.manifest.conventions import SPREAD, SampleStats, _sample
+
+    rng = np.random.default_rng(11)
+    mels = [np.float32([[3.5]]), np.float32([[1.0, 2.0]]), np.full((4, 9), -11.5129, np.float32)]
+    for _ in range(400):
+        n_mels, frames = int(rng.integers(1, 130)), int(rng.integers(1, 700))
+        mel = (rng.normal(-6, rng.uniform(0.01, 4), (n_mels, frames))).astype(np.float32)
+        if rng.random() < 0.4:
+            mel = np.maximum(mel, np.float32(np.log(1e-5)))
+        if rng.random() < 0.2:
+            mel = np.round(mel, 1)
+        mels.append(mel)
+    for mel in mels:
+        values = _sample(mel)
+        stats = SampleStats.of(mel)
+        assert str(stats.q1) == str(float(np.percentile(values, SPREAD[0])))
+        assert [str(v) for v in stats.spread] == [str(float(v)) for v in np.percentile(values, list(SPREAD))]
