@@ -20,6 +20,8 @@ import time
 CHILD = """
 import cProfile, io, json, pstats, sys, time
 started = time.perf_counter()
+from batchvoc.bytecode import use_bytecode_cache
+use_bytecode_cache()  # as `python -m batchvoc` does for a job's processes
 from batchvoc.runtime import EngineOptions, build_runtime
 preset, checkpoint, backend, precision, batch, cache_dir, profile = sys.argv[1:8]
 options = EngineOptions(backend=backend, precision=precision, batch=int(batch), cache_dir=cache_dir)
