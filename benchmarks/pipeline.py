@@ -10,8 +10,9 @@ It writes a synthetic manifest with jobs/make_manifest.py (inline mels; or takes
 into a fresh output folder (16-bit PCM WAV by default). It prints per shard and in total: rows, audio, the stages'
 seconds (ShardStats: read_s and check_s thread busy time, vocode_s the vocode loop's, write_s the writer threads'
 summed time, wall_s), rows/s and x real time, and how long the engine waits for a shard's first batch and the
-shard takes after its last one (the device idles then when shards run one after the other); then the process's
-CPU time (on a machine shared with other work, audio per CPU second compares two versions better than wall time).
+shard takes after its last one (the device idles then when shards run one after the other); then the CPU seconds
+of each stage's threads and of the process (on a machine shared with other work, CPU time compares two versions
+better than wall time).
 
 Shards run in the order the driver deals them to one actor (plan order; --order largest: largest first, as it
 dealt them before).
@@ -59,6 +60,7 @@ from batchvoc.manifest.conventions import MelChecks
 from batchvoc.models import load_vocoder
 from batchvoc.roundtrip import DEFAULT_MAX_MEL_ERROR, FRAME_VALUES, audio_counts
 from batchvoc.runner.pipeline import run_shard
+from batchvoc.runner.stages.channel import StageThread
 from batchvoc.runtime import EngineOptions, build_runtime, plan_chunks
 from batchvoc.sink import ShardSink
 from batchvoc.stats import ShardStats
@@ -142,6 +144,47 @@ def count_checks_ms(plan: ChunkPlan, repeats: int = 5) -> float:
     return (time.perf_counter() - start) / repeats * 1e3
 
 
+def stage_of(thread_name: str) -> str:
+    """read-<shard> -> read, write-<shard>-<i> -> write, shard_<i> (the probe's pool: vocode) -> vocode."""
+    return thread_name.split("-", 1)[0].rstrip("_0123456789").replace("shard", "vocode")
+
+
+class ThreadCPU:
+    """CPU seconds per stage: every thread started while `active` adds its time.thread_time() to its stage's sum
+    when it ends (wall-clock stage times include waiting for the GIL and, on a shared machine, for a core)."""
+
+    CLASSES = (threading.Thread, StageThread)  # StageThread has a run() of its own
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._runs = [kind.run for kind in self.CLASSES]
+
+    def _timed(self, run):
+        def timed_run(thread: threading.Thread) -> None:
+            try:
+                run(thread)
+            finally:
+                with self._lock:
+                    stage = stage_of(thread.name)
+                    self.seconds[stage] = self.seconds.get(stage, 0.0) + time.thread_time()
+
+        return timed_run
+
+    def __enter__(self) -> ThreadCPU:
+        for kind, run in zip(self.CLASSES, self._runs, strict=True):
+            kind.run = self._timed(run)  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_) -> None:
+        for kind, run in zip(self.CLASSES, self._runs, strict=True):
+            kind.run = run  # type: ignore[method-assign]
+
+    def report(self) -> str:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.seconds.items()))
+        return f"thread CPU seconds by stage: {stages} (pyarrow decodes in threads of its own: not in read's)"
+
+
 class ThreadProfiles:
     """cProfile per thread: each thread started while `active` gets a Profile of its own (threading.setprofile),
     the calling thread too. `report()` groups them by thread name (write-<shard>-<i> -> write)."""
@@ -168,7 +211,7 @@ class ThreadProfiles:
     def report(self, top: int) -> str:
         groups: dict[str, pstats.Stats] = {}
         for name, profile in self.profiles:
-            group = name.split("-", 1)[0].rstrip("_0123456789").replace("shard", "vocode")  # write-<shard>-<i>: write
+            group = stage_of(name)
             out = io.StringIO()
             if group in groups:
                 groups[group].add(profile)
@@ -231,9 +274,11 @@ def run_all(args: argparse.Namespace, manifest: Path, out: Path, profiles: Threa
     one(shards[0], out / "warm-up")
     cursors.clear()
     print("timed:")
-    cpu, start = time.process_time(), time.perf_counter()
-    with profiles or contextlib.nullcontext(), ThreadPoolExecutor(args.overlap, thread_name_prefix="shard") as pool:
-        results = list(pool.map(lambda shard: one(shard, out / "timed"), shards))
+    cpu, start, threads = time.process_time(), time.perf_counter(), ThreadCPU()
+    with profiles or contextlib.nullcontext(), threads:
+        with ThreadPoolExecutor(args.overlap, thread_name_prefix="shard") as pool:
+            results = list(pool.map(lambda shard: one(shard, out / "timed"), shards))
+    print(threads.report())
     return Totals(results, time.perf_counter() - start, time.process_time() - cpu)
 
 
