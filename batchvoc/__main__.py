@@ -84,8 +84,10 @@ def run(cfg: DictConfig) -> int:
     if cfg.get("demo") and not cfg.input.manifest:
         _make_demo_input(cfg)
     settings = JobSettings.from_config(cfg)
-    # Ray starts (~5 s) while the driver imports torch and checks the job (~5 s on a GPU machine)
-    ray_thread = RayThread(settings.address) if _has_work(settings) else None
+    # Ray starts (~5 s) while the driver imports torch and checks the job (~5 s on a GPU machine); not a Ray
+    # client (ray://): connected, it would turn the actor class's @ray.method options into its own, which lack some
+    early = _has_work(settings) and not settings.address.startswith("ray://")
+    ray_thread = RayThread(settings.address) if early else None
     try:
         from batchvoc.runner.driver import run_job
 
