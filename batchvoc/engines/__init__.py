@@ -77,6 +77,14 @@ def choose_backend(device) -> tuple[str, str]:
     return "eager", f"auto: no CUDA GPU on {device}; eager is the CPU reference (engine.backend=inductor to compile)"
 
 
+def cudnn_benchmark(backend: str) -> bool:
+    """Whether cuDNN times its algorithms at an engine's first call (fixed shapes: once per shape). Not for aoti,
+    whose point is a start in seconds: on an H200 BigVGAN v2 24k's package loaded and warmed up in 13.8 s with the
+    timing and 2.4 s without, for 2.7% more time per forward (323.1 -> 332.1 ms, batch 16 x 1024 frames, fp16;
+    BENCHMARKS.md) — a trade that pays for jobs under ~70 h of its audio per GPU."""
+    return backend != "aoti"
+
+
 def build_engine(
     model: nn.Module,
     preset: Preset,
@@ -93,12 +101,12 @@ def build_engine(
     tile_table= (engines/layout.py); inductor mode=...; tensorrt optimization_level=..., workspace_size=....
     """
     check_backend(backend, precision)
-    if torch.device(device).type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN times its algorithms once per shape
     reason = f"engine.backend={backend}"
     if backend == "auto":
         backend, reason = choose_backend(device)
         log.info("engine: %s", reason)
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = cudnn_benchmark(backend)
     if backend == "eager":
         from batchvoc.engines import eager as module
     elif backend == "inductor":
