@@ -121,6 +121,22 @@ def one_pass_recompute(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid
 
 
 @triton.jit
+def one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, b, j0, c, cmask, T, rate, sxb, sxc, sxt, svb, svk,
+                  svf, FIRST0: tl.constexpr, FIRST1: tl.constexpr, UP_TAPS: tl.constexpr, LEFT: tl.constexpr,
+                  HAS_SPAN: tl.constexpr, FAST_SIN: tl.constexpr, ROWS: tl.constexpr):  # fmt: skip
+    """The tile both one-pass kernels start from: `a` [ROWS, BLOCK_C] at the ROWS 2x-rate positions that row b's
+    outputs from j0 on read (edges applied), in x's dtype as the two-pass kernels store it."""
+    alpha = tl.load(alpha_ptr + c[None, :], mask=cmask, other=1.0)
+    inv = tl.load(inv_ptr + c[None, :], mask=cmask, other=0.0)
+    x_row, row_valid = x_ptr + b * sxb, valid_ptr + b * svb
+    r = tl.arange(0, ROWS)
+    m = down_position(2 * j0 - LEFT + r, T, row_valid, svk, svf, rate, HAS_SPAN)
+    a = upsampled_snake(x_row, c[None, :] * sxc, (r >= 0)[:, None] & cmask, m, up_ptr, alpha, inv, row_valid, T,
+                        rate, sxt, svk, svf, FIRST0, FIRST1, UP_TAPS, HAS_SPAN, FAST_SIN)  # fmt: skip
+    return a.to(x_ptr.dtype.element_ty)
+
+
+@triton.jit
 def one_pass_gather(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid_ptr, C, T, rate,
                     sxb, sxc, sxt, syb, syc, syt, svb, svk, svf,
                     FIRST0: tl.constexpr, FIRST1: tl.constexpr, UP_TAPS: tl.constexpr, LEFT: tl.constexpr,
@@ -132,14 +148,8 @@ def one_pass_gather(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid_pt
     j0 = tl.program_id(0) * STEP
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = (c < C)[None, :]
-    alpha = tl.load(alpha_ptr + c, mask=c < C, other=1.0)[None, :]
-    inv = tl.load(inv_ptr + c, mask=c < C, other=0.0)[None, :]
-    x_row, row_valid = x_ptr + b * sxb, valid_ptr + b * svb
-    r = tl.arange(0, ROWS)
-    m = down_position(2 * j0 - LEFT + r, T, row_valid, svk, svf, rate, HAS_SPAN)
-    a = upsampled_snake(x_row, c[None, :] * sxc, (r >= 0)[:, None] & cmask, m, up_ptr, alpha, inv, row_valid, T,
-                        rate, sxt, svk, svf, FIRST0, FIRST1, UP_TAPS, HAS_SPAN, FAST_SIN)  # fmt: skip
-    a = a.to(x_ptr.dtype.element_ty)  # rounded as the two-pass kernels store it
+    a = one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, b, j0, c, cmask, T, rate, sxb, sxc, sxt, svb,
+                      svk, svf, FIRST0, FIRST1, UP_TAPS, LEFT, HAS_SPAN, FAST_SIN, ROWS)  # fmt: skip
     i = tl.arange(0, ROWS // 2)
     acc = tl.zeros([ROWS // 2, BLOCK_C], dtype=tl.float32)
     for k in tl.static_range(DOWN_TAPS):
@@ -187,16 +197,10 @@ def one_pass_dot(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid_ptr, 
     j0 = tl.program_id(0) * STEP
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = (c < C)[None, :]
-    alpha = tl.load(alpha_ptr + c, mask=c < C, other=1.0)[None, :]
-    inv = tl.load(inv_ptr + c, mask=c < C, other=0.0)[None, :]
-    x_row, row_valid = x_ptr + b * sxb, valid_ptr + b * svb
-    r = tl.arange(0, ROWS)
-    m = down_position(2 * j0 - LEFT + r, T, row_valid, svk, svf, rate, HAS_SPAN)
-    a = upsampled_snake(x_row, c[None, :] * sxc, (r >= 0)[:, None] & cmask, m, up_ptr, alpha, inv, row_valid, T,
-                        rate, sxt, svk, svf, FIRST0, FIRST1, UP_TAPS, HAS_SPAN, FAST_SIN)  # fmt: skip
-    a = a.to(x_ptr.dtype.element_ty)  # rounded as the two-pass kernels store it
+    a = one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, b, j0, c, cmask, T, rate, sxb, sxc, sxt, svb,
+                      svk, svf, FIRST0, FIRST1, UP_TAPS, LEFT, HAS_SPAN, FAST_SIN, ROWS)  # fmt: skip
     i = tl.arange(0, ROWS // 2)
-    k = r[None, :] - 2 * i[:, None]
+    k = tl.arange(0, ROWS)[None, :] - 2 * i[:, None]
     band = tl.load(down_ptr + k, mask=(k >= 0) & (k < DOWN_TAPS), other=0.0)
     acc = split_dot(band, a, PARTS, IEEE)
     j = j0 + i
