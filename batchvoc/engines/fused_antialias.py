@@ -85,14 +85,16 @@ class Tile(NamedTuple):
 METHODS = ("recompute", "gather", "dot")
 PARTS = {torch.float32: 1, torch.float16: 2, torch.bfloat16: 3}  # "dot": terms of x's dtype per float32 tap
 
-# (method, channels-last) -> Tile. Guesses that compile for sm_90 without register spills (ptxas, offline); the GPU
-# sweep (benchmarks/antialias_sweep.py) times candidates and its best tiles replace these.
+# (method, channels-last) -> Tile. Channels-last: the best of `benchmarks/antialias_sweep.py fp16 80 --tiles 1` on
+# an H200 (BENCHMARKS.md, H200 session 3: BigVGAN v2 24k's six stages, batch 16, 938 frames; activations per batch
+# gather 133.3 ms, dot ~157 ms, recompute 489 ms, two-pass 145.6 ms). Contiguous: guesses that compile for sm_90
+# without register spills (ptxas, offline).
 ONE_PASS_TILES: dict[tuple[str, bool], Tile] = {
-    ("recompute", True): Tile(64, 64, 4),
+    ("recompute", True): Tile(32, 64, 4),
     ("recompute", False): Tile(256, 4, 4),
     ("gather", True): Tile(128, 64, 8),
     ("gather", False): Tile(256, 4, 4),
-    ("dot", True): Tile(128, 64, 8),
+    ("dot", True): Tile(64, 64, 8),
     ("dot", False): Tile(128, 16, 4),
 }
 
