@@ -96,6 +96,16 @@ class _Package:
         return self.loader.boxed_run([mel, valid])[0]
 
 
+def _runners(device: torch.device) -> int:
+    """Model instances in the package's container: 2 on a GPU. With one, each call first waits for the previous
+    call's GPU work to finish (the container's get_available_model -> wait_for_completion, a CUDA event
+    synchronize), and torch's binding holds the GIL through the call: the vocoder stream launches batch N+1 while
+    N runs, so the reading, checking and writing threads stood still for each batch's GPU time (BigVGAN's shard
+    pipeline ran at half its engine's speed, BENCHMARKS.md). With two, batch N+1 runs on the other instance, and
+    by the time N+2 is launched N's audio has been waited for. A CPU runs each call to its end anyway."""
+    return 2 if device.type == "cuda" else 1
+
+
 def _load(path: Path, device: torch.device):
     """The package at path, on device. torch's loader is called directly: `aoti_load_package` first compares the
     package's device metadata with this machine's only to log a warning, and getting that metadata (pick_vec_isa)
@@ -103,7 +113,7 @@ def _load(path: Path, device: torch.device):
     load on the H200 image (cProfile, BENCHMARKS.md). The public call remains the fallback."""
     index = device.index if device.type == "cuda" and device.index is not None else -1
     try:
-        loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, index)
+        loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, _runners(device), index)
     except (AttributeError, TypeError):  # another torch: its own public loader
         from torch import _inductor
 
