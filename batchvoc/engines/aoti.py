@@ -184,9 +184,10 @@ def build(
         mel, valid = warmup_input(preset.n_mels, shape, preset.silence, dtype, device)
         runners[shape], how = get_package(make_net, (mel, valid), path, device, configs)
         paths.append(how)
-        if device.type == "cuda":  # first call: lazy initialisation (a CPU needs none)
+        if device.type == "cuda":  # a first call per model instance: lazy initialisation (a CPU needs none)
             with torch.inference_mode():
-                runners[shape](mel, valid)
+                for _ in range(_runners(device)):
+                    runners[shape](mel, valid)
         log.info("aoti: %s %s B=%d T=%d %s (%s)", preset.name, target.precision, *shape, how, path)
     nets.clear()
 
