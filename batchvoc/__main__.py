@@ -78,12 +78,14 @@ def worst(codes: list[int]) -> int:
 
 def run(cfg: DictConfig) -> int:
     """One job from its resolved config; logs the closing summary line and returns the job's exit code."""
+    from batchvoc.runner.checks import quick_checks
     from batchvoc.runner.cluster import RayThread
     from batchvoc.settings import JobSettings
 
     if cfg.get("demo") and not cfg.input.manifest:
         _make_demo_input(cfg)
     settings = JobSettings.from_config(cfg)
+    quick_checks(settings)  # bad configuration stops here, in a second, before Ray starts or torch is imported
     # Ray starts (~5 s) while the driver imports torch and checks the job (~5 s on a GPU machine); not a Ray
     # client (ray://): connected, it would turn the actor class's @ray.method options into its own, which lack some
     early = _has_work(settings) and not settings.address.startswith("ray://")

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from batchvoc.backends import TUNABLES, check_names
 from batchvoc.chunking import ROW_LENGTH, ChunkPlan
 from batchvoc.device_defaults import default_batch, default_row_length
 from batchvoc.engines import Engine, build_engine, check_backend
@@ -32,13 +33,6 @@ from batchvoc.models.presets import Preset
 from batchvoc.roundtrip import RoundTrip
 from batchvoc.stream import VocoderStream
 
-_REWRITES = ("layout", "antialias", "resblocks", "fused_max_channels", "tile_table")
-TUNABLES: dict[str, tuple[str, ...]] = {  # engine.options each backend takes (engines/layout.py, the backends)
-    "eager": _REWRITES,
-    "inductor": (*_REWRITES, "mode"),
-    "aoti": _REWRITES,
-    "tensorrt": ("optimization_level", "workspace_size"),
-}
 _INTS = ("fused_max_channels", "optimization_level", "workspace_size")
 
 
@@ -84,10 +78,7 @@ class EngineOptions:
             raise ConfigError("engine.batch", f"must be at least 1, not {self.batch}")
         if self.chunk_frames is not None and int(self.chunk_frames) < 1:
             raise ConfigError("engine.window", f"must be a positive number of frames, not {self.chunk_frames}")
-        known = sorted({k for keys in TUNABLES.values() for k in keys})
-        for key in self.tunables:
-            if key not in known:
-                raise ConfigError(f"engine.options.{key}", f"unknown engine option; known: {', '.join(known)}")
+        check_names(self.backend, self.precision, self.tunables)
         resolve_device(self.device)
 
 

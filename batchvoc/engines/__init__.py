@@ -22,6 +22,7 @@ import time
 import torch
 from torch import nn
 
+from batchvoc.backends import check_names
 from batchvoc.engines import tensorrt as _tensorrt
 from batchvoc.engines.base import BACKENDS, PRECISIONS, Engine, Shape, resolve_precision
 from batchvoc.errors import ConfigError
@@ -41,10 +42,7 @@ AOTI_ON_GPU = False
 
 def check_backend(backend: str, precision: str) -> None:
     """Raise ConfigError (engine.backend / engine.precision) for an unknown value or tensorrt not installed."""
-    if backend not in BACKENDS:
-        raise ConfigError("engine.backend", f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if precision not in PRECISIONS:
-        raise ConfigError("engine.precision", f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    check_names(backend, precision)
     if backend == "tensorrt":
         _tensorrt.import_tensorrt()
     if backend == "aoti":

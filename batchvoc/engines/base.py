@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from batchvoc.backends import BACKENDS  # noqa: F401 - re-exported (engines.BACKENDS)
 from batchvoc.engines import layout as _layout
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "tensorrt", "aoti", "inductor", "eager")
 LOAD_PATHS = ("built", "loaded")  # an engine compiled (or set up) in this process, or loaded from engine.cache_dir
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -72,11 +72,13 @@ class ActorWorker(Worker):
         """`Worker.run`; a write fault that may pass is raised as TransientWriteFault, which Ray retries."""
         self._build(None)  # restarted by Ray: no setup(weights) comes
         try:
-            return super().run(shard)
+            stats = super().run(shard)
         except WriteFault as fault:
             if fault.permanent:
                 raise
             raise TransientWriteFault(str(fault)) from fault
+        # when this process's first audio was written: a shard may end before the driver's next progress poll
+        return dict(stats, first_audio_at=self.first_audio_at)
 
     @ray.method(concurrency_group="poll")
     def poll(self) -> dict[str, Any]:

@@ -219,6 +219,8 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQue
             result.stopped = f"{first_line(cause)} (no further shards dealt)"
         return
     result.stats[shard.name] = stats
+    if stats.get("first_audio_at"):  # the actor's own, for a shard that ended between two progress polls
+        result.first_audio_at = min(result.first_audio_at or float("inf"), stats["first_audio_at"])
     if on_shard:
         try:
             on_shard(shard, stats)

@@ -21,14 +21,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
-from batchvoc import storage
 from batchvoc.engines import check_backend
-from batchvoc.manifest import Shard, check_manifest_files, find_manifest_files, plan_shards
+from batchvoc.manifest import Shard, check_manifest_files, plan_shards
 from batchvoc.manifest.schema import manifest_root
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
-from batchvoc.outputs import check_lhotse, passthrough_schema, write_lhotse
+from batchvoc.outputs import passthrough_schema, write_lhotse
 from batchvoc.runner.actors import start_actors
+from batchvoc.runner.checks import quick_checks
 from batchvoc.runner.cluster import RayThread, connect, disconnect, plan_actors
 from batchvoc.runner.dealer import Dealt, StopJob, deal
 from batchvoc.runner.failures import FailureTally, console_lines
@@ -36,7 +36,6 @@ from batchvoc.runner.lifetime import SessionGuard
 from batchvoc.runner.resume import hold_output
 from batchvoc.runner.worker import weights_of
 from batchvoc.settings import JobSettings
-from batchvoc.sink import check_format, check_writable
 from batchvoc.stats import JobSummary, RunSummary, ShardStats, Totals
 from batchvoc.storage import Store, WriteFault
 
@@ -58,14 +57,10 @@ class JobReport:
 
 
 def check_settings(settings: JobSettings) -> list[str]:
-    """The quick checks, before anything starts: format, backend, output.dir, manifest files; returns the files."""
-    storage.set_options(settings.storage_options)
-    check_format(settings.fmt, settings.subtype)
+    """The checks before anything starts: runner/checks.py's quick ones, then whether the backend can run here
+    (tensorrt installed, aoti able to build); returns the manifest files."""
+    files = quick_checks(settings)
     check_backend(settings.backend, settings.precision)
-    files = find_manifest_files(settings.manifest)
-    check_writable(settings.out_url)
-    if settings.lhotse:
-        check_lhotse()
     return files
 
 

@@ -142,3 +142,13 @@ def test_a_worker_killed_mid_job_has_its_shards_dealt_again(tmp_path, ray_cluste
     stats = [json.loads(p.read_text()) for p in (settings.out_path / "stats").glob("*.json")]
     after = {s["pid"] for s in stats if s["actor"] == started[0]["actor"]} - {victim}
     assert after, "Ray did not restart the killed actor (no shard ran on a new process of it)"
+
+
+def test_a_one_shard_job_that_ends_between_progress_polls_has_its_start_up(tmp_path, ray_cluster):
+    """startup_s and the timeline's first audio come back with the shard itself, not only through the driver's
+    progress polls (a small job's only shard can end before the first poll answers)."""
+    write_manifest(tmp_path / "in" / "m.parquet", mel_rows(3, 80, frames=6))
+    summary = run_job(job(tmp_path, cpu_actors=1, shard_seconds=100)).summary
+    assert summary.shards == 1 and summary.rows_ok == 3
+    assert summary.startup_s is not None and summary.startup_s > summary.actors_ready[0]["ready_s"]
+    assert "first audio written" in summary.timeline
