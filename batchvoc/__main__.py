@@ -98,6 +98,11 @@ def run(cfg: DictConfig) -> int:
         if ray_thread is not None:
             ray_thread.close()
     s = report.summary
+    if s.this_run is not None and not s.this_run.shards and not report.failed_shards:
+        log.info("batchvoc: nothing to do: all %d shards were done before (%d rows ok, %d suspect, %d failed); "
+                 "outputs in %s (summary.json)", s.shards, s.rows_ok, s.rows_suspect, s.rows_failed,
+                 settings.out_url)  # fmt: skip
+        return report.exit_code
     log.info(
         "batchvoc: %d rows ok, %d suspect, %d failed, %d clipped; %.3f h of audio, %.1fx real time on %d actor(s) "
         "(%s %s); outputs in %s (summary.json)",

@@ -9,6 +9,7 @@ Exit codes: 0 every row ok, 2 some rows failed, 1 the job could not run (stopped
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -73,8 +74,16 @@ def plan(settings: JobSettings, files: list, preset: Preset) -> list[Shard]:
 
 
 def process_started_at() -> float:
-    """When this process started (epoch seconds): startup_s counts from here, imports included."""
-    return psutil.Process().create_time()
+    """When this process started (epoch seconds): startup_s counts from here, imports included. On Linux from the
+    kernel's start time in clock ticks since boot against CLOCK_BOOTTIME (10 ms steps); psutil's create_time adds
+    the boot time, which the kernel gives in whole seconds (up to ~1 s off)."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, after the command's parentheses
+        since_boot = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        return time.time() - since_boot
+    except (OSError, ValueError, IndexError, AttributeError):
+        return psutil.Process().create_time()
 
 
 def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], None] | None = None,
