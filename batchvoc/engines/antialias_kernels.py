@@ -65,6 +65,15 @@ def down_position(q, T, row_valid, svk, svf, rate, HAS_SPAN: tl.constexpr):
 
 
 @triton.jit
+def output_tile(C, T, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """(row b, output times j [BLOCK_T], channels c [BLOCK_C], mask [BLOCK_T, BLOCK_C]) of this program's tile."""
+    b = tl.program_id(2)
+    j = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    return b, j, c, (j < T)[:, None] & (c < C)[None, :]
+
+
+@triton.jit
 def up_snake(x_ptr, a_ptr, alpha_ptr, inv_ptr, taps_ptr, valid_ptr, C, T, rate,
              sxb, sxc, sxt, sab, sac, sat, svb, svk, svf,
              FIRST0: tl.constexpr, FIRST1: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr,
@@ -85,10 +94,7 @@ def down(a_ptr, y_ptr, taps_ptr, valid_ptr, C, T, rate,
          sab, sac, sat, syb, syc, syt, svb, svk, svf,
          LEFT: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr,
          BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
-    b = tl.program_id(2)
-    j = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask = (j < T)[:, None] & (c < C)[None, :]
+    b, j, c, mask = output_tile(C, T, BLOCK_T, BLOCK_C)
     acc = tl.zeros([BLOCK_T, BLOCK_C], dtype=tl.float32)
     for k in tl.static_range(TAPS):
         pos = down_position(2 * j - LEFT + k, T, valid_ptr + b * svb, svk, svf, rate, HAS_SPAN)
@@ -104,10 +110,7 @@ def one_pass_recompute(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid
                        DOWN_TAPS: tl.constexpr, HAS_SPAN: tl.constexpr, FAST_SIN: tl.constexpr,
                        BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
     """y [B, C, T] for a BLOCK_T x BLOCK_C tile of outputs, `a` recomputed at each low-pass tap's position."""
-    b = tl.program_id(2)
-    j = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask = (j < T)[:, None] & (c < C)[None, :]
+    b, j, c, mask = output_tile(C, T, BLOCK_T, BLOCK_C)
     alpha = tl.load(alpha_ptr + c, mask=c < C, other=1.0)[None, :]
     inv = tl.load(inv_ptr + c, mask=c < C, other=0.0)[None, :]
     x_row, row_valid = x_ptr + b * sxb, valid_ptr + b * svb
@@ -121,11 +124,17 @@ def one_pass_recompute(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid
 
 
 @triton.jit
-def one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, b, j0, c, cmask, T, rate, sxb, sxc, sxt, svb, svk,
-                  svf, FIRST0: tl.constexpr, FIRST1: tl.constexpr, UP_TAPS: tl.constexpr, LEFT: tl.constexpr,
-                  HAS_SPAN: tl.constexpr, FAST_SIN: tl.constexpr, ROWS: tl.constexpr):  # fmt: skip
-    """The tile both one-pass kernels start from: `a` [ROWS, BLOCK_C] at the ROWS 2x-rate positions that row b's
-    outputs from j0 on read (edges applied), in x's dtype as the two-pass kernels store it."""
+def one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, C, T, rate, sxb, sxc, sxt, svb, svk, svf,
+                  FIRST0: tl.constexpr, FIRST1: tl.constexpr, UP_TAPS: tl.constexpr, LEFT: tl.constexpr,
+                  HAS_SPAN: tl.constexpr, FAST_SIN: tl.constexpr, ROWS: tl.constexpr, STEP: tl.constexpr,
+                  BLOCK_C: tl.constexpr):  # fmt: skip
+    """The tile both one-pass kernels start from: (row b, first output j0, channels c, channel mask, `a`
+    [ROWS, BLOCK_C] at the ROWS 2x-rate positions outputs j0.. read, edges applied, in x's dtype as the two-pass
+    kernels store it)."""
+    b = tl.program_id(2)
+    j0 = tl.program_id(0) * STEP
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = (c < C)[None, :]
     alpha = tl.load(alpha_ptr + c[None, :], mask=cmask, other=1.0)
     inv = tl.load(inv_ptr + c[None, :], mask=cmask, other=0.0)
     x_row, row_valid = x_ptr + b * sxb, valid_ptr + b * svb
@@ -133,7 +142,7 @@ def one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, b, j0, c, cmask,
     m = down_position(2 * j0 - LEFT + r, T, row_valid, svk, svf, rate, HAS_SPAN)
     a = upsampled_snake(x_row, c[None, :] * sxc, (r >= 0)[:, None] & cmask, m, up_ptr, alpha, inv, row_valid, T,
                         rate, sxt, svk, svf, FIRST0, FIRST1, UP_TAPS, HAS_SPAN, FAST_SIN)  # fmt: skip
-    return a.to(x_ptr.dtype.element_ty)
+    return b, j0, c, cmask, a.to(x_ptr.dtype.element_ty)
 
 
 @triton.jit
@@ -144,12 +153,9 @@ def one_pass_gather(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid_pt
                     ROWS: tl.constexpr, STEP: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
     """y [B, C, T] for STEP outputs x BLOCK_C channels: `a` at the ROWS 2x-rate positions they read (edges
     applied), computed once, then each low-pass tap's rows gathered on chip. STEP = (ROWS - DOWN_TAPS) // 2 + 1."""
-    b = tl.program_id(2)
-    j0 = tl.program_id(0) * STEP
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = (c < C)[None, :]
-    a = one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, b, j0, c, cmask, T, rate, sxb, sxc, sxt, svb,
-                      svk, svf, FIRST0, FIRST1, UP_TAPS, LEFT, HAS_SPAN, FAST_SIN, ROWS)  # fmt: skip
+    b, j0, c, cmask, a = one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, C, T, rate, sxb, sxc, sxt, svb,
+                                       svk, svf, FIRST0, FIRST1, UP_TAPS, LEFT, HAS_SPAN, FAST_SIN, ROWS, STEP,
+                                       BLOCK_C)  # fmt: skip
     i = tl.arange(0, ROWS // 2)
     acc = tl.zeros([ROWS // 2, BLOCK_C], dtype=tl.float32)
     for k in tl.static_range(DOWN_TAPS):
@@ -193,12 +199,9 @@ def one_pass_dot(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid_ptr, 
                  IEEE: tl.constexpr, ROWS: tl.constexpr, STEP: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
     """`one_pass_gather`'s tile, its low-pass as one banded matrix product on tensor cores: y = D @ a with
     D[i, r] = down[r - 2i] ([ROWS // 2, ROWS]), `a` as the ROWS 2x-rate rows (edges applied). BLOCK_C >= 16."""
-    b = tl.program_id(2)
-    j0 = tl.program_id(0) * STEP
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = (c < C)[None, :]
-    a = one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, b, j0, c, cmask, T, rate, sxb, sxc, sxt, svb,
-                      svk, svf, FIRST0, FIRST1, UP_TAPS, LEFT, HAS_SPAN, FAST_SIN, ROWS)  # fmt: skip
+    b, j0, c, cmask, a = one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, C, T, rate, sxb, sxc, sxt, svb,
+                                       svk, svf, FIRST0, FIRST1, UP_TAPS, LEFT, HAS_SPAN, FAST_SIN, ROWS, STEP,
+                                       BLOCK_C)  # fmt: skip
     i = tl.arange(0, ROWS // 2)
     k = tl.arange(0, ROWS)[None, :] - 2 * i[:, None]
     band = tl.load(down_ptr + k, mask=(k >= 0) & (k < DOWN_TAPS), other=0.0)
