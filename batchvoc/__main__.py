@@ -85,7 +85,7 @@ def run(cfg: DictConfig) -> int:
     if cfg.get("demo") and not cfg.input.manifest:
         _make_demo_input(cfg)
     settings = JobSettings.from_config(cfg)
-    quick_checks(settings)  # bad configuration stops here, in a second, before Ray starts or torch is imported
+    files = quick_checks(settings)  # bad configuration stops here, in a second, before Ray or torch
     # Ray starts (~5 s) while the driver imports torch and checks the job (~5 s on a GPU machine); not a Ray
     # client (ray://): connected, it would turn the actor class's @ray.method options into its own, which lack some
     early = _has_work(settings) and not settings.address.startswith("ray://")
@@ -93,7 +93,7 @@ def run(cfg: DictConfig) -> int:
     try:
         from batchvoc.runner.driver import run_job
 
-        report = run_job(settings, ray_thread=ray_thread)
+        report = run_job(settings, ray_thread=ray_thread, checked=files)
     finally:
         if ray_thread is not None:
             ray_thread.close()
@@ -119,11 +119,10 @@ def run(cfg: DictConfig) -> int:
 def _has_work(settings) -> bool:
     """False where output.dir holds a finished job's summary.json: a rerun usually has nothing to do, and the
     driver plans it before starting Ray for any shards left. An unreadable output.dir is the driver's to report."""
-    from batchvoc import storage
+    from batchvoc.storage import Store
 
-    try:
-        storage.set_options(settings.storage_options)
-        return not storage.Store(settings.out_url).exists("summary.json")
+    try:  # quick_checks has set the storage options
+        return not Store(settings.out_url).exists("summary.json")
     except Exception:  # noqa: BLE001 - check_settings names the key
         return False
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from batchvoc.backends import TUNABLES, check_names
+from batchvoc.backends import TUNABLES
 from batchvoc.chunking import ROW_LENGTH, ChunkPlan
 from batchvoc.device_defaults import default_batch, default_row_length
 from batchvoc.engines import Engine, build_engine, check_backend
@@ -73,12 +73,11 @@ class EngineOptions:
 
     def check(self) -> None:
         """ConfigError naming the key for an unknown backend, precision, device, option or a bad batch size."""
-        check_backend(self.backend, self.precision)
+        check_backend(self.backend, self.precision, self.tunables)
         if self.batch is not None and int(self.batch) < 1:
             raise ConfigError("engine.batch", f"must be at least 1, not {self.batch}")
         if self.chunk_frames is not None and int(self.chunk_frames) < 1:
             raise ConfigError("engine.window", f"must be a positive number of frames, not {self.chunk_frames}")
-        check_names(self.backend, self.precision, self.tunables)
         resolve_device(self.device)
 
 

@@ -40,9 +40,10 @@ log = logging.getLogger(__name__)
 AOTI_ON_GPU = False
 
 
-def check_backend(backend: str, precision: str) -> None:
-    """Raise ConfigError (engine.backend / engine.precision) for an unknown value or tensorrt not installed."""
-    check_names(backend, precision)
+def check_backend(backend: str, precision: str, tunables=None) -> None:
+    """Raise ConfigError (engine.backend / engine.precision / engine.options.<key>) for an unknown value, or
+    for tensorrt not installed or aoti unable to build here."""
+    check_names(backend, precision, tunables)
     if backend == "tensorrt":
         _tensorrt.import_tensorrt()
     if backend == "aoti":

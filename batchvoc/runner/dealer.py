@@ -43,6 +43,11 @@ class Dealt:
     stopped: str | None = None  # why dealing stopped early, if it did
     first_audio_at: float | None = None  # epoch seconds
 
+    def audio_written_at(self, at: float | None) -> None:
+        """An actor's first audio was written at `at` (epoch seconds; None: not yet): keep the earliest."""
+        if at:
+            self.first_audio_at = min(self.first_audio_at or at, at)
+
 
 class ShardQueue:
     """Shards waiting to be dealt, in plan order. `next_for(last, others)` is the waiting shard that continues
@@ -164,8 +169,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
                     except Exception:  # noqa: BLE001 - a restarting actor: ask again later
                         continue
                     actor.vocoded[state["pid"]] = state["vocoded_s"]
-                    if state["first_audio_at"] is not None:
-                        result.first_audio_at = min(result.first_audio_at or float("inf"), state["first_audio_at"])
+                    result.audio_written_at(state["first_audio_at"])
             now = time.monotonic()
             for actor in crew:
                 if actor.busy and actor.poll is None and now - actor.polled_at >= POLL_S:
@@ -219,8 +223,7 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQue
             result.stopped = f"{first_line(cause)} (no further shards dealt)"
         return
     result.stats[shard.name] = stats
-    if stats.get("first_audio_at"):  # the actor's own, for a shard that ended between two progress polls
-        result.first_audio_at = min(result.first_audio_at or float("inf"), stats["first_audio_at"])
+    result.audio_written_at(stats.get("first_audio_at"))  # a shard may end between two progress polls
     if on_shard:
         try:
             on_shard(shard, stats)

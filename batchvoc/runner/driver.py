@@ -57,10 +57,11 @@ class JobReport:
         return 1 if self.failed_shards or self.stopped else self.summary.exit_code
 
 
-def check_settings(settings: JobSettings) -> list[str]:
-    """The checks before anything starts: runner/checks.py's quick ones, then whether the backend can run here
-    (tensorrt installed, aoti able to build); returns the manifest files."""
-    files = quick_checks(settings)
+def check_settings(settings: JobSettings, files: list[str] | None = None) -> list[str]:
+    """The checks before anything starts: runner/checks.py's quick ones (unless their `files` are given: the
+    caller ran them), then whether the backend can run here (tensorrt installed, aoti able to build); returns the
+    manifest files."""
+    files = quick_checks(settings) if files is None else files
     check_backend(settings.backend, settings.precision)
     return files
 
@@ -87,18 +88,18 @@ def process_started_at() -> float:
 
 
 def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], None] | None = None,
-            ray_thread: RayThread | None = None) -> JobReport:  # fmt: skip
+            ray_thread: RayThread | None = None, checked: list[str] | None = None) -> JobReport:  # fmt: skip
     """Run (or finish) the job; shards already done are skipped.
 
     `on_actor_ready` is called with each actor's `Worker.info()` (actor, device, backend, pid, ...) once it is ready.
     `ray_thread`: Ray already starting for this job (__main__ begins it before importing torch); the caller
-    closes it. None: the job
-    starts Ray itself where it has work. Raises ConfigError (naming the key) for bad configuration, before any
-    output is written.
+    closes it. None: the job starts Ray itself where it has work. `checked`: the manifest files of quick_checks
+    the caller already ran. Raises ConfigError (naming the key) for bad configuration, before any output is
+    written.
     """
     started, started_at = time.perf_counter(), time.time()
     timeline = Timeline()
-    files = check_settings(settings)
+    files = check_settings(settings, checked)
     timeline.mark("checked")
     with hold_output(settings) as job:  # the job lock first: a second job on output.dir stops here
         settings = replace(settings, job_token=job.token)
