@@ -93,6 +93,7 @@ class RayThread:
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
             logging.getLogger("ray._private.worker").addFilter(_SigtermNotice())
         self._result: Future[bool] = Future()
+        self.begun_at = time.time()  # epoch seconds
         self.ready_at: float | None = None  # epoch seconds at which Ray was up
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(address,), name="ray-start", daemon=True)

@@ -42,6 +42,7 @@ class Dealt:
     actors: list[dict[str, Any]] = field(default_factory=list)
     stopped: str | None = None  # why dealing stopped early, if it did
     first_audio_at: float | None = None  # epoch seconds
+    first_shard_at: float | None = None  # epoch seconds an actor began its first shard
 
     def audio_written_at(self, at: float | None) -> None:
         """An actor's first audio was written at `at` (epoch seconds; None: not yet): keep the earliest."""
@@ -224,6 +225,9 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQue
         return
     result.stats[shard.name] = stats
     result.audio_written_at(stats.get("first_audio_at"))  # a shard may end between two progress polls
+    began = stats.get("started_at")
+    if began:
+        result.first_shard_at = min(result.first_shard_at or began, began)
     if on_shard:
         try:
             on_shard(shard, stats)

@@ -21,8 +21,10 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
+from torch import nn
 
 from batchvoc.engines import check_backend
+from batchvoc.engines.cache import weights_digest
 from batchvoc.manifest import Shard, check_manifest_files, plan_shards
 from batchvoc.manifest.schema import manifest_root
 from batchvoc.models import load_vocoder
@@ -105,8 +107,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
         settings = replace(settings, job_token=job.token)
         store = job.store
         with ThreadPoolExecutor(2, thread_name_prefix="plan") as pool:
-            loading = pool.submit(timeline.timed, "weights read", load_vocoder, settings.preset,
-                                  settings.checkpoint, settings.hparams)  # fmt: skip
+            loading = pool.submit(timeline.timed, "weights read", _read_weights, settings)
             planning = pool.submit(lambda: timeline.timed("planned", plan, settings, files, loading.result()[1]))
             # a finished job's rerun (summary.json there) usually has nothing to do: plan before starting Ray
             early = ray_thread is not None or not store.exists("summary.json")
@@ -140,8 +141,9 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
         _write_report(store.url, summary)
         if stopping is not None:
             stopping.join()
-        if dealt.first_audio_at:
-            timeline.events["first audio written"] = round(dealt.first_audio_at - timeline.origin, 3)
+        for event, at in (("first shard begun", dealt.first_shard_at), ("first audio written", dealt.first_audio_at)):
+            if at:
+                timeline.events[event] = round(at - timeline.origin, 3)
         if todo or not summary.timeline:  # a rerun with nothing to do keeps the working run's
             summary.started_at = started_at
             summary.timeline = dict(sorted(timeline.events.items(), key=lambda kv: kv[1]))
@@ -183,6 +185,8 @@ class _Cluster:
 
     @classmethod
     def start(cls, address: str, timeline: Timeline, ray_thread: RayThread | None = None) -> _Cluster:
+        if ray_thread is not None:
+            timeline.mark("Ray starting", ray_thread.begun_at)
         started_local = ray_thread.wait() if ray_thread is not None else connect(address)
         timeline.mark("Ray started" if started_local else "Ray joined", ray_thread.ready_at if ray_thread else None)
         return cls(SessionGuard.start() if started_local else None)
@@ -200,6 +204,14 @@ class _Cluster:
         self.guard.close()
         log.info("local Ray shut down in %.1f s", time.perf_counter() - began)
         return True
+
+
+def _read_weights(settings: JobSettings) -> tuple[nn.Module, Preset]:
+    """load_vocoder's (model, preset), the weights' digest taken here, while Ray starts: the actors get it with
+    the weights (worker.SharedWeights) and need not hash them again."""
+    model, preset = load_vocoder(settings.preset, settings.checkpoint, settings.hparams)
+    weights_digest(model)  # remembered for this model (engines/cache.py)
+    return model, preset
 
 
 def _stop(cluster: _Cluster, timeline: Timeline) -> None:

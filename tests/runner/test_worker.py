@@ -4,12 +4,15 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import soundfile as sf
 import torch
 
+from batchvoc.engines import cache
+from batchvoc.engines.cache import weights_digest
 from batchvoc.manifest import find_manifest_files, plan_shards
 from batchvoc.models import load_vocoder
-from batchvoc.runner.worker import Worker
+from batchvoc.runner.worker import Worker, model_from_weights, weights_of
 from batchvoc.settings import JobSettings
 from tests.conftest import mel_rows, write_manifest
 from tests.jobs import small_job
@@ -85,3 +88,20 @@ def test_interrupted_shard_reuses_finished_audio(tmp_path):
     table = pq.read_table(s.out_path / "manifest" / f"{shard.name}.parquet").to_pylist()
     assert [r["status"] for r in table] == ["ok"] * 4
     assert table[0]["n_samples"] == 10 * 256
+
+
+@pytest.mark.parametrize("preset", ["hifigan_v1_universal", "gsv_v4", "bigvgan_v2_24khz_100band_256x"])
+def test_actor_model_from_shared_weights_equals_the_drivers_and_keeps_its_digest(preset):
+    model, p = load_vocoder(preset, "random")
+    shared = weights_of(model)
+    assert shared.digest == weights_digest(model)
+    copy = model_from_weights(p, shared)
+    got, want = copy.state_dict(), model.state_dict()
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k]) and got[k].dtype == want[k].dtype for k in want)
+    assert all(not t.is_meta for t in got.values()) and not copy.training
+    assert weights_digest(copy) == shared.digest  # handed over, not hashed again
+    assert cache._DIGESTS[copy][1] == shared.digest
+    with torch.no_grad():  # a change to the copy's weights makes it hash them
+        next(copy.parameters()).view(-1)[0] += 1.0
+    assert weights_digest(copy) != shared.digest
