@@ -44,6 +44,7 @@ def run_job(label: str, devices: str, overrides: list[str]) -> dict:
         row["load_path"] = [a.get("load_path") for a in s.actors_ready or []]
         row["timeline"] = s.timeline
         row["stages_s"] = stage_seconds(Path(out_dir, "stats"))
+        row["first_shards"] = first_shards(Path(out_dir, "stats"))
     else:
         row["tail"] = (done.stderr or done.stdout)[-3000:]
     return row
@@ -59,6 +60,15 @@ def stage_seconds(folder: Path) -> dict[str, float]:
         for key in keys:
             totals[key] += float(stats.get(key) or 0.0)
     return {k: round(v, 2) for k, v in totals.items()}
+
+
+def first_shards(folder: Path, count: int = 2) -> list[dict]:
+    """The job's first `count` shards by start: when each began (epoch), its first row at the vocode stage and
+    its first audio out of it (seconds from its start), and its wall: where a shard's start-up goes."""
+    stats = [json.loads(p.read_text()) for p in folder.glob("*.json")]
+    stats = sorted((s for s in stats if s.get("started_at")), key=lambda s: s["started_at"])[:count]
+    keys = ("shard", "started_at", "first_row_s", "first_audio_s", "wall_s", "read_s", "check_s")
+    return [{k: s.get(k) for k in keys} for s in stats]
 
 
 def _f(value, fmt: str) -> str:

@@ -6,9 +6,10 @@
 Reading and checking run in threads of their own ahead of the device, the vocode stage in the calling thread (the
 device's), writing in a few threads behind it; data moves one way. Times: read_s and check_s are those threads'
 busy time, vocode_s the vocode stage's time not spent waiting for checked rows, write_s the writers' summed time,
-wall_s the whole shard. A row's fault becomes that row's error in whichever stage meets it; a fault of the shard
-itself (unreadable file, broken device, a write fault that `write_failure` calls fatal) raises, and Ray runs the
-shard again.
+wall_s the whole shard; first_row_s and first_audio_s: when its first good row reached the vocode stage and its
+first audio left it, from the shard's start. A row's fault becomes that row's error in whichever stage meets it;
+a fault of the shard itself (unreadable file, broken device, a write fault that `write_failure` calls fatal)
+raises, and Ray runs the shard again.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def run_shard(shard: Shard, stream: VocoderStream, sink: ShardSink, checks: MelC
     stats.check_s = max(check.seconds - read_out.waited, 0.0)
     stats.frames, stats.vocode_s = vocoded.frames, vocoded.seconds
     stats.packing_efficiency = vocoded.packing_efficiency
+    for key, at in (("first_row_s", vocoded.first_row_at), ("first_audio_s", vocoded.first_audio_at)):
+        stats.extra[key] = round(at - started, 3) if at else None  # from the shard's start
     sink.finish(results, reader.passthrough(), stats.to_json())
     return stats
 

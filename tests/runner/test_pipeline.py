@@ -74,6 +74,7 @@ def test_clipping_is_counted_per_row_and_in_the_stats(tmp_path):
     assert sum(seconds) == pytest.approx(4 * 12 * HOP / RATE)
     on_disk = json.loads((tmp_path / "out" / "stats" / f"{stats.shard}.json").read_text())
     assert ShardStats.from_json(on_disk) == stats
+    assert 0 <= on_disk["first_row_s"] <= on_disk["first_audio_s"] <= stats.wall_s
 
 
 def test_non_finite_audio_fails_its_row_only(tmp_path):

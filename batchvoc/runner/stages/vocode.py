@@ -36,11 +36,14 @@ class Vocoded:
 
 @dataclass
 class VocodeTimes:
-    """What the stage did: frames sent to the device, seconds spent (not waiting for rows), packing efficiency."""
+    """What the stage did: frames sent to the device, seconds spent (not waiting for rows), packing efficiency,
+    and when (perf_counter) its first good row came and its first audio left: a shard's start-up."""
 
     frames: int = 0
     seconds: float = 0.0
     packing_efficiency: float = 0.0
+    first_row_at: float | None = None
+    first_audio_at: float | None = None
 
 
 def vocode_rows(rows: Channel[MelRow], stream: VocoderStream, n_mels: int, out: Channel[Vocoded],
@@ -69,10 +72,12 @@ def vocode_rows(rows: Channel[MelRow], stream: VocoderStream, n_mels: int, out: 
                 out.put(Vocoded(row.index, row.id, error=f"mel of shape {list(mel.shape)}, expected [{n_mels}, T>0]"))
                 continue
             times.frames += mel.shape[1]
+            times.first_row_at = times.first_row_at or time.perf_counter()
             ids.append((row.id, row.warning))
             yield row.index, mel
 
     for done in stream.vocode(good_rows(), progress):
+        times.first_audio_at = times.first_audio_at or time.perf_counter()
         key, warning = ids.popleft()
         if done.error is not None:
             out.put(Vocoded(done.key, key, error=done.error))
