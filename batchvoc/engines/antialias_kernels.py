@@ -37,17 +37,20 @@ def snake(u, alpha, inv, FAST_SIN: tl.constexpr):
 @triton.jit
 def upsampled_snake(x_row, c_off, mask, m, taps_ptr, alpha, inv, row_valid, T, rate, sxt, svk, svf,
                     FIRST0: tl.constexpr, FIRST1: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr,
-                    FAST_SIN: tl.constexpr):  # fmt: skip
+                    FAST_SIN: tl.constexpr, EDGES: tl.constexpr):  # fmt: skip
     """a at the 2x-rate positions m [N] (0 <= m < 2T) of one row: snake of the polyphase upsampled x, float32
-    [N, BLOCK_C]. x_row: the row's base pointer; c_off [1, BLOCK_C]: channel offsets; mask [N, BLOCK_C]."""
+    [N, BLOCK_C]. x_row: the row's base pointer; c_off [1, BLOCK_C]: channel offsets; mask [N, BLOCK_C]. EDGES:
+    clamp x's positions into the row and their utterance (else the caller knows they are inside both)."""
     j = m // 2
     odd = (m % 2) == 1
     first = tl.where(odd, FIRST1, FIRST0)
     acc = tl.zeros(mask.shape, dtype=tl.float32)
     for k in tl.static_range(TAPS):
-        pos = tl.minimum(tl.maximum(j + first + k, 0), T - 1)
-        if HAS_SPAN:
-            pos = own_utterance(pos, row_valid, svk, svf, rate)
+        pos = j + first + k
+        if EDGES:
+            pos = tl.minimum(tl.maximum(pos, 0), T - 1)
+            if HAS_SPAN:
+                pos = own_utterance(pos, row_valid, svk, svf, rate)
         xv = tl.load(x_row + c_off + pos[:, None] * sxt, mask=mask, other=0.0)
         tap = tl.where(odd, tl.load(taps_ptr + TAPS + k), tl.load(taps_ptr + k))
         acc += tap[:, None] * xv.to(tl.float32)
@@ -85,7 +88,7 @@ def up_snake(x_ptr, a_ptr, alpha_ptr, inv_ptr, taps_ptr, valid_ptr, C, T, rate,
     alpha = tl.load(alpha_ptr + c, mask=c < C, other=1.0)[None, :]
     inv = tl.load(inv_ptr + c, mask=c < C, other=0.0)[None, :]
     out = upsampled_snake(x_ptr + b * sxb, c[None, :] * sxc, mask, m, taps_ptr, alpha, inv, valid_ptr + b * svb,
-                          T, rate, sxt, svk, svf, FIRST0, FIRST1, TAPS, HAS_SPAN, FAST_SIN)  # fmt: skip
+                          T, rate, sxt, svk, svf, FIRST0, FIRST1, TAPS, HAS_SPAN, FAST_SIN, True)  # fmt: skip
     tl.store(a_ptr + b * sab + c[None, :] * sac + m[:, None] * sat, out.to(a_ptr.dtype.element_ty), mask=mask)
 
 
@@ -104,6 +107,114 @@ def down(a_ptr, y_ptr, taps_ptr, valid_ptr, C, T, rate,
 
 
 @triton.jit
+def aligned(C, sxt, ALIGN: tl.constexpr):
+    """(C, sxt) marked multiples of ALIGN (the launch checks it), so channels-last rows of any width that ALIGN
+    divides load and store in 16-byte vectors."""
+    if ALIGN > 1:
+        C = tl.multiple_of(C, ALIGN)
+        sxt = tl.multiple_of(sxt, ALIGN)
+    return C, sxt
+
+
+@triton.jit
+def tile_inside(first, last, length, row_valid, svk, svf, rate, HAS_SPAN: tl.constexpr):
+    """True when the positions first..last (scalars) all lie in [0, length) and, with spans, inside one utterance,
+    so the edge mapping leaves every one of them unchanged (each utterance's frames carry its bounds)."""
+    inside = (first >= 0) & (last < length)
+    if HAS_SPAN:
+        lo, hi = utterance_bounds(tl.maximum(first, 0), row_valid, svk, svf, rate)
+        lo_last, hi_last = utterance_bounds(tl.minimum(last, length - 1), row_valid, svk, svf, rate)
+        inside = inside & (lo == lo_last) & (hi == hi_last) & (lo <= first) & (last < hi)
+    return inside
+
+
+@triton.jit
+def up_pair_sums(x_row, c_off, mask, j, taps_ptr, T, rate, row_valid, sxt, svk, svf,
+                 FIRST0: tl.constexpr, FIRST1: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr,
+                 EDGES: tl.constexpr):  # fmt: skip
+    """(even, odd): the upsampled x at 2x-rate rows 2j and 2j + 1, float32 [N, BLOCK_C], each x row read once for
+    both phases. EDGES: clamp positions into the row and their utterance (else j's window is inside both)."""
+    lo: tl.constexpr = FIRST0 if FIRST0 < FIRST1 else FIRST1
+    reach: tl.constexpr = TAPS + (FIRST1 - FIRST0 if FIRST0 < FIRST1 else FIRST0 - FIRST1)
+    even = tl.zeros(mask.shape, dtype=tl.float32)
+    odd = tl.zeros(mask.shape, dtype=tl.float32)
+    for s in tl.static_range(reach):
+        pos = j + (lo + s)
+        if EDGES:
+            pos = tl.minimum(tl.maximum(pos, 0), T - 1)
+            if HAS_SPAN:
+                pos = own_utterance(pos, row_valid, svk, svf, rate)
+        xv = tl.load(x_row + c_off + pos[:, None] * sxt, mask=mask, other=0.0).to(tl.float32)
+        if 0 <= lo + s - FIRST0 and lo + s - FIRST0 < TAPS:
+            even += tl.load(taps_ptr + (lo + s - FIRST0)) * xv
+        if 0 <= lo + s - FIRST1 and lo + s - FIRST1 < TAPS:
+            odd += tl.load(taps_ptr + TAPS + (lo + s - FIRST1)) * xv
+    return even, odd
+
+
+@triton.jit
+def up_pairs(x_ptr, a_ptr, alpha_ptr, inv_ptr, taps_ptr, valid_ptr, C, T, rate,
+             sxb, sxc, sxt, sab, sac, sat, svb, svk, svf,
+             FIRST0: tl.constexpr, FIRST1: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr,
+             FAST_SIN: tl.constexpr, ALIGN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """`up_snake` per input row: a [B, C, 2T] at rows 2j and 2j + 1 for a BLOCK_T x BLOCK_C tile of x rows j, the
+    window's x rows loaded once for both phases; tiles whose window is inside the row and one utterance skip the
+    edge arithmetic (the same values: edges map those positions to themselves)."""
+    C, sxt = aligned(C, sxt, ALIGN)
+    _, sat = aligned(C, sat, ALIGN)
+    b, j, c, mask = output_tile(C, T, BLOCK_T, BLOCK_C)
+    alpha = tl.load(alpha_ptr + c, mask=c < C, other=1.0)[None, :]
+    inv = tl.load(inv_ptr + c, mask=c < C, other=0.0)[None, :]
+    x_row, row_valid, c_off = x_ptr + b * sxb, valid_ptr + b * svb, c[None, :] * sxc
+    j0 = tl.program_id(0) * BLOCK_T
+    lo: tl.constexpr = FIRST0 if FIRST0 < FIRST1 else FIRST1
+    hi: tl.constexpr = FIRST1 + TAPS - 1 if FIRST0 < FIRST1 else FIRST0 + TAPS - 1
+    if tile_inside(j0 + lo, j0 + BLOCK_T - 1 + hi, T, row_valid, svk, svf, rate, HAS_SPAN):
+        even, odd = up_pair_sums(x_row, c_off, mask, j, taps_ptr, T, rate, row_valid, sxt, svk, svf, FIRST0,
+                                 FIRST1, TAPS, HAS_SPAN, False)  # fmt: skip
+    else:
+        even, odd = up_pair_sums(x_row, c_off, mask, j, taps_ptr, T, rate, row_valid, sxt, svk, svf, FIRST0,
+                                 FIRST1, TAPS, HAS_SPAN, True)  # fmt: skip
+    a_tile = a_ptr + b * sab + c[None, :] * sac + (2 * j)[:, None] * sat
+    tl.store(a_tile, snake(even, alpha, inv, FAST_SIN).to(a_ptr.dtype.element_ty), mask=mask)
+    tl.store(a_tile + sat, snake(odd, alpha, inv, FAST_SIN).to(a_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def down_sums(a_tile, mask, j, taps_ptr, T, rate, row_valid, sat, svk, svf,
+              LEFT: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr, EDGES: tl.constexpr):  # fmt: skip
+    """The low-pass at outputs j: float32 [N, BLOCK_C] from a's rows 2j - LEFT + k (a_tile: a's row 0 at the tile's
+    channels); EDGES: clamp them into the row and their utterance (else j's window is inside both)."""
+    acc = tl.zeros(mask.shape, dtype=tl.float32)
+    for k in tl.static_range(TAPS):
+        pos = 2 * j + (k - LEFT)
+        if EDGES:
+            pos = down_position(pos, T, row_valid, svk, svf, rate, HAS_SPAN)
+        av = tl.load(a_tile + pos[:, None] * sat, mask=mask, other=0.0)
+        acc += tl.load(taps_ptr + k) * av.to(tl.float32)
+    return acc
+
+
+@triton.jit
+def down_inside(a_ptr, y_ptr, taps_ptr, valid_ptr, C, T, rate,
+                sab, sac, sat, syb, syc, syt, svb, svk, svf,
+                LEFT: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr, ALIGN: tl.constexpr,
+                BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """`down`, its tiles whose window is inside the row and one utterance without the edge arithmetic."""
+    C, sat = aligned(C, sat, ALIGN)
+    _, syt = aligned(C, syt, ALIGN)
+    b, j, c, mask = output_tile(C, T, BLOCK_T, BLOCK_C)
+    row_valid, a_tile = valid_ptr + b * svb, a_ptr + b * sab + c[None, :] * sac
+    j0 = tl.program_id(0) * BLOCK_T
+    first, last = 2 * j0 - LEFT, 2 * (j0 + BLOCK_T - 1) - LEFT + TAPS - 1
+    if tile_inside(first, last, 2 * T, row_valid, svk, svf, 2 * rate, HAS_SPAN):
+        acc = down_sums(a_tile, mask, j, taps_ptr, T, rate, row_valid, sat, svk, svf, LEFT, TAPS, HAS_SPAN, False)
+    else:
+        acc = down_sums(a_tile, mask, j, taps_ptr, T, rate, row_valid, sat, svk, svf, LEFT, TAPS, HAS_SPAN, True)
+    tl.store(y_ptr + b * syb + c[None, :] * syc + j[:, None] * syt, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def one_pass_recompute(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid_ptr, C, T, rate,
                        sxb, sxc, sxt, syb, syc, syt, svb, svk, svf,
                        FIRST0: tl.constexpr, FIRST1: tl.constexpr, UP_TAPS: tl.constexpr, LEFT: tl.constexpr,
@@ -118,7 +229,7 @@ def one_pass_recompute(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid
     for k in range(DOWN_TAPS):  # a loop, not unrolled: 12 unrolled copies of the up-filter compile for a minute
         m = down_position(2 * j - LEFT + k, T, row_valid, svk, svf, rate, HAS_SPAN)
         a = upsampled_snake(x_row, c[None, :] * sxc, mask, m, up_ptr, alpha, inv, row_valid, T, rate, sxt, svk,
-                            svf, FIRST0, FIRST1, UP_TAPS, HAS_SPAN, FAST_SIN)  # fmt: skip
+                            svf, FIRST0, FIRST1, UP_TAPS, HAS_SPAN, FAST_SIN, True)  # fmt: skip
         acc += tl.load(down_ptr + k) * a.to(x_ptr.dtype.element_ty).to(tl.float32)  # rounded as `a` is stored
     tl.store(y_ptr + b * syb + c[None, :] * syc + j[:, None] * syt, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
@@ -126,11 +237,13 @@ def one_pass_recompute(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid
 @triton.jit
 def one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, C, T, rate, sxb, sxc, sxt, svb, svk, svf,
                   FIRST0: tl.constexpr, FIRST1: tl.constexpr, UP_TAPS: tl.constexpr, LEFT: tl.constexpr,
-                  HAS_SPAN: tl.constexpr, FAST_SIN: tl.constexpr, ROWS: tl.constexpr, STEP: tl.constexpr,
-                  BLOCK_C: tl.constexpr):  # fmt: skip
+                  HAS_SPAN: tl.constexpr, FAST_SIN: tl.constexpr, ALIGN: tl.constexpr, ROWS: tl.constexpr,
+                  STEP: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
     """The tile both one-pass kernels start from: (row b, first output j0, channels c, channel mask, `a`
     [ROWS, BLOCK_C] at the ROWS 2x-rate positions outputs j0.. read, edges applied, in x's dtype as the two-pass
-    kernels store it)."""
+    kernels store it). Tiles whose x window is inside the row and one utterance skip the edge arithmetic (the
+    edges map those positions to themselves; then so are the 2x-rate rows, whose halves lie in that window)."""
+    C, sxt = aligned(C, sxt, ALIGN)
     b = tl.program_id(2)
     j0 = tl.program_id(0) * STEP
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -139,9 +252,17 @@ def one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, C, T, rate, sxb,
     inv = tl.load(inv_ptr + c[None, :], mask=cmask, other=0.0)
     x_row, row_valid = x_ptr + b * sxb, valid_ptr + b * svb
     r = tl.arange(0, ROWS)
-    m = down_position(2 * j0 - LEFT + r, T, row_valid, svk, svf, rate, HAS_SPAN)
-    a = upsampled_snake(x_row, c[None, :] * sxc, (r >= 0)[:, None] & cmask, m, up_ptr, alpha, inv, row_valid, T,
-                        rate, sxt, svk, svf, FIRST0, FIRST1, UP_TAPS, HAS_SPAN, FAST_SIN)  # fmt: skip
+    m0, mask = 2 * j0 - LEFT, (r >= 0)[:, None] & cmask
+    lo: tl.constexpr = FIRST0 if FIRST0 < FIRST1 else FIRST1
+    hi: tl.constexpr = FIRST1 + UP_TAPS - 1 if FIRST0 < FIRST1 else FIRST0 + UP_TAPS - 1
+    x_first, x_last = m0 // 2 + lo, (m0 + ROWS - 1) // 2 + hi
+    if (m0 >= 0) & tile_inside(x_first, x_last, T, row_valid, svk, svf, rate, HAS_SPAN):
+        a = upsampled_snake(x_row, c[None, :] * sxc, mask, m0 + r, up_ptr, alpha, inv, row_valid, T, rate, sxt,
+                            svk, svf, FIRST0, FIRST1, UP_TAPS, HAS_SPAN, FAST_SIN, False)  # fmt: skip
+    else:
+        m = down_position(m0 + r, T, row_valid, svk, svf, rate, HAS_SPAN)
+        a = upsampled_snake(x_row, c[None, :] * sxc, mask, m, up_ptr, alpha, inv, row_valid, T, rate, sxt, svk,
+                            svf, FIRST0, FIRST1, UP_TAPS, HAS_SPAN, FAST_SIN, True)  # fmt: skip
     return b, j0, c, cmask, a.to(x_ptr.dtype.element_ty)
 
 
@@ -149,13 +270,14 @@ def one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, C, T, rate, sxb,
 def one_pass_gather(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid_ptr, C, T, rate,
                     sxb, sxc, sxt, syb, syc, syt, svb, svk, svf,
                     FIRST0: tl.constexpr, FIRST1: tl.constexpr, UP_TAPS: tl.constexpr, LEFT: tl.constexpr,
-                    DOWN_TAPS: tl.constexpr, HAS_SPAN: tl.constexpr, FAST_SIN: tl.constexpr,
+                    DOWN_TAPS: tl.constexpr, HAS_SPAN: tl.constexpr, FAST_SIN: tl.constexpr, ALIGN: tl.constexpr,
                     ROWS: tl.constexpr, STEP: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
     """y [B, C, T] for STEP outputs x BLOCK_C channels: `a` at the ROWS 2x-rate positions they read (edges
     applied), computed once, then each low-pass tap's rows gathered on chip. STEP = (ROWS - DOWN_TAPS) // 2 + 1."""
     b, j0, c, cmask, a = one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, C, T, rate, sxb, sxc, sxt, svb,
-                                       svk, svf, FIRST0, FIRST1, UP_TAPS, LEFT, HAS_SPAN, FAST_SIN, ROWS, STEP,
-                                       BLOCK_C)  # fmt: skip
+                                       svk, svf, FIRST0, FIRST1, UP_TAPS, LEFT, HAS_SPAN, FAST_SIN, ALIGN, ROWS,
+                                       STEP, BLOCK_C)  # fmt: skip
+    _, syt = aligned(C, syt, ALIGN)
     i = tl.arange(0, ROWS // 2)
     acc = tl.zeros([ROWS // 2, BLOCK_C], dtype=tl.float32)
     for k in tl.static_range(DOWN_TAPS):
@@ -195,13 +317,15 @@ def split_dot(d, a, PARTS: tl.constexpr, IEEE: tl.constexpr):
 def one_pass_dot(x_ptr, y_ptr, alpha_ptr, inv_ptr, up_ptr, down_ptr, valid_ptr, C, T, rate,
                  sxb, sxc, sxt, syb, syc, syt, svb, svk, svf,
                  FIRST0: tl.constexpr, FIRST1: tl.constexpr, UP_TAPS: tl.constexpr, LEFT: tl.constexpr,
-                 DOWN_TAPS: tl.constexpr, HAS_SPAN: tl.constexpr, FAST_SIN: tl.constexpr, PARTS: tl.constexpr,
-                 IEEE: tl.constexpr, ROWS: tl.constexpr, STEP: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+                 DOWN_TAPS: tl.constexpr, HAS_SPAN: tl.constexpr, FAST_SIN: tl.constexpr, ALIGN: tl.constexpr,
+                 PARTS: tl.constexpr, IEEE: tl.constexpr, ROWS: tl.constexpr, STEP: tl.constexpr,
+                 BLOCK_C: tl.constexpr):  # fmt: skip
     """`one_pass_gather`'s tile, its low-pass as one banded matrix product on tensor cores: y = D @ a with
     D[i, r] = down[r - 2i] ([ROWS // 2, ROWS]), `a` as the ROWS 2x-rate rows (edges applied). BLOCK_C >= 16."""
     b, j0, c, cmask, a = one_pass_tile(x_ptr, alpha_ptr, inv_ptr, up_ptr, valid_ptr, C, T, rate, sxb, sxc, sxt, svb,
-                                       svk, svf, FIRST0, FIRST1, UP_TAPS, LEFT, HAS_SPAN, FAST_SIN, ROWS, STEP,
-                                       BLOCK_C)  # fmt: skip
+                                       svk, svf, FIRST0, FIRST1, UP_TAPS, LEFT, HAS_SPAN, FAST_SIN, ALIGN, ROWS,
+                                       STEP, BLOCK_C)  # fmt: skip
+    _, syt = aligned(C, syt, ALIGN)
     i = tl.arange(0, ROWS // 2)
     k = tl.arange(0, ROWS)[None, :] - 2 * i[:, None]
     band = tl.load(down_ptr + k, mask=(k >= 0) & (k < DOWN_TAPS), other=0.0)

@@ -11,7 +11,11 @@ where E / E2 map a sample to the nearest sample of its own utterance (`Span.edge
 rate) and the clamps are the filters' replicate padding. Filter taps and Snake run in float32; `a` is stored in
 x's dtype, as the reference rounds the activation's output. In fp16/bf16 the sine is the GPU's sin.approx after
 reduction to [-pi, pi] (abs error ~1e-6, far below that storage precision); fp32 keeps the accurate sine. Both
-kernels take any strides (channels-last or not) and write their output with x's layout.
+kernels take any strides (channels-last or not) and write their output with x's layout. Two versions of the pair
+(TWO_PASS_TILES picks one, with its tiles): "v1" (`up_snake` per 2x-rate row, `down`) and "pairs" (`up_pairs`
+computes rows 2j and 2j + 1 from one read of x's window, `down_inside`; both skip the edge arithmetic on tiles whose
+window lies inside the row and one utterance, and mark channels-last rows 16-byte aligned where they are). Same
+arithmetic in the same order: bit for bit the same output.
 
 One pass (`antialiased_snake_one_pass`, METHODS "recompute" | "gather" | "dot"): one kernel computes y for a tile
 of outputs with `a` on chip, never in memory (about 4 bytes per element moved in fp16 instead of 12): "recompute"
@@ -43,17 +47,67 @@ from batchvoc.models.antialias import Activation1d, _up_phases
 from batchvoc.models.span import Span
 
 
-def _blocks(x: Tensor) -> tuple[int, int]:
-    """(block along time, block along channels): wide in whichever dimension is contiguous in memory."""
-    channels = x.shape[1]
-    if x.stride(1) == 1:  # channels-last: a row of channels per time step
-        block_c = pow2_between(channels, 16, 64)
-        return 4096 // block_c // 2, block_c
-    return 256, 4
+class Tile(NamedTuple):
+    """A launch: block along time (two-pass: 2x-rate rows for "v1"'s up kernel, x rows for "pairs"', outputs for the
+    low-pass; one-pass: outputs for "recompute", 2x-rate rows on chip for "gather" and "dot"), block along channels
+    (at most; narrower layers get the power of two that covers them), warps."""
+
+    block_t: int
+    block_c: int
+    num_warps: int
 
 
-def _triton_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left) -> Tensor:
-    from batchvoc.engines.antialias_kernels import down, triton, up_snake  # imports triton: GPU path only
+class TwoPass(NamedTuple):
+    """The two-pass launches: kernels "v1" (up_snake + down) or "pairs" (up_pairs + down_inside: each x row read
+    once for both phases, interior tiles without edge arithmetic, 16-byte channels-last access), and their tiles."""
+
+    kernels: str
+    up: Tile
+    down: Tile
+
+
+TWO_PASS_KERNELS = ("v1", "pairs")
+# channels-last -> TwoPass. v1 (32, 64, 4) is what the kernels ran with through H200 session 3 (a 4096-byte tile
+# of 2-byte elements, Triton's default 4 warps; narrower channel blocks keep the tile's area).
+TWO_PASS_TILES: dict[bool, TwoPass] = {
+    True: TwoPass("v1", Tile(32, 64, 4), Tile(32, 64, 4)),
+    False: TwoPass("v1", Tile(256, 4, 4), Tile(256, 4, 4)),
+}
+
+
+def _two_pass_block(x: Tensor, tile: Tile) -> tuple[int, int]:
+    """(block along time, block along channels) of a two-pass tile for x: channels-last narrows the channel block to
+    the power of two covering x's channels (at least 16) and lengthens the time block to keep the tile's area."""
+    if x.stride(1) != 1:
+        return tile.block_t, tile.block_c
+    block_c = pow2_between(x.shape[1], 16, tile.block_c)
+    return tile.block_t * tile.block_c // block_c, block_c
+
+
+def _alignment(x: Tensor, *others: Tensor) -> int:
+    """The largest of 8, 4, 2, 1 dividing x's channels and every tensor's time stride when all are channels-last
+    (then each time step's channels start on that many elements); 1 otherwise."""
+    if any(t.stride(1) != 1 for t in (x, *others)):
+        return 1
+    align = 8
+    while any(v % align for v in (x.shape[1], *(t.stride(2) for t in (x, *others)))):
+        align //= 2
+    return align
+
+
+def _triton_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left,
+                    tiles: TwoPass | None = None) -> Tensor:  # fmt: skip
+    """y [B, C, T] (x's layout) from two launches; tiles: None for TWO_PASS_TILES' (the sweep passes others)."""
+    tiles = tiles or TWO_PASS_TILES[x.stride(1) == 1]
+    if tiles.kernels not in TWO_PASS_KERNELS:
+        raise ValueError(f"unknown two-pass kernels {tiles.kernels!r}; choose one of {', '.join(TWO_PASS_KERNELS)}")
+    a = _launch_up(x, alpha, inv, valid, rate, up_taps, up_first, tiles)
+    return _launch_down(a, x, valid, rate, down_taps, down_left, tiles)
+
+
+def _launch_up(x, alpha, inv, valid, rate, up_taps, up_first, tiles: TwoPass) -> Tensor:
+    """The first pass: a [B, C, 2T] (x's layout), the upsampled Snake."""
+    from batchvoc.engines import antialias_kernels as kernels  # imports triton: GPU path only
 
     rows, channels, length = x.shape
     valid, vs, has_span = span_launch_args(valid, x)
@@ -61,25 +115,33 @@ def _triton_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, do
         a = torch.empty((rows, 2 * length, channels), dtype=x.dtype, device=x.device).transpose(1, 2)
     else:
         a = torch.empty((rows, channels, 2 * length), dtype=x.dtype, device=x.device)
+    pairs = tiles.kernels == "pairs"
+    block_t, block_c = _two_pass_block(x, tiles.up)
+    grid = (kernels.triton.cdiv(length if pairs else 2 * length, block_t), kernels.triton.cdiv(channels, block_c), rows)
+    up, block = (kernels.up_pairs, dict(BLOCK_T=block_t, ALIGN=_alignment(x, a))) if pairs else (
+        kernels.up_snake, dict(BLOCK_M=block_t))  # fmt: skip
+    up[grid](x, a, alpha, inv, up_taps, valid, channels, length, rate, *x.stride(), *a.stride(), *vs,
+             FIRST0=up_first[0], FIRST1=up_first[1], TAPS=up_taps.shape[1], HAS_SPAN=has_span,
+             FAST_SIN=x.dtype != torch.float32 and x.is_cuda, BLOCK_C=block_c, num_warps=tiles.up.num_warps,
+             **block)  # fmt: skip
+    return a
+
+
+def _launch_down(a, x, valid, rate, down_taps, down_left, tiles: TwoPass) -> Tensor:
+    """The second pass: y [B, C, T] (x's layout) low-passed and decimated from a [B, C, 2T]."""
+    from batchvoc.engines import antialias_kernels as kernels  # imports triton: GPU path only
+
+    rows, channels, length = x.shape
+    valid, vs, has_span = span_launch_args(valid, x)
     y = torch.empty_like(x)
-    block_t, block_c = _blocks(x)
-    grid = (triton.cdiv(2 * length, block_t), triton.cdiv(channels, block_c), rows)
-    up_snake[grid](x, a, alpha, inv, up_taps, valid, channels, length, rate, *x.stride(), *a.stride(), *vs,
-                   FIRST0=up_first[0], FIRST1=up_first[1], TAPS=up_taps.shape[1], HAS_SPAN=has_span,
-                   FAST_SIN=x.dtype != torch.float32 and x.is_cuda, BLOCK_M=block_t, BLOCK_C=block_c)  # fmt: skip
-    grid = (triton.cdiv(length, block_t), triton.cdiv(channels, block_c), rows)
-    down[grid](a, y, down_taps, valid, channels, length, rate, *a.stride(), *y.stride(), *vs,
-               LEFT=down_left, TAPS=down_taps.numel(), HAS_SPAN=has_span, BLOCK_T=block_t, BLOCK_C=block_c)  # fmt: skip
+    pairs = tiles.kernels == "pairs"
+    block_t, block_c = _two_pass_block(x, tiles.down)
+    grid = (kernels.triton.cdiv(length, block_t), kernels.triton.cdiv(channels, block_c), rows)
+    down, extra = (kernels.down_inside, dict(ALIGN=_alignment(a, y))) if pairs else (kernels.down, {})
+    down[grid](a, y, down_taps, valid, channels, length, rate, *a.stride(), *y.stride(), *vs, LEFT=down_left,
+               TAPS=down_taps.numel(), HAS_SPAN=has_span, BLOCK_T=block_t, BLOCK_C=block_c,
+               num_warps=tiles.down.num_warps, **extra)  # fmt: skip
     return y
-
-
-class Tile(NamedTuple):
-    """A one-pass launch: block along time (outputs for "recompute"; 2x-rate rows on chip for "gather" and "dot"),
-    block along channels (at most; narrower layers get the power of two that covers them), warps."""
-
-    block_t: int
-    block_c: int
-    num_warps: int
 
 
 METHODS = ("recompute", "gather", "dot")
@@ -132,6 +194,7 @@ def _one_pass_triton(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, d
         if step < 1 or tile.block_t < 32:
             raise ValueError(f"{method} tile of {tile.block_t} rows: too short for {down_taps.numel()} taps")
         grid = (kernels.triton.cdiv(length, step), kernels.triton.cdiv(channels, block_c), rows)
+        common["ALIGN"] = _alignment(x, y)
         if method == "gather":
             kernels.one_pass_gather[grid](*args, ROWS=tile.block_t, STEP=step, **common)
         else:

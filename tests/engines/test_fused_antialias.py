@@ -137,6 +137,87 @@ def test_one_pass_equals_torch_path_and_two_pass_in_the_interpreter():
     )
 
 
+def pairs_parity(dtype: torch.dtype, channels: int, frames: int, rate: int, device: str = "cpu", pairs=None) -> None:
+    """Under TRITON_INTERPRET=1 (or on a GPU): the two-pass kernels "pairs" (by default small tiles: interior tiles
+    and edge tiles, several channel blocks) bit for bit against "v1", and against the plain-torch path; packed spans
+    and none, both layouts."""
+    from batchvoc.engines import fused_antialias as fa
+
+    rows = 3
+    ref = FusedActivation1d(_activation(SnakeBeta, seed=channels, channels=channels))
+    x = 2 * torch.randn(rows, channels, frames * rate, generator=torch.Generator().manual_seed(frames))
+    tol = {torch.float32: 1e-6 if device == "cpu" else 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    pairs = pairs or fa.TwoPass("pairs", fa.Tile(8, 16, 4), fa.Tile(16, 16, 2))
+    ref = ref.to(device)
+    alpha, inv = ref.act.params_fp32()
+    for valid in _packed_spans(rows, frames):
+        valid = Span(valid).per_frame(frames, device)
+        for inp in layouts(x.to(device, dtype)):
+            args = (inp, alpha, inv, valid, rate, ref.up_taps, ref.up_first, ref.down_taps, ref.down_left)
+            got, want = fa._triton_forward(*args, tiles=pairs), fa._torch_forward(*args).float()
+            assert got.dtype == dtype and got.stride() == inp.stride()
+            assert torch.equal(got, fa._triton_forward(*args)), (dtype, channels, valid.numel(), inp.stride())
+            assert (got.float() - want).abs().max() <= tol * max(1.0, want.abs().max())
+
+
+def test_two_pass_pairs_equal_v1_in_the_interpreter():
+    """fp32, fp16, bf16 on 24 channels (16-byte aligned channels-last rows: ALIGN 8) and 13 (odd: ALIGN 1, two
+    channel blocks), 30 frames x 4 and 13 x 3."""
+    run_interpreted(
+        """
+        from tests.engines.test_fused_antialias import pairs_parity
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            pairs_parity(dtype, 24, 30, 4)
+        pairs_parity(torch.float16, 13, 13, 3)
+        """
+    )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_two_pass_pairs_on_gpu_equal_v1(dtype):
+    """On the GPU with the sweep's first pairs tiles: BigVGAN-like widths (768 x 4 samples per frame, 24 x 16)."""
+    pytest.importorskip("triton")
+    from batchvoc.engines.fused_antialias import Tile, TwoPass
+
+    pairs = TwoPass("pairs", Tile(16, 64, 4), Tile(32, 64, 4))
+    pairs_parity(dtype, 768, 40, 4, "cuda", pairs)
+    pairs_parity(dtype, 24, 40, 16, "cuda", pairs)
+
+
+def test_alignment_of_channels_last_rows():
+    from batchvoc.engines.fused_antialias import _alignment
+
+    for channels, want in ((24, 8), (12, 4), (13, 1), (768, 8)):
+        x = torch.zeros(2, 5, channels).transpose(1, 2)
+        assert _alignment(x, torch.zeros(2, 10, channels).transpose(1, 2)) == want
+    assert _alignment(torch.zeros(2, 24, 5)) == 1  # contiguous: time is the unit-stride dimension
+
+
+def test_refuses_unknown_two_pass_kernels():
+    from batchvoc.engines import fused_antialias as fa
+
+    x = torch.zeros(1, 4, 8)
+    args = (x, torch.ones(4), torch.zeros(4), torch.zeros(0, 2, 0, dtype=torch.int64), 1, torch.zeros(2, 6), [-3, -2])
+    with pytest.raises(ValueError, match="two-pass kernels"):
+        fa._triton_forward(*args, torch.zeros(12), 5, tiles=fa.TwoPass("v2", fa.Tile(8, 4, 4), fa.Tile(8, 4, 4)))
+
+
+def test_table_tiles_compile_for_sm90_without_spills():
+    """The two-pass tables' kernels and the pairs candidates the sweep starts from, compiled offline for sm_90
+    (benchmarks/antialias_ptxas.py): no register spills, at most 128 registers (4+ blocks of 4 warps per SM)."""
+    pytest.importorskip("triton")
+    from batchvoc.engines.fused_antialias import TWO_PASS_TILES, Tile
+    from benchmarks.antialias_ptxas import resources
+
+    table = TWO_PASS_TILES[True]
+    names = {"v1": ("up_snake", "down"), "pairs": ("up_pairs", "down_inside")}[table.kernels]
+    for name, tile in ((names[0], table.up), (names[1], table.down), ("up_pairs", Tile(16, 64, 4)),
+                       ("down_inside", Tile(32, 64, 4))):  # fmt: skip
+        got = resources(name, 768, 4, tile)
+        assert got["spill"] == 0 and got["regs"] <= 128, (name, tile, got)
+
+
 @pytest.mark.parametrize("method", ["two_pass", "dot"])
 def test_op_compiles_without_graph_break(method):
     ref = _activation(SnakeBeta)
