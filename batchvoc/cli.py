@@ -66,16 +66,20 @@ def sweep_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     return [list(job) for job in itertools.product(*choices)]
 
 
-def check_command_line(argv: list[str]) -> None:
-    """Compose, validate and check output.dir for every job the command line runs; ConfigError on the first fault."""
+def check_command_line(argv: list[str]) -> list[Any]:
+    """Compose, validate and check output.dir for every job the command line runs; returns their configs ([] where
+    Hydra is asked to show something instead). Raises ConfigError on the first fault."""
     if any(arg in SHOW_FLAGS or arg.split("=", 1)[0] in OWN_CONFIG_FLAGS for arg in argv):
-        return
+        return []
     multirun = any(arg in MULTIRUN_FLAGS for arg in argv)
     overrides = [o for o in overrides_of(argv) if not o.lstrip("+~").startswith("hydra")]
+    configs = []
     for job in sweep_jobs(overrides, multirun):
         cfg = compose(job)
         check_submitted_output(str(cfg.output.dir))
         check_output_dir(str(cfg.output.dir))
+        configs.append(cfg)
+    return configs
 
 
 def check_submitted_output(out_dir: str) -> None:
