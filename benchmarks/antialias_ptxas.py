@@ -22,11 +22,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from batchvoc.engines import antialias_kernels as kernels
+from batchvoc.engines import fused_antialias as fa
 from batchvoc.engines.fused_antialias import Tile
 
 POINTERS = {"x_ptr": "*fp16", "a_ptr": "*fp16", "y_ptr": "*fp16", "valid_ptr": "*i64"}  # others: *fp32 taps
@@ -71,8 +73,16 @@ def specialization(fn, channels: int, rate: int, block_name: str, tile: Tile) ->
     return sig, const, {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n in div16}
 
 
+def launched(name: str, channels: int, tile: Tile) -> Tile:
+    """The tile a channels-last launch at this width runs (fused_antialias narrows the channel block)."""
+    if name.startswith("one_pass"):
+        return tile._replace(block_c=fa._channel_block(name.rsplit("_", 1)[1], channels, tile))
+    return Tile(*fa._two_pass_block(torch.empty(1, 2, channels).transpose(1, 2), tile), tile.num_warps)
+
+
 def resources(name: str, channels: int, rate: int, tile: Tile, stages: int = 3) -> dict:
-    """{regs, spill (bytes stored), smem (bytes)} of one kernel at one tile for sm_90."""
+    """{regs, spill (bytes stored), smem (bytes)} of one kernel at one tile (as launched at this width) for sm_90."""
+    tile = launched(name, channels, tile)
     fn = getattr(kernels, name)
     block_name = CANDIDATES[name][0]
     src = ASTSource(fn, *specialization(fn, channels, rate, block_name, tile))
@@ -104,11 +114,13 @@ def main(argv: list[str]) -> None:
     opt = p.parse_args(argv)
     channels, rate = map(int, opt.stage.split(","))
     print(f"sm_90, fp16, channels-last, C={channels}, rate={rate}, per-frame span; triton {triton.__version__}")
+    print("tile: as launched at this width (the channel block narrowed to the power of two covering the channels)")
     print(f"{'kernel':<12} {'tile (t, c, warps)':<18} {'elem/thr':>8} {'regs':>5} {'spill':>6} {'smem':>6} "
           f"{'blocks/SM':>9} {'occupancy':>9}")  # fmt: skip
     for name in opt.kernels.split(","):
         for tile in CANDIDATES[name][1]:
             got = resources(name, channels, rate, tile)
+            tile = launched(name, channels, tile)
             blocks, occ = occupancy(got["regs"], got["smem"], tile.num_warps)
             per_thread = tile.block_t * tile.block_c // (32 * tile.num_warps)
             print(f"{name:<12} {str(tuple(tile)):<18} {per_thread:>8} {got['regs']:>5} {got['spill']:>6} "

@@ -108,11 +108,11 @@ def down(a_ptr, y_ptr, taps_ptr, valid_ptr, C, T, rate,
 
 @triton.jit
 def aligned(C, sxt, ALIGN: tl.constexpr):
-    """(C, sxt) marked multiples of ALIGN (the launch checks it), so channels-last rows of any width that ALIGN
-    divides load and store in 16-byte vectors."""
+    """(C, sxt) as visible multiples of ALIGN (the launch checks that they are), so channels-last rows of any width
+    that ALIGN divides load and store in 16-byte vectors (tl.multiple_of does not mark a scalar argument)."""
     if ALIGN > 1:
-        C = tl.multiple_of(C, ALIGN)
-        sxt = tl.multiple_of(sxt, ALIGN)
+        C = C // ALIGN * ALIGN
+        sxt = sxt // ALIGN * ALIGN
     return C, sxt
 
 
