@@ -1,6 +1,8 @@
 """The Triton kernels behind engines/fused_antialias.py (its docstring says what they compute).
 
-Two-pass: `up_snake` writes the 2x-rate activation `a` to memory, `down` low-passes and decimates it. One-pass: for
+Two-pass: `up_snake` writes the 2x-rate activation `a` to memory, `down` low-passes and decimates it ("v1");
+`up_pairs` and `down_inside` do the same ("pairs": both phases of `a` from one read of x's window, and tiles inside
+the row and one utterance without the edge arithmetic, which maps their positions to themselves). One-pass: for
 a tile of outputs, `one_pass_recompute` recomputes `a` at each of the low-pass's positions; `one_pass_gather` computes
 it once over the tile plus its halo and reads the shifted rows on chip (tl.gather), and `one_pass_dot` low-passes
 those rows as one banded matrix product (tensor cores). None stores `a`.
