@@ -196,10 +196,15 @@ def best_lines(dtype: str, results: dict) -> list[str]:
         entry = f'TwoPass("{kernels}", Tile{tuple(up.up)}, Tile{tuple(down.down)})'
         lines.append(f"{dtype} best {kernels}: TWO_PASS_TILES[True] = {entry}"
                      f"  # {ms:.2f} ms of activations per batch (sum of its kernels alone)")  # fmt: skip
+        own = {}  # stage -> its own fastest up + down
         for i in range(len(STAGES)):
             u, d = fam[up][i][2], fam[down][i][3]
+            (u_own, t_up), (d_own, t_down) = (min((v[i][k], t) for t, v in fam.items()) for k in (2, 3))
+            own[i] = u_own + d_own
             lines.append(f"  C={STAGES[i][0]:>3}: up {u:.3f} ms {gbs('two_pass', i, u, True):5.0f} GB/s, down"
-                         f" {d:.3f} ms {gbs('two_pass', i, d, True):5.0f} GB/s")  # fmt: skip
+                         f" {d:.3f} ms {gbs('two_pass', i, d, True):5.0f} GB/s; this stage's own best: up"
+                         f" {u_own:.3f} {tuple(t_up.up)}, down {d_own:.3f} {tuple(t_down.down)}")  # fmt: skip
+        lines.append(f"{dtype} {kernels} with each stage's own best tiles: {model_ms(own):.2f} ms per batch")
     for method in CANDIDATES:
         fam = {t: v for (m, t), v in full.items() if m == method and method != "two_pass"}
         if fam:
