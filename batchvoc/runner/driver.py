@@ -126,6 +126,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                 if todo:
                     cluster = cluster or _Cluster.start(settings.address, timeline)
                     dealt = _run(settings, cluster, loading, todo, preset, tally, on_actor_ready, timeline)
+                    timeline.mark("shards done")
             except BaseException:
                 if cluster is not None:  # stopped or failed: shut Ray down before the error goes on
                     _stop(cluster, timeline)
