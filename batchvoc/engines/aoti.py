@@ -1,22 +1,26 @@
 """AOTInductor packages: the model exported once, compiled ahead of time into a `.pt2`, loaded in seconds.
 
 Build: the engine's laid-out copy of the model (engines/layout.py: on a CUDA GPU the channels-last rewrite and the
-fused Triton kernels, torch operators that export keeps as calls: engines/ops.py) is exported with `torch.export`
-for one static shape, compiled by `torch._inductor.aoti_compile_and_package` (Triton kernels on a GPU, C++ on a CPU)
-into `<cache_dir>/aoti/<key>.pt2`, and loaded by torch's C++ package loader. Neither Dynamo nor the compiler runs
-(or is imported) in a process that loads a package, so a warm start is import + load + one warm-up call per shape.
+fused Triton kernels, triton_op operators: engines/ops.py) is exported with `torch.export` for one static shape,
+compiled by `torch._inductor.aoti_compile_and_package` (Triton kernels on a GPU, C++ on a CPU; our operators'
+kernels, or on a CPU their plain-torch path, compiled in with the rest) into `<cache_dir>/aoti/<key>.pt2`, and loaded
+by torch's C++ package loader. The package launches every kernel itself: a process that loads one neither defines
+nor calls our operators, and neither runs nor imports Dynamo or the compiler, so a warm start is import + load +
+one warm-up call per shape.
 
 Cache key (cache.engine_key): weights digest, preset name and hyper-parameters, precision, shape, the rewrites and
-their tunables, the device (GPU name and compute capability, or the CPU's architecture and vector ISA), and the
-torch / triton versions. A package is written to a temporary name and renamed, under a file lock
-(`<key>.pt2.lock`, filelock): the first process to need a package builds it, the others on that node wait on the
-lock and load what it wrote. A package that fails to load (truncated, other library build) is rebuilt.
+their tunables (with fused kernels: a digest of their source, which the package holds compiled), the device (GPU
+name and compute capability, or the CPU's architecture and vector ISA), and the torch / triton versions. A package
+is written to a temporary name and renamed, under a file lock (`<key>.pt2.lock`, filelock): the first process to
+need a package builds it, the others on that node wait on the lock and load what it wrote. A package that fails to
+load (truncated, other library build) is rebuilt.
 
 On a CPU the package is C++ (needs a C++ compiler, as torch.compile does); the rewrites default off there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import platform
@@ -50,12 +54,27 @@ def versions() -> dict[str, str]:
                 cpu_isa=torch.backends.cpu.get_cpu_capability())  # fmt: skip
 
 
+# engines/: what a package compiles our operators from
+KERNEL_SOURCES = ("ops.py", "triton_runtime.py", "fused_antialias.py", "antialias_kernels.py", "fused_resblock.py",
+                  "conv_kernels.py", "span_kernels.py")  # fmt: skip
+
+
+def kernels_digest() -> str:
+    """sha256 (16 hex digits) of KERNEL_SOURCES: a package compiled from other kernels gets another key."""
+    digest = hashlib.sha256()
+    for name in KERNEL_SOURCES:
+        digest.update(Path(__file__).with_name(name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def package_key(model: nn.Module, preset: Preset, precision: str, shape: tuple[int, int], device,
                 rewrites: _layout.Rewrites, options: dict | None = None) -> str:  # fmt: skip
     """The cache key of one package (file name without .pt2); model is the caller's unmodified fp32 model."""
     gpu_name, capability = gpu_identity(device)
     extra = dict(hparams=preset.hparams, n_mels=preset.n_mels, hop=preset.hop_length, rewrites=rewrites.key(),
                  options=options or {}, **versions())  # fmt: skip
+    if rewrites.fused:
+        extra["kernels"] = kernels_digest()
     return engine_key(weights_digest(model), preset.name, precision, [shape], gpu_name, capability, "aoti", extra)
 
 

@@ -26,10 +26,10 @@ product on tensor cores, each float32 tap split into 2 (fp16) or 3 (bf16) terms 
 float32 taps (fp32: an IEEE product). Same semantics and rounding of `a` as the two kernels ("dot" sums in another
 order); tiles from ONE_PASS_TILES.
 
-`antialiased_snake` and `antialiased_snake_one_pass` are torch operators (engines/ops.py; opaque to torch.compile,
-so Inductor schedules around them); on a CPU they run the same index arithmetic in plain torch, which is also what
-the tests compare the kernels with. With TRITON_INTERPRET=1 the kernels run on CPU tensors through Triton's
-interpreter (slow; for tests).
+`antialiased_snake` and `antialiased_snake_one_pass` are torch operators made with torch.library.triton_op
+(engines/ops.py): torch.compile and AOTInductor see their kernel launches and compile the kernels into their own
+code. On a CPU they run the same index arithmetic in plain torch, which is also what the tests compare the kernels
+with. With TRITON_INTERPRET=1 the kernels run on CPU tensors through Triton's interpreter (slow; for tests).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.library import wrap_triton
 
 from batchvoc.engines.ops import kernel_op
 from batchvoc.engines.triton_runtime import pow2_between, span_launch_args, use_triton
@@ -120,6 +121,7 @@ def _launch_up(x, alpha, inv, valid, rate, up_taps, up_first, tiles: TwoPass) ->
     grid = (kernels.triton.cdiv(length if pairs else 2 * length, block_t), kernels.triton.cdiv(channels, block_c), rows)
     up, block = (kernels.up_pairs, dict(BLOCK_T=block_t, ALIGN=_alignment(x, a))) if pairs else (
         kernels.up_snake, dict(BLOCK_M=block_t))  # fmt: skip
+    up = wrap_triton(up)  # traced (torch.compile, AOTInductor): a launch the compiler takes over (engines/ops.py)
     up[grid](x, a, alpha, inv, up_taps, valid, channels, length, rate, *x.stride(), *a.stride(), *vs,
              FIRST0=up_first[0], FIRST1=up_first[1], TAPS=up_taps.shape[1], HAS_SPAN=has_span,
              FAST_SIN=x.dtype != torch.float32 and x.is_cuda, BLOCK_C=block_c, num_warps=tiles.up.num_warps,
@@ -138,6 +140,7 @@ def _launch_down(a, x, valid, rate, down_taps, down_left, tiles: TwoPass) -> Ten
     block_t, block_c = _two_pass_block(x, tiles.down)
     grid = (kernels.triton.cdiv(length, block_t), kernels.triton.cdiv(channels, block_c), rows)
     down, extra = (kernels.down_inside, dict(ALIGN=_alignment(a, y))) if pairs else (kernels.down, {})
+    down = wrap_triton(down)  # as `up` in _launch_up
     down[grid](a, y, down_taps, valid, channels, length, rate, *a.stride(), *y.stride(), *vs, LEFT=down_left,
                TAPS=down_taps.numel(), HAS_SPAN=has_span, BLOCK_T=block_t, BLOCK_C=block_c,
                num_warps=tiles.down.num_warps, **extra)  # fmt: skip
@@ -188,7 +191,7 @@ def _one_pass_triton(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, d
     args = (x, y, alpha, inv, up_taps, down_taps, valid, channels, length, rate, *x.stride(), *y.stride(), *vs)
     if method == "recompute":
         grid = (kernels.triton.cdiv(length, tile.block_t), kernels.triton.cdiv(channels, block_c), rows)
-        kernels.one_pass_recompute[grid](*args, BLOCK_T=tile.block_t, **common)
+        wrap_triton(kernels.one_pass_recompute)[grid](*args, BLOCK_T=tile.block_t, **common)
     elif method in ("gather", "dot"):
         step = (tile.block_t - down_taps.numel()) // 2 + 1
         if step < 1 or tile.block_t < 32:
@@ -196,10 +199,11 @@ def _one_pass_triton(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, d
         grid = (kernels.triton.cdiv(length, step), kernels.triton.cdiv(channels, block_c), rows)
         common["ALIGN"] = _alignment(x, y)
         if method == "gather":
-            kernels.one_pass_gather[grid](*args, ROWS=tile.block_t, STEP=step, **common)
+            wrap_triton(kernels.one_pass_gather)[grid](*args, ROWS=tile.block_t, STEP=step, **common)
         else:
             ieee = not x.is_cuda  # Triton's interpreter: its bf16 tl.dot is wrong
-            kernels.one_pass_dot[grid](*args, ROWS=tile.block_t, STEP=step, PARTS=PARTS[x.dtype], IEEE=ieee, **common)
+            wrap_triton(kernels.one_pass_dot)[grid](*args, ROWS=tile.block_t, STEP=step, PARTS=PARTS[x.dtype],
+                                                    IEEE=ieee, **common)  # fmt: skip
     else:
         raise ValueError(f"unknown one-pass method {method!r}; choose one of {', '.join(METHODS)}")
     return y
@@ -227,11 +231,19 @@ def _torch_forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, dow
     return torch.empty_like(x).copy_(y)  # x's layout, as the kernels (and the fake) give
 
 
-def _same_as_x(x, *args):
-    return torch.empty_like(x)
+def _two_pass_kernels() -> list:
+    from batchvoc.engines import antialias_kernels as kernels
+
+    return [kernels.up_snake, kernels.down, kernels.up_pairs, kernels.down_inside]
 
 
-@kernel_op("antialiased_snake", fake=_same_as_x)
+def _one_pass_kernels() -> list:
+    from batchvoc.engines import antialias_kernels as kernels
+
+    return [kernels.one_pass_recompute, kernels.one_pass_gather, kernels.one_pass_dot]
+
+
+@kernel_op("antialiased_snake", kernels=_two_pass_kernels)
 def antialiased_snake(x: Tensor, alpha: Tensor, inv: Tensor, valid: Tensor, rate: int, up_taps: Tensor,
                       up_first: list[int], down_taps: Tensor, down_left: int) -> Tensor:  # fmt: skip
     """x [B, C, T] -> [B, C, T]: Activation1d(Snake) with up/down ratio 2 (module doc). valid: [B, 2, T // rate]
@@ -240,7 +252,7 @@ def antialiased_snake(x: Tensor, alpha: Tensor, inv: Tensor, valid: Tensor, rate
     return forward(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left)
 
 
-@kernel_op("antialiased_snake_one_pass", fake=_same_as_x)
+@kernel_op("antialiased_snake_one_pass", kernels=_one_pass_kernels)
 def antialiased_snake_one_pass(
     x: Tensor, alpha: Tensor, inv: Tensor, valid: Tensor, rate: int, up_taps: Tensor, up_first: list[int],
     down_taps: Tensor, down_left: int, method: str,
@@ -274,6 +286,7 @@ class FusedActivation1d(nn.Module):
         self.down_left = low.pad_left
         self.method = method
         self._needs = base.needs
+        (antialiased_snake if method == "two_pass" else antialiased_snake_one_pass).define()
 
     def needs(self, lo: int, hi: int) -> tuple[int, int]:
         return self._needs(lo, hi)
@@ -290,5 +303,5 @@ class FusedActivation1d(nn.Module):
         valid = (span or Span(None)).per_frame(x.shape[-1] // rate, x.device)
         args = (x, alpha, inv, valid, rate, self.up_taps, self.up_first, self.down_taps, self.down_left)
         if self.method == "two_pass":
-            return antialiased_snake(*args)
-        return antialiased_snake_one_pass(*args, self.method)
+            return torch.ops.batchvoc.antialiased_snake(*args)
+        return torch.ops.batchvoc.antialiased_snake_one_pass(*args, self.method)

@@ -24,8 +24,11 @@ to 64 channels, 3,461x up to 32.
 
 Tile sizes come from `tiles()` unless the engine option `tile_table` names others per layer (`TileTable`).
 
-`lrelu_conv` is a torch operator (engines/ops.py; opaque to torch.compile); on a CPU it runs the same arithmetic
-in plain torch. With TRITON_INTERPRET=1 the kernel runs on CPU tensors through Triton's interpreter (slow; tests).
+`lrelu_conv` is a torch operator made with torch.library.triton_op (engines/ops.py): torch.compile and AOTInductor
+compile its kernel into their own code. There the pointer-load kernel runs: a traced launch cannot take the
+block-copy kernel's host-side descriptor (torch's wrap_triton records none), so `lrelu_conv_tma` runs in eager calls
+only (benchmarks/conv_tiles.py). On a CPU the op runs the same arithmetic in plain torch. With TRITON_INTERPRET=1 the
+kernel runs on CPU tensors through Triton's interpreter (slow; tests).
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.library import wrap_triton
 
 from batchvoc.engines.ops import kernel_op
-from batchvoc.engines.triton_runtime import pow2_between, span_launch_args, use_triton
+from batchvoc.engines.triton_runtime import pow2_between, span_launch_args, traced, use_triton
 from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
 from batchvoc.models.span import Span
 
@@ -127,12 +131,12 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     flags = dict(C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res, HAS_SPAN=has_span,
                  ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output,
                  DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # fmt: skip
-    if "STAGES" in config and fits_block_copies(x):
+    if "STAGES" in config and not traced(x) and fits_block_copies(x):
         rows_of_x = _row_descriptor(x, config["BLOCK_M"], config["BLOCK_C"])
         conv_kernels.lrelu_conv_tma[grid](rows_of_x, *common, *strides, **flags, **config)
     else:
         config.pop("STAGES", None)
-        conv_kernels.lrelu_conv[grid](x, *common, *x.stride(), *strides, **flags, **config)
+        wrap_triton(conv_kernels.lrelu_conv)[grid](x, *common, *x.stride(), *strides, **flags, **config)
     return out
 
 
@@ -164,12 +168,13 @@ def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, sl
     return _channels_last_empty(x.shape[0], y.shape[1], y.shape[2], x).copy_(y)
 
 
-def _lrelu_conv_fake(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
-                     activate_output=False, tile=None):  # fmt: skip
-    return _channels_last_empty(x.shape[0], weight.shape[2], x.shape[2], x)
+def _conv_kernels() -> list:
+    from batchvoc.engines import conv_kernels
+
+    return [conv_kernels.lrelu_conv, conv_kernels.lrelu_conv_tma]
 
 
-@kernel_op("lrelu_conv", fake=_lrelu_conv_fake)
+@kernel_op("lrelu_conv", kernels=_conv_kernels)
 def lrelu_conv(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor | None, valid: Tensor, rate: int,
                dilation: int, padding: int, slope: float, activate_input: bool = True,
                activate_output: bool = False, tile: list[int] | None = None) -> Tensor:  # fmt: skip
@@ -211,6 +216,7 @@ class FusedResBlock(nn.Module):
         self.groups = nn.ModuleList(nn.ModuleList(PackedConv(c) for c in group) for group in groups)
         self._reach = block.reach()
         self.tiles = [[_tile(conv, i == 0, tile_table) for i, conv in enumerate(group)] for group in self.groups]
+        lrelu_conv.define()
 
     def reach(self) -> int:
         return self._reach
@@ -218,12 +224,13 @@ class FusedResBlock(nn.Module):
     def forward(self, x: Tensor, span: Span, rate: int) -> Tensor:
         valid = span.per_frame(x.shape[-1] // rate, x.device)
         x = span.zero(x, rate)  # the kernels keep it so: each zeroes its output outside the utterances
+        conv_op = torch.ops.batchvoc.lrelu_conv  # defined in __init__
         for group, tiles_of in zip(self.groups, self.tiles, strict=True):  # x += conv(act(... conv(act(x))))
             h = x
             for i, (conv, tile) in enumerate(zip(group, tiles_of, strict=True)):
                 last = i == len(group) - 1
                 # an inner conv hands its consumer the activated output: one activation per sample, not per tap
-                h = lrelu_conv(h, conv.weight, conv.bias, x if last else None, valid, rate, conv.dilation,
+                h = conv_op(h, conv.weight, conv.bias, x if last else None, valid, rate, conv.dilation,
                                conv.padding, LRELU_SLOPE, activate_input=i == 0, activate_output=not last,
                                tile=tile)  # fmt: skip
             x = h

@@ -63,6 +63,11 @@ class Rewrites:
     def none(self) -> bool:
         return (self.layout, self.antialias, self.resblocks) == ("ncl", "conv", "conv")
 
+    @property
+    def fused(self) -> bool:
+        """Whether the model calls batchvoc's kernel operators (fused anti-aliasing or resblocks)."""
+        return self.antialias in FUSED_METHODS or self.resblocks == "fused"
+
     def key(self) -> dict:
         """What a cached package depends on (JSON-able)."""
         table = {",".join(map(str, k)): v for k, v in sorted(self.tile_table.table.items())}

@@ -1,36 +1,55 @@
-"""batchvoc's kernels as torch operators (`batchvoc::name`), registered through torch.library.Library.
+"""batchvoc's kernels as torch operators (`batchvoc::name`) made with torch.library.triton_op, defined on first use.
 
-    @kernel_op("lrelu_conv", fake=lambda x, weight, *rest: ...)   # the fake: output shapes, strides and dtype
-    def lrelu_conv(x: Tensor, weight: Tensor, ...) -> Tensor: ...  # returns torch.ops.batchvoc.lrelu_conv
+    @kernel_op("lrelu_conv", kernels=lambda: [conv_kernels.lrelu_conv])  # the Triton kernels it may launch
+    def lrelu_conv(x: Tensor, weight: Tensor, ...) -> Tensor: ...           # returns a KernelOp, called like fn
 
-Not torch.library.custom_op: it wraps every implementation in torch._disable_dynamo, which imports torch._dynamo
-at the operator's first call (1.5 s with bytecode caches; on the H200 image, whose site-packages hold none, most
-of an aoti engine's 8 s ready time: cProfile, BENCHMARKS.md). An AOTInductor package calls these operators back
-through the dispatcher, so a process that only loads a package paid that import. Here the function is the CPU and
-CUDA kernel as it is; torch.compile and torch.export keep the operator opaque and use the fake for shapes. The
-schema comes from the function's annotations (torch.library.infer_schema); the operators take no gradients.
+fn launches its kernels as `torch.library.wrap_triton(kernel)[grid](...)` with a grid of ints, and
+holds no data-dependent Python: triton_op takes it as the operator's fake (meta) function too, and torch.compile /
+AOTInductor trace into it, so Inductor compiles each launched kernel into its own code. An AOTInductor package then
+launches the kernels itself (its C++ wrapper, no call back into Python per launch); torch.export keeps the operator
+as a call (`ExportedProgram.run_decompositions(decompose_custom_triton_ops=True)` shows the kernels).
+
+Defined lazily (`KernelOp.define`; the modules that call an operator define it when they are built): defining a
+triton_op imports torch._inductor and torch._dynamo (triton_op's search of fn's source for kernels; custom_op's
+Dynamo wrapper), seconds on the H200 image. A process that only loads a package never defines or calls them.
+
+`kernels` names the kernels explicitly for Inductor's AOTAutograd cache, which hashes an operator's kernels into
+its key (so an edited kernel is recompiled): triton_op finds them by reading fn's source only when fn names them as
+module globals, and the kernel modules import triton, which batchvoc does only where the kernels run.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
 
-_LIB = torch.library.Library("batchvoc", "FRAGMENT")
+
+class KernelOp:
+    """`batchvoc::name` from fn (its schema from fn's annotations; no gradients): call it as fn, or call
+    `define()` once and then torch.ops.batchvoc.name (what traced code should call)."""
+
+    def __init__(self, name: str, fn: Callable, kernels: Callable[[], list]):
+        self.name, self.fn, self.kernels = name, fn, kernels
+        self._op = None
+        functools.update_wrapper(self, fn)
+
+    def define(self):
+        """The operator torch.ops.batchvoc.name, defined on the first call (imports torch._inductor: module doc)."""
+        if self._op is None:
+            qualname = f"batchvoc::{self.name}"
+            torch.library.triton_op(qualname, self.fn, mutates_args=())
+            found = getattr(torch._library.triton, "triton_ops_to_kernels", None)  # the cache's list (module doc)
+            if found is not None:
+                found[qualname] = list(self.kernels())
+            self._op = getattr(torch.ops.batchvoc, self.name)
+        return self._op
+
+    def __call__(self, *args, **kwargs):
+        return self.define()(*args, **kwargs)
 
 
-def kernel_op(name: str, fake: Callable) -> Callable[[Callable], Callable]:
-    """Define `batchvoc::name` with the decorated function as its CPU and CUDA kernel and `fake` as its fake
-    (meta) function; the decorator returns the operator (torch.ops.batchvoc.name), called like the function."""
-
-    def define(fn: Callable) -> Callable:
-        _LIB.define(name + torch.library.infer_schema(fn, mutates_args=()))
-        for key in ("CPU", "CUDA"):
-            _LIB.impl(name, fn, key)
-        torch.library.register_fake(f"batchvoc::{name}", fake, lib=_LIB)
-        op = getattr(torch.ops.batchvoc, name)
-        op.__doc__ = fn.__doc__
-        return op
-
-    return define
+def kernel_op(name: str, kernels: Callable[[], list]) -> Callable[[Callable], KernelOp]:
+    """Decorator: `batchvoc::name` from the decorated function, launching `kernels()` (module doc)."""
+    return lambda fn: KernelOp(name, fn, kernels)

@@ -20,11 +20,21 @@ def triton_available() -> tuple[bool, str]:
     return True, "triton and a CUDA GPU"
 
 
+def traced(x: Tensor) -> bool:
+    """True when x is a stand-in of a trace (torch.compile, torch.export, AOTInductor: a fake or functional tensor
+    without data) rather than a tensor an op runs on."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return is_fake(x)
+
+
 def use_triton(x: Tensor) -> bool:
-    """True when an op on x should launch its Triton kernel rather than its plain-torch path."""
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        return importlib.util.find_spec("triton") is not None
-    return x.is_cuda and triton_available()[0]
+    """True when an op on x should launch its Triton kernels rather than its plain-torch path: x on a CUDA device
+    (traced too) with triton installed, or under TRITON_INTERPRET=1 an x with data (the interpreter runs kernels on
+    CPU tensors; a trace of x on a CPU gets the plain-torch path, which CPU code can compile)."""
+    if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        return False
+    return importlib.util.find_spec("triton") is not None and (x.is_cuda or not traced(x))
 
 
 def pow2_between(n: int, lo: int, hi: int) -> int:

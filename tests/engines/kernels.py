@@ -42,11 +42,11 @@ def run_interpreted(check: str) -> None:
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 
-def check_compiles(fused, want) -> None:
-    """fused(x, Span(valid), RATE) under torch.compile (one whole graph, static shapes) equals want(x, valid) on
-    rows holding two utterances."""
+def check_compiles(fused, want, backend: str = "inductor") -> None:
+    """fused(x, Span(valid), RATE) under torch.compile (one whole graph, static shapes, through the operators into
+    their plain-torch path on a CPU) equals want(x, valid) on rows holding two utterances."""
     valid = spans()[2]
     x = torch.randn(ROWS, CHANNELS, FRAMES * RATE)
-    compiled = torch.compile(lambda x, v: fused(x, Span(v), RATE), fullgraph=True, dynamic=False)
+    compiled = torch.compile(lambda x, v: fused(x, Span(v), RATE), fullgraph=True, dynamic=False, backend=backend)
     with torch.no_grad():
         assert (compiled(x, valid) - want(x, valid)).abs().max() <= 1e-5

@@ -1,0 +1,98 @@
+"""batchvoc's kernel operators (engines/ops.py): defined on first use, and seen into by torch.export.
+
+The export runs on this CPU machine: the model and its inputs are fake CUDA tensors (no data, no GPU), which the
+operators trace on their Triton path; Inductor, which would compile the kernels, is not run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from batchvoc.engines.fused_antialias import FusedActivation1d
+from batchvoc.engines.fused_resblock import PackedConv, lrelu_conv, tile_list
+from batchvoc.models.activations import SnakeBeta
+from batchvoc.models.antialias import Activation1d
+from batchvoc.models.span import Span
+from tests.engines.kernels import ROOT
+
+CHANNELS, RATE, FRAMES, ROWS = 16, 4, 12, 2
+
+
+class Laid(nn.Module):
+    """A laid-out layer in miniature: the fused anti-aliased SnakeBeta (two-pass, or one-pass "dot"), then a fused
+    convolution with a block-copy tile; forward(x [B, C, T], valid [B, 2, T // RATE]) -> [B, C, T]."""
+
+    def __init__(self, method: str):
+        super().__init__()
+        self.act = FusedActivation1d(Activation1d(SnakeBeta(CHANNELS, alpha_logscale=True)), method)
+        self.conv = PackedConv(nn.Conv1d(CHANNELS, CHANNELS, 3, padding=1))
+        self.tile = tile_list(dict(BLOCK_M=128, BLOCK_N=16, BLOCK_C=16, num_warps=4, num_stages=1, STAGES=3))
+        lrelu_conv.define()
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        y = self.act(x, Span(valid), RATE)
+        conv = self.conv
+        return torch.ops.batchvoc.lrelu_conv(y, conv.weight, conv.bias, x, valid, RATE, conv.dilation, conv.padding,
+                                             0.1, tile=self.tile)  # fmt: skip
+
+
+def _export_on_fake_gpu(method: str) -> torch.export.ExportedProgram:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    net = Laid(method).eval().requires_grad_(False)
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        net = net._apply(lambda t: torch.empty_like(t, device="cuda"))  # no data: the trace reads none
+        x = torch.empty(ROWS, CHANNELS, FRAMES * RATE, device="cuda")
+        valid = torch.zeros(ROWS, 2, FRAMES, dtype=torch.int64, device="cuda")
+        return torch.export.export(net, (x, valid))
+
+
+def _kernel_names(graph: torch.fx.Graph) -> list[str]:
+    """The Triton kernels a graph launches, in order (torch keeps them in a side table by index)."""
+    from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table, triton_kernel_wrapper_functional
+
+    nodes = graph.find_nodes(op="call_function", target=triton_kernel_wrapper_functional)
+    return [kernel_side_table.get_kernel(n.kwargs["kernel_idx"]).fn.__name__ for n in nodes]
+
+
+def _batchvoc_calls(graph: torch.fx.Graph) -> list[str]:
+    return [str(n.target) for n in graph.nodes if n.op == "call_function" and "batchvoc" in str(n.target)]
+
+
+@pytest.mark.parametrize(("method", "act_kernels"), [("two_pass", ["up_snake", "down"]), ("dot", ["one_pass_dot"])])
+def test_export_sees_the_kernels(method, act_kernels):
+    """torch.export keeps each operator as one call; decomposed (what AOTInductor compiles), the calls become launches
+    of our kernels, the convolution's the pointer-load kernel (a traced launch takes no block-copy descriptor)."""
+    pytest.importorskip("triton", reason="triton is not installed (GPU machines have it)")
+    exported = _export_on_fake_gpu(method)
+    op = "antialiased_snake" if method == "two_pass" else "antialiased_snake_one_pass"
+    assert _batchvoc_calls(exported.graph) == [f"batchvoc.{op}.default", "batchvoc.lrelu_conv.default"]
+    decomposed = exported.run_decompositions(decompose_custom_triton_ops=True)
+    assert _batchvoc_calls(decomposed.graph) == []
+    assert _kernel_names(decomposed.graph) == [*act_kernels, "lrelu_conv"]
+
+
+@pytest.mark.slow
+def test_operators_are_defined_only_when_a_fused_module_is_built():
+    """Importing the modules defines nothing (defining a triton_op imports torch._inductor and Dynamo: seconds);
+    building a fused module defines its operator, whose kernels are listed for Inductor's cache key."""
+    script = f"""
+import sys, torch
+from batchvoc.engines import layout
+from batchvoc.engines.fused_resblock import FusedResBlock
+from batchvoc.models.hifigan import ResBlock1
+before = [hasattr(torch.ops.batchvoc, "lrelu_conv"), "torch._inductor" in sys.modules, "torch._dynamo" in sys.modules]
+FusedResBlock(ResBlock1({CHANNELS}, 3, [1, 3, 5]))
+kernels = torch._library.triton.get_triton_kernels_for_op("batchvoc::lrelu_conv")
+print(*before, hasattr(torch.ops.batchvoc, "lrelu_conv"), *(k.fn.__name__ for k in kernels))
+"""
+    pytest.importorskip("triton", reason="triton is not installed (GPU machines have it)")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
+    assert run.stdout.split() == ["False", "False", "False", "True", "lrelu_conv", "lrelu_conv_tma"], run.stderr
