@@ -39,10 +39,9 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.library import wrap_triton
 
 from batchvoc.engines.ops import kernel_op
-from batchvoc.engines.triton_runtime import pow2_between, span_launch_args, use_triton
+from batchvoc.engines.triton_runtime import launcher, pow2_between, span_launch_args, use_triton
 from batchvoc.models.activations import Snake, SnakeBeta
 from batchvoc.models.antialias import Activation1d, _up_phases
 from batchvoc.models.span import Span
@@ -121,7 +120,7 @@ def _launch_up(x, alpha, inv, valid, rate, up_taps, up_first, tiles: TwoPass) ->
     grid = (kernels.triton.cdiv(length if pairs else 2 * length, block_t), kernels.triton.cdiv(channels, block_c), rows)
     up, block = (kernels.up_pairs, dict(BLOCK_T=block_t, ALIGN=_alignment(x, a))) if pairs else (
         kernels.up_snake, dict(BLOCK_M=block_t))  # fmt: skip
-    up = wrap_triton(up)  # traced (torch.compile, AOTInductor): a launch the compiler takes over (engines/ops.py)
+    up = launcher(up, x)  # traced (torch.compile, AOTInductor): a launch the compiler takes over
     up[grid](x, a, alpha, inv, up_taps, valid, channels, length, rate, *x.stride(), *a.stride(), *vs,
              FIRST0=up_first[0], FIRST1=up_first[1], TAPS=up_taps.shape[1], HAS_SPAN=has_span,
              FAST_SIN=x.dtype != torch.float32 and x.is_cuda, BLOCK_C=block_c, num_warps=tiles.up.num_warps,
@@ -140,7 +139,7 @@ def _launch_down(a, x, valid, rate, down_taps, down_left, tiles: TwoPass) -> Ten
     block_t, block_c = _two_pass_block(x, tiles.down)
     grid = (kernels.triton.cdiv(length, block_t), kernels.triton.cdiv(channels, block_c), rows)
     down, extra = (kernels.down_inside, dict(ALIGN=_alignment(a, y))) if pairs else (kernels.down, {})
-    down = wrap_triton(down)  # as `up` in _launch_up
+    down = launcher(down, x)  # as `up` in _launch_up
     down[grid](a, y, down_taps, valid, channels, length, rate, *a.stride(), *y.stride(), *vs, LEFT=down_left,
                TAPS=down_taps.numel(), HAS_SPAN=has_span, BLOCK_T=block_t, BLOCK_C=block_c,
                num_warps=tiles.down.num_warps, **extra)  # fmt: skip
@@ -191,7 +190,7 @@ def _one_pass_triton(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, d
     args = (x, y, alpha, inv, up_taps, down_taps, valid, channels, length, rate, *x.stride(), *y.stride(), *vs)
     if method == "recompute":
         grid = (kernels.triton.cdiv(length, tile.block_t), kernels.triton.cdiv(channels, block_c), rows)
-        wrap_triton(kernels.one_pass_recompute)[grid](*args, BLOCK_T=tile.block_t, **common)
+        launcher(kernels.one_pass_recompute, x)[grid](*args, BLOCK_T=tile.block_t, **common)
     elif method in ("gather", "dot"):
         step = (tile.block_t - down_taps.numel()) // 2 + 1
         if step < 1 or tile.block_t < 32:
@@ -199,10 +198,10 @@ def _one_pass_triton(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, d
         grid = (kernels.triton.cdiv(length, step), kernels.triton.cdiv(channels, block_c), rows)
         common["ALIGN"] = _alignment(x, y)
         if method == "gather":
-            wrap_triton(kernels.one_pass_gather)[grid](*args, ROWS=tile.block_t, STEP=step, **common)
+            launcher(kernels.one_pass_gather, x)[grid](*args, ROWS=tile.block_t, STEP=step, **common)
         else:
             ieee = not x.is_cuda  # Triton's interpreter: its bf16 tl.dot is wrong
-            wrap_triton(kernels.one_pass_dot)[grid](*args, ROWS=tile.block_t, STEP=step, PARTS=PARTS[x.dtype],
+            launcher(kernels.one_pass_dot, x)[grid](*args, ROWS=tile.block_t, STEP=step, PARTS=PARTS[x.dtype],
                                                     IEEE=ieee, **common)  # fmt: skip
     else:
         raise ValueError(f"unknown one-pass method {method!r}; choose one of {', '.join(METHODS)}")

@@ -39,10 +39,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.library import wrap_triton
 
 from batchvoc.engines.ops import kernel_op
-from batchvoc.engines.triton_runtime import pow2_between, span_launch_args, traced, use_triton
+from batchvoc.engines.triton_runtime import launcher, pow2_between, span_launch_args, traced, use_triton
 from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
 from batchvoc.models.span import Span
 
@@ -136,7 +135,7 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
         conv_kernels.lrelu_conv_tma[grid](rows_of_x, *common, *strides, **flags, **config)
     else:
         config.pop("STAGES", None)
-        wrap_triton(conv_kernels.lrelu_conv)[grid](x, *common, *x.stride(), *strides, **flags, **config)
+        launcher(conv_kernels.lrelu_conv, x)[grid](x, *common, *x.stride(), *strides, **flags, **config)
     return out
 
 

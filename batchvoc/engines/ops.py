@@ -3,11 +3,12 @@
     @kernel_op("lrelu_conv", kernels=lambda: [conv_kernels.lrelu_conv])  # the Triton kernels it may launch
     def lrelu_conv(x: Tensor, weight: Tensor, ...) -> Tensor: ...           # returns a KernelOp, called like fn
 
-fn launches its kernels as `torch.library.wrap_triton(kernel)[grid](...)` with a grid of ints, and
-holds no data-dependent Python: triton_op takes it as the operator's fake (meta) function too, and torch.compile /
-AOTInductor trace into it, so Inductor compiles each launched kernel into its own code. An AOTInductor package then
-launches the kernels itself (its C++ wrapper, no call back into Python per launch); torch.export keeps the operator
-as a call (`ExportedProgram.run_decompositions(decompose_custom_triton_ops=True)` shows the kernels).
+In a trace fn launches its kernels as `torch.library.wrap_triton(kernel)[grid](...)` (triton_runtime.launcher), with
+a grid of ints, and it holds no data-dependent Python: triton_op takes fn as the operator's fake (meta) function
+too, and torch.compile / AOTInductor trace into it, so Inductor compiles each launched kernel into its own code. An
+AOTInductor package then launches the kernels itself (its C++ wrapper, no call back into Python per launch);
+torch.export keeps the operator as a call (`ExportedProgram.run_decompositions(decompose_custom_triton_ops=True)`
+shows the kernels).
 
 Defined lazily (`KernelOp.define`; the modules that call an operator define it when they are built): defining a
 triton_op imports torch._inductor and torch._dynamo (triton_op's search of fn's source for kernels; custom_op's

@@ -28,6 +28,16 @@ def traced(x: Tensor) -> bool:
     return is_fake(x)
 
 
+def launcher(kernel, x: Tensor):
+    """kernel as an op on x launches it: in a trace of x, torch.library.wrap_triton(kernel), a launch the compiler
+    records and takes over (engines/ops.py); otherwise the kernel itself (no tracing machinery per launch)."""
+    if not traced(x):
+        return kernel
+    from torch.library import wrap_triton
+
+    return wrap_triton(kernel)
+
+
 def use_triton(x: Tensor) -> bool:
     """True when an op on x should launch its Triton kernels rather than its plain-torch path: x on a CUDA device
     (traced too) with triton installed, or under TRITON_INTERPRET=1 an x with data (the interpreter runs kernels on
