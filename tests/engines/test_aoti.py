@@ -136,3 +136,21 @@ def test_a_loaded_package_needs_neither_our_operators_nor_the_compiler(tmp_path)
     built = ["built", "lrelu_conv", "torch._dynamo", "torch._inductor"]
     assert [r.stdout.split() for r in runs] == [built, ["loaded"]], runs
     assert torch.equal(torch.load(tmp_path / "0.pt"), torch.load(tmp_path / "1.pt"))
+
+
+def test_packages_with_our_kernels_are_keyed_by_their_source(tiny, monkeypatch):
+    """A package compiles our operators' kernels in: other kernel source, another key (only where they are used)."""
+    from batchvoc.engines import aoti
+    from batchvoc.engines.layout import Rewrites
+
+    model, preset = tiny
+    assert len(aoti.kernels_digest()) == 16
+    keys = {}
+    for source in ("v1", "v2"):
+        monkeypatch.setattr(aoti, "kernels_digest", lambda source=source: source)
+        for rewrites in (Rewrites(), Rewrites(resblocks="fused"), Rewrites(antialias="fused1g")):
+            keys[source, rewrites.key()["resblocks"], rewrites.key()["antialias"]] = aoti.package_key(
+                model, preset, "fp32", SHAPE, "cpu", rewrites)  # fmt: skip
+    assert keys["v1", "conv", "conv"] == keys["v2", "conv", "conv"]
+    assert keys["v1", "fused", "conv"] != keys["v2", "fused", "conv"]
+    assert keys["v1", "conv", "fused1g"] != keys["v2", "conv", "fused1g"]
