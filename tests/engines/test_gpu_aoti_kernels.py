@@ -3,7 +3,8 @@
 gsv_v4 (fused resblocks) and BigVGAN v2 24k (fused anti-aliased Snake), random weights, two upsampling stages (the
 kernels at 32 and 16 channels; a package compiles in well under a minute), fp16: a fresh process builds the package,
 another loads and runs it without defining our operators or importing Dynamo or Inductor, to the same audio; the
-package holds our kernels and no call of a `batchvoc::` operator; its audio equals the inductor engine's. Skips
+package holds our kernels and no call of a `batchvoc::` operator; its audio equals the inductor engine's, and both
+are fp32 eager's to fp16 precision (a kernel reading strides other than the compiled graph's would not be). Skips
 without a GPU or without triton.
 """
 
@@ -100,4 +101,4 @@ def test_package_launches_our_kernels_itself(preset_name, tmp_path):
     ref = build_engine(model, preset, "eager", "fp32", "cuda")(mel, valid).cpu()
     print(f"{preset_name}: SNR aoti/inductor {snr_db(got, want):.1f} dB, aoti/eager fp32 {snr_db(got, ref):.1f} dB, "
           f"inductor/eager fp32 {snr_db(want, ref):.1f} dB")  # fmt: skip
-    assert snr_db(got, want) >= 40
+    assert snr_db(got, want) >= 40 and min(snr_db(got, ref), snr_db(want, ref)) >= 30  # fp16 against fp32
