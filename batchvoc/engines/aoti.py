@@ -21,6 +21,7 @@ On a CPU the package is C++ (needs a C++ compiler, as torch.compile does); the r
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import logging
 import os
 import platform
@@ -43,15 +44,21 @@ LOCK_TIMEOUT_S = 3600.0  # how long an actor waits for another process's build b
 
 
 def versions() -> dict[str, str]:
-    """The library versions a package depends on: torch, triton (or "none") and the CPU's vector ISA."""
-    try:
-        import triton
+    """The library versions a package depends on: torch, triton (or "none") and the CPU's vector ISA. triton's from
+    its distribution's metadata: a process that loads a package does not import triton (the package holds its
+    kernels compiled)."""
+    return dict(torch=torch.__version__, triton=_distribution_version("triton", "pytorch-triton"),
+                cpu=platform.machine(), cpu_isa=torch.backends.cpu.get_cpu_capability())  # fmt: skip
 
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = "none"
-    return dict(torch=torch.__version__, triton=triton_version, cpu=platform.machine(),
-                cpu_isa=torch.backends.cpu.get_cpu_capability())  # fmt: skip
+
+def _distribution_version(*names: str) -> str:
+    """The version of the first installed distribution of names, or "none"."""
+    for name in names:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "none"
 
 
 # engines/: what a package compiles our operators from

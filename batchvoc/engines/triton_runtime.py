@@ -10,10 +10,9 @@ from torch import Tensor
 
 
 def triton_available() -> tuple[bool, str]:
-    """(ok, why): the kernels need triton and a CUDA GPU."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
+    """(ok, why): the kernels need triton and a CUDA GPU. triton is looked for, not imported (a process that loads
+    an AOTInductor package needs no triton: the package holds its kernels compiled)."""
+    if importlib.util.find_spec("triton") is None:
         return False, "triton is not installed"
     if not torch.cuda.is_available():
         return False, "no CUDA GPU"

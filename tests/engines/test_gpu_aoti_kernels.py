@@ -66,7 +66,7 @@ mel, valid = torch.load(sys.argv[3])
 torch.save(engine(mel, valid).cpu(), sys.argv[4])
 defined = [name for name in ("lrelu_conv", "antialiased_snake") if hasattr(torch.ops.batchvoc, name)]
 print(engine.load_path, *defined, *(m for m in ("torch._dynamo", "torch._inductor") if m in sys.modules))
-print(engine.describe(), file=sys.stderr)
+print(engine.describe(), "(triton imported)" if "triton" in sys.modules else "(triton not imported)", file=sys.stderr)
 """
 
 
