@@ -20,7 +20,6 @@ On a CPU the package is C++ (needs a C++ compiler, as torch.compile does); the r
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import logging
 import os
@@ -36,6 +35,7 @@ from torch import Tensor, nn
 from batchvoc.engines import layout as _layout
 from batchvoc.engines.base import Engine, build_target, laid_out, warmup_input
 from batchvoc.engines.cache import engine_key, gpu_identity, weights_digest
+from batchvoc.engines.ops import kernels_digest
 from batchvoc.models.presets import Preset
 
 log = logging.getLogger(__name__)
@@ -59,19 +59,6 @@ def _distribution_version(*names: str) -> str:
         except importlib.metadata.PackageNotFoundError:
             continue
     return "none"
-
-
-# engines/: what a package compiles our operators from
-KERNEL_SOURCES = ("ops.py", "triton_runtime.py", "fused_antialias.py", "antialias_kernels.py", "fused_resblock.py",
-                  "conv_kernels.py", "span_kernels.py")  # fmt: skip
-
-
-def kernels_digest() -> str:
-    """sha256 (16 hex digits) of KERNEL_SOURCES: a package compiled from other kernels gets another key."""
-    digest = hashlib.sha256()
-    for name in KERNEL_SOURCES:
-        digest.update(Path(__file__).with_name(name).read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def package_key(model: nn.Module, preset: Preset, precision: str, shape: tuple[int, int], device,

@@ -5,7 +5,8 @@ Two ways to feed the per-tap matrix products, one epilogue:
   unrolled;
 - `lrelu_conv_tma`: each tap's rows come as one tensor-memory-access block copy (Hopper's copy engine), the tap
   loop software-pipelined STAGES deep, so the next taps' rows are in flight while this tap's product runs; rows
-  outside [0, T) arrive as zeros (the descriptor's bounds), which is the convolution's zero padding.
+  outside [0, T) arrive as zeros (the descriptor's bounds), which is the convolution's zero padding. Its descriptor
+  is made on the host; `lrelu_conv_tma_device` makes it on the device, which a compiled graph can launch.
 
 Imported only where they run (a CUDA GPU, or Triton's interpreter), so batchvoc imports without triton.
 """
@@ -81,6 +82,38 @@ def lrelu_conv_tma(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, rate
     """`lrelu_conv` with x as a descriptor of channels-last [B, T, C_IN], block [1, BLOCK_M, BLOCK_C]: each tap's
     rows are one block copy (zeros outside [0, T) and past C_IN), the tap loop pipelined STAGES deep. Without
     ACTIVATE_INPUT the rows go from shared memory straight into the product."""
+    _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, rate, dilation, padding, slope,
+                          srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN, C_OUT, KSIZE, HAS_RES, HAS_SPAN,
+                          ACTIVATE_INPUT, ACTIVATE_OUTPUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C,
+                          STAGES)  # fmt: skip
+
+
+@triton.jit
+def lrelu_conv_tma_device(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, B, T, rate, dilation, padding, slope,
+                          sxb, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf,
+                          C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
+                          HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
+                          DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                          BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
+    """`lrelu_conv_tma` with the descriptor of channels-last x [B, T, C_IN] (x_ptr, strides sxb, sxt, 1) built by each
+    program on the device, in the global scratch memory its launcher provides (a compiled graph's launcher does;
+    an eager launch needs triton.set_allocator): what a compiled graph can launch, a host descriptor it cannot."""
+    x_desc = tl.make_tensor_descriptor(x_ptr, shape=[B, T, C_IN], strides=[sxb, sxt, 1],
+                                       block_shape=[1, BLOCK_M, BLOCK_C])  # fmt: skip
+    _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, rate, dilation, padding, slope,
+                          srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN, C_OUT, KSIZE, HAS_RES, HAS_SPAN,
+                          ACTIVATE_INPUT, ACTIVATE_OUTPUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C,
+                          STAGES)  # fmt: skip
+
+
+@triton.jit
+def _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, rate, dilation, padding, slope,
+                          srb, src, srt, sob, soc, sot, svb, svk, svf,
+                          C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
+                          HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
+                          DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                          BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
+    """The block-copy kernels' tile: x_desc describes channels-last x [B, T, C_IN] in blocks [1, BLOCK_M, BLOCK_C]."""
     b = tl.program_id(2)
     t0 = tl.program_id(0) * BLOCK_M
     t = t0 + tl.arange(0, BLOCK_M)

@@ -25,10 +25,11 @@ to 64 channels, 3,461x up to 32.
 Tile sizes come from `tiles()` unless the engine option `tile_table` names others per layer (`TileTable`).
 
 `lrelu_conv` is a torch operator made with torch.library.triton_op (engines/ops.py): torch.compile and AOTInductor
-compile its kernel into their own code. There the pointer-load kernel runs: a traced launch cannot take the
-block-copy kernel's host-side descriptor (torch's wrap_triton records none), so `lrelu_conv_tma` runs in eager calls
-only (benchmarks/conv_tiles.py). On a CPU the op runs the same arithmetic in plain torch. With TRITON_INTERPRET=1 the
-kernel runs on CPU tensors through Triton's interpreter (slow; tests).
+compile its kernel into their own code. A traced launch cannot take the block-copy kernel's host-side descriptor
+(torch's wrap_triton records none): there block-copy tiles run the pointer-load kernel, or with DEVICE_DESCRIPTORS
+`lrelu_conv_tma_device`, whose programs make the descriptor themselves (`block_copy_descriptor`). On a CPU the op
+runs the same arithmetic in plain torch. With TRITON_INTERPRET=1 the kernel runs on CPU tensors through Triton's
+interpreter (slow; tests).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
 from batchvoc.models.span import Span
 
 FUSED_MAX_CHANNELS = 64  # H100 (BENCHMARKS.md, session 5): at 128 channels cuDNN plus Inductor is faster
+# Traced launches (torch.compile, AOTInductor) of block-copy tiles: descriptors made on the device (needs the
+# compiler's global-scratch support: unverified on the GPU's torch 2.11), else pointer loads
+DEVICE_DESCRIPTORS = False
 TILE_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_C", "num_warps", "num_stages", "STAGES")  # a tile as a list of ints
 
 
@@ -113,7 +117,8 @@ def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) ->
 
 
 def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
-                    activate_output=False, config=None) -> Tensor:  # fmt: skip
+                    activate_output=False, config=None, descriptor=None) -> Tensor:  # fmt: skip
+    """out [B, C_out, T] from one launch; descriptor: None for `block_copy_descriptor`'s choice (tests force one)."""
     from batchvoc.engines import conv_kernels  # imports triton: GPU path only
 
     rows, c_in, length = x.shape
@@ -125,25 +130,44 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     config = dict(config or tiles(c_in, c_out, ksize, activate_input))
     grid = (conv_kernels.triton.cdiv(length, config["BLOCK_M"]), conv_kernels.triton.cdiv(c_out, config["BLOCK_N"]),
             rows)  # fmt: skip
-    common = (weight, bias, res, out, valid, length, rate, dilation, padding, slope)
+    params = (weight, bias, res, out, valid)
+    scalars = (rate, dilation, padding, slope)
     strides = (*res.stride(), *out.stride(), *vs)
     flags = dict(C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res, HAS_SPAN=has_span,
                  ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output,
                  DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # fmt: skip
-    if "STAGES" in config and not traced(x) and fits_block_copies(x):
+    descriptor = descriptor or block_copy_descriptor(x, config)
+    if descriptor == "host":
         rows_of_x = _row_descriptor(x, config["BLOCK_M"], config["BLOCK_C"])
-        conv_kernels.lrelu_conv_tma[grid](rows_of_x, *common, *strides, **flags, **config)
+        conv_kernels.lrelu_conv_tma[grid](rows_of_x, *params, length, *scalars, *strides, **flags, **config)
+    elif descriptor == "device":
+        launcher(conv_kernels.lrelu_conv_tma_device, x)[grid](x, *params, rows, length, *scalars, x.stride(0),
+                                                              x.stride(2), *strides, **flags, **config)  # fmt: skip
     else:
         config.pop("STAGES", None)
-        launcher(conv_kernels.lrelu_conv, x)[grid](x, *common, *x.stride(), *strides, **flags, **config)
+        launcher(conv_kernels.lrelu_conv, x)[grid](x, *params, length, *scalars, *x.stride(), *strides, **flags,
+                                                   **config)  # fmt: skip
     return out
+
+
+def block_copy_descriptor(x: Tensor, config: dict[str, int]) -> str | None:
+    """How a launch on x with this tile gets its block copies: "host" (a descriptor made on the host: eager calls),
+    "device" (made by the kernel: a traced launch, where wrap_triton carries no host descriptor, with
+    DEVICE_DESCRIPTORS), or None: pointer loads (no STAGES in the tile, x unaligned, or traced without)."""
+    if "STAGES" not in config or not fits_block_copies(x):
+        return None
+    if traced(x):
+        return "device" if DEVICE_DESCRIPTORS else None
+    return "host"
 
 
 def fits_block_copies(x: Tensor) -> bool:
     """Whether channels-last x [B, C, T] meets a block copy's alignment: unit channel stride, 16-byte aligned start
-    and row strides (e.g. not 20 fp16 channels); otherwise the pointer-load kernel runs."""
+    and row strides (e.g. not 20 fp16 channels); otherwise the pointer-load kernel runs. A traced x counts from its
+    storage's start (allocations are aligned)."""
     itemsize = x.element_size()
-    return (x.stride(1) == 1 and x.data_ptr() % 16 == 0
+    start = x.storage_offset() * itemsize if traced(x) else x.data_ptr()
+    return (x.stride(1) == 1 and start % 16 == 0
             and all(x.stride(d) * itemsize % 16 == 0 for d in (0, 2)))  # fmt: skip
 
 
@@ -170,7 +194,7 @@ def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, sl
 def _conv_kernels() -> list:
     from batchvoc.engines import conv_kernels
 
-    return [conv_kernels.lrelu_conv, conv_kernels.lrelu_conv_tma]
+    return [conv_kernels.lrelu_conv, conv_kernels.lrelu_conv_tma, conv_kernels.lrelu_conv_tma_device]
 
 
 @kernel_op("lrelu_conv", kernels=_conv_kernels)

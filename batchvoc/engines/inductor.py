@@ -10,7 +10,8 @@ raises instead of quietly recompiling or running eager.
 Caches: with cache_dir set, Inductor's on-disk caches (FX graph cache, AOTAutograd cache, Triton kernels) live
 under cache_dir/inductor (TORCHINDUCTOR_CACHE_DIR, process-wide), so a second job on the same machine/image starts
 warm; that includes max-autotune's benchmark results (Inductor's local autotune cache) and the FX graph cache, so
-a warm start skips autotuning. mode: "default" (on an H100, gsv_v4 fp16 batch 16: default 2,268x in 36 s of build,
+a warm start skips autotuning. A model with our kernel operators adds their source's digest to the caches' keys
+(engines/ops.py: a compiled graph holds their kernels and launch parameters as traced). mode: "default" (on an H100, gsv_v4 fp16 batch 16: default 2,268x in 36 s of build,
 max-autotune-no-cudagraphs 2,201x in 258 s, reduce-overhead 2,304x: the model is not launch-bound); a mode with
 CUDA graphs ("reduce-overhead", "max-autotune") works too: each call then marks a new step and clones the output
 out of the graph's static buffer.
@@ -36,6 +37,7 @@ from torch import nn
 
 from batchvoc.engines import layout as _layout
 from batchvoc.engines.base import Engine, build_target, laid_out, warmup_input
+from batchvoc.engines.ops import kernels_digest
 from batchvoc.models.presets import Preset
 
 try:
@@ -86,6 +88,12 @@ def compile_options(mode: str, layout: str) -> dict:
     return options
 
 
+def _cache_tag(rewrites: _layout.Rewrites) -> str:
+    """Added to the compile caches' keys: the digest of our kernel operators' source where the model calls them
+    (the caches count their kernels' source, not the Python that launches them: tiles, grids; engines/ops.py)."""
+    return f"batchvoc-kernels-{kernels_digest()}" if rewrites.fused else ""
+
+
 def build(
     model: nn.Module,
     preset: Preset,
@@ -128,7 +136,7 @@ def build(
     n_mels = preset.n_mels
     for shape in shapes:
         start = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.compiler.config.patch(cache_key_tag=_cache_tag(chosen)):
             mel, valid = warmup_input(n_mels, shape, preset.silence, dtype, device)
             call(mel, valid)
             with torch.compiler.set_stance("fail_on_recompile"):

@@ -22,7 +22,9 @@ module globals, and the kernel modules import triton, which batchvoc does only w
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -54,3 +56,18 @@ class KernelOp:
 def kernel_op(name: str, kernels: Callable[[], list]) -> Callable[[Callable], KernelOp]:
     """Decorator: `batchvoc::name` from the decorated function, launching `kernels()` (module doc)."""
     return lambda fn: KernelOp(name, fn, kernels)
+
+
+# engines/: what our operators are compiled from (kernels, launch parameters, plain-torch paths)
+KERNEL_SOURCES = ("ops.py", "triton_runtime.py", "fused_antialias.py", "antialias_kernels.py", "fused_resblock.py",
+                  "conv_kernels.py", "span_kernels.py")  # fmt: skip
+
+
+def kernels_digest() -> str:
+    """sha256 (16 hex digits) of KERNEL_SOURCES. A compiled graph holds our operators' kernels and launches as they
+    were traced, so its cache key needs it: aoti package keys, and the inductor engine's compile caches (whose own
+    key counts the kernels' source but not the Python that launches them)."""
+    digest = hashlib.sha256()
+    for name in KERNEL_SOURCES:
+        digest.update(Path(__file__).with_name(name).read_bytes())
+    return digest.hexdigest()[:16]

@@ -92,12 +92,15 @@ def test_triton_kernel_equals_reference_in_the_interpreter():
     )
 
 
-def test_both_kernels_equal_the_torch_path_in_the_interpreter():
-    """Pointer loads and block copies (taps reaching past both row ends, C_IN not a power of two, a residual,
-    packed spans), with and without each activation, against the plain-torch arithmetic."""
+def test_all_kernels_equal_the_torch_path_in_the_interpreter():
+    """Pointer loads and block copies, their descriptor made on the host or on the device (taps reaching past both
+    row ends, C_IN not a power of two, a residual, packed spans), with and without each activation, against the
+    plain-torch arithmetic."""
     run_interpreted(
         """
+        import triton
         from batchvoc.engines.fused_resblock import _torch_forward, _triton_forward, tiles
+        triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8))  # device descriptors
         from batchvoc.models.span import Span
         from tests.engines.kernels import CHANNELS, FRAMES, RATE, ROWS, spans
         gen = torch.Generator().manual_seed(2)
@@ -111,9 +114,11 @@ def test_both_kernels_equal_the_torch_path_in_the_interpreter():
         for acts in ((True, False), (False, False), (True, True)):
             want = _torch_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1, *acts)
             assert acts == (True, False) or (want - default).abs().max() > 0.1  # the flags change the function
-            for config in (block, dict(block, STAGES=2)):
-                got = _triton_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1, *acts, config=config)
-                assert (got - want).abs().max() <= 1e-4, (acts, config)
+            for descriptor in (None, "host", "device"):  # pointer loads, block copies twice
+                config = block if descriptor is None else dict(block, STAGES=2)
+                got = _triton_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1, *acts, config=config,
+                                      descriptor=descriptor)
+                assert (got - want).abs().max() <= 1e-4, (acts, descriptor)
         """
     )
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from batchvoc.engines import build_engine
+from batchvoc.engines import build_engine, fused_resblock
 from batchvoc.engines.triton_runtime import triton_available
 from batchvoc.models import load_vocoder
 from tests.engines.conftest import snr_db
@@ -57,9 +57,10 @@ IN_CHILD = """
 import sys
 import batchvoc  # before torch: a package's wrapper binds the system libstdc++ (batchvoc/native.py)
 import torch
-from batchvoc.engines import build_engine
+from batchvoc.engines import build_engine, fused_resblock
 from batchvoc.models import load_vocoder
 
+fused_resblock.DEVICE_DESCRIPTORS = sys.argv[5] == "1"
 model, preset = load_vocoder(sys.argv[1], "random", {small})
 engine = build_engine(model, preset, "aoti", "fp16", "cuda", [{shape}], cache_dir=sys.argv[2])
 mel, valid = torch.load(sys.argv[3])
@@ -70,12 +71,12 @@ print(engine.describe(), "(triton imported)" if "triton" in sys.modules else "(t
 """
 
 
-def _aoti_in_child(preset_name: str, folder: Path, out: str) -> list[str]:
+def _aoti_in_child(preset_name: str, folder: Path, out: str, device_descriptors: bool) -> list[str]:
     """Build or load the package in a fresh process (batchvoc imported first, as `python -m batchvoc` does); its
     audio is saved to folder / out; returns what it printed: load path, operators defined, compiler modules."""
     script = IN_CHILD.format(small=SMALL, shape=SHAPE)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    args = [preset_name, str(folder), str(folder / "batch.pt"), str(folder / out)]
+    args = [preset_name, str(folder), str(folder / "batch.pt"), str(folder / out), str(int(device_descriptors))]
     run = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     print(run.stderr.strip().splitlines()[-1])
@@ -83,13 +84,17 @@ def _aoti_in_child(preset_name: str, folder: Path, out: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset_name", ["gsv_v4", "bigvgan_v2_24khz_100band_256x"])
-def test_package_launches_our_kernels_itself(preset_name, tmp_path):
+@pytest.mark.parametrize(("preset_name", "device_descriptors"), [
+    ("gsv_v4", False), ("bigvgan_v2_24khz_100band_256x", False),
+    ("gsv_v4", True),  # the 32-channel convs' block-copy tiles with descriptors made on the device
+])  # fmt: skip
+def test_package_launches_our_kernels_itself(preset_name, device_descriptors, tmp_path, monkeypatch):
     model, preset = _model(preset_name)
     mel, valid = _batch(preset.n_mels)
     torch.save((mel, valid), tmp_path / "batch.pt")
-    assert _aoti_in_child(preset_name, tmp_path, "built.pt")[0] == "built"
-    assert _aoti_in_child(preset_name, tmp_path, "loaded.pt") == ["loaded"]  # no operator defined, no compiler
+    assert _aoti_in_child(preset_name, tmp_path, "built.pt", device_descriptors)[0] == "built"
+    loaded = _aoti_in_child(preset_name, tmp_path, "loaded.pt", device_descriptors)
+    assert loaded == ["loaded"]  # no operator defined, no compiler
     got = torch.load(tmp_path / "built.pt")
     assert torch.equal(torch.load(tmp_path / "loaded.pt"), got)
 
@@ -97,7 +102,8 @@ def test_package_launches_our_kernels_itself(preset_name, tmp_path):
     assert b"batchvoc::" not in package  # no operator called back through the dispatcher
     assert KERNELS[preset_name] in package  # our kernels, compiled into the package
 
-    want = build_engine(model, preset, "inductor", "fp16", "cuda", [SHAPE])(mel, valid).cpu()
+    monkeypatch.setattr(fused_resblock, "DEVICE_DESCRIPTORS", device_descriptors)
+    want = build_engine(model, preset, "inductor", "fp16", "cuda", [SHAPE], cache_dir=tmp_path)(mel, valid).cpu()
     ref = build_engine(model, preset, "eager", "fp32", "cuda")(mel, valid).cpu()
     print(f"{preset_name}: SNR aoti/inductor {snr_db(got, want):.1f} dB, aoti/eager fp32 {snr_db(got, ref):.1f} dB, "
           f"inductor/eager fp32 {snr_db(want, ref):.1f} dB")  # fmt: skip

@@ -60,3 +60,15 @@ def test_compile_cache_lands_in_cache_dir(compiled):
     folder = cache / "inductor"
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(folder.resolve())
     assert any(folder.rglob("*"))
+
+
+def test_compile_caches_are_keyed_by_our_kernels_source_where_the_model_calls_them():
+    from batchvoc.engines.inductor import _cache_tag
+    from batchvoc.engines.layout import Rewrites
+    from batchvoc.engines.ops import kernels_digest
+
+    assert _cache_tag(Rewrites()) == ""
+    assert _cache_tag(Rewrites(resblocks="fused")) == _cache_tag(Rewrites(antialias="fused")) != ""
+    assert kernels_digest() in _cache_tag(Rewrites(resblocks="fused"))
+    with torch.compiler.config.patch(cache_key_tag="x"):  # how build() applies it
+        assert torch.compiler.config.cache_key_tag == "x"

@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from batchvoc.engines import fused_resblock
 from batchvoc.engines.fused_antialias import FusedActivation1d
 from batchvoc.engines.fused_resblock import PackedConv, lrelu_conv, tile_list
 from batchvoc.models.activations import SnakeBeta
@@ -43,12 +44,14 @@ class Laid(nn.Module):
 
 
 def _export_on_fake_gpu(method: str) -> torch.export.ExportedProgram:
+    """Laid(method) exported with fake CUDA tensors, x channels-last (so its convolution's tile takes block copies
+    where the traced launch can: fused_resblock.block_copy_descriptor)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     net = Laid(method).eval().requires_grad_(False)
     with FakeTensorMode(allow_non_fake_inputs=True):
         net = net._apply(lambda t: torch.empty_like(t, device="cuda"))  # no data: the trace reads none
-        x = torch.empty(ROWS, CHANNELS, FRAMES * RATE, device="cuda")
+        x = torch.empty(ROWS, FRAMES * RATE, CHANNELS, device="cuda").transpose(1, 2)
         valid = torch.zeros(ROWS, 2, FRAMES, dtype=torch.int64, device="cuda")
         return torch.export.export(net, (x, valid))
 
@@ -66,16 +69,20 @@ def _batchvoc_calls(graph: torch.fx.Graph) -> list[str]:
 
 
 @pytest.mark.parametrize(("method", "act_kernels"), [("two_pass", ["up_snake", "down"]), ("dot", ["one_pass_dot"])])
-def test_export_sees_the_kernels(method, act_kernels):
+@pytest.mark.parametrize(("device_descriptors", "conv_kernel"), [(False, "lrelu_conv"),
+                                                                  (True, "lrelu_conv_tma_device")])  # fmt: skip
+def test_export_sees_the_kernels(method, act_kernels, device_descriptors, conv_kernel, monkeypatch):
     """torch.export keeps each operator as one call; decomposed (what AOTInductor compiles), the calls become launches
-    of our kernels, the convolution's the pointer-load kernel (a traced launch takes no block-copy descriptor)."""
+    of our kernels; the convolution's block-copy tile runs pointer loads (a traced launch takes no host descriptor)
+    or, with fused_resblock.DEVICE_DESCRIPTORS, the kernel that makes its descriptor on the device."""
     pytest.importorskip("triton", reason="triton is not installed (GPU machines have it)")
+    monkeypatch.setattr(fused_resblock, "DEVICE_DESCRIPTORS", device_descriptors)
     exported = _export_on_fake_gpu(method)
     op = "antialiased_snake" if method == "two_pass" else "antialiased_snake_one_pass"
     assert _batchvoc_calls(exported.graph) == [f"batchvoc.{op}.default", "batchvoc.lrelu_conv.default"]
     decomposed = exported.run_decompositions(decompose_custom_triton_ops=True)
     assert _batchvoc_calls(decomposed.graph) == []
-    assert _kernel_names(decomposed.graph) == [*act_kernels, "lrelu_conv"]
+    assert _kernel_names(decomposed.graph) == [*act_kernels, conv_kernel]
 
 
 @pytest.mark.slow
@@ -95,7 +102,8 @@ print(*before, hasattr(torch.ops.batchvoc, "lrelu_conv"), *(k.fn.__name__ for k 
     pytest.importorskip("triton", reason="triton is not installed (GPU machines have it)")
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
-    assert run.stdout.split() == ["False", "False", "False", "True", "lrelu_conv", "lrelu_conv_tma"], run.stderr
+    kernels = ["lrelu_conv", "lrelu_conv_tma", "lrelu_conv_tma_device"]
+    assert run.stdout.split() == ["False", "False", "False", "True", *kernels], run.stderr
 
 
 CLONES = """
@@ -113,7 +121,10 @@ class Hopper:  # the target torch's mutation analysis compiles the kernels to Tr
 
 triton.runtime.driver.set_active(Hopper())
 from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table, triton_kernel_wrapper_functional
+from batchvoc.engines import fused_resblock
 from tests.engines.test_ops import _export_on_fake_gpu
+
+fused_resblock.DEVICE_DESCRIPTORS = {device_descriptors}
 
 graph = _export_on_fake_gpu("{method}").run_decompositions(decompose_custom_triton_ops=True).graph
 for node in graph.find_nodes(op="call_function", target=triton_kernel_wrapper_functional):
@@ -129,12 +140,15 @@ ONE_PASS_CLONES = pytest.mark.xfail(strict=True, reason="one_pass_tile returns t
     pytest.param("dot", "one_pass_dot", marks=ONE_PASS_CLONES),
     pytest.param("gather", "one_pass_gather", marks=ONE_PASS_CLONES),
 ])  # fmt: skip
-def test_traced_launches_copy_no_input(method, act_kernel):
+@pytest.mark.parametrize("device_descriptors", [False, True])
+def test_traced_launches_copy_no_input(method, act_kernel, device_descriptors):
     """Inductor clones every tensor torch's analysis of the kernel's Triton IR finds written (a functional graph):
     each kernel writes only its output, so nothing is copied before a launch."""
     pytest.importorskip("triton", reason="triton is not installed (GPU machines have it)")
-    run = subprocess.run([sys.executable, "-c", CLONES.format(method=method)], capture_output=True, text=True,
-                         cwd=ROOT, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
+    script = CLONES.format(method=method, device_descriptors=device_descriptors)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
     clones = dict(line.split(maxsplit=1) for line in run.stdout.splitlines())
-    assert act_kernel in clones and "lrelu_conv" in clones, run.stderr[-2000:]
+    conv_kernel = "lrelu_conv_tma_device" if device_descriptors else "lrelu_conv"
+    assert act_kernel in clones and conv_kernel in clones, run.stderr[-2000:]
     assert set(clones.values()) <= {"a_ptr", "y_ptr", "out_ptr"}, clones  # the outputs (a: the two-pass activation)
