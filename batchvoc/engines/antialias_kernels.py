@@ -17,10 +17,12 @@ from batchvoc.engines.span_kernels import utterance_bounds
 
 
 @triton.jit
-def own_utterance(pos, row_valid_ptr, svk, svf, rate):
-    """Sample positions clamped into their own utterance (`Span.edge` at `rate` samples per frame)."""
+def own_utterance(pos, row_valid_ptr, svk, svf, rate, length):
+    """Sample positions (in [0, length)) clamped into their own utterance (`Span.edge` at `rate` samples per frame),
+    and back into [0, length) whatever the spans hold: a compiler runs kernels on made-up spans (AOTInductor's
+    compile-time autotuning fills integer inputs with zeros), which must not read outside the row."""
     lo, hi = utterance_bounds(pos, row_valid_ptr, svk, svf, rate)
-    return tl.minimum(tl.maximum(pos, lo), hi - 1)
+    return tl.minimum(tl.maximum(tl.minimum(tl.maximum(pos, lo), hi - 1), 0), length - 1)
 
 
 @triton.jit
@@ -52,7 +54,7 @@ def upsampled_snake(x_row, c_off, mask, m, taps_ptr, alpha, inv, row_valid, T, r
         if EDGES:
             pos = tl.minimum(tl.maximum(pos, 0), T - 1)
             if HAS_SPAN:
-                pos = own_utterance(pos, row_valid, svk, svf, rate)
+                pos = own_utterance(pos, row_valid, svk, svf, rate, T)
         xv = tl.load(x_row + c_off + pos[:, None] * sxt, mask=mask, other=0.0)
         tap = tl.where(odd, tl.load(taps_ptr + TAPS + k), tl.load(taps_ptr + k))
         acc += tap[:, None] * xv.to(tl.float32)
@@ -65,7 +67,7 @@ def down_position(q, T, row_valid, svk, svf, rate, HAS_SPAN: tl.constexpr):
     then into its own utterance (`Span.edge` at 2 * rate samples per frame)."""
     pos = tl.minimum(tl.maximum(q, 0), 2 * T - 1)
     if HAS_SPAN:
-        pos = own_utterance(pos, row_valid, svk, svf, 2 * rate)
+        pos = own_utterance(pos, row_valid, svk, svf, 2 * rate, 2 * T)
     return pos
 
 
@@ -145,7 +147,7 @@ def up_pair_sums(x_row, c_off, mask, j, taps_ptr, T, rate, row_valid, sxt, svk, 
         if EDGES:
             pos = tl.minimum(tl.maximum(pos, 0), T - 1)
             if HAS_SPAN:
-                pos = own_utterance(pos, row_valid, svk, svf, rate)
+                pos = own_utterance(pos, row_valid, svk, svf, rate, T)
         xv = tl.load(x_row + c_off + pos[:, None] * sxt, mask=mask, other=0.0).to(tl.float32)
         if 0 <= lo + s - FIRST0 and lo + s - FIRST0 < TAPS:
             even += tl.load(taps_ptr + (lo + s - FIRST0)) * xv
