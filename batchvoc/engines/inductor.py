@@ -11,10 +11,11 @@ Caches: with cache_dir set, Inductor's on-disk caches (FX graph cache, AOTAutogr
 under cache_dir/inductor (TORCHINDUCTOR_CACHE_DIR, process-wide), so a second job on the same machine/image starts
 warm; that includes max-autotune's benchmark results (Inductor's local autotune cache) and the FX graph cache, so
 a warm start skips autotuning. A model with our kernel operators adds their source's digest to the caches' keys
-(engines/ops.py: a compiled graph holds their kernels and launch parameters as traced). mode: "default" (on an H100, gsv_v4 fp16 batch 16: default 2,268x in 36 s of build,
-max-autotune-no-cudagraphs 2,201x in 258 s, reduce-overhead 2,304x: the model is not launch-bound); a mode with
-CUDA graphs ("reduce-overhead", "max-autotune") works too: each call then marks a new step and clones the output
-out of the graph's static buffer.
+(engines/ops.py: a compiled graph holds their kernels and launch parameters as traced).
+
+mode: "default" (on an H100, gsv_v4 fp16 batch 16: default 2,268x in 36 s of build, max-autotune-no-cudagraphs
+2,201x in 258 s, reduce-overhead 2,304x: the model is not launch-bound); a mode with CUDA graphs ("reduce-overhead",
+"max-autotune") works too: each call then marks a new step and clones the output out of the graph's static buffer.
 
 Layout (engines/layout.py): on a CUDA GPU the engine's copy of the model is rewritten by default with
 layout="channels_last_2d" (every Conv1d as a channels-last (1, k) Conv2d, with Inductor's layout optimisation
