@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from batchvoc.engines import fused_resblock
-from batchvoc.engines.fused_antialias import FusedActivation1d
+from batchvoc.engines.fused_antialias import TWO_PASS_TILES, FusedActivation1d
 from batchvoc.engines.fused_resblock import PackedConv, lrelu_conv, tile_list
 from batchvoc.models.activations import SnakeBeta
 from batchvoc.models.antialias import Activation1d
@@ -23,6 +23,7 @@ from batchvoc.models.span import Span
 from tests.engines.kernels import ROOT
 
 CHANNELS, RATE, FRAMES, ROWS = 16, 4, 12, 2
+TWO_PASS = {"v1": ["up_snake", "down"], "pairs": ["up_pairs", "down_inside"]}  # fused_antialias.TWO_PASS_KERNELS
 
 
 class Laid(nn.Module):
@@ -68,7 +69,7 @@ def _batchvoc_calls(graph: torch.fx.Graph) -> list[str]:
     return [str(n.target) for n in graph.nodes if n.op == "call_function" and "batchvoc" in str(n.target)]
 
 
-@pytest.mark.parametrize(("method", "act_kernels"), [("two_pass", ["up_snake", "down"]), ("dot", ["one_pass_dot"])])
+@pytest.mark.parametrize(("method", "act_kernels"), [("two_pass", None), ("dot", ["one_pass_dot"])])
 @pytest.mark.parametrize(("device_descriptors", "conv_kernel"), [(False, "lrelu_conv"),
                                                                   (True, "lrelu_conv_tma_device")])  # fmt: skip
 def test_export_sees_the_kernels(method, act_kernels, device_descriptors, conv_kernel, monkeypatch):
@@ -78,6 +79,7 @@ def test_export_sees_the_kernels(method, act_kernels, device_descriptors, conv_k
     pytest.importorskip("triton", reason="triton is not installed (GPU machines have it)")
     monkeypatch.setattr(fused_resblock, "DEVICE_DESCRIPTORS", device_descriptors)
     exported = _export_on_fake_gpu(method)
+    act_kernels = act_kernels or TWO_PASS[TWO_PASS_TILES[True].kernels]  # x is channels-last
     op = "antialiased_snake" if method == "two_pass" else "antialiased_snake_one_pass"
     assert _batchvoc_calls(exported.graph) == [f"batchvoc.{op}.default", "batchvoc.lrelu_conv.default"]
     decomposed = exported.run_decompositions(decompose_custom_triton_ops=True)
@@ -136,7 +138,7 @@ ONE_PASS_CLONES = pytest.mark.xfail(strict=True, reason="one_pass_tile returns t
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("method", "act_kernel"), [
-    ("two_pass", "down"), ("recompute", "one_pass_recompute"),
+    ("two_pass", None), ("recompute", "one_pass_recompute"),
     pytest.param("dot", "one_pass_dot", marks=ONE_PASS_CLONES),
     pytest.param("gather", "one_pass_gather", marks=ONE_PASS_CLONES),
 ])  # fmt: skip
@@ -150,5 +152,6 @@ def test_traced_launches_copy_no_input(method, act_kernel, device_descriptors):
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
     clones = dict(line.split(maxsplit=1) for line in run.stdout.splitlines())
     conv_kernel = "lrelu_conv_tma_device" if device_descriptors else "lrelu_conv"
+    act_kernel = act_kernel or TWO_PASS[TWO_PASS_TILES[True].kernels][-1]
     assert act_kernel in clones and conv_kernel in clones, run.stderr[-2000:]
     assert set(clones.values()) <= {"a_ptr", "y_ptr", "out_ptr"}, clones  # the outputs (a: the two-pass activation)
