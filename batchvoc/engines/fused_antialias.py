@@ -67,10 +67,13 @@ class TwoPass(NamedTuple):
 
 
 TWO_PASS_KERNELS = ("v1", "pairs")
-# channels-last -> TwoPass. v1 (32, 64, 4) is what the kernels ran with through H200 session 3 (a 4096-byte tile
-# of 2-byte elements, Triton's default 4 warps; narrower channel blocks keep the tile's area).
+# channels-last -> TwoPass. Channels-last: the best of `benchmarks/antialias_sweep.py fp16 150` on an H200 (session
+# 9, 2026-11-30; triton 3.6; BigVGAN v2 24k's six stages, batch 16, 938 frames, per-frame span): activations per
+# batch pairs 48.0 ms (each kernel 1.8-3.2 TB/s) against v1 (32, 64, 4) 148.1 ms, which the kernels ran with through
+# H200 session 3 (its C=24 stage alone 4.7 ms: 2-byte accesses). Narrower channel blocks keep the tile's area.
+# Contiguous: v1 with the tile it always had.
 TWO_PASS_TILES: dict[bool, TwoPass] = {
-    True: TwoPass("v1", Tile(32, 64, 4), Tile(32, 64, 4)),
+    True: TwoPass("pairs", Tile(32, 64, 8), Tile(32, 64, 4)),
     False: TwoPass("v1", Tile(256, 4, 4), Tile(256, 4, 4)),
 }
 
@@ -149,16 +152,16 @@ def _launch_down(a, x, valid, rate, down_taps, down_left, tiles: TwoPass) -> Ten
 METHODS = ("recompute", "gather", "dot")
 PARTS = {torch.float32: 1, torch.float16: 2, torch.bfloat16: 3}  # "dot": terms of x's dtype per float32 tap
 
-# (method, channels-last) -> Tile. Channels-last: the best of `benchmarks/antialias_sweep.py fp16 80 --tiles 1` on
-# an H200 (BENCHMARKS.md, H200 session 3: BigVGAN v2 24k's six stages, batch 16, 938 frames; activations per batch
-# gather 133.3 ms, dot ~157 ms, recompute 489 ms, two-pass 145.6 ms). Contiguous: guesses that compile for sm_90
-# without register spills (ptxas, offline).
+# (method, channels-last) -> Tile. Channels-last: the best of `benchmarks/antialias_sweep.py fp16 150` on an H200
+# (session 9, 2026-11-30, kernels with the interior fast path; same shapes as TWO_PASS_TILES'): activations per
+# batch dot 55.1 ms, gather 65.9 ms (two-pass pairs 48.0 ms); recompute from H200 session 3 (489 ms). Contiguous:
+# guesses that compile for sm_90 without register spills (ptxas, offline).
 ONE_PASS_TILES: dict[tuple[str, bool], Tile] = {
     ("recompute", True): Tile(32, 64, 4),
     ("recompute", False): Tile(256, 4, 4),
-    ("gather", True): Tile(128, 64, 8),
+    ("gather", True): Tile(128, 32, 8),
     ("gather", False): Tile(256, 4, 4),
-    ("dot", True): Tile(64, 64, 8),
+    ("dot", True): Tile(64, 64, 4),
     ("dot", False): Tile(128, 16, 4),
 }
 

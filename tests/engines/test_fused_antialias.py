@@ -148,6 +148,7 @@ def pairs_parity(dtype: torch.dtype, channels: int, frames: int, rate: int, devi
     x = 2 * torch.randn(rows, channels, frames * rate, generator=torch.Generator().manual_seed(frames))
     tol = {torch.float32: 1e-6 if device == "cpu" else 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
     pairs = pairs or fa.TwoPass("pairs", fa.Tile(8, 16, 4), fa.Tile(16, 16, 2))
+    v1 = fa.TwoPass("v1", fa.Tile(32, 64, 4), fa.Tile(32, 64, 4))
     ref = ref.to(device)
     alpha, inv = ref.act.params_fp32()
     for valid in _packed_spans(rows, frames):
@@ -156,7 +157,7 @@ def pairs_parity(dtype: torch.dtype, channels: int, frames: int, rate: int, devi
             args = (inp, alpha, inv, valid, rate, ref.up_taps, ref.up_first, ref.down_taps, ref.down_left)
             got, want = fa._triton_forward(*args, tiles=pairs), fa._torch_forward(*args).float()
             assert got.dtype == dtype and got.stride() == inp.stride()
-            assert torch.equal(got, fa._triton_forward(*args)), (dtype, channels, valid.numel(), inp.stride())
+            assert torch.equal(got, fa._triton_forward(*args, tiles=v1)), (dtype, channels, valid.numel(), inp.stride())
             assert (got.float() - want).abs().max() <= tol * max(1.0, want.abs().max())
 
 
@@ -183,6 +184,33 @@ def test_two_pass_pairs_on_gpu_equal_v1(dtype):
     pairs = TwoPass("pairs", Tile(16, 64, 4), Tile(32, 64, 4))
     pairs_parity(dtype, 768, 40, 4, "cuda", pairs)
     pairs_parity(dtype, 24, 40, 16, "cuda", pairs)
+
+
+def random_spans_stay_in_the_row() -> None:
+    """Under TRITON_INTERPRET=1: per-frame bounds of any values (random int64, as AOT compilers feed kernels while
+    tuning) never move a read outside the row: the interpreter reads host memory at the computed addresses, so a
+    far one crashes it. Every anti-alias kernel, both layouts."""
+    from batchvoc.engines import fused_antialias as fa
+
+    rows, channels, frames, rate = 2, 24, 12, 4
+    ref = FusedActivation1d(_activation(SnakeBeta, channels=channels))
+    alpha, inv = ref.act.params_fp32()
+    valid = torch.randint(-(2**62), 2**62, (rows, 2, frames), generator=torch.Generator().manual_seed(0))
+    v1 = fa.TwoPass("v1", fa.Tile(32, 64, 4), fa.Tile(32, 64, 4))
+    for inp in layouts(torch.randn(rows, channels, frames * rate)):
+        args = (inp, alpha, inv, valid, rate, ref.up_taps, ref.up_first, ref.down_taps, ref.down_left)
+        outs = [fa._triton_forward(*args), fa._triton_forward(*args, tiles=v1)]
+        outs += [fa._one_pass_triton(*args, m, fa.Tile(32, 16, 4)) for m in ("gather", "dot", "recompute")]
+        assert all(torch.isfinite(y).all() for y in outs)
+
+
+def test_random_spans_stay_in_the_row_in_the_interpreter():
+    run_interpreted(
+        """
+        from tests.engines.test_fused_antialias import random_spans_stay_in_the_row
+        random_spans_stay_in_the_row()
+        """
+    )
 
 
 def test_alignment_of_channels_last_rows():
