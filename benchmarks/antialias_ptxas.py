@@ -63,7 +63,8 @@ def specialization(fn, channels: int, rate: int, block_name: str, tile: Tile) ->
                 sab=2 * channels * length, syb=channels * length, syc=1, syt=channels, svb=2 * frames, svk=frames,
                 svf=1)  # fmt: skip
     const = {k: v for k, v in FILTER.items() if k in fn.arg_names}
-    const |= dict(HAS_SPAN=True, FAST_SIN=True, ALIGN=8, BLOCK_C=tile.block_c, **{block_name: tile.block_t})
+    const |= dict(HAS_SPAN=True, FAST_SIN=True, ALIGN=8, C_FIRST=False, BLOCK_C=tile.block_c)
+    const[block_name] = tile.block_t
     const |= dict(STEP=(tile.block_t - FILTER["DOWN_TAPS"]) // 2 + 1, PARTS=2, IEEE=False)  # one-pass "gather", "dot"
     const |= {k: v for k, v in ints.items() if v == 1}
     const = {k: v for k, v in const.items() if k in fn.arg_names}

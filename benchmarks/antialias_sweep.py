@@ -45,6 +45,9 @@ STAGES = [(768, 4), (384, 16), (192, 32), (96, 64), (48, 128), (24, 256)]  # (ch
 T_, P_ = Tile, partial(TwoPass, "pairs")
 CANDIDATES = {  # after the tables' own; registers, spills, occupancy on sm_90: benchmarks/antialias_ptxas.py
     "two_pass": [
+        TwoPass("v1", T_(32, 64, 4), T_(32, 64, 4)),  # the table through H200 session 3
+        P_(T_(32, 64, 8), T_(32, 64, 4), True), P_(T_(16, 128, 8), T_(16, 64, 2), True),
+        P_(T_(32, 128, 8), T_(32, 128, 8), True), P_(T_(16, 64, 4), T_(32, 64, 4), True),
         TwoPass("v1", T_(16, 64, 4), T_(16, 64, 4)), TwoPass("v1", T_(32, 64, 8), T_(32, 64, 8)),
         P_(T_(16, 64, 4), T_(32, 64, 4)), P_(T_(8, 64, 4), T_(16, 64, 4)), P_(T_(16, 64, 8), T_(32, 64, 8)),
         P_(T_(16, 128, 8), T_(16, 128, 8)), P_(T_(32, 64, 8), T_(64, 64, 8)), P_(T_(8, 64, 2), T_(16, 64, 2)),
@@ -150,7 +153,7 @@ def measure(job: Job, args: tuple, want: torch.Tensor | None) -> tuple[tuple, to
 
 def name_of(method: str, tile: Tile | TwoPass) -> str:
     if isinstance(tile, TwoPass):
-        return f"two_pass {tile.kernels} up{tuple(tile.up)} down{tuple(tile.down)}"
+        return f"two_pass {tile.kernels} up{tuple(tile.up)} down{tuple(tile.down)}" + (" divide" if tile.divide else "")
     return f"{method} {tuple(tile)}"
 
 
@@ -186,14 +189,15 @@ def best_lines(dtype: str, results: dict) -> list[str]:
             ms, m, t = min(timed, key=lambda e: e[0])
             lines.append(f"  C={c:>3} T={FRAMES * r:>6}: {ms:.3f} ms {gbs(m, i, ms):5.0f} GB/s  {name_of(m, t)}")
     full = {k: v for k, v in mine.items() if len(v) == len(STAGES)}
-    for kernels in fa.TWO_PASS_KERNELS:
-        fam = {t: v for (m, t), v in full.items() if m == "two_pass" and t.kernels == kernels}
+    for kernels, divide in [(k, d) for k in fa.TWO_PASS_KERNELS for d in (False, True)]:
+        fam = {t: v for (m, t), v in full.items() if m == "two_pass" and (t.kernels, t.divide) == (kernels, divide)}
         if not fam:
             continue
         up = min(fam, key=lambda t: model_ms({i: e[2] for i, e in fam[t].items()}))
         down = min(fam, key=lambda t: model_ms({i: e[3] for i, e in fam[t].items()}))
         ms = model_ms({i: fam[up][i][2] + fam[down][i][3] for i in range(len(STAGES))})
-        entry = f'TwoPass("{kernels}", Tile{tuple(up.up)}, Tile{tuple(down.down)})'
+        entry = f'TwoPass("{kernels}", Tile{tuple(up.up)}, Tile{tuple(down.down)}{", True" if divide else ""})'
+        kernels = kernels + (" divide" if divide else "")
         lines.append(f"{dtype} best {kernels}: TWO_PASS_TILES[True] = {entry}"
                      f"  # {ms:.2f} ms of activations per batch (sum of its kernels alone)")  # fmt: skip
         own = {}  # stage -> its own fastest up + down

@@ -133,6 +133,17 @@ def tile_inside(first, last, length, row_valid, svk, svf, rate, HAS_SPAN: tl.con
 
 
 @triton.jit
+def pairs_tile(C, T, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, C_FIRST: tl.constexpr):
+    """`output_tile` plus its first time j0; C_FIRST: the grid's first axis walks the channel blocks (a time tile's
+    channel blocks run together), else the time tiles."""
+    t_axis: tl.constexpr = 1 if C_FIRST else 0
+    j0 = tl.program_id(t_axis) * BLOCK_T
+    j = j0 + tl.arange(0, BLOCK_T)
+    c = tl.program_id(1 - t_axis) * BLOCK_C + tl.arange(0, BLOCK_C)
+    return tl.program_id(2), j0, j, c, (j < T)[:, None] & (c < C)[None, :]
+
+
+@triton.jit
 def up_pair_sums(x_row, c_off, mask, j, taps_ptr, T, rate, row_valid, sxt, svk, svf,
                  FIRST0: tl.constexpr, FIRST1: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr,
                  EDGES: tl.constexpr):  # fmt: skip
@@ -160,17 +171,17 @@ def up_pair_sums(x_row, c_off, mask, j, taps_ptr, T, rate, row_valid, sxt, svk, 
 def up_pairs(x_ptr, a_ptr, alpha_ptr, inv_ptr, taps_ptr, valid_ptr, C, T, rate,
              sxb, sxc, sxt, sab, sac, sat, svb, svk, svf,
              FIRST0: tl.constexpr, FIRST1: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr,
-             FAST_SIN: tl.constexpr, ALIGN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+             FAST_SIN: tl.constexpr, ALIGN: tl.constexpr, C_FIRST: tl.constexpr, BLOCK_T: tl.constexpr,
+             BLOCK_C: tl.constexpr):  # fmt: skip
     """`up_snake` per input row: a [B, C, 2T] at rows 2j and 2j + 1 for a BLOCK_T x BLOCK_C tile of x rows j, the
     window's x rows loaded once for both phases; tiles whose window is inside the row and one utterance skip the
     edge arithmetic (the same values: edges map those positions to themselves)."""
     C, sxt = aligned(C, sxt, ALIGN)
     _, sat = aligned(C, sat, ALIGN)
-    b, j, c, mask = output_tile(C, T, BLOCK_T, BLOCK_C)
+    b, j0, j, c, mask = pairs_tile(C, T, BLOCK_T, BLOCK_C, C_FIRST)
     alpha = tl.load(alpha_ptr + c, mask=c < C, other=1.0)[None, :]
     inv = tl.load(inv_ptr + c, mask=c < C, other=0.0)[None, :]
     x_row, row_valid, c_off = x_ptr + b * sxb, valid_ptr + b * svb, c[None, :] * sxc
-    j0 = tl.program_id(0) * BLOCK_T
     lo: tl.constexpr = FIRST0 if FIRST0 < FIRST1 else FIRST1
     hi: tl.constexpr = FIRST1 + TAPS - 1 if FIRST0 < FIRST1 else FIRST0 + TAPS - 1
     if tile_inside(j0 + lo, j0 + BLOCK_T - 1 + hi, T, row_valid, svk, svf, rate, HAS_SPAN):
@@ -203,13 +214,12 @@ def down_sums(a_tile, mask, j, taps_ptr, T, rate, row_valid, sat, svk, svf,
 def down_inside(a_ptr, y_ptr, taps_ptr, valid_ptr, C, T, rate,
                 sab, sac, sat, syb, syc, syt, svb, svk, svf,
                 LEFT: tl.constexpr, TAPS: tl.constexpr, HAS_SPAN: tl.constexpr, ALIGN: tl.constexpr,
-                BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+                C_FIRST: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
     """`down`, its tiles whose window is inside the row and one utterance without the edge arithmetic."""
     C, sat = aligned(C, sat, ALIGN)
     _, syt = aligned(C, syt, ALIGN)
-    b, j, c, mask = output_tile(C, T, BLOCK_T, BLOCK_C)
+    b, j0, j, c, mask = pairs_tile(C, T, BLOCK_T, BLOCK_C, C_FIRST)
     row_valid, a_tile = valid_ptr + b * svb, a_ptr + b * sab + c[None, :] * sac
-    j0 = tl.program_id(0) * BLOCK_T
     first, last = 2 * j0 - LEFT, 2 * (j0 + BLOCK_T - 1) - LEFT + TAPS - 1
     if tile_inside(first, last, 2 * T, row_valid, svk, svf, 2 * rate, HAS_SPAN):
         acc = down_sums(a_tile, mask, j, taps_ptr, T, rate, row_valid, sat, svk, svf, LEFT, TAPS, HAS_SPAN, False)

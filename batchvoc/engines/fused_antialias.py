@@ -59,11 +59,14 @@ class Tile(NamedTuple):
 
 class TwoPass(NamedTuple):
     """The two-pass launches: kernels "v1" (up_snake + down) or "pairs" (up_pairs + down_inside: each x row read
-    once for both phases, interior tiles without edge arithmetic, 16-byte channels-last access), and their tiles."""
+    once for both phases, interior tiles without edge arithmetic, 16-byte channels-last access), and their tiles.
+    divide ("pairs" only): channel blocks of the largest power of two (8 .. the tile's) dividing the channels, so no
+    lane idles (96 = 3 x 32, 24 = 3 x 8), the grid walking a time tile's channel blocks first."""
 
     kernels: str
     up: Tile
     down: Tile
+    divide: bool = False
 
 
 TWO_PASS_KERNELS = ("v1", "pairs")
@@ -78,13 +81,20 @@ TWO_PASS_TILES: dict[bool, TwoPass] = {
 }
 
 
-def _two_pass_block(x: Tensor, tile: Tile) -> tuple[int, int]:
+def _two_pass_block(x: Tensor, tile: Tile, divide: bool = False) -> tuple[int, int]:
     """(block along time, block along channels) of a two-pass tile for x: channels-last narrows the channel block to
-    the power of two covering x's channels (at least 16) and lengthens the time block to keep the tile's area."""
+    the power of two covering x's channels (at least 16), or with `divide` to the largest power of two from 8 to the
+    tile's dividing them (if one does), and lengthens the time block to keep the tile's area."""
     if x.stride(1) != 1:
         return tile.block_t, tile.block_c
     block_c = pow2_between(x.shape[1], 16, tile.block_c)
+    if divide:
+        block_c = next((b for b in (128, 64, 32, 16, 8) if b <= tile.block_c and x.shape[1] % b == 0), block_c)
     return tile.block_t * tile.block_c // block_c, block_c
+
+
+def _grid(time_tiles: int, channel_tiles: int, rows: int, c_first: bool) -> tuple[int, int, int]:
+    return (channel_tiles, time_tiles, rows) if c_first else (time_tiles, channel_tiles, rows)
 
 
 def _alignment(x: Tensor, *others: Tensor) -> int:
@@ -119,9 +129,10 @@ def _launch_up(x, alpha, inv, valid, rate, up_taps, up_first, tiles: TwoPass) ->
     else:
         a = torch.empty((rows, channels, 2 * length), dtype=x.dtype, device=x.device)
     pairs = tiles.kernels == "pairs"
-    block_t, block_c = _two_pass_block(x, tiles.up)
-    grid = (kernels.triton.cdiv(length if pairs else 2 * length, block_t), kernels.triton.cdiv(channels, block_c), rows)
-    up, block = (kernels.up_pairs, dict(BLOCK_T=block_t, ALIGN=_alignment(x, a))) if pairs else (
+    block_t, block_c = _two_pass_block(x, tiles.up, pairs and tiles.divide)
+    grid = _grid(kernels.triton.cdiv(length if pairs else 2 * length, block_t), kernels.triton.cdiv(channels, block_c),
+                 rows, pairs and tiles.divide)  # fmt: skip
+    up, block = (kernels.up_pairs, dict(BLOCK_T=block_t, ALIGN=_alignment(x, a), C_FIRST=tiles.divide)) if pairs else (
         kernels.up_snake, dict(BLOCK_M=block_t))  # fmt: skip
     up = launcher(up, x)  # traced (torch.compile, AOTInductor): a launch the compiler takes over
     up[grid](x, a, alpha, inv, up_taps, valid, channels, length, rate, *x.stride(), *a.stride(), *vs,
@@ -139,9 +150,11 @@ def _launch_down(a, x, valid, rate, down_taps, down_left, tiles: TwoPass) -> Ten
     valid, vs, has_span = span_launch_args(valid, x)
     y = torch.empty_like(x)
     pairs = tiles.kernels == "pairs"
-    block_t, block_c = _two_pass_block(x, tiles.down)
-    grid = (kernels.triton.cdiv(length, block_t), kernels.triton.cdiv(channels, block_c), rows)
-    down, extra = (kernels.down_inside, dict(ALIGN=_alignment(a, y))) if pairs else (kernels.down, {})
+    block_t, block_c = _two_pass_block(x, tiles.down, pairs and tiles.divide)
+    grid = _grid(kernels.triton.cdiv(length, block_t), kernels.triton.cdiv(channels, block_c), rows,
+                 pairs and tiles.divide)  # fmt: skip
+    down, extra = (kernels.down_inside, dict(ALIGN=_alignment(a, y), C_FIRST=tiles.divide)) if pairs else (
+        kernels.down, {})  # fmt: skip
     down = launcher(down, x)  # as `up` in _launch_up
     down[grid](a, y, down_taps, valid, channels, length, rate, *a.stride(), *y.stride(), *vs, LEFT=down_left,
                TAPS=down_taps.numel(), HAS_SPAN=has_span, BLOCK_T=block_t, BLOCK_C=block_c,

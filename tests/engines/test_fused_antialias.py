@@ -163,13 +163,18 @@ def pairs_parity(dtype: torch.dtype, channels: int, frames: int, rate: int, devi
 
 def test_two_pass_pairs_equal_v1_in_the_interpreter():
     """fp32, fp16, bf16 on 24 channels (16-byte aligned channels-last rows: ALIGN 8) and 13 (odd: ALIGN 1, two
-    channel blocks), 30 frames x 4 and 13 x 3."""
+    channel blocks), 30 frames x 4 and 13 x 3; and with `divide` (channel blocks of 8 for 24, the grid channels
+    first; 13: no power of two from 8 divides it, the usual block)."""
     run_interpreted(
         """
         from tests.engines.test_fused_antialias import pairs_parity
+        from batchvoc.engines.fused_antialias import Tile, TwoPass
         for dtype in (torch.float32, torch.float16, torch.bfloat16):
             pairs_parity(dtype, 24, 30, 4)
         pairs_parity(torch.float16, 13, 13, 3)
+        divide = TwoPass("pairs", Tile(8, 16, 4), Tile(16, 16, 2), True)  # 3 channel blocks of 8, channels first
+        pairs_parity(torch.float16, 24, 30, 4, pairs=divide)
+        pairs_parity(torch.float16, 13, 13, 3, pairs=divide)
         """
     )
 
@@ -214,9 +219,12 @@ def test_random_spans_stay_in_the_row_in_the_interpreter():
 
 
 def test_alignment_of_channels_last_rows():
-    from batchvoc.engines.fused_antialias import _alignment
+    from batchvoc.engines import fused_antialias as fa
+    from batchvoc.engines.fused_antialias import Tile, _alignment
 
-    for channels, want in ((24, 8), (12, 4), (13, 1), (768, 8)):
+    for channels, want in ((24, 8), (12, 4), (13, 1), (768, 8)):  # and the divide option's channel blocks
+        assert fa._two_pass_block(torch.zeros(1, 4, channels).transpose(1, 2), Tile(32, 64, 4), True)[1] == {
+            24: 8, 12: 16, 13: 16, 768: 64}[channels]  # fmt: skip
         x = torch.zeros(2, 5, channels).transpose(1, 2)
         assert _alignment(x, torch.zeros(2, 10, channels).transpose(1, 2)) == want
     assert _alignment(torch.zeros(2, 24, 5)) == 1  # contiguous: time is the unit-stride dimension
