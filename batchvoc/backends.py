@@ -17,7 +17,7 @@ PRECISION_NAMES = ("fp32", "fp16", "bf16")
 _REWRITES = ("layout", "antialias", "resblocks", "fused_max_channels", "tile_table")
 TUNABLES: dict[str, tuple[str, ...]] = {
     "eager": _REWRITES,
-    "inductor": (*_REWRITES, "mode"),
+    "inductor": (*_REWRITES, "mode", "kernels"),
     "aoti": _REWRITES,
     "tensorrt": ("optimization_level", "workspace_size"),
 }

@@ -27,9 +27,11 @@ Triton kernels with the leaky ReLU and residual inside, engines/fused_resblock.p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -38,7 +40,7 @@ from torch import nn
 
 from batchvoc.engines import layout as _layout
 from batchvoc.engines.base import Engine, build_target, laid_out, warmup_input
-from batchvoc.engines.ops import kernels_digest
+from batchvoc.engines.ops import COMPILED_AS, compiled_as, kernels_digest
 from batchvoc.models.presets import Preset
 
 try:
@@ -89,10 +91,18 @@ def compile_options(mode: str, layout: str) -> dict:
     return options
 
 
-def _cache_tag(rewrites: _layout.Rewrites) -> str:
+def _cache_tag(rewrites: _layout.Rewrites, kernels: str) -> str:
     """Added to the compile caches' keys: the digest of our kernel operators' source where the model calls them
-    (the caches count their kernels' source, not the Python that launches them: tiles, grids; engines/ops.py)."""
-    return f"batchvoc-kernels-{kernels_digest()}" if rewrites.fused else ""
+    (the caches count their kernels' source, not the Python that launches them: tiles, grids; engines/ops.py), and
+    how the compile takes them."""
+    return f"batchvoc-kernels-{kernels_digest()}-{kernels}" if rewrites.fused else ""
+
+
+@contextlib.contextmanager
+def _compiling(rewrites: _layout.Rewrites, kernels: str) -> Iterator[None]:
+    """Where the model compiles: our operators compiled as `kernels` (ops.compiled_as), the caches keyed for it."""
+    with torch.compiler.config.patch(cache_key_tag=_cache_tag(rewrites, kernels)), compiled_as(kernels):
+        yield
 
 
 def build(
@@ -103,12 +113,17 @@ def build(
     shapes,
     cache_dir=None,
     mode: str | None = None,
+    kernels: str = "opaque",
     **rewrites: str,
 ) -> Engine:
     """An Inductor Engine for exactly `shapes` [(B, T), ...], compiled and warmed up here.
 
-    rewrites: layout=, antialias=, resblocks= (engines/layout.py); "auto" (the default) picks them for the device."""
+    rewrites: layout=, antialias=, resblocks= (engines/layout.py); "auto" (the default) picks them for the device.
+    kernels: "opaque" (Inductor calls our kernel operators) or "traced" (it compiles their kernels in): ops.compiled_as.
+    """
     global _compiled_shapes
+    if kernels not in COMPILED_AS:
+        raise ValueError(f"unknown kernels {kernels!r}; choose one of {', '.join(COMPILED_AS)}")
     target = build_target("inductor", preset.hop_length, precision, device, shapes)
     shapes, dtype, device = target.shapes, target.dtype, target.device
     mode = mode or DEFAULT_MODE
@@ -137,7 +152,7 @@ def build(
     n_mels = preset.n_mels
     for shape in shapes:
         start = time.perf_counter()
-        with torch.inference_mode(), torch.compiler.config.patch(cache_key_tag=_cache_tag(chosen)):
+        with torch.inference_mode(), _compiling(chosen, kernels):
             mel, valid = warmup_input(n_mels, shape, preset.silence, dtype, device)
             call(mel, valid)
             with torch.compiler.set_stance("fail_on_recompile"):
@@ -156,5 +171,6 @@ def build(
         with torch.compiler.set_stance("fail_on_recompile"):
             return call(mel, valid)
 
-    details = f"mode={mode} {_layout.describe(chosen, model)}" + (f" cache={folder}" if folder else "")
+    details = f"mode={mode} {_layout.describe(chosen, model)}" + (f" kernels={kernels}" if chosen.fused else "")
+    details += f" cache={folder}" if folder else ""
     return target.engine(run, details)

@@ -10,6 +10,11 @@ AOTInductor package then launches the kernels itself (its C++ wrapper, no call b
 torch.export keeps the operator as a call (`ExportedProgram.run_decompositions(decompose_custom_triton_ops=True)`
 shows the kernels).
 
+`compiled_as("opaque")` keeps them opaque to a compile instead (Inductor calls the operator, which launches its
+kernels as an eager call does): the inductor engine's default, as gsv_v4 ran 17% slower with its convolutions
+traced (H200 session 4: 3,032x against 3,659x opaque; in a trace they lose their block copies, and more not yet
+explained). AOTInductor packages trace them: opaque, a package would call back into Python per launch.
+
 Defined lazily (`KernelOp.define`; the modules that call an operator define it when they are built): defining a
 triton_op imports torch._inductor and torch._dynamo (triton_op's search of fn's source for kernels; custom_op's
 Dynamo wrapper), seconds on the H200 image. A process that only loads a package never defines or calls them.
@@ -21,9 +26,10 @@ module globals, and the kernel modules import triton, which batchvoc does only w
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -56,6 +62,24 @@ class KernelOp:
 def kernel_op(name: str, kernels: Callable[[], list]) -> Callable[[Callable], KernelOp]:
     """Decorator: `batchvoc::name` from the decorated function, launching `kernels()` (module doc)."""
     return lambda fn: KernelOp(name, fn, kernels)
+
+
+COMPILED_AS = ("traced", "opaque")  # how a compile takes our operators (module doc)
+
+
+@contextlib.contextmanager
+def compiled_as(how: str) -> Iterator[None]:
+    """Compiles (torch.compile, AOTInductor) inside trace our operators' kernels ("traced") or keep each operator a
+    call ("opaque": torch's switch that torch.export uses to keep triton ops). Raises ValueError for another value."""
+    if how not in COMPILED_AS:
+        raise ValueError(f"unknown kernels {how!r}; choose one of {', '.join(COMPILED_AS)}")
+    if how == "traced":
+        yield
+        return
+    from torch._functorch import config
+
+    with config.patch(decompose_custom_triton_ops=False):
+        yield
 
 
 # engines/: what our operators are compiled from (kernels, launch parameters, plain-torch paths)

@@ -67,8 +67,21 @@ def test_compile_caches_are_keyed_by_our_kernels_source_where_the_model_calls_th
     from batchvoc.engines.layout import Rewrites
     from batchvoc.engines.ops import kernels_digest
 
-    assert _cache_tag(Rewrites()) == ""
-    assert _cache_tag(Rewrites(resblocks="fused")) == _cache_tag(Rewrites(antialias="fused")) != ""
-    assert kernels_digest() in _cache_tag(Rewrites(resblocks="fused"))
-    with torch.compiler.config.patch(cache_key_tag="x"):  # how build() applies it
-        assert torch.compiler.config.cache_key_tag == "x"
+    fused = Rewrites(resblocks="fused")
+    assert _cache_tag(Rewrites(), "opaque") == ""
+    assert _cache_tag(fused, "opaque") == _cache_tag(Rewrites(antialias="fused"), "opaque") != ""
+    assert kernels_digest() in _cache_tag(fused, "opaque") != _cache_tag(fused, "traced")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernels", ["opaque", "traced"])
+def test_our_operators_compiled_either_way_equal_eager(tiny, batch, kernels):
+    """Fused resblocks (on a CPU their plain-torch path) called by the compiled graph or compiled into it."""
+    model, preset = tiny
+    mel, valid = batch
+    engine = build_engine(model, preset, backend="inductor", precision="fp32", shapes=[SHAPES[0]],
+                          resblocks="fused", kernels=kernels)  # fmt: skip
+    assert f"resblocks=fused<=64ch kernels={kernels}" in engine.describe()
+    assert rel_l2(engine(mel, valid), build_engine(model, preset, backend="eager")(mel, valid)) <= 1e-5
+    with pytest.raises(ValueError, match="kernels"):
+        build_engine(model, preset, backend="inductor", shapes=[SHAPES[0]], kernels="inlined")

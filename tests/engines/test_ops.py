@@ -17,6 +17,7 @@ from torch import nn
 from batchvoc.engines import fused_resblock
 from batchvoc.engines.fused_antialias import TWO_PASS_TILES, FusedActivation1d
 from batchvoc.engines.fused_resblock import PackedConv, lrelu_conv, tile_list
+from batchvoc.engines.ops import COMPILED_AS, compiled_as
 from batchvoc.models.activations import SnakeBeta
 from batchvoc.models.antialias import Activation1d
 from batchvoc.models.span import Span
@@ -155,3 +156,32 @@ def test_traced_launches_copy_no_input(method, act_kernel, device_descriptors):
     act_kernel = act_kernel or TWO_PASS[TWO_PASS_TILES[True].kernels][-1]
     assert act_kernel in clones and conv_kernel in clones, run.stderr[-2000:]
     assert set(clones.values()) <= {"a_ptr", "y_ptr", "out_ptr"}, clones  # the outputs (a: the two-pass activation)
+
+
+@pytest.mark.parametrize("how", COMPILED_AS)
+def test_a_compile_keeps_the_operator_or_traces_it(how):
+    """ops.compiled_as: the graph AOTAutograd hands the compiler calls batchvoc::lrelu_conv ("opaque") or holds what
+    the operator computes (here on a CPU its plain-torch convolution; on a GPU its kernel launch: "traced")."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    graphs = []
+
+    def record(gm, example_inputs):
+        graphs.append(gm)
+        return gm
+
+    conv = PackedConv(nn.Conv1d(CHANNELS, CHANNELS, 3, padding=1))
+    lrelu_conv.define()
+
+    def step(x, valid):
+        return torch.ops.batchvoc.lrelu_conv(x, conv.weight, conv.bias, None, valid, RATE, 1, 1, 0.1)
+
+    x, valid = torch.randn(ROWS, CHANNELS, FRAMES * RATE), torch.zeros(0, 2, 0, dtype=torch.int64)
+    compiled = torch.compile(step, backend=aot_autograd(fw_compiler=record), fullgraph=True, dynamic=False)
+    with torch.no_grad(), compiled_as(how):
+        assert torch.allclose(compiled(x, valid), step(x, valid), atol=1e-6)
+    targets = {str(n.target) for n in graphs[-1].graph.nodes if n.op == "call_function"}
+    assert ("batchvoc.lrelu_conv.default" in targets) == (how == "opaque"), targets
+    assert ("aten.convolution.default" in targets) == (how == "traced"), targets
+    with pytest.raises(ValueError, match="kernels"), compiled_as("inlined"):
+        pass
