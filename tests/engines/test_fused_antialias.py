@@ -4,6 +4,10 @@ inside torch.compile, and finite in half precision with tiny beta."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -12,7 +16,7 @@ from batchvoc.engines.fused_antialias import METHODS, FusedActivation1d, antiali
 from batchvoc.models.activations import Snake, SnakeBeta
 from batchvoc.models.antialias import Activation1d
 from batchvoc.models.span import Span
-from tests.engines.kernels import CHANNELS, FRAMES, RATE, ROWS, check_compiles, layouts, run_interpreted, spans
+from tests.engines.kernels import CHANNELS, FRAMES, RATE, ROOT, ROWS, check_compiles, layouts, run_interpreted, spans
 
 
 def _activation(kind: type, seed: int = 0, log_beta: float | None = None, channels: int = CHANNELS) -> Activation1d:
@@ -301,3 +305,69 @@ def test_layout_swaps_every_activation():
     for choice, method in layout.FUSED_METHODS.items():
         swapped = layout.apply(model, layout.Rewrites(antialias=choice))
         assert {m.method for m in swapped.modules() if isinstance(m, FusedActivation1d)} == {method}
+
+
+EXPORTED = """
+import torch, triton
+from triton.backends.compiler import GPUTarget
+
+
+class Hopper:  # the target torch's analysis of the kernels' Triton IR compiles for (no GPU needed)
+    def get_current_target(self):
+        return GPUTarget("cuda", 90, 32)
+
+    def get_current_device(self):
+        return 0
+
+
+triton.runtime.driver.set_active(Hopper())
+# fake CUDA tensors on a CPU-only torch as a CUDA build makes them: a convolution takes cuDNN's memory format
+# (channels-last when its input or weight is), and Tensor.contiguous runs as aten.clone (the method's binding
+# takes a CUDA device guard, which a CPU build lacks)
+torch._C._select_conv_backend = lambda *a, **k: torch._C._ConvBackend.Cudnn
+suggest = torch._prims_common.suggest_memory_format
+torch._C._conv_determine_backend_memory_format = lambda x, w, backend: (
+    torch.channels_last if torch.channels_last in (suggest(x), suggest(w)) else torch.contiguous_format)
+torch.Tensor.contiguous = lambda self, memory_format=torch.contiguous_format: self if self.is_contiguous(
+    memory_format=memory_format) else torch.ops.aten.clone(self, memory_format=memory_format)
+
+from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table, triton_kernel_wrapper_functional
+from torch._inductor.fx_passes.reinplace import reinplace_inplaceable_ops_core
+from torch._subclasses.fake_tensor import FakeTensorMode
+from batchvoc.engines import layout
+from batchvoc.engines.fused_antialias import FusedActivation1d
+from batchvoc.models.bigvgan import BigVGAN
+
+model = BigVGAN(n_mels=8, upsample_rates=[4, 2], upsample_kernel_sizes=[8, 4], upsample_initial_channel=32,
+                resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]]).eval()
+net = layout.apply(model, layout.Rewrites(layout="channels_last_2d", antialias="fused")).requires_grad_(False)
+with FakeTensorMode(allow_non_fake_inputs=True):
+    half = lambda t: torch.empty_like(t, device="cuda", dtype=torch.float16 if t.is_floating_point() else t.dtype)
+    net = net._apply(half)
+    for m in net.modules():  # the filter taps stay float32 (FusedActivation1d._apply)
+        if isinstance(m, FusedActivation1d):
+            m.up_taps, m.down_taps = (torch.empty(t.shape, device="cuda") for t in (m.up_taps, m.down_taps))
+    mel = torch.empty(2, 8, 16, device="cuda", dtype=torch.float16)
+graph = torch.export.export(net, (mel, None), strict=False).run_decompositions(decompose_custom_triton_ops=True).graph
+reinplace_inplaceable_ops_core(graph)
+for node in graph.find_nodes(op="call_function", target=triton_kernel_wrapper_functional):
+    args = node.kwargs["kwargs"]
+    strides = [args[k].meta["val"].stride()[1] for k in ("x_ptr", "a_ptr", "y_ptr") if k in args]
+    print(kernel_side_table.get_kernel(node.kwargs["kernel_idx"]).fn.__name__, *strides, "clones",
+          *node.kwargs["tensors_to_clone"])
+"""
+
+
+@pytest.mark.slow
+def test_exported_model_launches_pairs_on_channels_last_without_copies():
+    """What an aoti package is compiled from: a laid-out BigVGAN (channels_last_2d, antialias=fused) exported on
+    fake CUDA tensors (a CUDA build's convolution layouts), its operators decomposed into their launches: every
+    anti-alias launch is TWO_PASS_TILES[True]'s pair, on channels-last x, a, y (channel stride 1), and after
+    Inductor's reinplacing pass no launch copies a tensor first."""
+    pytest.importorskip("triton", reason="triton is not installed (GPU machines have it)")
+    run = subprocess.run([sys.executable, "-c", EXPORTED], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
+    launches = [line.split() for line in run.stdout.splitlines()]
+    assert len(launches) == 2 * 9, run.stderr[-3000:]  # 9 activations: 2 AMP blocks x 2 x 2, and the last
+    assert [name for name, *_ in launches] == ["up_pairs", "down_inside"] * 9
+    assert all(rest == ["1", "1", "clones"] for _, *rest in launches), launches
