@@ -47,8 +47,9 @@ from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
 from batchvoc.models.span import Span
 
 FUSED_MAX_CHANNELS = 64  # H100 (BENCHMARKS.md, session 5): at 128 channels cuDNN plus Inductor is faster
-# Traced launches (torch.compile, AOTInductor) of block-copy tiles: descriptors made on the device (needs the
-# compiler's global-scratch support: unverified on the GPU's torch 2.11), else pointer loads
+# Traced launches (torch.compile, AOTInductor) of block-copy tiles: descriptors made on the device, else pointer
+# loads. Off: on the H200 (session 4, benchmarks/traced_block_copies.py, eager launches) they took 1.088x the host
+# descriptors' time (pointer loads 1.201x) and one layer (64 channels, k=11, input activated) came out wrong (9.9e-2)
 DEVICE_DESCRIPTORS = False
 TILE_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_C", "num_warps", "num_stages", "STAGES")  # a tile as a list of ints
 

@@ -86,7 +86,8 @@ def _aoti_in_child(preset_name: str, folder: Path, out: str, device_descriptors:
 @pytest.mark.slow
 @pytest.mark.parametrize(("preset_name", "device_descriptors"), [
     ("gsv_v4", False), ("bigvgan_v2_24khz_100band_256x", False),
-    ("gsv_v4", True),  # the 32-channel convs' block-copy tiles with descriptors made on the device
+    pytest.param("gsv_v4", True, marks=pytest.mark.skip(reason="fused_resblock.DEVICE_DESCRIPTORS is off: one layer "
+                                                         "came out wrong on the H200")),
 ])  # fmt: skip
 def test_package_launches_our_kernels_itself(preset_name, device_descriptors, tmp_path, monkeypatch):
     model, preset = _model(preset_name)
