@@ -21,7 +21,7 @@ from collections import defaultdict
 
 import torch
 
-OURS = ("lrelu_conv", "up_snake", "down", "antialias", "one_pass", "snake")  # batchvoc's Triton kernels
+OURS = ("lrelu_conv", "up_snake", "up_pairs", "down", "antialias", "one_pass", "snake")  # batchvoc's Triton kernels
 
 
 def kernel_class(name: str) -> str:
