@@ -9,6 +9,8 @@ shape, device, key and path, and whether it was built now or was already there (
     python -m batchvoc.build job=hifigan_v1 model.checkpoint=pretrained engine.backend=aoti --check
 
 --check builds nothing: it lists the packages and whether each is present (exit 2 when any is missing).
+On an image that ships no bytecode (batchvoc/bytecode.py) the command then warms the bytecode cache for a job's
+start (batchvoc/warm_start.py: a local Ray and one actor, a few seconds).
 Backends: aoti writes packages (<cache_dir>/aoti/<key>.pt2); inductor fills Inductor's caches under
 <cache_dir>/inductor (a warm start still traces the model); tensorrt writes engines (<cache_dir>/tensorrt);
 eager has nothing to build. Exit codes: 0 done, 1 configuration error, 2 packages missing (--check).
@@ -18,8 +20,8 @@ from __future__ import annotations
 
 from batchvoc.bytecode import use_bytecode_cache
 
-if __name__ == "__main__":
-    use_bytecode_cache()  # before torch: the command-line run, on an image without bytecode (bytecode.py)
+if __name__ == "__main__":  # before torch: the command-line run, on an image without bytecode (bytecode.py)
+    BYTECODE = use_bytecode_cache()  # None where Python's own setting stands
 
 import logging
 import sys
@@ -99,8 +101,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command; returns the exit code."""
+def main(argv: list[str] | None = None, bytecode=None) -> int:
+    """The command; returns the exit code. bytecode: the bytecode cache the command uses (use_bytecode_cache), then
+    warmed for a job's start."""
     from batchvoc.cli import compose
     from batchvoc.settings import JobSettings
 
@@ -117,8 +120,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batchvoc.build: cannot run: {err}", file=sys.stderr)
         return 1
     print(table(rows))
+    if bytecode is not None and not check_only:
+        _warm(bytecode)
     return 2 if any(r["state"] == "missing" for r in rows) else 0
 
 
+def _warm(folder) -> None:
+    """The bytecode a job's processes need, compiled into the cache now rather than by the first job (warm_start)."""
+    from batchvoc.warm_start import warm_job_start
+
+    try:
+        print(f"bytecode cache {folder}: a job's start warmed in {warm_job_start():.1f} s")
+    except Exception as err:  # noqa: BLE001 - the packages are built; the first job compiles what is missing
+        log.warning("bytecode cache %s not warmed: %s", folder, err)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(bytecode=BYTECODE))
