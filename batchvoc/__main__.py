@@ -25,6 +25,7 @@ from batchvoc.errors import ConfigError  # noqa: E402
 log = logging.getLogger("batchvoc")
 register()
 _codes: list[int] = []  # each job's exit code, in the order the jobs ran
+_early: list = []  # the command line's one job, checked and its Ray begun before Hydra runs it (runner/early.py)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -61,14 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     console_for_pipes()
     _codes.clear()
     if len(configs) == 1 and not any(arg in MULTIRUN_FLAGS for arg in argv):
-        _early.start(configs[0])
+        from batchvoc.runner.early import EarlyStart
+
+        _early.append(EarlyStart())
+        _early[0].start(configs[0])
     try:
         _job()
     except KeyboardInterrupt:
         print("batchvoc: interrupted; run the same command again to finish what is missing", file=sys.stderr)
         return 130
     finally:
-        _early.close()
+        while _early:
+            _early.pop().close()
     return worst(_codes)
 
 
@@ -84,17 +89,18 @@ def run(cfg: DictConfig) -> int:
     """One job from its resolved config; logs the closing summary line and returns the job's exit code."""
     from batchvoc.runner.checks import quick_checks
     from batchvoc.runner.cluster import RayThread
+    from batchvoc.runner.early import starts_ray_early
     from batchvoc.settings import JobSettings
 
     if cfg.get("demo") and not cfg.input.manifest:
         _make_demo_input(cfg)
     settings = JobSettings.from_config(cfg)
-    started = _early.take(settings)  # the command line's one job, whose Ray began before Hydra's own start
+    started = _early[0].take(settings) if _early else None  # the command line's one job (runner/early.py)
     if started is not None:
         files, ray_thread = started
     else:
         files = quick_checks(settings)  # bad configuration stops here, in a second, before Ray or torch
-        ray_thread = RayThread(settings.address) if _starts_ray_early(settings) else None
+        ray_thread = RayThread(settings.address) if starts_ray_early(settings) else None
     try:
         from batchvoc.runner.driver import run_job
 
@@ -119,68 +125,6 @@ def run(cfg: DictConfig) -> int:
     if report.failed_shards:
         log.error("batchvoc: shards that could not finish: %s; run again to retry", ", ".join(report.failed_shards))
     return report.exit_code
-
-
-def _starts_ray_early(settings) -> bool:
-    """Whether Ray starts (~4 s) on a thread while the driver imports torch and plans the job (~3 s on a GPU
-    machine): where the job has work, and not as a Ray client (ray://): connected, it would turn the actor class's
-    @ray.method options into its own, which lack some."""
-    return _has_work(settings) and not settings.address.startswith("ray://")
-
-
-class _EarlyStart:
-    """The command line's one job checked (runner/checks.quick_checks) and its Ray begun right after the command
-    line was composed, ~0.6 s before Hydra composes the job again and calls `run`, which takes them if its
-    settings are the same (else it starts its own; the early Ray is shut down unused)."""
-
-    def __init__(self) -> None:
-        self._started: tuple | None = None
-
-    def start(self, cfg: DictConfig) -> None:
-        from batchvoc.runner.checks import quick_checks
-        from batchvoc.runner.cluster import RayThread
-        from batchvoc.settings import JobSettings
-
-        if cfg.get("demo") and not cfg.input.manifest:
-            return  # the demo builds its input first
-        try:
-            settings = JobSettings.from_config(cfg)
-            files = quick_checks(settings)
-        except ConfigError:
-            return  # `run` reports it, in the job's own log
-        ray_thread = RayThread(settings.address) if _starts_ray_early(settings) else None
-        self._started = (settings, files, ray_thread)
-
-    def take(self, settings) -> tuple | None:
-        """(manifest files, RayThread or None) begun for these settings, or None."""
-        started, self._started = self._started, None
-        if started is None:
-            return None
-        if started[0] != settings:
-            if started[2] is not None:
-                started[2].close()
-            return None
-        return started[1], started[2]
-
-    def close(self) -> None:
-        """Shut down an early Ray that no job took (the job stopped before `run`)."""
-        started, self._started = self._started, None
-        if started is not None and started[2] is not None:
-            started[2].close()
-
-
-_early = _EarlyStart()
-
-
-def _has_work(settings) -> bool:
-    """False where output.dir holds a finished job's summary.json: a rerun usually has nothing to do, and the
-    driver plans it before starting Ray for any shards left. An unreadable output.dir is the driver's to report."""
-    from batchvoc.storage import Store
-
-    try:  # quick_checks has set the storage options
-        return not Store(settings.out_url).exists("summary.json")
-    except Exception:  # noqa: BLE001 - check_settings names the key
-        return False
 
 
 def _sweep_folder(cfg: DictConfig) -> None:

@@ -179,29 +179,3 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
                             timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert read_summary(out).rows_ok == 2
-
-
-def test_the_command_lines_job_is_checked_once_and_taken_only_with_the_same_settings(tmp_path):
-    """__main__._EarlyStart: the composed job's quick checks (and, with work to do, its Ray) begin before Hydra's
-    own compose; `run` takes them only for the same settings. A finished output.dir (summary.json) starts no Ray,
-    so this runs without one."""
-    from batchvoc.__main__ import _EarlyStart
-    from batchvoc.cli import compose
-    from batchvoc.settings import JobSettings
-
-    three_files(tmp_path / "in", rows=2)
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "summary.json").write_text("{}")
-    cfg = compose(["job=demo", f"input.manifest={tmp_path / 'in'}", f"output.dir={tmp_path / 'out'}"])
-    early = _EarlyStart()
-    early.start(cfg)
-    files, ray_thread = early.take(JobSettings.from_config(cfg))
-    assert len(files) == 3 and ray_thread is None
-    assert early.take(JobSettings.from_config(cfg)) is None  # taken once
-    early.start(cfg)
-    other = compose(
-        ["job=demo", f"input.manifest={tmp_path / 'in'}", f"output.dir={tmp_path / 'out'}", "engine.batch=2"]
-    )
-    assert early.take(JobSettings.from_config(other)) is None  # another job's settings: run checks its own
-    early.start(compose(["job=demo", f"output.dir={tmp_path / 'demo'}"]))  # the demo builds its input first
-    assert early.take(JobSettings.from_config(cfg)) is None

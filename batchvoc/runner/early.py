@@ -1,0 +1,72 @@
+"""A job's start before Hydra runs it: the command line's one job checked and its Ray begun at once.
+
+`python -m batchvoc` composes and checks every job of its command line first (cli.check_command_line), then
+Hydra composes the job again and calls `__main__.run`. For a command line of one job, `EarlyStart.start` runs the
+quick checks (runner/checks.py, no torch) and begins Ray on its own thread (runner/cluster.RayThread) right after
+that first compose, ~0.6 s before `run` would; `run` takes them when its settings are the same, and otherwise
+checks and starts its own (the early Ray is shut down unused). Bad configuration is left for `run` to report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchvoc.errors import ConfigError
+from batchvoc.runner.checks import quick_checks
+from batchvoc.runner.cluster import RayThread
+from batchvoc.settings import JobSettings
+from batchvoc.storage import Store
+
+
+def has_work(settings: JobSettings) -> bool:
+    """False where output.dir holds a finished job's summary.json: a rerun usually has nothing to do, and the
+    driver plans it before starting Ray for any shards left. An unreadable output.dir is the driver's to report."""
+    try:  # quick_checks has set the storage options
+        return not Store(settings.out_url).exists("summary.json")
+    except Exception:  # noqa: BLE001 - check_settings names the key
+        return False
+
+
+def starts_ray_early(settings: JobSettings) -> bool:
+    """Whether Ray starts (~4 s) on a thread while the driver imports torch and plans the job (~3 s on a GPU
+    machine): where the job has work, and not as a Ray client (ray://): connected, it would turn the actor class's
+    @ray.method options into its own, which lack some."""
+    return has_work(settings) and not settings.address.startswith("ray://")
+
+
+class EarlyStart:
+    """The checked manifest files and the RayThread (or None) begun for one job's settings, until `run` takes
+    them or `close` shuts the Ray down."""
+
+    def __init__(self) -> None:
+        self._started: tuple[JobSettings, list[str], RayThread | None] | None = None
+
+    def start(self, cfg: Any) -> None:
+        """Check the job of this composed config and begin its Ray; nothing for the demo without a manifest (it
+        builds its input first) or for a config the checks refuse (`run` reports it, in the job's own log)."""
+        if cfg.get("demo") and not cfg.input.manifest:
+            return
+        try:
+            settings = JobSettings.from_config(cfg)
+            files = quick_checks(settings)
+        except ConfigError:
+            return
+        self._started = (settings, files, RayThread(settings.address) if starts_ray_early(settings) else None)
+
+    def take(self, settings: JobSettings) -> tuple[list[str], RayThread | None] | None:
+        """(manifest files, RayThread or None) begun for these settings, once; None for other settings (their
+        early Ray is shut down) or where nothing was begun."""
+        started, self._started = self._started, None
+        if started is None:
+            return None
+        if started[0] != settings:
+            if started[2] is not None:
+                started[2].close()
+            return None
+        return started[1], started[2]
+
+    def close(self) -> None:
+        """Shut down an early Ray that no job took (the job stopped before `run`)."""
+        started, self._started = self._started, None
+        if started is not None and started[2] is not None:
+            started[2].close()

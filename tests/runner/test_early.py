@@ -1,0 +1,30 @@
+"""runner/early.py: the command line's one job checked, and its Ray begun, before Hydra runs it."""
+
+from __future__ import annotations
+
+from batchvoc.cli import compose
+from batchvoc.runner.early import EarlyStart
+from batchvoc.settings import JobSettings
+from tests.runner.test_driver import three_files
+
+
+def test_the_command_lines_job_is_checked_once_and_taken_only_with_the_same_settings(tmp_path):
+    """runner/early.EarlyStart: the composed job's quick checks (and, with work to do, its Ray) begin before Hydra's
+    own compose; `run` takes them only for the same settings. A finished output.dir (summary.json) starts no Ray,
+    so this runs without one."""
+    three_files(tmp_path / "in", rows=2)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "summary.json").write_text("{}")
+    cfg = compose(["job=demo", f"input.manifest={tmp_path / 'in'}", f"output.dir={tmp_path / 'out'}"])
+    early = EarlyStart()
+    early.start(cfg)
+    files, ray_thread = early.take(JobSettings.from_config(cfg))
+    assert len(files) == 3 and ray_thread is None
+    assert early.take(JobSettings.from_config(cfg)) is None  # taken once
+    early.start(cfg)
+    other = compose(
+        ["job=demo", f"input.manifest={tmp_path / 'in'}", f"output.dir={tmp_path / 'out'}", "engine.batch=2"]
+    )
+    assert early.take(JobSettings.from_config(other)) is None  # another job's settings: run checks its own
+    early.start(compose(["job=demo", f"output.dir={tmp_path / 'demo'}"]))  # the demo builds its input first
+    assert early.take(JobSettings.from_config(cfg)) is None
