@@ -27,7 +27,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from batchvoc.engines import antialias_kernels as kernels
+from batchvoc.engines import antialias_kernels, one_pass_kernels
 from batchvoc.engines import fused_antialias as fa
 from batchvoc.engines.fused_antialias import Tile
 
@@ -84,7 +84,7 @@ def launched(name: str, channels: int, tile: Tile) -> Tile:
 def resources(name: str, channels: int, rate: int, tile: Tile, stages: int = 3) -> dict:
     """{regs, spill (bytes stored), smem (bytes)} of one kernel at one tile (as launched at this width) for sm_90."""
     tile = launched(name, channels, tile)
-    fn = getattr(kernels, name)
+    fn = getattr(one_pass_kernels if name.startswith("one_pass") else antialias_kernels, name)
     block_name = CANDIDATES[name][0]
     src = ASTSource(fn, *specialization(fn, channels, rate, block_name, tile))
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=tile.num_warps,

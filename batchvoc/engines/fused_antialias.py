@@ -193,7 +193,7 @@ def _channel_block(method: str, channels: int, tile: Tile) -> int:
 def _one_pass_triton(x, alpha, inv, valid, rate, up_taps, up_first, down_taps, down_left, method: str,
                      tile: Tile | None = None) -> Tensor:  # fmt: skip
     """y [B, C, T] (x's layout) from one kernel launch; tile: None for one_pass_tile's (the sweep passes others)."""
-    from batchvoc.engines import antialias_kernels as kernels  # imports triton: GPU path only
+    from batchvoc.engines import one_pass_kernels as kernels  # imports triton: GPU path only
 
     rows, channels, length = x.shape
     valid, vs, has_span = span_launch_args(valid, x)
@@ -253,7 +253,7 @@ def _two_pass_kernels() -> list:
 
 
 def _one_pass_kernels() -> list:
-    from batchvoc.engines import antialias_kernels as kernels
+    from batchvoc.engines import one_pass_kernels as kernels
 
     return [kernels.one_pass_recompute, kernels.one_pass_gather, kernels.one_pass_dot]
 

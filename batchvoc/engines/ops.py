@@ -83,8 +83,8 @@ def compiled_as(how: str) -> Iterator[None]:
 
 
 # engines/: what our operators are compiled from (kernels, launch parameters, plain-torch paths)
-KERNEL_SOURCES = ("ops.py", "triton_runtime.py", "fused_antialias.py", "antialias_kernels.py", "fused_resblock.py",
-                  "conv_kernels.py", "span_kernels.py")  # fmt: skip
+KERNEL_SOURCES = ("ops.py", "triton_runtime.py", "fused_antialias.py", "antialias_kernels.py", "one_pass_kernels.py",
+                  "fused_resblock.py", "conv_kernels.py", "span_kernels.py")  # fmt: skip
 
 
 def kernels_digest() -> str:

@@ -1,4 +1,5 @@
-"""engines/antialias_kernels.py: whatever the spans hold, no kernel reads outside its rows (Triton's interpreter)."""
+"""engines/antialias_kernels.py and one_pass_kernels.py: whatever the spans hold, no kernel reads outside its rows
+(Triton's interpreter)."""
 
 from __future__ import annotations
 
