@@ -12,6 +12,7 @@ time its first audio was written (epoch seconds), its pid.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import socket
@@ -57,8 +58,7 @@ class Worker:
         started: perf_counter() from which ready_s counts (default: now).
         """
         started = time.perf_counter() if started is None else started
-        # pyarrow imports pandas at its first conversion: in the first shard's read thread, holding the GIL then
-        threading.Thread(target=importlib.import_module, args=("pandas",), name="import-pandas", daemon=True).start()
+        preload("pandas")  # else pyarrow imports it at its first conversion, in a shard's read thread, holding the GIL
         self.vocoded_s, self.first_audio_at = 0.0, None
         self._device = threading.Lock()  # shards run at once (the actor's "run" group) take turns on the stream
         if threads:
@@ -141,6 +141,16 @@ class SharedWeights:
 
     arrays: Mapping[str, np.ndarray]
     digest: str
+
+
+def preload(module: str) -> threading.Thread | None:
+    """Import `module` on a daemon thread of its own, now, where it is installed (pandas is optional: pyarrow
+    imports it only if it is there); returns the thread, or None."""
+    if importlib.util.find_spec(module) is None:
+        return None
+    thread = threading.Thread(target=importlib.import_module, args=(module,), name=f"import-{module}", daemon=True)
+    thread.start()
+    return thread
 
 
 def model_from_weights(preset: Preset, weights: SharedWeights) -> nn.Module:

@@ -12,7 +12,7 @@ from batchvoc.engines import cache
 from batchvoc.engines.cache import weights_digest
 from batchvoc.manifest import find_manifest_files, plan_shards
 from batchvoc.models import load_vocoder
-from batchvoc.runner.worker import Worker, model_from_weights, weights_of
+from batchvoc.runner.worker import Worker, model_from_weights, preload, weights_of
 from batchvoc.settings import JobSettings
 from tests.conftest import mel_rows, write_manifest
 from tests.jobs import small_job
@@ -105,3 +105,10 @@ def test_actor_model_from_shared_weights_equals_the_drivers_and_keeps_its_digest
     with torch.no_grad():  # a change to the copy's weights makes it hash them
         next(copy.parameters()).view(-1)[0] += 1.0
     assert weights_digest(copy) != shared.digest
+
+
+def test_preload_imports_an_installed_module_and_skips_a_missing_one_quietly():
+    thread = preload("json")
+    assert thread is not None
+    thread.join(timeout=30)
+    assert preload("batchvoc_no_such_module") is None  # no thread, so no traceback from one (pandas is optional)
