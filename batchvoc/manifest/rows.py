@@ -141,7 +141,7 @@ def _table_rows(table: pa.Table, checks: MelChecks, folder: str, start: int, ski
     ids = id_strings(table.column("id"))
     declared = {c: table.column(c).to_pylist() for c in DECLARED if c in table.column_names}
     if "mel" in table.column_names:
-        sources = _InlineMels(table.column("mel").combine_chunks())
+        sources = _InlineMels(table.column("mel").combine_chunks(), paths_unread="mel_path" in table.column_names)
         has_frames = "n_frames" in table.column_names
         frames = table.column("n_frames").to_pylist() if has_frames else [None] * table.num_rows
     else:
@@ -191,7 +191,9 @@ class _InlineMels:
     """A decoded batch's `mel` column: flat lists ([n_mels * n_frames] with an n_frames column) or nested lists
     ([n_mels][n_frames]), list, large_list or fixed-size, of float16/32/64."""
 
-    def __init__(self, column: pa.Array):
+    def __init__(self, column: pa.Array, paths_unread: bool = False):
+        """paths_unread: the manifest has a mel_path column too, which a mel column makes unread (said in errors)."""
+        self.null_error = "mel is null" + ("; mel_path is not read where a manifest has a mel column" * paths_unread)
         column = _variable_lists(column)
         self.nulls = column.is_null().to_numpy(zero_copy_only=False)
         self.offsets = column.offsets.to_numpy()
@@ -204,7 +206,7 @@ class _InlineMels:
     def mel(self, i: int, n_frames, n_mels: int) -> np.ndarray:
         """Row i as [n_mels, n_frames]; RowError for a null, a wrong size or a ragged nesting."""
         if self.nulls[i]:
-            raise RowError("mel is null")
+            raise RowError(self.null_error)
         if self.nested:
             return self._nested(i, n_frames, n_mels)
         n_frames = _frame_count(n_frames)

@@ -52,7 +52,17 @@ def test_bad_inline_rows_get_reasons_and_good_rows_survive(tmp_path):
     assert "NaN" in reasons[3]
     assert "no frames" in reasons[4]
     assert "'..'" in reasons[5]
-    assert "null" in reasons[6]
+    assert reasons[6] == "mel is null"
+
+
+def test_a_null_mel_beside_a_mel_path_column_says_the_path_is_not_read(tmp_path):
+    rows = mel_rows(2, N_MELS, frames=5)
+    np.save(tmp_path / "a.npy", np.zeros((N_MELS, 5), np.float32))
+    rows[0]["mel_path"], rows[1]["mel_path"] = None, "a.npy"
+    rows[1]["mel"] = None
+    out = _read(write_manifest(tmp_path / "m.parquet", rows))
+    assert out[0].error is None
+    assert out[1].error == "mel is null; mel_path is not read where a manifest has a mel column"
 
 
 def test_mel_path_rows(tmp_path):
