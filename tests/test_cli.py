@@ -25,9 +25,16 @@ ROOT = Path(__file__).resolve().parent.parent
 def batchvoc(*overrides: str, wait: bool = True, **kw):
     cmd = [sys.executable, "-m", "batchvoc", *overrides]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the session's own Ray token and temp dir (conftest)
-    if not wait:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if not wait:  # a user's terminal, where Ctrl-C interrupts: not the SIGINT a suite run in the background ignores
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=_default_sigint)  # fmt: skip
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=kw.get("timeout", 300))
+
+
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT's default action, so Python turns it into KeyboardInterrupt (a process
+    started in the background by a shell inherits SIGINT ignored, and Python then leaves it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_v4_without_checkpoint_says_which_key_and_where(tmp_path):
