@@ -25,7 +25,7 @@ from batchvoc.errors import ConfigError  # noqa: E402
 log = logging.getLogger("batchvoc")
 register()
 _codes: list[int] = []  # each job's exit code, in the order the jobs ran
-_early: list = []  # the command line's one job, checked and its Ray begun before Hydra runs it (runner/early.py)
+_early = None  # the command line's one job, checked and its Ray begun before Hydra runs it (runner/early.EarlyStart)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -59,21 +59,23 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"batchvoc: cannot run: {err}", file=sys.stderr)
         return 1
+    global _early
     console_for_pipes()
     _codes.clear()
     if len(configs) == 1 and not any(arg in MULTIRUN_FLAGS for arg in argv):
         from batchvoc.runner.early import EarlyStart
 
-        _early.append(EarlyStart())
-        _early[0].start(configs[0])
+        _early = EarlyStart()
+        _early.start(configs[0])
     try:
         _job()
     except KeyboardInterrupt:
         print("batchvoc: interrupted; run the same command again to finish what is missing", file=sys.stderr)
         return 130
     finally:
-        while _early:
-            _early.pop().close()
+        if _early is not None:
+            _early.close()
+            _early = None
     return worst(_codes)
 
 
@@ -95,7 +97,7 @@ def run(cfg: DictConfig) -> int:
     if cfg.get("demo") and not cfg.input.manifest:
         _make_demo_input(cfg)
     settings = JobSettings.from_config(cfg)
-    started = _early[0].take(settings) if _early else None  # the command line's one job (runner/early.py)
+    started = _early.take(settings) if _early is not None else None  # the command line's one job
     if started is not None:
         files, ray_thread = started
     else:

@@ -46,8 +46,15 @@ class Dealt:
 
     def audio_written_at(self, at: float | None) -> None:
         """An actor's first audio was written at `at` (epoch seconds; None: not yet): keep the earliest."""
-        if at:
-            self.first_audio_at = min(self.first_audio_at or at, at)
+        self.first_audio_at = _earliest(self.first_audio_at, at)
+
+    def shard_begun_at(self, at: float | None) -> None:
+        """A shard began at `at` (epoch seconds; None: not known): keep the earliest."""
+        self.first_shard_at = _earliest(self.first_shard_at, at)
+
+
+def _earliest(kept: float | None, at: float | None) -> float | None:
+    return min(kept or at, at) if at else kept
 
 
 class ShardQueue:
@@ -225,9 +232,7 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQue
         return
     result.stats[shard.name] = stats
     result.audio_written_at(stats.get("first_audio_at"))  # a shard may end between two progress polls
-    began = stats.get("started_at")
-    if began:
-        result.first_shard_at = min(result.first_shard_at or began, began)
+    result.shard_begun_at(stats.get("started_at"))
     if on_shard:
         try:
             on_shard(shard, stats)

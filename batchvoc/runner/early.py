@@ -39,7 +39,9 @@ class EarlyStart:
     them or `close` shuts the Ray down."""
 
     def __init__(self) -> None:
-        self._started: tuple[JobSettings, list[str], RayThread | None] | None = None
+        self.settings: JobSettings | None = None
+        self.files: list[str] = []
+        self.ray_thread: RayThread | None = None
 
     def start(self, cfg: Any) -> None:
         """Check the job of this composed config and begin its Ray; nothing for the demo without a manifest (it
@@ -51,22 +53,21 @@ class EarlyStart:
             files = quick_checks(settings)
         except ConfigError:
             return
-        self._started = (settings, files, RayThread(settings.address) if starts_ray_early(settings) else None)
+        self.settings, self.files = settings, files
+        self.ray_thread = RayThread(settings.address) if starts_ray_early(settings) else None
 
     def take(self, settings: JobSettings) -> tuple[list[str], RayThread | None] | None:
         """(manifest files, RayThread or None) begun for these settings, once; None for other settings (their
         early Ray is shut down) or where nothing was begun."""
-        started, self._started = self._started, None
-        if started is None:
+        if self.settings is None or self.settings != settings:
+            self.close()
             return None
-        if started[0] != settings:
-            if started[2] is not None:
-                started[2].close()
-            return None
-        return started[1], started[2]
+        taken = self.files, self.ray_thread
+        self.settings, self.ray_thread = None, None
+        return taken
 
     def close(self) -> None:
         """Shut down an early Ray that no job took (the job stopped before `run`)."""
-        started, self._started = self._started, None
-        if started is not None and started[2] is not None:
-            started[2].close()
+        if self.ray_thread is not None:
+            self.ray_thread.close()
+        self.settings, self.ray_thread = None, None
