@@ -35,8 +35,9 @@ def weights_digest(model: nn.Module) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         if t.numel():
             h.update(memoryview(t.view(torch.uint8).numpy()))
-    _DIGESTS[model] = (signature, h.hexdigest())
-    return _DIGESTS[model][1]
+    digest = h.hexdigest()
+    _DIGESTS[model] = (signature, digest)
+    return digest
 
 
 def remember_digest(model: nn.Module, digest: str) -> None:
