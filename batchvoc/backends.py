@@ -18,7 +18,7 @@ _REWRITES = ("layout", "antialias", "resblocks", "fused_max_channels", "tile_tab
 TUNABLES: dict[str, tuple[str, ...]] = {
     "eager": _REWRITES,
     "inductor": (*_REWRITES, "mode", "kernels"),
-    "aoti": _REWRITES,
+    "aoti": (*_REWRITES, "kernels"),
     "tensorrt": ("optimization_level", "workspace_size"),
 }
 

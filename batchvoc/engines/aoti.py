@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from batchvoc.engines import layout as _layout
 from batchvoc.engines.base import Engine, build_target, laid_out, warmup_input
 from batchvoc.engines.cache import engine_key, gpu_identity, weights_digest
-from batchvoc.engines.ops import kernels_digest
+from batchvoc.engines.ops import COMPILED_AS, compiled_as, define_all, kernels_digest
 from batchvoc.models.presets import Preset
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,15 @@ def _distribution_version(*names: str) -> str:
 
 
 def package_key(model: nn.Module, preset: Preset, precision: str, shape: tuple[int, int], device,
-                rewrites: _layout.Rewrites, options: dict | None = None) -> str:  # fmt: skip
+                rewrites: _layout.Rewrites, options: dict | None = None, kernels: str = "traced") -> str:  # fmt: skip
     """The cache key of one package (file name without .pt2); model is the caller's unmodified fp32 model."""
     gpu_name, capability = gpu_identity(device)
     extra = dict(hparams=preset.hparams, n_mels=preset.n_mels, hop=preset.hop_length, rewrites=rewrites.key(),
                  options=options or {}, **versions())  # fmt: skip
     if rewrites.fused:
         extra["kernels"] = kernels_digest()
+        if kernels != "traced":  # a package that calls our operators back (build's doc)
+            extra["kernels_compiled_as"] = kernels
     return engine_key(weights_digest(model), preset.name, precision, [shape], gpu_name, capability, "aoti", extra)
 
 
@@ -80,14 +82,14 @@ def package_path(cache_dir, key: str) -> Path:
 
 
 def plan_packages(model: nn.Module, preset: Preset, precision: str, device, shapes, cache_dir=None,
-                  **rewrites) -> list[tuple[tuple[int, int], str, Path]]:  # fmt: skip
+                  kernels: str = "traced", **rewrites) -> list[tuple[tuple[int, int], str, Path]]:  # fmt: skip
     """[(shape, key, path), ...]: the packages an aoti engine of these arguments uses (built or not)."""
     target = build_target("aoti", preset.hop_length, precision, device, shapes)
     chosen = _layout.choose(**rewrites, device=target.device, backend="aoti")
     configs = inductor_configs(chosen)
     out = []
     for shape in target.shapes:
-        key = package_key(model, preset, target.precision, shape, target.device, chosen, configs)
+        key = package_key(model, preset, target.precision, shape, target.device, chosen, configs, kernels)
         out.append((shape, key, package_path(cache_dir, key)))
     return out
 
@@ -136,20 +138,22 @@ def _load(path: Path, device: torch.device):
     return _Package(loader)
 
 
-def _export_and_compile(net: nn.Module, example: tuple[Tensor, Tensor], path: Path, configs: dict) -> None:
-    """Export net for example's shapes and compile it into the package at path (written via a temp name)."""
+def _export_and_compile(net: nn.Module, example: tuple[Tensor, Tensor], path: Path, configs: dict,
+                        kernels: str = "traced") -> None:  # fmt: skip
+    """Export net for example's shapes and compile it into the package at path (written via a temp name), our
+    operators compiled as `kernels` (ops.compiled_as)."""
     from torch import _inductor  # the compiler: imported only where a package is built (seconds)
 
-    with torch.no_grad():
+    with torch.no_grad(), compiled_as(kernels):
         exported = torch.export.export(net, example, strict=False)
-    with tempfile.TemporaryDirectory(prefix=f".{path.stem}.", dir=path.parent) as folder:
-        tmp = Path(folder, path.name)  # the package keeps its final name; only its folder is temporary
-        _inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=configs)
-        os.replace(tmp, path)
+        with tempfile.TemporaryDirectory(prefix=f".{path.stem}.", dir=path.parent) as folder:
+            tmp = Path(folder, path.name)  # the package keeps its final name; only its folder is temporary
+            _inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=configs)
+            os.replace(tmp, path)
 
 
 def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor], path: Path, device: torch.device,
-                configs: dict) -> tuple[object, str]:  # fmt: skip
+                configs: dict, kernels: str = "traced") -> tuple[object, str]:  # fmt: skip
     """(loaded package, "loaded" | "built"): load path if it is there and loads, else build it, under path's lock.
 
     make_net() gives the model to export, called only when the package has to be built. Raises filelock.Timeout
@@ -163,7 +167,7 @@ def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor
                 return _load(path, device), "loaded"
             except Exception as exc:  # a stale or corrupt package: build it again
                 log.warning("aoti: package %s unusable (%s); rebuilding", path, exc)
-        _export_and_compile(make_net(), example, path, configs)
+        _export_and_compile(make_net(), example, path, configs, kernels)
         return _load(path, device), "built"
 
 
@@ -174,16 +178,24 @@ def build(
     device,
     shapes,
     cache_dir=None,
+    kernels: str = "traced",
     **rewrites,
 ) -> Engine:
     """An AOTInductor Engine for exactly `shapes` [(B, T), ...]: one package per shape, loaded or built (module doc).
 
-    rewrites: layout=, antialias=, resblocks=, fused_max_channels=, tile_table= (engines/layout.py)."""
+    rewrites: layout=, antialias=, resblocks=, fused_max_channels=, tile_table= (engines/layout.py).
+    kernels: "traced" (the package launches our operators' kernels itself) or "opaque" (it calls our operators
+    back, which launch them as an eager call does: Hopper block copies for the fused convolutions, but the loading
+    process defines the operators, importing torch._dynamo and triton). ValueError for another value."""
+    if kernels not in COMPILED_AS:
+        raise ValueError(f"unknown kernels {kernels!r}; choose one of {', '.join(COMPILED_AS)}")
     started = time.perf_counter()
     target = build_target("aoti", preset.hop_length, precision, device, shapes)
     dtype, device = target.dtype, target.device
     chosen = _layout.choose(**rewrites, device=device, backend="aoti")
     configs = inductor_configs(chosen)
+    if chosen.fused and kernels == "opaque":
+        define_all()  # the package's calls back find them by name
     nets = []
 
     def make_net() -> nn.Module:  # the laid-out copy, made once and only if a package must be built
@@ -193,9 +205,10 @@ def build(
 
     runners, paths = {}, []
     for shape in target.shapes:
-        path = package_path(cache_dir, package_key(model, preset, target.precision, shape, device, chosen, configs))
+        key = package_key(model, preset, target.precision, shape, device, chosen, configs, kernels)
+        path = package_path(cache_dir, key)
         mel, valid = warmup_input(preset.n_mels, shape, preset.silence, dtype, device)
-        runners[shape], how = get_package(make_net, (mel, valid), path, device, configs)
+        runners[shape], how = get_package(make_net, (mel, valid), path, device, configs, kernels)
         paths.append(how)
         if device.type == "cuda":  # a first call per model instance: lazy initialisation (a CPU needs none)
             with torch.inference_mode():
@@ -211,5 +224,6 @@ def build(
 
     load_path = "loaded" if all(p == "loaded" for p in paths) else "built"
     folder = package_path(cache_dir, "x").parent
-    details = f"{_layout.describe(chosen, model)} cache={folder}"
+    details = f"{_layout.describe(chosen, model)}" + (f" kernels={kernels}" if chosen.fused else "")
+    details += f" cache={folder}"
     return target.engine(run, details, load_path=load_path, build_s=time.perf_counter() - started)

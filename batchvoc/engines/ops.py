@@ -59,6 +59,15 @@ class KernelOp:
         return self.define()(*args, **kwargs)
 
 
+def define_all() -> None:
+    """Define every batchvoc operator (a process that loads a package calling them back needs them by name)."""
+    from batchvoc.engines import fused_antialias, fused_resblock
+
+    for op in (fused_resblock.lrelu_conv, fused_antialias.antialiased_snake,
+               fused_antialias.antialiased_snake_one_pass):  # fmt: skip
+        op.define()
+
+
 def kernel_op(name: str, kernels: Callable[[], list]) -> Callable[[Callable], KernelOp]:
     """Decorator: `batchvoc::name` from the decorated function, launching `kernels()` (module doc)."""
     return lambda fn: KernelOp(name, fn, kernels)

@@ -154,3 +154,26 @@ def test_packages_with_our_kernels_are_keyed_by_their_source(tiny, monkeypatch):
     assert keys["v1", "conv", "conv"] == keys["v2", "conv", "conv"]
     assert keys["v1", "fused", "conv"] != keys["v2", "fused", "conv"]
     assert keys["v1", "conv", "fused1g"] != keys["v2", "conv", "fused1g"]
+
+
+@pytest.mark.slow
+def test_an_opaque_package_calls_our_operators_back(tiny, tmp_path):
+    """kernels="opaque": the package keeps our operators as calls (its own key), with the traced package's output."""
+    import zipfile
+
+    model, preset = tiny
+    mel = torch.linspace(-6, 1, preset.n_mels * 32).reshape(1, preset.n_mels, 32)
+    out, calls = {}, {}
+    for kernels in ("traced", "opaque"):
+        folder = tmp_path / kernels
+        engine = build_engine(model, preset, backend="aoti", precision="fp32", shapes=[(1, 32)], cache_dir=folder,
+                              resblocks="fused", kernels=kernels)  # fmt: skip
+        out[kernels] = engine(mel, torch.tensor([[0, 32]]))
+        (package,) = (folder / "aoti").glob("*.pt2")
+        with zipfile.ZipFile(package) as z:
+            calls[kernels] = any(b"batchvoc::lrelu_conv" in z.read(n) for n in z.namelist() if n.endswith(".json"))
+        assert f"kernels={kernels}" in engine.details
+    assert calls == {"traced": False, "opaque": True}
+    torch.testing.assert_close(out["opaque"], out["traced"], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown kernels"):
+        build_engine(model, preset, backend="aoti", shapes=[(1, 32)], cache_dir=tmp_path, kernels="inlined")
