@@ -1,0 +1,98 @@
+"""runner/cluster.py's end of a cluster: a local Ray this process started ends with every process it started, without
+Ray's serial waits; a cluster it joined runs on untouched. Real Ray, each driver a subprocess of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.raycluster import descendants, reap, start_head
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# connect, one actor, then disconnect: prints how long disconnect took and the processes it had started
+DRIVER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import psutil, ray
+    from batchvoc.runner.cluster import connect, disconnect
+
+    local = connect(sys.argv[1])
+
+    @ray.remote(num_cpus=0)
+    class Pid:
+        def pid(self):
+            return os.getpid()
+
+    actor = ray.get(Pid.remote().pid.remote())
+    started = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            started.append((child.pid, child.create_time(), " ".join(child.cmdline())))
+        except psutil.NoSuchProcess:
+            continue
+    began = time.perf_counter()
+    disconnect()
+    print(json.dumps({"local": local, "took": time.perf_counter() - began, "actor": actor, "started": started}))
+    """
+)
+
+
+def _drive(address: str, env: dict[str, str]) -> dict:
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, address], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=240)
+    finally:
+        left = descendants(proc.pid) if proc.poll() is None else []
+        proc.kill()
+        reap(left)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _alive(started: list) -> list[str]:
+    alive = []
+    for pid, created, title in started:
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{pid} {title[:100]}")
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def test_a_local_cluster_ends_with_every_process_it_started_without_ray_s_serial_wait():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    ran = _drive("", env)
+    assert ran["local"] is True
+    titles = " ".join(title for _, _, title in ran["started"])
+    assert "autoscaler/_private/monitor.py" in titles and "raylet" in titles and "DashboardAgent" in titles
+    assert ran["actor"] in {pid for pid, _, _ in ran["started"]}
+    left = _alive(ran["started"])
+    reap([psutil.Process(int(line.split()[0])) for line in left])  # ours: started by the driver this test ran
+    assert not left, f"outlived the local cluster's shutdown: {left}"
+    # ray.shutdown() alone waits 1 s for the monitor to give up on the GCS it stopped just before, then kills it
+    assert ran["took"] < 1.0, ran["took"]
+
+
+@pytest.mark.slow
+def test_leaving_a_joined_cluster_leaves_every_process_of_it_running(tmp_path):
+    head = start_head(tmp_path)
+    try:
+        ran = _drive(head.gcs, head.client_env(PYTHONPATH=str(ROOT)))
+        assert ran["local"] is False
+        titles = [" ".join(p.cmdline()) for p in head.children if p.is_running()]
+        assert any("autoscaler/_private/monitor.py" in t for t in titles), titles
+        stopped = [p.pid for p in head.children if not p.is_running()]
+        assert not stopped, f"the joined cluster lost processes {stopped}"
+    finally:
+        head.stop()
