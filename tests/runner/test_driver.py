@@ -153,4 +153,4 @@ def test_a_one_shard_job_that_ends_between_progress_polls_has_its_start_up(tmp_p
     assert summary.startup_s is not None and summary.startup_s > summary.actors_ready[0]["ready_s"]
     events = summary.timeline
     assert events["actor-0 ready"] <= events["first shard begun"] <= events["first audio written"], events
-    assert events["first audio written"] <= events["shards done"], events
+    assert events["first audio written"] <= events["shards done"] <= events["report written"], events
