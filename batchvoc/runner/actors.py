@@ -94,18 +94,23 @@ def fault_limits(settings: JobSettings) -> dict[str, int]:
     return dict(max_restarts=settings.max_restarts, max_task_retries=settings.max_task_retries)
 
 
-def start_actors(settings: JobSettings, plan: ActorPlan, preset: Preset | None = None,
-                 weights: Any = None) -> tuple[list, list]:  # fmt: skip
-    """Create `plan.count` actors; returns (actors, refs of each one's info once ready). Returns at once: each
-    actor builds its engine in its own process.
+def create_actors(settings: JobSettings, plan: ActorPlan, preset: Preset | None = None,
+                  weights_later: bool = False) -> list:  # fmt: skip
+    """Create `plan.count` actors; returns at once, each actor's process starting and importing on its own.
 
-    `weights`: an ObjectRef of the driver's state dict (`worker.weights_of`): read from disk once, by the driver,
-    and mapped by every actor of a node from Ray's object store without a copy. None: each actor reads the
-    checkpoint itself.
+    weights_later: `setup_actors` hands them the driver's weights next (each reads the checkpoint itself
+    otherwise).
     """
     options = dict(plan.options, **fault_limits(settings))
-    later = weights is not None
-    actors = [RemoteWorker.options(**options).remote(settings, f"actor-{i}", plan.threads, preset, later)
-              for i in range(plan.count)]  # fmt: skip
-    ready = [a.setup.remote(weights) if later else a.ready.remote() for a in actors]
-    return actors, ready
+    return [RemoteWorker.options(**options).remote(settings, f"actor-{i}", plan.threads, preset, weights_later)
+            for i in range(plan.count)]  # fmt: skip
+
+
+def setup_actors(actors: list, weights: Any = None) -> list:
+    """Refs of each actor's info once its engine is ready. Returns at once: each actor builds its engine itself.
+
+    `weights`: an ObjectRef of the driver's state dict (`worker.weights_of`), for actors created with
+    weights_later: read from disk once, by the driver, and mapped by every actor of a node from Ray's object store
+    without a copy. None: actors that read the checkpoint themselves.
+    """
+    return [a.setup.remote(weights) if weights is not None else a.ready.remote() for a in actors]

@@ -30,7 +30,7 @@ from batchvoc.manifest.schema import manifest_root
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
 from batchvoc.outputs import passthrough_schema, write_lhotse
-from batchvoc.runner.actors import start_actors
+from batchvoc.runner.actors import create_actors, setup_actors
 from batchvoc.runner.checks import quick_checks
 from batchvoc.runner.cluster import RayThread, connect, disconnect, plan_actors
 from batchvoc.runner.dealer import Dealt, StopJob, deal
@@ -223,10 +223,10 @@ def _stop(cluster: _Cluster, timeline: Timeline) -> None:
 def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[Shard], preset: Preset,
          tally: FailureTally, on_actor_ready: Callable | None, timeline: Timeline) -> Dealt:  # fmt: skip
     """Start the actors (the driver's weights shared through the object store) and deal them the shards."""
-    model, _ = loading.result()
-    weights = ray.put(weights_of(model))
-    actors, starting = start_actors(settings, plan_actors(settings.cpu_actors), preset, weights)
+    actors = create_actors(settings, plan_actors(settings.cpu_actors), preset, weights_later=True)
     timeline.mark("actors created")
+    # into the object store while the actors' processes start
+    starting = setup_actors(actors, ray.put(weights_of(loading.result()[0])))
     end_imports = threading.Thread(target=_import_for_the_end, name="end-imports", daemon=True)
 
     def ready(info: dict[str, Any]) -> None:
