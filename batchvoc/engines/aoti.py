@@ -126,7 +126,9 @@ def _load(path: Path, device: torch.device):
     package's device metadata with this machine's only to log a warning, and getting that metadata (pick_vec_isa)
     compiles and dlopens one probe per CPU vector ISA, each in a child process that imports torch: 45 s of every
     load on the H200 image (cProfile, BENCHMARKS.md). The public call remains the fallback."""
-    index = device.index if device.type == "cuda" and device.index is not None else -1
+    index = -1
+    if device.type == "cuda":  # "cuda" alone is the current device (torch's loader would take -1 as no device)
+        index = device.index if device.index is not None else torch.cuda.current_device()
     try:
         loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, _runners(device), index)
     except (AttributeError, TypeError):  # another torch: its own public loader

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from batchvoc.engines.ops import kernel_op
-from batchvoc.engines.triton_runtime import launcher, pow2_between, span_launch_args, use_triton
+from batchvoc.engines.triton_runtime import channels_last_rows, launcher, pow2_between, span_launch_args, use_triton
 from batchvoc.models.activations import Snake, SnakeBeta
 from batchvoc.models.antialias import Activation1d, _up_phases
 from batchvoc.models.span import Span
@@ -300,6 +300,7 @@ class FusedActivation1d(nn.Module):
             self.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)
         self.down_left = low.pad_left
         self.method = method
+        self.channels_last = False  # engines/layout.channels_last_2d sets it: x then comes as channels-last rows
         self._needs = base.needs
         (antialiased_snake if method == "two_pass" else antialiased_snake_one_pass).define()
 
@@ -314,6 +315,7 @@ class FusedActivation1d(nn.Module):
         return self
 
     def forward(self, x: Tensor, span: Span | None = None, rate: int = 1) -> Tensor:
+        x = channels_last_rows(x) if self.channels_last else x
         alpha, inv = self.act.params_fp32()
         valid = (span or Span(None)).per_frame(x.shape[-1] // rate, x.device)
         args = (x, alpha, inv, valid, rate, self.up_taps, self.up_first, self.down_taps, self.down_left)

@@ -42,7 +42,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from batchvoc.engines.ops import kernel_op
-from batchvoc.engines.triton_runtime import launcher, pow2_between, span_launch_args, traced, use_triton
+from batchvoc.engines.triton_runtime import (
+    channels_last_rows,
+    launcher,
+    pow2_between,
+    span_launch_args,
+    traced,
+    use_triton,
+)
 from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
 from batchvoc.models.span import Span
 
@@ -240,12 +247,14 @@ class FusedResBlock(nn.Module):
         self.groups = nn.ModuleList(nn.ModuleList(PackedConv(c) for c in group) for group in groups)
         self._reach = block.reach()
         self.tiles = [[_tile(conv, i == 0, tile_table) for i, conv in enumerate(group)] for group in self.groups]
+        self.channels_last = False  # engines/layout.channels_last_2d sets it: x then comes as channels-last rows
         lrelu_conv.define()
 
     def reach(self) -> int:
         return self._reach
 
     def forward(self, x: Tensor, span: Span, rate: int) -> Tensor:
+        x = channels_last_rows(x) if self.channels_last else x
         valid = span.per_frame(x.shape[-1] // rate, x.device)
         x = span.zero(x, rate)  # the kernels keep it so: each zeroes its output outside the utterances
         conv_op = torch.ops.batchvoc.lrelu_conv  # defined in __init__

@@ -138,8 +138,12 @@ def _replace(model: nn.Module, make) -> int:
 
 
 def channels_last_2d(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """model (copied unless inplace) with every Conv1d / ConvTranspose1d as a channels-last (1, k) 2-D conv."""
+    """model (copied unless inplace) with every Conv1d / ConvTranspose1d as a channels-last (1, k) 2-D conv, and
+    every fused module set to take channels-last rows (triton_runtime.channels_last_rows)."""
     model = model if inplace else copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, FusedActivation1d | FusedResBlock):
+            m.channels_last = True
 
     def make(m):
         if type(m) is nn.Conv1d:

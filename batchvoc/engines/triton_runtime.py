@@ -46,6 +46,14 @@ def use_triton(x: Tensor) -> bool:
     return importlib.util.find_spec("triton") is not None and (x.is_cuda or not traced(x))
 
 
+def channels_last_rows(x: Tensor) -> Tensor:
+    """x [B, C, T] with channels-last strides (memory [B, T, C]): x itself where it has them, else a copy. Our
+    kernels' fast paths read channels-last rows, and a trace picks its launches from the strides it sees: a
+    compiler's own layout choices (Inductor's layout optimisation) come after the trace, so an activation traced
+    with [B, C, T] strides got the slow kernels and layout copies around them (BigVGAN's aoti package, H200)."""
+    return x if x.stride(1) == 1 else x.transpose(1, 2).contiguous().transpose(1, 2)
+
+
 def pow2_between(n: int, lo: int, hi: int) -> int:
     """The power of two at or above n, clamped to [lo, hi] (a tile size)."""
     return min(hi, max(lo, 1 << (n - 1).bit_length()))

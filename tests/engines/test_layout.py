@@ -105,3 +105,35 @@ def test_inductor_with_rewrites_equals_eager_both_span_forms(tiny, batch, tmp_pa
     per_frame[1, :, :32] = torch.tensor([0, 30]).view(2, 1)
     for v in (valid, per_frame):  # one graph serves both: [B, 2] becomes the per-frame form
         assert (engine(mel, v) - eager(mel, v)).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("family", [HiFiGAN, BigVGAN])
+def test_fused_modules_take_channels_last_rows_in_a_trace(family):
+    """Under channels_last_2d the fused modules hand their operators channels-last rows, also where x comes [B, C, T]
+    strided: a trace picks the kernels from the strides it sees (Inductor's layout choices come after it)."""
+    from batchvoc.engines.fused_antialias import FusedActivation1d
+    from batchvoc.engines.fused_resblock import FusedResBlock
+    from batchvoc.engines.ops import compiled_as
+    from batchvoc.models.span import Span
+
+    torch.manual_seed(0)
+    model = _randomize(family(**SMALL))
+    kinds = (FusedActivation1d, FusedResBlock)
+    plain = layout.apply(model, layout.Rewrites("ncl", "fused", "fused"))
+    assert not any(m.channels_last for m in plain.modules() if isinstance(m, kinds))
+    fast = layout.apply(model, layout.Rewrites("channels_last_2d", "fused", "fused"))
+    fused = next(m for m in fast.modules() if isinstance(m, kinds))
+    assert fused.channels_last
+
+    class Call(torch.nn.Module):
+        def forward(self, x):
+            return fused(x, Span(None), 1)
+
+    channels = next(p for p in fused.parameters()).shape[0 if isinstance(fused, FusedActivation1d) else 1]
+    x = torch.randn(2, channels, 40)  # [B, C, T] strides
+    with torch.no_grad(), compiled_as("opaque"):
+        exported = torch.export.export(Call(), (x,), strict=False)
+    calls = [n for n in exported.graph.nodes if str(n.target).startswith("batchvoc.")]
+    assert calls and all(n.args[0].meta["val"].stride(1) == 1 for n in calls)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), Call()(x), rtol=0, atol=0)
