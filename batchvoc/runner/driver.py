@@ -36,7 +36,7 @@ from batchvoc.runner.cluster import RayThread, connect, disconnect, plan_actors
 from batchvoc.runner.dealer import Dealt, StopJob, deal
 from batchvoc.runner.failures import FailureTally, console_lines
 from batchvoc.runner.lifetime import SessionGuard
-from batchvoc.runner.resume import hold_output
+from batchvoc.runner.resume import hold_output, identify
 from batchvoc.runner.worker import weights_of
 from batchvoc.settings import JobSettings
 from batchvoc.stats import JobSummary, RunSummary, ShardStats, Totals
@@ -106,9 +106,11 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
     with hold_output(settings) as job:  # the job lock first: a second job on output.dir stops here
         settings = replace(settings, job_token=job.token)
         store = job.store
-        with ThreadPoolExecutor(2, thread_name_prefix="plan") as pool:
+        with ThreadPoolExecutor(3, thread_name_prefix="plan") as pool:
             loading = pool.submit(timeline.timed, "weights read", _read_weights, settings)
             planning = pool.submit(lambda: timeline.timed("planned", plan, settings, files, loading.result()[1]))
+            # the input's digests (~0.1 s a GB) while Ray starts, not between Ray's start and the actors'
+            identifying = pool.submit(lambda: identify(settings, loading.result()[1]))
             # a finished job's rerun (summary.json there) usually has nothing to do: plan before starting Ray
             early = ray_thread is not None or not store.exists("summary.json")
             cluster = _Cluster.start(settings.address, timeline, ray_thread) if early else None
@@ -118,7 +120,8 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                 # one output-manifest schema for every shard (datasets / pandas read them together); ConfigError
                 columns = passthrough_schema(sorted({s.file for s in shards}))
                 shards = [replace(s, columns=columns) for s in shards]  # each shard's sink conforms to it
-                job.claim(settings, preset)  # the job's identity: another job's outputs stop it before any work
+                # the job's identity: another job's outputs stop it before any work
+                job.claim(settings, preset, identifying.result())
                 todo = [s for s in shards if s.name not in job.done]
                 log.info("%d shards planned, %d already done, %d to run", len(shards), len(shards) - len(todo),
                          len(todo))  # fmt: skip

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files
@@ -29,13 +30,14 @@ class OutputHold:
     state: str = ""
     done: set[str] = field(default_factory=set)
 
-    def claim(self, settings: JobSettings, preset: Preset) -> None:
+    def claim(self, settings: JobSettings, preset: Preset, identity: dict[str, Any] | None = None) -> None:
         """Check or record the job's identity (job.json) and clear stale temporary files; before any work.
+        `identity`: `identify(settings, preset)` taken ahead (it hashes the input), or None: taken here.
 
         Raises ConfigError (key output.dir) when the folder holds another job's outputs (unless
         output.overwrite=true, which deletes them).
         """
-        identity = job_identity(settings, preset, find_manifest_files(settings.manifest))
+        identity = identify(settings, preset) if identity is None else identity
         try:
             self.state = claim(self.store, identity, settings.overwrite)
         except OSError as err:  # job.json cannot be written (no space, read-only, ...): nothing can be
@@ -44,6 +46,11 @@ class OutputHold:
         removed = _remove_stale_partials(self.store, self.done)
         log.info("output.dir %s: %s job, %d shards done before%s", self.store.url, self.state, len(self.done),
                  f", {removed} temporary files removed" if removed else "")  # fmt: skip
+
+
+def identify(settings: JobSettings, preset: Preset) -> dict[str, Any]:
+    """The job's identity (runner/identity.py): its output settings and its input files' sizes and digests."""
+    return job_identity(settings, preset, find_manifest_files(settings.manifest))
 
 
 @contextmanager
