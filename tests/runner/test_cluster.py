@@ -3,6 +3,7 @@ Ray's serial waits; a cluster it joined runs on untouched. Real Ray, each driver
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -82,6 +83,11 @@ def test_a_local_cluster_ends_with_every_process_it_started_without_ray_s_serial
     assert not left, f"outlived the local cluster's shutdown: {left}"
     # ray.shutdown() alone waits 1 s for the monitor to give up on the GCS it stopped just before, then kills it
     assert ran["took"] < 1.0, ran["took"]
+    # the cluster's config (the GCS hands it to the raylet and the workers): sockets retried every 0.1 s
+    (config,) = [json.loads(base64.b64decode(arg.split("=", 1)[1])) for _, _, title in ran["started"]
+                 for arg in title.split() if arg.startswith("--config_list=")]  # fmt: skip
+    assert config["raylet_client_connect_timeout_milliseconds"] == 100, config
+    assert config["raylet_client_num_connect_attempts"] == 100, config
 
 
 @pytest.mark.slow
