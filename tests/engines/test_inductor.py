@@ -85,3 +85,22 @@ def test_our_operators_compiled_either_way_equal_eager(tiny, batch, kernels):
     assert rel_l2(engine(mel, valid), build_engine(model, preset, backend="eager")(mel, valid)) <= 1e-5
     with pytest.raises(ValueError, match="kernels"):
         build_engine(model, preset, backend="inductor", shapes=[SHAPES[0]], kernels="inlined")
+
+
+@pytest.mark.slow
+def test_engines_of_both_kernels_in_one_process_get_their_own_graphs(tiny, batch, monkeypatch):
+    """A traced engine built after an opaque one (the bench's lines, one process) compiles its own graph: it calls
+    no operator back (on a CPU the operator's plain-torch path is what an opaque graph calls)."""
+    from batchvoc.engines import fused_resblock
+
+    model, preset = tiny
+    mel, valid = batch
+    calls = []
+    plain = fused_resblock._torch_forward
+    monkeypatch.setattr(fused_resblock, "_torch_forward", lambda *a: calls.append(1) or plain(*a))
+    engines = {k: build_engine(model, preset, backend="inductor", precision="fp32", shapes=[SHAPES[0]],
+                               resblocks="fused", kernels=k) for k in ("opaque", "traced")}  # fmt: skip
+    for kernels, expected in (("opaque", True), ("traced", False)):
+        calls.clear()
+        engines[kernels](mel, valid)
+        assert bool(calls) is expected, kernels
