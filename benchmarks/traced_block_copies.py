@@ -6,7 +6,7 @@ descriptors made on the device (fused_resblock.DEVICE_DESCRIPTORS) win back.
 For each gsv_v4 resblock layer shape whose tile takes block copies (`tiles()`: STAGES set), batch 16, 1024 frames:
 the fused step with its descriptor made on the host (what eager calls run), made on the device (what a traced
 launch can run), and as pointer loads (what a traced launch runs otherwise: the same tile without STAGES, and the
-fastest pointer-load tile of 64/128/256 time steps). Each timed launch equals the plain-torch step (err). Totals
+fastest pointer-load tile of 64/128/256 time steps, or of Triton's load pipelining 2-4 deep). Each timed launch equals the plain-torch step (err). Totals
 count each layer shape once.
 """
 
@@ -46,6 +46,7 @@ def time_layer(c: int, rate: int, k: int, d: int, act: bool) -> dict[str, float]
     pointer = {k_: v for k_, v in pick.items() if k_ != "STAGES"}
     ways = {"host": (pick, "host"), "device": (pick, "device"), "pointer": (pointer, None)}
     ways.update({f"pointer M={m}": (dict(pointer, BLOCK_M=m), None) for m in (64, 128, 256) if m != pick["BLOCK_M"]})
+    ways.update({f"pointer stages={n}": (dict(pointer, num_stages=n), None) for n in (2, 3, 4)})
     out = {}
     for name, (config, descriptor) in ways.items():
 
