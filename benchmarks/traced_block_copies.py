@@ -6,8 +6,8 @@ descriptors made on the device (fused_resblock.DEVICE_DESCRIPTORS) win back.
 For each gsv_v4 resblock layer shape whose tile takes block copies (`tiles()`: STAGES set), batch 16, 1024 frames:
 the fused step with its descriptor made on the host (what eager calls run), made on the device (what a traced
 launch can run), and as pointer loads (what a traced launch runs otherwise: the same tile without STAGES, and the
-fastest pointer-load tile of 64/128/256 time steps, or of Triton's load pipelining 2-4 deep). Each timed launch equals the plain-torch step (err). Totals
-count each layer shape once.
+fastest pointer-load tile of 64/128/256 time steps, or of Triton's load pipelining 2-4 deep). Each timed launch
+equals the plain-torch step (err). Totals count each layer shape once.
 """
 
 import sys
