@@ -235,12 +235,12 @@ def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[S
     def ready(info: dict[str, Any]) -> None:
         timeline.mark(f"{info['actor']} ready")
         cluster.watch()  # the actor's process is one of the job's now
-        if end_imports.ident is None:  # from the first actor's start on, the driver only deals
-            end_imports.start()
         if on_actor_ready:
             on_actor_ready(info)
 
     def finished(shard: Shard, stats: dict[str, Any]) -> None:
+        if end_imports.ident is None:  # the first shard done: dealing is under way, not at its start
+            end_imports.start()
         if tally.ok or stats.get("rows_ok"):
             tally.ok += stats.get("rows_ok", 0)
             return  # some rows are fine: never stop early
