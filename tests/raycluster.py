@@ -106,6 +106,32 @@ def reap(procs: list[psutil.Process], grace: float = 10.0) -> None:
             pass
 
 
+def still_running(processes: list[tuple[int, float, str]]) -> list[str]:
+    """Those of (pid, start time, title) still running as the same process (a reused pid does not count)."""
+    alive = []
+    for pid, created, title in processes:
+        try:
+            process = psutil.Process(pid)
+            if process.create_time() == created and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{pid} {title[:100]}")
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def run_child(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 240.0, **popen) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of a child process; whatever it left running is ended (its own descendants)."""
+    popen = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) | popen
+    proc = subprocess.Popen(args, cwd=cwd, env=env, **popen)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        left = descendants(proc.pid) if proc.poll() is None else []
+        proc.kill()
+        reap(left)
+    return proc.returncode, out, err
+
+
 def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0) -> HeadNode:
     """Start a head node with token authentication on; waits until its dashboard and client server listen."""
     token_path = folder / "ray_auth_token"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.raycluster import descendants, reap
+from tests.raycluster import reap, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,15 +31,8 @@ def test_warming_fills_the_cache_for_the_driver_ray_and_an_actor_and_leaves_noth
     cache = tmp_path / "pycache"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.update(PYTHONPYCACHEPREFIX=str(cache), RAY_ADDRESS="")
-    proc = subprocess.Popen([sys.executable, "-c", CHILD], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        out, _ = proc.communicate(timeout=240)
-    finally:
-        started = descendants(proc.pid) if proc.poll() is None else []
-        proc.kill()
-        reap(started)
-    assert proc.returncode == 0, out
+    code, out, _ = run_child([sys.executable, "-c", CHILD], env, ROOT, stderr=subprocess.STDOUT)
+    assert code == 0, out
     took = [float(line.split()[1]) for line in out.splitlines() if line.startswith("took ")]
     listed = [line.split()[1:] for line in out.splitlines() if line.startswith("ray ")]
     assert took and took[0] > 0 and listed and listed[0], out  # its local Ray's processes and the actor's

@@ -6,15 +6,15 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.raycluster import descendants, reap, start_head
+from tests.raycluster import reap, run_child, start_head, still_running
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,28 +47,9 @@ DRIVER = textwrap.dedent(
 
 
 def _drive(address: str, env: dict[str, str]) -> dict:
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, address], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        out, err = proc.communicate(timeout=240)
-    finally:
-        left = descendants(proc.pid) if proc.poll() is None else []
-        proc.kill()
-        reap(left)
-    assert proc.returncode == 0, err[-3000:]
+    code, out, err = run_child([sys.executable, "-c", DRIVER, address], env, ROOT)
+    assert code == 0, err[-3000:]
     return json.loads(out.strip().splitlines()[-1])
-
-
-def _alive(started: list) -> list[str]:
-    alive = []
-    for pid, created, title in started:
-        try:
-            proc = psutil.Process(pid)
-            if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(f"{pid} {title[:100]}")
-        except psutil.NoSuchProcess:
-            continue
-    return alive
 
 
 def test_a_local_cluster_ends_with_every_process_it_started_without_ray_s_serial_wait():
@@ -78,7 +59,9 @@ def test_a_local_cluster_ends_with_every_process_it_started_without_ray_s_serial
     titles = " ".join(title for _, _, title in ran["started"])
     assert "autoscaler/_private/monitor.py" in titles and "raylet" in titles and "DashboardAgent" in titles
     assert ran["actor"] in {pid for pid, _, _ in ran["started"]}
-    left = _alive(ran["started"])
+    deadline = time.monotonic() + 10  # an idle worker notices its raylet is gone a moment after ray.shutdown()
+    while (left := still_running(ran["started"])) and time.monotonic() < deadline:
+        time.sleep(0.1)
     reap([psutil.Process(int(line.split()[0])) for line in left])  # ours: started by the driver this test ran
     assert not left, f"outlived the local cluster's shutdown: {left}"
     # ray.shutdown() alone waits 1 s for the monitor to give up on the GCS it stopped just before, then kills it

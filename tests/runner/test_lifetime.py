@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from tests.conftest import mel_rows, write_manifest
+from tests.raycluster import still_running
 
 JOB = textwrap.dedent(
     """
@@ -30,19 +31,6 @@ EARLY_RAY = JOB.replace(
     "    from batchvoc.runner.cluster import RayThread\n\n"
     "    ray_thread = RayThread('')\n    run_job(settings, ray_thread=ray_thread, on_actor_ready",
 )
-
-
-def _alive(processes: list[tuple[int, float, str]]) -> list[str]:
-    """Those of (pid, start time, title) still running as the same process."""
-    alive = []
-    for pid, created, title in processes:
-        try:
-            process = psutil.Process(pid)
-            if process.create_time() == created and process.status() != psutil.STATUS_ZOMBIE:
-                alive.append(f"{pid} {title[:80]}")
-        except psutil.NoSuchProcess:
-            continue
-    return alive
 
 
 @pytest.mark.parametrize("job, stop", [(JOB, signal.SIGKILL), (EARLY_RAY, signal.SIGTERM)], ids=["kill", "term"])
@@ -69,9 +57,9 @@ def test_a_stopped_driver_leaves_no_process_of_its_job(tmp_path, job, stop):
         os.kill(driver.pid, stop)  # the driver this test started, by its own pid
         code = driver.wait(timeout=60)
     deadline = time.monotonic() + 20
-    while _alive(started) and time.monotonic() < deadline:
+    while still_running(started) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _alive(started), f"outlived the stopped driver: {_alive(started)}"
+    assert not still_running(started), f"outlived the stopped driver: {still_running(started)}"
     # SIGTERM ends the driver through sys.exit (its cleanup ran above); Ray's threads may abort the interpreter's
     # own teardown after that, so only "not a success" is asserted
     assert code == -signal.SIGKILL if stop == signal.SIGKILL else code != 0, code
