@@ -37,7 +37,11 @@ INSTALL_HINT = "pip install 'batchvoc[tensorrt]' (torch-tensorrt 2.11 pairs with
 
 
 def import_tensorrt():
-    """(tensorrt, torch_tensorrt) modules, or a ConfigError on engine.backend saying how to install them."""
+    """(tensorrt, torch_tensorrt) modules, or a ConfigError on engine.backend saying how to install them (or, on a
+    machine without a CUDA GPU, that tensorrt needs one)."""
+    if not torch.cuda.is_available():
+        raise ConfigError("engine.backend", "tensorrt needs a CUDA GPU and this machine has none; use "
+                                            "engine.backend=auto (eager or inductor here)")  # fmt: skip
     try:
         import tensorrt
         import torch_tensorrt

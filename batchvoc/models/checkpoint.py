@@ -92,6 +92,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable file is a configuration error
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if reason.startswith("Weights only load failed"):  # torch's text goes on to advise unsafe loading
+            reason = "it holds Python objects other than tensors and plain containers, which batchvoc does not load"
         raise ConfigError(KEY, f"cannot read checkpoint {str(p)!r} as torch weights: {reason[:300]}") from exc
     return fold_state_dict(unwrap(obj, f"checkpoint {str(p)!r}"))
 

@@ -104,16 +104,21 @@ def test_wrong_preset_lists_are_truncated(tmp_path):
     assert "more)" in err.value.message and len(err.value.message) < 2000
 
 
-@pytest.mark.parametrize("bad", ["missing", "garbage", "empty_dict"])
+@pytest.mark.parametrize("bad", ["missing", "garbage", "empty_dict", "pickled_object"])
 def test_unreadable_checkpoint(tmp_path, bad):
     path = tmp_path / "vocoder.pth"
     if bad == "garbage":
         path.write_bytes(b"not a torch file")
     elif bad == "empty_dict":
         torch.save({"epoch": 1}, path)
+    elif bad == "pickled_object":
+        torch.save({"generator": Path(path)}, path)  # a Python object weights-only loading refuses
     with pytest.raises(ConfigError) as err:
         load_vocoder("gsv_v4", str(path))
     assert err.value.key == "model.checkpoint"
+    assert "weights_only=False" not in err.value.message and "arbitrary code" not in err.value.message
+    if bad == "pickled_object":
+        assert "Python objects other than tensors" in err.value.message
 
 
 @pytest.mark.parametrize("checkpoint", [None, "", "pretrained"])
