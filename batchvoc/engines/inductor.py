@@ -101,9 +101,10 @@ def _cache_tag(rewrites: _layout.Rewrites, kernels: str) -> str:
 
 
 def _entry(kernels: str) -> Callable:
-    """`entry(net, mel, valid) -> net(mel, valid)`, with a code object of its own per `kernels`. Dynamo keeps
-    compiled graphs per code object, and its guards do not see how our operators compile (ops.compiled_as): a
-    second engine of the other `kernels` in one process (the bench's lines) was handed the first one's graph."""
+    """`entry(net, mel, valid) -> net(mel, valid)` with a code object of its own (one per engine built, named for
+    `kernels`). Dynamo keeps compiled graphs per code object, and its guards do not see how our operators compile
+    (ops.compiled_as): a second engine of the other `kernels` in one process (the bench's lines) was handed the
+    first one's graph."""
 
     def entry(net: nn.Module, mel, valid):
         return net(mel, valid)

@@ -13,7 +13,8 @@ shows the kernels).
 `compiled_as("opaque")` keeps them opaque to a compile instead (Inductor calls the operator, which launches its
 kernels as an eager call does): the inductor engine's default, as gsv_v4 ran 17% slower with its convolutions
 traced (H200 session 4: 3,032x against 3,659x opaque; in a trace they lose their block copies, and more not yet
-explained). AOTInductor packages trace them: opaque, a package would call back into Python per launch.
+explained). AOTInductor packages trace them by default; `aoti:kernels=opaque` builds one that calls them back into
+Python per launch (block copies kept, but each loading process defines the operators: `define_all`).
 
 Defined lazily (`KernelOp.define`; the modules that call an operator define it when they are built): defining a
 triton_op imports torch._inductor and torch._dynamo (triton_op's search of fn's source for kernels; custom_op's
