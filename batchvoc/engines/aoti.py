@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from batchvoc.engines import layout as _layout
 from batchvoc.engines.base import Engine, build_target, laid_out, warmup_input
 from batchvoc.engines.cache import engine_key, gpu_identity, weights_digest
-from batchvoc.engines.ops import COMPILED_AS, compiled_as, define_all, kernels_digest
+from batchvoc.engines.ops import check_compiled_as, compiled_as, define_all, kernels_digest
 from batchvoc.models.presets import Preset
 
 log = logging.getLogger(__name__)
@@ -189,8 +189,7 @@ def build(
     kernels: "traced" (the package launches our operators' kernels itself) or "opaque" (it calls our operators
     back, which launch them as an eager call does: Hopper block copies for the fused convolutions, but the loading
     process defines the operators, importing torch._dynamo and triton). ValueError for another value."""
-    if kernels not in COMPILED_AS:
-        raise ValueError(f"unknown kernels {kernels!r}; choose one of {', '.join(COMPILED_AS)}")
+    check_compiled_as(kernels)
     started = time.perf_counter()
     target = build_target("aoti", preset.hop_length, precision, device, shapes)
     dtype, device = target.dtype, target.device

@@ -42,7 +42,7 @@ from torch import nn
 
 from batchvoc.engines import layout as _layout
 from batchvoc.engines.base import Engine, build_target, laid_out, warmup_input
-from batchvoc.engines.ops import COMPILED_AS, compiled_as, kernels_digest
+from batchvoc.engines.ops import check_compiled_as, compiled_as, kernels_digest
 from batchvoc.models.presets import Preset
 
 try:
@@ -55,7 +55,7 @@ except ImportError:  # private API: only used to tell torch's own default from a
 
 log = logging.getLogger(__name__)
 
-_compiled_shapes = 0  # shapes compiled in this process: each is one cache entry on the model's forward
+_compiled_shapes = 0  # shapes compiled in this process: a bound for Dynamo's recompile limits
 
 
 DEFAULT_MODE = "default"  # on CPU and GPU alike (module docstring: max-autotune was no faster on an H100)
@@ -137,8 +137,7 @@ def build(
     kernels: "opaque" (Inductor calls our kernel operators) or "traced" (it compiles their kernels in): ops.compiled_as.
     """
     global _compiled_shapes
-    if kernels not in COMPILED_AS:
-        raise ValueError(f"unknown kernels {kernels!r}; choose one of {', '.join(COMPILED_AS)}")
+    check_compiled_as(kernels)
     target = build_target("inductor", preset.hop_length, precision, device, shapes)
     shapes, dtype, device = target.shapes, target.dtype, target.device
     mode = mode or DEFAULT_MODE

@@ -77,12 +77,17 @@ def kernel_op(name: str, kernels: Callable[[], list]) -> Callable[[Callable], Ke
 COMPILED_AS = ("traced", "opaque")  # how a compile takes our operators (module doc)
 
 
+def check_compiled_as(how: str) -> None:
+    """ValueError for a `kernels` value other than COMPILED_AS's."""
+    if how not in COMPILED_AS:
+        raise ValueError(f"unknown kernels {how!r}; choose one of {', '.join(COMPILED_AS)}")
+
+
 @contextlib.contextmanager
 def compiled_as(how: str) -> Iterator[None]:
     """Compiles (torch.compile, AOTInductor) inside trace our operators' kernels ("traced") or keep each operator a
     call ("opaque": torch's switch that torch.export uses to keep triton ops). Raises ValueError for another value."""
-    if how not in COMPILED_AS:
-        raise ValueError(f"unknown kernels {how!r}; choose one of {', '.join(COMPILED_AS)}")
+    check_compiled_as(how)
     if how == "traced":
         yield
         return
