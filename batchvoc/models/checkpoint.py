@@ -8,6 +8,7 @@ Weight norm is folded into `X.weight` = g * v / ||v||, the norm taken over every
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,28 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable file is a configuration error
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if reason.startswith("Weights only load failed"):  # torch's text goes on to advise unsafe loading
-            reason = "it holds Python objects other than tensors and plain containers, which batchvoc does not load"
-        raise ConfigError(KEY, f"cannot read checkpoint {str(p)!r} as torch weights: {reason[:300]}") from exc
+        raise ConfigError(KEY, f"cannot read checkpoint {str(p)!r} as torch weights: {_unreadable(p, exc)}") from exc
     return fold_state_dict(unwrap(obj, f"checkpoint {str(p)!r}"))
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why torch.load(weights_only=True) refused the file at `path`, in our words (torch's own text advises
+    loading it unsafely)."""
+    text = str(exc).strip()
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return (f"it holds a Python object ({found[1]}) besides tensors and plain containers, which batchvoc does "
+                "not load")  # fmt: skip
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    with open(path, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # what torch.save writes (a zip archive) since torch 1.6
+    if zipped:
+        return f"its zip archive is damaged or cut short ({size:,} bytes)"
+    if text.startswith("Weights only load failed") or isinstance(exc, EOFError):
+        return "it is not a file torch.save writes (neither its zip archive nor its pickle)"
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def _listing(title: str, items: list[str], limit: int = 8) -> str:
