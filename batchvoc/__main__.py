@@ -37,8 +37,7 @@ def _job(cfg: DictConfig) -> int:
         _sweep_folder(cfg)
         code = run(cfg)
     except ConfigError as err:
-        log.error("cannot run: %s", err)
-        print(f"batchvoc: cannot run: {err}", file=sys.stderr)
+        _cannot_run(err)
     except KeyboardInterrupt:
         code = 130
         raise
@@ -46,6 +45,14 @@ def _job(cfg: DictConfig) -> int:
         _codes.append(code)
         _leave_clean()
     return code
+
+
+def _cannot_run(err: ConfigError) -> None:
+    """Say why the job cannot run, once (run says it before waiting for its Ray to start and shut down)."""
+    if not getattr(err, "said", False):
+        log.error("cannot run: %s", err)
+        print(f"batchvoc: cannot run: {err}", file=sys.stderr, flush=True)
+        err.said = True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +114,9 @@ def run(cfg: DictConfig) -> int:
         from batchvoc.runner.driver import run_job
 
         report = run_job(settings, ray_thread=ray_thread, checked=files)
+    except ConfigError as err:
+        _cannot_run(err)  # now: closing a Ray still starting waits for its start (~4 s)
+        raise
     finally:
         if ray_thread is not None:
             ray_thread.close()

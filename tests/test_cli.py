@@ -46,6 +46,19 @@ def test_v4_without_checkpoint_says_which_key_and_where(tmp_path):
     assert not (tmp_path / "out" / "audio").exists()
 
 
+def test_an_unreadable_checkpoint_is_named_before_the_job_waits_for_ray(tmp_path):
+    three_files(tmp_path / "in", rows=3)
+    (tmp_path / "g.pth").write_text("a text file, not weights")
+    result = batchvoc("job=hifigan_v1", f"model.checkpoint={tmp_path / 'g.pth'}", f"input.manifest={tmp_path / 'in'}",
+                      f"output.dir={tmp_path / 'out'}")  # fmt: skip
+    assert result.returncode == 1
+    (said,) = [line for line in result.stderr.splitlines() if line.startswith("batchvoc: cannot run:")]
+    assert "model.checkpoint" in said and "not a file torch.save writes" in said
+    # the plan's checks came first: the job never waited for its Ray (begun early, then shut down)
+    assert "Ray started" not in result.stdout + result.stderr
+    assert not (tmp_path / "out" / "audio").exists()
+
+
 def test_tensorrt_without_the_extra_names_it(tmp_path):
     pytest.importorskip("torch")
     try:

@@ -99,8 +99,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 def _unreadable(path: Path, exc: Exception) -> str:
     """Why torch.load(weights_only=True) refused the file at `path`, in our words (torch's own text advises
     loading it unsafely)."""
-    text = str(exc).strip()
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
     if found:
         return (f"it holds a Python object ({found[1]}) besides tensors and plain containers, which batchvoc does "
                 "not load")  # fmt: skip
@@ -108,12 +107,12 @@ def _unreadable(path: Path, exc: Exception) -> str:
     if size == 0:
         return "the file is empty"
     with open(path, "rb") as f:
-        zipped = f.read(4) == b"PK\x03\x04"  # what torch.save writes (a zip archive) since torch 1.6
-    if zipped:
-        return f"its zip archive is damaged or cut short ({size:,} bytes)"
-    if text.startswith("Weights only load failed") or isinstance(exc, EOFError):
-        return "it is not a file torch.save writes (neither its zip archive nor its pickle)"
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+        head = f.read(4)
+    if head == b"PK\x03\x04":  # the zip archive torch.save writes since torch 1.6
+        return f"its zip archive is not one torch.save wrote, or is damaged or cut short ({size:,} bytes)"
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a pickle: torch.save's legacy format
+        return f"its pickle is damaged or cut short ({size:,} bytes)"
+    return "it is not a file torch.save writes (neither its zip archive nor its pickle)"
 
 
 def _listing(title: str, items: list[str], limit: int = 8) -> str:

@@ -111,9 +111,11 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
             planning = pool.submit(lambda: timeline.timed("planned", plan, settings, files, loading.result()[1]))
             # the input's digests (~0.1 s a GB) while Ray starts, not between Ray's start and the actors'
             identifying = pool.submit(lambda: identify(settings, loading.result()[1]))
+            # connect here while the pool plans, unless Ray is starting on the caller's thread already (it is
+            # waited for once the plan stands: a bad checkpoint or manifest stops the job without waiting for Ray);
             # a finished job's rerun (summary.json there) usually has nothing to do: plan before starting Ray
-            early = ray_thread is not None or not store.exists("summary.json")
-            cluster = _Cluster.start(settings.address, timeline, ray_thread) if early else None
+            early = ray_thread is None and not store.exists("summary.json")
+            cluster = _Cluster.start(settings.address, timeline) if early else None
             try:
                 shards = planning.result()
                 preset = loading.result()[1]
@@ -127,7 +129,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                          len(todo))  # fmt: skip
                 dealt, tally = Dealt(), FailureTally()
                 if todo:
-                    cluster = cluster or _Cluster.start(settings.address, timeline)
+                    cluster = cluster or _Cluster.start(settings.address, timeline, ray_thread)
                     dealt = _run(settings, cluster, loading, todo, preset, tally, on_actor_ready, timeline)
                     timeline.mark("shards done")
             except BaseException:

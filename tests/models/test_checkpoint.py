@@ -104,17 +104,19 @@ def test_wrong_preset_lists_are_truncated(tmp_path):
     assert "more)" in err.value.message and len(err.value.message) < 2000
 
 
-def _cut_short(path: Path) -> None:
-    torch.save(HiFiGAN(n_mels=80).state_dict(), path)
+def _cut_short(path: Path, legacy: bool = False) -> None:
+    torch.save(HiFiGAN(n_mels=80).state_dict(), path, _use_new_zipfile_serialization=not legacy)
     path.write_bytes(path.read_bytes()[:5000])
 
 
 UNREADABLE = {  # how the file is bad: (writer, words the message must hold)
     "missing": (lambda path: None, "does not exist"),
     "text": (lambda path: path.write_bytes(b"not a torch file"), "not a file torch.save writes"),
-    "zip_of_junk": (lambda path: path.write_bytes(b"PK\x03\x04junk"), "zip archive is damaged or cut short"),
+    "other_text": (lambda path: path.write_text("a text file, not weights"), "not a file torch.save writes"),
+    "zip_of_junk": (lambda path: path.write_bytes(b"PK\x03\x04junk"), "zip archive is not one torch.save wrote"),
     "empty_file": (lambda path: path.write_bytes(b""), "the file is empty"),
-    "cut_short": (_cut_short, "zip archive is damaged or cut short (5,000 bytes"),
+    "cut_short": (_cut_short, "damaged or cut short (5,000 bytes"),
+    "legacy_cut_short": (lambda path: _cut_short(path, legacy=True), "its pickle is damaged or cut short (5,000"),
     "no_weights": (lambda path: torch.save({"epoch": 1}, path), "checkpoint"),
     # a Python object weights-only loading refuses
     "pickled_object": (lambda path: torch.save({"generator": Path(path)}, path), "a Python object (pathlib."),
