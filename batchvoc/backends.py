@@ -1,12 +1,15 @@
 """Engine backends, precisions and engine options by name, without torch: the command checks a job's engine
 settings with these before it starts Ray or imports torch (runner/checks.py).
 
-TUNABLES: the `engine.options` each backend takes (engines/layout.py's rewrites, the backends' own).
+TUNABLES: the `engine.options` each backend takes (engines/layout.py's rewrites, the backends' own); CHOICES,
+INTEGERS and parse_tile_table: the values each option takes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from batchvoc.errors import ConfigError
@@ -15,6 +18,21 @@ BACKENDS = ("auto", "tensorrt", "aoti", "inductor", "eager")
 PRECISION_NAMES = ("fp32", "fp16", "bf16")
 
 _REWRITES = ("layout", "antialias", "resblocks", "fused_max_channels", "tile_table")
+# each named option's values (engines/layout.py, engines/ops.py, torch._inductor.list_mode_options take these)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "layout": ("auto", "ncl", "channels_last_2d"),
+    "antialias": ("auto", "conv", "fused", "fused1", "fused1g", "fused1r", "polyphase"),
+    "resblocks": ("auto", "conv", "fused"),
+    "kernels": ("traced", "opaque"),
+    "mode": ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"),
+}
+# each integer option's bounds, inclusive (optimization_level: Torch-TensorRT's builder levels)
+INTEGERS: dict[str, tuple[int, int | None]] = {
+    "fused_max_channels": (0, None),
+    "optimization_level": (0, 5),
+    "workspace_size": (0, None),
+}
+TILE_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_C", "num_warps", "num_stages", "STAGES")  # a tile as a list of ints
 TUNABLES: dict[str, tuple[str, ...]] = {
     "eager": _REWRITES,
     "inductor": (*_REWRITES, "mode", "kernels"),
@@ -31,6 +49,58 @@ def check_names(backend: str, precision: str, tunables: Mapping[str, Any] | None
         raise ConfigError("engine.precision",
                           f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_NAMES)}")  # fmt: skip
     known = sorted({k for keys in TUNABLES.values() for k in keys})
-    for key in tunables or {}:
+    for key, value in (tunables or {}).items():
         if key not in known:
             raise ConfigError(f"engine.options.{key}", f"unknown engine option; known: {', '.join(known)}")
+        if value is not None:
+            option_value(key, value)
+
+
+def option_value(key: str, value: Any) -> Any:
+    """An engine option's value as the engines take it (numbers from the command line made ints, a tile table's
+    file read); ConfigError naming engine.options.<key> for a value outside the option's choices or bounds."""
+    name = f"engine.options.{key}"
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(name, f"unknown value {value!r}; choose one of {', '.join(CHOICES[key])}")
+    if key in INTEGERS:
+        low, high = INTEGERS[key]
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(name, f"must be an integer, not {value!r}") from None
+        if value < low or (high is not None and value > high):
+            raise ConfigError(name, f"must be {low} or more" + (f" and {high} or less" if high is not None else "")
+                              + f", not {value}")  # fmt: skip
+    if key == "tile_table":
+        try:
+            parse_tile_table(value)
+        except ValueError as err:
+            raise ConfigError(name, str(err)) from None
+    return value
+
+
+def parse_tile_table(table: Mapping | str | None) -> dict[tuple[int, int, int], dict[str, int]]:
+    """A tile table, {"C_IN,KSIZE,ACT": {BLOCK_M: .., ...}} or the path of a JSON file holding one, as
+    {(c_in, ksize, act): tile}. Raises ValueError naming the file, entry or key that is wrong."""
+    if isinstance(table, str):
+        try:
+            table = json.loads(Path(table).read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot read a tile table from {table!r}: {err}") from None
+    if not isinstance(table, Mapping | type(None)):
+        raise ValueError(f"a tile table is a mapping or the path of a JSON file, not {type(table).__name__}")
+    parsed = {}
+    for key, config in dict(table or {}).items():
+        parts = str(key).split(",")
+        if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"tile_table key {key!r}: write it as C_IN,KSIZE,ACT (e.g. '64,7,1')")
+        if not isinstance(config, Mapping):
+            raise ValueError(f"tile_table[{key!r}]: a mapping of {', '.join(TILE_KEYS)}, not {config!r}")
+        unknown = set(config) - set(TILE_KEYS)
+        if unknown:
+            raise ValueError(f"tile_table[{key!r}]: unknown keys {sorted(unknown)}; known: {', '.join(TILE_KEYS)}")
+        try:
+            parsed[tuple(int(p) for p in parts)] = {k: int(v) for k, v in config.items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"tile_table[{key!r}]: values are integers, not {dict(config)!r}") from None
+    return parsed

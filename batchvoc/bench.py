@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from batchvoc.backends import check_names
 from batchvoc.chunking import pack
 from batchvoc.device_defaults import default_row_length
 from batchvoc.engines import check_backend
@@ -152,8 +153,13 @@ def run_bench(cfg) -> dict[str, Any]:
         raise ConfigError("repeats", f"at least 10 timed runs per line, got {cfg.repeats}")
     backends, precisions, batches = list(cfg.backends), list(cfg.precisions), [int(b) for b in cfg.batch]
     for backend in backends:
+        name, options = parse_backend(backend)
         for precision in precisions:
-            check_backend(parse_backend(backend)[0], precision)
+            try:
+                check_names(name, precision, options)
+            except ConfigError as err:
+                raise ConfigError("backends", f"{backend!r}: {err}") from None
+            check_backend(name, precision)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     retain_freed_memory()  # as the runner's workers do

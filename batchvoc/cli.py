@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from batchvoc.backends import check_names
 from batchvoc.config import BatchvocConfig, config_error, register, validate
 from batchvoc.errors import ConfigError
 
@@ -114,6 +115,7 @@ def compose(overrides: list[str]) -> Any:
                 cfg.job_name = job_name
             typed = validate(cfg)
             OmegaConf.resolve(typed)
+            check_names(typed.engine.backend, typed.engine.precision, typed.engine.options)  # values too, no torch
             return typed
     except OmegaConfBaseException as err:
         raise config_error(err) from None

@@ -170,17 +170,25 @@ def config_error(err: OmegaConfBaseException) -> ConfigError:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     if "not in" in text or "Key '" in text and "is not in struct mode" in text:
         section = key.rsplit(".", 1)[0] if "." in key else ""
+        if _node(section) == {} and section:  # a mapping of free keys (engine.options, model.hparams, ...)
+            return ConfigError(key, f"{section} starts empty: add a key to it with a +, as in +{key}=VALUE")
         return ConfigError(key, f"unknown key{_known(section)}")
     if any(w in text for w in ("could not be converted", "Invalid value", "Incompatible value", "is not a valid")):
         return ConfigError(key, f"wrong type: {_type_message(text)}")
     return ConfigError(key, text)
 
 
-def _known(section: str) -> str:
+def _node(section: str) -> DictConfig | None:
+    """The schema's node at `section` (a dotted key; "" for the root), or None where it has none."""
     node: Any = OmegaConf.structured(BatchvocConfig)
     for part in filter(None, section.split(".")):
         node = node.get(part) if isinstance(node, DictConfig) else None
-    if not isinstance(node, DictConfig):
+    return node if isinstance(node, DictConfig) else None
+
+
+def _known(section: str) -> str:
+    node = _node(section)
+    if node is None:
         return ""
     return f" (known keys{' under ' + section if section else ''}: {', '.join(str(k) for k in node.keys())})"
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from batchvoc.backends import TUNABLES
+from batchvoc.backends import TUNABLES, option_value
 from batchvoc.chunking import ROW_LENGTH, ChunkPlan
 from batchvoc.device_defaults import default_batch, default_row_length
 from batchvoc.engines import Engine, build_engine, check_backend
@@ -32,8 +32,6 @@ from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
 from batchvoc.roundtrip import RoundTrip
 from batchvoc.stream import VocoderStream
-
-_INTS = ("fused_max_channels", "optimization_level", "workspace_size")
 
 
 def plan_chunks(model: nn.Module, preset: Preset, batch: int, chunk_frames: int | None = None,
@@ -95,19 +93,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def backend_options(backend: str, tunables: Mapping[str, Any]) -> dict[str, Any]:
-    """The tunables this backend takes (numbers from the command line coerced); others are dropped, so one
-    engine.options works with `auto` whichever backend it picks. ConfigError for a bad number."""
-    options = {}
-    for key in TUNABLES.get(backend, ()):
-        if key in tunables and tunables[key] is not None:
-            value = tunables[key]
-            if key in _INTS:
-                try:
-                    value = int(value)
-                except (TypeError, ValueError):
-                    raise ConfigError(f"engine.options.{key}", f"must be an integer, not {value!r}") from None
-            options[key] = value
-    return options
+    """The tunables this backend takes (numbers from the command line made ints); others are dropped, so one
+    engine.options works with `auto` whichever backend it picks. ConfigError for a bad value (backends.option_value)."""
+    keys = TUNABLES.get(backend, ())
+    return {k: option_value(k, v) for k, v in tunables.items() if k in keys and v is not None}
 
 
 @dataclass

@@ -52,7 +52,10 @@ def test_bench_reports_every_line_against_fp32_eager(tmp_path):
 def test_bench_refuses_bad_config(tmp_path):
     with pytest.raises(ConfigError) as err:
         run_bench(config("backends=[tpu]", f"out={tmp_path / 'x.json'}"))
-    assert err.value.key == "engine.backend"
+    assert err.value.key == "backends" and "unknown backend 'tpu'" in err.value.message
+    with pytest.raises(ConfigError) as err:
+        run_bench(config("backends=['inductor:kernels=bogus']", f"out={tmp_path / 'x.json'}"))
+    assert err.value.key == "backends" and "engine.options.kernels: unknown value 'bogus'" in err.value.message
     with pytest.raises(ConfigError) as err:
         run_bench(config("repeats=3", f"out={tmp_path / 'x.json'}"))
     assert err.value.key == "repeats"

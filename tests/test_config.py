@@ -55,6 +55,14 @@ def test_every_packaged_job_composes_into_valid_settings(job, tmp_path):
         (["output.overwrite=maybe"], "output.overwrite", "wrong type"),
         (["+model.hparams.upsample_initial_channel=64", "cluster.cpu_actors=x"], "cluster.cpu_actors", "integer"),
         (["job=nope"], "job", "demo, hifigan_v1"),
+        (["+engine.options.kernels=bogus"], "engine.options.kernels", "choose one of traced, opaque"),
+        (["+engine.options.fused_max_channels=-1"], "engine.options.fused_max_channels", "0 or more"),
+        (["+engine.options.tile_table=/no/such.json"], "engine.options.tile_table", "cannot read a tile table"),
+        (
+            ["engine.options.kernels=opaque"],
+            "engine.options.kernels",
+            "add a key to it with a +, as in +engine.options.kernels=VALUE",
+        ),
     ],
 )
 def test_a_bad_override_is_one_line_naming_the_key(overrides, key, words, tmp_path, capsys):

@@ -34,13 +34,11 @@ interpreter (slow; tests).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from batchvoc.backends import TILE_KEYS, parse_tile_table
 from batchvoc.engines.ops import kernel_op
 from batchvoc.engines.triton_runtime import (
     channels_last_rows,
@@ -58,7 +56,6 @@ FUSED_MAX_CHANNELS = 64  # H100 (BENCHMARKS.md, session 5): at 128 channels cuDN
 # loads. Off: on the H200 (session 4, benchmarks/traced_block_copies.py, eager launches) they took 1.088x the host
 # descriptors' time (pointer loads 1.201x) and one layer (64 channels, k=11, input activated) came out wrong (9.9e-2)
 DEVICE_DESCRIPTORS = False
-TILE_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_C", "num_warps", "num_stages", "STAGES")  # a tile as a list of ints
 
 
 def tiles(c_in: int, c_out: int, ksize: int, activate_input: bool = True) -> dict[str, int]:
@@ -101,17 +98,7 @@ class TileTable:
     a JSON file holding it. Layers not listed take `tiles()`. Raises ValueError for a malformed entry."""
 
     def __init__(self, table: dict | str | None = None):
-        if isinstance(table, str):
-            table = json.loads(Path(table).read_text())
-        self.table = {}
-        for key, config in dict(table or {}).items():
-            parts = str(key).split(",")
-            if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
-                raise ValueError(f"tile_table key {key!r}: write it as C_IN,KSIZE,ACT (e.g. '64,7,1')")
-            unknown = set(config) - set(TILE_KEYS)
-            if unknown:
-                raise ValueError(f"tile_table[{key!r}]: unknown keys {sorted(unknown)}; known: {', '.join(TILE_KEYS)}")
-            self.table[tuple(int(p) for p in parts)] = {k: int(v) for k, v in config.items()}
+        self.table = parse_tile_table(table)
 
     def __call__(self, c_in: int, c_out: int, ksize: int, activate_input: bool = True) -> dict[str, int]:
         return dict(self.table.get((c_in, ksize, int(activate_input))) or tiles(c_in, c_out, ksize, activate_input))

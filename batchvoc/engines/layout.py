@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from batchvoc.backends import CHOICES
 from batchvoc.engines import fused_resblock
 from batchvoc.engines.fused_antialias import FusedActivation1d
 from batchvoc.engines.fused_resblock import FusedResBlock, TileTable
@@ -41,10 +42,10 @@ from batchvoc.engines.triton_runtime import triton_available
 from batchvoc.models.antialias import Activation1d, PolyphaseActivation1d
 from batchvoc.models.hifigan import ResBlock1, ResBlock2
 
-LAYOUTS = ("auto", "ncl", "channels_last_2d")
-ANTIALIAS = ("auto", "conv", "fused", "fused1", "fused1g", "fused1r", "polyphase")
+LAYOUTS = CHOICES["layout"]
+ANTIALIAS = CHOICES["antialias"]
 FUSED_METHODS = {"fused": "two_pass", "fused1": "dot", "fused1g": "gather", "fused1r": "recompute"}  # -> method
-RESBLOCKS = ("auto", "conv", "fused")
+RESBLOCKS = CHOICES["resblocks"]
 FAST_BACKENDS = ("inductor", "aoti")  # compiled backends that get the GPU rewrites by default
 
 

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from batchvoc.backends import CHOICES
+
 
 class KernelOp:
     """`batchvoc::name` from fn (its schema from fn's annotations; no gradients): call it as fn, or call
@@ -74,7 +76,7 @@ def kernel_op(name: str, kernels: Callable[[], list]) -> Callable[[Callable], Ke
     return lambda fn: KernelOp(name, fn, kernels)
 
 
-COMPILED_AS = ("traced", "opaque")  # how a compile takes our operators (module doc)
+COMPILED_AS = CHOICES["kernels"]  # how a compile takes our operators (module doc)
 
 
 def check_compiled_as(how: str) -> None:
