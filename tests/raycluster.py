@@ -152,6 +152,11 @@ def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0) -> HeadN
     # The client server starts one process per ray:// driver and gives it 30 s to listen; two suites side by side
     # on 2 cores take longer than that ("Initialization failure from server").
     env.setdefault("RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S", "300")
+    # The client server forks that process from a thread while its other threads are in gRPC; gRPC's fork handlers
+    # then abort the child now and then ("Check failed: next_worker->state == KICKED", ray-project/ray#63202): a
+    # ray:// driver failed in 3 of ~20 runs here. Without gRPC's fork support (the child execs at once and needs
+    # none) it failed in none of 20.
+    env["GRPC_ENABLE_FORK_SUPPORT"] = "0"
     log = folder / "ray_head.log"
     with open(log, "w") as out:
         process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
