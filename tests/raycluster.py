@@ -132,8 +132,9 @@ def run_child(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 
     return proc.returncode, out, err
 
 
-def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0) -> HeadNode:
-    """Start a head node with token authentication on; waits until its dashboard and client server listen."""
+def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0, env: dict[str, str] | None = None) -> HeadNode:
+    """Start a head node with token authentication on; waits until its dashboard and client server listen.
+    env: variables for the head's processes, over the ones set here."""
     token_path = folder / "ray_auth_token"
     token_path.write_text(secrets.token_hex(32))
     token_path.chmod(0o600)
@@ -147,6 +148,7 @@ def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0) -> HeadN
            "--include-dashboard=true", f"--num-cpus={num_cpus}", "--num-gpus=0", f"--temp-dir={temp_dir}",
            f"--worker-port-list={workers}", "--disable-usage-stats",
            *(f"{flag}={port}" for flag, port in ports.items())]  # fmt: skip
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_path))
     # The client server starts one process per ray:// driver and gives it 30 s to listen; two suites side by side
@@ -157,6 +159,7 @@ def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0) -> HeadN
     # ray:// driver failed in 3 of ~20 runs here. Without gRPC's fork support (the child execs at once and needs
     # none) it failed in none of 20.
     env["GRPC_ENABLE_FORK_SUPPORT"] = "0"
+    env.update(extra)
     log = folder / "ray_head.log"
     with open(log, "w") as out:
         process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=folder)

@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 # local starts measured: ray.init took 1.0 s longer. Retrying every 0.1 s, 10x as many times, keeps the 10 s of
 # patience.
 LOCAL_SYSTEM_CONFIG = {"raylet_client_connect_timeout_milliseconds": 100, "raylet_client_num_connect_attempts": 100}
+# A head's Ray client server starts a process per ray:// driver and, now and then, that process dies as it starts
+# (ray-project/ray#63202: gRPC's fork handlers abort it; ~7% of connections there, 3 of ~20 in our tests). The
+# driver is told so (these words, in util/client/server/proxier.py) and connects again.
+CLIENT_SERVER_FAULTS = ("Starting Ray client server failed", "Proxy failed to Connect to backend")
+CLIENT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,9 @@ def connect(address: str) -> bool:
     else:
         auth.for_local_cluster()
     try:
-        if address:
+        if address.startswith("ray://"):
+            _join_as_client(address)
+        elif address:
             ray.init(address=address, log_to_driver=True)
         elif submitted:
             ray.init(log_to_driver=True)  # under `ray job submit`: the job's own cluster
@@ -75,13 +82,30 @@ def connect(address: str) -> bool:
         ) from err
     except (ConnectionError, RuntimeError, ValueError) as err:
         hint = ""
-        if address.startswith("ray://") and os.environ.get(auth.MODE, "").lower() == "token":
+        if any(fault in str(err) for fault in CLIENT_SERVER_FAULTS):
+            hint = (f" (the head's Ray client server could not start a server process for this driver, "
+                    f"{CLIENT_ATTEMPTS} times: see ray_client_server*.err in the head's Ray logs)")  # fmt: skip
+        elif address.startswith("ray://") and os.environ.get(auth.MODE, "").lower() == "token":
             hint = f" (a Ray client with a token the cluster does not accept times out like this: {auth.HOW})"
         auth.restore()
         message = f"cannot reach the Ray cluster at {address!r}: {_first_line(err)}{hint}"
         raise ConfigError("cluster.address", message) from err
     log.info("Ray cluster: %s", ray.cluster_resources())
     return local
+
+
+def _join_as_client(address: str) -> None:
+    """ray.init(ray://...), again where the head's client server lost the process it started for us."""
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, log_to_driver=True)
+            return
+        except ConnectionError as err:
+            if attempt == CLIENT_ATTEMPTS or not any(fault in str(err) for fault in CLIENT_SERVER_FAULTS):
+                raise
+            log.warning("the Ray client server at %s lost the process it started for this driver "
+                        "(ray-project/ray#63202); connecting again (attempt %d of %d)",
+                        address, attempt + 1, CLIENT_ATTEMPTS)  # fmt: skip
 
 
 class RayThread:

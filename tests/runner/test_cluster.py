@@ -8,13 +8,14 @@ import json
 import os
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.raycluster import reap, run_child, start_head, still_running
+from tests.raycluster import descendants, reap, run_child, start_head, still_running
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,4 +85,38 @@ def test_leaving_a_joined_cluster_leaves_every_process_of_it_running(tmp_path):
         stopped = [p.pid for p in head.children if not p.is_running()]
         assert not stopped, f"the joined cluster lost processes {stopped}"
     finally:
+        head.stop()
+
+
+def _end_the_first_client_server(head, ended: list[int], stop: threading.Event) -> None:
+    """SIGKILL the first process the head's Ray client server starts for a ray:// driver, as it starts (what
+    ray-project/ray#63202's abort does to it)."""
+    while not stop.is_set():
+        for proc in descendants(head.process.pid):
+            try:
+                if "--mode=specific-server" in proc.cmdline():
+                    proc.kill()
+                    ended.append(proc.pid)
+                    return
+            except psutil.Error:
+                continue
+        time.sleep(0.005)
+
+
+@pytest.mark.slow
+def test_a_ray_client_connects_again_when_the_head_loses_its_server_process(tmp_path):
+    # the head gives a started server process 20 s to answer (Ray's default is 30 s)
+    head = start_head(tmp_path, env={"RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "20"})
+    ended, stop = [], threading.Event()
+    killer = threading.Thread(target=_end_the_first_client_server, args=(head, ended, stop), daemon=True)
+    killer.start()
+    try:
+        code, out, err = run_child([sys.executable, "-c", DRIVER, head.client], head.client_env(PYTHONPATH=str(ROOT)),
+                                   ROOT)  # fmt: skip
+        assert ended, "no client server process was seen starting"
+        assert code == 0, err[-3000:]
+        assert "connecting again (attempt 2 of 3)" in err, err[-3000:]
+        assert json.loads(out.strip().splitlines()[-1])["local"] is False
+    finally:
+        stop.set()
         head.stop()
