@@ -9,6 +9,7 @@ import importlib
 import inspect
 import json
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -45,6 +46,21 @@ def build_model(preset: Preset, hparams: dict[str, Any] | None = None) -> nn.Mod
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return build(**hp)
     return build(hp)
+
+
+def _build(preset: Preset, base: dict[str, Any], overrides: dict[str, Any], source: str) -> nn.Module:
+    """build_model from `base` (`source` says whose: the preset's or a folder's config.json) with model.hparams
+    over it. ConfigError naming the model.hparams key the model refused (or model.hparams / the config.json) instead of
+    the model code's ValueError, TypeError or torch's RuntimeError."""
+    try:
+        return build_model(preset, {**base, **overrides})
+    except (ValueError, TypeError, RuntimeError, KeyError) as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        named = [k for k in overrides if re.search(rf"\b{re.escape(str(k))}\b", text)]
+        key = f"model.hparams.{named[0]}" if named else "model.hparams" if overrides else KEY
+        given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+        over = f" with model.hparams {given}" if given else ""
+        raise ConfigError(key, f"{preset.name} cannot be built from {source}{over}: {text[:300]}") from None
 
 
 def _folder_weights(folder: Path) -> Path:
@@ -104,8 +120,9 @@ def load_vocoder(
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = build_model(preset, {**base, **overrides})
+            model = _build(preset, base, overrides, "the preset's hyper-parameters")
     else:
+        source = "the preset's hyper-parameters"
         if ckpt == "pretrained":
             if preset.name not in PRETRAINED:
                 raise ConfigError(
@@ -118,10 +135,11 @@ def load_vocoder(
             path = Path(ckpt).expanduser()
             if path.is_dir():
                 base = _folder_hparams(preset, path)
+                source = f"the hyper-parameters in {str(path / 'config.json')!r}"
                 path = _folder_weights(path)
             elif not path.exists():
                 raise ConfigError(KEY, f"{ckpt!r} does not exist. {_missing_message(preset)}")
-        model = load_checkpoint(build_model(preset, {**base, **overrides}), path)
+        model = load_checkpoint(_build(preset, base, overrides, source), path)
     model = model.float().eval()
     for p in model.parameters():
         p.requires_grad_(False)

