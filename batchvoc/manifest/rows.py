@@ -212,8 +212,10 @@ class _InlineMels:
         n_frames = _frame_count(n_frames)
         flat = self.values[self.offsets[i] : self.offsets[i + 1]]
         if flat.size != n_mels * n_frames:
-            raise RowError(f"mel holds {flat.size} values, not n_mels x n_frames = {n_mels} x {n_frames} "
-                           "(wrong n_mels or n_frames?)")  # fmt: skip
+            bands, left = divmod(flat.size, n_frames) if n_frames else (0, 1)
+            hint = (f"{bands} mel bands of {n_frames} frames? the model takes {n_mels}" if not left and bands
+                    else "wrong n_mels or n_frames?")  # fmt: skip
+            raise RowError(f"mel holds {flat.size} values, not n_mels x n_frames = {n_mels} x {n_frames} ({hint})")
         return flat.reshape(n_mels, n_frames)
 
     def _nested(self, i: int, n_frames, n_mels: int) -> np.ndarray:

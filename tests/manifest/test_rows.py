@@ -35,24 +35,26 @@ def test_float16_mels_are_read_as_float32(tmp_path):
 
 
 def test_bad_inline_rows_get_reasons_and_good_rows_survive(tmp_path):
-    rows = mel_rows(7, N_MELS, frames=5)
+    rows = mel_rows(8, N_MELS, frames=5)
     rows[1]["n_mels"] = 80  # declared wrong
-    rows[2]["mel"] = rows[2]["mel"][:-4]  # one mel band short, no n_mels declared
+    rows[2]["mel"] = rows[2]["mel"][:-5]  # one mel band (5 frames) short, no n_mels declared
     rows[2]["n_mels"] = None
     rows[3]["mel"] = rows[3]["mel"].copy()
     rows[3]["mel"][2] = np.nan
     rows[4]["n_frames"], rows[4]["mel"] = 0, np.zeros(0, np.float32)
     rows[5]["id"] = "../x"
     rows[6]["mel"] = None
+    rows[7]["mel"] = rows[7]["mel"][:-1]  # one value short: no count of bands fits
     out = _read(write_manifest(tmp_path / "m.parquet", rows))
     reasons = {r.index: r.error for r in out}
     assert reasons[0] is None
     assert "n_mels is 80" in reasons[1]
-    assert "wrong n_mels" in reasons[2]
+    assert "(3 mel bands of 5 frames? the model takes 4)" in reasons[2]
     assert "NaN" in reasons[3]
     assert "no frames" in reasons[4]
     assert "'..'" in reasons[5]
     assert reasons[6] == "mel is null"
+    assert "holds 19 values, not n_mels x n_frames = 4 x 5 (wrong n_mels or n_frames?)" in reasons[7]
 
 
 def test_a_null_mel_beside_a_mel_path_column_says_the_path_is_not_read(tmp_path):
