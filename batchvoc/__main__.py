@@ -20,7 +20,7 @@ from omegaconf import DictConfig, open_dict  # noqa: E402
 
 from batchvoc.cli import HELP_FLAGS, MULTIRUN_FLAGS, check_command_line, console_for_pipes, help_text  # noqa: E402
 from batchvoc.config import register  # noqa: E402
-from batchvoc.errors import ConfigError  # noqa: E402
+from batchvoc.errors import ConfigError, StartError  # noqa: E402
 
 log = logging.getLogger("batchvoc")
 register()
@@ -36,7 +36,7 @@ def _job(cfg: DictConfig) -> int:
     try:
         _sweep_folder(cfg)
         code = run(cfg)
-    except ConfigError as err:
+    except (ConfigError, StartError) as err:
         _cannot_run(err)
     except KeyboardInterrupt:
         code = 130
@@ -47,9 +47,12 @@ def _job(cfg: DictConfig) -> int:
     return code
 
 
-def _cannot_run(err: ConfigError) -> None:
-    """Say why the job cannot run, once (run says it before waiting for its Ray to start and shut down)."""
+def _cannot_run(err: ConfigError | StartError) -> None:
+    """Say why the job cannot run, once (run says it before waiting for its Ray to start and shut down); a
+    StartError's cause, traceback and all, goes to the log first."""
     if not getattr(err, "said", False):
+        if isinstance(err, StartError):
+            log.error("the first actor's error:\n%s", str(err.cause).rstrip() or repr(err.cause))
         log.error("cannot run: %s", err)
         print(f"batchvoc: cannot run: {err}", file=sys.stderr, flush=True)
         err.said = True
@@ -114,7 +117,7 @@ def run(cfg: DictConfig) -> int:
         from batchvoc.runner.driver import run_job
 
         report = run_job(settings, ray_thread=ray_thread, checked=files)
-    except ConfigError as err:
+    except (ConfigError, StartError) as err:
         _cannot_run(err)  # now: closing a Ray still starting waits for its start (~4 s)
         raise
     finally:

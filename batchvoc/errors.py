@@ -1,4 +1,5 @@
-"""The two kinds of failure batchvoc tells apart: bad configuration (stop before any work) and a bad row."""
+"""The kinds of failure batchvoc tells apart: bad configuration (stop before any work), a job that could not start
+its workers, and a bad row."""
 
 
 class ConfigError(Exception):
@@ -8,6 +9,19 @@ class ConfigError(Exception):
         super().__init__(f"{key}: {message}")
         self.key = key
         self.message = message
+
+    def __reduce__(self):  # pickled whole: an actor's ConfigError reaches the driver through Ray as itself
+        return type(self), (self.key, self.message)
+
+
+class StartError(Exception):
+    """No worker could start its engine (a CUDA fault, memory, a compiler's failure): the job stops in one line
+    with the first worker's error; `cause` holds that error as raised (Ray's, with the worker's traceback), logged
+    in full."""
+
+    def __init__(self, message: str, cause: BaseException):
+        super().__init__(message)
+        self.cause = cause
 
 
 class RowError(ValueError):

@@ -27,6 +27,7 @@ from batchvoc.backends import TUNABLES, option_value
 from batchvoc.chunking import ROW_LENGTH, ChunkPlan
 from batchvoc.device_defaults import default_batch, default_row_length
 from batchvoc.engines import Engine, build_engine, check_backend
+from batchvoc.engines.cache import check_cache_dir
 from batchvoc.errors import ConfigError
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
@@ -70,13 +71,15 @@ class EngineOptions:
         )
 
     def check(self) -> None:
-        """ConfigError naming the key for an unknown backend, precision, device, option or a bad batch size."""
+        """ConfigError naming the key for an unknown backend, precision, device, option, a bad batch size or a
+        cache_dir this node cannot write."""
         check_backend(self.backend, self.precision, self.tunables)
         if self.batch is not None and int(self.batch) < 1:
             raise ConfigError("engine.batch", f"must be at least 1, not {self.batch}")
         if self.chunk_frames is not None and int(self.chunk_frames) < 1:
             raise ConfigError("engine.window", f"must be a positive number of frames, not {self.chunk_frames}")
         resolve_device(self.device)
+        check_cache_dir(self.cache_dir)
 
 
 def resolve_device(name: str) -> torch.device:

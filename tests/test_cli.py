@@ -59,6 +59,35 @@ def test_an_unreadable_checkpoint_is_named_before_the_job_waits_for_ray(tmp_path
     assert not (tmp_path / "out" / "audio").exists()
 
 
+SMALL_AOTI = ("job=hifigan_v1", "model.checkpoint=random", "+model.hparams.upsample_initial_channel=32",
+              "engine.backend=aoti")  # fmt: skip
+
+
+def test_an_actor_s_config_error_reaches_the_command_as_one_line(tmp_path):
+    three_files(tmp_path / "in", rows=3)
+    (tmp_path / "cache").write_text("a file where the engines would go")
+    result = batchvoc(*SMALL_AOTI, f"engine.cache_dir={tmp_path / 'cache'}", f"input.manifest={tmp_path / 'in'}",
+                      f"output.dir={tmp_path / 'out'}")  # fmt: skip
+    assert result.returncode == 1
+    (said,) = [line for line in result.stderr.splitlines() if line.startswith("batchvoc: cannot run:")]
+    assert said.startswith("batchvoc: cannot run: engine.cache_dir: ") and "is a file, not a folder" in said
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_actors_that_cannot_start_stop_the_job_in_one_line_with_the_cause_logged(tmp_path):
+    three_files(tmp_path / "in", rows=3)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "aoti").write_text("a file where the aoti packages would go")  # fails the build, not a check
+    result = batchvoc(*SMALL_AOTI, f"engine.cache_dir={tmp_path / 'cache'}", f"input.manifest={tmp_path / 'in'}",
+                      f"output.dir={tmp_path / 'out'}")  # fmt: skip
+    assert result.returncode == 1
+    (said,) = [line for line in result.stderr.splitlines() if line.startswith("batchvoc: cannot run:")]
+    assert said.startswith("batchvoc: cannot run: no actor could start: FileExistsError: ") and "aoti" in said
+    assert "the first actor's error:" in result.stdout and "Error executing job" not in result.stderr
+    log = next((tmp_path / "out" / "logs").rglob("batchvoc.log")).read_text()
+    assert "the first actor's error:" in log and "FileExistsError" in log
+
+
 def test_tensorrt_without_the_extra_names_it(tmp_path):
     pytest.importorskip("torch")
     try:

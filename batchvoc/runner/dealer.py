@@ -21,7 +21,7 @@ from typing import Any
 import ray
 from tqdm import tqdm
 
-from batchvoc.errors import ConfigError
+from batchvoc.errors import ConfigError, StartError
 from batchvoc.manifest import Shard
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
     ready: per actor, a ref of its info once ready (default: its `ready()`); on_ready(info) for each actor once
     ready; on_shard(shard, stats) after each finished shard (it may raise
     StopJob); permanent(error): True for a shard error that every later shard would hit too (no space left):
-    dealing stops. Raises ConfigError (or the error) when no actor could start.
+    dealing stops. Raises ConfigError (an actor's) or StartError when no actor could start.
     """
     result = Dealt()
     crew = [_Actor(handle, f"actor-{i}") for i, handle in enumerate(actors)]
@@ -152,7 +152,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
                         info = ray.get(ref)
                     except Exception as err:  # noqa: BLE001 - an actor that cannot start: the others go on
                         actor.dead = True
-                        start_errors.append(_cause(err))
+                        start_errors.append(err)
                         log.error("%s could not start: %s", actor.name, first_line(err))
                         continue
                     actor.ready = True
@@ -190,8 +190,10 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
                 break
         _show(bar, crew, result, total)  # the last shards' audio (their actors were not polled after them)
     if not result.actors and start_errors:
-        cause = start_errors[0]
-        raise cause if isinstance(cause, ConfigError) else RuntimeError(f"no actor could start: {cause}")
+        cause = _cause(start_errors[0])
+        if isinstance(cause, ConfigError):
+            raise cause
+        raise StartError(f"no actor could start: {type(cause).__name__}: {first_line(cause)}", start_errors[0])
     for shard in pending:
         result.failed.setdefault(shard.name, "no actor left to run it")
     return result

@@ -1,0 +1,13 @@
+"""batchvoc/errors.py: a ConfigError crosses processes (Ray pickles an actor's errors) as itself."""
+
+from __future__ import annotations
+
+import pickle
+
+from batchvoc.errors import ConfigError
+
+
+def test_a_config_error_pickles_with_its_key_and_message():
+    err = pickle.loads(pickle.dumps(ConfigError("engine.cache_dir", "is a file, not a folder")))
+    assert type(err) is ConfigError and (err.key, err.message) == ("engine.cache_dir", "is a file, not a folder")
+    assert str(err) == "engine.cache_dir: is a file, not a folder"
