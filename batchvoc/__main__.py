@@ -48,14 +48,24 @@ def _job(cfg: DictConfig) -> int:
 
 
 def _cannot_run(err: ConfigError | StartError) -> None:
-    """Say why the job cannot run, once (run says it before waiting for its Ray to start and shut down); a
-    StartError's cause, traceback and all, goes to the log first."""
-    if not getattr(err, "said", False):
-        if isinstance(err, StartError):
-            log.error("the first actor's error:\n%s", str(err.cause).rstrip() or repr(err.cause))
-        log.error("cannot run: %s", err)
-        print(f"batchvoc: cannot run: {err}", file=sys.stderr, flush=True)
-        err.said = True
+    """Say why the job cannot run, once, on stderr (run says it before waiting for its Ray to start and shut
+    down) and in the job's log file (not on the console again); a StartError's cause, traceback and all, is
+    logged first."""
+    if getattr(err, "said", False):
+        return
+    if isinstance(err, StartError):
+        log.error("the first actor's error:\n%s", str(err.cause).rstrip() or repr(err.cause))
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler, logging.FileHandler) and _FILE_ONLY not in handler.filters:
+            handler.addFilter(_FILE_ONLY)
+    log.error("cannot run: %s", err, extra={"file_only": True})
+    print(f"batchvoc: cannot run: {err}", file=sys.stderr, flush=True)
+    err.said = True
+
+
+def _FILE_ONLY(record: logging.LogRecord) -> bool:  # noqa: N802 - a logging filter, kept as one object
+    """A console handler's filter: records logged with extra={"file_only": True} go to the log file alone."""
+    return not getattr(record, "file_only", False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,8 +54,12 @@ def test_an_unreadable_checkpoint_is_named_before_the_job_waits_for_ray(tmp_path
     assert result.returncode == 1
     (said,) = [line for line in result.stderr.splitlines() if line.startswith("batchvoc: cannot run:")]
     assert "model.checkpoint" in said and "not a file torch.save writes" in said
-    # the plan's checks came first: the job never waited for its Ray (begun early, then shut down)
-    assert "Ray started" not in result.stdout + result.stderr
+    # the plan's checks came first: the job never waited for its Ray (begun early, then shut down quietly)
+    console = result.stdout + result.stderr
+    assert "Ray started" not in console and "Ray cluster:" not in console and "Started a local Ray" not in console
+    assert console.count("cannot run") == 1  # on stderr; the log file has it too
+    log = next((tmp_path / "out" / "logs").rglob("batchvoc.log")).read_text()
+    assert "cannot run: model.checkpoint:" in log
     assert not (tmp_path / "out" / "audio").exists()
 
 

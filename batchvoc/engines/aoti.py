@@ -26,6 +26,7 @@ import os
 import platform
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,7 +151,9 @@ def _export_and_compile(net: nn.Module, example: tuple[Tensor, Tensor], path: Pa
     operators compiled as `kernels` (ops.compiled_as)."""
     from torch import _inductor  # the compiler: imported only where a package is built (seconds)
 
-    with torch.no_grad(), compiled_as(kernels):
+    with torch.no_grad(), compiled_as(kernels), warnings.catch_warnings():
+        # torch's own pytree code trips its LeafSpec deprecation while packaging (torch 2.13): not ours to act on
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         exported = torch.export.export(net, example, strict=False)
         with tempfile.TemporaryDirectory(prefix=f".{path.stem}.", dir=path.parent) as folder:
             tmp = Path(folder, path.name)  # the package keeps its final name; only its folder is temporary

@@ -57,6 +57,8 @@ def _build(preset: Preset, base: dict[str, Any], overrides: dict[str, Any], sour
     except (ValueError, TypeError, RuntimeError, KeyError) as err:
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         named = [k for k in overrides if re.search(rf"\b{re.escape(str(k))}\b", text)]
+        if isinstance(err, TypeError) and "unexpected keyword" in text:
+            text = f"{text}; {preset.name}'s hyper-parameters: {', '.join(sorted(base))}"
         key = f"model.hparams.{named[0]}" if named else "model.hparams" if overrides else KEY
         given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
         over = f" with model.hparams {given}" if given else ""
@@ -138,7 +140,8 @@ def load_vocoder(
                 source = f"the hyper-parameters in {str(path / 'config.json')!r}"
                 path = _folder_weights(path)
             elif not path.exists():
-                raise ConfigError(KEY, f"{ckpt!r} does not exist. {_missing_message(preset)}")
+                hint = f" ({preset.weights_hint})" if preset.weights_hint else ""
+                raise ConfigError(KEY, f"{ckpt!r} does not exist{hint}")
         model = load_checkpoint(_build(preset, base, overrides, source), path)
     model = model.float().eval()
     for p in model.parameters():

@@ -135,7 +135,9 @@ class BigVGAN(GeneratorMixin, nn.Module):
         if activation not in ("snake", "snakebeta"):
             raise ValueError(f"activation must be 'snake' or 'snakebeta', got {activation!r}")
         if upsample_initial_channel // 2 ** len(upsample_rates) < 1:
-            raise ValueError("upsample_initial_channel must be >= 2 ** len(upsample_rates)")
+            least = 2 ** len(upsample_rates)
+            raise ValueError(f"upsample_initial_channel must be >= {least} (2 ** len(upsample_rates)), "
+                             f"not {upsample_initial_channel}")  # fmt: skip
         self.upsample_rates = [int(u) for u in upsample_rates]
         self.upsample_kernel_sizes = [int(k) for k in upsample_kernel_sizes]
         self.num_kernels = len(resblock_kernel_sizes)

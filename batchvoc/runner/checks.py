@@ -4,8 +4,11 @@ Python). Each failure is a ConfigError naming the key."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from batchvoc import storage
 from batchvoc.backends import check_names
+from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files
 from batchvoc.outputs import check_lhotse
 from batchvoc.settings import JobSettings
@@ -13,13 +16,22 @@ from batchvoc.sink import check_format, check_writable
 
 
 def quick_checks(settings: JobSettings) -> list[str]:
-    """Output format, engine names and options, the manifest files, output.dir writable, lhotse when asked;
-    returns the manifest files."""
+    """Output format, engine names and options, a checkpoint path that exists, the manifest files, output.dir
+    writable, lhotse when asked; returns the manifest files."""
     storage.set_options(settings.storage_options)
     check_format(settings.fmt, settings.subtype)
     check_names(settings.backend, settings.precision, getattr(settings, "engine_options", None))
+    check_checkpoint_exists(settings.checkpoint)
     files = find_manifest_files(settings.manifest)
     check_writable(settings.out_url)
     if settings.lhotse:
         check_lhotse()
     return files
+
+
+def check_checkpoint_exists(checkpoint: str | None) -> None:
+    """ConfigError on model.checkpoint for a path that does not exist (the words `random` and `pretrained`, and
+    no checkpoint at all, are the model loader's to judge)."""
+    given = "" if checkpoint is None else str(checkpoint).strip()
+    if given and given not in ("random", "pretrained") and not Path(given).expanduser().exists():
+        raise ConfigError("model.checkpoint", f"{given!r} does not exist")

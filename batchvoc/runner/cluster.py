@@ -90,8 +90,12 @@ def connect(address: str) -> bool:
         auth.restore()
         message = f"cannot reach the Ray cluster at {address!r}: {_first_line(err)}{hint}"
         raise ConfigError("cluster.address", message) from err
-    log.info("Ray cluster: %s", ray.cluster_resources())
     return local
+
+
+def announce() -> None:
+    """Log the resources of the cluster this process is connected to."""
+    log.info("Ray cluster: %s", ray.cluster_resources())
 
 
 def _join_as_client(address: str) -> None:
@@ -119,14 +123,15 @@ class RayThread:
     """
 
     def __init__(self, address: str) -> None:
+        self._closing = threading.Event()
         if threading.current_thread() is threading.main_thread():
             # what ray.init does for a driver in the main thread: SIGTERM ends the job through its cleanup
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
-            logging.getLogger("ray._private.worker").addFilter(_SigtermNotice())
+        self._quiet = _QuietStart(self._closing)
+        logging.getLogger("ray._private.worker").addFilter(self._quiet)
         self._result: Future[bool] = Future()
         self.begun_at = time.time()  # epoch seconds
         self.ready_at: float | None = None  # epoch seconds at which Ray was up
-        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(address,), name="ray-start", daemon=True)
         self._thread.start()
 
@@ -134,6 +139,8 @@ class RayThread:
         try:
             started_local = connect(address)
             self.ready_at = time.time()
+            if not self._closing.is_set():  # closed already: the job stopped before it needed Ray; say nothing
+                announce()
             self._result.set_result(started_local)
         except BaseException as err:  # noqa: BLE001 - handed to wait()'s caller
             self._result.set_exception(err)
@@ -149,17 +156,24 @@ class RayThread:
         """Let the thread end, shutting down (or leaving) Ray where the job has not."""
         self._closing.set()
         self._thread.join()
+        logging.getLogger("ray._private.worker").removeFilter(self._quiet)
 
 
 def _exit_on_sigterm(signum: int, frame) -> None:
     sys.exit(signum)
 
 
-class _SigtermNotice(logging.Filter):
-    """Drops ray.init's warning that a non-main thread cannot set the SIGTERM handler (RayThread sets it)."""
+class _QuietStart(logging.Filter):
+    """Drops ray.init's warning that a non-main thread cannot set the SIGTERM handler (RayThread sets it), and its
+    notice of a local Ray started once the job has stopped without it (its own error is the job's last word)."""
+
+    def __init__(self, closing: threading.Event) -> None:
+        super().__init__()
+        self.closing = closing
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("SIGTERM handler is not set")
+        text = str(record.msg)
+        return not (text.startswith("SIGTERM handler is not set") or self.closing.is_set() and "Started a" in text)
 
 
 def disconnect() -> None:

@@ -32,7 +32,7 @@ from batchvoc.models.presets import Preset
 from batchvoc.outputs import passthrough_schema, write_lhotse
 from batchvoc.runner.actors import create_actors, setup_actors
 from batchvoc.runner.checks import quick_checks
-from batchvoc.runner.cluster import RayThread, connect, disconnect, plan_actors
+from batchvoc.runner.cluster import RayThread, announce, connect, disconnect, plan_actors
 from batchvoc.runner.dealer import Dealt, StopJob, deal
 from batchvoc.runner.failures import FailureTally, console_lines
 from batchvoc.runner.lifetime import SessionGuard
@@ -101,6 +101,8 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
     """
     started, started_at = time.perf_counter(), time.time()
     timeline = Timeline()
+    if ray_thread is not None:
+        timeline.mark("Ray starting", ray_thread.begun_at)
     files = check_settings(settings, checked)
     timeline.mark("checked")
     with hold_output(settings) as job:  # the job lock first: a second job on output.dir stops here
@@ -192,9 +194,9 @@ class _Cluster:
 
     @classmethod
     def start(cls, address: str, timeline: Timeline, ray_thread: RayThread | None = None) -> _Cluster:
-        if ray_thread is not None:
-            timeline.mark("Ray starting", ray_thread.begun_at)
         started_local = ray_thread.wait() if ray_thread is not None else connect(address)
+        if ray_thread is None:
+            announce()
         timeline.mark("Ray started" if started_local else "Ray joined", ray_thread.ready_at if ray_thread else None)
         return cls(SessionGuard.start() if started_local else None)
 

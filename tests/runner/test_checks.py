@@ -1,0 +1,24 @@
+"""runner/checks.py: what is checked before torch or Ray, here a checkpoint path that does not exist."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchvoc.errors import ConfigError
+from batchvoc.runner.checks import check_checkpoint_exists
+
+
+@pytest.mark.parametrize("given", [None, "", "random", "pretrained", "exists"])
+def test_words_and_paths_that_exist_pass(tmp_path, given):
+    if given == "exists":
+        given = str(tmp_path / "g.pth")
+        (tmp_path / "g.pth").write_bytes(b"weights")
+    check_checkpoint_exists(given)
+
+
+def test_a_path_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        check_checkpoint_exists(str(tmp_path / "nothere.pth"))
+    assert (
+        err.value.key == "model.checkpoint" and err.value.message == f"{str(tmp_path / 'nothere.pth')!r} does not exist"
+    )
