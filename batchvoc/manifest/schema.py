@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 
 from batchvoc import storage
-from batchvoc.errors import ConfigError
+from batchvoc.errors import ConfigError, RowError
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,47 @@ def check_manifest_files(files: list[str]) -> list[str]:
         where = f"{files[0]} holds" if len(files) == 1 else f"all {len(files)} Parquet files ({files[0]}, ...) hold"
         raise ConfigError(KEY, f"no rows to vocode: {where} 0 rows")
     return usable
+
+
+def declared_values(files: list[str], column: str) -> set[int] | None:
+    """The values every row of `files` declares in the integer `column` (n_mels, sample_rate, hop_length), read from
+    the Parquet footers' statistics, no rows read; None where that is not known: a file without the column, a
+    row group without statistics, with nulls, or with more than one value."""
+    values: set[int] = set()
+    for path in files:
+        meta = storage.parquet_file(path).metadata
+        where = [j for j in range(meta.num_columns) if meta.schema.column(j).path == column]
+        if not where:
+            return None
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(where[0]).statistics
+            if stats is None or not stats.has_min_max or stats.null_count != 0 or stats.min != stats.max:
+                return None
+            if not isinstance(stats.min, int):
+                return None
+            values.add(stats.min)
+    return values
+
+
+def refuse_if_every_row_declares_wrong(files: list[str], check: Callable[..., None]) -> None:
+    """ConfigError on input.manifest where every row declares an n_mels, sample_rate or hop_length that
+    `check(**{column: value})` (MelChecks.check_declared) refuses: the whole job would fail row by row."""
+    for column in ("n_mels", "sample_rate", "hop_length"):
+        values = declared_values(files, column) or set()
+        reasons = []
+        for value in sorted(values):
+            try:
+                check(**{column: value})
+            except RowError as err:
+                reasons.append(str(err))
+        if values and len(reasons) == len(values):
+            listed = " or ".join(map(str, sorted(values)))
+            said = (
+                f"every row: {reasons[0]}"
+                if len(values) == 1
+                else f"every row declares {column} {listed}: {reasons[0]}"
+            )
+            raise ConfigError(KEY, f"{said} (mels made for another vocoder? --help lists the presets)")
 
 
 def _row_count(path: str) -> int:

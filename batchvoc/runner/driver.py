@@ -26,7 +26,8 @@ from torch import nn
 from batchvoc.engines import check_backend
 from batchvoc.engines.cache import weights_digest
 from batchvoc.manifest import Shard, check_manifest_files, plan_shards
-from batchvoc.manifest.schema import manifest_root
+from batchvoc.manifest.conventions import MelChecks
+from batchvoc.manifest.schema import manifest_root, refuse_if_every_row_declares_wrong
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
 from batchvoc.outputs import passthrough_schema, write_lhotse
@@ -69,9 +70,12 @@ def check_settings(settings: JobSettings, files: list[str] | None = None) -> lis
 
 
 def plan(settings: JobSettings, files: list, preset: Preset) -> list[Shard]:
-    """Every file's schema checked (empty parts skipped; no rows at all: ConfigError), then the shard plan
-    (shards of about input.shard_seconds of audio)."""
+    """Every file's schema checked (empty parts skipped; no rows at all: ConfigError), the model's n_mels, sample
+    rate and hop against what every row declares (footer statistics), then the shard plan (shards of about
+    input.shard_seconds of audio)."""
     files = check_manifest_files(files)
+    checks = MelChecks.for_preset(preset, settings.mel_scale, settings.mel_convention)
+    refuse_if_every_row_declares_wrong(files, checks.check_declared)
     target_frames = int(settings.shard_seconds * preset.sample_rate / preset.hop_length)
     return plan_shards(files, target_frames, root=manifest_root(settings.manifest))
 

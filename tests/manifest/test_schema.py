@@ -4,6 +4,8 @@ import pytest
 
 from batchvoc.errors import ConfigError
 from batchvoc.manifest import check_schema, find_manifest_files
+from batchvoc.manifest.conventions import MelChecks
+from batchvoc.manifest.schema import declared_values, refuse_if_every_row_declares_wrong
 from tests.conftest import mel_rows, write_manifest
 
 
@@ -121,3 +123,44 @@ def test_numbers_stored_as_text_are_parsed_per_row(tmp_path):
     (shard,) = plan_shards([tmp_path / "m.parquet"], 10**9)
     rows = list(read_shard_rows(shard, MelChecks(4, rates=((22050, 256),), mode="off")))
     assert rows[0].error is None and "sample_rate is 16000" in rows[1].error and "n_frames is two" in rows[2].error
+
+
+def _declaring(tmp_path, name, values, **write):
+    """A manifest file whose rows declare n_mels `values` (None: a null), 4-band mels of 3 frames."""
+    rows = mel_rows(len(values), 4, frames=3, prefix=name)
+    for row, value in zip(rows, values, strict=True):
+        row["n_mels"] = value
+    path = tmp_path / f"{name}.parquet"
+    table = pa.Table.from_pylist(
+        [dict(id=r["id"], mel=r["mel"], n_frames=r["n_frames"], n_mels=r["n_mels"]) for r in rows],
+        schema=pa.schema(
+            [("id", pa.string()), ("mel", pa.list_(pa.float32())), ("n_frames", pa.int32()), ("n_mels", pa.int32())]
+        ),  # fmt: skip
+    )
+    pq.write_table(table, path, row_group_size=4, **write)
+    return str(path)
+
+
+def test_a_manifest_whose_every_row_declares_another_band_count_is_refused_from_its_footers(tmp_path):
+    checks = MelChecks(n_mels=80)
+    one = _declaring(tmp_path, "a", [100] * 9)
+    with pytest.raises(ConfigError) as err:
+        refuse_if_every_row_declares_wrong([one], checks.check_declared)
+    assert err.value.key == "input.manifest" and "every row: n_mels is 100, the model takes 80" in err.value.message
+    two = _declaring(tmp_path, "b", [128] * 5)
+    with pytest.raises(ConfigError, match="every row declares n_mels 100 or 128: n_mels is 100"):
+        refuse_if_every_row_declares_wrong([one, two], checks.check_declared)
+
+
+@pytest.mark.parametrize("case", ["some_right", "a_null", "no_statistics", "no_column"])
+def test_where_some_row_may_be_right_the_rows_decide(tmp_path, case):
+    checks = MelChecks(n_mels=80)
+    if case == "no_column":
+        path = str(write_manifest(tmp_path / "m.parquet", [{k: v for k, v in r.items() if k != "n_mels"}
+                                                            for r in mel_rows(3, 4, frames=3)]))  # fmt: skip
+    else:
+        values = {"some_right": [100] * 8 + [80], "a_null": [100] * 8 + [None], "no_statistics": [100] * 9}[case]
+        write = {"write_statistics": False} if case == "no_statistics" else {}
+        path = _declaring(tmp_path, "m", values, **write)
+    assert declared_values([path], "n_mels") is None or case == "some_right"
+    refuse_if_every_row_declares_wrong([path], checks.check_declared)
