@@ -116,6 +116,7 @@ def compose(overrides: list[str]) -> Any:
             typed = validate(cfg)
             OmegaConf.resolve(typed)
             check_names(typed.engine.backend, typed.engine.precision, typed.engine.options)  # values too, no torch
+            check_preset(typed.model.preset)
             return typed
     except OmegaConfBaseException as err:
         raise config_error(err) from None
@@ -173,6 +174,13 @@ def check_output_dir(out_dir: str) -> None:
 
 def job_names() -> list[str]:
     return group_options("job")
+
+
+def check_preset(name: str) -> None:
+    """ConfigError on model.preset for a name conf/preset/ has no file for (models/presets.py, without torch)."""
+    known = group_options("preset")
+    if name not in known:
+        raise ConfigError("model.preset", f"unknown preset {name!r}; known presets: {', '.join(known)}")
 
 
 def group_options(group: str) -> list[str]:

@@ -63,6 +63,7 @@ def test_every_packaged_job_composes_into_valid_settings(job, tmp_path):
             "engine.options.kernels",
             "add a key to it with a +, as in +engine.options.kernels=VALUE",
         ),
+        (["model.preset=hifigan_v2"], "model.preset", "unknown preset 'hifigan_v2'; known presets: bigvgan_v2_22k"),
     ],
 )
 def test_a_bad_override_is_one_line_naming_the_key(overrides, key, words, tmp_path, capsys):

@@ -115,7 +115,7 @@ def _unreadable(path: Path, exc: Exception) -> str:
     return "it is not a file torch.save writes (neither its zip archive nor its pickle)"
 
 
-def _listing(title: str, items: list[str], limit: int = 8) -> str:
+def _listing(title: str, items: list[str], limit: int = 4) -> str:
     more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
     return f"{title} ({len(items)}): {', '.join(items[:limit])}{more}"
 
