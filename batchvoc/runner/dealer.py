@@ -165,7 +165,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
                 elif ref in in_flight:
                     actor, shard = in_flight.pop(ref)
                     actor.busy -= 1
-                    _finished(ref, actor, shard, result, pending, redealt, permanent, on_shard)
+                    _finished(ref, actor, shard, result, pending, redealt, permanent, on_shard, bool(in_flight))
                     if result.stopped:
                         break
                     feed(actor)
@@ -210,9 +210,10 @@ def _show(bar: tqdm, crew: list[_Actor], result: Dealt, total: float) -> None:
 
 
 def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQueue, redealt: set[str],
-              permanent: Callable[[BaseException], bool],
-              on_shard: Callable[[Shard, dict[str, Any]], None] | None) -> None:  # fmt: skip
-    """Book one shard call that came back: its stats, or its failure (dealt again once if its actor is gone)."""
+              permanent: Callable[[BaseException], bool], on_shard: Callable[[Shard, dict[str, Any]], None] | None,
+              others_running: bool = False) -> None:  # fmt: skip
+    """Book one shard call that came back: its stats, or its failure (dealt again once if its actor is gone). An
+    on_shard StopJob after the last shard is no stop: nothing was left to stop."""
     try:
         stats = ray.get(ref)
     except ray.exceptions.RayActorError as err:  # Ray's restarts and retries are spent
@@ -239,7 +240,8 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQue
         try:
             on_shard(shard, stats)
         except StopJob as stop:
-            result.stopped = str(stop)
+            if pending or others_running:
+                result.stopped = str(stop)
 
 
 def _cause(err: BaseException) -> BaseException:

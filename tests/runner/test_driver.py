@@ -97,6 +97,16 @@ def test_a_job_whose_first_rows_all_fail_alike_stops_early_with_the_reason(tmp_p
     assert top["example_id"].startswith("utt_")
 
 
+def test_a_job_whose_rows_all_failed_alike_by_its_last_shard_did_not_stop_early(tmp_path, ray_cluster):
+    rows = mel_rows(20, 80, frames=6)  # more than EARLY_ROWS, in one shard: the stop would come after the end
+    for row in rows:
+        row["n_frames"] = 7
+    write_manifest(tmp_path / "in" / "m.parquet", rows)
+    report = run_job(job(tmp_path, cpu_actors=1, shard_seconds=1000))
+    assert report.stopped is None and report.summary.stopped_early is None and report.summary.shards == 1
+    assert report.exit_code == 2 and report.summary.rows_failed == 20
+
+
 def test_bad_configuration_stops_before_any_work(tmp_path, ray_cluster):
     three_files(tmp_path / "in", rows=6)
     for key, change in [("model.preset", dict(preset="nope")), ("model.checkpoint", dict(checkpoint=None)),
