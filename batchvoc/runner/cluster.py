@@ -73,7 +73,10 @@ def connect(address: str) -> bool:
         elif submitted:
             ray.init(log_to_driver=True)  # under `ray job submit`: the job's own cluster
         else:
-            ray.init(address="local", include_dashboard=False, log_to_driver=True, _system_config=LOCAL_SYSTEM_CONFIG)
+            # a copy: Ray writes its object spilling settings into the dict, and a second job (a sweep) would pass them
+            # back as if set by us (Ray then warns of an unstable API)
+            config = dict(LOCAL_SYSTEM_CONFIG)
+            ray.init(address="local", include_dashboard=False, log_to_driver=True, _system_config=config)
             local = True
     except AuthenticationError as err:
         auth.restore()

@@ -24,7 +24,7 @@ DRIVER = textwrap.dedent(
     """
     import json, os, sys, time
     import psutil, ray
-    from batchvoc.runner.cluster import connect, disconnect
+    from batchvoc.runner.cluster import LOCAL_SYSTEM_CONFIG, connect, disconnect
 
     local = connect(sys.argv[1])
 
@@ -42,7 +42,8 @@ DRIVER = textwrap.dedent(
             continue
     began = time.perf_counter()
     disconnect()
-    print(json.dumps({"local": local, "took": time.perf_counter() - began, "actor": actor, "started": started}))
+    print(json.dumps({"local": local, "took": time.perf_counter() - began, "actor": actor, "started": started,
+                      "system_config": LOCAL_SYSTEM_CONFIG}))
     """
 )
 
@@ -72,6 +73,11 @@ def test_a_local_cluster_ends_with_every_process_it_started_without_ray_s_serial
                  for arg in title.split() if arg.startswith("--config_list=")]  # fmt: skip
     assert config["raylet_client_connect_timeout_milliseconds"] == 100, config
     assert config["raylet_client_num_connect_attempts"] == 100, config
+    # Ray writes its spilling settings into the dict it is given: the next job (a sweep's) would pass them back
+    assert set(ran["system_config"]) == {
+        "raylet_client_connect_timeout_milliseconds",
+        "raylet_client_num_connect_attempts",
+    }
 
 
 @pytest.mark.slow
