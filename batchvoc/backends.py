@@ -8,6 +8,8 @@ INTEGERS and parse_tile_table: the values each option takes.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -104,3 +106,20 @@ def parse_tile_table(table: Mapping | str | None) -> dict[tuple[int, int, int], 
         except (TypeError, ValueError):
             raise ValueError(f"tile_table[{key!r}]: values are integers, not {dict(config)!r}") from None
     return parsed
+
+
+def check_cache_dir(cache_dir: str | os.PathLike | None) -> None:
+    """ConfigError naming engine.cache_dir where this node cannot keep engines there (a file, no permission, a
+    read-only disk): found before a build that would fail at its first write. None: nothing to check."""
+    if cache_dir is None:
+        return
+    folder = Path(cache_dir).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError("engine.cache_dir", f"{str(folder)!r} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        why = err.strerror or type(err).__name__
+        raise ConfigError("engine.cache_dir", f"{str(folder)!r} cannot hold engines on this node: {why}") from None

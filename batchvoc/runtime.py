@@ -23,11 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from batchvoc.backends import TUNABLES, option_value
+from batchvoc.backends import TUNABLES, check_cache_dir, option_value
 from batchvoc.chunking import ROW_LENGTH, ChunkPlan
 from batchvoc.device_defaults import default_batch, default_row_length
 from batchvoc.engines import Engine, build_engine, check_backend
-from batchvoc.engines.cache import check_cache_dir
 from batchvoc.errors import ConfigError
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset

@@ -1,4 +1,5 @@
-"""Engine names and option values checked without torch, before a job starts Ray (batchvoc/backends.py)."""
+"""Engine names, option values and the engine cache folder checked without torch, before a job starts Ray
+(batchvoc/backends.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import json
 
 import pytest
 
-from batchvoc.backends import CHOICES, INTEGERS, TUNABLES, check_names, option_value, parse_tile_table
+from batchvoc.backends import (
+    CHOICES,
+    INTEGERS,
+    TUNABLES,
+    check_cache_dir,
+    check_names,
+    option_value,
+    parse_tile_table,
+)
 from batchvoc.errors import ConfigError
 
 BAD_VALUES = [  # (option, value, words the message must hold)
@@ -59,3 +68,18 @@ def test_each_fused_antialias_method_is_a_choice():
     from batchvoc.engines import layout
 
     assert set(layout.FUSED_METHODS) < set(CHOICES["antialias"])
+
+
+def test_a_new_folder_is_made_and_none_is_nothing_to_check(tmp_path):
+    check_cache_dir(tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").is_dir()
+    check_cache_dir(None)
+
+
+@pytest.mark.parametrize(("where", "words"), [("file", "is a file, not a folder"), ("below_a_file", "cannot hold")])
+def test_a_folder_that_cannot_be_one_names_engine_cache_dir(tmp_path, where, words):
+    (tmp_path / "f").write_text("x")
+    folder = tmp_path / "f" if where == "file" else tmp_path / "f" / "cache"
+    with pytest.raises(ConfigError) as err:
+        check_cache_dir(folder)
+    assert err.value.key == "engine.cache_dir" and words in err.value.message and str(folder) in err.value.message

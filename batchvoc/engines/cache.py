@@ -17,8 +17,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from batchvoc.errors import ConfigError
-
 
 def weights_digest(model: nn.Module) -> str:
     """sha256 over the model's state dict (names, dtypes, shapes and bytes), hex.
@@ -113,20 +111,3 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
-
-
-def check_cache_dir(cache_dir: str | os.PathLike | None) -> None:
-    """ConfigError naming engine.cache_dir where this node cannot keep engines there (a file, no permission, a
-    read-only disk): found before a build that would fail at its first write. None: nothing to check."""
-    if cache_dir is None:
-        return
-    folder = Path(cache_dir).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError("engine.cache_dir", f"{str(folder)!r} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        why = err.strerror or type(err).__name__
-        raise ConfigError("engine.cache_dir", f"{str(folder)!r} cannot hold engines on this node: {why}") from None

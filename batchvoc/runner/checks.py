@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from batchvoc import storage
-from batchvoc.backends import check_names
+from batchvoc.backends import check_cache_dir, check_names
 from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files
 from batchvoc.outputs import check_lhotse
@@ -16,12 +16,14 @@ from batchvoc.sink import check_format, check_writable
 
 
 def quick_checks(settings: JobSettings) -> list[str]:
-    """Output format, engine names and options, a checkpoint path that exists, the manifest files, output.dir
-    writable, lhotse when asked; returns the manifest files."""
+    """Output format, engine names and options, a checkpoint path that exists, engine.cache_dir usable (a local
+    cluster's), the manifest files, output.dir writable, lhotse when asked; returns the manifest files."""
     storage.set_options(settings.storage_options)
     check_format(settings.fmt, settings.subtype)
     check_names(settings.backend, settings.precision, getattr(settings, "engine_options", None))
     check_checkpoint_exists(settings.checkpoint)
+    if not settings.address:  # a local cluster: this machine is the node that keeps the engines
+        check_cache_dir(settings.cache_dir)
     files = find_manifest_files(settings.manifest)
     check_writable(settings.out_url)
     if settings.lhotse:
