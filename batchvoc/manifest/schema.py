@@ -71,33 +71,39 @@ def check_manifest_files(files: list[str]) -> list[str]:
     return usable
 
 
-def declared_values(files: list[str], column: str) -> set[int] | None:
-    """The values every row of `files` declares in the integer `column` (n_mels, sample_rate, hop_length), read from
-    the Parquet footers' statistics, no rows read; None where that is not known: a file without the column, a
-    row group without statistics, with nulls, or with more than one value."""
-    values: set[int] = set()
+DECLARED = ("n_mels", "sample_rate", "hop_length")  # the integer columns a row may declare its mel's conventions in
+
+
+def declared_values(files: list[str]) -> dict[str, set[int] | None]:
+    """Per DECLARED column, the values every row of `files` declares, read from the Parquet footers' statistics
+    (each file's footer once, no rows read); None where that is not known: a file without the column, a row
+    group without statistics, with nulls, or with more than one value."""
+    values: dict[str, set[int] | None] = {column: set() for column in DECLARED}
     for path in files:
         meta = storage.parquet_file(path).metadata
-        where = [j for j in range(meta.num_columns) if meta.schema.column(j).path == column]
-        if not where:
-            return None
-        for group in range(meta.num_row_groups):
-            stats = meta.row_group(group).column(where[0]).statistics
-            if stats is None or not stats.has_min_max or stats.null_count != 0 or stats.min != stats.max:
-                return None
-            if not isinstance(stats.min, int):
-                return None
-            values.add(stats.min)
+        where = {meta.schema.column(j).path: j for j in range(meta.num_columns)}
+        for column, seen in values.items():
+            if seen is None:
+                continue
+            if column not in where:
+                values[column] = None
+                continue
+            for group in range(meta.num_row_groups):
+                stats = meta.row_group(group).column(where[column]).statistics
+                if (stats is None or not stats.has_min_max or stats.null_count != 0 or stats.min != stats.max
+                        or not isinstance(stats.min, int)):  # fmt: skip
+                    values[column] = None
+                    break
+                seen.add(stats.min)
     return values
 
 
 def refuse_if_every_row_declares_wrong(files: list[str], check: Callable[..., None]) -> None:
     """ConfigError on input.manifest where every row declares an n_mels, sample_rate or hop_length that
     `check(**{column: value})` (MelChecks.check_declared) refuses: the whole job would fail row by row."""
-    for column in ("n_mels", "sample_rate", "hop_length"):
-        values = declared_values(files, column) or set()
+    for column, values in declared_values(files).items():
         reasons = []
-        for value in sorted(values):
+        for value in sorted(values or ()):
             try:
                 check(**{column: value})
             except RowError as err:
