@@ -56,14 +56,14 @@ def _cannot_run(err: ConfigError | StartError) -> None:
     if isinstance(err, StartError):
         log.error("the first actor's error:\n%s", str(err.cause).rstrip() or repr(err.cause))
     for handler in logging.getLogger().handlers:
-        if not isinstance(handler, logging.FileHandler) and _FILE_ONLY not in handler.filters:
-            handler.addFilter(_FILE_ONLY)
+        if not isinstance(handler, logging.FileHandler) and _not_file_only not in handler.filters:
+            handler.addFilter(_not_file_only)
     log.error("cannot run: %s", err, extra={"file_only": True})
     print(f"batchvoc: cannot run: {err}", file=sys.stderr, flush=True)
     err.said = True
 
 
-def _FILE_ONLY(record: logging.LogRecord) -> bool:  # noqa: N802 - a logging filter, kept as one object
+def _not_file_only(record: logging.LogRecord) -> bool:
     """A console handler's filter: records logged with extra={"file_only": True} go to the log file alone."""
     return not getattr(record, "file_only", False)
 

@@ -85,7 +85,7 @@ def connect(address: str) -> bool:
         ) from err
     except (ConnectionError, RuntimeError, ValueError) as err:
         hint = ""
-        if any(fault in str(err) for fault in CLIENT_SERVER_FAULTS):
+        if _lost_its_server(err):
             hint = (f" (the head's Ray client server could not start a server process for this driver, "
                     f"{CLIENT_ATTEMPTS} times: see ray_client_server*.err in the head's Ray logs)")  # fmt: skip
         elif address.startswith("ray://") and os.environ.get(auth.MODE, "").lower() == "token":
@@ -108,11 +108,16 @@ def _join_as_client(address: str) -> None:
             ray.init(address=address, log_to_driver=True)
             return
         except ConnectionError as err:
-            if attempt == CLIENT_ATTEMPTS or not any(fault in str(err) for fault in CLIENT_SERVER_FAULTS):
+            if attempt == CLIENT_ATTEMPTS or not _lost_its_server(err):
                 raise
             log.warning("the Ray client server at %s lost the process it started for this driver "
                         "(ray-project/ray#63202); connecting again (attempt %d of %d)",
                         address, attempt + 1, CLIENT_ATTEMPTS)  # fmt: skip
+
+
+def _lost_its_server(err: BaseException) -> bool:
+    """Whether a ray:// connection failed because the head's client server lost the process it started for us."""
+    return any(fault in str(err) for fault in CLIENT_SERVER_FAULTS)
 
 
 class RayThread:
