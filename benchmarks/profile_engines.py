@@ -61,11 +61,13 @@ def profile_engine(spec: str, args: argparse.Namespace) -> dict:
         with torch.profiler.profile(activities=[activity]) as prof:
             wall, _ = timed(lambda: [rt.engine(mel, valid) for _ in range(args.calls)], device)
     by_name: dict[str, float] = defaultdict(float)
+    launches: dict[str, float] = defaultdict(float)
     kind = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
     for event in prof.events():
         if event.device_type == kind:
             took = event.device_time_total if cuda else event.self_cpu_time_total
             by_name[event.name] += took / 1000 / args.calls  # ms per forward
+            launches[event.name] += 1 / args.calls
     classes: dict[str, float] = defaultdict(float)
     for name, ms in by_name.items():
         classes[kernel_class(name)] += ms
@@ -75,7 +77,8 @@ def profile_engine(spec: str, args: argparse.Namespace) -> dict:
     return dict(engine=spec, backend=rt.engine.backend, load_path=rt.load_path, shape=[batch, length],
                 wall_ms=wall, kernel_ms=sum(by_name.values()), window_audio_s=audio_s,
                 classes=dict(sorted(classes.items(), key=lambda kv: -kv[1])),
-                top=[(name[:100], ms) for name, ms in top])  # fmt: skip
+                launches=round(sum(launches.values())),
+                top=[(name[:100], ms, round(launches[name])) for name, ms in top])  # fmt: skip
 
 
 def main() -> None:
@@ -100,11 +103,12 @@ def main() -> None:
             json.dump(rows, f, indent=2)
     for r in rows:
         print(f"\n{r['engine']} ({r['load_path']}) {r['shape']}: wall {r['wall_ms']:.2f} ms, kernels "
-              f"{r['kernel_ms']:.2f} ms per forward of {r['window_audio_s']:.0f} s of audio")  # fmt: skip
+              f"{r['kernel_ms']:.2f} ms in {r['launches']} launches per forward of "
+              f"{r['window_audio_s']:.0f} s of audio")  # fmt: skip
         for name, ms in r["classes"].items():
             print(f"  {name:28} {ms:8.2f} ms  {100 * ms / max(r['kernel_ms'], 1e-9):5.1f}%")
-        for name, ms in r["top"]:
-            print(f"    {ms:8.2f} ms  {name}")
+        for name, ms, count in r["top"]:
+            print(f"    {ms:8.2f} ms {count:4d}x  {name}")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,10 @@ from batchvoc.engines.span_kernels import utterance_bounds
 
 @triton.jit
 def _leaky(a, slope):
-    """leaky ReLU, rounded back to a's dtype as the reference rounds it."""
+    """leaky ReLU, rounded back to a's dtype as the reference rounds it. slope is cast to fp32: a traced launch
+    (Inductor, AOTInductor) types a Python float argument fp64, which made the arithmetic fp64."""
     af = a.to(tl.float32)
-    return tl.where(af > 0, af, af * slope).to(a.dtype)
+    return tl.where(af > 0, af, af * tl.cast(slope, tl.float32)).to(a.dtype)
 
 
 @triton.jit
@@ -34,7 +35,7 @@ def _finish(acc, b, t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, valid_ptr,
     if HAS_RES:
         acc += tl.load(res_ptr + b * srb + n[None, :] * src + t[:, None] * srt, mask=mask, other=0.0).to(tl.float32)
     if ACTIVATE_OUTPUT:
-        acc = tl.where(acc > 0, acc, acc * slope)
+        acc = tl.where(acc > 0, acc, acc * tl.cast(slope, tl.float32))
     if HAS_SPAN:  # Span.zero on the output: every reader of it wants samples outside their utterance zeroed
         lo, hi = utterance_bounds(tl.minimum(t, T - 1), valid_ptr + b * svb, svk, svf, rate)
         acc = tl.where(((t >= lo) & (t < hi))[:, None], acc, 0.0)

@@ -1,0 +1,52 @@
+"""The fused convolutions' Triton kernels (engines/conv_kernels.py) as a traced launch compiles them, checked on the
+CPU: Triton lowers each kernel to its IR for an H100/H200 (sm_90) target without a GPU."""
+
+from __future__ import annotations
+
+import pytest
+
+triton = pytest.importorskip("triton", reason="triton is not installed (GPU machines have it)")
+
+
+def _ir(kernel, slope) -> str:
+    """The kernel's Triton IR for sm_90 with fp16 tensors, a 64-channel k=3 tile, and `slope` typed as given ("fp64",
+    "fp32") or, for "constant", passed as the Python float 0.1."""
+    from triton._C.libtriton import ir
+    from triton.backends.compiler import GPUTarget
+    from triton.backends.nvidia.compiler import CUDABackend
+    from triton.compiler import ASTSource
+
+    names = kernel.arg_names
+    signature = {name: "*fp16" if name.endswith("_ptr") else "i32" for name in names}
+    signature["valid_ptr"] = "*i64"
+    constants = dict(C_IN=64, C_OUT=64, KSIZE=3, HAS_RES=True, HAS_SPAN=True, ACTIVATE_INPUT=True,
+                     ACTIVATE_OUTPUT=True, DOT_PRECISION="tf32", BLOCK_M=128, BLOCK_N=64, BLOCK_C=64)  # fmt: skip
+    if "STAGES" in names:
+        constants["STAGES"] = 3
+    if slope == "constant":
+        constants["slope"] = 0.1
+    else:
+        signature["slope"] = slope
+    signature.update(dict.fromkeys(constants, "constexpr"))
+    source = ASTSource(kernel, signature, {(names.index(k),): v for k, v in constants.items()})
+    target = GPUTarget("cuda", 90, 32)
+    backend = CUDABackend(target)
+    options = backend.parse_options({})
+    context = ir.context()
+    ir.load_dialects(context)
+    backend.load_dialects(context)
+    codegen = backend.get_codegen_implementation(options)
+    return str(source.make_ir(target, options, codegen, backend.get_module_map(), context))
+
+
+@pytest.mark.parametrize("slope", ["fp64", "fp32", "constant"])
+@pytest.mark.parametrize("name", ["lrelu_conv", "lrelu_conv_tma_device"])
+def test_leaky_relu_runs_in_fp32_however_a_launch_types_the_slope(name, slope):
+    """Inductor and AOTInductor type a Python float argument fp64 where Triton's own launcher types it fp32; a slope
+    used as it comes turned the activations and the epilogue into fp64 arithmetic (gsv_v4's traced kernels took 1.3x
+    their time, BENCHMARKS.md session 12). torch's mutation analysis passes it as a constant: that must compile too."""
+    from batchvoc.engines import conv_kernels
+
+    text = _ir(getattr(conv_kernels, name), slope)
+    assert "tt.dot" in text
+    assert "xf64>" not in text, "fp64 tensor arithmetic in the kernel"
