@@ -130,10 +130,6 @@ def _load(path: Path, device: torch.device):
     index = -1
     if device.type == "cuda":  # "cuda" alone is the current device (torch's loader would take -1 as no device)
         index = device.index if device.index is not None else torch.cuda.current_device()
-        # the device's context made current on this thread (a runtime call) before the package's runner loads its
-        # kernels: a process whose first CUDA work was this load crashed (benchmarks/profile_engines.py, H200,
-        # session 10); one that ran an eager forward first (the bench) did not. The cause is a guess, not yet tried
-        torch.cuda.synchronize(index)
     try:
         loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, _runners(device), index)
     except (AttributeError, TypeError):  # another torch: its own public loader
