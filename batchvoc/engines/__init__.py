@@ -7,10 +7,10 @@ tensorrt, chosen by `auto`.
     audio = engine(mel, valid)                    # [B, n_mels, T] float32, [B, 2] int64 -> [B, T*hop] float32
     log.info(engine.describe())
 
-auto: on a CUDA GPU tensorrt when it imports, else inductor (aoti when AOTI_ON_GPU is set: see there); on a CPU
-eager (the reference: aoti measured no faster there, 0.99x, BENCHMARKS.md). `choose_backend` returns the pick and the
-reason, and the engine carries it as `engine.reason`. The engine also says how it came to be: `engine.load_path`
-("built" | "loaded" from engine.cache_dir) and `engine.build_s`.
+auto: on a CUDA GPU tensorrt when it imports, else aoti where it can build packages (AOTI_ON_GPU), else inductor;
+on a CPU eager (the reference: aoti measured no faster there, 0.99x, BENCHMARKS.md). `choose_backend` returns the
+pick and the reason, and the engine carries it as `engine.reason`. The engine also says how it came to be:
+`engine.load_path` ("built" | "loaded" from engine.cache_dir) and `engine.build_s`.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ __all__ = ["BACKENDS", "PRECISIONS", "Engine", "aoti_available", "build_engine",
 
 log = logging.getLogger(__name__)
 
-# auto's pick on a GPU after tensorrt. False until aoti's GPU parity and speed against inductor are measured: on
-# the H200 image (torch 2.11+cu130) CUDA packages crashed on load until batchvoc/native.py (2026-11-30, session 7);
-# since then a gsv_v4 fp16 package loads in a fresh process (ready 7.2 s vs inductor's 12.6 s, BENCHMARKS.md), but
-# its audio and speed on the GPU are not yet checked. engine.backend=aoti builds and loads one.
-AOTI_ON_GPU = False
+# auto's pick on a GPU after tensorrt. H200, torch 2.11+cu130 (BENCHMARKS.md, sessions 5 and 12): audio equal to
+# inductor's (69.0 / 60.3 dB against fp32 eager, as inductor), engine at 0.97x inductor's speed for gsv_v4 and 1.00x
+# for BigVGAN, while an actor is ready in 1-3 s from a built package against 12-32 s (inductor, warm compile cache).
+# The first job on a machine builds each package once (1.5-3 min, under a file lock).
+AOTI_ON_GPU = True
 
 
 def check_backend(backend: str, precision: str, tunables=None) -> None:
@@ -72,7 +72,7 @@ def choose_backend(device) -> tuple[str, str]:
             return "tensorrt", f"auto: {why} and a CUDA GPU"
         if AOTI_ON_GPU and aoti_available()[0]:
             return "aoti", f"auto: CUDA GPU without TensorRT ({why}); {aoti_available()[1]}"
-        return "inductor", f"auto: CUDA GPU without TensorRT ({why}); aoti is opt-in on GPUs (README)"
+        return "inductor", f"auto: CUDA GPU without TensorRT ({why}) or aoti ({aoti_available()[1]})"
     return "eager", f"auto: no CUDA GPU on {device}; eager is the CPU reference (engine.backend=inductor to compile)"
 
 

@@ -62,6 +62,21 @@ def test_auto_picks_eager_on_cpu_with_a_reason(tiny):
     assert engine.backend == "eager" and engine.reason == reason
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_picks_aoti_on_a_gpu_without_tensorrt():
+    from batchvoc.engines import aoti_available
+    from batchvoc.engines.tensorrt import available as tensorrt_available
+
+    backend, reason = choose_backend("cuda")
+    if tensorrt_available()[0]:
+        assert backend == "tensorrt"
+    elif aoti_available()[0]:
+        assert backend == "aoti" and "AOTInductor" in reason
+    else:
+        assert backend == "inductor" and aoti_available()[1] in reason
+
+
 @pytest.mark.parametrize(
     "backend,precision,key",
     [
