@@ -163,17 +163,27 @@ def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor
 
     make_net() gives the model to export, called only when the package has to be built. Raises filelock.Timeout
     after LOCK_TIMEOUT_S."""
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT_S):
+    lock = FileLock(f"{path}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("aoti: waiting for another process building %s", path.name)
+        lock.acquire(timeout=LOCK_TIMEOUT_S)
+    try:
         if path.exists():
             try:
                 return _load(path, device), "loaded"
             except Exception as exc:  # a stale or corrupt package: build it again
                 log.warning("aoti: package %s unusable (%s); rebuilding", path, exc)
+        log.info("aoti: building %s, once per machine and key (on a GPU 1.5-3 min; later processes load it in "
+                 "seconds; `python -m batchvoc.build` builds it ahead of a job)", path.name)  # fmt: skip
         _export_and_compile(make_net(), example, path, configs, kernels)
         return _load(path, device), "built"
+    finally:
+        lock.release()
 
 
 def build(

@@ -53,6 +53,36 @@ def test_second_build_loads_the_package(built, tiny, cache, batch):
 
 
 @pytest.mark.slow
+def test_a_process_finding_the_lock_held_says_it_waits_then_loads(built, tiny, cache, caplog):
+    import logging
+    import threading
+    import time
+
+    from filelock import FileLock
+
+    model, preset = tiny
+    (package,) = (cache / "aoti").glob("*.pt2")
+    held = FileLock(f"{package}.lock")
+    held.acquire(timeout=0)  # as another process building it would
+    engines = []
+    with caplog.at_level(logging.INFO, logger="batchvoc.engines.aoti"):
+        worker = threading.Thread(target=lambda: engines.append(build_engine(
+            model, preset, backend="aoti", precision="fp32", shapes=[SHAPE], cache_dir=cache)))  # fmt: skip
+        worker.start()
+        deadline = time.monotonic() + 30
+        while "waiting for another process building" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "waiting for another process building" in caplog.text
+        assert not engines  # still waiting
+        held.release()
+        worker.join(timeout=120)
+    assert engines and engines[0].load_path == "loaded"
+    free = FileLock(f"{package}.lock")
+    free.acquire(timeout=0)  # and the lock is free again
+    free.release()
+
+
+@pytest.mark.slow
 def test_other_weights_get_their_own_package(built, tiny, cache, batch):
     model, preset = tiny
     other = type(model)(**preset.hparams).eval()
