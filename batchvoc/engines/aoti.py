@@ -170,7 +170,8 @@ def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        log.info("aoti: waiting for another process building %s", path.name)
+        # warnings, not info: an actor's console lines reach the job's console from WARNING up (Ray's worker logging)
+        log.warning("aoti: waiting for another process building %s", path.name)
         lock.acquire(timeout=LOCK_TIMEOUT_S)
     try:
         if path.exists():
@@ -178,7 +179,7 @@ def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor
                 return _load(path, device), "loaded"
             except Exception as exc:  # a stale or corrupt package: build it again
                 log.warning("aoti: package %s unusable (%s); rebuilding", path, exc)
-        log.info("aoti: building %s, once per machine and key (on a GPU 1.5-3 min; later processes load it in "
+        log.warning("aoti: building %s, once per machine and key (on a GPU 1.5-3 min; later processes load it in "
                  "seconds; `python -m batchvoc.build` builds it ahead of a job)", path.name)  # fmt: skip
         _export_and_compile(make_net(), example, path, configs, kernels)
         return _load(path, device), "built"
