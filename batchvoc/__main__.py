@@ -139,11 +139,13 @@ def run(cfg: DictConfig) -> int:
                  "outputs in %s (summary.json)", s.shards, s.rows_ok, s.rows_suspect, s.rows_failed,
                  settings.out_url)  # fmt: skip
         return report.exit_code
+    resumed = s.this_run is not None and s.shards_skipped > 0  # the speed is this run's: say its share of the audio
+    this_run = f" ({s.this_run.audio_seconds / 3600:.3f} h this run)" if resumed else ""
     log.info(
-        "batchvoc: %d rows ok, %d suspect, %d failed, %d clipped; %.3f h of audio, %.1fx real time on %d actor(s) "
+        "batchvoc: %d rows ok, %d suspect, %d failed, %d clipped; %.3f h of audio%s, %.1fx real time on %d actor(s) "
         "(%s %s); outputs in %s (summary.json)",
-        s.rows_ok, s.rows_suspect, s.rows_failed, s.rows_clipped, s.audio_seconds / 3600, s.x_realtime, s.actors,
-        s.backend, s.precision, settings.out_url,
+        s.rows_ok, s.rows_suspect, s.rows_failed, s.rows_clipped, s.audio_seconds / 3600, this_run, s.x_realtime,
+        s.actors, s.backend, s.precision, settings.out_url,
     )  # fmt: skip
     if s.write_fault:
         log.error("batchvoc: %d rows not written: %s", s.rows_not_written, s.write_fault)

@@ -135,6 +135,12 @@ def test_a_full_disk_names_the_cause_counts_unwritten_rows_and_a_rerun_with_spac
     rerun = batchvoc(*args)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert_every_id_once(out, [r["id"] for r in rows])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_ok"] == 30 and 0 < summary["this_run"]["rows_ok"] < 30
+    assert summary["x_realtime"] == pytest.approx(summary["this_run"]["audio_seconds"] / summary["wall_seconds"])
+    # the closing line's speed is this run's: it says how much of the audio this run made
+    said = f"{summary['audio_seconds'] / 3600:.3f} h of audio ({summary['this_run']['audio_seconds'] / 3600:.3f} h "
+    assert said + "this run)" in rerun.stdout + rerun.stderr, (rerun.stdout + rerun.stderr)[-2000:]
 
 
 def test_a_disk_too_full_for_the_job_record_stops_before_any_work_naming_output_dir(tmp_path, small_disk):
