@@ -114,6 +114,7 @@ def load_vocoder(
     preset = get_preset(preset_name)
     base, overrides = dict(preset.hparams), dict(hparams or {})
     ckpt = "" if checkpoint is None else str(checkpoint).strip()
+    folder = None  # the folder model.checkpoint names, where it names one
     if not ckpt:
         raise ConfigError(KEY, _missing_message(preset))
     if ckpt == "random":
@@ -138,11 +139,16 @@ def load_vocoder(
             if path.is_dir():
                 base = _folder_hparams(preset, path)
                 source = f"the hyper-parameters in {str(path / 'config.json')!r}"
-                path = _folder_weights(path)
+                folder, path = path, _folder_weights(path)
             elif not path.exists():
                 hint = f" ({preset.weights_hint})" if preset.weights_hint else ""
                 raise ConfigError(KEY, f"{ckpt!r} does not exist{hint}")
-        model = load_checkpoint(_build(preset, base, overrides, source), path)
+        try:
+            model = load_checkpoint(_build(preset, base, overrides, source), path)
+        except ConfigError as err:
+            if folder is None or err.key != KEY:
+                raise
+            raise ConfigError(KEY, f"{err.message} (the weights file batchvoc picked in folder {ckpt!r})") from None
     model = model.float().eval()
     for p in model.parameters():
         p.requires_grad_(False)

