@@ -137,7 +137,10 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
 
     # a redirected log gets a line every 30 s, not a redraw per poll
     interval = 0.5 if sys.stderr.isatty() else 30.0
-    with tqdm(total=round(total, 1), unit="s audio", dynamic_ncols=True, smoothing=0.1, mininterval=interval) as bar:
+    # seconds of audio per second always (tqdm's default turns a rate under 1 into "s/s audio", easily misread)
+    form = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]"
+    with tqdm(total=round(total, 1), unit="s audio", dynamic_ncols=True, smoothing=0.1, mininterval=interval,
+              bar_format=form) as bar:  # fmt: skip
         while in_flight or starting or (pending and any(a.ready and not a.dead for a in crew)):
             polls = {a.poll: a for a in crew if a.poll is not None}
             refs = [*starting, *in_flight, *polls]
