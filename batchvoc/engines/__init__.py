@@ -100,10 +100,31 @@ def build_engine(
     tile_table= (engines/layout.py); inductor mode=...; tensorrt optimization_level=..., workspace_size=....
     """
     check_backend(backend, precision)
-    reason = f"engine.backend={backend}"
-    if backend == "auto":
+    reason, picked = f"engine.backend={backend}", backend == "auto"
+    if picked:
         backend, reason = choose_backend(device)
         log.info("engine: %s", reason)
+    started = time.perf_counter()
+    try:
+        engine = _build_with(backend, model, preset, precision, device, shapes, cache_dir, options)
+    except Exception as err:
+        if not (picked and backend == "aoti"):
+            raise
+        # auto's first choice on a GPU failed to build (a compiler's error, a cache folder it cannot use): auto
+        # means the best backend that works, so the job goes on with inductor, saying why
+        why = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:300]}"
+        log.warning("engine: auto: aoti could not build (%s); using inductor", why)
+        backend, reason = "inductor", f"{reason}; aoti could not build ({why}), so inductor"
+        engine = _build_with(backend, model, preset, precision, device, shapes, cache_dir, options)
+    engine.build_s = time.perf_counter() - started
+    engine.reason = reason
+    log.info("engine ready: %s", engine.describe())
+    return engine
+
+
+def _build_with(backend: str, model: nn.Module, preset: Preset, precision: str, device, shapes, cache_dir,
+                options: dict) -> Engine:  # fmt: skip
+    """The named backend's build (cuDNN's algorithm timing set for it on a GPU)."""
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = cudnn_benchmark(backend)
     if backend == "eager":
@@ -114,9 +135,4 @@ def build_engine(
         from batchvoc.engines import aoti as module
     else:
         module = _tensorrt
-    started = time.perf_counter()
-    engine = module.build(model, preset, precision, device, shapes, cache_dir, **options)
-    engine.build_s = time.perf_counter() - started
-    engine.reason = reason
-    log.info("engine ready: %s", engine.describe())
-    return engine
+    return module.build(model, preset, precision, device, shapes, cache_dir, **options)

@@ -109,3 +109,18 @@ def test_package_launches_our_kernels_itself(preset_name, device_descriptors, tm
     print(f"{preset_name}: SNR aoti/inductor {snr_db(got, want):.1f} dB, aoti/eager fp32 {snr_db(got, ref):.1f} dB, "
           f"inductor/eager fp32 {snr_db(want, ref):.1f} dB")  # fmt: skip
     assert snr_db(got, want) >= 40 and min(snr_db(got, ref), snr_db(want, ref)) >= 30  # fp16 against fp32
+
+
+def test_auto_goes_on_with_inductor_when_aoti_cannot_build(tmp_path, caplog):
+    """auto's pick on a GPU is aoti; a package it cannot build (here: its cache folder is a file) makes it say so
+    and build inductor instead of failing the worker."""
+    from batchvoc.engines.tensorrt import available as tensorrt_available
+
+    if tensorrt_available()[0]:
+        pytest.skip("auto picks tensorrt where it imports")
+    (tmp_path / "aoti").write_text("a file where the packages' folder goes")
+    model, preset = _model("gsv_v4")
+    engine = build_engine(model, preset, backend="auto", precision="fp16", device="cuda", shapes=[SHAPE],
+                          cache_dir=tmp_path)  # fmt: skip
+    assert engine.backend == "inductor" and "aoti could not build" in engine.reason, engine.reason
+    assert "aoti could not build" in caplog.text
