@@ -13,7 +13,8 @@ On an image that ships no bytecode (batchvoc/bytecode.py) the command then warms
 start (batchvoc/warm_start.py: a local Ray and one actor, a few seconds).
 Backends: aoti writes packages (<cache_dir>/aoti/<key>.pt2); inductor fills Inductor's caches under
 <cache_dir>/inductor (a warm start still traces the model); tensorrt writes engines (<cache_dir>/tensorrt);
-eager has nothing to build. Exit codes: 0 done, 1 configuration error, 2 packages missing (--check).
+eager has nothing to build. Exit codes: 0 done, 1 configuration error or a package auto could not build (its
+error logged; a job's workers then go on with inductor), 2 packages missing (--check).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def build_devices() -> list[str]:
 
 def build(settings: Any, check_only: bool = False) -> list[dict[str, Any]]:
     """Build (or, check_only, look for) the job's packages on every build_devices() device; one dict per package:
-    backend, precision, shape, device, key, path, state (built | loaded | present | missing | nothing to build)."""
+    backend, precision, shape, device, key, path, state (built | loaded | present | missing | nothing to build |
+    failed ...)."""
     from batchvoc.engines import choose_backend
     from batchvoc.engines.aoti import plan_packages
     from batchvoc.models import load_vocoder
@@ -70,9 +72,10 @@ def build(settings: Any, check_only: bool = False) -> list[dict[str, Any]]:
                 rows.append(row)
             if not check_only:
                 runtime = assemble(model, preset, options)
+                # auto goes on with inductor where a package cannot be built (engines.build_engine logs why)
+                state = runtime.load_path if runtime.engine.backend == "aoti" else "failed (see the log above)"
                 for row in rows[-len(packages) :]:
-                    row.update(precision=runtime.engine.precision, state=runtime.load_path,
-                               seconds=round(runtime.ready_s, 1))  # fmt: skip
+                    row.update(precision=runtime.engine.precision, state=state, seconds=round(runtime.ready_s, 1))
         elif backend == "eager" or check_only:
             state = "nothing to build" if backend == "eager" else "not checkable (compile caches)"
             rows.append(dict(base, precision=options.precision, key="-", path="-", state=state))
@@ -122,6 +125,8 @@ def main(argv: list[str] | None = None, bytecode=None) -> int:
     print(table(rows))
     if bytecode is not None and not check_only:
         _warm(bytecode)
+    if any(r["state"].startswith("failed") for r in rows):
+        return 1
     return 2 if any(r["state"] == "missing" for r in rows) else 0
 
 
