@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from batchvoc.build import main
 from batchvoc.engines import aoti_available
@@ -48,3 +49,17 @@ def test_build_then_check_then_load(tmp_path, capsys):
     assert ": present" in capsys.readouterr().out
     assert main(_args(tmp_path, "engine.backend=aoti")) == 0
     assert ": loaded" in capsys.readouterr().out
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (auto picks aoti only there)")
+def test_a_package_auto_cannot_build_shows_as_failed(tmp_path, capsys):
+    from batchvoc.engines.tensorrt import available as tensorrt_available
+
+    if tensorrt_available()[0] or not aoti_available()[0]:
+        pytest.skip("auto picks aoti only without TensorRT and with a C++ compiler")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "aoti").write_text("a file where the packages' folder goes")
+    assert main(_args(tmp_path, "engine.backend=auto", "engine.precision=fp16")) == 1
+    out = capsys.readouterr().out
+    assert " aoti fp16 " in out and ": failed (see the log above)" in out, out
