@@ -13,7 +13,8 @@ their tunables (with fused kernels: a digest of their source, which the package 
 name and compute capability, or the CPU's architecture and vector ISA), and the torch / triton versions. A package
 is written to a temporary name and renamed, under a file lock (`<key>.pt2.lock`, filelock): the first process to
 need a package builds it, the others on that node wait on the lock and load what it wrote. A package that fails to
-load (truncated, other library build) is rebuilt.
+load (truncated, other library build) is rebuilt. A build that fails leaves `<key>.pt2.failed`, and for
+FAILED_TTL_S the processes that waited for it fail at once with its error instead of each building in turn.
 
 On a CPU the package is C++ (needs a C++ compiler, as torch.compile does); the rewrites default off there.
 """
@@ -42,6 +43,9 @@ from batchvoc.models.presets import Preset
 log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT_S = 3600.0  # how long an actor waits for another process's build before giving up
+# a build that failed this recently (its `<key>.pt2.failed` note) is not tried again by the processes waiting on
+# the lock: on a node of 8 GPUs each would otherwise build and fail in turn, minutes each
+FAILED_TTL_S = 900.0
 
 
 def versions() -> dict[str, str]:
@@ -162,7 +166,8 @@ def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor
     """(loaded package, "loaded" | "built"): load path if it is there and loads, else build it, under path's lock.
 
     make_net() gives the model to export, called only when the package has to be built. Raises filelock.Timeout
-    after LOCK_TIMEOUT_S."""
+    after LOCK_TIMEOUT_S; the build's error, leaving `<path>.failed`; RuntimeError without building where that note
+    is under FAILED_TTL_S old (another process failed just now)."""
     from filelock import FileLock, Timeout
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,12 +184,40 @@ def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor
                 return _load(path, device), "loaded"
             except Exception as exc:  # a stale or corrupt package: build it again
                 log.warning("aoti: package %s unusable (%s); rebuilding", path, exc)
+        failed = _failed_recently(path)
+        if failed:
+            raise RuntimeError(f"aoti: building {path.name} failed in another process {failed}; it is tried "
+                               f"again {FAILED_TTL_S:.0f} s after that, or once {path}.failed is removed")  # fmt: skip
         log.warning("aoti: building %s, once per machine and key (on a GPU 1.5-3 min; later processes load it in "
-                 "seconds; `python -m batchvoc.build` builds it ahead of a job)", path.name)  # fmt: skip
-        _export_and_compile(make_net(), example, path, configs, kernels)
+                    "seconds; `python -m batchvoc.build` builds it ahead of a job)", path.name)  # fmt: skip
+        try:
+            _export_and_compile(make_net(), example, path, configs, kernels)
+        except Exception as err:
+            _note_failure(path, err)
+            raise
+        Path(f"{path}.failed").unlink(missing_ok=True)
         return _load(path, device), "built"
     finally:
         lock.release()
+
+
+def _failed_recently(path: Path) -> str:
+    """`N s ago: <error>` where a process failed to build the package at path less than FAILED_TTL_S ago, else ""."""
+    note = Path(f"{path}.failed")
+    try:
+        age = time.time() - note.stat().st_mtime
+        return f"{age:.0f} s ago: {note.read_text(errors='replace').strip()}" if age < FAILED_TTL_S else ""
+    except OSError:
+        return ""
+
+
+def _note_failure(path: Path, err: Exception) -> None:
+    """Leave `<path>.failed` holding the error's first line, for the processes waiting on the lock."""
+    line = (str(err).strip().splitlines() or [""])[0][:500]
+    try:
+        Path(f"{path}.failed").write_text(f"{type(err).__name__}: {line}\n")
+    except OSError:  # the cache folder itself may be what failed
+        pass
 
 
 def build(

@@ -207,3 +207,35 @@ def test_an_opaque_package_calls_our_operators_back(tiny, tmp_path):
     torch.testing.assert_close(out["opaque"], out["traced"], rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="unknown kernels"):
         build_engine(model, preset, backend="aoti", shapes=[(1, 32)], cache_dir=tmp_path, kernels="inlined")
+
+
+class _Unexportable(torch.nn.Module):
+    def forward(self, mel, valid):
+        raise ValueError("this model cannot be traced")
+
+
+def test_a_failed_build_is_not_tried_again_by_the_next_process_for_a_while(tmp_path):
+    """The first build fails and leaves its note; the next caller fails at once with that error (on a node of many
+    GPUs the waiting actors would otherwise build and fail in turn); once the note is old, building is tried again."""
+    from batchvoc.engines import aoti
+
+    made = []
+
+    def make_net():
+        made.append(1)
+        return _Unexportable()
+
+    path = tmp_path / "aoti" / "k.pt2"
+    example = (torch.zeros(1, 4, 8), torch.zeros(1, 2, 8, dtype=torch.int64))
+    with pytest.raises(Exception, match="cannot be traced"):
+        aoti.get_package(make_net, example, path, torch.device("cpu"), {})
+    note = tmp_path / "aoti" / "k.pt2.failed"
+    assert len(made) == 1 and "cannot be traced" in note.read_text()
+    with pytest.raises(RuntimeError, match=r"failed in another process \d+ s ago: .*cannot be traced"):
+        aoti.get_package(make_net, example, path, torch.device("cpu"), {})
+    assert len(made) == 1  # not built again
+    old = note.stat().st_mtime - aoti.FAILED_TTL_S - 1
+    os.utime(note, (old, old))
+    with pytest.raises(Exception, match="cannot be traced"):
+        aoti.get_package(make_net, example, path, torch.device("cpu"), {})
+    assert len(made) == 2
