@@ -21,7 +21,7 @@ from typing import Any
 
 from batchvoc.backends import check_names
 from batchvoc.config import BatchvocConfig, config_error, register, validate
-from batchvoc.errors import ConfigError
+from batchvoc.errors import ConfigError, first_line
 
 CONFIG_MODULE = "batchvoc.conf"
 HELP_FLAGS = ("-h", "--help")
@@ -53,8 +53,7 @@ def sweep_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as err:  # Hydra's OverrideParseException and friends: one line naming the argument
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError("command line", first) from None
+        raise ConfigError("command line", first_line(err)) from None
     choices = []
     for override in parsed:
         if override.is_sweep_override():

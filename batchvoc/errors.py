@@ -2,6 +2,13 @@
 its workers, and a bad row."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an error's message, stripped (its type's name where it has none): one line of
+    it for a message that must stay on one line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 class ConfigError(Exception):
     """Bad configuration: the job stops before any work, naming the key to change."""
 

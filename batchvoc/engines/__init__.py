@@ -25,7 +25,7 @@ from torch import nn
 from batchvoc.backends import check_names
 from batchvoc.engines import tensorrt as _tensorrt
 from batchvoc.engines.base import BACKENDS, PRECISIONS, Engine, Shape, resolve_precision
-from batchvoc.errors import ConfigError
+from batchvoc.errors import ConfigError, first_line
 from batchvoc.models.presets import Preset
 
 __all__ = ["BACKENDS", "PRECISIONS", "Engine", "aoti_available", "build_engine", "check_backend", "choose_backend",
@@ -112,7 +112,7 @@ def build_engine(
             raise
         # auto's first choice on a GPU failed to build (a compiler's error, a cache folder it cannot use): auto
         # means the best backend that works, so the job goes on with inductor, saying why
-        why = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:300]}"
+        why = f"{type(err).__name__}: {first_line(err)[:300]}"
         log.warning("engine: auto: aoti could not build (%s); using inductor", why)
         backend, reason = "inductor", f"{reason}; aoti could not build ({why}), so inductor"
         engine = _build_with(backend, model, preset, precision, device, shapes, cache_dir, options)

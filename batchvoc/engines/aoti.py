@@ -38,6 +38,7 @@ from batchvoc.engines import layout as _layout
 from batchvoc.engines.base import Engine, build_target, laid_out, warmup_input
 from batchvoc.engines.cache import engine_key, gpu_identity, weights_digest
 from batchvoc.engines.ops import check_compiled_as, compiled_as, define_all, kernels_digest
+from batchvoc.errors import first_line
 from batchvoc.models.presets import Preset
 
 log = logging.getLogger(__name__)
@@ -213,9 +214,8 @@ def _failed_recently(path: Path) -> str:
 
 def _note_failure(path: Path, err: Exception) -> None:
     """Leave `<path>.failed` holding the error's first line, for the processes waiting on the lock."""
-    line = (str(err).strip().splitlines() or [""])[0][:500]
     try:
-        Path(f"{path}.failed").write_text(f"{type(err).__name__}: {line}\n")
+        Path(f"{path}.failed").write_text(f"{type(err).__name__}: {first_line(err)[:500]}\n")
     except OSError:  # the cache folder itself may be what failed
         pass
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from batchvoc.errors import ConfigError
+from batchvoc.errors import ConfigError, first_line
 from batchvoc.models.presets import Preset, get_preset
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def _build(preset: Preset, base: dict[str, Any], overrides: dict[str, Any], sour
     try:
         return build_model(preset, {**base, **overrides})
     except (ValueError, TypeError, RuntimeError, KeyError) as err:
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = first_line(err)
         named = [k for k in overrides if re.search(rf"\b{re.escape(str(k))}\b", text)]
         if isinstance(err, TypeError) and "unexpected keyword" in text:
             text = f"{text}; {preset.name}'s hyper-parameters: {', '.join(sorted(base))}"

@@ -15,7 +15,7 @@ import ray
 from ray._private import ray_constants
 from ray.exceptions import AuthenticationError
 
-from batchvoc.errors import ConfigError
+from batchvoc.errors import ConfigError, first_line
 from batchvoc.runner import auth
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def connect(address: str) -> bool:
         elif address.startswith("ray://") and os.environ.get(auth.MODE, "").lower() == "token":
             hint = f" (a Ray client with a token the cluster does not accept times out like this: {auth.HOW})"
         auth.restore()
-        message = f"cannot reach the Ray cluster at {address!r}: {_first_line(err)}{hint}"
+        message = f"cannot reach the Ray cluster at {address!r}: {first_line(err)}{hint}"
         raise ConfigError("cluster.address", message) from err
     return local
 
@@ -206,11 +206,6 @@ def _end_autoscaler_monitor() -> None:
     for info in processes:
         if info.process.poll() is None:
             info.process.kill()
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
 
 
 def plan_actors(cpu_actors: int) -> ActorPlan:
