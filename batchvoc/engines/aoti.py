@@ -187,8 +187,9 @@ def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor
                 log.warning("aoti: package %s unusable (%s); rebuilding", path, exc)
         failed = _failed_recently(path)
         if failed:
-            raise RuntimeError(f"aoti: building {path.name} failed in another process {failed}; it is tried "
-                               f"again {FAILED_TTL_S:.0f} s after that, or once {path}.failed is removed")  # fmt: skip
+            note = _failure_note(path)
+            raise RuntimeError(f"aoti: building {path.name} failed in another process {failed}; it is tried again "
+                               f"{FAILED_TTL_S:.0f} s after that, or once {note} is removed")  # fmt: skip
         log.warning("aoti: building %s, once per machine and key (on a GPU 1.5-3 min; later processes load it in "
                     "seconds; `python -m batchvoc.build` builds it ahead of a job)", path.name)  # fmt: skip
         try:
@@ -196,15 +197,20 @@ def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor
         except Exception as err:
             _note_failure(path, err)
             raise
-        Path(f"{path}.failed").unlink(missing_ok=True)
+        _failure_note(path).unlink(missing_ok=True)
         return _load(path, device), "built"
     finally:
         lock.release()
 
 
+def _failure_note(path: Path) -> Path:
+    """Where a failed build of the package at path leaves its error: `<path>.failed`."""
+    return path.with_name(f"{path.name}.failed")
+
+
 def _failed_recently(path: Path) -> str:
     """`N s ago: <error>` where a process failed to build the package at path less than FAILED_TTL_S ago, else ""."""
-    note = Path(f"{path}.failed")
+    note = _failure_note(path)
     try:
         age = time.time() - note.stat().st_mtime
         return f"{age:.0f} s ago: {note.read_text(errors='replace').strip()}" if age < FAILED_TTL_S else ""
@@ -215,7 +221,7 @@ def _failed_recently(path: Path) -> str:
 def _note_failure(path: Path, err: Exception) -> None:
     """Leave `<path>.failed` holding the error's first line, for the processes waiting on the lock."""
     try:
-        Path(f"{path}.failed").write_text(f"{type(err).__name__}: {first_line(err)[:500]}\n")
+        _failure_note(path).write_text(f"{type(err).__name__}: {first_line(err)[:500]}\n")
     except OSError:  # the cache folder itself may be what failed
         pass
 
