@@ -1,8 +1,9 @@
 """GPU: time engines/fused_resblock.py's lrelu_conv per gsv_v4 stage shape over tile configs, against cuDNN.
 
-    PYTHONPATH=. python3 benchmarks/conv_tiles.py [fp16|bf16] [best.json]
+    PYTHONPATH=. python3 benchmarks/conv_tiles.py [fp16|bf16] [best.json] [C:SAMPLES_PER_FRAME ...]
 
 best.json (the fastest config per layer) is an engine option as it is: engine.options.tile_table=best.json.
+Stages default to gsv_v4's fused ones (64:120 32:240 16:480); its wider ones are 128:60 and 256:10.
 
 For each stage (channels C, samples per row T = 1024 * samples per frame), batch 16, and each resblock kernel size
 (k=3 d=1, k=7 d=3, k=11 d=5): the fused step (leaky ReLU + conv + bias + residual + span) per tile config, against
@@ -23,13 +24,20 @@ from batchvoc.engines.fused_resblock import lrelu_conv, tile_list, tiles
 
 DTYPE = {"fp16": torch.float16, "bf16": torch.bfloat16}[sys.argv[1] if len(sys.argv) > 1 else "fp16"]
 B, L = 16, 1024
-STAGES = [(64, 120), (32, 240), (16, 480)]
+STAGES = [tuple(map(int, a.split(":"))) for a in sys.argv[3:]] or [(64, 120), (32, 240), (16, 480)]
 KERNELS = [(3, 1), (7, 3), (11, 5)]
 
 
 def candidates(c, k, act):
     """The pick, then pointer-load and block-copy (TMA) configs: tile heights and pipeline depths."""
     yield tiles(c, c, k, act)
+    if c > 64:  # wide layers: output tiles of all channels (activation once per row), 8 warps, shallower pipes
+        for bm in (64, 128):
+            for bn in (64, 128):
+                for warps in (4, 8):
+                    for stages in (2, 3):
+                        yield dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_C=c, num_warps=warps, num_stages=1, STAGES=stages)
+        return
     for bm in (64, 128, 256):
         base = dict(BLOCK_M=bm, BLOCK_N=min(c, 64), BLOCK_C=max(16, c), num_warps=4, num_stages=1)
         yield base

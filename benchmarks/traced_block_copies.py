@@ -5,8 +5,8 @@ descriptors made on the device (fused_resblock.DEVICE_DESCRIPTORS) win back.
 
 For each gsv_v4 resblock layer shape whose tile takes block copies (`tiles()`: STAGES set), batch 16, 1024 frames:
 the fused step with its descriptor made on the host (what eager calls run), made on the device (what a traced
-launch can run), and as pointer loads (what a traced launch runs otherwise: the same tile without STAGES, and the
-fastest pointer-load tile of 64/128/256 time steps, or of Triton's load pipelining 2-4 deep). Each timed launch
+launch can run), and as pointer loads (what a traced launch runs otherwise: the same tile unrolled, the fastest
+unrolled tile of 64/128/256 time steps, and the tap loop pipelined 2-4 deep, PIPELINED_POINTER_LOADS). Each timed launch
 equals the plain-torch step (err). Totals count each layer shape once.
 """
 
@@ -44,9 +44,11 @@ def time_layer(c: int, rate: int, k: int, d: int, act: bool) -> dict[str, float]
     args = (x, w, bias, res, valid, rate, d, (k - 1) * d // 2, 0.1, act)
     want = _torch_forward(*args).float()
     pointer = {k_: v for k_, v in pick.items() if k_ != "STAGES"}
-    ways = {"host": (pick, "host"), "device": (pick, "device"), "pointer": (pointer, None)}
-    ways.update({f"pointer M={m}": (dict(pointer, BLOCK_M=m), None) for m in (64, 128, 256) if m != pick["BLOCK_M"]})
-    ways.update({f"pointer stages={n}": (dict(pointer, num_stages=n), None) for n in (2, 3, 4)})
+    ways = {"host": (pick, "host"), "device": (pick, "device"), "pointer": (pointer, "pointer")}
+    ways.update({f"pointer M={m}": (dict(pointer, BLOCK_M=m), "pointer") for m in (64, 128, 256)
+                 if m != pick["BLOCK_M"]})  # fmt: skip
+    ways.update({f"pointer stages={n}": (dict(pointer, STAGES=n), "pointer") for n in (2, 3, 4)})
+    ways.update({f"pointer stages={n} M=64": (dict(pointer, STAGES=n, BLOCK_M=64), "pointer") for n in (2, 3)})
     out = {}
     for name, (config, descriptor) in ways.items():
 
@@ -68,14 +70,16 @@ def main() -> None:
                 ms = time_layer(c, rate, k, d, act)
                 if ms is not None:
                     best_pointer = min(v for name, v in ms.items() if name.startswith("pointer"))
-                    rows.append((c, k, act, ms["host"], ms["device"], ms["pointer"], best_pointer))
+                    piped = ms["pointer stages=3"]
+                    rows.append((c, k, act, ms["host"], ms["device"], ms["pointer"], piped, best_pointer))
     print(f"\n{DTYPE} B={B} frames={L} (ms per launch)")
-    print(f"{'C':>3} {'k':>3} {'act':>3} {'host':>7} {'device':>7} {'pointer':>7} {'best ptr':>8}")
+    print(f"{'C':>3} {'k':>3} {'act':>3} {'host':>7} {'device':>7} {'pointer':>7} {'piped 3':>7} {'best ptr':>8}")
     for c, k, act, *ms in rows:
         print(f"{c:>3} {k:>3} {act:>3d} " + " ".join(f"{v:7.3f}" for v in ms))
-    totals = [sum(r[i] for r in rows) for i in range(3, 7)]
-    print(f"total       {totals[0]:7.3f} {totals[1]:7.3f} {totals[2]:7.3f} {totals[3]:8.3f}  "
-          f"(device / host {totals[1] / totals[0]:.3f}, pointer / host {totals[2] / totals[0]:.3f})")  # fmt: skip
+    totals = [sum(r[i] for r in rows) for i in range(3, 8)]
+    print(f"total       {totals[0]:7.3f} {totals[1]:7.3f} {totals[2]:7.3f} {totals[3]:7.3f} {totals[4]:8.3f}  "
+          f"(device / host {totals[1] / totals[0]:.3f}, pointer / host {totals[2] / totals[0]:.3f}, "
+          f"pipelined / host {totals[3] / totals[0]:.3f}, best / host {totals[4] / totals[0]:.3f})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ Tile sizes come from `tiles()` unless the engine option `tile_table` names other
 
 `lrelu_conv` is a torch operator made with torch.library.triton_op (engines/ops.py): torch.compile and AOTInductor
 compile its kernel into their own code. A traced launch cannot take the block-copy kernel's host-side descriptor
-(torch's wrap_triton records none): there block-copy tiles run the pointer-load kernel, or with DEVICE_DESCRIPTORS
-`lrelu_conv_tma_device`, whose programs make the descriptor themselves (`block_copy_descriptor`). On a CPU the op
+(torch's wrap_triton records none): there block-copy tiles run the pointer-load kernel (`pointer_tile`: its tap
+loop pipelined where the rows need no activation), or with DEVICE_DESCRIPTORS `lrelu_conv_tma_device`, whose
+programs make the descriptor themselves (`block_copy_descriptor`). On a CPU the op
 runs the same arithmetic in plain torch. With TRITON_INTERPRET=1 the kernel runs on CPU tensors through Triton's
 interpreter (slow; tests).
 """
@@ -53,8 +54,9 @@ from batchvoc.models.span import Span
 
 FUSED_MAX_CHANNELS = 64  # H100 (BENCHMARKS.md, session 5): at 128 channels cuDNN plus Inductor is faster
 # Traced launches (torch.compile, AOTInductor) of block-copy tiles: descriptors made on the device, else pointer
-# loads. Off: on the H200 (session 4, benchmarks/traced_block_copies.py, eager launches) they took 1.088x the host
-# descriptors' time (pointer loads 1.201x) and one layer (64 channels, k=11, input activated) came out wrong (9.9e-2)
+# loads (`pointer_tile`). Off: on the H200 (session 13, benchmarks/traced_block_copies.py, eager launches) they took
+# 1.07x the host descriptors' time, a few tiles of one layer came out wrong (64 channels, k=11, input activated, 3
+# stages: 9e-2, not with 1, 2 or 4), and an AOTInductor package of gsv_v4 with them stopped on an illegal instruction
 DEVICE_DESCRIPTORS = False
 
 
@@ -113,7 +115,8 @@ def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) ->
 
 def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
                     activate_output=False, config=None, descriptor=None) -> Tensor:  # fmt: skip
-    """out [B, C_out, T] from one launch; descriptor: None for `block_copy_descriptor`'s choice (tests force one)."""
+    """out [B, C_out, T] from one launch; descriptor: None for `block_copy_descriptor`'s choice, else "host",
+    "device" or "pointer" (tests and benchmarks force one)."""
     from batchvoc.engines import conv_kernels  # imports triton: GPU path only
 
     rows, c_in, length = x.shape
@@ -123,6 +126,10 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     res = residual if has_res else out  # never read when absent; a real pointer for the launcher
     valid, vs, has_span = span_launch_args(valid, x)
     config = dict(config or tiles(c_in, c_out, ksize, activate_input))
+    how = descriptor or block_copy_descriptor(x, config)
+    if how == "pointer":
+        config = dict(config if descriptor else pointer_tile(config, activate_input))
+        config.setdefault("STAGES", 0)
     grid = (conv_kernels.triton.cdiv(length, config["BLOCK_M"]), conv_kernels.triton.cdiv(c_out, config["BLOCK_N"]),
             rows)  # fmt: skip
     params = (weight, bias, res, out, valid)
@@ -131,29 +138,37 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     flags = dict(C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res, HAS_SPAN=has_span,
                  ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output,
                  DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # fmt: skip
-    descriptor = descriptor or block_copy_descriptor(x, config)
-    if descriptor == "host":
+    if how == "host":
         rows_of_x = _row_descriptor(x, config["BLOCK_M"], config["BLOCK_C"])
         conv_kernels.lrelu_conv_tma[grid](rows_of_x, *params, length, *scalars, *strides, **flags, **config)
-    elif descriptor == "device":
+    elif how == "device":
         launcher(conv_kernels.lrelu_conv_tma_device, x)[grid](x, *params, rows, length, *scalars, x.stride(0),
                                                               x.stride(2), *strides, **flags, **config)  # fmt: skip
     else:
-        config.pop("STAGES", None)
         launcher(conv_kernels.lrelu_conv, x)[grid](x, *params, length, *scalars, *x.stride(), *strides, **flags,
                                                    **config)  # fmt: skip
     return out
 
 
-def block_copy_descriptor(x: Tensor, config: dict[str, int]) -> str | None:
+def block_copy_descriptor(x: Tensor, config: dict[str, int]) -> str:
     """How a launch on x with this tile gets its block copies: "host" (a descriptor made on the host: eager calls),
-    "device" (made by the kernel: a traced launch, where wrap_triton carries no host descriptor, with
-    DEVICE_DESCRIPTORS), or None: pointer loads (no STAGES in the tile, x unaligned, or traced without)."""
+    "device" (made by the kernel: a traced launch, where torch's wrap_triton carries no host descriptor, with
+    DEVICE_DESCRIPTORS), or "pointer": pointer loads (no STAGES in the tile, x unaligned, or traced without)."""
     if "STAGES" not in config or not fits_block_copies(x):
-        return None
+        return "pointer"
     if traced(x):
-        return "device" if DEVICE_DESCRIPTORS else None
+        return "device" if DEVICE_DESCRIPTORS else "pointer"
     return "host"
+
+
+def pointer_tile(config: dict[str, int], activate_input: bool) -> dict[str, int]:
+    """A tile for the pointer-load kernel. A block-copy tile (STAGES) keeps its tap loop pipelined STAGES deep where
+    the rows go straight into the product; rows activated on the way go back to unrolled taps over 64 time steps
+    (H200, benchmarks/traced_block_copies.py: pipelined they took up to 1.4x, at 64 time steps 0.77-1.0x the time of
+    128). Together 1.05x the time of the block copies, against 1.19x for the same tiles unrolled."""
+    if "STAGES" not in config or not activate_input:
+        return config
+    return {**{k: v for k, v in config.items() if k != "STAGES"}, "BLOCK_M": 64}
 
 
 def fits_block_copies(x: Tensor) -> bool:

@@ -93,9 +93,9 @@ def test_triton_kernel_equals_reference_in_the_interpreter():
 
 
 def test_all_kernels_equal_the_torch_path_in_the_interpreter():
-    """Pointer loads and block copies, their descriptor made on the host or on the device (taps reaching past both
-    row ends, C_IN not a power of two, a residual, packed spans), with and without each activation, against the
-    plain-torch arithmetic."""
+    """Pointer loads (taps unrolled or pipelined) and block copies, their descriptor made on the host or on the
+    device (taps reaching past both row ends, C_IN not a power of two, a residual, packed spans), with and without
+    each activation, against the plain-torch arithmetic."""
     run_interpreted(
         """
         import triton
@@ -114,7 +114,7 @@ def test_all_kernels_equal_the_torch_path_in_the_interpreter():
         for acts in ((True, False), (False, False), (True, True)):
             want = _torch_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1, *acts)
             assert acts == (True, False) or (want - default).abs().max() > 0.1  # the flags change the function
-            for descriptor in (None, "host", "device"):  # pointer loads, block copies twice
+            for descriptor in (None, "pointer", "host", "device"):  # pointer loads unrolled, pipelined; block copies
                 config = block if descriptor is None else dict(block, STAGES=2)
                 got = _triton_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1, *acts, config=config,
                                       descriptor=descriptor)
@@ -137,3 +137,17 @@ def test_triton_on_gpu_equals_reference(kind, channels):
     _check(FusedResBlock(ref).cuda(), ref, "cuda")
     _check(FusedResBlock(ref).cuda().half(), ref, "cuda", torch.float16, tol=1e-2)
     _check(FusedResBlock(ref).cuda().bfloat16(), ref, "cuda", torch.bfloat16, tol=5e-2)
+
+
+def test_pointer_tile_pipelines_only_rows_that_go_straight_into_the_product():
+    """A block-copy tile as pointer loads (a traced launch): taps pipelined for rows as they are, unrolled over 64
+    time steps for rows activated on the way; a pointer-load tile stays as it is."""
+    from batchvoc.engines.fused_resblock import pointer_tile, tiles
+
+    block = tiles(64, 64, 7, activate_input=True)
+    assert block["STAGES"] and block["BLOCK_M"] == 128
+    assert pointer_tile(block, activate_input=False) == block
+    assert pointer_tile(block, activate_input=True) == {**{k: v for k, v in block.items() if k != "STAGES"},
+                                                        "BLOCK_M": 64}  # fmt: skip
+    pointer = tiles(16, 16, 3, activate_input=True)
+    assert "STAGES" not in pointer and pointer_tile(pointer, activate_input=True) == pointer
