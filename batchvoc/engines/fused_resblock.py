@@ -58,6 +58,10 @@ FUSED_MAX_CHANNELS = 64  # H100 (BENCHMARKS.md, session 5): at 128 channels cuDN
 # 1.07x the host descriptors' time, a few tiles of one layer came out wrong (64 channels, k=11, input activated, 3
 # stages: 9e-2, not with 1, 2 or 4), and an AOTInductor package of gsv_v4 with them stopped on an illegal instruction
 DEVICE_DESCRIPTORS = False
+# Resblocks of this kernel size up store each group's output activated too, for the next group's first conv (H200,
+# session 13: activating a 64-channel layer's rows in the kernel costs 0.07 / 0.18 / 0.27 ms at k = 3 / 7 / 11,
+# storing them once ~0.055 ms; benchmarks/traced_block_copies.py)
+STORED_ACTIVATION_MIN_KSIZE = 7
 
 
 def tiles(c_in: int, c_out: int, ksize: int, activate_input: bool = True) -> dict[str, int]:
@@ -114,9 +118,10 @@ def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) ->
 
 
 def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
-                    activate_output=False, config=None, descriptor=None) -> Tensor:  # fmt: skip
-    """out [B, C_out, T] from one launch; descriptor: None for `block_copy_descriptor`'s choice, else "host",
-    "device" or "pointer" (tests and benchmarks force one)."""
+                    activate_output=False, config=None, descriptor=None, activated=None) -> Tensor:  # fmt: skip
+    """out [B, C_out, T] from one launch, and with `activated` (a tensor like out) out's leaky ReLU stored there;
+    descriptor: None for `block_copy_descriptor`'s choice, else "host", "device" or "pointer" (tests and benchmarks
+    force one)."""
     from batchvoc.engines import conv_kernels  # imports triton: GPU path only
 
     rows, c_in, length = x.shape
@@ -132,11 +137,11 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
         config.setdefault("STAGES", 0)
     grid = (conv_kernels.triton.cdiv(length, config["BLOCK_M"]), conv_kernels.triton.cdiv(c_out, config["BLOCK_N"]),
             rows)  # fmt: skip
-    params = (weight, bias, res, out, valid)
+    params = (weight, bias, res, out, out if activated is None else activated, valid)
     scalars = (rate, dilation, padding, slope)
     strides = (*res.stride(), *out.stride(), *vs)
     flags = dict(C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res, HAS_SPAN=has_span,
-                 ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output,
+                 ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output, STORE_ACTIVATED=activated is not None,
                  DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # fmt: skip
     if how == "host":
         rows_of_x = _row_descriptor(x, config["BLOCK_M"], config["BLOCK_C"])
@@ -190,7 +195,7 @@ def _row_descriptor(x: Tensor, block_m: int, block_c: int):
 
 
 def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
-                   activate_output=False, config=None) -> Tensor:  # fmt: skip
+                   activate_output=False, config=None, activated=None) -> Tensor:  # fmt: skip
     """The kernel's arithmetic in plain torch: CPU, or a GPU without triton."""
     y = F.conv1d(F.leaky_relu(x, slope) if activate_input else x, weight.permute(2, 1, 0), bias, 1, padding, dilation)
     if residual is not None:
@@ -198,7 +203,10 @@ def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, sl
     if activate_output:
         y = F.leaky_relu(y, slope)
     y = Span.from_per_frame(valid).zero(y, rate)
-    return _channels_last_empty(x.shape[0], y.shape[1], y.shape[2], x).copy_(y)
+    out = _channels_last_empty(x.shape[0], y.shape[1], y.shape[2], x).copy_(y)
+    if activated is not None:
+        activated.copy_(F.leaky_relu(out, slope))
+    return out
 
 
 def _conv_kernels() -> list:
@@ -221,6 +229,21 @@ def lrelu_conv(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor | None,
                    tile_config(tile or []))  # fmt: skip
 
 
+@kernel_op("lrelu_conv_and_act", kernels=_conv_kernels)
+def lrelu_conv_and_act(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor | None, valid: Tensor, rate: int,
+                       dilation: int, padding: int, slope: float, activate_input: bool = True,
+                       tile: list[int] | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """`lrelu_conv` that also stores its output's leaky ReLU: (out, leaky_relu(out)), both [B, C_out, T] with
+    channels-last strides, in one launch. The next conv of a resblock then takes the activated rows as they are
+    (activate_input=False) instead of activating every tap's rows again: one store more, k activations fewer."""
+    rows, _, length = x.shape
+    activated = _channels_last_empty(rows, weight.shape[2], length, x)
+    forward = _triton_forward if use_triton(x) else _torch_forward
+    out = forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input, False,
+                  tile_config(tile or []), activated=activated)  # fmt: skip
+    return out, activated
+
+
 class PackedConv(nn.Module):
     """A same-padded stride-1 nn.Conv1d's weight as [k, C_in, C_out] (the kernel's GEMM order), bias, geometry."""
 
@@ -236,7 +259,8 @@ class PackedConv(nn.Module):
 
 class FusedResBlock(nn.Module):
     """A ResBlock1 / ResBlock2 computed with `lrelu_conv`, one kernel per conv; same interface, and the same
-    function inside each utterance (zero outside it)."""
+    function inside each utterance (zero outside it). From STORED_ACTIVATION_MIN_KSIZE up, each group's last conv
+    but the block's last also stores its output activated (`lrelu_conv_and_act`), for the next group's first conv."""
 
     def __init__(self, block: ResBlock1 | ResBlock2, tile_table: TileTable | None = None):
         super().__init__()
@@ -248,26 +272,40 @@ class FusedResBlock(nn.Module):
             raise ValueError(f"FusedResBlock needs a ResBlock1 or ResBlock2, got {type(block).__name__}")
         self.groups = nn.ModuleList(nn.ModuleList(PackedConv(c) for c in group) for group in groups)
         self._reach = block.reach()
-        self.tiles = [[_tile(conv, i == 0, tile_table) for i, conv in enumerate(group)] for group in self.groups]
+        self.store_activated = block.kernel_size >= STORED_ACTIVATION_MIN_KSIZE
+        self.tiles = [[_tile(conv, self._activates_input(j, i), tile_table) for i, conv in enumerate(group)]
+                      for j, group in enumerate(self.groups)]  # fmt: skip
         self.channels_last = False  # engines/layout.channels_last_2d sets it: x then comes as channels-last rows
         lrelu_conv.define()
+        lrelu_conv_and_act.define()
 
     def reach(self) -> int:
         return self._reach
+
+    def _activates_input(self, group: int, index: int) -> bool:
+        """Whether conv `index` of group `group` activates its input rows itself: a group's first conv, unless the
+        previous group stored them activated. An inner conv hands its consumer the activated output already."""
+        return index == 0 and (group == 0 or not self.store_activated)
 
     def forward(self, x: Tensor, span: Span, rate: int) -> Tensor:
         x = channels_last_rows(x) if self.channels_last else x
         valid = span.per_frame(x.shape[-1] // rate, x.device)
         x = span.zero(x, rate)  # the kernels keep it so: each zeroes its output outside the utterances
-        conv_op = torch.ops.batchvoc.lrelu_conv  # defined in __init__
-        for group, tiles_of in zip(self.groups, self.tiles, strict=True):  # x += conv(act(... conv(act(x))))
-            h = x
+        conv_op, stores_op = torch.ops.batchvoc.lrelu_conv, torch.ops.batchvoc.lrelu_conv_and_act  # from __init__
+        activated = None  # x activated, where the previous group's last conv stored it
+        for j, (group, tiles_of) in enumerate(zip(self.groups, self.tiles, strict=True)):
+            h = x  # x += conv(act(... conv(act(x))))
             for i, (conv, tile) in enumerate(zip(group, tiles_of, strict=True)):
-                last = i == len(group) - 1
-                # an inner conv hands its consumer the activated output: one activation per sample, not per tap
-                h = conv_op(h, conv.weight, conv.bias, x if last else None, valid, rate, conv.dilation,
-                               conv.padding, LRELU_SLOPE, activate_input=i == 0, activate_output=not last,
-                               tile=tile)  # fmt: skip
+                act_in = self._activates_input(j, i)
+                h = h if act_in or i > 0 else activated
+                args = (conv.weight, conv.bias, x if i == len(group) - 1 else None, valid, rate, conv.dilation,
+                        conv.padding, LRELU_SLOPE)  # fmt: skip
+                if i < len(group) - 1:  # an inner conv hands its consumer the activated output
+                    h = conv_op(h, *args, activate_input=act_in, activate_output=True, tile=tile)
+                elif self.store_activated and j < len(self.groups) - 1:
+                    h, activated = stores_op(h, *args, activate_input=act_in, tile=tile)
+                else:
+                    h = conv_op(h, *args, activate_input=act_in, activate_output=False, tile=tile)
             x = h
         return x
 

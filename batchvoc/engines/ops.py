@@ -66,7 +66,7 @@ def define_all() -> None:
     """Define every batchvoc operator (a process that loads a package calling them back needs them by name)."""
     from batchvoc.engines import fused_antialias, fused_resblock
 
-    for op in (fused_resblock.lrelu_conv, fused_antialias.antialiased_snake,
+    for op in (fused_resblock.lrelu_conv, fused_resblock.lrelu_conv_and_act, fused_antialias.antialiased_snake,
                fused_antialias.antialiased_snake_one_pass):  # fmt: skip
         op.define()
 

@@ -34,9 +34,12 @@ def _check(fused: torch.nn.Module, ref: torch.nn.Module, device: str = "cpu", dt
 
 
 @pytest.mark.parametrize("kind", [ResBlock1, ResBlock2])
-def test_torch_path_equals_reference(kind):
-    ref = _block(kind)
-    _check(FusedResBlock(ref), ref)
+@pytest.mark.parametrize("kernel_size", [5, 7])  # groups activating their input; taking it stored activated
+def test_torch_path_equals_reference(kind, kernel_size):
+    ref = _block(kind, kernel_size)
+    fused = FusedResBlock(ref)
+    assert fused.store_activated == (kernel_size >= 7)
+    _check(fused, ref)
 
 
 def test_output_is_channels_last_and_packed_weight_is_gemm_ordered():
@@ -85,7 +88,7 @@ def test_triton_kernel_equals_reference_in_the_interpreter():
         from batchvoc.engines.fused_resblock import FusedResBlock
         from batchvoc.models.hifigan import ResBlock1, ResBlock2
         from tests.engines.test_fused_resblock import _block, _check
-        for kind, k in ((ResBlock1, 3), (ResBlock2, 5)):
+        for kind, k in ((ResBlock1, 3), (ResBlock2, 5), (ResBlock1, 7), (ResBlock2, 7)):
             ref = _block(kind, k)
             _check(FusedResBlock(ref), ref)
         """
@@ -116,24 +119,29 @@ def test_all_kernels_equal_the_torch_path_in_the_interpreter():
             assert acts == (True, False) or (want - default).abs().max() > 0.1  # the flags change the function
             for descriptor in (None, "pointer", "host", "device"):  # pointer loads unrolled, pipelined; block copies
                 config = block if descriptor is None else dict(block, STAGES=2)
+                activated = torch.full_like(want, float("nan")) if not acts[1] else None  # out's leaky ReLU too
                 got = _triton_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1, *acts, config=config,
-                                      descriptor=descriptor)
+                                      descriptor=descriptor, activated=activated)
                 assert (got - want).abs().max() <= 1e-4, (acts, descriptor)
+                if activated is not None:
+                    assert torch.equal(activated, torch.nn.functional.leaky_relu(got, 0.1)), (acts, descriptor)
         """
     )
 
 
-def test_op_compiles_without_graph_break():
-    ref = _block(ResBlock1)
+@pytest.mark.parametrize("kernel_size", [5, 7])  # lrelu_conv only; lrelu_conv_and_act too
+def test_op_compiles_without_graph_break(kernel_size):
+    ref = _block(ResBlock1, kernel_size)
     check_compiles(FusedResBlock(ref), lambda x, v: Span(v).zero(ref(x, Span(v), RATE), RATE))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("kind", [ResBlock1, ResBlock2])
 @pytest.mark.parametrize("channels", [CHANNELS, 64])  # pointer loads; block copies
-def test_triton_on_gpu_equals_reference(kind, channels):
+@pytest.mark.parametrize("kernel_size", [5, 7])  # activations stored by the previous group from 7 up
+def test_triton_on_gpu_equals_reference(kind, channels, kernel_size):
     pytest.importorskip("triton")
-    ref = _block(kind, channels=channels)
+    ref = _block(kind, kernel_size, channels=channels)
     _check(FusedResBlock(ref).cuda(), ref, "cuda")
     _check(FusedResBlock(ref).cuda().half(), ref, "cuda", torch.float16, tol=1e-2)
     _check(FusedResBlock(ref).cuda().bfloat16(), ref, "cuda", torch.bfloat16, tol=5e-2)
