@@ -10,7 +10,10 @@ own utterance (Span.zero), else 0: per tap, a matrix product of channels-last in
 fp32 accumulation, an activated input rounded to x's dtype before the product as the reference rounds it. In a
 ResBlock1 pair the first conv stores its output activated and the second takes it as it is: the activation then
 runs once per sample instead of once per tap (at 64 channels and k=11 it cost 0.19 of the conv's 0.71 ms), and
-the second conv's rows go from shared memory straight into the product. A FusedResBlock zeroes its input outside
+the second conv's rows go from shared memory straight into the product. From k=7 up (STORED_ACTIVATION_MIN_KSIZE)
+each group's last conv but the block's last also stores its output activated, next to the output itself
+(`lrelu_conv_and_act`), and the next group's first conv takes those rows as they are: one store more, the
+activation of k taps' rows less (gsv_v4 fp16, H200: 3,759x -> 3,880x). A FusedResBlock zeroes its input outside
 the utterances once and every kernel zeroes its output there, which is what the reference's Span.zero before each
 conv achieves: the values it leaves in gaps are never read by any conv, and only gaps differ (zero here).
 
