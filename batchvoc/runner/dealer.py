@@ -10,16 +10,18 @@ dealt again, once, to the others. Progress moves per vocoded batch: the driver p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from batchvoc.errors import ConfigError, StartError
 from batchvoc.manifest import Shard
@@ -135,12 +137,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
             in_flight[actor.handle.run.remote(shard)] = (actor, shard)
             actor.busy += 1
 
-    # a redirected log gets a line every 30 s, not a redraw per poll
-    interval = 0.5 if sys.stderr.isatty() else 30.0
-    # seconds of audio per second always (tqdm's default turns a rate under 1 into "s/s audio", easily misread)
-    form = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]"
-    with tqdm(total=round(total, 1), unit="s audio", dynamic_ncols=True, smoothing=0.1, mininterval=interval,
-              bar_format=form) as bar:  # fmt: skip
+    with progress_bar(total) as bar:
         while in_flight or starting or (pending and any(a.ready and not a.dead for a in crew)):
             polls = {a.poll: a for a in crew if a.poll is not None}
             refs = [*starting, *in_flight, *polls]
@@ -200,6 +197,19 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
     for shard in pending:
         result.failed.setdefault(shard.name, "no actor left to run it")
     return result
+
+
+@contextlib.contextmanager
+def progress_bar(total: float) -> Iterator[tqdm]:
+    """The job's bar over `total` seconds of audio, on stderr. Log lines on the console go above it
+    (tqdm's logging_redirect_tqdm), not onto the bar's line."""
+    # a redirected log gets a line every 30 s, not a redraw per poll
+    interval = 0.5 if sys.stderr.isatty() else 30.0
+    # seconds of audio per second always (tqdm's default turns a rate under 1 into "s/s audio", easily misread)
+    form = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]"
+    with logging_redirect_tqdm(), tqdm(total=round(total, 1), unit="s audio", dynamic_ncols=True, smoothing=0.1,
+                                       mininterval=interval, bar_format=form) as bar:  # fmt: skip
+        yield bar
 
 
 def _show(bar: tqdm, crew: list[_Actor], result: Dealt, total: float) -> None:

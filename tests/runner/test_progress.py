@@ -51,3 +51,29 @@ def test_the_bar_ends_at_the_audio_of_the_finished_shards():
     crew[0].vocoded[102] = 5.0  # a restarted actor's polls add up past the total: capped
     _show(bar, crew, result, 10.0)
     assert bar.n == 10.0
+
+
+def test_log_lines_go_above_the_bar_not_onto_its_line(monkeypatch):
+    """A log line written to the console while the bar is shown starts a line of its own (the bar is cleared and
+    drawn again under it), as in a job's 'actor-0 ready' line."""
+    import io
+    import logging
+    import sys
+
+    from batchvoc.runner.dealer import progress_bar
+
+    console = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", console)
+    handler = logging.StreamHandler(sys.stderr)  # a console handler, as Hydra's job logging adds
+    logging.getLogger().addHandler(handler)
+    try:
+        with progress_bar(10.0) as bar:
+            bar.update(1.0)
+            bar.refresh()
+            logging.getLogger("batchvoc.runner.dealer").warning("actor-0 ready in 2.0 s")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = console.getvalue()
+    at = text.index("actor-0 ready")
+    assert "1.0/10.0" in text[:at], "the bar was drawn before the log line"
+    assert text[at - 1] in "\r\n", f"the log line shares the bar's line: {text[max(0, at - 40) : at + 20]!r}"
