@@ -97,7 +97,7 @@ class Vocoder:
         backend: str = "auto",
         precision: str | None = None,
         device: str | torch.device | None = None,
-        batch: int = 16,
+        batch: int | None = None,
         window: int | None = None,
         hparams: dict[str, Any] | None = None,
         cache_dir: str | None = None,
@@ -110,11 +110,12 @@ class Vocoder:
         preset: a preset name (`gsv_v4`, `hifigan_v1_universal`, `bigvgan_v2_24khz_100band_256x`, ...).
         checkpoint: the upstream weights file or folder, `"pretrained"` (hifigan_v1_universal only) or
             `"random"` (benchmarks only).
-        backend: `auto` | `tensorrt` | `inductor` | `eager` (as `engine.backend`).
+        backend: `auto` | `tensorrt` | `aoti` | `inductor` | `eager` (as `engine.backend`).
         precision: `fp32` | `fp16` | `bf16`; None: fp16 on a CUDA device, fp32 elsewhere.
         device: `"cpu"`, `"cuda"`, `"cuda:1"`, ...; None or `"auto"`: the CUDA GPU if there is one, else the CPU.
-        batch, window: rows per forward and frames per row (as `engine.batch` / `engine.window`); window None
-            picks W so that W + 2 * context is 1024 frames.
+        batch, window: rows per forward and frames per row (as `engine.batch` / `engine.window`); None: the
+            device's defaults, as a job's (batchvoc/device_defaults.py: batch 16 and W + 2 * context = 1024 frames
+            on a GPU, batch 1 and 512 frames on a CPU, where batching only computes silence).
         hparams: overrides of the preset's hyper-parameters (as `model.hparams`).
         mel_scale: what the mels are (as `input.mel_scale`): `ln` (the model's own), `log10`, `db`, `gsv_norm`;
             converted to ln before vocoding.
