@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         configs = check_command_line(argv)
+        if len(configs) > 1:
+            from batchvoc.runner.checks import check_sweep
+
+            check_sweep(configs)
     except ConfigError as err:
         print(f"batchvoc: cannot run: {err}", file=sys.stderr)
         return 1

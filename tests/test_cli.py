@@ -189,14 +189,20 @@ def test_v3_bf16_runs_an_nvidia_checkpoint_folder_end_to_end(tmp_path):
     assert summary.precision == "bf16" and summary.rows_ok == 3
 
 
-def test_multirun_runs_every_job_into_its_own_folder_and_exits_with_the_worst(tmp_path):
-    """-m with three subtypes: PCM_16 and PCM_24 each in output.dir/N, the bad third fails alone; exit code 1."""
+def test_multirun_checks_every_job_first_then_runs_each_into_its_own_folder(tmp_path):
+    """-m with a bad third subtype stops before any job runs, naming the key and the job (not after the first two
+    jobs' hours); PCM_16 and PCM_24 then run each in output.dir/N."""
     three_files(tmp_path / "in", rows=6)
     out = tmp_path / "out"
-    result = batchvoc("-m", "job=hifigan_v1", f"input.manifest={tmp_path / 'in'}", f"output.dir={out}",
-                      "model.checkpoint=random", "+model.hparams.upsample_initial_channel=32", "engine.backend=eager",
-                      "output.subtype=PCM_16,PCM_24,PCM_99", timeout=600)  # fmt: skip
-    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    common = ("-m", "job=hifigan_v1", f"input.manifest={tmp_path / 'in'}", f"output.dir={out}",
+              "model.checkpoint=random", "+model.hparams.upsample_initial_channel=32",
+              "engine.backend=eager")  # fmt: skip
+    refused = batchvoc(*common, "output.format=flac", "output.subtype=PCM_16,PCM_24,FLOAT", timeout=120)
+    assert refused.returncode == 1, refused.stdout[-3000:] + refused.stderr[-3000:]
+    assert "output.subtype: flac takes PCM_16, PCM_24, not 'FLOAT' (job 2 of the sweep)" in refused.stderr
+    assert not list(out.rglob("summary.json")) and not list(out.rglob("*.flac"))
+    result = batchvoc(*common, "output.subtype=PCM_16,PCM_24", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for num, subtype in ((0, "PCM_16"), (1, "PCM_24")):
         summary = read_summary(out / str(num))
         assert summary.rows_ok == 6 and summary.config["output"]["subtype"] == subtype
@@ -204,8 +210,7 @@ def test_multirun_runs_every_job_into_its_own_folder_and_exits_with_the_worst(tm
         assert len(files) == 6 and {sf.info(p).subtype for p in files} == {subtype}
         log = next((out / str(num) / "logs").rglob("batchvoc.log")).read_text()
         assert f"batchvoc: {closing_line(summary)}; " in log  # the summary line reaches each job's log file
-    assert not (out / "2" / "summary.json").exists()
-    assert "output.subtype" in result.stderr and "PCM_99" in result.stderr
+    assert not (out / "2").exists()
     console = result.stdout + result.stderr  # redirected: no colour codes, no token banner
     assert "\x1b[" not in console and "Token authentication is enabled" not in console
 

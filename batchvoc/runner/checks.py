@@ -31,6 +31,19 @@ def quick_checks(settings: JobSettings) -> list[str]:
     return files
 
 
+def check_sweep(configs: list) -> None:
+    """`quick_checks` for every job of a sweep before its first job runs (a single job's run in runner/early.py),
+    so a bad value in one job stops the command in seconds, not after the jobs before it. The demo's job without a
+    manifest makes its input first: its checks come then. Raises ConfigError naming the key and the job."""
+    for number, cfg in enumerate(configs):
+        if cfg.get("demo") and not cfg.input.manifest:
+            continue
+        try:
+            quick_checks(JobSettings.from_config(cfg))
+        except ConfigError as err:
+            raise ConfigError(err.key, f"{err.message} (job {number} of the sweep)") from None
+
+
 def check_checkpoint_exists(checkpoint: str | None) -> None:
     """ConfigError on model.checkpoint for a path that does not exist (the words `random` and `pretrained`, and
     no checkpoint at all, are the model loader's to judge)."""
