@@ -70,6 +70,7 @@ class OutputConf:
     format: AudioFormat = key(AudioFormat.wav, "wav | flac")
     subtype: str = key("PCM_16", "wav: PCM_16 | PCM_24 | FLOAT; flac: PCM_16 | PCM_24")
     overwrite: bool = key(False, "start clean in an output.dir that holds another job's outputs")
+    retry_failed: bool = key(False, "a rerun vocodes the failed rows of finished shards again (input fixed since)")
     lhotse: bool = key(False, "also write recordings.jsonl.gz, a lhotse RecordingSet of the ok audio")
 
 

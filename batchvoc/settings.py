@@ -39,6 +39,7 @@ KEYS: dict[str, str] = {
     "fmt": "output.format",
     "subtype": "output.subtype",
     "overwrite": "output.overwrite",
+    "retry_failed": "output.retry_failed",
     "lhotse": "output.lhotse",
     "max_mel_error": "check.max_mel_error",
     "mel_convention": "check.mel_convention",
@@ -74,6 +75,7 @@ class JobSettings:
     fmt: str = _v(OutputConf.format)  # output.format
     subtype: str = OutputConf.subtype  # output.subtype
     overwrite: bool = OutputConf.overwrite  # output.overwrite: start clean over another job's outputs
+    retry_failed: bool = OutputConf.retry_failed  # output.retry_failed: finished shards' failed rows again
     lhotse: bool = OutputConf.lhotse  # output.lhotse: also write recordings.jsonl.gz (lhotse RecordingSet)
     max_mel_error: float | None = CheckConf.max_mel_error  # check.max_mel_error (None: no round-trip limit)
     mel_convention: str = _v(CheckConf.mel_convention)  # check.mel_convention: error | warn | off

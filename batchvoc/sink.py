@@ -72,6 +72,19 @@ def done_shards(out: str | Path | Store) -> set[str]:
     return {n[: -len(".parquet")] for n in names if n.endswith(".parquet") and "/" not in n}
 
 
+def shards_with_failed_rows(out: str | Path | Store, names: set[str]) -> set[str]:
+    """Those of the finished shards `names` whose stats (stats/<name>.json) count failed rows, or cannot be read."""
+    store = as_store(out)
+    failed = set()
+    for name in names:
+        try:
+            if store.read_json(f"stats/{name}.json").get("rows_failed", 0):
+                failed.add(name)
+        except (OSError, ValueError, AttributeError):
+            failed.add(name)
+    return failed
+
+
 def write_json(out: str | Path | Store, rel: str, payload: dict[str, Any]) -> None:
     """Write `payload` as JSON under output.dir/`rel` (atomically); WriteFault on failure."""
     as_store(out).write_json(rel, payload)

@@ -14,7 +14,7 @@ from batchvoc.models.presets import Preset
 from batchvoc.runner.identity import RECORD, claim, job_identity
 from batchvoc.runner.lock import LOCK, JobLock
 from batchvoc.settings import JobSettings
-from batchvoc.sink import done_shards
+from batchvoc.sink import done_shards, shards_with_failed_rows
 from batchvoc.storage import Store, classify
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ class OutputHold:
         except OSError as err:  # job.json cannot be written (no space, read-only, ...): nothing can be
             raise ConfigError("output.dir", str(classify(err, self.store.url, RECORD))) from err
         self.done = done_shards(self.store) if self.state == "resumed" else set()
+        if settings.retry_failed and self.done:  # their ok rows' files are kept and reused (runner/worker.py)
+            retried = shards_with_failed_rows(self.store, self.done)
+            self.done -= retried
+            log.info("output.retry_failed: %d finished shards with failed rows run again", len(retried))
         removed = _remove_stale_partials(self.store, self.done)
         log.info("output.dir %s: %s job, %d shards done before%s", self.store.url, self.state, len(self.done),
                  f", {removed} temporary files removed" if removed else "")  # fmt: skip

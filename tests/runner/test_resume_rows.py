@@ -75,3 +75,41 @@ def test_rows_reused_by_a_rerun_keep_status_reason_mel_error_and_clipped(tmp_pat
     for key, row in first.items():
         assert {f: redone[key][f] for f in FIELDS} == {f: row[f] for f in FIELDS}, key
     assert {k: summary[k] for k in counts} == counts and report.exit_code == 2
+
+
+def test_retry_failed_vocodes_only_the_failed_rows_again(tmp_path, speech, ray_cluster):
+    """A row whose .npy was missing fails; a plain rerun leaves it failed (its shard is done); with
+    output.retry_failed=true, once the file is there, that row is vocoded and the shard's ok row is reused."""
+    from batchvoc.runner.driver import run_job
+    from batchvoc.settings import JobSettings
+
+    m0, m1, *_ = speech_mels(speech, PRESET)
+    mels = tmp_path / "in"
+    mels.mkdir()
+    np.save(mels / "a.npy", m0[:, 60:140])
+    rows = {"id": ["a", "b"], "mel_path": ["a.npy", "b.npy"], "n_frames": [80, 80]}
+    pq.write_table(pa.table(rows), mels / "m.parquet")
+
+    def run(retry: bool):
+        settings = JobSettings(manifest=str(mels / "m.parquet"), out_dir=str(tmp_path / "out"), preset=PRESET.name,
+                               checkpoint="pretrained", backend="eager", precision="fp32", batch=1, cpu_actors=1,
+                               retry_failed=retry)  # fmt: skip
+        report = run_job(settings)
+        table = {
+            r["id"]: r for p in (settings.out_path / "manifest").glob("*.parquet") for r in pq.read_table(p).to_pylist()
+        }
+        return report, table, json.loads((settings.out_path / "summary.json").read_text())
+
+    report, first, summary = run(retry=False)
+    assert report.exit_code == 2 and first["a"]["status"] == "ok" and first["b"]["status"] == "error"
+    assert "b.npy" in first["b"]["error"]
+    written = _mtimes(tmp_path / "out")
+    np.save(mels / "b.npy", m1[:, 100:180])
+    report, again, summary = run(retry=False)  # the shard is done: nothing to do, b stays failed
+    assert report.exit_code == 2 and summary["this_run"]["shards"] == 0 and again["b"]["status"] == "error"
+    report, retried, summary = run(retry=True)
+    assert report.exit_code == 0 and summary["this_run"]["shards"] == 1, summary["this_run"]
+    assert retried["b"]["status"] == "ok" and summary["rows_failed"] == 0 and summary["rows_ok"] == 2
+    assert {k: v for k, v in _mtimes(tmp_path / "out").items() if k in written} == written  # a's file reused
+    report, _, summary = run(retry=True)  # nothing failed now: nothing to do
+    assert report.exit_code == 0 and summary["this_run"]["shards"] == 0
