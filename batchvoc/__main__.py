@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batchvoc.bytecode import use_bytecode_cache
 
@@ -21,6 +22,9 @@ from omegaconf import DictConfig, open_dict  # noqa: E402
 from batchvoc.cli import HELP_FLAGS, MULTIRUN_FLAGS, check_command_line, console_for_pipes, help_text  # noqa: E402
 from batchvoc.config import register  # noqa: E402
 from batchvoc.errors import ConfigError, StartError  # noqa: E402
+
+if TYPE_CHECKING:
+    from batchvoc.runner.driver import JobReport
 
 log = logging.getLogger("batchvoc")
 register()
@@ -137,25 +141,33 @@ def run(cfg: DictConfig) -> int:
     finally:
         if ray_thread is not None:
             ray_thread.close()
+    log_closing(report, settings.out_url)
+    return report.exit_code
+
+
+def log_closing(report: JobReport, out_url: str) -> None:
+    """The job's closing lines: nothing to do, or the summary line; unwritten rows; shards not finished or not run."""
     s = report.summary
     if s.this_run is not None and not s.this_run.shards and not report.failed_shards:
         log.info("batchvoc: nothing to do: all %d shards were done before (%d rows ok, %d suspect, %d failed); "
                  "outputs in %s (summary.json)", s.shards, s.rows_ok, s.rows_suspect, s.rows_failed,
-                 settings.out_url)  # fmt: skip
-        return report.exit_code
+                 out_url)  # fmt: skip
+        return
     resumed = s.this_run is not None and s.shards_skipped > 0  # the speed is this run's: say its share of the audio
     this_run = f" ({s.this_run.audio_seconds / 3600:.3f} h this run)" if resumed else ""
     log.info(
         "batchvoc: %d rows ok, %d suspect, %d failed, %d clipped; %.3f h of audio%s, %.1fx real time on %d actor(s) "
         "(%s %s); outputs in %s (summary.json)",
         s.rows_ok, s.rows_suspect, s.rows_failed, s.rows_clipped, s.audio_seconds / 3600, this_run, s.x_realtime,
-        s.actors, s.backend, s.precision, settings.out_url,
+        s.actors, s.backend, s.precision, out_url,
     )  # fmt: skip
     if s.write_fault:
         log.error("batchvoc: %d rows not written: %s", s.rows_not_written, s.write_fault)
-    if report.failed_shards:
+    if report.failed_shards and report.stopped:  # the same input would fail the same way: fix it first
+        log.error("batchvoc: %d shard(s) not run: fix the cause above, then run the same command again to run them",
+                  len(report.failed_shards))  # fmt: skip
+    elif report.failed_shards:
         log.error("batchvoc: shards that could not finish: %s; run again to retry", ", ".join(report.failed_shards))
-    return report.exit_code
 
 
 def _sweep_folder(cfg: DictConfig) -> None:

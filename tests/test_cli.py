@@ -240,3 +240,20 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
                             timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert read_summary(out).rows_ok == 2
+
+
+def test_closing_lines_say_what_a_rerun_would_do(caplog):
+    """Shards a job could not finish: run again to retry. Shards not run because the job stopped early (its first
+    rows all failed alike): the same input would fail again, so the line says to fix the cause first."""
+    from batchvoc.__main__ import log_closing
+    from batchvoc.runner.driver import JobReport
+    from batchvoc.stats import JobSummary
+
+    caplog.set_level("INFO", logger="batchvoc")
+    summary = JobSummary(rows_failed=40, shards=3, stopped_early="the first 16 rows all failed the same way, e.g. x")
+    log_closing(JobReport(summary, ["b", "c"], summary.stopped_early), "/out")
+    assert "2 shard(s) not run: fix the cause above, then run the same command again" in caplog.text
+    assert "run again to retry" not in caplog.text
+    caplog.clear()
+    log_closing(JobReport(JobSummary(shards=3), ["c"]), "/out")
+    assert "shards that could not finish: c; run again to retry" in caplog.text
