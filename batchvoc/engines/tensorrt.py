@@ -41,7 +41,7 @@ def import_tensorrt():
     machine without a CUDA GPU, that tensorrt needs one)."""
     if not torch.cuda.is_available():
         raise ConfigError("engine.backend", "tensorrt needs a CUDA GPU and this machine has none; use "
-                                            "engine.backend=auto (eager or inductor here)")  # fmt: skip
+                                            "engine.backend=auto (eager here), aoti or inductor")  # fmt: skip
     try:
         import tensorrt
         import torch_tensorrt
