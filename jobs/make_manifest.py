@@ -53,7 +53,11 @@ def main() -> None:
     args = parser.parse_args()
     rows = write_synthetic(args.folder, args.preset, args.hours, args.seconds, args.files, args.row_group,
                            args.first_id)  # fmt: skip
-    print(f"wrote {rows} rows ({args.hours} h of {args.preset} audio) to {args.folder}")
+    preset = get_preset(args.preset)
+    frames = sum(pq.read_table(p, columns=["n_frames"])["n_frames"].to_numpy().sum()
+                 for p in (args.folder / f"part{f:03d}.parquet" for f in range(args.files)))  # fmt: skip
+    hours = frames * preset.hop_length / preset.sample_rate / 3600  # what was written (rows are whole, +-20%)
+    print(f"wrote {rows} rows ({hours:.3f} h of {args.preset} audio; asked {args.hours} h) to {args.folder}")
     print(
         "their mels are noise: a job over them with real weights marks rows suspect (exit 2) unless it is given "
         "check.max_mel_error=null"
