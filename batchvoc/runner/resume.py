@@ -43,7 +43,7 @@ class OutputHold:
         except OSError as err:  # job.json cannot be written (no space, read-only, ...): nothing can be
             raise ConfigError("output.dir", str(classify(err, self.store.url, RECORD))) from err
         self.done = done_shards(self.store) if self.state == "resumed" else set()
-        if settings.retry_failed and self.done:  # their ok rows' files are kept and reused (runner/worker.py)
+        if settings.retry_failed and self.done:  # their ok rows' files are reused (ShardSink.reuse)
             retried = shards_with_failed_rows(self.store, self.done)
             self.done -= retried
             log.info("output.retry_failed: %d finished shards with failed rows run again", len(retried))
