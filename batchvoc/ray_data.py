@@ -7,7 +7,8 @@
     audio = vocode_dataset(ds, "gsv_v4", checkpoint="/models/vocoder.pth", concurrency=4)
     # the same, spelled out:
     audio = ds.map_batches(VocodeBatches, fn_constructor_kwargs=dict(preset="gsv_v4", checkpoint=...),
-                           batch_size=64, batch_format="numpy", concurrency=4, num_gpus=1)
+                           batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=4),
+                           num_gpus=1)
 
 Each actor builds its engine once (in its constructor) and vocodes every batch it is given through the job's
 chunk-and-pack. The mel column holds either [n_mels, T] arrays (a tensor column, ragged or not) or the input
@@ -90,5 +91,6 @@ def vocode_dataset(ds, preset: str, concurrency: int = 1, batch_size: int = DEFA
 
     if num_gpus is None:
         num_gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    pool = ray.data.ActorPoolStrategy(size=concurrency)  # Ray 2.51 deprecates map_batches' `concurrency`
     return ds.map_batches(VocodeBatches, fn_constructor_kwargs=dict(preset=preset, **vocoder), batch_size=batch_size,
-                          batch_format="numpy", concurrency=concurrency, num_gpus=num_gpus)  # fmt: skip
+                          batch_format="numpy", compute=pool, num_gpus=num_gpus)  # fmt: skip

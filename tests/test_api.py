@@ -149,7 +149,8 @@ def test_ray_data_reads_the_manifest_layout(tmp_path, pretrained, ray_cluster):
     ds = ray_cluster.data.read_parquet(str(path))
     out = ds.map_batches(VocodeBatches, fn_constructor_kwargs=dict(preset="hifigan_v1_universal", backend="eager",
                                                                    batch=3, window=96, audio_column="wave"),
-                         batch_format="numpy", batch_size=8, concurrency=1, num_cpus=1).take_all()  # fmt: skip
+                         batch_format="numpy", batch_size=8, compute=ray_cluster.data.ActorPoolStrategy(size=1),
+                         num_cpus=1).take_all()  # fmt: skip
     expected = pretrained(mels)
     for row in sorted(out, key=lambda r: r["id"]):
         i = int(row["id"][1:])
