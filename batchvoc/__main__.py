@@ -145,6 +145,12 @@ def run(cfg: DictConfig) -> int:
     return report.exit_code
 
 
+RETRY_HINT = (
+    "failed rows stay failed on a rerun; once their input is fixed, output.retry_failed=true vocodes them "
+    "again (a changed manifest file is a new job)"
+)
+
+
 def log_closing(report: JobReport, out_url: str) -> None:
     """The job's closing lines: nothing to do, or the summary line; unwritten rows; shards not finished or not run."""
     s = report.summary
@@ -152,6 +158,8 @@ def log_closing(report: JobReport, out_url: str) -> None:
         log.info("batchvoc: nothing to do: all %d shards were done before (%d rows ok, %d suspect, %d failed); "
                  "outputs in %s (summary.json)", s.shards, s.rows_ok, s.rows_suspect, s.rows_failed,
                  out_url)  # fmt: skip
+        if s.rows_failed:
+            log.info("batchvoc: %s", RETRY_HINT)
         return
     resumed = s.this_run is not None and s.shards_skipped > 0  # the speed is this run's: say its share of the audio
     this_run = f" ({s.this_run.audio_seconds / 3600:.3f} h this run)" if resumed else ""
@@ -164,10 +172,13 @@ def log_closing(report: JobReport, out_url: str) -> None:
     if s.write_fault:
         log.error("batchvoc: %d rows not written: %s", s.rows_not_written, s.write_fault)
     if report.failed_shards and report.stopped:  # the same input would fail the same way: fix it first
-        log.error("batchvoc: %d shard(s) not run: fix the cause above, then run the same command again to run them",
-                  len(report.failed_shards))  # fmt: skip
+        log.error("batchvoc: %d shard(s) not run: fix the cause above first. Fixed in the mel files (mel_path): run "
+                  "the same command again with output.retry_failed=true; a changed manifest file or setting is a new "
+                  "job: a new output.dir, or output.overwrite=true", len(report.failed_shards))  # fmt: skip
     elif report.failed_shards:
         log.error("batchvoc: shards that could not finish: %s; run again to retry", ", ".join(report.failed_shards))
+    elif s.rows_failed:
+        log.info("batchvoc: %s", RETRY_HINT)
 
 
 def _sweep_folder(cfg: DictConfig) -> None:

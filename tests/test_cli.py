@@ -244,7 +244,8 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
 
 def test_closing_lines_say_what_a_rerun_would_do(caplog):
     """Shards a job could not finish: run again to retry. Shards not run because the job stopped early (its first
-    rows all failed alike): the same input would fail again, so the line says to fix the cause first."""
+    rows all failed alike): the same input would fail again, so the line says to fix the cause first, and how to
+    go on after each kind of fix. Failed rows: how to vocode them again."""
     from batchvoc.__main__ import log_closing
     from batchvoc.runner.driver import JobReport
     from batchvoc.stats import JobSummary
@@ -252,8 +253,12 @@ def test_closing_lines_say_what_a_rerun_would_do(caplog):
     caplog.set_level("INFO", logger="batchvoc")
     summary = JobSummary(rows_failed=40, shards=3, stopped_early="the first 16 rows all failed the same way, e.g. x")
     log_closing(JobReport(summary, ["b", "c"], summary.stopped_early), "/out")
-    assert "2 shard(s) not run: fix the cause above, then run the same command again" in caplog.text
+    assert "2 shard(s) not run: fix the cause above first" in caplog.text
+    assert "output.retry_failed=true" in caplog.text and "output.overwrite=true" in caplog.text
     assert "run again to retry" not in caplog.text
     caplog.clear()
     log_closing(JobReport(JobSummary(shards=3), ["c"]), "/out")
     assert "shards that could not finish: c; run again to retry" in caplog.text
+    caplog.clear()
+    log_closing(JobReport(JobSummary(shards=3, rows_ok=5, rows_failed=1)), "/out")  # rows failed: how to redo them
+    assert "output.retry_failed=true vocodes them again" in caplog.text
