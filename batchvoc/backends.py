@@ -7,6 +7,7 @@ INTEGERS and parse_tile_table: the values each option takes.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tempfile
@@ -17,6 +18,9 @@ from typing import Any
 from batchvoc.errors import ConfigError
 
 BACKENDS = ("auto", "tensorrt", "aoti", "inductor", "eager")
+TENSORRT_INSTALL_HINT = (
+    "pip install 'batchvoc[tensorrt]' (torch-tensorrt 2.11 pairs with torch 2.11 and TensorRT 10.15)"
+)
 PRECISION_NAMES = ("fp32", "fp16", "bf16")
 
 _REWRITES = ("layout", "antialias", "resblocks", "fused_max_channels", "tile_table")
@@ -106,6 +110,17 @@ def parse_tile_table(table: Mapping | str | None) -> dict[tuple[int, int, int], 
         except (TypeError, ValueError):
             raise ValueError(f"tile_table[{key!r}]: values are integers, not {dict(config)!r}") from None
     return parsed
+
+
+def check_installed(backend: str) -> None:
+    """ConfigError on engine.backend where `backend` needs packages this machine lacks (looked for, not imported):
+    tensorrt needs tensorrt and torch_tensorrt. For a local cluster, whose workers run here."""
+    if backend != "tensorrt":
+        return
+    missing = [name for name in ("tensorrt", "torch_tensorrt") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError("engine.backend", f"tensorrt needs a CUDA GPU and {' and '.join(missing)}, not installed "
+                                            f"here ({TENSORRT_INSTALL_HINT}); or engine.backend=auto")  # fmt: skip
 
 
 def check_cache_dir(cache_dir: str | os.PathLike | None) -> None:

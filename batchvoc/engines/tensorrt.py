@@ -26,14 +26,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from batchvoc.backends import TENSORRT_INSTALL_HINT
 from batchvoc.engines.base import Engine, build_target, cast_model, warmup_input
 from batchvoc.engines.cache import engine_key, gpu_identity, weights_digest, write_atomic
 from batchvoc.errors import ConfigError
 from batchvoc.models.presets import Preset
 
 log = logging.getLogger(__name__)
-
-INSTALL_HINT = "pip install 'batchvoc[tensorrt]' (torch-tensorrt 2.11 pairs with torch 2.11 and TensorRT 10.15)"
 
 
 def import_tensorrt():
@@ -46,7 +45,7 @@ def import_tensorrt():
         import tensorrt
         import torch_tensorrt
     except Exception as exc:  # ImportError, or a broken install raising OSError/RuntimeError on load
-        raise ConfigError("engine.backend", f"tensorrt is not usable here ({exc}); {INSTALL_HINT}") from exc
+        raise ConfigError("engine.backend", f"tensorrt is not usable here ({exc}); {TENSORRT_INSTALL_HINT}") from exc
     return tensorrt, torch_tensorrt
 
 

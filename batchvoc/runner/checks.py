@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from batchvoc import storage
-from batchvoc.backends import check_cache_dir, check_names
+from batchvoc.backends import check_cache_dir, check_installed, check_names
 from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files
 from batchvoc.outputs import check_lhotse
@@ -22,7 +22,8 @@ def quick_checks(settings: JobSettings) -> list[str]:
     check_format(settings.fmt, settings.subtype)
     check_names(settings.backend, settings.precision, getattr(settings, "engine_options", None))
     check_checkpoint_exists(settings.checkpoint)
-    if not settings.address:  # a local cluster: this machine is the node that keeps the engines
+    if not settings.address:  # a local cluster: this machine is the node that runs and keeps the engines
+        check_installed(settings.backend)
         check_cache_dir(settings.cache_dir)
     files = find_manifest_files(settings.manifest)
     check_writable(settings.out_url)

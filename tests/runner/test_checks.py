@@ -22,3 +22,19 @@ def test_a_path_that_does_not_exist_is_named(tmp_path):
     assert (
         err.value.key == "model.checkpoint" and err.value.message == f"{str(tmp_path / 'nothere.pth')!r} does not exist"
     )
+
+
+def test_tensorrt_that_is_not_installed_is_named_before_anything_starts():
+    """A local cluster's workers run here: tensorrt without its packages stops at the quick checks, so a sweep's
+    tensorrt job is refused before the jobs ahead of it run (this machine has no TensorRT)."""
+    import importlib.util
+
+    from batchvoc.backends import check_installed
+
+    if importlib.util.find_spec("tensorrt") and importlib.util.find_spec("torch_tensorrt"):
+        pytest.skip("TensorRT is installed here")
+    with pytest.raises(ConfigError) as err:
+        check_installed("tensorrt")
+    assert err.value.key == "engine.backend" and "not installed here" in err.value.message
+    for backend in ("auto", "aoti", "inductor", "eager"):
+        check_installed(backend)
