@@ -57,7 +57,8 @@ def main() -> None:
     frames = sum(pq.read_table(p, columns=["n_frames"])["n_frames"].to_numpy().sum()
                  for p in (args.folder / f"part{f:03d}.parquet" for f in range(args.files)))  # fmt: skip
     hours = frames * preset.hop_length / preset.sample_rate / 3600  # what was written (rows are whole, +-20%)
-    print(f"wrote {rows} row{'s' if rows != 1 else ''} ({hours:.3f} h of {args.preset} audio; asked {args.hours} h) to {args.folder}")
+    plural = "s" if rows != 1 else ""
+    print(f"wrote {rows} row{plural} ({hours:.3f} h of {args.preset} audio; asked {args.hours} h) to {args.folder}")
     print(
         "their mels are noise: a job over them with real weights marks rows suspect (exit 2) unless it is given "
         "check.max_mel_error=null"
