@@ -158,7 +158,7 @@ def log_closing(report: JobReport, out_url: str) -> None:
         log.info("batchvoc: nothing to do: all %d shards were done before (%d rows ok, %d suspect, %d failed); "
                  "outputs in %s (summary.json)", s.shards, s.rows_ok, s.rows_suspect, s.rows_failed,
                  out_url)  # fmt: skip
-        if s.rows_failed:
+        if s.rows_failed > s.rows_not_written:
             log.info("batchvoc: %s", RETRY_HINT)
         return
     resumed = s.this_run is not None and s.shards_skipped > 0  # the speed is this run's: say its share of the audio
@@ -177,7 +177,7 @@ def log_closing(report: JobReport, out_url: str) -> None:
                   "job: a new output.dir, or output.overwrite=true", len(report.failed_shards))  # fmt: skip
     elif report.failed_shards:
         log.error("batchvoc: shards that could not finish: %s; run again to retry", ", ".join(report.failed_shards))
-    elif s.rows_failed:
+    elif s.rows_failed > s.rows_not_written:  # rows of done shards (unwritten ones are redone by any rerun)
         log.info("batchvoc: %s", RETRY_HINT)
 
 
