@@ -117,10 +117,13 @@ def check_installed(backend: str) -> None:
     tensorrt needs tensorrt and torch_tensorrt. For a local cluster, whose workers run here."""
     if backend != "tensorrt":
         return
+    if not Path("/dev/nvidiactl").exists():  # the NVIDIA driver's control device: no GPU here, whatever is installed
+        raise ConfigError("engine.backend", "tensorrt needs a CUDA GPU and this machine has none; use "
+                                            "engine.backend=auto (eager here), aoti or inductor")  # fmt: skip
     missing = [name for name in ("tensorrt", "torch_tensorrt") if importlib.util.find_spec(name) is None]
     if missing:
-        raise ConfigError("engine.backend", f"tensorrt needs a CUDA GPU and {' and '.join(missing)}, not installed "
-                                            f"here ({TENSORRT_INSTALL_HINT}); or engine.backend=auto")  # fmt: skip
+        raise ConfigError("engine.backend", f"tensorrt needs {' and '.join(missing)}, not installed here "
+                                            f"({TENSORRT_INSTALL_HINT}); or engine.backend=auto")  # fmt: skip
 
 
 def check_cache_dir(cache_dir: str | os.PathLike | None) -> None:

@@ -7,8 +7,8 @@
     audio = vocode_dataset(ds, "gsv_v4", checkpoint="/models/vocoder.pth", concurrency=4)
     # the same, spelled out:
     audio = ds.map_batches(VocodeBatches, fn_constructor_kwargs=dict(preset="gsv_v4", checkpoint=...),
-                           batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=4),
-                           num_gpus=1)
+                           batch_size=64, batch_format="numpy", num_gpus=1,
+                           compute=ray.data.ActorPoolStrategy(min_size=1, max_size=4))
 
 Each actor builds its engine once (in its constructor) and vocodes every batch it is given through the job's
 chunk-and-pack. The mel column holds either [n_mels, T] arrays (a tensor column, ragged or not) or the input
@@ -82,7 +82,8 @@ def _object_array(items: list) -> np.ndarray:
 
 def vocode_dataset(ds, preset: str, concurrency: int = 1, batch_size: int = DEFAULT_BATCH_ROWS,
                    num_gpus: float | None = None, **vocoder: Any):  # fmt: skip
-    """`ds` with audio added by `concurrency` VocodeBatches actors (keyword arguments as VocodeBatches).
+    """`ds` with audio added by up to `concurrency` VocodeBatches actors, as many as the cluster has room for
+    (keyword arguments as VocodeBatches).
 
     num_gpus: per actor; None gives 1 where the Ray cluster has GPUs, else 0 (CPU actors, one CPU each).
     Returns the lazy Dataset (nothing runs until it is consumed).
@@ -91,6 +92,7 @@ def vocode_dataset(ds, preset: str, concurrency: int = 1, batch_size: int = DEFA
 
     if num_gpus is None:
         num_gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-    pool = ray.data.ActorPoolStrategy(size=concurrency)  # Ray 2.51 deprecates map_batches' `concurrency`
+    # up to `concurrency` actors, as the cluster has room (Ray 2.51 deprecates map_batches' `concurrency`)
+    pool = ray.data.ActorPoolStrategy(min_size=1, max_size=concurrency)
     return ds.map_batches(VocodeBatches, fn_constructor_kwargs=dict(preset=preset, **vocoder), batch_size=batch_size,
                           batch_format="numpy", compute=pool, num_gpus=num_gpus)  # fmt: skip

@@ -103,8 +103,8 @@ def test_tensorrt_without_the_extra_names_it(tmp_path):
     three_files(tmp_path / "in", rows=3)
     result = batchvoc("job=hifigan_v1", f"input.manifest={tmp_path / 'in'}", f"output.dir={tmp_path / 'out'}",
                       "engine.backend=tensorrt")  # fmt: skip
-    assert result.returncode == 1 and "engine.backend" in result.stderr
-    assert "batchvoc[tensorrt]" in result.stderr and "CUDA GPU" in result.stderr
+    assert result.returncode == 1 and "engine.backend" in result.stderr and "CUDA GPU" in result.stderr
+    assert ("batchvoc[tensorrt]" if Path("/dev/nvidiactl").exists() else "has none") in result.stderr
 
 
 def test_demo_makes_real_audio(tmp_path):

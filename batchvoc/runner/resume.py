@@ -43,12 +43,14 @@ class OutputHold:
         except OSError as err:  # job.json cannot be written (no space, read-only, ...): nothing can be
             raise ConfigError("output.dir", str(classify(err, self.store.url, RECORD))) from err
         self.done = done_shards(self.store) if self.state == "resumed" else set()
+        retried = set()
         if settings.retry_failed and self.done:  # their ok rows' files are reused (ShardSink.reuse)
             retried = shards_with_failed_rows(self.store, self.done)
             self.done -= retried
-            log.info("output.retry_failed: %d finished shards with failed rows run again", len(retried))
         removed = _remove_stale_partials(self.store, self.done)
-        log.info("output.dir %s: %s job, %d shards done before%s", self.store.url, self.state, len(self.done),
+        log.info("output.dir %s: %s job, %d shards done before%s%s", self.store.url, self.state,
+                 len(self.done) + len(retried),
+                 f" ({len(retried)} with failed rows run again: output.retry_failed)" if retried else "",
                  f", {removed} temporary files removed" if removed else "")  # fmt: skip
 
 

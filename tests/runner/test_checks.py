@@ -33,8 +33,12 @@ def test_tensorrt_that_is_not_installed_is_named_before_anything_starts():
 
     if importlib.util.find_spec("tensorrt") and importlib.util.find_spec("torch_tensorrt"):
         pytest.skip("TensorRT is installed here")
+    from pathlib import Path
+
     with pytest.raises(ConfigError) as err:
         check_installed("tensorrt")
-    assert err.value.key == "engine.backend" and "not installed here" in err.value.message
+    # without a GPU the install would not help: that comes first
+    why = "not installed here" if Path("/dev/nvidiactl").exists() else "this machine has none"
+    assert err.value.key == "engine.backend" and why in err.value.message, err.value.message
     for backend in ("auto", "aoti", "inductor", "eager"):
         check_installed(backend)
