@@ -32,7 +32,8 @@ class OutputHold:
 
     def claim(self, settings: JobSettings, preset: Preset, identity: dict[str, Any] | None = None) -> None:
         """Check or record the job's identity (job.json) and clear stale temporary files; before any work.
-        `identity`: `identify(settings, preset)` taken ahead (it hashes the input), or None: taken here.
+        `identity`: `identify(settings, preset)` taken ahead (it hashes the input), or None: taken here. `done`
+        then names the shards finished before, less those whose stats count failed rows under output.retry_failed.
 
         Raises ConfigError (key output.dir) when the folder holds another job's outputs (unless
         output.overwrite=true, which deletes them).
