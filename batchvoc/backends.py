@@ -21,6 +21,9 @@ BACKENDS = ("auto", "tensorrt", "aoti", "inductor", "eager")
 TENSORRT_INSTALL_HINT = (
     "pip install 'batchvoc[tensorrt]' (torch-tensorrt 2.11 pairs with torch 2.11 and TensorRT 10.15)"
 )
+TENSORRT_NO_GPU = (
+    "tensorrt needs a CUDA GPU and this machine has none; use engine.backend=auto (eager here), aoti or inductor"
+)
 PRECISION_NAMES = ("fp32", "fp16", "bf16")
 
 _REWRITES = ("layout", "antialias", "resblocks", "fused_max_channels", "tile_table")
@@ -118,8 +121,7 @@ def check_installed(backend: str) -> None:
     if backend != "tensorrt":
         return
     if not Path("/dev/nvidiactl").exists():  # the NVIDIA driver's control device: no GPU here, whatever is installed
-        raise ConfigError("engine.backend", "tensorrt needs a CUDA GPU and this machine has none; use "
-                                            "engine.backend=auto (eager here), aoti or inductor")  # fmt: skip
+        raise ConfigError("engine.backend", TENSORRT_NO_GPU)
     missing = [name for name in ("tensorrt", "torch_tensorrt") if importlib.util.find_spec(name) is None]
     if missing:
         raise ConfigError("engine.backend", f"tensorrt needs {' and '.join(missing)}, not installed here "

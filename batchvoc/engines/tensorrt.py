@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from batchvoc.backends import TENSORRT_INSTALL_HINT
+from batchvoc.backends import TENSORRT_INSTALL_HINT, TENSORRT_NO_GPU
 from batchvoc.engines.base import Engine, build_target, cast_model, warmup_input
 from batchvoc.engines.cache import engine_key, gpu_identity, weights_digest, write_atomic
 from batchvoc.errors import ConfigError
@@ -39,8 +39,7 @@ def import_tensorrt():
     """(tensorrt, torch_tensorrt) modules, or a ConfigError on engine.backend saying how to install them (or, on a
     machine without a CUDA GPU, that tensorrt needs one)."""
     if not torch.cuda.is_available():
-        raise ConfigError("engine.backend", "tensorrt needs a CUDA GPU and this machine has none; use "
-                                            "engine.backend=auto (eager here), aoti or inductor")  # fmt: skip
+        raise ConfigError("engine.backend", TENSORRT_NO_GPU)
     try:
         import tensorrt
         import torch_tensorrt
