@@ -1,11 +1,13 @@
 """On-disk engine cache: keys that change whenever a built engine would, and atomic writes.
 
 A serialized TensorRT engine is only valid for the same weights, architecture, precision, input shapes, GPU
-model / compute capability and TensorRT (and torch-tensorrt) version; the key hashes all of them.
+model / compute capability and TensorRT (and torch-tensorrt) version; the key hashes all of them, and the Python the
+engine was traced from (`model_code_digest`), so an upgraded or fixed model never loads an engine of the old code.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -64,6 +66,24 @@ def gpu_identity(device: torch.device | str) -> tuple[str, str]:
     return torch.cuda.get_device_name(device), f"sm_{major}{minor}"
 
 
+# what a traced engine holds compiled besides the kernels (ops.KERNEL_SOURCES): relative to batchvoc/
+MODEL_SOURCES = ("models", "engines/layout.py")
+
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def model_code_digest(root: Path = PACKAGE_ROOT) -> str:
+    """sha256 (16 hex digits) of MODEL_SOURCES' Python files under root (batchvoc's folder), in a fixed order."""
+    digest = hashlib.sha256()
+    for source in MODEL_SOURCES:
+        path = root / source
+        for file in sorted(path.glob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def engine_key(
     weights: str,
     preset: str,
@@ -76,7 +96,8 @@ def engine_key(
 ) -> str:
     """A file-name-safe key: `<preset>-<precision>-<shapes>-<sha256 of every part>[:24]`.
 
-    extra: anything else the engine depends on (builder options, torch-tensorrt version, hparams), JSON-able.
+    extra: anything else the engine depends on (builder options, torch-tensorrt version, hparams), JSON-able. The
+    model code's digest is always part of it.
     """
     shapes = [list(map(int, s)) for s in shapes]
     parts = dict(
@@ -87,6 +108,7 @@ def engine_key(
         gpu=gpu_name,
         capability=capability,
         trt=trt_version,
+        code=model_code_digest(),
         extra=extra or {},
     )
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]

@@ -13,7 +13,9 @@ runs once per sample instead of once per tap (at 64 channels and k=11 it cost 0.
 the second conv's rows go from shared memory straight into the product. From k=7 up (STORED_ACTIVATION_MIN_KSIZE)
 each group's last conv but the block's last also stores its output activated, next to the output itself
 (`lrelu_conv_and_act`), and the next group's first conv takes those rows as they are: one store more, the
-activation of k taps' rows less (gsv_v4 fp16, H200: 3,759x -> 3,880x). A FusedResBlock zeroes its input outside
+activation of k taps' rows less (gsv_v4 fp16, H200: 3,759x -> 3,880x). In a model, a stage's blocks share their
+input's activation the same way (`FusedResBlock.stage_mean`, called by hifigan.stage_mean): made once with the
+input's zeroing, taken as it is by every block's first conv. A FusedResBlock zeroes its input outside
 the utterances once and every kernel zeroes its output there, which is what the reference's Span.zero before each
 conv achieves: the values it leaves in gaps are never read by any conv, and only gaps differ (zero here).
 
@@ -263,7 +265,8 @@ class PackedConv(nn.Module):
 class FusedResBlock(nn.Module):
     """A ResBlock1 / ResBlock2 computed with `lrelu_conv`, one kernel per conv; same interface, and the same
     function inside each utterance (zero outside it). From STORED_ACTIVATION_MIN_KSIZE up, each group's last conv
-    but the block's last also stores its output activated (`lrelu_conv_and_act`), for the next group's first conv."""
+    but the block's last also stores its output activated (`lrelu_conv_and_act`), for the next group's first conv.
+    In a model, a stage of them (`stage_mean`) takes its input's leaky ReLU made once for all its blocks."""
 
     def __init__(self, block: ResBlock1 | ResBlock2, tile_table: TileTable | None = None):
         super().__init__()
@@ -275,9 +278,11 @@ class FusedResBlock(nn.Module):
             raise ValueError(f"FusedResBlock needs a ResBlock1 or ResBlock2, got {type(block).__name__}")
         self.groups = nn.ModuleList(nn.ModuleList(PackedConv(c) for c in group) for group in groups)
         self._reach = block.reach()
+        self.channels, self.kernel_size = block.channels, block.kernel_size
         self.store_activated = block.kernel_size >= STORED_ACTIVATION_MIN_KSIZE
-        self.tiles = [[_tile(conv, self._activates_input(j, i), tile_table) for i, conv in enumerate(group)]
-                      for j, group in enumerate(self.groups)]  # fmt: skip
+        # (group, conv, whether it activates its input rows) -> the op's tile argument
+        self.tiles = {(j, i, act): _tile(conv, act, tile_table) for j, group in enumerate(self.groups)
+                      for i, conv in enumerate(group) for act in (True, False)}  # fmt: skip
         self.channels_last = False  # engines/layout.channels_last_2d sets it: x then comes as channels-last rows
         lrelu_conv.define()
         lrelu_conv_and_act.define()
@@ -285,22 +290,37 @@ class FusedResBlock(nn.Module):
     def reach(self) -> int:
         return self._reach
 
-    def _activates_input(self, group: int, index: int) -> bool:
-        """Whether conv `index` of group `group` activates its input rows itself: a group's first conv, unless the
-        previous group stored them activated. An inner conv hands its consumer the activated output already."""
-        return index == 0 and (group == 0 or not self.store_activated)
-
     def forward(self, x: Tensor, span: Span, rate: int) -> Tensor:
+        x, valid = self._stage_input(x, span, rate)
+        return self.run(x, None, valid, rate)
+
+    def _stage_input(self, x: Tensor, span: Span, rate: int) -> tuple[Tensor, Tensor]:
+        """(x zeroed outside the utterances, per-frame bounds): the kernels keep x so, each zeroing its output."""
         x = channels_last_rows(x) if self.channels_last else x
-        valid = span.per_frame(x.shape[-1] // rate, x.device)
-        x = span.zero(x, rate)  # the kernels keep it so: each zeroes its output outside the utterances
+        return span.zero(x, rate), span.per_frame(x.shape[-1] // rate, x.device)
+
+    @staticmethod
+    def stage_mean(blocks: nn.ModuleList, x: Tensor, span: Span, rate: int) -> Tensor:
+        """The mean of a stage's FusedResBlocks on x [B, C, T] (hifigan.stage_mean): x's leaky ReLU is made once,
+        with its zeroing (one pass, one store more), and every block's first conv takes those rows as they are
+        instead of activating each tap's rows itself."""
+        x, valid = blocks[0]._stage_input(x, span, rate)
+        activated = F.leaky_relu(x, LRELU_SLOPE)
+        total = blocks[0].run(x, activated, valid, rate)
+        for block in blocks[1:]:
+            total = total + block.run(x, activated, valid, rate)
+        return total / len(blocks)
+
+    def run(self, x: Tensor, activated: Tensor | None, valid: Tensor, rate: int) -> Tensor:
+        """x [B, C, T] zeroed outside the utterances -> the block's output; activated: leaky_relu(x) made by the
+        caller, or None (the first conv activates x's rows itself). valid: Span.per_frame's bounds."""
         conv_op, stores_op = torch.ops.batchvoc.lrelu_conv, torch.ops.batchvoc.lrelu_conv_and_act  # from __init__
-        activated = None  # x activated, where the previous group's last conv stored it
-        for j, (group, tiles_of) in enumerate(zip(self.groups, self.tiles, strict=True)):
-            h = x  # x += conv(act(... conv(act(x))))
-            for i, (conv, tile) in enumerate(zip(group, tiles_of, strict=True)):
-                act_in = self._activates_input(j, i)
-                h = h if act_in or i > 0 else activated
+        for j, group in enumerate(self.groups):
+            h = x  # x += conv(act(... conv(act(x)))); `activated` holds act(x) where someone stored it
+            for i, conv in enumerate(group):
+                act_in = i == 0 and activated is None
+                h = activated if i == 0 and not act_in else h
+                tile = self.tiles[j, i, act_in]
                 args = (conv.weight, conv.bias, x if i == len(group) - 1 else None, valid, rate, conv.dilation,
                         conv.padding, LRELU_SLOPE)  # fmt: skip
                 if i < len(group) - 1:  # an inner conv hands its consumer the activated output
@@ -309,6 +329,7 @@ class FusedResBlock(nn.Module):
                     h, activated = stores_op(h, *args, activate_input=act_in, tile=tile)
                 else:
                     h = conv_op(h, *args, activate_input=act_in, activate_output=False, tile=tile)
+                    activated = None
             x = h
         return x
 

@@ -69,6 +69,18 @@ class ResBlock2(nn.Module):
         return x
 
 
+def stage_mean(blocks: Sequence[nn.Module], x: Tensor, span: Span, rate: int) -> Tensor:
+    """The mean of one stage's resblocks on their common input x [B, C, T] -> [B, C, T]. Blocks whose class has its
+    own `stage_mean` (the engines' FusedResBlock: x's leaky ReLU made once for all of them) compute it that way."""
+    own = getattr(type(blocks[0]), "stage_mean", None)
+    if own is not None:
+        return own(blocks, x, span, rate)
+    xs = blocks[0](x, span, rate)
+    for b in blocks[1:]:
+        xs = xs + b(x, span, rate)
+    return xs / len(blocks)
+
+
 class HiFiGAN(GeneratorMixin, nn.Module):
     """mel [B, n_mels, T] -> audio [B, 1, T * prod(upsample_rates)] in [-1, 1]. Weight norm never kept."""
 
@@ -117,11 +129,7 @@ class HiFiGAN(GeneratorMixin, nn.Module):
         for i, (up, u) in enumerate(zip(self.ups, self.upsample_rates, strict=True)):
             x = up(span.zero(F.leaky_relu(x, LRELU_SLOPE), rate))
             rate *= u
-            blocks = self.stage_blocks(i)
-            xs = blocks[0](x, span, rate)
-            for b in blocks[1:]:
-                xs = xs + b(x, span, rate)
-            x = xs / self.num_kernels
+            x = stage_mean(self.stage_blocks(i), x, span, rate)
         x = self.conv_post(span.zero(F.leaky_relu(x), rate))  # default slope 0.01, as upstream
         return torch.tanh(x)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from batchvoc.engines.fused_resblock import FusedResBlock, PackedConv, lrelu_conv
-from batchvoc.models.hifigan import ResBlock1, ResBlock2
+from batchvoc.models.hifigan import ResBlock1, ResBlock2, stage_mean
 from batchvoc.models.span import Span
 from tests.engines.kernels import CHANNELS, FRAMES, RATE, ROWS, check_compiles, layouts, run_interpreted, spans
 
@@ -19,6 +19,23 @@ def _block(kind: type, kernel_size: int = 5, seed: int = 0, channels: int = CHAN
         for p in block.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) / (channels * kernel_size) ** 0.5)
     return block.eval()
+
+
+class _Stage(torch.nn.Module):
+    """A stage's resblocks as one module: their mean on a common input (hifigan.stage_mean)."""
+
+    def __init__(self, blocks: list[torch.nn.Module]):
+        super().__init__()
+        self.blocks, self.channels = torch.nn.ModuleList(blocks), blocks[0].channels
+
+    def forward(self, x: torch.Tensor, span: Span, rate: int) -> torch.Tensor:
+        return stage_mean(self.blocks, x, span, rate)
+
+
+def _stages(kind: type, channels: int = CHANNELS) -> tuple[_Stage, _Stage]:
+    """(fused, reference) stages of three blocks, k = 3, 5, 7 (the last storing its groups' activations)."""
+    refs = [_block(kind, k, seed=k, channels=channels) for k in (3, 5, 7)]
+    return _Stage([FusedResBlock(r) for r in refs]), _Stage(refs)
 
 
 def _check(fused: torch.nn.Module, ref: torch.nn.Module, device: str = "cpu", dtype=torch.float32, tol=1e-5) -> None:
@@ -39,6 +56,13 @@ def test_torch_path_equals_reference(kind, kernel_size):
     ref = _block(kind, kernel_size)
     fused = FusedResBlock(ref)
     assert fused.store_activated == (kernel_size >= 7)
+    _check(fused, ref)
+
+
+@pytest.mark.parametrize("kind", [ResBlock1, ResBlock2])
+def test_stage_of_fused_blocks_equals_reference_stage(kind):
+    fused, ref = _stages(kind)
+    assert type(fused.blocks[0]).stage_mean is FusedResBlock.stage_mean  # the input's activation made once
     _check(fused, ref)
 
 
@@ -87,10 +111,11 @@ def test_triton_kernel_equals_reference_in_the_interpreter():
         """
         from batchvoc.engines.fused_resblock import FusedResBlock
         from batchvoc.models.hifigan import ResBlock1, ResBlock2
-        from tests.engines.test_fused_resblock import _block, _check
+        from tests.engines.test_fused_resblock import _block, _check, _stages
         for kind, k in ((ResBlock1, 3), (ResBlock2, 5), (ResBlock1, 7), (ResBlock2, 7)):
             ref = _block(kind, k)
             _check(FusedResBlock(ref), ref)
+        _check(*_stages(ResBlock1))  # every first conv takes the stage's activated input
         """
     )
 
@@ -135,6 +160,11 @@ def test_op_compiles_without_graph_break(kernel_size):
     check_compiles(FusedResBlock(ref), lambda x, v: Span(v).zero(ref(x, Span(v), RATE), RATE))
 
 
+def test_stage_compiles_without_graph_break():
+    fused, ref = _stages(ResBlock1)
+    check_compiles(fused, lambda x, v: Span(v).zero(ref(x, Span(v), RATE), RATE))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("kind", [ResBlock1, ResBlock2])
 @pytest.mark.parametrize("channels", [CHANNELS, 64])  # pointer loads; block copies
@@ -145,6 +175,15 @@ def test_triton_on_gpu_equals_reference(kind, channels, kernel_size):
     _check(FusedResBlock(ref).cuda(), ref, "cuda")
     _check(FusedResBlock(ref).cuda().half(), ref, "cuda", torch.float16, tol=1e-2)
     _check(FusedResBlock(ref).cuda().bfloat16(), ref, "cuda", torch.bfloat16, tol=5e-2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("channels", [CHANNELS, 64])  # pointer loads; block copies
+def test_stage_on_gpu_equals_reference(channels):
+    pytest.importorskip("triton")
+    fused, ref = _stages(ResBlock1, channels)
+    _check(fused.cuda(), ref, "cuda")
+    _check(fused.cuda().half(), ref, "cuda", torch.float16, tol=1e-2)
 
 
 def test_pointer_tile_pipelines_only_rows_that_go_straight_into_the_product():
