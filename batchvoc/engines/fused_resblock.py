@@ -67,11 +67,15 @@ DEVICE_DESCRIPTORS = False
 # session 13: activating a 64-channel layer's rows in the kernel costs 0.07 / 0.18 / 0.27 ms at k = 3 / 7 / 11,
 # storing them once ~0.055 ms; benchmarks/traced_block_copies.py)
 STORED_ACTIVATION_MIN_KSIZE = 7
+# Narrower inputs never take block copies: a 16-channel fp16 row (32 bytes) is too short for them (H100 sweeps,
+# `tiles`); their STAGES pipelines the pointer loads' tap loop instead
+BLOCK_COPY_MIN_CHANNELS = 32
 
 
 def tiles(c_in: int, c_out: int, ksize: int, activate_input: bool = True) -> dict[str, int]:
     """Tile sizes, launch shape and kernel for one layer: all input channels in one product per tap (BLOCK_C), up to
-    64 output channels per tile; STAGES picks the block-copy kernel, its tap loop pipelined that deep.
+    64 output channels per tile; STAGES pipelines the tap loop that deep, with block copies from
+    BLOCK_COPY_MIN_CHANNELS input channels up (`block_copy_descriptor`), else with pointer loads.
 
     From H100 sweeps of gsv_v4's layers (benchmarks/conv_tiles.py, fp16, 16 x 10 s): block copies win from 64
     channels up, and at 32 channels for wide kernels whose input comes activated; at 16 channels a row (32 bytes) is
@@ -85,6 +89,8 @@ def tiles(c_in: int, c_out: int, ksize: int, activate_input: bool = True) -> dic
             config.update(BLOCK_M=256, STAGES=3)
     elif not activate_input or ksize == 7:
         config["BLOCK_M"] = 256
+        if not activate_input and ksize > 3:  # H200 session 13: pipelined 0.284 / 0.372 ms against 0.310 / 0.435
+            config["STAGES"] = 3
     return config
 
 
@@ -163,8 +169,9 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
 def block_copy_descriptor(x: Tensor, config: dict[str, int]) -> str:
     """How a launch on x with this tile gets its block copies: "host" (a descriptor made on the host: eager calls),
     "device" (made by the kernel: a traced launch, where torch's wrap_triton carries no host descriptor, with
-    DEVICE_DESCRIPTORS), or "pointer": pointer loads (no STAGES in the tile, x unaligned, or traced without)."""
-    if "STAGES" not in config or not fits_block_copies(x):
+    DEVICE_DESCRIPTORS), or "pointer": pointer loads (no STAGES in the tile, fewer than BLOCK_COPY_MIN_CHANNELS
+    input channels, x unaligned, or traced without)."""
+    if "STAGES" not in config or x.shape[1] < BLOCK_COPY_MIN_CHANNELS or not fits_block_copies(x):
         return "pointer"
     if traced(x):
         return "device" if DEVICE_DESCRIPTORS else "pointer"

@@ -198,3 +198,19 @@ def test_pointer_tile_pipelines_only_rows_that_go_straight_into_the_product():
                                                         "BLOCK_M": 64}  # fmt: skip
     pointer = tiles(16, 16, 3, activate_input=True)
     assert "STAGES" not in pointer and pointer_tile(pointer, activate_input=True) == pointer
+
+
+def test_narrow_rows_pipeline_pointer_loads_instead_of_block_copies():
+    """16-channel rows without activation pipeline their taps with pointer loads (rows too short for block copies);
+    from 32 channels up an aligned tile with STAGES takes block copies."""
+    from batchvoc.engines.fused_resblock import block_copy_descriptor, pointer_tile, tiles
+
+    def rows(c):
+        return torch.zeros(2, 64, c, dtype=torch.float16).transpose(1, 2)
+
+    narrow = tiles(16, 16, 7, activate_input=False)
+    assert narrow["STAGES"] and block_copy_descriptor(rows(16), narrow) == "pointer"
+    assert pointer_tile(narrow, activate_input=False) == narrow  # kept pipelined
+    assert "STAGES" not in tiles(16, 16, 3, activate_input=False)  # k=3: unrolled
+    assert block_copy_descriptor(rows(32), tiles(32, 32, 7, activate_input=False)) == "host"
+    assert block_copy_descriptor(rows(64), tiles(64, 64, 3)) == "host"
