@@ -1,6 +1,7 @@
-"""The Triton kernels behind engines/fused_resblock.py (its docstring says what they compute).
+"""The Triton kernels behind engines/fused_resblock.py (its docstring says what they compute), and `conv_to_one`, the
+convolution to one output channel behind engines/post_conv.py.
 
-Two ways to feed the per-tap matrix products, one epilogue:
+The resblock convolutions: two ways to feed the per-tap matrix products, one epilogue:
 - `lrelu_conv`: pointer loads of each tap's [BLOCK_M, C] rows (neighbouring taps re-read them from L1), taps
   unrolled;
 - `lrelu_conv_tma`: each tap's rows come as one tensor-memory-access block copy (Hopper's copy engine), the tap
@@ -148,3 +149,26 @@ def _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, va
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
     _finish(acc, b.to(tl.int64), t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, srb, src, srt,
             sob, soc, sot, svb, svk, svf, C_OUT, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT, STORE_ACTIVATED)  # fmt: skip
+
+
+@triton.jit
+def conv_to_one(x_ptr, w_ptr, bias_ptr, out_ptr, T, T_OUT, dilation, padding, sxb, sxc, sxt, sob, sot,
+                C_IN: tl.constexpr, KSIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """A stride-1 convolution to one output channel (engines/post_conv.py), BLOCK_M output steps of one batch row:
+    out[b, 0, t] = bias + sum_{k, c} w[k, c] * x[b, c, t + k*dilation - padding] for t < T_OUT, x [B, C_IN, T] zero
+    outside [0, T), w [KSIZE, C_IN] contiguous, bias [1]. Per tap the [BLOCK_M, BLOCK_C] rows it reads (BLOCK_C a
+    power of two >= C_IN) times the tap's weights, accumulated elementwise in fp32 and summed over channels once at
+    the end: with one output channel a matrix product would waste all but one column of its tile. Channels-last x
+    (sxc == 1) makes every row one contiguous load; neighbouring taps re-read the same rows from L1."""
+    b = tl.program_id(1).to(tl.int64)
+    t = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    c = tl.arange(0, BLOCK_C)
+    x_rows = x_ptr + b * sxb + c[None, :] * sxc
+    acc = tl.zeros([BLOCK_M, BLOCK_C], dtype=tl.float32)
+    for tap in tl.static_range(KSIZE):
+        s = t + (tap * dilation - padding)  # the input sample each step reads through this tap
+        a = tl.load(x_rows + s[:, None] * sxt, mask=((s >= 0) & (s < T))[:, None] & (c < C_IN)[None, :], other=0.0)
+        w = tl.load(w_ptr + tap * C_IN + c, mask=c < C_IN, other=0.0)
+        acc += a.to(tl.float32) * w.to(tl.float32)[None, :]
+    y = tl.sum(acc, axis=1) + tl.load(bias_ptr).to(tl.float32)
+    tl.store(out_ptr + b * sob + t * sot, y.to(out_ptr.dtype.element_ty), mask=t < T_OUT)
