@@ -18,7 +18,8 @@ arithmetic, no depthwise convolutions), for Inductor to fuse; slower than the st
 fused_resblocks(model): every HiFi-GAN ResBlock1 / ResBlock2 of at most `fused_max_channels` (engine option; default
 fused_resblock.FUSED_MAX_CHANNELS) channels becomes a FusedResBlock (tiles from the `tile_table` option): one Triton
 kernel per conv, with the leaky ReLU, the span's zeroing, the bias and the residual add inside it
-(engines/fused_resblock.py); wider blocks keep cuDNN's convolutions.
+(engines/fused_resblock.py); wider blocks keep cuDNN's convolutions. The same rewrite computes a HiFi-GAN's conv_post
+(one output channel) with its own Triton kernel (engines/post_conv.py, PostConv); BigVGAN keeps cuDNN's.
 
 `choose(layout, antialias, resblocks, device, backend, fused_max_channels, tile_table)` resolves "auto" into a
 `Rewrites`; `apply(model, rewrites)`
@@ -38,6 +39,7 @@ from batchvoc.backends import CHOICES
 from batchvoc.engines import fused_resblock
 from batchvoc.engines.fused_antialias import FusedActivation1d
 from batchvoc.engines.fused_resblock import FusedResBlock, TileTable
+from batchvoc.engines.post_conv import PostConv
 from batchvoc.engines.triton_runtime import triton_available
 from batchvoc.models.antialias import Activation1d, PolyphaseActivation1d
 from batchvoc.models.hifigan import ResBlock1, ResBlock2
@@ -143,7 +145,7 @@ def channels_last_2d(model: nn.Module, inplace: bool = False) -> nn.Module:
     every fused module set to take channels-last rows (triton_runtime.channels_last_rows)."""
     model = model if inplace else copy.deepcopy(model)
     for m in model.modules():
-        if isinstance(m, FusedActivation1d | FusedResBlock):
+        if isinstance(m, FusedActivation1d | FusedResBlock | PostConv):
             m.channels_last = True
 
     def make(m):
@@ -175,9 +177,11 @@ def fused_antialias(model: nn.Module, inplace: bool = False, method: str = "two_
 def fused_resblocks(model: nn.Module, inplace: bool = False, max_channels: int | None = None,
                     tile_table: TileTable | None = None) -> nn.Module:  # fmt: skip
     """model (copied unless inplace) with every ResBlock1 / ResBlock2 of at most max_channels (default
-    fused_resblock.FUSED_MAX_CHANNELS) channels as a FusedResBlock (same audio), tiles from tile_table."""
+    fused_resblock.FUSED_MAX_CHANNELS) channels as a FusedResBlock (same audio), tiles from tile_table, and the
+    conv_post of every HiFi-GAN in it (`_has_post_conv`) as a PostConv, whatever its width."""
     model = model if inplace else copy.deepcopy(model)
     max_channels = fused_resblock.FUSED_MAX_CHANNELS if max_channels is None else max_channels
+    generators = [m for m in model.modules() if _has_post_conv(m)]  # before their resblocks are replaced
 
     def make(m):
         if type(m) in (ResBlock1, ResBlock2) and m.channels <= max_channels:
@@ -185,7 +189,16 @@ def fused_resblocks(model: nn.Module, inplace: bool = False, max_channels: int |
         return None
 
     _replace(model, make)
+    for m in generators:
+        m.conv_post = PostConv(m.conv_post)
     return model
+
+
+def _has_post_conv(m: nn.Module) -> bool:
+    """Whether m is a HiFi-GAN generator (it holds ResBlock1 / ResBlock2) whose conv_post is an nn.Conv1d to one
+    channel. BigVGAN's conv_post (the same layer) stays cuDNN's: resblocks=fused rewrites HiFi-GAN's layers only."""
+    conv = getattr(m, "conv_post", None)
+    return type(conv) is nn.Conv1d and conv.out_channels == 1 and has_resblocks(m)
 
 
 def has_antialias(model: nn.Module) -> bool:

@@ -1,5 +1,6 @@
 """The convolution to one output channel (engines/post_conv.py) against nn.Conv1d: the torch path on the CPU, the
-Triton kernel through Triton's interpreter (CPU) and on a GPU, and traced by torch.compile and torch.export."""
+Triton kernel through Triton's interpreter (CPU) and on a GPU, traced by torch.compile and torch.export, and as
+HiFi-GAN's conv_post in the engines' rewrite (engines/layout.fused_resblocks)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import pytest
 import torch
 from torch import nn
 
+from batchvoc.engines import layout
 from batchvoc.engines.post_conv import PostConv, conv_to_one, out_length, tiles
 from batchvoc.engines.triton_runtime import triton_available
+from batchvoc.models.bigvgan import BigVGAN
+from batchvoc.models.hifigan import HiFiGAN
 from tests.engines.kernels import layouts, run_interpreted
+from tests.engines.test_layout import SMALL, _randomize, _spans
 
 # (C_in, kernel size, dilation, padding, T): gsv_v4's conv_post geometry; C_in not a power of two, dilated; fewer
 # than 8 channels, padding that shortens the output; padding that lengthens it. T is no multiple of any BLOCK_M.
@@ -130,7 +135,63 @@ def test_takes_channels_last_rows_in_a_trace():
     torch.testing.assert_close(exported.module()(x), post(x), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("resblock", ["1", "2"])
+@pytest.mark.parametrize("order", ["ncl", "channels_last_2d"])
+def test_hifigan_conv_post_becomes_post_conv_with_the_same_audio(resblock, order):
+    """resblocks=fused also computes a HiFi-GAN's conv_post (with or without bias) by conv_to_one, taking
+    channels-last rows under channels_last_2d; the model's output equals the reference's (fp32, <= 1e-5)."""
+    torch.manual_seed(0)
+    model = _randomize(HiFiGAN(**SMALL, resblock=resblock, conv_post_bias=resblock == "1"))
+    fast = layout.apply(model, layout.Rewrites(order, "conv", "fused"))
+    assert isinstance(fast.conv_post, PostConv) and fast.conv_post.channels_last == (order == "channels_last_2d")
+    assert type(model.conv_post) is nn.Conv1d  # the reference is untouched
+    mel = 2 * torch.randn(3, 20, 50) - 5
+    with torch.no_grad():
+        for valid in _spans(3, 50):
+            ref, out = model(mel, valid), fast(mel, valid)
+            assert out.shape == ref.shape
+            assert (out - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max())
+
+
+def test_only_hifigan_conv_post_is_replaced():
+    """BigVGAN's conv_post stays an nn.Conv1d (then cuDNN's Conv1dAs2d); so does a HiFi-GAN's under resblocks=conv."""
+    torch.manual_seed(0)
+    bigvgan = layout.apply(BigVGAN(**SMALL).eval(), layout.Rewrites("channels_last_2d", "fused", "fused"))
+    assert type(bigvgan.conv_post) is layout.Conv1dAs2d
+    assert not any(isinstance(m, PostConv) for m in bigvgan.modules())
+    hifigan = layout.apply(HiFiGAN(**SMALL).eval(), layout.Rewrites("channels_last_2d", "conv", "conv"))
+    assert type(hifigan.conv_post) is layout.Conv1dAs2d
+    wide = layout.fused_resblocks(HiFiGAN(**SMALL).eval(), max_channels=0)  # no resblock fused, conv_post still
+    assert isinstance(wide.conv_post, PostConv) and not any(type(m).__name__ == "FusedResBlock" for m in wide.modules())
+
+
+def test_hifigan_with_its_kernels_equals_reference_in_the_interpreter():
+    """The whole rewritten model, conv_post and the fused resblocks running their Triton kernels."""
+    run_interpreted(
+        """
+        from batchvoc.engines import layout
+        from batchvoc.models.hifigan import HiFiGAN
+        from tests.engines.test_layout import SMALL, _randomize, _spans
+        torch.manual_seed(0)
+        model = _randomize(HiFiGAN(**SMALL))
+        fast = layout.apply(model, layout.Rewrites("channels_last_2d", "conv", "fused"))
+        mel = 2 * torch.randn(3, 20, 50) - 5
+        with torch.no_grad():
+            for valid in _spans(3, 50)[1:]:
+                ref, out = model(mel, valid), fast(mel, valid)
+                assert (out - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max()), valid
+        """
+    )
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not triton_available()[0], reason=f"needs a CUDA GPU with triton: {triton_available()[1]}")
 def test_triton_on_gpu_equals_conv1d():
     _check("cuda")
+    torch.manual_seed(0)
+    model = _randomize(HiFiGAN(**SMALL))
+    fast = layout.apply(model, layout.Rewrites("channels_last_2d", "conv", "fused")).cuda()
+    mel, valid = 2 * torch.randn(3, 20, 50) - 5, _spans(3, 50)[2]
+    with torch.no_grad():
+        ref, out = model(mel, valid), fast(mel.cuda(), valid.cuda()).cpu()
+    assert (out - ref).abs().max() <= 1e-4 * max(1.0, ref.abs().max())
