@@ -138,8 +138,37 @@ def register() -> None:
     conf/config.yaml's hydra.run.dir uses."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="batchvoc_schema", node=BatchvocConfig)
+    ConfigStore.instance().store(name="batchvoc_schema", node=schema())
     OmegaConf.register_new_resolver("batchvoc_local", local_folder, replace=True)
+
+
+def schema() -> DictConfig:
+    """The schema as Hydra composes it: its free-form mappings (`free_mappings`) left open.
+
+    Hydra closes the whole composed config (struct mode), mappings typed dict[str, Any] included, so
+    `io.storage_options={endpoint_url: ...}` or `engine.options.kernels=opaque` would be refused as unknown keys
+    of a mapping that has none. A node's own flag outranks the one it inherits, so these mappings take any key
+    (given one by one, with or without a +, or whole) while every other section still refuses unknown keys.
+    """
+    node = OmegaConf.structured(BatchvocConfig)
+    for key in free_mappings(node):
+        OmegaConf.set_struct(OmegaConf.select(node, key), False)
+    return node
+
+
+def free_mappings(node: DictConfig | None = None, prefix: str = "") -> list[str]:
+    """The dotted keys of the schema's mappings of free keys (dict fields: model.hparams, engine.options, ...)."""
+    node = OmegaConf.structured(BatchvocConfig) if node is None else node
+    found = []
+    for name in node:
+        child = node._get_node(name)
+        if not isinstance(child, DictConfig) or child._is_none():
+            continue
+        if OmegaConf.get_type(child) is dict:
+            found.append(f"{prefix}{name}")
+        else:
+            found += free_mappings(child, f"{prefix}{name}.")
+    return found
 
 
 def local_folder(out_dir: str) -> str:
@@ -171,8 +200,6 @@ def config_error(err: OmegaConfBaseException) -> ConfigError:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     if "not in" in text or "Key '" in text and "is not in struct mode" in text:
         section = key.rsplit(".", 1)[0] if "." in key else ""
-        if _node(section) == {} and section:  # a mapping of free keys (engine.options, model.hparams, ...)
-            return ConfigError(key, f"{section} starts empty: add a key to it with a +, as in +{key}=VALUE")
         return ConfigError(key, f"unknown key{_known(section)}")
     if any(w in text for w in ("could not be converted", "Invalid value", "Incompatible value", "is not a valid")):
         return ConfigError(key, f"wrong type: {_type_message(text)}")

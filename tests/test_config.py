@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -14,7 +15,7 @@ from omegaconf import OmegaConf
 
 from batchvoc.__main__ import main, worst
 from batchvoc.cli import compose, help_text, job_names
-from batchvoc.config import BatchvocConfig, validate
+from batchvoc.config import BatchvocConfig, free_mappings, validate
 from batchvoc.errors import ConfigError
 from batchvoc.settings import KEYS, JobSettings
 
@@ -58,11 +59,8 @@ def test_every_packaged_job_composes_into_valid_settings(job, tmp_path):
         (["+engine.options.kernels=bogus"], "engine.options.kernels", "choose one of traced, opaque"),
         (["+engine.options.fused_max_channels=-1"], "engine.options.fused_max_channels", "0 or more"),
         (["+engine.options.tile_table=/no/such.json"], "engine.options.tile_table", "cannot read a tile table"),
-        (
-            ["engine.options.kernels=opaque"],
-            "engine.options.kernels",
-            "add a key to it with a +, as in +engine.options.kernels=VALUE",
-        ),
+        (["engine.options={kernels: bogus}"], "engine.options.kernels", "choose one of traced, opaque"),
+        (["io.bogus={a: 1}"], "io.bogus", "unknown key (known keys under io: storage_options)"),
         (["model.preset=hifigan_v2"], "model.preset", "unknown preset 'hifigan_v2'; known presets: bigvgan_v2_22k"),
     ],
 )
@@ -72,6 +70,47 @@ def test_a_bad_override_is_one_line_naming_the_key(overrides, key, words, tmp_pa
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"batchvoc: cannot run: {key}: ") and words in err and "\n" not in err, err
     assert not (tmp_path / "out").exists()  # stopped before Hydra made its log folder
+
+
+# a key of each free-form mapping (config.free_mappings) and a value it takes: a new mapping needs one here
+MAPPING_KEYS = {
+    "model.hparams": ("upsample_initial_channel", 64),
+    "engine.options": ("kernels", "opaque"),
+    "io.storage_options": ("endpoint_url", "http://minio:9000"),
+}
+
+
+@pytest.mark.parametrize("form", ["key", "+key", "whole", "+whole"])
+def test_every_free_form_mapping_takes_a_key_or_the_whole_mapping(form, tmp_path):
+    assert sorted(free_mappings()) == sorted(MAPPING_KEYS)
+    for mapping, (name, value) in MAPPING_KEYS.items():
+        given = f"{mapping}.{name}={value}" if "key" in form else f"{mapping}={{{name}: '{value}', other: 1}}"
+        if mapping == "engine.options" and "whole" in form:  # engine options are checked: only known keys
+            given = f"{mapping}={{{name}: {value}, mode: default}}"
+        cfg = compose(["job=demo", f"output.dir={tmp_path}", ("+" if "+" in form else "") + given])
+        assert str(OmegaConf.select(cfg, mapping)[name]) == str(value), (form, mapping)
+
+
+def readme_mapping_examples() -> list[str]:
+    """The README's overrides that give a whole mapping, as quoted for a shell: `'io.storage_options={...}'`."""
+    return re.findall(r"`'([\w.]+=\{[^`']*\})'`", (ROOT / "README.md").read_text())
+
+
+def test_the_readmes_whole_mapping_overrides_compose_and_run_through_hydra(tmp_path):
+    examples = readme_mapping_examples()
+    assert any(e.startswith("io.storage_options=") for e in examples), examples
+    for example in examples:
+        cfg = compose(["job=demo", f"output.dir={tmp_path}", example])
+        assert OmegaConf.select(cfg, example.split("=", 1)[0]), example
+    minio = 'io.storage_options={endpoint_url: "http://minio:9000", anon: false}'  # the trial's command line
+    cfg = compose(["job=demo", f"output.dir={tmp_path}", minio])
+    assert OmegaConf.to_container(cfg.io.storage_options) == {"endpoint_url": "http://minio:9000", "anon": False}
+    # Hydra's own composition (the one a job runs on), not only the check before it
+    example = next(e for e in examples if e.startswith("io.storage_options="))
+    command = [sys.executable, "-m", "batchvoc", "job=demo", f"output.dir={tmp_path}", example, "--cfg", "job"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "endpoint_url: http://minio:9000" in result.stdout, result.stdout
 
 
 def test_an_unknown_key_in_a_plain_dict_is_refused_too():
