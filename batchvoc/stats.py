@@ -147,8 +147,10 @@ class JobSummary:
     wall_seconds: the job's start to its last shard's end (a local Ray's shutdown runs on, beside the summary);
     startup_s: process start to the first audio written (None when nothing was vocoded); x_realtime: this run's
     audio_seconds / wall_seconds; actors_ready: per actor {actor, ready_s, load_path, device, pid}; top_failures:
-    [{status, rows, example_id, reason}]; timeline: seconds from process start to each step; started_at: epoch
-    seconds. Keys a reader does not know are kept in `extra`."""
+    [{status, rows, example_id, reason}], the most common kinds of reason (runner/failures.TOP);
+    top_failures_left_out, top_failures_left_out_rows: the kinds of reason past those, and their rows; timeline:
+    seconds from process start to each step; started_at: epoch seconds.
+    Keys a reader does not know are kept in `extra`."""
 
     rows_ok: int = 0
     rows_suspect: int = 0
@@ -171,6 +173,8 @@ class JobSummary:
     shards_not_written: list[str] = field(default_factory=list)
     write_fault: str | None = None
     top_failures: list[dict[str, Any]] = field(default_factory=list)
+    top_failures_left_out: int = 0
+    top_failures_left_out_rows: int = 0
     this_run: RunSummary = field(default_factory=RunSummary)
     config: dict[str, Any] = field(default_factory=dict)
     started_at: float | None = None

@@ -32,7 +32,7 @@ SUMMARY_KEYS = {  # summary.json's keys as README documents them; readers (and p
     "rows_ok", "rows_suspect", "rows_clipped", "rows_failed", "rows_not_written", "audio_seconds", "wall_seconds",
     "startup_s", "x_realtime", "actors", "actors_ready", "backend", "precision", "devices", "shards",
     "shards_skipped", "shards_failed", "stopped_early", "shards_not_written", "write_fault", "top_failures",
-    "this_run", "config", "started_at", "timeline",
+    "top_failures_left_out", "top_failures_left_out_rows", "this_run", "config", "started_at", "timeline",
 }  # fmt: skip
 
 

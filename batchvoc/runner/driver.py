@@ -165,7 +165,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
         except WriteFault as fault:
             log.error("summary.json not written: %s", fault)
             summary.write_fault = summary.write_fault or str(fault)
-    for line in _closing_lines(summary):
+    for line in _closing_lines(summary, store.url):
         log.warning("%s", line)
     return JobReport(summary, sorted(set(dealt.failed) | set(summary.shards_not_written)), dealt.stopped)
 
@@ -285,23 +285,26 @@ def _outcomes(store: Store, shard: str) -> list[dict[str, Any]]:
     return pq.read_table(data, columns=["id", "status", "error"]).to_pylist()
 
 
-def _top_failures(store: Store, stats: list[ShardStats]) -> list[dict[str, Any]]:
-    """The top reasons over every shard with failed or suspect rows."""
+def _top_failures(store: Store, stats: list[ShardStats]) -> tuple[list[dict[str, Any]], int, int]:
+    """The top reasons over every shard with failed or suspect rows, and the (reasons, rows) they leave out."""
     tally = FailureTally()
     for s in stats:
         if s.rows_not_ok:
             tally.add(_outcomes(store, s.shard))
-    return tally.top()
+    return (tally.top(), *tally.left_out())
 
 
-def _closing_lines(summary: JobSummary) -> list[str]:
-    """The console's last lines: why the job stopped early, the top reasons for failed or suspect rows."""
+def _closing_lines(summary: JobSummary, out_url: str) -> list[str]:
+    """The console's last lines: why the job stopped early, the top reasons for failed or suspect rows (and how
+    many more there are, and where)."""
     lines = []
     if summary.stopped_early:
         lines.append(f"stopped early: {summary.stopped_early}")
     if summary.top_failures:
         lines.append("top reasons for failed or suspect rows:")
-        lines += console_lines(summary.top_failures)
+        manifest = f"{out_url.rstrip('/')}/manifest/"
+        lines += console_lines(summary.top_failures, summary.top_failures_left_out,
+                               summary.top_failures_left_out_rows, manifest)  # fmt: skip
     return lines
 
 
@@ -339,6 +342,7 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
     faults = [reason for reason in dealt.failed.values() if reason.startswith("cannot write to output.dir")]
     first = dealt.actors[0] if dealt.actors else {}
     x_realtime = run.audio_seconds / wall if wall > 0 else 0.0
+    top_failures, left_out, left_out_rows = _top_failures(store, stats)
     this_run = RunSummary(shards=len(ran), rows_ok=run.rows_ok, rows_suspect=run.rows_suspect,
                           rows_failed=run.rows_failed + sum(unwritten.values()), audio_seconds=run.audio_seconds,
                           wall_seconds=wall, x_realtime=x_realtime)  # fmt: skip
@@ -363,7 +367,9 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
         stopped_early=dealt.stopped,
         shards_not_written=sorted(unwritten),
         write_fault=faults[0] if faults else None,
-        top_failures=_top_failures(store, stats),
+        top_failures=top_failures,
+        top_failures_left_out=left_out,
+        top_failures_left_out_rows=left_out_rows,
         this_run=this_run,
         config=settings.as_config(),
     )

@@ -52,6 +52,11 @@ class FailureTally:
                      reason=self.examples[(status, kind)][1])
                 for (status, kind), n in self.counts.most_common(k)]  # fmt: skip
 
+    def left_out(self, k: int = TOP) -> tuple[int, int]:
+        """(reasons, rows) that `top(k)` leaves out: the kinds past the k most common and their rows."""
+        rest = self.counts.most_common()[k:]
+        return len(rest), sum(n for _, n in rest)
+
     def early_stop(self) -> str | None:
         """Why to stop now: at least EARLY_ROWS rows seen, none ok, all errors of one kind; else None."""
         if self.rows < EARLY_ROWS or self.ok or self.errors != self.rows or len(self.counts) != 1:
@@ -60,6 +65,13 @@ class FailureTally:
         return f"the first {self.rows} rows all failed the same way, e.g. {reason}"
 
 
-def console_lines(top: list[dict[str, Any]]) -> list[str]:
-    """One line per reason for the end of a job's console output."""
-    return [f"  {t['rows']} row(s) {t['status']}: {t['reason']} (e.g. id {t['example_id']})" for t in top]
+def console_lines(
+    top: list[dict[str, Any]], left_out: int = 0, left_out_rows: int = 0, manifest: str = ""
+) -> list[str]:
+    """One line per reason for the end of a job's console output, and a last one for the reasons left out (where
+    the rest of them are: the `error` column of the output manifest, `manifest`)."""
+    lines = [f"  {t['rows']} row(s) {t['status']}: {t['reason']} (e.g. id {t['example_id']})" for t in top]
+    if left_out:
+        lines.append(f"  … and {left_out} more reason(s) ({left_out_rows} row(s)): see the `error` column of "
+                     f"the output manifest, {manifest}")  # fmt: skip
+    return lines

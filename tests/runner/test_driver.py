@@ -80,6 +80,40 @@ def test_bad_rows_give_exit_code_2(tmp_path, ray_cluster):
     assert report.stopped is None
 
 
+def test_reasons_past_the_top_five_are_counted_and_said_not_dropped(tmp_path, ray_cluster, caplog):
+    import numpy as np
+
+    rows = mel_rows(16, 80, frames=6)
+    kinds = {  # six kinds of reason, most rows first: the last (1 row) is the one past the top 5
+        "n_mels": range(1, 4), "values": range(4, 7), "nan": range(7, 9), "id_up": range(9, 11),
+        "null": range(11, 13), "absolute": range(13, 14),
+    }  # fmt: skip
+    for i in kinds["n_mels"]:
+        rows[i]["n_mels"] = 100
+    for i in kinds["values"]:
+        rows[i]["n_frames"] = 7
+    for i in kinds["nan"]:
+        rows[i]["mel"] = np.full(80 * 6, np.nan, np.float32)
+    for i in kinds["id_up"]:
+        rows[i]["id"] = f"../up_{i}"
+    for i in kinds["null"]:
+        rows[i]["mel"] = None
+    rows[13]["id"] = "/absolute"
+    write_manifest(tmp_path / "in" / "m.parquet", rows)
+    caplog.set_level("WARNING", logger="batchvoc.runner.driver")
+    report = run_job(job(tmp_path, cpu_actors=1, shard_seconds=1000))
+    summary = report.summary
+    assert summary.rows_failed == 13 and report.exit_code == 2
+    assert [t["rows"] for t in summary.top_failures] == [3, 3, 2, 2, 2]
+    assert "absolute" not in json.dumps(summary.top_failures)
+    assert (summary.top_failures_left_out, summary.top_failures_left_out_rows) == (1, 1)
+    assert read_summary(settings_out := tmp_path / "out").top_failures_left_out == 1
+    said = f"… and 1 more reason(s) (1 row(s)): see the `error` column of the output manifest, {settings_out}/manifest/"
+    assert said in caplog.text, caplog.text
+    errors = [r["error"] for r in output_rows(settings_out) if r["status"] == "error"]
+    assert sum(len(kind) for kind in kinds.values()) == len(errors) == 13 and any("absolute" in e for e in errors)
+
+
 def test_a_job_whose_first_rows_all_fail_alike_stops_early_with_the_reason(tmp_path, ray_cluster, caplog):
     rows = mel_rows(300, 80, frames=6)
     for row in rows:
