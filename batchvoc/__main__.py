@@ -161,8 +161,10 @@ def log_closing(report: JobReport, out_url: str) -> None:
         if s.rows_failed > s.rows_not_written:
             log.info("batchvoc: %s", RETRY_HINT)
         return
-    resumed = s.this_run is not None and s.shards_skipped > 0  # the speed is this run's: say its share of the audio
-    this_run = f" ({s.this_run.audio_seconds / 3600:.3f} h this run)" if resumed else ""
+    # the speed is over the audio this run vocoded: where that is not all the audio, say how much it is
+    resumed = s.this_run is not None and (s.shards_skipped > 0 or s.this_run.rows_reused > 0)
+    reused = f", {s.this_run.rows_reused} rows reused" if resumed and s.this_run.rows_reused else ""
+    this_run = f" ({s.this_run.audio_seconds_vocoded / 3600:.3f} h vocoded this run{reused})" if resumed else ""
     log.info(
         "batchvoc: %d rows ok, %d suspect, %d failed, %d clipped; %.3f h of audio%s, %.1fx real time on %d actor(s) "
         "(%s %s); outputs in %s (summary.json)",

@@ -6,9 +6,10 @@
     summary = JobSummary(rows_ok=totals.rows_ok, ..., this_run=RunSummary(...))  # the driver builds it
     store.write_json("summary.json", summary.to_json());  JobSummary.from_json(json.loads(text)).rows_ok
 
-Seconds are wall-clock seconds; audio_seconds counts written audio (rows ok or suspect); x_realtime is
-audio_seconds / wall seconds. Keys a reader does not know are kept in `extra` (stats written by a newer
-version still load).
+Seconds are wall-clock seconds; audio_seconds counts written audio (rows ok or suspect), an earlier run's files
+that a redone shard reused included; audio_seconds_vocoded the part vocoded by the run that wrote the stats, and
+x_realtime is that over wall seconds (reused rows are not the run's work). Keys a reader does not know are kept
+in `extra` (stats written by a newer version still load).
 """
 
 from __future__ import annotations
@@ -42,15 +43,21 @@ class Totals:
     """Row counts, frames, audio and stage times, summable over shards (and runs).
 
     rows_clipped: rows with at least one sample at or past the largest 16-bit PCM code (|x| >= 1 - 2**-15) before
-    PCM conversion. reasons: error or suspect reason -> rows, the most common TOP_REASONS."""
+    PCM conversion. rows_vocoded: rows sent to the vocoder (whatever became of them); rows_reused: rows whose
+    audio file an earlier run of the shard finished, kept as it is (batchvoc/sink.py ShardSink.reuse); frames and
+    audio_seconds_vocoded: those of the vocoded rows alone. reasons: error or suspect reason -> rows, the most
+    common TOP_REASONS."""
 
     rows: int = 0
     rows_ok: int = 0
     rows_suspect: int = 0
     rows_failed: int = 0
     rows_clipped: int = 0
+    rows_vocoded: int = 0
+    rows_reused: int = 0
     frames: int = 0
     audio_seconds: float = 0.0
+    audio_seconds_vocoded: float = 0.0
     read_s: float = 0.0
     check_s: float = 0.0
     vocode_s: float = 0.0
@@ -59,8 +66,8 @@ class Totals:
     reasons: dict[str, int] = field(default_factory=dict)
 
     SUMMED: ClassVar[tuple[str, ...]] = (
-        "rows", "rows_ok", "rows_suspect", "rows_failed", "rows_clipped", "frames",
-        "audio_seconds", "read_s", "check_s", "vocode_s", "write_s", "wall_s",
+        "rows", "rows_ok", "rows_suspect", "rows_failed", "rows_clipped", "rows_vocoded", "rows_reused", "frames",
+        "audio_seconds", "audio_seconds_vocoded", "read_s", "check_s", "vocode_s", "write_s", "wall_s",
     )  # fmt: skip
 
     def add(self, other: Totals) -> Totals:
@@ -128,13 +135,20 @@ class ShardStats(Totals):
 
 @dataclass
 class RunSummary:
-    """summary.json's `this_run`: this run's own shards, rows, written audio and speed."""
+    """summary.json's `this_run`: this run's own shards, rows, written audio and speed.
+
+    rows_ok, rows_suspect, rows_failed, audio_seconds: what the shards this run finished hold, reused rows
+    included; rows_vocoded: the rows this run vocoded, rows_reused: those whose audio file an earlier run wrote
+    (kept as it was); audio_seconds_vocoded: the audio this run vocoded, which x_realtime is over wall_seconds."""
 
     shards: int = 0
     rows_ok: int = 0
     rows_suspect: int = 0
     rows_failed: int = 0
+    rows_vocoded: int = 0
+    rows_reused: int = 0
     audio_seconds: float = 0.0
+    audio_seconds_vocoded: float = 0.0
     wall_seconds: float = 0.0
     x_realtime: float = 0.0
 
@@ -146,8 +160,8 @@ class JobSummary:
     rows_failed counts the rows of shards not written (rows_not_written, write_fault naming the cause);
     wall_seconds: the job's start to its last shard's end (a local Ray's shutdown runs on, beside the summary);
     startup_s: process start to the first audio written (None when nothing was vocoded); x_realtime: this run's
-    audio_seconds / wall_seconds; actors_ready: per actor {actor, ready_s, load_path, device, pid}; top_failures:
-    [{status, rows, example_id, reason}], the most common kinds of reason (runner/failures.TOP);
+    audio_seconds_vocoded / wall_seconds; actors_ready: per actor {actor, ready_s, load_path, device, pid};
+    top_failures: [{status, rows, example_id, reason}], the most common kinds of reason (runner/failures.TOP);
     top_failures_left_out, top_failures_left_out_rows: the kinds of reason past those, and their rows; timeline:
     seconds from process start to each step; started_at: epoch seconds.
     Keys a reader does not know are kept in `extra`."""

@@ -41,8 +41,9 @@ def test_summary_json_keys_round_trip_and_unknown_keys_kept():
                          this_run=RunSummary(shards=2, rows_ok=3), timeline={"planned": 0.5})  # fmt: skip
     payload = summary.to_json()
     assert set(payload) == SUMMARY_KEYS
-    assert set(payload["this_run"]) == {"shards", "rows_ok", "rows_suspect", "rows_failed", "audio_seconds",
-                                        "wall_seconds", "x_realtime"}  # fmt: skip
+    assert set(payload["this_run"]) == {"shards", "rows_ok", "rows_suspect", "rows_failed", "rows_vocoded",
+                                        "rows_reused", "audio_seconds", "audio_seconds_vocoded", "wall_seconds",
+                                        "x_realtime"}  # fmt: skip
     assert payload["rows_ok"] == 3 and payload["this_run"]["rows_ok"] == 3 and payload["config"] == {"k": 1}
     again = JobSummary.from_json(json.loads(json.dumps(payload)))
     assert again == summary and again.this_run.shards == 2

@@ -181,9 +181,11 @@ def _startup(job: jobdata.JobData) -> str:
         seen.add(actor)
         mine = [x for x in job.stats if x.get("actor") == actor]
         audio, busy = sum(x["audio_seconds"] for x in mine), sum(x["wall_s"] for x in mine)
+        # the speed is over the audio the actor vocoded (stats from before rows_reused: all of it)
+        vocoded = sum(x.get("audio_seconds_vocoded", x["audio_seconds"]) for x in mine)
         rows.append([actor, s.get("device", "?"), f"{s.get('backend', '?')} {s.get('precision', '')}",
                      _duration(_ready(s)) if _ready(s) else "–", len(mine), _duration(audio), _duration(busy),
-                     f"{audio / busy:,.1f}x" if busy else "–"])  # fmt: skip
+                     f"{vocoded / busy:,.1f}x" if busy else "–"])  # fmt: skip
     head = "<h2>Start-up and actors</h2>"
     startup, first = job.summary.startup_s, _first_shard_s(job)
     said = []

@@ -341,11 +341,13 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
     job, run = Totals.merge(stats), Totals.merge(s for s in stats if s.shard in ran)
     faults = [reason for reason in dealt.failed.values() if reason.startswith("cannot write to output.dir")]
     first = dealt.actors[0] if dealt.actors else {}
-    x_realtime = run.audio_seconds / wall if wall > 0 else 0.0
+    x_realtime = run.audio_seconds_vocoded / wall if wall > 0 else 0.0  # reused rows' audio is no work of this run
     top_failures, left_out, left_out_rows = _top_failures(store, stats)
     this_run = RunSummary(shards=len(ran), rows_ok=run.rows_ok, rows_suspect=run.rows_suspect,
-                          rows_failed=run.rows_failed + sum(unwritten.values()), audio_seconds=run.audio_seconds,
-                          wall_seconds=wall, x_realtime=x_realtime)  # fmt: skip
+                          rows_failed=run.rows_failed + sum(unwritten.values()), rows_vocoded=run.rows_vocoded,
+                          rows_reused=run.rows_reused, audio_seconds=run.audio_seconds,
+                          audio_seconds_vocoded=run.audio_seconds_vocoded, wall_seconds=wall,
+                          x_realtime=x_realtime)  # fmt: skip
     summary = JobSummary(
         rows_ok=job.rows_ok,
         rows_suspect=job.rows_suspect,

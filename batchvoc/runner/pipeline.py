@@ -83,10 +83,10 @@ def run_shard(shard: Shard, stream: VocoderStream, sink: ShardSink, checks: MelC
             results[index] = sink.failed(str(ids[index]) if index < len(ids) else f"#{index}", "row was not read")
     if sink.fault is not None:  # not done: the driver retries a transient fault, reports a permanent one
         raise sink.fault
-    stats = _stats(shard, results, time.perf_counter() - started, info)
+    stats = _stats(shard, results, writers.reused, time.perf_counter() - started, info)
     stats.read_s, stats.write_s = read.seconds, writers.seconds
     stats.check_s = max(check.seconds - read_out.waited, 0.0)
-    stats.frames, stats.vocode_s = vocoded.frames, vocoded.seconds
+    stats.rows_vocoded, stats.frames, stats.vocode_s = vocoded.rows, vocoded.frames, vocoded.seconds
     stats.packing_efficiency = vocoded.packing_efficiency
     for key, at in (("first_row_s", vocoded.first_row_at), ("first_audio_s", vocoded.first_audio_at)):
         stats.extra[key] = round(at - started, 3) if at else None  # from the shard's start
@@ -100,12 +100,17 @@ def _permanent(sink: ShardSink) -> str | None:
     return str(fault) if fault is not None and fault.permanent else None
 
 
-def _stats(shard: Shard, results: list[dict[str, Any]], wall: float, info: dict[str, Any] | None) -> ShardStats:
+def _stats(shard: Shard, results: list[dict[str, Any]], reused: set[int], wall: float,
+           info: dict[str, Any] | None) -> ShardStats:  # fmt: skip
+    """The shard's stats from its rows' output fields; `reused`: the indexes of rows an earlier run's audio file
+    gave (their audio counts as written, not as vocoded: the shard's speed is over the audio it vocoded)."""
     status = Counter(r["status"] for r in results)
     written = [r for r in results if r["status"] in ("ok", "suspect")]
     audio = sum(r["duration_s"] for r in written)
+    vocoded = audio - sum(results[i]["duration_s"] for i in reused)
     stats = ShardStats(shard=shard.name, rows=len(results), rows_ok=status["ok"], rows_suspect=status["suspect"],
                        rows_failed=status["error"], rows_clipped=sum(1 for r in written if r.get("clipped")),
-                       audio_seconds=audio, wall_s=wall, x_realtime=audio / wall if wall > 0 else 0.0,
+                       rows_reused=len(reused), audio_seconds=audio, audio_seconds_vocoded=vocoded, wall_s=wall,
+                       x_realtime=vocoded / wall if wall > 0 else 0.0,
                        reasons=top_reasons(Counter(r["error"] for r in results if r["error"])))  # fmt: skip
     return stats.with_info(info or {})

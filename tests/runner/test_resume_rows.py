@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from batchvoc.models.presets import get_preset
 from tests.speech import speech_mels
@@ -72,6 +73,11 @@ def test_rows_reused_by_a_rerun_keep_status_reason_mel_error_and_clipped(tmp_pat
     (out / "manifest" / f"{bad_shard}.parquet").unlink()  # as if the job died before the shard's manifest
     report, redone, summary = _run(tmp_path)
     assert summary["this_run"]["shards"] == 1 and _mtimes(out) == written  # reused, not written again
+    # the redone shard's rows were all reused: this run vocoded nothing, so its speed is 0, not the old audio's
+    this_run, stats = summary["this_run"], json.loads((out / "stats" / f"{bad_shard}.json").read_text())
+    assert (this_run["rows_vocoded"], this_run["rows_reused"], this_run["audio_seconds_vocoded"]) == (0, 4, 0.0)
+    assert this_run["audio_seconds"] > 0 and this_run["x_realtime"] == summary["x_realtime"] == 0.0
+    assert (stats["rows_vocoded"], stats["rows_reused"], stats["frames"], stats["x_realtime"]) == (0, 4, 0, 0.0)
     for key, row in first.items():
         assert {f: redone[key][f] for f in FIELDS} == {f: row[f] for f in FIELDS}, key
     assert {k: summary[k] for k in counts} == counts and report.exit_code == 2
@@ -111,5 +117,15 @@ def test_retry_failed_vocodes_only_the_failed_rows_again(tmp_path, speech, ray_c
     assert report.exit_code == 0 and summary["this_run"]["shards"] == 1, summary["this_run"]
     assert retried["b"]["status"] == "ok" and summary["rows_failed"] == 0 and summary["rows_ok"] == 2
     assert {k: v for k, v in _mtimes(tmp_path / "out").items() if k in written} == written  # a's file reused
+    # this run vocoded b alone: its speed is over b's audio; a counts as reused, in the shard's rows all the same
+    this_run, b_seconds = summary["this_run"], retried["b"]["duration_s"]
+    assert (this_run["rows_ok"], this_run["rows_vocoded"], this_run["rows_reused"]) == (2, 1, 1), this_run
+    assert this_run["audio_seconds"] == pytest.approx(b_seconds + retried["a"]["duration_s"])
+    assert this_run["audio_seconds_vocoded"] == pytest.approx(b_seconds)
+    assert summary["x_realtime"] == this_run["x_realtime"] == pytest.approx(b_seconds / this_run["wall_seconds"])
+    (stats_file,) = (tmp_path / "out" / "stats").glob("*.json")
+    stats = json.loads(stats_file.read_text())
+    assert (stats["rows_vocoded"], stats["rows_reused"], stats["frames"]) == (1, 1, 80)
+    assert stats["x_realtime"] == pytest.approx(b_seconds / stats["wall_s"])
     report, _, summary = run(retry=True)  # nothing failed now: nothing to do
     assert report.exit_code == 0 and summary["this_run"]["shards"] == 0

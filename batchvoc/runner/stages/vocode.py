@@ -36,9 +36,10 @@ class Vocoded:
 
 @dataclass
 class VocodeTimes:
-    """What the stage did: frames sent to the device, seconds spent (not waiting for rows), packing efficiency,
+    """What the stage did: rows and frames sent to the device, seconds spent (not waiting for rows), packing efficiency,
     and when (perf_counter) its first good row came and its first audio left: a shard's start-up."""
 
+    rows: int = 0
     frames: int = 0
     seconds: float = 0.0
     packing_efficiency: float = 0.0
@@ -71,6 +72,7 @@ def vocode_rows(rows: Channel[MelRow], stream: VocoderStream, n_mels: int, out: 
             if mel.ndim != 2 or mel.shape[0] != n_mels or mel.shape[1] == 0:
                 out.put(Vocoded(row.index, row.id, error=f"mel of shape {list(mel.shape)}, expected [{n_mels}, T>0]"))
                 continue
+            times.rows += 1
             times.frames += mel.shape[1]
             times.first_row_at = times.first_row_at or time.perf_counter()
             ids.append((row.id, row.warning))

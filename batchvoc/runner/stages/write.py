@@ -46,6 +46,7 @@ class WriteStage:
                  threads: int = WRITER_THREADS):  # fmt: skip
         self.sink, self.results, self.max_mel_error = sink, results, max_mel_error
         self.seconds = 0.0
+        self.reused: set[int] = set()  # indexes of the rows whose earlier audio file was reused
         self.fatal: BaseException | None = None
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._work, name=f"write-{sink.shard}-{i}", daemon=True)
@@ -82,7 +83,10 @@ class WriteStage:
         sink = self.sink
         try:
             if item.written:
-                return sink.reuse(item.id)
+                fields = sink.reuse(item.id)
+                with self._lock:
+                    self.reused.add(item.index)
+                return fields
             if item.error is not None:
                 return sink.failed(item.id, item.error)
             check = item.check
