@@ -81,7 +81,7 @@ def npy_row(path: Path, folder: Path, manifest_dir: Path, n_mels: int | None = N
     try:
         mel = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as err:  # noqa: BLE001 - numpy raises several kinds for a bad file
-        raise Skip(f"unreadable .npy: {npy_error(err)}") from None
+        raise Skip(f"unreadable .npy: {npy_error(err, path)}") from None
     if not np.issubdtype(mel.dtype, np.floating):
         raise Skip(f"holds {mel.dtype} values, not floats")
     from batchvoc.manifest.rows import squeezed_shape

@@ -269,7 +269,7 @@ def _npy_mel(path, n_mels: int, folder: str) -> np.ndarray:
     except FileNotFoundError:
         raise RowError(f"mel_path {path!r} does not exist") from None
     except Exception as err:  # noqa: BLE001 - numpy raises many kinds for a bad file
-        raise RowError(f"mel_path {path!r} is not a readable .npy file: {npy_error(err)}") from None
+        raise RowError(f"mel_path {path!r} is not a readable .npy file: {npy_error(err, full)}") from None
     if not isinstance(mel, np.ndarray) or not np.issubdtype(mel.dtype, np.floating):
         raise RowError(f"mel_path {path!r} holds {getattr(mel, 'dtype', type(mel).__name__)}, not float values")
     shape = list(mel.shape)
@@ -336,9 +336,48 @@ def one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
 
 
-def npy_error(err: BaseException) -> str:
-    """Why np.load(allow_pickle=False) refused a file, in words: a file that is not a .npy array (numpy then
-    reads it as a pickle and says "load it unsafely using allow_pickle") is named as such."""
+NPY_MAGIC = b"\x93NUMPY"  # the first bytes of every .npy file (numpy.lib.format)
+
+
+def npy_error(err: BaseException, source: str | Path | None = None) -> str:
+    """Why np.load(allow_pickle=False) refused a file, in words.
+
+    numpy reads a file without the .npy magic as a pickle and refuses it as one, and says the same of a real .npy
+    holding objects; a short file makes it report sizes. So with `source` (the file's path or URL) its own header
+    says which it is (`npy_fault`); else, or where the header looks sound, numpy's error in one line."""
+    if source is not None:
+        try:
+            with storage.open_input(source) as handle:
+                fault = npy_fault(handle)
+        except Exception:  # noqa: BLE001 - the file cannot be read again: numpy's own error says why
+            fault = None
+        if fault is not None:
+            return fault
     if isinstance(err, ValueError) and "allow_pickle" in str(err):
         return "not a .npy array file (numpy reads it as pickled objects, which are never loaded)"
     return one_line(err)
+
+
+def npy_fault(handle) -> str | None:
+    """What is wrong with the .npy file open in `handle` (at its start), read from its header: no .npy magic (a
+    corrupt or truncated file, or another format), a damaged header, an object array (stored pickled), less array
+    data than the header declares (a truncated file); None where the header finds nothing wrong."""
+    if handle.read(len(NPY_MAGIC)) != NPY_MAGIC:
+        return "no .npy header (a corrupt or truncated file, or not .npy)"
+    handle.seek(0)
+    npy = np.lib.format
+    try:
+        version = npy.read_magic(handle)
+        shape, _, dtype = (npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0)(handle)
+    except Exception as err:  # noqa: BLE001 - numpy raises several kinds for a bad header
+        return f"its .npy header is damaged or cut short ({one_line(err)})"
+    if dtype.hasobject:
+        return (f"a .npy of Python objects (dtype {dtype}): numpy stores them as pickled objects, which are never "
+                f"loaded")  # fmt: skip
+    expected = dtype.itemsize * math.prod(shape)
+    start = handle.tell()
+    held = handle.seek(0, os.SEEK_END) - start
+    if held < expected:
+        return (f"truncated: its header declares {dtype} {list(shape)}, {expected} bytes of data, and the file "
+                f"holds {held}")  # fmt: skip
+    return None

@@ -113,6 +113,18 @@ def test_npy_rows_are_checked_against_the_builders_preset(tmp_path, capsys):
     assert [(r.id, r.mel.shape) for r in _rows(out, 100)] == [("ok", (100, 7))]
 
 
+def test_a_broken_npy_is_skipped_with_what_its_header_says(tmp_path, capsys):
+    from tests.manifest.test_rows import broken_npy_files
+
+    expected = broken_npy_files(tmp_path / "mels", n_mels=100)  # gsv_v4's
+    out = tmp_path / "m.parquet"
+    assert main(["npy", str(tmp_path / "mels"), str(out), "--preset", "gsv_v4"]) == 2
+    err = capsys.readouterr().err
+    for name, words in expected.items():
+        assert f"{name}.npy: unreadable .npy: {words}" in err, err
+    assert [r.id for r in _rows(out, 100)] == ["good"]
+
+
 def test_preset_is_the_builders_own_option_and_help_lists_the_presets(tmp_path, capsys):
     from batchvoc.models.presets import PRESETS
 

@@ -193,6 +193,38 @@ def test_object_arrays_and_pickles_are_refused(tmp_path):
     assert "not a readable .npy" in row.error and "never loaded" in row.error and "unsafely" not in row.error
 
 
+def broken_npy_files(folder, n_mels: int = N_MELS) -> dict[str, str]:
+    """Real broken .npy files in `folder` (and good.npy, [n_mels, 6]), by name -> words their reason must hold."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "good.npy", np.full((n_mels, 6), -5.0, np.float32))
+    whole = (folder / "good.npy").read_bytes()
+    (folder / "garbage.npy").write_bytes(b"not a numpy file")
+    (folder / "empty.npy").write_bytes(b"")
+    (folder / "short_data.npy").write_bytes(whole[:-10])  # header whole, array data cut
+    (folder / "short_header.npy").write_bytes(whole[:20])  # cut inside the header
+    np.save(folder / "objects.npy", np.array([None, 1], dtype=object), allow_pickle=True)
+    return {
+        "garbage": "no .npy header (a corrupt or truncated file, or not .npy)",
+        "empty": "no .npy header (a corrupt or truncated file, or not .npy)",
+        "short_data": f"truncated: its header declares float32 [{n_mels}, 6], {n_mels * 6 * 4} bytes of data, "
+        f"and the file holds {n_mels * 6 * 4 - 10}",
+        "short_header": "its .npy header is damaged or cut short",
+        "objects": "a .npy of Python objects (dtype object): numpy stores them as pickled objects, which are never "
+        "loaded",
+    }
+
+
+def test_a_broken_npy_is_named_by_what_its_header_says(tmp_path):
+    expected = broken_npy_files(tmp_path)
+    rows = [dict(id=name, mel_path=f"{name}.npy") for name in ["good", *expected]]
+    out = {row.id: row for row in _read(write_manifest(tmp_path / "m.parquet", rows))}
+    assert out["good"].error is None
+    for name, words in expected.items():
+        reason = out[name].error
+        assert reason.startswith(f"mel_path '{name}.npy' is not a readable .npy file: ") and words in reason, reason
+        assert ("pickled" in reason) == (name == "objects"), reason  # only an object array is one of pickles
+
+
 def test_declared_columns_and_conventions_are_checked_per_row(tmp_path, speech):
     from batchvoc.manifest.conventions import MelChecks
     from batchvoc.models.presets import get_preset
