@@ -14,16 +14,17 @@ import os
 import re
 import sys
 import tempfile
+import typing
 from dataclasses import MISSING, fields, is_dataclass
+from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from batchvoc.backends import check_names
-from batchvoc.config import BatchvocConfig, config_error, register, validate
+from batchvoc.config import CONFIG_MODULE, BatchvocConfig, conf_options, config_error, register, validate
 from batchvoc.errors import ConfigError, first_line
 
-CONFIG_MODULE = "batchvoc.conf"
 HELP_FLAGS = ("-h", "--help")
 # Hydra flags after which the command does not run a job (it shows something), or runs one from configs of the
 # user's own (another config path, name or dir): nothing is checked here; the job validates its own config
@@ -92,8 +93,11 @@ def check_submitted_output(out_dir: str) -> None:
         )
 
 
-def compose(overrides: list[str]) -> Any:
-    """The validated config of one job (hydra node left out). Raises ConfigError naming the key."""
+def compose(overrides: list[str], resolve: bool = True) -> Any:
+    """The validated config of one job (hydra node left out). Raises ConfigError naming the key.
+
+    resolve=False: the typed config as composed, interpolations (output.dir's ${job_name}) left as they are and
+    the values not checked beyond their types (what --help shows of each job)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -113,6 +117,8 @@ def compose(overrides: list[str]) -> Any:
                 del cfg["hydra"]
                 cfg.job_name = job_name
             typed = validate(cfg)
+            if not resolve:
+                return typed
             OmegaConf.resolve(typed)
             check_names(typed.engine.backend, typed.engine.precision, typed.engine.options)  # values too, no torch
             check_preset(typed.model.preset)
@@ -183,8 +189,7 @@ def check_preset(name: str) -> None:
 
 
 def group_options(group: str) -> list[str]:
-    folder = resources.files(CONFIG_MODULE) / group
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return conf_options(group)
 
 
 def _job_line(name: str) -> str:
@@ -205,27 +210,73 @@ def _job_line(name: str) -> str:
     return first.rstrip(".") + "." if first else ""
 
 
-def _keys(node: Any, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, default, help) of every schema field, in order."""
+def _keys(node: Any, prefix: str = "") -> list[tuple[str, str, str, list[str]]]:
+    """(key, default, help, choices) of every schema field, in order. choices: an Enum key's members' values, or
+    the values its `key(choices=...)` names (a list or a function giving one); [] for a key of free values."""
     rows = []
+    types = typing.get_type_hints(node)
     for f in fields(node):
         key = f"{prefix}{f.name}"
         if f.default_factory is not MISSING and is_dataclass(f.default_factory):
             rows += _keys(f.default_factory, key + ".")
             continue
         default = f.default if f.default_factory is MISSING else f.default_factory()
-        default = getattr(default, "value", default)
-        shown = "null" if default is None else "{}" if default == {} else str(default)
-        rows.append((key, shown, f.metadata.get("help", "")))
+        rows.append((key, _shown(default), f.metadata.get("help", ""), _choices(types[f.name], f.metadata)))
     return rows
 
 
-def help_text() -> str:
-    """`python -m batchvoc --help`: usage, the packaged jobs, presets and every key with its default."""
-    from batchvoc.models.presets import PRESETS
+def _shown(value: Any) -> str:
+    """A key's value as --help writes it: an Enum by its value, None as null, an empty mapping as {}."""
+    value = getattr(value, "value", value)
+    return "null" if value is None else "{}" if value == {} else str(value)
 
+
+def _choices(kind: Any, metadata: Any) -> list[str]:
+    """The values a key of type `kind` takes: an Enum's (Optional[...] unwrapped), else metadata's `choices`."""
+    for candidate in (kind, *typing.get_args(kind)):
+        if isinstance(candidate, type) and issubclass(candidate, Enum):
+            return [str(member.value) for member in candidate]
+    given = metadata.get("choices")
+    return list(given() if callable(given) else given or [])
+
+
+def job_defaults() -> dict[str, dict[str, list[str]]]:
+    """The keys whose value depends on the job: key -> {value as shown: the packaged jobs that give it}, for each
+    key (of single values) some job sets to another value than another job or the schema does."""
+    schema = {k: d for k, d, _, _ in _keys(BatchvocConfig)}
+    by_key: dict[str, dict[str, list[str]]] = {}
+    from omegaconf import OmegaConf
+
+    for name in job_names():
+        plain = OmegaConf.to_container(compose([f"job={name}"], resolve=False), resolve=False, enum_to_str=True)
+        for key in schema:
+            value = _select(plain, key)
+            if not isinstance(value, (dict, list)):
+                by_key.setdefault(key, {}).setdefault(_shown(value), []).append(name)
+    return {k: values for k, values in by_key.items() if set(values) != {schema[k]}}
+
+
+def _select(plain: dict[str, Any], key: str) -> Any:
+    """A plain config's value at dotted `key` (None where a section is null)."""
+    for part in key.split("."):
+        plain = plain.get(part) if isinstance(plain, dict) else None
+    return plain
+
+
+def _key_line(key: str, default: str, help: str, choices: list[str], per_job: dict[str, list[str]] | None) -> str:
+    """One key of --help: its help, its choices, its default (or each packaged job's value, where they differ)."""
+    text = f"{help}; one of {', '.join(choices)}" if choices else help
+    if per_job:
+        default = "per job: " + "; ".join(f"{value} ({', '.join(jobs)})" for value, jobs in per_job.items())
+    return f"  {key:25} {text} [{default}]"
+
+
+def help_text() -> str:
+    """`python -m batchvoc --help`: usage, the packaged jobs, and every key with its choices and its default (each
+    job's value where the jobs set it)."""
     jobs = "\n".join(f"  {name:12} {_job_line(name)}" for name in job_names())
-    keys = "\n".join(f"  {k:25} {h} [{d}]" for k, d, h in _keys(BatchvocConfig) if k != "job_name")
+    per_job = job_defaults()
+    keys = "\n".join(_key_line(k, d, h, c, per_job.get(k)) for k, d, h, c in _keys(BatchvocConfig) if k != "job_name")
     return f"""batchvoc: vocode Parquet mel manifests into audio files with a compiled vocoder on Ray.
 
 usage:
@@ -236,9 +287,7 @@ usage:
 jobs:
 {jobs}
 
-presets (model.preset): {", ".join(sorted(PRESETS))}
-
-keys ([default]):
+keys (choices, [default]; [per job: ...]: the value each job=NAME gives, a key=value overrides it):
 {keys}
 
 Exit code: 0 every row ok, 2 some rows failed or suspect, 1 the job could not run (worst of a sweep's jobs).

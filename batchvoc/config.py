@@ -7,26 +7,44 @@ work: an unknown key or a value of the wrong type becomes a ConfigError naming t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from importlib import resources
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from batchvoc.backends import BACKENDS
 from batchvoc.errors import ConfigError
 
 # Optional[...] rather than `X | None`: OmegaConf reads the annotations at runtime (Python 3.10 too)
 # ruff: noqa: UP007, UP045
 
 CACHE_DIR = "${oc.env:BATCHVOC_CACHE,${oc.env:HOME,/tmp}/.cache/batchvoc}"
+CONFIG_MODULE = "batchvoc.conf"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def key(default: Any, help: str, factory: bool = False) -> Any:
-    """A config key: its default and the line `python -m batchvoc --help` shows for it."""
+def conf_options(group: str) -> list[str]:
+    """The names of a config group's packaged files (conf/<group>/*.yaml): jobs, presets, ..."""
+    folder = resources.files(CONFIG_MODULE) / group
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def key(default: Any, help: str, factory: bool = False,
+        choices: tuple[str, ...] | Callable[[], list[str]] | None = None) -> Any:  # fmt: skip
+    """A config key: its default and the line `python -m batchvoc --help` shows for it.
+
+    choices: the values a str key takes (or a function listing them), for --help; an Enum key's come from its
+    members."""
+    metadata: dict[str, Any] = {"help": help}
+    if choices is not None:
+        metadata["choices"] = choices
     if factory:
-        return field(default_factory=default, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=default, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 class Precision(str, Enum):
@@ -67,7 +85,7 @@ class InputConf:
 @dataclass
 class OutputConf:
     dir: str = key("outputs/${job_name}", "where audio/, manifest/, stats/, summary.json, report.html go")
-    format: AudioFormat = key(AudioFormat.wav, "wav | flac")
+    format: AudioFormat = key(AudioFormat.wav, "the audio files' format")
     subtype: str = key("PCM_16", "wav: PCM_16 | PCM_24 | FLOAT; flac: PCM_16 | PCM_24")
     overwrite: bool = key(False, "start clean in an output.dir that holds another job's outputs")
     retry_failed: bool = key(False, "a rerun vocodes the failed rows of finished shards again (input fixed since)")
@@ -76,15 +94,15 @@ class OutputConf:
 
 @dataclass
 class ModelConf:
-    preset: str = key("hifigan_v1_universal", "a vocoder preset (python -m batchvoc --help lists them)")
+    preset: str = key("hifigan_v1_universal", "the vocoder preset", choices=lambda: conf_options("preset"))
     checkpoint: Optional[str] = key(None, "upstream checkpoint file or folder | pretrained | random (benchmarks only)")
     hparams: dict[str, Any] = key(dict, "overrides of the preset's hyper-parameters", factory=True)
 
 
 @dataclass
 class EngineConf:
-    backend: str = key("auto", "auto | tensorrt | aoti | inductor | eager (auto: best available, logged with why)")
-    precision: Precision = key(Precision.fp16, "fp16 on a CPU computes in fp32")
+    backend: str = key("auto", "the engine (auto: the best available, logged with why)", choices=BACKENDS)
+    precision: Precision = key(Precision.fp16, "the engine's precision (fp16 on a CPU computes in fp32)")
     batch: Optional[int] = key(None, "chunks per forward (None: per device, 1 on a CPU, 16 on a GPU)")
     window: Optional[int] = key(None, "frames per chunk (None: per device, rows of 512 frames on a CPU, 1024 on GPU)")
     cache_dir: str = key(CACHE_DIR, "compiled engines and compile caches")
@@ -103,7 +121,7 @@ class ClusterConf:
 class CheckConf:
     # 0.8 = batchvoc.roundtrip.DEFAULT_MAX_MEL_ERROR (measured there; README "The round-trip check")
     max_mel_error: Optional[float] = key(0.8, "round-trip mel error above which a row is `suspect` (null: no verdict)")
-    mel_convention: MelConvention = key(MelConvention.error, "rows whose mel looks log10/dB/normalised")
+    mel_convention: MelConvention = key(MelConvention.error, "rows whose mel looks log10, dB, normalised, [T, n_mels]")
 
 
 @dataclass
@@ -130,7 +148,7 @@ class BatchvocConfig:
     io: IoConf = field(default_factory=IoConf)
     demo: Optional[DemoConf] = key(None, "set by job=demo: vocode a manifest it makes itself")
     job_name: str = key("job", "conf/config.yaml sets it to the job's name (output.dir's default uses it)")
-    log_level: str = key("INFO", "DEBUG | INFO | WARNING | ERROR")
+    log_level: str = key("INFO", "the log's level", choices=LOG_LEVELS)
 
 
 def register() -> None:

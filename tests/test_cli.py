@@ -260,3 +260,81 @@ def test_closing_lines_say_what_a_rerun_would_do(caplog):
     caplog.clear()
     log_closing(JobReport(JobSummary(shards=3, rows_ok=5, rows_failed=1)), "/out")  # rows failed: how to redo them
     assert "output.retry_failed=true vocodes them again" in caplog.text
+
+
+def _help_keys() -> dict[str, str]:
+    """`python -m batchvoc --help`'s key lines, by key."""
+    from batchvoc.cli import help_text
+
+    text = help_text().split("\nkeys (", 1)[1].split("\n\n", 1)[0]
+    return {line.split()[0]: line for line in text.splitlines()[1:]}
+
+
+def _schema_types(node=None, prefix: str = "") -> dict[str, type]:
+    """Every schema key's type (Optional[X] as X), nested dataclasses walked."""
+    import dataclasses
+    import typing
+
+    from batchvoc.config import BatchvocConfig
+
+    node = node or BatchvocConfig
+    found = {}
+    for name, kind in typing.get_type_hints(node).items():
+        kind = next((k for k in typing.get_args(kind) if k is not type(None)), kind)
+        if dataclasses.is_dataclass(kind) and not name == "demo":
+            found.update(_schema_types(kind, f"{prefix}{name}."))
+        else:
+            found[f"{prefix}{name}"] = kind
+    return found
+
+
+def test_help_lists_the_values_of_every_key_that_takes_a_set_of_them(tmp_path):
+    from enum import Enum
+
+    from batchvoc.backends import BACKENDS
+    from batchvoc.cli import compose, group_options
+
+    lines = _help_keys()
+    expected = {"engine.backend": list(BACKENDS), "model.preset": group_options("preset"),
+                "log_level": ["DEBUG", "INFO", "WARNING", "ERROR"]}  # fmt: skip
+    for key, kind in _schema_types().items():
+        if isinstance(kind, type) and issubclass(kind, Enum):
+            expected[key] = [m.value for m in kind]
+    assert {"input.mel_scale", "check.mel_convention", "engine.precision", "output.format"} <= set(expected)
+    for key, values in expected.items():
+        assert f"; one of {', '.join(values)} [" in lines[key], lines[key]
+        for value in values:  # every value shown is one the configuration takes
+            compose(["job=demo", f"output.dir={tmp_path}", f"{key}={value}"])
+    assert all("one of" not in line for key, line in lines.items() if key not in expected)
+
+
+def test_help_gives_each_jobs_value_of_a_key_the_jobs_set():
+    from omegaconf import OmegaConf
+
+    from batchvoc.cli import compose, job_names
+
+    lines = _help_keys()
+    jobs = {job: OmegaConf.to_container(compose([f"job={job}"]), enum_to_str=True) for job in job_names()}
+
+    def value(job: str, key: str):
+        found = jobs[job]
+        for part in key.split("."):
+            found = found[part]
+        return "null" if found is None else str(found)
+
+    per_job = set()
+    for key, line in lines.items():
+        if key in ("demo", "model.hparams", "engine.options", "io.storage_options"):  # mappings: no per-job values
+            continue
+        if "${" in line:  # output.dir, engine.cache_dir: shown as written, before interpolation
+            continue
+        shown = line.rsplit(" [", 1)[1].removesuffix("]")
+        if shown.startswith("per job: "):
+            per_job.add(key)
+            given = {job: v for group in shown.removeprefix("per job: ").split("; ")
+                     for v, names in [group.removesuffix(")").split(" (", 1)] for job in names.split(", ")}  # fmt: skip
+            assert given == {job: value(job, key) for job in jobs}, line
+        else:  # every job has the default shown
+            assert {value(job, key) for job in jobs} == {shown}, line
+    assert {"engine.precision", "model.preset", "model.checkpoint"} <= per_job
+    assert "fp32 (demo, hifigan_v1); bf16 (v3_bf16, v4_bf16); fp16 (v3_fp16, v4_fp16)]" in lines["engine.precision"]
