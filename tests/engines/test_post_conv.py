@@ -21,7 +21,8 @@ from tests.engines.test_layout import SMALL, _randomize, _spans
 # (C_in, kernel size, dilation, padding, T): gsv_v4's conv_post geometry; C_in not a power of two, dilated; fewer
 # than 8 channels, padding that shortens the output; padding that lengthens it. T is no multiple of any BLOCK_M.
 GEOMETRIES = [(16, 7, 1, 3, 301), (20, 7, 3, 9, 157), (5, 3, 2, 1, 77), (24, 5, 1, 4, 45)]
-TOLERANCE = ((torch.float32, 1e-5), (torch.float16, 1e-2), (torch.bfloat16, 5e-2))  # of max(1, |out|)
+# of max(1, |out|): fp32 sums of the rounded inputs, left unrounded, whatever the dtype
+TOLERANCE = ((torch.float32, 1e-5), (torch.float16, 1e-5), (torch.bfloat16, 1e-5))
 
 
 def _conv(c_in: int, ksize: int, dilation: int, padding: int, bias: bool = True, seed: int = 0) -> nn.Conv1d:
@@ -46,7 +47,7 @@ def _check(device: str = "cpu", dtypes=TOLERANCE) -> None:
             for inp in layouts(x):
                 got = post(inp.to(device=device, dtype=dtype))
                 assert got.shape == want.shape == (3, 1, out_length(length, ksize, dilation, padding))
-                assert got.dtype == dtype and got.device.type == device
+                assert got.dtype == torch.float32 and got.device.type == device  # unrounded for the tanh
                 err = (got.float().cpu() - want).abs().max().item()
                 assert err <= tol * max(1.0, want.abs().max().item()), (c_in, ksize, dilation, padding, dtype, err)
 
