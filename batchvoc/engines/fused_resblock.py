@@ -15,9 +15,10 @@ each group's last conv but the block's last also stores its output activated, ne
 (`lrelu_conv_and_act`), and the next group's first conv takes those rows as they are: one store more, the
 activation of k taps' rows less (gsv_v4 fp16, H200: 3,759x -> 3,880x). In a model, a stage's blocks share their
 input's activation the same way (`FusedResBlock.stage_mean`, called by hifigan.stage_mean): made once with the
-input's zeroing, taken as it is by every block's first conv (H200: 3,809x -> 3,936x). A FusedResBlock zeroes its input outside
-the utterances once and every kernel zeroes its output there, which is what the reference's Span.zero before each
-conv achieves: the values it leaves in gaps are never read by any conv, and only gaps differ (zero here).
+input's zeroing, taken as it is by every block's first conv (H200: 3,809x -> 3,936x). A FusedResBlock zeroes its
+input outside the utterances once and every kernel zeroes its output there, which is what the reference's Span.zero
+before each conv achieves: the values it leaves in gaps are never read by any conv, and only gaps differ (zero
+here).
 
 Why: between cuDNN's convolutions, Inductor (gsv_v4 fp16, H100) spent 36.5% of GPU time in elementwise kernels,
 moving each resblock step's activation through memory about ten times; fused, it moves five times (read x, write
