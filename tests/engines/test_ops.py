@@ -23,7 +23,7 @@ from batchvoc.models.antialias import Activation1d
 from batchvoc.models.span import Span
 from tests.engines.kernels import ROOT
 
-CHANNELS, RATE, FRAMES, ROWS = 16, 4, 12, 2
+CHANNELS, RATE, FRAMES, ROWS = 32, 4, 12, 2  # 32: block copies take rows of 32 channels up
 TWO_PASS = {"v1": ["up_snake", "down"], "pairs": ["up_pairs", "down_inside"]}  # fused_antialias.TWO_PASS_KERNELS
 
 
@@ -35,7 +35,7 @@ class Laid(nn.Module):
         super().__init__()
         self.act = FusedActivation1d(Activation1d(SnakeBeta(CHANNELS, alpha_logscale=True)), method)
         self.conv = PackedConv(nn.Conv1d(CHANNELS, CHANNELS, 3, padding=1))
-        self.tile = tile_list(dict(BLOCK_M=128, BLOCK_N=16, BLOCK_C=16, num_warps=4, num_stages=1, STAGES=3))
+        self.tile = tile_list(dict(BLOCK_M=128, BLOCK_N=32, BLOCK_C=32, num_warps=4, num_stages=1, STAGES=3))
         lrelu_conv.define()
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
