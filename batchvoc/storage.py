@@ -16,14 +16,18 @@ import io
 import json
 import os
 import posixpath
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import fsspec
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
+
+from batchvoc.errors import ConfigError
 
 TEMP_MARK = ".partial-"
 _OPTIONS: dict[str, Any] = {}
@@ -40,6 +44,16 @@ PERMANENT = {
     errno.EFBIG: ("too_big", "file too large for the file system"),
     errno.EMLINK: ("too_many_links", "too many entries in a folder"),
 }
+# Object-store clients' own errors, most not OSError (botocore's NoCredentialsError, EndpointConnectionError, ...),
+# told apart by the package that raises them and their classes' names, so that batchvoc imports none of them
+CLIENT_PACKAGES = {"botocore", "aiobotocore", "boto3", "aiohttp", "s3fs", "gcsfs", "google", "adlfs", "azure",
+                   "huggingface_hub", "requests", "urllib3", "fsspec"}  # fmt: skip
+NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError", "TokenRetrievalError",
+                  "UnauthorizedSSOTokenError", "NoAuthTokenError", "DefaultCredentialsError", "RefreshError",
+                  "ClientAuthenticationError", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                  "InvalidToken"}  # class names, and S3's error codes for keys it refuses  # fmt: skip
+NO_CONNECTION = {"ConnectionError", "HTTPClientError", "ClientConnectionError", "ServerTimeoutError", "TimeoutError",
+                 "TransportError", "gaierror"}  # fmt: skip
 
 
 class WriteFault(OSError):
@@ -75,6 +89,10 @@ def classify(err: BaseException, out_dir: str, target: str = "") -> WriteFault:
     if isinstance(err, FileNotFoundError):  # a missing bucket, or a folder removed under the job
         reason = f"cannot write to output.dir {out_dir}: it (or its bucket) does not exist{where}: {_line(err)}"
         return WriteFault(reason, "missing", True, code)
+    kind = access_kind(err)
+    if kind:  # no credentials (the same on every try), or the store not reached (perhaps for a moment)
+        reason = f"cannot write to output.dir {out_dir}{where}: {describe(err, out_dir)}"
+        return WriteFault(reason, kind, kind == "credentials", code)
     name = errno.errorcode.get(code, type(err).__name__) if code else type(err).__name__
     return WriteFault(f"cannot write to output.dir {out_dir}{where}: {_line(err)} [{name}]", "other", False, code)
 
@@ -82,6 +100,70 @@ def classify(err: BaseException, out_dir: str, target: str = "") -> WriteFault:
 def _line(err: BaseException) -> str:
     text = getattr(err, "strerror", None) or str(err) or type(err).__name__
     return " ".join(str(text).split())
+
+
+def is_store_error(err: BaseException) -> bool:
+    """True for an error of reaching or using storage: an OSError, or an object-store client's own error (not
+    an OSError for botocore's, e.g. NoCredentialsError, EndpointConnectionError)."""
+    return isinstance(err, OSError) or any(
+        kind.__module__.split(".")[0] in CLIENT_PACKAGES for kind in type(err).__mro__
+    )
+
+
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def access_kind(err: BaseException) -> str:
+    """What an error of any store's client (or its cause: s3fs turns a refused key into a PermissionError) says:
+    `credentials` (none found, or the store refused the keys), `connection` (the store's endpoint not reached),
+    or "" (anything else)."""
+    for cause in _causes(err):
+        code = getattr(cause, "response", None)
+        code = code.get("Error", {}).get("Code") if isinstance(code, dict) else None
+        names = {kind.__name__ for kind in type(cause).__mro__}
+        if code in NO_CREDENTIALS or names & NO_CREDENTIALS:
+            return "credentials"
+        if isinstance(cause, (ConnectionError, TimeoutError, socket.gaierror)) or names & NO_CONNECTION:
+            return "connection"
+    return ""
+
+
+def describe(err: BaseException, url: str | Path = "") -> str:
+    """One line for a storage error: its message and type, and for missing credentials or an endpoint not
+    reached, what to check (for s3:// URLs, the AWS_* environment and io.storage_options by name)."""
+    said = f"{_line(err)} [{type(err).__name__}]"
+    s3 = str(url).startswith(("s3://", "s3a://"))
+    kind = access_kind(err)
+    if kind == "credentials":
+        where = "the store's standard environment, or io.storage_options"
+        if s3:
+            where = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment, "
+            where += "or key and secret in io.storage_options"
+        return f"no usable credentials for the object store: {said}; check {where}"
+    if kind == "connection":
+        where = ("io.storage_options endpoint_url (or AWS_ENDPOINT_URL)" if s3 else
+                 "the store's address (io.storage_options)")  # fmt: skip
+        return f"cannot connect to the object store: {said}; check {where}, and that it is up and reachable from here"
+    return said
+
+
+@contextmanager
+def reaching(key: str, url: str | Path | None) -> Iterator[None]:
+    """Turn a storage error of the block (credentials, endpoint, a store's refusal) into a ConfigError naming
+    `key` (input.manifest, output.dir) and `url`, in one line: for the steps before a job starts."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as err:
+        if not is_store_error(err):
+            raise
+        raise ConfigError(key, f"{url}: {describe(err, url or '')}") from err
 
 
 def set_options(options: dict[str, Any] | None) -> None:
@@ -202,7 +284,9 @@ class Store:
                 self._write_local(target, data)
             else:
                 self.fs.pipe_file(target, data)
-        except OSError as err:  # every store's errors become one classified WriteFault
+        except Exception as err:  # every store's errors become one classified WriteFault
+            if not is_store_error(err):
+                raise
             raise classify(err, self.url, rel) from err
 
     def write_with(self, rel: str, write: Callable[[BinaryIO], None]) -> None:
@@ -256,5 +340,7 @@ class Store:
                 os.makedirs(self.root, exist_ok=True)
             self.write_bytes(probe, b"")
             self.fs.rm(self.path(probe))
-        except OSError as err:
+        except Exception as err:
+            if not is_store_error(err):
+                raise
             raise classify(err, self.url) from err

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,8 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchvoc import storage
+from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files, plan_shards, read_shard_rows
-from batchvoc.runner.driver import run_job
+from batchvoc.models.presets import get_preset
+from batchvoc.runner.checks import quick_checks
+from batchvoc.runner.driver import plan, run_job
+from batchvoc.runner.resume import hold_output
 from batchvoc.settings import JobSettings
 from batchvoc.stats import JobSummary
 from tests.conftest import mel_rows, write_manifest
@@ -147,7 +152,6 @@ def _keys(fs, prefix: str) -> list[str]:
 
 
 def test_the_job_lock_on_a_bucket_is_a_conditional_put_lease(bucket):
-    from batchvoc.errors import ConfigError
     from batchvoc.runner.lock import LOCK, JobLock
     from batchvoc.storage import Store
 
@@ -164,3 +168,71 @@ def test_the_job_lock_on_a_bucket_is_a_conditional_put_lease(bucket):
     fs.pipe_file(f"{name}/out/locked/{LOCK}", json.dumps(stale).encode())
     with JobLock(store) as lock:  # an expired lease is taken over
         assert json.loads(fs.cat_file(f"{name}/out/locked/{LOCK}"))["token"] == lock.token
+
+
+NO_CREDENTIALS = dict(AWS_SHARED_CREDENTIALS_FILE="/nonexistent/credentials", AWS_CONFIG_FILE="/nonexistent/config",
+                      AWS_EC2_METADATA_DISABLED="true")  # fmt: skip
+
+
+def _without_credentials(monkeypatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in NO_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_no_credentials_stop_the_command_in_one_line_naming_the_key(s3_server, tmp_path):  # noqa: F811
+    """The store's endpoint given, no keys anywhere: one line on input.manifest saying where keys go, exit 1."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(NO_CREDENTIALS, RAY_AUTH_MODE="disabled")
+    cmd = [sys.executable, "-m", "batchvoc", "job=hifigan_v1", "input.manifest=s3://bvt/mels/",
+           "output.dir=s3://bvt/out", f"io.storage_options={{endpoint_url: '{s3_server.endpoint}'}}",
+           f"hydra.run.dir={tmp_path / 'logs'}"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("batchvoc: cannot run: input.manifest: "), done.stderr[-3000:]
+    assert "NoCredentialsError" in lines[0] and "AWS_ACCESS_KEY_ID" in lines[0] and "io.storage_options" in lines[0]
+
+
+def test_no_credentials_for_an_output_dir_on_a_bucket_name_output_dir(s3_server, tmp_path, monkeypatch):  # noqa: F811
+    _without_credentials(monkeypatch)
+    manifest = write_manifest(tmp_path / "in.parquet", mel_rows(2, 80, frames=5))
+    options = dict(endpoint_url=s3_server.endpoint, skip_instance_cache=True)
+    settings = small_job(None, manifest=str(manifest), out_dir="s3://bvt/out", storage_options=options)
+    try:
+        with pytest.raises(ConfigError) as got:
+            quick_checks(settings)
+    finally:
+        storage.set_options({})
+    assert got.value.key == "output.dir" and "\n" not in str(got.value)
+    assert "no usable credentials" in got.value.message and "key and secret in io.storage_options" in got.value.message
+
+
+def test_an_endpoint_not_reached_stops_every_step_before_the_job_in_one_line(tmp_path):
+    """Nothing listens on the endpoint (a free port, closed): the manifest's listing and reading, the output.dir
+    probe, its lock and the driver's plan each raise a ConfigError naming their key and endpoint_url. botocore's
+    retries are bounded here through io.storage_options, so each takes about a second."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    options = dict(endpoint_url=f"http://127.0.0.1:{port}", key="testing", secret="testing",
+                   config_kwargs={"connect_timeout": 1, "retries": {"max_attempts": 1}})  # fmt: skip
+    manifest = write_manifest(tmp_path / "in.parquet", mel_rows(2, 80, frames=5))
+    remote_in = small_job(None, manifest="s3://bvt/mels/", out_dir=str(tmp_path / "out"), storage_options=options)
+    remote_out = small_job(None, manifest=str(manifest), out_dir="s3://bvt/out", storage_options=options)
+    steps = [("input.manifest", lambda: quick_checks(remote_in)),
+             ("input.manifest", lambda: plan(remote_in, ["s3://bvt/mels/a.parquet"], get_preset(remote_in.preset))),
+             ("output.dir", lambda: quick_checks(remote_out)),
+             ("output.dir", lambda: hold_output(remote_out).__enter__())]  # fmt: skip
+    try:
+        storage.set_options(options)
+        for key, step in steps:
+            started = time.perf_counter()
+            with pytest.raises(ConfigError) as got:
+                step()
+            assert got.value.key == key and "\n" not in str(got.value), got.value
+            assert "cannot connect to the object store" in got.value.message and "endpoint_url" in got.value.message
+            assert time.perf_counter() - started < 10
+    finally:
+        storage.set_options({})

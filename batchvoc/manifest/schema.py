@@ -34,8 +34,10 @@ def find_manifest_files(spec: str | Path | None) -> list[str]:
             found = [p for p in fs.find(path) if p.endswith(".parquet")]
         else:
             found = [p for p in fs.glob(path) if fs.isfile(p)]
-    except (OSError, ValueError, ImportError) as err:
-        raise ConfigError(KEY, f"cannot list {spec!r}: {err}") from err
+    except Exception as err:
+        if not isinstance(err, (ValueError, ImportError)) and not storage.is_store_error(err):
+            raise
+        raise ConfigError(KEY, f"cannot list {spec!r}: {storage.describe(err, spec)}") from err
     files = sorted(storage.to_url(fs, p) for p in found if storage.TEMP_MARK not in p)
     if not files:
         raise ConfigError(KEY, f"no Parquet files found at {spec!r}")
@@ -122,7 +124,13 @@ def _row_count(path: str) -> int:
     try:
         return storage.parquet_file(path).metadata.num_rows
     except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds; the user needs one message
-        raise ConfigError(KEY, f"{path} is not a readable Parquet file: {err}") from err
+        raise ConfigError(KEY, _unreadable(path, err)) from err
+
+
+def _unreadable(path: str | Path, err: Exception) -> str:
+    if storage.access_kind(err):  # the store not reached: the file may be fine
+        return f"cannot read {path}: {storage.describe(err, path)}"
+    return f"{path} is not a readable Parquet file: {err}"
 
 
 def check_schema(path: str | Path) -> pa.Schema:
@@ -130,7 +138,7 @@ def check_schema(path: str | Path) -> pa.Schema:
     try:
         schema = storage.parquet_file(path).schema_arrow
     except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds; the user needs one message
-        raise ConfigError(KEY, f"{path} is not a readable Parquet file: {err}") from err
+        raise ConfigError(KEY, _unreadable(path, err)) from err
     names = set(schema.names)
     if "id" not in names:
         raise ConfigError(KEY, f"{path} has no 'id' column (columns: {', '.join(schema.names)})")

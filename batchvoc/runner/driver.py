@@ -41,7 +41,7 @@ from batchvoc.runner.resume import hold_output, identify
 from batchvoc.runner.worker import weights_of
 from batchvoc.settings import JobSettings
 from batchvoc.stats import JobSummary, RunSummary, ShardStats, Totals
-from batchvoc.storage import Store, WriteFault
+from batchvoc.storage import Store, WriteFault, reaching
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,12 @@ def plan(settings: JobSettings, files: list, preset: Preset) -> list[Shard]:
     """Every file's schema checked (empty parts skipped; no rows at all: ConfigError), the model's n_mels, sample
     rate and hop against what every row declares (footer statistics), then the shard plan (shards of about
     input.shard_seconds of audio)."""
-    files = check_manifest_files(files)
-    checks = MelChecks.for_preset(preset, settings.mel_scale, settings.mel_convention)
-    refuse_if_every_row_declares_wrong(files, checks.check_declared)
-    target_frames = int(settings.shard_seconds * preset.sample_rate / preset.hop_length)
-    return plan_shards(files, target_frames, root=manifest_root(settings.manifest))
+    with reaching("input.manifest", settings.manifest):
+        files = check_manifest_files(files)
+        checks = MelChecks.for_preset(preset, settings.mel_scale, settings.mel_convention)
+        refuse_if_every_row_declares_wrong(files, checks.check_declared)
+        target_frames = int(settings.shard_seconds * preset.sample_rate / preset.hop_length)
+        return plan_shards(files, target_frames, root=manifest_root(settings.manifest))
 
 
 def process_started_at() -> float:
@@ -120,13 +121,15 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
             # connect here while the pool plans, unless Ray is starting on the caller's thread already (it is
             # waited for once the plan stands: a bad checkpoint or manifest stops the job without waiting for Ray);
             # a finished job's rerun (summary.json there) usually has nothing to do: plan before starting Ray
-            early = ray_thread is None and not store.exists("summary.json")
+            with reaching("output.dir", store.url):
+                early = ray_thread is None and not store.exists("summary.json")
             cluster = _Cluster.start(settings.address, timeline) if early else None
             try:
                 shards = planning.result()
                 preset = loading.result()[1]
                 # one output-manifest schema for every shard (datasets / pandas read them together); ConfigError
-                columns = passthrough_schema(sorted({s.file for s in shards}))
+                with reaching("input.manifest", settings.manifest):
+                    columns = passthrough_schema(sorted({s.file for s in shards}))
                 shards = [replace(s, columns=columns) for s in shards]  # each shard's sink conforms to it
                 # the job's identity: another job's outputs stop it before any work
                 job.claim(settings, preset, identifying.result())

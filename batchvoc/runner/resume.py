@@ -15,7 +15,7 @@ from batchvoc.runner.identity import RECORD, claim, job_identity
 from batchvoc.runner.lock import LOCK, JobLock
 from batchvoc.settings import JobSettings
 from batchvoc.sink import done_shards, shards_with_failed_rows
-from batchvoc.storage import Store, classify
+from batchvoc.storage import Store, classify, reaching
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +39,17 @@ class OutputHold:
         output.overwrite=true, which deletes them).
         """
         identity = identify(settings, preset) if identity is None else identity
-        try:
-            self.state = claim(self.store, identity, settings.overwrite)
-        except OSError as err:  # job.json cannot be written (no space, read-only, ...): nothing can be
-            raise ConfigError("output.dir", str(classify(err, self.store.url, RECORD))) from err
-        self.done = done_shards(self.store) if self.state == "resumed" else set()
-        retried = set()
-        if settings.retry_failed and self.done:  # their ok rows' files are reused (ShardSink.reuse)
-            retried = shards_with_failed_rows(self.store, self.done)
-            self.done -= retried
-        removed = _remove_stale_partials(self.store, self.done)
+        with reaching("output.dir", self.store.url):
+            try:
+                self.state = claim(self.store, identity, settings.overwrite)
+            except OSError as err:  # job.json cannot be written (no space, read-only, ...): nothing can be
+                raise ConfigError("output.dir", str(classify(err, self.store.url, RECORD))) from err
+            self.done = done_shards(self.store) if self.state == "resumed" else set()
+            retried = set()
+            if settings.retry_failed and self.done:  # their ok rows' files are reused (ShardSink.reuse)
+                retried = shards_with_failed_rows(self.store, self.done)
+                self.done -= retried
+            removed = _remove_stale_partials(self.store, self.done)
         log.info("output.dir %s: %s job, %d shards done before%s%s", self.store.url, self.state,
                  len(self.done) + len(retried),
                  f" ({len(retried)} with failed rows run again: output.retry_failed)" if retried else "",
@@ -57,18 +58,20 @@ class OutputHold:
 
 def identify(settings: JobSettings, preset: Preset) -> dict[str, Any]:
     """The job's identity (runner/identity.py): its output settings and its input files' sizes and digests."""
-    return job_identity(settings, preset, find_manifest_files(settings.manifest))
+    with reaching("input.manifest", settings.manifest):
+        return job_identity(settings, preset, find_manifest_files(settings.manifest))
 
 
 @contextmanager
 def hold_output(settings: JobSettings) -> Iterator[OutputHold]:
     """Lock output.dir for this job (released on exit); ConfigError naming the job that holds it already."""
-    store = Store(settings.out_url)
-    lock = JobLock(store)
-    try:
-        lock.acquire()
-    except OSError as err:  # the lock file cannot be written: nothing else could be either
-        raise ConfigError("output.dir", str(classify(err, store.url, LOCK))) from err
+    with reaching("output.dir", settings.out_url):
+        store = Store(settings.out_url)
+        lock = JobLock(store)
+        try:
+            lock.acquire()
+        except OSError as err:  # the lock file cannot be written: nothing else could be either
+            raise ConfigError("output.dir", str(classify(err, store.url, LOCK))) from err
     try:
         store.token = lock.token
         yield OutputHold(store, lock.token)
