@@ -4,7 +4,8 @@
 Hydra composes the job again and calls `__main__.run`. For a command line of one job, `EarlyStart.start` runs the
 quick checks (runner/checks.py, no torch) and begins Ray on its own thread (runner/cluster.RayThread) right after
 that first compose, ~0.6 s before `run` would; `run` takes them when its settings are the same, and otherwise
-checks and starts its own (the early Ray is shut down unused). Bad configuration is left for `run` to report.
+checks and starts its own (the early Ray is shut down unused). Bad configuration is left for `run` to report
+(the checks' refusal kept, not checked again: an object store not reached takes seconds to say so).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class EarlyStart:
         self.settings: JobSettings | None = None
         self.files: list[str] = []
         self.ray_thread: RayThread | None = None
+        self.error: ConfigError | None = None  # the quick checks' refusal of `settings`
 
     def start(self, cfg: Any) -> None:
         """Check the job of this composed config and begin its Ray; nothing for the demo without a manifest (it
@@ -50,18 +52,26 @@ class EarlyStart:
             return
         try:
             settings = JobSettings.from_config(cfg)
-            files = quick_checks(settings)
         except ConfigError:
+            return
+        try:
+            files = quick_checks(settings)
+        except ConfigError as err:  # kept for `take`: a store not reached is not waited for twice
+            self.settings, self.error = settings, err
             return
         self.settings, self.files = settings, files
         self.ray_thread = RayThread(settings.address) if starts_ray_early(settings) else None
 
     def take(self, settings: JobSettings) -> tuple[list[str], RayThread | None] | None:
         """(manifest files, RayThread or None) begun for these settings, once; None for other settings (their
-        early Ray is shut down) or where nothing was begun."""
+        early Ray is shut down) or where nothing was begun. Raises the quick checks' ConfigError where they
+        refused these settings."""
         if self.settings is None or self.settings != settings:
             self.close()
             return None
+        if self.error is not None:
+            error, self.settings, self.error = self.error, None, None
+            raise error
         taken = self.files, self.ray_thread
         self.settings, self.ray_thread = None, None
         return taken
@@ -70,4 +80,4 @@ class EarlyStart:
         """Shut down an early Ray that no job took (the job stopped before `run`)."""
         if self.ray_thread is not None:
             self.ray_thread.close()
-        self.settings, self.ray_thread = None, None
+        self.settings, self.ray_thread, self.error = None, None, None

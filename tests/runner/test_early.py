@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from batchvoc.cli import compose
+from batchvoc.errors import ConfigError
 from batchvoc.runner.early import EarlyStart
 from batchvoc.settings import JobSettings
 from tests.runner.test_driver import three_files
@@ -28,3 +31,16 @@ def test_the_command_lines_job_is_checked_once_and_taken_only_with_the_same_sett
     assert early.take(JobSettings.from_config(other)) is None  # another job's settings: run checks its own
     early.start(compose(["job=demo", f"output.dir={tmp_path / 'demo'}"]))  # the demo builds its input first
     assert early.take(JobSettings.from_config(cfg)) is None
+
+
+def test_a_job_the_checks_refuse_is_refused_by_take_without_checking_again(tmp_path):
+    """The quick checks' ConfigError is kept for `run`'s take (a store not reached takes seconds to say so, and
+    would say it twice): here the manifest appears between the two, and take still refuses."""
+    cfg = compose(["job=demo", f"input.manifest={tmp_path / 'in'}", f"output.dir={tmp_path / 'out'}"])
+    early = EarlyStart()
+    early.start(cfg)
+    three_files(tmp_path / "in", rows=2)  # checked again, the job would now pass
+    with pytest.raises(ConfigError, match="no Parquet files") as got:
+        early.take(JobSettings.from_config(cfg))
+    assert got.value.key == "input.manifest"
+    assert early.take(JobSettings.from_config(cfg)) is None  # raised once
