@@ -46,8 +46,12 @@ def check_sweep(configs: list) -> None:
 
 
 def check_checkpoint_exists(checkpoint: str | None) -> None:
-    """ConfigError on model.checkpoint for a path that does not exist (the words `random` and `pretrained`, and
-    no checkpoint at all, are the model loader's to judge)."""
+    """ConfigError on model.checkpoint for a path that does not exist, or a URL: the weights are read from this
+    machine's disk (the words `random` and `pretrained`, and no checkpoint at all, are the model loader's to
+    judge)."""
     given = "" if checkpoint is None else str(checkpoint).strip()
+    if storage.is_url(given):
+        raise ConfigError("model.checkpoint", f"{given!r} is a URL: batchvoc reads the weights from this machine's "
+                          "disk (a file, or a folder); copy them here and give that path")  # fmt: skip
     if given and given not in ("random", "pretrained") and not Path(given).expanduser().exists():
         raise ConfigError("model.checkpoint", f"{given!r} does not exist")

@@ -1,4 +1,4 @@
-"""runner/checks.py: what is checked before torch or Ray, here a checkpoint path that does not exist."""
+"""runner/checks.py: what is checked before torch or Ray, here a checkpoint path that does not exist or is a URL."""
 
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ def test_a_path_that_does_not_exist_is_named(tmp_path):
     assert (
         err.value.key == "model.checkpoint" and err.value.message == f"{str(tmp_path / 'nothere.pth')!r} does not exist"
     )
+
+
+def test_a_checkpoint_url_is_refused_as_one_the_driver_does_not_read():
+    """An object store's checkpoint is not fetched: the check says so rather than that it 'does not exist'."""
+    with pytest.raises(ConfigError) as err:
+        check_checkpoint_exists("s3://models/gsv-v4-pretrained/vocoder.pth")
+    assert err.value.key == "model.checkpoint" and "is a URL" in err.value.message, err.value.message
 
 
 def test_tensorrt_that_is_not_installed_is_named_before_anything_starts():
