@@ -141,7 +141,7 @@ def run(cfg: DictConfig) -> int:
     finally:
         if ray_thread is not None:
             ray_thread.close()
-    log_closing(report, settings.out_url)
+    log_closing(report, settings.out_url, settings.retry_failed)
     return report.exit_code
 
 
@@ -151,15 +151,25 @@ RETRY_HINT = (
 )
 
 
-def log_closing(report: JobReport, out_url: str) -> None:
-    """The job's closing lines: nothing to do, or the summary line; unwritten rows; shards not finished or not run."""
+def _failed_rows_hint(failed: int, retry_failed: bool) -> None:
+    """For `failed` rows of done shards (unwritten ones are redone by any rerun): how to vocode them again, or,
+    where output.retry_failed did, that their input is still bad."""
+    if failed > 0 and retry_failed:
+        log.info("batchvoc: %d rows still failed with output.retry_failed=true: their input is still bad (see the "
+                 "error column of the output manifest, manifest/*.parquet)", failed)  # fmt: skip
+    elif failed > 0:
+        log.info("batchvoc: %s", RETRY_HINT)
+
+
+def log_closing(report: JobReport, out_url: str, retry_failed: bool = False) -> None:
+    """The job's closing lines: nothing to do, or the summary line; unwritten rows; shards not finished or not run;
+    failed rows (`retry_failed`: output.retry_failed was on)."""
     s = report.summary
     if s.this_run is not None and not s.this_run.shards and not report.failed_shards:
         log.info("batchvoc: nothing to do: all %d shards were done before (%d rows ok, %d suspect, %d failed); "
                  "outputs in %s (summary.json)", s.shards, s.rows_ok, s.rows_suspect, s.rows_failed,
                  out_url)  # fmt: skip
-        if s.rows_failed > s.rows_not_written:
-            log.info("batchvoc: %s", RETRY_HINT)
+        _failed_rows_hint(s.rows_failed - s.rows_not_written, retry_failed)
         return
     # the speed is over the audio this run vocoded: where that is not all the audio, say how much it is
     resumed = s.this_run is not None and (s.shards_skipped > 0 or s.this_run.rows_reused > 0)
@@ -179,8 +189,8 @@ def log_closing(report: JobReport, out_url: str) -> None:
                   "job: a new output.dir, or output.overwrite=true", len(report.failed_shards))  # fmt: skip
     elif report.failed_shards:
         log.error("batchvoc: shards that could not finish: %s; run again to retry", ", ".join(report.failed_shards))
-    elif s.rows_failed > s.rows_not_written:  # rows of done shards (unwritten ones are redone by any rerun)
-        log.info("batchvoc: %s", RETRY_HINT)
+    else:
+        _failed_rows_hint(s.rows_failed - s.rows_not_written, retry_failed)
 
 
 def _sweep_folder(cfg: DictConfig) -> None:

@@ -243,7 +243,8 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
 def test_closing_lines_say_what_a_rerun_would_do(caplog):
     """Shards a job could not finish: run again to retry. Shards not run because the job stopped early (its first
     rows all failed alike): the same input would fail again, so the line says to fix the cause first, and how to
-    go on after each kind of fix. Failed rows: how to vocode them again."""
+    go on after each kind of fix. Failed rows: how to vocode them again, or, where output.retry_failed=true did,
+    that their input is still bad."""
     from batchvoc.__main__ import log_closing
     from batchvoc.runner.driver import JobReport
     from batchvoc.stats import JobSummary
@@ -260,6 +261,10 @@ def test_closing_lines_say_what_a_rerun_would_do(caplog):
     caplog.clear()
     log_closing(JobReport(JobSummary(shards=3, rows_ok=5, rows_failed=1)), "/out")  # rows failed: how to redo them
     assert "output.retry_failed=true vocodes them again" in caplog.text
+    caplog.clear()
+    log_closing(JobReport(JobSummary(shards=3, rows_ok=5, rows_failed=2)), "/out", retry_failed=True)  # retried
+    assert "2 rows still failed with output.retry_failed=true: their input is still bad" in caplog.text
+    assert "error column" in caplog.text and "vocodes them again" not in caplog.text
 
 
 def _help_keys() -> dict[str, str]:
