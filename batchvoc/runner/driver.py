@@ -158,8 +158,8 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
         if stopping is not None:
             stopping.join()
         for event, at in (("first shard begun", dealt.first_shard_at), ("first audio written", dealt.first_audio_at)):
-            if at:
-                timeline.events[event] = round(at - timeline.origin, 3)
+            if at:  # known once the actors have said (with their shards' stats): logged now, out of order
+                timeline.mark(event, at)
         if todo or not summary.timeline:  # a rerun with nothing to do keeps the working run's
             summary.started_at = started_at
             summary.timeline = dict(sorted(timeline.events.items(), key=lambda kv: kv[1]))

@@ -188,9 +188,11 @@ def test_a_worker_killed_mid_job_has_its_shards_dealt_again(tmp_path, ray_cluste
     assert after, "Ray did not restart the killed actor (no shard ran on a new process of it)"
 
 
-def test_a_one_shard_job_that_ends_between_progress_polls_has_its_start_up(tmp_path, ray_cluster):
+def test_a_one_shard_job_that_ends_between_progress_polls_has_its_start_up(tmp_path, ray_cluster, caplog):
     """startup_s and the timeline's first audio come back with the shard itself, not only through the driver's
-    progress polls (a small job's only shard can end before the first poll answers)."""
+    progress polls (a small job's only shard can end before the first poll answers); every step of the timeline
+    is logged, once."""
+    caplog.set_level("INFO", logger="batchvoc")
     write_manifest(tmp_path / "in" / "m.parquet", mel_rows(3, 80, frames=6))
     summary = run_job(job(tmp_path, cpu_actors=1, shard_seconds=100)).summary
     assert summary.shards == 1 and summary.rows_ok == 3
@@ -198,3 +200,6 @@ def test_a_one_shard_job_that_ends_between_progress_polls_has_its_start_up(tmp_p
     events = summary.timeline
     assert events["actor-0 ready"] <= events["first shard begun"] <= events["first audio written"], events
     assert events["first audio written"] <= events["shards done"] <= events["report written"], events
+    said = [r.getMessage() for r in caplog.records]
+    logged = [line.split(": ", 1)[1] for line in said if "s after the process started: " in line]
+    assert sorted(logged) == sorted(events), logged
