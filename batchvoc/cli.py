@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from batchvoc.backends import check_names
+from batchvoc.backends import CHOICES, INTEGERS, TILE_KEYS, TUNABLES, check_names
 from batchvoc.config import CONFIG_MODULE, BatchvocConfig, conf_options, config_error, register, validate
 from batchvoc.errors import ConfigError, first_line
 
@@ -192,9 +192,9 @@ def group_options(group: str) -> list[str]:
     return conf_options(group)
 
 
-def _job_line(name: str) -> str:
-    """The first sentence of conf/job/NAME.yaml's leading comment (after `# @package`), however many lines."""
-    text = (resources.files(CONFIG_MODULE) / "job" / f"{name}.yaml").read_text()
+def _job_line(name: str, group: str = "job") -> str:
+    """The first sentence of conf/<group>/NAME.yaml's leading comment (after `# @package`), however many lines."""
+    text = (resources.files(CONFIG_MODULE) / group / f"{name}.yaml").read_text()
     words: list[str] = []
     for line in text.splitlines():
         if "@package" in line:
@@ -271,10 +271,42 @@ def _key_line(key: str, default: str, help: str, choices: list[str], per_job: di
     return f"  {key:25} {text} [{default}]"
 
 
+def group_default(group: str) -> str:
+    """The option conf/config.yaml's defaults list picks for a config group."""
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.create((resources.files(CONFIG_MODULE) / "config.yaml").read_text())
+    return next(str(entry[group]) for entry in conf.defaults if not isinstance(entry, str) and group in entry)
+
+
+def _option_values(option: str) -> str:
+    """What an engine option takes, from backends.py's CHOICES, INTEGERS and tile table keys."""
+    if option in CHOICES:
+        return f"one of {', '.join(CHOICES[option])}"
+    if option in INTEGERS:
+        low, high = INTEGERS[option]
+        return f"an integer, {low} or more" if high is None else f"an integer, {low} to {high}"
+    if option == "tile_table":
+        return f'{{"C_IN,KSIZE,ACT": {{{", ".join(TILE_KEYS)}: int}}}}, or a JSON file of that'
+    return "a value"
+
+
+def option_lines() -> list[str]:
+    """--help's engine.options: each option (backends.py TUNABLES) with the backends that take it and its values."""
+    takers: dict[str, list[str]] = {}
+    for backend, options in TUNABLES.items():
+        for option in options:
+            takers.setdefault(option, []).append(backend)
+    return [f"  {option:25} {', '.join(names)}; {_option_values(option)}" for option, names in takers.items()]
+
+
 def help_text() -> str:
     """`python -m batchvoc --help`: usage, the packaged jobs, and every key with its choices and its default (each
     job's value where the jobs set it)."""
     jobs = "\n".join(f"  {name:12} {_job_line(name)}" for name in job_names())
+    clusters = "\n".join(f"  {name:12} {_job_line(name, 'cluster')}" for name in group_options("cluster"))
+    cluster = group_default("cluster")
+    options = "\n".join(option_lines())
     per_job = job_defaults()
     keys = "\n".join(_key_line(k, d, h, c, per_job.get(k)) for k, d, h, c in _keys(BatchvocConfig) if k != "job_name")
     return f"""batchvoc: vocode Parquet mel manifests into audio files with a compiled vocoder on Ray.
@@ -287,8 +319,14 @@ usage:
 jobs:
 {jobs}
 
+clusters (cluster=NAME) [{cluster}]:
+{clusters}
+
 keys (choices, [default]; [per job: ...]: the value each job=NAME gives, a key=value overrides it):
 {keys}
+
+engine.options (engine.options.KEY=VALUE; the backends that take each key, auto: those of the backend it picks):
+{options}
 
 Exit code: 0 every row ok, 2 some rows failed or suspect, 1 the job could not run (worst of a sweep's jobs).
 Hydra's own options: --hydra-help."""

@@ -106,7 +106,7 @@ class EngineConf:
     batch: Optional[int] = key(None, "chunks per forward (None: per device, 1 on a CPU, 16 on a GPU)")
     window: Optional[int] = key(None, "frames per chunk (None: per device, rows of 512 frames on a CPU, 1024 on GPU)")
     cache_dir: str = key(CACHE_DIR, "compiled engines and compile caches")
-    options: dict[str, Any] = key(dict, "engine tunables (see the engine's docs)", factory=True)
+    options: dict[str, Any] = key(dict, "engine tunables: the keys each backend takes, below", factory=True)
 
 
 @dataclass

@@ -343,3 +343,29 @@ def test_help_gives_each_jobs_value_of_a_key_the_jobs_set():
             assert {value(job, key) for job in jobs} == {shown}, line
     assert {"engine.precision", "model.preset", "model.checkpoint"} <= per_job
     assert "fp32 (demo, hifigan_v1); bf16 (v3_bf16, v4_bf16); fp16 (v3_fp16, v4_fp16)]" in lines["engine.precision"]
+
+
+def test_help_lists_each_engine_option_with_its_backends_and_values_and_the_cluster_options(tmp_path):
+    """engine.options' keys come from backends.py (TUNABLES, CHOICES, INTEGERS), each value shown one the checks
+    take; the cluster group's options (conf/cluster/*.yaml) are listed with the default marked."""
+    from batchvoc.backends import CHOICES, INTEGERS, TUNABLES
+    from batchvoc.cli import compose, group_options, help_text
+
+    text = help_text()
+    section = text.split("\nengine.options (", 1)[1].split("\n\n", 1)[0]
+    lines = {line.split()[0]: line for line in section.splitlines()[1:]}
+    assert set(lines) == {option for options in TUNABLES.values() for option in options}
+    for option, line in lines.items():
+        backends = line.split(None, 1)[1].split("; ", 1)[0].split(", ")
+        assert backends == [b for b, options in TUNABLES.items() if option in options], line
+        if option in CHOICES:
+            assert line.endswith(f"; one of {', '.join(CHOICES[option])}"), line
+            for value in CHOICES[option]:
+                compose(["job=demo", f"output.dir={tmp_path}", f"+engine.options.{option}={value}"])
+        elif option in INTEGERS:
+            assert f"an integer, {INTEGERS[option][0]}" in line, line
+    assert "the keys each backend takes, below" in _help_keys()["engine.options"]
+
+    clusters = text.split("\nclusters (cluster=NAME) [local]:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split()[0] for line in clusters] == group_options("cluster") and "existing" in group_options("cluster")
+    assert compose(["job=demo", f"output.dir={tmp_path}", "cluster=existing"]).cluster.address == "auto"
