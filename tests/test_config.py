@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -194,6 +195,10 @@ def test_hydra_logs_of_a_url_output_dir_go_to_a_local_folder():
 
     assert local_folder("/data/out") == "/data/out"
     assert local_folder("s3://bucket/run/1/") == "batchvoc-logs/s3/bucket/run/1"
+    if not (ROOT / ".git").exists() or not shutil.which("git"):
+        return
+    for made in ("outputs/demo/logs/t/batchvoc.log", f"{local_folder('s3://bucket/run')}/logs/t/batchvoc.log"):
+        assert subprocess.run(["git", "check-ignore", "-q", made], cwd=ROOT).returncode == 0, f"{made} not ignored"
 
 
 def test_presets_are_yaml_files_of_the_packaged_tree():
