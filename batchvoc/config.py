@@ -7,6 +7,7 @@ work: an unknown key or a value of the wrong type becomes a ConfigError naming t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -209,7 +210,23 @@ def validate(cfg: Any) -> DictConfig:
         typed = OmegaConf.merge(OmegaConf.structured(BatchvocConfig), plain)
     except OmegaConfBaseException as err:
         raise config_error(err) from None
+    for key, choices in fixed_choices().items():  # str keys with a fixed set of values (Enum keys OmegaConf checks)
+        value = OmegaConf.select(typed, key)
+        if value is not None and value not in choices:
+            raise ConfigError(key, f"{value!r} is not one of {', '.join(choices)}")
     return typed
+
+
+def fixed_choices(schema: type = BatchvocConfig, prefix: str = "") -> dict[str, tuple[str, ...]]:
+    """The dotted keys whose `key(choices=...)` is a fixed tuple, and those values (a function's list, such as the
+    presets', is checked where it is used, with its own message)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for f in dataclasses.fields(schema):
+        if dataclasses.is_dataclass(f.default_factory):  # a section
+            found.update(fixed_choices(f.default_factory, f"{prefix}{f.name}."))
+        elif isinstance(f.metadata.get("choices"), tuple):
+            found[f"{prefix}{f.name}"] = f.metadata["choices"]
+    return found
 
 
 def config_error(err: OmegaConfBaseException) -> ConfigError:

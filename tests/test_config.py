@@ -63,6 +63,8 @@ def test_every_packaged_job_composes_into_valid_settings(job, tmp_path):
         (["engine.options={kernels: bogus}"], "engine.options.kernels", "choose one of traced, opaque"),
         (["io.bogus={a: 1}"], "io.bogus", "unknown key (known keys under io: storage_options)"),
         (["model.preset=hifigan_v2"], "model.preset", "unknown preset 'hifigan_v2'; known presets: bigvgan_v2_22k"),
+        (["log_level=LOUD"], "log_level", "'LOUD' is not one of DEBUG, INFO, WARNING, ERROR"),
+        (["engine.backend=aoit"], "engine.backend", "'aoit' is not one of auto, tensorrt, aoti, inductor, eager"),
     ],
 )
 def test_a_bad_override_is_one_line_naming_the_key(overrides, key, words, tmp_path, capsys):
