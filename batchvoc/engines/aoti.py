@@ -190,8 +190,9 @@ def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor
             note = _failure_note(path)
             raise RuntimeError(f"aoti: building {path.name} failed in another process {failed}; it is tried again "
                                f"{FAILED_TTL_S:.0f} s after that, or once {note} is removed")  # fmt: skip
-        log.warning("aoti: building %s, once per machine and key (on a GPU 1.5-3 min; later processes load it in "
-                    "seconds; `python -m batchvoc.build` builds it ahead of a job)", path.name)  # fmt: skip
+        took = "on a GPU 1.5-3 min" if torch.device(device).type == "cuda" else "on a CPU 15-100 s"
+        log.warning("aoti: building %s, once per machine and key (%s; later processes load it in seconds; "
+                    "`python -m batchvoc.build` builds it ahead of a job)", path.name, took)  # fmt: skip
         try:
             _export_and_compile(make_net(), example, path, configs, kernels)
         except Exception as err:
