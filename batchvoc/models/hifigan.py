@@ -70,9 +70,10 @@ class ResBlock2(nn.Module):
 
 
 def stage_mean(blocks: Sequence[nn.Module], x: Tensor, span: Span, rate: int) -> Tensor:
-    """The mean of one stage's resblocks on their common input x [B, C, T] -> [B, C, T]. Blocks whose class has its
-    own `stage_mean` (the engines' FusedResBlock: x's leaky ReLU made once for all of them) compute it that way."""
-    own = getattr(type(blocks[0]), "stage_mean", None)
+    """The mean of one stage's resblocks on their common input x [B, C, T] -> [B, C, T]. Blocks all of one class with
+    its own `stage_mean` (the engines' FusedResBlock: x's leaky ReLU made once for all of them) compute it that way."""
+    kind = type(blocks[0])
+    own = getattr(kind, "stage_mean", None) if all(type(b) is kind for b in blocks) else None
     if own is not None:
         return own(blocks, x, span, rate)
     xs = blocks[0](x, span, rate)

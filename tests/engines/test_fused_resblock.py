@@ -66,6 +66,19 @@ def test_stage_of_fused_blocks_equals_reference_stage(kind):
     _check(fused, ref)
 
 
+def test_a_stage_of_mixed_blocks_takes_the_plain_mean():
+    """A stage whose blocks are not all fused (no rewrite makes one; a hand-made model might) is averaged block by
+    block: the fused stage_mean would call run() on a plain ResBlock."""
+    fused, ref = _stages(ResBlock1)
+    mixed = _Stage([fused.blocks[0], *ref.blocks[1:]])
+    x = torch.randn(ROWS, CHANNELS, FRAMES * RATE)
+    with torch.no_grad():
+        for valid in spans():
+            span = Span(valid)
+            got, want = span.zero(mixed(x, span, RATE), RATE), span.zero(ref(x, span, RATE), RATE)
+            assert (got - want).abs().max() <= 1e-5 * max(1.0, want.abs().max())
+
+
 def test_output_is_channels_last_and_packed_weight_is_gemm_ordered():
     conv = torch.nn.Conv1d(CHANNELS, 16, 7, padding=9, dilation=3)
     packed = PackedConv(conv)
