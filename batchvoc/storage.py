@@ -90,9 +90,9 @@ def classify(err: BaseException, out_dir: str, target: str = "") -> WriteFault:
         reason = f"cannot write to output.dir {out_dir}: it (or its bucket) does not exist{where}: {_line(err)}"
         return WriteFault(reason, "missing", True, code)
     kind = access_kind(err)
-    if kind:  # no credentials (the same on every try), or the store not reached (perhaps for a moment)
+    if kind:  # no credentials or a refused option: the same on every try; the store not reached: perhaps a moment
         reason = f"cannot write to output.dir {out_dir}{where}: {describe(err, out_dir)}"
-        return WriteFault(reason, kind, kind == "credentials", code)
+        return WriteFault(reason, kind, kind in ("credentials", "options"), code)
     name = errno.errorcode.get(code, type(err).__name__) if code else type(err).__name__
     return WriteFault(f"cannot write to output.dir {out_dir}{where}: {_line(err)} [{name}]", "other", False, code)
 
@@ -105,8 +105,10 @@ def _line(err: BaseException) -> str:
 def is_store_error(err: BaseException) -> bool:
     """True for an error of reaching or using storage: an OSError, or an object-store client's own error (not
     an OSError for botocore's, e.g. NoCredentialsError, EndpointConnectionError)."""
-    return isinstance(err, OSError) or any(
-        kind.__module__.split(".")[0] in CLIENT_PACKAGES for kind in type(err).__mro__
+    return (
+        isinstance(err, OSError)
+        or refused_option(err)
+        or any(kind.__module__.split(".")[0] in CLIENT_PACKAGES for kind in type(err).__mro__)
     )
 
 
@@ -121,7 +123,9 @@ def _causes(err: BaseException) -> Iterator[BaseException]:
 def access_kind(err: BaseException) -> str:
     """What an error of any store's client (or its cause: s3fs turns a refused key into a PermissionError) says:
     `credentials` (none found, or the store refused the keys), `connection` (the store's endpoint not reached),
-    or "" (anything else)."""
+    `options` (the client refused an io.storage_options key), or "" (anything else)."""
+    if refused_option(err):
+        return "options"
     for cause in _causes(err):
         code = getattr(cause, "response", None)
         code = code.get("Error", {}).get("Code") if isinstance(code, dict) else None
@@ -145,6 +149,8 @@ def describe(err: BaseException, url: str | Path = "") -> str:
             where = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment, "
             where += "or key and secret in io.storage_options"
         return f"no usable credentials for the object store: {said}; check {where}"
+    if kind == "options":
+        return f"the store's client does not take an option given in io.storage_options: {said}"
     if kind == "connection":
         where = ("io.storage_options endpoint_url (or AWS_ENDPOINT_URL)" if s3 else
                  "the store's address (io.storage_options)")  # fmt: skip
@@ -164,6 +170,17 @@ def reaching(key: str, url: str | Path | None) -> Iterator[None]:
         if not is_store_error(err):
             raise
         raise ConfigError(key, f"{url}: {describe(err, url or '')}") from err
+
+
+def refused_option(err: BaseException) -> bool:
+    """Whether err is a TypeError raised inside an object-store client (CLIENT_PACKAGES): what a keyword it does not
+    take does, passed on from io.storage_options at its first use (s3fs: `AioSession.__init__() got an unexpected
+    keyword argument 'retries'`). Only while io.storage_options holds keys: without any, such a TypeError is a bug."""
+    tb = err.__traceback__ if isinstance(err, TypeError) and _OPTIONS else None
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+    return module.split(".")[0] in CLIENT_PACKAGES
 
 
 def set_options(options: dict[str, Any] | None) -> None:

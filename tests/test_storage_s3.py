@@ -236,3 +236,27 @@ def test_an_endpoint_not_reached_stops_every_step_before_the_job_in_one_line(tmp
             assert time.perf_counter() - started < 10
     finally:
         storage.set_options({})
+
+
+def test_a_storage_option_the_client_does_not_take_is_named_in_one_line(tmp_path):
+    """A key of io.storage_options that s3fs's client refuses (a TypeError deep inside it, at first use) stops the
+    steps before the job in one line naming io.storage_options, not a traceback; a write meeting it is a fault that
+    repeats (not retried). No store needs to answer: the client refuses the option before it connects."""
+    options = dict(endpoint_url="http://127.0.0.1:9", key="testing", secret="testing", retries=3,
+                   skip_instance_cache=True)  # fmt: skip
+    remote_in = small_job(None, manifest="s3://bvt/mels/", out_dir=str(tmp_path / "out"), storage_options=options)
+    try:
+        with pytest.raises(ConfigError) as got:
+            quick_checks(remote_in)
+    finally:
+        storage.set_options({})
+    assert got.value.key == "input.manifest" and "\n" not in str(got.value), got.value
+    assert "does not take an option given in io.storage_options" in got.value.message
+    assert "unexpected keyword argument 'retries'" in got.value.message
+    try:
+        storage.set_options(options)
+        with pytest.raises(storage.WriteFault) as fault:
+            storage.Store("s3://bvt/out").write_bytes("x", b"")
+    finally:
+        storage.set_options({})
+    assert fault.value.kind == "options" and fault.value.permanent and "io.storage_options" in str(fault.value)
