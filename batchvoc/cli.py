@@ -142,7 +142,7 @@ def _hydra_error(err: Exception) -> ConfigError:
         return ConfigError("job", f"pick a job: job=NAME, one of {', '.join(job_names())}")
     if "Could not find '" in text and "/" in text:  # "Could not find 'job/nope'" -> the group's key
         group, name = text.split("Could not find '", 1)[1].split("'", 1)[0].split("/", 1)
-        return ConfigError(group, f"no {group} called {name!r}; options: {', '.join(group_options(group))}")
+        return ConfigError(group, f"no {group} called {name!r}; options: {', '.join(conf_options(group))}")
     if "Could not override '" in text:
         key = text.split("Could not override '", 1)[1].split("'", 1)[0]
         return ConfigError(key, "unknown key")
@@ -178,18 +178,14 @@ def check_output_dir(out_dir: str) -> None:
 
 
 def job_names() -> list[str]:
-    return group_options("job")
+    return conf_options("job")
 
 
 def check_preset(name: str) -> None:
     """ConfigError on model.preset for a name conf/preset/ has no file for (models/presets.py, without torch)."""
-    known = group_options("preset")
+    known = conf_options("preset")
     if name not in known:
         raise ConfigError("model.preset", f"unknown preset {name!r}; known presets: {', '.join(known)}")
-
-
-def group_options(group: str) -> list[str]:
-    return conf_options(group)
 
 
 def _job_line(name: str, group: str = "job") -> str:
@@ -304,7 +300,7 @@ def help_text() -> str:
     """`python -m batchvoc --help`: usage, the packaged jobs, and every key with its choices and its default (each
     job's value where the jobs set it)."""
     jobs = "\n".join(f"  {name:12} {_job_line(name)}" for name in job_names())
-    clusters = "\n".join(f"  {name:12} {_job_line(name, 'cluster')}" for name in group_options("cluster"))
+    clusters = "\n".join(f"  {name:12} {_job_line(name, 'cluster')}" for name in conf_options("cluster"))
     cluster = group_default("cluster")
     options = "\n".join(option_lines())
     per_job = job_defaults()

@@ -297,10 +297,11 @@ def test_help_lists_the_values_of_every_key_that_takes_a_set_of_them(tmp_path):
     from enum import Enum
 
     from batchvoc.backends import BACKENDS
-    from batchvoc.cli import compose, group_options
+    from batchvoc.cli import compose
+    from batchvoc.config import conf_options
 
     lines = _help_keys()
-    expected = {"engine.backend": list(BACKENDS), "model.preset": group_options("preset"),
+    expected = {"engine.backend": list(BACKENDS), "model.preset": conf_options("preset"),
                 "log_level": ["DEBUG", "INFO", "WARNING", "ERROR"]}  # fmt: skip
     for key, kind in _schema_types().items():
         if isinstance(kind, type) and issubclass(kind, Enum):
@@ -349,7 +350,8 @@ def test_help_lists_each_engine_option_with_its_backends_and_values_and_the_clus
     """engine.options' keys come from backends.py (TUNABLES, CHOICES, INTEGERS), each value shown one the checks
     take; the cluster group's options (conf/cluster/*.yaml) are listed with the default marked."""
     from batchvoc.backends import CHOICES, INTEGERS, TUNABLES
-    from batchvoc.cli import compose, group_options, help_text
+    from batchvoc.cli import compose, help_text
+    from batchvoc.config import conf_options
 
     text = help_text()
     section = text.split("\nengine.options (", 1)[1].split("\n\n", 1)[0]
@@ -367,5 +369,5 @@ def test_help_lists_each_engine_option_with_its_backends_and_values_and_the_clus
     assert "the keys each backend takes, below" in _help_keys()["engine.options"]
 
     clusters = text.split("\nclusters (cluster=NAME) [local]:\n", 1)[1].split("\n\n", 1)[0].splitlines()
-    assert [line.split()[0] for line in clusters] == group_options("cluster") and "existing" in group_options("cluster")
+    assert [line.split()[0] for line in clusters] == conf_options("cluster") and "existing" in conf_options("cluster")
     assert compose(["job=demo", f"output.dir={tmp_path}", "cluster=existing"]).cluster.address == "auto"
