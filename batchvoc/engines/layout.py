@@ -49,6 +49,8 @@ ANTIALIAS = CHOICES["antialias"]
 FUSED_METHODS = {"fused": "two_pass", "fused1": "dot", "fused1g": "gather", "fused1r": "recompute"}  # -> method
 RESBLOCKS = CHOICES["resblocks"]
 FAST_BACKENDS = ("inductor", "aoti")  # compiled backends that get the GPU rewrites by default
+# Dilated same-padded convs of at least this many taps run folded into d undilated ones (Conv1dAs2d)
+FOLD_MIN_KSIZE = 7
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,15 @@ def _to_2d(x: Tensor) -> Tensor:
 
 
 class Conv1dAs2d(nn.Module):
-    """An nn.Conv1d computed as a channels-last Conv2d with a (1, k) kernel: [B, C, T] -> [B, O, T'] (NLC strides)."""
+    """An nn.Conv1d computed as a channels-last Conv2d with a (1, k) kernel: [B, C, T] -> [B, O, T'] (NLC strides).
+
+    A same-padded stride-1 conv of dilation d > 1 and at least FOLD_MIN_KSIZE taps runs folded instead: x's time
+    axis seen as [T / d, d] (a free view of channels-last rows; x zero-padded to a multiple of d first), whose
+    columns are the d phases t mod d, each convolved undilated along the rows by a (k, 1) kernel. Same sums: tap j
+    of output t reads t + (j - (k-1)/2) d, row q + j - (k-1)/2 of its own phase. cuDNN's NHWC kernels run dilated
+    convolutions slower than undilated ones of the same size (H200, fp16, B=16 x 1,020 frames, ms per conv;
+    .dev-style microbenchmark, BENCHMARKS.md session 15): 128 channels k=11 d=3 1.156 -> 0.836 folded (d=1: 0.830),
+    k=7 d=5 0.886 -> 0.667; 256 channels k=11 d=5 0.612 -> 0.437; k=3 gains nothing (0.512 -> 0.518)."""
 
     def __init__(self, conv: nn.Conv1d):
         super().__init__()
@@ -94,14 +104,30 @@ class Conv1dAs2d(nn.Module):
             raise ValueError("Conv1dAs2d supports numeric zero padding only")
         self.stride, self.padding = (1, conv.stride[0]), (0, conv.padding[0])
         self.dilation, self.groups = (1, conv.dilation[0]), conv.groups
-        self.weight = nn.Parameter(
-            conv.weight.detach().unsqueeze(2).contiguous(memory_format=torch.channels_last), requires_grad=False
-        )
+        k, d, p = conv.kernel_size[0], conv.dilation[0], conv.padding[0]
+        self.fold = conv.stride[0] == 1 and d > 1 and k >= FOLD_MIN_KSIZE and 2 * p == d * (k - 1)
+        # [O, C / groups, 1, k], or folded [O, C / groups, k, 1]; made channels-last from the 4-D shape itself (a
+        # transposed view of the other, channels-last only up to its size-1 axis, was misread by the CPU's grouped conv)
+        weight = conv.weight.detach().unsqueeze(3 if self.fold else 2)
+        self.weight = nn.Parameter(weight.contiguous(memory_format=torch.channels_last), requires_grad=False)
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.fold:
+            return self._folded(_to_2d(x))
         y = F.conv2d(_to_2d(x), self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return y.squeeze(2)
+
+    def _folded(self, x: Tensor) -> Tensor:
+        """x [B, C, 1, T] channels-last -> [B, O, T]: the dilated conv as an undilated one per phase (class doc)."""
+        rows, channels, _, length = x.shape
+        d = self.dilation[1]
+        pad = -length % d
+        if pad:
+            x = F.pad(x, (0, pad))
+        phases = x.reshape(rows, channels, (length + pad) // d, d)
+        y = F.conv2d(phases, self.weight, self.bias, 1, (self.padding[1] // d, 0), 1, self.groups)
+        return y.reshape(rows, y.shape[1], length + pad)[..., :length]
 
 
 class ConvTranspose1dAs2d(nn.Module):

@@ -71,6 +71,32 @@ def test_channels_last_2d_keeps_activations_channels_last():
     assert inner and all(s[1] == 1 for s in inner)  # [B, C, T] with unit channel stride: memory [B, T, C]
 
 
+@pytest.mark.parametrize(
+    ("ksize", "dilation", "length", "groups", "bias", "folded"),
+    [(7, 3, 60, 1, True, True), (11, 5, 53, 1, True, True), (11, 3, 4, 1, False, True), (7, 2, 41, 4, True, True),
+     (3, 5, 40, 1, True, False), (7, 1, 40, 1, True, False)],
+)  # fmt: skip
+def test_dilated_convs_run_folded(ksize, dilation, length, groups, bias, folded):
+    """A same-padded dilated conv of >= FOLD_MIN_KSIZE taps runs as undilated convs of its phases (x padded to a
+    multiple of the dilation where it is not one, lengths shorter than the dilation, groups, no bias): the same
+    output as nn.Conv1d (fp32, <= 1e-5), channels-last rows."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(8, 8, ksize, dilation=dilation, padding=dilation * (ksize - 1) // 2, groups=groups,
+                           bias=bias)  # fmt: skip
+    fast = layout.Conv1dAs2d(conv)
+    assert fast.fold == folded
+    x = torch.randn(2, 8, length)
+    with torch.no_grad():
+        out, ref = fast(x), conv(x)
+    assert out.shape == ref.shape and out.stride(1) == 1
+    assert (out - ref).abs().max() <= 1e-5
+
+
+def test_only_same_padded_stride_one_convs_fold():
+    assert not layout.Conv1dAs2d(torch.nn.Conv1d(4, 4, 7, dilation=3, padding=2)).fold  # output longer than x
+    assert not layout.Conv1dAs2d(torch.nn.Conv1d(4, 4, 7, stride=2, dilation=3, padding=9)).fold
+
+
 def test_polyphase_leaves_no_resampling_convs():
     model = BigVGAN(**SMALL).eval()
     fast = layout.polyphase_antialias(model)
