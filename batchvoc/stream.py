@@ -4,8 +4,8 @@
     for done in stream.vocode(items):          # items: (key, mel [n_mels, T] float32), in order
         done.key, done.audio, AudioCheck.from_sums(done.sums), done.error
 
-On a GPU the mel batch goes up through pinned memory (a non-blocking copy queued behind the work already on the
-stream), the engine and the round-trip check run on the current stream, and the audio and per-frame check values
+On a GPU the mel batch goes up through pinned memory on a copy stream of its own (while the batch before
+computes), the engine and the round-trip check run on the current stream, and the audio and per-frame check values
 come back on a copy stream of their own into two alternating pinned buffers; the next batch is packed and
 launched before the previous one's audio is waited for, so the device does not wait on the host between batches.
 Chunking and stitching are batchvoc/chunking.py (numpy only); the check's maths are batchvoc/roundtrip.py.
@@ -32,13 +32,27 @@ MAX_FAILED_BATCHES = 3
 Waiter = Callable[[], tuple[np.ndarray, np.ndarray]]
 
 
-def to_device(array: np.ndarray, device: torch.device | str) -> Tensor:
-    """array as a tensor on device; bound for a GPU it goes through pinned memory, so the copy is queued behind
-    the work already on the stream instead of blocking the host until that work is done (a pageable copy does)."""
-    t = torch.from_numpy(array)
-    if torch.device(device).type != "cuda":
-        return t.to(device)
-    return t.pin_memory().to(device, non_blocking=True)
+class _Uploads:
+    """Host-to-device copies of a batch's arrays through pinned memory, on a copy stream of their own: they run
+    while the batch before computes, instead of queued between its last kernel and this batch's first (H200,
+    gsv_v4 batch 16: ~0.2 ms idle per 37 ms forward). The compute stream waits for them before their first use.
+    On a CPU the arrays become tensors as they are."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def __call__(self, *arrays: np.ndarray) -> list[Tensor]:
+        hosts = [torch.from_numpy(a) for a in arrays]
+        if self._stream is None:
+            return [t.to(self.device) for t in hosts]
+        with torch.cuda.stream(self._stream):  # the pinned blocks are recycled once these copies end
+            tensors = [t.pin_memory().to(self.device, non_blocking=True) for t in hosts]
+        compute = torch.cuda.current_stream(self.device)
+        compute.wait_stream(self._stream)
+        for t in tensors:
+            t.record_stream(compute)  # allocated on the copy stream, used and freed on the compute stream
+        return tensors
 
 
 class VocoderStream:
@@ -69,12 +83,12 @@ class VocoderStream:
         Raises ValueError for a mel of the wrong shape (validate rows first), RuntimeError after
         MAX_FAILED_BATCHES failed batches in a row."""
         stitcher = Stitcher(self.plan.hop)
-        copies = _HostCopies()
+        copies, uploads = _HostCopies(), _Uploads(self.device)
         failures = 0
         self.frames_kept = self.frames_run = 0
         waiting: tuple[PackedBatch, Waiter | None, str | None] | None = None
         for packed in pack_plan(items, self.plan):
-            launched, error = self._launch(packed, copies)
+            launched, error = self._launch(packed, uploads, copies)
             self.frames_kept += packed.real_frames
             self.frames_run += packed.mel.shape[0] * packed.length if packed.rows_used else 0
             if waiting is not None:
@@ -87,7 +101,8 @@ class VocoderStream:
         if stitcher.pending:
             raise RuntimeError("stream ended inside an utterance")
 
-    def _launch(self, packed: PackedBatch, copies: _HostCopies) -> tuple[Waiter | None, str | None]:
+    def _launch(self, packed: PackedBatch, uploads: _Uploads, copies: _HostCopies
+                ) -> tuple[Waiter | None, str | None]:  # fmt: skip
         """Start a batch on the device; (a wait() for its audio and check values, None) or (None, the error)."""
         if not packed.rows_used:  # only empty utterances: nothing to run
             rows = packed.mel.shape[0]
@@ -95,7 +110,7 @@ class VocoderStream:
             values = np.zeros((FRAME_VALUES, rows, packed.length), np.float32)
             return (lambda: (zeros, values)), None
         try:
-            mel, bounds = to_device(packed.mel, self.device), to_device(packed.bounds, self.device)
+            mel, bounds = uploads(packed.mel, packed.bounds)
             with torch.inference_mode():
                 audio = self.engine(mel, bounds)
                 values = self.checker.frame_values(audio, mel, bounds)

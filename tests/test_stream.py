@@ -65,6 +65,25 @@ def test_vocode_streams():
     assert [k for k, _ in stream][-1] == "u999"
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_batches_read_their_own_uploads():
+    """On a GPU each batch's mel goes up on a copy stream while the batch before computes: an engine that spins
+    before reading its input still reads its own batch (the compute stream waits for the copies), and no batch
+    reads memory a later upload reused. The echo engine's audio comes back exact."""
+    hop = 4
+
+    def slow_echo(mel: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+        torch.cuda._sleep(2_000_000)  # ~1 ms: the next batch's upload is queued meanwhile
+        return mel[:, 0, :].repeat_interleave(hop, dim=-1)
+
+    items = utterances([37, 5, 80, 12, 64, 3, 50, 29] * 4, seed=3)
+    stream = VocoderStream(slow_echo, ChunkPlan(16, 0, 2, float(SILENCE), hop), sample_rate=100, device="cuda")
+    got = {done.key: done.audio for done in stream.vocode(items)}
+    for key, mel in items:
+        assert np.array_equal(got[key], np.repeat(mel[0], hop)), key
+
+
 def test_only_empty_utterances_and_bad_shapes():
     out = list(vocode(echo_engine(2), utterances([0, 0]), 4, 1, 2, SILENCE, 2))
     assert [(k, a.shape) for k, a in out] == [("u0", (0,)), ("u1", (0,))]
