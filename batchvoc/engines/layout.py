@@ -94,9 +94,10 @@ class Conv1dAs2d(nn.Module):
     axis seen as [T / d, d] (a free view of channels-last rows; x zero-padded to a multiple of d first), whose
     columns are the d phases t mod d, each convolved undilated along the rows by a (k, 1) kernel. Same sums: tap j
     of output t reads t + (j - (k-1)/2) d, row q + j - (k-1)/2 of its own phase. cuDNN's NHWC kernels run dilated
-    convolutions slower than undilated ones of the same size (H200, fp16, B=16 x 1,020 frames, ms per conv;
-    .dev-style microbenchmark, BENCHMARKS.md session 15): 128 channels k=11 d=3 1.156 -> 0.836 folded (d=1: 0.830),
-    k=7 d=5 0.886 -> 0.667; 256 channels k=11 d=5 0.612 -> 0.437; k=3 gains nothing (0.512 -> 0.518)."""
+    convolutions slower than undilated ones of the same size: folded, they ran at the undilated ones' speed (H200,
+    fp16, B=16, gsv_v4's 128- and 256-channel stages: k=11 d=3 and d=5 0.72-0.74x the dilated time, k=7 d=5 0.73x;
+    k=3 no faster; BENCHMARKS.md session 15, benchmarks/dilated_convs.py), and gsv_v4 fp16 under inductor ran
+    3,956x -> 4,035x real time."""
 
     def __init__(self, conv: nn.Conv1d):
         super().__init__()
