@@ -95,7 +95,7 @@ class Conv1dAs2d(nn.Module):
     columns are the d phases t mod d, each convolved undilated along the rows by a (k, 1) kernel. Same sums: tap j
     of output t reads t + (j - (k-1)/2) d, row q + j - (k-1)/2 of its own phase. cuDNN's NHWC kernels run dilated
     convolutions slower than undilated ones of the same size: folded, they ran at the undilated ones' speed (H200,
-    fp16, B=16, gsv_v4's 128- and 256-channel stages: k=11 d=3 and d=5 0.72-0.74x the dilated time, k=7 d=5 0.73x;
+    fp16, B=16, gsv_v4's 128- and 256-channel stages: k=11 d=3 and d=5 0.71-0.74x the dilated time, k=7 d=5 0.73-0.75x;
     k=3 no faster; BENCHMARKS.md session 15, benchmarks/dilated_convs.py), and gsv_v4 fp16 under inductor ran
     3,956x -> 4,035x real time."""
 
