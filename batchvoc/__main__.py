@@ -173,7 +173,8 @@ def log_closing(report: JobReport, out_url: str, retry_failed: bool = False) -> 
         return
     # the speed is over the audio this run vocoded: where that is not all the audio, say how much it is
     resumed = s.this_run is not None and (s.shards_skipped > 0 or s.this_run.rows_reused > 0)
-    reused = f", {s.this_run.rows_reused} rows reused" if resumed and s.this_run.rows_reused else ""
+    n_reused = s.this_run.rows_reused if resumed else 0
+    reused = f", {n_reused} row{'s' if n_reused != 1 else ''} reused" if n_reused else ""
     this_run = f" ({s.this_run.audio_seconds_vocoded / 3600:.3f} h vocoded this run{reused})" if resumed else ""
     log.info(
         "batchvoc: %d rows ok, %d suspect, %d failed, %d clipped; %.3f h of audio%s, %.1fx real time on %d actor(s) "

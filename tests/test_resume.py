@@ -140,7 +140,8 @@ def test_a_full_disk_names_the_cause_counts_unwritten_rows_and_a_rerun_with_spac
     run = summary["this_run"]  # the rows written before the disk filled are reused, not vocoded again
     assert summary["x_realtime"] == pytest.approx(run["audio_seconds_vocoded"] / summary["wall_seconds"])
     # the closing line's speed is this run's: it says how much of the audio this run vocoded
-    reused = f", {run['rows_reused']} rows reused" if run["rows_reused"] else ""
+    n = run["rows_reused"]
+    reused = f", {n} row{'s' if n != 1 else ''} reused" if n else ""
     said = f"{summary['audio_seconds'] / 3600:.3f} h of audio ({run['audio_seconds_vocoded'] / 3600:.3f} h vocoded "
     assert f"{said}this run{reused})" in rerun.stdout + rerun.stderr, (rerun.stdout + rerun.stderr)[-2000:]
 

@@ -90,7 +90,8 @@ def npy_row(path: Path, folder: Path, manifest_dir: Path, n_mels: int | None = N
     if len(shape) != 2:
         raise Skip(f"shape {list(mel.shape)} is not [n_mels, n_frames]")
     if n_mels is not None and shape[0] != n_mels:
-        raise Skip(f"{shape[0]} mel bands, the preset takes {n_mels}")
+        hint = " (stored [n_frames, n_mels]? save mel.T)" if shape[1] == n_mels else ""
+        raise Skip(f"{shape[0]} mel bands, the preset takes {n_mels}{hint}")
     try:
         mel_path = path.resolve().relative_to(manifest_dir.resolve()).as_posix()
     except ValueError:

@@ -103,11 +103,13 @@ def test_npy_rows_are_checked_against_the_builders_preset(tmp_path, capsys):
     np.save(tmp_path / "mels" / "bands80.npy", np.full((80, 7), -4.0, np.float32))
     np.save(tmp_path / "mels" / "ints.npy", np.zeros((100, 7), np.int32))
     np.save(tmp_path / "mels" / "cube.npy", np.zeros((2, 100, 7), np.float32))
+    np.save(tmp_path / "mels" / "transposed.npy", np.full((263, 100), -4.0, np.float32))
     (tmp_path / "mels" / "junk.npy").write_text("junk")
     out = tmp_path / "m.parquet"
     assert main(["npy", str(tmp_path / "mels"), str(out), "--preset", "gsv_v4", "--workers", "2"]) == 2
     err = capsys.readouterr().err
-    reasons = {"bands80": "80 mel bands", "ints": "int32", "cube": "[2, 100, 7]", "junk": "unreadable"}
+    reasons = {"bands80": "80 mel bands", "ints": "int32", "cube": "[2, 100, 7]", "junk": "unreadable",
+               "transposed": "263 mel bands, the preset takes 100 (stored [n_frames, n_mels]? save mel.T)"}  # fmt: skip
     for name, reason in reasons.items():
         assert f"{name}.npy: " in err and reason in err
     assert [(r.id, r.mel.shape) for r in _rows(out, 100)] == [("ok", (100, 7))]
