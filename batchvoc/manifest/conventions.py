@@ -225,8 +225,12 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
         return _below_floor_or_above_ceiling(lo, q1, hi, floor, ceiling, fix)
     if at_floor and lo > floor + ABOVE_FLOOR and hi - lo < COMPRESSED_SPAN * (ceiling - floor):
         ratio = lo / floor
-        guess = "log10 (ln / 2.303)" if abs(ratio - 1 / LN10) < 0.04 else f"a natural-log mel scaled by {ratio:.2f}"
-        hint = f"set {SCALE_KEY}=log10" if "log10" in guess else fix
+        if abs(ratio - 1 / LN10) < 0.04:
+            guess, hint = "log10 (ln / 2.303)", f"set {SCALE_KEY}=log10"
+        else:  # no scale key undoes an arbitrary factor: say which one would
+            guess = f"a natural-log mel scaled by {ratio:.2f}"
+            hint = (f"store the natural-log mel itself (these values times {1 / ratio:.3g}, clamped at {floor:.2f}); "
+                    f"{SCALE_KEY} reads log10, db and gsv_norm mels, not other factors")  # fmt: skip
         return (f"clamped floor at {lo:.2f} where ln(clip) is {floor:.2f}, values up to {hi:.2f}: "
                 f"looks like {guess}; {hint}")  # fmt: skip
     if q1 > COMPRESSED_Q1 and hi < ceiling:

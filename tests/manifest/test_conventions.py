@@ -30,7 +30,7 @@ WRONG = [
     ("gsv_norm", lambda m: (m + 12) / 14 * 2 - 1, ["[-1, 1]", "input.mel_scale=gsv_norm"]),
     ("min-max [0, 1]", lambda m: (m - m.min()) / (m.max() - m.min()), ["[0, 1]", "input.mel_scale"]),
     ("linear magnitudes", np.exp, ["linear"]),
-    ("scaled by 0.5", lambda m: 0.5 * m, ["scaled by 0.50"]),
+    ("scaled by 0.5", lambda m: 0.5 * m, ["scaled by 0.50", "values times 2,"]),
     ("log of power", lambda m: 2 * m, ["power"]),
     ("Tacotron symmetric [-4, 4]", lambda m: np.clip((_db(m) + 100) / 100 * 8 - 4, -4, 4), ["scaled"]),
     ("[T, n_mels] flattened", lambda m: np.ascontiguousarray(m.T).reshape(m.shape), ["[T, n_mels]", "mel.T"]),
