@@ -64,10 +64,11 @@ class KernelOp:
 
 def define_all() -> None:
     """Define every batchvoc operator (a process that loads a package calling them back needs them by name)."""
-    from batchvoc.engines import fused_antialias, fused_resblock, post_conv
+    from batchvoc.engines import fused_antialias, fused_resblock, post_conv, superrow
 
     for op in (fused_resblock.lrelu_conv, fused_resblock.lrelu_conv_and_act, fused_antialias.antialiased_snake,
-               fused_antialias.antialiased_snake_one_pass, post_conv.conv_to_one):  # fmt: skip
+               fused_antialias.antialiased_snake_one_pass, post_conv.conv_to_one, superrow.superrow_conv,
+               superrow.superrow_conv_and_act):  # fmt: skip
         op.define()
 
 
@@ -101,7 +102,8 @@ def compiled_as(how: str) -> Iterator[None]:
 
 # engines/: what our operators are compiled from (kernels, launch parameters, plain-torch paths)
 KERNEL_SOURCES = ("ops.py", "triton_runtime.py", "fused_antialias.py", "antialias_kernels.py", "one_pass_kernels.py",
-                  "fused_resblock.py", "conv_kernels.py", "span_kernels.py", "post_conv.py")  # fmt: skip
+                  "fused_resblock.py", "conv_kernels.py", "span_kernels.py", "post_conv.py", "superrow.py",
+                  "superrow_kernels.py")  # fmt: skip
 
 
 def kernels_digest() -> str:

@@ -13,14 +13,25 @@ padding p = d (k - 1) / 2) is then, per output super-row q,
 [BLOCK_M, W] x [W, BLOCK_N], and each super-row block is loaded once per m instead of once per tap. Expected to win
 for undilated convs of k >= 7 at 16 and 32 channels (M = 1 or 2); a GPU session measures it
 (benchmarks/superrow_tiles.py).
+
+Everything else is `lrelu_conv`'s (engines/fused_resblock.py): the leaky ReLU of the input as loaded, rounded to x's
+dtype, bias, residual, the output's leaky ReLU, the span's zeroing per sample, the optional second store of the
+output's leaky ReLU (`superrow_conv_and_act`), fp32 accumulation. The ops (torch.library.triton_op, engines/ops.py)
+launch `superrow_kernels.superrow_conv` on a GPU; on a CPU they run the same block products in plain torch.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from batchvoc.engines.ops import kernel_op
+from batchvoc.engines.triton_runtime import launcher, span_launch_args, use_triton
+from batchvoc.models.span import Span
+
 SUPERROW_WIDTH = 128  # features per super-row: the tensor cores' K and N of one product
+SUPERROW_TILE_KEYS = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "STAGES")  # the ops' `tile` list, in order
 
 
 def superrow_samples(channels: int) -> int:
@@ -55,6 +66,125 @@ def superrow_product(rows: Tensor, blocks: Tensor) -> Tensor:
     one matrix product of the 2M + 1 shifted rows side by side (plain torch: the kernel's arithmetic)."""
     reach = (blocks.shape[0] - 1) // 2
     count = rows.shape[1]
-    padded = torch.nn.functional.pad(rows, (0, 0, reach, reach))
+    padded = F.pad(rows, (0, 0, reach, reach))
     shifted = torch.cat([padded[:, m : m + count] for m in range(2 * reach + 1)], dim=2)
     return shifted @ blocks.reshape(-1, blocks.shape[2])
+
+
+def superrow_tiles(width_out: int, activate_input: bool = True) -> dict[str, int]:
+    """The kernel's default tile for super-rows of width_out output features (not yet measured on a GPU: the
+    benchmark sweeps BLOCK_M, BLOCK_N, warps and STAGES); STAGES absent unrolls the loop over blocks."""
+    return dict(BLOCK_M=64, BLOCK_N=min(width_out, 128), num_warps=4, num_stages=1)
+
+
+def _tile_config(tile: list[int], width_out: int, activate_input: bool) -> dict[str, int]:
+    """The ops' `tile` list (SUPERROW_TILE_KEYS' values, STAGES 0 for none) as a config; empty: `superrow_tiles`."""
+    if not tile:
+        return superrow_tiles(width_out, activate_input)
+    config = dict(zip(SUPERROW_TILE_KEYS, (int(v) for v in tile), strict=True))
+    if not config["STAGES"]:
+        del config["STAGES"]
+    return config
+
+
+def _check_rows(x: Tensor, blocks: Tensor, samples: int) -> None:
+    """ValueError unless x [B, C, T] is compact channels-last rows (channel stride 1, time stride C), T a multiple
+    of samples, and blocks [2M + 1, S C, W_out] fit them with widths powers of two from 16 up (the kernel's sizes)."""
+    _, channels, length = x.shape
+    if x.stride(1) != 1 or (length > 1 and x.stride(2) != channels):
+        raise ValueError(f"super-rows need compact channels-last rows: x's strides {tuple(x.stride())} are not "
+                         f"(*, 1, {channels})")  # fmt: skip
+    if length % samples:
+        raise ValueError(f"super-rows of {samples} samples need T a multiple of {samples}, not {length}")
+    width_in, width_out = blocks.shape[1], blocks.shape[2]
+    if width_in != samples * channels or width_out % samples:
+        raise ValueError(f"blocks {tuple(blocks.shape)} are not for {samples} samples of {channels} channels")
+    for width in (width_in, width_out):
+        if width < 16 or width & (width - 1):
+            raise ValueError(f"super-rows need widths that are powers of two from 16 up, not {width}")
+
+
+def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) -> Tensor:
+    return torch.empty((rows, length, channels), dtype=like.dtype, device=like.device).transpose(1, 2)
+
+
+def _triton_forward(x, blocks, bias, residual, valid, rate, samples, slope, activate_input=True,
+                    activate_output=False, config=None, activated=None) -> Tensor:  # fmt: skip
+    """out [B, C_out, T] from one launch of superrow_kernels.superrow_conv, and with `activated` (a tensor like
+    out) out's leaky ReLU stored there."""
+    from batchvoc.engines import superrow_kernels  # imports triton: GPU path only
+
+    rows, c_in, length = x.shape
+    c_out = blocks.shape[2] // samples
+    out = _channels_last_empty(rows, c_out, length, x)
+    has_res = residual is not None
+    res = residual if has_res else out  # never read when absent; a real pointer for the launcher
+    valid, vs, has_span = span_launch_args(valid, x)
+    config = dict(config or superrow_tiles(blocks.shape[2], activate_input))
+    config.setdefault("STAGES", 0)
+    cdiv = superrow_kernels.triton.cdiv
+    grid = (cdiv(length // samples, config["BLOCK_M"]), cdiv(blocks.shape[2], config["BLOCK_N"]), rows)
+    launcher(superrow_kernels.superrow_conv, x)[grid](
+        x, blocks, bias, res, out, out if activated is None else activated, valid, length, rate, slope, x.stride(0),
+        *res.stride(), *out.stride(), *vs, C_IN=c_in, C_OUT=c_out, S=samples, M=(blocks.shape[0] - 1) // 2,
+        HAS_RES=has_res, HAS_SPAN=has_span, ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output,
+        STORE_ACTIVATED=activated is not None, DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
+        **config,
+    )  # fmt: skip
+    return out
+
+
+def _torch_forward(x, blocks, bias, residual, valid, rate, samples, slope, activate_input=True,
+                   activate_output=False, config=None, activated=None) -> Tensor:  # fmt: skip
+    """The kernel's arithmetic in plain torch (`superrow_product`): CPU, or a GPU without triton."""
+    rows, c_in, length = x.shape
+    c_out = blocks.shape[2] // samples
+    a = F.leaky_relu(x, slope) if activate_input else x
+    y = superrow_product(a.transpose(1, 2).reshape(rows, length // samples, samples * c_in), blocks)
+    y = y.reshape(rows, length, c_out).transpose(1, 2) + bias[:, None]
+    if residual is not None:
+        y = y + residual
+    if activate_output:
+        y = F.leaky_relu(y, slope)
+    y = Span.from_per_frame(valid).zero(y, rate)
+    out = _channels_last_empty(rows, c_out, length, x).copy_(y)
+    if activated is not None:
+        activated.copy_(F.leaky_relu(out, slope))
+    return out
+
+
+def _superrow_kernels() -> list:
+    from batchvoc.engines import superrow_kernels
+
+    return [superrow_kernels.superrow_conv]
+
+
+@kernel_op("superrow_conv", kernels=_superrow_kernels)
+def superrow_conv(x: Tensor, blocks: Tensor, bias: Tensor, residual: Tensor | None, valid: Tensor, rate: int,
+                  samples: int, slope: float, activate_input: bool = True, activate_output: bool = False,
+                  tile: list[int] | None = None) -> Tensor:  # fmt: skip
+    """fused_resblock.lrelu_conv computed over super-rows: x [B, C_in, T] with compact channels-last rows -> [B,
+    C_out, T] (channels-last strides), zeroed outside the utterances, conv(leaky_relu(x)) + bias (+ residual)
+    (leaky ReLU'd with activate_output); activate_input=False convolves x as it is.
+    blocks [2M + 1, S C_in, S C_out] (`superrow_weights`), samples S per super-row (S divides T); valid [B, 2,
+    T // rate] per-frame utterance bounds, or empty for whole utterances; tile: SUPERROW_TILE_KEYS' values (None
+    or empty: `superrow_tiles`). Raises ValueError for rows, T or blocks it cannot take (`_check_rows`)."""
+    _check_rows(x, blocks, samples)
+    forward = _triton_forward if use_triton(x) else _torch_forward
+    return forward(x, blocks, bias, residual, valid, rate, samples, slope, activate_input, activate_output,
+                   _tile_config(tile or [], blocks.shape[2], activate_input))  # fmt: skip
+
+
+@kernel_op("superrow_conv_and_act", kernels=_superrow_kernels)
+def superrow_conv_and_act(x: Tensor, blocks: Tensor, bias: Tensor, residual: Tensor | None, valid: Tensor,
+                          rate: int, samples: int, slope: float, activate_input: bool = True,
+                          tile: list[int] | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """`superrow_conv` that also stores its output's leaky ReLU: (out, leaky_relu(out)), both [B, C_out, T] with
+    channels-last strides, in one launch (fused_resblock.lrelu_conv_and_act's role)."""
+    _check_rows(x, blocks, samples)
+    rows, _, length = x.shape
+    activated = _channels_last_empty(rows, blocks.shape[2] // samples, length, x)
+    forward = _triton_forward if use_triton(x) else _torch_forward
+    out = forward(x, blocks, bias, residual, valid, rate, samples, slope, activate_input, False,
+                  _tile_config(tile or [], blocks.shape[2], activate_input), activated=activated)  # fmt: skip
+    return out, activated

@@ -35,3 +35,119 @@ def test_reach_is_the_super_rows_each_side():
 def test_weights_refuse_a_conv_that_is_not_same_padded():
     with pytest.raises(ValueError, match="same-padded"):
         superrow_weights(torch.zeros(3, 16, 16), 1, 0, 8)
+
+
+def _layer(channels: int, ksize: int, dilation: int, seed: int = 0, rate: int = 8, frames: int = 30):
+    """(x channels-last [3, C, frames * rate], weight [k, C, C], bias, residual [3, C, T] in [B, C, T] order,
+    blocks, samples, padding) for one conv."""
+    gen = torch.Generator().manual_seed(seed)
+    length = frames * rate
+    x = torch.randn(3, length, channels, generator=gen).transpose(1, 2)
+    weight = torch.randn(ksize, channels, channels, generator=gen) / (channels * ksize) ** 0.5
+    bias, residual = torch.randn(channels, generator=gen), torch.randn(3, channels, length, generator=gen)
+    samples, padding = superrow_samples(channels), dilation * (ksize - 1) // 2
+    return x, weight, bias, residual, superrow_weights(weight, dilation, padding, samples), samples, padding
+
+
+def _bounds(rate: int = 8, frames: int = 30) -> list[torch.Tensor]:
+    """The ops' valid argument for tests/engines/kernels.spans() (none, per row, two utterances in row 1), and row 1
+    split at an odd frame instead (where S = 2 rate, a super-row holding both utterances' samples)."""
+    from batchvoc.models.span import Span
+    from tests.engines.kernels import spans
+
+    odd = spans()[2].clone()
+    odd[1, :, :13], odd[1, :, 13:] = torch.tensor([2, 13]).view(2, 1), torch.tensor([13, 27]).view(2, 1)
+    return [Span(valid).per_frame(frames, "cpu") for valid in (*spans(), odd)]
+
+
+def _check_layer(forward, channels, ksize, dilation, rate=8, config=None, tol=1e-5):
+    """forward (superrow's _torch_forward or _triton_forward) against lrelu_conv's plain-torch arithmetic for each
+    span, with and without residual, each activation, and the output's leaky ReLU stored too."""
+    from batchvoc.engines.fused_resblock import _torch_forward as conv
+
+    x, weight, bias, residual, blocks, samples, padding = _layer(channels, ksize, dilation, rate=rate)
+    flags = [(True, False, True), (False, False, False), (True, True, False), (False, True, True)]
+    for valid in _bounds(rate):
+        for act_in, act_out, has_res in flags:
+            res = residual if has_res else None
+            want = conv(x, weight, bias, res, valid, rate, dilation, padding, 0.1, act_in, act_out)
+            activated = None if act_out else torch.full_like(want, float("nan"))
+            got = forward(x, blocks, bias, res, valid, rate, samples, 0.1, act_in, act_out, config=config,
+                          activated=activated)  # fmt: skip
+            assert got.shape == want.shape and got.stride(1) == 1
+            err = (got - want).abs().max()
+            assert err <= tol * want.abs().max(), (channels, ksize, dilation, act_in, act_out, has_res, err)
+            if activated is not None:
+                assert torch.equal(activated, F.leaky_relu(got, 0.1))
+
+
+@pytest.mark.parametrize("channels", [16, 32, 64])
+def test_torch_path_equals_lrelu_conv(channels):
+    from batchvoc.engines.superrow import _torch_forward
+
+    for ksize, dilation in ((3, 1), (7, 1), (11, 1), (7, 3), (11, 5)):
+        _check_layer(_torch_forward, channels, ksize, dilation)
+
+
+def test_ops_return_channels_last_output_and_its_activation():
+    from batchvoc.engines.fused_resblock import lrelu_conv
+    from batchvoc.engines.superrow import superrow_conv, superrow_conv_and_act
+
+    x, weight, bias, residual, blocks, samples, padding = _layer(16, 7, 1)
+    valid = _bounds()[2]
+    want = lrelu_conv(x, weight, bias, residual, valid, 8, 1, padding, 0.1)
+    got = superrow_conv(x, blocks, bias, residual, valid, 8, samples, 0.1)
+    assert got.stride(1) == 1 and (got - want).abs().max() <= 1e-5 * want.abs().max()
+    out, activated = superrow_conv_and_act(x, blocks, bias, None, valid, 8, samples, 0.1, activate_input=False)
+    assert torch.equal(out, superrow_conv(x, blocks, bias, None, valid, 8, samples, 0.1, False))
+    assert torch.equal(activated, F.leaky_relu(out, 0.1)) and activated.stride(1) == 1
+
+
+def test_ops_refuse_rows_they_cannot_take():
+    from batchvoc.engines.superrow import superrow_conv
+
+    x, _, bias, _, blocks, samples, _ = _layer(16, 7, 1)
+    empty = torch.zeros(0, 2, 0, dtype=torch.int64)
+    with pytest.raises(ValueError, match="compact channels-last rows"):
+        superrow_conv(x.contiguous(), blocks, bias, None, empty, 8, samples, 0.1)
+    with pytest.raises(ValueError, match="compact channels-last rows"):
+        superrow_conv(x[:, :, ::2], blocks, bias, None, empty, 8, samples, 0.1)
+    with pytest.raises(ValueError, match="T a multiple of 8"):
+        superrow_conv(x[:, :, :-4], blocks, bias, None, empty, 8, samples, 0.1)
+    with pytest.raises(ValueError, match="not for 4 samples"):
+        superrow_conv(x, blocks, bias, None, empty, 8, 4, 0.1)
+
+
+@pytest.mark.parametrize("channels", [16, 32])
+def test_kernel_equals_the_conv_in_the_interpreter(channels):
+    """k 3 / 7 / 11, d 1 / 3; blocks unrolled and pipelined, output tiles of 64 and 128 features; a frame rate that
+    S does not divide (super-rows straddling frames: the span is zeroed per sample)."""
+    from tests.engines.kernels import run_interpreted
+
+    run_interpreted(
+        f"""
+        from batchvoc.engines.superrow import _triton_forward
+        from tests.engines.test_superrow import _check_layer
+        unrolled = dict(BLOCK_M=16, BLOCK_N=64, num_warps=4, num_stages=1)
+        pipelined = dict(BLOCK_M=32, BLOCK_N=128, num_warps=4, num_stages=1, STAGES=2)
+        for i, (ksize, dilation) in enumerate(((3, 1), (7, 1), (11, 1), (3, 3), (7, 3), (11, 3))):
+            _check_layer(_triton_forward, {channels}, ksize, dilation, config=(unrolled, pipelined)[i % 2])
+        _check_layer(_triton_forward, {channels}, 7, 1, rate={superrow_samples(channels) // 2}, config=unrolled)
+        """
+    )
+
+
+def test_op_compiles_without_graph_break():
+    from batchvoc.engines.superrow import superrow_conv, superrow_conv_and_act
+
+    x, weight, bias, residual, blocks, samples, padding = _layer(16, 7, 1)
+    valid = _bounds()[2]
+    superrow_conv.define(), superrow_conv_and_act.define()
+
+    def step(x, residual, valid):
+        h, a = torch.ops.batchvoc.superrow_conv_and_act(x, blocks, bias, None, valid, 8, samples, 0.1)
+        return torch.ops.batchvoc.superrow_conv(a, blocks, bias, residual, valid, 8, samples, 0.1, False) + h
+
+    compiled = torch.compile(step, fullgraph=True, dynamic=False)
+    with torch.no_grad():
+        assert (compiled(x, residual, valid) - step(x, residual, valid)).abs().max() <= 1e-5
