@@ -26,7 +26,7 @@ TENSORRT_NO_GPU = (
 )
 PRECISION_NAMES = ("fp32", "fp16", "bf16")
 
-_REWRITES = ("layout", "antialias", "resblocks", "fused_max_channels", "tile_table")
+_REWRITES = ("layout", "antialias", "resblocks", "fused_max_channels", "tile_table", "superrows")
 # each named option's values (engines/layout.py, engines/ops.py, torch._inductor.list_mode_options take these)
 CHOICES: dict[str, tuple[str, ...]] = {
     "layout": ("auto", "ncl", "channels_last_2d"),
@@ -38,6 +38,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # each integer option's bounds, inclusive (optimization_level: Torch-TensorRT's builder levels)
 INTEGERS: dict[str, tuple[int, int | None]] = {
     "fused_max_channels": (0, None),
+    "superrows": (0, None),
     "optimization_level": (0, 5),
     "workspace_size": (0, None),
 }

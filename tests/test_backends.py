@@ -26,6 +26,8 @@ BAD_VALUES = [  # (option, value, words the message must hold)
     ("mode", "turbo", "choose one of default"),
     ("fused_max_channels", "many", "must be an integer"),
     ("fused_max_channels", -3, "must be 0 or more"),
+    ("superrows", "two", "must be an integer"),
+    ("superrows", -1, "must be 0 or more"),
     ("optimization_level", 9, "5 or less"),
     ("workspace_size", "1.5", "must be an integer"),
     ("tile_table", "/nonexistent/tiles.json", "cannot read a tile table from '/nonexistent/tiles.json'"),
@@ -53,6 +55,7 @@ def test_good_values_pass_and_numbers_become_ints(tmp_path):
     path = tmp_path / "tiles.json"
     path.write_text(json.dumps({"64,7,1": {"BLOCK_M": "128", "STAGES": 3}}))
     assert option_value("fused_max_channels", "32") == 32 and option_value("layout", "ncl") == "ncl"
+    assert option_value("superrows", "2") == 2
     assert parse_tile_table(str(path)) == {(64, 7, 1): {"BLOCK_M": 128, "STAGES": 3}}
     check_names("inductor", "bf16", {key: values[-1] for key, values in CHOICES.items()} | {"tile_table": str(path)})
 

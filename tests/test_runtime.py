@@ -79,9 +79,9 @@ def test_each_backend_gets_only_its_tunables():
 
 def test_tunables_reach_the_engine_not_a_global():
     options = EngineOptions(backend="eager", precision="fp32", batch=1,
-                            tunables={"resblocks": "fused", "fused_max_channels": 16})  # fmt: skip
+                            tunables={"resblocks": "fused", "fused_max_channels": 16, "superrows": "2"})  # fmt: skip
     runtime = build_runtime("hifigan_v1_universal", "random", options, SMALL)
-    assert "resblocks=fused<=16ch" in runtime.engine.describe()
+    assert "resblocks=fused<=16ch superrows<=2" in runtime.engine.describe()
     default = build_runtime("hifigan_v1_universal", "random", EngineOptions(backend="eager", batch=1,
                             tunables={"resblocks": "fused"}), SMALL)  # fmt: skip
     assert "resblocks=fused<=64ch" in default.engine.describe()

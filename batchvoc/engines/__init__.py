@@ -97,7 +97,7 @@ def build_engine(
     """Build an Engine of `model` (copied, never modified) for device, precision and shapes [(B, T), ...].
 
     options go to the backend: eager / inductor / aoti layout=, antialias=, resblocks=, fused_max_channels=,
-    tile_table= (engines/layout.py); inductor mode=...; tensorrt optimization_level=..., workspace_size=....
+    tile_table=, superrows= (engines/layout.py); inductor mode=...; tensorrt optimization_level=..., workspace_size=....
     """
     check_backend(backend, precision)
     reason, picked = f"engine.backend={backend}", backend == "auto"

@@ -239,7 +239,7 @@ def build(
 ) -> Engine:
     """An AOTInductor Engine for exactly `shapes` [(B, T), ...]: one package per shape, loaded or built (module doc).
 
-    rewrites: layout=, antialias=, resblocks=, fused_max_channels=, tile_table= (engines/layout.py).
+    rewrites: layout=, antialias=, resblocks=, fused_max_channels=, tile_table=, superrows= (engines/layout.py).
     kernels: "traced" (the package launches our operators' kernels itself) or "opaque" (it calls our operators
     back, which launch them as an eager call does: Hopper block copies for the fused convolutions, but the loading
     process defines the operators, importing torch._dynamo and triton). ValueError for another value."""

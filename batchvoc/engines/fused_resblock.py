@@ -47,6 +47,13 @@ from torch import Tensor, nn
 
 from batchvoc.backends import TILE_KEYS, parse_tile_table
 from batchvoc.engines.ops import kernel_op
+from batchvoc.engines.superrow import (
+    superrow_conv,
+    superrow_conv_and_act,
+    superrow_fit,
+    superrow_rows,
+    superrow_weights,
+)
 from batchvoc.engines.triton_runtime import (
     channels_last_rows,
     launcher,
@@ -258,9 +265,11 @@ def lrelu_conv_and_act(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor
 
 
 class PackedConv(nn.Module):
-    """A same-padded stride-1 nn.Conv1d's weight as [k, C_in, C_out] (the kernel's GEMM order), bias, geometry."""
+    """A same-padded stride-1 nn.Conv1d's weight as [k, C_in, C_out] (the kernel's GEMM order), bias, geometry;
+    with superrows > 0 and a conv that fits (superrow.superrow_fit) also its super-row blocks [2M + 1, W, W]
+    (`blocks`) and `samples` per super-row (0: none)."""
 
-    def __init__(self, conv: nn.Conv1d):
+    def __init__(self, conv: nn.Conv1d, superrows: int = 0):
         super().__init__()
         if conv.stride[0] != 1 or conv.groups != 1 or isinstance(conv.padding, str) or conv.padding_mode != "zeros":
             raise ValueError("PackedConv needs a stride-1, ungrouped, zero-padded Conv1d")
@@ -268,15 +277,21 @@ class PackedConv(nn.Module):
         self.weight = nn.Parameter(conv.weight.detach().permute(2, 1, 0).contiguous(), requires_grad=False)
         bias = conv.bias.detach() if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
         self.bias = nn.Parameter(bias.clone(), requires_grad=False)
+        self.samples = superrow_fit(self.weight, self.dilation, self.padding, superrows)
+        if self.samples:
+            blocks = superrow_weights(self.weight.detach(), self.dilation, self.padding, self.samples)
+            self.blocks = nn.Parameter(blocks, requires_grad=False)
 
 
 class FusedResBlock(nn.Module):
     """A ResBlock1 / ResBlock2 computed with `lrelu_conv`, one kernel per conv; same interface, and the same
     function inside each utterance (zero outside it). From STORED_ACTIVATION_MIN_KSIZE up, each group's last conv
     but the block's last also stores its output activated (`lrelu_conv_and_act`), for the next group's first conv.
-    In a model, a stage of them (`stage_mean`) takes its input's leaky ReLU made once for all its blocks."""
+    In a model, a stage of them (`stage_mean`) takes its input's leaky ReLU made once for all its blocks.
+    superrows > 0 (the engine option; default 0, off): convs that superrow.superrow_fit admits run
+    `superrow_conv` / `superrow_conv_and_act` instead where S divides the frame rate and T (engines/superrow.py)."""
 
-    def __init__(self, block: ResBlock1 | ResBlock2, tile_table: TileTable | None = None):
+    def __init__(self, block: ResBlock1 | ResBlock2, tile_table: TileTable | None = None, superrows: int = 0):
         super().__init__()
         if isinstance(block, ResBlock1):
             groups = [[c1, c2] for c1, c2 in zip(block.convs1, block.convs2, strict=True)]
@@ -284,7 +299,7 @@ class FusedResBlock(nn.Module):
             groups = [[c] for c in block.convs]
         else:
             raise ValueError(f"FusedResBlock needs a ResBlock1 or ResBlock2, got {type(block).__name__}")
-        self.groups = nn.ModuleList(nn.ModuleList(PackedConv(c) for c in group) for group in groups)
+        self.groups = nn.ModuleList(nn.ModuleList(PackedConv(c, superrows) for c in group) for group in groups)
         self._reach = block.reach()
         self.channels, self.kernel_size = block.channels, block.kernel_size
         self.store_activated = block.kernel_size >= STORED_ACTIVATION_MIN_KSIZE
@@ -294,6 +309,9 @@ class FusedResBlock(nn.Module):
         self.channels_last = False  # engines/layout.channels_last_2d sets it: x then comes as channels-last rows
         lrelu_conv.define()
         lrelu_conv_and_act.define()
+        if any(conv.samples for group in self.groups for conv in group):
+            superrow_conv.define()
+            superrow_conv_and_act.define()
 
     def reach(self) -> int:
         return self._reach
@@ -322,15 +340,20 @@ class FusedResBlock(nn.Module):
     def run(self, x: Tensor, activated: Tensor | None, valid: Tensor, rate: int) -> Tensor:
         """x [B, C, T] zeroed outside the utterances -> the block's output; activated: leaky_relu(x) made by the
         caller, or None (the first conv activates x's rows itself). valid: Span.per_frame's bounds."""
-        conv_op, stores_op = torch.ops.batchvoc.lrelu_conv, torch.ops.batchvoc.lrelu_conv_and_act  # from __init__
         for j, group in enumerate(self.groups):
             h = x  # x += conv(act(... conv(act(x)))); `activated` holds act(x) where someone stored it
             for i, conv in enumerate(group):
                 act_in = i == 0 and activated is None
                 h = activated if i == 0 and not act_in else h
-                tile = self.tiles[j, i, act_in]
-                args = (conv.weight, conv.bias, x if i == len(group) - 1 else None, valid, rate, conv.dilation,
-                        conv.padding, LRELU_SLOPE)  # fmt: skip
+                res = x if i == len(group) - 1 else None
+                if conv.samples and rate % conv.samples == 0 and h.shape[-1] % conv.samples == 0:
+                    conv_op, stores_op = torch.ops.batchvoc.superrow_conv, torch.ops.batchvoc.superrow_conv_and_act
+                    h, tile = superrow_rows(h), []
+                    args = (conv.blocks, conv.bias, res, valid, rate, conv.samples, LRELU_SLOPE)
+                else:  # both pairs defined in __init__
+                    conv_op, stores_op = torch.ops.batchvoc.lrelu_conv, torch.ops.batchvoc.lrelu_conv_and_act
+                    tile = self.tiles[j, i, act_in]
+                    args = (conv.weight, conv.bias, res, valid, rate, conv.dilation, conv.padding, LRELU_SLOPE)
                 if i < len(group) - 1:  # an inner conv hands its consumer the activated output
                     h = conv_op(h, *args, activate_input=act_in, activate_output=True, tile=tile)
                 elif self.store_activated and j < len(self.groups) - 1:

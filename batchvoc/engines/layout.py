@@ -18,12 +18,14 @@ arithmetic, no depthwise convolutions), for Inductor to fuse; slower than the st
 fused_resblocks(model): every HiFi-GAN ResBlock1 / ResBlock2 of at most `fused_max_channels` (engine option; default
 fused_resblock.FUSED_MAX_CHANNELS) channels becomes a FusedResBlock (tiles from the `tile_table` option): one Triton
 kernel per conv, with the leaky ReLU, the span's zeroing, the bias and the residual add inside it
-(engines/fused_resblock.py); wider blocks keep cuDNN's convolutions. The same rewrite computes a HiFi-GAN's conv_post
-(one output channel) with its own Triton kernel (engines/post_conv.py, PostConv); BigVGAN keeps cuDNN's.
+(engines/fused_resblock.py); wider blocks keep cuDNN's convolutions. With the `superrows` option (an int, default 0:
+off) their convs at 16 / 32 / 64 channels reaching at most that many super-rows each side run as block-Toeplitz
+products of 128-wide super-rows instead (engines/superrow.py), opt-in until a GPU session measures them. The same
+rewrite computes a HiFi-GAN's conv_post (one output channel) with its own Triton kernel (engines/post_conv.py,
+PostConv); BigVGAN keeps cuDNN's.
 
-`choose(layout, antialias, resblocks, device, backend, fused_max_channels, tile_table)` resolves "auto" into a
-`Rewrites`; `apply(model, rewrites)`
-applies them to a deep copy.
+`choose(layout, antialias, resblocks, device, backend, fused_max_channels, tile_table, superrows)` resolves "auto"
+into a `Rewrites`; `apply(model, rewrites)` applies them to a deep copy.
 """
 
 from __future__ import annotations
@@ -56,13 +58,14 @@ FOLD_MIN_KSIZE = 7
 @dataclass(frozen=True)
 class Rewrites:
     """The engine-side rewrites of one engine's model: layout, anti-aliased activations, HiFi-GAN resblocks (fused
-    up to fused_max_channels channels, tiles from tile_table)."""
+    up to fused_max_channels channels, tiles from tile_table, convs over super-rows up to superrows each side)."""
 
     layout: str = "ncl"
     antialias: str = "conv"
     resblocks: str = "conv"
     fused_max_channels: int = fused_resblock.FUSED_MAX_CHANNELS
     tile_table: TileTable = field(default_factory=TileTable, compare=False)
+    superrows: int = 0
 
     @property
     def none(self) -> bool:
@@ -74,10 +77,11 @@ class Rewrites:
         return self.antialias in FUSED_METHODS or self.resblocks == "fused"
 
     def key(self) -> dict:
-        """What a cached package depends on (JSON-able)."""
+        """What a cached package depends on (JSON-able); superrows only where on, so keys made before it stay."""
         table = {",".join(map(str, k)): v for k, v in sorted(self.tile_table.table.items())}
-        return dict(layout=self.layout, antialias=self.antialias, resblocks=self.resblocks,
-                    fused_max_channels=self.fused_max_channels, tile_table=table)  # fmt: skip
+        key = dict(layout=self.layout, antialias=self.antialias, resblocks=self.resblocks,
+                   fused_max_channels=self.fused_max_channels, tile_table=table)  # fmt: skip
+        return key | ({"superrows": self.superrows} if self.superrows else {})
 
 
 def _to_2d(x: Tensor) -> Tensor:
@@ -202,17 +206,18 @@ def fused_antialias(model: nn.Module, inplace: bool = False, method: str = "two_
 
 
 def fused_resblocks(model: nn.Module, inplace: bool = False, max_channels: int | None = None,
-                    tile_table: TileTable | None = None) -> nn.Module:  # fmt: skip
+                    tile_table: TileTable | None = None, superrows: int = 0) -> nn.Module:  # fmt: skip
     """model (copied unless inplace) with every ResBlock1 / ResBlock2 of at most max_channels (default
-    fused_resblock.FUSED_MAX_CHANNELS) channels as a FusedResBlock (same audio), tiles from tile_table, and the
-    conv_post of every HiFi-GAN in it (`_has_post_conv`) as a PostConv, whatever its width."""
+    fused_resblock.FUSED_MAX_CHANNELS) channels as a FusedResBlock (same audio), tiles from tile_table, convs over
+    super-rows up to `superrows` each side (0: none), and the conv_post of every HiFi-GAN in it
+    (`_has_post_conv`) as a PostConv, whatever its width."""
     model = model if inplace else copy.deepcopy(model)
     max_channels = fused_resblock.FUSED_MAX_CHANNELS if max_channels is None else max_channels
     generators = [m for m in model.modules() if _has_post_conv(m)]  # before their resblocks are replaced
 
     def make(m):
         if type(m) in (ResBlock1, ResBlock2) and m.channels <= max_channels:
-            return FusedResBlock(m, tile_table)
+            return FusedResBlock(m, tile_table, superrows)
         return None
 
     _replace(model, make)
@@ -244,7 +249,8 @@ def _pick(value: str, known: tuple[str, ...], name: str, auto: str) -> str:
 
 def choose(layout: str = "auto", antialias: str = "auto", resblocks: str = "auto", device="cpu",
            backend: str = "eager", fused_max_channels: int | str | None = None,
-           tile_table: dict | str | TileTable | None = None) -> Rewrites:  # fmt: skip
+           tile_table: dict | str | TileTable | None = None,
+           superrows: int | str | None = None) -> Rewrites:  # fmt: skip
     """Resolve "auto": inductor or aoti on a CUDA GPU gets channels_last_2d and, with triton, the fused anti-aliased
     activation and fused resblocks; everything else the reference. Raises ValueError for an unknown value.
 
@@ -258,12 +264,16 @@ def choose(layout: str = "auto", antialias: str = "auto", resblocks: str = "auto
     if limit < 0:
         raise ValueError(f"fused_max_channels must be 0 or more, not {limit}")
     table = tile_table if isinstance(tile_table, TileTable) else TileTable(tile_table)
+    reach = int(superrows or 0)
+    if reach < 0:
+        raise ValueError(f"superrows must be 0 or more, not {reach}")
     return Rewrites(
         _pick(layout, LAYOUTS, "layout", "channels_last_2d" if fast else "ncl"),
         _pick(antialias, ANTIALIAS, "antialias", fused),
         _pick(resblocks, RESBLOCKS, "resblocks", fused),
         limit,
         table,
+        reach,
     )
 
 
@@ -275,7 +285,8 @@ def apply(model: nn.Module, rewrites: Rewrites) -> nn.Module:
     elif rewrites.antialias in FUSED_METHODS:
         fused_antialias(model, inplace=True, method=FUSED_METHODS[rewrites.antialias])
     if rewrites.resblocks == "fused":
-        fused_resblocks(model, inplace=True, max_channels=rewrites.fused_max_channels, tile_table=rewrites.tile_table)
+        fused_resblocks(model, inplace=True, max_channels=rewrites.fused_max_channels, tile_table=rewrites.tile_table,
+                        superrows=rewrites.superrows)  # fmt: skip
     if rewrites.layout == "channels_last_2d":
         channels_last_2d(model, inplace=True)
     return model
@@ -290,4 +301,6 @@ def describe(rewrites: Rewrites, model: nn.Module) -> str:
         parts.append(f"resblocks={rewrites.resblocks}" + (f"<={rewrites.fused_max_channels}ch" if fused else ""))
         if fused and rewrites.tile_table:
             parts.append(f"tile_table={len(rewrites.tile_table.table)} layers")
+        if fused and rewrites.superrows:
+            parts.append(f"superrows<={rewrites.superrows}")
     return " ".join(parts)

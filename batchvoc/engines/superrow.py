@@ -32,6 +32,7 @@ from batchvoc.models.span import Span
 
 SUPERROW_WIDTH = 128  # features per super-row: the tensor cores' K and N of one product
 SUPERROW_TILE_KEYS = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "STAGES")  # the ops' `tile` list, in order
+SUPERROW_CHANNELS = (16, 32, 64)  # the resblock widths that may run over super-rows (8, 4, 2 samples each)
 
 
 def superrow_samples(channels: int) -> int:
@@ -59,6 +60,25 @@ def superrow_weights(weight: Tensor, dilation: int, padding: int, samples: int) 
             step = s_out + tap * dilation - padding  # input sample read, relative to the output super-row's start
             blocks[step // samples + reach, step % samples, :, s_out, :] = weight[tap]
     return blocks.reshape(2 * reach + 1, samples * c_in, samples * c_out)
+
+
+def superrow_fit(weight: Tensor, dilation: int, padding: int, max_reach: int) -> int:
+    """Samples per super-row for a conv of weight [k, C, C] (fused_resblock.PackedConv's), or 0 where it stays
+    lrelu_conv's: C not in SUPERROW_CHANNELS, input and output widths differing, not same-padded, or reaching more
+    than max_reach super-rows each side (the engine option `superrows`; 0 turns super-rows off)."""
+    ksize, c_in, c_out = weight.shape
+    if max_reach <= 0 or c_in != c_out or c_in not in SUPERROW_CHANNELS or 2 * padding != dilation * (ksize - 1):
+        return 0
+    samples = superrow_samples(c_in)
+    return samples if superrow_reach(ksize, dilation, samples) <= max_reach else 0
+
+
+def superrow_rows(x: Tensor) -> Tensor:
+    """x [B, C, T] as compact channels-last rows (channel stride 1, time stride C), what the ops take: x itself
+    where it has them, else a copy."""
+    if x.stride(1) == 1 and (x.shape[2] <= 1 or x.stride(2) == x.shape[1]):
+        return x
+    return x.transpose(1, 2).contiguous().transpose(1, 2)
 
 
 def superrow_product(rows: Tensor, blocks: Tensor) -> Tensor:

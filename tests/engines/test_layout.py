@@ -115,6 +115,31 @@ def test_choose_defaults():
         layout.choose(resblocks="triton", device="cpu")
 
 
+def test_superrows_round_trip_through_choose_and_the_package_key():
+    chosen = layout.choose(resblocks="fused", device="cpu", superrows="2")
+    assert chosen.superrows == 2 and chosen.key()["superrows"] == 2
+    assert chosen != layout.choose(resblocks="fused", device="cpu")
+    assert "superrows" not in layout.choose(device="cpu").key()  # off: the keys made before the option stay
+    assert layout.choose(device="cpu", superrows=0).superrows == 0
+    with pytest.raises(ValueError, match="superrows must be 0 or more"):
+        layout.choose(device="cpu", superrows=-1)
+
+
+@pytest.mark.parametrize("where", ["ncl", "channels_last_2d"])
+def test_superrows_rewrite_equals_reference(where):
+    """Stages of 32 channels at 8 samples per frame and 16 at 16: super-rows divide both frame rates."""
+    from batchvoc.engines.fused_resblock import FusedResBlock
+
+    torch.manual_seed(0)
+    model = HiFiGAN(n_mels=20, upsample_rates=[8, 2], upsample_kernel_sizes=[16, 4], upsample_initial_channel=64,
+                    resblock_kernel_sizes=[3, 11], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]]).eval()  # fmt: skip
+    rewrites = layout.Rewrites(where, "conv", "fused", superrows=2)
+    fast = layout.apply(model, rewrites)
+    samples = {conv.samples for m in fast.modules() if isinstance(m, FusedResBlock) for g in m.groups for conv in g}
+    assert samples == {0, 4, 8} and "resblocks=fused<=64ch superrows<=2" in layout.describe(rewrites, model)
+    assert_same_audio(model, fast)
+
+
 def test_eager_engine_with_rewrites_equals_reference(tiny, batch):
     model, preset = tiny
     mel, valid = batch

@@ -151,3 +151,103 @@ def test_op_compiles_without_graph_break():
     compiled = torch.compile(step, fullgraph=True, dynamic=False)
     with torch.no_grad():
         assert (compiled(x, residual, valid) - step(x, residual, valid)).abs().max() <= 1e-5
+
+
+def _fused_and_reference(kind, channels: int, ksize: int, superrows: int = 2):
+    """(FusedResBlock over super-rows, reference block) with dilations 1, 3, 5."""
+    from batchvoc.engines.fused_resblock import FusedResBlock
+    from tests.engines.test_fused_resblock import _block
+
+    ref = _block(kind, ksize, seed=ksize, channels=channels)
+    return FusedResBlock(ref, superrows=superrows), ref
+
+
+def _block_spans(frames: int) -> list[torch.Tensor | None]:
+    """No span, one utterance per row [3, 2], and per frame [3, 2, frames] with two utterances in row 1, the second
+    from frame frames // 2 + 1 (odd for even frames: a super-row of 2 rate samples holds both utterances' samples)."""
+    per_row = torch.tensor([[0, frames], [1, frames - 1], [2, frames // 2]])
+    per_frame = per_row.unsqueeze(-1).repeat(1, 1, frames)
+    split = frames // 2 + 1
+    per_frame[1, :, :split] = torch.tensor([0, split - 1]).view(2, 1)
+    per_frame[1, :, split:] = torch.tensor([split, frames]).view(2, 1)
+    return [None, per_row, per_frame]
+
+
+def _check_block(fused, ref, rate: int = 8, frames: int = 12, tol: float = 1e-5) -> None:
+    """fused equals ref inside the utterances (zero outside), both input layouts, every span of `_block_spans`."""
+    from batchvoc.models.span import Span
+    from tests.engines.kernels import layouts
+
+    x = torch.randn(3, ref.channels, frames * rate, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for valid in _block_spans(frames):
+            want = Span(valid).zero(ref(x, Span(valid), rate), rate)
+            for inp in layouts(x):
+                got = fused(inp, Span(valid), rate)
+                assert (got - want).abs().max() <= tol * max(1.0, want.abs().max()), (valid, rate)
+
+
+@pytest.mark.parametrize("kind", ["ResBlock1", "ResBlock2"])
+@pytest.mark.parametrize("channels", [16, 32])
+def test_fused_block_over_superrows_equals_reference(kind, channels):
+    """Convs reaching at most 2 super-rows run over them, the others keep lrelu_conv; a frame rate that S does not
+    divide runs every conv with lrelu_conv."""
+    from batchvoc.models import hifigan
+
+    for ksize in (3, 7, 11):
+        fused, ref = _fused_and_reference(getattr(hifigan, kind), channels, ksize)
+        samples = superrow_samples(channels)
+        taken = [conv.samples for group in fused.groups for conv in group]
+        assert taken == [samples if superrow_reach(ksize, conv.dilation, samples) <= 2 else 0
+                         for group in fused.groups for conv in group]  # fmt: skip
+        assert any(taken)
+        _check_block(fused, ref)
+        _check_block(fused, ref, rate=samples // 2)
+
+
+def test_superrows_off_leaves_the_block_as_it_was():
+    from batchvoc.engines.fused_resblock import FusedResBlock
+    from batchvoc.models.hifigan import ResBlock1
+
+    _, ref = _fused_and_reference(ResBlock1, 16, 11)
+    plain, off = FusedResBlock(ref), FusedResBlock(ref, superrows=0)
+    assert plain.state_dict().keys() == off.state_dict().keys() and not any("blocks" in k for k in plain.state_dict())
+    assert all(conv.samples == 0 for group in off.groups for conv in group)
+    assert FusedResBlock(ref, superrows=1).groups[0][0].blocks.shape == (3, 128, 128)  # k=11 d=1: M = 1
+
+
+def test_stage_over_superrows_equals_reference_stage():
+    from batchvoc.models.hifigan import ResBlock1
+    from tests.engines.test_fused_resblock import _Stage
+
+    pairs = [_fused_and_reference(ResBlock1, 16, k) for k in (3, 7, 11)]
+    _check_block(_Stage([f for f, _ in pairs]), _Stage([r for _, r in pairs]))
+
+
+def test_fused_block_over_superrows_in_the_interpreter():
+    from tests.engines.kernels import run_interpreted
+
+    run_interpreted(
+        """
+        from batchvoc.models.hifigan import ResBlock1, ResBlock2
+        from tests.engines.test_fused_resblock import _Stage
+        from tests.engines.test_superrow import _check_block, _fused_and_reference
+        fused, ref = _fused_and_reference(ResBlock2, 32, 7)
+        _check_block(fused, ref, frames=4)
+        pairs = [_fused_and_reference(ResBlock1, 16, k) for k in (3, 11)]  # stored activations from k=7 up
+        _check_block(_Stage([f for f, _ in pairs]), _Stage([r for _, r in pairs]), frames=4)
+        """
+    )
+
+
+def test_fused_block_over_superrows_compiles_without_graph_break():
+    from batchvoc.models.hifigan import ResBlock1
+    from batchvoc.models.span import Span
+
+    fused, ref = _fused_and_reference(ResBlock1, 16, 11)
+    valid = _block_spans(12)[2]
+    x = torch.randn(3, 16, 96)
+    compiled = torch.compile(lambda x, v: fused(x, Span(v), 8), fullgraph=True, dynamic=False)
+    with torch.no_grad():
+        want = Span(valid).zero(ref(x, Span(valid), 8), 8)
+        assert (compiled(x, valid) - want).abs().max() <= 1e-5 * max(1.0, want.abs().max())
