@@ -173,8 +173,10 @@ def _block_spans(frames: int) -> list[torch.Tensor | None]:
     return [None, per_row, per_frame]
 
 
-def _check_block(fused, ref, rate: int = 8, frames: int = 12, tol: float = 1e-5) -> None:
-    """fused equals ref inside the utterances (zero outside), both input layouts, every span of `_block_spans`."""
+def _check_block(fused, ref, rate: int = 8, frames: int = 12, tol: float = 1e-5, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:  # fmt: skip
+    """fused (on device, in dtype) equals ref (CPU, fp32) inside the utterances (zero outside), both input layouts,
+    every span of `_block_spans`."""
     from batchvoc.models.span import Span
     from tests.engines.kernels import layouts
 
@@ -182,9 +184,12 @@ def _check_block(fused, ref, rate: int = 8, frames: int = 12, tol: float = 1e-5)
     with torch.no_grad():
         for valid in _block_spans(frames):
             want = Span(valid).zero(ref(x, Span(valid), rate), rate)
+            span = Span(None if valid is None else valid.to(device))
             for inp in layouts(x):
-                got = fused(inp, Span(valid), rate)
-                assert (got - want).abs().max() <= tol * max(1.0, want.abs().max()), (valid, rate)
+                got = fused(inp.to(device=device, dtype=dtype), span, rate)
+                assert got.dtype == dtype
+                err = (got.float().cpu() - want).abs().max()
+                assert err <= tol * max(1.0, want.abs().max()), (valid, rate, err)
 
 
 @pytest.mark.parametrize("kind", ["ResBlock1", "ResBlock2"])
@@ -251,3 +256,18 @@ def test_fused_block_over_superrows_compiles_without_graph_break():
     with torch.no_grad():
         want = Span(valid).zero(ref(x, Span(valid), 8), 8)
         assert (compiled(x, valid) - want).abs().max() <= 1e-5 * max(1.0, want.abs().max())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("channels", [16, 32, 64])
+@pytest.mark.parametrize("kind", ["ResBlock1", "ResBlock2"])
+def test_fused_block_over_superrows_on_gpu(channels, kind):
+    pytest.importorskip("triton")
+    from batchvoc.models import hifigan
+
+    for ksize in (3, 7, 11):
+        fused, ref = _fused_and_reference(getattr(hifigan, kind), channels, ksize)
+        _check_block(fused.cuda(), ref, device="cuda")
+        _check_block(fused.cuda().half(), ref, device="cuda", dtype=torch.float16, tol=1e-2)
+        _check_block(fused.cuda().bfloat16(), ref, device="cuda", dtype=torch.bfloat16, tol=5e-2)
+        _check_block(fused.cuda(), ref, rate=superrow_samples(channels) // 2, device="cuda")
