@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import ray
 from ray._private import ray_constants
@@ -32,6 +36,23 @@ LOCAL_SYSTEM_CONFIG = {"raylet_client_connect_timeout_milliseconds": 100, "rayle
 CLIENT_SERVER_FAULTS = ("Starting Ray client server failed", "Proxy failed to Connect to backend",
                         "Attempted to reconnect a session that has already been cleaned up")  # fmt: skip
 CLIENT_ATTEMPTS = 3
+# An existing cluster's endpoint gets this long to accept a TCP connection before ray.init is handed its address:
+# ray.init(host:port) on a port nothing answers retries its GCS connection for ~14 min (20 attempts of ~41 s), and a
+# ray:// client gives up after ~30 s.
+PROBE_TIMEOUT_S = 5.0
+# ray.init(host:port)'s attempts at the GCS connection (Ray's RAY_gcs_server_port_wait_time_s, read at each ray.init;
+# 20 by default, each ~41 s where the endpoint accepts connections but is no GCS): one is enough for a GCS that
+# answers, and bounds a wrong endpoint to ~41 s. A value the user set is kept.
+GCS_CONNECT_ATTEMPTS = "1"
+# How long `RayThread.close` waits for a start still under way once the job is interrupted (Ctrl-C): a local Ray's
+# start and shutdown take ~5 s; a start that is stuck (an endpoint that does not answer) is left to die with the
+# process.
+INTERRUPTED_WAIT_S = 5.0
+# what cluster.address takes to join a cluster, as the messages of a cluster not reached say it
+ADDRESS_FORMS = (
+    "host:port (a head's GCS port, `ray start --head --port`, 6379 by default), ray://host:port (its Ray client "
+    "server, 10001 by default) or auto (the cluster `ray start` ran on this machine)"
+)
 
 
 @dataclass(frozen=True)
@@ -52,17 +73,23 @@ class ActorPlan:
 
 
 def connect(address: str) -> bool:
-    """Join cluster.address (`auto` or ray://host:port), the cluster `ray job submit` names, or start a local one.
+    """Join cluster.address (`auto`, host:port or ray://host:port), the cluster `ray job submit` names (RAY_ADDRESS),
+    or start a local one.
 
     Token authentication (Ray 2.52+) as runner/auth.py describes. Raises ConfigError on cluster.address when the
-    cluster cannot be reached or refuses our token. Returns True when it started a local cluster (the caller
-    shuts it down). Call it from a thread that lives as long as the cluster: Ray ties a local cluster's
-    processes to the thread that started them (PR_SET_PDEATHSIG).
+    cluster cannot be reached (an endpoint that does not accept a TCP connection within PROBE_TIMEOUT_S: before
+    ray.init; one that does but is no GCS: after one GCS connect attempt, ~41 s) or refuses our token. Returns True
+    when it started a local cluster (the caller shuts it down). Call it from a thread that lives as long as the
+    cluster: Ray ties a local cluster's processes to the thread that started them (PR_SET_PDEATHSIG).
     """
     if ray.is_initialized():
         return False
     local = False
     submitted = bool(os.environ.get("RAY_ADDRESS"))
+    if address:
+        check_answers(address, f"{address!r}")
+    elif submitted:
+        check_answers(os.environ["RAY_ADDRESS"], f"RAY_ADDRESS={os.environ['RAY_ADDRESS']!r}")
     if address or submitted:
         auth.for_existing_cluster()
     else:
@@ -71,9 +98,11 @@ def connect(address: str) -> bool:
         if address.startswith("ray://"):
             _join_as_client(address)
         elif address:
-            ray.init(address=address, log_to_driver=True)
+            with _bounded_gcs_connect():
+                ray.init(address=address, log_to_driver=True)
         elif submitted:
-            ray.init(log_to_driver=True)  # under `ray job submit`: the job's own cluster
+            with _bounded_gcs_connect():
+                ray.init(log_to_driver=True)  # under `ray job submit`: the job's own cluster
         else:
             # a copy: Ray writes its object spilling settings into the dict, and a second job (a sweep) would pass them
             # back as if set by us (Ray then warns of an unstable API)
@@ -92,10 +121,64 @@ def connect(address: str) -> bool:
                     f"{CLIENT_ATTEMPTS} times: see ray_client_server*.err in the head's Ray logs)")  # fmt: skip
         elif address.startswith("ray://") and os.environ.get(auth.MODE, "").lower() == "token":
             hint = f" (a Ray client with a token the cluster does not accept times out like this: {auth.HOW})"
+        elif isinstance(err, ConnectionError) and not address.startswith("ray://"):
+            hint = f" (it answers, but not as a Ray head's GCS: check that the address is {ADDRESS_FORMS})"
         auth.restore()
         message = f"cannot reach the Ray cluster at {address!r}: {first_line(err)}{hint}"
         raise ConfigError("cluster.address", message) from err
     return local
+
+
+def endpoint(address: str) -> tuple[str, int] | None:
+    """The (host, port) an existing cluster's address names: host:port (a head's GCS) or ray://host:port (its Ray
+    client server), a trailing path or query ignored, IPv6 hosts in brackets; None for `auto`, `local` and any form
+    without a port (Ray resolves or refuses those itself)."""
+    text = address.strip()
+    if text.startswith("ray://"):
+        text = text[len("ray://") :]
+    elif "://" in text:
+        return None
+    text = text.split("/", 1)[0].split("?", 1)[0]
+    try:
+        parts = urlsplit(f"//{text}")
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is no number, or out of range
+        return None
+    return (host, port) if host and port else None
+
+
+def check_answers(address: str, named: str) -> None:
+    """ConfigError on cluster.address where the endpoint of an existing cluster's `address` (`named` so in the
+    message) does not accept a TCP connection within PROBE_TIMEOUT_S; nothing for addresses without one (auto)."""
+    where = endpoint(address)
+    if where is None:
+        return
+    host, port = where
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            return
+    except OSError as err:
+        if isinstance(err, TimeoutError):
+            reason = f"no answer within {PROBE_TIMEOUT_S:g} s"
+        else:
+            reason = (err.strerror or type(err).__name__).lower()
+        raise ConfigError("cluster.address", f"nothing answers at {named} ({host}:{port}: {reason}): check that the "
+                          f"Ray head is running and reachable from here, and that the address is {ADDRESS_FORMS}; "
+                          "leave cluster.address empty for a local Ray") from None  # fmt: skip
+
+
+@contextmanager
+def _bounded_gcs_connect() -> Iterator[None]:
+    """ray.init(host:port) tries its GCS connection once (GCS_CONNECT_ATTEMPTS) unless the user chose otherwise."""
+    name = "RAY_gcs_server_port_wait_time_s"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = GCS_CONNECT_ATTEMPTS
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 def announce() -> None:
@@ -162,10 +245,14 @@ class RayThread:
         """connect's result: True when a local cluster was started. Raises what connect raised (ConfigError)."""
         return self._result.result()
 
-    def close(self) -> None:
-        """Let the thread end, shutting down (or leaving) Ray where the job has not."""
+    def close(self, timeout: float | None = None) -> None:
+        """Let the thread end, shutting down (or leaving) Ray where the job has not. `timeout`: at most this many
+        seconds (an interrupted job: INTERRUPTED_WAIT_S); a start still under way then is left to end with the
+        process (the thread is a daemon: it holds nothing the process's exit waits for)."""
         self._closing.set()
-        self._thread.join()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("Ray's start did not end within %g s; leaving it to end with this process", timeout)
         logging.getLogger("ray._private.worker").removeFilter(self._quiet)
 
 
