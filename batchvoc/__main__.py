@@ -95,14 +95,16 @@ def main(argv: list[str] | None = None) -> int:
 
         _early = EarlyStart()
         _early.start(configs[0])
+    interrupted = False
     try:
         _job()
     except KeyboardInterrupt:
+        interrupted = True
         print("batchvoc: interrupted; run the same command again to finish what is missing", file=sys.stderr)
         return 130
     finally:
         if _early is not None:
-            _early.close()
+            _early.close(interrupted)
             _early = None
     return worst(_codes)
 
@@ -118,7 +120,7 @@ def worst(codes: list[int]) -> int:
 def run(cfg: DictConfig) -> int:
     """One job from its resolved config; logs the closing summary line and returns the job's exit code."""
     from batchvoc.runner.checks import quick_checks
-    from batchvoc.runner.cluster import RayThread
+    from batchvoc.runner.cluster import INTERRUPTED_WAIT_S, RayThread
     from batchvoc.runner.early import starts_ray_early
     from batchvoc.settings import JobSettings
 
@@ -131,6 +133,7 @@ def run(cfg: DictConfig) -> int:
     else:
         files = quick_checks(settings)  # bad configuration stops here, in a second, before Ray or torch
         ray_thread = RayThread(settings.address) if starts_ray_early(settings) else None
+    interrupted = False
     try:
         from batchvoc.runner.driver import run_job
 
@@ -138,9 +141,12 @@ def run(cfg: DictConfig) -> int:
     except (ConfigError, StartError) as err:
         _cannot_run(err)  # now: closing a Ray still starting waits for its start (~4 s)
         raise
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        if ray_thread is not None:
-            ray_thread.close()
+        if ray_thread is not None:  # Ctrl-C: not for long, whatever Ray's start is doing
+            ray_thread.close(INTERRUPTED_WAIT_S if interrupted else None)
     log_closing(report, settings.out_url, settings.retry_failed)
     return report.exit_code
 

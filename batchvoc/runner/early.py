@@ -14,7 +14,7 @@ from typing import Any
 
 from batchvoc.errors import ConfigError
 from batchvoc.runner.checks import quick_checks
-from batchvoc.runner.cluster import RayThread
+from batchvoc.runner.cluster import INTERRUPTED_WAIT_S, RayThread
 from batchvoc.settings import JobSettings
 from batchvoc.storage import Store
 
@@ -76,8 +76,9 @@ class EarlyStart:
         self.settings, self.ray_thread = None, None
         return taken
 
-    def close(self) -> None:
-        """Shut down an early Ray that no job took (the job stopped before `run`)."""
+    def close(self, interrupted: bool = False) -> None:
+        """Shut down an early Ray that no job took (the job stopped before `run`); `interrupted` (Ctrl-C): waiting
+        for its start at most INTERRUPTED_WAIT_S."""
         if self.ray_thread is not None:
-            self.ray_thread.close()
+            self.ray_thread.close(INTERRUPTED_WAIT_S if interrupted else None)
         self.settings, self.ray_thread, self.error = None, None, None
