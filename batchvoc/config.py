@@ -112,7 +112,7 @@ class EngineConf:
 
 @dataclass
 class ClusterConf:
-    address: str = key("", "empty: a local Ray (or the one `ray job submit` names); auto | ray://host:port: join")
+    address: str = key("", "empty: a local Ray (or `ray job submit`'s); join: auto, host:port, ray://host:port")
     cpu_actors: int = key(1, "actors to start where the cluster has no GPU (one per GPU otherwise)")
     max_restarts: int = key(3, "Ray restarts of a dead actor")
     max_task_retries: int = key(3, "Ray retries of a shard whose actor died, or that met a write fault that may pass")
