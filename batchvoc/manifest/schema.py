@@ -18,11 +18,14 @@ MEL_COLUMNS = ("mel", "n_frames", "n_mels", "mel_path")
 NUMBER_COLUMNS = ("n_frames", "n_mels", "sample_rate", "hop_length")
 
 
-def find_manifest_files(spec: str | Path | None) -> list[str]:
+def find_manifest_files(spec: str | Path | None, output_dir: str | Path | None = None) -> list[str]:
     """The Parquet files named by input.manifest: one file, a folder of *.parquet, or a glob; sorted.
 
     `spec` is a local path or an fsspec URL (s3://bucket/mels/, gs://..., hf://datasets/...); the result holds
     absolute local paths, or URLs. Empty Parquet files (no rows) are skipped with a warning.
+
+    `output_dir` (the job's output.dir): what the job writes is never its input, so a first run and its reruns
+    list the same files (`outside_output`). ConfigError where input.manifest lies in what the job writes.
     """
     if not spec:
         raise ConfigError(KEY, "no manifest given; set input.manifest=PATH (a Parquet file, a folder or a glob)")
@@ -39,9 +42,67 @@ def find_manifest_files(spec: str | Path | None) -> list[str]:
             raise
         raise ConfigError(KEY, f"cannot list {spec!r}: {storage.describe(err, spec)}") from err
     files = sorted(storage.to_url(fs, p) for p in found if storage.TEMP_MARK not in p)
+    if output_dir:
+        files = outside_output(spec, files, output_dir)
     if not files:
         raise ConfigError(KEY, f"no Parquet files found at {spec!r}")
     return files
+
+
+def outside_output(spec: str | Path, files: list[str], output_dir: str | Path) -> list[str]:
+    """`files` (find_manifest_files's) less those the job writes, for input.manifest `spec` and output.dir.
+
+    output.dir inside the manifest's folder (or under a glob's fixed part): every file under output.dir is left
+    out. The manifest inside output.dir (or its folder being output.dir): the job's own entries there (manifest/,
+    audio/, stats/, ...) are left out, other files are read. A manifest inside one of those entries cannot work
+    (the job writes them, and output.overwrite=true deletes them): ConfigError naming both keys.
+    """
+    return _outside(spec, files, output_dir)[0]
+
+
+def output_overlap(spec: str | Path, output_dir: str | Path) -> str | None:
+    """One sentence saying how input.manifest and output.dir overlap and what the listing leaves out for it
+    (the driver logs it once per job), or None where they do not; ConfigError as outside_output."""
+    return _outside(spec, [], output_dir)[1]
+
+
+def _outside(spec: str | Path, files: list[str], output_dir: str | Path) -> tuple[list[str], str | None]:
+    from batchvoc.outputs import OUTPUT_ENTRIES
+
+    fs, out = storage.filesystem(output_dir)
+    out = storage.to_url(fs, out)
+    root = _fixed_part(spec)
+    if _under(root, out):  # the input lies in output.dir: what the job writes there is not input
+        mine = [f"{out}/{entry}" for entry in OUTPUT_ENTRIES]
+        inside = next((entry for entry in mine if _under(root, entry)), None)
+        if inside is not None:
+            raise ConfigError(KEY, f"{spec} lies in {inside.rsplit('/', 1)[1]}/ of output.dir {out}, which the job "
+                              "writes (and output.overwrite=true deletes): move the manifest out, or choose another "
+                              "output.dir")  # fmt: skip
+        left = [f for f in files if not any(_under(f, entry) for entry in mine)]
+        return (
+            left,
+            f"input.manifest {spec} lies in output.dir {out}: the job's own outputs there are not read as input",
+        )
+    if _under(out, root):  # output.dir inside the input's folder: nothing under it is input
+        left = [f for f in files if not _under(f, out)]
+        return left, f"output.dir {out} lies inside input.manifest {spec}: nothing under output.dir is read as input"
+    return files, None
+
+
+def _fixed_part(spec: str | Path) -> str:
+    """input.manifest as a URL (or absolute path) up to a glob's first wildcard's folder."""
+    text = str(spec)
+    if any(ch in text for ch in "*?["):
+        text = text[: min(text.index(ch) for ch in "*?[" if ch in text)]
+        text = (text.rsplit("/", 1)[0] or "/") if "/" in text else "."
+    fs, path = storage.filesystem(text)
+    return storage.to_url(fs, path)
+
+
+def _under(path: str, folder: str) -> bool:
+    folder = folder.rstrip("/")
+    return path.rstrip("/") == folder or path.startswith(folder + "/")
 
 
 def manifest_root(spec: str | None) -> str:

@@ -138,15 +138,16 @@ def worst_rows(data: JobData, count: int) -> list[dict[str, Any]]:
     return sorted(written.take(top).to_pylist(), key=lambda r: -r["mel_error"])
 
 
-def input_mels(manifest: str | None, ids: list[str]) -> dict[str, np.ndarray]:
-    """The input mels [n_mels, T] of `ids`, found in the job's input manifest (those it cannot find are left out)."""
+def input_mels(manifest: str | None, ids: list[str], output_dir: str | None = None) -> dict[str, np.ndarray]:
+    """The input mels [n_mels, T] of `ids`, found in the job's input manifest (those it cannot find are left out);
+    `output_dir`: the job's output.dir, whose files the job did not read as input either."""
     if not manifest or not ids:
         return {}
     from batchvoc.manifest import find_manifest_files
 
     wanted, found = set(ids), {}
     try:
-        paths = find_manifest_files(manifest)
+        paths = find_manifest_files(manifest, output_dir)
     except Exception as err:  # noqa: BLE001 - the report says what it could not show, it does not fail
         log.warning("report: cannot read the input manifest %s: %s", manifest, err)
         return {}

@@ -241,7 +241,7 @@ def _worst_pictures(job: jobdata.JobData, worst: list[dict[str, Any]]) -> list[s
     from batchvoc.models.presets import get_preset
 
     preset = get_preset(job.setting("model.preset"))
-    inputs = jobdata.input_mels(job.setting("input.manifest"), [str(r["id"]) for r in worst])
+    inputs = jobdata.input_mels(job.setting("input.manifest"), [str(r["id"]) for r in worst], job.out)
     pictures = []
     for row in worst:
         audio, _ = files.read_audio(job.out, row["path"])

@@ -25,7 +25,7 @@ def quick_checks(settings: JobSettings) -> list[str]:
     if not settings.address:  # a local cluster: this machine is the node that runs and keeps the engines
         check_installed(settings.backend)
         check_cache_dir(settings.cache_dir)
-    files = find_manifest_files(settings.manifest)
+    files = find_manifest_files(settings.manifest, settings.out_url)  # what the job writes is not its input
     check_writable(settings.out_url)
     if settings.lhotse:
         check_lhotse()

@@ -27,7 +27,7 @@ from batchvoc.engines import check_backend
 from batchvoc.engines.cache import weights_digest
 from batchvoc.manifest import Shard, check_manifest_files, plan_shards
 from batchvoc.manifest.conventions import MelChecks
-from batchvoc.manifest.schema import manifest_root, refuse_if_every_row_declares_wrong
+from batchvoc.manifest.schema import manifest_root, output_overlap, refuse_if_every_row_declares_wrong
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
 from batchvoc.outputs import passthrough_schema, write_lhotse
@@ -74,6 +74,9 @@ def plan(settings: JobSettings, files: list, preset: Preset) -> list[Shard]:
     rate and hop against what every row declares (footer statistics), then the shard plan (shards of about
     input.shard_seconds of audio)."""
     with reaching("input.manifest", settings.manifest):
+        overlap = output_overlap(settings.manifest, settings.out_url)  # the listing left output.dir's files out
+        if overlap:
+            log.info("%s", overlap)
         files = check_manifest_files(files)
         checks = MelChecks.for_preset(preset, settings.mel_scale, settings.mel_convention)
         refuse_if_every_row_declares_wrong(files, checks.check_declared)

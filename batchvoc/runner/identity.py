@@ -26,10 +26,9 @@ from batchvoc import __version__, storage
 from batchvoc.errors import ConfigError
 from batchvoc.manifest.schema import manifest_root
 from batchvoc.models.presets import Preset
+from batchvoc.outputs import OUTPUT_ENTRIES, RECORD
 from batchvoc.settings import JobSettings
 
-RECORD = "job.json"
-OUTPUT_ENTRIES = ("audio", "wavs", "manifest", "stats", "summary.json", "report.html", "recordings.jsonl.gz", RECORD)
 CONTENT_KEYS = ("ETag", "etag", "md5Hash", "crc32c", "sha256", "blob_id", "lfs")  # content hashes stores give
 TIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "generation", "VersionId")
 CONTENT_DIGEST_MAX = 256 << 20  # local files up to this size get a SHA-256 of their content

@@ -59,7 +59,7 @@ class OutputHold:
 def identify(settings: JobSettings, preset: Preset) -> dict[str, Any]:
     """The job's identity (runner/identity.py): its output settings and its input files' sizes and digests."""
     with reaching("input.manifest", settings.manifest):
-        return job_identity(settings, preset, find_manifest_files(settings.manifest))
+        return job_identity(settings, preset, find_manifest_files(settings.manifest, settings.out_url))
 
 
 @contextmanager

@@ -5,7 +5,7 @@ import pytest
 from batchvoc.errors import ConfigError
 from batchvoc.manifest import check_schema, find_manifest_files
 from batchvoc.manifest.conventions import MelChecks
-from batchvoc.manifest.schema import declared_values, refuse_if_every_row_declares_wrong
+from batchvoc.manifest.schema import declared_values, output_overlap, refuse_if_every_row_declares_wrong
 from tests.conftest import mel_rows, write_manifest
 
 
@@ -164,3 +164,48 @@ def test_where_some_row_may_be_right_the_rows_decide(tmp_path, case):
         path = _declaring(tmp_path, "m", values, **write)
     assert declared_values([path])["n_mels"] is None or case == "some_right"
     refuse_if_every_row_declares_wrong([path], checks.check_declared)
+
+
+def test_what_output_dir_holds_is_never_listed_as_input(tmp_path):
+    """output.dir inside the manifest's folder: nothing under it is input (a rerun lists what the first run did)."""
+    folder = tmp_path / "in"
+    a = write_manifest(folder / "a.parquet", mel_rows(2, 80))
+    write_manifest(folder / "out" / "manifest" / "good.r0-2.parquet", mel_rows(2, 80))  # a first run's output
+    write_manifest(folder / "out" / "other.parquet", mel_rows(2, 80))
+    expected = [str(a.resolve())]
+    for spec in (folder, f"{folder}/*.parquet", f"{folder}/**/*.parquet"):
+        assert find_manifest_files(spec, folder / "out") == expected
+        assert find_manifest_files(spec, str(folder / "out") + "/") == expected
+        assert "nothing under output.dir is read as input" in output_overlap(spec, folder / "out")
+    assert len(find_manifest_files(folder)) == 3  # without an output.dir: everything
+    assert output_overlap(folder, tmp_path / "elsewhere") is None
+    assert find_manifest_files(folder, tmp_path / "elsewhere") == find_manifest_files(folder)
+
+
+def test_a_manifest_inside_output_dir_is_read_unless_the_job_writes_it(tmp_path):
+    out = tmp_path / "out"
+    a = write_manifest(out / "a.parquet", mel_rows(2, 80))
+    mels = write_manifest(out / "mels" / "b.parquet", mel_rows(2, 80))
+    write_manifest(out / "manifest" / "good.r0-2.parquet", mel_rows(2, 80))
+    assert find_manifest_files(out, out) == [str(a.resolve()), str(mels.resolve())]  # its own outputs left out
+    assert find_manifest_files(out / "mels", out) == [str(mels.resolve())]
+    assert "the job's own outputs there are not read as input" in output_overlap(out, out)
+    for spec in (out / "manifest", out / "manifest" / "good.r0-2.parquet", f"{out}/manifest/*.parquet"):
+        with pytest.raises(ConfigError, match=r"^input\.manifest: .* lies in manifest/ of output\.dir .* writes"):
+            find_manifest_files(spec, out)
+
+
+def test_output_dir_is_left_out_of_an_fsspec_listing_too(tmp_path):
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    root = f"/batchvoc-test-{tmp_path.name}"
+    table = pa.table({"id": ["x"], "mel": pa.array([[0.0] * 80], pa.list_(pa.float32())), "n_frames": [1]})
+    for name in ("in/a.parquet", "in/out/manifest/good.r0-1.parquet"):
+        with fs.open(f"{root}/{name}", "wb") as handle:
+            pq.write_table(table, handle)
+    try:
+        listed = find_manifest_files(f"memory://{root}/in", f"memory://{root}/in/out")
+        assert listed == [f"memory://{root}/in/a.parquet"]
+        assert len(find_manifest_files(f"memory://{root}/in")) == 2
+    finally:
+        fs.rm(root, recursive=True)

@@ -68,6 +68,21 @@ def test_two_cpu_actors_write_every_row_exactly_once(tmp_path, ray_cluster):
     assert again.summary.actors == read_summary(settings.out_path).actors == 2
 
 
+def test_an_output_dir_inside_the_manifest_folder_is_not_read_as_input_on_a_rerun(tmp_path, ray_cluster, caplog):
+    rows = mel_rows(6, 80, frames=12)
+    write_manifest(tmp_path / "in" / "m.parquet", rows, row_group_size=3)
+    settings = job(tmp_path, cpu_actors=1, out_dir=str(tmp_path / "in" / "out"), shard_seconds=0.2)
+    caplog.set_level("INFO", "batchvoc")
+    first = run_job(settings)
+    assert first.exit_code == 0 and first.summary.rows_ok == 6 and first.summary.shards >= 2
+    assert caplog.text.count("nothing under output.dir is read as input") == 1  # said once
+    assert list((settings.out_path / "manifest").glob("*.parquet"))  # Parquet files inside the input's folder now
+    again = run_job(settings)  # the same job: its own output manifest is not input, the plan is the same
+    assert again.exit_code == 0 and again.summary.shards == first.summary.shards
+    assert again.summary.shards_skipped == first.summary.shards and again.summary.rows_ok == 6
+    assert sorted(r["id"] for r in output_rows(settings.out_path)) == sorted(r["id"] for r in rows)
+
+
 def test_bad_rows_give_exit_code_2(tmp_path, ray_cluster):
     rows = mel_rows(5, 80, frames=6)
     rows[2]["n_mels"] = 100
