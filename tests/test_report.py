@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from batchvoc.manifest.conventions import MelChecks
 from batchvoc.models.mel import log_mel
 from batchvoc.models.presets import get_preset
 from batchvoc.report import data as jobdata
@@ -97,7 +98,7 @@ def test_mel_error_distribution_and_worst_rows(tmp_path, ray_cluster):
     ids = []
     for path in (out / "manifest").glob("*.parquet"):
         table = pq.read_table(path)
-        mels = jobdata.input_mels(str(tmp_path / "in"), table.column("id").to_pylist())
+        mels = jobdata.input_mels(str(tmp_path / "in"), table.column("id").to_pylist(), 80)
         errors = []
         for row in table.to_pylist():
             if row["status"] == "ok":
@@ -114,6 +115,57 @@ def test_mel_error_distribution_and_worst_rows(tmp_path, ray_cluster):
     for key in worst:
         assert f"{key}: mel error" in visit.text
     assert sum(1 for image in visit.images if image["alt"].startswith("input and output mel of")) == 6
+
+
+def nested_manifest(path: Path, rows: list[dict]) -> None:
+    """Inline nested-list mels [n_mels][n_frames] and no n_frames column (the README: n_frames is optional)."""
+    mel = pa.array([r["mel"].reshape(80, -1).tolist() for r in rows], pa.list_(pa.list_(pa.float32())))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"id": [r["id"] for r in rows], "mel": mel}), path)
+
+
+def test_worst_rows_pictures_for_a_nested_list_manifest_without_n_frames(tmp_path, ray_cluster, caplog):
+    rows = mel_rows(6, 80, frames=[9, 14, 11, 20, 8, 16])
+    nested_manifest(tmp_path / "in" / "m.parquet", rows)
+    config = {"input": {"manifest": str(tmp_path / "in")}, "model": {"preset": "hifigan_v1_universal"}}
+    settings = jobs.small_job(tmp_path, cpu_actors=1, batch=4, config=config)
+    assert run_job(settings).exit_code == 0
+    out = settings.out_path
+    for path in (out / "manifest").glob("*.parquet"):  # as the round-trip check writes it (off: random weights)
+        table = pq.read_table(path)
+        errors = pa.array([float(k) for k in range(table.num_rows)], pa.float32())
+        pq.write_table(table.set_column(table.schema.get_field_index("mel_error"), "mel_error", errors), path)
+    with caplog.at_level("WARNING"):
+        write_report(str(out))
+        result = subprocess.run([sys.executable, "-m", "batchvoc.report", str(out)], cwd=ROOT, capture_output=True,
+                                text=True)  # fmt: skip
+    assert result.returncode == 0 and "Traceback" not in result.stderr and "failed" not in result.stderr, result.stderr
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("batchvoc.report")]
+    assert (out / "report.html").read_text().count('alt="input and output mel of') == 6
+
+
+def test_input_mels_reads_every_manifest_form_the_job_takes(tmp_path):
+    rows = mel_rows(4, 80, frames=[5, 7, 6, 9])
+    expected = {r["id"]: r["mel"].reshape(80, -1) for r in rows}
+    write_manifest(tmp_path / "flat" / "m.parquet", rows)  # flat + n_frames
+    nested_manifest(tmp_path / "nested" / "m.parquet", rows)  # nested lists, no n_frames
+    fixed = pa.array([r["mel"].reshape(80, -1).tolist() for r in rows[:1]], pa.list_(pa.list_(pa.float64(), 5)))
+    (tmp_path / "fixed").mkdir()
+    pq.write_table(pa.table({"id": [rows[0]["id"]], "mel": fixed}), tmp_path / "fixed" / "m.parquet")
+    (tmp_path / "npy" / "mels").mkdir(parents=True)
+    for r in rows:  # mel_path .npy, relative to the manifest's folder, some with a leading size-1 axis
+        np.save(tmp_path / "npy" / "mels" / f"{r['id']}.npy", r["mel"].reshape(1, 80, -1).astype(np.float16))
+    write_manifest(tmp_path / "npy" / "m.parquet", [{"id": r["id"], "mel_path": f"mels/{r['id']}.npy"} for r in rows])
+    for form in ("flat", "nested", "fixed", "npy"):
+        mels = jobdata.input_mels(str(tmp_path / form), list(expected), 80)
+        assert mels and set(mels) <= set(expected), form
+        for key, mel in mels.items():
+            assert mel.dtype == np.float32 and mel.shape == expected[key].shape, form
+            np.testing.assert_allclose(mel, expected[key], atol=1e-2 if form == "npy" else 0)
+    assert len(jobdata.input_mels(str(tmp_path / "nested"), list(expected), 80)) == 4
+    # the job's input.mel_scale: the picture shows the natural-log mel the job vocoded
+    ln = jobdata.input_mels(str(tmp_path / "flat"), [rows[0]["id"]], MelChecks(80, scale="log10", mode="off"))
+    np.testing.assert_allclose(ln[rows[0]["id"]], expected[rows[0]["id"]] * np.log(10), rtol=1e-5)
 
 
 def test_reasons_of_one_kind_count_together():

@@ -129,6 +129,15 @@ def decode_batch(table: pa.Table, first: int, shard: Shard, checks: MelChecks | 
         yield row
 
 
+def table_rows(table: pa.Table, file: str, checks: MelChecks | int) -> Iterator[MelRow]:
+    """A MelRow per row of `table`, rows read from manifest `file` in any of the forms a job takes (inline flat
+    with n_frames, inline nested lists, mel_path .npy relative to the file's folder), decoded and checked as the
+    job does (checks: an int checks n_mels only). Never raises for a row: each row's exception is its `error`."""
+    if not isinstance(checks, MelChecks):
+        checks = MelChecks(int(checks), mode="off")
+    yield from _table_rows(table, checks, _folder_of(file), 0, None)
+
+
 def _in_set(rows: set[int]) -> Callable[[int, object], bool]:
     def skip(row: int, _key) -> bool:
         return row in rows

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from batchvoc.manifest.rows import squeezed_shape
+from batchvoc.manifest.conventions import MelChecks
 from batchvoc.report import files
 from batchvoc.stats import JobSummary
 
@@ -138,9 +138,12 @@ def worst_rows(data: JobData, count: int) -> list[dict[str, Any]]:
     return sorted(written.take(top).to_pylist(), key=lambda r: -r["mel_error"])
 
 
-def input_mels(manifest: str | None, ids: list[str], output_dir: str | None = None) -> dict[str, np.ndarray]:
-    """The input mels [n_mels, T] of `ids`, found in the job's input manifest (those it cannot find are left out);
-    `output_dir`: the job's output.dir, whose files the job did not read as input either."""
+def input_mels(manifest: str | None, ids: list[str], checks: MelChecks | int, output_dir: str | None = None
+               ) -> dict[str, np.ndarray]:  # fmt: skip
+    """The input mels [n_mels, T] of `ids` as the job read them, found in the job's input manifest (those it
+    cannot find or read are left out, with a warning). `checks`: the job's MelChecks (an int: its n_mels, mels
+    taken as natural-log); `output_dir`: the job's output.dir, whose files the job did not read as input either.
+    Every manifest form the job takes is read by the job's own reader (batchvoc.manifest.rows.table_rows)."""
     if not manifest or not ids:
         return {}
     from batchvoc.manifest import find_manifest_files
@@ -152,15 +155,21 @@ def input_mels(manifest: str | None, ids: list[str], output_dir: str | None = No
         log.warning("report: cannot read the input manifest %s: %s", manifest, err)
         return {}
     for path in paths:
-        for key, mel in _mels_in(path, wanted - set(found)):
+        try:
+            rows = _mels_in(path, wanted - set(found), checks)
+        except Exception as err:  # noqa: BLE001 - one unreadable file leaves its mels out, the report goes on
+            log.warning("report: cannot read the input mels in %s: %s", path, err)
+            continue
+        for key, mel in rows:
             found[key] = mel
         if len(found) == len(wanted):
             break
     return found
 
 
-def _mels_in(path: str, wanted: set[str]) -> list[tuple[str, np.ndarray]]:
+def _mels_in(path: str, wanted: set[str], checks: MelChecks | int) -> list[tuple[str, np.ndarray]]:
     from batchvoc import storage
+    from batchvoc.manifest.rows import table_rows
 
     fs, inner = storage.filesystem(path)
     schema = storage.parquet_file(path).schema_arrow
@@ -171,19 +180,9 @@ def _mels_in(path: str, wanted: set[str]) -> list[tuple[str, np.ndarray]]:
     columns = [c for c in ("id", "mel", "n_frames", "mel_path") if c in schema.names]
     table = pq.read_table(inner, columns=columns, filters=[("id", "in", values)], filesystem=fs)
     found = []
-    for row in table.to_pylist():
-        try:
-            if row.get("mel") is not None:
-                flat = np.asarray(row["mel"], dtype=np.float32)
-                mel = flat.reshape(-1, int(row["n_frames"]))
-            else:
-                mel_path = str(row["mel_path"])
-                absolute = storage.is_url(mel_path) or Path(mel_path).is_absolute()
-                full = mel_path if absolute else f"{path.rsplit('/', 1)[0]}/{mel_path}"
-                with storage.open_input(full) as handle:
-                    mel = np.load(handle, allow_pickle=False)
-                mel = mel.reshape(squeezed_shape(mel.shape))  # as the job read it
-            found.append((str(row["id"]), mel.astype(np.float32)))
-        except (OSError, ValueError, TypeError) as err:
-            log.warning("report: cannot read the input mel of %s: %s", row.get("id"), err)
+    for row in table_rows(table, path, checks):
+        if row.mel is None:
+            log.warning("report: cannot read the input mel of %s: %s", row.id, row.error)
+        else:
+            found.append((row.id, row.mel))
     return found

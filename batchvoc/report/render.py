@@ -237,11 +237,14 @@ def _round_trip(job: jobdata.JobData) -> str:
 
 
 def _worst_pictures(job: jobdata.JobData, worst: list[dict[str, Any]]) -> list[str]:
+    from batchvoc.manifest.conventions import MelChecks
     from batchvoc.models.mel import log_mel
     from batchvoc.models.presets import get_preset
 
     preset = get_preset(job.setting("model.preset"))
-    inputs = jobdata.input_mels(job.setting("input.manifest"), [str(r["id"]) for r in worst], job.out)
+    # the input mels as the job read them: its reader, its n_mels, its input.mel_scale (no convention checks)
+    checks = MelChecks(preset.n_mels, scale=job.setting("input.mel_scale") or "ln", mode="off")
+    inputs = jobdata.input_mels(job.setting("input.manifest"), [str(r["id"]) for r in worst], checks, job.out)
     pictures = []
     for row in worst:
         audio, _ = files.read_audio(job.out, row["path"])
