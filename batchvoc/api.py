@@ -24,6 +24,7 @@ from batchvoc.chunking import ChunkPlan
 from batchvoc.engines import Engine
 from batchvoc.errors import RowError
 from batchvoc.manifest.conventions import MelChecks
+from batchvoc.manifest.rows import one_line, require_floats
 from batchvoc.models.presets import Preset
 from batchvoc.runtime import EngineOptions, build_runtime, resolve_device
 from batchvoc.stream import vocode_audio
@@ -57,10 +58,13 @@ def check_mel(mel: Any, n_mels: int, checks: MelChecks | None = None) -> tuple[n
     check.mel_convention's log10 / dB / normalised / transposed checks, batchvoc/manifest/conventions.py).
     """
     if isinstance(mel, torch.Tensor):
+        require_floats(mel, "mel")  # the job's check: an int, bool ... tensor is refused, not cast
         mel = mel.detach().to("cpu", torch.float32).numpy()
-    array = np.asarray(mel)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise RowError(f"mel is not a numeric array (dtype {array.dtype})")
+    try:
+        array = np.asarray(mel)
+    except (ValueError, TypeError) as err:  # ragged nested lists, ...
+        raise RowError(f"mel is not an array: {one_line(err)}") from None
+    require_floats(array, "mel")  # as a job refuses a mel_path .npy of int16: floats only, never cast
     if array.ndim != 2:
         raise RowError(f"mel has shape {list(array.shape)}, expected [n_mels={n_mels}, n_frames]")
     if array.shape[0] != n_mels:

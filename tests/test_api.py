@@ -53,7 +53,7 @@ def test_vocoder_equals_the_jobs_float_audio(tmp_path, pretrained, ray_cluster):
 def test_bad_mels_are_named_by_index(pretrained):
     good = speech_mels((0.3,))[0]
     cases = [(good.T, "axis 0"), (good[:, :0], "0 frames"), (np.where(good > -3, np.nan, good), "NaN"),
-             (good[None], "shape"), (np.array(["a", "b"]), "numeric")]  # fmt: skip
+             (good[None], "shape"), (np.array(["a", "b"]), "holds <U1, not float values")]  # fmt: skip
     for bad, words in cases:
         with pytest.raises(ValueError, match=f"mel #1: .*{words}"):
             pretrained([good, bad])
@@ -63,6 +63,25 @@ def test_bad_mels_are_named_by_index(pretrained):
     assert results[3].audio.shape == (7 * 256,)
     np.testing.assert_allclose(results[0].audio, pretrained([good])[0], atol=1e-5)
     assert pretrained([]) == []
+
+
+def test_non_float_mels_are_refused_as_a_job_refuses_them(pretrained):
+    """int, bool, object or text mels (numpy, torch or lists) are refused, never cast: a job refuses the same
+    data in a mel_path .npy (`mel_path 'x.npy' holds int16, not float values`), by the same check."""
+    good = speech_mels((0.3,))[0]
+    ints = np.round(good * 100).astype(np.int16)
+    cases = [(ints, "int16"), (torch.from_numpy(ints), "int16"), (good > -5, "bool"),
+             (torch.from_numpy(good > -5), "bool"), (ints.astype(np.int64).tolist(), "int64"),
+             (good.astype(object), "object")]  # fmt: skip
+    for bad, dtype in cases:
+        with pytest.raises(ValueError, match=rf"^mel #1: mel holds {dtype}, not float values$"):
+            pretrained([good, bad])
+    results = pretrained.vocode_each([good, ints, torch.from_numpy(ints), good.astype(object), [[0.5], [1.0, 2.0]]])
+    assert [r.ok for r in results] == [True, False, False, False, False]
+    assert results[1].error == results[2].error == "mel holds int16, not float values"
+    assert results[3].error == "mel holds object, not float values" and "not an array" in results[4].error
+    for floats in (good.astype(np.float16), torch.from_numpy(good).to(torch.bfloat16), good.astype(np.float64)):
+        assert pretrained.vocode_each([floats])[0].ok  # every float width is taken
 
 
 def test_mel_conventions_are_checked_and_converted(pretrained):

@@ -279,8 +279,7 @@ def _npy_mel(path, n_mels: int, folder: str) -> np.ndarray:
         raise RowError(f"mel_path {path!r} does not exist") from None
     except Exception as err:  # noqa: BLE001 - numpy raises many kinds for a bad file
         raise RowError(f"mel_path {path!r} is not a readable .npy file: {npy_error(err, full)}") from None
-    if not isinstance(mel, np.ndarray) or not np.issubdtype(mel.dtype, np.floating):
-        raise RowError(f"mel_path {path!r} holds {getattr(mel, 'dtype', type(mel).__name__)}, not float values")
+    require_floats(mel, f"mel_path {path!r}")
     shape = list(mel.shape)
     mel = mel.reshape(squeezed_shape(mel.shape))
     if mel.ndim != 2:
@@ -289,6 +288,20 @@ def _npy_mel(path, n_mels: int, folder: str) -> np.ndarray:
         hint = " (stored [n_frames, n_mels]? save mel.T)" if mel.shape[1] == n_mels else ""
         raise RowError(f"mel_path {path!r} has {mel.shape[0]} mel bands, the model takes {n_mels}{hint}")
     return mel
+
+
+def require_floats(mel, what: str) -> None:
+    """RowError unless `mel` is an array of floating-point values (numpy, or anything with torch's
+    `is_floating_point`, of any float width): integers, booleans, text and objects are refused, never cast.
+    `what` names the mel in the reason ("mel_path 'x.npy'", "mel")."""
+    floating = getattr(mel, "is_floating_point", None)
+    if callable(floating):  # a torch tensor (not imported here)
+        ok = bool(floating())
+    else:
+        ok = isinstance(mel, np.ndarray) and np.issubdtype(mel.dtype, np.floating)
+    if not ok:
+        dtype = str(getattr(mel, "dtype", type(mel).__name__)).removeprefix("torch.")
+        raise RowError(f"{what} holds {dtype}, not float values")
 
 
 def squeezed_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
