@@ -182,10 +182,12 @@ def log_closing(report: JobReport, out_url: str, retry_failed: bool = False) -> 
     n_reused = s.this_run.rows_reused if resumed else 0
     reused = f", {n_reused} row{'s' if n_reused != 1 else ''} reused" if n_reused else ""
     this_run = f" ({s.this_run.audio_seconds_vocoded / 3600:.3f} h vocoded this run{reused})" if resumed else ""
+    nothing = resumed and s.this_run.audio_seconds_vocoded <= 0 and s.this_run.rows_reused > 0
+    speed = "no audio vocoded (reused)" if nothing else f"{s.x_realtime:.1f}x real time"
     log.info(
-        "batchvoc: %d rows ok, %d suspect, %d failed, %d clipped; %.3f h of audio%s, %.1fx real time on %d actor(s) "
+        "batchvoc: %d rows ok, %d suspect, %d failed, %d clipped; %.3f h of audio%s, %s on %d actor(s) "
         "(%s %s); outputs in %s (summary.json)",
-        s.rows_ok, s.rows_suspect, s.rows_failed, s.rows_clipped, s.audio_seconds / 3600, this_run, s.x_realtime,
+        s.rows_ok, s.rows_suspect, s.rows_failed, s.rows_clipped, s.audio_seconds / 3600, this_run, speed,
         s.actors, s.backend, s.precision, out_url,
     )  # fmt: skip
     if s.write_fault:

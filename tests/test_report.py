@@ -1,5 +1,7 @@
 """report.html from real jobs on the local Ray, opened in real headless Chromium."""
 
+import html
+import json
 import re
 import subprocess
 import sys
@@ -166,6 +168,51 @@ def test_input_mels_reads_every_manifest_form_the_job_takes(tmp_path):
     # the job's input.mel_scale: the picture shows the natural-log mel the job vocoded
     ln = jobdata.input_mels(str(tmp_path / "flat"), [rows[0]["id"]], MelChecks(80, scale="log10", mode="off"))
     np.testing.assert_allclose(ln[rows[0]["id"]], expected[rows[0]["id"]] * np.log(10), rtol=1e-5)
+
+
+def test_speeds_after_a_retry_failed_rerun_are_over_the_audio_vocoded(tmp_path, caplog):
+    """A rerun with output.retry_failed=true that reused rows' audio: every speed is over the audio vocoded, reused
+    audio is named as reused (a fully reused shard has no speed, not 0.0x), and no unit is said twice."""
+    from batchvoc.__main__ import log_closing
+    from batchvoc.runner.driver import JobReport
+    from batchvoc.stats import JobSummary, RunSummary
+
+    out = tmp_path / "out"
+    (out / "stats").mkdir(parents=True)
+    (out / "manifest").mkdir()
+    run = RunSummary(shards=2, rows_ok=5, rows_vocoded=1, rows_reused=4, audio_seconds=10.0, audio_seconds_vocoded=2.0,
+                     wall_seconds=5.0, x_realtime=0.4)  # fmt: skip
+    summary = JobSummary(rows_ok=5, audio_seconds=10.0, wall_seconds=5.0, x_realtime=0.4, actors=1, shards=2,
+                         this_run=run, started_at=1000.0, backend="eager", precision="fp32",
+                         config={"model": {"preset": "hifigan_v1_universal"}})  # fmt: skip
+    (out / "summary.json").write_text(json.dumps(summary.to_json()))
+    shards = [("a.r0-2", 2, 2, 4.0, 0.0, 1001.0, 0.5), ("b.r0-3", 3, 2, 6.0, 2.0, 1001.5, 1.0)]
+    for shard, rows, reused, audio, vocoded, started, wall in shards:
+        stats = dict(shard=shard, rows=rows, rows_ok=rows, rows_vocoded=rows - reused, rows_reused=reused,
+                     audio_seconds=audio, audio_seconds_vocoded=vocoded, wall_s=wall, x_realtime=vocoded / wall,
+                     started_at=started, actor="actor-0", device="cpu", backend="eager", precision="fp32")  # fmt: skip
+        (out / "stats" / f"{shard}.json").write_text(json.dumps(stats))
+        ids = [f"{shard}-{k}" for k in range(rows)]
+        table = {"id": ids, "path": [f"audio/{key}.wav" for key in ids], "status": ["ok"] * rows,
+                 "error": pa.nulls(rows, pa.string()), "duration_s": [audio / rows] * rows}  # fmt: skip
+        pq.write_table(pa.table(table), out / "manifest" / f"{shard}.parquet")
+    with caplog.at_level("WARNING", "batchvoc.report"):
+        write_report(str(out))
+    assert not caplog.records, caplog.text
+    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", (out / "report.html").read_text())))
+    assert "0.4x real time (audio vocoded this run)" in text
+    assert "2.0 s of audio vocoded (8.0 s more reused from an earlier run's files)" in text
+    assert "1.3x real time over the audio vocoded" in text  # 2 s vocoded from 1001.0 to 1002.5, not 10 s
+    assert "4 rows' audio was reused from an earlier run" in text
+    assert "0.0x" not in text and "reused" in text.split("Start-up and actors")[1]  # the actor's and the shards'
+    assert not re.search(r"\bx x\b|\bx\s*x real time|(\d)x x\b", text), text
+    caplog.set_level("INFO", "batchvoc")
+    log_closing(JobReport(summary), str(out))
+    assert "vocoded this run, 4 rows reused), 0.4x real time" in caplog.text
+    caplog.clear()
+    nothing = RunSummary(shards=1, rows_ok=2, rows_reused=2, audio_seconds=4.0, wall_seconds=1.0)
+    log_closing(JobReport(JobSummary(rows_ok=2, shards=1, this_run=nothing)), str(out))
+    assert "no audio vocoded (reused)" in caplog.text and "0.0x" not in caplog.text
 
 
 def test_reasons_of_one_kind_count_together():

@@ -92,8 +92,9 @@ def throughput(spans: list[dict[str, Any]]) -> str:
                 done += s["audio"]
             left.plot(x, y, color=COLORS[k % 10], label=actor, linewidth=1.5)
             curves.append((x, y))
-            mids = [(s["start"] + s["end"]) / 2 for s in mine]
-            speed = [s["audio"] / max(s["end"] - s["start"], 1e-9) for s in mine]
+            worked = [s for s in mine if s["audio"] > 0 or not s.get("reused")]  # all reused: no speed to draw
+            mids = [(s["start"] + s["end"]) / 2 for s in worked]
+            speed = [s["audio"] / max(s["end"] - s["start"], 1e-9) for s in worked]
             right.scatter(mids, speed, color=COLORS[k % 10], s=14, label=actor)
         if len(by_actor) > 1:  # the sum of the actors' curves
             grid = np.unique(np.concatenate([[0.0], [s["start"] for s in spans], [s["end"] for s in spans]]))
@@ -112,7 +113,7 @@ def throughput(spans: list[dict[str, Any]]) -> str:
         right.set_ylabel("x real time")
         right.margins(x=0.05, y=0.12)
         right.set_ylim(bottom=0)
-        right.set_title("Speed of each shard (audio seconds / shard wall seconds)")
+        right.set_title("Speed of each shard (audio seconds vocoded / shard wall seconds)")
         fig.tight_layout()
         return png(fig)
 

@@ -85,7 +85,7 @@ def _header(job: jobdata.JobData) -> str:
     cards = [("ok", f"{s.rows_ok:,}", "rows ok"), ("warn" if s.rows_suspect else "", f"{s.rows_suspect:,}",
               "rows suspect"), ("bad" if s.rows_failed else "", f"{s.rows_failed:,}", "rows failed"),
              ("", _duration(s.audio_seconds), "audio written"), ("", _duration(s.wall_seconds or None), "wall time"),
-             ("", f"{s.x_realtime:,.1f}x" if s.x_realtime else "–", "x real time (this run)"),
+             ("", f"{s.x_realtime:,.1f}x" if s.x_realtime else "–", "real time (audio vocoded this run)"),
              ("", _duration(_startup_s(job)), "start-up"), ("", str(s.actors or "–"), "actors")]  # fmt: skip
     if job.column("clipped"):
         cards.append(("warn" if clipped else "", f"{clipped:,}", "rows clipped"))
@@ -96,6 +96,10 @@ def _header(job: jobdata.JobData) -> str:
     resumed = ""
     if s.shards_skipped:
         resumed = f" {s.shards_skipped} of {s.shards} shards were done by an earlier run."
+    reused = s.this_run.rows_reused if s.this_run is not None else 0
+    if reused:
+        resumed += (f" {reused:,} rows' audio was reused from an earlier run (output.retry_failed): the speeds are "
+                    "over the audio vocoded, reused audio is not counted.")  # fmt: skip
     if s.shards_failed:
         resumed += f" {len(s.shards_failed)} shards could not finish: {', '.join(map(str, s.shards_failed[:10]))}."
     return (f"<h1>batchvoc job report</h1><p class='sub'>{html.escape(str(job.out))}<br>{what}<br>"
@@ -121,7 +125,8 @@ def _spans(job: jobdata.JobData) -> tuple[list[dict[str, Any]], dict[str, tuple[
             timed, began = earlier, None
         t0 = began if began is not None else min(s["started_at"] - _ready(s) for s in timed)
         spans = [dict(actor=s["actor"], shard=s["shard"], start=s["started_at"] - t0,
-                      end=s["started_at"] - t0 + s["wall_s"], audio=s["audio_seconds"]) for s in timed]  # fmt: skip
+                      end=s["started_at"] - t0 + s["wall_s"], audio=_vocoded(s), reused=_reused(s))
+                 for s in timed]  # fmt: skip
     else:  # stats without start times: each actor's shards one after the other, after its start-up
         caption = "Stats carry no start times: each actor's shards are drawn back to back (approximate). "
         spans, clock = [], defaultdict(float)
@@ -129,7 +134,7 @@ def _spans(job: jobdata.JobData) -> tuple[list[dict[str, Any]], dict[str, tuple[
             start = clock[s["actor"]] or _ready(s)
             clock[s["actor"]] = start + s["wall_s"]
             spans.append(dict(actor=s["actor"], shard=s["shard"], start=start, end=start + s["wall_s"],
-                              audio=s["audio_seconds"]))  # fmt: skip
+                              audio=_vocoded(s), reused=_reused(s)))  # fmt: skip
     startups = {}
     for actor in {s["actor"] for s in spans}:
         first = min((s for s in spans if s["actor"] == actor), key=lambda s: s["start"])
@@ -153,6 +158,27 @@ def _first_shard_s(job: jobdata.JobData) -> float | None:
     return min(starts) - began if starts else None
 
 
+def _vocoded(stats: dict[str, Any]) -> float:
+    """A shard's audio seconds vocoded by the run that wrote its stats (stats from before rows_reused: all)."""
+    return float(stats.get("audio_seconds_vocoded", stats.get("audio_seconds", 0.0)))
+
+
+def _reused(stats: dict[str, Any]) -> float:
+    """A shard's audio seconds reused from an earlier run's files (output.retry_failed): written, not vocoded."""
+    return max(float(stats.get("audio_seconds", 0.0)) - _vocoded(stats), 0.0)
+
+
+def _speed(vocoded: float, reused: float, seconds: float) -> str:
+    """x real time over the audio vocoded; where nothing was vocoded but audio was reused, that it was."""
+    if vocoded <= 0 and reused > 0:
+        return "reused"
+    return f"{vocoded / seconds:,.1f}x" if seconds > 0 else "–"
+
+
+def _audio(vocoded: float, reused: float) -> str:
+    return _duration(vocoded) + (f" (+{_duration(reused)} reused)" if reused > 0 else "")
+
+
 def _ready(stats: dict[str, Any]) -> float:
     return float(stats.get("ready_s") or stats.get("startup_s") or 0.0)
 
@@ -161,12 +187,18 @@ def _timeline(job: jobdata.JobData) -> str:
     spans, startups, caption = _spans(job)
     if not spans:
         return f"<h2>Throughput</h2><p class='muted'>{html.escape(caption)}No shard ran in this run.</p>"
-    total = sum(s["audio"] for s in spans)
+    total, reused = sum(s["audio"] for s in spans), sum(s["reused"] for s in spans)
     busy = max(s["end"] for s in spans) - min(s["start"] for s in spans)
     actors = len({s["actor"] for s in spans})
-    return (f"<h2>Throughput</h2><p>{len(spans)} shards, {_duration(total)} of audio on {actors} "
-            f"actor{'s' if actors != 1 else ''}; {total / busy if busy else 0:,.1f}x real time from the first "
-            "shard's start to the last one's end."
+    speed = _speed(total, reused, busy)
+    speed = (
+        "no audio vocoded: all of it reused"
+        if speed == "reused"
+        else f"{speed} real time over the audio vocoded, from the first shard's start to the last one's end"
+    )
+    also = f" ({_duration(reused)} more reused from an earlier run's files)" if reused > 0 else ""
+    return (f"<h2>Throughput</h2><p>{len(spans)} shards, {_duration(total)} of audio vocoded{also} on {actors} "
+            f"actor{'s' if actors != 1 else ''}; {speed}."
             f" <span class='muted'>{html.escape(caption)}</span></p>"
             + _img(plots.throughput(spans), "audio vocoded over time per actor")
             + _img(plots.timeline(spans, startups), "timeline of start-up and shards per actor"))  # fmt: skip
@@ -180,12 +212,12 @@ def _startup(job: jobdata.JobData) -> str:
             continue
         seen.add(actor)
         mine = [x for x in job.stats if x.get("actor") == actor]
-        audio, busy = sum(x["audio_seconds"] for x in mine), sum(x["wall_s"] for x in mine)
-        # the speed is over the audio the actor vocoded (stats from before rows_reused: all of it)
-        vocoded = sum(x.get("audio_seconds_vocoded", x["audio_seconds"]) for x in mine)
+        busy = sum(x["wall_s"] for x in mine)
+        # the speed is over the audio the actor vocoded; reused audio is named as such
+        vocoded, reused = sum(_vocoded(x) for x in mine), sum(_reused(x) for x in mine)
         rows.append([actor, s.get("device", "?"), f"{s.get('backend', '?')} {s.get('precision', '')}",
-                     _duration(_ready(s)) if _ready(s) else "–", len(mine), _duration(audio), _duration(busy),
-                     f"{vocoded / busy:,.1f}x" if busy else "–"])  # fmt: skip
+                     _duration(_ready(s)) if _ready(s) else "–", len(mine), _audio(vocoded, reused),
+                     _duration(busy), _speed(vocoded, reused, busy)])  # fmt: skip
     head = "<h2>Start-up and actors</h2>"
     startup, first = job.summary.startup_s, _first_shard_s(job)
     said = []
@@ -196,8 +228,8 @@ def _startup(job: jobdata.JobData) -> str:
     text = f"<p>Start-up: {'; '.join(said)}.</p>" if said else ""
     if not rows:
         return head + text + "<p class='muted'>No actor ran in this run.</p>"
-    return head + text + _table(["actor", "device", "engine", "ready in", "shards", "audio", "busy", "x real time"],
-                                rows)  # fmt: skip
+    return head + text + _table(["actor", "device", "engine", "ready in", "shards", "audio vocoded", "busy",
+                                 "speed (vocoded)"], rows)  # fmt: skip
 
 
 def _shards(job: jobdata.JobData) -> str:
@@ -205,12 +237,12 @@ def _shards(job: jobdata.JobData) -> str:
     if not stats:
         return ""
     slow = sorted(stats, key=lambda s: -s["wall_s"])[:8]
-    rows = [[s["shard"], s.get("actor", "?"), s.get("rows", 0), _duration(s.get("audio_seconds")), s.get("read_s", 0.0),
-             s.get("vocode_s", 0.0), s.get("write_s", 0.0), s["wall_s"], f"{s.get('x_realtime', 0.0):,.1f}x"]
+    rows = [[s["shard"], s.get("actor", "?"), s.get("rows", 0), _audio(_vocoded(s), _reused(s)), s.get("read_s", 0.0),
+             s.get("vocode_s", 0.0), s.get("write_s", 0.0), s["wall_s"], _speed(_vocoded(s), _reused(s), s["wall_s"])]
             for s in slow]  # fmt: skip
     return ("<h2>Shard timing</h2>" + _img(plots.shard_timing(stats), "read, vocode and write seconds per shard")
             + "<p>The slowest shards (seconds):</p>"
-            + _table(["shard", "actor", "rows", "audio", "read", "vocode", "write", "wall", "x real time"],
+            + _table(["shard", "actor", "rows", "audio vocoded", "read", "vocode", "write", "wall", "speed (vocoded)"],
                      rows))  # fmt: skip
 
 
