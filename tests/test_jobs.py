@@ -140,6 +140,24 @@ def test_a_ray_client_with_a_wrong_token_stops_naming_cluster_address(head, mani
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("token", ["0" * 64, None])
+def test_a_wrong_or_missing_token_at_a_gcs_address_stops_naming_cluster_address_and_the_token(head, manifest, tmp_path,
+                                                                                             token):  # fmt: skip
+    """host:port (the head's GCS) with a token the head does not accept, or none: one line naming cluster.address
+    that says how to give the token (Ray's error alone reads like an address that is no Ray head)."""
+    cmd = [sys.executable, "-m", "batchvoc", *SMALL, f"input.manifest={manifest}", f"output.dir={tmp_path / 'out'}",
+           f"cluster.address={head.gcs}"]  # fmt: skip
+    env = head.client_env(RAY_AUTH_TOKEN=token)
+    if token is None:  # nothing to send: neither token mode nor a token file
+        env = {k: v for k, v in env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")}
+    env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token of the machine's to find
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr[-2000:]
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("batchvoc: cannot run:")]
+    assert line.startswith("batchvoc: cannot run: cluster.address: ") and "RAY_AUTH_TOKEN" in line, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_the_runtime_env_leaves_dev_folders_out_of_submissions(tmp_path):
     """jobs/runtime_env.yaml's excludes, matched by Ray's own packaging code on a tree shaped like a dev checkout."""
     from ray._private.runtime_env.packaging import _dir_travel, _get_excludes

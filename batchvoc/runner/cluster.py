@@ -122,7 +122,11 @@ def connect(address: str) -> bool:
         elif address.startswith("ray://") and os.environ.get(auth.MODE, "").lower() == "token":
             hint = f" (a Ray client with a token the cluster does not accept times out like this: {auth.HOW})"
         elif isinstance(err, ConnectionError) and not address.startswith("ray://"):
-            hint = f" (it answers, but not as a Ray head's GCS: check that the address is {ADDRESS_FORMS})"
+            # a head with token authentication refuses a missing or wrong token with this same error (its reason,
+            # InvalidAuthToken, reaches only Ray's own log), as does a port that is no GCS
+            hint = (f" (it answers, but no Ray head let us in: a head with token authentication refuses a "
+                    f"missing or wrong token: {auth.HOW}; or the address is not a head's: check that it is "
+                    f"{ADDRESS_FORMS})")  # fmt: skip
         auth.restore()
         message = f"cannot reach the Ray cluster at {address!r}: {first_line(err)}{hint}"
         raise ConfigError("cluster.address", message) from err
