@@ -55,6 +55,7 @@ from batchvoc.engines.superrow import (
     superrow_weights,
 )
 from batchvoc.engines.triton_runtime import (
+    channels_last_empty,
     channels_last_rows,
     launcher,
     pow2_between,
@@ -132,10 +133,6 @@ class TileTable:
         return bool(self.table)
 
 
-def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) -> Tensor:
-    return torch.empty((rows, length, channels), dtype=like.dtype, device=like.device).transpose(1, 2)
-
-
 def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
                     activate_output=False, config=None, descriptor=None, activated=None) -> Tensor:  # fmt: skip
     """out [B, C_out, T] from one launch, and with `activated` (a tensor like out) out's leaky ReLU stored there;
@@ -145,7 +142,7 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
 
     rows, c_in, length = x.shape
     ksize, _, c_out = weight.shape
-    out = _channels_last_empty(rows, c_out, length, x)
+    out = channels_last_empty(rows, c_out, length, x)
     has_res = residual is not None
     res = residual if has_res else out  # never read when absent; a real pointer for the launcher
     valid, vs, has_span = span_launch_args(valid, x)
@@ -223,7 +220,7 @@ def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, sl
     if activate_output:
         y = F.leaky_relu(y, slope)
     y = Span.from_per_frame(valid).zero(y, rate)
-    out = _channels_last_empty(x.shape[0], y.shape[1], y.shape[2], x).copy_(y)
+    out = channels_last_empty(x.shape[0], y.shape[1], y.shape[2], x).copy_(y)
     if activated is not None:
         activated.copy_(F.leaky_relu(out, slope))
     return out
@@ -257,7 +254,7 @@ def lrelu_conv_and_act(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor
     channels-last strides, in one launch. The next conv of a resblock then takes the activated rows as they are
     (activate_input=False) instead of activating every tap's rows again: one store more, k activations fewer."""
     rows, _, length = x.shape
-    activated = _channels_last_empty(rows, weight.shape[2], length, x)
+    activated = channels_last_empty(rows, weight.shape[2], length, x)
     forward = _triton_forward if use_triton(x) else _torch_forward
     out = forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input, False,
                   tile_config(tile or []), activated=activated)  # fmt: skip

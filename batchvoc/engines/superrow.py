@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from batchvoc.engines.ops import kernel_op
-from batchvoc.engines.triton_runtime import launcher, span_launch_args, use_triton
+from batchvoc.engines.triton_runtime import channels_last_empty, launcher, span_launch_args, use_triton
 from batchvoc.models.span import Span
 
 SUPERROW_WIDTH = 128  # features per super-row: the tensor cores' K and N of one product
@@ -124,10 +124,6 @@ def _check_rows(x: Tensor, blocks: Tensor, samples: int) -> None:
             raise ValueError(f"super-rows need widths that are powers of two from 16 up, not {width}")
 
 
-def _channels_last_empty(rows: int, channels: int, length: int, like: Tensor) -> Tensor:
-    return torch.empty((rows, length, channels), dtype=like.dtype, device=like.device).transpose(1, 2)
-
-
 def _triton_forward(x, blocks, bias, residual, valid, rate, samples, slope, activate_input=True,
                     activate_output=False, config=None, activated=None) -> Tensor:  # fmt: skip
     """out [B, C_out, T] from one launch of superrow_kernels.superrow_conv, and with `activated` (a tensor like
@@ -136,7 +132,7 @@ def _triton_forward(x, blocks, bias, residual, valid, rate, samples, slope, acti
 
     rows, c_in, length = x.shape
     c_out = blocks.shape[2] // samples
-    out = _channels_last_empty(rows, c_out, length, x)
+    out = channels_last_empty(rows, c_out, length, x)
     has_res = residual is not None
     res = residual if has_res else out  # never read when absent; a real pointer for the launcher
     valid, vs, has_span = span_launch_args(valid, x)
@@ -167,7 +163,7 @@ def _torch_forward(x, blocks, bias, residual, valid, rate, samples, slope, activ
     if activate_output:
         y = F.leaky_relu(y, slope)
     y = Span.from_per_frame(valid).zero(y, rate)
-    out = _channels_last_empty(rows, c_out, length, x).copy_(y)
+    out = channels_last_empty(rows, c_out, length, x).copy_(y)
     if activated is not None:
         activated.copy_(F.leaky_relu(out, slope))
     return out
@@ -203,7 +199,7 @@ def superrow_conv_and_act(x: Tensor, blocks: Tensor, bias: Tensor, residual: Ten
     channels-last strides, in one launch (fused_resblock.lrelu_conv_and_act's role)."""
     _check_rows(x, blocks, samples)
     rows, _, length = x.shape
-    activated = _channels_last_empty(rows, blocks.shape[2] // samples, length, x)
+    activated = channels_last_empty(rows, blocks.shape[2] // samples, length, x)
     forward = _triton_forward if use_triton(x) else _torch_forward
     out = forward(x, blocks, bias, residual, valid, rate, samples, slope, activate_input, False,
                   _tile_config(tile or [], blocks.shape[2], activate_input), activated=activated)  # fmt: skip

@@ -64,3 +64,9 @@ def span_launch_args(valid: Tensor, stand_in: Tensor) -> tuple[Tensor, tuple[int
     never read, so `stand_in` passes as a real device pointer with zero strides."""
     has_span = valid.numel() > 0
     return (valid, valid.stride(), True) if has_span else (stand_in, (0, 0, 0), False)
+
+
+def channels_last_empty(rows: int, channels: int, length: int, like: Tensor) -> Tensor:
+    """An uninitialised [rows, channels, length] tensor with channels-last strides (memory [rows, length, channels]),
+    like's dtype and device: what our conv kernels write."""
+    return torch.empty((rows, length, channels), dtype=like.dtype, device=like.device).transpose(1, 2)
