@@ -1,6 +1,7 @@
 """GPU: time engines/superrow.py's superrow_conv per gsv_v4 fused layer over tile configs, against lrelu_conv's pick.
 
     PYTHONPATH=. python3 benchmarks/superrow_tiles.py [fp16|bf16] [best.json] [C:SAMPLES_PER_FRAME ...] [--device cpu]
+        [--quick]
 
 Stages default to gsv_v4's fused ones (64:120 32:240 16:480); name one per run to keep it under ~10 minutes. For each
 stage (channels C, T = 1024 * samples per frame, batch 16), each (k, d) in KERNELS reaching at most MAX_REACH
@@ -8,6 +9,7 @@ super-rows each side, and the input activated or not (ACT 1 / 0): the fused step
 residual + span) over super-rows per tile config, against lrelu_conv with its own pick (fused_resblock.tiles()).
 best.json holds the fastest super-row config per layer, {"C,KSIZE,DILATION,ACT": {BLOCK_M: .., ...}}.
 
+--quick sweeps BLOCK_M 64 / 128 and STAGES 0 / 2 only (the H200's picks at 16 channels: half the configs).
 --device cpu runs a tiny shape through Triton's interpreter (two configs, wall-clock times: a check that the script
 runs, not a measurement).
 """
@@ -19,6 +21,8 @@ import time
 from pathlib import Path
 
 ARGS, DEVICE = sys.argv[1:], "cuda"
+QUICK = "--quick" in ARGS
+ARGS = [a for a in ARGS if a != "--quick"]
 if "--device" in ARGS:
     at = ARGS.index("--device")
     DEVICE = ARGS[at + 1]
@@ -55,10 +59,10 @@ def candidates(width: int, act: bool):
     if DEVICE == "cpu":
         yield dict(BLOCK_M=16, BLOCK_N=64, num_warps=4, num_stages=1, STAGES=2)
         return
-    for bm in (32, 64, 128):
+    for bm in (64, 128) if QUICK else (32, 64, 128):
         for bn in (64, 128):
             for warps in (4, 8) if bm * bn >= 8192 else (4,):
-                for stages in (0, 2, 3):
+                for stages in (0, 2) if QUICK else (0, 2, 3):
                     yield dict(BLOCK_M=bm, BLOCK_N=min(bn, width), num_warps=warps, num_stages=1, STAGES=stages)
 
 

@@ -73,12 +73,15 @@ def superrow_fit(weight: Tensor, dilation: int, padding: int, max_reach: int) ->
     return samples if superrow_reach(ksize, dilation, samples) <= max_reach else 0
 
 
+def _compact_rows(x: Tensor) -> bool:
+    """x [B, C, T] has compact channels-last rows (channel stride 1, time stride C)."""
+    return x.stride(1) == 1 and (x.shape[2] <= 1 or x.stride(2) == x.shape[1])
+
+
 def superrow_rows(x: Tensor) -> Tensor:
     """x [B, C, T] as compact channels-last rows (channel stride 1, time stride C), what the ops take: x itself
     where it has them, else a copy."""
-    if x.stride(1) == 1 and (x.shape[2] <= 1 or x.stride(2) == x.shape[1]):
-        return x
-    return x.transpose(1, 2).contiguous().transpose(1, 2)
+    return x if _compact_rows(x) else x.transpose(1, 2).contiguous().transpose(1, 2)
 
 
 def superrow_product(rows: Tensor, blocks: Tensor) -> Tensor:
@@ -111,7 +114,7 @@ def _check_rows(x: Tensor, blocks: Tensor, samples: int) -> None:
     """ValueError unless x [B, C, T] is compact channels-last rows (channel stride 1, time stride C), T a multiple
     of samples, and blocks [2M + 1, S C, W_out] fit them with widths powers of two from 16 up (the kernel's sizes)."""
     _, channels, length = x.shape
-    if x.stride(1) != 1 or (length > 1 and x.stride(2) != channels):
+    if not _compact_rows(x):
         raise ValueError(f"super-rows need compact channels-last rows: x's strides {tuple(x.stride())} are not "
                          f"(*, 1, {channels})")  # fmt: skip
     if length % samples:
@@ -140,12 +143,14 @@ def _triton_forward(x, blocks, bias, residual, valid, rate, samples, slope, acti
     config.setdefault("STAGES", 0)
     cdiv = superrow_kernels.triton.cdiv
     grid = (cdiv(length // samples, config["BLOCK_M"]), cdiv(blocks.shape[2], config["BLOCK_N"]), rows)
+    if activated is not None and activated.stride() != out.stride():
+        raise ValueError(f"activated's strides {tuple(activated.stride())} are not out's {tuple(out.stride())}")
     launcher(superrow_kernels.superrow_conv, x)[grid](
         x, blocks, bias, res, out, out if activated is None else activated, valid, length, rate, slope, x.stride(0),
-        *res.stride(), *out.stride(), *vs, C_IN=c_in, C_OUT=c_out, S=samples, M=(blocks.shape[0] - 1) // 2,
+        *res.stride(), out.stride(0), *vs, C_IN=c_in, C_OUT=c_out, S=samples, M=(blocks.shape[0] - 1) // 2,
         HAS_RES=has_res, HAS_SPAN=has_span, ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output,
         STORE_ACTIVATED=activated is not None, DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
-        **config,
+        RES_ROWS=has_res and _compact_rows(res), SPAN_ROWS=rate % samples == 0, **config,
     )  # fmt: skip
     return out
 

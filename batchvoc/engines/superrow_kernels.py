@@ -13,16 +13,19 @@ from batchvoc.engines.span_kernels import utterance_bounds
 
 @triton.jit
 def superrow_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, rate, slope, sxb,
-                  srb, src, srt, sob, soc, sot, svb, svk, svf,
+                  srb, src, srt, sob, svb, svk, svf,
                   C_IN: tl.constexpr, C_OUT: tl.constexpr, S: tl.constexpr, M: tl.constexpr, HAS_RES: tl.constexpr,
                   HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
-                  STORE_ACTIVATED: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
-                  BLOCK_N: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
+                  STORE_ACTIVATED: tl.constexpr, DOT_PRECISION: tl.constexpr, RES_ROWS: tl.constexpr,
+                  SPAN_ROWS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                  STAGES: tl.constexpr):  # fmt: skip
     """One [BLOCK_M super-rows, BLOCK_N output features] tile of one batch row: per m in [0, 2M], the [BLOCK_M,
     S C_IN] super-rows q + m - M of channels-last x (rows of S C_IN contiguous elements: x's time stride is C_IN,
     its channel stride 1), leaky ReLU applied as they are loaded, times the block w[m] [S C_IN, BLOCK_N]; then
     lrelu_conv's epilogue per output feature (sample q S + f // C_OUT, channel f % C_OUT). STAGES 0 unrolls the
-    loop over m; STAGES > 0 software-pipelines it that deep."""
+    loop over m; STAGES > 0 software-pipelines it that deep. out and act are compact channels-last rows (feature f
+    of super-row q at q W_OUT + f); RES_ROWS says the residual is too, SPAN_ROWS that S divides rate (a super-row
+    never straddles a frame): both let the epilogue address whole super-rows, vectorised, instead of per element."""
     W_IN: tl.constexpr = S * C_IN
     W_OUT: tl.constexpr = S * C_OUT
     b = tl.program_id(2).to(tl.int64)
@@ -41,8 +44,8 @@ def superrow_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, 
             acc = _block_product(acc, x_rows, w_cols, q, f, m, T // S, slope, W_IN, W_OUT, M, ACTIVATE_INPUT,
                                  DOT_PRECISION)  # fmt: skip
     _finish_features(acc, b, q, f, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, srb, src, srt,
-                     sob, soc, sot, svb, svk, svf, C_OUT, S, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT,
-                     STORE_ACTIVATED)  # fmt: skip
+                     sob, svb, svk, svf, C_OUT, S, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT, STORE_ACTIVATED, RES_ROWS,
+                     SPAN_ROWS)  # fmt: skip
 
 
 @triton.jit
@@ -59,24 +62,34 @@ def _block_product(acc, x_rows, w_cols, q, f, m, R, slope, W_IN: tl.constexpr, W
 
 @triton.jit
 def _finish_features(acc, b, q, f, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, srb, src, srt,
-                     sob, soc, sot, svb, svk, svf, C_OUT: tl.constexpr, S: tl.constexpr, HAS_RES: tl.constexpr,
-                     HAS_SPAN: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr, STORE_ACTIVATED: tl.constexpr):  # fmt: skip
+                     sob, svb, svk, svf, C_OUT: tl.constexpr, S: tl.constexpr, HAS_RES: tl.constexpr,
+                     HAS_SPAN: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr, STORE_ACTIVATED: tl.constexpr,
+                     RES_ROWS: tl.constexpr, SPAN_ROWS: tl.constexpr):  # fmt: skip
     """conv_kernels._finish for a tile of super-row features: acc [BLOCK_M, BLOCK_N] + bias (+ residual) (leaky
     ReLU'd), zeroed outside the utterances, stored to out (and its leaky ReLU to act with STORE_ACTIVATED), feature
     f of super-row q being channel f % C_OUT of sample q S + f // C_OUT."""
     W_OUT: tl.constexpr = S * C_OUT
     channel = f % C_OUT
     t = q[:, None] * S + (f // C_OUT)[None, :]
+    rows = q[:, None] * W_OUT + f[None, :]  # offsets in compact channels-last rows: contiguous along f
     acc += tl.load(bias_ptr + channel, mask=f < W_OUT, other=0.0).to(tl.float32)[None, :]
     mask = (q < T // S)[:, None] & (f < W_OUT)[None, :]
     if HAS_RES:
-        acc += tl.load(res_ptr + b * srb + channel[None, :] * src + t * srt, mask=mask, other=0.0).to(tl.float32)
+        if RES_ROWS:
+            res = tl.load(res_ptr + b * srb + rows, mask=mask, other=0.0)
+        else:
+            res = tl.load(res_ptr + b * srb + channel[None, :] * src + t * srt, mask=mask, other=0.0)
+        acc += res.to(tl.float32)
     if ACTIVATE_OUTPUT:
         acc = tl.where(acc > 0, acc, acc * tl.cast(slope, tl.float32))
-    if HAS_SPAN:  # per element: a super-row never straddles a frame where S divides rate, but nothing needs it to
-        lo, hi = utterance_bounds(tl.minimum(t, T - 1), valid_ptr + b * svb, svk, svf, rate)
+    if HAS_SPAN:
+        if SPAN_ROWS:  # one frame per super-row: its bounds once per row
+            lo, hi = utterance_bounds(tl.minimum(q * S, T - 1), valid_ptr + b * svb, svk, svf, rate)
+            lo, hi = lo[:, None], hi[:, None]
+        else:
+            lo, hi = utterance_bounds(tl.minimum(t, T - 1), valid_ptr + b * svb, svk, svf, rate)
         acc = tl.where((t >= lo) & (t < hi), acc, 0.0)
     y = acc.to(out_ptr.dtype.element_ty)
-    tl.store(out_ptr + b * sob + channel[None, :] * soc + t * sot, y, mask=mask)
+    tl.store(out_ptr + b * sob + rows, y, mask=mask)
     if STORE_ACTIVATED:
-        tl.store(act_ptr + b * sob + channel[None, :] * soc + t * sot, _leaky(y, slope), mask=mask)
+        tl.store(act_ptr + b * sob + rows, _leaky(y, slope), mask=mask)

@@ -7,7 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from batchvoc.engines.superrow import superrow_product, superrow_reach, superrow_samples, superrow_weights
+from batchvoc.engines.superrow import (
+    superrow_product,
+    superrow_reach,
+    superrow_rows,
+    superrow_samples,
+    superrow_weights,
+)
 
 
 @pytest.mark.parametrize("channels", [16, 32, 64])
@@ -62,14 +68,15 @@ def _bounds(rate: int = 8, frames: int = 30) -> list[torch.Tensor]:
 
 def _check_layer(forward, channels, ksize, dilation, rate=8, config=None, tol=1e-5):
     """forward (superrow's _torch_forward or _triton_forward) against lrelu_conv's plain-torch arithmetic for each
-    span, with and without residual, each activation, and the output's leaky ReLU stored too."""
+    span, with and without residual (channels-first and compact channels-last), each activation, and the output's
+    leaky ReLU stored too."""
     from batchvoc.engines.fused_resblock import _torch_forward as conv
 
     x, weight, bias, residual, blocks, samples, padding = _layer(channels, ksize, dilation, rate=rate)
     flags = [(True, False, True), (False, False, False), (True, True, False), (False, True, True)]
     for valid in _bounds(rate):
         for act_in, act_out, has_res in flags:
-            res = residual if has_res else None
+            res = (residual if act_in else superrow_rows(residual)) if has_res else None  # both residual layouts
             want = conv(x, weight, bias, res, valid, rate, dilation, padding, 0.1, act_in, act_out)
             activated = None if act_out else torch.full_like(want, float("nan"))
             got = forward(x, blocks, bias, res, valid, rate, samples, 0.1, act_in, act_out, config=config,
