@@ -290,6 +290,21 @@ def _npy_mel(path, n_mels: int, folder: str) -> np.ndarray:
     return mel
 
 
+def npy_frames(path: str, file: str) -> int:
+    """The frames of the .npy mel a row of manifest `file` names as `path` (resolved as the reader resolves it),
+    from the file's header alone: no array data is read. RowError, OSError or ValueError where it cannot tell."""
+    if not isinstance(path, str) or not path:
+        raise RowError("mel_path is empty")
+    npy = np.lib.format
+    with storage.open_input(_inside(_folder_of(file), path)) as handle:
+        version = npy.read_magic(handle)
+        shape, _, _ = (npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0)(handle)
+    dims = squeezed_shape(shape)
+    if len(dims) != 2:
+        raise ValueError(f"mel_path {path!r} holds shape {list(shape)}, not [n_mels, n_frames]")
+    return int(dims[1])
+
+
 def require_floats(mel, what: str) -> None:
     """RowError unless `mel` is an array of floating-point values (numpy, or anything with torch's
     `is_floating_point`, of any float width): integers, booleans, text and objects are refused, never cast.

@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 
 from batchvoc import storage
 
-# Frames assumed per row where a manifest has no n_frames column (mel_path rows): only sizes shards.
+# Frames assumed per row where a manifest has no n_frames column (mel_path rows, nested lists): only sizes shards
+# (their names depend on it); the progress bar's audio is estimated apart (manifest/estimate.py)
 FRAMES_PER_ROW_GUESS = 500
 
 
@@ -30,7 +31,8 @@ class Shard:
     `file` is a local path or fsspec URL; `row_groups` are the file's row groups the range overlaps and
     `first_row` the file row where the first of them begins. `duplicate_rows` are shard-relative rows whose
     id was seen earlier in the manifest. `columns`: the job's pass-through schema (batchvoc.outputs), set by the
-    driver so that every shard's output manifest has the same columns.
+    driver so that every shard's output manifest has the same columns. `frames_guessed`: the file has no n_frames
+    column, so `frames` is an estimate (FRAMES_PER_ROW_GUESS a row when planned), not the rows' frames.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Shard:
     first_row: int
     frames: int
     duplicate_rows: tuple[int, ...] = field(default=())
+    frames_guessed: bool = False
     columns: pa.Schema | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -53,6 +56,7 @@ class _FileRows:
     frames: list[int]  # per row
     group_starts: list[int]  # file row where each row group begins (one extra: the file's row count)
     duplicates: set[int]  # file rows whose id was seen before
+    guessed: bool = False  # no n_frames column: FRAMES_PER_ROW_GUESS a row
 
 
 def plan_shards(files: list[str | Path], target_frames: int, root: str | Path | None = None) -> list[Shard]:
@@ -80,6 +84,7 @@ def plan_shards(files: list[str | Path], target_frames: int, root: str | Path | 
                     first_row=rows.group_starts[groups[0]],
                     frames=sum(rows.frames[start:stop]),
                     duplicate_rows=tuple(r - start for r in range(start, stop) if r in rows.duplicates),
+                    frames_guessed=rows.guessed,
                 )
             )
     return shards
@@ -105,7 +110,7 @@ def _file_rows(path: str, seen: set[str]) -> _FileRows:
                 duplicates.add(starts[-1] + offset)
             seen.add(key)
         starts.append(starts[-1] + len(ids))
-    return _FileRows(frames, starts, duplicates)
+    return _FileRows(frames, starts, duplicates, guessed=not has_frames)
 
 
 def id_strings(column: pa.ChunkedArray) -> list:

@@ -111,6 +111,37 @@ class _Actor:
     vocoded: dict[int, float] = field(default_factory=dict)  # pid -> audio seconds (a restart is a new pid)
 
 
+class AudioTotal:
+    """The progress bar's total, in seconds of audio: each shard's planned audio, except that a shard whose frames
+    were estimated (`frames_guessed`: no n_frames column) counts the audio it wrote once it is done, and the others
+    like it the audio a row those done wrote (rows that fail write none); before any is done, their estimate."""
+
+    def __init__(self, shards: list[Shard], seconds_per_frame: float):
+        self._per_frame = seconds_per_frame
+        self._known = sum(s.frames for s in shards if not s.frames_guessed) * seconds_per_frame
+        self._waiting = {s.name: s for s in shards if s.frames_guessed}
+        self._waiting_rows = sum(s.rows for s in self._waiting.values())
+        self._waiting_frames = sum(s.frames for s in self._waiting.values())
+        self._done_rows, self._done_s = 0, 0.0
+
+    def finished(self, shard: Shard, stats: dict[str, Any]) -> None:
+        """`shard` is done and wrote `stats` (ShardStats.to_json())."""
+        if self._waiting.pop(shard.name, None) is None:
+            return
+        self._waiting_rows -= shard.rows
+        self._waiting_frames -= shard.frames
+        self._done_rows += shard.rows
+        self._done_s += float(stats.get("audio_seconds", 0.0))
+
+    @property
+    def seconds(self) -> float:
+        if self._done_rows:
+            waiting = self._waiting_rows * self._done_s / self._done_rows
+        else:
+            waiting = self._waiting_frames * self._per_frame
+        return self._known + self._done_s + waiting
+
+
 def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: list | None = None,
          on_ready: Callable[[dict[str, Any]], None] | None = None,
          on_shard: Callable[[Shard, dict[str, Any]], None] | None = None,
@@ -129,7 +160,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
     in_flight: dict[Any, tuple[_Actor, Shard]] = {}
     redealt: set[str] = set()
     start_errors: list[BaseException] = []
-    total = sum(s.frames for s in shards) * seconds_per_frame
+    total = AudioTotal(shards, seconds_per_frame)
 
     def feed(actor: _Actor) -> None:
         while pending and actor.ready and not actor.dead and actor.busy < IN_FLIGHT_PER_ACTOR:
@@ -137,7 +168,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
             in_flight[actor.handle.run.remote(shard)] = (actor, shard)
             actor.busy += 1
 
-    with progress_bar(total) as bar:
+    with progress_bar(total.seconds) as bar:
         while in_flight or starting or (pending and any(a.ready and not a.dead for a in crew)):
             polls = {a.poll: a for a in crew if a.poll is not None}
             refs = [*starting, *in_flight, *polls]
@@ -166,6 +197,8 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
                     actor, shard = in_flight.pop(ref)
                     actor.busy -= 1
                     _finished(ref, actor, shard, result, pending, redealt, permanent, on_shard, bool(in_flight))
+                    if shard.name in result.stats:
+                        total.finished(shard, result.stats[shard.name])
                     if result.stopped:
                         break
                     feed(actor)
@@ -182,13 +215,13 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
             for actor in crew:
                 if actor.busy and actor.poll is None and now - actor.polled_at >= POLL_S:
                     actor.poll, actor.polled_at = actor.handle.poll.remote(), now
-            _show(bar, crew, result, total)
+            _show(bar, crew, result, total.seconds)
             if result.stopped:
                 for actor in crew:  # their shards in flight end with them; partial files go on the next run
                     ray.kill(actor.handle, no_restart=True)
                 pending.clear()
                 break
-        _show(bar, crew, result, total)  # the last shards' audio (their actors were not polled after them)
+        _show(bar, crew, result, total.seconds)  # the last shards' audio (their actors were not polled after them)
     if not result.actors and start_errors:
         cause = _cause(start_errors[0])
         if isinstance(cause, ConfigError):
@@ -214,7 +247,10 @@ def progress_bar(total: float) -> Iterator[tqdm]:
 
 def _show(bar: tqdm, crew: list[_Actor], result: Dealt, total: float) -> None:
     """Move the bar to the audio vocoded so far: the actors' last polls, or the finished shards' audio where
-    that is more (an actor is not polled once its last shard is done)."""
+    that is more (an actor is not polled once its last shard is done). `total` (AudioTotal.seconds) replaces the
+    bar's where it changed (drawn with the next update: tqdm keeps to mininterval)."""
+    if round(total, 1) != bar.total:
+        bar.total = round(total, 1)
     polled = sum(sum(a.vocoded.values()) for a in crew)
     finished = sum(stats.get("audio_seconds", 0.0) for stats in result.stats.values())
     vocoded = round(min(max(polled, finished), total), 1)

@@ -27,6 +27,7 @@ from batchvoc.engines import check_backend
 from batchvoc.engines.cache import weights_digest
 from batchvoc.manifest import Shard, check_manifest_files, plan_shards
 from batchvoc.manifest.conventions import MelChecks
+from batchvoc.manifest.estimate import estimate_frames
 from batchvoc.manifest.schema import manifest_root, output_overlap, refuse_if_every_row_declares_wrong
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
@@ -72,7 +73,8 @@ def check_settings(settings: JobSettings, files: list[str] | None = None) -> lis
 def plan(settings: JobSettings, files: list, preset: Preset) -> list[Shard]:
     """Every file's schema checked (empty parts skipped; no rows at all: ConfigError), the model's n_mels, sample
     rate and hop against what every row declares (footer statistics), then the shard plan (shards of about
-    input.shard_seconds of audio)."""
+    input.shard_seconds of audio; where a file has no n_frames, their audio for the progress bar is estimated from
+    a few rows' .npy headers)."""
     with reaching("input.manifest", settings.manifest):
         overlap = output_overlap(settings.manifest, settings.out_url)  # the listing left output.dir's files out
         if overlap:
@@ -81,7 +83,7 @@ def plan(settings: JobSettings, files: list, preset: Preset) -> list[Shard]:
         checks = MelChecks.for_preset(preset, settings.mel_scale, settings.mel_convention)
         refuse_if_every_row_declares_wrong(files, checks.check_declared)
         target_frames = int(settings.shard_seconds * preset.sample_rate / preset.hop_length)
-        return plan_shards(files, target_frames, root=manifest_root(settings.manifest))
+        return estimate_frames(plan_shards(files, target_frames, root=manifest_root(settings.manifest)))
 
 
 def process_started_at() -> float:

@@ -117,10 +117,16 @@ class Worker:
                           device=self._device).to_json()  # fmt: skip
         if stats.get("rows_ok") and self.first_audio_at is None:
             self.first_audio_at = time.time()
-        # the shard's planned audio in full, whatever the pipeline reported per batch (resumed rows included)
-        planned = shard.frames * self.preset.hop_length / self.preset.sample_rate
-        self.vocoded_s += max(planned - reported[0], 0.0)
+        self.vocoded_s += max(self._shard_audio(shard, stats) - reported[0], 0.0)
         return stats
+
+    def _shard_audio(self, shard: Shard, stats: dict[str, Any]) -> float:
+        """A done shard's audio for the progress bar, whatever the pipeline reported per batch (resumed rows
+        included): its planned audio in full, or, where its frames were only estimated (no n_frames column), the
+        audio it wrote (runner/dealer.AudioTotal counts it so)."""
+        if shard.frames_guessed:
+            return float(stats.get("audio_seconds", 0.0))
+        return shard.frames * self.preset.hop_length / self.preset.sample_rate
 
     def max_mel_error(self) -> float | None:
         """check.max_mel_error, or None: no suspect verdict (null, or the round trip off for checkpoint=random)."""

@@ -77,3 +77,45 @@ def test_log_lines_go_above_the_bar_not_onto_its_line(monkeypatch):
     at = text.index("actor-0 ready")
     assert "1.0/10.0" in text[:at], "the bar was drawn before the log line"
     assert text[at - 1] in "\r\n", f"the log line shares the bar's line: {text[max(0, at - 40) : at + 20]!r}"
+
+
+def test_the_total_of_shards_without_n_frames_becomes_the_audio_they_wrote():
+    """Shards planned at a guess of frames a row: once one is done its audio replaces its guess, and the
+    others' guesses become their rows at the audio a row of those done; shards with n_frames stay as planned."""
+    from batchvoc.manifest import Shard
+    from batchvoc.runner.dealer import AudioTotal
+
+    guessed = [Shard(f"g{k}", "g", 10 * k, 10 * k + 10, (0,), 0, 5000, frames_guessed=True) for k in range(3)]
+    known = Shard("k0", "k", 0, 10, (0,), 0, 400)
+    total = AudioTotal([*guessed, known], seconds_per_frame=0.01)
+    assert total.seconds == 154.0  # 3 x 50 s guessed + 4 s
+    total.finished(guessed[0], {"audio_seconds": 12.0})
+    assert total.seconds == 12.0 + 2 * 12.0 + 4.0
+    total.finished(known, {"audio_seconds": 3.5})  # n_frames known: its planned audio stays (the bar tops it up)
+    total.finished(guessed[1], {"audio_seconds": 8.0})
+    assert total.seconds == 12.0 + 8.0 + 10.0 + 4.0
+    total.finished(guessed[2], {"audio_seconds": 9.0})
+    assert total.seconds == 12.0 + 8.0 + 9.0 + 4.0
+
+
+def test_a_job_without_n_frames_shows_the_audio_of_its_mels(tmp_path, ray_cluster, capsys):
+    """A user's job of ~5 s of mel_path rows (no n_frames column) showed a bar of 29 s (500 frames a row
+    guessed): its bar now ends at the audio its mels hold, all of it vocoded."""
+    import re
+
+    import numpy as np
+
+    from batchvoc.runner.driver import run_job
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(20, 70, 24).tolist()  # more rows than the headers sampled: the done shards correct it
+    (tmp_path / "in").mkdir()
+    for i, n in enumerate(frames):
+        np.save(tmp_path / "in" / f"u{i}.npy", (-6 + 2 * rng.standard_normal((80, n))).astype(np.float32))
+    write_manifest(tmp_path / "in" / "m.parquet", [dict(id=f"u{i}", mel_path=f"u{i}.npy") for i in range(24)])
+    report = run_job(small_job(tmp_path, cpu_actors=1, batch=1, window=64, shard_seconds=1.0))
+    assert report.exit_code == 0
+    audio = report.summary.audio_seconds
+    assert abs(audio - sum(frames) * 256 / 22050) < 1e-3
+    done, total = map(float, re.findall(r"([\d.]+)/([\d.]+) \[", capsys.readouterr().err)[-1])
+    assert total == done == round(audio, 1), f"the bar ended at {done}/{total} s for {audio:.2f} s of audio"
