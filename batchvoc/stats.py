@@ -213,6 +213,13 @@ class JobSummary:
         return summary
 
 
+def vocoded_seconds(stats: dict[str, Any]) -> float:
+    """A shard's audio seconds vocoded by the run that wrote its stats/<shard>.json payload `stats`: its
+    audio_seconds_vocoded, or, in stats written before that key (and rows_reused) existed, all of its audio (no
+    row was reused then)."""
+    return float(stats.get("audio_seconds_vocoded", stats.get("audio_seconds", 0.0)))
+
+
 def top_reasons(counts: Counter, keep: int = TOP_REASONS) -> dict[str, int]:
     """The `keep` most common reasons (most common first), the rest summed under "other reasons"."""
     common = counts.most_common(keep)

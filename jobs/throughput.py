@@ -10,26 +10,32 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from batchvoc.stats import JobSummary, ShardStats, Totals
+from batchvoc.stats import JobSummary, ShardStats, Totals, vocoded_seconds
 
 
 def report(out_dir: Path) -> dict:
-    """Totals over the job's shards; `busy_x_realtime` excludes start-up (audio / the busiest actor's shard time)."""
+    """Totals over the job's shards. `busy_x_realtime` excludes start-up: the audio vocoded over the busiest
+    actor's shard time; audio an earlier run wrote and a redone shard reused (output.retry_failed) is written,
+    not vocoded, and counts in `audio_hours` and `reused_hours` only, like every speed of the job's report."""
     summary = JobSummary.from_json(json.loads((out_dir / "summary.json").read_text()))
-    stats = [ShardStats.from_json(json.loads(p.read_text())) for p in sorted((out_dir / "stats").glob("*.json"))]
+    payloads = [json.loads(p.read_text()) for p in sorted((out_dir / "stats").glob("*.json"))]
+    stats = [ShardStats.from_json(payload) for payload in payloads]
     busy: dict[str, float] = defaultdict(float)
     for s in stats:
         busy[s.actor] += s.wall_s
     totals = Totals.merge(stats)
     audio = totals.audio_seconds
+    vocoded = sum(vocoded_seconds(payload) for payload in payloads)  # older stats lack audio_seconds_vocoded
     busiest = max(busy.values()) if busy else 0.0
     return dict(
         rows_ok=summary.rows_ok,
         rows_failed=summary.rows_failed,
         audio_hours=audio / 3600,
+        vocoded_hours=vocoded / 3600,
+        reused_hours=max(audio - vocoded, 0.0) / 3600,
         wall_seconds=summary.wall_seconds,
         x_realtime=summary.x_realtime,
-        busy_x_realtime=audio / busiest if busiest else 0.0,
+        busy_x_realtime=vocoded / busiest if busiest else 0.0,
         actors=len(busy),
         balance_max_over_min=max(busy.values()) / min(busy.values()) if busy else 0.0,
         read_s=totals.read_s,

@@ -10,7 +10,7 @@ from typing import Any
 
 from batchvoc.report import data as jobdata
 from batchvoc.report import files, plots
-from batchvoc.stats import JobSummary
+from batchvoc.stats import JobSummary, vocoded_seconds
 
 log = logging.getLogger(__name__)
 WORST_ROWS = 6
@@ -160,7 +160,7 @@ def _first_shard_s(job: jobdata.JobData) -> float | None:
 
 def _vocoded(stats: dict[str, Any]) -> float:
     """A shard's audio seconds vocoded by the run that wrote its stats (stats from before rows_reused: all)."""
-    return float(stats.get("audio_seconds_vocoded", stats.get("audio_seconds", 0.0)))
+    return vocoded_seconds(stats)
 
 
 def _reused(stats: dict[str, Any]) -> float:
