@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 
         _early = EarlyStart()
         _early.start(configs[0])
+        if _early.error is not None:  # refused before Hydra makes the job's log folder, like a sweep's job
+            print(f"batchvoc: cannot run: {_early.error}", file=sys.stderr)
+            _early = None
+            return 1
     interrupted = False
     try:
         _job()

@@ -19,6 +19,7 @@ from batchvoc.cli import compose, help_text, job_names
 from batchvoc.config import BatchvocConfig, free_mappings, validate
 from batchvoc.errors import ConfigError
 from batchvoc.settings import KEYS, JobSettings
+from tests.conftest import mel_rows, write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,6 +74,27 @@ def test_a_bad_override_is_one_line_naming_the_key(overrides, key, words, tmp_pa
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"batchvoc: cannot run: {key}: ") and words in err and "\n" not in err, err
     assert not (tmp_path / "out").exists()  # stopped before Hydra made its log folder
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "words"),
+    [
+        (["input.manifest={tmp}/nowhere"], "input.manifest", "no Parquet files found"),  # the quick checks'
+        (["input.manifest={tmp}/in", "model.checkpoint={tmp}/no.pth"], "model.checkpoint", "no.pth"),
+        (["input.manifest={tmp}/in", "engine.batch=0"], "engine.batch", "at least 1"),  # the settings' ranges
+    ],
+)
+def test_a_job_refused_by_its_checks_leaves_no_log_folder(overrides, key, words, tmp_path):
+    """Refused by its settings or its quick checks (manifest, checkpoint, ...), a job stops before Hydra runs it, as
+    a sweep's jobs do: each attempt left output.dir/logs/<time>/ holding the one line the console had said."""
+    write_manifest(tmp_path / "in" / "m.parquet", mel_rows(2, 80))
+    argv = ["job=hifigan_v1", f"output.dir={tmp_path / 'out'}", *(o.format(tmp=tmp_path) for o in overrides)]
+    result = subprocess.run([sys.executable, "-m", "batchvoc", *argv], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    (said,) = [line for line in result.stderr.splitlines() if line.startswith("batchvoc: cannot run:")]
+    assert said.startswith(f"batchvoc: cannot run: {key}: ") and words in said, said
+    assert not (tmp_path / "out" / "logs").exists()
 
 
 # a key of each free-form mapping (config.free_mappings) and a value it takes: a new mapping needs one here

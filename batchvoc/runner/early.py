@@ -4,8 +4,8 @@
 Hydra composes the job again and calls `__main__.run`. For a command line of one job, `EarlyStart.start` runs the
 quick checks (runner/checks.py, no torch) and begins Ray on its own thread (runner/cluster.RayThread) right after
 that first compose, ~0.6 s before `run` would; `run` takes them when its settings are the same, and otherwise
-checks and starts its own (the early Ray is shut down unused). Bad configuration is left for `run` to report
-(the checks' refusal kept, not checked again: an object store not reached takes seconds to say so).
+checks and starts its own (the early Ray is shut down unused). Bad configuration is kept in `error`: `main`
+reports it before Hydra starts, as it does a sweep's (no log folder in output.dir for a job that never ran).
 """
 
 from __future__ import annotations
@@ -43,16 +43,17 @@ class EarlyStart:
         self.settings: JobSettings | None = None
         self.files: list[str] = []
         self.ray_thread: RayThread | None = None
-        self.error: ConfigError | None = None  # the quick checks' refusal of `settings`
+        self.error: ConfigError | None = None  # the settings' or the quick checks' refusal of this job
 
     def start(self, cfg: Any) -> None:
         """Check the job of this composed config and begin its Ray; nothing for the demo without a manifest (it
-        builds its input first) or for a config the checks refuse (`run` reports it, in the job's own log)."""
+        builds its input first); for a config the settings or the checks refuse, `error` (and no Ray)."""
         if cfg.get("demo") and not cfg.input.manifest:
             return
         try:
             settings = JobSettings.from_config(cfg)
-        except ConfigError:
+        except ConfigError as err:
+            self.error = err
             return
         try:
             files = quick_checks(settings)
