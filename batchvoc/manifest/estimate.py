@@ -15,7 +15,7 @@ from itertools import accumulate
 
 from batchvoc import storage
 from batchvoc.manifest.rows import npy_frames
-from batchvoc.manifest.shards import Shard, shard_table
+from batchvoc.manifest.shards import Shard
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 16
@@ -40,9 +40,10 @@ def sampled_frames(shards: list[Shard], sample_rows: int) -> list[int]:
     picks: dict[int, list[int]] = {}
     for index, row in sample_positions(shards, sample_rows):
         picks.setdefault(index, []).append(row)
+    groups: dict[tuple[str, tuple[int, ...]], list | None] = {}  # shards of one row group read its paths once
     frames: list[int] = []
     for index, rows in picks.items():
-        frames += _shard_frames(shards[index], rows)
+        frames += _shard_frames(shards[index], rows, groups)
     return frames
 
 
@@ -60,20 +61,33 @@ def sample_positions(shards: list[Shard], count: int) -> list[tuple[int, int]]:
     return positions
 
 
-def _shard_frames(shard: Shard, rows: list[int]) -> list[int]:
-    """The frames of the shard's `rows` that name a readable .npy."""
-    try:
-        names = storage.parquet_file(shard.file).schema_arrow.names
-        if "mel_path" not in names or "mel" in names:  # a mel column is read instead of mel_path
-            return []
-        paths = shard_table(shard, ["mel_path"]).column("mel_path").to_pylist()
-    except Exception as err:  # noqa: BLE001 - an estimate: the job reports the file's fault when it reads it
-        log.debug("no frames estimate from %s: %s", shard.name, err)
+def _shard_frames(shard: Shard, rows: list[int], groups: dict[tuple[str, tuple[int, ...]], list | None]) -> list[int]:
+    """The frames of the shard's `rows` that name a readable .npy; `groups`: the mel_path values of the row groups
+    read so far (None: none to read there)."""
+    key = (shard.file, shard.row_groups)
+    if key not in groups:
+        groups[key] = _group_paths(shard)
+    paths = groups[key]
+    if paths is None:
         return []
     frames = []
     for row in rows:
         try:
-            frames.append(npy_frames(paths[row], shard.file))
+            frames.append(npy_frames(paths[shard.start - shard.first_row + row], shard.file))
         except Exception as err:  # noqa: BLE001 - the row's own read gives it its reason
             log.debug("no frames estimate from %s row %d: %s", shard.name, row, err)
     return frames
+
+
+def _group_paths(shard: Shard) -> list | None:
+    """The mel_path values of the shard's row groups; None where its file has no mel_path column to read (or a mel
+    column, which is read instead) or cannot be read."""
+    try:
+        parquet = storage.parquet_file(shard.file)
+        names = parquet.schema_arrow.names
+        if "mel_path" not in names or "mel" in names:
+            return None
+        return parquet.read_row_groups(list(shard.row_groups), columns=["mel_path"]).column("mel_path").to_pylist()
+    except Exception as err:  # noqa: BLE001 - an estimate: the job reports the file's fault when it reads it
+        log.debug("no frames estimate from %s: %s", shard.name, err)
+        return None

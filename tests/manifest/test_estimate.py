@@ -19,7 +19,7 @@ def _npy_manifest(folder: Path, frames: list[int], extra: list[str] = ()) -> Pat
         np.save(folder / "mels" / f"u{i}.npy", np.full((1, 80, n), -6.0, np.float32))  # size-1 axes squeezed
         rows.append(dict(id=f"u{i}", mel_path=f"mels/u{i}.npy"))
     rows += [dict(id=f"x{i}", mel_path=path) for i, path in enumerate(extra)]
-    return write_manifest(folder / "m.parquet", rows, row_group_size=4)
+    return write_manifest(folder / "m.parquet", rows, row_group_size=4)  # shards across row groups
 
 
 def test_few_rows_are_read_from_their_headers_exactly(tmp_path):
@@ -39,6 +39,8 @@ def test_many_rows_are_sampled_over_every_shard(tmp_path):
     shards = estimate_frames(planned)
     assert len(shards) == 20 and [s.name for s in shards] == [s.name for s in planned]
     assert abs(sum(s.frames for s in shards) / sum(frames) - 1) < 0.2
+    sampled = [frames[planned[index].start + row] for index, row in sample_positions(planned, 16)]
+    assert [s.frames for s in shards] == [round(s.rows * sum(sampled) / 16) for s in planned]  # those rows' headers
     assert len({index for index, _ in sample_positions(planned, 16)}) == 16  # 16 shards of the 20, not the first
 
 
