@@ -10,9 +10,11 @@ padding p = d (k - 1) / 2) is then, per output super-row q,
     B[m + M][(s_in, c_in), (s_out, c_out)] = w[j, c_in, c_out] where s_in + m S - s_out == j d - p, else 0
 
 (`superrow_weights`; X zero outside [0, T / S)). (2M + 1) S / k times the FLOPs, but every product is
-[BLOCK_M, W] x [W, BLOCK_N], and each super-row block is loaded once per m instead of once per tap. Expected to win
-for undilated convs of k >= 7 at 16 and 32 channels (M = 1 or 2); a GPU session measures it
-(benchmarks/superrow_tiles.py).
+[BLOCK_M, W] x [W, BLOCK_N], and each super-row block is loaded once per m instead of once per tap. Measured on an
+H200 (benchmarks/superrow_tiles.py, BENCHMARKS.md session 16) it is slower than lrelu_conv for every gsv_v4 layer
+but k = 11, d = 1 (1.17x at 16 channels, 1.07x at 32), so it stays off by default. A likely cause, not profiled: each
+tile reads (2M + 1) [128, BLOCK_N] weight blocks for [BLOCK_M, 128] of input (weights kept on chip across tiles
+would remove that).
 
 Everything else is `lrelu_conv`'s (engines/fused_resblock.py): the leaky ReLU of the input as loaded, rounded to x's
 dtype, bias, residual, the output's leaky ReLU, the span's zeroing per sample, the optional second store of the
