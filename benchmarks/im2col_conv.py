@@ -11,17 +11,11 @@ a k=11 conv at 16 channels is 3 products of K=64 instead of 11 of K=16. The kern
 --device cpu runs a tiny shape through Triton's interpreter (a check that it computes the conv, not a measurement).
 """
 
-import os
 import sys
-import time
 
-ARGS, DEVICE = sys.argv[1:], "cuda"
-if "--device" in ARGS:
-    at = ARGS.index("--device")
-    DEVICE = ARGS[at + 1]
-    del ARGS[at : at + 2]
-if DEVICE == "cpu":
-    os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: kernels then run on CPU tensors
+import kernel_timing
+
+ARGS, DEVICE = kernel_timing.device_args(sys.argv[1:])  # before triton is imported
 
 import torch  # noqa: E402
 import triton  # noqa: E402
@@ -111,14 +105,7 @@ def candidates(c: int, k: int):
 
 
 def bench(fn) -> float:
-    """ms per call: triton's do_bench on a GPU, one wall-clock call in the interpreter."""
-    if DEVICE == "cuda":
-        from triton.testing import do_bench
-
-        return do_bench(fn, warmup=5, rep=30)
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1e3
+    return kernel_timing.bench(fn, DEVICE)
 
 
 def measure(c: int, rate: int, k: int, d: int, act: bool) -> tuple:

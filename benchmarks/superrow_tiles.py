@@ -15,20 +15,14 @@ runs, not a measurement).
 """
 
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
-ARGS, DEVICE = sys.argv[1:], "cuda"
+import kernel_timing
+
+ARGS, DEVICE = kernel_timing.device_args(sys.argv[1:])  # before triton is imported
 QUICK = "--quick" in ARGS
 ARGS = [a for a in ARGS if a != "--quick"]
-if "--device" in ARGS:
-    at = ARGS.index("--device")
-    DEVICE = ARGS[at + 1]
-    del ARGS[at : at + 2]
-if DEVICE == "cpu":
-    os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: kernels then run on CPU tensors
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -67,14 +61,7 @@ def candidates(width: int, act: bool):
 
 
 def bench(fn) -> float:
-    """ms per call: triton's do_bench on a GPU, one wall-clock call in the interpreter."""
-    if DEVICE == "cuda":
-        from triton.testing import do_bench
-
-        return do_bench(fn, warmup=5, rep=30)
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1e3
+    return kernel_timing.bench(fn, DEVICE)
 
 
 def measure(c, rate, k, d, act):
