@@ -60,6 +60,7 @@ from batchvoc.engines.triton_runtime import (
     launcher,
     pow2_between,
     span_launch_args,
+    tile_config,
     traced,
     use_triton,
 )
@@ -106,16 +107,6 @@ def tiles(c_in: int, c_out: int, ksize: int, activate_input: bool = True) -> dic
 def tile_list(config: dict[str, int]) -> list[int]:
     """A tile config as the op's `tile` argument: TILE_KEYS' values in order, STAGES 0 for the pointer-load kernel."""
     return [int(config.get(k, 0)) for k in TILE_KEYS]
-
-
-def tile_config(tile: list[int]) -> dict[str, int] | None:
-    """The op's `tile` argument back as a config; None for an empty list (the default `tiles()`)."""
-    if not tile:
-        return None
-    config = dict(zip(TILE_KEYS, (int(v) for v in tile), strict=True))
-    if not config["STAGES"]:
-        del config["STAGES"]
-    return config
 
 
 class TileTable:
@@ -243,7 +234,7 @@ def lrelu_conv(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor | None,
     tile: the kernel's tile sizes as `tile_list` gives them (None or empty: `tiles()`)."""
     forward = _triton_forward if use_triton(x) else _torch_forward
     return forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input, activate_output,
-                   tile_config(tile or []))  # fmt: skip
+                   tile_config(tile or [], TILE_KEYS))  # fmt: skip
 
 
 @kernel_op("lrelu_conv_and_act", kernels=_conv_kernels)
@@ -257,7 +248,7 @@ def lrelu_conv_and_act(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor
     activated = channels_last_empty(rows, weight.shape[2], length, x)
     forward = _triton_forward if use_triton(x) else _torch_forward
     out = forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input, False,
-                  tile_config(tile or []), activated=activated)  # fmt: skip
+                  tile_config(tile or [], TILE_KEYS), activated=activated)  # fmt: skip
     return out, activated
 
 

@@ -29,7 +29,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from batchvoc.engines.ops import kernel_op
-from batchvoc.engines.triton_runtime import channels_last_empty, launcher, span_launch_args, use_triton
+from batchvoc.engines.triton_runtime import (
+    channels_last_empty,
+    launcher,
+    span_launch_args,
+    tile_config,
+    use_triton,
+)
 from batchvoc.models.span import Span
 
 SUPERROW_WIDTH = 128  # features per super-row: the tensor cores' K and N of one product
@@ -102,14 +108,9 @@ def superrow_tiles(width_out: int, activate_input: bool = True) -> dict[str, int
     return dict(BLOCK_M=64, BLOCK_N=min(width_out, 128), num_warps=4, num_stages=1)
 
 
-def _tile_config(tile: list[int], width_out: int, activate_input: bool) -> dict[str, int]:
-    """The ops' `tile` list (SUPERROW_TILE_KEYS' values, STAGES 0 for none) as a config; empty: `superrow_tiles`."""
-    if not tile:
-        return superrow_tiles(width_out, activate_input)
-    config = dict(zip(SUPERROW_TILE_KEYS, (int(v) for v in tile), strict=True))
-    if not config["STAGES"]:
-        del config["STAGES"]
-    return config
+def _tile(tile: list[int] | None, width_out: int, activate_input: bool) -> dict[str, int]:
+    """The ops' `tile` list as a launch config; None or empty: `superrow_tiles`."""
+    return tile_config(tile or [], SUPERROW_TILE_KEYS) or superrow_tiles(width_out, activate_input)
 
 
 def _check_rows(x: Tensor, blocks: Tensor, samples: int) -> None:
@@ -195,7 +196,7 @@ def superrow_conv(x: Tensor, blocks: Tensor, bias: Tensor, residual: Tensor | No
     _check_rows(x, blocks, samples)
     forward = _triton_forward if use_triton(x) else _torch_forward
     return forward(x, blocks, bias, residual, valid, rate, samples, slope, activate_input, activate_output,
-                   _tile_config(tile or [], blocks.shape[2], activate_input))  # fmt: skip
+                   _tile(tile, blocks.shape[2], activate_input))  # fmt: skip
 
 
 @kernel_op("superrow_conv_and_act", kernels=_superrow_kernels)
@@ -209,5 +210,5 @@ def superrow_conv_and_act(x: Tensor, blocks: Tensor, bias: Tensor, residual: Ten
     activated = channels_last_empty(rows, blocks.shape[2] // samples, length, x)
     forward = _triton_forward if use_triton(x) else _torch_forward
     out = forward(x, blocks, bias, residual, valid, rate, samples, slope, activate_input, False,
-                  _tile_config(tile or [], blocks.shape[2], activate_input), activated=activated)  # fmt: skip
+                  _tile(tile, blocks.shape[2], activate_input), activated=activated)  # fmt: skip
     return out, activated

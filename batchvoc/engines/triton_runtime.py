@@ -70,3 +70,14 @@ def channels_last_empty(rows: int, channels: int, length: int, like: Tensor) -> 
     """An uninitialised [rows, channels, length] tensor with channels-last strides (memory [rows, length, channels]),
     like's dtype and device: what our conv kernels write."""
     return torch.empty((rows, length, channels), dtype=like.dtype, device=like.device).transpose(1, 2)
+
+
+def tile_config(tile: list[int], keys: tuple[str, ...]) -> dict[str, int] | None:
+    """An op's `tile` argument (the values of `keys` in order, STAGES 0 for an unpipelined loop) back as a launch
+    config; None for an empty list (the op's default tile)."""
+    if not tile:
+        return None
+    config = dict(zip(keys, (int(v) for v in tile), strict=True))
+    if not config.get("STAGES", 1):
+        del config["STAGES"]
+    return config
