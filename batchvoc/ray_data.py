@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from batchvoc.api import MelLike, Vocoder
+from batchvoc.api import MelLike, Result, Vocoder
+from batchvoc.errors import RowError
+from batchvoc.manifest.rows import flat_mel
 
 DEFAULT_BATCH_ROWS = 64
 
@@ -48,8 +50,9 @@ class VocodeBatches:
         if self.mel_column not in batch:
             raise KeyError(f"no column {self.mel_column!r} in the batch (columns: {', '.join(batch)}); "
                            f"pass mel_column=")  # fmt: skip
-        mels = _mels(batch, self.mel_column)
-        results = self.vocoder.vocode_each(mels)
+        mels, errors = _mels(batch, self.mel_column, self.vocoder.n_mels)
+        done = iter(self.vocoder.vocode_each([mel for mel, error in zip(mels, errors, strict=True) if error is None]))
+        results = [Result(None, error) if error else next(done) for error in errors]
         out = {k: v for k, v in batch.items() if self.keep_mel or k != self.mel_column}
         empty = np.zeros(0, dtype=np.float32)
         out[self.audio_column] = _object_array([r.audio if r.ok else empty for r in results])
@@ -59,19 +62,23 @@ class VocodeBatches:
         return out
 
 
-def _mels(batch: dict[str, np.ndarray], column: str) -> list[MelLike | None]:
-    """The batch's mels as [n_mels, T] arrays (None for a null); flat rows are reshaped by `n_frames`."""
+def _mels(batch: dict[str, np.ndarray], column: str, n_mels: int) -> tuple[list[MelLike | None], list[str | None]]:
+    """The batch's mels as [n_mels, T] arrays (None for a null) and, per row, why it cannot be one (or None): flat
+    rows with an `n_frames` column are reshaped as a job reads them (manifest.rows.flat_mel, its words)."""
     values = batch[column]
     frames = batch.get("n_frames")
     mels: list[MelLike | None] = []
+    errors: list[str | None] = []
     for i in range(len(values)):
-        mel = values[i]
-        if mel is not None and np.ndim(mel) == 1 and frames is not None and frames[i] is not None and frames[i] > 0:
-            flat = np.asarray(mel)
-            n = int(frames[i])
-            mel = flat.reshape(flat.size // n, n) if flat.size % n == 0 else flat
+        mel, error = values[i], None
+        if mel is not None and np.ndim(mel) == 1 and frames is not None:
+            try:
+                mel = flat_mel(np.asarray(mel), frames[i], n_mels)
+            except RowError as err:
+                mel, error = None, str(err)
         mels.append(mel)
-    return mels
+        errors.append(error)
+    return mels, errors
 
 
 def _object_array(items: list) -> np.ndarray:

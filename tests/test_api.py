@@ -175,3 +175,24 @@ def test_ray_data_reads_the_manifest_layout(tmp_path, pretrained, ray_cluster):
         i = int(row["id"][1:])
         assert row["status"] == "ok"
         np.testing.assert_allclose(row["wave"], expected[i], atol=1e-5)
+
+
+def test_ray_data_flat_rows_are_refused_in_the_jobs_words(pretrained):
+    """A flat mel whose size does not match n_frames, and an n_frames that is null or not positive, get the job's
+    reasons (manifest.rows.flat_mel), not the Vocoder's shape complaint; the other rows are vocoded."""
+    from batchvoc.ray_data import VocodeBatches
+
+    mels = speech_mels((0.3, 0.2), seed=5)
+    flat = [m.ravel() for m in mels]
+    column = np.empty(4, dtype=object)
+    column[:] = [flat[0], flat[1][:-3], flat[1], flat[0]]
+    batch = dict(id=np.array(["a", "short", "none", "zero"]), mel=column,
+                 n_frames=np.array([mels[0].shape[1], mels[1].shape[1], None, 0], dtype=object))  # fmt: skip
+    stage = VocodeBatches("hifigan_v1_universal", checkpoint="pretrained", backend="eager", batch=3, window=96)
+    out = stage(batch)
+    assert list(out["status"]) == ["ok", "error", "error", "error"]
+    np.testing.assert_allclose(out["audio"][0], pretrained(mels[:1])[0], atol=1e-5)
+    assert out["error"][1].startswith(f"mel holds {flat[1].size - 3} values, not n_mels x n_frames = 80 x ")
+    assert out["error"][2].startswith("n_frames is None: no frames to vocode")
+    assert out["error"][3].startswith("n_frames is 0: no frames to vocode")
+    assert all(len(out["audio"][i]) == 0 for i in (1, 2, 3))

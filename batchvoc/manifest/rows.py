@@ -218,14 +218,7 @@ class _InlineMels:
             raise RowError(self.null_error)
         if self.nested:
             return self._nested(i, n_frames, n_mels)
-        n_frames = _frame_count(n_frames)
-        flat = self.values[self.offsets[i] : self.offsets[i + 1]]
-        if flat.size != n_mels * n_frames:
-            bands, left = divmod(flat.size, n_frames) if n_frames else (0, 1)
-            hint = (f"{bands} mel bands of {n_frames} frames? the model takes {n_mels}" if not left and bands
-                    else "wrong n_mels or n_frames?")  # fmt: skip
-            raise RowError(f"mel holds {flat.size} values, not n_mels x n_frames = {n_mels} x {n_frames} ({hint})")
-        return flat.reshape(n_mels, n_frames)
+        return flat_mel(self.values[self.offsets[i] : self.offsets[i + 1]], n_frames, n_mels)
 
     def _nested(self, i: int, n_frames, n_mels: int) -> np.ndarray:
         bounds = self.inner_offsets[self.offsets[i] : self.offsets[i + 1] + 1]
@@ -239,6 +232,18 @@ class _InlineMels:
         if n_frames is not None and _frame_count(n_frames) != frames:
             raise RowError(f"n_frames is {n_frames}, the nested mel holds {frames} frames")
         return self.values[bounds[0] : bounds[-1]].reshape(rows, frames)
+
+
+def flat_mel(flat: np.ndarray, n_frames, n_mels: int) -> np.ndarray:
+    """A flat C-ordered mel [n_mels * n_frames] (the manifest's layout with an n_frames column) as [n_mels, n_frames]
+    (a view); RowError for an n_frames that is no positive whole number, or a size that is not n_mels x n_frames."""
+    n_frames = _frame_count(n_frames)
+    if flat.size != n_mels * n_frames:
+        bands, left = divmod(flat.size, n_frames)
+        hint = (f"{bands} mel bands of {n_frames} frames? the model takes {n_mels}" if not left and bands
+                else "wrong n_mels or n_frames?")  # fmt: skip
+        raise RowError(f"mel holds {flat.size} values, not n_mels x n_frames = {n_mels} x {n_frames} ({hint})")
+    return flat.reshape(n_mels, n_frames)
 
 
 def _frame_count(n_frames) -> int:
