@@ -286,4 +286,3 @@ def test_a_floor_clamped_above_the_clip_is_marked_suspect(preset_mels):
                              (np.maximum(mel, np.log(1e-4)), "clamped at 0.0001")]:  # fmt: skip
             reason = checks.read(wrong.astype(np.float32))[1]
             assert reason is not None and "pile up at" in reason and words in reason, (preset.name, reason)
-
