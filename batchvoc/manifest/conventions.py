@@ -239,9 +239,10 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
         if abs(ratio - 1 / LN10) < 0.04:
             guess, hint = "log10 (ln / 2.303)", f"set {SCALE_KEY}=log10"
         else:  # no scale key undoes an arbitrary factor: say which one would
-            guess = f"a natural-log mel scaled by {ratio:.2f}"
-            hint = (f"store the natural-log mel itself (these values times {1 / ratio:.3g}, clamped at {floor:.2f}); "
-                    f"{SCALE_KEY} reads log10, db and gsv_norm mels, not other factors")  # fmt: skip
+            guess = f"a natural-log mel scaled by {ratio:.2f}, or mapped into another range (Tacotron's [-4, 4])"
+            hint = (f"store the natural-log mel itself (a scaled one: these values times {1 / ratio:.3g}, clamped at "
+                    f"{floor:.2f}; a mapped one: the map's inverse); {SCALE_KEY} reads log10, db and gsv_norm mels, "
+                    "not other factors or ranges")  # fmt: skip
         return (f"clamped floor at {lo:.2f} where ln(clip) is {floor:.2f}, values up to {hi:.2f}: "
                 f"looks like {guess}; {hint}")  # fmt: skip
     if q1 > COMPRESSED_Q1 and hi < ceiling:
