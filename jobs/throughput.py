@@ -14,9 +14,11 @@ from batchvoc.stats import JobSummary, ShardStats, Totals, vocoded_seconds
 
 
 def report(out_dir: Path) -> dict:
-    """Totals over the job's shards. `busy_x_realtime` excludes start-up: the audio vocoded over the busiest
-    actor's shard time; audio an earlier run wrote and a redone shard reused (output.retry_failed) is written,
-    not vocoded, and counts in `audio_hours` and `reused_hours` only, like every speed of the job's report."""
+    """Totals over the job's shards: every shard in stats/, whichever run did it (a resumed job's earlier runs
+    included; the job's closing line counts its own run only). `busy_x_realtime` excludes start-up: the audio
+    vocoded over the busiest actor's shard time; audio an earlier run wrote and a redone shard reused
+    (output.retry_failed) is written, not vocoded, and counts in `audio_hours` and `reused_hours` only, like every
+    speed of the job's report."""
     summary = JobSummary.from_json(json.loads((out_dir / "summary.json").read_text()))
     payloads = [json.loads(p.read_text()) for p in sorted((out_dir / "stats").glob("*.json"))]
     stats = [ShardStats.from_json(payload) for payload in payloads]

@@ -55,16 +55,6 @@ MIN_FRAMES_FOR_SPAN = 64  # shorter rows: too few values to tell
 QUIET_TOP = -4.0  # a row whose 99th percentile is below this (background noise alone) is not judged; scaled speech
 # stays above -2 (log10 of speech 26 dB quieter than espeak-ng's: about -1.3)
 LAYOUT_FRAMES = 256  # the layout statistic on at most this many frames from the middle of the row
-# The log of a power mel clamped at the clip (max(2 ln|mel|, ln(clip)): torchaudio's and librosa's default power=2,
-# then the model's own clamp) keeps the floor and the ceiling, but what lay at half the floor (~-5.8: the bulk of
-# speech's quiet bands) now lies at the floor: the values crowd just above the clamped floor. Over the frames that
-# sound (loudest band SOUNDING_FRAME above the floor; silences, where a TTS model's clamped predictions crowd there
-# too, are left out), the values in (floor, floor + 1] against those within 0.5 of their median: natural-log
-# espeak-ng speech through the four front ends of tests/manifest/test_conventions.py (and 4 more sentences), at
-# gains 0.02-1.25, 0.00-0.70 (the highest at 0.02, -34 dB); with silences of noise around the floor, the same; the
-# power mels 0.55-1.93, 188 of 192 at or over EXPANDED_NEAR_FLOOR (the 4 missed: BigVGAN 44 kHz at gains 1-1.25).
-EXPANDED_NEAR_FLOOR = 0.7
-SOUNDING_FRAME = 3.0
 RAISED_FLOOR = 0.5  # a clamped floor this far above ln(clip): another clamp, an offset or a scaled mel (a doubt)
 
 
@@ -157,7 +147,7 @@ class MelChecks:
         stats = SampleStats.of(mel)  # one partial sort for both judgements
         problem = looks_like(mel, self.floor, self.ceiling, stats)
         if problem is None:  # weaker signs: vocoded, and the row marked suspect, in either mode
-            doubt = looks_compressed(mel, stats) or raised_floor(mel, self.floor) or looks_expanded(mel, self.floor)
+            doubt = looks_compressed(mel, stats) or raised_floor(mel, self.floor)
             return mel, None if doubt is None else self._read_as(doubt)
         problem = self._read_as(problem)
         if self.mode == "error":
@@ -239,10 +229,11 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
         if abs(ratio - 1 / LN10) < 0.04:
             guess, hint = "log10 (ln / 2.303)", f"set {SCALE_KEY}=log10"
         else:  # no scale key undoes an arbitrary factor: say which one would
-            guess = f"a natural-log mel scaled by {ratio:.2f}, or mapped into another range (Tacotron's [-4, 4])"
-            hint = (f"store the natural-log mel itself (a scaled one: these values times {1 / ratio:.3g}, clamped at "
-                    f"{floor:.2f}; a mapped one: the map's inverse); {SCALE_KEY} reads log10, db and gsv_norm mels, "
-                    "not other factors or ranges")  # fmt: skip
+            guess = (f"a natural-log mel scaled by {ratio:.2f}, mapped into another range (Tacotron's [-4, 4]), or "
+                     f"clamped at {math.exp(lo):.2g} instead of {math.exp(floor):.0e}")  # fmt: skip
+            hint = (f"store the natural-log mel itself, clamped at {floor:.2f} (a scaled one: these values times "
+                    f"{1 / ratio:.3g}; a mapped one: the map's inverse); {SCALE_KEY} reads log10, db and gsv_norm "
+                    "mels, not other factors or ranges")  # fmt: skip
         return (f"clamped floor at {lo:.2f} where ln(clip) is {floor:.2f}, values up to {hi:.2f}: "
                 f"looks like {guess}; {hint}")  # fmt: skip
     if q1 > COMPRESSED_Q1 and hi < ceiling:
@@ -265,28 +256,6 @@ def looks_compressed(mel: np.ndarray, stats: SampleStats | None = None) -> str |
             f"rest; natural-log mels of speech span {SPAN_OF_SPEECH:g} or more: looks like log10 (ln / 2.303) or a "
             f"natural-log mel scaled down (set {SCALE_KEY}=log10 if it is log10; vocoded, marked suspect: the values "
             "alone cannot be sure)")  # fmt: skip
-
-
-def looks_expanded(mel: np.ndarray, floor: float) -> str | None:
-    """Why `mel` [n_mels, n_frames] may be the log of a power mel clamped at ln(clip) (see EXPANDED_NEAR_FLOOR), or
-    None; rows under MIN_FRAMES_FOR_SPAN frames, or without a clamped floor at ln(clip) where they sound, are not
-    judged."""
-    if mel.ndim != 2 or mel.shape[1] < MIN_FRAMES_FOR_SPAN:
-        return None
-    values = _sample(mel[:, mel.max(axis=0) > floor + SOUNDING_FRAME])
-    at_floor = np.abs(values - floor) <= 1e-4
-    if np.count_nonzero(at_floor) < max(FLOOR_MASS * values.size, FLOOR_MIN_VALUES):
-        return None
-    rest = values[values > floor + 1e-4]
-    around_median = np.count_nonzero(np.abs(rest - np.median(rest)) <= 0.5)
-    crowding = np.count_nonzero(rest <= floor + 1.0) / max(around_median, 1)
-    if crowding < EXPANDED_NEAR_FLOOR:
-        return None
-    return (f"values crowd just above the clamped floor {floor:.2f} ({crowding:.2f} x as many within 1 of it as "
-            f"around their median): looks like the log of a power mel (2 x ln: power=2, the default of torchaudio's "
-            f"and librosa's mel spectrograms) clamped at {math.exp(floor):.0e}; store the log of magnitudes "
-            "(power=1), or these values halved and clamped again (vocoded, marked suspect: the values alone cannot "
-            "be sure)")  # fmt: skip
 
 
 def raised_floor(mel: np.ndarray, floor: float) -> str | None:

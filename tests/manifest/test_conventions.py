@@ -30,7 +30,7 @@ WRONG = [
     ("gsv_norm", lambda m: (m + 12) / 14 * 2 - 1, ["[-1, 1]", "input.mel_scale=gsv_norm"]),
     ("min-max [0, 1]", lambda m: (m - m.min()) / (m.max() - m.min()), ["[0, 1]", "input.mel_scale"]),
     ("linear magnitudes", np.exp, ["linear"]),
-    ("scaled by 0.5", lambda m: 0.5 * m, ["scaled by 0.50", "values times 2,"]),
+    ("scaled by 0.5", lambda m: 0.5 * m, ["scaled by 0.50", "values times 2;"]),
     ("log of power", lambda m: 2 * m, ["power"]),
     ("Tacotron symmetric [-4, 4]", lambda m: np.clip((_db(m) + 100) / 100 * 8 - 4, -4, 4), ["scaled"]),
     ("[T, n_mels] flattened", lambda m: np.ascontiguousarray(m.T).reshape(m.shape), ["[T, n_mels]", "mel.T"]),
@@ -244,36 +244,6 @@ def test_the_checks_percentiles_are_numpy_s_to_the_bit():
         stats = SampleStats.of(mel)
         assert str(stats.q1) == str(float(np.percentile(values, SPREAD[0])))
         assert [str(v) for v in stats.spread] == [str(float(v)) for v in np.percentile(values, list(SPREAD))]
-
-
-def _tts_silences(mel: np.ndarray, floor: float, rng) -> np.ndarray:
-    """The mel with its silent frames (loudest band within 3 of the floor) made as a TTS model predicts them, noise
-    around the floor, then clamped at it: values crowd just above the floor there, in a natural-log mel."""
-    out = mel.copy()
-    silent = mel.max(axis=0) < floor + 3
-    out[:, silent] = rng.normal(floor + 0.5, 0.5, (mel.shape[0], int(silent.sum())))
-    return np.maximum(out, np.float32(floor)).astype(np.float32)
-
-
-@pytest.mark.parametrize("gain", [1.0, 0.1])
-def test_the_log_of_a_power_mel_clamped_at_the_clip_is_marked_suspect(preset_mels, speech, gain):
-    """max(2 ln|mel|, ln(clip)) (power=2, then the model's own clamp) keeps the floor and about the ceiling that
-    the refusals look at: its values crowding just above the floor give it away (vocoded, marked suspect). The
-    same mels in natural log, and with TTS-made silences clamped at the floor, pass. Known miss: one of the four
-    sentences through BigVGAN's 44 kHz 512x front end at full level (crowding 0.61; conventions.EXPANDED_NEAR_FLOOR)."""
-    preset, mels = preset_mels
-    checks = MelChecks.for_preset(preset)
-    rng = np.random.default_rng(5)
-    natural = mels if gain == 1.0 else _recorded(speech, preset, gain, 0.0)
-    caught = 0
-    for mel in natural:
-        assert _verdict(checks, mel) is None
-        assert _verdict(checks, _tts_silences(mel, checks.floor, rng)) is None
-        reason = checks.read(np.maximum(2 * mel, checks.floor).astype(np.float32))[1]
-        assert reason is None or ("power" in reason and "halved" in reason), (preset.name, reason)
-        caught += reason is not None
-    missed = 1 if preset.name == "bigvgan_v2_44khz_128band_512x" and gain == 1.0 else 0
-    assert caught == len(natural) - missed, (preset.name, gain, caught)
 
 
 def test_a_floor_clamped_above_the_clip_is_marked_suspect(preset_mels):
