@@ -123,15 +123,23 @@ class AudioTotal:
         self._waiting_rows = sum(s.rows for s in self._waiting.values())
         self._waiting_frames = sum(s.frames for s in self._waiting.values())
         self._done_rows, self._done_s = 0, 0.0
+        self._done_planned = 0.0  # the done shards of known frames: their planned audio
 
     def finished(self, shard: Shard, stats: dict[str, Any]) -> None:
         """`shard` is done and wrote `stats` (ShardStats.to_json())."""
         if self._waiting.pop(shard.name, None) is None:
+            self._done_planned += shard.frames * self._per_frame
             return
         self._waiting_rows -= shard.rows
         self._waiting_frames -= shard.frames
         self._done_rows += shard.rows
         self._done_s += float(stats.get("audio_seconds", 0.0))
+
+    @property
+    def done(self) -> float:
+        """The audio of the shards done, as the total counts it: a shard of known frames its planned audio (rows it
+        refused are done too), an estimated one the audio it wrote."""
+        return self._done_planned + self._done_s
 
     @property
     def seconds(self) -> float:
@@ -215,13 +223,13 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
             for actor in crew:
                 if actor.busy and actor.poll is None and now - actor.polled_at >= POLL_S:
                     actor.poll, actor.polled_at = actor.handle.poll.remote(), now
-            _show(bar, crew, result, total.seconds)
+            _show(bar, crew, total)
             if result.stopped:
                 for actor in crew:  # their shards in flight end with them; partial files go on the next run
                     ray.kill(actor.handle, no_restart=True)
                 pending.clear()
                 break
-        _show(bar, crew, result, total.seconds)  # the last shards' audio (their actors were not polled after them)
+        _show(bar, crew, total)  # the last shards' audio (their actors were not polled after them)
     if not result.actors and start_errors:
         cause = _cause(start_errors[0])
         if isinstance(cause, ConfigError):
@@ -245,15 +253,15 @@ def progress_bar(total: float) -> Iterator[tqdm]:
         yield bar
 
 
-def _show(bar: tqdm, crew: list[_Actor], result: Dealt, total: float) -> None:
-    """Move the bar to the audio vocoded so far: the actors' last polls, or the finished shards' audio where
-    that is more (an actor is not polled once its last shard is done). `total` (AudioTotal.seconds) replaces the
-    bar's where it changed (drawn with the next update: tqdm keeps to mininterval)."""
-    if round(total, 1) != bar.total:
-        bar.total = round(total, 1)
+def _show(bar: tqdm, crew: list[_Actor], total: AudioTotal) -> None:
+    """Move the bar to the audio vocoded so far: the actors' last polls, or the done shards' audio where that is
+    more (an actor is not polled once its last shard is done). The total's seconds replace the bar's where they
+    changed (drawn with the next update: tqdm keeps to mininterval)."""
+    seconds = total.seconds
+    if round(seconds, 1) != bar.total:
+        bar.total = round(seconds, 1)
     polled = sum(sum(a.vocoded.values()) for a in crew)
-    finished = sum(stats.get("audio_seconds", 0.0) for stats in result.stats.values())
-    vocoded = round(min(max(polled, finished), total), 1)
+    vocoded = round(min(max(polled, total.done), seconds), 1)
     if vocoded > bar.n:
         bar.update(vocoded - bar.n)  # update, not refresh: tqdm keeps to mininterval
 

@@ -32,24 +32,28 @@ def test_one_shard_reports_audio_seconds_batch_by_batch(tmp_path, ray_cluster):
 
 
 def test_the_bar_ends_at_the_audio_of_the_finished_shards():
-    """An actor is not polled after its last shard: the bar takes the finished shards' audio when that is more
-    (the demo's bar stopped at 72%), never goes back, and never passes the total."""
+    """An actor is not polled after its last shard: the bar takes the done shards' audio when that is more (the
+    demo's bar stopped at 72%), their planned audio in full (rows a shard refused wrote none, and the bar stopped at
+    76%), never goes back, and never passes the total."""
     import io
 
     from tqdm import tqdm
 
-    from batchvoc.runner.dealer import Dealt, _Actor, _show
+    from batchvoc.manifest import Shard
+    from batchvoc.runner.dealer import AudioTotal, _Actor, _show
 
+    shards = [Shard("a", "m", 0, 6, (0,), 0, 600), Shard("b", "m", 6, 10, (0,), 6, 400)]
+    total = AudioTotal(shards, seconds_per_frame=0.01)
     bar = tqdm(total=10.0, file=io.StringIO(), mininterval=30)
     crew = [_Actor(handle=None, name="actor-0", vocoded={101: 7.2})]
-    result = Dealt()
-    _show(bar, crew, result, 10.0)
+    _show(bar, crew, total)
     assert bar.n == 7.2
-    result.stats = {"a": {"audio_seconds": 6.0}, "b": {"audio_seconds": 4.0}}
-    _show(bar, crew, result, 10.0)
+    total.finished(shards[0], {"audio_seconds": 6.0})
+    total.finished(shards[1], {"audio_seconds": 1.5})  # 2 of its rows refused: no audio, but the shard is done
+    _show(bar, crew, total)
     assert bar.n == 10.0
     crew[0].vocoded[102] = 5.0  # a restarted actor's polls add up past the total: capped
-    _show(bar, crew, result, 10.0)
+    _show(bar, crew, total)
     assert bar.n == 10.0
 
 
