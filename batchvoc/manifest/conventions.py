@@ -260,16 +260,23 @@ def looks_compressed(mel: np.ndarray, stats: SampleStats | None = None) -> str |
 
 def raised_floor(mel: np.ndarray, floor: float) -> str | None:
     """Why `mel` [n_mels, n_frames], whose values pile up at a clamped floor above ln(clip) (RAISED_FLOOR), may not
-    be the model's natural-log mel, or None; a mel whose maximum is 0 (made relative to it, as dB with ref=max and
-    a top_db floor) is not judged. (looks_like refuses such a floor outright where the span is compressed too.)"""
+    be the model's natural-log mel, or None; a floor a whole number of 10 dB below the maximum (librosa's
+    power_to_db / amplitude_to_db top_db, 80 by default) is not judged. (looks_like refuses such a floor outright
+    where the span is compressed too.)"""
     values, lo, hi = _sample(mel), float(mel.min()), float(mel.max())
-    if lo <= floor + RAISED_FLOOR or hi - lo <= 1e-3 or abs(hi) <= 1e-4:  # max 0: relative to its maximum (dB
-        return None  # with ref=max): its floor is top_db below it, a level the reader's scale reads as intended
+    if lo <= floor + RAISED_FLOOR or hi - lo <= 1e-3 or _top_db_below(hi - lo):
+        return None
     if np.count_nonzero(values <= lo + 1e-4) < max(FLOOR_MASS * values.size, FLOOR_MIN_VALUES):
         return None
     return (f"values pile up at {lo:.2f}, not at ln(clip) = {floor:.2f}: a natural-log mel scaled by "
             f"{lo / floor:.2f}, shifted by {lo - floor:+.2f}, or clamped at {math.exp(lo):.2g} instead of "
             f"{math.exp(floor):.0e}; store ln(mel) clamped at {floor:.2f} (vocoded, marked suspect)")  # fmt: skip
+
+
+def _top_db_below(span: float) -> bool:
+    """Whether a floor `span` natural-log units below the maximum is a dB clamp's: a whole number of 10 dB."""
+    decibels = span * 20 / LN10
+    return abs(decibels - round(decibels, -1)) < 1e-3 and decibels >= 10 - 1e-3
 
 
 def likely_cause(mel: np.ndarray, floor: float, ceiling: float) -> str | None:

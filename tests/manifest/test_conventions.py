@@ -256,3 +256,5 @@ def test_a_floor_clamped_above_the_clip_is_marked_suspect(preset_mels):
                              (np.maximum(mel, np.log(1e-4)), "clamped at 0.0001")]:  # fmt: skip
             reason = checks.read(wrong.astype(np.float32))[1]
             assert reason is not None and "pile up at" in reason and words in reason, (preset.name, reason)
+        top_db = np.maximum(mel, mel.max() - 80 * LN10 / 20)  # librosa's top_db=80 below the peak: not judged
+        assert _verdict(checks, top_db) is None
