@@ -226,7 +226,11 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
         return _below_floor_or_above_ceiling(lo, q1, hi, floor, ceiling, fix)
     if at_floor and lo > floor + ABOVE_FLOOR and hi - lo < COMPRESSED_SPAN * (ceiling - floor):
         ratio = lo / floor
-        if abs(ratio - 1 / LN10) < 0.04:
+        if _top_db_below(hi - lo):  # before log10: such a floor may land near log10(1e-5) = -5
+            decibels = round((hi - lo) * 20 / LN10)
+            guess = f"a mel clamped {decibels} dB below its maximum (top_db={decibels}): silences far above the model's"
+            hint = f"store ln(mel) clamped at {floor:.2f} (top_db=None)"
+        elif abs(ratio - 1 / LN10) < 0.04:
             guess, hint = "log10 (ln / 2.303)", f"set {SCALE_KEY}=log10"
         else:  # no scale key undoes an arbitrary factor: say which one would
             guess = (f"a natural-log mel scaled by {ratio:.2f}, mapped into another range (Tacotron's [-4, 4]), or "

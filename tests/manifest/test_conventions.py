@@ -258,3 +258,5 @@ def test_a_floor_clamped_above_the_clip_is_marked_suspect(preset_mels):
             assert reason is not None and "pile up at" in reason and words in reason, (preset.name, reason)
         top_db = np.maximum(mel, mel.max() - 80 * LN10 / 20)  # librosa's top_db=80 below the peak: not judged
         assert _verdict(checks, top_db) is None
+        top_db = np.maximum(mel, mel.max() - 60 * LN10 / 20)  # 60 dB: a compressed span, refused as such
+        assert "top_db=60" in _verdict(checks, top_db)
