@@ -220,6 +220,11 @@ def vocoded_seconds(stats: dict[str, Any]) -> float:
     return float(stats.get("audio_seconds_vocoded", stats.get("audio_seconds", 0.0)))
 
 
+def reused_seconds(stats: dict[str, Any]) -> float:
+    """A shard's audio seconds reused from an earlier run's files (output.retry_failed): written, not vocoded."""
+    return max(float(stats.get("audio_seconds", 0.0)) - vocoded_seconds(stats), 0.0)
+
+
 def top_reasons(counts: Counter, keep: int = TOP_REASONS) -> dict[str, int]:
     """The `keep` most common reasons (most common first), the rest summed under "other reasons"."""
     common = counts.most_common(keep)

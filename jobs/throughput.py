@@ -10,7 +10,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from batchvoc.stats import JobSummary, ShardStats, Totals, vocoded_seconds
+from batchvoc.stats import JobSummary, ShardStats, Totals, reused_seconds, vocoded_seconds
 
 
 def report(out_dir: Path) -> dict:
@@ -34,7 +34,7 @@ def report(out_dir: Path) -> dict:
         rows_failed=summary.rows_failed,
         audio_hours=audio / 3600,
         vocoded_hours=vocoded / 3600,
-        reused_hours=max(audio - vocoded, 0.0) / 3600,
+        reused_hours=sum(reused_seconds(payload) for payload in payloads) / 3600,
         wall_seconds=summary.wall_seconds,
         x_realtime=summary.x_realtime,
         busy_x_realtime=vocoded / busiest if busiest else 0.0,

@@ -10,7 +10,7 @@ from typing import Any
 
 from batchvoc.report import data as jobdata
 from batchvoc.report import files, plots
-from batchvoc.stats import JobSummary, vocoded_seconds
+from batchvoc.stats import JobSummary, reused_seconds, vocoded_seconds
 
 log = logging.getLogger(__name__)
 WORST_ROWS = 6
@@ -125,7 +125,7 @@ def _spans(job: jobdata.JobData) -> tuple[list[dict[str, Any]], dict[str, tuple[
             timed, began = earlier, None
         t0 = began if began is not None else min(s["started_at"] - _ready(s) for s in timed)
         spans = [dict(actor=s["actor"], shard=s["shard"], start=s["started_at"] - t0,
-                      end=s["started_at"] - t0 + s["wall_s"], audio=_vocoded(s), reused=_reused(s))
+                      end=s["started_at"] - t0 + s["wall_s"], audio=vocoded_seconds(s), reused=reused_seconds(s))
                  for s in timed]  # fmt: skip
     else:  # stats without start times: each actor's shards one after the other, after its start-up
         caption = "Stats carry no start times: each actor's shards are drawn back to back (approximate). "
@@ -134,7 +134,7 @@ def _spans(job: jobdata.JobData) -> tuple[list[dict[str, Any]], dict[str, tuple[
             start = clock[s["actor"]] or _ready(s)
             clock[s["actor"]] = start + s["wall_s"]
             spans.append(dict(actor=s["actor"], shard=s["shard"], start=start, end=start + s["wall_s"],
-                              audio=_vocoded(s), reused=_reused(s)))  # fmt: skip
+                              audio=vocoded_seconds(s), reused=reused_seconds(s)))  # fmt: skip
     startups = {}
     for actor in {s["actor"] for s in spans}:
         first = min((s for s in spans if s["actor"] == actor), key=lambda s: s["start"])
@@ -156,16 +156,6 @@ def _first_shard_s(job: jobdata.JobData) -> float | None:
     starts = [s["started_at"] for s in job.stats if s.get("started_at") is not None]
     starts = [t for t in starts if began is not None and t >= began]
     return min(starts) - began if starts else None
-
-
-def _vocoded(stats: dict[str, Any]) -> float:
-    """A shard's audio seconds vocoded by the run that wrote its stats (stats from before rows_reused: all)."""
-    return vocoded_seconds(stats)
-
-
-def _reused(stats: dict[str, Any]) -> float:
-    """A shard's audio seconds reused from an earlier run's files (output.retry_failed): written, not vocoded."""
-    return max(float(stats.get("audio_seconds", 0.0)) - _vocoded(stats), 0.0)
 
 
 def _speed(vocoded: float, reused: float, seconds: float) -> str:
@@ -214,7 +204,7 @@ def _startup(job: jobdata.JobData) -> str:
         mine = [x for x in job.stats if x.get("actor") == actor]
         busy = sum(x["wall_s"] for x in mine)
         # the speed is over the audio the actor vocoded; reused audio is named as such
-        vocoded, reused = sum(_vocoded(x) for x in mine), sum(_reused(x) for x in mine)
+        vocoded, reused = sum(vocoded_seconds(x) for x in mine), sum(reused_seconds(x) for x in mine)
         rows.append([actor, s.get("device", "?"), f"{s.get('backend', '?')} {s.get('precision', '')}",
                      _duration(_ready(s)) if _ready(s) else "–", len(mine), _audio(vocoded, reused),
                      _duration(busy), _speed(vocoded, reused, busy)])  # fmt: skip
@@ -237,8 +227,9 @@ def _shards(job: jobdata.JobData) -> str:
     if not stats:
         return ""
     slow = sorted(stats, key=lambda s: -s["wall_s"])[:8]
-    rows = [[s["shard"], s.get("actor", "?"), s.get("rows", 0), _audio(_vocoded(s), _reused(s)), s.get("read_s", 0.0),
-             s.get("vocode_s", 0.0), s.get("write_s", 0.0), s["wall_s"], _speed(_vocoded(s), _reused(s), s["wall_s"])]
+    rows = [[s["shard"], s.get("actor", "?"), s.get("rows", 0), _audio(vocoded_seconds(s), reused_seconds(s)),
+             s.get("read_s", 0.0), s.get("vocode_s", 0.0), s.get("write_s", 0.0), s["wall_s"],
+             _speed(vocoded_seconds(s), reused_seconds(s), s["wall_s"])]
             for s in slow]  # fmt: skip
     return ("<h2>Shard timing</h2>" + _img(plots.shard_timing(stats), "read, vocode and write seconds per shard")
             + "<p>The slowest shards (seconds):</p>"
