@@ -274,9 +274,7 @@ def _variable_lists(column: pa.Array) -> pa.Array:
 
 def _npy_mel(path, n_mels: int, folder: str) -> np.ndarray:
     """The .npy at `path` as [n_mels, n_frames]: size-1 axes are squeezed, nothing else is reshaped."""
-    if not isinstance(path, str) or not path:
-        raise RowError("mel_path is empty")
-    full = _inside(folder, path)
+    full = _mel_file(path, folder)
     try:
         with storage.open_input(full) as handle:
             mel = np.load(handle, allow_pickle=False)
@@ -298,10 +296,8 @@ def _npy_mel(path, n_mels: int, folder: str) -> np.ndarray:
 def npy_frames(path: str, file: str) -> int:
     """The frames of the .npy mel a row of manifest `file` names as `path` (resolved as the reader resolves it),
     from the file's header alone: no array data is read. RowError, OSError or ValueError where it cannot tell."""
-    if not isinstance(path, str) or not path:
-        raise RowError("mel_path is empty")
     npy = np.lib.format
-    with storage.open_input(_inside(_folder_of(file), path)) as handle:
+    with storage.open_input(_mel_file(path, _folder_of(file))) as handle:
         version = npy.read_magic(handle)
         shape, _, _ = (npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0)(handle)
     dims = squeezed_shape(shape)
@@ -335,6 +331,13 @@ def squeezed_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     while len(dims) > 2 and 1 in dims:
         dims.remove(1)
     return tuple(dims)
+
+
+def _mel_file(path, folder: str) -> str:
+    """A row's mel_path resolved against its manifest's folder (`_inside`); RowError where it is empty."""
+    if not isinstance(path, str) or not path:
+        raise RowError("mel_path is empty")
+    return _inside(folder, path)
 
 
 def _folder_of(file: str) -> str:
