@@ -92,6 +92,39 @@ def test_dilated_convs_run_folded(ksize, dilation, length, groups, bias, folded)
     assert (out - ref).abs().max() <= 1e-5
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_phase_view_splits_time_for_any_strides(channels_last):
+    """phase_view(x, d)[..., q, j] is sample q d + j, a view of x whether its rows are channels-last or not."""
+    x = torch.randn(2, 12, 5) if channels_last else torch.randn(2, 5, 12)
+    x = (x.transpose(1, 2) if channels_last else x).unsqueeze(2)
+    phases = layout.phase_view(x, 3)
+    assert phases.data_ptr() == x.data_ptr()
+    assert torch.equal(phases, x.squeeze(2).reshape(2, 5, 4, 3))
+
+
+def test_compiled_fold_reads_its_input_as_laid_out():
+    """Under Inductor, an activation feeding a folded conv is written once, in the channels-last strides eager mode
+    gives it: no [B, C, T] buffer then copied to channels-last for the conv (what reshaping it cost on the GPU)."""
+    from torch._inductor.utils import run_and_get_code
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(16, 16, 7, dilation=3, padding=9)
+    fast = layout.Conv1dAs2d(conv)
+    x = torch.randn(2, 96, 16).transpose(1, 2)  # channels-last rows, as the engine's activations
+    inside = torch.rand(1, 1, 96) > 0.1
+
+    def step(x, inside):
+        return fast(torch.where(inside, torch.nn.functional.leaky_relu(x, 0.1), 0.0))
+
+    torch._dynamo.reset()
+    with torch.no_grad():
+        out, code = run_and_get_code(torch.compile(step), x, inside)
+        ref = conv(torch.where(inside, torch.nn.functional.leaky_relu(x, 0.1), 0.0))
+    assert (out - ref).abs().max() <= 1e-5
+    allocations = [line for line in "\n".join(code).splitlines() if "empty_strided" in line and "((2, 16, 96)" in line]
+    assert allocations and all("(1536, 1, 16)" in line for line in allocations), allocations
+
+
 def test_only_same_padded_stride_one_convs_fold():
     assert not layout.Conv1dAs2d(torch.nn.Conv1d(4, 4, 7, dilation=3, padding=2)).fold  # output longer than x
     assert not layout.Conv1dAs2d(torch.nn.Conv1d(4, 4, 7, stride=2, dilation=3, padding=9)).fold
