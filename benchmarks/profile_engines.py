@@ -78,7 +78,7 @@ def profile_engine(spec: str, args: argparse.Namespace) -> dict:
                 wall_ms=wall, kernel_ms=sum(by_name.values()), window_audio_s=audio_s,
                 classes=dict(sorted(classes.items(), key=lambda kv: -kv[1])),
                 launches=round(sum(launches.values())),
-                top=[(name[:100], ms, round(launches[name])) for name, ms in top])  # fmt: skip
+                top=[(name, ms, round(launches[name])) for name, ms in top])  # fmt: skip
 
 
 def main() -> None:
@@ -115,7 +115,7 @@ def main() -> None:
         for name, ms in r["classes"].items():
             print(f"  {name:28} {ms:8.2f} ms  {100 * ms / max(r['kernel_ms'], 1e-9):5.1f}%")
         for name, ms, count in r["top"]:
-            print(f"    {ms:8.2f} ms {count:4d}x  {name}")
+            print(f"    {ms:8.2f} ms {count:4d}x  {name[:100]}")
 
 
 if __name__ == "__main__":
