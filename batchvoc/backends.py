@@ -42,7 +42,7 @@ INTEGERS: dict[str, tuple[int, int | None]] = {
     "optimization_level": (0, 5),
     "workspace_size": (0, None),
 }
-TILE_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_C", "num_warps", "num_stages", "STAGES", "ROWS_L1")  # a tile as ints
+TILE_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_C", "num_warps", "num_stages", "STAGES")  # a tile as a list of ints
 TUNABLES: dict[str, tuple[str, ...]] = {
     "eager": _REWRITES,
     "inductor": (*_REWRITES, "mode", "kernels"),

@@ -53,15 +53,13 @@ def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, 
                C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
                HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
                STORE_ACTIVATED: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
-               BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, STAGES: tl.constexpr,
-               ROWS_L1: tl.constexpr = 0):  # fmt: skip
+               BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """One [BLOCK_M time steps, BLOCK_N output channels] tile of one batch row: per tap, one matrix product of the
     [BLOCK_M, C_IN] input rows that tap reads (leaky ReLU applied as they are loaded) with the tap's [C_IN, BLOCK_N]
     weights. BLOCK_C (a power of two >= C_IN) spans all input channels, so with channels-last x (sxc == 1) every
     row is one contiguous, vectorised load; neighbouring taps re-read the same rows from L1. STAGES 0 unrolls the
     taps; STAGES > 0 software-pipelines the tap loop that deep (asynchronous copies into shared memory: what a
-    traced launch runs for a block-copy tile, having no block-copy descriptor); their copies bypass L1 (cp.async.cg)
-    unless ROWS_L1, where neighbouring taps' rows then come from L1 instead of L2."""
+    traced launch runs for a block-copy tile, having no block-copy descriptor)."""
     b = tl.program_id(2).to(tl.int64)
     t = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -72,27 +70,21 @@ def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, 
     if STAGES > 0:
         for tap in tl.range(0, KSIZE, num_stages=STAGES):
             acc = _tap_product(acc, x_rows, w_cols, t, n, c, tap, T, dilation, padding, slope, sxt, C_IN, C_OUT,
-                               ACTIVATE_INPUT, DOT_PRECISION, ROWS_L1)  # fmt: skip
+                               ACTIVATE_INPUT, DOT_PRECISION)  # fmt: skip
     else:
         for tap in tl.static_range(KSIZE):
             acc = _tap_product(acc, x_rows, w_cols, t, n, c, tap, T, dilation, padding, slope, sxt, C_IN, C_OUT,
-                               ACTIVATE_INPUT, DOT_PRECISION, ROWS_L1)  # fmt: skip
+                               ACTIVATE_INPUT, DOT_PRECISION)  # fmt: skip
     _finish(acc, b, t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, srb, src, srt, sob, soc,
             sot, svb, svk, svf, C_OUT, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT, STORE_ACTIVATED)  # fmt: skip
 
 
 @triton.jit
 def _tap_product(acc, x_rows, w_cols, t, n, c, tap, T, dilation, padding, slope, sxt, C_IN: tl.constexpr,
-                 C_OUT: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
-                 ROWS_L1: tl.constexpr):  # fmt: skip
-    """acc + (one tap's input rows, pointer-loaded, zero outside [0, T)) @ (the tap's weights); ROWS_L1: loads
-    cached in L1 (".ca"; a pipelined copy otherwise bypasses it)."""
+                 C_OUT: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, DOT_PRECISION: tl.constexpr):  # fmt: skip
+    """acc + (one tap's input rows, pointer-loaded, zero outside [0, T)) @ (the tap's weights)."""
     s = t + (tap * dilation - padding)  # the input sample each step reads through this tap
-    rows, inside = x_rows + s[:, None] * sxt, ((s >= 0) & (s < T))[:, None] & (c < C_IN)[None, :]
-    if ROWS_L1:
-        a = tl.load(rows, mask=inside, other=0.0, cache_modifier=".ca")
-    else:
-        a = tl.load(rows, mask=inside, other=0.0)
+    a = tl.load(x_rows + s[:, None] * sxt, mask=((s >= 0) & (s < T))[:, None] & (c < C_IN)[None, :], other=0.0)
     if ACTIVATE_INPUT:
         a = _leaky(a, slope)
     w = tl.load(w_cols + tap * C_IN * C_OUT, mask=(c < C_IN)[:, None] & (n < C_OUT)[None, :], other=0.0)

@@ -142,8 +142,6 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     if how == "pointer":
         config = dict(config if descriptor else pointer_tile(config, activate_input))
         config.setdefault("STAGES", 0)
-    else:
-        config.pop("ROWS_L1", None)  # a pointer-load option only
     grid = (conv_kernels.triton.cdiv(length, config["BLOCK_M"]), conv_kernels.triton.cdiv(c_out, config["BLOCK_N"]),
             rows)  # fmt: skip
     params = (weight, bias, res, out, out if activated is None else activated, valid)
@@ -168,10 +166,8 @@ def block_copy_descriptor(x: Tensor, config: dict[str, int]) -> str:
     """How a launch on x with this tile gets its block copies: "host" (a descriptor made on the host: eager calls),
     "device" (made by the kernel: a traced launch, where torch's wrap_triton carries no host descriptor, with
     DEVICE_DESCRIPTORS), or "pointer": pointer loads (no STAGES in the tile, fewer than BLOCK_COPY_MIN_CHANNELS
-    input channels, ROWS_L1 (rows through L1), x unaligned, or traced without)."""
-    if "STAGES" not in config or config.get("ROWS_L1") or x.shape[1] < BLOCK_COPY_MIN_CHANNELS:
-        return "pointer"
-    if not fits_block_copies(x):
+    input channels, x unaligned, or traced without)."""
+    if "STAGES" not in config or x.shape[1] < BLOCK_COPY_MIN_CHANNELS or not fits_block_copies(x):
         return "pointer"
     if traced(x):
         return "device" if DEVICE_DESCRIPTORS else "pointer"
