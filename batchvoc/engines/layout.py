@@ -94,8 +94,9 @@ def _to_2d(x: Tensor) -> Tensor:
 def phase_view(x: Tensor, d: int) -> Tensor:
     """x [B, C, 1, T] (T a multiple of d) as [B, C, T / d, d]: column j holds the samples t = j mod d. A view for any
     strides of x, made with as_strided rather than reshape: a compiler must then give x the strides it has in
-    eager mode (channels-last rows), while Inductor lays out a reshaped intermediate as [B, C, T] and copies it to
-    channels-last for the conv: 0.52 ms per fold at 128 channels, 2.2 ms per gsv_v4 forward (H200, fp16, B=16)."""
+    eager mode (channels-last rows), while Inductor laid out a reshaped intermediate as [B, C, T] and copied it to
+    channels-last for the conv: 0.6 ms per gsv_v4 forward (B=16, fp16, H200), whose inductor engine went from 3,994x
+    to 4,078x real time (BENCHMARKS.md, session 17)."""
     rows, channels, _, length = x.shape
     sb, sc, _, st = x.stride()
     return x.as_strided((rows, channels, length // d, d), (sb, sc, d * st, st))  # x's storage offset
