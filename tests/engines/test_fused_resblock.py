@@ -3,6 +3,8 @@ path on the CPU, the Triton kernel through Triton's interpreter (CPU) and on a G
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -176,6 +178,31 @@ def test_op_compiles_without_graph_break(kernel_size):
 def test_stage_compiles_without_graph_break():
     fused, ref = _stages(ResBlock1)
     check_compiles(fused, lambda x, v: Span(v).zero(ref(x, Span(v), RATE), RATE))
+
+
+def test_compiled_stage_stores_its_activation_once():
+    """Compiled with our operators opaque (the inductor engine's way), a stage of three blocks stores its input's
+    activation once, not once per block: at most 4 buffers of the stage input's size (x's per-block copies, still
+    made by Inductor's stride constraint, and the activation), where it wrote 6."""
+    from torch._inductor.utils import run_and_get_code
+
+    from batchvoc.engines.ops import compiled_as
+
+    torch.manual_seed(0)
+    blocks = torch.nn.ModuleList(FusedResBlock(ResBlock1(16, k, [1, 3, 5])) for k in (3, 7, 11))
+    for block in blocks:
+        block.channels_last = True
+    valid = torch.tensor([[0, 16]] * 2).unsqueeze(-1).expand(-1, -1, 16).contiguous()
+    x, bias = torch.randn(2, 64, 16).transpose(1, 2), torch.randn(1, 16, 1)
+
+    def stage(x, bias, valid):
+        return FusedResBlock.stage_mean(blocks, x + bias, Span(valid), 4)
+
+    torch._dynamo.reset()
+    with torch.no_grad(), compiled_as("opaque"):
+        out, code = run_and_get_code(torch.compile(stage, fullgraph=True), x, bias, valid)
+        assert (out - stage(x, bias, valid)).abs().max() <= 1e-5
+    assert 2 <= len(re.findall(r"empty_strided\w*\(\(2, 16, 64\)", "\n".join(code))) <= 4
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
