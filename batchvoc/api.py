@@ -23,7 +23,7 @@ import torch
 from batchvoc.chunking import ChunkPlan
 from batchvoc.engines import Engine
 from batchvoc.errors import RowError
-from batchvoc.manifest.conventions import MelChecks
+from batchvoc.manifest.conventions import API_KEYS, MelChecks
 from batchvoc.manifest.rows import one_line, require_floats
 from batchvoc.models.presets import Preset
 from batchvoc.runtime import EngineOptions, build_runtime, resolve_device
@@ -91,7 +91,7 @@ class Vocoder:
                  checks: MelChecks | None = None):  # fmt: skip
         self.engine, self.preset = engine, preset
         self.window, self.context, self.batch = window, context, batch
-        self.checks = checks or MelChecks.for_preset(preset)
+        self.checks = checks or MelChecks.for_preset(preset, keys=API_KEYS)
 
     @classmethod
     def from_preset(
@@ -124,7 +124,8 @@ class Vocoder:
         mel_scale: what the mels are (as `input.mel_scale`): `ln` (the model's own), `log10`, `db`, `gsv_norm`;
             converted to ln before vocoding.
         mel_convention: `error` (as `check.mel_convention`): a mel that looks like another convention (log10,
-            dB, normalised, transposed) is refused; `warn` / `off` vocode it anyway.
+            dB, normalised, transposed) is refused; `warn` / `off` vocode it anyway. A refusal or warning names
+            these keywords (`mel_scale="db"`), not the job's keys.
         options: engine tunables (as `engine.options`; batchvoc.runtime.TUNABLES lists them per backend).
 
         Built by the job's own runtime builder (batchvoc.runtime.build_runtime), so the engine, its chunking
@@ -142,7 +143,7 @@ class Vocoder:
                                device=str(where), cache_dir=cache_dir, tunables=dict(options or {}))  # fmt: skip
         runtime = build_runtime(preset, checkpoint, engine, hparams)
         plan = runtime.plan
-        checks = MelChecks.for_preset(runtime.preset, mel_scale, mel_convention)
+        checks = MelChecks.for_preset(runtime.preset, mel_scale, mel_convention, API_KEYS)  # hints name keywords
         return cls(runtime.engine, runtime.preset, plan.chunk_frames, plan.context, plan.batch, checks)
 
     @property

@@ -89,11 +89,13 @@ def test_mel_conventions_are_checked_and_converted(pretrained):
     are dB (input.mel_scale), the vocoder converts them and gives the ln mel's audio."""
     good = speech_mels((0.4,))[0]
     db = good * 20 / np.log(10)
-    with pytest.raises(ValueError, match="mel #0: .*decibels.*input.mel_scale=db"):
+    with pytest.raises(ValueError, match='mel #0: .*decibels.*mel_scale="db"'):
         pretrained([db])
     as_db = batchvoc.Vocoder.from_preset("hifigan_v1_universal", checkpoint="pretrained", backend="eager",
                                          batch=3, window=96, mel_scale="db")  # fmt: skip
     np.testing.assert_allclose(as_db([db])[0], pretrained([good])[0], atol=1e-4)
+    (misread,) = as_db.vocode_each([good])  # ln mels read as dB: refused, naming the keyword that misread them
+    assert 'read with mel_scale="db"' in misread.error and "input." not in misread.error, misread.error
     with pytest.raises(ConfigError, match="input.mel_scale"):
         batchvoc.Vocoder.from_preset("hifigan_v1_universal", backend="eager", mel_scale="log2")
 
@@ -111,6 +113,26 @@ def test_a_doubtful_mel_is_vocoded_with_its_warning(pretrained):
     assert fine.ok and fine.warning is None
     (strict,) = pretrained.vocode_each([0.4 * loud])
     assert strict.ok and strict.warning == squeezed.warning
+
+
+def test_convention_hints_name_the_keywords_not_the_jobs_keys(pretrained):
+    """A caller of the API sets mel_scale= and mel_convention=, not input.mel_scale / check.mel_convention: the
+    refusals and warnings of the convention checks say what to pass (they named the job's keys)."""
+    good = speech_mels((0.9,))[0]
+    loud = good[:, good.max(axis=0) > good.max() - 4]
+    floored = np.maximum(good - 4, np.log(1e-5))  # quieter, reaching the clamped floor: log10 shows there
+    cases = {"db": good * 20 / np.log(10), "gsv_norm": np.clip(good / 12, -1, 1), "log10": floored / np.log(10)}
+    for scale, mel in cases.items():
+        (refused,) = pretrained.vocode_each([mel])
+        assert f'mel_scale="{scale}"' in refused.error, refused.error
+        assert "input.mel_scale" not in refused.error, refused.error
+    warned = batchvoc.Vocoder.from_preset("hifigan_v1_universal", checkpoint="pretrained", backend="eager",
+                                          batch=3, window=96, mel_convention="warn")  # fmt: skip
+    db, squeezed = warned.vocode_each([cases["db"], 0.4 * loud])
+    assert 'mel_convention="warn": vocoded anyway' in db.warning and "check." not in db.warning, db.warning
+    assert 'mel_scale="log10"' in squeezed.warning and "input." not in squeezed.warning, squeezed.warning
+    with pytest.raises(ValueError, match='mel #1: .*mel_scale="log10" \\| "db" \\| "gsv_norm"'):
+        pretrained([good, np.abs(good) / 12])  # [0, 1]: min-max normalised, the generic fix names every scale
 
 
 def test_batch_and_row_length_default_to_the_devices_as_a_jobs_do():

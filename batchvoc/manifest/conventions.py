@@ -23,6 +23,29 @@ log = logging.getLogger(__name__)
 SCALE_KEY, MODE_KEY = "input.mel_scale", "check.mel_convention"
 SCALES = ("ln", "log10", "db", "gsv_norm")
 MODES = ("error", "warn", "off")
+
+
+@dataclass(frozen=True)
+class Keys:
+    """How a reason names the two settings: as a job's keys (`input.mel_scale=db`) or as the Python API's keywords
+    (`mel_scale="db"`, batchvoc.api.Vocoder.from_preset), so that a hint names what its caller set."""
+
+    scale: str = SCALE_KEY
+    mode: str = MODE_KEY
+    quoted: bool = False  # keyword arguments: values quoted, as Python strings
+
+    def set_scale(self, *values: str) -> str:
+        """`input.mel_scale=log10|db` or `mel_scale="log10" | "db"`."""
+        if self.quoted:
+            return f"{self.scale}=" + " | ".join(f'"{v}"' for v in values)
+        return f"{self.scale}=" + "|".join(values)
+
+    def set_mode(self, value: str) -> str:
+        return f'{self.mode}="{value}"' if self.quoted else f"{self.mode}={value}"
+
+
+JOB_KEYS = Keys()
+API_KEYS = Keys("mel_scale", "mel_convention", quoted=True)
 GSV_SPEC_MIN, GSV_SPEC_MAX = -12.0, 2.0  # GPT-SoVITS v3/v4 norm_spec: (x - min) / (max - min) * 2 - 1
 LN10 = math.log(10.0)
 
@@ -92,7 +115,8 @@ class MelChecks:
 
     n_mels: bands the model takes; floor: ln(clip) of its front end; ceiling: log-mel of full-scale audio;
     rates: accepted (sample_rate, hop_length) pairs (the vocoder's output and its front end's);
-    scale: input.mel_scale; mode: check.mel_convention (error | warn | off).
+    scale: input.mel_scale; mode: check.mel_convention (error | warn | off); keys: how reasons name those two
+    (JOB_KEYS, or API_KEYS for the Python API's keywords).
     """
 
     n_mels: int
@@ -101,6 +125,7 @@ class MelChecks:
     rates: tuple[tuple[int, int], ...] = ()
     scale: str = "ln"
     mode: str = "error"
+    keys: Keys = JOB_KEYS
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
@@ -109,12 +134,12 @@ class MelChecks:
             raise ConfigError(MODE_KEY, f"{self.mode!r} is not one of {', '.join(MODES)}")
 
     @classmethod
-    def for_preset(cls, preset, scale: str = "ln", mode: str = "error") -> MelChecks:
+    def for_preset(cls, preset, scale: str = "ln", mode: str = "error", keys: Keys = JOB_KEYS) -> MelChecks:
         """The checks for a presets.Preset (as load_vocoder returns it: n_mels and hop of the built model)."""
         fe = preset.front_end
         rates = ((preset.sample_rate, preset.hop_length), (fe.sample_rate, fe.hop_length))
         return cls(preset.n_mels, math.log(fe.clip), full_scale_ceiling(fe), tuple(dict.fromkeys(rates)),
-                   scale, mode)  # fmt: skip
+                   scale, mode, keys)  # fmt: skip
 
     def check_declared(self, sample_rate=None, hop_length=None, n_mels=None) -> None:
         """RowError naming the column when a row's declared sample_rate, hop_length or n_mels is not the model's."""
@@ -145,18 +170,18 @@ class MelChecks:
         if self.mode == "off":
             return mel, None
         stats = SampleStats.of(mel)  # one partial sort for both judgements
-        problem = looks_like(mel, self.floor, self.ceiling, stats)
+        problem = looks_like(mel, self.floor, self.ceiling, stats, self.keys)
         if problem is None:  # weaker signs: vocoded, and the row marked suspect, in either mode
-            doubt = looks_compressed(mel, stats) or raised_floor(mel, self.floor)
+            doubt = looks_compressed(mel, stats, self.keys) or raised_floor(mel, self.floor)
             return mel, None if doubt is None else self._read_as(doubt)
         problem = self._read_as(problem)
         if self.mode == "error":
             raise RowError(problem)
-        return mel, f"{problem} ({MODE_KEY}=warn: vocoded anyway)"
+        return mel, f"{problem} ({self.keys.set_mode('warn')}: vocoded anyway)"
 
     def _read_as(self, problem: str) -> str:
         if self.scale != "ln":
-            problem += f" (read with {SCALE_KEY}={self.scale}: is that the scale these mels are in?)"
+            problem += f" (read with {self.keys.set_scale(self.scale)}: is that the scale these mels are in?)"
         return problem
 
 
@@ -201,18 +226,19 @@ def _lerp(a, b, t):
     return b - diff * (1 - t) if t >= 0.5 else a + diff * t
 
 
-def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats | None = None) -> str | None:
+def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats | None = None,
+               keys: Keys = JOB_KEYS) -> str | None:  # fmt: skip
     """Why `mel` [n_mels, n_frames] does not look like a natural-log mel with this floor and ceiling, or None.
 
-    The reason names the convention it looks like and the key that reads it (input.mel_scale). stats: the mel's
-    SampleStats where the caller has them.
+    The reason names the convention it looks like and the setting that reads it (input.mel_scale, spelled as
+    `keys` says). stats: the mel's SampleStats where the caller has them.
     """
     values = _sample(mel)
     lo, hi = float(mel.min()), float(mel.max())
     q1 = (stats or SampleStats.of(mel)).q1
     at_lo = int(np.count_nonzero(values <= lo + 1e-4))
     at_floor = at_lo >= max(FLOOR_MASS * values.size, FLOOR_MIN_VALUES) and hi - lo > 1e-3
-    fix = f"store ln(mel) clamped at {floor:.2f}, or name the scale with {SCALE_KEY}=log10|db|gsv_norm"
+    fix = f"store ln(mel) clamped at {floor:.2f}, or name the scale with {keys.set_scale('log10', 'db', 'gsv_norm')}"
     if hi - lo <= 1e-6 and abs(lo - floor) > 1e-3:
         return f"every value is {lo + 0.0:.4g}: a placeholder, not a log-mel (silence is {floor:.2f})"
     if lo >= 0.0:
@@ -221,9 +247,9 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
         return f"no negative values (0 .. {hi:.3g}): looks like a linear (not log) mel; take its ln, clamped at 1e-5"
     if lo >= -1.0 - 1e-3 and hi <= 1.0 + 1e-3:
         return (f"values lie in [-1, 1]: looks like a normalised mel (GPT-SoVITS's spec_min -12 / spec_max 2 "
-                f"normalisation: set {SCALE_KEY}=gsv_norm)")  # fmt: skip
+                f"normalisation: set {keys.set_scale('gsv_norm')})")  # fmt: skip
     if q1 < floor - BELOW_FLOOR or hi > ceiling + ABOVE_CEILING:
-        return _below_floor_or_above_ceiling(lo, q1, hi, floor, ceiling, fix)
+        return _below_floor_or_above_ceiling(lo, q1, hi, floor, ceiling, fix, keys)
     if at_floor and lo > floor + ABOVE_FLOOR and hi - lo < COMPRESSED_SPAN * (ceiling - floor):
         ratio = lo / floor
         if _top_db_below(hi - lo):  # before log10: such a floor may land near log10(1e-5) = -5
@@ -231,12 +257,12 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
             guess = f"a mel clamped {decibels} dB below its maximum (top_db={decibels}): silences far above the model's"
             hint = f"store ln(mel) clamped at {floor:.2f} (top_db=None)"
         elif abs(ratio - 1 / LN10) < 0.04:
-            guess, hint = "log10 (ln / 2.303)", f"set {SCALE_KEY}=log10"
+            guess, hint = "log10 (ln / 2.303)", f"set {keys.set_scale('log10')}"
         else:  # no scale key undoes an arbitrary factor: say which one would
             guess = (f"a natural-log mel scaled by {ratio:.2f}, mapped into another range (Tacotron's [-4, 4]), or "
                      f"clamped at {math.exp(lo):.2g} instead of {math.exp(floor):.0e}")  # fmt: skip
             hint = (f"store the natural-log mel itself, clamped at {floor:.2f} (a scaled one: these values times "
-                    f"{1 / ratio:.3g}; a mapped one: the map's inverse); {SCALE_KEY} reads log10, db and gsv_norm "
+                    f"{1 / ratio:.3g}; a mapped one: the map's inverse); {keys.scale} reads log10, db and gsv_norm "
                     "mels, not other factors or ranges")  # fmt: skip
         return (f"clamped floor at {lo:.2f} where ln(clip) is {floor:.2f}, values up to {hi:.2f}: "
                 f"looks like {guess}; {hint}")  # fmt: skip
@@ -246,10 +272,10 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
     return _layout(mel)
 
 
-def looks_compressed(mel: np.ndarray, stats: SampleStats | None = None) -> str | None:
+def looks_compressed(mel: np.ndarray, stats: SampleStats | None = None, keys: Keys = JOB_KEYS) -> str | None:
     """Why `mel` [n_mels, n_frames] may be log10 or a scaled-down natural-log mel though it never reaches a floor
     (see SPAN_OF_SPEECH), or None; rows under MIN_FRAMES_FOR_SPAN frames are not judged. stats: the mel's
-    SampleStats where the caller has them."""
+    SampleStats where the caller has them; keys: how the reason names input.mel_scale."""
     if mel.ndim != 2 or mel.shape[1] < MIN_FRAMES_FOR_SPAN:
         return None
     q1, q75, q99 = (stats or SampleStats.of(mel)).spread
@@ -258,8 +284,8 @@ def looks_compressed(mel: np.ndarray, stats: SampleStats | None = None) -> str |
         return None
     return (f"values span only {span:.2f} (1st to 99th percentile), and the loudest quarter is squeezed with the "
             f"rest; natural-log mels of speech span {SPAN_OF_SPEECH:g} or more: looks like log10 (ln / 2.303) or a "
-            f"natural-log mel scaled down (set {SCALE_KEY}=log10 if it is log10; vocoded, marked suspect: the values "
-            "alone cannot be sure)")  # fmt: skip
+            f"natural-log mel scaled down (set {keys.set_scale('log10')} if it is log10; vocoded, marked suspect: "
+            "the values alone cannot be sure)")  # fmt: skip
 
 
 def raised_floor(mel: np.ndarray, floor: float) -> str | None:
@@ -302,11 +328,12 @@ def likely_cause(mel: np.ndarray, floor: float, ceiling: float) -> str | None:
     return None
 
 
-def _below_floor_or_above_ceiling(lo: float, q1: float, hi: float, floor: float, ceiling: float, fix: str) -> str:
+def _below_floor_or_above_ceiling(lo: float, q1: float, hi: float, floor: float, ceiling: float, fix: str,
+                                  keys: Keys = JOB_KEYS) -> str:  # fmt: skip
     ratio = lo / floor
     if ratio > 4.0 or hi > ceiling + ABOVE_CEILING:
         return (f"values from {lo:.1f} to {hi:.1f}, far outside the natural-log range {floor:.2f} .. ~{ceiling:.1f}: "
-                f"looks like decibels (20*log10); set {SCALE_KEY}=db")  # fmt: skip
+                f"looks like decibels (20*log10); set {keys.set_scale('db')}")  # fmt: skip
     guess = "the log of a power mel (2 x ln)" if abs(ratio - 2.0) < 0.25 else "a natural-log mel clamped below 1e-5"
     return (f"values down to {q1:.2f} (1st percentile), below the natural-log floor {floor:.2f}: "
             f"looks like {guess}; {fix}")  # fmt: skip
