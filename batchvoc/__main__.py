@@ -19,7 +19,14 @@ use_bytecode_cache()  # before the heavy imports, which it speeds up where the i
 import hydra  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
-from batchvoc.cli import HELP_FLAGS, MULTIRUN_FLAGS, check_command_line, console_for_pipes, help_text  # noqa: E402
+from batchvoc.cli import (  # noqa: E402
+    HELP_FLAGS,
+    MULTIRUN_FLAGS,
+    check_command_line,
+    console_for_pipes,
+    help_text,
+    remove_made_folders,
+)
 from batchvoc.config import register  # noqa: E402
 from batchvoc.errors import ConfigError, StartError  # noqa: E402
 
@@ -86,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             check_sweep(configs)
     except ConfigError as err:
         print(f"batchvoc: cannot run: {err}", file=sys.stderr)
+        remove_made_folders()  # refused before any job ran: no empty output.dir left behind
         return 1
     global _early
     console_for_pipes()
@@ -98,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if _early.error is not None:  # refused before Hydra makes the job's log folder, like a sweep's job
             print(f"batchvoc: cannot run: {_early.error}", file=sys.stderr)
             _early = None
+            remove_made_folders()
             return 1
     interrupted = False
     try:

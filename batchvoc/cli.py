@@ -159,22 +159,38 @@ def check_output_dir(out_dir: str) -> None:
     path = Path(out_dir).expanduser()
     if path.is_symlink() and not path.exists():
         raise ConfigError("output.dir", f"{path} is a link to {os.readlink(path)}, which does not exist")
-    probe = path
+    probe, missing = path, []
     while not probe.exists():  # the nearest folder that exists is where the job's folders will be made
         if probe.is_symlink():
             raise ConfigError("output.dir", f"{probe} is a link to {os.readlink(probe)}, which does not exist")
+        missing.append(probe)
         probe = probe.parent
     if not probe.is_dir():
         what = "is a file" if probe == path else f"cannot be made: {probe} is a file"
         raise ConfigError("output.dir", f"{path} {what}; set output.dir to a folder")
     try:  # make it and write in it: what the job will do first (Hydra's log folder goes there)
         path.mkdir(parents=True, exist_ok=True)
+        _made_folders.extend(missing)  # deepest first
         with tempfile.NamedTemporaryFile(dir=path, prefix=".batchvoc-write-test-"):
             pass
     except OSError as err:
         reason = err.strerror or type(err).__name__
         message = f"cannot write to {path} ({reason}); set output.dir to a folder you can write"
         raise ConfigError("output.dir", message) from None
+
+
+_made_folders: list[Path] = []  # the folders check_output_dir made, each below the one it made it in
+
+
+def remove_made_folders() -> None:
+    """Remove the folders check_output_dir made that are still empty: a command refused before its jobs run
+    leaves no output.dir behind (nor its parents, where it made them)."""
+    for folder in _made_folders:  # deepest first: a parent is empty once its new child is gone
+        try:
+            folder.rmdir()
+        except OSError:  # something was written there (or it is gone): keep it
+            pass
+    _made_folders.clear()
 
 
 def job_names() -> list[str]:

@@ -213,6 +213,32 @@ def test_multirun_checks_every_job_first_then_runs_each_into_its_own_folder(tmp_
     assert "\x1b[" not in console and "Token authentication is enabled" not in console
 
 
+@pytest.mark.parametrize(
+    ("sweep", "said"),
+    [
+        (["-m", "engine.batch=0,-1"], "engine.batch: must be at least 1, not 0 (job 0 of the sweep)"),
+        (["-m", "model.checkpoint={tmp}/no1.pth,{tmp}/no2.pth"], "no1.pth' does not exist (job 0 of the sweep)"),
+        (["engine.batch=0"], "engine.batch: must be at least 1, not 0"),  # one job: the same
+    ],
+)
+def test_a_command_refused_before_its_jobs_run_leaves_no_output_dir(sweep, said, tmp_path):
+    """A sweep whose jobs its settings refuse made output.dir (and its missing parents) to check it could write
+    there, and left them empty; an output.dir that was there stays, with what it held."""
+    three_files(tmp_path / "in", rows=2)
+    overrides = [o.format(tmp=tmp_path) for o in sweep]
+    out = tmp_path / "new" / "out"
+    refused = batchvoc(*overrides, "job=hifigan_v1", f"input.manifest={tmp_path / 'in'}", f"output.dir={out}",
+                       timeout=120)  # fmt: skip
+    assert refused.returncode == 1 and "batchvoc: cannot run: " in refused.stderr and said in refused.stderr
+    assert not (tmp_path / "new").exists(), list((tmp_path / "new").rglob("*"))
+    (tmp_path / "had").mkdir()
+    (tmp_path / "had" / "notes.txt").write_text("mine")
+    refused = batchvoc(*overrides, "job=hifigan_v1", f"input.manifest={tmp_path / 'in'}",
+                       f"output.dir={tmp_path / 'had'}", timeout=120)  # fmt: skip
+    assert refused.returncode == 1 and said in refused.stderr
+    assert [p.name for p in (tmp_path / "had").iterdir()] == ["notes.txt"]
+
+
 @pytest.mark.slow
 def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
     """pip wheel + pip install into a fresh venv (this venv's packages for the dependencies), then job=demo."""
