@@ -15,9 +15,10 @@ from batchvoc.settings import JobSettings
 from batchvoc.sink import check_format, check_writable
 
 
-def quick_checks(settings: JobSettings) -> list[str]:
+def quick_checks(settings: JobSettings, manifest: bool = True) -> list[str]:
     """Output format, engine names and options, a checkpoint path that exists, engine.cache_dir usable (a local
-    cluster's), the manifest files, output.dir writable, lhotse when asked; returns the manifest files."""
+    cluster's), the manifest files, output.dir writable, lhotse when asked; returns the manifest files.
+    manifest=False: all but the manifest (the demo's, not made yet), returning []."""
     storage.set_options(settings.storage_options)
     check_format(settings.fmt, settings.subtype)
     check_names(settings.backend, settings.precision, getattr(settings, "engine_options", None))
@@ -25,7 +26,7 @@ def quick_checks(settings: JobSettings) -> list[str]:
     if not settings.address:  # a local cluster: this machine is the node that runs and keeps the engines
         check_installed(settings.backend)
         check_cache_dir(settings.cache_dir)
-    files = find_manifest_files(settings.manifest, settings.out_url)  # what the job writes is not its input
+    files = find_manifest_files(settings.manifest, settings.out_url) if manifest else []  # not the job's output
     check_writable(settings.out_url)
     if settings.lhotse:
         check_lhotse()
@@ -35,14 +36,18 @@ def quick_checks(settings: JobSettings) -> list[str]:
 def check_sweep(configs: list) -> None:
     """`quick_checks` for every job of a sweep before its first job runs (a single job's run in runner/early.py),
     so a bad value in one job stops the command in seconds, not after the jobs before it. The demo's job without a
-    manifest makes its input first: its checks come then. Raises ConfigError naming the key and the job."""
+    manifest makes its input when it runs: all but its manifest is checked. Raises ConfigError naming the key and
+    the job."""
     for number, cfg in enumerate(configs):
-        if cfg.get("demo") and not cfg.input.manifest:
-            continue
         try:
-            quick_checks(JobSettings.from_config(cfg))
+            quick_checks(JobSettings.from_config(cfg), manifest=not makes_its_input(cfg))
         except ConfigError as err:
             raise ConfigError(err.key, f"{err.message} (job {number} of the sweep)") from None
+
+
+def makes_its_input(cfg) -> bool:
+    """Whether a composed job is the demo without a manifest: it makes its input when it runs."""
+    return bool(cfg.get("demo")) and not cfg.input.manifest
 
 
 def check_checkpoint_exists(checkpoint: str | None) -> None:

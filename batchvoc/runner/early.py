@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchvoc.errors import ConfigError
-from batchvoc.runner.checks import quick_checks
+from batchvoc.runner.checks import makes_its_input, quick_checks
 from batchvoc.runner.cluster import INTERRUPTED_WAIT_S, RayThread
 from batchvoc.settings import JobSettings
 from batchvoc.storage import Store
@@ -46,14 +46,19 @@ class EarlyStart:
         self.error: ConfigError | None = None  # the settings' or the quick checks' refusal of this job
 
     def start(self, cfg: Any) -> None:
-        """Check the job of this composed config and begin its Ray; nothing for the demo without a manifest (it
-        builds its input first); for a config the settings or the checks refuse, `error` (and no Ray)."""
-        if cfg.get("demo") and not cfg.input.manifest:
-            return
+        """Check the job of this composed config and begin its Ray; for a config the settings or the checks refuse,
+        `error` (and no Ray). The demo without a manifest (it builds its input when it runs) is checked but for its
+        manifest, and its Ray is left to `run`."""
         try:
             settings = JobSettings.from_config(cfg)
         except ConfigError as err:
             self.error = err
+            return
+        if makes_its_input(cfg):
+            try:
+                quick_checks(settings, manifest=False)
+            except ConfigError as err:
+                self.error = err
             return
         try:
             files = quick_checks(settings)

@@ -49,3 +49,17 @@ def test_tensorrt_that_is_not_installed_is_named_before_anything_starts():
     assert err.value.key == "engine.backend" and why in err.value.message, err.value.message
     for backend in ("auto", "aoti", "inductor", "eager"):
         check_installed(backend)
+
+
+def test_a_sweep_checks_the_demos_settings_before_it_makes_its_input(tmp_path):
+    """check_sweep skipped the demo without a manifest: each job then made its input and log folder and was refused
+    by its settings (engine.batch=0), one after the other. Its settings and quick checks but the manifest come first."""
+    from batchvoc.cli import compose
+    from batchvoc.runner.checks import check_sweep
+
+    jobs = [compose(["job=demo", f"output.dir={tmp_path / 'out'}", f"engine.batch={b}"]) for b in (2, 0)]
+    with pytest.raises(ConfigError, match=r"must be at least 1, not 0 \(job 1 of the sweep\)") as err:
+        check_sweep(jobs)
+    assert err.value.key == "engine.batch"
+    check_sweep(jobs[:1])  # a good demo passes without its manifest
+    assert not (tmp_path / "out" / "demo_input").exists()

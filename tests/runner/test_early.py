@@ -44,3 +44,20 @@ def test_a_job_the_checks_refuse_is_refused_by_take_without_checking_again(tmp_p
         early.take(JobSettings.from_config(cfg))
     assert got.value.key == "input.manifest"
     assert early.take(JobSettings.from_config(cfg)) is None  # raised once
+
+
+def test_the_demo_is_checked_but_for_the_manifest_it_has_not_made_yet(tmp_path):
+    """The demo without a manifest (it makes its input when it runs) was not checked at all here: a demo refused by
+    its settings made its input and its log folder first. Now all but its manifest is checked; no Ray is begun."""
+    demo = ["job=demo", f"output.dir={tmp_path / 'out'}"]
+    for extra, key in (
+        (["engine.batch=0"], "engine.batch"),
+        ([f"model.checkpoint={tmp_path}/no.pth"], "model.checkpoint"),
+    ):
+        early = EarlyStart()
+        early.start(compose([*demo, *extra]))
+        assert early.error is not None and early.error.key == key, early.error
+    early = EarlyStart()
+    early.start(compose(demo))
+    assert early.error is None and early.ray_thread is None
+    assert early.take(JobSettings.from_config(compose(demo))) is None  # run makes the input, checks and starts Ray
