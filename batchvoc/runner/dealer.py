@@ -262,8 +262,9 @@ def _show(bar: tqdm, crew: list[_Actor], total: AudioTotal) -> None:
         bar.total = round(seconds, 1)
     polled = sum(sum(a.vocoded.values()) for a in crew)
     vocoded = round(min(max(polled, total.done), seconds), 1)
-    if vocoded > bar.n:
-        bar.update(vocoded - bar.n)  # update, not refresh: tqdm keeps to mininterval
+    if vocoded > bar.n:  # n set, not added to: n + (vocoded - n) can pass vocoded by an ulp (23.300000000000004/23.3,
+        bar.n = vocoded  # tqdm's "clamping frac" warning and a negative time left)
+        bar.update(0)  # update, not refresh: tqdm keeps to mininterval
 
 
 def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQueue, redealt: set[str],

@@ -57,6 +57,32 @@ def test_the_bar_ends_at_the_audio_of_the_finished_shards():
     assert bar.n == 10.0
 
 
+def test_the_bar_shows_the_rounded_audio_and_ends_exactly_at_its_total(recwarn):
+    """The bar was moved by n + (vocoded - n), which is not vocoded in floats: a user's npy job ended at
+    23.300000000000004/23.3 with tqdm's 'clamping frac to range [0, 1]' warning and a remaining time of -00:00."""
+    import io
+
+    from tqdm import tqdm
+
+    from batchvoc.manifest import Shard
+    from batchvoc.runner.dealer import AudioTotal, _Actor, _show
+
+    total = AudioTotal([Shard("a", "m", 0, 7, (0,), 0, 2006)], seconds_per_frame=256 / 22050)  # 23.29 s
+    shown = io.StringIO()
+    bar = tqdm(total=round(total.seconds, 1), file=shown, mininterval=0, miniters=1)
+    crew = [_Actor(handle=None, name="actor-0")]
+    for polled in (0.3, 0.9, 4.1):  # 0.3 + (0.9 - 0.3) is 0.9000000000000001, 4.1 + (23.3 - 4.1) 23.300000000000004
+        crew[0].vocoded[101] = polled
+        _show(bar, crew, total)
+        assert bar.n == polled, bar.n
+    crew[0].vocoded[101] = total.seconds
+    _show(bar, crew, total)
+    assert bar.n == bar.total == 23.3
+    bar.close()
+    assert not [w for w in recwarn if "clamping frac" in str(w.message)]
+    assert "0000000" not in shown.getvalue() and "9999999" not in shown.getvalue(), shown.getvalue()
+
+
 def test_log_lines_go_above_the_bar_not_onto_its_line(monkeypatch):
     """A log line written to the console while the bar is shown starts a line of its own (the bar is cleared and
     drawn again under it), as in a job's 'actor-0 ready' line."""
