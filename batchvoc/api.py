@@ -12,7 +12,9 @@ The mels must be what the model was trained on: the natural-log mel of the prese
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,7 @@ import torch
 
 from batchvoc.chunking import ChunkPlan
 from batchvoc.engines import Engine
-from batchvoc.errors import RowError
+from batchvoc.errors import ConfigError, RowError
 from batchvoc.manifest.conventions import API_KEYS, MelChecks
 from batchvoc.manifest.rows import one_line, require_floats
 from batchvoc.models.presets import Preset
@@ -32,6 +34,54 @@ from batchvoc.stream import vocode_audio
 log = logging.getLogger(__name__)
 
 MelLike = np.ndarray | torch.Tensor
+
+# from_preset's keyword for each job key it stands for: its errors name what the caller set
+KEYWORDS = {
+    "model.preset": "preset",
+    "model.checkpoint": "checkpoint",
+    "model.hparams": "hparams",
+    "engine.backend": "backend",
+    "engine.precision": "precision",
+    "engine.device": "device",
+    "engine.batch": "batch",
+    "engine.window": "window",
+    "engine.cache_dir": "cache_dir",
+    "engine.options": "options",
+    "input.mel_scale": "mel_scale",
+    "check.mel_convention": "mel_convention",
+}
+_JOB_KEY = re.compile(r"\b(" + "|".join(re.escape(k) for k in KEYWORDS) + r")(?:\.(\w+))?\b(=(\w+))?")
+
+
+def _keyword(match: re.Match) -> str:
+    """A job key in a message (`engine.backend=auto`, `model.checkpoint=PATH`, `engine.options.mode`) as the
+    keyword that sets it (`backend="auto"`, `checkpoint=PATH`, `options["mode"]`)."""
+    name = KEYWORDS[match.group(1)] + (f'["{match.group(2)}"]' if match.group(2) else "")
+    value = match.group(4)
+    if value is None:
+        return name
+    return f"{name}={value}" if value.isupper() or value.isdigit() else f'{name}="{value}"'
+
+
+def in_keywords(err: ConfigError) -> ConfigError:
+    """`err` as the Python API's caller sees it: its text names from_preset's keywords where it named job keys
+    (`key` stays the job key)."""
+    if err.shown is not None or not _JOB_KEY.match(err.key):
+        return err
+    return ConfigError(err.key, _JOB_KEY.sub(_keyword, err.message), shown=_JOB_KEY.sub(_keyword, err.key))
+
+
+def _keyword_errors(build):
+    """from_preset with its ConfigErrors in the caller's words (in_keywords)."""
+
+    @functools.wraps(build)
+    def wrapper(*args, **kwargs):
+        try:
+            return build(*args, **kwargs)
+        except ConfigError as err:
+            raise in_keywords(err) from None
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -94,6 +144,7 @@ class Vocoder:
         self.checks = checks or MelChecks.for_preset(preset, keys=API_KEYS)
 
     @classmethod
+    @_keyword_errors
     def from_preset(
         cls,
         preset: str,
@@ -131,9 +182,9 @@ class Vocoder:
         Built by the job's own runtime builder (batchvoc.runtime.build_runtime), so the engine, its chunking
         plan and its compiled-package cache are the job's.
 
-        Raises batchvoc.errors.ConfigError naming the setting (as its job key) for an unknown preset, backend,
-        precision, device, engine option, mel scale or convention mode, a missing checkpoint, or TensorRT asked
-        for but not installed.
+        Raises batchvoc.errors.ConfigError naming the keyword (`checkpoint: ... does not exist`; its `key` is the
+        job key, `model.checkpoint`) for an unknown preset, backend, precision, device, engine option, mel scale or
+        convention mode, a missing checkpoint, or TensorRT asked for but not installed.
         """
         MelChecks(1, scale=mel_scale, mode=mel_convention)  # ConfigError naming the key before any loading
         where = resolve_device(str(device or "auto"))

@@ -10,15 +10,17 @@ def first_line(err: BaseException) -> str:
 
 
 class ConfigError(Exception):
-    """Bad configuration: the job stops before any work, naming the key to change."""
+    """Bad configuration: the job stops before any work, naming the key to change. `key` is the job's key;
+    `shown`, where given, is what the text calls it instead (the Python API's keyword: batchvoc.api)."""
 
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
+    def __init__(self, key: str, message: str, shown: str | None = None):
+        super().__init__(f"{shown or key}: {message}")
         self.key = key
         self.message = message
+        self.shown = shown
 
     def __reduce__(self):  # pickled whole: an actor's ConfigError reaches the driver through Ray as itself
-        return type(self), (self.key, self.message)
+        return type(self), (self.key, self.message, self.shown)
 
 
 class StartError(Exception):
