@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batchvoc: cannot run: {err}", file=sys.stderr)
         remove_made_folders()  # refused before any job ran: no empty output.dir left behind
         return 1
+    if configs:  # checked: no flag takes a value; Hydra's parser wants flags before overrides (`job=x -m a=1,2`)
+        sys.argv = [sys.argv[0], *(a for a in argv if a.startswith("-")), *(a for a in argv if not a.startswith("-"))]
     global _early
     console_for_pipes()
     _codes.clear()

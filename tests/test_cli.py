@@ -213,6 +213,20 @@ def test_multirun_checks_every_job_first_then_runs_each_into_its_own_folder(tmp_
     assert "\x1b[" not in console and "Token authentication is enabled" not in console
 
 
+def test_a_sweep_flag_after_the_overrides_is_taken_as_it_was_checked(tmp_path):
+    """`job=hifigan_v1 -m key=a,b` passed batchvoc's checks (which read -m anywhere), then Hydra's parser refused
+    the overrides after -m with its usage text (exit 2), leaving the checked output.dir empty."""
+    three_files(tmp_path / "in", rows=2)
+    out = tmp_path / "out"
+    result = batchvoc("job=hifigan_v1", "-m", f"input.manifest={tmp_path / 'in'}", f"output.dir={out}",
+                      "model.checkpoint=random", "+model.hparams.upsample_initial_channel=32", "engine.backend=eager",
+                      "output.subtype=PCM_16,PCM_24", timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "unrecognized arguments" not in result.stderr
+    for num, subtype in ((0, "PCM_16"), (1, "PCM_24")):
+        assert read_summary(out / str(num)).config["output"]["subtype"] == subtype
+
+
 @pytest.mark.parametrize(
     ("sweep", "said"),
     [
