@@ -221,3 +221,20 @@ def test_reasons_of_one_kind_count_together():
     assert kind("id '../a' leaves the output folder ('..')") == kind("id '../b/c' leaves the output folder ('..')")
     assert kind("mel has 3 NaN or Inf values of 1.5e3") == "mel has N NaN or Inf values of N"
     assert kind("mel is null") != kind("mel_path 'x.npy' does not exist")
+
+
+def test_the_report_command_says_a_store_it_cannot_reach_in_one_line(tmp_path):
+    """`python -m batchvoc.report s3://...` without credentials ended in botocore's NoCredentialsError traceback
+    (no OSError, so not caught): now one line naming what to check, exit code 1, as a job says it."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_EC2_METADATA_DISABLED="true", AWS_ENDPOINT_URL="http://127.0.0.1:9",
+               AWS_DEFAULT_REGION="us-east-1")  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "batchvoc.report", "s3://bucket/job"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("s3://bucket/job: cannot render the report: no usable credentials") and "AWS_" in line

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from batchvoc.report import write_report
+from batchvoc.storage import describe, is_store_error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,8 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     for out in args.output_dir:
         try:
             print(write_report(out))
-        except (OSError, ValueError) as err:
-            print(f"{out}: cannot render the report: {err}", file=sys.stderr)
+        except Exception as err:
+            if not isinstance(err, ValueError) and not is_store_error(err):
+                raise
+            # an object store's own errors too (botocore's NoCredentialsError is no OSError): one line, no traceback
+            said = describe(err, out) if is_store_error(err) else err
+            print(f"{out}: cannot render the report: {said}", file=sys.stderr)
             status = 1
     return status
 
