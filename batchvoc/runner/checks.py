@@ -8,6 +8,7 @@ from pathlib import Path
 
 from batchvoc import storage
 from batchvoc.backends import check_cache_dir, check_installed, check_names
+from batchvoc.config import CONFIG_MODULE
 from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files
 from batchvoc.outputs import check_lhotse
@@ -22,7 +23,7 @@ def quick_checks(settings: JobSettings, manifest: bool = True) -> list[str]:
     storage.set_options(settings.storage_options)
     check_format(settings.fmt, settings.subtype)
     check_names(settings.backend, settings.precision, getattr(settings, "engine_options", None))
-    check_checkpoint_exists(settings.checkpoint)
+    check_checkpoint_exists(settings.checkpoint, settings.preset)
     if not settings.address:  # a local cluster: this machine is the node that runs and keeps the engines
         check_installed(settings.backend)
         check_cache_dir(settings.cache_dir)
@@ -50,13 +51,30 @@ def makes_its_input(cfg) -> bool:
     return bool(cfg.get("demo")) and not cfg.input.manifest
 
 
-def check_checkpoint_exists(checkpoint: str | None) -> None:
+def check_checkpoint_exists(checkpoint: str | None, preset: str | None = None) -> None:
     """ConfigError on model.checkpoint for a path that does not exist, or a URL: the weights are read from this
-    machine's disk (the words `random` and `pretrained`, and no checkpoint at all, are the model loader's to
-    judge)."""
+    machine's disk; with `preset` (model.preset), for no checkpoint at all (the words `random` and `pretrained`
+    are the model loader's to judge)."""
     given = "" if checkpoint is None else str(checkpoint).strip()
+    if not given and preset:  # as the loader says it (models.load_vocoder), without torch or Ray started first
+        hint = _weights_hint(preset)
+        raise ConfigError("model.checkpoint", f"preset {preset!r} needs a checkpoint: set model.checkpoint=PATH "
+                          f"(file or folder).{' ' + hint if hint else ''}")  # fmt: skip
     if storage.is_url(given):
         raise ConfigError("model.checkpoint", f"{given!r} is a URL: batchvoc reads the weights from this machine's "
                           "disk (a file, or a folder); copy them here and give that path")  # fmt: skip
     if given and given not in ("random", "pretrained") and not Path(given).expanduser().exists():
         raise ConfigError("model.checkpoint", f"{given!r} does not exist")
+
+
+def _weights_hint(preset: str) -> str:
+    """Where to get `preset`'s weights (its conf/preset YAML's weights_hint; batchvoc.models would import torch)."""
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+
+    try:
+        text = (resources.files(CONFIG_MODULE) / "preset" / f"{preset}.yaml").read_text()
+        return str(OmegaConf.create(text).get("weights_hint") or "")
+    except Exception:  # noqa: BLE001 - an unknown preset is named by its own check; the hint is only a hint
+        return ""

@@ -63,3 +63,17 @@ def test_a_sweep_checks_the_demos_settings_before_it_makes_its_input(tmp_path):
     assert err.value.key == "engine.batch"
     check_sweep(jobs[:1])  # a good demo passes without its manifest
     assert not (tmp_path / "out" / "demo_input").exists()
+
+
+def test_no_checkpoint_for_a_preset_is_named_as_the_loader_names_it():
+    """No checkpoint at all was left to the model loader, after torch and Ray had started; with the preset known it
+    is refused here, in the loader's words, with where to get the weights."""
+    from batchvoc.models import load_vocoder
+
+    for empty in (None, "", "  "):
+        with pytest.raises(ConfigError) as early:
+            check_checkpoint_exists(empty, "gsv_v4")
+        assert early.value.key == "model.checkpoint" and "huggingface.co/lj1995/GPT-SoVITS" in early.value.message
+    with pytest.raises(ConfigError) as late:
+        load_vocoder("gsv_v4", None)
+    assert str(early.value) == str(late.value)
