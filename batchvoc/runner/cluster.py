@@ -49,6 +49,7 @@ GCS_CONNECT_ATTEMPTS = "1"
 # process.
 INTERRUPTED_WAIT_S = 5.0
 # what cluster.address takes to join a cluster, as the messages of a cluster not reached say it
+NO_CLUSTER_FOUND = "Could not find any running Ray instance"  # ray.init("auto")'s words where none was started
 ADDRESS_FORMS = (
     "host:port (a head's GCS port, `ray start --head --port`, 6379 by default), ray://host:port (its Ray client "
     "server, 10001 by default) or auto (the cluster `ray start` ran on this machine)"
@@ -121,6 +122,12 @@ def connect(address: str) -> bool:
                     f"{CLIENT_ATTEMPTS} times: see ray_client_server*.err in the head's Ray logs)")  # fmt: skip
         elif address.startswith("ray://") and os.environ.get(auth.MODE, "").lower() == "token":
             hint = f" (a Ray client with a token the cluster does not accept times out like this: {auth.HOW})"
+        elif isinstance(err, ConnectionError) and NO_CLUSTER_FOUND in str(err):
+            # auto: Ray found no cluster's address on this machine; nothing was asked, so nothing refused us
+            hint = (
+                " (auto finds only a cluster that `ray start --head` runs on this machine: start one, or set "
+                "cluster.address to the head's host:port or ray://host:port; leave it empty for a local Ray)"
+            )
         elif isinstance(err, ConnectionError) and not address.startswith("ray://"):
             # a head with token authentication refuses a missing or wrong token with this same error (its reason,
             # InvalidAuthToken, reaches only Ray's own log), as does a port that is no GCS
