@@ -168,7 +168,8 @@ def run(cfg: DictConfig) -> int:
 
 RETRY_HINT = (
     "failed rows stay failed on a rerun; once their input is fixed, output.retry_failed=true vocodes them "
-    "again (a changed manifest file is a new job)"
+    "again (a changed manifest file or setting, input.mel_scale among them, is a new job: a new output.dir, or "
+    "output.overwrite=true)"
 )
 
 

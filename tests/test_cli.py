@@ -304,6 +304,9 @@ def test_closing_lines_say_what_a_rerun_would_do(caplog):
     caplog.clear()
     log_closing(JobReport(JobSummary(shards=3, rows_ok=5, rows_failed=1)), "/out")  # rows failed: how to redo them
     assert "output.retry_failed=true vocodes them again" in caplog.text
+    # a row refused as dB says `set input.mel_scale=db`: a new setting, which a rerun refuses (another job) unless
+    # it goes to a new output.dir or overwrites: the hint said only that a changed manifest file is a new job
+    assert "setting, input.mel_scale among them, is a new job" in caplog.text and "output.overwrite=true" in caplog.text
     caplog.clear()
     log_closing(JobReport(JobSummary(shards=3, rows_ok=5, rows_failed=2)), "/out", retry_failed=True)  # retried
     assert "2 rows still failed with output.retry_failed=true: their input is still bad" in caplog.text
