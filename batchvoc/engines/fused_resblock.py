@@ -320,10 +320,11 @@ class FusedResBlock(nn.Module):
         instead of activating each tap's rows itself.
 
         The leaky ReLU is taken of x's own inputs (zeroed after it: the same values), not of zeroed x: Inductor
-        copies a not-yet-stored input of our operators into a buffer per consumer (its stride constraint), and an
-        activation reading one stored x was never stored itself, so the producing kernel wrote it once per block
-        (H200, gsv_v4 fp16: 3 stores of it at each of the 16-64 channel stages; Inductor's kernels 6.04 -> 5.39 ms
-        per forward; tests/engines/test_fused_resblock.py counts the buffers on a CPU)."""
+        copies a not-yet-stored input of our operators into a buffer per consumer (its stride constraint) unless it
+        stores it first, which it does for a node of several reads (ops.compiled_as tells it so), and an activation
+        of stored x reads one: the producing kernel wrote it once per block (H200, gsv_v4 fp16: 3 stores of it at
+        each of the 16-64 channel stages; Inductor's kernels 6.04 -> 5.39 ms per forward;
+        tests/engines/test_fused_resblock.py counts the buffers on a CPU)."""
         rows = channels_last_rows(x) if blocks[0].channels_last else x
         x, valid = blocks[0]._stage_input(x, span, rate)
         activated = span.zero(F.leaky_relu(rows, LRELU_SLOPE), rate)

@@ -46,6 +46,7 @@ class KernelOp:
         self.name, self.fn, self.kernels = name, fn, kernels
         self._op = None
         functools.update_wrapper(self, fn)
+        _KERNEL_OPS.append(self)
 
     def define(self):
         """The operator torch.ops.batchvoc.name, defined on the first call (imports torch._inductor: module doc)."""
@@ -60,6 +61,9 @@ class KernelOp:
 
     def __call__(self, *args, **kwargs):
         return self.define()(*args, **kwargs)
+
+
+_KERNEL_OPS: list[KernelOp] = []  # every KernelOp made (defined or not)
 
 
 def define_all() -> None:
@@ -96,8 +100,19 @@ def compiled_as(how: str) -> Iterator[None]:
         return
     from torch._functorch import config
 
+    _inputs_stored_first()
     with config.patch(decompose_custom_triton_ops=False):
         yield
+
+
+def _inputs_stored_first() -> None:
+    """Tell Inductor now that our operators' inputs are stored before the calls, as it tells itself once it first
+    lowers an operator it calls back (`add_needs_realized_inputs`, done by its fallback): until then it copies an
+    input not yet stored into a buffer of its own per call, so a gsv_v4 engine's first fused stage wrote the
+    activation its three resblocks share three times, the later stages once (H200, BENCHMARKS.md session 17)."""
+    from torch._inductor.lowering import add_needs_realized_inputs
+
+    add_needs_realized_inputs([op._op for op in _KERNEL_OPS if op._op is not None])
 
 
 # engines/: what our operators are compiled from (kernels, launch parameters, plain-torch paths)

@@ -181,9 +181,8 @@ def test_stage_compiles_without_graph_break():
 
 
 def test_compiled_stage_stores_its_activation_once():
-    """Compiled with our operators opaque (the inductor engine's way), a stage of three blocks stores its input's
-    activation once, not once per block: at most 4 buffers of the stage input's size (x's per-block copies, still
-    made by Inductor's stride constraint, and the activation), where it wrote 6."""
+    """Compiled with our operators opaque (the inductor engine's way), a stage of three blocks stores its input x
+    and x's activation once each, not once per block: 2 buffers of the stage input's size, where it wrote 6."""
     from torch._inductor.utils import run_and_get_code
 
     from batchvoc.engines.ops import compiled_as
@@ -199,10 +198,10 @@ def test_compiled_stage_stores_its_activation_once():
         return FusedResBlock.stage_mean(blocks, x + bias, Span(valid), 4)
 
     torch._dynamo.reset()
-    with torch.no_grad(), compiled_as("opaque"):
+    with torch.no_grad(), compiled_as("opaque"), torch._inductor.config.patch(fx_graph_cache=False):
         out, code = run_and_get_code(torch.compile(stage, fullgraph=True), x, bias, valid)
         assert (out - stage(x, bias, valid)).abs().max() <= 1e-5
-    assert 2 <= len(re.findall(r"empty_strided\w*\(\(2, 16, 64\)", "\n".join(code))) <= 4
+    assert len(re.findall(r"empty_strided\w*\(\(2, 16, 64\)", "\n".join(code))) == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
