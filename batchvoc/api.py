@@ -24,8 +24,8 @@ import torch
 
 from batchvoc.chunking import ChunkPlan
 from batchvoc.engines import Engine
-from batchvoc.errors import ConfigError, RowError
-from batchvoc.manifest.conventions import API_KEYS, MelChecks
+from batchvoc.errors import API_KEYS, ConfigError, RowError
+from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.rows import one_line, require_floats
 from batchvoc.models.presets import Preset
 from batchvoc.runtime import EngineOptions, build_runtime, resolve_device
@@ -192,7 +192,7 @@ class Vocoder:
             precision = "fp16" if where.type == "cuda" else "fp32"
         engine = EngineOptions(backend=backend, precision=precision, batch=batch, chunk_frames=window,
                                device=str(where), cache_dir=cache_dir, tunables=dict(options or {}))  # fmt: skip
-        runtime = build_runtime(preset, checkpoint, engine, hparams)
+        runtime = build_runtime(preset, checkpoint, engine, hparams, keys=API_KEYS)  # log lines name keywords
         plan = runtime.plan
         checks = MelChecks.for_preset(runtime.preset, mel_scale, mel_convention, API_KEYS)  # hints name keywords
         return cls(runtime.engine, runtime.preset, plan.chunk_frames, plan.context, plan.batch, checks)

@@ -1,5 +1,9 @@
 """The kinds of failure batchvoc tells apart: bad configuration (stop before any work), a job that could not start
-its workers, and a bad row."""
+its workers, and a bad row; and how a message names a setting (Keys: the job's keys or the Python API's keywords)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 def first_line(err: BaseException) -> str:
@@ -7,6 +11,37 @@ def first_line(err: BaseException) -> str:
     it for a message that must stay on one line."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return lines[0] if lines else type(err).__name__
+
+
+@dataclass(frozen=True)
+class Keys:
+    """How a reason, hint or log line names a setting: as a job's keys (`input.mel_scale=db`,
+    `model.checkpoint=random`) or as the Python API's keywords (`mel_scale="db"`, `checkpoint="random"`,
+    batchvoc.api.Vocoder.from_preset), so that it names what its caller set."""
+
+    scale: str = "input.mel_scale"
+    mode: str = "check.mel_convention"
+    checkpoint: str = "model.checkpoint"
+    backend: str = "engine.backend"
+    quoted: bool = False  # keyword arguments: values quoted, as Python strings
+
+    def set(self, setting: str, value: str) -> str:
+        """`engine.backend=inductor` or `backend="inductor"`; setting: one of the fields above (`backend`)."""
+        name = getattr(self, setting)
+        return f'{name}="{value}"' if self.quoted else f"{name}={value}"
+
+    def set_scale(self, *values: str) -> str:
+        """`input.mel_scale=log10|db` or `mel_scale="log10" | "db"`."""
+        if self.quoted:
+            return f"{self.scale}=" + " | ".join(f'"{v}"' for v in values)
+        return f"{self.scale}=" + "|".join(values)
+
+    def set_mode(self, value: str) -> str:
+        return self.set("mode", value)
+
+
+JOB_KEYS = Keys()
+API_KEYS = Keys("mel_scale", "mel_convention", "checkpoint", "backend", quoted=True)
 
 
 class ConfigError(Exception):

@@ -27,7 +27,7 @@ from batchvoc.backends import TUNABLES, check_cache_dir, option_value
 from batchvoc.chunking import ROW_LENGTH, ChunkPlan
 from batchvoc.device_defaults import default_batch, default_row_length
 from batchvoc.engines import Engine, build_engine, check_backend
-from batchvoc.errors import ConfigError
+from batchvoc.errors import JOB_KEYS, ConfigError, Keys
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
 from batchvoc.roundtrip import RoundTrip
@@ -140,9 +140,10 @@ def plan_for(model: nn.Module, preset: Preset, options: EngineOptions) -> ChunkP
 
 
 def assemble(model: nn.Module, preset: Preset, options: EngineOptions, started: float | None = None,
-             shape: tuple[int, int] | None = None) -> Runtime:  # fmt: skip
+             shape: tuple[int, int] | None = None, keys: Keys = JOB_KEYS) -> Runtime:  # fmt: skip
     """A Runtime of an already loaded model (see module doc). started: perf_counter() at which ready_s starts
-    (default: now); shape: the engine's (B, T) when not the plan's (the bench's unchunked rows). Raises
+    (default: now); shape: the engine's (B, T) when not the plan's (the bench's unchunked rows); keys: how its log
+    lines name the settings (errors.API_KEYS: the Python API's keywords). Raises
     ConfigError for bad options; the backend's errors as they come."""
     started = time.perf_counter() if started is None else started
     options.check()
@@ -154,19 +155,19 @@ def assemble(model: nn.Module, preset: Preset, options: EngineOptions, started: 
 
         backend = choose_backend(device)[0]
     engine = build_engine(model, preset, options.backend, options.precision, device, [shape or plan.shape],
-                          options.cache_dir, **backend_options(backend, options.tunables))  # fmt: skip
+                          options.cache_dir, keys, **backend_options(backend, options.tunables))  # fmt: skip
     return Runtime(model, preset, engine, plan, device, time.perf_counter() - started)
 
 
 def build_runtime(preset: str, checkpoint: str | None, options: EngineOptions | None = None,
-                  hparams: Mapping[str, Any] | None = None) -> Runtime:  # fmt: skip
+                  hparams: Mapping[str, Any] | None = None, keys: Keys = JOB_KEYS) -> Runtime:  # fmt: skip
     """Load the vocoder (models.load_vocoder: ConfigError for a missing checkpoint or unknown preset) and
     assemble its Runtime; ready_s counts from this call."""
     started = time.perf_counter()
     options = options or EngineOptions()
     options.check()
-    model, loaded = load_vocoder(preset, checkpoint, dict(hparams or {}))
-    return assemble(model, loaded, options, started)
+    model, loaded = load_vocoder(preset, checkpoint, dict(hparams or {}), keys)
+    return assemble(model, loaded, options, started, keys=keys)
 
 
 def runtime_from_settings(settings: Any, device: str = "auto") -> Runtime:

@@ -135,6 +135,17 @@ def test_convention_hints_name_the_keywords_not_the_jobs_keys(pretrained):
         pretrained([good, np.abs(good) / 12])  # [0, 1]: min-max normalised, the generic fix names every scale
 
 
+def test_log_lines_name_the_keywords_not_the_jobs_keys(caplog):
+    """from_preset's log lines say what its caller passed: checkpoint="random"'s warning and auto's reason named
+    the job's keys (`model.checkpoint=random: ...`, `engine.backend=inductor to compile`)."""
+    with caplog.at_level("INFO", logger="batchvoc"):
+        vocoder = batchvoc.Vocoder.from_preset("hifigan_v1_universal", checkpoint="random", device="cpu")
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("batchvoc"))
+    assert 'checkpoint="random": hifigan_v1_universal gets random weights' in text, text
+    assert '(backend="inductor" to compile)' in text and 'backend="inductor"' in vocoder.engine.reason, text
+    assert not any(k in text for k in ("model.", "engine.", "input.", "check.")), text
+
+
 def test_batch_and_row_length_default_to_the_devices_as_a_jobs_do():
     """Left out, batch and window are a job's per-device defaults: on a CPU batch 1 and rows of 512 frames (batch 16
     there computed 15 rows of silence for one mel: 40.5 s against 1.7 s for a 2.8 s mel on 2 cores)."""

@@ -25,7 +25,7 @@ from torch import nn
 from batchvoc.backends import check_names
 from batchvoc.engines import tensorrt as _tensorrt
 from batchvoc.engines.base import BACKENDS, PRECISIONS, Engine, Shape, resolve_precision
-from batchvoc.errors import ConfigError, first_line
+from batchvoc.errors import JOB_KEYS, ConfigError, Keys, first_line
 from batchvoc.models.presets import Preset
 
 __all__ = ["BACKENDS", "PRECISIONS", "Engine", "aoti_available", "build_engine", "check_backend", "choose_backend",
@@ -63,8 +63,8 @@ def aoti_available() -> tuple[bool, str]:
     return True, f"AOTInductor with {compiler}"
 
 
-def choose_backend(device) -> tuple[str, str]:
-    """(backend, reason) that `auto` picks for device."""
+def choose_backend(device, keys: Keys = JOB_KEYS) -> tuple[str, str]:
+    """(backend, reason) that `auto` picks for device; keys: how the reason names the backend's setting."""
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available():
         ok, why = _tensorrt.available()
@@ -73,7 +73,8 @@ def choose_backend(device) -> tuple[str, str]:
         if AOTI_ON_GPU and aoti_available()[0]:
             return "aoti", f"auto: CUDA GPU without TensorRT ({why}); {aoti_available()[1]}"
         return "inductor", f"auto: CUDA GPU without TensorRT ({why}) or aoti ({aoti_available()[1]})"
-    return "eager", f"auto: no CUDA GPU on {device}; eager is the CPU reference (engine.backend=inductor to compile)"
+    compile_it = keys.set("backend", "inductor")
+    return "eager", f"auto: no CUDA GPU on {device}; eager is the CPU reference ({compile_it} to compile)"
 
 
 def cudnn_benchmark(backend: str) -> bool:
@@ -92,17 +93,19 @@ def build_engine(
     device="cpu",
     shapes: list[Shape] | None = None,
     cache_dir=None,
+    keys: Keys = JOB_KEYS,
     **options,
 ) -> Engine:
     """Build an Engine of `model` (copied, never modified) for device, precision and shapes [(B, T), ...].
 
     options go to the backend: eager / inductor / aoti layout=, antialias=, resblocks=, fused_max_channels=,
     tile_table=, superrows= (engines/layout.py); inductor mode=...; tensorrt optimization_level=..., workspace_size=....
+    keys: how the reason (logged, and engine.reason) names the backend's setting (errors.API_KEYS: the Python API's).
     """
     check_backend(backend, precision)
-    reason, picked = f"engine.backend={backend}", backend == "auto"
+    reason, picked = keys.set("backend", backend), backend == "auto"
     if picked:
-        backend, reason = choose_backend(device)
+        backend, reason = choose_backend(device, keys)
         log.info("engine: %s", reason)
     started = time.perf_counter()
     try:

@@ -16,36 +16,16 @@ from functools import lru_cache
 
 import numpy as np
 
-from batchvoc.errors import ConfigError, RowError
+from batchvoc.errors import API_KEYS as API_KEYS  # how reasons name the settings (errors.Keys), kept importable here
+from batchvoc.errors import JOB_KEYS, ConfigError, Keys, RowError
 
 log = logging.getLogger(__name__)
 
-SCALE_KEY, MODE_KEY = "input.mel_scale", "check.mel_convention"
+SCALE_KEY, MODE_KEY = JOB_KEYS.scale, JOB_KEYS.mode
 SCALES = ("ln", "log10", "db", "gsv_norm")
 MODES = ("error", "warn", "off")
 
 
-@dataclass(frozen=True)
-class Keys:
-    """How a reason names the two settings: as a job's keys (`input.mel_scale=db`) or as the Python API's keywords
-    (`mel_scale="db"`, batchvoc.api.Vocoder.from_preset), so that a hint names what its caller set."""
-
-    scale: str = SCALE_KEY
-    mode: str = MODE_KEY
-    quoted: bool = False  # keyword arguments: values quoted, as Python strings
-
-    def set_scale(self, *values: str) -> str:
-        """`input.mel_scale=log10|db` or `mel_scale="log10" | "db"`."""
-        if self.quoted:
-            return f"{self.scale}=" + " | ".join(f'"{v}"' for v in values)
-        return f"{self.scale}=" + "|".join(values)
-
-    def set_mode(self, value: str) -> str:
-        return f'{self.mode}="{value}"' if self.quoted else f"{self.mode}={value}"
-
-
-JOB_KEYS = Keys()
-API_KEYS = Keys("mel_scale", "mel_convention", quoted=True)
 GSV_SPEC_MIN, GSV_SPEC_MAX = -12.0, 2.0  # GPT-SoVITS v3/v4 norm_spec: (x - min) / (max - min) * 2 - 1
 LN10 = math.log(10.0)
 

