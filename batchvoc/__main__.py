@@ -28,7 +28,7 @@ from batchvoc.cli import (  # noqa: E402
     remove_made_folders,
 )
 from batchvoc.config import register  # noqa: E402
-from batchvoc.errors import ConfigError, StartError  # noqa: E402
+from batchvoc.errors import ConfigError, StartError, counted  # noqa: E402
 
 if TYPE_CHECKING:
     from batchvoc.runner.driver import JobReport
@@ -177,8 +177,8 @@ def _failed_rows_hint(failed: int, retry_failed: bool) -> None:
     """For `failed` rows of done shards (unwritten ones are redone by any rerun): how to vocode them again, or,
     where output.retry_failed did, that their input is still bad."""
     if failed > 0 and retry_failed:
-        log.info("batchvoc: %d rows still failed with output.retry_failed=true: their input is still bad (see the "
-                 "error column of the output manifest, manifest/*.parquet)", failed)  # fmt: skip
+        log.info("batchvoc: %s still failed with output.retry_failed=true: their input is still bad (see the "
+                 "error column of the output manifest, manifest/*.parquet)", counted(failed, "row"))  # fmt: skip
     elif failed > 0:
         log.info("batchvoc: %s", RETRY_HINT)
 
@@ -188,30 +188,31 @@ def log_closing(report: JobReport, out_url: str, retry_failed: bool = False) -> 
     failed rows (`retry_failed`: output.retry_failed was on)."""
     s = report.summary
     if s.this_run is not None and not s.this_run.shards and not report.failed_shards:
-        log.info("batchvoc: nothing to do: all %d shards were done before (%d rows ok, %d suspect, %d failed); "
-                 "outputs in %s (summary.json)", s.shards, s.rows_ok, s.rows_suspect, s.rows_failed,
-                 out_url)  # fmt: skip
+        done = "its 1 shard was" if s.shards == 1 else f"all {s.shards} shards were"
+        log.info("batchvoc: nothing to do: %s done before (%s ok, %d suspect, %d failed); outputs in %s "
+                 "(summary.json)", done, counted(s.rows_ok, "row"), s.rows_suspect, s.rows_failed, out_url)  # fmt: skip
         _failed_rows_hint(s.rows_failed - s.rows_not_written, retry_failed)
         return
     # the speed is over the audio this run vocoded: where that is not all the audio, say how much it is
     resumed = s.this_run is not None and (s.shards_skipped > 0 or s.this_run.rows_reused > 0)
     n_reused = s.this_run.rows_reused if resumed else 0
-    reused = f", {n_reused} row{'s' if n_reused != 1 else ''} reused" if n_reused else ""
+    reused = f", {counted(n_reused, 'row')} reused" if n_reused else ""
     this_run = f" ({s.this_run.audio_seconds_vocoded / 3600:.3f} h vocoded this run{reused})" if resumed else ""
     nothing = resumed and s.this_run.audio_seconds_vocoded <= 0 and s.this_run.rows_reused > 0
     speed = "no audio vocoded (reused)" if nothing else f"{s.x_realtime:.1f}x real time"
     log.info(
-        "batchvoc: %d rows ok, %d suspect, %d failed, %d clipped; %.3f h of audio%s, %s on %d actor(s) "
+        "batchvoc: %s ok, %d suspect, %d failed, %d clipped; %.3f h of audio%s, %s on %s "
         "(%s %s); outputs in %s (summary.json)",
-        s.rows_ok, s.rows_suspect, s.rows_failed, s.rows_clipped, s.audio_seconds / 3600, this_run, speed,
-        s.actors, s.backend, s.precision, out_url,
+        counted(s.rows_ok, "row"), s.rows_suspect, s.rows_failed, s.rows_clipped, s.audio_seconds / 3600, this_run,
+        speed, counted(s.actors, "actor"), s.backend, s.precision, out_url,
     )  # fmt: skip
     if s.write_fault:
-        log.error("batchvoc: %d rows not written: %s", s.rows_not_written, s.write_fault)
+        log.error("batchvoc: %s not written: %s", counted(s.rows_not_written, "row"), s.write_fault)
     if report.failed_shards and report.stopped:  # the same input would fail the same way: fix it first
-        log.error("batchvoc: %d shard(s) not run: fix the cause above first. Fixed in the mel files (mel_path): run "
+        not_run = counted(len(report.failed_shards), "shard")
+        log.error("batchvoc: %s not run: fix the cause above first. Fixed in the mel files (mel_path): run "
                   "the same command again with output.retry_failed=true; a changed manifest file or setting is a new "
-                  "job: a new output.dir, or output.overwrite=true", len(report.failed_shards))  # fmt: skip
+                  "job: a new output.dir, or output.overwrite=true", not_run)  # fmt: skip
     elif report.failed_shards:
         log.error("batchvoc: shards that could not finish: %s; run again to retry", ", ".join(report.failed_shards))
     else:

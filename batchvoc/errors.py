@@ -1,5 +1,6 @@
 """The kinds of failure batchvoc tells apart: bad configuration (stop before any work), a job that could not start
-its workers, and a bad row; and how a message names a setting (Keys: the job's keys or the Python API's keywords)."""
+its workers, and a bad row; and how a message words things: a setting (Keys: the job's keys or the Python API's
+keywords), a count (counted: `1 row`, `2 rows`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ def first_line(err: BaseException) -> str:
     it for a message that must stay on one line."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return lines[0] if lines else type(err).__name__
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 row`, `2 rows`, `0 rows`: a count and its noun, singular for exactly one (a console line never says
+    `1 rows`); plural: where adding an s is not it (`1 match`, `2 matches`)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 @dataclass(frozen=True)

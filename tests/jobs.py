@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from batchvoc.errors import counted
 from batchvoc.settings import JobSettings
 from batchvoc.stats import JobSummary
 
@@ -30,4 +31,4 @@ def read_summary(out: Path) -> JobSummary:
 def closing_line(summary: JobSummary) -> str:
     """The counts of the command's closing console line, as `python -m batchvoc` prints them for `summary`."""
     s = summary
-    return f"{s.rows_ok} rows ok, {s.rows_suspect} suspect, {s.rows_failed} failed, {s.rows_clipped} clipped"
+    return f"{counted(s.rows_ok, 'row')} ok, {s.rows_suspect} suspect, {s.rows_failed} failed, {s.rows_clipped} clipped"

@@ -295,7 +295,7 @@ def test_closing_lines_say_what_a_rerun_would_do(caplog):
     caplog.set_level("INFO", logger="batchvoc")
     summary = JobSummary(rows_failed=40, shards=3, stopped_early="the first 16 rows all failed the same way, e.g. x")
     log_closing(JobReport(summary, ["b", "c"], summary.stopped_early), "/out")
-    assert "2 shard(s) not run: fix the cause above first" in caplog.text
+    assert "2 shards not run: fix the cause above first" in caplog.text
     assert "output.retry_failed=true" in caplog.text and "output.overwrite=true" in caplog.text
     assert "run again to retry" not in caplog.text
     caplog.clear()
@@ -311,6 +311,35 @@ def test_closing_lines_say_what_a_rerun_would_do(caplog):
     log_closing(JobReport(JobSummary(shards=3, rows_ok=5, rows_failed=2)), "/out", retry_failed=True)  # retried
     assert "2 rows still failed with output.retry_failed=true: their input is still bad" in caplog.text
     assert "error column" in caplog.text and "vocodes them again" not in caplog.text
+
+
+def test_closing_lines_count_one_in_the_singular(caplog):
+    """A count of one takes the singular noun: the closing lines said `1 rows still failed`, `1 rows ok`, `1 shard(s)
+    not run`, `on 1 actor(s)`, `all 1 shards were done before`."""
+    from batchvoc.__main__ import log_closing
+    from batchvoc.runner.driver import JobReport
+    from batchvoc.runner.failures import console_lines
+    from batchvoc.stats import JobSummary, RunSummary
+
+    caplog.set_level("INFO", logger="batchvoc")
+    one = JobSummary(rows_ok=1, rows_failed=1, shards=2, actors=1, backend="eager", precision="fp32",
+                     this_run=RunSummary(shards=2))  # fmt: skip
+    log_closing(JobReport(one), "/out", retry_failed=True)
+    assert "batchvoc: 1 row ok, 0 suspect, 1 failed" in caplog.text and " on 1 actor (eager" in caplog.text
+    assert "1 row still failed with output.retry_failed=true" in caplog.text
+    caplog.clear()
+    log_closing(JobReport(JobSummary(rows_failed=16, shards=2, stopped_early="x"), ["b"], "x"), "/out")
+    assert "1 shard not run: fix the cause above first" in caplog.text
+    caplog.clear()
+    log_closing(JobReport(JobSummary(rows_ok=1, shards=1, this_run=RunSummary())), "/out")
+    assert "nothing to do: its 1 shard was done before (1 row ok, 0 suspect, 0 failed)" in caplog.text, caplog.text
+    top = [{"rows": 1, "status": "error", "reason": "mel is null", "example_id": "a"}]
+    assert console_lines(top, 1, 1, "/out/manifest/") == [
+        "  1 row error: mel is null (e.g. id a)",
+        "  … and 1 more reason (1 row): see the `error` column of the output manifest, /out/manifest/",
+    ]
+    assert console_lines([{**top[0], "rows": 2}], 2, 3)[1].startswith("  … and 2 more reasons (3 rows): ")
+    assert "1 rows" not in caplog.text and "(s)" not in caplog.text
 
 
 def _help_keys() -> dict[str, str]:

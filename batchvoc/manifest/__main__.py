@@ -12,6 +12,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from batchvoc.errors import counted
 from batchvoc.manifest.build import AUDIO_SUFFIXES, audio_row, find_files, npy_row, rows_of, write_manifest
 from batchvoc.models.presets import PRESETS
 
@@ -59,10 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(result.skipped) > SKIPS_LISTED:
         print(f"... and {len(result.skipped) - SKIPS_LISTED} more skipped", file=sys.stderr)
     if result.out is None:
-        print(f"no manifest written: none of the {len(files)} files could be used", file=sys.stderr)
+        none = "the one file could not" if len(files) == 1 else f"none of the {len(files)} files could"
+        print(f"no manifest written: {none} be used", file=sys.stderr)
         return 1
-    skipped = f", skipped {len(result.skipped)} files (listed above)" if result.skipped else ""
-    print(f"wrote {result.rows} rows to {result.out}{skipped}")
+    skipped = f", skipped {counted(len(result.skipped), 'file')} (listed above)" if result.skipped else ""
+    print(f"wrote {counted(result.rows, 'row')} to {result.out}{skipped}")
     return 2 if result.skipped else 0
 
 

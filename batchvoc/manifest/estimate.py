@@ -14,6 +14,7 @@ from dataclasses import replace
 from itertools import accumulate
 
 from batchvoc import storage
+from batchvoc.errors import counted
 from batchvoc.manifest.rows import npy_frames
 from batchvoc.manifest.shards import Shard
 
@@ -30,7 +31,8 @@ def estimate_frames(shards: list[Shard], sample_rows: int = SAMPLE_ROWS) -> list
     if not frames:
         return shards
     mean = sum(frames) / len(frames)
-    log.info("%d shards have no n_frames: %.0f frames a row, from %d .npy headers", len(guessed), mean, len(frames))
+    log.info("%s no n_frames: %.0f frames a row, from %s", "1 shard has" if len(guessed) == 1 else
+             f"{len(guessed)} shards have", mean, counted(len(frames), ".npy header"))  # fmt: skip
     return [replace(s, frames=round(s.rows * mean)) if s.frames_guessed else s for s in shards]
 
 

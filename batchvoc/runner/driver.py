@@ -25,6 +25,7 @@ from torch import nn
 
 from batchvoc.engines import check_backend
 from batchvoc.engines.cache import weights_digest
+from batchvoc.errors import counted
 from batchvoc.manifest import Shard, check_manifest_files, plan_shards
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.estimate import estimate_frames
@@ -139,8 +140,8 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                 # the job's identity: another job's outputs stop it before any work
                 job.claim(settings, preset, identifying.result())
                 todo = [s for s in shards if s.name not in job.done]
-                log.info("%d shards planned, %d already done, %d to run", len(shards), len(shards) - len(todo),
-                         len(todo))  # fmt: skip
+                log.info("%s planned, %d already done, %d to run", counted(len(shards), "shard"),
+                         len(shards) - len(todo), len(todo))  # fmt: skip
                 dealt, tally = Dealt(), FailureTally()
                 if todo:
                     cluster = cluster or _Cluster.start(settings.address, timeline, ray_thread)

@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchvoc.errors import counted
+
 EARLY_ROWS = 16  # rows to see before stopping a job whose rows all fail for one reason
 TOP = 5
 _MASK = re.compile(r"'[^']*'|\"[^\"]*\"|[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
@@ -70,8 +72,9 @@ def console_lines(
 ) -> list[str]:
     """One line per reason for the end of a job's console output, and a last one for the reasons left out (where
     the rest of them are: the `error` column of the output manifest, `manifest`)."""
-    lines = [f"  {t['rows']} row(s) {t['status']}: {t['reason']} (e.g. id {t['example_id']})" for t in top]
+    lines = [f"  {counted(t['rows'], 'row')} {t['status']}: {t['reason']} (e.g. id {t['example_id']})" for t in top]
     if left_out:
-        lines.append(f"  … and {left_out} more reason(s) ({left_out_rows} row(s)): see the `error` column of "
+        more = f"{left_out} more {'reason' if left_out == 1 else 'reasons'}"
+        lines.append(f"  … and {more} ({counted(left_out_rows, 'row')}): see the `error` column of "
                      f"the output manifest, {manifest}")  # fmt: skip
     return lines

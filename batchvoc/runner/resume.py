@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchvoc.errors import ConfigError
+from batchvoc.errors import ConfigError, counted
 from batchvoc.manifest import find_manifest_files
 from batchvoc.models.presets import Preset
 from batchvoc.runner.identity import RECORD, claim, job_identity
@@ -50,10 +50,10 @@ class OutputHold:
                 retried = shards_with_failed_rows(self.store, self.done)
                 self.done -= retried
             removed = _remove_stale_partials(self.store, self.done)
-        log.info("output.dir %s: %s job, %d shards done before%s%s", self.store.url, self.state,
-                 len(self.done) + len(retried),
+        log.info("output.dir %s: %s job, %s done before%s%s", self.store.url, self.state,
+                 counted(len(self.done) + len(retried), "shard"),
                  f" ({len(retried)} with failed rows run again: output.retry_failed)" if retried else "",
-                 f", {removed} temporary files removed" if removed else "")  # fmt: skip
+                 f", {counted(removed, 'temporary file')} removed" if removed else "")  # fmt: skip
 
 
 def identify(settings: JobSettings, preset: Preset) -> dict[str, Any]:

@@ -123,7 +123,7 @@ def test_reasons_past_the_top_five_are_counted_and_said_not_dropped(tmp_path, ra
     assert "absolute" not in json.dumps(summary.top_failures)
     assert (summary.top_failures_left_out, summary.top_failures_left_out_rows) == (1, 1)
     assert read_summary(settings_out := tmp_path / "out").top_failures_left_out == 1
-    said = f"… and 1 more reason(s) (1 row(s)): see the `error` column of the output manifest, {settings_out}/manifest/"
+    said = f"… and 1 more reason (1 row): see the `error` column of the output manifest, {settings_out}/manifest/"
     assert said in caplog.text, caplog.text
     errors = [r["error"] for r in output_rows(settings_out) if r["status"] == "error"]
     assert sum(len(kind) for kind in kinds.values()) == len(errors) == 13 and any("absolute" in e for e in errors)
