@@ -88,7 +88,8 @@ class OutputConf:
     dir: str = key("outputs/${job_name}", "where audio/, manifest/, stats/, summary.json, report.html go")
     format: AudioFormat = key(AudioFormat.wav, "the audio files' format")
     subtype: str = key("PCM_16", "wav: PCM_16 | PCM_24 | FLOAT; flac: PCM_16 | PCM_24")
-    overwrite: bool = key(False, "start clean in an output.dir that holds another job's outputs")
+    overwrite: bool = key(False, "delete output.dir's outputs, this same job's too, and vocode every row again "
+                                 "(false: a rerun resumes the job; another job's outputs stop it)")  # fmt: skip
     retry_failed: bool = key(False, "a rerun vocodes the failed rows of finished shards again (input fixed since)")
     lhotse: bool = key(False, "also write recordings.jsonl.gz, a lhotse RecordingSet of the ok audio")
 

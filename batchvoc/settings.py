@@ -74,7 +74,7 @@ class JobSettings:
     mel_scale: str = _v(InputConf.mel_scale)  # input.mel_scale: ln | log10 | db | gsv_norm
     fmt: str = _v(OutputConf.format)  # output.format
     subtype: str = OutputConf.subtype  # output.subtype
-    overwrite: bool = OutputConf.overwrite  # output.overwrite: start clean over another job's outputs
+    overwrite: bool = OutputConf.overwrite  # output.overwrite: delete output.dir's outputs (any job's) and start clean
     retry_failed: bool = OutputConf.retry_failed  # output.retry_failed: finished shards' failed rows again
     lhotse: bool = OutputConf.lhotse  # output.lhotse: also write recordings.jsonl.gz (lhotse RecordingSet)
     max_mel_error: float | None = CheckConf.max_mel_error  # check.max_mel_error (None: no round-trip limit)

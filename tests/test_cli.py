@@ -368,6 +368,14 @@ def _schema_types(node=None, prefix: str = "") -> dict[str, type]:
     return found
 
 
+def test_help_says_overwrite_deletes_this_jobs_outputs_too():
+    """output.overwrite=true deletes what output.dir holds and vocodes it all again, for a rerun of the same job as
+    for another's (identity.claim): the help said it was for "another job's outputs"."""
+    text = _help_keys()["output.overwrite"]
+    assert "delete output.dir's outputs, this same job's too, and vocode every row again" in text, text
+    assert "a rerun resumes the job" in text, text
+
+
 def test_help_lists_the_values_of_every_key_that_takes_a_set_of_them(tmp_path):
     from enum import Enum
 
