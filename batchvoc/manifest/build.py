@@ -72,8 +72,11 @@ def audio_row(path: Path, folder: Path, preset_name: str) -> dict:
     if not np.isfinite(audio).all():
         raise Skip("audio holds NaN or Inf samples")
     mel = np.asarray(log_mel(audio, fe), dtype=np.float32)
+    # source: the audio file's absolute path. It passes through to the output manifest (output.dir/manifest/), whose
+    # readers cannot resolve a path relative to the current directory of the build, nor to the input manifest's
+    # folder (batchvoc resolves mel_path that way, source it never reads)
     return dict(id=_id_for(path, folder), mel=mel.ravel(), n_frames=mel.shape[1], n_mels=mel.shape[0],
-                source=str(path))  # fmt: skip
+                source=str(path.resolve()))  # fmt: skip
 
 
 def npy_row(path: Path, folder: Path, manifest_dir: Path, n_mels: int | None = None) -> dict:

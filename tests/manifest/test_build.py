@@ -28,6 +28,18 @@ def test_audio_folder_becomes_inline_mels(tmp_path):
     assert rows[1].mel.shape == (80, len(t) // fe.hop_length)
 
 
+def test_audio_rows_source_is_the_files_absolute_path(tmp_path, monkeypatch):
+    """`source` names the audio file so that a reader of the manifest (or of the output manifest it passes through
+    to) finds it: an absolute path. It was the path as given, relative to the builder's current directory."""
+    fe = get_preset("hifigan_v1_universal").front_end
+    (tmp_path / "data" / "wavs").mkdir(parents=True)
+    sf.write(tmp_path / "data" / "wavs" / "a.wav", np.zeros(4000), fe.sample_rate)
+    monkeypatch.chdir(tmp_path)  # the builder runs from tmp_path, with relative paths
+    assert main(["audio", "data/wavs", "data/out/m.parquet", "--preset", "hifigan_v1_universal"]) == 0
+    (source,) = pq.read_table(tmp_path / "data" / "out" / "m.parquet").column("source").to_pylist()
+    assert source == str((tmp_path / "data" / "wavs" / "a.wav").resolve())
+
+
 def test_npy_folder_becomes_mel_path_rows(tmp_path):
     (tmp_path / "mels").mkdir()
     for i, frames in enumerate([5, 9]):
