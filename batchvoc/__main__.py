@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("batchvoc")
 register()
 _codes: list[int] = []  # each job's exit code, in the order the jobs ran
+_refused: list[bool] = []  # each job's: refused before any work (a ConfigError), its log folder removed
 _early = None  # the command line's one job, checked and its Ray begun before Hydra runs it (runner/early.EarlyStart)
 
 
@@ -44,16 +45,22 @@ def _job(cfg: DictConfig) -> int:
     """One job (a sweep calls it once per combination): its exit code, recorded for the process's."""
     logging.getLogger().setLevel(cfg.get("log_level", "INFO"))
     code = 1
+    log_folder, refused = _log_folder_made_now(), False
     try:
         _sweep_folder(cfg)
         code = run(cfg)
-    except (ConfigError, StartError) as err:
+    except ConfigError as err:  # refused before any work: its one line says it all, and output.dir is as it was
+        _cannot_run(err)
+        _remove_log_folder(log_folder)
+        refused = True
+    except StartError as err:  # the job's log keeps the first actor's error in full
         _cannot_run(err)
     except KeyboardInterrupt:
         code = 130
         raise
     finally:
         _codes.append(code)
+        _refused.append(refused)
         _leave_clean()
     return code
 
@@ -72,6 +79,49 @@ def _cannot_run(err: ConfigError | StartError) -> None:
     log.error("cannot run: %s", err, extra={"file_only": True})
     print(f"batchvoc: cannot run: {err}", file=sys.stderr, flush=True)
     err.said = True
+
+
+def _log_folder_made_now() -> Path | None:
+    """The job's log folder (Hydra's output folder: output.dir[/N]/logs/<time>/) where this run made it, i.e. its
+    log file is still empty (a run started in the same second would have written to it); else None."""
+    from hydra.core.hydra_config import HydraConfig
+
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    files = [Path(h.baseFilename) for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    mine = [f for f in files if f.parent == folder]
+    if not mine or any(f.exists() and f.stat().st_size > 0 for f in mine):
+        return None
+    if {p.name for p in folder.iterdir()} - {".hydra"} - {f.name for f in mine}:
+        return None  # something else is in there: not this run's alone
+    return folder
+
+
+def _remove_log_folder(folder: Path | None) -> None:
+    """Remove this run's log folder (`_log_folder_made_now`) of a job refused before any work, and the folders
+    above it that are left empty (logs/, a sweep job's N/): output.dir as the job found it (`cli.remove_made_folders`
+    removes an output.dir the command's check made)."""
+    if folder is None:
+        return
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):  # the job's log file is closed before its folder goes
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == folder:
+            root.removeHandler(handler)
+            handler.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    hc = HydraConfig.get()
+    above = [folder.parent] if folder.parent.name == "logs" else []  # not a hydra.run.dir of the user's own
+    if above and hc.mode == RunMode.MULTIRUN and folder.parent.parent.name == str(hc.job.num):
+        above.append(folder.parent.parent)  # the sweep job's N/
+    for parent in above:
+        try:
+            parent.rmdir()  # only where it is empty
+        except OSError:
+            break
 
 
 def _not_file_only(record: logging.LogRecord) -> bool:
@@ -100,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     global _early
     console_for_pipes()
     _codes.clear()
+    _refused.clear()
+    sweep_record = _sweep_record(configs, argv)
     if len(configs) == 1 and not any(arg in MULTIRUN_FLAGS for arg in argv):
         from batchvoc.runner.early import EarlyStart
 
@@ -121,7 +173,21 @@ def main(argv: list[str] | None = None) -> int:
         if _early is not None:
             _early.close(interrupted)
             _early = None
+        if sweep_record is not None and _refused and all(_refused):  # Hydra's record of a sweep that did nothing
+            sweep_record.unlink(missing_ok=True)
+        remove_made_folders()  # an output.dir made by the checks and left empty (its jobs refused) goes too
     return worst(_codes)
+
+
+def _sweep_record(configs: list, argv: list[str]) -> Path | None:
+    """The multirun.yaml a sweep's Hydra will write in output.dir (its sweep folder), where none is there yet:
+    removed again when every job of the sweep is refused before any work."""
+    if not configs or not any(arg in MULTIRUN_FLAGS for arg in argv):
+        return None
+    from batchvoc.config import local_folder
+
+    record = Path(local_folder(str(configs[0].output.dir))).expanduser() / "multirun.yaml"
+    return None if record.exists() else record
 
 
 def worst(codes: list[int]) -> int:

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from tests.jobs import closing_line, read_summary
-from tests.raycluster import descendants, reap
+from tests.raycluster import descendants, free_ports, reap
 from tests.runner.test_driver import three_files
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +63,44 @@ def test_v4_with_pretrained_says_it_ships_none_before_hydra(tmp_path):
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` and its bytes (folders as b"/"), by path below it."""
+    return {str(p.relative_to(folder)): b"/" if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+def test_refusals_after_hydra_leave_output_dir_as_they_found_it(tmp_path):
+    """A manifest whose files hold 0 rows (found as the driver plans) and a cluster.address nothing answers at
+    (found once the job waits for Ray, after it recorded job.json): refused after Hydra made logs/<time>/, they left
+    it behind, and the address's job.json. Now output.dir is as they found it: an earlier run's log folder and
+    job.json kept as they were, a folder that was not there not left, nor a sweep's (Hydra's multirun.yaml)."""
+    import pyarrow as pa
+
+    empty, rows = tmp_path / "empty", tmp_path / "rows"
+    empty.mkdir()
+    pq.write_table(pa.table({"id": pa.array([], pa.string()), "mel": pa.array([], pa.list_(pa.float32())),
+                             "n_frames": pa.array([], pa.int32())}), empty / "a.parquet")  # fmt: skip
+    three_files(rows, rows=3)
+    out = tmp_path / "out"
+    (out / "logs" / "2026-01-01_00-00-00").mkdir(parents=True)
+    (out / "logs" / "2026-01-01_00-00-00" / "batchvoc.log").write_text("an earlier run's log\n")
+    (out / "job.json").write_text('{"an earlier": "record"}\n')
+    before = _tree(out)
+    (port,) = free_ports(1)  # nothing listens there: connection refused
+    job = ("job=hifigan_v1", "model.checkpoint=pretrained")
+    for given, said in (
+        ((f"input.manifest={empty}",), "input.manifest: no rows to vocode"),
+        ((f"input.manifest={rows}", f"cluster.address=127.0.0.1:{port}"), "cluster.address: nothing answers"),
+    ):
+        for where in (out, tmp_path / "new"):
+            result = batchvoc(*job, *given, f"output.dir={where}")
+            assert result.returncode == 1 and said in result.stderr, result.stdout[-3000:] + result.stderr[-3000:]
+            assert _tree(out) == before and not (tmp_path / "new").exists(), list(_tree(out))
+    sweep = batchvoc("-m", *job, f"input.manifest={rows}", f"output.dir={tmp_path / 'new'}",
+                     f"cluster.address=127.0.0.1:{port},127.0.0.1:{free_ports(1)[0]}")  # fmt: skip
+    assert sweep.returncode == 1 and sweep.stderr.count("cluster.address: nothing answers") == 2, sweep.stderr
+    assert not (tmp_path / "new").exists(), list(_tree(tmp_path / "new"))
+
+
 def test_an_unreadable_checkpoint_is_named_before_the_job_waits_for_ray(tmp_path):
     three_files(tmp_path / "in", rows=3)
     (tmp_path / "g.pth").write_text("a text file, not weights")
@@ -74,10 +112,8 @@ def test_an_unreadable_checkpoint_is_named_before_the_job_waits_for_ray(tmp_path
     # the plan's checks came first: the job never waited for its Ray (begun early, then shut down quietly)
     console = result.stdout + result.stderr
     assert "Ray started" not in console and "Ray cluster:" not in console and "Started a local Ray" not in console
-    assert console.count("cannot run") == 1  # on stderr; the log file has it too
-    log = next((tmp_path / "out" / "logs").rglob("batchvoc.log")).read_text()
-    assert "cannot run: model.checkpoint:" in log
-    assert not (tmp_path / "out" / "audio").exists()
+    assert console.count("cannot run") == 1  # on stderr, which says it all: refused, the job leaves no log folder
+    assert not (tmp_path / "out").exists()
 
 
 SMALL_AOTI = ("job=hifigan_v1", "model.checkpoint=random", "+model.hparams.upsample_initial_channel=32",

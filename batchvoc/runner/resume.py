@@ -29,6 +29,7 @@ class OutputHold:
     token: str
     state: str = ""
     done: set[str] = field(default_factory=set)
+    found: bytes | None = None  # job.json as claim found it (None: there was none), for `unclaim`
 
     def claim(self, settings: JobSettings, preset: Preset, identity: dict[str, Any] | None = None) -> None:
         """Check or record the job's identity (job.json) and clear stale temporary files; before any work.
@@ -41,6 +42,7 @@ class OutputHold:
         identity = identify(settings, preset) if identity is None else identity
         with reaching("output.dir", self.store.url):
             try:
+                self.found = self.store.read_bytes(RECORD) if self.store.exists(RECORD) else None
                 self.state = claim(self.store, identity, settings.overwrite)
             except OSError as err:  # job.json cannot be written (no space, read-only, ...): nothing can be
                 raise ConfigError("output.dir", str(classify(err, self.store.url, RECORD))) from err
@@ -54,6 +56,20 @@ class OutputHold:
                  counted(len(self.done) + len(retried), "shard"),
                  f" ({len(retried)} with failed rows run again: output.retry_failed)" if retried else "",
                  f", {counted(removed, 'temporary file')} removed" if removed else "")  # fmt: skip
+
+    def unclaim(self) -> None:
+        """The job was refused before any work (a ConfigError after `claim`: a cluster.address nothing answers at):
+        job.json as it was found, removed where there was none. Outputs output.overwrite deleted stay deleted."""
+        if self.state not in ("new", "overwritten"):  # resumed: job.json was left as it was
+            return
+        try:
+            if self.found is None:
+                self.store.remove(RECORD)
+            else:
+                self.store.write_bytes(RECORD, self.found)
+        except Exception as err:  # noqa: BLE001 - the refusal is what the user must read; this is a note
+            log.warning("job.json in %s not restored: %s", self.store.url, err)
+        self.state = ""
 
 
 def identify(settings: JobSettings, preset: Preset) -> dict[str, Any]:
@@ -74,7 +90,12 @@ def hold_output(settings: JobSettings) -> Iterator[OutputHold]:
             raise ConfigError("output.dir", str(classify(err, store.url, LOCK))) from err
     try:
         store.token = lock.token
-        yield OutputHold(store, lock.token)
+        hold = OutputHold(store, lock.token)
+        try:
+            yield hold
+        except ConfigError:  # refused before any work (ConfigErrors come before it): output.dir as it was found
+            hold.unclaim()
+            raise
     finally:
         lock.release()
 
