@@ -20,7 +20,7 @@ from ray._private import ray_constants
 from ray.exceptions import AuthenticationError
 
 from batchvoc.errors import ConfigError, first_line
-from batchvoc.runner import auth
+from batchvoc.runner import auth, worker_logs
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +287,7 @@ class _QuietStart(logging.Filter):
 def disconnect() -> None:
     """Shut down (or leave) the Ray this process connected to, and put the environment back as it was."""
     if ray.is_initialized():
+        worker_logs.flush()  # repeated worker lines Ray still counts, logged, not printed by ray.shutdown()
         _end_autoscaler_monitor()
         ray.shutdown()
     auth.restore()

@@ -33,6 +33,7 @@ from batchvoc.manifest.schema import manifest_root, output_overlap, refuse_if_ev
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
 from batchvoc.outputs import passthrough_schema, write_lhotse
+from batchvoc.runner import worker_logs
 from batchvoc.runner.actors import create_actors, setup_actors
 from batchvoc.runner.checks import quick_checks
 from batchvoc.runner.cluster import RayThread, announce, connect, disconnect, plan_actors
@@ -210,6 +211,7 @@ class _Cluster:
         started_local = ray_thread.wait() if ray_thread is not None else connect(address)
         if ray_thread is None:
             announce()
+        worker_logs.route()  # the actors' log lines above the progress bar and in batchvoc.log, as the driver's
         timeline.mark("Ray started" if started_local else "Ray joined", ray_thread.ready_at if ray_thread else None)
         return cls(SessionGuard.start() if started_local else None)
 

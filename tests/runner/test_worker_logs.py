@@ -1,0 +1,57 @@
+"""batchvoc/runner/worker_logs.py: the lines Ray forwards from the workers go through the driver's logging."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import pytest
+
+from batchvoc.runner import worker_logs
+from batchvoc.runner.dealer import progress_bar
+
+LINE = "fp16 on CPU runs in fp32 (CPU fp16 convolutions are slow emulation); use bf16 for a CPU speedup"
+
+
+@pytest.fixture
+def rays_printer():
+    """Ray's printer of worker lines in its dispatcher, as ray.init(log_to_driver=True) adds it (and its
+    ray.shutdown() removes it)."""
+    from ray._private import worker
+
+    dispatcher = worker.global_worker_stdstream_dispatcher
+    dispatcher.add_handler(worker_logs.PRINTER, functools.partial(worker.print_to_stdstream, ignore_prefix=False))
+    yield dispatcher
+    dispatcher.remove_handler(worker_logs.PRINTER)
+
+
+def _batch(line: str, pid: int, is_err: bool = True) -> dict:
+    """A batch of worker lines as Ray's log subscriber hands it to the dispatcher."""
+    return {"ip": "10.0.0.1", "localhost": "10.0.0.1", "pid": pid, "job": "01000000", "is_err": is_err,
+            "lines": [line], "actor_name": "ActorWorker", "task_name": ""}  # fmt: skip
+
+
+def test_worker_lines_are_logged_above_the_bar_not_printed_onto_it(rays_printer, caplog, capsys):
+    """An actor's warning came through Ray's printer onto the progress bar's line (stderr) and missed batchvoc.log;
+    routed, it is a record of the batchvoc.worker logger (WARNING from a worker's stderr, INFO from its stdout), with
+    Ray's prefix naming the actor, and Ray prints no copy of its own."""
+    assert worker_logs.route() and worker_logs.route()  # once, then found in place
+    assert [name for name, _ in rays_printer.handlers].count(worker_logs.PRINTER) == 1
+    caplog.set_level(logging.INFO, logger="batchvoc.worker")
+    with progress_bar(10.0):
+        rays_printer.emit(_batch(LINE, 4242))
+        rays_printer.emit(_batch("a line on the worker's stdout", 4243, is_err=False))
+    records = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "batchvoc.worker"]
+    assert records == [(logging.WARNING, f"(ActorWorker pid=4242) {LINE}"),
+                       (logging.INFO, "(ActorWorker pid=4243) a line on the worker's stdout")]  # fmt: skip
+    printed = capsys.readouterr()  # what logging's console handlers wrote (through tqdm.write), not Ray's print too
+    assert (printed.out + printed.err).count("pid=4242) fp16 on CPU") <= 1
+
+
+def test_without_rays_printer_nothing_is_routed():
+    """log_to_driver=False (or a Ray client): Ray forwards no lines here, and route leaves the dispatcher alone."""
+    from ray._private import worker
+
+    before = list(worker.global_worker_stdstream_dispatcher.handlers)
+    assert not worker_logs.route()
+    assert worker.global_worker_stdstream_dispatcher.handlers == before
