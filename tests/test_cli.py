@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def batchvoc(*overrides: str, wait: bool = True, **kw):
     cmd = [sys.executable, "-m", "batchvoc", *overrides]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the session's own Ray token and temp dir (conftest)
+    # the session's own Ray token and temp dir (conftest), unless kw["env"] says otherwise
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **kw.get("env", {})}
     if not wait:  # a user's terminal, where Ctrl-C interrupts: not the SIGINT a suite run in the background ignores
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 preexec_fn=_default_sigint)  # fmt: skip

@@ -103,12 +103,13 @@ def test_an_endpoint_that_answers_but_is_no_ray_head_stops_the_job_after_one_gcs
 
 
 def test_auto_without_a_cluster_on_this_machine_says_so_not_that_a_head_refused_us(tmp_path):
-    """cluster=existing (address auto) where no `ray start` cluster runs here (this session's RAY_TMPDIR holds
-    none): Ray's 'Could not find any running Ray instance' came with 'it answers, but no Ray head let us in' and the
-    token advice, though nothing was asked."""
+    """cluster=existing (address auto) where no `ray start` cluster runs here (a Ray temp dir of its own, empty:
+    the session's holds the clusters other tests start): Ray's 'Could not find any running Ray instance' came with
+    'it answers, but no Ray head let us in' and the token advice, though nothing was asked."""
     three_files(tmp_path / "in", rows=3)
+    (tmp_path / "ray").mkdir()
     result = batchvoc(*ARGS, "cluster=existing", f"input.manifest={tmp_path / 'in'}", f"output.dir={tmp_path / 'out'}",
-                      timeout=120)  # fmt: skip
+                      timeout=120, env={"RAY_TMPDIR": str(tmp_path / "ray")})  # fmt: skip
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     (said,) = [line for line in result.stderr.splitlines() if line.startswith("batchvoc: cannot run:")]
     assert said.startswith("batchvoc: cannot run: cluster.address: cannot reach the Ray cluster at 'auto'"), said
