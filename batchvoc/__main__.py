@@ -28,7 +28,7 @@ from batchvoc.cli import (  # noqa: E402
     remove_made_folders,
 )
 from batchvoc.config import register  # noqa: E402
-from batchvoc.errors import ConfigError, StartError, counted  # noqa: E402
+from batchvoc.errors import ConfigError, StartError, counted, reader_gone  # noqa: E402
 
 if TYPE_CHECKING:
     from batchvoc.runner.driver import JobReport
@@ -325,4 +325,4 @@ def exit_now(code: int) -> None:
 
 
 if __name__ == "__main__":
-    exit_now(main())
+    exit_now(reader_gone(main))

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from batchvoc.errors import ConfigError
+from batchvoc.errors import ConfigError, reader_gone
 
 log = logging.getLogger("batchvoc.build")
 
@@ -141,4 +141,4 @@ def _warm(folder) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(bytecode=BYTECODE))
+    sys.exit(reader_gone(main, bytecode=BYTECODE))

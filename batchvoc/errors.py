@@ -1,9 +1,12 @@
 """The kinds of failure batchvoc tells apart: bad configuration (stop before any work), a job that could not start
 its workers, and a bad row; and how a message words things: a setting (Keys: the job's keys or the Python API's
-keywords), a count (counted: `1 row`, `2 rows`)."""
+keywords), a count (counted: `1 row`, `2 rows`); and a command whose reader stopped reading (`reader_gone`)."""
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -77,3 +80,16 @@ class StartError(Exception):
 
 class RowError(ValueError):
     """One bad input row: it becomes a status=error row with this one-line reason; other rows go on."""
+
+
+def reader_gone(main: Callable[..., int], *args, **kwargs) -> int:
+    """main(*args, **kwargs)'s exit code; 1, quietly, where the reader of stdout stopped reading (`... | head -1`):
+    Python ignores SIGPIPE, so the next write raised BrokenPipeError, a traceback for output nobody asked for.
+    stdout is pointed at os.devnull so that the interpreter's own flush at exit does not raise again (Python's
+    signal docs, "Note on SIGPIPE")."""
+    try:
+        return main(*args, **kwargs)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

@@ -12,7 +12,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from batchvoc.errors import counted
+from batchvoc.errors import counted, reader_gone
 from batchvoc.manifest.build import AUDIO_SUFFIXES, audio_row, find_files, npy_row, rows_of, write_manifest
 from batchvoc.models.presets import PRESETS
 
@@ -69,4 +69,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(reader_gone(main))

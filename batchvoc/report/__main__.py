@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from batchvoc.errors import reader_gone
 from batchvoc.report import write_report
 from batchvoc.storage import describe, is_store_error
 
@@ -30,4 +31,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(reader_gone(main))
