@@ -116,28 +116,35 @@ def connect(address: str) -> bool:
             "cluster.address", f"the Ray cluster at {address or 'RAY_ADDRESS'} refused us: {auth.HOW}"
         ) from err
     except (ConnectionError, RuntimeError, ValueError) as err:
-        hint = ""
-        if _lost_its_server(err):
-            hint = (f" (the head's Ray client server could not start a server process for this driver, "
-                    f"{CLIENT_ATTEMPTS} times: see ray_client_server*.err in the head's Ray logs)")  # fmt: skip
-        elif address.startswith("ray://") and os.environ.get(auth.MODE, "").lower() == "token":
-            hint = f" (a Ray client with a token the cluster does not accept times out like this: {auth.HOW})"
-        elif isinstance(err, ConnectionError) and NO_CLUSTER_FOUND in str(err):
-            # auto: Ray found no cluster's address on this machine; nothing was asked, so nothing refused us
-            hint = (
-                " (auto finds only a cluster that `ray start --head` runs on this machine: start one, or set "
-                "cluster.address to the head's host:port or ray://host:port; leave it empty for a local Ray)"
-            )
-        elif isinstance(err, ConnectionError) and not address.startswith("ray://"):
-            # a head with token authentication refuses a missing or wrong token with this same error (its reason,
-            # InvalidAuthToken, reaches only Ray's own log), as does a port that is no GCS
-            hint = (f" (it answers, but no Ray head let us in: a head with token authentication refuses a "
-                    f"missing or wrong token: {auth.HOW}; or the address is not a head's: check that it is "
-                    f"{ADDRESS_FORMS})")  # fmt: skip
+        hint = unreachable_hint(err, address)
         auth.restore()
         message = f"cannot reach the Ray cluster at {address!r}: {first_line(err)}{hint}"
         raise ConfigError("cluster.address", message) from err
     return local
+
+
+def unreachable_hint(err: Exception, address: str) -> str:
+    """What to check, in parentheses, after Ray's own reason for not joining the cluster at `address` ("" where
+    there is nothing to add)."""
+    hint = ""
+    if _lost_its_server(err):
+        hint = (f" (the head's Ray client server could not start a server process for this driver, "
+                f"{CLIENT_ATTEMPTS} times: see ray_client_server*.err in the head's Ray logs)")  # fmt: skip
+    elif address.startswith("ray://") and os.environ.get(auth.MODE, "").lower() == "token":
+        hint = f" (a Ray client with a token the cluster does not accept times out like this: {auth.HOW})"
+    elif isinstance(err, ConnectionError) and NO_CLUSTER_FOUND in str(err):
+        # auto: Ray found no cluster's address on this machine; nothing was asked, so nothing refused us
+        hint = (
+            " (auto finds only a cluster that `ray start --head` runs on this machine: start one, or set "
+            "cluster.address to the head's host:port or ray://host:port; leave it empty for a local Ray)"
+        )
+    elif isinstance(err, ConnectionError) and not address.startswith("ray://"):
+        # a head with token authentication refuses a missing or wrong token with this same error (its reason,
+        # InvalidAuthToken, reaches only Ray's own log), as does a port that is no GCS
+        hint = (f" (it answers, but no Ray head let us in: a head with token authentication refuses a "
+                f"missing or wrong token: {auth.HOW}; or the address is not a head's: check that it is "
+                f"{ADDRESS_FORMS})")  # fmt: skip
+    return hint
 
 
 def endpoint(address: str) -> tuple[str, int] | None:

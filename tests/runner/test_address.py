@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from batchvoc.runner import cluster
 from batchvoc.runner.cluster import INTERRUPTED_WAIT_S, endpoint
 from tests.raycluster import descendants, free_ports, reap
 from tests.runner.test_driver import three_files
@@ -102,10 +103,23 @@ def test_an_endpoint_that_answers_but_is_no_ray_head_stops_the_job_after_one_gcs
     assert took < 120, took  # one GCS attempt (~41 s) and the driver's start, not Ray's 20 (~14 min)
 
 
+def test_no_cluster_found_is_said_so_not_that_a_head_refused_us():
+    """Ray's 'Could not find any running Ray instance' (auto, no cluster on this machine) came with 'it answers, but
+    no Ray head let us in' and the token advice, though nothing was asked; a head that does not let us in keeps
+    them."""
+    none = cluster.unreachable_hint(ConnectionError(f"{cluster.NO_CLUSTER_FOUND}. Please specify ..."), "auto")
+    assert "it answers" not in none and "token" not in none and "`ray start --head` runs on this machine" in none
+    refused = cluster.unreachable_hint(ConnectionError("Failed to connect to Ray cluster"), "10.0.0.1:6379")
+    assert "it answers" in refused and "token" in refused
+
+
 def test_auto_without_a_cluster_on_this_machine_says_so_not_that_a_head_refused_us(tmp_path):
-    """cluster=existing (address auto) where no `ray start` cluster runs here (a Ray temp dir of its own, empty:
-    the session's holds the clusters other tests start): Ray's 'Could not find any running Ray instance' came with
-    'it answers, but no Ray head let us in' and the token advice, though nothing was asked."""
+    """cluster=existing (address auto) where no Ray cluster runs on this machine (auto also joins any GCS process
+    it finds, so this needs a machine without one: the suite's own shared cluster, once started, makes it skip)."""
+    from ray._private.services import find_gcs_addresses
+
+    if find_gcs_addresses():
+        pytest.skip("a Ray cluster runs on this machine (this suite's or another's): auto would join it")
     three_files(tmp_path / "in", rows=3)
     (tmp_path / "ray").mkdir()
     result = batchvoc(*ARGS, "cluster=existing", f"input.manifest={tmp_path / 'in'}", f"output.dir={tmp_path / 'out'}",
