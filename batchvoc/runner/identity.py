@@ -200,5 +200,6 @@ def _outputs_present(store: storage.Store) -> list[str]:
 
 
 def _how_to_go_on() -> str:
-    return ("To go on: use a new output.dir, or set output.overwrite=true to delete this job's outputs "
-            "(audio/, manifest/, stats/, summary.json, report.html) and start clean.")  # fmt: skip
+    deleted = ", ".join(entry if "." in entry else f"{entry}/" for entry in OUTPUT_ENTRIES)  # what claim deletes
+    return (f"To go on: use a new output.dir, or set output.overwrite=true to delete this job's outputs ({deleted}; "
+            "logs/ stays) and start clean.")  # fmt: skip

@@ -10,6 +10,7 @@ import pytest
 from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files
 from batchvoc.models import load_vocoder
+from batchvoc.outputs import OUTPUT_ENTRIES
 from batchvoc.runner.identity import RECORD, checkpoint_identity, claim, job_identity
 from batchvoc.settings import JobSettings
 from batchvoc.storage import Store
@@ -46,6 +47,7 @@ def test_the_same_job_resumes_and_another_is_refused_naming_each_setting(tmp_pat
     for named in ("output.format: wav -> flac", "output.subtype: PCM_16 -> PCM_24", "engine.precision: fp32 -> fp16"):
         assert named in text
     assert "new output.dir" in text and "output.overwrite=true" in text
+    assert all(entry in text for entry in OUTPUT_ENTRIES) and "logs/ stays" in text  # all that overwrite deletes
     assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before  # untouched
 
 
