@@ -46,9 +46,6 @@ class Keys:
             return f"{self.scale}=" + " | ".join(f'"{v}"' for v in values)
         return f"{self.scale}=" + "|".join(values)
 
-    def set_mode(self, value: str) -> str:
-        return self.set("mode", value)
-
 
 JOB_KEYS = Keys()
 API_KEYS = Keys("mel_scale", "mel_convention", "checkpoint", "backend", quoted=True)

@@ -68,11 +68,9 @@ _KERNEL_OPS: list[KernelOp] = []  # every KernelOp made (defined or not)
 
 def define_all() -> None:
     """Define every batchvoc operator (a process that loads a package calling them back needs them by name)."""
-    from batchvoc.engines import fused_antialias, fused_resblock, post_conv, superrow
+    from batchvoc.engines import fused_antialias, fused_resblock, post_conv, superrow  # noqa: F401 - they make them
 
-    for op in (fused_resblock.lrelu_conv, fused_resblock.lrelu_conv_and_act, fused_antialias.antialiased_snake,
-               fused_antialias.antialiased_snake_one_pass, post_conv.conv_to_one, superrow.superrow_conv,
-               superrow.superrow_conv_and_act):  # fmt: skip
+    for op in _KERNEL_OPS:
         op.define()
 
 

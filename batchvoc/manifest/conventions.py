@@ -157,7 +157,7 @@ class MelChecks:
         problem = self._read_as(problem)
         if self.mode == "error":
             raise RowError(problem)
-        return mel, f"{problem} ({self.keys.set_mode('warn')}: vocoded anyway)"
+        return mel, f"{problem} ({self.keys.set('mode', 'warn')}: vocoded anyway)"
 
     def _read_as(self, problem: str) -> str:
         if self.scale != "ln":
