@@ -72,7 +72,6 @@ def time_pair(c, rate, k, d, act_in, stores, dtype, quick) -> dict:
 
         result["err"] = max(result["err"], (run().float() - want).abs().max().item() / scale)
         ms = do_bench(run, warmup=10, rep=50)
-        print(f"   C={c} k={k} d={d} {config}: {ms:.3f} ms (two launches {result['two']:.3f})", flush=True)
         if not result["pair"] or ms < result["pair"]["ms"]:
             result["pair"] = dict(
                 ms=ms, tile=config, name="M{BLOCK_M} w{num_warps} s{STAGES} p{PER_SM}".format(**{"STAGES": 0, **config})
