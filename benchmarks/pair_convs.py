@@ -1,6 +1,6 @@
 """GPU: a ResBlock1 pair as one kernel (engines/fused_pair.py) against the two `lrelu_conv` launches it replaces.
 
-    PYTHONPATH=. python3 benchmarks/pair_convs.py [fp16|bf16] [out.json] [--quick] [--only C,k,d ...]
+    PYTHONPATH=. python3 benchmarks/pair_convs.py [fp16|bf16] [out.json] [--quick]
 
 Every pair of gsv_v4's fused stages (16 / 32 / 64 channels; blocks k = 3, 7, 11; c1 dilations 1, 3, 5), batch 16,
 1,024 frames, as the engine runs it: c1's input activated by the kernel or taken as stored, the pair's output
@@ -61,7 +61,7 @@ def time_pair(c, rate, k, d, act_in, stores, dtype, quick) -> dict:
     for m, warps, stages in TILES if not quick else []:
         if stages and act_in:
             continue
-        for per_sm in (2, 4, 8):
+        for per_sm in (1, 2, 4):
             tiles.append(dict(BLOCK_M=m, BLOCK_C=max(16, c), num_warps=warps, STAGES=stages, PER_SM=per_sm))
     for stages in (2, 3) if not act_in and not quick else ():
         tiles.append(dict(BLOCK_M=128, BLOCK_C=max(16, c), num_warps=4, STAGES=stages, PER_SM=2))
@@ -74,25 +74,18 @@ def time_pair(c, rate, k, d, act_in, stores, dtype, quick) -> dict:
         ms = do_bench(run, warmup=10, rep=50)
         if not result["pair"] or ms < result["pair"]["ms"]:
             result["pair"] = dict(
-                ms=ms, tile=config, name="M{BLOCK_M} w{num_warps} s{STAGES} p{PER_SM}".format(**{"STAGES": 0, **config})
+                ms=ms, tile=config, name="M{BLOCK_M} w{num_warps} s{STAGES} p{PER_SM}".format(**config)
             )
     return result
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--") and "," not in a]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[args[0] if args else "fp16"]
     quick = "--quick" in sys.argv
-    only = (
-        [tuple(map(int, a.split(","))) for a in sys.argv[sys.argv.index("--only") + 1 :]]
-        if "--only" in sys.argv
-        else []
-    )
     rows, table = [], {}
     total_two = total_pair = 0.0
     for c, rate, k, d, act_in, stores in pairs():
-        if only and (c, k, d) not in only:
-            continue
         r = time_pair(c, rate, k, d, act_in, stores, dtype, quick)
         best = r["pair"]
         total_two, total_pair = total_two + r["two"], total_pair + best["ms"]
