@@ -46,7 +46,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from batchvoc.backends import TILE_KEYS, parse_tile_table
-from batchvoc.engines.fused_pair import fits_pair, lrelu_conv_pair, lrelu_conv_pair_and_act
 from batchvoc.engines.ops import kernel_op
 from batchvoc.engines.superrow import (
     superrow_conv,
@@ -81,8 +80,6 @@ STORED_ACTIVATION_MIN_KSIZE = 7
 # Narrower inputs never take block copies: a 16-channel fp16 row (32 bytes) is too short for them (H100 sweeps,
 # `tiles`); their STAGES pipelines the pointer loads' tap loop instead
 BLOCK_COPY_MIN_CHANNELS = 32
-# ResBlock1 pairs as one kernel each (engines/fused_pair.py), where they fit (fused_pair.fits_pair)
-PAIRS = True
 
 
 def tiles(c_in: int, c_out: int, ksize: int, activate_input: bool = True) -> dict[str, int]:
@@ -298,10 +295,8 @@ class FusedResBlock(nn.Module):
         self.tiles = {(j, i, act): _tile(conv, act, tile_table) for j, group in enumerate(self.groups)
                       for i, conv in enumerate(group) for act in (True, False)}  # fmt: skip
         self.channels_last = False  # engines/layout.channels_last_2d sets it: x then comes as channels-last rows
-        self.pairs = [PAIRS and len(group) == 2 and fits_pair(*group) for group in self.groups]
-        for op in (lrelu_conv, lrelu_conv_and_act) + ((lrelu_conv_pair, lrelu_conv_pair_and_act) if any(self.pairs)
-                                                       else ()):  # fmt: skip
-            op.define()
+        lrelu_conv.define()
+        lrelu_conv_and_act.define()
         if any(conv.samples for group in self.groups for conv in group):
             superrow_conv.define()
             superrow_conv_and_act.define()
@@ -342,10 +337,6 @@ class FusedResBlock(nn.Module):
         """x [B, C, T] zeroed outside the utterances -> the block's output; activated: leaky_relu(x) made by the
         caller, or None (the first conv activates x's rows itself). valid: Span.per_frame's bounds."""
         for j, group in enumerate(self.groups):
-            stores = self.store_activated and j < len(self.groups) - 1
-            if self.pairs[j]:
-                x, activated = self._pair(group, x, activated, valid, rate, stores)
-                continue
             h = x  # x += conv(act(... conv(act(x)))); `activated` holds act(x) where someone stored it
             for i, conv in enumerate(group):
                 act_in = i == 0 and activated is None
@@ -361,25 +352,13 @@ class FusedResBlock(nn.Module):
                     args = (conv.weight, conv.bias, res, valid, rate, conv.dilation, conv.padding, LRELU_SLOPE)
                 if i < len(group) - 1:  # an inner conv hands its consumer the activated output
                     h = conv_op(h, *args, activate_input=act_in, activate_output=True, tile=tile)
-                elif stores:
+                elif self.store_activated and j < len(self.groups) - 1:
                     h, activated = stores_op(h, *args, activate_input=act_in, tile=tile)
                 else:
                     h = conv_op(h, *args, activate_input=act_in, activate_output=False, tile=tile)
                     activated = None
             x = h
         return x
-
-    @staticmethod
-    def _pair(group, x: Tensor, activated: Tensor | None, valid: Tensor, rate: int,
-              stores: bool) -> tuple[Tensor, Tensor | None]:  # fmt: skip
-        """One ResBlock1 pair as one kernel (engines/fused_pair.py): (x + c2(act(c1(act(x)))), its leaky ReLU where
-        `stores`, else None); activated: act(x) stored by someone, or None (c1 activates x's rows itself)."""
-        c1, c2 = group
-        args = (c1.weight, c1.bias, c2.weight, c2.bias, valid, rate, c1.dilation, c1.padding, LRELU_SLOPE)
-        rows, act_in = (x, True) if activated is None else (activated, False)
-        if stores:
-            return torch.ops.batchvoc.lrelu_conv_pair_and_act(rows, x, *args, activate_input=act_in)
-        return torch.ops.batchvoc.lrelu_conv_pair(rows, x, *args, activate_input=act_in), None
 
 
 def _tile(conv: PackedConv, activate_input: bool, table: TileTable | None) -> list[int]:

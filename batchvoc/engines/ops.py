@@ -68,7 +68,7 @@ _KERNEL_OPS: list[KernelOp] = []  # every KernelOp made (defined or not)
 
 def define_all() -> None:
     """Define every batchvoc operator (a process that loads a package calling them back needs them by name)."""
-    from batchvoc.engines import fused_antialias, fused_pair, fused_resblock, post_conv, superrow  # noqa: F401
+    from batchvoc.engines import fused_antialias, fused_resblock, post_conv, superrow  # noqa: F401 - they make them
 
     for op in _KERNEL_OPS:
         op.define()
@@ -116,7 +116,7 @@ def _inputs_stored_first() -> None:
 # engines/: what our operators are compiled from (kernels, launch parameters, plain-torch paths)
 KERNEL_SOURCES = ("ops.py", "triton_runtime.py", "fused_antialias.py", "antialias_kernels.py", "one_pass_kernels.py",
                   "fused_resblock.py", "conv_kernels.py", "span_kernels.py", "post_conv.py", "superrow.py",
-                  "superrow_kernels.py", "fused_pair.py", "pair_kernels.py")  # fmt: skip
+                  "superrow_kernels.py")  # fmt: skip
 
 
 def kernels_digest() -> str:
