@@ -5,6 +5,8 @@ channels_last_2d(model): every nn.Conv1d / nn.ConvTranspose1d becomes the equiva
 (1, k) kernel whose weights are channels-last, run on x.unsqueeze(2). Activations stay logically [B, C, T] but
 carry channels-last strides (memory [B, T, C]); elementwise ops and Span keep those strides, so cuDNN (and
 Inductor) run NHWC convolutions without the NCHW <-> NHWC transposes that 1-D convolutions pay around every call.
+A transposed conv of groups 1 and dilation 1 (every upsampler) runs as the forward conv of its s phases instead
+(PolyphaseConvTranspose1d), whose channels-last output is already the interleaved [B, T, C] memory.
 
 fused_antialias(model, method): every BigVGAN Activation1d (Snake / SnakeBeta, ratios 2) becomes a
 FusedActivation1d (engines/fused_antialias.py), opaque to the compiler: antialias=fused is two Triton kernels per
@@ -176,10 +178,11 @@ class PolyphaseConvTranspose1d(nn.Module):
     y[q s + r - p] = b + sum_{m < M} W[:, :, m s + r]^T x[q - m]: a causal M-tap conv of x whose s O output
     channels are the s phases of y. Run as a channels-last Conv2d (a (1, M) kernel, padding M - 1 each side) on x
     [B, C, 1, T], it writes Z [B, s O, 1, Q] (Q = T + M - 1) as memory [B][Q][s][O] = [B][Q s][O]: the phases
-    interleave for free, and y is the view Z[b, c, p : p + L_out] of that memory (x gets zero frames on the right
-    first where L_out + p passes Q s: output_padding > p). The polyphase decomposition of an interpolator (Vaidyanathan,
-    Multirate Systems and Filter Banks, ch. 4); the same M s / k of the FLOPs as the transposed conv (gsv_v4's,
-    HiFi-GAN's and BigVGAN's upsamplers: k a multiple of s, no zero taps).
+    interleave for free, and y is the view Z[b, c, p : p + L_out] of that memory, p O elements into each row (16-byte
+    aligned for the fused kernels' block copies where O is a multiple of 8 in fp16 or bf16). Where L_out + p passes Q s
+    (only with output_padding > p), x gets zero frames on the right first. The polyphase decomposition of an
+    interpolator (Vaidyanathan, Multirate Systems and Filter Banks, ch. 4); M s / k times the transposed conv's FLOPs,
+    the same for the shipped presets' upsamplers (gsv_v4, HiFi-GAN, BigVGAN: k a multiple of s).
 
     Why: cuDNN runs channels-last transposed convs (ConvTranspose1dAs2d) as "dgrad" kernels, far below the tensor
     cores' rate (1.58 ms per gsv_v4 forward for ~330 GFLOP, B=16 rows of 1,024 frames, fp16, H200); a forward conv
@@ -209,7 +212,8 @@ class PolyphaseConvTranspose1d(nn.Module):
         if extra:
             x = F.pad(x, (0, extra))
         z = F.conv2d(x, self.weight, self.bias, 1, (0, self.taps - 1))  # [B, s O, 1, Q]
-        return interleave_phases(z, s)[..., p : p + out]
+        # narrow, not z[..., p:]: indexing takes a device guard, which a CPU-only torch lacks for fake CUDA tensors
+        return interleave_phases(z, s).narrow(2, p, out)
 
 
 def phase_weight(weight: Tensor, stride: int) -> Tensor:

@@ -139,6 +139,20 @@ def test_polyphase_transposed_conv_equals_every_preset_upsampler(stage):
             assert (y - ref).abs().max() <= 1e-12 * max(1.0, ref.abs().max())
 
 
+@pytest.mark.parametrize(("c_in", "out"), [(32, 16), (48, 24), (256, 128)])
+def test_polyphase_output_feeds_the_fused_kernels_as_is(c_in, out):
+    """The fp16 view (p O halfs into rows of Q s O) is channels-last rows with 16-byte aligned start and row strides:
+    channels_last_rows passes it through and the fused resblock's block copies can read it."""
+    from batchvoc.engines.fused_resblock import fits_block_copies
+    from batchvoc.engines.triton_runtime import channels_last_rows
+
+    conv = torch.nn.ConvTranspose1d(c_in, out, 4, 2, padding=1).half()
+    x = torch.randn(2, 9, c_in, dtype=torch.float16).transpose(1, 2)
+    with torch.no_grad():
+        y = layout.PolyphaseConvTranspose1d(conv)(x)
+    assert y.storage_offset() == out and channels_last_rows(y) is y and fits_block_copies(y)
+
+
 def test_preset_upsamplers_cover_the_shipped_geometries():
     """The sweep holds gsv_v4's, BigVGAN v2 24k's and HiFi-GAN V1's upsamplers (k, s, p)."""
     geometry = {name: [v[2:] for stage, v in PRESET_UPSAMPLERS.items() if stage.startswith(name + "/")]
