@@ -205,8 +205,8 @@ class PolyphaseConvTranspose1d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x [B, C, T] -> y [B, O, L_out], memory [B, T', O] (T' >= L_out + p; class doc)."""
-        rows, _, length = x.shape
-        s, p, out = self.stride, self.padding, self.out_length(x.shape[2])
+        length = x.shape[2]
+        s, p, out = self.stride, self.padding, self.out_length(length)
         x = _to_2d(x)
         extra = max(0, -(-(out + p) // s) - (length + self.taps - 1))  # zero frames for output_padding > p
         if extra:
