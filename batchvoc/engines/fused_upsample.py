@@ -1,0 +1,78 @@
+"""A HiFi-GAN upsampler (nn.ConvTranspose1d, stride s) as one same-padded `lrelu_conv` launch of s phases.
+
+With output sample o = q s + r' (0 <= r' < s), the transposed conv's y[o] = b + sum_kk W[:, :, kk]^T x[i] sums
+over the kk where i = (o + p - kk) / s is whole: phase r' of row q reads x[q + delta], delta = (r' + p - kk) / s.
+Over all phases that is one stride-1 conv of x with K' = 2 P + 1 taps (P the largest |delta|) whose s O output
+channels (index r' O + c, zero weights where a phase has no such tap) are the phases. Our kernel writes it as
+channels-last rows [B][T][s][O], which is y's own memory [B][T s][O]: y is a view of it, with no interleaving pass
+and no slice (`k - 2 p == s`: y has T s samples; every HiFi-GAN and BigVGAN upsampler, p = (k - s) / 2). The
+polyphase decomposition of an interpolator (Vaidyanathan, Multirate Systems and Filter Banks, ch. 4); its K' / M
+taps of FLOPs over layout.PolyphaseConvTranspose1d's M = k / s are nothing to a narrow layer, which memory bounds.
+
+Why: at gsv_v4's narrow upsamplers cuDNN's convolutions (layout.PolyphaseConvTranspose1d) run far off memory's
+pace: 0.47-0.49 ms for 64 -> 32 and 32 -> 16 channels (B=16 rows of 1,024 frames, fp16, H200; ~0.12 ms to read x
+and write y), where `lrelu_conv` runs a same-sized 3-tap layer in 0.21-0.26 ms (BENCHMARKS.md, session 17).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from batchvoc.engines.fused_resblock import lrelu_conv
+from batchvoc.engines.triton_runtime import channels_last_rows
+
+
+def fits(conv: nn.Module, max_channels: int) -> bool:
+    """Whether conv is an upsampler FusedUpsample computes: an nn.ConvTranspose1d of one group, dilation 1, zero
+    padding, y T s samples long (k - 2p = s, no output_padding), at most max_channels in and out per phase set."""
+    if type(conv) is not nn.ConvTranspose1d or conv.groups != 1 or conv.dilation[0] != 1:
+        return False
+    k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    return (conv.padding_mode == "zeros" and conv.output_padding[0] == 0 and k - 2 * p == s
+            and conv.in_channels <= max_channels and conv.out_channels * s <= max_channels)  # fmt: skip
+
+
+def phase_taps(weight: Tensor, stride: int, padding: int) -> Tensor:
+    """ConvTranspose1d weight W [C, O, k] -> the same-padded phase conv's weight V [K', C, s O] (the kernel's GEMM
+    order): V[delta + P, ci, r' O + c] = W[ci, c, kk] for every kk and phase r' with r' + p - kk = delta s."""
+    channels, out, k = weight.shape
+    taps = {}  # (delta, r') -> kk
+    for r in range(stride):
+        for kk in range(k):
+            delta, rest = divmod(r + padding - kk, stride)
+            if rest == 0:
+                taps[delta, r] = kk
+    reach = max(abs(delta) for delta, _ in taps)
+    v = weight.new_zeros(2 * reach + 1, channels, stride, out)
+    for (delta, r), kk in taps.items():
+        v[delta + reach, :, r] = weight[:, :, kk]
+    return v.reshape(2 * reach + 1, channels, stride * out)
+
+
+class FusedUpsample(nn.Module):
+    """An nn.ConvTranspose1d that `fits` as one `lrelu_conv` of its phases (module doc): x [B, C, T] -> y [B, O, T s]
+    with channels-last strides (a view of the kernel's [B, s O, T] rows). No activation, no span zeroing: the
+    generator hands it x activated and zeroed, as it hands the transposed conv. Raises ValueError for a conv that
+    does not fit (any size)."""
+
+    def __init__(self, conv: nn.ConvTranspose1d):
+        super().__init__()
+        if not fits(conv, max(conv.in_channels, conv.out_channels * conv.stride[0])):
+            raise ValueError("FusedUpsample needs a ConvTranspose1d of one group, dilation 1, k - 2p = stride")
+        self.stride, self.out_channels = conv.stride[0], conv.out_channels
+        weight = phase_taps(conv.weight.detach(), self.stride, conv.padding[0])
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.padding = (weight.shape[0] - 1) // 2
+        bias = conv.bias.detach() if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
+        self.bias = nn.Parameter(bias.repeat(self.stride), requires_grad=False)  # index r' O + c
+        self.channels_last = False  # engines/layout.channels_last_2d sets it: x then comes as channels-last rows
+        lrelu_conv.define()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = channels_last_rows(x) if self.channels_last else x
+        rows, _, length = x.shape
+        none = x.new_empty((0,), dtype=torch.int64)  # no span: the kernel zeroes nothing
+        phases = torch.ops.batchvoc.lrelu_conv(x, self.weight, self.bias, None, none, 1, 1, self.padding, 0.0,
+                                               activate_input=False, activate_output=False, tile=[])  # fmt: skip
+        return phases.transpose(1, 2).reshape(rows, length * self.stride, self.out_channels).transpose(1, 2)

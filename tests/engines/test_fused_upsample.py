@@ -1,0 +1,89 @@
+"""HiFi-GAN upsamplers as one same-padded fused conv of their phases (engines/fused_upsample.py) against
+nn.ConvTranspose1d: the plain-torch path (float64, every shipped geometry and more), the Triton kernel through its
+interpreter, under torch.compile, and which upsamplers the fused_resblocks rewrite takes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from batchvoc.engines import layout
+from batchvoc.engines.fused_upsample import FusedUpsample, fits, phase_taps
+from batchvoc.models.hifigan import HiFiGAN
+from tests.engines.kernels import run_interpreted
+
+# (k, s): gsv_v4 (20, 10), (12, 6), (4, 2); HiFi-GAN V1 (16, 8); BigVGAN (8, 4); stride 1; k - s not a multiple of s
+GEOMETRIES = [(20, 10), (12, 6), (4, 2), (16, 8), (8, 4), (3, 1), (6, 2), (10, 4)]
+
+
+def _conv(k: int, s: int, c: int = 5, o: int = 3, bias: bool = True, dtype=torch.float64) -> nn.ConvTranspose1d:
+    torch.manual_seed(k * s + c)
+    return nn.ConvTranspose1d(c, o, k, s, padding=(k - s) // 2, bias=bias).to(dtype)
+
+
+@pytest.mark.parametrize("k, s", GEOMETRIES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_phases_equal_the_transposed_conv(k, s, bias):
+    conv = _conv(k, s, bias=bias)
+    fused = FusedUpsample(conv)
+    for length in (1, 2, 7, 33):
+        x = torch.randn(2, 5, length, dtype=torch.float64)
+        with torch.no_grad():
+            want, got = conv(x), fused(x)
+        assert got.shape == want.shape == (2, 3, length * s)
+        assert (got - want).abs().max() <= 1e-12, (k, s, length)
+        assert got.stride(1) == 1  # channels-last: a view of the kernel's [B, s O, T] rows
+
+
+def test_phase_taps_place_every_weight_once():
+    """Each of W's k taps lands in exactly one phase (its other taps are zeros), and the tap count is 2 P + 1."""
+    weight = torch.arange(1.0, 2 * 3 * 12 + 1).reshape(2, 3, 12)
+    v = phase_taps(weight, 6, 3)
+    assert v.shape == (3, 2, 18)  # gsv_v4's 12 / 6 upsampler: delta in {-1, 0, 1}
+    assert sorted(v[v != 0].tolist()) == sorted(weight.flatten().tolist())
+
+
+def test_fits_only_what_it_computes():
+    assert fits(_conv(4, 2, c=32, o=16), 64) and not fits(_conv(4, 2, c=128, o=64), 64)
+    assert not fits(_conv(4, 2, c=32, o=64), 64)  # 128 phase channels out
+    assert not fits(nn.ConvTranspose1d(4, 4, 4, 2, padding=1, output_padding=1), 64)
+    assert not fits(nn.ConvTranspose1d(4, 4, 5, 2, padding=1), 64)  # k - 2p = 3: T s + 1 samples
+    assert not fits(nn.ConvTranspose1d(4, 4, 4, 2, padding=1, groups=2), 64)
+    assert not fits(nn.Conv1d(4, 4, 3), 64)
+    with pytest.raises(ValueError, match="ConvTranspose1d"):
+        FusedUpsample(nn.ConvTranspose1d(4, 4, 4, 2, padding=1, dilation=2))
+
+
+def test_rewrite_fuses_the_narrow_upsamplers_of_a_hifigan():
+    """gsv_v4's geometry, narrow: upsamplers of at most fused_max_channels in and phases out are fused."""
+    model = HiFiGAN(n_mels=20, upsample_rates=[10, 6, 2, 2, 2], upsample_kernel_sizes=[20, 12, 4, 4, 4],
+                    upsample_initial_channel=512)  # fmt: skip
+    fast = layout.fused_resblocks(model)
+    assert [type(up) is FusedUpsample for up in fast.ups] == [False, False, False, True, True]  # 64 -> 32, 32 -> 16
+
+
+def test_triton_kernel_equals_the_transposed_conv_in_the_interpreter():
+    run_interpreted(
+        """
+        from tests.engines.test_fused_upsample import GEOMETRIES, _conv
+        from batchvoc.engines.fused_upsample import FusedUpsample
+        for k, s in GEOMETRIES:
+            conv = _conv(k, s, c=6, o=4, dtype=torch.float32)
+            fused = FusedUpsample(conv)
+            fused.channels_last = True
+            x = torch.randn(2, 6, 19)
+            with torch.no_grad():
+                assert (fused(x) - conv(x)).abs().max() <= 1e-5, (k, s)
+        """
+    )
+
+
+def test_compiles_without_graph_break():
+    conv = _conv(4, 2, c=8, o=4, dtype=torch.float32)
+    fused = FusedUpsample(conv)
+    fused.channels_last = True
+    x = torch.randn(2, 8, 24)
+    with torch.no_grad():
+        got = torch.compile(fused, fullgraph=True, dynamic=False)(x)
+        assert (got - conv(x)).abs().max() <= 1e-5
