@@ -5,7 +5,8 @@
 For every upsampler of each preset (default gsv_v4 and bigvgan_v2_24khz_100band_256x; channels, k and s from the
 preset, p = (k - s) / 2 as the models build them), batch B (default 16) rows of FRAMES (default 1,024) mel frames:
 the input has FRAMES times the product of the earlier rates samples. Each runs as engines/layout.ConvTranspose1dAs2d
-(cuDNN's "dgrad" kernels) and as engines/layout.PolyphaseConvTranspose1d (one forward conv, s phases), on channels-last
+(cuDNN's "dgrad" kernels), as engines/layout.PolyphaseConvTranspose1d (one forward conv, s phases) and, where the
+engine fuses it, as engines/fused_upsample.FusedUpsample (our kernel, same-padded phases), on channels-last
 rows as the engine's activations come, with cuDNN's algorithm timing (torch.backends.cudnn.benchmark) on and off:
 ms per call (median of CUDA-event timings after warm-up; the clocks woken first by large matrix products), the
 polyphase form's speed-up, and each form's largest absolute difference from an fp32 nn.ConvTranspose1d (TF32 off)
@@ -21,7 +22,8 @@ import math
 
 import torch
 
-from batchvoc.engines import layout
+from batchvoc.engines import fused_upsample, layout
+from batchvoc.engines.fused_resblock import FUSED_MAX_CHANNELS
 from batchvoc.models.presets import PRESETS
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -75,6 +77,16 @@ def both_forms(conv: torch.nn.ConvTranspose1d, dtype: torch.dtype) -> tuple[torc
     return layout.ConvTranspose1dAs2d(conv), layout.PolyphaseConvTranspose1d(conv)
 
 
+def fused_form(conv: torch.nn.ConvTranspose1d, dtype: torch.dtype) -> torch.nn.Module | None:
+    """conv as fused_upsample.FusedUpsample (channels-last rows, on the GPU in dtype) where the engine fuses it
+    (fits within fused_resblock.FUSED_MAX_CHANNELS), else None."""
+    if not fused_upsample.fits(conv, FUSED_MAX_CHANNELS):
+        return None
+    fused = fused_upsample.FusedUpsample(copy.deepcopy(conv).to("cuda", dtype))
+    fused.channels_last = True
+    return fused
+
+
 def reference(conv: torch.nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
     """conv's fp32 output on x [B, C, T] (any dtype) with TF32 off: what both forms are compared with."""
     allowed = torch.backends.cudnn.allow_tf32
@@ -102,17 +114,20 @@ def run_preset(preset: str, dtype_name: str, rows: int, frames: int) -> None:
         x = torch.randn(rows, frames * rate, c_in, device="cuda", dtype=dtype).transpose(1, 2)  # channels-last rows
         ref = reference(conv, x)
         as2d, poly = both_forms(conv, dtype)
+        fused = fused_form(conv, dtype)
         errs = [(f(x).float() - ref).abs().max().item() for f in (as2d, poly)]
+        fused_err = f"{(fused(x).float() - ref).abs().max().item():.1e}" if fused else "-"
         del ref
         for bench in (True, False):
             torch.backends.cudnn.benchmark = bench
             ms = timed(as2d, x), timed(poly, x)
             totals[bench][0] += ms[0]
             totals[bench][1] += ms[1]
+            fused_ms = f"{timed(fused, x):.3f}" if fused else "-"
             print(f"| {preset} | {stage} | {c_in}->{out} | {k} | {s} | {frames * rate} | {dtype_name} | "
                   f"{'on' if bench else 'off'} | {ms[0]:.3f} | {ms[1]:.3f} | {ms[0] / ms[1]:.2f}x | {errs[0]:.1e} | "
-                  f"{errs[1]:.1e} |", flush=True)  # fmt: skip
-        del x, as2d, poly
+                  f"{errs[1]:.1e} | {fused_ms} | {fused_err} |", flush=True)  # fmt: skip
+        del x, as2d, poly, fused
     for bench, (as2d_ms, poly_ms) in totals.items():
         print(f"| {preset} | total | | | | | {dtype_name} | {'on' if bench else 'off'} | {as2d_ms:.3f} | {poly_ms:.3f} "
               f"| {as2d_ms / poly_ms:.2f}x | | |", flush=True)  # fmt: skip
@@ -124,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("benchmarks/upsamplers.py times CUDA kernels: it needs a CUDA GPU")
     wake_gpu()
     print("| preset | stage | C->O | k | s | T in | dtype | cudnn.benchmark | As2d ms | polyphase ms | speed-up "
-          "| As2d err | polyphase err |\n" + "|---" * 13 + "|")  # fmt: skip
+          "| As2d err | polyphase err | fused ms | fused err |\n" + "|---" * 15 + "|")  # fmt: skip
     with torch.inference_mode():
         for dtype_name in DTYPES if args.dtype == "both" else [args.dtype]:
             for preset in args.presets:
