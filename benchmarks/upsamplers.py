@@ -23,7 +23,7 @@ import math
 import torch
 
 from batchvoc.engines import fused_upsample, layout
-from batchvoc.engines.fused_resblock import FUSED_MAX_CHANNELS
+from batchvoc.engines.fused_upsample import MAX_CHANNELS as FUSED_MAX_CHANNELS
 from batchvoc.models.presets import PRESETS
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -79,7 +79,7 @@ def both_forms(conv: torch.nn.ConvTranspose1d, dtype: torch.dtype) -> tuple[torc
 
 def fused_form(conv: torch.nn.ConvTranspose1d, dtype: torch.dtype) -> torch.nn.Module | None:
     """conv as fused_upsample.FusedUpsample (channels-last rows, on the GPU in dtype) where the engine fuses it
-    (fits within fused_resblock.FUSED_MAX_CHANNELS), else None."""
+    (fits within fused_upsample.MAX_CHANNELS), else None."""
     if not fused_upsample.fits(conv, FUSED_MAX_CHANNELS):
         return None
     fused = fused_upsample.FusedUpsample(copy.deepcopy(conv).to("cuda", dtype))

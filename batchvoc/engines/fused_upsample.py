@@ -10,8 +10,10 @@ polyphase decomposition of an interpolator (Vaidyanathan, Multirate Systems and 
 taps of FLOPs over layout.PolyphaseConvTranspose1d's M = k / s are nothing to a narrow layer, which memory bounds.
 
 Why: at gsv_v4's narrow upsamplers cuDNN's convolutions (layout.PolyphaseConvTranspose1d) run far off memory's
-pace: 0.47-0.49 ms for 64 -> 32 and 32 -> 16 channels (B=16 rows of 1,024 frames, fp16, H200; ~0.12 ms to read x
-and write y), where `lrelu_conv` runs a same-sized 3-tap layer in 0.21-0.26 ms (BENCHMARKS.md, session 17).
+pace (~0.12 ms to read x and write y). B=16 rows of 1,024 frames, fp16, H200 (benchmarks/upsamplers.py, BENCHMARKS.md
+session 18), cuDNN's transposed conv / cuDNN's polyphase conv / this: 128 -> 64 channels 0.542 / 0.481 / 0.385 ms,
+64 -> 32 0.586 / 0.480 / 0.186 ms, 32 -> 16 0.813 / 0.499 / 0.167 ms, closer to fp32 too (1.3-1.4e-3 max abs
+against 2.2-2.3e-3).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from torch import Tensor, nn
 
 from batchvoc.engines.fused_resblock import lrelu_conv
 from batchvoc.engines.triton_runtime import channels_last_rows
+
+# Upsamplers of at most this many channels in and phases out are fused, however wide the fused resblocks (H200,
+# gsv_v4 fp16, benchmarks/upsamplers.py: 128 -> 64 0.385 ms against cuDNN's 0.481 ms, BENCHMARKS.md session 18)
+MAX_CHANNELS = 128
 
 
 def fits(conv: nn.Module, max_channels: int) -> bool:

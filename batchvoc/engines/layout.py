@@ -24,8 +24,8 @@ kernel per conv, with the leaky ReLU, the span's zeroing, the bias and the resid
 off) their convs at 16 / 32 / 64 channels reaching at most that many super-rows each side run as block-Toeplitz
 products of 128-wide super-rows instead (engines/superrow.py), opt-in until a GPU session measures them. The same
 rewrite computes a HiFi-GAN's conv_post (one output channel) with its own Triton kernel (engines/post_conv.py,
-PostConv), and its upsamplers of at most `fused_max_channels` channels in and phases out as one same-padded fused
-conv (engines/fused_upsample.py, FusedUpsample); BigVGAN keeps cuDNN's.
+PostConv), and its upsamplers of at most fused_upsample.MAX_CHANNELS (128) channels in and phases out as one
+same-padded fused conv (engines/fused_upsample.py, FusedUpsample); BigVGAN keeps cuDNN's.
 
 `choose(layout, antialias, resblocks, device, backend, fused_max_channels, tile_table, superrows)` resolves "auto"
 into a `Rewrites`; `apply(model, rewrites)` applies them to a deep copy.
@@ -41,10 +41,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from batchvoc.backends import CHOICES
-from batchvoc.engines import fused_resblock
+from batchvoc.engines import fused_resblock, fused_upsample
 from batchvoc.engines.fused_antialias import FusedActivation1d
 from batchvoc.engines.fused_resblock import FusedResBlock, TileTable
-from batchvoc.engines.fused_upsample import FusedUpsample, fits
+from batchvoc.engines.fused_upsample import FusedUpsample
 from batchvoc.engines.post_conv import PostConv
 from batchvoc.engines.triton_runtime import triton_available
 from batchvoc.models.antialias import Activation1d, PolyphaseActivation1d
@@ -288,7 +288,8 @@ def fused_resblocks(model: nn.Module, inplace: bool = False, max_channels: int |
     """model (copied unless inplace) with every ResBlock1 / ResBlock2 of at most max_channels (default
     fused_resblock.FUSED_MAX_CHANNELS) channels as a FusedResBlock (same audio), tiles from tile_table, convs over
     super-rows up to `superrows` each side (0: none), the conv_post of every HiFi-GAN in it (`_has_post_conv`) as a
-    PostConv, whatever its width, and its upsamplers that fused_upsample.fits within max_channels as FusedUpsample."""
+    PostConv, whatever its width, and its upsamplers that fused_upsample.fits within fused_upsample.MAX_CHANNELS as
+    FusedUpsample."""
     model = model if inplace else copy.deepcopy(model)
     max_channels = fused_resblock.FUSED_MAX_CHANNELS if max_channels is None else max_channels
     generators = [m for m in model.modules() if _has_post_conv(m)]  # before their resblocks are replaced
@@ -301,7 +302,8 @@ def fused_resblocks(model: nn.Module, inplace: bool = False, max_channels: int |
     _replace(model, make)
     for m in generators:
         m.conv_post = PostConv(m.conv_post)
-        m.ups = nn.ModuleList(FusedUpsample(up) if fits(up, max_channels) else up for up in m.ups)
+        m.ups = nn.ModuleList(FusedUpsample(up) if fused_upsample.fits(up, fused_upsample.MAX_CHANNELS) else up
+                              for up in m.ups)  # fmt: skip
     return model
 
 
