@@ -11,22 +11,10 @@ largest difference between the two outputs.
 
 import sys
 
+import kernel_timing
 import torch
 
 from batchvoc.engines import layout
-
-
-def timed(fn, x: torch.Tensor, calls: int = 30) -> float:
-    for _ in range(5):
-        fn(x)
-    torch.cuda.synchronize()
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(calls)]
-    for start, end in events:
-        start.record()
-        fn(x)
-        end.record()
-    torch.cuda.synchronize()
-    return sorted(s.elapsed_time(e) for s, e in events)[calls // 2]
 
 
 def both_forms(channels: int, k: int, d: int, dtype: torch.dtype) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -43,9 +31,7 @@ def main() -> None:
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[sys.argv[1] if len(sys.argv) > 1 else "fp16"]
     frames = int(sys.argv[2]) if len(sys.argv) > 2 else 1024
     torch.backends.cudnn.benchmark = True
-    big = torch.randn(8192, 8192, device="cuda")
-    for _ in range(20):
-        big @ big  # an idle GPU's first milliseconds run slow
+    kernel_timing.wake_gpu()
     print("| C | k | d | dilated ms | folded ms | err |\n|---|---|---|---|---|---|")
     with torch.inference_mode():
         for channels, rate in ((256, 10), (128, 60)):
@@ -53,8 +39,8 @@ def main() -> None:
             for k, d in ((3, 3), (3, 5), (7, 3), (7, 5), (11, 3), (11, 5)):
                 dilated, folded = both_forms(channels, k, d, dtype)
                 err = (dilated(x).float() - folded(x).float()).abs().max().item()
-                print(f"| {channels} | {k} | {d} | {timed(dilated, x):.3f} | {timed(folded, x):.3f} | {err:.1e} |",
-                      flush=True)  # fmt: skip
+                ms = kernel_timing.median_ms(dilated, x), kernel_timing.median_ms(folded, x)
+                print(f"| {channels} | {k} | {d} | {ms[0]:.3f} | {ms[1]:.3f} | {err:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

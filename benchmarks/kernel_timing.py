@@ -1,5 +1,6 @@
-"""What the kernel benchmarks (superrow_tiles.py, im2col_conv.py) share: their `--device` argument (read before
-triton is imported: `--device cpu` runs Triton's interpreter) and their timer."""
+"""What the kernel benchmarks share: the `--device` argument of superrow_tiles.py and im2col_conv.py (read before
+triton is imported: `--device cpu` runs Triton's interpreter) and their timer; the CUDA-event timer and the clock
+wake-up of dilated_convs.py and upsamplers.py."""
 
 import os
 import time
@@ -28,3 +29,29 @@ def bench(fn: Callable[[], object], device: str) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1e3
+
+
+def median_ms(fn: Callable, x, calls: int = 30) -> float:
+    """ms per fn(x) on the GPU: the median of `calls` CUDA-event timings after 5 warm-up calls."""
+    import torch
+
+    for _ in range(5):
+        fn(x)
+    torch.cuda.synchronize()
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(calls)]
+    for start, end in events:
+        start.record()
+        fn(x)
+        end.record()
+    torch.cuda.synchronize()
+    return sorted(s.elapsed_time(e) for s, e in events)[calls // 2]
+
+
+def wake_gpu() -> None:
+    """Large matrix products first: an idle GPU's first milliseconds run at low clocks."""
+    import torch
+
+    big = torch.randn(8192, 8192, device="cuda")
+    for _ in range(20):
+        big @ big
+    torch.cuda.synchronize()

@@ -20,6 +20,7 @@ import argparse
 import copy
 import math
 
+import kernel_timing
 import torch
 
 from batchvoc.engines import fused_upsample, layout
@@ -58,19 +59,6 @@ def upsamplers(preset: str) -> list[tuple[int, int, int, int, int]]:
     return found
 
 
-def timed(fn, x: torch.Tensor, calls: int = 30) -> float:
-    for _ in range(5):
-        fn(x)
-    torch.cuda.synchronize()
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(calls)]
-    for start, end in events:
-        start.record()
-        fn(x)
-        end.record()
-    torch.cuda.synchronize()
-    return sorted(s.elapsed_time(e) for s, e in events)[calls // 2]
-
-
 def both_forms(conv: torch.nn.ConvTranspose1d, dtype: torch.dtype) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(ConvTranspose1dAs2d, PolyphaseConvTranspose1d) of conv, on the GPU in dtype."""
     conv = copy.deepcopy(conv).to("cuda", dtype)
@@ -97,13 +85,6 @@ def reference(conv: torch.nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
         torch.backends.cudnn.allow_tf32 = allowed
 
 
-def wake_gpu() -> None:
-    big = torch.randn(8192, 8192, device="cuda")
-    for _ in range(20):
-        big @ big  # an idle GPU's first milliseconds run slow
-    torch.cuda.synchronize()
-
-
 def run_preset(preset: str, dtype_name: str, rows: int, frames: int) -> None:
     """One table section: every upsampler of preset in dtype, cudnn.benchmark on and off, then the totals."""
     dtype = DTYPES[dtype_name]
@@ -120,10 +101,10 @@ def run_preset(preset: str, dtype_name: str, rows: int, frames: int) -> None:
         del ref
         for bench in (True, False):
             torch.backends.cudnn.benchmark = bench
-            ms = timed(as2d, x), timed(poly, x)
+            ms = kernel_timing.median_ms(as2d, x), kernel_timing.median_ms(poly, x)
             totals[bench][0] += ms[0]
             totals[bench][1] += ms[1]
-            fused_ms = f"{timed(fused, x):.3f}" if fused else "-"
+            fused_ms = f"{kernel_timing.median_ms(fused, x):.3f}" if fused else "-"
             print(f"| {preset} | {stage} | {c_in}->{out} | {k} | {s} | {frames * rate} | {dtype_name} | "
                   f"{'on' if bench else 'off'} | {ms[0]:.3f} | {ms[1]:.3f} | {ms[0] / ms[1]:.2f}x | {errs[0]:.1e} | "
                   f"{errs[1]:.1e} | {fused_ms} | {fused_err} |", flush=True)  # fmt: skip
@@ -137,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("benchmarks/upsamplers.py times CUDA kernels: it needs a CUDA GPU")
-    wake_gpu()
+    kernel_timing.wake_gpu()
     print("| preset | stage | C->O | k | s | T in | dtype | cudnn.benchmark | As2d ms | polyphase ms | speed-up "
           "| As2d err | polyphase err | fused ms | fused err |\n" + "|---" * 15 + "|")  # fmt: skip
     with torch.inference_mode():
