@@ -87,3 +87,20 @@ def test_compiles_without_graph_break():
     with torch.no_grad():
         got = torch.compile(fused, fullgraph=True, dynamic=False)(x)
         assert (got - conv(x)).abs().max() <= 1e-5
+
+
+def test_export_hands_the_op_channels_last_rows():
+    """Exported (what an aoti package is built from), a channels-last FusedUpsample calls its operator on
+    channels-last rows, also where x comes [B, C, T] strided, and the program equals the module."""
+    from batchvoc.engines.ops import compiled_as
+
+    conv = _conv(4, 2, c=8, o=4, dtype=torch.float32)
+    fused = FusedUpsample(conv)
+    fused.channels_last = True
+    x = torch.randn(2, 8, 24)
+    with torch.no_grad(), compiled_as("opaque"):
+        exported = torch.export.export(fused, (x,), strict=False)
+    calls = [n for n in exported.graph.nodes if str(n.target).startswith("batchvoc.")]
+    assert len(calls) == 1 and calls[0].args[0].meta["val"].stride(1) == 1
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), conv(x), rtol=0, atol=1e-5)
