@@ -3,15 +3,15 @@
     PYTHONPATH=. python3 benchmarks/upsamplers.py [fp16|bf16|both] [FRAMES] [--rows B] [--presets NAME ...]
 
 For every upsampler of each preset (default gsv_v4 and bigvgan_v2_24khz_100band_256x; channels, k and s from the
-preset, p = (k - s) / 2 as the models build them), batch B (default 16) rows of FRAMES (default 1,024) mel frames:
-the input has FRAMES times the product of the earlier rates samples. Each runs as engines/layout.ConvTranspose1dAs2d
-(cuDNN's "dgrad" kernels), as engines/layout.PolyphaseConvTranspose1d (one forward conv, s phases) and, where the
-engine fuses it, as engines/fused_upsample.FusedUpsample (our kernel, same-padded phases), on channels-last
-rows as the engine's activations come, with cuDNN's algorithm timing (torch.backends.cudnn.benchmark) on and off:
-ms per call (median of CUDA-event timings after warm-up; the clocks woken first by large matrix products), the
-polyphase form's speed-up, and each form's largest absolute difference from an fp32 nn.ConvTranspose1d (TF32 off)
-on the same inputs. A `total` line per preset sums its upsamplers (the ConvTranspose2d form ran 1.58 ms per gsv_v4
-forward at B=16, 1,024 frames, fp16, H200, cudnn.benchmark on).
+preset, p = (k - s) / 2 as the models build them), batch B (default 16) rows of FRAMES (default 1,024) mel frames: the
+input has FRAMES times the product of the earlier rates samples. Each runs as engines/layout.ConvTranspose1dAs2d
+(cuDNN's "dgrad" kernels), as engines/upsample_phases.PolyphaseConvTranspose1d (one forward conv, s phases) and, where
+the engine fuses it, as engines/fused_upsample.FusedUpsample (our kernel, same-padded phases), on channels-last rows
+as the engine's activations come, with cuDNN's algorithm timing (torch.backends.cudnn.benchmark) on and off: ms per
+call (median of CUDA-event timings after warm-up; the clocks woken first by large matrix products), the polyphase
+form's speed-up, and each form's largest absolute difference from an fp32 nn.ConvTranspose1d (TF32 off) on the same
+inputs. A `total` line per preset sums its upsamplers (the ConvTranspose2d form ran 1.58 ms per gsv_v4 forward at
+B=16, 1,024 frames, fp16, H200, cudnn.benchmark on).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch
 
 from batchvoc.engines import fused_upsample, layout
 from batchvoc.engines.fused_upsample import MAX_CHANNELS as FUSED_MAX_CHANNELS
+from batchvoc.engines.upsample_phases import PolyphaseConvTranspose1d
 from batchvoc.models.presets import PRESETS
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -62,7 +63,7 @@ def upsamplers(preset: str) -> list[tuple[int, int, int, int, int]]:
 def both_forms(conv: torch.nn.ConvTranspose1d, dtype: torch.dtype) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(ConvTranspose1dAs2d, PolyphaseConvTranspose1d) of conv, on the GPU in dtype."""
     conv = copy.deepcopy(conv).to("cuda", dtype)
-    return layout.ConvTranspose1dAs2d(conv), layout.PolyphaseConvTranspose1d(conv)
+    return layout.ConvTranspose1dAs2d(conv), PolyphaseConvTranspose1d(conv)
 
 
 def fused_form(conv: torch.nn.ConvTranspose1d, dtype: torch.dtype) -> torch.nn.Module | None:

@@ -1,19 +1,19 @@
 """A HiFi-GAN upsampler (nn.ConvTranspose1d, stride s) as one same-padded `lrelu_conv` launch of s phases.
 
-With output sample o = q s + r' (0 <= r' < s), the transposed conv's y[o] = b + sum_kk W[:, :, kk]^T x[i] sums
-over the kk where i = (o + p - kk) / s is whole: phase r' of row q reads x[q + delta], delta = (r' + p - kk) / s.
-Over all phases that is one stride-1 conv of x with K' = 2 P + 1 taps (P the largest |delta|) whose s O output
-channels (index r' O + c, zero weights where a phase has no such tap) are the phases. Our kernel writes it as
-channels-last rows [B][T][s][O], which is y's own memory [B][T s][O]: y is a view of it, with no interleaving pass
-and no slice (`k - 2 p == s`: y has T s samples; every HiFi-GAN and BigVGAN upsampler, p = (k - s) / 2). The
-polyphase decomposition of an interpolator (Vaidyanathan, Multirate Systems and Filter Banks, ch. 4); its K' / M
-taps of FLOPs over layout.PolyphaseConvTranspose1d's M = k / s are nothing to a narrow layer, which memory bounds.
+With output sample o = q s + r' (0 <= r' < s), the transposed conv's y[o] = b + sum_kk W[:, :, kk]^T x[i] sums over
+the kk where i = (o + p - kk) / s is whole: phase r' of row q reads x[q + delta], delta = (r' + p - kk) / s. Over
+all phases that is one stride-1 conv of x with K' = 2 P + 1 taps (P the largest |delta|) whose s O output channels
+(index r' O + c, zero weights where a phase has no such tap) are the phases. Our kernel writes it as channels-last
+rows [B][T][s][O], which is y's own memory [B][T s][O]: y is a view of it, with no interleaving pass and no slice
+(`k - 2 p == s`: y has T s samples; every HiFi-GAN and BigVGAN upsampler, p = (k - s) / 2). The polyphase
+decomposition of an interpolator (Vaidyanathan, Multirate Systems and Filter Banks, ch. 4); its K' / M taps of FLOPs
+over upsample_phases.PolyphaseConvTranspose1d's M = k / s are nothing to a narrow layer, which memory bounds.
 
-Why: at gsv_v4's narrow upsamplers cuDNN's convolutions (layout.PolyphaseConvTranspose1d) run far off memory's
-pace (~0.12 ms to read x and write y). B=16 rows of 1,024 frames, fp16, H200 (benchmarks/upsamplers.py, BENCHMARKS.md
-session 18), cuDNN's transposed conv / cuDNN's polyphase conv / this: 128 -> 64 channels 0.542 / 0.481 / 0.385 ms,
-64 -> 32 0.586 / 0.480 / 0.186 ms, 32 -> 16 0.813 / 0.499 / 0.167 ms, closer to fp32 too (1.3-1.4e-3 max abs
-against 2.2-2.3e-3).
+Why: at gsv_v4's narrow upsamplers cuDNN's convolutions (upsample_phases.PolyphaseConvTranspose1d) run far off
+memory's pace (~0.12 ms to read x and write y). B=16 rows of 1,024 frames, fp16, H200 (benchmarks/upsamplers.py,
+BENCHMARKS.md session 18), cuDNN's transposed conv / cuDNN's polyphase conv / this: 128 -> 64 channels 0.542 / 0.481
+/ 0.385 ms, 64 -> 32 0.586 / 0.480 / 0.186 ms, 32 -> 16 0.813 / 0.499 / 0.167 ms, closer to fp32 too (1.3-1.4e-3 max
+abs against 2.2-2.3e-3).
 """
 
 from __future__ import annotations
