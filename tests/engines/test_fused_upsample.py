@@ -104,3 +104,20 @@ def test_export_hands_the_op_channels_last_rows():
     assert len(calls) == 1 and calls[0].args[0].meta["val"].stride(1) == 1
     with torch.no_grad():
         torch.testing.assert_close(exported.module()(x), conv(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-4), (torch.float16, 1e-2), (torch.bfloat16, 5e-2)])
+def test_gpu_kernel_equals_the_fp32_transposed_conv(dtype, tol):
+    """gsv_v4's fused upsamplers (128 -> 64, 64 -> 32, 32 -> 16; k = 4, s = 2) on the GPU from channels-last rows,
+    against the fp32 transposed conv (TF32 off), relative to its peak."""
+    pytest.importorskip("triton")
+    for c in (128, 64, 32):
+        conv = _conv(4, 2, c=c, o=c // 2, dtype=torch.float32).cuda()
+        fused = FusedUpsample(conv).to(dtype)
+        fused.channels_last = True
+        x = torch.randn(2, 300, c, device="cuda").transpose(1, 2)
+        with torch.no_grad(), torch.backends.cudnn.flags(allow_tf32=False):
+            want = conv(x)
+            got = fused(x.to(dtype)).float()
+        assert (got - want).abs().max() <= tol * want.abs().max(), (c, dtype)
