@@ -237,6 +237,8 @@ def config_error(err: OmegaConfBaseException) -> ConfigError:
     if "not in" in text or "Key '" in text and "is not in struct mode" in text:
         section = key.rsplit(".", 1)[0] if "." in key else ""
         return ConfigError(key, f"unknown key{_known(section)}")
+    if text.startswith("Invalid value ") and ", expected one of [" in text:  # an Enum key: a value, not a type
+        return ConfigError(key, _type_message(text))
     if any(w in text for w in ("could not be converted", "Invalid value", "Incompatible value", "is not a valid")):
         return ConfigError(key, f"wrong type: {_type_message(text)}")
     return ConfigError(key, text)

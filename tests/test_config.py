@@ -77,6 +77,22 @@ def test_a_bad_override_is_one_line_naming_the_key(overrides, key, words, tmp_pa
 
 
 @pytest.mark.parametrize(
+    "override, message",
+    [
+        ("engine.precision=fp8", "engine.precision: 'fp8' is not one of fp32, fp16, bf16"),
+        ("output.format=mp3", "output.format: 'mp3' is not one of wav, flac"),
+        ("check.mel_convention=strict", "check.mel_convention: 'strict' is not one of error, warn, off"),
+        ("engine.backend=aoit", "engine.backend: 'aoit' is not one of auto, tensorrt, aoti, inductor, eager"),
+    ],
+)
+def test_a_value_outside_the_choices_reads_alike_for_every_key(override, message, tmp_path, capsys):
+    """A string that is not one of a key's choices is a wrong value, not a 'wrong type', whether the schema holds the
+    key as an Enum (engine.precision) or as a str with fixed choices (engine.backend)."""
+    assert main(["job=demo", f"output.dir={tmp_path / 'out'}", override]) == 1
+    assert capsys.readouterr().err.strip() == f"batchvoc: cannot run: {message}"
+
+
+@pytest.mark.parametrize(
     ("overrides", "key", "words"),
     [
         (["input.manifest={tmp}/nowhere"], "input.manifest", "no Parquet files found"),  # the quick checks'
