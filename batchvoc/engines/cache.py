@@ -67,7 +67,7 @@ def gpu_identity(device: torch.device | str) -> tuple[str, str]:
 
 
 # what a traced engine holds compiled besides the kernels (ops.KERNEL_SOURCES): relative to batchvoc/
-MODEL_SOURCES = ("models", "engines/layout.py")
+MODEL_SOURCES = ("models", "engines/layout.py", "engines/upsample_phases.py")
 
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
