@@ -20,8 +20,8 @@ from batchvoc.models.presets import get_preset
 
 def write_synthetic(folder: Path, preset_name: str, hours: float, seconds: float, files: int, row_group: int,
                     first_id: int = 0) -> int:  # fmt: skip
-    """Rows of `seconds` each (±20%) totalling `hours`, split over `files` Parquet files, ids from first_id;
-    returns the row count."""
+    """Rows of `seconds` each (±20%) totalling `hours`, split over `files` Parquet files (fewer where there are fewer
+    rows: no file is empty), ids from first_id; returns the row count."""
     preset = get_preset(preset_name)
     frames_per_second = preset.sample_rate / preset.hop_length
     rows = max(int(hours * 3600 / seconds), 1)
@@ -29,7 +29,7 @@ def write_synthetic(folder: Path, preset_name: str, hours: float, seconds: float
     schema = pa.schema([("id", pa.string()), ("mel", pa.list_(pa.float32())), ("n_frames", pa.int32()),
                         ("n_mels", pa.int32())])  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
-    for f, chunk in enumerate(np.array_split(np.arange(first_id, first_id + rows), files)):
+    for f, chunk in enumerate(np.array_split(np.arange(first_id, first_id + rows), min(files, rows))):
         with pq.ParquetWriter(folder / f"part{f:03d}.parquet", schema) as writer:
             for group in np.array_split(chunk, max(len(chunk) // row_group, 1)):
                 batch = []
@@ -55,7 +55,7 @@ def main() -> None:
                            args.first_id)  # fmt: skip
     preset = get_preset(args.preset)
     frames = sum(pq.read_table(p, columns=["n_frames"])["n_frames"].to_numpy().sum()
-                 for p in (args.folder / f"part{f:03d}.parquet" for f in range(args.files)))  # fmt: skip
+                 for p in (args.folder / f"part{f:03d}.parquet" for f in range(min(args.files, rows))))  # fmt: skip
     hours = frames * preset.hop_length / preset.sample_rate / 3600  # what was written (rows are whole, +-20%)
     plural = "s" if rows != 1 else ""
     print(f"wrote {rows} row{plural} ({hours:.3f} h of {args.preset} audio; asked {args.hours} h) to {args.folder}")
