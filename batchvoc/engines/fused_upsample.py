@@ -23,20 +23,26 @@ from torch import Tensor, nn
 
 from batchvoc.engines.fused_resblock import lrelu_conv
 from batchvoc.engines.triton_runtime import channels_last_rows
+from batchvoc.engines.upsample_phases import in_phases
 
 # Upsamplers of at most this many channels in and phases out are fused, however wide the fused resblocks (H200,
 # gsv_v4 fp16, benchmarks/upsamplers.py: 128 -> 64 0.385 ms against cuDNN's 0.481 ms, BENCHMARKS.md session 18)
 MAX_CHANNELS = 128
 
 
-def fits(conv: nn.Module, max_channels: int) -> bool:
-    """Whether conv is an upsampler FusedUpsample computes: an nn.ConvTranspose1d of one group, dilation 1, zero
-    padding, y T s samples long (k - 2p = s, no output_padding), at most max_channels in and out per phase set."""
-    if type(conv) is not nn.ConvTranspose1d or conv.groups != 1 or conv.dilation[0] != 1:
+def computes(conv: nn.Module) -> bool:
+    """Whether FusedUpsample computes conv: an nn.ConvTranspose1d the polyphase form takes (upsample_phases.in_phases)
+    whose y is T s samples long (k - 2p = s, no output_padding)."""
+    if type(conv) is not nn.ConvTranspose1d or not in_phases(conv):
         return False
     k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
-    return (conv.padding_mode == "zeros" and conv.output_padding[0] == 0 and k - 2 * p == s
-            and conv.in_channels <= max_channels and conv.out_channels * s <= max_channels)  # fmt: skip
+    return conv.output_padding[0] == 0 and k - 2 * p == s
+
+
+def fits(conv: nn.Module, max_channels: int) -> bool:
+    """Whether the engine fuses upsampler conv: FusedUpsample `computes` it, with at most max_channels in and out
+    over its phases."""
+    return computes(conv) and max(conv.in_channels, conv.out_channels * conv.stride[0]) <= max_channels
 
 
 def phase_taps(weight: Tensor, stride: int, padding: int) -> Tensor:
@@ -64,7 +70,7 @@ class FusedUpsample(nn.Module):
 
     def __init__(self, conv: nn.ConvTranspose1d):
         super().__init__()
-        if not fits(conv, max(conv.in_channels, conv.out_channels * conv.stride[0])):
+        if not computes(conv):
             raise ValueError("FusedUpsample needs a ConvTranspose1d of one group, dilation 1, k - 2p = stride")
         self.stride, self.out_channels = conv.stride[0], conv.out_channels
         weight = phase_taps(conv.weight.detach(), self.stride, conv.padding[0])

@@ -47,7 +47,7 @@ from batchvoc.engines.fused_resblock import FusedResBlock, TileTable
 from batchvoc.engines.fused_upsample import FusedUpsample
 from batchvoc.engines.post_conv import PostConv
 from batchvoc.engines.triton_runtime import triton_available
-from batchvoc.engines.upsample_phases import PolyphaseConvTranspose1d
+from batchvoc.engines.upsample_phases import PolyphaseConvTranspose1d, in_phases
 from batchvoc.models.antialias import Activation1d, PolyphaseActivation1d
 from batchvoc.models.hifigan import ResBlock1, ResBlock2
 
@@ -198,8 +198,7 @@ def channels_last_2d(model: nn.Module, inplace: bool = False) -> nn.Module:
         if type(m) is nn.Conv1d:
             return Conv1dAs2d(m)
         if type(m) is nn.ConvTranspose1d:
-            polyphase = m.groups == 1 and m.dilation[0] == 1 and m.padding_mode == "zeros"
-            return PolyphaseConvTranspose1d(m) if polyphase else ConvTranspose1dAs2d(m)
+            return PolyphaseConvTranspose1d(m) if in_phases(m) else ConvTranspose1dAs2d(m)
         return None
 
     _replace(model, make)

@@ -29,7 +29,7 @@ class PolyphaseConvTranspose1d(nn.Module):
 
     def __init__(self, conv: nn.ConvTranspose1d):
         super().__init__()
-        if conv.padding_mode != "zeros" or conv.groups != 1 or conv.dilation[0] != 1:
+        if not in_phases(conv):
             raise ValueError("PolyphaseConvTranspose1d supports zero padding, groups 1 and dilation 1 only")
         self.kernel_size, self.stride = conv.kernel_size[0], conv.stride[0]
         self.padding, self.output_padding = conv.padding[0], conv.output_padding[0]
@@ -53,6 +53,11 @@ class PolyphaseConvTranspose1d(nn.Module):
         z = F.conv2d(x, self.weight, self.bias, 1, (0, self.taps - 1))  # [B, s O, 1, Q]
         # narrow, not z[..., p:]: indexing takes a device guard, which a CPU-only torch lacks for fake CUDA tensors
         return interleave_phases(z, s).narrow(2, p, out)
+
+
+def in_phases(conv: nn.ConvTranspose1d) -> bool:
+    """Whether PolyphaseConvTranspose1d computes conv: zero padding, one group, dilation 1."""
+    return conv.padding_mode == "zeros" and conv.groups == 1 and conv.dilation[0] == 1
 
 
 def phase_weight(weight: Tensor, stride: int) -> Tensor:
