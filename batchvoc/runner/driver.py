@@ -269,7 +269,11 @@ def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[S
             raise StopJob(reason)
 
     seconds_per_frame = preset.hop_length / preset.sample_rate
-    return deal(actors, todo, seconds_per_frame, starting, on_ready=ready, on_shard=finished, permanent=_permanent)
+    try:
+        return deal(actors, todo, seconds_per_frame, starting, on_ready=ready, on_shard=finished, permanent=_permanent)
+    finally:  # the end imports the same modules: two threads importing one package can meet it half made (CI saw
+        if end_imports.ident is not None:  # "cannot import name 'build' from partially initialized module")
+            end_imports.join()
 
 
 def _import_for_the_end() -> None:
