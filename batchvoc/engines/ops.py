@@ -93,30 +93,24 @@ def compiled_as(how: str) -> Iterator[None]:
     """Compiles (torch.compile, AOTInductor) inside trace our operators' kernels ("traced") or keep each operator a
     call ("opaque": torch's switch that torch.export uses to keep triton ops). Raises ValueError for another value."""
     check_compiled_as(how)
-    _inputs_stored_first()
     if how == "traced":
         yield
         return
     from torch._functorch import config
 
+    _inputs_stored_first()
     with config.patch(decompose_custom_triton_ops=False):
         yield
 
 
 def _inputs_stored_first() -> None:
-    """Tell Inductor that our kernels' inputs are stored before the kernels run: our operators (opaque), and the
-    Triton kernels a trace launches (traced: torch's triton_kernel_wrapper_mutation, which every user Triton kernel
-    in the process goes through; Inductor passes them buffers anyway). An input that Inductor has not stored and
-    several kernels read, it otherwise computes into a buffer of its own per reader. Inductor registers an operator
-    it calls back only once it first lowers one (`add_needs_realized_inputs`, done by its fallback), a traced kernel
-    never: a gsv_v4 engine's fused stages then wrote the input and activation their three resblocks share once per
-    resblock (H200, BENCHMARKS.md sessions 17 and 18: opaque, the first stage; traced, every stage, 0.9 ms per
-    forward: the kernels making the 64 / 32 / 16-channel stage inputs 0.45 ms each against 0.18-0.21 ms as calls)."""
-    from torch._higher_order_ops.triton_kernel_wrap import triton_kernel_wrapper_mutation
+    """Tell Inductor now that our operators' inputs are stored before the calls, as it tells itself once it first
+    lowers an operator it calls back (`add_needs_realized_inputs`, done by its fallback): until then it copies an
+    input not yet stored into a buffer of its own per call, so a gsv_v4 engine's first fused stage wrote the
+    activation its three resblocks share three times, the later stages once (H200, BENCHMARKS.md session 17)."""
     from torch._inductor.lowering import add_needs_realized_inputs
 
     add_needs_realized_inputs([op._op for op in _KERNEL_OPS if op._op is not None])
-    add_needs_realized_inputs(triton_kernel_wrapper_mutation)
 
 
 # engines/: what our operators are compiled from (kernels, launch parameters, plain-torch paths)

@@ -185,16 +185,3 @@ def test_a_compile_keeps_the_operator_or_traces_it(how):
     assert ("aten.convolution.default" in targets) == (how == "traced"), targets
     with pytest.raises(ValueError, match="kernels"), compiled_as("inlined"):
         pass
-
-
-@pytest.mark.parametrize("how", ["opaque", "traced"])
-def test_compiles_store_our_kernels_inputs_first(how):
-    """Inside compiled_as, Inductor counts our defined operators and every traced Triton kernel as needing stored
-    inputs (so a shared input is stored once, not once per reader: the GPU test in test_fused_resblock.py counts
-    the buffers)."""
-    from torch._higher_order_ops.triton_kernel_wrap import triton_kernel_wrapper_mutation
-    from torch._inductor.lowering import needs_realized_inputs
-
-    op = lrelu_conv.define()  # a fused module defines its operators when it is built, before any compile
-    with compiled_as(how):
-        assert triton_kernel_wrapper_mutation in needs_realized_inputs and op in needs_realized_inputs
