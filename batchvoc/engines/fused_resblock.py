@@ -314,7 +314,7 @@ class FusedResBlock(nn.Module):
         return span.zero(x, rate), span.per_frame(x.shape[-1] // rate, x.device)
 
     @staticmethod
-    def stage_mean(blocks: nn.ModuleList, x: Tensor, span: Span, rate: int) -> Tensor:
+    def stage_mean(blocks: nn.ModuleList, x: Tensor, span: Span, rate: int, activated: Tensor | None = None) -> Tensor:
         """The mean of a stage's FusedResBlocks on x [B, C, T] (hifigan.stage_mean): x's leaky ReLU is made once,
         with its zeroing (one pass, one store more), and every block's first conv takes those rows as they are
         instead of activating each tap's rows itself.
@@ -324,10 +324,16 @@ class FusedResBlock(nn.Module):
         stores it first, which it does for a node of several reads (ops.compiled_as tells it so), and an activation
         of stored x reads one: the producing kernel wrote it once per block (H200, gsv_v4 fp16: 3 stores of it at
         each of the 16-64 channel stages; Inductor's kernels 6.04 -> 5.39 ms per forward;
-        tests/engines/test_fused_resblock.py counts the buffers on a CPU)."""
-        rows = channels_last_rows(x) if blocks[0].channels_last else x
-        x, valid = blocks[0]._stage_input(x, span, rate)
-        activated = span.zero(F.leaky_relu(rows, LRELU_SLOPE), rate)
+        tests/engines/test_fused_resblock.py counts the buffers on a CPU).
+
+        activated: x's leaky ReLU, made with x by the stage's upsampler (fused_upsample.FusedUpsample.stage_input),
+        which then also zeroed x: both taken as they are."""
+        if activated is None:
+            rows = channels_last_rows(x) if blocks[0].channels_last else x
+            x, valid = blocks[0]._stage_input(x, span, rate)
+            activated = span.zero(F.leaky_relu(rows, LRELU_SLOPE), rate)
+        else:
+            valid = span.per_frame(x.shape[-1] // rate, x.device)
         total = blocks[0].run(x, activated, valid, rate)
         for block in blocks[1:]:
             total = total + block.run(x, activated, valid, rate)

@@ -21,9 +21,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from batchvoc.engines.fused_resblock import lrelu_conv
+from batchvoc.engines.fused_resblock import lrelu_conv, lrelu_conv_and_act
 from batchvoc.engines.triton_runtime import channels_last_rows
 from batchvoc.engines.upsample_phases import in_phases
+from batchvoc.models.hifigan import LRELU_SLOPE
+from batchvoc.models.span import Span
 
 # Upsamplers of at most this many channels in and phases out are fused, however wide the fused resblocks (H200,
 # gsv_v4 fp16, benchmarks/upsamplers.py: 128 -> 64 0.385 ms against cuDNN's 0.481 ms, BENCHMARKS.md session 18)
@@ -80,11 +82,30 @@ class FusedUpsample(nn.Module):
         self.bias = nn.Parameter(bias.repeat(self.stride), requires_grad=False)  # index r' O + c
         self.channels_last = False  # engines/layout.channels_last_2d sets it: x then comes as channels-last rows
         lrelu_conv.define()
+        lrelu_conv_and_act.define()
 
     def forward(self, x: Tensor) -> Tensor:
         x = channels_last_rows(x) if self.channels_last else x
-        rows, _, length = x.shape
         none = x.new_empty((0,), dtype=torch.int64)  # no span: the kernel zeroes nothing
         phases = torch.ops.batchvoc.lrelu_conv(x, self.weight, self.bias, None, none, 1, 1, self.padding, 0.0,
                                                activate_input=False, activate_output=False, tile=[])  # fmt: skip
+        return self._samples(phases)
+
+    def stage_input(self, x: Tensor, span: Span, rate: int) -> tuple[Tensor, Tensor]:
+        """(y, leaky_relu(y)) for x [B, C, T] at `rate` samples per frame: y [B, O, T s] zeroed outside the
+        utterances, both from one launch (`lrelu_conv_and_act`), as hifigan.upsampled_stage hands them to a fused
+        stage, which then makes neither (H200, gsv_v4: Inductor's kernel making them took 0.18-0.21 ms per stage, and
+        ~0.45 ms where our kernels are traced, as aoti's are, for it then wrote them once per resblock). A phase row
+        q holds output samples q s .. q s + s - 1, all in x's frame q // rate: zeroing rows by x's frames is zeroing
+        y's samples by theirs."""
+        x = channels_last_rows(x) if self.channels_last else x
+        valid = span.per_frame(x.shape[-1] // rate, x.device)
+        phases, activated = torch.ops.batchvoc.lrelu_conv_and_act(x, self.weight, self.bias, None, valid, rate, 1,
+                                                                  self.padding, LRELU_SLOPE, activate_input=False,
+                                                                  tile=[])  # fmt: skip
+        return self._samples(phases), self._samples(activated)
+
+    def _samples(self, phases: Tensor) -> Tensor:
+        """The kernel's phases [B, s O, T] (channels-last rows) as the upsampled signal [B, O, T s]: a view."""
+        rows, _, length = phases.shape
         return phases.transpose(1, 2).reshape(rows, length * self.stride, self.out_channels).transpose(1, 2)

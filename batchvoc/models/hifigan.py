@@ -72,14 +72,33 @@ class ResBlock2(nn.Module):
 def stage_mean(blocks: Sequence[nn.Module], x: Tensor, span: Span, rate: int) -> Tensor:
     """The mean of one stage's resblocks on their common input x [B, C, T] -> [B, C, T]. Blocks all of one class with
     its own `stage_mean` (the engines' FusedResBlock: x's leaky ReLU made once for all of them) compute it that way."""
-    kind = type(blocks[0])
-    own = getattr(kind, "stage_mean", None) if all(type(b) is kind for b in blocks) else None
+    own = _own_stage_mean(blocks)
     if own is not None:
         return own(blocks, x, span, rate)
     xs = blocks[0](x, span, rate)
     for b in blocks[1:]:
         xs = xs + b(x, span, rate)
     return xs / len(blocks)
+
+
+def _own_stage_mean(blocks: Sequence[nn.Module]):
+    """The blocks' class's own `stage_mean` where they are all of one class that has one, else None."""
+    kind = type(blocks[0])
+    return getattr(kind, "stage_mean", None) if all(type(b) is kind for b in blocks) else None
+
+
+def upsampled_stage(
+    up: nn.Module, blocks: Sequence[nn.Module], x: Tensor, span: Span, rate: int, factor: int
+) -> Tensor:
+    """One stage on x [B, C, T] (activated and zeroed by the caller, `rate` samples per frame): the upsampler (by
+    `factor`), then `stage_mean` at rate * factor. An upsampler with a `stage_input` (the engines' FusedUpsample) and
+    blocks with their own `stage_mean` (FusedResBlock) make the stage's input zeroed, and its leaky ReLU, in the
+    upsampler's launch: the blocks then take both as they are."""
+    stage_input, own = getattr(up, "stage_input", None), _own_stage_mean(blocks)
+    if stage_input is None or own is None:
+        return stage_mean(blocks, up(x), span, rate * factor)
+    y, activated = stage_input(x, span, rate)
+    return own(blocks, y, span, rate * factor, activated=activated)
 
 
 class HiFiGAN(GeneratorMixin, nn.Module):
@@ -128,9 +147,9 @@ class HiFiGAN(GeneratorMixin, nn.Module):
         x = self.conv_pre(span.zero(mel, 1))
         rate = 1
         for i, (up, u) in enumerate(zip(self.ups, self.upsample_rates, strict=True)):
-            x = up(span.zero(F.leaky_relu(x, LRELU_SLOPE), rate))
+            x = span.zero(F.leaky_relu(x, LRELU_SLOPE), rate)
+            x = upsampled_stage(up, self.stage_blocks(i), x, span, rate, u)
             rate *= u
-            x = stage_mean(self.stage_blocks(i), x, span, rate)
         x = self.conv_post(span.zero(F.leaky_relu(x), rate))  # default slope 0.01, as upstream
         return torch.tanh(x)
 

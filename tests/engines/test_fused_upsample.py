@@ -4,14 +4,18 @@ interpreter, under torch.compile, and which upsamplers the fused_resblocks rewri
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
 
 from batchvoc.engines import layout
+from batchvoc.engines.fused_resblock import FusedResBlock
 from batchvoc.engines.fused_upsample import FusedUpsample, fits, phase_taps
-from batchvoc.models.hifigan import HiFiGAN
-from tests.engines.kernels import run_interpreted
+from batchvoc.models.hifigan import LRELU_SLOPE, HiFiGAN, ResBlock1, upsampled_stage
+from batchvoc.models.span import Span
+from tests.engines.kernels import FRAMES, run_interpreted, spans
 
 # (k, s): gsv_v4 (20, 10), (12, 6), (4, 2); HiFi-GAN V1 (16, 8); BigVGAN (8, 4); stride 1; k - s not a multiple of s
 GEOMETRIES = [(20, 10), (12, 6), (4, 2), (16, 8), (8, 4), (3, 1), (6, 2), (10, 4)]
@@ -34,6 +38,29 @@ def test_phases_equal_the_transposed_conv(k, s, bias):
         assert got.shape == want.shape == (2, 3, length * s)
         assert (got - want).abs().max() <= 1e-12, (k, s, length)
         assert got.stride(1) == 1  # channels-last: a view of the kernel's [B, s O, T] rows
+
+
+def _check_stage_input(fused: FusedUpsample, conv: nn.ConvTranspose1d, dtype=torch.float64, tol=1e-12) -> None:
+    """fused.stage_input on x [3, C, FRAMES * 2] (2 samples per frame) with every kind of span (kernels.spans) is
+    the transposed conv's output zeroed outside the utterances, and that output's leaky ReLU."""
+    s = conv.stride[0]
+    x = torch.randn(3, conv.in_channels, FRAMES * 2, dtype=dtype)
+    with torch.no_grad():
+        for valid in spans():
+            span = Span(valid)
+            y, activated = fused.stage_input(x, span, 2)
+            want = span.zero(conv(x), 2 * s)
+            assert y.shape == activated.shape == want.shape and y.stride(1) == activated.stride(1) == 1
+            assert (y - want).abs().max() <= tol, valid
+            assert (activated - torch.nn.functional.leaky_relu(want, LRELU_SLOPE)).abs().max() <= tol, valid
+
+
+@pytest.mark.parametrize("k, s", GEOMETRIES)
+def test_stage_input_is_the_zeroed_output_and_its_activation(k, s):
+    """What a fused stage takes from its upsampler (hifigan.upsampled_stage): zeroed by the input's frames, which
+    hold whole phase rows, and activated in the same launch."""
+    conv = _conv(k, s)
+    _check_stage_input(FusedUpsample(conv), conv)
 
 
 def test_phase_taps_place_every_weight_once():
@@ -75,6 +102,10 @@ def test_triton_kernel_equals_the_transposed_conv_in_the_interpreter():
             x = torch.randn(2, 6, 19)
             with torch.no_grad():
                 assert (fused(x) - conv(x)).abs().max() <= 1e-5, (k, s)
+        from tests.engines.test_fused_upsample import _check_stage_input
+        for k, s in GEOMETRIES[:4]:
+            conv = _conv(k, s, c=6, o=4, dtype=torch.float32)
+            _check_stage_input(FusedUpsample(conv), conv, torch.float32, 1e-5)
         """
     )
 
@@ -104,6 +135,49 @@ def test_export_hands_the_op_channels_last_rows():
     assert len(calls) == 1 and calls[0].args[0].meta["val"].stride(1) == 1
     with torch.no_grad():
         torch.testing.assert_close(exported.module()(x), conv(x), rtol=0, atol=1e-5)
+
+
+def _stage_buffers(device: str, how: str, from_upsampler: bool) -> int:
+    """Buffers of the stage input's size in the code of a compiled upsampled stage (32 -> 16 channels, three fused
+    resblocks; our kernels compiled `how`), after checking its output against eager: with the stage's input and its
+    activation made by the upsampler's launch or (from_upsampler False) by Inductor around it."""
+    from torch._inductor.utils import run_and_get_code
+
+    from batchvoc.engines.ops import compiled_as
+
+    torch.manual_seed(0)
+    blocks = torch.nn.ModuleList(FusedResBlock(ResBlock1(16, k, [1, 3, 5])) for k in (3, 7, 11)).to(device)
+    up = FusedUpsample(_conv(4, 2, c=32, o=16, dtype=torch.float32)).to(device)
+    for m in (up, *blocks):
+        m.channels_last = True
+    if not from_upsampler:
+        up.stage_input = None  # hifigan.upsampled_stage then calls up() and the blocks make their input
+    valid = torch.tensor([[0, 8], [2, 7]], device=device).unsqueeze(-1).expand(-1, -1, 8).contiguous()
+    x = torch.randn(2, 32, 32, device=device).transpose(1, 2)  # 8 frames of 4 samples, channels-last
+
+    def stage(x, valid):
+        return upsampled_stage(up, blocks, x, Span(valid), 4, 2)
+
+    torch._dynamo.reset()
+    with torch.no_grad(), compiled_as(how), torch._inductor.config.patch(fx_graph_cache=False):
+        out, code = run_and_get_code(torch.compile(stage, fullgraph=True), x, valid)
+        assert (out - stage(x, valid)).abs().max() <= 1e-4
+    return len(re.findall(r"empty_strided\w*\(\(2, 16, 64\)", "\n".join(code)))
+
+
+def test_compiled_stage_takes_its_input_from_the_upsampler():
+    """Compiled, the stage's input and its activation come out of the upsampler's launch: the two buffers Inductor
+    made for them are gone."""
+    assert _stage_buffers("cpu", "opaque", True) == _stage_buffers("cpu", "opaque", False) - 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("how", ["opaque", "traced"])
+def test_gpu_compiled_stage_takes_its_input_from_the_upsampler(how):
+    """The same on the GPU, our kernels called or traced in (aoti's way, where Inductor made those two tensors once
+    per resblock reading them: six buffers, not two)."""
+    pytest.importorskip("triton")
+    assert _stage_buffers("cuda", how, True) <= _stage_buffers("cuda", how, False) - 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

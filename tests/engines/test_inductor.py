@@ -97,7 +97,7 @@ def test_engines_of_both_kernels_in_one_process_get_their_own_graphs(tiny, batch
     mel, valid = batch
     calls = []
     plain = fused_resblock._torch_forward
-    monkeypatch.setattr(fused_resblock, "_torch_forward", lambda *a: calls.append(1) or plain(*a))
+    monkeypatch.setattr(fused_resblock, "_torch_forward", lambda *a, **k: calls.append(1) or plain(*a, **k))
     engines = {k: build_engine(model, preset, backend="inductor", precision="fp32", shapes=[SHAPES[0]],
                                resblocks="fused", kernels=k) for k in ("opaque", "traced")}  # fmt: skip
     for kernels, expected in (("opaque", True), ("traced", False)):
