@@ -295,7 +295,6 @@ class FusedResBlock(nn.Module):
         self.tiles = {(j, i, act): _tile(conv, act, tile_table) for j, group in enumerate(self.groups)
                       for i, conv in enumerate(group) for act in (True, False)}  # fmt: skip
         self.channels_last = False  # engines/layout.channels_last_2d sets it: x then comes as channels-last rows
-        self.shared_first: nn.Module | None = None  # engines/first_convs.py's, where this block leads its stage
         lrelu_conv.define()
         lrelu_conv_and_act.define()
         if any(conv.samples for group in self.groups for conv in group):
@@ -335,23 +334,17 @@ class FusedResBlock(nn.Module):
             activated = span.zero(F.leaky_relu(rows, LRELU_SLOPE), rate)
         else:
             valid = span.per_frame(x.shape[-1] // rate, x.device)
-        shared = blocks[0].shared_first
-        firsts = shared(activated, valid, rate) if shared is not None else {}
-        total = blocks[0].run(x, activated, valid, rate, firsts.get(0))
-        for i, block in enumerate(blocks[1:], 1):
-            total = total + block.run(x, activated, valid, rate, firsts.get(i))
+        total = blocks[0].run(x, activated, valid, rate)
+        for block in blocks[1:]:
+            total = total + block.run(x, activated, valid, rate)
         return total / len(blocks)
 
-    def run(self, x: Tensor, activated: Tensor | None, valid: Tensor, rate: int, first: Tensor | None = None) -> Tensor:
+    def run(self, x: Tensor, activated: Tensor | None, valid: Tensor, rate: int) -> Tensor:
         """x [B, C, T] zeroed outside the utterances -> the block's output; activated: leaky_relu(x) made by the
-        caller, or None (the first conv activates x's rows itself). valid: Span.per_frame's bounds. first: the first
-        conv's output (activated), made by the stage's SharedFirstConvs, or None."""
+        caller, or None (the first conv activates x's rows itself). valid: Span.per_frame's bounds."""
         for j, group in enumerate(self.groups):
             h = x  # x += conv(act(... conv(act(x)))); `activated` holds act(x) where someone stored it
             for i, conv in enumerate(group):
-                if i == 0 and j == 0 and first is not None:
-                    h = first
-                    continue
                 act_in = i == 0 and activated is None
                 h = activated if i == 0 and not act_in else h
                 res = x if i == len(group) - 1 else None
