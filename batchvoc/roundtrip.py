@@ -153,7 +153,8 @@ def suspect_reason(check: AudioCheck, max_mel_error: float) -> str | None:
     """None when the audio matches its mel (or was not measured), else a one-line reason naming the likeliest
     cause: a too-loud mel (clipped samples: suspect whatever the mel error, since the audio past full scale is
     lost), a mel quieter or louder than the audio it gave (another convention or scale), or mel frames that do not
-    line up (layout, sample rate or weights)."""
+    line up (layout, sample rate or weights); either of the last two also where the sound is unlike the model's
+    training audio (a sine sweep through the preset's own front end is marked so)."""
     if check.mel_error is None:
         return None
     if check.clipped:
@@ -165,8 +166,10 @@ def suspect_reason(check: AudioCheck, max_mel_error: float) -> str | None:
     if check.mel_bias is not None and abs(check.mel_bias) > 0.5 * check.mel_error:
         side = "quieter" if check.mel_bias < 0 else "louder"
         cause = (f"the audio is {side} than its mel by {abs(check.mel_bias):.2f} on average: a mel in another "
-                 "convention (log10, dB, normalised; input.mel_scale) or made by another front end?")  # fmt: skip
+                 "convention (log10, dB, normalised; input.mel_scale) or made by another front end, or a sound "
+                 "unlike the model's training audio (pure tones, noise)?")  # fmt: skip
     else:
         cause = ("the audio's frames do not follow the mel: [n_frames, n_mels] stored as [n_mels, n_frames], "
-                 "another sample rate or hop, or weights that are not this preset's?")  # fmt: skip
+                 "another sample rate or hop, weights that are not this preset's, or a sound unlike the model's "
+                 "training audio (pure tones, noise)?")  # fmt: skip
     return f"{head}; likeliest cause: {cause}"
