@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -50,3 +51,18 @@ def check_compiles(fused, want, backend: str = "inductor") -> None:
     compiled = torch.compile(lambda x, v: fused(x, Span(v), RATE), fullgraph=True, dynamic=False, backend=backend)
     with torch.no_grad():
         assert (compiled(x, valid) - want(x, valid)).abs().max() <= 1e-5
+
+
+def compiled_buffers(fn, args: tuple, how: str, shape: tuple[int, ...]) -> int:
+    """Buffers of `shape` that Inductor's code for fn(*args) allocates (one whole graph, our kernels compiled `how`,
+    ops.compiled_as), after checking the compiled output against eager (<= 1e-4)."""
+    from torch._inductor.utils import run_and_get_code
+
+    from batchvoc.engines.ops import compiled_as
+
+    torch._dynamo.reset()
+    with torch.no_grad(), compiled_as(how), torch._inductor.config.patch(fx_graph_cache=False):
+        out, code = run_and_get_code(torch.compile(fn, fullgraph=True), *args)
+        assert (out - fn(*args)).abs().max() <= 1e-4
+    sizes = ", ".join(str(n) for n in shape)
+    return len(re.findall(rf"empty_strided\w*\(\({sizes}\)", "\n".join(code)))

@@ -3,15 +3,23 @@ path on the CPU, the Triton kernel through Triton's interpreter (CPU) and on a G
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 
 from batchvoc.engines.fused_resblock import FusedResBlock, PackedConv, lrelu_conv
 from batchvoc.models.hifigan import ResBlock1, ResBlock2, stage_mean
 from batchvoc.models.span import Span
-from tests.engines.kernels import CHANNELS, FRAMES, RATE, ROWS, check_compiles, layouts, run_interpreted, spans
+from tests.engines.kernels import (
+    CHANNELS,
+    FRAMES,
+    RATE,
+    ROWS,
+    check_compiles,
+    compiled_buffers,
+    layouts,
+    run_interpreted,
+    spans,
+)
 
 
 def _block(kind: type, kernel_size: int = 5, seed: int = 0, channels: int = CHANNELS) -> torch.nn.Module:
@@ -183,10 +191,6 @@ def test_stage_compiles_without_graph_break():
 def _stage_input_buffers(device: str, how: str) -> int:
     """Buffers of a stage input's size in the code of a compiled stage of three blocks (our kernels compiled `how`,
     ops.compiled_as), after checking its output against eager."""
-    from torch._inductor.utils import run_and_get_code
-
-    from batchvoc.engines.ops import compiled_as
-
     torch.manual_seed(0)
     blocks = torch.nn.ModuleList(FusedResBlock(ResBlock1(16, k, [1, 3, 5])) for k in (3, 7, 11)).to(device)
     for block in blocks:
@@ -197,11 +201,7 @@ def _stage_input_buffers(device: str, how: str) -> int:
     def stage(x, bias, valid):
         return FusedResBlock.stage_mean(blocks, x + bias, Span(valid), 4)
 
-    torch._dynamo.reset()
-    with torch.no_grad(), compiled_as(how), torch._inductor.config.patch(fx_graph_cache=False):
-        out, code = run_and_get_code(torch.compile(stage, fullgraph=True), x, bias, valid)
-        assert (out - stage(x, bias, valid)).abs().max() <= 1e-4
-    return len(re.findall(r"empty_strided\w*\(\(2, 16, 64\)", "\n".join(code)))
+    return compiled_buffers(stage, (x, bias, valid), how, (2, 16, 64))
 
 
 def test_compiled_stage_stores_its_activation_once():

@@ -4,8 +4,6 @@ interpreter, under torch.compile, and which upsamplers the fused_resblocks rewri
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 from torch import nn
@@ -15,7 +13,7 @@ from batchvoc.engines.fused_resblock import FusedResBlock
 from batchvoc.engines.fused_upsample import FusedUpsample, fits, phase_taps
 from batchvoc.models.hifigan import LRELU_SLOPE, HiFiGAN, ResBlock1, upsampled_stage
 from batchvoc.models.span import Span
-from tests.engines.kernels import FRAMES, run_interpreted, spans
+from tests.engines.kernels import FRAMES, compiled_buffers, run_interpreted, spans
 
 # (k, s): gsv_v4 (20, 10), (12, 6), (4, 2); HiFi-GAN V1 (16, 8); BigVGAN (8, 4); stride 1; k - s not a multiple of s
 GEOMETRIES = [(20, 10), (12, 6), (4, 2), (16, 8), (8, 4), (3, 1), (6, 2), (10, 4)]
@@ -141,10 +139,6 @@ def _stage_buffers(device: str, how: str, from_upsampler: bool) -> int:
     """Buffers of the stage input's size in the code of a compiled upsampled stage (32 -> 16 channels, three fused
     resblocks; our kernels compiled `how`), after checking its output against eager: with the stage's input and its
     activation made by the upsampler's launch or (from_upsampler False) by Inductor around it."""
-    from torch._inductor.utils import run_and_get_code
-
-    from batchvoc.engines.ops import compiled_as
-
     torch.manual_seed(0)
     blocks = torch.nn.ModuleList(FusedResBlock(ResBlock1(16, k, [1, 3, 5])) for k in (3, 7, 11)).to(device)
     up = FusedUpsample(_conv(4, 2, c=32, o=16, dtype=torch.float32)).to(device)
@@ -158,11 +152,7 @@ def _stage_buffers(device: str, how: str, from_upsampler: bool) -> int:
     def stage(x, valid):
         return upsampled_stage(up, blocks, x, Span(valid), 4, 2)
 
-    torch._dynamo.reset()
-    with torch.no_grad(), compiled_as(how), torch._inductor.config.patch(fx_graph_cache=False):
-        out, code = run_and_get_code(torch.compile(stage, fullgraph=True), x, valid)
-        assert (out - stage(x, valid)).abs().max() <= 1e-4
-    return len(re.findall(r"empty_strided\w*\(\(2, 16, 64\)", "\n".join(code)))
+    return compiled_buffers(stage, (x, valid), how, (2, 16, 64))
 
 
 def test_compiled_stage_takes_its_input_from_the_upsampler():
