@@ -45,7 +45,7 @@ def im2col_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T,
                 sxb, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf,
                 C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
                 HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
-                STORE_ACTIVATED: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+                SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """lrelu_conv's tile with its taps side by side along K (channels-last x: channel stride 1)."""
     K: tl.constexpr = KSIZE * C_IN
@@ -76,7 +76,7 @@ def im2col(x, weight, bias, residual, valid, rate, dilation, padding, slope, act
     im2col_conv[grid](
         x, weight, bias, residual, out, out, valid, length, rate, dilation, padding, slope, x.stride(0), x.stride(2),
         *residual.stride(), *out.stride(), *vs, C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=True,
-        HAS_SPAN=has_span, ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=False, STORE_ACTIVATED=False,
+        HAS_SPAN=has_span, ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=False, SECOND_OUT=0,
         DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32", **config,
     )  # fmt: skip
     return out

@@ -29,9 +29,11 @@ def _leaky(a, slope):
 @triton.jit
 def _finish(acc, b, t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, srb, src, srt, sob, soc, sot,
             svb, svk, svf, C_OUT: tl.constexpr, HAS_RES: tl.constexpr, HAS_SPAN: tl.constexpr,
-            ACTIVATE_OUTPUT: tl.constexpr, STORE_ACTIVATED: tl.constexpr):  # fmt: skip
-    """acc [BLOCK_M, BLOCK_N] + bias (+ residual) (leaky ReLU'd), zeroed outside the utterances, stored to out; with
-    STORE_ACTIVATED its leaky ReLU too, to act (out's strides), as a consumer activating out's rows would make it."""
+            ACTIVATE_OUTPUT: tl.constexpr, SECOND_OUT: tl.constexpr):  # fmt: skip
+    """acc [BLOCK_M, BLOCK_N] + bias (+ residual) (leaky ReLU'd), zeroed outside the utterances, stored to out. act
+    is a second output (out's strides): SECOND_OUT 1 stores the output's leaky ReLU there too, as a consumer
+    activating out's rows would make it; 2 stores the output channels from C_OUT // 2 up there (channel n - C_OUT // 2)
+    instead of to out, so two convs run side by side write their outputs compact (engines/first_convs.py)."""
     acc += tl.load(bias_ptr + n, mask=n < C_OUT, other=0.0).to(tl.float32)[None, :]
     mask = (t < T)[:, None] & (n < C_OUT)[None, :]
     if HAS_RES:
@@ -42,8 +44,14 @@ def _finish(acc, b, t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, v
         lo, hi = utterance_bounds(tl.minimum(t, T - 1), valid_ptr + b * svb, svk, svf, rate)
         acc = tl.where(((t >= lo) & (t < hi))[:, None], acc, 0.0)
     y = acc.to(out_ptr.dtype.element_ty)
-    tl.store(out_ptr + b * sob + n[None, :] * soc + t[:, None] * sot, y, mask=mask)
-    if STORE_ACTIVATED:
+    if SECOND_OUT == 2:
+        upper = (n >= C_OUT // 2)[None, :]
+        m = tl.where(upper, n[None, :] - C_OUT // 2, n[None, :])
+        tl.store(out_ptr + b * sob + m * soc + t[:, None] * sot, y, mask=mask & ~upper)
+        tl.store(act_ptr + b * sob + m * soc + t[:, None] * sot, y, mask=mask & upper)
+    else:
+        tl.store(out_ptr + b * sob + n[None, :] * soc + t[:, None] * sot, y, mask=mask)
+    if SECOND_OUT == 1:
         tl.store(act_ptr + b * sob + n[None, :] * soc + t[:, None] * sot, _leaky(y, slope), mask=mask)
 
 
@@ -52,7 +60,7 @@ def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, 
                sxb, sxc, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf,
                C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
                HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
-               STORE_ACTIVATED: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+               SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """One [BLOCK_M time steps, BLOCK_N output channels] tile of one batch row: per tap, one matrix product of the
     [BLOCK_M, C_IN] input rows that tap reads (leaky ReLU applied as they are loaded) with the tap's [C_IN, BLOCK_N]
@@ -76,7 +84,7 @@ def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, 
             acc = _tap_product(acc, x_rows, w_cols, t, n, c, tap, T, dilation, padding, slope, sxt, C_IN, C_OUT,
                                ACTIVATE_INPUT, DOT_PRECISION)  # fmt: skip
     _finish(acc, b, t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, srb, src, srt, sob, soc,
-            sot, svb, svk, svf, C_OUT, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT, STORE_ACTIVATED)  # fmt: skip
+            sot, svb, svk, svf, C_OUT, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT, SECOND_OUT)  # fmt: skip
 
 
 @triton.jit
@@ -96,14 +104,14 @@ def lrelu_conv_tma(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr
                    slope, srb, src, srt, sob, soc, sot, svb, svk, svf,
                    C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
                    HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
-                   STORE_ACTIVATED: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+                   SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """`lrelu_conv` with x as a descriptor of channels-last [B, T, C_IN], block [1, BLOCK_M, BLOCK_C]: each tap's
     rows are one block copy (zeros outside [0, T) and past C_IN), the tap loop pipelined STAGES deep. Without
     ACTIVATE_INPUT the rows go from shared memory straight into the product."""
     _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation, padding,
                           slope, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN, C_OUT, KSIZE, HAS_RES, HAS_SPAN,
-                          ACTIVATE_INPUT, ACTIVATE_OUTPUT, STORE_ACTIVATED, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C,
+                          ACTIVATE_INPUT, ACTIVATE_OUTPUT, SECOND_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C,
                           STAGES)  # fmt: skip
 
 
@@ -112,7 +120,7 @@ def lrelu_conv_tma_device(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, val
                           padding, slope, sxb, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf,
                           C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
                           HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
-                          STORE_ACTIVATED: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+                          SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                           BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """`lrelu_conv_tma` with the descriptor of channels-last x [B, T, C_IN] (x_ptr, strides sxb, sxt, 1) built by each
     program on the device, in the global scratch memory its launcher provides (a compiled graph's launcher does;
@@ -121,7 +129,7 @@ def lrelu_conv_tma_device(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, val
                                        block_shape=[1, BLOCK_M, BLOCK_C])  # fmt: skip
     _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation, padding,
                           slope, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN, C_OUT, KSIZE, HAS_RES, HAS_SPAN,
-                          ACTIVATE_INPUT, ACTIVATE_OUTPUT, STORE_ACTIVATED, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C,
+                          ACTIVATE_INPUT, ACTIVATE_OUTPUT, SECOND_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C,
                           STAGES)  # fmt: skip
 
 
@@ -130,7 +138,7 @@ def _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, va
                           slope, srb, src, srt, sob, soc, sot, svb, svk, svf,
                           C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
                           HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
-                          STORE_ACTIVATED: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+                          SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                           BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """The block-copy kernels' tile: x_desc describes channels-last x [B, T, C_IN] in blocks [1, BLOCK_M, BLOCK_C]."""
     b = tl.program_id(2)
@@ -148,7 +156,7 @@ def _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, va
         w = tl.load(w_cols + tap * C_IN * C_OUT, mask=w_ok, other=0.0)
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
     _finish(acc, b.to(tl.int64), t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, srb, src, srt,
-            sob, soc, sot, svb, svk, svf, C_OUT, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT, STORE_ACTIVATED)  # fmt: skip
+            sob, soc, sot, svb, svk, svf, C_OUT, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT, SECOND_OUT)  # fmt: skip
 
 
 @triton.jit

@@ -126,15 +126,18 @@ class TileTable:
 
 
 def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
-                    activate_output=False, config=None, descriptor=None, activated=None) -> Tensor:  # fmt: skip
+                    activate_output=False, config=None, descriptor=None, activated=None,
+                    upper=None) -> Tensor:  # fmt: skip
     """out [B, C_out, T] from one launch, and with `activated` (a tensor like out) out's leaky ReLU stored there;
+    with `upper` ([B, C_out / 2, T], channels-last) out is the output's lower half and `upper` gets the rest;
     descriptor: None for `block_copy_descriptor`'s choice, else "host", "device" or "pointer" (tests and benchmarks
     force one)."""
     from batchvoc.engines import conv_kernels  # imports triton: GPU path only
 
     rows, c_in, length = x.shape
     ksize, _, c_out = weight.shape
-    out = channels_last_empty(rows, c_out, length, x)
+    out = channels_last_empty(rows, c_out if upper is None else c_out // 2, length, x)
+    second = activated if upper is None else upper
     has_res = residual is not None
     res = residual if has_res else out  # never read when absent; a real pointer for the launcher
     valid, vs, has_span = span_launch_args(valid, x)
@@ -145,11 +148,12 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
         config.setdefault("STAGES", 0)
     grid = (conv_kernels.triton.cdiv(length, config["BLOCK_M"]), conv_kernels.triton.cdiv(c_out, config["BLOCK_N"]),
             rows)  # fmt: skip
-    params = (weight, bias, res, out, out if activated is None else activated, valid)
+    params = (weight, bias, res, out, out if second is None else second, valid)
     scalars = (rate, dilation, padding, slope)
     strides = (*res.stride(), *out.stride(), *vs)
+    second_out = 2 if upper is not None else int(activated is not None)  # conv_kernels._finish
     flags = dict(C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res, HAS_SPAN=has_span,
-                 ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output, STORE_ACTIVATED=activated is not None,
+                 ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output, SECOND_OUT=second_out,
                  DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # fmt: skip
     if how == "host":  # x's rows [B, T, C] in blocks [1, BLOCK_M, BLOCK_C]
         blocks = {"x_desc": [1, config["BLOCK_M"], config["BLOCK_C"]]}
@@ -195,7 +199,7 @@ def fits_block_copies(x: Tensor) -> bool:
 
 
 def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
-                   activate_output=False, config=None, activated=None) -> Tensor:  # fmt: skip
+                   activate_output=False, config=None, activated=None, upper=None) -> Tensor:  # fmt: skip
     """The kernel's arithmetic in plain torch: CPU, or a GPU without triton."""
     y = F.conv1d(F.leaky_relu(x, slope) if activate_input else x, weight.permute(2, 1, 0), bias, 1, padding, dilation)
     if residual is not None:
@@ -203,6 +207,9 @@ def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, sl
     if activate_output:
         y = F.leaky_relu(y, slope)
     y = Span.from_per_frame(valid).zero(y, rate)
+    if upper is not None:
+        upper.copy_(y[:, upper.shape[1] :])
+        y = y[:, : upper.shape[1]]
     out = channels_last_empty(x.shape[0], y.shape[1], y.shape[2], x).copy_(y)
     if activated is not None:
         activated.copy_(F.leaky_relu(out, slope))
@@ -242,6 +249,24 @@ def lrelu_conv_and_act(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor
     out = forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input, False,
                   tile_config(tile or [], TILE_KEYS), activated=activated)  # fmt: skip
     return out, activated
+
+
+@kernel_op("lrelu_conv_halves", kernels=_conv_kernels)
+def lrelu_conv_halves(x: Tensor, weight: Tensor, bias: Tensor, valid: Tensor, rate: int, dilation: int, padding: int,
+                      slope: float, activate_input: bool = True, activate_output: bool = False,
+                      tile: list[int] | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """`lrelu_conv` (no residual) whose output channels' two halves are stored as two compact tensors, in one launch:
+    (out[:, :C_out / 2], out[:, C_out / 2:]), each [B, C_out / 2, T] with channels-last strides. For two convs of one
+    input run side by side (weights concatenated along C_out: engines/first_convs.py), whose consumers then read
+    rows of their own conv's channels only."""
+    rows, _, length = x.shape
+    if weight.shape[2] % 2:
+        raise ValueError(f"lrelu_conv_halves needs an even number of output channels, got {weight.shape[2]}")
+    upper = channels_last_empty(rows, weight.shape[2] // 2, length, x)
+    forward = _triton_forward if use_triton(x) else _torch_forward
+    lower = forward(x, weight, bias, None, valid, rate, dilation, padding, slope, activate_input, activate_output,
+                    tile_config(tile or [], TILE_KEYS), upper=upper)  # fmt: skip
+    return lower, upper
 
 
 class PackedConv(nn.Module):
@@ -287,6 +312,7 @@ class FusedResBlock(nn.Module):
         self.tiles = {(j, i, act): _tile(conv, act, tile_table) for j, group in enumerate(self.groups)
                       for i, conv in enumerate(group) for act in (True, False)}  # fmt: skip
         self.channels_last = False  # engines/layout.channels_last_2d sets it: x then comes as channels-last rows
+        self.shared_first: nn.Module | None = None  # engines/first_convs.py's, where this block leads its stage
         lrelu_conv.define()
         lrelu_conv_and_act.define()
         if any(conv.samples for group in self.groups for conv in group):
@@ -326,17 +352,23 @@ class FusedResBlock(nn.Module):
             activated = span.zero(F.leaky_relu(rows, LRELU_SLOPE), rate)
         else:
             valid = span.per_frame(x.shape[-1] // rate, x.device)
-        total = blocks[0].run(x, activated, valid, rate)
-        for block in blocks[1:]:
-            total = total + block.run(x, activated, valid, rate)
+        shared = blocks[0].shared_first
+        firsts = shared(activated, valid, rate) if shared is not None else {}
+        total = blocks[0].run(x, activated, valid, rate, firsts.get(0))
+        for i, block in enumerate(blocks[1:], 1):
+            total = total + block.run(x, activated, valid, rate, firsts.get(i))
         return total / len(blocks)
 
-    def run(self, x: Tensor, activated: Tensor | None, valid: Tensor, rate: int) -> Tensor:
+    def run(self, x: Tensor, activated: Tensor | None, valid: Tensor, rate: int, first: Tensor | None = None) -> Tensor:
         """x [B, C, T] zeroed outside the utterances -> the block's output; activated: leaky_relu(x) made by the
-        caller, or None (the first conv activates x's rows itself). valid: Span.per_frame's bounds."""
+        caller, or None (the first conv activates x's rows itself). valid: Span.per_frame's bounds. first: the first
+        conv's output (activated), made by the stage's SharedFirstConvs, or None."""
         for j, group in enumerate(self.groups):
             h = x  # x += conv(act(... conv(act(x)))); `activated` holds act(x) where someone stored it
             for i, conv in enumerate(group):
+                if i == 0 and j == 0 and first is not None:
+                    h = first
+                    continue
                 act_in = i == 0 and activated is None
                 h = activated if i == 0 and not act_in else h
                 res = x if i == len(group) - 1 else None

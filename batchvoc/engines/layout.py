@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from batchvoc.backends import CHOICES
 from batchvoc.engines import fused_resblock, fused_upsample
+from batchvoc.engines.first_convs import share_first_convs
 from batchvoc.engines.fused_antialias import FusedActivation1d
 from batchvoc.engines.fused_resblock import FusedResBlock, TileTable
 from batchvoc.engines.fused_upsample import FusedUpsample
@@ -226,7 +227,7 @@ def fused_resblocks(model: nn.Module, inplace: bool = False, max_channels: int |
     fused_resblock.FUSED_MAX_CHANNELS) channels as a FusedResBlock (same audio), tiles from tile_table, convs over
     super-rows up to `superrows` each side (0: none), the conv_post of every HiFi-GAN in it (`_has_post_conv`) as a
     PostConv, whatever its width, and its upsamplers that fused_upsample.fits within fused_upsample.MAX_CHANNELS as
-    FusedUpsample."""
+    FusedUpsample; a fused stage's two widest first convs run side by side (first_convs.share_first_convs)."""
     model = model if inplace else copy.deepcopy(model)
     max_channels = fused_resblock.FUSED_MAX_CHANNELS if max_channels is None else max_channels
     generators = [m for m in model.modules() if _has_post_conv(m)]  # before their resblocks are replaced
@@ -238,6 +239,7 @@ def fused_resblocks(model: nn.Module, inplace: bool = False, max_channels: int |
 
     _replace(model, make)
     for m in generators:
+        share_first_convs([list(m.stage_blocks(i)) for i in range(len(m.ups))])
         m.conv_post = PostConv(m.conv_post)
         m.ups = nn.ModuleList(FusedUpsample(up) if fused_upsample.fits(up, fused_upsample.MAX_CHANNELS) else up
                               for up in m.ups)  # fmt: skip

@@ -116,7 +116,7 @@ def _inputs_stored_first() -> None:
 # engines/: what our operators are compiled from (kernels, launch parameters, plain-torch paths)
 KERNEL_SOURCES = ("ops.py", "triton_runtime.py", "fused_antialias.py", "antialias_kernels.py", "one_pass_kernels.py",
                   "fused_resblock.py", "conv_kernels.py", "span_kernels.py", "post_conv.py", "superrow.py",
-                  "superrow_kernels.py", "fused_upsample.py")  # fmt: skip
+                  "superrow_kernels.py", "fused_upsample.py", "first_convs.py")  # fmt: skip
 
 
 def kernels_digest() -> str:
