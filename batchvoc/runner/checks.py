@@ -11,6 +11,7 @@ from batchvoc.backends import check_cache_dir, check_installed, check_names
 from batchvoc.config import CONFIG_MODULE
 from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files
+from batchvoc.manifest.schema import check_first_schema
 from batchvoc.outputs import check_lhotse
 from batchvoc.settings import JobSettings
 from batchvoc.sink import check_format, check_writable
@@ -18,7 +19,8 @@ from batchvoc.sink import check_format, check_writable
 
 def quick_checks(settings: JobSettings, manifest: bool = True) -> list[str]:
     """Output format, engine names and options, a checkpoint path that exists, engine.cache_dir usable (a local
-    cluster's), the manifest files, output.dir writable, lhotse when asked; returns the manifest files.
+    cluster's), the manifest files and the first one's columns, output.dir writable, lhotse when asked; returns the
+    manifest files.
     manifest=False: all but the manifest (the demo's, not made yet), returning []."""
     storage.set_options(settings.storage_options)
     check_format(settings.fmt, settings.subtype)
@@ -28,6 +30,7 @@ def quick_checks(settings: JobSettings, manifest: bool = True) -> list[str]:
         check_installed(settings.backend)
         check_cache_dir(settings.cache_dir)
     files = find_manifest_files(settings.manifest, settings.out_url) if manifest else []  # not the job's output
+    check_first_schema(files)
     check_writable(settings.out_url)
     if settings.lhotse:
         check_lhotse()
