@@ -12,7 +12,8 @@ channels at these widths. H200, fp16, B=16 x 1,024 frames (benchmarks/first_conv
 three first convs (k = 3, 7, 11) as three launches / k = 11 and 7 side by side plus k = 3: 16 channels 0.794 / 0.617
 ms, 32 channels 0.826 / 0.649 ms, 64 channels 0.941 / 0.839 ms, with outputs identical to the separate launches'.
 The shared output as one [B, 2C, T] tensor read as halves lost in the model (4,216.5x against 4,275.7x): each next
-conv then read rows 2C wide for C channels, doubling its input traffic; hence the compact halves.
+conv then read rows 2C wide for C channels, doubling its input traffic; hence the compact halves, which won: gsv_v4
+fp16, issue 18's bench command, 4,035.7x against 3,977.6x without in one call (BENCHMARKS.md session 20).
 """
 
 from __future__ import annotations
