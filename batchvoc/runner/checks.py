@@ -13,14 +13,16 @@ from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files
 from batchvoc.manifest.schema import check_first_schema
 from batchvoc.outputs import check_lhotse
+from batchvoc.runner.lock import refuse_if_held
 from batchvoc.settings import JobSettings
 from batchvoc.sink import check_format, check_writable
+from batchvoc.storage import Store
 
 
 def quick_checks(settings: JobSettings, manifest: bool = True) -> list[str]:
     """Output format, engine names and options, a checkpoint path that exists, engine.cache_dir usable (a local
-    cluster's), the manifest files and the first one's columns, output.dir writable, lhotse when asked; returns the
-    manifest files.
+    cluster's), the manifest files and the first one's columns, output.dir writable and not held by a running job,
+    lhotse when asked; returns the manifest files.
     manifest=False: all but the manifest (the demo's, not made yet), returning []."""
     storage.set_options(settings.storage_options)
     check_format(settings.fmt, settings.subtype)
@@ -32,6 +34,7 @@ def quick_checks(settings: JobSettings, manifest: bool = True) -> list[str]:
     files = find_manifest_files(settings.manifest, settings.out_url) if manifest else []  # not the job's output
     check_first_schema(files)
     check_writable(settings.out_url)
+    refuse_if_held(Store(settings.out_url))  # a job on output.dir now: refused before Ray and the weights
     if settings.lhotse:
         check_lhotse()
     return files

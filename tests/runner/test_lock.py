@@ -86,3 +86,30 @@ def test_a_lease_is_renewed_while_the_job_runs(tmp_path):
         assert json.loads((tmp_path / LOCK).read_text())["renewed"] > first
         with pytest.raises(ConfigError):  # renewed: never stale while its owner lives
             JobLock(Store(tmp_path), lease_s=0.4, use_flock=False).acquire()
+
+
+@pytest.mark.parametrize("mode", ["flock", "lease"])
+def test_the_quick_checks_probe_names_a_running_job_and_takes_nothing(tmp_path, mode):
+    """refuse_if_held (the quick checks' probe, before Ray and the weights) refuses while a real process holds the
+    lock, leaves it held, and passes once that process is killed. Where there is no flock the lease is read: here
+    the lease mode's lock file is probed as the lease it is."""
+    from batchvoc.runner.lock import refuse_if_held
+
+    refuse_if_held(Store(tmp_path))  # no lock file at all
+    proc = _holder(tmp_path, mode)
+    try:
+        with pytest.raises(ConfigError) as err:
+            refuse_if_held(Store(tmp_path) if mode == "flock" else _NoFlockStore(tmp_path))
+        assert err.value.key == "output.dir" and f"pid {proc.pid}" in str(err.value)
+        assert json.loads((tmp_path / LOCK).read_text())["pid"] == proc.pid  # still the holder's
+    finally:
+        _kill(proc)
+    refuse_if_held(Store(tmp_path) if mode == "flock" else _NoFlockStore(tmp_path))  # a killed holder holds nothing
+
+
+class _NoFlockStore(Store):
+    """A local folder read as an object store would be (no flock): the lease path of the probe."""
+
+    def __init__(self, url):
+        super().__init__(url)
+        self.local = False
