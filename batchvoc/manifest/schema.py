@@ -138,8 +138,8 @@ def check_first_schema(files: list[str]) -> None:
     """check_schema of the first file that holds rows (footers read until one does): one footer read that stops a
     manifest whose columns are wrong throughout in the quick checks, before the weights are read and Ray starts
     (a pretrained hifigan_v1 job on a 2-core CPU: refused in 1.3 s, 7.9 s before); the job checks every file when it
-    plans (check_manifest_files). Where no file
-    holds rows, the plan says so. ConfigError on input.manifest as check_schema."""
+    plans (check_manifest_files). Where no file holds rows, the plan says so. ConfigError on input.manifest as
+    check_schema."""
     for path in files:
         if _row_count(path):
             check_schema(path)
