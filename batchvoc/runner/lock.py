@@ -118,7 +118,7 @@ class JobLock:
         holder = self._holder()
         why = _stale(holder)
         if not why:
-            raise _held(self.store, holder, f"; the lock lapses {holder.get('lease_s', '?')} s after its last renewal")
+            raise _lease_held(self.store, holder)
         log.warning("job lock on %s: taking over a stale lock (%s)", self.store.url, why)
         self.store.write_bytes(LOCK, data)
         time.sleep(0.5)  # best effort: whoever wrote last owns it; the other sees another token and refuses
@@ -161,10 +161,7 @@ class JobLock:
                 log.warning("could not renew the job lock on %s: %s", self.store.url, err)
 
     def _holder(self) -> dict[str, Any]:
-        try:
-            return _parse(self.store.read_bytes(LOCK))
-        except (FileNotFoundError, OSError):
-            return {}
+        return _holder_of(self.store)
 
 
 def refuse_if_held(store: Store) -> None:
@@ -179,7 +176,7 @@ def refuse_if_held(store: Store) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise _held(store, _parse(os.read(fd, 1 << 16)), "") from None
+            raise _held(store, _holder_of(store), "") from None
         except OSError:  # no flock on this file system: a lease, read below
             pass
         else:
@@ -187,12 +184,17 @@ def refuse_if_held(store: Store) -> None:
             return  # not held: a flock dies with its owner, whatever the file says
         finally:
             os.close(fd)
-    try:
-        holder = _parse(store.read_bytes(LOCK))
-    except OSError:
-        return
+    holder = _holder_of(store)
     if holder and not _stale(holder):
-        raise _held(store, holder, f"; the lock lapses {holder.get('lease_s', '?')} s after its last renewal")
+        raise _lease_held(store, holder)
+
+
+def _holder_of(store: Store) -> dict[str, Any]:
+    """What output.dir's lock file says (pid, host, token, ...); {} where there is none or it cannot be read."""
+    try:
+        return _parse(store.read_bytes(LOCK))
+    except OSError:
+        return {}
 
 
 def _stale(holder: dict[str, Any]) -> str:
@@ -213,6 +215,10 @@ def _held(store: Store, holder: dict[str, Any], extra: str) -> ConfigError:
     who = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, started {holder.get('started', '?')}"
     return ConfigError("output.dir", f"another batchvoc job ({who}) is writing to {store.url}; nothing was done. "
                        f"Wait for it to end, or use another output.dir{extra}.")  # fmt: skip
+
+
+def _lease_held(store: Store, holder: dict[str, Any]) -> ConfigError:
+    return _held(store, holder, f"; the lock lapses {holder.get('lease_s', '?')} s after its last renewal")
 
 
 def _alive(pid: int) -> bool:
