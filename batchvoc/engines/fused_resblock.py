@@ -31,10 +31,10 @@ to 64 channels, 3,461x up to 32.
 Tile sizes come from `tiles()` unless the engine option `tile_table` names others per layer (`TileTable`).
 
 `lrelu_conv` is a torch operator made with torch.library.triton_op (engines/ops.py): torch.compile and AOTInductor
-compile its kernel into their own code. A traced launch cannot take the block-copy kernel's host-side descriptor
-(torch's wrap_triton records none): there block-copy tiles run the pointer-load kernel (`pointer_tile`: its tap
-loop pipelined where the rows need no activation), or with DEVICE_DESCRIPTORS `lrelu_conv_tma_device`, whose
-programs make the descriptor themselves (`block_copy_descriptor`). On a CPU the op
+compile its kernel into their own code. A block-copy launch records its host-side descriptor's block shape with
+it (`triton_runtime.launch_with_descriptors`: torch's wrap_triton records none), so the compiled code makes the
+descriptor per call as an eager call does; with DEVICE_DESCRIPTORS a traced launch runs `lrelu_conv_tma_device`
+instead, whose programs make the descriptor themselves (`block_copy_descriptor`). On a CPU the op
 runs the same arithmetic in plain torch. With TRITON_INTERPRET=1 the kernel runs on CPU tensors through Triton's
 interpreter (slow; tests).
 """
@@ -57,6 +57,7 @@ from batchvoc.engines.superrow import (
 from batchvoc.engines.triton_runtime import (
     channels_last_empty,
     channels_last_rows,
+    launch_with_descriptors,
     launcher,
     pow2_between,
     span_launch_args,
@@ -68,8 +69,8 @@ from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
 from batchvoc.models.span import Span
 
 FUSED_MAX_CHANNELS = 64  # H100 (BENCHMARKS.md, session 5): at 128 channels cuDNN plus Inductor is faster
-# Traced launches (torch.compile, AOTInductor) of block-copy tiles: descriptors made on the device, else pointer
-# loads (`pointer_tile`). Off: on the H200 (session 13, benchmarks/traced_block_copies.py, eager launches) they took
+# Traced launches (torch.compile, AOTInductor) of block-copy tiles: descriptors made on the device, else on the host
+# as in eager calls. Off: on the H200 (session 13, benchmarks/traced_block_copies.py, eager launches) they took
 # 1.07x the host descriptors' time, a few tiles of one layer came out wrong (64 channels, k=11, input activated, 3
 # stages: 9e-2, not with 1, 2 or 4), and an AOTInductor package of gsv_v4 with them stopped on an illegal instruction
 DEVICE_DESCRIPTORS = False
@@ -154,9 +155,10 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     flags = dict(C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res, HAS_SPAN=has_span,
                  ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output, SECOND_OUT=second_out,
                  DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # fmt: skip
-    if how == "host":
-        rows_of_x = _row_descriptor(x, config["BLOCK_M"], config["BLOCK_C"])
-        conv_kernels.lrelu_conv_tma[grid](rows_of_x, *params, length, *scalars, *strides, **flags, **config)
+    if how == "host":  # x's rows [B, T, C] in blocks [1, BLOCK_M, BLOCK_C]
+        blocks = {"x_desc": [1, config["BLOCK_M"], config["BLOCK_C"]]}
+        launch_with_descriptors(conv_kernels.lrelu_conv_tma, grid, blocks, x.transpose(1, 2), *params, length,
+                                *scalars, *strides, **flags, **config)  # fmt: skip
     elif how == "device":
         launcher(conv_kernels.lrelu_conv_tma_device, x)[grid](x, *params, rows, length, *scalars, x.stride(0),
                                                               x.stride(2), *strides, **flags, **config)  # fmt: skip
@@ -167,15 +169,13 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
 
 
 def block_copy_descriptor(x: Tensor, config: dict[str, int]) -> str:
-    """How a launch on x with this tile gets its block copies: "host" (a descriptor made on the host: eager calls),
-    "device" (made by the kernel: a traced launch, where torch's wrap_triton carries no host descriptor, with
+    """How a launch on x with this tile gets its block copies: "host" (a descriptor made on the host: eager calls,
+    and traced ones, whose compiled code makes it), "device" (made by the kernel: a traced launch with
     DEVICE_DESCRIPTORS), or "pointer": pointer loads (no STAGES in the tile, fewer than BLOCK_COPY_MIN_CHANNELS
-    input channels, x unaligned, or traced without)."""
+    input channels, or x unaligned)."""
     if "STAGES" not in config or x.shape[1] < BLOCK_COPY_MIN_CHANNELS or not fits_block_copies(x):
         return "pointer"
-    if traced(x):
-        return "device" if DEVICE_DESCRIPTORS else "pointer"
-    return "host"
+    return "device" if DEVICE_DESCRIPTORS and traced(x) else "host"
 
 
 def pointer_tile(config: dict[str, int], activate_input: bool) -> dict[str, int]:
@@ -196,14 +196,6 @@ def fits_block_copies(x: Tensor) -> bool:
     start = x.storage_offset() * itemsize if traced(x) else x.data_ptr()
     return (x.stride(1) == 1 and start % 16 == 0
             and all(x.stride(d) * itemsize % 16 == 0 for d in (0, 2)))  # fmt: skip
-
-
-def _row_descriptor(x: Tensor, block_m: int, block_c: int):
-    """A block-copy descriptor of channels-last x [B, C, T] as [B, T, C], blocks of [1, block_m, block_c] rows."""
-    from triton.tools.tensor_descriptor import TensorDescriptor
-
-    rows = x.transpose(1, 2)
-    return TensorDescriptor(rows, list(rows.shape), list(rows.stride()), [1, block_m, block_c])
 
 
 def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,

@@ -94,13 +94,41 @@ def compiled_as(how: str) -> Iterator[None]:
     call ("opaque": torch's switch that torch.export uses to keep triton ops). Raises ValueError for another value."""
     check_compiled_as(how)
     if how == "traced":
-        yield
+        with descriptors_of_views_in_autotune_blocks():
+            yield
         return
     from torch._functorch import config
 
     _inputs_stored_first()
     with config.patch(decompose_custom_triton_ops=False):
         yield
+
+
+@contextlib.contextmanager
+def descriptors_of_views_in_autotune_blocks() -> Iterator[None]:
+    """AOTInductor compiles the Triton kernels a graph launches by running a Python block of example launches, in
+    which torch writes a host descriptor's tensor (triton_runtime.launch_with_descriptors) as its C++ wrapper refers to
+    it: for a view, such as the [B, T, C] rows of a channels-last activation, that is C++ (`reinterpret_tensor_wrapper
+    (buf3, 3, int_array_5, ...)`), and the block fails ("invalid decimal literal"; H200, torch 2.11). The block defines
+    that view's example tensor under its base buffer's name, so there the descriptor is made from the name.
+    (torch/_inductor/codegen/wrapper.py: generate_example_arg_value, _generate_tma_descriptor_call_stable.)"""
+    from torch._inductor import ir
+    from torch._inductor.codegen.wrapper import PythonWrapperCodegen
+
+    original = PythonWrapperCodegen._generate_tma_descriptor_call_stable
+
+    def stable_call(self, desc, apply_size_hints=False):
+        if not (apply_size_hints and isinstance(desc.get_tensor(), ir.ReinterpretView)):
+            return original(self, desc, apply_size_hints)
+        block = [int(b) for b in desc.block_shape]  # ours are static
+        name = desc.get_tensor().get_name()
+        return f"triton.tools.tensor_descriptor.TensorDescriptor.from_tensor({name}, {block})"
+
+    PythonWrapperCodegen._generate_tma_descriptor_call_stable = stable_call
+    try:
+        yield
+    finally:
+        PythonWrapperCodegen._generate_tma_descriptor_call_stable = original
 
 
 def _inputs_stored_first() -> None:

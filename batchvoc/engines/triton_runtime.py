@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -35,6 +36,53 @@ def launcher(kernel, x: Tensor):
     from torch.library import wrap_triton
 
     return wrap_triton(kernel)
+
+
+def launch_with_descriptors(kernel, grid: tuple[int, ...], blocks: dict[str, list[int]], *args, **kwargs) -> None:
+    """kernel[grid](*args, **kwargs), where each argument named in `blocks` is given as a tensor and reaches the
+    kernel as a host-made block-copy descriptor of it, `TensorDescriptor.from_tensor(t, blocks[name])`.
+
+    Eager: the descriptors are made here. In a trace (torch.compile, AOTInductor): the launch is recorded as torch's
+    own with the descriptors' block shapes (its `tma_descriptor_metadata`), so the compiled code makes them per call
+    from the tensors it holds then, as it does for a kernel Dynamo saw called with TensorDescriptor.from_tensor;
+    torch's wrap_triton records none outside Dynamo ("TMA descriptor capturing not yet supported in non-dynamo
+    tracing", torch/_higher_order_ops/triton_kernel_wrap.py), which left traced launches with pointer loads."""
+    named = dict(zip(kernel.arg_names, args, strict=False)) | kwargs  # args: the first parameters
+    if not any(traced(named[name]) for name in blocks):
+        from triton.tools.tensor_descriptor import TensorDescriptor
+
+        named.update({name: TensorDescriptor.from_tensor(named[name], block) for name, block in blocks.items()})
+        kernel[grid](**named)
+        return
+    from torch._higher_order_ops.triton_kernel_wrap import TraceableTritonKernelWrapper
+
+    wrapper = TraceableTritonKernelWrapper(kernel, None, grid)
+    _descriptors_recorded()(blocks).call_triton_kernel(wrapper, [], named, None)
+
+
+@functools.cache
+def _descriptors_recorded() -> type:
+    """The class below, made on first use (its base's module imports torch._dynamo: seconds)."""
+    from torch._higher_order_ops.triton_kernel_wrap import (
+        TracingTritonHOPifier,
+        create_tma_stable_metadata,
+        triton_kernel_wrapper_mutation,
+    )
+
+    class DescriptorsRecorded(TracingTritonHOPifier):
+        """torch's tracing of a Triton launch (wrap_triton's), recording `blocks`' arguments as descriptors."""
+
+        def __init__(self, blocks: dict[str, list[int]]):
+            self.blocks = blocks
+
+        def call_HOP(self, variable, grids, combined_args, tx):
+            graphable, constants = self.store_non_graphable_args(combined_args)
+            metadata = {name: create_tma_stable_metadata(list(block)) for name, block in self.blocks.items()}
+            return triton_kernel_wrapper_mutation(kernel_idx=variable.kernel_idx, constant_args_idx=constants,
+                                                  grid=grids, tma_descriptor_metadata=metadata,
+                                                  kwargs=graphable)  # fmt: skip
+
+    return DescriptorsRecorded
 
 
 def use_triton(x: Tensor) -> bool:

@@ -58,12 +58,18 @@ def _export_on_fake_gpu(method: str) -> torch.export.ExportedProgram:
         return torch.export.export(net, (x, valid))
 
 
+def _launches(graph: torch.fx.Graph) -> list[torch.fx.Node]:
+    """The graph's Triton launches, in order."""
+    from torch._higher_order_ops.triton_kernel_wrap import triton_kernel_wrapper_functional
+
+    return graph.find_nodes(op="call_function", target=triton_kernel_wrapper_functional)
+
+
 def _kernel_names(graph: torch.fx.Graph) -> list[str]:
     """The Triton kernels a graph launches, in order (torch keeps them in a side table by index)."""
-    from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table, triton_kernel_wrapper_functional
+    from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table
 
-    nodes = graph.find_nodes(op="call_function", target=triton_kernel_wrapper_functional)
-    return [kernel_side_table.get_kernel(n.kwargs["kernel_idx"]).fn.__name__ for n in nodes]
+    return [kernel_side_table.get_kernel(n.kwargs["kernel_idx"]).fn.__name__ for n in _launches(graph)]
 
 
 def _batchvoc_calls(graph: torch.fx.Graph) -> list[str]:
@@ -71,12 +77,13 @@ def _batchvoc_calls(graph: torch.fx.Graph) -> list[str]:
 
 
 @pytest.mark.parametrize(("method", "act_kernels"), [("two_pass", None), ("dot", ["one_pass_dot"])])
-@pytest.mark.parametrize(("device_descriptors", "conv_kernel"), [(False, "lrelu_conv"),
+@pytest.mark.parametrize(("device_descriptors", "conv_kernel"), [(False, "lrelu_conv_tma"),
                                                                   (True, "lrelu_conv_tma_device")])  # fmt: skip
 def test_export_sees_the_kernels(method, act_kernels, device_descriptors, conv_kernel, monkeypatch):
     """torch.export keeps each operator as one call; decomposed (what AOTInductor compiles), the calls become launches
-    of our kernels; the convolution's block-copy tile runs pointer loads (a traced launch takes no host descriptor)
-    or, with fused_resblock.DEVICE_DESCRIPTORS, the kernel that makes its descriptor on the device."""
+    of our kernels; the convolution's block-copy tile takes its rows through a descriptor the compiled code makes on
+    the host (recorded with the launch: triton_runtime.launch_with_descriptors) or, with
+    fused_resblock.DEVICE_DESCRIPTORS, through one the kernel makes on the device."""
     pytest.importorskip("triton", reason="triton is not installed (GPU machines have it)")
     monkeypatch.setattr(fused_resblock, "DEVICE_DESCRIPTORS", device_descriptors)
     exported = _export_on_fake_gpu(method)
@@ -86,6 +93,9 @@ def test_export_sees_the_kernels(method, act_kernels, device_descriptors, conv_k
     decomposed = exported.run_decompositions(decompose_custom_triton_ops=True)
     assert _batchvoc_calls(decomposed.graph) == []
     assert _kernel_names(decomposed.graph) == [*act_kernels, conv_kernel]
+    descriptors = [n.kwargs["tma_descriptor_metadata"] for n in _launches(decomposed.graph)]
+    block = {"x_desc": ("stable", ([1, 128, CHANNELS],))}  # Laid's tile: BLOCK_M 128, all channels
+    assert descriptors == [{}] * len(act_kernels) + [{} if device_descriptors else block]
 
 
 @pytest.mark.slow
@@ -123,6 +133,8 @@ class Hopper:  # the target torch's mutation analysis compiles the kernels to Tr
 
 
 triton.runtime.driver.set_active(Hopper())
+import torch.utils._triton  # noqa: E402
+torch.utils._triton.has_triton_tensor_descriptor_host_tma = lambda: True  # as on Hopper (torch asks the GPU)
 from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table, triton_kernel_wrapper_functional
 from batchvoc.engines import fused_resblock
 from tests.engines.test_ops import _export_on_fake_gpu
@@ -152,7 +164,7 @@ def test_traced_launches_copy_no_input(method, act_kernel, device_descriptors):
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
     clones = dict(line.split(maxsplit=1) for line in run.stdout.splitlines())
-    conv_kernel = "lrelu_conv_tma_device" if device_descriptors else "lrelu_conv"
+    conv_kernel = "lrelu_conv_tma_device" if device_descriptors else "lrelu_conv_tma"
     act_kernel = act_kernel or TWO_PASS[TWO_PASS_TILES[True].kernels][-1]
     assert act_kernel in clones and conv_kernel in clones, run.stderr[-2000:]
     assert set(clones.values()) <= {"a_ptr", "y_ptr", "out_ptr"}, clones  # the outputs (a: the two-pass activation)
