@@ -74,6 +74,12 @@ FUSED_MAX_CHANNELS = 64  # H100 (BENCHMARKS.md, session 5): at 128 channels cuDN
 # 1.07x the host descriptors' time, a few tiles of one layer came out wrong (64 channels, k=11, input activated, 3
 # stages: 9e-2, not with 1, 2 or 4), and an AOTInductor package of gsv_v4 with them stopped on an illegal instruction
 DEVICE_DESCRIPTORS = False
+# The widest block row (BLOCK_C channels) a traced launch's host descriptor takes: the compiled code makes it with
+# torch's initTMADescriptor (torch/_inductor/codegen/cuda/device_op_overrides.py), which asks the driver for the
+# block's whole row as one box under a swizzle of at most 128 bytes, and cuTensorMapEncodeTiled refuses a wider
+# one ("CUDA driver error: invalid argument": gsv_v4's 128-channel upsampler in fp16); Triton's own launcher splits
+# such rows into 128-byte boxes, so eager calls keep block copies at any width.
+TRACED_MAX_ROW_BYTES = 128
 # Resblocks of this kernel size up store each group's output activated too, for the next group's first conv (H200,
 # session 13: activating a 64-channel layer's rows in the kernel costs 0.07 / 0.18 / 0.27 ms at k = 3 / 7 / 11,
 # storing them once ~0.055 ms; benchmarks/traced_block_copies.py)
@@ -172,10 +178,14 @@ def block_copy_descriptor(x: Tensor, config: dict[str, int]) -> str:
     """How a launch on x with this tile gets its block copies: "host" (a descriptor made on the host: eager calls,
     and traced ones, whose compiled code makes it), "device" (made by the kernel: a traced launch with
     DEVICE_DESCRIPTORS), or "pointer": pointer loads (no STAGES in the tile, fewer than BLOCK_COPY_MIN_CHANNELS
-    input channels, or x unaligned)."""
+    input channels, x unaligned, or traced with rows wider than TRACED_MAX_ROW_BYTES)."""
     if "STAGES" not in config or x.shape[1] < BLOCK_COPY_MIN_CHANNELS or not fits_block_copies(x):
         return "pointer"
-    return "device" if DEVICE_DESCRIPTORS and traced(x) else "host"
+    if not traced(x):
+        return "host"
+    if DEVICE_DESCRIPTORS:
+        return "device"
+    return "host" if config["BLOCK_C"] * x.element_size() <= TRACED_MAX_ROW_BYTES else "pointer"
 
 
 def pointer_tile(config: dict[str, int], activate_input: bool) -> dict[str, int]:

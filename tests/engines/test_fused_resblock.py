@@ -275,3 +275,23 @@ def test_narrow_rows_pipeline_pointer_loads_instead_of_block_copies():
     assert "STAGES" not in tiles(16, 16, 3, activate_input=False)  # k=3: unrolled
     assert block_copy_descriptor(rows(32), tiles(32, 32, 7, activate_input=False)) == "host"
     assert block_copy_descriptor(rows(64), tiles(64, 64, 3)) == "host"
+
+
+def test_traced_launches_take_host_descriptors_only_for_rows_of_one_box():
+    """A traced launch keeps its block copies where the block's row fits torch's compiled descriptor (at most 128
+    bytes: 64 fp16 / 32 fp32 channels); wider rows (gsv_v4's 128-channel upsampler) load through pointers there,
+    while an eager call keeps block copies at any width (Triton's launcher splits the row)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from batchvoc.engines.fused_resblock import block_copy_descriptor, tiles
+
+    def rows(c, dtype=torch.float16):
+        return torch.zeros(2, 64, c, dtype=dtype).transpose(1, 2)
+
+    wide, narrow = tiles(128, 64, 5, activate_input=True), tiles(64, 64, 7, activate_input=True)
+    assert block_copy_descriptor(rows(128), wide) == "host"  # eager
+    with FakeTensorMode():
+        assert block_copy_descriptor(rows(64), narrow) == "host"
+        assert block_copy_descriptor(rows(128), wide) == "pointer"
+        assert block_copy_descriptor(rows(64, torch.float32), narrow) == "pointer"
+        assert block_copy_descriptor(rows(32, torch.float32), tiles(32, 32, 7, activate_input=False)) == "host"
