@@ -134,16 +134,17 @@ def check_manifest_files(files: list[str]) -> list[str]:
     return usable
 
 
-def check_first_schema(files: list[str]) -> None:
+def check_first_schema(files: list[str]) -> str | None:
     """check_schema of the first file that holds rows (footers read until one does): one footer read that stops a
     manifest whose columns are wrong throughout in the quick checks, before the weights are read and Ray starts
     (a pretrained hifigan_v1 job on a 2-core CPU: refused in 1.3 s, 7.9 s before); the job checks every file when it
     plans (check_manifest_files). Where no file holds rows, the plan says so. ConfigError on input.manifest as
-    check_schema."""
+    check_schema. Returns the file it checked (None: no file holds rows)."""
     for path in files:
         if _row_count(path):
             check_schema(path)
-            return
+            return path
+    return None
 
 
 DECLARED = ("n_mels", "sample_rate", "hop_length")  # the integer columns a row may declare its mel's conventions in
@@ -152,10 +153,14 @@ DECLARED = ("n_mels", "sample_rate", "hop_length")  # the integer columns a row 
 def declared_values(files: list[str]) -> dict[str, set[int] | None]:
     """Per DECLARED column, the values every row of `files` declares, read from the Parquet footers' statistics
     (each file's footer once, no rows read); None where that is not known: a file without the column, a row
-    group without statistics, with nulls, or with more than one value."""
+    group without statistics, with nulls, or with more than one value. Empty parts and row groups declare nothing
+    (the plan leaves them out; the quick checks pass them over). ConfigError on input.manifest for a file that
+    cannot be read, as check_manifest_files words it."""
     values: dict[str, set[int] | None] = {column: set() for column in DECLARED}
     for path in files:
-        meta = storage.parquet_file(path).metadata
+        meta = _metadata(path)
+        if meta.num_rows == 0:
+            continue
         where = {meta.schema.column(j).path: j for j in range(meta.num_columns)}
         for column, seen in values.items():
             if seen is None:
@@ -164,6 +169,8 @@ def declared_values(files: list[str]) -> dict[str, set[int] | None]:
                 values[column] = None
                 continue
             for group in range(meta.num_row_groups):
+                if meta.row_group(group).num_rows == 0:
+                    continue
                 stats = meta.row_group(group).column(where[column]).statistics
                 if (stats is None or not stats.has_min_max or stats.null_count != 0 or stats.min != stats.max
                         or not isinstance(stats.min, int)):  # fmt: skip
@@ -194,8 +201,13 @@ def refuse_if_every_row_declares_wrong(files: list[str], check: Callable[..., No
 
 
 def _row_count(path: str) -> int:
+    return _metadata(path).num_rows
+
+
+def _metadata(path: str):
+    """The file's Parquet footer, or a ConfigError on input.manifest saying why it cannot be read."""
     try:
-        return storage.parquet_file(path).metadata.num_rows
+        return storage.parquet_file(path).metadata
     except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds; the user needs one message
         raise ConfigError(KEY, _unreadable(path, err)) from err
 
