@@ -4,6 +4,7 @@ Python). Each failure is a ConfigError naming the key."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from batchvoc import storage
@@ -11,7 +12,8 @@ from batchvoc.backends import check_cache_dir, check_installed, check_names
 from batchvoc.config import CONFIG_MODULE
 from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files
-from batchvoc.manifest.schema import check_first_schema
+from batchvoc.manifest.conventions import MelChecks
+from batchvoc.manifest.schema import check_first_schema, refuse_if_every_row_declares_wrong
 from batchvoc.outputs import check_lhotse
 from batchvoc.runner.lock import refuse_if_held
 from batchvoc.settings import JobSettings
@@ -21,8 +23,8 @@ from batchvoc.storage import Store
 
 def quick_checks(settings: JobSettings, manifest: bool = True) -> list[str]:
     """Output format, engine names and options, a checkpoint path that exists, engine.cache_dir usable (a local
-    cluster's), the manifest files and the first one's columns, output.dir writable and not held by a running job,
-    lhotse when asked; returns the manifest files.
+    cluster's), the manifest files and the first one's columns, mel bands that every row declares and the model
+    does not take, output.dir writable and not held by a running job, lhotse when asked; returns the manifest files.
     manifest=False: all but the manifest (the demo's, not made yet), returning []."""
     storage.set_options(settings.storage_options)
     check_format(settings.fmt, settings.subtype)
@@ -32,7 +34,8 @@ def quick_checks(settings: JobSettings, manifest: bool = True) -> list[str]:
         check_installed(settings.backend)
         check_cache_dir(settings.cache_dir)
     files = find_manifest_files(settings.manifest, settings.out_url) if manifest else []  # not the job's output
-    check_first_schema(files)
+    first = check_first_schema(files)
+    refuse_other_mel_bands(files, first, model_n_mels(settings.preset, settings.checkpoint, settings.hparams))
     check_writable(settings.out_url)
     refuse_if_held(Store(settings.out_url))  # a job on output.dir now: refused before Ray and the weights
     if settings.lhotse:
@@ -83,12 +86,63 @@ def check_checkpoint_exists(checkpoint: str | None, preset: str | None = None) -
 
 def _weights_hint(preset: str) -> str:
     """Where to get `preset`'s weights (its conf/preset YAML's weights_hint; batchvoc.models would import torch)."""
+    return str(_preset_yaml(preset).get("weights_hint") or "")
+
+
+def _preset_yaml(preset: str) -> dict:
+    """`preset`'s conf/preset YAML as a dict ({} for a preset without one: unknown, or registered by code), read
+    without batchvoc.models (which imports torch)."""
     from importlib import resources
 
     from omegaconf import OmegaConf
 
     try:
         text = (resources.files(CONFIG_MODULE) / "preset" / f"{preset}.yaml").read_text()
-        return str(OmegaConf.create(text).get("weights_hint") or "")
-    except Exception:  # noqa: BLE001 - an unknown preset is named by its own check; the hint is only a hint
-        return ""
+        data = OmegaConf.to_container(OmegaConf.create(text))
+    except Exception:  # noqa: BLE001 - an unknown preset is named by its own check; this only reads what is known
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def model_n_mels(preset: str | None, checkpoint: str | None, hparams: dict | None = None) -> int | None:
+    """The mel bands of the model models.load_vocoder builds, known without torch or the weights, or None where
+    they are not known for sure before it loads (the plan's check has them then).
+
+    load_vocoder's model takes the `n_mels` of its hyper-parameters (its conv_pre's in_channels; weights of another
+    shape are refused as not fitting): the preset's (its conf/preset YAML), or for a checkpoint folder holding a
+    config.json that file's `num_mels` (the families' hparams_from_config), with model.hparams' `n_mels` over
+    either. None for a preset without a YAML (or one whose hparams leave n_mels to the model's default), a
+    config.json that cannot be read or gives no whole `num_mels`, or a value that is no whole number."""
+    hp = _preset_yaml(preset or "").get("hparams")
+    if not isinstance(hp, dict):
+        return None
+    n_mels = hp.get("n_mels")
+    given = "" if checkpoint is None else str(checkpoint).strip()
+    folder = Path(given).expanduser() if given not in ("", "random", "pretrained") else None
+    if folder is not None and folder.is_dir() and (folder / "config.json").is_file():
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            return None  # the loader names the file
+        n_mels = config.get("num_mels") if isinstance(config, dict) else None
+    if hparams and "n_mels" in hparams:
+        n_mels = hparams["n_mels"]
+    return n_mels if isinstance(n_mels, int) and not isinstance(n_mels, bool) and n_mels > 0 else None
+
+
+def refuse_other_mel_bands(files: list[str], first: str | None, n_mels: int | None) -> None:
+    """ConfigError on input.manifest where every row declares an n_mels (the column, from the Parquet footers'
+    statistics) that the model's `n_mels` (model_n_mels) is not: the plan's refusal
+    (schema.refuse_if_every_row_declares_wrong with MelChecks.check_declared), in its words, made before the
+    weights are read and Ray starts. `first`: the first part that holds rows (check_first_schema's); the other
+    parts' footers are read only where it declares no band count the model takes, so a job some row of which may
+    run costs one footer. Rows that disagree among themselves, or whose n_mels is not known from the footers, are
+    left to the rows (each wrong one fails alone), as the plan leaves them; sample_rate and hop_length to the plan.
+    """
+    if n_mels is None or first is None:
+        return
+    check = MelChecks(n_mels).check_declared  # without rates: only n_mels is judged here
+    try:
+        refuse_if_every_row_declares_wrong([first], check)
+    except ConfigError:  # no row of the first part can run: the job is refused if no row of any part can
+        refuse_if_every_row_declares_wrong(files, check)

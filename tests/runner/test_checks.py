@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from batchvoc.errors import ConfigError
+from batchvoc.manifest.conventions import MelChecks
 from batchvoc.runner.checks import PRETRAINED_PRESETS, check_checkpoint_exists
 
 
@@ -117,3 +127,168 @@ def test_a_manifest_without_mel_columns_is_refused_before_the_weights_are_read(t
         quick_checks(JobSettings.from_config(job))
     assert err.value.key == "input.manifest", err.value
     assert "b_rows.parquet" in err.value.message and "mel_path" in err.value.message, err.value.message
+
+
+def _declaring(folder, name, bands, values=None):
+    """A manifest part of 4 rows of `bands`-band mels whose n_mels column says `values` (default: `bands` each)."""
+    from tests.conftest import mel_rows, write_manifest
+
+    rows = mel_rows(4, bands, frames=8, prefix=name)
+    for row, value in zip(rows, values or [bands] * 4, strict=True):
+        row["n_mels"] = value
+    return str(write_manifest(folder / f"{name}.parquet", rows))
+
+
+# the shipped jobs' models and where their n_mels comes from: the pretrained weights (hifigan_v1, the preset's 80),
+# a weights file (v4: the preset's 100), an NVIDIA folder (v3: its config.json's num_mels, here 128)
+JOBS = {"hifigan_v1": ("model.checkpoint=pretrained", 80), "v4_fp16": ("file", 100), "v3_fp16": ("folder", 128)}
+
+
+def _job(tmp_path, name: str, manifest, *more: str):
+    from batchvoc.cli import compose
+    from batchvoc.settings import JobSettings
+
+    how = JOBS[name][0]
+    if how == "file":
+        (tmp_path / "vocoder.pth").write_bytes(b"not read by the quick checks")
+        how = f"model.checkpoint={tmp_path / 'vocoder.pth'}"
+    elif how == "folder":
+        folder = tmp_path / "nvidia"
+        folder.mkdir(exist_ok=True)
+        (folder / "config.json").write_text('{"num_mels": 128, "resblock": "1"}')
+        (folder / "bigvgan_generator.pt").write_bytes(b"not read by the quick checks")
+        how = f"model.checkpoint={folder}"
+    cfg = compose([f"job={name}", how, f"input.manifest={manifest}", f"output.dir={tmp_path / 'out'}", *more])
+    return JobSettings.from_config(cfg)
+
+
+@pytest.mark.parametrize("job", sorted(JOBS))
+@pytest.mark.parametrize("off", [-16, 20])
+def test_mel_bands_the_model_does_not_take_are_refused_before_the_weights_are_read(tmp_path, job, off):
+    """Mels whose n_mels column says another band count than the model's were refused when the job planned, after
+    Ray started and the weights were read: `python -m batchvoc job=hifigan_v1 model.checkpoint=pretrained
+    input.manifest=M output.dir=O` on 100-band mels took 8.8-12.1 s on a 2-core CPU (a new user's report: 9.4 s);
+    the quick checks now refuse it in 1.0-1.1 s (shell clock, the same command), in the plan's words, for too many
+    bands and too few, whatever the preset and wherever its n_mels comes from. A job whose every row is right
+    passes; only the first part's footer is read for it."""
+    from dataclasses import replace
+
+    from batchvoc.manifest.schema import refuse_if_every_row_declares_wrong
+    from batchvoc.models.presets import get_preset
+    from batchvoc.runner.checks import quick_checks
+
+    n_mels = JOBS[job][1]
+    folder = tmp_path / "in"
+    files = [_declaring(folder, "a", n_mels + off), _declaring(folder, "b", n_mels + off)]
+    settings = _job(tmp_path, job, folder)
+    with pytest.raises(ConfigError) as early:
+        quick_checks(settings)
+    assert early.value.key == "input.manifest", early.value
+    assert f"every row: n_mels is {n_mels + off}, the model takes {n_mels} mel bands" in early.value.message
+    with pytest.raises(ConfigError) as late:  # the plan's check, with the preset as the loader would return it
+        preset = replace(get_preset(settings.preset), n_mels=n_mels)
+        refuse_if_every_row_declares_wrong(files, MelChecks.for_preset(preset).check_declared)
+    assert str(early.value) == str(late.value)
+    assert not (tmp_path / "out").exists()
+    right = tmp_path / "right"
+    _declaring(right, "a", n_mels)
+    assert quick_checks(_job(tmp_path, job, right)) == [str(right / "a.parquet")]
+
+
+def test_the_early_n_mels_is_the_one_the_loader_builds():
+    """model_n_mels reads what load_vocoder builds its model from (the preset YAML's hparams, a folder's
+    config.json, model.hparams over them), without torch: for every preset, with and without an n_mels override,
+    it agrees with the loaded model's (built on the meta device: no weights made). Both families' config.json
+    readers agree with it too."""
+    import torch
+
+    from batchvoc.models import _folder_hparams, build_model, load_vocoder
+    from batchvoc.models.presets import PRESETS
+    from batchvoc.runner.checks import model_n_mels
+
+    for name in sorted(PRESETS):
+        for hparams in ({}, {"n_mels": 64}):
+            with torch.device("meta"):
+                loaded = load_vocoder(name, "random", hparams)[1].n_mels
+            assert model_n_mels(name, "random", hparams) == loaded, (name, hparams)
+            assert model_n_mels(name, "pretrained", hparams) == model_n_mels(name, None, hparams) == loaded
+    for name in ("hifigan_v1_universal", "bigvgan_v2_24khz_100band_256x"):
+        preset = PRESETS[name]
+        with tempfile.TemporaryDirectory() as folder:
+            config = {k: v for k, v in preset.hparams.items() if k != "n_mels"}
+            (Path(folder) / "config.json").write_text(json.dumps({**config, "num_mels": 96}))
+            for hparams in ({}, {"n_mels": 64}):
+                with torch.device("meta"):
+                    built = build_model(preset, {**_folder_hparams(preset, Path(folder)), **hparams})
+                assert model_n_mels(name, folder, hparams) == built.conv_pre.in_channels, (name, hparams)
+
+
+@pytest.mark.parametrize("case", ["no_num_mels", "not_json", "unknown_preset", "not_a_number"])
+def test_where_the_model_n_mels_is_not_surely_known_the_plan_decides(tmp_path, case):
+    """A config.json without num_mels or that is no JSON (the loader words it), a preset without a YAML (registered
+    by code), a model.hparams n_mels that is no number: no early refusal, the plan's check has the model."""
+    from batchvoc.runner.checks import model_n_mels, refuse_other_mel_bands
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text({"not_json": "{num_mels: 100", "no_num_mels": '{"resblock": "1"}'}.get(
+        case, '{"num_mels": 80}'))  # fmt: skip
+    preset = "from_code" if case == "unknown_preset" else "bigvgan_v2_22khz_80band_256x"
+    hparams = {"n_mels": "eighty"} if case == "not_a_number" else {}
+    assert model_n_mels(preset, str(folder), hparams) is None
+    part = _declaring(tmp_path / "in", "a", 100)
+    refuse_other_mel_bands([part], part, model_n_mels(preset, str(folder), hparams))
+
+
+def test_rows_that_may_run_are_left_to_the_rows(tmp_path):
+    """The refusal is the plan's: the job is refused only where every row of every part declares a band count the
+    model does not take. Parts or rows that differ, a row without a value, or a part without the column leave it to
+    each row (a wrong row fails alone). Past a first part whose rows can all run no other footer is read (a broken
+    second part is the plan's to name); past one whose rows cannot, every part's is: a broken one is named."""
+    from batchvoc.runner.checks import refuse_other_mel_bands
+    from tests.conftest import mel_rows, write_manifest
+
+    folder = tmp_path / "in"
+    wrong, right = _declaring(folder, "a", 100), _declaring(folder, "b", 80)
+    mixed = _declaring(folder, "c", 100, [100, 100, 100, 80])
+    unknown = _declaring(folder, "d", 100, [100, None, 100, 100])
+    without = str(write_manifest(folder / "e.parquet", [{k: v for k, v in r.items() if k != "n_mels"}
+                                                        for r in mel_rows(2, 100, frames=8)]))  # fmt: skip
+    empty = str(folder / "0_empty.parquet")
+    pq.write_table(pa.table({"id": pa.array([], pa.string()), "n_mels": pa.array([], pa.int32())}), empty)
+    for files in ([wrong, right], [mixed], [unknown], [wrong, without], [empty, wrong, right]):
+        first = next(f for f in files if f != empty)
+        refuse_other_mel_bands(files, first, 80)
+    broken = folder / "z_broken.parquet"
+    broken.write_bytes(b"PAR1 cut short")
+    refuse_other_mel_bands([right, str(broken)], right, 80)
+    with pytest.raises(ConfigError, match="z_broken.parquet is not a readable Parquet file"):
+        refuse_other_mel_bands([wrong, str(broken)], wrong, 80)
+    other = _declaring(folder, "f", 64)
+    with pytest.raises(ConfigError, match=r"every row declares n_mels 64 or 100: n_mels is 64, the model takes 80"):
+        refuse_other_mel_bands([empty, wrong, other], wrong, 80)
+
+
+def test_the_mel_band_refusal_imports_neither_torch_nor_ray(tmp_path):
+    """The refusal comes from the quick checks alone: a fresh interpreter refuses the job with torch and Ray never
+    imported."""
+    _declaring(tmp_path / "in", "a", 100)
+    script = (
+        "import sys\n"
+        "from batchvoc.cli import compose\n"
+        "from batchvoc.errors import ConfigError\n"
+        "from batchvoc.runner.checks import quick_checks\n"
+        "from batchvoc.settings import JobSettings\n"
+        f"cfg = compose(['job=hifigan_v1', 'model.checkpoint=pretrained', 'input.manifest={tmp_path / 'in'}',\n"
+        f"               'output.dir={tmp_path / 'out'}'])\n"
+        "try:\n"
+        "    quick_checks(JobSettings.from_config(cfg))\n"
+        "except ConfigError as err:\n"
+        "    print(err)\n"
+        "print(*sorted(m for m in ('torch', 'ray') if m in sys.modules))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    said, imported = done.stdout.splitlines()
+    assert "every row: n_mels is 100, the model takes 80 mel bands" in said and imported == "", done.stdout
