@@ -167,10 +167,10 @@ def _job(tmp_path, name: str, manifest, *more: str):
 def test_mel_bands_the_model_does_not_take_are_refused_before_the_weights_are_read(tmp_path, job, off):
     """Mels whose n_mels column says another band count than the model's were refused when the job planned, after
     Ray started and the weights were read: `python -m batchvoc job=hifigan_v1 model.checkpoint=pretrained
-    input.manifest=M output.dir=O` on 100-band mels took 8.8-12.1 s on a 2-core CPU (a new user's report: 9.4 s);
-    the quick checks now refuse it in 1.0-1.1 s (shell clock, the same command), in the plan's words, for too many
-    bands and too few, whatever the preset and wherever its n_mels comes from. A job whose every row is right
-    passes; only the first part's footer is read for it."""
+    input.manifest=M output.dir=O` on 100-band mels took 5.7-12.1 s on a 2-core CPU (5 runs; a new user's report:
+    9.4 s); the quick checks now refuse it in 0.77-1.10 s (5 runs, shell clock, the same command; v4_fp16 on 64-band
+    mels: 4.9 s -> 0.73 s), in the plan's words, for too many bands and too few, whatever the preset and wherever
+    its n_mels comes from. A job whose every row is right passes; only the first part's footer is read for it."""
     from dataclasses import replace
 
     from batchvoc.manifest.schema import refuse_if_every_row_declares_wrong
