@@ -240,8 +240,8 @@ RETRY_HINT = (
 
 
 def _failed_rows_hint(failed: int, retry_failed: bool) -> None:
-    """For `failed` rows of done shards (unwritten ones are redone by any rerun): how to vocode them again, or,
-    where output.retry_failed did, that their input is still bad."""
+    """For `failed` rows (of done shards: rows not run are run by any rerun): how to vocode them again, or, where
+    output.retry_failed did, that their input is still bad."""
     if failed > 0 and retry_failed:
         log.info("batchvoc: %s still failed with output.retry_failed=true: their input is still bad (see the "
                  "error column of the output manifest, manifest/*.parquet)", counted(failed, "row"))  # fmt: skip
@@ -250,14 +250,16 @@ def _failed_rows_hint(failed: int, retry_failed: bool) -> None:
 
 
 def log_closing(report: JobReport, out_url: str, retry_failed: bool = False) -> None:
-    """The job's closing lines: nothing to do, or the summary line; unwritten rows; shards not finished or not run;
-    failed rows (`retry_failed`: output.retry_failed was on)."""
+    """The job's closing lines: nothing to do, or the summary line (rows ok, suspect, failed: they ran; not run:
+    rows of shards that did not finish, said only where there are some); then the write fault that left rows not
+    run, or the shards an early stop did not run, or those that could not finish, or what to do about failed rows
+    (`retry_failed`: output.retry_failed was on)."""
     s = report.summary
     if s.this_run is not None and not s.this_run.shards and not report.failed_shards:
         done = "its 1 shard was" if s.shards == 1 else f"all {s.shards} shards were"
         log.info("batchvoc: nothing to do: %s done before (%s ok, %d suspect, %d failed); outputs in %s "
                  "(summary.json)", done, counted(s.rows_ok, "row"), s.rows_suspect, s.rows_failed, out_url)  # fmt: skip
-        _failed_rows_hint(s.rows_failed - s.rows_not_written, retry_failed)
+        _failed_rows_hint(s.rows_failed, retry_failed)
         return
     # the speed is over the audio this run vocoded: where that is not all the audio, say how much it is
     resumed = s.this_run is not None and (s.shards_skipped > 0 or s.this_run.rows_reused > 0)
@@ -266,23 +268,27 @@ def log_closing(report: JobReport, out_url: str, retry_failed: bool = False) -> 
     this_run = f" ({s.this_run.audio_seconds_vocoded / 3600:.3f} h vocoded this run{reused})" if resumed else ""
     nothing = resumed and s.this_run.audio_seconds_vocoded <= 0 and s.this_run.rows_reused > 0
     speed = "no audio vocoded (reused)" if nothing else f"{s.x_realtime:.1f}x real time"
+    not_run = f", {s.rows_not_run} not run" if s.rows_not_run else ""
     log.info(
-        "batchvoc: %s ok, %d suspect, %d failed, %d clipped; %.3f h of audio%s, %s on %s "
+        "batchvoc: %s ok, %d suspect, %d failed%s, %d clipped; %.3f h of audio%s, %s on %s "
         "(%s %s); outputs in %s (summary.json)",
-        counted(s.rows_ok, "row"), s.rows_suspect, s.rows_failed, s.rows_clipped, s.audio_seconds / 3600, this_run,
-        speed, counted(s.actors, "actor"), s.backend, s.precision, out_url,
+        counted(s.rows_ok, "row"), s.rows_suspect, s.rows_failed, not_run, s.rows_clipped, s.audio_seconds / 3600,
+        this_run, speed, counted(s.actors, "actor"), s.backend, s.precision, out_url,
     )  # fmt: skip
-    if s.write_fault:
-        log.error("batchvoc: %s not written: %s", counted(s.rows_not_written, "row"), s.write_fault)
-    if report.failed_shards and report.stopped:  # the same input would fail the same way: fix it first
-        not_run = counted(len(report.failed_shards), "shard")
-        log.error("batchvoc: %s not run: fix the cause above first. Fixed in the mel files (mel_path): run "
+    if s.write_fault and s.rows_not_run:  # (summary.json's own fault, every shard done, the driver said)
+        shards = counted(len(report.failed_shards or s.shards_not_written), "shard")
+        log.error("batchvoc: %s not run (%s not written): %s; once output.dir can be written, the same command "
+                  "runs them", counted(s.rows_not_run, "row"), shards, s.write_fault)  # fmt: skip
+    elif report.failed_shards and report.stopped:  # the same input would fail the same way: fix it first
+        shards = counted(len(report.failed_shards), "shard")
+        rows = f" ({counted(s.rows_not_run, 'row')})" if s.rows_not_run else ""
+        log.error("batchvoc: %s%s not run: fix the cause above first. Fixed in the mel files (mel_path): run "
                   "the same command again with output.retry_failed=true; a changed manifest file or setting is a new "
-                  "job: a new output.dir, or output.overwrite=true", not_run)  # fmt: skip
+                  "job: a new output.dir, or output.overwrite=true", shards, rows)  # fmt: skip
     elif report.failed_shards:
         log.error("batchvoc: shards that could not finish: %s; run again to retry", ", ".join(report.failed_shards))
     else:
-        _failed_rows_hint(s.rows_failed - s.rows_not_written, retry_failed)
+        _failed_rows_hint(s.rows_failed, retry_failed)
 
 
 def _sweep_folder(cfg: DictConfig) -> None:

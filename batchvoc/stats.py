@@ -138,13 +138,15 @@ class RunSummary:
     """summary.json's `this_run`: this run's own shards, rows, written audio and speed.
 
     rows_ok, rows_suspect, rows_failed, audio_seconds: what the shards this run finished hold, reused rows
-    included; rows_vocoded: the rows this run vocoded, rows_reused: those whose audio file an earlier run wrote
-    (kept as it was); audio_seconds_vocoded: the audio this run vocoded, which x_realtime is over wall_seconds."""
+    included; rows_not_run: the rows of this run's shards that did not finish (JobSummary.rows_not_run);
+    rows_vocoded: the rows this run vocoded, rows_reused: those whose audio file an earlier run wrote (kept as it
+    was); audio_seconds_vocoded: the audio this run vocoded, which x_realtime is over wall_seconds."""
 
     shards: int = 0
     rows_ok: int = 0
     rows_suspect: int = 0
     rows_failed: int = 0
+    rows_not_run: int = 0
     rows_vocoded: int = 0
     rows_reused: int = 0
     audio_seconds: float = 0.0
@@ -157,7 +159,10 @@ class RunSummary:
 class JobSummary:
     """summary.json: the whole job's figures (earlier runs' shards included), this run's apart in `this_run`.
 
-    rows_failed counts the rows of shards not written (rows_not_written, write_fault naming the cause);
+    rows_failed: rows that ran and failed (`status=error` in an output manifest); rows_not_run: the rows of shards
+    that did not finish (shards_not_written: not dealt after an early stop or a write fault, or lost with their
+    shard), which have no outcome and which any rerun runs; write_fault names a write's cause. Every row of the
+    input is in one of rows_ok, rows_suspect, rows_failed, rows_not_run.
     wall_seconds: the job's start to its last shard's end (a local Ray's shutdown runs on, beside the summary);
     startup_s: process start to the first audio written (None when nothing was vocoded); x_realtime: this run's
     audio_seconds_vocoded / wall_seconds; actors_ready: per actor {actor, ready_s, load_path, device, pid};
@@ -170,7 +175,7 @@ class JobSummary:
     rows_suspect: int = 0
     rows_clipped: int = 0
     rows_failed: int = 0
-    rows_not_written: int = 0
+    rows_not_run: int = 0
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     startup_s: float | None = None
@@ -198,7 +203,7 @@ class JobSummary:
     @property
     def exit_code(self) -> int:
         """1: some shards could not finish, or the job stopped early; 2: some rows failed or are suspect; else 0."""
-        if self.shards_failed or self.shards_not_written or self.stopped_early:
+        if self.shards_failed or self.shards_not_written or self.rows_not_run or self.stopped_early:
             return 1
         return 2 if self.rows_failed or self.rows_suspect else 0
 
@@ -208,8 +213,18 @@ class JobSummary:
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> JobSummary:
+        """A summary.json's summary; one written before rows_not_run (whose rows_failed, its own and this_run's,
+        counted the rows not run as failed, under rows_not_written) is read as the current version writes it."""
+        payload, run = dict(payload), dict(payload.get("this_run") or {})
+        if "rows_not_written" in payload and "rows_not_run" not in payload:
+            not_run = payload.pop("rows_not_written") or 0
+            payload["rows_not_run"] = not_run
+            payload["rows_failed"] = max(payload.get("rows_failed", 0) - not_run, 0)
+            if run and "rows_not_run" not in run:  # the shards not written were all the last run's
+                run["rows_not_run"] = not_run
+                run["rows_failed"] = max(run.get("rows_failed", 0) - not_run, 0)
         summary = _from_json(cls, {k: v for k, v in payload.items() if k != "this_run"})
-        summary.this_run = _from_json(RunSummary, payload.get("this_run") or {})
+        summary.this_run = _from_json(RunSummary, run)
         return summary
 
 

@@ -38,8 +38,8 @@ def run_job(label: str, devices: str, overrides: list[str]) -> dict:
     if summary and summary.exists():
         s = JobSummary.from_json(json.loads(summary.read_text()))
         row.update(wall_seconds=s.wall_seconds, startup_s=s.startup_s, x_realtime=s.x_realtime,
-                   audio_seconds=s.audio_seconds, rows_ok=s.rows_ok, rows_failed=s.rows_failed, actors=s.actors,
-                   backend=s.backend, precision=s.precision)  # fmt: skip
+                   audio_seconds=s.audio_seconds, rows_ok=s.rows_ok, rows_failed=s.rows_failed,
+                   rows_not_run=s.rows_not_run, actors=s.actors, backend=s.backend, precision=s.precision)  # fmt: skip
         row["ready_s"] = [a.get("ready_s") for a in s.actors_ready or []]
         row["load_path"] = [a.get("load_path") for a in s.actors_ready or []]
         row["timeline"] = s.timeline

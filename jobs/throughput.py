@@ -32,6 +32,7 @@ def report(out_dir: Path) -> dict:
     return dict(
         rows_ok=summary.rows_ok,
         rows_failed=summary.rows_failed,
+        rows_not_run=summary.rows_not_run,
         audio_hours=audio / 3600,
         vocoded_hours=vocoded / 3600,
         reused_hours=sum(reused_seconds(payload) for payload in payloads) / 3600,

@@ -31,4 +31,6 @@ def read_summary(out: Path) -> JobSummary:
 def closing_line(summary: JobSummary) -> str:
     """The counts of the command's closing console line, as `python -m batchvoc` prints them for `summary`."""
     s = summary
-    return f"{counted(s.rows_ok, 'row')} ok, {s.rows_suspect} suspect, {s.rows_failed} failed, {s.rows_clipped} clipped"
+    not_run = f", {s.rows_not_run} not run" if s.rows_not_run else ""  # said only where shards did not finish
+    return (f"{counted(s.rows_ok, 'row')} ok, {s.rows_suspect} suspect, {s.rows_failed} failed{not_run}, "
+            f"{s.rows_clipped} clipped")  # fmt: skip

@@ -344,14 +344,25 @@ def test_closing_lines_say_what_a_rerun_would_do(caplog):
     from batchvoc.stats import JobSummary
 
     caplog.set_level("INFO", logger="batchvoc")
-    summary = JobSummary(rows_failed=40, shards=3, stopped_early="the first 16 rows all failed the same way, e.g. x")
+    summary = JobSummary(rows_failed=16, rows_not_run=24, shards=3, shards_not_written=["b", "c"],
+                         stopped_early="the first 16 rows all failed the same way, e.g. x")  # fmt: skip
     log_closing(JobReport(summary, ["b", "c"], summary.stopped_early), "/out")
-    assert "2 shards not run: fix the cause above first" in caplog.text
+    # the rows that ran and failed apart from those of the shards the stop left: not run, not failed
+    assert "batchvoc: 0 rows ok, 0 suspect, 16 failed, 24 not run, 0 clipped; " in caplog.text, caplog.text
+    assert "2 shards (24 rows) not run: fix the cause above first" in caplog.text
     assert "output.retry_failed=true" in caplog.text and "output.overwrite=true" in caplog.text
     assert "run again to retry" not in caplog.text
     caplog.clear()
     log_closing(JobReport(JobSummary(shards=3), ["c"]), "/out")
     assert "shards that could not finish: c; run again to retry" in caplog.text
+    caplog.clear()
+    full = JobSummary(rows_ok=10, rows_not_run=5, shards=3, shards_not_written=["c"],
+                      write_fault="cannot write to output.dir /out: no space left on the device")  # fmt: skip
+    log_closing(JobReport(full, ["c"], "cannot write to output.dir /out: no space left"), "/out")
+    assert "batchvoc: 10 rows ok, 0 suspect, 0 failed, 5 not run, 0 clipped; " in caplog.text, caplog.text
+    said = "batchvoc: 5 rows not run (1 shard not written): cannot write to output.dir /out: no space left on the "
+    assert f"{said}device; once output.dir can be written, the same command runs them" in caplog.text, caplog.text
+    assert "fix the cause above" not in caplog.text and "retry_failed" not in caplog.text  # not the input's fault
     caplog.clear()
     log_closing(JobReport(JobSummary(shards=3, rows_ok=5, rows_failed=1)), "/out")  # rows failed: how to redo them
     assert "output.retry_failed=true vocodes them again" in caplog.text
@@ -379,8 +390,9 @@ def test_closing_lines_count_one_in_the_singular(caplog):
     assert "batchvoc: 1 row ok, 0 suspect, 1 failed" in caplog.text and " on 1 actor (eager" in caplog.text
     assert "1 row still failed with output.retry_failed=true" in caplog.text
     caplog.clear()
-    log_closing(JobReport(JobSummary(rows_failed=16, shards=2, stopped_early="x"), ["b"], "x"), "/out")
-    assert "1 shard not run: fix the cause above first" in caplog.text
+    log_closing(JobReport(JobSummary(rows_failed=16, rows_not_run=1, shards=2, stopped_early="x"), ["b"], "x"), "/out")
+    assert "1 shard (1 row) not run: fix the cause above first" in caplog.text
+    assert ", 16 failed, 1 not run, 0 clipped" in caplog.text
     caplog.clear()
     log_closing(JobReport(JobSummary(rows_ok=1, shards=1, this_run=RunSummary())), "/out")
     assert "nothing to do: its 1 shard was done before (1 row ok, 0 suspect, 0 failed)" in caplog.text, caplog.text

@@ -114,7 +114,7 @@ def small_disk(tmp_path):
             subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
-def test_a_full_disk_names_the_cause_counts_unwritten_rows_and_a_rerun_with_space_completes(tmp_path, small_disk):
+def test_a_full_disk_names_the_cause_counts_its_rows_not_run_and_a_rerun_with_space_completes(tmp_path, small_disk):
     rows = mel_rows(30, 80, frames=[40 + i for i in range(30)])  # ~25 KB of PCM_16 each, ~750 KB in all
     write_manifest(tmp_path / "in" / "m.parquet", rows, row_group_size=8)
     out = small_disk / "out"
@@ -125,11 +125,16 @@ def test_a_full_disk_names_the_cause_counts_unwritten_rows_and_a_rerun_with_spac
     assert full.returncode == 1, text[-3000:]
     assert "no space left on the device" in text and str(out) in text
     assert "dealing it again" not in text  # a write that will fail again is not retried
-    found = re.search(r"(\d+) rows? ok, \d+ suspect, (\d+) failed", text)
+    found = re.search(r"(\d+) rows? ok, \d+ suspect, (\d+) failed, (\d+) not run", text)
     assert found, text[-4000:]  # the closing line, or what the job said instead
-    ok, failed = (int(x) for x in found.groups())
-    assert ok + failed == 30 and failed > 0, text[-2000:]
-    assert "rows not written: cannot write to output.dir" in text
+    ok, failed, not_run = (int(x) for x in found.groups())
+    # the rows of the shards not written are not run, not failed: no row's input was bad
+    assert ok + not_run == 30 and failed == 0 and not_run > 0, text[-2000:]
+    assert re.search(r"\d+ rows? not run \(\d+ shards? not written\): cannot write to output.dir", text), text[-2000:]
+    assert "once output.dir can be written, the same command runs them" in text and "retry_failed" not in text
+    written = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else None
+    if written is not None:  # a disk too full for summary.json too says so (above) and writes none
+        assert (written["rows_ok"], written["rows_failed"], written["rows_not_run"]) == (ok, 0, not_run)
 
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
     rerun = batchvoc(*args)

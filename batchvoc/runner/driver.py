@@ -344,7 +344,8 @@ def _write_report(out, summary: JobSummary) -> None:
 def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[str], wall: float,
              dealt: Dealt) -> JobSummary:  # fmt: skip
     """Row and audio totals over every planned shard (earlier runs' included) and this run's apart (`this_run`);
-    speed over this run's shards. The rows of shards not done (a write fault, a stop) count as failed.
+    speed over this run's shards. The rows of shards not done (a write fault, an early stop) are not run
+    (rows_not_run), not failed: rows_failed counts the rows that ran and failed, as the output manifests say.
 
     startup_s: this process's start to the first audio written (None when nothing was vocoded); actors_ready:
     per actor, seconds from its start to its engine ready, and how the engine got there (built / loaded).
@@ -352,14 +353,15 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
     done = {n.removesuffix(".parquet") for n in store.listing("manifest") if "/" not in n}
     names = {n.removesuffix(".json") for n in store.listing("stats") if "/" not in n}
     stats = [ShardStats.from_json(store.read_json(f"stats/{s.name}.json")) for s in shards if s.name in names & done]
-    unwritten = {s.name: s.rows for s in shards if s.name not in done}
+    unwritten = {s.name: s.rows for s in shards if s.name not in done}  # every one is this run's (todo)
+    not_run = sum(unwritten.values())
     job, run = Totals.merge(stats), Totals.merge(s for s in stats if s.shard in ran)
     faults = [reason for reason in dealt.failed.values() if reason.startswith("cannot write to output.dir")]
     first = dealt.actors[0] if dealt.actors else {}
     x_realtime = run.audio_seconds_vocoded / wall if wall > 0 else 0.0  # reused rows' audio is no work of this run
     top_failures, left_out, left_out_rows = _top_failures(store, stats)
     this_run = RunSummary(shards=len(ran), rows_ok=run.rows_ok, rows_suspect=run.rows_suspect,
-                          rows_failed=run.rows_failed + sum(unwritten.values()), rows_vocoded=run.rows_vocoded,
+                          rows_failed=run.rows_failed, rows_not_run=not_run, rows_vocoded=run.rows_vocoded,
                           rows_reused=run.rows_reused, audio_seconds=run.audio_seconds,
                           audio_seconds_vocoded=run.audio_seconds_vocoded, wall_seconds=wall,
                           x_realtime=x_realtime)  # fmt: skip
@@ -367,8 +369,8 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
         rows_ok=job.rows_ok,
         rows_suspect=job.rows_suspect,
         rows_clipped=job.rows_clipped,
-        rows_failed=job.rows_failed + sum(unwritten.values()),
-        rows_not_written=sum(unwritten.values()),
+        rows_failed=job.rows_failed,
+        rows_not_run=not_run,
         audio_seconds=job.audio_seconds,
         wall_seconds=wall,
         startup_s=dealt.first_audio_at - process_started_at() if dealt.first_audio_at else None,
