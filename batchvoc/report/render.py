@@ -87,6 +87,8 @@ def _header(job: jobdata.JobData) -> str:
              ("", _duration(s.audio_seconds), "audio written"), ("", _duration(s.wall_seconds or None), "wall time"),
              ("", f"{s.x_realtime:,.1f}x" if s.x_realtime else "–", "real time (audio vocoded this run)"),
              ("", _duration(_startup_s(job)), "start-up"), ("", str(s.actors or "–"), "actors")]  # fmt: skip
+    if s.rows_not_run:  # rows of shards that did not finish: no outcome, not failed; any rerun runs them
+        cards.insert(3, ("warn", f"{s.rows_not_run:,}", "rows not run"))
     if job.column("clipped"):
         cards.append(("warn" if clipped else "", f"{clipped:,}", "rows clipped"))
     html_cards = "".join(f'<div class="card {c}"><b>{v}</b><span>{html.escape(k)}</span></div>' for c, v, k in cards)
@@ -100,8 +102,13 @@ def _header(job: jobdata.JobData) -> str:
     if reused:
         resumed += (f" {reused:,} rows' audio was reused from an earlier run (output.retry_failed): the speeds are "
                     "over the audio vocoded, reused audio is not counted.")  # fmt: skip
+    if s.stopped_early:
+        resumed += f" The job stopped early: {s.stopped_early}."
     if s.shards_failed:
         resumed += f" {len(s.shards_failed)} shards could not finish: {', '.join(map(str, s.shards_failed[:10]))}."
+    if s.rows_not_run:
+        resumed += (f" {s.rows_not_run:,} rows were not run ({len(s.shards_not_written):,} shards not finished): "
+                    "they are not counted as failed, and a rerun runs them.")  # fmt: skip
     return (f"<h1>batchvoc job report</h1><p class='sub'>{html.escape(str(job.out))}<br>{what}<br>"
             f"<span class='muted'>rendered {when}.{html.escape(resumed)}</span></p>"
             f"<div class='cards'>{html_cards}</div>")  # fmt: skip

@@ -1,6 +1,8 @@
 """The driver on a real local Ray cluster (shared by the session): shards, workers, summary, restart."""
 
+import html
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -145,6 +147,63 @@ def test_a_job_whose_first_rows_all_fail_alike_stops_early_with_the_reason(tmp_p
     assert top["rows"] == report.summary.rows_failed >= 16 and report.summary.rows_not_run > 0
     assert report.summary.rows_failed + report.summary.rows_not_run == 300
     assert top["example_id"].startswith("utt_")
+
+
+def test_an_early_stop_counts_rows_not_run_apart_from_failed_ones_everywhere_and_a_rerun_runs_them(
+    tmp_path, ray_cluster, caplog
+):
+    """A fresh user's report: an early-stopped job said "the first 16 rows all failed", then "17 rows error", then
+    "48 failed": the rows of the shards it never ran counted as failed. They are rows_not_run now, apart from the
+    rows that ran and failed, in summary.json (this_run's too), the console's closing lines and report.html; the
+    exit code stays 1, and a rerun (the missing .npy files made meanwhile) runs exactly those rows."""
+    import numpy as np
+    import pyarrow as pa
+
+    from batchvoc.__main__ import log_closing
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ids = [f"u{i:03d}" for i in range(60)]  # mel_path rows whose .npy files are not there yet: each row fails alike
+    table = {"id": ids, "mel_path": [f"{i}.npy" for i in ids], "n_frames": [6] * 60}
+    pq.write_table(pa.table(table), folder / "m.parquet", row_group_size=4)
+    settings = job(tmp_path, cpu_actors=1, shard_seconds=0.1)
+    caplog.set_level("INFO", logger="batchvoc")
+    report = run_job(settings)
+    log_closing(report, settings.out_url)  # the console's last lines, as `python -m batchvoc` ends
+    s, out = report.summary, settings.out_path
+    assert report.exit_code == 1 and s.stopped_early and s.exit_code == 1, s
+    ran = output_rows(out)
+    assert ran and all(r["status"] == "error" for r in ran) and len(ran) < 60, "it did not stop before the end"
+    assert (s.rows_ok, s.rows_suspect, s.rows_failed, s.rows_not_run) == (0, 0, len(ran), 60 - len(ran))
+    assert s.top_failures[0]["rows"] == s.rows_failed
+    assert s.shards_not_written and report.failed_shards == s.shards_not_written  # the shards of the rows not run
+    this_run = s.this_run
+    assert (this_run.rows_failed, this_run.rows_not_run) == (s.rows_failed, s.rows_not_run)
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert (on_disk["rows_failed"], on_disk["rows_not_run"]) == (s.rows_failed, s.rows_not_run)
+    assert on_disk["this_run"]["rows_not_run"] == s.rows_not_run and "rows_not_written" not in on_disk
+    console = caplog.text
+    assert f"batchvoc: 0 rows ok, 0 suspect, {s.rows_failed} failed, {s.rows_not_run} not run, 0 clipped; " in console
+    assert f"{len(report.failed_shards)} shards ({s.rows_not_run} rows) not run: fix the cause above first" in console
+    assert f"{s.rows_failed} rows error: " in console and f"{s.rows_failed + s.rows_not_run} failed" not in console
+    page = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", (out / "report.html").read_text())))
+    assert f"{s.rows_failed} rows failed" in page and f"{s.rows_not_run} rows not run" in page, page[:2000]
+    assert "The job stopped early: the first" in page
+    assert f"{s.rows_not_run} rows were not run ({len(s.shards_not_written)} shards not finished)" in page
+
+    rng = np.random.default_rng(0)  # the missing mels made: a rerun runs the rows not run, the failed stay failed
+    for i in ids:
+        np.save(folder / f"{i}.npy", (-6 + 2 * rng.standard_normal((80, 6))).astype(np.float32))
+    caplog.clear()
+    again = run_job(settings)
+    log_closing(again, settings.out_url)
+    s2 = again.summary
+    assert again.exit_code == 2 and s2.stopped_early is None and not again.failed_shards
+    assert (s2.rows_ok, s2.rows_failed, s2.rows_not_run) == (s.rows_not_run, s.rows_failed, 0)
+    assert s2.shards_not_written == [] and s2.shards_skipped == s.shards - len(s.shards_not_written)
+    assert (s2.this_run.rows_ok, s2.this_run.rows_failed, s2.this_run.rows_not_run) == (s.rows_not_run, 0, 0)
+    assert sorted(r["id"] for r in output_rows(out)) == ids  # every row once
+    assert " not run" not in caplog.text and f", {s.rows_failed} failed, 0 clipped; " in caplog.text
 
 
 def test_a_job_whose_rows_all_failed_alike_by_its_last_shard_did_not_stop_early(tmp_path, ray_cluster):
