@@ -5,6 +5,7 @@ Python). Each failure is a ConfigError naming the key."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from batchvoc import storage
@@ -23,8 +24,9 @@ from batchvoc.storage import Store
 
 def quick_checks(settings: JobSettings, manifest: bool = True) -> list[str]:
     """Output format, engine names and options, a checkpoint path that exists, engine.cache_dir usable (a local
-    cluster's), the manifest files and the first one's columns, mel bands that every row declares and the model
-    does not take, output.dir writable and not held by a running job, lhotse when asked; returns the manifest files.
+    cluster's), the manifest files and the first one's columns, mel bands, sample rate or hop that every row
+    declares and the model does not take, output.dir writable and not held by a running job, lhotse when asked;
+    returns the manifest files.
     manifest=False: all but the manifest (the demo's, not made yet), returning []."""
     storage.set_options(settings.storage_options)
     check_format(settings.fmt, settings.subtype)
@@ -35,7 +37,7 @@ def quick_checks(settings: JobSettings, manifest: bool = True) -> list[str]:
         check_cache_dir(settings.cache_dir)
     files = find_manifest_files(settings.manifest, settings.out_url) if manifest else []  # not the job's output
     first = check_first_schema(files)
-    refuse_other_mel_bands(files, first, model_n_mels(settings.preset, settings.checkpoint, settings.hparams))
+    refuse_other_mel_conventions(files, first, early_mel_checks(settings))
     check_writable(settings.out_url)
     refuse_if_held(Store(settings.out_url))  # a job on output.dir now: refused before Ray and the weights
     if settings.lhotse:
@@ -104,6 +106,35 @@ def _preset_yaml(preset: str) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+_UNKNOWN = object()
+
+
+def _model_hparam(preset: str | None, checkpoint: str | None, hparams: dict | None, key: str, config_key: str):
+    """The hyper-parameter `key` of the model models.load_vocoder builds, read without torch or the weights: the
+    preset YAML's hparams, over them a checkpoint folder's config.json `config_key` (the families'
+    hparams_from_config), over either model.hparams' `key`. _UNKNOWN where that is not sure before the loader runs:
+    a preset without a YAML, a config.json that cannot be read or lacks `config_key`."""
+    hp = _preset_yaml(preset or "").get("hparams")
+    if not isinstance(hp, dict):
+        return _UNKNOWN
+    value = hp.get(key, _UNKNOWN)
+    given = "" if checkpoint is None else str(checkpoint).strip()
+    folder = Path(given).expanduser() if given not in ("", "random", "pretrained") else None
+    if folder is not None and folder.is_dir() and (folder / "config.json").is_file():
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            return _UNKNOWN  # the loader names the file
+        value = config.get(config_key, _UNKNOWN) if isinstance(config, dict) else _UNKNOWN
+    if hparams and key in hparams:
+        value = hparams[key]
+    return value
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def model_n_mels(preset: str | None, checkpoint: str | None, hparams: dict | None = None) -> int | None:
     """The mel bands of the model models.load_vocoder builds, known without torch or the weights, or None where
     they are not known for sure before it loads (the plan's check has them then).
@@ -113,35 +144,46 @@ def model_n_mels(preset: str | None, checkpoint: str | None, hparams: dict | Non
     config.json that file's `num_mels` (the families' hparams_from_config), with model.hparams' `n_mels` over
     either. None for a preset without a YAML (or one whose hparams leave n_mels to the model's default), a
     config.json that cannot be read or gives no whole `num_mels`, or a value that is no whole number."""
-    hp = _preset_yaml(preset or "").get("hparams")
-    if not isinstance(hp, dict):
+    n_mels = _model_hparam(preset, checkpoint, hparams, "n_mels", "num_mels")
+    return n_mels if _whole(n_mels) else None
+
+
+def model_rates(preset: str | None, checkpoint: str | None, hparams: dict | None = None) -> tuple[tuple[int, int], ...]:
+    """The (sample_rate, hop_length) pairs the plan accepts in a row's declared columns (MelChecks.for_preset of
+    load_vocoder's preset: the output's rate with the built model's hop, the product of its upsample_rates; the
+    front end's rate and hop), known without torch or the weights; () where they are not sure before the loader
+    runs (as model_n_mels: upsample_rates from the preset YAML, a folder's config.json, model.hparams)."""
+    data = _preset_yaml(preset or "")
+    rates = _model_hparam(preset, checkpoint, hparams, "upsample_rates", "upsample_rates")
+    front = data.get("front_end")
+    if not (isinstance(rates, list) and rates and all(_whole(r) for r in rates) and isinstance(front, dict)):
+        return ()
+    pairs = ((data.get("sample_rate"), math.prod(rates)), (front.get("sample_rate"), front.get("hop_length")))
+    if not all(_whole(v) for pair in pairs for v in pair):
+        return ()
+    return tuple(dict.fromkeys(pairs))
+
+
+def early_mel_checks(settings: JobSettings) -> MelChecks | None:
+    """The declared-column checks the plan makes (n_mels, and sample_rate and hop_length where model_rates knows
+    them), for the quick checks; None where the model's n_mels is not surely known."""
+    n_mels = model_n_mels(settings.preset, settings.checkpoint, settings.hparams)
+    if n_mels is None:
         return None
-    n_mels = hp.get("n_mels")
-    given = "" if checkpoint is None else str(checkpoint).strip()
-    folder = Path(given).expanduser() if given not in ("", "random", "pretrained") else None
-    if folder is not None and folder.is_dir() and (folder / "config.json").is_file():
-        try:
-            config = json.loads((folder / "config.json").read_text())
-        except (OSError, ValueError):
-            return None  # the loader names the file
-        n_mels = config.get("num_mels") if isinstance(config, dict) else None
-    if hparams and "n_mels" in hparams:
-        n_mels = hparams["n_mels"]
-    return n_mels if isinstance(n_mels, int) and not isinstance(n_mels, bool) and n_mels > 0 else None
+    return MelChecks(n_mels, rates=model_rates(settings.preset, settings.checkpoint, settings.hparams))
 
 
-def refuse_other_mel_bands(files: list[str], first: str | None, n_mels: int | None) -> None:
-    """ConfigError on input.manifest where every row declares an n_mels (the column, from the Parquet footers'
-    statistics) that the model's `n_mels` (model_n_mels) is not: the plan's refusal
-    (schema.refuse_if_every_row_declares_wrong with MelChecks.check_declared), in its words, made before the
-    weights are read and Ray starts. `first`: the first part that holds rows (check_first_schema's); the other
-    parts' footers are read only where it declares no band count the model takes, so a job some row of which may
-    run costs one footer. Rows that disagree among themselves, or whose n_mels is not known from the footers, are
-    left to the rows (each wrong one fails alone), as the plan leaves them; sample_rate and hop_length to the plan.
-    """
-    if n_mels is None or first is None:
+def refuse_other_mel_conventions(files: list[str], first: str | None, checks: MelChecks | None) -> None:
+    """ConfigError on input.manifest where every row declares an n_mels, sample_rate or hop_length (the columns,
+    from the Parquet footers' statistics) that the model does not take (`checks`: early_mel_checks): the plan's
+    refusal (schema.refuse_if_every_row_declares_wrong with MelChecks.check_declared), in its words, made before
+    the weights are read and Ray starts. `first`: the first part that holds rows (check_first_schema's); the other
+    parts' footers are read only where it declares nothing the model takes, so a job some row of which may run
+    costs one footer. Rows that disagree among themselves, or whose values are not known from the footers, are
+    left to the rows (each wrong one fails alone), as the plan leaves them."""
+    if checks is None or first is None:
         return
-    check = MelChecks(n_mels).check_declared  # without rates: only n_mels is judged here
+    check = checks.check_declared
     try:
         refuse_if_every_row_declares_wrong([first], check)
     except ConfigError:  # no row of the first part can run: the job is refused if no row of any part can

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -129,14 +130,21 @@ def test_a_manifest_without_mel_columns_is_refused_before_the_weights_are_read(t
     assert "b_rows.parquet" in err.value.message and "mel_path" in err.value.message, err.value.message
 
 
-def _declaring(folder, name, bands, values=None):
-    """A manifest part of 4 rows of `bands`-band mels whose n_mels column says `values` (default: `bands` each)."""
+def _declaring(folder, name, bands, values=None, **columns):
+    """A manifest part of 4 rows of `bands`-band mels whose n_mels column says `values` (default: `bands` each),
+    and each of `columns` (e.g. sample_rate=16000) the same value on every row."""
     from tests.conftest import mel_rows, write_manifest
 
     rows = mel_rows(4, bands, frames=8, prefix=name)
     for row, value in zip(rows, values or [bands] * 4, strict=True):
         row["n_mels"] = value
-    return str(write_manifest(folder / f"{name}.parquet", rows))
+    path = write_manifest(folder / f"{name}.parquet", rows)
+    if columns:  # integer columns, as the declared conventions are (write_manifest types extra ones as strings)
+        table = pq.read_table(path)
+        for column, value in columns.items():
+            table = table.append_column(column, pa.array([value] * len(rows), pa.int32()))
+        pq.write_table(table, path)
+    return str(path)
 
 
 # the shipped jobs' models and where their n_mels comes from: the pretrained weights (hifigan_v1, the preset's 80),
@@ -227,7 +235,7 @@ def test_the_early_n_mels_is_the_one_the_loader_builds():
 def test_where_the_model_n_mels_is_not_surely_known_the_plan_decides(tmp_path, case):
     """A config.json without num_mels or that is no JSON (the loader words it), a preset without a YAML (registered
     by code), a model.hparams n_mels that is no number: no early refusal, the plan's check has the model."""
-    from batchvoc.runner.checks import model_n_mels, refuse_other_mel_bands
+    from batchvoc.runner.checks import model_n_mels, model_rates
 
     folder = tmp_path / "ckpt"
     folder.mkdir()
@@ -236,8 +244,7 @@ def test_where_the_model_n_mels_is_not_surely_known_the_plan_decides(tmp_path, c
     preset = "from_code" if case == "unknown_preset" else "bigvgan_v2_22khz_80band_256x"
     hparams = {"n_mels": "eighty"} if case == "not_a_number" else {}
     assert model_n_mels(preset, str(folder), hparams) is None
-    part = _declaring(tmp_path / "in", "a", 100)
-    refuse_other_mel_bands([part], part, model_n_mels(preset, str(folder), hparams))
+    assert model_rates(preset, str(folder), hparams) == ()
 
 
 def test_rows_that_may_run_are_left_to_the_rows(tmp_path):
@@ -245,7 +252,7 @@ def test_rows_that_may_run_are_left_to_the_rows(tmp_path):
     model does not take. Parts or rows that differ, a row without a value, or a part without the column leave it to
     each row (a wrong row fails alone). Past a first part whose rows can all run no other footer is read (a broken
     second part is the plan's to name); past one whose rows cannot, every part's is: a broken one is named."""
-    from batchvoc.runner.checks import refuse_other_mel_bands
+    from batchvoc.runner.checks import refuse_other_mel_conventions
     from tests.conftest import mel_rows, write_manifest
 
     folder = tmp_path / "in"
@@ -258,15 +265,15 @@ def test_rows_that_may_run_are_left_to_the_rows(tmp_path):
     pq.write_table(pa.table({"id": pa.array([], pa.string()), "n_mels": pa.array([], pa.int32())}), empty)
     for files in ([wrong, right], [mixed], [unknown], [wrong, without], [empty, wrong, right]):
         first = next(f for f in files if f != empty)
-        refuse_other_mel_bands(files, first, 80)
+        refuse_other_mel_conventions(files, first, MelChecks(80))
     broken = folder / "z_broken.parquet"
     broken.write_bytes(b"PAR1 cut short")
-    refuse_other_mel_bands([right, str(broken)], right, 80)
+    refuse_other_mel_conventions([right, str(broken)], right, MelChecks(80))
     with pytest.raises(ConfigError, match="z_broken.parquet is not a readable Parquet file"):
-        refuse_other_mel_bands([wrong, str(broken)], wrong, 80)
+        refuse_other_mel_conventions([wrong, str(broken)], wrong, MelChecks(80))
     other = _declaring(folder, "f", 64)
     with pytest.raises(ConfigError, match=r"every row declares n_mels 64 or 100: n_mels is 64, the model takes 80"):
-        refuse_other_mel_bands([empty, wrong, other], wrong, 80)
+        refuse_other_mel_conventions([empty, wrong, other], wrong, MelChecks(80))
 
 
 def test_the_mel_band_refusal_imports_neither_torch_nor_ray(tmp_path):
@@ -292,3 +299,66 @@ def test_the_mel_band_refusal_imports_neither_torch_nor_ray(tmp_path):
     assert done.returncode == 0, done.stderr
     said, imported = done.stdout.splitlines()
     assert "every row: n_mels is 100, the model takes 80 mel bands" in said and imported == "", done.stdout
+
+
+# the shipped jobs' (sample_rate, hop_length) pairs: the output's and the front end's (the preset YAMLs)
+RATES = {"hifigan_v1": (22050, 256), "v4_fp16": (48000, 480)}
+
+
+@pytest.mark.parametrize("job", sorted(RATES))
+@pytest.mark.parametrize("column", ["sample_rate", "hop_length"])
+def test_rates_the_model_does_not_take_are_refused_before_the_weights_are_read(tmp_path, job, column):
+    """The same early refusal for the other declared columns: every row's sample_rate or hop_length another than the
+    model's (rows made at 16 kHz, or with a hop of 200) is refused by the quick checks in the plan's words; the
+    model's own values pass."""
+    from batchvoc.manifest.schema import refuse_if_every_row_declares_wrong
+    from batchvoc.models.presets import get_preset
+    from batchvoc.runner.checks import quick_checks
+
+    n_mels, (rate, hop) = JOBS[job][1], RATES[job]
+    wrong = {"sample_rate": 16000, "hop_length": 200}[column]
+    folder = tmp_path / "in"
+    files = [_declaring(folder, "a", n_mels, **{column: wrong})]
+    settings = _job(tmp_path, job, folder)
+    with pytest.raises(ConfigError) as early:
+        quick_checks(settings)
+    assert early.value.key == "input.manifest" and f"{column} is {wrong}" in early.value.message, early.value
+    with pytest.raises(ConfigError) as late:
+        refuse_if_every_row_declares_wrong(files, MelChecks.for_preset(get_preset(settings.preset)).check_declared)
+    assert str(early.value) == str(late.value)
+    right = tmp_path / "right"
+    _declaring(right, "a", n_mels, sample_rate=rate, hop_length=hop)
+    assert quick_checks(_job(tmp_path, job, right)) == [str(right / "a.parquet")]
+
+
+def test_the_early_rates_are_the_ones_the_loader_builds():
+    """model_rates gives the (sample_rate, hop_length) pairs the plan's MelChecks takes from the loaded preset (the
+    built model's hop), for every preset, with and without model.hparams' upsample_rates, and from a folder's
+    config.json for both families."""
+    import torch
+
+    from batchvoc.models import _folder_hparams, build_model, load_vocoder
+    from batchvoc.models.presets import PRESETS
+    from batchvoc.runner.checks import model_rates
+
+    def loaded(name, checkpoint, hparams):
+        with torch.device("meta"):
+            preset = load_vocoder(name, checkpoint, hparams)[1]
+        return MelChecks.for_preset(preset).rates
+
+    for name in sorted(PRESETS):
+        doubled = [*PRESETS[name].hparams["upsample_rates"][:-1], 2 * PRESETS[name].hparams["upsample_rates"][-1]]
+        for hparams in ({}, {"upsample_rates": doubled}):
+            assert model_rates(name, "random", hparams) == loaded(name, "random", hparams), (name, hparams)
+    for name in ("hifigan_v1_universal", "bigvgan_v2_24khz_100band_256x"):
+        preset = PRESETS[name]
+        config = {k: v for k, v in preset.hparams.items() if k not in ("n_mels", "upsample_rates")}
+        with tempfile.TemporaryDirectory() as folder:
+            rates = [*preset.hparams["upsample_rates"][:-1], 2 * preset.hparams["upsample_rates"][-1]]
+            (Path(folder) / "config.json").write_text(json.dumps({**config, "num_mels": 96, "upsample_rates": rates}))
+            with torch.device("meta"):
+                hop = build_model(preset, _folder_hparams(preset, Path(folder))).hop_length
+            assert hop == math.prod(rates)
+            assert model_rates(name, folder) == tuple(dict.fromkeys(((preset.sample_rate, hop),
+                                                                     (preset.front_end.sample_rate,
+                                                                      preset.front_end.hop_length))))  # fmt: skip
