@@ -11,10 +11,11 @@ torch.export keeps the operator as a call (`ExportedProgram.run_decompositions(d
 shows the kernels).
 
 `compiled_as("opaque")` keeps them opaque to a compile instead (Inductor calls the operator, which launches its
-kernels as an eager call does): the inductor engine's default, as gsv_v4 ran 17% slower with its convolutions
-traced (H200 session 4: 3,032x against 3,659x opaque; in a trace they lose their block copies, and more not yet
-explained). AOTInductor packages trace them by default; `aoti:kernels=opaque` builds one that calls them back into
-Python per launch (block copies kept, but each loading process defines the operators: `define_all`).
+kernels as an eager call does): the inductor engine's default (H200 session 4: gsv_v4 traced ran 17% slower, its
+kernels' arithmetic in fp64 until session 12 and their block copies lost until session 21, whose traced launches
+record the host descriptor: fused_resblock's `block_copy_descriptor`). AOTInductor packages trace them by default
+(gsv_v4 at 0.98-1.00x the inductor engine's speed, session 21); `aoti:kernels=opaque` builds one that calls them
+back into Python per launch (each loading process then defines the operators: `define_all`).
 
 Defined lazily (`KernelOp.define`; the modules that call an operator define it when they are built): defining a
 triton_op imports torch._inductor and torch._dynamo (triton_op's search of fn's source for kernels; custom_op's
