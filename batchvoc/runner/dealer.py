@@ -29,6 +29,7 @@ from batchvoc.manifest import Shard
 log = logging.getLogger(__name__)
 IN_FLIGHT_PER_ACTOR = 2
 POLL_S = 0.25  # progress polls per actor at most this often
+PROGRESS_LOG_S = 30.0  # a progress log line this often where stderr is no terminal (no bar)
 
 
 class StopJob(Exception):  # noqa: N818 - a signal to stop dealing, not an error of the dealer
@@ -243,13 +244,14 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
 @contextlib.contextmanager
 def progress_bar(total: float) -> Iterator[tqdm]:
     """The job's bar over `total` seconds of audio, on stderr. Log lines on the console go above it
-    (tqdm's logging_redirect_tqdm), not onto the bar's line."""
-    # a redirected log gets a line every 30 s, not a redraw per poll
-    interval = 0.5 if sys.stderr.isatty() else 30.0
+    (tqdm's logging_redirect_tqdm), not onto the bar's line. Where stderr is no terminal (a console redirected to a
+    file) there is no bar, whose redraws would leave carriage-return fragments glued to the log lines there: a log
+    line gives the progress every PROGRESS_LOG_S instead (`_show`)."""
     # seconds of audio per second always (tqdm's default turns a rate under 1 into "s/s audio", easily misread)
     form = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]"
-    with logging_redirect_tqdm(), tqdm(total=round(total, 1), unit="s audio", dynamic_ncols=True, smoothing=0.1,
-                                       mininterval=interval, bar_format=form) as bar:  # fmt: skip
+    options = dict(unit="s audio", dynamic_ncols=True, smoothing=0.1, mininterval=0.5, bar_format=form)
+    with logging_redirect_tqdm(), tqdm(total=round(total, 1), disable=not sys.stderr.isatty(), **options) as bar:
+        bar.logged_at = time.monotonic()  # the last progress line, where there is no bar
         yield bar
 
 
@@ -265,6 +267,10 @@ def _show(bar: tqdm, crew: list[_Actor], total: AudioTotal) -> None:
     if vocoded > bar.n:  # n set, not added to: n + (vocoded - n) can pass vocoded by an ulp (23.300000000000004/23.3,
         bar.n = vocoded  # tqdm's "clamping frac" warning and a negative time left)
         bar.update(0)  # update, not refresh: tqdm keeps to mininterval
+    if bar.disable and time.monotonic() - bar.logged_at >= PROGRESS_LOG_S:
+        bar.logged_at = time.monotonic()
+        share = f" ({bar.n / bar.total:.0%})" if bar.total else ""
+        log.info("vocoded %.1f of %.1f s of audio%s", bar.n, bar.total or 0.0, share)
 
 
 def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQueue, redealt: set[str],

@@ -1,5 +1,6 @@
 """Progress moves per vocoded batch: the driver's poll of a busy actor sees a shard part done."""
 
+import io
 import time
 
 from batchvoc.manifest import find_manifest_files, plan_shards
@@ -83,16 +84,22 @@ def test_the_bar_shows_the_rounded_audio_and_ends_exactly_at_its_total(recwarn):
     assert "0000000" not in shown.getvalue() and "9999999" not in shown.getvalue(), shown.getvalue()
 
 
+class _Terminal(io.StringIO):
+    """A console that says it is a terminal (the bar is drawn only on one)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 def test_log_lines_go_above_the_bar_not_onto_its_line(monkeypatch):
     """A log line written to the console while the bar is shown starts a line of its own (the bar is cleared and
     drawn again under it), as in a job's 'actor-0 ready' line."""
-    import io
     import logging
     import sys
 
     from batchvoc.runner.dealer import progress_bar
 
-    console = io.StringIO()
+    console = _Terminal()
     monkeypatch.setattr(sys, "stderr", console)
     handler = logging.StreamHandler(sys.stderr)  # a console handler, as Hydra's job logging adds
     logging.getLogger().addHandler(handler)
@@ -149,3 +156,26 @@ def test_a_job_without_n_frames_shows_the_audio_of_its_mels(tmp_path, ray_cluste
     assert abs(audio - sum(frames) * 256 / 22050) < 1e-3
     done, total = map(float, re.findall(r"([\d.]+)/([\d.]+) \[", capsys.readouterr().err)[-1])
     assert total == done == round(audio, 1), f"the bar ended at {done}/{total} s for {audio:.2f} s of audio"
+
+
+def test_a_console_redirected_to_a_file_gets_progress_lines_not_a_bar(monkeypatch, caplog):
+    """`python -m batchvoc ... > log 2>&1`: the bar's redraws left carriage-return fragments glued to the log lines
+    in the file (a new user's report). Where stderr is no terminal no bar is drawn; a log line gives the progress
+    every PROGRESS_LOG_S instead."""
+    import logging
+    import sys
+
+    from batchvoc.manifest import Shard
+    from batchvoc.runner import dealer
+
+    console = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", console)
+    monkeypatch.setattr(dealer, "PROGRESS_LOG_S", 0.0)
+    caplog.set_level(logging.INFO, logger="batchvoc.runner.dealer")
+    total = dealer.AudioTotal([Shard("s0", "f", 0, 10, (0,), 0, 1000)], seconds_per_frame=0.01)
+    with dealer.progress_bar(total.seconds) as bar:
+        total.finished(Shard("s0", "f", 0, 10, (0,), 0, 1000), {"audio_seconds": 10.0})
+        dealer._show(bar, [], total)
+        logging.getLogger("batchvoc.runner.dealer").warning("actor-0 ready in 2.0 s")
+    assert "\r" not in console.getvalue() and "s audio" not in console.getvalue(), console.getvalue()
+    assert "vocoded 10.0 of 10.0 s of audio (100%)" in caplog.text
