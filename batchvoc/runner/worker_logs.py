@@ -24,6 +24,10 @@ log = logging.getLogger("batchvoc.worker")
 
 PRINTER = "ray_print_logs"  # Ray's name for its printer: ray.shutdown() removes ours as it would remove its own
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Ray's words for the end of actors and tasks that batchvoc stops itself (an early stop's ray.kill of its actors,
+# Ctrl-C): "Task ActorWorker.run failed. There are 3 retries remaining ... killed by `ray.kill`" read as a crash on
+# a new user's console. Logged at DEBUG (batchvoc.log at log_level=DEBUG), not on the console.
+OWN_STOP = re.compile(r"killed by `ray\.kill`|Failed to push error to driver")
 
 
 class _Lines:
@@ -41,7 +45,7 @@ class _Lines:
         for line in lines:
             line = ANSI.sub("", line).rstrip()
             if line:
-                log.log(self.level, "%s", line)
+                log.log(logging.DEBUG if OWN_STOP.search(line) else self.level, "%s", line)
         return len(text)
 
     def flush(self) -> None:

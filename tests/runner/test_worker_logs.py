@@ -56,3 +56,20 @@ def test_without_rays_printer_nothing_is_routed():
     before = list(worker.global_worker_stdstream_dispatcher.handlers)
     assert not worker_logs.route()
     assert worker.global_worker_stdstream_dispatcher.handlers == before
+
+
+def test_rays_words_for_a_stop_batchvoc_made_are_not_on_the_console(rays_printer, caplog):
+    """An early stop kills the job's actors (ray.kill) with shards in flight, and Ray's raylet said so on the console
+    as a crash and retry (a new user's report): such lines, and Ctrl-C's 'Failed to push error to driver', are
+    logged at DEBUG; other lines from the raylet keep their level."""
+    assert worker_logs.route()
+    caplog.set_level(logging.DEBUG, logger="batchvoc.worker")
+    killed = ("Task ActorWorker.run failed. There are 3 retries remaining, so the task will be retried. Error: The "
+              "actor is dead because it was killed by `ray.kill`.")  # fmt: skip
+    pushed = "task_manager.cc:1545: Failed to push error to driver for task 18cf"
+    other = "file_system_monitor.cc:116: /tmp/ray is over 95% full"
+    for line, pid in ((killed, 5151), (pushed, 5152), (other, 5153)):
+        rays_printer.emit(_batch(line, pid))
+    levels = {r.getMessage(): r.levelno for r in caplog.records if r.name == "batchvoc.worker"}
+    assert [levels[m] for m in levels if "pid=5151)" in m or "pid=5152)" in m] == [logging.DEBUG, logging.DEBUG]
+    assert [levels[m] for m in levels if "pid=5153)" in m] == [logging.WARNING]
