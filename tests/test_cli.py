@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -194,6 +195,9 @@ def test_interrupted_job_finishes_on_rerun_without_duplicates(tmp_path, how):
     proc.send_signal(signal.SIGINT if how == "SIGINT" else signal.SIGKILL)
     proc.wait(timeout=60)
     assert proc.returncode != 0
+    if how == "SIGINT":  # the console says how far it got and what a rerun does
+        assert re.search(r"interrupted with \d+ of \d+ shards done; the same command runs the other \d+",
+                         proc.stdout.read()), "no count of the shards done"  # fmt: skip
     time.sleep(2)  # let a killed driver's workers go
     reap(started)
     finished = {p: p.stat().st_mtime_ns for p in (out / "audio").rglob("*.wav")}

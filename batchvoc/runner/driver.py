@@ -131,6 +131,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
             with reaching("output.dir", store.url):
                 early = ray_thread is None and not store.exists("summary.json")
             cluster = _Cluster.start(settings.address, timeline) if early else None
+            shards: list[Shard] = []
             try:
                 shards = planning.result()
                 preset = loading.result()[1]
@@ -148,9 +149,11 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                     cluster = cluster or _Cluster.start(settings.address, timeline, ray_thread)
                     dealt = _run(settings, cluster, loading, todo, preset, tally, on_actor_ready, timeline)
                     timeline.mark("shards done")
-            except BaseException:
+            except BaseException as err:
                 if cluster is not None:  # stopped or failed: shut Ray down before the error goes on
                     _stop(cluster, timeline)
+                if isinstance(err, KeyboardInterrupt) and shards:
+                    _say_interrupted(store, shards)
                 raise
         # a local Ray shuts down (~1-2 s) while the summary and the report are written
         stopping = threading.Thread(target=_stop, args=(cluster, timeline), name="ray-stop") if cluster else None
@@ -236,6 +239,20 @@ def _read_weights(settings: JobSettings) -> tuple[nn.Module, Preset]:
     model, preset = load_vocoder(settings.preset, settings.checkpoint, settings.hparams)
     weights_digest(model)  # remembered for this model (engines/cache.py)
     return model, preset
+
+
+def _done_shards(store: Store) -> set[str]:
+    """The names of the shards whose output manifest is written (done)."""
+    return {n.removesuffix(".parquet") for n in store.listing("manifest") if "/" not in n}
+
+
+def _say_interrupted(store: Store, shards: list[Shard]) -> None:
+    """Ctrl-C: how many of the planned shards are done (their output manifests written) and how many the same
+    command runs again."""
+    done = _done_shards(store)
+    finished = sum(s.name in done for s in shards)
+    log.warning("interrupted with %d of %s done; the same command runs the other %d", finished,
+                counted(len(shards), "shard"), len(shards) - finished)  # fmt: skip
 
 
 def _stop(cluster: _Cluster, timeline: Timeline) -> None:
@@ -350,7 +367,7 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
     startup_s: this process's start to the first audio written (None when nothing was vocoded); actors_ready:
     per actor, seconds from its start to its engine ready, and how the engine got there (built / loaded).
     """
-    done = {n.removesuffix(".parquet") for n in store.listing("manifest") if "/" not in n}
+    done = _done_shards(store)
     names = {n.removesuffix(".json") for n in store.listing("stats") if "/" not in n}
     stats = [ShardStats.from_json(store.read_json(f"stats/{s.name}.json")) for s in shards if s.name in names & done]
     unwritten = {s.name: s.rows for s in shards if s.name not in done}  # every one is this run's (todo)
