@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import sys
 import time
 from collections import deque
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 import ray
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -29,6 +31,7 @@ from batchvoc.manifest import Shard
 log = logging.getLogger(__name__)
 IN_FLIGHT_PER_ACTOR = 2
 POLL_S = 0.25  # progress polls per actor at most this often
+KILL_WAIT_S = 10.0  # at most this long for killed actors' shards in flight to end (an early stop)
 PROGRESS_LOG_S = 30.0  # a progress log line this often where stderr is no terminal (no bar)
 
 
@@ -110,6 +113,8 @@ class _Actor:
     poll: Any = None
     polled_at: float = 0.0
     vocoded: dict[int, float] = field(default_factory=dict)  # pid -> audio seconds (a restart is a new pid)
+    pid: int | None = None  # its process, and the host it runs on, once ready
+    host: str | None = None
 
 
 class AudioTotal:
@@ -195,7 +200,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
                         start_errors.append(err)
                         log.error("%s could not start: %s", actor.name, first_line(err))
                         continue
-                    actor.ready = True
+                    actor.ready, actor.pid, actor.host = True, info.get("pid"), info.get("host")
                     result.actors.append(info)
                     log.info("%(actor)s ready in %(ready_s).1f s (%(load_path)s): %(device)s, %(backend)s "
                              "%(precision)s, pid %(pid)d", info)  # fmt: skip
@@ -228,6 +233,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
             if result.stopped:
                 for actor in crew:  # their shards in flight end with them; partial files go on the next run
                     ray.kill(actor.handle, no_restart=True)
+                _end_killed(crew, list(in_flight))
                 pending.clear()
                 break
         _show(bar, crew, total)  # the last shards' audio (their actors were not polled after them)
@@ -239,6 +245,22 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
     for shard in pending:
         result.failed.setdefault(shard.name, "no actor left to run it")
     return result
+
+
+def _end_killed(crew: list[_Actor], refs: list) -> None:
+    """After ray.kill of the crew (an early stop), wait up to KILL_WAIT_S for their shards in flight to end: their
+    refs ready, and the processes on this host gone. ray.kill returns at once, and a dying actor's shard could
+    still write its output manifest after the summary said it was not written (its rows counted as not run there,
+    and as failed in output.dir)."""
+    deadline = time.monotonic() + KILL_WAIT_S
+    if refs:
+        ray.wait(refs, num_returns=len(refs), timeout=KILL_WAIT_S)
+    here, processes = socket.gethostname(), []
+    for actor in crew:
+        if actor.pid and actor.host == here:
+            with contextlib.suppress(psutil.Error):
+                processes.append(psutil.Process(actor.pid))
+    psutil.wait_procs(processes, timeout=max(0.0, deadline - time.monotonic()))
 
 
 @contextlib.contextmanager
