@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from batchvoc import storage
 from batchvoc.errors import ConfigError, RowError
@@ -116,17 +118,39 @@ def manifest_root(spec: str | None) -> str:
     return storage.to_url(fs, folder)
 
 
+@dataclass(frozen=True)
+class Footer:
+    """A manifest part's path and its Parquet footer (`meta`: row count, schema, row groups' statistics), read once
+    (read_footer) and handed on: the quick checks take the row count, the columns and the declared values from it,
+    so an object-store part costs one read, not one per check."""
+
+    path: str
+    meta: pq.FileMetaData
+
+    @property
+    def num_rows(self) -> int:
+        return self.meta.num_rows
+
+
+def read_footer(path: str | Path) -> Footer:
+    """The file's Parquet footer, or a ConfigError on input.manifest saying why it cannot be read."""
+    try:
+        return Footer(str(path), storage.parquet_file(path).metadata)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds; the user needs one message
+        raise ConfigError(KEY, _unreadable(path, err)) from err
+
+
 def check_manifest_files(files: list[str]) -> list[str]:
     """The files that hold rows, each schema checked; empty parts (0 rows, with or without columns) are skipped
     with a warning naming them. ConfigError on input.manifest for an unreadable file, a bad schema, or when no
-    file holds any row."""
+    file holds any row. Each file's footer is read once."""
     usable = []
     for path in files:
-        rows = _row_count(path)
-        if rows == 0:
+        footer = read_footer(path)
+        if footer.num_rows == 0:
             log.warning("input.manifest: skipping %s: an empty Parquet part (0 rows)", path)
             continue
-        check_schema(path)
+        check_schema(footer)
         usable.append(path)
     if not usable:
         where = f"{files[0]} holds" if len(files) == 1 else f"all {len(files)} Parquet files ({files[0]}, ...) hold"
@@ -134,31 +158,32 @@ def check_manifest_files(files: list[str]) -> list[str]:
     return usable
 
 
-def check_first_schema(files: list[str]) -> str | None:
+def check_first_schema(files: list[str]) -> Footer | None:
     """check_schema of the first file that holds rows (footers read until one does): one footer read that stops a
     manifest whose columns are wrong throughout in the quick checks, before the weights are read and Ray starts
     (a pretrained hifigan_v1 job on a 2-core CPU: refused in 1.3 s, 7.9 s before); the job checks every file when it
     plans (check_manifest_files). Where no file holds rows, the plan says so. ConfigError on input.manifest as
-    check_schema. Returns the file it checked (None: no file holds rows)."""
+    check_schema. Returns the footer of the file it checked, to be handed on (None: no file holds rows)."""
     for path in files:
-        if _row_count(path):
-            check_schema(path)
-            return path
+        footer = read_footer(path)
+        if footer.num_rows:
+            check_schema(footer)
+            return footer
     return None
 
 
 DECLARED = ("n_mels", "sample_rate", "hop_length")  # the integer columns a row may declare its mel's conventions in
 
 
-def declared_values(files: list[str]) -> dict[str, set[int] | None]:
+def declared_values(files: list[str | Footer]) -> dict[str, set[int] | None]:
     """Per DECLARED column, the values every row of `files` declares, read from the Parquet footers' statistics
-    (each file's footer once, no rows read); None where that is not known: a file without the column, a row
-    group without statistics, with nulls, or with more than one value. Empty parts and row groups declare nothing
-    (the plan leaves them out; the quick checks pass them over). ConfigError on input.manifest for a file that
-    cannot be read, as check_manifest_files words it."""
+    (each file's footer once, none for a Footer already read, no rows read); None where that is not known: a file
+    without the column, a row group without statistics, with nulls, or with more than one value. Empty parts and
+    row groups declare nothing (the plan leaves them out; the quick checks pass them over). ConfigError on
+    input.manifest for a file that cannot be read, as check_manifest_files words it."""
     values: dict[str, set[int] | None] = {column: set() for column in DECLARED}
-    for path in files:
-        meta = _metadata(path)
+    for part in files:
+        meta = (part if isinstance(part, Footer) else read_footer(part)).meta
         if meta.num_rows == 0:
             continue
         where = {meta.schema.column(j).path: j for j in range(meta.num_columns)}
@@ -180,9 +205,10 @@ def declared_values(files: list[str]) -> dict[str, set[int] | None]:
     return values
 
 
-def refuse_if_every_row_declares_wrong(files: list[str], check: Callable[..., None]) -> None:
+def refuse_if_every_row_declares_wrong(files: list[str | Footer], check: Callable[..., None]) -> None:
     """ConfigError on input.manifest where every row declares an n_mels, sample_rate or hop_length that
-    `check(**{column: value})` (MelChecks.check_declared) refuses: the whole job would fail row by row."""
+    `check(**{column: value})` (MelChecks.check_declared) refuses: the whole job would fail row by row. `files`:
+    paths, or Footers already read (declared_values)."""
     for column, values in declared_values(files).items():
         reasons = []
         for value in sorted(values or ()):
@@ -200,28 +226,18 @@ def refuse_if_every_row_declares_wrong(files: list[str], check: Callable[..., No
             raise ConfigError(KEY, f"{said} (mels made for another vocoder? --help lists the presets)")
 
 
-def _row_count(path: str) -> int:
-    return _metadata(path).num_rows
-
-
-def _metadata(path: str):
-    """The file's Parquet footer, or a ConfigError on input.manifest saying why it cannot be read."""
-    try:
-        return storage.parquet_file(path).metadata
-    except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds; the user needs one message
-        raise ConfigError(KEY, _unreadable(path, err)) from err
-
-
 def _unreadable(path: str | Path, err: Exception) -> str:
     if storage.access_kind(err):  # the store not reached: the file may be fine
         return f"cannot read {path}: {storage.describe(err, path)}"
     return f"{path} is not a readable Parquet file: {err}"
 
 
-def check_schema(path: str | Path) -> pa.Schema:
-    """The file's schema, or a ConfigError naming the missing or mistyped column."""
+def check_schema(path: str | Path | Footer) -> pa.Schema:
+    """The file's schema, or a ConfigError naming the missing or mistyped column. A Footer already read
+    (read_footer) is not read again: its Arrow schema is the one the file gives (ParquetFile.schema_arrow)."""
+    footer, path = (path, path.path) if isinstance(path, Footer) else (None, path)
     try:
-        schema = storage.parquet_file(path).schema_arrow
+        schema = footer.meta.schema.to_arrow_schema() if footer else storage.parquet_file(path).schema_arrow
     except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds; the user needs one message
         raise ConfigError(KEY, _unreadable(path, err)) from err
     names = set(schema.names)

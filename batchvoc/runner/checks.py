@@ -14,7 +14,7 @@ from batchvoc.config import CONFIG_MODULE
 from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files
 from batchvoc.manifest.conventions import MelChecks
-from batchvoc.manifest.schema import check_first_schema, refuse_if_every_row_declares_wrong
+from batchvoc.manifest.schema import Footer, check_first_schema, refuse_if_every_row_declares_wrong
 from batchvoc.outputs import check_lhotse
 from batchvoc.runner.lock import refuse_if_held
 from batchvoc.settings import JobSettings
@@ -36,7 +36,7 @@ def quick_checks(settings: JobSettings, manifest: bool = True) -> list[str]:
         check_installed(settings.backend)
         check_cache_dir(settings.cache_dir)
     files = find_manifest_files(settings.manifest, settings.out_url) if manifest else []  # not the job's output
-    first = check_first_schema(files)
+    first = check_first_schema(files)  # its footer, read once: the row count, the columns, the declared values
     refuse_other_mel_conventions(files, first, early_mel_checks(settings))
     check_writable(settings.out_url)
     refuse_if_held(Store(settings.out_url))  # a job on output.dir now: refused before Ray and the weights
@@ -173,18 +173,20 @@ def early_mel_checks(settings: JobSettings) -> MelChecks | None:
     return MelChecks(n_mels, rates=model_rates(settings.preset, settings.checkpoint, settings.hparams))
 
 
-def refuse_other_mel_conventions(files: list[str], first: str | None, checks: MelChecks | None) -> None:
+def refuse_other_mel_conventions(files: list[str], first: Footer | None, checks: MelChecks | None) -> None:
     """ConfigError on input.manifest where every row declares an n_mels, sample_rate or hop_length (the columns,
     from the Parquet footers' statistics) that the model does not take (`checks`: early_mel_checks): the plan's
     refusal (schema.refuse_if_every_row_declares_wrong with MelChecks.check_declared), in its words, made before
-    the weights are read and Ray starts. `first`: the first part that holds rows (check_first_schema's); the other
-    parts' footers are read only where it declares nothing the model takes, so a job some row of which may run
-    costs one footer. Rows that disagree among themselves, or whose values are not known from the footers, are
-    left to the rows (each wrong one fails alone), as the plan leaves them."""
+    the weights are read and Ray starts. `first`: the footer of the first part that holds rows
+    (check_first_schema's, not read again); the later parts' footers are read (once each) only where it declares
+    nothing the model takes, so a job some row of which may run costs the one footer read in all. Rows that
+    disagree among themselves, or whose values are not known from the footers, are left to the rows (each wrong one
+    fails alone), as the plan leaves them."""
     if checks is None or first is None:
         return
     check = checks.check_declared
     try:
         refuse_if_every_row_declares_wrong([first], check)
     except ConfigError:  # no row of the first part can run: the job is refused if no row of any part can
-        refuse_if_every_row_declares_wrong(files, check)
+        later = files[files.index(first.path) + 1 :]  # the parts before the first are empty: they declare nothing
+        refuse_if_every_row_declares_wrong([first, *later], check)

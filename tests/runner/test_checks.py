@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import pytest
 from batchvoc.errors import ConfigError
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.runner.checks import PRETRAINED_PRESETS, check_checkpoint_exists
+from tests.s3server import s3_server  # noqa: F401 - the session fixture
 
 
 @pytest.mark.parametrize("given", [None, "", "random", "pretrained", "exists"])
@@ -252,6 +254,7 @@ def test_rows_that_may_run_are_left_to_the_rows(tmp_path):
     model does not take. Parts or rows that differ, a row without a value, or a part without the column leave it to
     each row (a wrong row fails alone). Past a first part whose rows can all run no other footer is read (a broken
     second part is the plan's to name); past one whose rows cannot, every part's is: a broken one is named."""
+    from batchvoc.manifest.schema import read_footer
     from batchvoc.runner.checks import refuse_other_mel_conventions
     from tests.conftest import mel_rows, write_manifest
 
@@ -264,16 +267,77 @@ def test_rows_that_may_run_are_left_to_the_rows(tmp_path):
     empty = str(folder / "0_empty.parquet")
     pq.write_table(pa.table({"id": pa.array([], pa.string()), "n_mels": pa.array([], pa.int32())}), empty)
     for files in ([wrong, right], [mixed], [unknown], [wrong, without], [empty, wrong, right]):
-        first = next(f for f in files if f != empty)
+        first = read_footer(next(f for f in files if f != empty))
         refuse_other_mel_conventions(files, first, MelChecks(80))
     broken = folder / "z_broken.parquet"
     broken.write_bytes(b"PAR1 cut short")
-    refuse_other_mel_conventions([right, str(broken)], right, MelChecks(80))
+    refuse_other_mel_conventions([right, str(broken)], read_footer(right), MelChecks(80))
     with pytest.raises(ConfigError, match="z_broken.parquet is not a readable Parquet file"):
-        refuse_other_mel_conventions([wrong, str(broken)], wrong, MelChecks(80))
+        refuse_other_mel_conventions([wrong, str(broken)], read_footer(wrong), MelChecks(80))
     other = _declaring(folder, "f", 64)
     with pytest.raises(ConfigError, match=r"every row declares n_mels 64 or 100: n_mels is 64, the model takes 80"):
-        refuse_other_mel_conventions([empty, wrong, other], wrong, MelChecks(80))
+        refuse_other_mel_conventions([empty, wrong, other], read_footer(wrong), MelChecks(80))
+
+
+class _CountingS3:
+    """An s3fs filesystem under its own protocol (counts3://) that counts the files it opens, by path: a real
+    filesystem on the test's moto server, so what pyarrow reads through it is what an object store serves."""
+
+    protocol = "counts3"
+
+    @classmethod
+    def register(cls):
+        import fsspec
+        import s3fs
+
+        class Counting(s3fs.S3FileSystem):
+            protocol = (cls.protocol,)
+            opened: collections.Counter = collections.Counter()
+
+            def _open(self, path, *args, **kwargs):
+                Counting.opened[self._strip_protocol(path)] += 1
+                return super()._open(path, *args, **kwargs)
+
+        fsspec.register_implementation(cls.protocol, Counting, clobber=True)
+        return Counting
+
+
+def test_the_quick_checks_read_the_first_parts_footer_once_from_an_object_store(tmp_path, s3_server):  # noqa: F811
+    """The quick checks read the first manifest part's footer three times (its row count, its columns, the values
+    its rows declare): three opens of an object-store file, each a HEAD and a GET. Read once, it is handed on: a job
+    whose rows may run opens its first part with rows once (an empty part before it once, the parts after it
+    never); a job whose every row declares another band count opens each part once, the first not again."""
+    import uuid
+
+    from batchvoc import storage
+    from batchvoc.runner.checks import quick_checks
+
+    counting = _CountingS3.register()
+    bucket = f"footers-{uuid.uuid4().hex[:8]}"
+    s3 = s3_server.filesystem()
+    s3.mkdir(bucket)
+    options = ", ".join(f"{k}: '{v}'" for k, v in s3_server.storage_options.items())
+    try:
+        for case, bands in (("right", 80), ("wrong", 100)):
+            parts = [str(tmp_path / case / "a_empty.parquet"), _declaring(tmp_path / case, "b", bands),
+                     _declaring(tmp_path / case, "c", bands)]  # fmt: skip
+            pq.write_table(pa.table({"id": pa.array([], pa.string()), "n_mels": pa.array([], pa.int32())}), parts[0])
+            for part in parts:
+                s3.put_file(part, f"{bucket}/{case}/{Path(part).name}")
+            counting.opened.clear()
+            settings = _job(tmp_path, "hifigan_v1", f"counts3://{bucket}/{case}/",
+                            f"io.storage_options={{{options}}}")  # fmt: skip
+            if case == "right":
+                assert len(quick_checks(settings)) == 3
+            else:
+                with pytest.raises(ConfigError, match="every row: n_mels is 100, the model takes 80"):
+                    quick_checks(settings)
+            each = {"right": [1, 1, 0], "wrong": [1, 1, 1]}[case]
+            assert counting.opened == {
+                f"{bucket}/{case}/{Path(p).name}": n for p, n in zip(parts, each, strict=True) if n
+            }
+    finally:
+        storage.set_options({})
 
 
 def test_the_mel_band_refusal_imports_neither_torch_nor_ray(tmp_path):
