@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if len(result.skipped) > SKIPS_LISTED:
         print(f"... and {len(result.skipped) - SKIPS_LISTED} more skipped", file=sys.stderr)
+    if result.resampled:
+        print(resampled_line(result.resampled, result.rows, args.preset), file=sys.stderr)
     if result.out is None:
         none = "the one file could not" if len(files) == 1 else f"none of the {len(files)} files could"
         print(f"no manifest written: {none} be used", file=sys.stderr)
@@ -66,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     skipped = f", skipped {counted(len(result.skipped), 'file')} (listed above)" if result.skipped else ""
     print(f"wrote {counted(result.rows, 'row')} to {result.out}{skipped}")
     return 2 if result.skipped else 0
+
+
+def resampled_line(resampled: dict[tuple[int, int], int], rows: int, preset: str) -> str:
+    """One line for a build's resampled files (not one per file): how many of the rows' files, from which rates to
+    which, e.g. `resampled 3 of 5 files to the gsv_v4 front end's rate: 2 from 44100 Hz to 24000 Hz, 1 from ...`."""
+    pairs = ", ".join(f"{n} from {a} Hz to {b} Hz" for (a, b), n in sorted(resampled.items()))
+    return f"resampled {sum(resampled.values())} of {counted(rows, 'file')} to the {preset} front end's rate: {pairs}"
 
 
 if __name__ == "__main__":

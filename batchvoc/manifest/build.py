@@ -7,6 +7,7 @@ written to a temporary name and renamed when complete, so a failed build never l
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -23,15 +24,19 @@ from batchvoc.manifest.rows import npy_error, one_line
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 ROW_GROUP_ROWS = 1000
 TEMP_MARK = ".partial-"
+# an audio row's key that is no column: (the file's rate, the front end's) where audio_row resampled the file
+RESAMPLED = "_resampled"
 
 
 @dataclass
 class BuildResult:
-    """What a build did: rows written to `out` (None when nothing was written) and (file, reason) skipped."""
+    """What a build did: rows written to `out` (None when nothing was written), (file, reason) skipped, and per
+    (from, to) sample rates how many of the rows' audio files were resampled to the front end's rate."""
 
     out: Path | None
     rows: int = 0
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    resampled: Counter[tuple[int, int]] = field(default_factory=Counter)
 
 
 class Skip(Exception):
@@ -57,13 +62,14 @@ def audio_row(path: Path, folder: Path, preset_name: str) -> dict:
     """An inline-mel row for one audio file through the preset's mel front end; Skip with the reason."""
     import torch
 
-    from batchvoc.models.mel import load_audio_for, log_mel
+    from batchvoc.models.mel import at_rate, log_mel, read_audio
     from batchvoc.models.presets import get_preset
 
     torch.set_num_threads(1)
     fe = get_preset(preset_name).front_end
     try:
-        audio = load_audio_for(fe, path)
+        audio, rate = read_audio(path)
+        audio = at_rate(audio, rate, fe.sample_rate)
     except Exception as err:  # noqa: BLE001 - soundfile/libsndfile raise several kinds for a bad file
         raise Skip(f"unreadable audio: {one_line(err)}") from None
     needed = max((fe.n_fft - fe.hop_length) // 2 + 1, fe.hop_length)
@@ -75,8 +81,11 @@ def audio_row(path: Path, folder: Path, preset_name: str) -> dict:
     # source: the audio file's absolute path. It passes through to the output manifest (output.dir/manifest/), whose
     # readers cannot resolve a path relative to the current directory of the build, nor to the input manifest's
     # folder (batchvoc resolves mel_path that way, source it never reads)
-    return dict(id=_id_for(path, folder), mel=mel.ravel(), n_frames=mel.shape[1], n_mels=mel.shape[0],
-                source=str(path.resolve()))  # fmt: skip
+    row = dict(id=_id_for(path, folder), mel=mel.ravel(), n_frames=mel.shape[1], n_mels=mel.shape[0],
+               source=str(path.resolve()))  # fmt: skip
+    if rate != fe.sample_rate:  # counted by write_manifest, said once per build (not a column: no row reads it)
+        row[RESAMPLED] = (rate, fe.sample_rate)
+    return row
 
 
 def npy_row(path: Path, folder: Path, manifest_dir: Path, n_mels: int | None = None) -> dict:
@@ -124,7 +133,8 @@ def rows_of(files: list[Path], make: Callable[[Path], dict], workers: int = 1) -
 
 
 def write_manifest(results: Iterable[tuple[Path, dict | str]], out: Path, inline: bool) -> BuildResult:
-    """Stream rows into out (written as a temporary file, renamed when complete; nothing when no row is good)."""
+    """Stream rows into out (written as a temporary file, renamed when complete; nothing when no row is good); the
+    rows' RESAMPLED rates are counted in the result, not written."""
     fields = [("id", pa.string())]
     if inline:
         fields += [("mel", pa.list_(pa.float32())), ("n_frames", pa.int32()), ("n_mels", pa.int32()),
@@ -142,6 +152,8 @@ def write_manifest(results: Iterable[tuple[Path, dict | str]], out: Path, inline
                 if isinstance(row, str):
                     result.skipped.append((path, row))
                     continue
+                if RESAMPLED in row:
+                    result.resampled[row.pop(RESAMPLED)] += 1
                 chunk.append(row)
                 if len(chunk) == ROW_GROUP_ROWS:
                     writer.write_table(pa.Table.from_pylist(chunk, schema=schema))

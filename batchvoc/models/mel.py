@@ -97,10 +97,19 @@ def resample(audio: Tensor, orig_sr: int, new_sr: int, zeros: int = 16, rolloff:
 
 def load_audio_for(fe: MelFrontEnd, path: str | Path) -> np.ndarray:
     """The audio file at `path` as float32 mono [N] at fe.sample_rate (channels averaged, resampled if needed)."""
+    return at_rate(*read_audio(path), fe.sample_rate)
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """The audio file at `path` as float32 mono [N] (channels averaged) and its sample rate."""
     import soundfile as sf
 
     data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    mono = data.mean(axis=1)
-    if sr != fe.sample_rate:
-        mono = resample(torch.from_numpy(mono), sr, fe.sample_rate).numpy()
+    return data.mean(axis=1), sr
+
+
+def at_rate(mono: np.ndarray, sr: int, rate: int) -> np.ndarray:
+    """Mono audio [N] at `sr` as float32 [M] at `rate` (resampled where they differ)."""
+    if sr != rate:
+        mono = resample(torch.from_numpy(mono), sr, rate).numpy()
     return np.ascontiguousarray(mono, dtype=np.float32)

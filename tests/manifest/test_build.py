@@ -40,6 +40,39 @@ def test_audio_rows_source_is_the_files_absolute_path(tmp_path, monkeypatch):
     assert source == str((tmp_path / "data" / "wavs" / "a.wav").resolve())
 
 
+def test_resampled_files_are_said_in_one_line_per_build(tmp_path, capsys):
+    """Audio at another rate than the front end's (44.1 kHz or 16 kHz files for a 22.05 kHz preset) was resampled
+    without a word. One line per build says how many of the files were resampled, from which rates to which; a
+    folder at the front end's rate says nothing. The count is no column of the manifest, and is the same with
+    --workers."""
+    import math
+
+    fe = get_preset("hifigan_v1_universal").front_end
+    src = tmp_path / "wavs"
+    src.mkdir()
+    rates = {"a.wav": 22050, "b.wav": 44100, "c.flac": 44100, "d.wav": 16000}
+    for name, rate in rates.items():
+        t = np.arange(rate // 2) / rate  # half a second of a 440 Hz tone
+        sf.write(src / name, 0.3 * np.sin(2 * np.pi * 440 * t), rate)
+    said = "resampled 3 of 4 files to the hifigan_v1_universal front end's rate: 1 from 16000 Hz to 22050 Hz, "
+    said += "2 from 44100 Hz to 22050 Hz"
+    for workers in ("1", "2"):
+        out = tmp_path / f"m{workers}.parquet"
+        assert main(["audio", str(src), str(out), "--preset", "hifigan_v1_universal", "--workers", workers]) == 0
+        captured = capsys.readouterr()
+        lines = (captured.out + captured.err).splitlines()
+        assert [line for line in lines if line.startswith("resampled")] == [said], captured
+        table = pq.read_table(out)
+        assert table.column_names == ["id", "mel", "n_frames", "n_mels", "source"]
+    frames = {r.id: r.mel.shape[1] for r in _rows(tmp_path / "m1.parquet", fe.n_mels)}
+    assert frames == {name[:1]: math.ceil((rate // 2) * 22050 / rate) // fe.hop_length for name, rate in rates.items()}
+    native = tmp_path / "native"
+    native.mkdir()
+    (native / "a.wav").write_bytes((src / "a.wav").read_bytes())
+    assert main(["audio", str(native), str(tmp_path / "n.parquet"), "--preset", "hifigan_v1_universal"]) == 0
+    assert not any(line.startswith("resampled") for line in capsys.readouterr().err.splitlines())
+
+
 def test_npy_folder_becomes_mel_path_rows(tmp_path):
     (tmp_path / "mels").mkdir()
     for i, frames in enumerate([5, 9]):
