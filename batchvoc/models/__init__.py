@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import logging
 import re
 from dataclasses import replace
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from batchvoc.checkpoint_config import folder_hparams
 from batchvoc.errors import JOB_KEYS, ConfigError, Keys, first_line
 from batchvoc.models.presets import Preset, get_preset
 
@@ -81,16 +81,9 @@ def _folder_weights(folder: Path) -> Path:
 
 
 def _folder_hparams(preset: Preset, folder: Path) -> dict[str, Any]:
-    hparams = dict(preset.hparams)
-    reader = getattr(family_module(preset), "hparams_from_config", None)
-    config_path = folder / "config.json"
-    if reader is not None and config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(KEY, f"cannot read {str(config_path)!r}: {exc}") from exc
-        hparams.update(reader(config))
-    return hparams
+    """The preset's hparams with a checkpoint folder's config.json over them (checkpoint_config.folder_hparams,
+    which the quick checks share) through the family's hparams_from_config."""
+    return folder_hparams(preset.hparams, getattr(family_module(preset), "hparams_from_config", None), folder)
 
 
 def _missing_message(preset: Preset) -> str:

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from batchvoc.errors import ConfigError
+from batchvoc.checkpoint_config import bigvgan_hparams
 from batchvoc.models.activations import make_activation
 from batchvoc.models.antialias import Activation1d
-from batchvoc.models.generator import CONFIG_KEYS, GeneratorMixin, same_padding
+from batchvoc.models.generator import GeneratorMixin, same_padding
 from batchvoc.models.span import Span
 
 
@@ -206,30 +206,10 @@ class BigVGAN(GeneratorMixin, nn.Module):
 
 Generator = BigVGAN
 
-_REQUIRED = (*CONFIG_KEYS, "activation", "num_mels")
-
 
 def build(hparams: dict[str, Any]) -> BigVGAN:
     """Family-table entry: hparams (a preset's, or from hparams_from_config) -> random-init BigVGAN."""
     return BigVGAN.from_hparams(**hparams)
 
 
-def hparams_from_config(config: dict[str, Any]) -> dict[str, Any]:
-    """NVIDIA's config.json -> BigVGAN hparams. Training keys are ignored; absent flags take upstream's defaults
-    (use_tanh_at_final / use_bias_at_final True, snake_logscale True), so v1 configs read right too."""
-    missing = [k for k in _REQUIRED if k not in config]
-    if missing:
-        raise ConfigError("model.checkpoint", f"BigVGAN config.json lacks {', '.join(missing)}")
-    return dict(
-        n_mels=int(config["num_mels"]),
-        resblock=str(config["resblock"]),
-        upsample_rates=[int(u) for u in config["upsample_rates"]],
-        upsample_kernel_sizes=[int(k) for k in config["upsample_kernel_sizes"]],
-        upsample_initial_channel=int(config["upsample_initial_channel"]),
-        resblock_kernel_sizes=[int(k) for k in config["resblock_kernel_sizes"]],
-        resblock_dilation_sizes=[[int(d) for d in ds] for ds in config["resblock_dilation_sizes"]],
-        activation=str(config["activation"]),
-        snake_logscale=bool(config.get("snake_logscale", True)),
-        use_tanh_at_final=bool(config.get("use_tanh_at_final", True)),
-        use_bias_at_final=bool(config.get("use_bias_at_final", True)),
-    )
+hparams_from_config = bigvgan_hparams  # NVIDIA's config.json -> hparams (torch-free, shared)

@@ -1,4 +1,4 @@
-"""What the generator families (hifigan.py, bigvgan.py) share: config keys, constructors, receptive field, padding."""
+"""What the generator families (hifigan.py, bigvgan.py) share: constructors, receptive field, padding."""
 
 from __future__ import annotations
 
@@ -7,16 +7,6 @@ from typing import Any, TypeVar
 from torch import nn
 
 G = TypeVar("G", bound="GeneratorMixin")
-
-# the architecture keys of a jik876-style config.json, which BigVGAN's config.json extends
-CONFIG_KEYS = (
-    "resblock",
-    "upsample_rates",
-    "upsample_kernel_sizes",
-    "upsample_initial_channel",
-    "resblock_kernel_sizes",
-    "resblock_dilation_sizes",
-)
 
 
 def same_padding(kernel_size: int, dilation: int = 1) -> int:

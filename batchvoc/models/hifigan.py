@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from batchvoc.models.generator import CONFIG_KEYS, GeneratorMixin, same_padding
+from batchvoc.checkpoint_config import hifigan_hparams
+from batchvoc.models.generator import GeneratorMixin, same_padding
 from batchvoc.models.span import Span
 
 LRELU_SLOPE = 0.1  # upstream's slope everywhere except before conv_post, which uses F.leaky_relu's default 0.01
@@ -178,9 +179,4 @@ def build(hparams: dict[str, Any]) -> HiFiGAN:
     return HiFiGAN.from_hparams(**hparams)
 
 
-def hparams_from_config(config: dict[str, Any]) -> dict[str, Any]:
-    """jik876-style config.json -> HiFiGAN hparams (only the keys the config holds)."""
-    out = {k: config[k] for k in CONFIG_KEYS if k in config}
-    if "num_mels" in config:
-        out["n_mels"] = config["num_mels"]
-    return out
+hparams_from_config = hifigan_hparams  # jik876-style config.json -> hparams (torch-free, shared)

@@ -4,12 +4,12 @@ Python). Each failure is a ConfigError naming the key."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from batchvoc import storage
 from batchvoc.backends import check_cache_dir, check_installed, check_names
+from batchvoc.checkpoint_config import READERS, folder_hparams
 from batchvoc.config import CONFIG_MODULE
 from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files
@@ -109,23 +109,27 @@ def _preset_yaml(preset: str) -> dict:
 _UNKNOWN = object()
 
 
-def _model_hparam(preset: str | None, checkpoint: str | None, hparams: dict | None, key: str, config_key: str):
+def _model_hparam(preset: str | None, checkpoint: str | None, hparams: dict | None, key: str):
     """The hyper-parameter `key` of the model models.load_vocoder builds, read without torch or the weights: the
-    preset YAML's hparams, over them a checkpoint folder's config.json `config_key` (the families'
-    hparams_from_config), over either model.hparams' `key`. _UNKNOWN where that is not sure before the loader runs:
-    a preset without a YAML, a config.json that cannot be read or lacks `config_key`."""
-    hp = _preset_yaml(preset or "").get("hparams")
+    preset YAML's hparams, over them a checkpoint folder's config.json as the loader reads it (the same
+    checkpoint_config.folder_hparams and family reader), over either model.hparams' `key`. _UNKNOWN where that is
+    not sure before the loader runs: a preset without a YAML, a config.json that cannot be read or that the
+    family's reader refuses (the loader names it), a family whose reader is not known here, no `key` at all."""
+    data = _preset_yaml(preset or "")
+    hp = data.get("hparams")
     if not isinstance(hp, dict):
         return _UNKNOWN
-    value = hp.get(key, _UNKNOWN)
     given = "" if checkpoint is None else str(checkpoint).strip()
     folder = Path(given).expanduser() if given not in ("", "random", "pretrained") else None
     if folder is not None and folder.is_dir() and (folder / "config.json").is_file():
+        reader = READERS.get(str(data.get("family")))
+        if reader is None:
+            return _UNKNOWN  # a family registered by code: its reader is the loader's to apply
         try:
-            config = json.loads((folder / "config.json").read_text())
-        except (OSError, ValueError):
-            return _UNKNOWN  # the loader names the file
-        value = config.get(config_key, _UNKNOWN) if isinstance(config, dict) else _UNKNOWN
+            hp = folder_hparams(hp, reader, folder)
+        except (ConfigError, ValueError, TypeError, KeyError, AttributeError):  # the loader names what is wrong
+            return _UNKNOWN
+    value = hp.get(key, _UNKNOWN)
     if hparams and key in hparams:
         value = hparams[key]
     return value
@@ -141,10 +145,11 @@ def model_n_mels(preset: str | None, checkpoint: str | None, hparams: dict | Non
 
     load_vocoder's model takes the `n_mels` of its hyper-parameters (its conv_pre's in_channels; weights of another
     shape are refused as not fitting): the preset's (its conf/preset YAML), or for a checkpoint folder holding a
-    config.json that file's `num_mels` (the families' hparams_from_config), with model.hparams' `n_mels` over
-    either. None for a preset without a YAML (or one whose hparams leave n_mels to the model's default), a
-    config.json that cannot be read or gives no whole `num_mels`, or a value that is no whole number."""
-    n_mels = _model_hparam(preset, checkpoint, hparams, "n_mels", "num_mels")
+    config.json that file's `num_mels` as the family's hparams_from_config reads it (checkpoint_config, shared with
+    the loader), with model.hparams' `n_mels` over either. None for a preset without a YAML (or one whose hparams
+    leave n_mels to the model's default), a config.json that cannot be read or that the family's reader refuses,
+    or a value that is no whole number."""
+    n_mels = _model_hparam(preset, checkpoint, hparams, "n_mels")
     return n_mels if _whole(n_mels) else None
 
 
@@ -154,7 +159,7 @@ def model_rates(preset: str | None, checkpoint: str | None, hparams: dict | None
     front end's rate and hop), known without torch or the weights; () where they are not sure before the loader
     runs (as model_n_mels: upsample_rates from the preset YAML, a folder's config.json, model.hparams)."""
     data = _preset_yaml(preset or "")
-    rates = _model_hparam(preset, checkpoint, hparams, "upsample_rates", "upsample_rates")
+    rates = _model_hparam(preset, checkpoint, hparams, "upsample_rates")
     front = data.get("front_end")
     if not (isinstance(rates, list) and rates and all(_whole(r) for r in rates) and isinstance(front, dict)):
         return ()

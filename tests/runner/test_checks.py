@@ -152,6 +152,11 @@ def _declaring(folder, name, bands, values=None, **columns):
 # the shipped jobs' models and where their n_mels comes from: the pretrained weights (hifigan_v1, the preset's 80),
 # a weights file (v4: the preset's 100), an NVIDIA folder (v3: its config.json's num_mels, here 128)
 JOBS = {"hifigan_v1": ("model.checkpoint=pretrained", 80), "v4_fp16": ("file", 100), "v3_fp16": ("folder", 128)}
+# an NVIDIA BigVGAN config.json with every key its reader needs (bigvgan_v2_24khz_100band_256x's, at 128 bands)
+NVIDIA_CONFIG = {"resblock": "1", "num_mels": 128, "upsample_rates": [4, 4, 2, 2, 2, 2],
+                 "upsample_kernel_sizes": [8, 8, 4, 4, 4, 4], "upsample_initial_channel": 1536,
+                 "resblock_kernel_sizes": [3, 7, 11], "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+                 "activation": "snakebeta", "use_tanh_at_final": False, "use_bias_at_final": False}  # fmt: skip
 
 
 def _job(tmp_path, name: str, manifest, *more: str):
@@ -165,7 +170,7 @@ def _job(tmp_path, name: str, manifest, *more: str):
     elif how == "folder":
         folder = tmp_path / "nvidia"
         folder.mkdir(exist_ok=True)
-        (folder / "config.json").write_text('{"num_mels": 128, "resblock": "1"}')
+        (folder / "config.json").write_text(json.dumps(NVIDIA_CONFIG))  # one the loader reads
         (folder / "bigvgan_generator.pt").write_bytes(b"not read by the quick checks")
         how = f"model.checkpoint={folder}"
     cfg = compose([f"job={name}", how, f"input.manifest={manifest}", f"output.dir={tmp_path / 'out'}", *more])
@@ -231,6 +236,16 @@ def test_the_early_n_mels_is_the_one_the_loader_builds():
                 with torch.device("meta"):
                     built = build_model(preset, {**_folder_hparams(preset, Path(folder)), **hparams})
                 assert model_n_mels(name, folder, hparams) == built.conv_pre.in_channels, (name, hparams)
+    # the config.json key mapping is the loader's own (checkpoint_config): a jik876 config.json without num_mels
+    # leaves the preset's bands, a BigVGAN one giving "96" as text is read as 96, both as the loader builds them
+    for name, config in (("hifigan_v1_universal", {"resblock": "1"}),
+                         ("bigvgan_v2_24khz_100band_256x", {**PRESETS["bigvgan_v2_24khz_100band_256x"].hparams,
+                                                            "activation": "snakebeta", "num_mels": "96"})):  # fmt: skip
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "n_mels"}))
+            with torch.device("meta"):
+                built = build_model(PRESETS[name], _folder_hparams(PRESETS[name], Path(folder)))
+            assert model_n_mels(name, folder) == built.conv_pre.in_channels == (80 if "hifigan" in name else 96)
 
 
 @pytest.mark.parametrize("case", ["no_num_mels", "not_json", "unknown_preset", "not_a_number"])
