@@ -24,6 +24,9 @@ about -11.5: the log-mel of silence), never zeros, which would make a buzz.
 
 Everything streams: `pack` reads items lazily (at most one item ahead) and `Stitcher` hands back each utterance
 as soon as its last piece comes back, in input order.
+
+`Tape` is the layout alone, on frame counts (no mel): `pack` places every utterance through one, and the shard
+planner (manifest/shards.py) counts with one the rows, and so the batches, a shard's utterances will fill.
 """
 
 from __future__ import annotations
@@ -171,6 +174,82 @@ class _Batch:
         return PackedBatch(self.mel, bounds, chunk, context, self.pieces)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where one piece of an utterance goes on a Tape: tape row `row` (rows counted from the tape's start), row
+    frames [at, at + hi - lo) hold utterance frames [lo, hi) (context included), whose centre is utterance frames
+    [start, start + frames)."""
+
+    row: int
+    at: int
+    lo: int
+    hi: int
+    start: int
+    frames: int
+    last: bool
+
+
+class Tape:
+    """pack()'s layout from frame counts alone (module doc): where each utterance's pieces go, row after row of
+    `chunk + 2 * context` frames, rows counted from the tape's start (pack's batch k holds rows [k*B, (k+1)*B)).
+
+    pack() places every utterance through one, so a planner that counts rows with a Tape (the shard planner,
+    manifest/shards.py) counts what pack() will make. Raises ValueError for impossible parameters.
+    """
+
+    def __init__(self, chunk: int, context: int, gap: int | None = None):
+        gap = context if gap is None else gap
+        if chunk < 1 or context < 0 or gap < 0:
+            raise ValueError(f"bad packing parameters: chunk={chunk}, context={context}, gap={gap}")
+        self.length, self.context, self.gap = chunk + 2 * context, context, gap
+        self.row = 0  # where the next segment may start (after a gap when column > 0)
+        self.column = 0
+
+    @property
+    def rows(self) -> int:
+        """Rows begun so far (the last one possibly part-filled)."""
+        return self.row + (1 if self.column else 0)
+
+    @property
+    def position(self) -> int:
+        """Frames of tape used so far, row tails left empty included: row * length + column."""
+        return self.row * self.length + self.column
+
+    def place(self, frames: int) -> list[Placement]:
+        """Lay out one utterance of `frames` frames (0: nothing) after the ones before; its pieces in order."""
+        length, context, gap = self.length, self.context, self.gap
+        pieces: list[Placement] = []
+        start = 0  # first utterance frame not yet placed
+        while start < frames:
+            lead = min(context, start)  # real context before the piece (only after a cut)
+            at = self.column + gap if self.column else 0
+            room = length - at
+            if lead + frames - start <= room:  # the rest fits: last piece
+                n = frames - start
+                last = True
+            else:
+                n = room - lead - context  # cut: keep C frames of context after the piece
+                last = False
+                if n <= context and self.column:  # cheaper to leave the row's tail empty
+                    n = 0
+            if n > 0:
+                hi = frames if last else start + n + context
+                pieces.append(Placement(self.row, at, start - lead, hi, start, n, last))
+                self.column = at + hi - (start - lead)
+                start += n
+            if n == 0 or not last or self.column + gap >= length:  # row full: next row
+                self.row, self.column = self.row + 1, 0
+        return pieces
+
+
+def packed_rows(frames: Iterable[int], plan: ChunkPlan) -> int:
+    """Rows pack_plan() fills for utterances of these frame counts, in this order (its batches: ceil(rows / B))."""
+    tape = Tape(plan.chunk_frames, plan.context, plan.gap)
+    for n in frames:
+        tape.place(int(n))
+    return tape.rows
+
+
 def pack(
     items: Iterable[tuple[Hashable, np.ndarray]],
     chunk: int,
@@ -185,15 +264,15 @@ def pack(
     row; default `context`. Smaller gaps stay exact only while they exceed the reach of every single layer of
     the model (tests/test_chunking.py); 0 is wrong. Mels may be float16 or float32 arrays (anything np.asarray
     takes); every mel must have the same n_mels. Raises ValueError for a mel of another shape (validate rows
-    before packing: it ends the stream).
+    before packing: it ends the stream). The layout is a Tape's.
     """
-    gap = context if gap is None else gap
-    if chunk < 1 or context < 0 or batch < 1 or gap < 0:
+    if batch < 1:
         raise ValueError(f"bad packing parameters: chunk={chunk}, context={context}, batch={batch}, gap={gap}")
-    length = chunk + 2 * context
+    tape = Tape(chunk, context, gap)
+    length = tape.length
     current: _Batch | None = None
+    number = 0  # the batch `current` is: it holds tape rows [number * batch, (number + 1) * batch)
     n_mels = None
-    row = column = 0  # where the next segment may start (after a gap when column > 0)
     for index, (key, item) in enumerate(items):
         m = np.asarray(item)
         if m.ndim != 2 or (n_mels is not None and m.shape[0] != n_mels):
@@ -202,35 +281,21 @@ def pack(
         n_mels, frames = m.shape
         if frames == 0:
             if current is None:
-                current = _Batch(batch, n_mels, length, floor)
+                current, number = _Batch(batch, n_mels, length, floor), tape.row // batch
             current.pieces.append(Piece(index, key, None, 0, 0, 0, True))
             continue
-        start = 0  # first utterance frame not yet placed
-        while start < frames:
+        for p in tape.place(frames):
+            if current is not None and p.row // batch != number:
+                yield current.finish(chunk, context)
+                current = None
             if current is None:
-                current = _Batch(batch, n_mels, length, floor)
-            lead = min(context, start)  # real context before the piece (only after a cut)
-            at = column + gap if column else 0
-            room = length - at
-            if lead + frames - start <= room:  # the rest fits: last piece
-                n = frames - start
-                last = True
-            else:
-                n = room - lead - context  # cut: keep C frames of context after the piece
-                last = False
-                if n <= context and column:  # cheaper to leave the row's tail empty
-                    n = 0
-            if n > 0:
-                segment = m[:, start - lead : (frames if last else start + n + context)]
-                current.put(row, at, segment)
-                current.pieces.append(Piece(index, key, row, at + lead, start, n, last))
-                start += n
-                column = at + segment.shape[1]
-            if n == 0 or not last or column + gap >= length:  # row full: next row, maybe next batch
-                row, column = row + 1, 0
-                if row == batch:
-                    yield current.finish(chunk, context)
-                    current, row = None, 0
+                current, number = _Batch(batch, n_mels, length, floor), p.row // batch
+            row = p.row % batch
+            current.put(row, p.at, m[:, p.lo : p.hi])
+            current.pieces.append(Piece(index, key, row, p.at + p.start - p.lo, p.start, p.frames, p.last))
+        if current is not None and tape.row // batch != number:  # its last row is full: hand it on now
+            yield current.finish(chunk, context)
+            current = None
     if current is not None and current.pieces:
         yield current.finish(chunk, context)
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from batchvoc.chunking import ChunkPlan, PackedBatch, Stitcher, chunk_frames_for, pack
+from batchvoc.chunking import ChunkPlan, PackedBatch, Stitcher, Tape, chunk_frames_for, pack, pack_plan, packed_rows
 
 SILENCE = np.float32(math.log(1e-5))
 
@@ -154,6 +154,24 @@ def test_random_layouts_keep_every_invariant(seed):
     assert [k for k, _ in out] == [k for k, _ in items]
     for (_, mel), (_, audio) in zip(items, out, strict=True):
         np.testing.assert_array_equal(audio, np.repeat(mel[0], 3))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_tape_counts_the_rows_and_batches_pack_fills(seed):
+    """The shard planner counts rows with a Tape on frame counts alone (manifest/shards.py): what pack makes."""
+    rng = np.random.default_rng(seed)
+    lengths = [int(n) for n in rng.integers(1, 300, size=int(rng.integers(1, 60)))]
+    plan = ChunkPlan(int(rng.integers(8, 100)), int(rng.integers(0, 12)), int(rng.integers(1, 6)), SILENCE, 1,
+                     None if seed % 2 else int(rng.integers(1, 10)))  # fmt: skip
+    batches = list(pack_plan(utterances(lengths, n_mels=1, seed=seed), plan))
+    rows = packed_rows(lengths, plan)
+    assert len(batches) == -(-rows // plan.batch)
+    assert sum(b.rows_used for b in batches) == rows  # only the last row may end part-filled, never skipped
+    tape = Tape(plan.chunk_frames, plan.context, plan.gap)
+    placed = [(p.row, p.at, p.start, p.frames) for n in lengths for p in tape.place(n)]
+    pieces = [(k * plan.batch + p.row, p.column - min(plan.context, p.start), p.start, p.frames)
+              for k, b in enumerate(batches) for p in b.pieces]  # fmt: skip
+    assert placed == pieces  # every piece where the tape put it (p.column: its centre, after `lead` frames)
 
 
 def test_every_batch_has_the_same_shape_and_float16_input_is_accepted():
