@@ -3,6 +3,12 @@
 A shard is a range of rows of one file, cut where its audio reaches `input.shard_seconds` (inside row groups
 where they are larger), so progress and restarts have the grain the user asked for. Cuts are counted from the
 start of each file, so rows appended to a file change only its last shard's name, never the ones before it.
+
+Each shard is packed on its own (its last engine batch is part-filled: on a GPU, 24 batches of 16 rows for a 1 h
+manifest that one stream packs into 23). Given the engine's chunk plan (`packing`), the planner cuts where a
+shard's rows pack into whole batches instead: at the utterance end, within half a batch's audio of the target
+(at most a quarter of it), whose packed rows (chunking.Tape, the packer's own layout) leave the fewest frames
+of their last batch empty. A plan of batch 1 (a CPU's) cuts as without one: its last batch is never part-filled.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchvoc import storage
+from batchvoc.chunking import ChunkPlan, Tape
 
 # Frames assumed per row where a manifest has no n_frames column (mel_path rows, nested lists): only sizes shards
 # (their names depend on it); the progress bar's audio is estimated apart (manifest/estimate.py)
@@ -59,35 +66,61 @@ class _FileRows:
     guessed: bool = False  # no n_frames column: FRAMES_PER_ROW_GUESS a row
 
 
-def plan_shards(files: list[str | Path], target_frames: int, root: str | Path | None = None) -> list[Shard]:
-    """Shards of about `target_frames` frames each, in file and row order; deterministic for a manifest.
+def plan_shards(files: list[str | Path], target_frames: int, root: str | Path | None = None,
+                packing: ChunkPlan | None = None) -> list[Shard]:  # fmt: skip
+    """Shards of about `target_frames` frames each, in file and row order; deterministic for a manifest (and
+    `packing`). `packing`: the engine's chunk plan, whose batches the shards' rows should fill (module doc); None:
+    cut where the audio reaches the target.
 
     Shard names are `<file>.r<start>-<stop>` (rows, zero-padded), `<file>` the file's path below `root` (the
     manifest's folder; default: the files' common folder) without `.parquet`, folders joined by `__`.
     """
-    files = [str(f) for f in files]
-    names = _prefixes(files, None if root is None else str(root))
-    seen: set[str] = set()
-    shards: list[Shard] = []
-    for path in files:
-        rows = _file_rows(path, seen)
-        for start, stop in _cut(rows.frames, target_frames):
-            groups = [g for g in range(len(rows.group_starts) - 1)
-                      if rows.group_starts[g] < stop and rows.group_starts[g + 1] > start]  # fmt: skip
-            shards.append(
-                Shard(
-                    name=f"{names[path]}.r{start:09d}-{stop:09d}",
-                    file=path,
-                    start=start,
-                    stop=stop,
-                    row_groups=tuple(groups),
-                    first_row=rows.group_starts[groups[0]],
-                    frames=sum(rows.frames[start:stop]),
-                    duplicate_rows=tuple(r - start for r in range(start, stop) if r in rows.duplicates),
-                    frames_guessed=rows.guessed,
+    return ManifestRows.read(files, root).shards(target_frames, packing)
+
+
+@dataclass
+class ManifestRows:
+    """What planning reads of a manifest (frames per row, row groups, duplicate ids of each file), read once
+    (`read`) and cut into shards later (`shards`), e.g. once the engine's chunk plan is known."""
+
+    names: dict[str, str]  # file -> its name prefix
+    files: dict[str, _FileRows]
+
+    @classmethod
+    def read(cls, files: list[str | Path], root: str | Path | None = None) -> ManifestRows:
+        """Read the `id` and `n_frames` columns of every file (module doc of plan_shards for `root`)."""
+        paths = [str(f) for f in files]
+        names = _prefixes(paths, None if root is None else str(root))
+        seen: set[str] = set()
+        return cls(names, {path: _file_rows(path, seen) for path in paths})
+
+    def files_with_rows(self) -> list[str]:
+        """The files that hold rows (those the shards come from), sorted."""
+        return sorted(path for path, rows in self.files.items() if rows.frames)
+
+    def shards(self, target_frames: int, packing: ChunkPlan | None = None) -> list[Shard]:
+        """The shards (plan_shards); a file without n_frames is cut on its guessed frames, without `packing`."""
+        shards: list[Shard] = []
+        for path, rows in self.files.items():
+            aligned = packing is not None and packing.batch > 1 and not rows.guessed
+            cuts = _cut_packed(rows.frames, target_frames, packing) if aligned else _cut(rows.frames, target_frames)
+            for start, stop in cuts:
+                groups = [g for g in range(len(rows.group_starts) - 1)
+                          if rows.group_starts[g] < stop and rows.group_starts[g + 1] > start]  # fmt: skip
+                shards.append(
+                    Shard(
+                        name=f"{self.names[path]}.r{start:09d}-{stop:09d}",
+                        file=path,
+                        start=start,
+                        stop=stop,
+                        row_groups=tuple(groups),
+                        first_row=rows.group_starts[groups[0]],
+                        frames=sum(rows.frames[start:stop]),
+                        duplicate_rows=tuple(r - start for r in range(start, stop) if r in rows.duplicates),
+                        frames_guessed=rows.guessed,
+                    )
                 )
-            )
-    return shards
+        return shards
 
 
 def _file_rows(path: str, seen: set[str]) -> _FileRows:
@@ -144,6 +177,42 @@ def _cut(frames: list[int], target_frames: int) -> list[tuple[int, int]]:
         size += n
     if len(frames) > start:
         ranges.append((start, len(frames)))
+    return ranges
+
+
+def _cut_packed(frames: list[int], target_frames: int, plan: ChunkPlan) -> list[tuple[int, int]]:
+    """Consecutive row ranges of about the target whose rows pack into whole batches of `plan` (module doc).
+
+    A range ends at the row, within `slack` frames of audio of the target (half a batch of rows, at most a quarter
+    of the target), after which its rows, packed from the range's start, leave the fewest tape frames of their
+    last batch empty (ties: the nearest to the target); a row that alone passes the window ends its range. The
+    rest of a file within the window of the target is its last range, so rows appended to a file change only
+    that one (a range's cut depends on the rows up to target + slack after its start, no further).
+    """
+    span = plan.batch * plan.length  # tape frames of one batch
+    slack = min(plan.batch * plan.chunk_frames // 2, target_frames // 4)
+    ranges: list[tuple[int, int]] = []
+    start, rest = 0, sum(frames)
+    while start < len(frames):
+        if rest <= target_frames + slack:
+            ranges.append((start, len(frames)))
+            break
+        tape, size = Tape(plan.chunk_frames, plan.context, plan.gap), 0
+        best: tuple[int, int, int] | None = None  # (empty frames, distance to the target, stop)
+        for row in range(start, len(frames)):
+            tape.place(frames[row])
+            size += frames[row]
+            if size > target_frames + slack:
+                best = best or (0, 0, row + 1)
+                break
+            if size >= target_frames - slack:
+                cut = (-(-tape.rows // plan.batch) * span - tape.position, abs(size - target_frames), row + 1)
+                best = cut if best is None else min(best, cut)
+        if best is None:  # unreachable: rest > target + slack, so the loop passed the window
+            raise AssertionError("no cut found")
+        ranges.append((start, best[2]))
+        rest -= sum(frames[start : best[2]])
+        start = best[2]
     return ranges
 
 

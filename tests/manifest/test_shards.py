@@ -1,5 +1,8 @@
 from pathlib import Path
 
+import numpy as np
+
+from batchvoc.chunking import ChunkPlan, packed_rows
 from batchvoc.manifest import deal_round_robin, find_manifest_files, plan_shards, read_shard_rows
 from batchvoc.manifest.rows import passthrough_table
 from tests.conftest import mel_rows, write_manifest
@@ -75,3 +78,66 @@ def test_deal_round_robin_balances_largest_first(tmp_path):
     assert sorted(s.name for q in queues for s in q) == sorted(s.name for s in shards)
     loads = [sum(s.frames for s in q) for q in queues]
     assert max(loads) - min(loads) <= max(s.frames for s in shards)
+
+
+# --- shards cut for the engine's batches (issue 14) ------------------------------------------------------------
+
+PACKING = ChunkPlan(chunk_frames=100, context=6, batch=4, log_mel_floor=-11.5, hop=1)  # rows of 112 frames
+
+
+def _tts_file(path: Path, count: int = 200, seed: int = 0) -> list[dict]:
+    """Utterances of 60-140 frames (about one engine row each), like 10 s ones in rows of 1000 frames."""
+    frames = np.random.default_rng(seed).integers(60, 141, size=count).tolist()
+    rows = mel_rows(count, 2, frames=frames, prefix=path.stem, seed=seed)
+    write_manifest(path, rows, row_group_size=50)
+    return rows
+
+
+def _batches(shard, frames: list[int], plan: ChunkPlan = PACKING) -> int:
+    return -(-packed_rows(frames[shard.start : shard.stop], plan) // plan.batch)
+
+
+def test_shards_cut_for_a_packing_fill_whole_batches_within_half_a_batch_of_the_target(tmp_path):
+    rows = _tts_file(tmp_path / "m.parquet")
+    frames = [r["n_frames"] for r in rows]
+    files = find_manifest_files(tmp_path)
+    target = 2000  # ~20 rows: 5 batches of 4
+    by_audio = plan_shards(files, target)
+    packed = plan_shards(files, target, packing=PACKING)
+    assert [s.start for s in packed][0] == 0 and packed[-1].stop == len(rows)
+    assert all(a.stop == b.start for a, b in zip(packed, packed[1:], strict=False))
+    slack = min(PACKING.batch * PACKING.chunk_frames // 2, target // 4)
+    assert all(target - slack <= s.frames <= target + slack for s in packed[:-1]), [s.frames for s in packed]
+    assert packed[-1].frames <= target + slack  # the rest of the file
+    # every shard's rows end a batch (but the file's last, its rest): at most one row left empty
+    for shard in packed[:-1]:
+        rows_used = packed_rows(frames[shard.start : shard.stop], PACKING)
+        assert _batches(shard, frames) * PACKING.batch - rows_used <= 1, shard.name
+    one_stream = -(-packed_rows(frames, PACKING) // PACKING.batch)
+    before, after = sum(_batches(s, frames) for s in by_audio), sum(_batches(s, frames) for s in packed)
+    assert after < before and after <= one_stream + 1, (before, after, one_stream)
+
+
+def test_a_packing_keeps_names_when_rows_are_appended_and_the_plan_deterministic(tmp_path):
+    rows = _tts_file(tmp_path / "m.parquet", count=200)
+    write_manifest(tmp_path / "m.parquet", rows[:120], row_group_size=50)
+    before = [s.name for s in plan_shards(find_manifest_files(tmp_path), 2000, root=tmp_path, packing=PACKING)]
+    write_manifest(tmp_path / "m.parquet", rows, row_group_size=64)  # rewritten, other row groups
+    files = find_manifest_files(tmp_path)
+    after = [s.name for s in plan_shards(files, 2000, root=tmp_path, packing=PACKING)]
+    assert after[: len(before) - 1] == before[:-1] and len(after) > len(before)
+    assert plan_shards(files, 2000, packing=PACKING) == plan_shards(files, 2000, packing=PACKING)
+
+
+def test_a_packing_of_batch_one_or_guessed_frames_cuts_on_audio_alone(tmp_path):
+    _tts_file(tmp_path / "a.parquet")
+    files = find_manifest_files(tmp_path)
+    one_row = ChunkPlan(100, 6, 1, -11.5, 1)  # a CPU's: no batch is ever part-filled beyond its row
+    assert plan_shards(files, 2000, packing=one_row) == plan_shards(files, 2000)
+    paths = tmp_path / "paths"
+    paths.mkdir()
+    for i in range(60):
+        np.save(paths / f"u{i}.npy", np.zeros((2, 100), np.float32))
+    write_manifest(paths / "p.parquet", [dict(id=f"u{i}", mel_path=f"u{i}.npy") for i in range(60)])
+    guessed = find_manifest_files(paths / "p.parquet")
+    assert plan_shards(guessed, 2000, packing=PACKING) == plan_shards(guessed, 2000)
