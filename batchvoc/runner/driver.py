@@ -23,13 +23,16 @@ import pyarrow.parquet as pq
 import ray
 from torch import nn
 
+from batchvoc.chunking import ChunkPlan
+from batchvoc.device_defaults import default_batch, default_row_length
 from batchvoc.engines import check_backend
 from batchvoc.engines.cache import weights_digest
 from batchvoc.errors import counted
-from batchvoc.manifest import Shard, check_manifest_files, plan_shards
+from batchvoc.manifest import Shard, check_manifest_files
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.estimate import estimate_frames
 from batchvoc.manifest.schema import manifest_root, output_overlap, refuse_if_every_row_declares_wrong
+from batchvoc.manifest.shards import ManifestRows
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
 from batchvoc.outputs import passthrough_schema, write_lhotse
@@ -42,6 +45,7 @@ from batchvoc.runner.failures import FailureTally, console_lines
 from batchvoc.runner.lifetime import SessionGuard
 from batchvoc.runner.resume import hold_output, identify
 from batchvoc.runner.worker import weights_of
+from batchvoc.runtime import EngineOptions, plan_chunks
 from batchvoc.settings import JobSettings
 from batchvoc.stats import JobSummary, RunSummary, ShardStats, Totals
 from batchvoc.storage import Store, WriteFault, reaching
@@ -72,11 +76,10 @@ def check_settings(settings: JobSettings, files: list[str] | None = None) -> lis
     return files
 
 
-def plan(settings: JobSettings, files: list, preset: Preset) -> list[Shard]:
+def plan(settings: JobSettings, files: list, preset: Preset) -> ManifestRows:
     """Every file's schema checked (empty parts skipped; no rows at all: ConfigError), the model's n_mels, sample
-    rate and hop against what every row declares (footer statistics), then the shard plan (shards of about
-    input.shard_seconds of audio; where a file has no n_frames, their audio for the progress bar is estimated from
-    a few rows' .npy headers)."""
+    rate and hop against what every row declares (footer statistics), then what the shard plan needs of the
+    manifest (`cut` makes the shards from it)."""
     with reaching("input.manifest", settings.manifest):
         overlap = output_overlap(settings.manifest, settings.out_url)  # the listing left output.dir's files out
         if overlap:
@@ -84,8 +87,25 @@ def plan(settings: JobSettings, files: list, preset: Preset) -> list[Shard]:
         files = check_manifest_files(files)
         checks = MelChecks.for_preset(preset, settings.mel_scale, settings.mel_convention)
         refuse_if_every_row_declares_wrong(files, checks.check_declared)
-        target_frames = int(settings.shard_seconds * preset.sample_rate / preset.hop_length)
-        return estimate_frames(plan_shards(files, target_frames, root=manifest_root(settings.manifest)))
+        return ManifestRows.read(files, root=manifest_root(settings.manifest))
+
+
+def cut(settings: JobSettings, rows: ManifestRows, preset: Preset, packing: ChunkPlan | None) -> list[Shard]:
+    """The shard plan: shards of about input.shard_seconds of audio, cut where their rows fill whole batches of
+    `packing` (manifest/shards.py; None: on audio alone); where a file has no n_frames, their audio for the
+    progress bar is estimated from a few rows' .npy headers."""
+    target_frames = int(settings.shard_seconds * preset.sample_rate / preset.hop_length)
+    with reaching("input.manifest", settings.manifest):
+        return estimate_frames(rows.shards(target_frames, packing))
+
+
+def engine_plan(settings: JobSettings, model: nn.Module, preset: Preset, gpu: bool) -> ChunkPlan:
+    """The ChunkPlan the actors will run (runtime.plan_for's, for a GPU actor where the cluster has GPUs, else a
+    CPU one): engine.batch and engine.window where set, else the device's defaults (device_defaults.py)."""
+    device = "cuda" if gpu else "cpu"
+    options = EngineOptions.from_settings(settings, device)
+    batch = options.batch or default_batch(device)
+    return plan_chunks(model, preset, batch, options.chunk_frames, default_row_length(device))
 
 
 def process_started_at() -> float:
@@ -133,14 +153,21 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
             cluster = _Cluster.start(settings.address, timeline) if early else None
             shards: list[Shard] = []
             try:
-                shards = planning.result()
-                preset = loading.result()[1]
+                rows = planning.result()
+                model, preset = loading.result()
                 # one output-manifest schema for every shard (datasets / pandas read them together); ConfigError
                 with reaching("input.manifest", settings.manifest):
-                    columns = passthrough_schema(sorted({s.file for s in shards}))
-                shards = [replace(s, columns=columns) for s in shards]  # each shard's sink conforms to it
+                    columns = passthrough_schema(rows.files_with_rows())
                 # the job's identity: another job's outputs stop it before any work
                 job.claim(settings, preset, identifying.result())
+
+                def packing() -> ChunkPlan:  # a new job's: the actors' engine plan, on the devices Ray has
+                    nonlocal cluster
+                    cluster = cluster or _Cluster.start(settings.address, timeline, ray_thread)
+                    return engine_plan(settings, model, preset, bool(ray.cluster_resources().get("GPU")))
+
+                shards = cut(settings, rows, preset, job.shard_packing(preset, packing))
+                shards = [replace(s, columns=columns) for s in shards]  # each shard's sink conforms to it
                 todo = [s for s in shards if s.name not in job.done]
                 log.info("%s planned, %d already done, %d to run", counted(len(shards), "shard"),
                          len(shards) - len(todo), len(todo))  # fmt: skip

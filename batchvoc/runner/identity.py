@@ -8,7 +8,8 @@ outputs and starts clean.
 Settings: model.preset, the checkpoint's identity (a SHA-256 of the weights file, not its path), the model's
 hyper-parameters, engine.precision, output.format and output.subtype, input.shard_seconds (it cuts the shards),
 and every check/mel-convention key. Backend, batch, window and cluster settings do not change the audio (beyond
-rounding), so a job may resume on other hardware. Input: each Parquet file's name below the manifest's folder,
+rounding), so a job may resume on other hardware (its shards stay those it was cut into: job.json's
+`shard_packing`, runner/resume.OutputHold.shard_packing). Input: each Parquet file's name below the manifest's folder,
 size, row-group layout, a SHA-256 of its footer (column chunk sizes, offsets and statistics) and of its content
 (local files up to 256 MiB; larger ones by modification time), or the content hash its store keeps (S3 ETag, GCS
 md5Hash/crc32c, HF sha256). `.npy` files named by mel_path rows are taken to be immutable.

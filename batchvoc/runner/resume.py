@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchvoc.chunking import ChunkPlan
 from batchvoc.errors import ConfigError, counted
 from batchvoc.manifest import find_manifest_files
 from batchvoc.models.presets import Preset
@@ -18,6 +19,7 @@ from batchvoc.sink import done_shards, shards_with_failed_rows
 from batchvoc.storage import Store, classify, reaching
 
 log = logging.getLogger(__name__)
+PACKING = "shard_packing"  # job.json's key: the chunk plan the job's shards were cut for (manifest/shards.py)
 
 
 @dataclass
@@ -56,6 +58,33 @@ class OutputHold:
                  counted(len(self.done) + len(retried), "shard"),
                  f" ({len(retried)} with failed rows run again: output.retry_failed)" if retried else "",
                  f", {counted(removed, 'temporary file')} removed" if removed else "")  # fmt: skip
+
+    def shard_packing(self, preset: Preset, decide: Callable[[], ChunkPlan]) -> ChunkPlan | None:
+        """The chunk plan this job's shards are cut for (manifest/shards.py `packing`), after `claim`.
+
+        A resumed job keeps the one its job.json records, whatever engine runs it now (another batch or window,
+        other hardware), so its shards keep their names and its done ones stay done; one recorded by a batchvoc
+        that cut shards on audio alone (no `shard_packing` in job.json) gets None, that cut. A new job takes
+        `decide()` (the engine's plan, which may start Ray to learn the device) and records it in job.json.
+        Raises ConfigError (output.dir) when job.json cannot be written.
+        """
+        if self.state == "resumed":
+            with reaching("output.dir", self.store.url):
+                recorded = self.store.read_json(RECORD).get(PACKING)
+            if not recorded:
+                return None
+            return ChunkPlan(int(recorded["chunk_frames"]), int(recorded["context"]), int(recorded["batch"]),
+                             preset.silence, preset.hop_length, recorded.get("gap"))  # fmt: skip
+        plan = decide()  # outside `reaching`: its errors (Ray's) are not output.dir's
+        with reaching("output.dir", self.store.url):
+            record = dict(self.store.read_json(RECORD))
+            record[PACKING] = {"chunk_frames": plan.chunk_frames, "context": plan.context, "batch": plan.batch,
+                               "gap": plan.gap}  # fmt: skip
+            try:
+                self.store.write_json(RECORD, record)
+            except OSError as err:
+                raise ConfigError("output.dir", str(classify(err, self.store.url, RECORD))) from err
+        return plan
 
     def unclaim(self) -> None:
         """The job was refused before any work (a ConfigError after `claim`: a cluster.address nothing answers at):

@@ -278,3 +278,28 @@ def test_a_one_shard_job_that_ends_between_progress_polls_has_its_start_up(tmp_p
     said = [r.getMessage() for r in caplog.records]
     logged = [line.split(": ", 1)[1] for line in said if "s after the process started: " in line]
     assert sorted(logged) == sorted(events), logged
+
+
+def test_shards_are_cut_for_the_engines_batches_and_a_rerun_on_another_batch_keeps_them(tmp_path, ray_cluster):
+    """Issue 14: a new job cuts its shards where their rows fill whole batches of the actors' plan and records that
+    plan in job.json; a rerun with another engine.batch (other hardware) cuts the same shards: every one skipped."""
+    import numpy as np
+
+    from batchvoc.chunking import ChunkPlan
+    from batchvoc.manifest import find_manifest_files, plan_shards
+
+    frames = np.random.default_rng(3).integers(20, 61, 120).tolist()
+    write_manifest(tmp_path / "in" / "m.parquet", mel_rows(120, 80, frames=frames), row_group_size=40)
+    settings = job(tmp_path, cpu_actors=1, batch=4, window=100, shard_seconds=5)
+    first = run_job(settings)
+    assert first.exit_code == 0 and first.summary.rows_ok == 120
+    recorded = json.loads((settings.out_path / "job.json").read_text())["shard_packing"]
+    assert recorded["batch"] == 4 and recorded["chunk_frames"] == 100 and recorded["gap"] is None
+    plan = ChunkPlan(100, recorded["context"], 4, -11.5, 256)
+    files, target = find_manifest_files(tmp_path / "in"), int(5 * 22050 / 256)
+    names = sorted(p.stem for p in (settings.out_path / "manifest").glob("*.parquet"))
+    assert names == sorted(s.name for s in plan_shards(files, target, tmp_path / "in", packing=plan))
+    assert names != sorted(s.name for s in plan_shards(files, target, tmp_path / "in"))  # not cut on audio alone
+    again = run_job(job(tmp_path, cpu_actors=1, batch=8, window=100, shard_seconds=5))
+    assert again.exit_code == 0 and again.summary.shards == first.summary.shards
+    assert again.summary.shards_skipped == again.summary.shards and again.summary.this_run.shards == 0
