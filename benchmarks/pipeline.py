@@ -253,7 +253,8 @@ def run_all(args: argparse.Namespace, manifest: Path, out: Path, profiles: Threa
     stream, checks, limit = build(args)
     plan = stream.plan
     print(f"plan: batch {plan.batch}, rows of {plan.length} frames (context {plan.context}), hop {plan.hop}")
-    shards = plan_shards(find_manifest_files(str(manifest)), int(args.shard_seconds * stream.sample_rate / plan.hop))
+    target = int(args.shard_seconds * stream.sample_rate / plan.hop)
+    shards = plan_shards(find_manifest_files(str(manifest)), target, packing=plan)  # cut for its batches, as a job's
     if args.order == "largest":  # as runner/dealer.py dealt them before 1a1ee80
         shards = sorted(shards, key=lambda s: -s.frames)
     calls = stream.engine = CallTimes(stream.engine)
