@@ -217,12 +217,21 @@ class Tape:
 
     def place(self, frames: int) -> list[Placement]:
         """Lay out one utterance of `frames` frames (0: nothing) after the ones before; its pieces in order."""
-        length, context, gap = self.length, self.context, self.gap
         pieces: list[Placement] = []
+        self._lay(frames, pieces)
+        return pieces
+
+    def advance(self, frames: int) -> None:
+        """place() without the pieces: only where the tape stands after them (a planner's count, ~1 us a row)."""
+        self._lay(frames, None)
+
+    def _lay(self, frames: int, pieces: list[Placement] | None) -> None:
+        length, context, gap = self.length, self.context, self.gap
+        row, column = self.row, self.column
         start = 0  # first utterance frame not yet placed
         while start < frames:
-            lead = min(context, start)  # real context before the piece (only after a cut)
-            at = self.column + gap if self.column else 0
+            lead = start if start < context else context  # real context before the piece (only after a cut)
+            at = column + gap if column else 0
             room = length - at
             if lead + frames - start <= room:  # the rest fits: last piece
                 n = frames - start
@@ -230,23 +239,24 @@ class Tape:
             else:
                 n = room - lead - context  # cut: keep C frames of context after the piece
                 last = False
-                if n <= context and self.column:  # cheaper to leave the row's tail empty
+                if n <= context and column:  # cheaper to leave the row's tail empty
                     n = 0
             if n > 0:
                 hi = frames if last else start + n + context
-                pieces.append(Placement(self.row, at, start - lead, hi, start, n, last))
-                self.column = at + hi - (start - lead)
+                if pieces is not None:
+                    pieces.append(Placement(row, at, start - lead, hi, start, n, last))
+                column = at + hi - (start - lead)
                 start += n
-            if n == 0 or not last or self.column + gap >= length:  # row full: next row
-                self.row, self.column = self.row + 1, 0
-        return pieces
+            if n == 0 or not last or column + gap >= length:  # row full: next row
+                row, column = row + 1, 0
+        self.row, self.column = row, column
 
 
 def packed_rows(frames: Iterable[int], plan: ChunkPlan) -> int:
     """Rows pack_plan() fills for utterances of these frame counts, in this order (its batches: ceil(rows / B))."""
     tape = Tape(plan.chunk_frames, plan.context, plan.gap)
     for n in frames:
-        tape.place(int(n))
+        tape.advance(int(n))
     return tape.rows
 
 

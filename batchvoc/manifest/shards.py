@@ -200,7 +200,7 @@ def _cut_packed(frames: list[int], target_frames: int, plan: ChunkPlan) -> list[
         tape, size = Tape(plan.chunk_frames, plan.context, plan.gap), 0
         best: tuple[int, int, int] | None = None  # (empty frames, distance to the target, stop)
         for row in range(start, len(frames)):
-            tape.place(frames[row])
+            tape.advance(frames[row])
             size += frames[row]
             if size > target_frames + slack:
                 best = best or (0, 0, row + 1)
