@@ -76,7 +76,17 @@ def check_settings(settings: JobSettings, files: list[str] | None = None) -> lis
     return files
 
 
-def plan(settings: JobSettings, files: list, preset: Preset) -> ManifestRows:
+@dataclass
+class Planned:
+    """What planning learnt before the shards are cut: the manifest's rows (`ManifestRows`), and the frames of the
+    shards of files without n_frames, estimated from a few rows' .npy headers (their cut never depends on the
+    engine's plan, so the estimate is made while Ray starts)."""
+
+    rows: ManifestRows
+    estimated: dict[str, int]
+
+
+def plan(settings: JobSettings, files: list, preset: Preset) -> Planned:
     """Every file's schema checked (empty parts skipped; no rows at all: ConfigError), the model's n_mels, sample
     rate and hop against what every row declares (footer statistics), then what the shard plan needs of the
     manifest (`cut` makes the shards from it)."""
@@ -87,16 +97,21 @@ def plan(settings: JobSettings, files: list, preset: Preset) -> ManifestRows:
         files = check_manifest_files(files)
         checks = MelChecks.for_preset(preset, settings.mel_scale, settings.mel_convention)
         refuse_if_every_row_declares_wrong(files, checks.check_declared)
-        return ManifestRows.read(files, root=manifest_root(settings.manifest))
+        rows = ManifestRows.read(files, root=manifest_root(settings.manifest))
+        guessed = [s for s in rows.shards(_target_frames(settings, preset)) if s.frames_guessed]
+        return Planned(rows, {s.name: s.frames for s in estimate_frames(guessed)})
 
 
-def cut(settings: JobSettings, rows: ManifestRows, preset: Preset, packing: ChunkPlan | None) -> list[Shard]:
+def cut(settings: JobSettings, planned: Planned, preset: Preset, packing: ChunkPlan | None) -> list[Shard]:
     """The shard plan: shards of about input.shard_seconds of audio, cut where their rows fill whole batches of
-    `packing` (manifest/shards.py; None: on audio alone); where a file has no n_frames, their audio for the
-    progress bar is estimated from a few rows' .npy headers."""
-    target_frames = int(settings.shard_seconds * preset.sample_rate / preset.hop_length)
-    with reaching("input.manifest", settings.manifest):
-        return estimate_frames(rows.shards(target_frames, packing))
+    `packing` (manifest/shards.py; None: on audio alone); where a file has no n_frames, its shards' frames (for the
+    progress bar) are those `plan` estimated."""
+    shards = planned.rows.shards(_target_frames(settings, preset), packing)
+    return [replace(s, frames=planned.estimated.get(s.name, s.frames)) if s.frames_guessed else s for s in shards]
+
+
+def _target_frames(settings: JobSettings, preset: Preset) -> int:
+    return int(settings.shard_seconds * preset.sample_rate / preset.hop_length)
 
 
 def engine_plan(settings: JobSettings, model: nn.Module, preset: Preset, gpu: bool) -> ChunkPlan:
@@ -153,11 +168,11 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
             cluster = _Cluster.start(settings.address, timeline) if early else None
             shards: list[Shard] = []
             try:
-                rows = planning.result()
+                planned = planning.result()
                 model, preset = loading.result()
                 # one output-manifest schema for every shard (datasets / pandas read them together); ConfigError
                 with reaching("input.manifest", settings.manifest):
-                    columns = passthrough_schema(rows.files_with_rows())
+                    columns = passthrough_schema(planned.rows.files_with_rows())
                 # the job's identity: another job's outputs stop it before any work
                 job.claim(settings, preset, identifying.result())
 
@@ -166,7 +181,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                     cluster = cluster or _Cluster.start(settings.address, timeline, ray_thread)
                     return engine_plan(settings, model, preset, bool(ray.cluster_resources().get("GPU")))
 
-                shards = cut(settings, rows, preset, job.shard_packing(preset, packing))
+                shards = cut(settings, planned, preset, job.shard_packing(preset, packing))
                 shards = [replace(s, columns=columns) for s in shards]  # each shard's sink conforms to it
                 todo = [s for s in shards if s.name not in job.done]
                 log.info("%s planned, %d already done, %d to run", counted(len(shards), "shard"),
