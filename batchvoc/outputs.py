@@ -20,8 +20,9 @@ from batchvoc import storage
 from batchvoc.errors import ConfigError
 
 RECORD = "job.json"  # the job's identity (runner/identity.py)
+MANIFEST_DIR = "manifest"  # the output manifest's folder in output.dir: manifest/<shard>.parquet
 # what a job writes into output.dir (output.overwrite=true deletes these; input.manifest may not lie in them)
-OUTPUT_ENTRIES = ("audio", "wavs", "manifest", "stats", "summary.json", "report.html", "recordings.jsonl.gz", RECORD)
+OUTPUT_ENTRIES = ("audio", "wavs", MANIFEST_DIR, "stats", "summary.json", "report.html", "recordings.jsonl.gz", RECORD)
 
 NOT_PASSED = ("mel", "id")  # input columns the output manifest does not carry as they are (id: as a string)
 LHOTSE_FILE = "recordings.jsonl.gz"

@@ -11,16 +11,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchvoc import storage
-from batchvoc.errors import ConfigError, RowError
+from batchvoc.errors import ConfigError, RowError, counted
 
 log = logging.getLogger(__name__)
 
 KEY = "input.manifest"
 MEL_COLUMNS = ("mel", "n_frames", "n_mels", "mel_path")
 NUMBER_COLUMNS = ("n_frames", "n_mels", "sample_rate", "hop_length")
+JOBS_NAMED = 5  # other jobs' output folders a listing's left_out names (then "and N more")
 
 
-def find_manifest_files(spec: str | Path | None, output_dir: str | Path | None = None) -> list[str]:
+class ManifestFiles(list):
+    """find_manifest_files's answer: the files (a list of str), and `left_out`: one sentence naming the other
+    batchvoc jobs' output folders whose output manifests the listing left out, with how many files (None where it
+    left none out). The driver logs it once per job, as a warning."""
+
+    left_out: str | None = None
+
+
+def find_manifest_files(spec: str | Path | None, output_dir: str | Path | None = None) -> ManifestFiles:
     """The Parquet files named by input.manifest: one file, a folder of *.parquet, or a glob; sorted.
 
     `spec` is a local path or an fsspec URL (s3://bucket/mels/, gs://..., hf://datasets/...); the result holds
@@ -28,27 +37,108 @@ def find_manifest_files(spec: str | Path | None, output_dir: str | Path | None =
 
     `output_dir` (the job's output.dir): what the job writes is never its input, so a first run and its reruns
     list the same files (`outside_output`). ConfigError where input.manifest lies in what the job writes.
+
+    Nor are other batchvoc jobs' output manifests (`manifest/*.parquet` of a folder that holds `job.json`) listed
+    from a folder or a glob (`outside_other_jobs`), unless input.manifest names that manifest/ folder or lies in it;
+    the result's `left_out` says which were left out.
     """
     if not spec:
         raise ConfigError(KEY, "no manifest given; set input.manifest=PATH (a Parquet file, a folder or a glob)")
+    from batchvoc.outputs import RECORD
+
+    listed: list[str] | None = None  # a folder's whole listing (every file under it)
     try:
         fs, path = storage.filesystem(spec)
         if fs.isfile(path):
-            found = [path]
+            found, single = [path], True
         elif fs.isdir(path):
-            found = [p for p in fs.find(path) if p.endswith(".parquet")]
+            listed = fs.find(path)
+            found, single = [p for p in listed if p.endswith(".parquet")], False
         else:
-            found = [p for p in fs.glob(path) if fs.isfile(p)]
+            found, single = [p for p in fs.glob(path) if fs.isfile(p)], False
     except Exception as err:
-        if not isinstance(err, (ValueError, ImportError)) and not storage.is_store_error(err):
+        if (refusal := _cannot_list(spec, err)) is None:
             raise
-        raise ConfigError(KEY, f"cannot list {spec!r}: {storage.describe(err, spec)}") from err
+        raise refusal from err
     files = sorted(storage.to_url(fs, p) for p in found if storage.TEMP_MARK not in p)
     if output_dir:
         files = outside_output(spec, files, output_dir)
+    left: dict[str, int] = {}
+    if not single:
+        if listed is not None:  # a folder: its listing holds the job.json files under it
+            exists = {storage.to_url(fs, p) for p in listed if p.endswith(f"/{RECORD}")}.__contains__
+        else:
+            exists = fs.exists
+        try:
+            files, left = outside_other_jobs(spec, files, exists)
+        except Exception as err:
+            if (refusal := _cannot_list(spec, err)) is None:
+                raise
+            raise refusal from err
     if not files:
-        raise ConfigError(KEY, f"no Parquet files found at {spec!r}")
-    return files
+        raise ConfigError(KEY, f"no Parquet files found at {spec!r}{_what_is_there(spec, listed, left)}")
+    result = ManifestFiles(files)
+    result.left_out = f"input.manifest {spec}: left out {_jobs_left_out(left)}" if left else None
+    return result
+
+
+def _cannot_list(spec: str | Path, err: Exception) -> ConfigError | None:
+    """The ConfigError on input.manifest for a listing that failed with `err`; None for an error of ours (raised
+    as it is)."""
+    if not isinstance(err, (ValueError, ImportError)) and not storage.is_store_error(err):
+        return None
+    return ConfigError(KEY, f"cannot list {spec!r}: {storage.describe(err, spec)}")
+
+
+def outside_other_jobs(spec: str | Path, files: list[str], exists: Callable[[str], bool]
+                       ) -> tuple[list[str], dict[str, int]]:  # fmt: skip
+    """`files` less the output manifests of batchvoc jobs, and how many files of each job's folder it left out.
+
+    A file under `<folder>/manifest/` is a job's output where `<folder>/job.json` exists (`exists(url)`: a
+    folder's listing, or the filesystem's exists, asked once per distinct folder). Where input.manifest's fixed
+    part lies in that manifest/ folder (the folder itself, a file in it, a glob under it), reading it is deliberate
+    and it is kept.
+    """
+    from batchvoc.outputs import MANIFEST_DIR, RECORD
+
+    root = _fixed_part(spec)
+    marker = f"/{MANIFEST_DIR}/"
+    jobs: dict[str, bool] = {}  # a candidate job folder: whether it holds job.json
+    kept, left = [], {}
+    for file in files:
+        job, at = None, file.find(marker)
+        while at >= 0 and job is None:
+            folder = file[:at]
+            if not _under(root, f"{folder}/{MANIFEST_DIR}"):  # input.manifest names that manifest/: deliberate
+                if folder not in jobs:
+                    jobs[folder] = exists(f"{folder}/{RECORD}")
+                job = folder if jobs[folder] else None
+            at = file.find(marker, at + 1)
+        if job is None:
+            kept.append(file)
+        else:
+            left[job] = left.get(job, 0) + 1
+    return kept, left
+
+
+def _jobs_left_out(left: dict[str, int]) -> str:
+    """`the output manifests of 2 batchvoc jobs, 12 files in all: /data/out (6 files), ...`, for
+    outside_other_jobs's `left`."""
+    from batchvoc.outputs import MANIFEST_DIR
+
+    named = ", ".join(f"{job} ({counted(n, 'file')})" for job, n in sorted(left.items())[:JOBS_NAMED])
+    more = f" and {len(left) - JOBS_NAMED} more" if len(left) > JOBS_NAMED else ""
+    return (f"the output manifests of {counted(len(left), 'batchvoc job')}, {counted(sum(left.values()), 'file')} "
+            f"in all: {named}{more} (a job's {MANIFEST_DIR}/ is read as input only where input.manifest names "
+            "it)")  # fmt: skip
+
+
+def _what_is_there(spec: str | Path, listed: list[str] | None, left: dict[str, int]) -> str:
+    """What a folder or glob with no Parquet files to read holds instead, for find_manifest_files's error: other
+    jobs' output manifests."""
+    if left:
+        return f"; left out {_jobs_left_out(left)}"
+    return ""
 
 
 def outside_output(spec: str | Path, files: list[str], output_dir: str | Path) -> list[str]:

@@ -94,6 +94,8 @@ def plan(settings: JobSettings, files: list, preset: Preset) -> Planned:
         overlap = output_overlap(settings.manifest, settings.out_url)  # the listing left output.dir's files out
         if overlap:
             log.info("%s", overlap)
+        if getattr(files, "left_out", None):  # find_manifest_files's: other batchvoc jobs' output manifests
+            log.warning("%s", files.left_out)
         files = check_manifest_files(files)
         checks = MelChecks.for_preset(preset, settings.mel_scale, settings.mel_convention)
         refuse_if_every_row_declares_wrong(files, checks.check_declared)

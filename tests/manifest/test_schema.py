@@ -7,6 +7,7 @@ from batchvoc.manifest import check_schema, find_manifest_files
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.schema import declared_values, output_overlap, refuse_if_every_row_declares_wrong
 from tests.conftest import mel_rows, write_manifest
+from tests.s3server import s3_server  # noqa: F401 - the session fixture
 
 
 def test_file_folder_and_glob(tmp_path):
@@ -209,3 +210,96 @@ def test_output_dir_is_left_out_of_an_fsspec_listing_too(tmp_path):
         assert len(find_manifest_files(f"memory://{root}/in")) == 2
     finally:
         fs.rm(root, recursive=True)
+
+
+def _a_jobs_output(out, manifest) -> list:
+    """output.dir `out` as a batchvoc job on `manifest` leaves it: its job.json (runner.identity.claim's) and two
+    output-manifest shards whose rows carry the input's mel_path through (the columns a job writes)."""
+    from batchvoc.models.presets import get_preset
+    from batchvoc.runner.identity import claim, job_identity
+    from batchvoc.storage import Store
+    from tests.jobs import small_job
+
+    settings = small_job(None, manifest=str(manifest), out_dir=str(out))
+    identity = job_identity(settings, get_preset(settings.preset), find_manifest_files(manifest, out))
+    assert claim(Store(out), identity, overwrite=False) == "new"
+    shards = []
+    for shard in ("m.r000000000-000000003", "m.r000000003-000000006"):
+        first = int(shard[3:12])
+        rows = [dict(id=f"utt_{i}", path=f"audio/{shard}/utt_{i}.wav", status="ok", error=None,
+                     mel_path=f"utt_{i}_16k.npy") for i in range(first, first + 3)]  # fmt: skip
+        shards.append(write_manifest(out / "manifest" / f"{shard}.parquet", rows))
+    return [str(p.resolve()) for p in shards]
+
+
+def test_other_jobs_output_manifests_are_not_read_from_a_folder_or_a_glob(tmp_path, monkeypatch):
+    """The user's report: a job with output.dir data/npy/out, then one with output.dir data/npy/audio/x read the
+    first one's output manifest as input (12 rows instead of 6). A folder holding job.json is a job's output.dir:
+    its manifest/ is left out, said in one sentence; a folder that merely is called manifest/ is read."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    npy = tmp_path / "data" / "npy"
+    mine = write_manifest(npy / "m.parquet", [dict(id=f"utt_{i}", mel_path=f"utt_{i}_16k.npy") for i in range(6)])
+    theirs = _a_jobs_output(npy / "out", npy)
+    kept = write_manifest(npy / "sub" / "manifest" / "b.parquet", mel_rows(2, 80))  # no job.json above it
+    expected = [str(mine.resolve()), str(kept.resolve())]
+    asked = []
+    exists = LocalFileSystem.exists
+    monkeypatch.setattr(LocalFileSystem, "exists", lambda self, path, **kw: asked.append(path) or exists(self, path))
+    for spec in (npy, f"{npy}/", f"{npy}/**/*.parquet", f"{tmp_path}/data/**/*.parquet", f"{npy}/*/manifest/*"):
+        for output_dir in (None, npy / "audio" / "x"):
+            asked.clear()
+            files = find_manifest_files(spec, output_dir)
+            assert files == ([str(kept.resolve())] if str(spec).endswith("manifest/*") else expected), spec
+            assert files.left_out == (f"input.manifest {spec}: left out the output manifests of 1 batchvoc job, 2 "
+                                      f"files in all: {npy / 'out'} (2 files) (a job's manifest/ is read as input "
+                                      "only where input.manifest names it)")  # fmt: skip
+            records = sorted(p for p in asked if p.endswith("job.json"))
+            if "*" in str(spec):  # a glob: one exists() per distinct folder above a manifest/
+                assert records == [f"{npy}/out/job.json", f"{npy}/sub/job.json"], spec
+            else:  # a folder: its listing holds the job.json files
+                assert records == [], spec
+    assert find_manifest_files(mine).left_out is None  # one file: what it names
+    (npy / "out" / "job.json").unlink()  # no job.json: not a job's output.dir, its manifest/ is read
+    assert find_manifest_files(npy) == sorted([*expected, *theirs]) and find_manifest_files(npy).left_out is None
+
+
+def test_a_jobs_output_manifest_is_read_where_input_manifest_names_it(tmp_path):
+    """Chaining jobs on purpose: input.manifest that lies in a job's manifest/ folder reads it, unwarned."""
+    out = tmp_path / "runs" / "first"
+    write_manifest(tmp_path / "runs" / "in" / "m.parquet", mel_rows(6, 80))
+    theirs = _a_jobs_output(out, tmp_path / "runs" / "in")
+    for spec in (out / "manifest", f"{out}/manifest/", f"{out}/manifest/*.parquet", f"{out}/manifest/**"):
+        files = find_manifest_files(spec, tmp_path / "second")
+        assert files == theirs and files.left_out is None, spec
+    assert find_manifest_files(theirs[0], tmp_path / "second") == theirs[:1]
+    # the job's folder itself, or a folder above it: its manifest/ is its output, not what was named
+    with pytest.raises(ConfigError, match=r"no Parquet files found at .*; left out the output manifests of 1 "
+                       rf"batchvoc job, 2 files in all: {out} \(2 files\)"):  # fmt: skip
+        find_manifest_files(out, tmp_path / "second")
+    assert find_manifest_files(tmp_path / "runs").left_out.endswith("2 files in all: " + f"{out} (2 files) (a job's "
+                                                                    "manifest/ is read as input only where "
+                                                                    "input.manifest names it)")  # fmt: skip
+
+
+def test_other_jobs_output_manifests_are_left_out_in_a_bucket_too(tmp_path, s3_server):  # noqa: F811
+    import uuid
+
+    from batchvoc import storage
+
+    name = f"mels-{uuid.uuid4().hex[:8]}"
+    fs = s3_server.filesystem()
+    fs.mkdir(name)
+    storage.set_options(s3_server.storage_options)
+    try:
+        local = write_manifest(tmp_path / "m.parquet", mel_rows(2, 80))
+        for key in ("in/m.parquet", "in/out/manifest/s.r000000000-000000002.parquet", "in/x/manifest/k.parquet"):
+            fs.put_file(str(local), f"{name}/{key}")
+        fs.pipe_file(f"{name}/in/out/job.json", b"{}")
+        want = [f"s3://{name}/in/m.parquet", f"s3://{name}/in/x/manifest/k.parquet"]
+        for spec in (f"s3://{name}/in/", f"s3://{name}/in/**/*.parquet"):
+            files = find_manifest_files(spec)
+            assert files == want and f"s3://{name}/in/out (1 file)" in files.left_out, spec
+        assert find_manifest_files(f"s3://{name}/in/out/manifest").left_out is None
+    finally:
+        storage.set_options({})

@@ -83,6 +83,15 @@ def test_an_output_dir_inside_the_manifest_folder_is_not_read_as_input_on_a_reru
     assert again.exit_code == 0 and again.summary.shards == first.summary.shards
     assert again.summary.shards_skipped == first.summary.shards and again.summary.rows_ok == 6
     assert sorted(r["id"] for r in output_rows(settings.out_path)) == sorted(r["id"] for r in rows)
+    # another job on the same input, its output.dir elsewhere: the first job's output manifest is not its input
+    other = job(tmp_path, cpu_actors=1, out_dir=str(tmp_path / "in" / "audio" / "x"), shard_seconds=0.2)
+    caplog.clear()
+    second = run_job(other)
+    assert second.exit_code == 0 and second.summary.rows_ok == 6 and second.summary.rows_failed == 0
+    assert second.summary.shards == first.summary.shards
+    said = f"left out the output manifests of 1 batchvoc job, {first.summary.shards} files in all: {settings.out_path}"
+    assert caplog.text.count(said) == 1, caplog.text  # said once, as a warning
+    assert [r.levelname for r in caplog.records if said in r.getMessage()] == ["WARNING"]
 
 
 def test_bad_rows_give_exit_code_2(tmp_path, ray_cluster):
