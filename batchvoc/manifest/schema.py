@@ -135,10 +135,24 @@ def _jobs_left_out(left: dict[str, int]) -> str:
 
 def _what_is_there(spec: str | Path, listed: list[str] | None, left: dict[str, int]) -> str:
     """What a folder or glob with no Parquet files to read holds instead, for find_manifest_files's error: other
-    jobs' output manifests."""
+    jobs' output manifests, or audio files (and how to make a manifest of them), or .npy mels."""
+    from batchvoc.manifest.build import AUDIO_SUFFIXES
+
     if left:
         return f"; left out {_jobs_left_out(left)}"
-    return ""
+    audio = sum(1 for name in listed or () if name.lower().endswith(AUDIO_SUFFIXES))
+    npy = sum(1 for name in listed or () if name.lower().endswith(".npy"))
+    if not (audio or npy):
+        return ""
+    kind, held = ("audio", counted(audio, "audio file")) if audio else ("npy", counted(npy, ".npy mel file"))
+    if storage.is_url(spec):
+        return f": it holds {held}; `python -m batchvoc.manifest {kind}` makes a manifest of a local folder of them"
+    folder = str(spec).rstrip("/") or "/"
+    if Path(folder).name in ("", ".", "..", "~"):
+        folder = str(Path(folder).expanduser().resolve())
+    return (f": it holds {held}; make a manifest of them with `python -m batchvoc.manifest {kind} {folder} "
+            f"{folder}.parquet --preset NAME` (NAME: the job's model.preset), then set "
+            f"input.manifest={folder}.parquet")  # fmt: skip
 
 
 def outside_output(spec: str | Path, files: list[str], output_dir: str | Path) -> list[str]:

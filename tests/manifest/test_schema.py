@@ -282,6 +282,35 @@ def test_a_jobs_output_manifest_is_read_where_input_manifest_names_it(tmp_path):
                                                                     "input.manifest names it)")  # fmt: skip
 
 
+def test_a_folder_of_audio_files_says_how_to_make_a_manifest_of_them(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from batchvoc.manifest.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mywavs" / "spk").mkdir(parents=True)
+    t = np.arange(4000) / 22050
+    sf.write(tmp_path / "mywavs" / "spk" / "a.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 22050)
+    sf.write(tmp_path / "mywavs" / "b.flac", 0.3 * np.sin(2 * np.pi * 220 * t), 22050)
+    with pytest.raises(ConfigError) as err:
+        find_manifest_files("mywavs")
+    command = "python -m batchvoc.manifest audio mywavs mywavs.parquet --preset NAME"
+    assert err.value.message == (f"no Parquet files found at 'mywavs': it holds 2 audio files; make a manifest of "
+                                 f"them with `{command}` (NAME: the job's model.preset), then set "
+                                 "input.manifest=mywavs.parquet")  # fmt: skip
+    # the command as said, with a preset for NAME, makes the manifest the job then reads
+    assert main(command.split()[3:-1] + ["hifigan_v1_universal"]) == 0
+    assert find_manifest_files("mywavs.parquet") == [str(tmp_path / "mywavs.parquet")]
+    (tmp_path / "mels").mkdir()
+    np.save(tmp_path / "mels" / "a.npy", np.zeros((80, 4), np.float32))
+    with pytest.raises(ConfigError, match=r"it holds 1 \.npy mel file; .*`python -m batchvoc\.manifest npy mels "):
+        find_manifest_files("mels/")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"^input\.manifest: no Parquet files found at 'empty'$"):
+        find_manifest_files("empty")
+
+
 def test_other_jobs_output_manifests_are_left_out_in_a_bucket_too(tmp_path, s3_server):  # noqa: F811
     import uuid
 
