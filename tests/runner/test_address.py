@@ -64,9 +64,11 @@ def test_ctrl_c_during_a_stuck_ray_start_ends_the_job_in_seconds(tmp_path):
                         f"cluster.address=127.0.0.1:{port}", wait=False)  # fmt: skip
         seen = []
         try:
-            for line in proc.stdout:  # the driver waits for Ray once the shards are planned
+            # the driver waits for Ray once it holds output.dir: a new job's shards are cut for the engine's
+            # batches on the devices Ray has (driver.run_job's `packing`)
+            for line in proc.stdout:
                 seen.append(line)
-                if re.search(r"\d+ shards? planned, ", line):
+                if re.search(r"output\.dir .*: new job, ", line):
                     break
             assert proc.poll() is None, "".join(seen)
             time.sleep(1)
