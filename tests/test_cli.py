@@ -195,11 +195,15 @@ def test_interrupted_job_finishes_on_rerun_without_duplicates(tmp_path, how):
     proc.send_signal(signal.SIGINT if how == "SIGINT" else signal.SIGKILL)
     proc.wait(timeout=60)
     assert proc.returncode != 0
-    if how == "SIGINT":  # the console says how far it got and what a rerun does
-        assert re.search(r"interrupted with \d+ of \d+ shards done; the same command runs the other \d+",
-                         proc.stdout.read()), "no count of the shards done"  # fmt: skip
+    console = proc.stdout.read()
     time.sleep(2)  # let a killed driver's workers go
     reap(started)
+    if how == "SIGINT":  # the console says how far it got and what a rerun does
+        said = re.search(r"interrupted with (\d+) of (\d+) shards done; the same command runs the other (\d+)",
+                         console)  # fmt: skip
+        assert said, "no count of the shards done"
+        assert proc.returncode == 130
+        _interrupted_summary_and_report(out, [int(n) for n in said.groups()], len(rows))
     finished = {p: p.stat().st_mtime_ns for p in (out / "audio").rglob("*.wav")}
     total_shards = json.loads(json.dumps(len(list((out / "manifest").glob("*.parquet")))))
     assert 3 <= done_then <= total_shards
@@ -218,6 +222,26 @@ def test_interrupted_job_finishes_on_rerun_without_duplicates(tmp_path, how):
         assert sf.info(out / r["path"]).frames == r["n_samples"]
     summary = read_summary(out)
     assert summary.rows_ok == 200 and summary.shards_skipped >= 3
+
+
+def _interrupted_summary_and_report(out: Path, said: list[int], rows: int) -> None:
+    """A fresh user's report: after Ctrl-C there was no summary.json and no report.html, so the "not run" counts
+    never showed for the commonest early end. Now they are written as an early stop's are: what was done, the
+    rows of the shards not done as not run, and why it stopped (interrupted)."""
+    import html
+
+    done, shards, left = said
+    s = read_summary(out)
+    written = [r for p in sorted((out / "manifest").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert (s.shards, len(s.shards_not_written), done + left) == (shards, left, shards)
+    assert len(list((out / "manifest").glob("*.parquet"))) == done  # as the summary says
+    assert s.stopped_early == "interrupted (Ctrl-C)" and s.exit_code == 1
+    assert (s.rows_ok, s.rows_failed, s.rows_not_run) == (len(written), 0, rows - len(written)) and s.rows_not_run
+    assert (s.this_run.shards, s.this_run.rows_not_run) == (shards, s.rows_not_run)
+    assert s.timeline["interrupted"] > 0 and s.actors >= 1  # the actors that ran, though dealing never returned
+    page = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", (out / "report.html").read_text())))
+    assert f"{s.rows_not_run} rows not run" in page and "The job stopped early: interrupted (Ctrl-C)." in page
+    assert f"{s.rows_not_run} rows were not run ({left} shards not finished)" in page
 
 
 def test_v3_bf16_runs_an_nvidia_checkpoint_folder_end_to_end(tmp_path):

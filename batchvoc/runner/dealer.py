@@ -159,15 +159,17 @@ class AudioTotal:
 def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: list | None = None,
          on_ready: Callable[[dict[str, Any]], None] | None = None,
          on_shard: Callable[[Shard, dict[str, Any]], None] | None = None,
-         permanent: Callable[[BaseException], bool] = lambda err: False) -> Dealt:  # fmt: skip
+         permanent: Callable[[BaseException], bool] = lambda err: False,
+         result: Dealt | None = None) -> Dealt:  # fmt: skip
     """Run every shard on the actors; returns what happened (never raises for a shard's failure).
 
     ready: per actor, a ref of its info once ready (default: its `ready()`); on_ready(info) for each actor once
     ready; on_shard(shard, stats) after each finished shard (it may raise
     StopJob); permanent(error): True for a shard error that every later shard would hit too (no space left):
-    dealing stops. Raises ConfigError (an actor's) or StartError when no actor could start.
+    dealing stops; result: the Dealt to fill (its caller keeps what dealing did so far when it is interrupted).
+    Raises ConfigError (an actor's) or StartError when no actor could start.
     """
-    result = Dealt()
+    result = Dealt() if result is None else result
     crew = [_Actor(handle, f"actor-{i}") for i, handle in enumerate(actors)]
     pending = ShardQueue(shards)
     starting = dict(zip(ready or [a.handle.ready.remote() for a in crew], crew, strict=True))

@@ -8,11 +8,13 @@ Exit codes: 0 every row ok, 2 some rows failed, 1 the job could not run (stopped
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -169,6 +171,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                 early = ray_thread is None and not store.exists("summary.json")
             cluster = _Cluster.start(settings.address, timeline) if early else None
             shards: list[Shard] = []
+            dealt, tally = Dealt(), FailureTally()  # filled as dealing goes: an interrupted job's summary has it
             try:
                 planned = planning.result()
                 model, preset = loading.result()
@@ -188,43 +191,90 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                 todo = [s for s in shards if s.name not in job.done]
                 log.info("%s planned, %d already done, %d to run", counted(len(shards), "shard"),
                          len(shards) - len(todo), len(todo))  # fmt: skip
-                dealt, tally = Dealt(), FailureTally()
                 if todo:
                     cluster = cluster or _Cluster.start(settings.address, timeline, ray_thread)
-                    dealt = _run(settings, cluster, loading, todo, preset, tally, on_actor_ready, timeline)
+                    _run(settings, cluster, loading, todo, preset, tally, on_actor_ready, timeline, dealt)
                     timeline.mark("shards done")
-            except BaseException as err:
+            except KeyboardInterrupt:
+                if not shards:  # before the plan stood: nothing to count
+                    if cluster is not None:
+                        _stop(cluster, timeline)
+                    raise
+                # Ctrl-C: summary.json and report.html say what was done and what was not run, as an early stop's
+                # do (a second Ctrl-C ends the process at once)
+                timeline.mark("interrupted")
+                dealt.stopped = INTERRUPTED
+                with _second_interrupt_exits():
+                    ran = {s.name for s in shards if s.name not in job.done}
+                    summary = _end(settings, store, shards, ran, started, started_at, dealt, cluster, timeline)
+                    _say_interrupted(summary)
+                raise
+            except BaseException:
                 if cluster is not None:  # stopped or failed: shut Ray down before the error goes on
                     _stop(cluster, timeline)
-                if isinstance(err, KeyboardInterrupt) and shards:
-                    _say_interrupted(store, shards)
                 raise
-        # a local Ray shuts down (~1-2 s) while the summary and the report are written
-        stopping = threading.Thread(target=_stop, args=(cluster, timeline), name="ray-stop") if cluster else None
-        if stopping is not None:
-            stopping.start()
-        wall = time.perf_counter() - started
-        summary = _summary(settings, store, shards, {s.name for s in todo}, wall, dealt)
-        if settings.lhotse:
-            _write_lhotse(store.url)
-        _write_report(store.url, summary)
-        timeline.mark("report written")
-        if stopping is not None:
-            stopping.join()
-        for event, at in (("first shard begun", dealt.first_shard_at), ("first audio written", dealt.first_audio_at)):
-            if at:  # known once the actors have said (with their shards' stats): logged now, out of order
-                timeline.mark(event, at)
-        if todo or not summary.timeline:  # a rerun with nothing to do keeps the working run's
-            summary.started_at = started_at
-            summary.timeline = dict(sorted(timeline.events.items(), key=lambda kv: kv[1]))
-        try:
-            store.write_json("summary.json", summary.to_json())
-        except WriteFault as fault:
-            log.error("summary.json not written: %s", fault)
-            summary.write_fault = summary.write_fault or str(fault)
+        summary = _end(settings, store, shards, {s.name for s in todo}, started, started_at, dealt, cluster,
+                       timeline)  # fmt: skip
     for line in _closing_lines(summary, store.url):
         log.warning("%s", line)
     return JobReport(summary, sorted(set(dealt.failed) | set(summary.shards_not_written)), dealt.stopped)
+
+
+INTERRUPTED = "interrupted (Ctrl-C)"  # summary.json's stopped_early for a job ended by Ctrl-C
+
+
+def _end(settings: JobSettings, store: Store, shards: list[Shard], ran: set[str], started: float, started_at: float,
+         dealt: Dealt, cluster: _Cluster | None, timeline: Timeline) -> JobSummary:  # fmt: skip
+    """The job's end, after its last shard or on Ctrl-C: a local Ray shuts down (~0.4-2 s) while the summary and
+    report.html (and recordings.jsonl.gz) are written; summary.json last. Returns the summary."""
+    stopping = threading.Thread(target=_stop, args=(cluster, timeline), name="ray-stop") if cluster else None
+    if stopping is not None:
+        stopping.start()
+    wall = time.perf_counter() - started
+    summary = _summary(settings, store, shards, ran, wall, dealt)
+    if settings.lhotse:
+        _write_lhotse(store.url)
+    _write_report(store.url, summary)
+    timeline.mark("report written")
+    if stopping is not None:
+        stopping.join()
+    if dealt.stopped == INTERRUPTED and _not_done(store, shards) != summary.shards_not_written:
+        # a shard in flight at Ctrl-C wrote its output manifest before its actor ended: count it done
+        summary = _summary(settings, store, shards, ran, wall, dealt)
+        _write_report(store.url, summary)
+    for event, at in (("first shard begun", dealt.first_shard_at), ("first audio written", dealt.first_audio_at)):
+        if at:  # known once the actors have said (with their shards' stats): logged now, out of order
+            timeline.mark(event, at)
+    if ran or not summary.timeline:  # a rerun with nothing to do keeps the working run's
+        summary.started_at = started_at
+        summary.timeline = dict(sorted(timeline.events.items(), key=lambda kv: kv[1]))
+    try:
+        store.write_json("summary.json", summary.to_json())
+    except WriteFault as fault:
+        log.error("summary.json not written: %s", fault)
+        summary.write_fault = summary.write_fault or str(fault)
+    return summary
+
+
+@contextlib.contextmanager
+def _second_interrupt_exits() -> Iterator[None]:
+    """While an interrupted job writes its summary and report: a second Ctrl-C ends the process at once (exit code
+    130; the guard ends a local Ray's processes, lifetime.py), not with a KeyboardInterrupt raised into the writes,
+    Ray's shutdown and the teardown after them. summary.json and report.html are written whole or not at all."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def now(signum: int, frame: Any) -> None:
+        os.write(2, b"\nbatchvoc: interrupted again: summary.json may not be written; the same command finishes "
+                    b"what is missing\n")  # fmt: skip
+        os._exit(130)
+
+    previous = signal.signal(signal.SIGINT, now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Timeline:
@@ -290,13 +340,19 @@ def _done_shards(store: Store) -> set[str]:
     return {n.removesuffix(".parquet") for n in store.listing("manifest") if "/" not in n}
 
 
-def _say_interrupted(store: Store, shards: list[Shard]) -> None:
+def _not_done(store: Store, shards: list[Shard]) -> list[str]:
+    """The names of the shards whose output manifest is not written, sorted (summary.json shards_not_written)."""
+    done = _done_shards(store)
+    return sorted(s.name for s in shards if s.name not in done)
+
+
+def _say_interrupted(summary: JobSummary) -> None:
     """Ctrl-C: how many of the planned shards are done (their output manifests written) and how many the same
     command runs again."""
-    done = _done_shards(store)
-    finished = sum(s.name in done for s in shards)
-    log.warning("interrupted with %d of %s done; the same command runs the other %d", finished,
-                counted(len(shards), "shard"), len(shards) - finished)  # fmt: skip
+    left = len(summary.shards_not_written)
+    log.warning("interrupted with %d of %s done; the same command runs the other %d (summary.json: %s not run)",
+                summary.shards - left, counted(summary.shards, "shard"), left,
+                counted(summary.rows_not_run, "row"))  # fmt: skip
 
 
 def _stop(cluster: _Cluster, timeline: Timeline) -> None:
@@ -304,8 +360,9 @@ def _stop(cluster: _Cluster, timeline: Timeline) -> None:
 
 
 def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[Shard], preset: Preset,
-         tally: FailureTally, on_actor_ready: Callable | None, timeline: Timeline) -> Dealt:  # fmt: skip
-    """Start the actors (the driver's weights shared through the object store) and deal them the shards."""
+         tally: FailureTally, on_actor_ready: Callable | None, timeline: Timeline, dealt: Dealt) -> Dealt:  # fmt: skip
+    """Start the actors (the driver's weights shared through the object store) and deal them the shards, filling
+    `dealt`."""
     actors = create_actors(settings, plan_actors(settings.cpu_actors), preset, weights_later=True)
     timeline.mark("actors created")
     # into the object store while the actors' processes start
@@ -331,7 +388,8 @@ def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[S
 
     seconds_per_frame = preset.hop_length / preset.sample_rate
     try:
-        return deal(actors, todo, seconds_per_frame, starting, on_ready=ready, on_shard=finished, permanent=_permanent)
+        return deal(actors, todo, seconds_per_frame, starting, on_ready=ready, on_shard=finished,
+                    permanent=_permanent, result=dealt)  # fmt: skip
     finally:  # the end imports the same modules: two threads importing one package can meet it half made (CI saw
         if end_imports.ident is not None:  # "cannot import name 'build' from partially initialized module")
             end_imports.join()
