@@ -43,6 +43,7 @@ from batchvoc.runner.actors import create_actors, setup_actors
 from batchvoc.runner.checks import quick_checks
 from batchvoc.runner.cluster import RayThread, announce, connect, disconnect, plan_actors
 from batchvoc.runner.dealer import Dealt, StopJob, deal
+from batchvoc.runner.early import unfinished
 from batchvoc.runner.failures import FailureTally, console_lines
 from batchvoc.runner.lifetime import SessionGuard
 from batchvoc.runner.resume import hold_output, identify
@@ -166,9 +167,10 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
             identifying = pool.submit(lambda: identify(settings, loading.result()[1]))
             # connect here while the pool plans, unless Ray is starting on the caller's thread already (it is
             # waited for once the plan stands: a bad checkpoint or manifest stops the job without waiting for Ray);
-            # a finished job's rerun (summary.json there) usually has nothing to do: plan before starting Ray
+            # a finished job's rerun (summary.json there, not of an interrupted or stopped run) usually has
+            # nothing to do: plan before starting Ray
             with reaching("output.dir", store.url):
-                early = ray_thread is None and not store.exists("summary.json")
+                early = ray_thread is None and unfinished(store)
             cluster = _Cluster.start(settings.address, timeline) if early else None
             shards: list[Shard] = []
             dealt, tally = Dealt(), FailureTally()  # filled as dealing goes: an interrupted job's summary has it

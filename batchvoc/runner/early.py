@@ -23,9 +23,22 @@ def has_work(settings: JobSettings) -> bool:
     """False where output.dir holds a finished job's summary.json: a rerun usually has nothing to do, and the
     driver plans it before starting Ray for any shards left. An unreadable output.dir is the driver's to report."""
     try:  # quick_checks has set the storage options
-        return not Store(settings.out_url).exists("summary.json")
+        return unfinished(Store(settings.out_url))
     except Exception:  # noqa: BLE001 - check_settings names the key
         return False
+
+
+def unfinished(store: Store) -> bool:
+    """Whether output.dir's job has shards left to run: no summary.json, or one that says the job ended before
+    its last shard (Ctrl-C, an early stop, a write fault: `stopped_early`, `shards_not_written`) or with shards
+    that could not finish; an unreadable summary.json counts as none."""
+    if not store.exists("summary.json"):
+        return True
+    try:
+        said = store.read_json("summary.json")
+    except Exception:  # noqa: BLE001 - a summary that cannot be read says nothing
+        return True
+    return bool(said.get("stopped_early") or said.get("shards_not_written") or said.get("shards_failed"))
 
 
 def starts_ray_early(settings: JobSettings) -> bool:

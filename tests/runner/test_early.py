@@ -61,3 +61,22 @@ def test_the_demo_is_checked_but_for_the_manifest_it_has_not_made_yet(tmp_path):
     early.start(compose(demo))
     assert early.error is None and early.ray_thread is None
     assert early.take(JobSettings.from_config(compose(demo))) is None  # run makes the input, checks and starts Ray
+
+
+def test_an_interrupted_or_stopped_jobs_summary_still_has_work_for_ray(tmp_path):
+    """An interrupted job (Ctrl-C) now writes summary.json, as an early stop does: its rerun has shards to run, so
+    its Ray starts early (beside the imports and the plan), as where no summary.json is there."""
+    import json
+
+    from batchvoc.runner.early import unfinished
+    from batchvoc.storage import Store
+
+    store = Store(str(tmp_path))
+    assert unfinished(store)  # no summary.json
+    for said, left in (({}, False), ({"rows_ok": 3, "shards_not_written": []}, False),
+                       ({"stopped_early": "interrupted (Ctrl-C)", "shards_not_written": ["a"]}, True),
+                       ({"shards_not_written": ["a"]}, True), ({"shards_failed": ["a"]}, True)):  # fmt: skip
+        (tmp_path / "summary.json").write_text(json.dumps(said))
+        assert unfinished(store) is left, said
+    (tmp_path / "summary.json").write_text("{not json")
+    assert unfinished(store)
