@@ -215,6 +215,29 @@ def test_speeds_after_a_retry_failed_rerun_are_over_the_audio_vocoded(tmp_path, 
     assert "no audio vocoded (reused)" in caplog.text and "0.0x" not in caplog.text
 
 
+def test_a_rerun_with_nothing_to_do_says_whose_figures_it_shows(tmp_path):
+    """A fresh user's reading: a rerun that found its one shard done showed "0.9x real time (audio vocoded this
+    run)" beside "1 of 1 shards were done by an earlier run", and "1 actors". The figures are those of the last
+    run that vocoded (stats.JobSummary keeps them): the page says so, in the singular where it is one."""
+    from batchvoc.stats import JobSummary, RunSummary
+
+    out = tmp_path / "out"
+    out.mkdir()
+    summary = JobSummary(rows_ok=3, audio_seconds=4.0, wall_seconds=4.4, x_realtime=0.9, actors=1, shards=1,
+                         shards_skipped=1, this_run=RunSummary(), backend="eager", precision="fp32",
+                         config={"model": {"preset": "hifigan_v1_universal"}})  # fmt: skip
+    write_report(str(out), summary)
+    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", (out / "report.html").read_text())))
+    assert "0.9x real time (the run that vocoded it)" in text and "vocoded this run" not in text
+    assert "This run had nothing to do: its 1 shard was done by an earlier run; the wall time, speed" in text
+    assert " 1 actor " in text and "1 actors" not in text and "1 shards" not in text
+    two = JobSummary(rows_ok=3, shards=4, shards_skipped=3, actors=2, x_realtime=0.9, this_run=RunSummary(shards=1))
+    write_report(str(out), two)  # a resumed run that did work: its own speed, the shards before it counted
+    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", (out / "report.html").read_text())))
+    assert "3 of 4 shards done by an earlier run" in text and "0.9x real time (audio vocoded this run)" in text
+    assert " 2 actors " in text and "nothing to do" not in text
+
+
 def test_reasons_of_one_kind_count_together():
     kind = jobdata.reason_kind
     assert kind("n_mels is 100, the model takes 80 mel bands") == kind("n_mels is 128, the model takes 80 mel bands")

@@ -8,6 +8,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from batchvoc.errors import counted
 from batchvoc.report import data as jobdata
 from batchvoc.report import files, plots
 from batchvoc.stats import JobSummary, reused_seconds, vocoded_seconds
@@ -82,11 +83,15 @@ def _header(job: jobdata.JobData) -> str:
     s = job.summary
     clipped = sum(1 for v in job.column("clipped") if v)
     devices = ", ".join(s.devices or sorted({st.get("device", "?") for st in job.stats}))
+    # a rerun with nothing to do keeps the figures of the last run that did work (stats.JobSummary): say whose
+    idle = s.this_run is not None and not s.this_run.shards and s.shards_skipped == s.shards > 0
+    speed = "real time (the run that vocoded it)" if idle else "real time (audio vocoded this run)"
     cards = [("ok", f"{s.rows_ok:,}", "rows ok"), ("warn" if s.rows_suspect else "", f"{s.rows_suspect:,}",
               "rows suspect"), ("bad" if s.rows_failed else "", f"{s.rows_failed:,}", "rows failed"),
              ("", _duration(s.audio_seconds), "audio written"), ("", _duration(s.wall_seconds or None), "wall time"),
-             ("", f"{s.x_realtime:,.1f}x" if s.x_realtime else "–", "real time (audio vocoded this run)"),
-             ("", _duration(_startup_s(job)), "start-up"), ("", str(s.actors or "–"), "actors")]  # fmt: skip
+             ("", f"{s.x_realtime:,.1f}x" if s.x_realtime else "–", speed),
+             ("", _duration(_startup_s(job)), "start-up"),
+             ("", str(s.actors or "–"), counted(s.actors, "actor").split(" ", 1)[1])]  # fmt: skip
     if s.rows_not_run:  # rows of shards that did not finish: no outcome, not failed; any rerun runs them
         cards.insert(3, ("warn", f"{s.rows_not_run:,}", "rows not run"))
     if job.column("clipped"):
@@ -96,8 +101,12 @@ def _header(job: jobdata.JobData) -> str:
     what = " · ".join(html.escape(str(x)) for x in (job.setting("model.preset", "?"), s.backend or "?",
                                                     s.precision or "?", devices or "?"))  # fmt: skip
     resumed = ""
-    if s.shards_skipped:
-        resumed = f" {s.shards_skipped} of {s.shards} shards were done by an earlier run."
+    if idle:
+        done = "its 1 shard was" if s.shards == 1 else f"all {s.shards} shards were"
+        resumed = (f" This run had nothing to do: {done} done by an earlier run; the wall time, speed, start-up and "
+                   "actors are those of the last run that vocoded.")  # fmt: skip
+    elif s.shards_skipped:
+        resumed = f" {s.shards_skipped} of {counted(s.shards, 'shard')} done by an earlier run."
     reused = s.this_run.rows_reused if s.this_run is not None else 0
     if reused:
         resumed += (f" {reused:,} rows' audio was reused from an earlier run (output.retry_failed): the speeds are "
