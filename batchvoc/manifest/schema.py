@@ -245,9 +245,14 @@ def read_footer(path: str | Path) -> Footer:
 
 
 def check_manifest_files(files: list[str]) -> list[str]:
-    """The files that hold rows, each schema checked; empty parts (0 rows, with or without columns) are skipped
-    with a warning naming them. ConfigError on input.manifest for an unreadable file, a bad schema, or when no
-    file holds any row. Each file's footer is read once."""
+    """The files that hold rows, each schema checked (`check_manifest_footers`, less the footers)."""
+    return [footer.path for footer in check_manifest_footers(files)]
+
+
+def check_manifest_footers(files: list[str]) -> list[Footer]:
+    """The footers of the files that hold rows, each schema checked; empty parts (0 rows, with or without columns)
+    are skipped with a warning naming them. ConfigError on input.manifest for an unreadable file, a bad schema, or
+    when no file holds any row. Each file's footer is read once, and handed on (declared_values takes them)."""
     usable = []
     for path in files:
         footer = read_footer(path)
@@ -255,7 +260,7 @@ def check_manifest_files(files: list[str]) -> list[str]:
             log.warning("input.manifest: skipping %s: an empty Parquet part (0 rows)", path)
             continue
         check_schema(footer)
-        usable.append(path)
+        usable.append(footer)
     if not usable:
         where = f"{files[0]} holds" if len(files) == 1 else f"all {len(files)} Parquet files ({files[0]}, ...) hold"
         raise ConfigError(KEY, f"no rows to vocode: {where} 0 rows")

@@ -30,10 +30,15 @@ from batchvoc.device_defaults import default_batch, default_row_length
 from batchvoc.engines import check_backend
 from batchvoc.engines.cache import weights_digest
 from batchvoc.errors import counted
-from batchvoc.manifest import Shard, check_manifest_files
+from batchvoc.manifest import Shard
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.estimate import estimate_frames
-from batchvoc.manifest.schema import manifest_root, output_overlap, refuse_if_every_row_declares_wrong
+from batchvoc.manifest.schema import (
+    check_manifest_footers,
+    manifest_root,
+    output_overlap,
+    refuse_if_every_row_declares_wrong,
+)
 from batchvoc.manifest.shards import ManifestRows
 from batchvoc.models import load_vocoder
 from batchvoc.models.presets import Preset
@@ -99,9 +104,10 @@ def plan(settings: JobSettings, files: list, preset: Preset) -> Planned:
             log.info("%s", overlap)
         if getattr(files, "left_out", None):  # find_manifest_files's: other batchvoc jobs' output manifests
             log.warning("%s", files.left_out)
-        files = check_manifest_files(files)
+        footers = check_manifest_footers(files)  # read once: the declared values come from them too
+        files = [footer.path for footer in footers]
         checks = MelChecks.for_preset(preset, settings.mel_scale, settings.mel_convention)
-        refuse_if_every_row_declares_wrong(files, checks.check_declared)
+        refuse_if_every_row_declares_wrong(footers, checks.check_declared)
         rows = ManifestRows.read(files, root=manifest_root(settings.manifest))
         guessed = [s for s in rows.shards(_target_frames(settings, preset)) if s.frames_guessed]
         return Planned(rows, {s.name: s.frames for s in estimate_frames(guessed)})
