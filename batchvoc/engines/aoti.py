@@ -263,13 +263,17 @@ def build(
         key = package_key(model, preset, target.precision, shape, device, chosen, configs, kernels)
         path = package_path(cache_dir, key)
         mel, valid = warmup_input(preset.n_mels, shape, preset.silence, dtype, device)
+        got = time.perf_counter()
         runners[shape], how = get_package(make_net, (mel, valid), path, device, configs, kernels)
         paths.append(how)
+        first = time.perf_counter()
         if device.type == "cuda":  # a first call per model instance: lazy initialisation (a CPU needs none)
             with torch.inference_mode():
                 for _ in range(_runners(device)):
                     runners[shape](mel, valid)
-        log.info("aoti: %s %s B=%d T=%d %s (%s)", preset.name, target.precision, *shape, how, path)
+            torch.cuda.synchronize(device)
+        log.info("aoti: %s %s B=%d T=%d %s in %.2f s, first calls %.2f s (%s)", preset.name, target.precision,
+                 *shape, how, first - got, time.perf_counter() - first, path)  # fmt: skip
     nets.clear()
 
     def run(mel: Tensor, valid: Tensor) -> Tensor:

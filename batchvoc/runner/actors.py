@@ -27,9 +27,12 @@ from batchvoc.manifest import Shard
 from batchvoc.models.presets import Preset
 from batchvoc.runner.cluster import ActorPlan
 from batchvoc.runner.dealer import IN_FLIGHT_PER_ACTOR
+from batchvoc.runner.lifetime import process_started_at
 from batchvoc.runner.worker import Worker
 from batchvoc.settings import JobSettings
 from batchvoc.storage import WriteFault
+
+IMPORTED_AT = time.time()  # in an actor's process: Ray's worker started and imported this module (torch included)
 
 
 class TransientWriteFault(OSError):
@@ -45,6 +48,7 @@ class ActorWorker(Worker):
         the same arguments, and no `setup` follows: a restarted actor reads the checkpoint itself on its first
         shard (no restart lookup: Ray's `was_current_actor_reconstructed` warns of its own deprecated call)."""
         self._args, self._started = (settings, name, threads, preset), time.perf_counter()
+        self._steps = {"process started": process_started_at(), "imported": IMPORTED_AT, "created": time.time()}
         self.vocoded_s, self.first_audio_at, self._built = 0.0, None, False
         self._building = threading.Lock()  # a restarted actor's two first shards build the engine once
         if not weights_later:
@@ -66,6 +70,11 @@ class ActorWorker(Worker):
     def ready(self) -> dict[str, Any]:
         """The actor's info once its engine is ready."""
         return self.info()
+
+    def info(self) -> dict[str, Any]:
+        """`Worker.info` plus `started`: when (epoch seconds, this host's clock) the actor's process started, had
+        imported batchvoc's actor module, and entered its constructor (the driver's timeline shows them)."""
+        return dict(super().info(), started=self._steps)
 
     @ray.method(concurrency_group="run", retry_exceptions=[TransientWriteFault])
     def run(self, shard: Shard) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
@@ -50,7 +49,7 @@ from batchvoc.runner.cluster import RayThread, announce, connect, disconnect, pl
 from batchvoc.runner.dealer import Dealt, StopJob, deal
 from batchvoc.runner.early import unfinished
 from batchvoc.runner.failures import FailureTally, console_lines
-from batchvoc.runner.lifetime import SessionGuard
+from batchvoc.runner.lifetime import SessionGuard, process_started_at
 from batchvoc.runner.resume import hold_output, identify
 from batchvoc.runner.worker import weights_of
 from batchvoc.runtime import EngineOptions, plan_chunks
@@ -132,19 +131,6 @@ def engine_plan(settings: JobSettings, model: nn.Module, preset: Preset, gpu: bo
     options = EngineOptions.from_settings(settings, device)
     batch = options.batch or default_batch(device)
     return plan_chunks(model, preset, batch, options.chunk_frames, default_row_length(device))
-
-
-def process_started_at() -> float:
-    """When this process started (epoch seconds): startup_s counts from here, imports included. On Linux from the
-    kernel's start time in clock ticks since boot against CLOCK_BOOTTIME (10 ms steps); psutil's create_time adds
-    the boot time, which the kernel gives in whole seconds (up to ~1 s off)."""
-    try:
-        with open("/proc/self/stat") as f:
-            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, after the command's parentheses
-        since_boot = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
-        return time.time() - since_boot
-    except (OSError, ValueError, IndexError, AttributeError):
-        return psutil.Process().create_time()
 
 
 def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], None] | None = None,
@@ -378,6 +364,8 @@ def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[S
     end_imports = threading.Thread(target=_import_for_the_end, name="end-imports", daemon=True)
 
     def ready(info: dict[str, Any]) -> None:
+        for step, at in info.get("started", {}).items():  # the actor's own clock: another host's may differ a little
+            timeline.mark(f"{info['actor']} {step}", at)
         timeline.mark(f"{info['actor']} ready")
         cluster.watch()  # the actor's process is one of the job's now
         if on_actor_ready:

@@ -80,8 +80,8 @@ class Worker:
         self.stream = self.runtime.stream(round_trip=self.checking)
         self.ready_s = time.perf_counter() - started
         self.load_path = self.engine.load_path  # built | loaded (aoti: a package from engine.cache_dir)
-        log.info("%s on %s: %s, ready in %.1f s (%s)", name, self.device_name(), self.engine.describe(),
-                 self.ready_s, self.load_path)  # fmt: skip
+        log.info("%s on %s: %s, ready in %.1f s (%s; engine %.1f s of it)", name, self.device_name(),
+                 self.engine.describe(), self.ready_s, self.load_path, self.engine.build_s)  # fmt: skip
 
     def device_name(self) -> str:
         if self.device == "cuda":

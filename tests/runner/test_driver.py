@@ -275,7 +275,7 @@ def test_a_worker_killed_mid_job_has_its_shards_dealt_again(tmp_path, ray_cluste
 def test_a_one_shard_job_that_ends_between_progress_polls_has_its_start_up(tmp_path, ray_cluster, caplog):
     """startup_s and the timeline's first audio come back with the shard itself, not only through the driver's
     progress polls (a small job's only shard can end before the first poll answers); every step of the timeline
-    is logged, once."""
+    is logged, once; the actor's start is split into its own steps."""
     caplog.set_level("INFO", logger="batchvoc")
     write_manifest(tmp_path / "in" / "m.parquet", mel_rows(3, 80, frames=6))
     summary = run_job(job(tmp_path, cpu_actors=1, shard_seconds=100)).summary
@@ -283,6 +283,9 @@ def test_a_one_shard_job_that_ends_between_progress_polls_has_its_start_up(tmp_p
     assert summary.startup_s is not None and summary.startup_s > summary.actors_ready[0]["ready_s"]
     events = summary.timeline
     assert events["actor-0 ready"] <= events["first shard begun"] <= events["first audio written"], events
+    # the actor's own steps (its clock is this host's): its process, its imports, its constructor, then ready
+    steps = [events[f"actor-0 {step}"] for step in ("process started", "imported", "created", "ready")]
+    assert steps == sorted(steps), events
     assert events["first audio written"] <= events["shards done"] <= events["report written"], events
     said = [r.getMessage() for r in caplog.records]
     logged = [line.split(": ", 1)[1] for line in said if "s after the process started: " in line]
