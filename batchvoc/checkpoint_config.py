@@ -1,8 +1,8 @@
 """A checkpoint folder's config.json -> a model family's hyper-parameters, without torch.
 
-The model loader (models.load_vocoder, through the families' hparams_from_config) and the job's quick checks
-(runner/checks.py, which must not import torch: batchvoc.models does) read a folder's config.json through these
-functions, so the hyper-parameters the checks expect are the ones the loader builds from, by construction.
+The model loader (models.load_vocoder) and the job's quick checks (runner/checks.py, which must not import torch:
+batchvoc.models does) read a folder's config.json through these functions and the one READERS mapping, so the
+hyper-parameters the checks expect are the ones the loader builds from, by construction.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def bigvgan_hparams(config: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-# preset.family -> its config.json reader (the families' modules expose these as hparams_from_config)
+# preset.family -> its config.json reader; the one mapping the loader (models._folder_hparams) and the checks use
 READERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "hifigan": hifigan_hparams,
     "bigvgan": bigvgan_hparams,
@@ -67,7 +67,7 @@ READERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 def folder_hparams(
     hparams: dict[str, Any], reader: Callable[[dict[str, Any]], dict[str, Any]] | None, folder: Path
 ) -> dict[str, Any]:
-    """`hparams` (a preset's) with, over them, what `reader` (a family's hparams_from_config) takes from
+    """`hparams` (a preset's) with, over them, what `reader` (a family's, from READERS) takes from
     `folder`'s config.json where it holds one. ConfigError on model.checkpoint for a config.json that cannot be
     read or is no JSON object, and as `reader` raises it."""
     out = dict(hparams)

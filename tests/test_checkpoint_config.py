@@ -14,16 +14,21 @@ from batchvoc.checkpoint_config import READERS, folder_hparams
 from batchvoc.errors import ConfigError
 
 
-def test_the_families_read_their_config_json_through_the_shared_readers():
-    """Each family the loader builds (models.FAMILIES) reads a config.json with the reader the quick checks use:
-    the same function, so the two cannot drift apart."""
-    from batchvoc.models import FAMILIES, family_module
-    from batchvoc.models.presets import PRESETS
+def test_the_loader_reads_a_folder_config_json_through_the_shared_readers(tmp_path):
+    """Every family the loader builds (models.FAMILIES, presets.FAMILIES) has a reader in READERS, and the loader's
+    folder hyper-parameters are folder_hparams through that reader: the checks' mapping, so the two cannot drift
+    apart."""
+    from batchvoc.models import FAMILIES, _folder_hparams, presets
 
-    for family in FAMILIES:
-        preset = next(p for p in PRESETS.values() if p.family == family)
-        assert family_module(preset).hparams_from_config is READERS[family], family
-    assert set(READERS) == set(FAMILIES)
+    assert set(READERS) == set(FAMILIES) == set(presets.FAMILIES)
+    (tmp_path / "config.json").write_text(json.dumps({"num_mels": 100, "upsample_rates": [8, 8, 4, 2]}))
+    preset = presets.get_preset("hifigan_v1_universal")
+    expected = folder_hparams(preset.hparams, READERS["hifigan"], tmp_path)
+    assert _folder_hparams(preset, tmp_path) == expected and expected["n_mels"] == 100
+    preset = presets.get_preset("bigvgan_v2_24khz_100band_256x")
+    with pytest.raises(ConfigError, match="BigVGAN config.json lacks resblock") as err:
+        _folder_hparams(preset, tmp_path)
+    assert err.value.key == "model.checkpoint"
 
 
 def test_the_mapping_imports_no_torch():

@@ -248,14 +248,15 @@ def test_v3_bf16_runs_an_nvidia_checkpoint_folder_end_to_end(tmp_path):
     """job=v3_bf16 with a small random BigVGAN v2 saved the way NVIDIA publishes it (config.json + generator)."""
     import torch
 
-    from batchvoc.models.bigvgan import BigVGAN, hparams_from_config
+    from batchvoc.checkpoint_config import READERS
+    from batchvoc.models.bigvgan import BigVGAN
     from tests.checkpoints import write_nvidia_folder
     from tests.conftest import mel_rows, write_manifest
     from tests.models.test_bigvgan import CONFIG_24K
 
     config = dict(CONFIG_24K, upsample_initial_channel=64)
     torch.manual_seed(3)
-    write_nvidia_folder(BigVGAN.from_hparams(**hparams_from_config(config)), config, tmp_path / "ckpt")
+    write_nvidia_folder(BigVGAN.from_hparams(**READERS["bigvgan"](config)), config, tmp_path / "ckpt")
     write_manifest(tmp_path / "in" / "m.parquet", mel_rows(3, 100, frames=[12, 30, 7]))
     out = tmp_path / "out"
     result = batchvoc("job=v3_bf16", f"model.checkpoint={tmp_path / 'ckpt'}", f"input.manifest={tmp_path / 'in'}",

@@ -17,14 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from batchvoc.checkpoint_config import folder_hparams
+from batchvoc.checkpoint_config import READERS, folder_hparams
 from batchvoc.errors import JOB_KEYS, ConfigError, Keys, first_line
 from batchvoc.models.presets import Preset, get_preset
 
 log = logging.getLogger(__name__)
 
 KEY = "model.checkpoint"
-# preset.family -> module exposing build(hparams) -> nn.Module and optionally hparams_from_config(config) -> dict
+# preset.family -> module exposing build(hparams) -> nn.Module (its config.json reader: checkpoint_config.READERS)
 FAMILIES = {"hifigan": "batchvoc.models.hifigan", "bigvgan": "batchvoc.models.bigvgan"}
 # weights file names looked for in a checkpoint folder, in order
 WEIGHT_FILES = ("bigvgan_generator.pt", "vocoder.pth", "generator_universal.pth.tar")
@@ -81,9 +81,11 @@ def _folder_weights(folder: Path) -> Path:
 
 
 def _folder_hparams(preset: Preset, folder: Path) -> dict[str, Any]:
-    """The preset's hparams with a checkpoint folder's config.json over them (checkpoint_config.folder_hparams,
-    which the quick checks share) through the family's hparams_from_config."""
-    return folder_hparams(preset.hparams, getattr(family_module(preset), "hparams_from_config", None), folder)
+    """The preset's hparams with a checkpoint folder's config.json over them, read by the family's reader in
+    checkpoint_config.READERS (the mapping and folder_hparams the quick checks share). ConfigError on
+    model.preset for an unknown family, on model.checkpoint as folder_hparams raises it."""
+    family_module(preset)  # an unknown family stops here (model.preset), before the folder is read
+    return folder_hparams(preset.hparams, READERS.get(preset.family), folder)
 
 
 def _missing_message(preset: Preset) -> str:

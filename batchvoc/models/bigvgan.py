@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from batchvoc.checkpoint_config import bigvgan_hparams
 from batchvoc.models.activations import make_activation
 from batchvoc.models.antialias import Activation1d
 from batchvoc.models.generator import GeneratorMixin, same_padding
@@ -208,8 +207,6 @@ Generator = BigVGAN
 
 
 def build(hparams: dict[str, Any]) -> BigVGAN:
-    """Family-table entry: hparams (a preset's, or from hparams_from_config) -> random-init BigVGAN."""
+    """Family-table entry: hparams (a preset's, or a config.json's through checkpoint_config.READERS) ->
+    random-init BigVGAN."""
     return BigVGAN.from_hparams(**hparams)
-
-
-hparams_from_config = bigvgan_hparams  # NVIDIA's config.json -> hparams (torch-free, shared)

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from batchvoc.checkpoint_config import hifigan_hparams
 from batchvoc.models.generator import GeneratorMixin, same_padding
 from batchvoc.models.span import Span
 
@@ -177,6 +176,3 @@ Generator = HiFiGAN
 def build(hparams: dict[str, Any]) -> HiFiGAN:
     """Family-table entry: hparams (a preset's, possibly merged with a config.json's) -> random-init HiFiGAN."""
     return HiFiGAN.from_hparams(**hparams)
-
-
-hparams_from_config = hifigan_hparams  # jik876-style config.json -> hparams (torch-free, shared)

@@ -145,7 +145,7 @@ def model_n_mels(preset: str | None, checkpoint: str | None, hparams: dict | Non
 
     load_vocoder's model takes the `n_mels` of its hyper-parameters (its conv_pre's in_channels; weights of another
     shape are refused as not fitting): the preset's (its conf/preset YAML), or for a checkpoint folder holding a
-    config.json that file's `num_mels` as the family's hparams_from_config reads it (checkpoint_config, shared with
+    config.json that file's `num_mels` as the family's reader reads it (checkpoint_config.READERS, shared with
     the loader), with model.hparams' `n_mels` over either. None for a preset without a YAML (or one whose hparams
     leave n_mels to the model's default), a config.json that cannot be read or that the family's reader refuses,
     or a value that is no whole number."""

@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 
+from batchvoc.checkpoint_config import READERS
 from batchvoc.errors import ConfigError
 from batchvoc.models.activations import SnakeBeta
-from batchvoc.models.bigvgan import BigVGAN, build, hparams_from_config
+from batchvoc.models.bigvgan import BigVGAN, build
 from batchvoc.models.presets import get_preset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -132,15 +133,15 @@ def test_v2_presets_match_nvidias_configs():
 
 
 def test_hparams_from_nvidia_config():
-    assert hparams_from_config(CONFIG_24K) == get_preset("bigvgan_v2_24khz_100band_256x").hparams
+    assert READERS["bigvgan"](CONFIG_24K) == get_preset("bigvgan_v2_24khz_100band_256x").hparams
     v1 = {k: v for k, v in CONFIG_24K.items() if k not in ("use_tanh_at_final", "use_bias_at_final")}
     v1["activation"] = "snake"
-    h = hparams_from_config(v1)  # v1 configs predate the flags: upstream's defaults are True
+    h = READERS["bigvgan"](v1)  # v1 configs predate the flags: upstream's defaults are True
     assert h["use_tanh_at_final"] is True and h["use_bias_at_final"] is True and h["activation"] == "snake"
     with pytest.raises(ConfigError) as err:
-        hparams_from_config({k: v for k, v in CONFIG_24K.items() if k != "upsample_rates"})
+        READERS["bigvgan"]({k: v for k, v in CONFIG_24K.items() if k != "upsample_rates"})
     assert err.value.key == "model.checkpoint" and "upsample_rates" in str(err.value)
-    assert isinstance(build(hparams_from_config(dict(CONFIG_24K, upsample_initial_channel=64))), BigVGAN)
+    assert isinstance(build(READERS["bigvgan"](dict(CONFIG_24K, upsample_initial_channel=64))), BigVGAN)
 
 
 def test_state_dict_keys_are_nvidias_for_the_24khz_model():
@@ -231,7 +232,7 @@ def test_equals_nvidia_bigvgan_when_installed():
     ref.remove_weight_norm()
     ref.eval()
     _randomise_snakes(ref)
-    ours = BigVGAN.from_hparams(**hparams_from_config(config)).eval()
+    ours = BigVGAN.from_hparams(**READERS["bigvgan"](config)).eval()
     ours.load_state_dict(ref.state_dict(), strict=True)
     mel = torch.randn(2, 12, 23) - 4
     with torch.no_grad():
