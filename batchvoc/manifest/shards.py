@@ -100,27 +100,47 @@ class ManifestRows:
 
     def shards(self, target_frames: int, packing: ChunkPlan | None = None) -> list[Shard]:
         """The shards (plan_shards); a file without n_frames is cut on its guessed frames, without `packing`."""
+        return [s for path in self.files for s in self._file_shards(path, target_frames, packing)]
+
+    def recut(self, on_audio: list[Shard], target_frames: int, packing: ChunkPlan | None) -> list[Shard]:
+        """shards(target_frames, packing), given `on_audio`, this manifest's shards(target_frames) (their frames may
+        have been changed since, e.g. estimated): the files `packing` cuts otherwise (n_frames known, a batch over
+        1) are cut anew, the others keep their shards of `on_audio` as they are."""
+        kept: dict[str, list[Shard]] = {}
+        for shard in on_audio:
+            kept.setdefault(shard.file, []).append(shard)
         shards: list[Shard] = []
         for path, rows in self.files.items():
-            aligned = packing is not None and packing.batch > 1 and not rows.guessed
-            cuts = _cut_packed(rows.frames, target_frames, packing) if aligned else _cut(rows.frames, target_frames)
-            for start, stop in cuts:
-                groups = [g for g in range(len(rows.group_starts) - 1)
-                          if rows.group_starts[g] < stop and rows.group_starts[g + 1] > start]  # fmt: skip
-                shards.append(
-                    Shard(
-                        name=f"{self.names[path]}.r{start:09d}-{stop:09d}",
-                        file=path,
-                        start=start,
-                        stop=stop,
-                        row_groups=tuple(groups),
-                        first_row=rows.group_starts[groups[0]],
-                        frames=sum(rows.frames[start:stop]),
-                        duplicate_rows=tuple(r - start for r in range(start, stop) if r in rows.duplicates),
-                        frames_guessed=rows.guessed,
-                    )
-                )
+            shards += self._file_shards(path, target_frames, packing) if _aligned(rows, packing) else kept.get(path, [])
         return shards
+
+    def _file_shards(self, path: str, target_frames: int, packing: ChunkPlan | None) -> list[Shard]:
+        rows = self.files[path]
+        aligned = _aligned(rows, packing)
+        cuts = _cut_packed(rows.frames, target_frames, packing) if aligned else _cut(rows.frames, target_frames)
+        shards = []
+        for start, stop in cuts:
+            groups = [g for g in range(len(rows.group_starts) - 1)
+                      if rows.group_starts[g] < stop and rows.group_starts[g + 1] > start]  # fmt: skip
+            shards.append(
+                Shard(
+                    name=f"{self.names[path]}.r{start:09d}-{stop:09d}",
+                    file=path,
+                    start=start,
+                    stop=stop,
+                    row_groups=tuple(groups),
+                    first_row=rows.group_starts[groups[0]],
+                    frames=sum(rows.frames[start:stop]),
+                    duplicate_rows=tuple(r - start for r in range(start, stop) if r in rows.duplicates),
+                    frames_guessed=rows.guessed,
+                )
+            )
+        return shards
+
+
+def _aligned(rows: _FileRows, packing: ChunkPlan | None) -> bool:
+    """Whether `packing` cuts the file's rows for its batches (else they are cut on audio alone)."""
+    return packing is not None and packing.batch > 1 and not rows.guessed
 
 
 def _file_rows(path: str, seen: set[str]) -> _FileRows:

@@ -85,12 +85,12 @@ def check_settings(settings: JobSettings, files: list[str] | None = None) -> lis
 
 @dataclass
 class Planned:
-    """What planning learnt before the shards are cut: the manifest's rows (`ManifestRows`), and the frames of the
-    shards of files without n_frames, estimated from a few rows' .npy headers (their cut never depends on the
-    engine's plan, so the estimate is made while Ray starts)."""
+    """What planning learnt before the shards are cut: the manifest's rows (`ManifestRows`), and its shards cut on
+    audio alone, those of files without n_frames with their frames estimated from a few rows' .npy headers (made
+    while Ray starts; `cut` keeps the shards whose cut does not depend on the engine's plan)."""
 
     rows: ManifestRows
-    estimated: dict[str, int]
+    on_audio: list[Shard]
 
 
 def plan(settings: JobSettings, files: list, preset: Preset) -> Planned:
@@ -108,16 +108,15 @@ def plan(settings: JobSettings, files: list, preset: Preset) -> Planned:
         checks = MelChecks.for_preset(preset, settings.mel_scale, settings.mel_convention)
         refuse_if_every_row_declares_wrong(footers, checks.check_declared)
         rows = ManifestRows.read(files, root=manifest_root(settings.manifest))
-        guessed = [s for s in rows.shards(_target_frames(settings, preset)) if s.frames_guessed]
-        return Planned(rows, {s.name: s.frames for s in estimate_frames(guessed)})
+        return Planned(rows, estimate_frames(rows.shards(_target_frames(settings, preset))))
 
 
 def cut(settings: JobSettings, planned: Planned, preset: Preset, packing: ChunkPlan | None) -> list[Shard]:
     """The shard plan: shards of about input.shard_seconds of audio, cut where their rows fill whole batches of
-    `packing` (manifest/shards.py; None: on audio alone); where a file has no n_frames, its shards' frames (for the
-    progress bar) are those `plan` estimated."""
-    shards = planned.rows.shards(_target_frames(settings, preset), packing)
-    return [replace(s, frames=planned.estimated.get(s.name, s.frames)) if s.frames_guessed else s for s in shards]
+    `packing` (manifest/shards.py; None: on audio alone). Only the files `packing` cuts otherwise than `plan`'s cut
+    on audio are cut again; where a file has no n_frames, its shards' frames (for the progress bar) are those `plan`
+    estimated."""
+    return planned.rows.recut(planned.on_audio, _target_frames(settings, preset), packing)
 
 
 def _target_frames(settings: JobSettings, preset: Preset) -> int:

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -5,6 +6,7 @@ import numpy as np
 from batchvoc.chunking import ChunkPlan, packed_rows
 from batchvoc.manifest import deal_round_robin, find_manifest_files, plan_shards, read_shard_rows
 from batchvoc.manifest.rows import passthrough_table
+from batchvoc.manifest.shards import ManifestRows
 from tests.conftest import mel_rows, write_manifest
 
 
@@ -141,3 +143,23 @@ def test_a_packing_of_batch_one_or_guessed_frames_cuts_on_audio_alone(tmp_path):
     write_manifest(paths / "p.parquet", [dict(id=f"u{i}", mel_path=f"u{i}.npy") for i in range(60)])
     guessed = find_manifest_files(paths / "p.parquet")
     assert plan_shards(guessed, 2000, packing=PACKING) == plan_shards(guessed, 2000)
+
+
+def test_a_recut_for_a_packing_keeps_the_audio_cut_where_the_packing_does_not_change_it(tmp_path):
+    """ManifestRows.recut gives shards(target, packing) from the cut on audio: the file with n_frames is cut anew
+    for a packing of batches, the file without keeps its shards (and the frames given them since, as the driver's
+    estimate); a packing of batch 1, or none, keeps every shard."""
+    _tts_file(tmp_path / "a.parquet")
+    for i in range(60):
+        np.save(tmp_path / f"u{i}.npy", np.zeros((2, 100), np.float32))
+    write_manifest(tmp_path / "p.parquet", [dict(id=f"u{i}", mel_path=f"u{i}.npy") for i in range(60)])
+    rows = ManifestRows.read(find_manifest_files(tmp_path), root=tmp_path)
+    estimated = {s.name: s.rows * 100 for s in rows.shards(2000) if s.frames_guessed}  # as estimate_frames does
+    on_audio = [replace(s, frames=estimated[s.name]) if s.frames_guessed else s for s in rows.shards(2000)]
+    packed = rows.recut(on_audio, 2000, PACKING)
+    by_packing = rows.shards(2000, PACKING)
+    assert packed == [replace(s, frames=estimated[s.name]) if s.frames_guessed else s for s in by_packing]
+    assert [s.name for s in packed if not s.frames_guessed] != [s.name for s in on_audio if not s.frames_guessed]
+    kept = [s for s in packed if s.frames_guessed]
+    assert len(kept) == 15 and all(any(s is a for a in on_audio) for s in kept)  # 60 rows at 4 guessed rows a shard
+    assert rows.recut(on_audio, 2000, ChunkPlan(100, 6, 1, -11.5, 1)) == rows.recut(on_audio, 2000, None) == on_audio
