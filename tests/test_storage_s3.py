@@ -19,6 +19,7 @@ import pytest
 from batchvoc import storage
 from batchvoc.errors import ConfigError
 from batchvoc.manifest import find_manifest_files, plan_shards, read_shard_rows
+from batchvoc.manifest.schema import ManifestFiles
 from batchvoc.models.presets import get_preset
 from batchvoc.runner.checks import quick_checks
 from batchvoc.runner.driver import plan, run_job
@@ -221,8 +222,9 @@ def test_an_endpoint_not_reached_stops_every_step_before_the_job_in_one_line(tmp
     manifest = write_manifest(tmp_path / "in.parquet", mel_rows(2, 80, frames=5))
     remote_in = small_job(None, manifest="s3://bvt/mels/", out_dir=str(tmp_path / "out"), storage_options=options)
     remote_out = small_job(None, manifest=str(manifest), out_dir="s3://bvt/out", storage_options=options)
+    listed = ManifestFiles(["s3://bvt/mels/a.parquet"])
     steps = [("input.manifest", lambda: quick_checks(remote_in)),
-             ("input.manifest", lambda: plan(remote_in, ["s3://bvt/mels/a.parquet"], get_preset(remote_in.preset))),
+             ("input.manifest", lambda: plan(remote_in, listed, get_preset(remote_in.preset))),
              ("output.dir", lambda: quick_checks(remote_out)),
              ("output.dir", lambda: hold_output(remote_out).__enter__())]  # fmt: skip
     try:

@@ -21,18 +21,25 @@ NUMBER_COLUMNS = ("n_frames", "n_mels", "sample_rate", "hop_length")
 JOBS_NAMED = 5  # other jobs' output folders a listing's left_out names (then "and N more")
 
 
-class ManifestFiles(list):
-    """find_manifest_files's answer: the files (a list of str), and `left_out`: one sentence naming the other
-    batchvoc jobs' output folders whose output manifests the listing left out, with how many files (None where it
-    left none out). The driver logs it once per job, as a warning."""
+@dataclass(frozen=True)
+class ManifestFiles:
+    """list_manifest_files's answer: the files (`paths`), and `left_out`: one sentence naming the other batchvoc
+    jobs' output folders whose output manifests the listing left out, with how many files (None where it left none
+    out). The driver logs it once per job, as a warning."""
 
+    paths: list[str]
     left_out: str | None = None
 
 
-def find_manifest_files(spec: str | Path | None, output_dir: str | Path | None = None) -> ManifestFiles:
+def find_manifest_files(spec: str | Path | None, output_dir: str | Path | None = None) -> list[str]:
+    """list_manifest_files's files alone, for callers that do not say what the listing left out."""
+    return list_manifest_files(spec, output_dir).paths
+
+
+def list_manifest_files(spec: str | Path | None, output_dir: str | Path | None = None) -> ManifestFiles:
     """The Parquet files named by input.manifest: one file, a folder of *.parquet, or a glob; sorted.
 
-    `spec` is a local path or an fsspec URL (s3://bucket/mels/, gs://..., hf://datasets/...); the result holds
+    `spec` is a local path or an fsspec URL (s3://bucket/mels/, gs://..., hf://datasets/...); its `paths` are
     absolute local paths, or URLs. Empty Parquet files (no rows) are skipped with a warning.
 
     `output_dir` (the job's output.dir): what the job writes is never its input, so a first run and its reruns
@@ -77,9 +84,7 @@ def find_manifest_files(spec: str | Path | None, output_dir: str | Path | None =
             raise refusal from err
     if not files:
         raise ConfigError(KEY, f"no Parquet files found at {spec!r}{_what_is_there(spec, listed, left)}")
-    result = ManifestFiles(files)
-    result.left_out = f"input.manifest {spec}: left out {_jobs_left_out(left)}" if left else None
-    return result
+    return ManifestFiles(files, f"input.manifest {spec}: left out {_jobs_left_out(left)}" if left else None)
 
 
 def _cannot_list(spec: str | Path, err: Exception) -> ConfigError | None:
@@ -134,7 +139,7 @@ def _jobs_left_out(left: dict[str, int]) -> str:
 
 
 def _what_is_there(spec: str | Path, listed: list[str] | None, left: dict[str, int]) -> str:
-    """What a folder or glob with no Parquet files to read holds instead, for find_manifest_files's error: other
+    """What a folder or glob with no Parquet files to read holds instead, for list_manifest_files's error: other
     jobs' output manifests, or audio files (and how to make a manifest of them), or .npy mels."""
     from batchvoc.manifest.build import AUDIO_SUFFIXES
 
@@ -156,7 +161,7 @@ def _what_is_there(spec: str | Path, listed: list[str] | None, left: dict[str, i
 
 
 def outside_output(spec: str | Path, files: list[str], output_dir: str | Path) -> list[str]:
-    """`files` (find_manifest_files's) less those the job writes, for input.manifest `spec` and output.dir.
+    """`files` (list_manifest_files's) less those the job writes, for input.manifest `spec` and output.dir.
 
     output.dir inside the manifest's folder (or under a glob's fixed part): every file under output.dir is left
     out. The manifest inside output.dir (or its folder being output.dir): the job's own entries there (manifest/,

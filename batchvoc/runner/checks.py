@@ -12,9 +12,14 @@ from batchvoc.backends import check_cache_dir, check_installed, check_names
 from batchvoc.checkpoint_config import READERS, folder_hparams
 from batchvoc.config import CONFIG_MODULE
 from batchvoc.errors import ConfigError
-from batchvoc.manifest import find_manifest_files
 from batchvoc.manifest.conventions import MelChecks
-from batchvoc.manifest.schema import Footer, check_first_schema, refuse_if_every_row_declares_wrong
+from batchvoc.manifest.schema import (
+    Footer,
+    ManifestFiles,
+    check_first_schema,
+    list_manifest_files,
+    refuse_if_every_row_declares_wrong,
+)
 from batchvoc.outputs import check_lhotse
 from batchvoc.runner.lock import refuse_if_held
 from batchvoc.settings import JobSettings
@@ -22,12 +27,12 @@ from batchvoc.sink import check_format, check_writable
 from batchvoc.storage import Store
 
 
-def quick_checks(settings: JobSettings, manifest: bool = True) -> list[str]:
+def quick_checks(settings: JobSettings, manifest: bool = True) -> ManifestFiles:
     """Output format, engine names and options, a checkpoint path that exists, engine.cache_dir usable (a local
     cluster's), the manifest files and the first one's columns, mel bands, sample rate or hop that every row
     declares and the model does not take, output.dir writable and not held by a running job, lhotse when asked;
-    returns the manifest files.
-    manifest=False: all but the manifest (the demo's, not made yet), returning []."""
+    returns the manifest files (and what their listing left out, for the driver to say).
+    manifest=False: all but the manifest (the demo's, not made yet), returning no files."""
     storage.set_options(settings.storage_options)
     check_format(settings.fmt, settings.subtype)
     check_names(settings.backend, settings.precision, getattr(settings, "engine_options", None))
@@ -35,9 +40,10 @@ def quick_checks(settings: JobSettings, manifest: bool = True) -> list[str]:
     if not settings.address:  # a local cluster: this machine is the node that runs and keeps the engines
         check_installed(settings.backend)
         check_cache_dir(settings.cache_dir)
-    files = find_manifest_files(settings.manifest, settings.out_url) if manifest else []  # not the job's output
-    first = check_first_schema(files)  # its footer, read once: the row count, the columns, the declared values
-    refuse_other_mel_conventions(files, first, early_mel_checks(settings))
+    # the manifest's files, less the job's own output
+    files = list_manifest_files(settings.manifest, settings.out_url) if manifest else ManifestFiles([])
+    first = check_first_schema(files.paths)  # its footer, read once: the row count, the columns, the declared values
+    refuse_other_mel_conventions(files.paths, first, early_mel_checks(settings))
     check_writable(settings.out_url)
     refuse_if_held(Store(settings.out_url))  # a job on output.dir now: refused before Ray and the weights
     if settings.lhotse:

@@ -33,6 +33,7 @@ from batchvoc.manifest import Shard
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.estimate import estimate_frames
 from batchvoc.manifest.schema import (
+    ManifestFiles,
     check_manifest_footers,
     manifest_root,
     output_overlap,
@@ -74,7 +75,7 @@ class JobReport:
         return 1 if self.failed_shards or self.stopped else self.summary.exit_code
 
 
-def check_settings(settings: JobSettings, files: list[str] | None = None) -> list[str]:
+def check_settings(settings: JobSettings, files: ManifestFiles | None = None) -> ManifestFiles:
     """The checks before anything starts: runner/checks.py's quick ones (unless their `files` are given: the
     caller ran them), then whether the backend can run here (tensorrt installed, aoti able to build); returns the
     manifest files."""
@@ -93,7 +94,7 @@ class Planned:
     on_audio: list[Shard]
 
 
-def plan(settings: JobSettings, files: list, preset: Preset) -> Planned:
+def plan(settings: JobSettings, files: ManifestFiles, preset: Preset) -> Planned:
     """Every file's schema checked (empty parts skipped; no rows at all: ConfigError), the model's n_mels, sample
     rate and hop against what every row declares (footer statistics), then what the shard plan needs of the
     manifest (`cut` makes the shards from it)."""
@@ -101,13 +102,12 @@ def plan(settings: JobSettings, files: list, preset: Preset) -> Planned:
         overlap = output_overlap(settings.manifest, settings.out_url)  # the listing left output.dir's files out
         if overlap:
             log.info("%s", overlap)
-        if getattr(files, "left_out", None):  # find_manifest_files's: other batchvoc jobs' output manifests
+        if files.left_out:  # other batchvoc jobs' output manifests
             log.warning("%s", files.left_out)
-        footers = check_manifest_footers(files)  # read once: the declared values come from them too
-        files = [footer.path for footer in footers]
+        footers = check_manifest_footers(files.paths)  # read once: the declared values come from them too
         checks = MelChecks.for_preset(preset, settings.mel_scale, settings.mel_convention)
         refuse_if_every_row_declares_wrong(footers, checks.check_declared)
-        rows = ManifestRows.read(files, root=manifest_root(settings.manifest))
+        rows = ManifestRows.read([footer.path for footer in footers], root=manifest_root(settings.manifest))
         return Planned(rows, estimate_frames(rows.shards(_target_frames(settings, preset))))
 
 
@@ -133,7 +133,7 @@ def engine_plan(settings: JobSettings, model: nn.Module, preset: Preset, gpu: bo
 
 
 def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], None] | None = None,
-            ray_thread: RayThread | None = None, checked: list[str] | None = None) -> JobReport:  # fmt: skip
+            ray_thread: RayThread | None = None, checked: ManifestFiles | None = None) -> JobReport:  # fmt: skip
     """Run (or finish) the job; shards already done are skipped.
 
     `on_actor_ready` is called with each actor's `Worker.info()` (actor, device, backend, pid, ...) once it is ready.

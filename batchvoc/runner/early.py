@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchvoc.errors import ConfigError
+from batchvoc.manifest.schema import ManifestFiles
 from batchvoc.runner.checks import makes_its_input, quick_checks
 from batchvoc.runner.cluster import INTERRUPTED_WAIT_S, RayThread
 from batchvoc.settings import JobSettings
@@ -54,7 +55,7 @@ class EarlyStart:
 
     def __init__(self) -> None:
         self.settings: JobSettings | None = None
-        self.files: list[str] = []
+        self.files = ManifestFiles([])
         self.ray_thread: RayThread | None = None
         self.error: ConfigError | None = None  # the settings' or the quick checks' refusal of this job
 
@@ -81,7 +82,7 @@ class EarlyStart:
         self.settings, self.files = settings, files
         self.ray_thread = RayThread(settings.address) if starts_ray_early(settings) else None
 
-    def take(self, settings: JobSettings) -> tuple[list[str], RayThread | None] | None:
+    def take(self, settings: JobSettings) -> tuple[ManifestFiles, RayThread | None] | None:
         """(manifest files, RayThread or None) begun for these settings, once; None for other settings (their
         early Ray is shut down) or where nothing was begun. Raises the quick checks' ConfigError where they
         refused these settings."""

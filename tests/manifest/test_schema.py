@@ -5,7 +5,13 @@ import pytest
 from batchvoc.errors import ConfigError
 from batchvoc.manifest import check_schema, find_manifest_files
 from batchvoc.manifest.conventions import MelChecks
-from batchvoc.manifest.schema import declared_values, output_overlap, refuse_if_every_row_declares_wrong
+from batchvoc.manifest.schema import (
+    ManifestFiles,
+    declared_values,
+    list_manifest_files,
+    output_overlap,
+    refuse_if_every_row_declares_wrong,
+)
 from tests.conftest import mel_rows, write_manifest
 from tests.s3server import s3_server  # noqa: F401 - the session fixture
 
@@ -249,8 +255,8 @@ def test_other_jobs_output_manifests_are_not_read_from_a_folder_or_a_glob(tmp_pa
     for spec in (npy, f"{npy}/", f"{npy}/**/*.parquet", f"{tmp_path}/data/**/*.parquet", f"{npy}/*/manifest/*"):
         for output_dir in (None, npy / "audio" / "x"):
             asked.clear()
-            files = find_manifest_files(spec, output_dir)
-            assert files == ([str(kept.resolve())] if str(spec).endswith("manifest/*") else expected), spec
+            files = list_manifest_files(spec, output_dir)
+            assert files.paths == ([str(kept.resolve())] if str(spec).endswith("manifest/*") else expected), spec
             assert files.left_out == (f"input.manifest {spec}: left out the output manifests of 1 batchvoc job, 2 "
                                       f"files in all: {npy / 'out'} (2 files) (a job's manifest/ is read as input "
                                       "only where input.manifest names it)")  # fmt: skip
@@ -259,9 +265,9 @@ def test_other_jobs_output_manifests_are_not_read_from_a_folder_or_a_glob(tmp_pa
                 assert records == [f"{npy}/out/job.json", f"{npy}/sub/job.json"], spec
             else:  # a folder: its listing holds the job.json files
                 assert records == [], spec
-    assert find_manifest_files(mine).left_out is None  # one file: what it names
+    assert list_manifest_files(mine).left_out is None  # one file: what it names
     (npy / "out" / "job.json").unlink()  # no job.json: not a job's output.dir, its manifest/ is read
-    assert find_manifest_files(npy) == sorted([*expected, *theirs]) and find_manifest_files(npy).left_out is None
+    assert list_manifest_files(npy) == ManifestFiles(sorted([*expected, *theirs]), None)
 
 
 def test_a_jobs_output_manifest_is_read_where_input_manifest_names_it(tmp_path):
@@ -270,14 +276,13 @@ def test_a_jobs_output_manifest_is_read_where_input_manifest_names_it(tmp_path):
     write_manifest(tmp_path / "runs" / "in" / "m.parquet", mel_rows(6, 80))
     theirs = _a_jobs_output(out, tmp_path / "runs" / "in")
     for spec in (out / "manifest", f"{out}/manifest/", f"{out}/manifest/*.parquet", f"{out}/manifest/**"):
-        files = find_manifest_files(spec, tmp_path / "second")
-        assert files == theirs and files.left_out is None, spec
+        assert list_manifest_files(spec, tmp_path / "second") == ManifestFiles(theirs, None), spec
     assert find_manifest_files(theirs[0], tmp_path / "second") == theirs[:1]
     # the job's folder itself, or a folder above it: its manifest/ is its output, not what was named
     with pytest.raises(ConfigError, match=r"no Parquet files found at .*; left out the output manifests of 1 "
                        rf"batchvoc job, 2 files in all: {out} \(2 files\)"):  # fmt: skip
         find_manifest_files(out, tmp_path / "second")
-    assert find_manifest_files(tmp_path / "runs").left_out.endswith("2 files in all: " + f"{out} (2 files) (a job's "
+    assert list_manifest_files(tmp_path / "runs").left_out.endswith("2 files in all: " + f"{out} (2 files) (a job's "
                                                                     "manifest/ is read as input only where "
                                                                     "input.manifest names it)")  # fmt: skip
 
@@ -327,8 +332,8 @@ def test_other_jobs_output_manifests_are_left_out_in_a_bucket_too(tmp_path, s3_s
         fs.pipe_file(f"{name}/in/out/job.json", b"{}")
         want = [f"s3://{name}/in/m.parquet", f"s3://{name}/in/x/manifest/k.parquet"]
         for spec in (f"s3://{name}/in/", f"s3://{name}/in/**/*.parquet"):
-            files = find_manifest_files(spec)
-            assert files == want and f"s3://{name}/in/out (1 file)" in files.left_out, spec
-        assert find_manifest_files(f"s3://{name}/in/out/manifest").left_out is None
+            files = list_manifest_files(spec)
+            assert files.paths == want and f"s3://{name}/in/out (1 file)" in files.left_out, spec
+        assert list_manifest_files(f"s3://{name}/in/out/manifest").left_out is None
     finally:
         storage.set_options({})

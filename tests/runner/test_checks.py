@@ -207,7 +207,7 @@ def test_mel_bands_the_model_does_not_take_are_refused_before_the_weights_are_re
     assert not (tmp_path / "out").exists()
     right = tmp_path / "right"
     _declaring(right, "a", n_mels)
-    assert quick_checks(_job(tmp_path, job, right)) == [str(right / "a.parquet")]
+    assert quick_checks(_job(tmp_path, job, right)).paths == [str(right / "a.parquet")]
 
 
 def test_the_early_n_mels_is_the_one_the_loader_builds():
@@ -343,7 +343,7 @@ def test_the_quick_checks_read_the_first_parts_footer_once_from_an_object_store(
             settings = _job(tmp_path, "hifigan_v1", f"counts3://{bucket}/{case}/",
                             f"io.storage_options={{{options}}}")  # fmt: skip
             if case == "right":
-                assert len(quick_checks(settings)) == 3
+                assert len(quick_checks(settings).paths) == 3
             else:
                 with pytest.raises(ConfigError, match="every row: n_mels is 100, the model takes 80"):
                     quick_checks(settings)
@@ -407,7 +407,7 @@ def test_rates_the_model_does_not_take_are_refused_before_the_weights_are_read(t
     assert str(early.value) == str(late.value)
     right = tmp_path / "right"
     _declaring(right, "a", n_mels, sample_rate=rate, hop_length=hop)
-    assert quick_checks(_job(tmp_path, job, right)) == [str(right / "a.parquet")]
+    assert quick_checks(_job(tmp_path, job, right)).paths == [str(right / "a.parquet")]
 
 
 def test_the_early_rates_are_the_ones_the_loader_builds():

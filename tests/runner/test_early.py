@@ -22,7 +22,7 @@ def test_the_command_lines_job_is_checked_once_and_taken_only_with_the_same_sett
     early = EarlyStart()
     early.start(cfg)
     files, ray_thread = early.take(JobSettings.from_config(cfg))
-    assert len(files) == 3 and ray_thread is None
+    assert len(files.paths) == 3 and ray_thread is None
     assert early.take(JobSettings.from_config(cfg)) is None  # taken once
     early.start(cfg)
     other = compose(
