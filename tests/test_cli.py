@@ -244,6 +244,42 @@ def _interrupted_summary_and_report(out: Path, said: list[int], rows: int) -> No
     assert f"{s.rows_not_run} rows were not run ({left} shards not finished)" in page
 
 
+def test_ctrl_c_at_the_jobs_end_still_writes_the_complete_jobs_summary(tmp_path):
+    """Ctrl-C after the last shard, while the job's end writes its summary and report and shuts Ray down, was
+    raised into those writes: no summary.json, for a job whose every shard was done. Now the end finishes (the
+    complete job's summary, not stopped early) and the process exits 130. Synced on the job's 'shards done' line,
+    said once the end holds Ctrl-C back."""
+    rows = three_files(tmp_path / "in", rows=6)
+    out = tmp_path / "out"
+    proc = batchvoc("job=hifigan_v1", "model.checkpoint=random", "+model.hparams.upsample_initial_channel=32",
+                    "engine.backend=eager", f"input.manifest={tmp_path / 'in'}", f"output.dir={out}",
+                    wait=False)  # fmt: skip
+    seen, started = [], []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if line.rstrip().endswith("s after the process started: shards done"):
+                started = descendants(proc.pid)  # the local Ray this driver started: ours to clean up, by pid
+                os.kill(proc.pid, signal.SIGINT)  # the job's own pid, as a terminal's Ctrl-C
+                break
+        rest = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            started += descendants(proc.pid)
+            proc.kill()
+        reap(started)
+    console = "".join(seen) + rest
+    assert started, console[-3000:]  # the line was seen, and the signal sent
+    assert proc.returncode == 130, console[-3000:]
+    assert "interrupted at the job's end: summary.json and report.html are being written" in console
+    assert "interrupted again" not in console
+    summary = read_summary(out)
+    assert summary.stopped_early is None and summary.shards_not_written == [] and summary.exit_code == 0
+    assert (summary.rows_ok, summary.rows_not_run, summary.this_run.shards) == (len(rows), 0, summary.shards)
+    assert f"interrupted with every one of its {summary.shards} shard" in console
+    assert "report written" in summary.timeline and (out / "report.html").is_file()
+
+
 def test_v3_bf16_runs_an_nvidia_checkpoint_folder_end_to_end(tmp_path):
     """job=v3_bf16 with a small random BigVGAN v2 saved the way NVIDIA publishes it (config.json + generator)."""
     import torch

@@ -148,7 +148,8 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
         timeline.mark("Ray starting", ray_thread.begun_at)
     files = check_settings(settings, checked)
     timeline.mark("checked")
-    with hold_output(settings) as job:  # the job lock first: a second job on output.dir stops here
+    # the job lock first: a second job on output.dir stops here; `ending` outlasts it (a Ctrl-C at the end waits)
+    with _EndGuard() as ending, hold_output(settings) as job:
         settings = replace(settings, job_token=job.token)
         store = job.store
         with ThreadPoolExecutor(3, thread_name_prefix="plan") as pool:
@@ -187,6 +188,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                 if todo:
                     cluster = cluster or _Cluster.start(settings.address, timeline, ray_thread)
                     _run(settings, cluster, loading, todo, preset, tally, on_actor_ready, timeline, dealt)
+                    ending.begin()  # before "shards done" is said: a Ctrl-C from then on lets the end finish
                     timeline.mark("shards done")
             except KeyboardInterrupt:
                 if not shards:  # before the plan stood: nothing to count
@@ -206,10 +208,14 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                 if cluster is not None:  # stopped or failed: shut Ray down before the error goes on
                     _stop(cluster, timeline)
                 raise
+        ending.begin()  # where no shard was left to run
         summary = _end(settings, store, shards, {s.name for s in todo}, started, started_at, dealt, cluster,
                        timeline)  # fmt: skip
     for line in _closing_lines(summary, store.url):
         log.warning("%s", line)
+    if ending.interrupted:
+        _say_interrupted(summary)
+        raise KeyboardInterrupt
     return JobReport(summary, sorted(set(dealt.failed) | set(summary.shards_not_written)), dealt.stopped)
 
 
@@ -231,10 +237,8 @@ def _end(settings: JobSettings, store: Store, shards: list[Shard], ran: set[str]
     timeline.mark("report written")
     if stopping is not None:
         stopping.join()
-    if dealt.stopped == INTERRUPTED and _not_done(store, shards) != summary.shards_not_written:
-        # a shard in flight at Ctrl-C wrote its output manifest before its actor ended: count it done
-        summary = _summary(settings, store, shards, ran, wall, dealt)
-        _write_report(store.url, summary)
+    if dealt.stopped == INTERRUPTED:
+        summary = _recount_interrupted(settings, store, shards, ran, wall, dealt, summary)
     for event, at in (("first shard begun", dealt.first_shard_at), ("first audio written", dealt.first_audio_at)):
         if at:  # known once the actors have said (with their shards' stats): logged now, out of order
             timeline.mark(event, at)
@@ -249,25 +253,78 @@ def _end(settings: JobSettings, store: Store, shards: list[Shard], ran: set[str]
     return summary
 
 
+def _recount_interrupted(settings: JobSettings, store: Store, shards: list[Shard], ran: set[str], wall: float,
+                         dealt: Dealt, summary: JobSummary) -> JobSummary:  # fmt: skip
+    """An interrupted job's summary once its actors have ended: a shard in flight at Ctrl-C that wrote its output
+    manifest before its actor ended counts done, and where every shard is done (Ctrl-C after the last one) the job
+    is complete, not stopped early (`dealt.stopped` cleared). report.html is written again where that changes the
+    summary."""
+    not_done = _not_done(store, shards)
+    if not not_done:
+        dealt.stopped = None
+    if not_done == summary.shards_not_written and dealt.stopped == summary.stopped_early:
+        return summary
+    summary = _summary(settings, store, shards, ran, wall, dealt)
+    _write_report(store.url, summary)
+    return summary
+
+
+def _exit_now(signum: int, frame: Any) -> None:
+    """A second Ctrl-C while a job's end writes: the process ends at once (exit code 130; the guard ends a local
+    Ray's processes, lifetime.py)."""
+    os.write(2, b"\nbatchvoc: interrupted again: summary.json may not be written; the same command finishes "
+                b"what is missing\n")  # fmt: skip
+    os._exit(130)
+
+
 @contextlib.contextmanager
 def _second_interrupt_exits() -> Iterator[None]:
-    """While an interrupted job writes its summary and report: a second Ctrl-C ends the process at once (exit code
-    130; the guard ends a local Ray's processes, lifetime.py), not with a KeyboardInterrupt raised into the writes,
-    Ray's shutdown and the teardown after them. summary.json and report.html are written whole or not at all."""
+    """While an interrupted job writes its summary and report: a second Ctrl-C ends the process at once
+    (`_exit_now`), not with a KeyboardInterrupt raised into the writes, Ray's shutdown and the teardown after them.
+    summary.json and report.html are written whole or not at all."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def now(signum: int, frame: Any) -> None:
-        os.write(2, b"\nbatchvoc: interrupted again: summary.json may not be written; the same command finishes "
-                    b"what is missing\n")  # fmt: skip
-        os._exit(130)
-
-    previous = signal.signal(signal.SIGINT, now)
+    previous = signal.signal(signal.SIGINT, _exit_now)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+class _EndGuard:
+    """The job's normal end, from `begin` (dealing over, or nothing left to deal) to the context's exit (summary.json
+    and report.html written, Ray shut down, output.dir released): a first Ctrl-C there is noted (`interrupted`)
+    rather than raised into the writes, so the job's summary (a complete job's where every shard is done) is
+    written all the same, and the caller raises it after; a second ends the process at once (`_exit_now`).
+
+    Only where a Ctrl-C would raise KeyboardInterrupt (Python's own SIGINT handler, in the main thread); a
+    program's own handler, or SIGINT ignored, is left as it is."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _EndGuard:
+        return self
+
+    def begin(self) -> None:
+        """From now on a first Ctrl-C waits for the end; again: nothing more."""
+        if self._previous is not None or threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._first)
+
+    def _first(self, signum: int, frame: Any) -> None:
+        self.interrupted = True
+        signal.signal(signal.SIGINT, _exit_now)
+        os.write(2, b"\nbatchvoc: interrupted at the job's end: summary.json and report.html are being written "
+                    b"(Ctrl-C again ends it at once)\n")  # fmt: skip
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 class Timeline:
@@ -341,8 +398,12 @@ def _not_done(store: Store, shards: list[Shard]) -> list[str]:
 
 def _say_interrupted(summary: JobSummary) -> None:
     """Ctrl-C: how many of the planned shards are done (their output manifests written) and how many the same
-    command runs again."""
+    command runs again; every one done: that the job is complete."""
     left = len(summary.shards_not_written)
+    if not left and not summary.stopped_early:
+        log.warning("interrupted with every one of its %s done: summary.json is the complete job's",
+                    counted(summary.shards, "shard"))  # fmt: skip
+        return
     log.warning("interrupted with %d of %s done; the same command runs the other %d (summary.json: %s not run)",
                 summary.shards - left, counted(summary.shards, "shard"), left,
                 counted(summary.rows_not_run, "row"))  # fmt: skip
