@@ -22,6 +22,12 @@ one row do not see each other as long as the gap exceeds every single layer's re
 enough). Gaps, row tails and unused rows of the last batch hold the log-mel floor (log of the front end's clip,
 about -11.5: the log-mel of silence), never zeros, which would make a buzz.
 
+A `NEW_ROW` among the items starts the next utterance at the start of a row: the utterances after it are laid
+out exactly as they would be alone (same columns, rows shifted), the rows before it as they were. An utterance's
+samples depend on its column (the CPU convolutions round differently at another offset, ~1e-6 of full scale) but
+not on its row, so items packed after a NEW_ROW vocode bit for bit as in a stream of their own (the device feed,
+runner/stages/vocode.py, puts one between two shards).
+
 Everything streams: `pack` reads items lazily (at most one item ahead) and `Stitcher` hands back each utterance
 as soon as its last piece comes back, in input order.
 
@@ -215,6 +221,11 @@ class Tape:
         """Frames of tape used so far, row tails left empty included: row * length + column."""
         return self.row * self.length + self.column
 
+    def new_row(self) -> None:
+        """The next utterance starts at the start of a row (the current row's tail stays empty, if it has begun)."""
+        if self.column:
+            self.row, self.column = self.row + 1, 0
+
     def place(self, frames: int) -> list[Placement]:
         """Lay out one utterance of `frames` frames (0: nothing) after the ones before; its pieces in order."""
         pieces: list[Placement] = []
@@ -260,8 +271,15 @@ def packed_rows(frames: Iterable[int], plan: ChunkPlan) -> int:
     return tape.rows
 
 
+class NewRow:
+    """The type of NEW_ROW: an item of pack()'s input that is no utterance (module doc)."""
+
+
+NEW_ROW = NewRow()
+
+
 def pack(
-    items: Iterable[tuple[Hashable, np.ndarray]],
+    items: Iterable[tuple[Hashable, np.ndarray] | NewRow],
     chunk: int,
     context: int,
     batch: int,
@@ -274,7 +292,7 @@ def pack(
     row; default `context`. Smaller gaps stay exact only while they exceed the reach of every single layer of
     the model (tests/test_chunking.py); 0 is wrong. Mels may be float16 or float32 arrays (anything np.asarray
     takes); every mel must have the same n_mels. Raises ValueError for a mel of another shape (validate rows
-    before packing: it ends the stream). The layout is a Tape's.
+    before packing: it ends the stream). The layout is a Tape's; a NEW_ROW item calls its new_row().
     """
     if batch < 1:
         raise ValueError(f"bad packing parameters: chunk={chunk}, context={context}, batch={batch}, gap={gap}")
@@ -283,7 +301,7 @@ def pack(
     current: _Batch | None = None
     number = 0  # the batch `current` is: it holds tape rows [number * batch, (number + 1) * batch)
     n_mels = None
-    for index, (key, item) in enumerate(items):
+    for index, (key, item) in enumerate(_utterances(items, tape)):
         m = np.asarray(item)
         if m.ndim != 2 or (n_mels is not None and m.shape[0] != n_mels):
             expected = "[n_mels, T]" if n_mels is None else f"[{n_mels}, T]"
@@ -310,7 +328,16 @@ def pack(
         yield current.finish(chunk, context)
 
 
-def pack_plan(items: Iterable[tuple[Hashable, np.ndarray]], plan: ChunkPlan) -> Iterator[PackedBatch]:
+def _utterances(items: Iterable[tuple[Hashable, np.ndarray] | NewRow], tape: Tape
+                ) -> Iterator[tuple[Hashable, np.ndarray]]:  # fmt: skip
+    for item in items:
+        if isinstance(item, NewRow):
+            tape.new_row()
+        else:
+            yield item
+
+
+def pack_plan(items: Iterable[tuple[Hashable, np.ndarray] | NewRow], plan: ChunkPlan) -> Iterator[PackedBatch]:
     """pack() with a ChunkPlan's parameters."""
     return pack(items, plan.chunk_frames, plan.context, plan.batch, plan.log_mel_floor, plan.gap)
 

@@ -8,7 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from batchvoc.chunking import ChunkPlan, PackedBatch, Stitcher, Tape, chunk_frames_for, pack, pack_plan, packed_rows
+from batchvoc.chunking import (
+    NEW_ROW,
+    ChunkPlan,
+    PackedBatch,
+    Stitcher,
+    Tape,
+    chunk_frames_for,
+    pack,
+    pack_plan,
+    packed_rows,
+)
 
 SILENCE = np.float32(math.log(1e-5))
 
@@ -172,6 +182,23 @@ def test_a_tape_counts_the_rows_and_batches_pack_fills(seed):
     pieces = [(k * plan.batch + p.row, p.column - min(plan.context, p.start), p.start, p.frames)
               for k, b in enumerate(batches) for p in b.pieces]  # fmt: skip
     assert placed == pieces  # every piece where the tape put it (p.column: its centre, after `lead` frames)
+
+
+def test_new_row_lays_out_what_follows_as_it_is_alone():
+    """After a NEW_ROW the utterances take the columns they take in a pack of their own, rows shifted by the rows
+    begun before; the rows before keep their layout; a NEW_ROW on an empty row (first, or twice) changes nothing."""
+    first, second = utterances([7, 30, 5], seed=1), utterances([9, 4, 26, 3], seed=2)
+    second = [(f"b{k}", m) for k, m in second]
+
+    def layout(items):
+        return [(p.key, b_i * 2 + p.row, p.column, p.start, p.frames)
+                for b_i, b in enumerate(pack(items, 12, 2, 2, SILENCE)) for p in b.pieces]  # fmt: skip
+
+    rows = packed_rows([m.shape[1] for _, m in first], ChunkPlan(12, 2, 2, float(SILENCE), 2))
+    both = layout([NEW_ROW, *first, NEW_ROW, NEW_ROW, *second])
+    assert both[: len(layout(first))] == layout(first)
+    assert both[len(layout(first)) :] == [(k, r + rows, c, s, n) for k, r, c, s, n in layout(second)]
+    assert [k for k, _ in vocode([*first, NEW_ROW, *second], 12, 2, 2, SILENCE, 2)] == [k for k, _ in first + second]
 
 
 def test_every_batch_has_the_same_shape_and_float16_input_is_accepted():
