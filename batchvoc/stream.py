@@ -1,7 +1,7 @@
 """The device stream: packed batches to the engine's device and back, batches in flight, the audio checks.
 
     stream = VocoderStream(engine, plan, sample_rate, round_trip=RoundTrip(preset, engine.device))
-    for done in stream.vocode(items):          # items: (key, mel [n_mels, T] float32), in order
+    for done in stream.vocode(items):          # items: (key, mel [n_mels, T] float32), in order (or NEW_ROW)
         done.key, done.audio, AudioCheck.from_sums(done.sums), done.error
 
 On a GPU the mel batch goes up through pinned memory on a copy stream of its own (while the batch before
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from batchvoc.chunking import ChunkPlan, PackedBatch, Stitched, Stitcher, pack_plan
+from batchvoc.chunking import ChunkPlan, NewRow, PackedBatch, Stitched, Stitcher, pack_plan
 from batchvoc.roundtrip import FRAME_VALUES, RoundTrip, audio_counts
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,14 @@ class VocoderStream:
         """Kept frames / frames the engine ran, over the last vocode() call (0 before any batch)."""
         return self.frames_kept / self.frames_run if self.frames_run else 0.0
 
-    def vocode(self, items: Iterable[tuple[Hashable, np.ndarray]],
-               progress: Callable[[float], None] | None = None) -> Iterator[Stitched]:  # fmt: skip
-        """Stitched utterances in input order (audio [T_i * hop] float32, check sums [FRAME_VALUES]).
+    def vocode(self, items: Iterable[tuple[Hashable, np.ndarray] | NewRow],
+               progress: Callable[[float], None] | None = None,
+               batch_done: Callable[[PackedBatch, bool], None] | None = None) -> Iterator[Stitched]:  # fmt: skip
+        """Stitched utterances in input order (audio [T_i * hop] float32, check sums [FRAME_VALUES]); a
+        chunking.NEW_ROW item starts the next utterance on a row of its own.
 
-        progress: called with the audio seconds of each batch once its audio is back on the host.
+        progress: called with the audio seconds of each batch once its audio is back on the host; batch_done:
+        called with each batch and whether it ran (False: it failed) before its utterances are handed back.
         Raises ValueError for a mel of the wrong shape (validate rows first), RuntimeError after
         MAX_FAILED_BATCHES failed batches in a row."""
         stitcher = Stitcher(self.plan.hop)
@@ -92,11 +95,11 @@ class VocoderStream:
             self.frames_kept += packed.real_frames
             self.frames_run += packed.mel.shape[0] * packed.length if packed.rows_used else 0
             if waiting is not None:
-                done, failures = self._finish(stitcher, *waiting, failures, progress)
+                done, failures = self._finish(stitcher, *waiting, failures, progress, batch_done)
                 yield from done
             waiting = (packed, launched, error)
         if waiting is not None:
-            done, failures = self._finish(stitcher, *waiting, failures, progress)
+            done, failures = self._finish(stitcher, *waiting, failures, progress, batch_done)
             yield from done
         if stitcher.pending:
             raise RuntimeError("stream ended inside an utterance")
@@ -119,13 +122,15 @@ class VocoderStream:
             return None, _reason(err)
 
     def _finish(self, stitcher: Stitcher, packed: PackedBatch, launched: Waiter | None, error: str | None,
-                failures: int, progress) -> tuple[list[Stitched], int]:  # fmt: skip
+                failures: int, progress, batch_done) -> tuple[list[Stitched], int]:  # fmt: skip
         audio = values = None
         if launched is not None:
             try:
                 audio, values = launched()
             except RuntimeError as err:  # an asynchronous device error surfaces at the wait
                 error = _reason(err)
+        if batch_done is not None:
+            batch_done(packed, error is None)
         if error is not None:
             failures += 1
             log.error("a batch of %d utterance pieces failed: %s", len(packed.pieces), error)
