@@ -3,19 +3,19 @@
     stats = run_shard(shard, stream, sink, MelChecks.for_preset(preset, ...), max_mel_error=0.8, progress=...,
                       info=dict(actor="actor-0", device=..., backend=..., precision=..., ready_s=..., ...))
 
-Reading and checking run in threads of their own ahead of the device, the vocode stage in the calling thread (the
-device's), writing in a few threads behind it; data moves one way. Times: read_s and check_s are those threads'
-busy time, vocode_s the vocode stage's time not spent waiting for checked rows, write_s the writers' summed time,
-wall_s the whole shard; first_row_s and first_audio_s: when its first good row reached the vocode stage and its
-first audio left it, from the shard's start. A row's fault becomes that row's error in whichever stage meets it;
-a fault of the shard itself (unreadable file, broken device, a write fault that `write_failure` calls fatal)
-raises, and Ray runs the shard again.
+Reading and checking run in threads of their own ahead of the device, the vocode stage in the device feed's thread
+(stages/vocode.py: shards run at once share its batches), writing in a few threads behind it; data moves one way.
+Times: read_s and check_s are those threads' busy time; vocode_s the device's time from taking up the shard's first
+row to its last result, not spent waiting for checked rows (a batch shared with the next shard counts in both);
+write_s the writers' summed time; wall_s the whole shard; first_row_s and first_audio_s: when its first good row
+reached the device and its first audio left it, from the shard's start. packing_efficiency: its kept frames over
+its share of the engine frames of the batches its rows ran in. A row's fault becomes that row's error in whichever
+stage meets it; a fault of the shard itself (unreadable file, broken device, a write fault that `write_failure`
+calls fatal) raises, and Ray runs the shard again.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,7 +26,7 @@ from batchvoc.manifest.conventions import MelChecks
 from batchvoc.runner.stages.channel import Cancelled, Channel, StageThread
 from batchvoc.runner.stages.check import check_rows
 from batchvoc.runner.stages.read import ShardRead
-from batchvoc.runner.stages.vocode import vocode_rows
+from batchvoc.runner.stages.vocode import DeviceFeed
 from batchvoc.runner.stages.write import WriteStage
 from batchvoc.sink import ShardSink
 from batchvoc.stats import ShardStats, top_reasons
@@ -36,19 +36,19 @@ READ_AHEAD_ROWS = 256  # rows between read and check, and between check and voco
 WRITE_QUEUE_ROWS = 64  # vocoded rows waiting for a writer (each holds its audio)
 
 
-def run_shard(shard: Shard, stream: VocoderStream, sink: ShardSink, checks: MelChecks | int, *,
+def run_shard(shard: Shard, stream: VocoderStream | DeviceFeed, sink: ShardSink, checks: MelChecks | int, *,
               max_mel_error: float | None = None,
               progress: Callable[[float], None] | None = None,
-              info: dict[str, Any] | None = None,
-              device: threading.Lock | None = None) -> ShardStats:  # fmt: skip
+              info: dict[str, Any] | None = None) -> ShardStats:  # fmt: skip
     """Vocode every row of `shard` into `sink`; write its stats and output manifest; return the stats.
 
     checks: the worker's MelChecks (or n_mels: no convention checks); max_mel_error: rows above it are suspect
     (None: no verdict); progress: called with the audio seconds of each vocoded batch; info: ShardStats fields
-    about the actor (actor, device, backend, precision, ready_s, load_path ...); device: a lock held while this
-    shard's rows go through `stream`, for shards run at once in several threads with one stream: each reads and
-    checks its rows while another vocodes, and writes its last rows while the next one vocodes (the device
-    then waits for neither). vocode_s excludes the time spent waiting for it."""
+    about the actor (actor, device, backend, precision, ready_s, load_path ...). stream: a VocoderStream this
+    shard has to itself, or the worker's DeviceFeed, for shards run at once in several threads: each reads and
+    checks its rows while another vocodes, its rows follow the one before's in the same batches, and it writes its
+    last rows while the next one vocodes (the device then waits for neither)."""
+    feed = stream if isinstance(stream, DeviceFeed) else DeviceFeed(stream)
     started = time.perf_counter()
     sink.remove_partials()
     results: list[dict[str, Any] | None] = [None] * shard.rows
@@ -64,9 +64,10 @@ def run_shard(shard: Shard, stream: VocoderStream, sink: ShardSink, checks: MelC
     read.start()
     check.start()
     try:
-        with device or contextlib.nullcontext():
-            vocoded = vocode_rows(check_out, stream, n_mels, write_in, progress, stop=lambda: _permanent(sink))
+        vocoded = feed.vocode(check_out, n_mels, write_in, progress, stop=lambda: _permanent(sink))
     except Cancelled:  # a writer met a fault of the shard's: join() raises it
+        read_out.cancel()
+        check_out.cancel()
         write_in.close()
         writers.join()
         raise

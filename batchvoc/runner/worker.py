@@ -35,6 +35,7 @@ from batchvoc.manifest.conventions import MelChecks
 from batchvoc.models import build_model
 from batchvoc.models.presets import Preset
 from batchvoc.runner.pipeline import run_shard
+from batchvoc.runner.stages.vocode import DeviceFeed
 from batchvoc.runtime import EngineOptions, assemble, runtime_from_settings
 from batchvoc.settings import JobSettings
 from batchvoc.sink import ShardSink
@@ -60,7 +61,6 @@ class Worker:
         started = time.perf_counter() if started is None else started
         preload("pandas")  # else pyarrow imports it at its first conversion, in a shard's read thread, holding the GIL
         self.vocoded_s, self.first_audio_at = 0.0, None
-        self._device = threading.Lock()  # shards run at once (the actor's "run" group) take turns on the stream
         if threads:
             torch.set_num_threads(threads)
         torch.set_flush_denormal(True)  # denormals slow CPU convolutions 5-10x; no effect on a GPU
@@ -78,6 +78,7 @@ class Worker:
         # the round trip needs the model's real weights: random ones make noise, not speech
         self.checking = settings.checkpoint != "random"
         self.stream = self.runtime.stream(round_trip=self.checking)
+        self.feed = DeviceFeed(self.stream)  # shards run at once (the actor's "run" group) share its batches
         self.ready_s = time.perf_counter() - started
         self.load_path = self.engine.load_path  # built | loaded (aoti: a package from engine.cache_dir)
         log.info("%s on %s: %s, ready in %.1f s (%s; engine %.1f s of it)", name, self.device_name(),
@@ -106,15 +107,15 @@ class Worker:
 
     def run(self, shard: Shard) -> dict[str, Any]:
         """Vocode one shard into output.dir; returns its stats (ShardStats.to_json()). Shards may run at once in
-        several threads: they take turns on the device stream, each reading, checking and writing meanwhile."""
+        several threads: their rows go through one device feed in turn, sharing a batch where one ends and the next
+        begins (runner/stages/vocode.py), each reading, checking and writing meanwhile."""
         s = self.settings
         sink = ShardSink(Store(s.out_url, token=s.job_token), shard.name, self.preset.sample_rate, s.fmt, s.subtype,
                          columns=shard.columns)  # fmt: skip
         reported = [0.0]
         info = dict(self._stats_info(), started_at=time.time())  # the report's timeline (epoch seconds)
-        stats = run_shard(shard, self.stream, sink, self.checks, max_mel_error=self.max_mel_error(),
-                          progress=lambda seconds: self._progress(seconds, reported), info=info,
-                          device=self._device).to_json()  # fmt: skip
+        stats = run_shard(shard, self.feed, sink, self.checks, max_mel_error=self.max_mel_error(),
+                          progress=lambda seconds: self._progress(seconds, reported), info=info).to_json()  # fmt: skip
         if stats.get("rows_ok") and self.first_audio_at is None:
             self.first_audio_at = time.time()
         self.vocoded_s += max(self._shard_audio(shard, stats) - reported[0], 0.0)
