@@ -106,7 +106,8 @@ class ShardStats(Totals):
     """stats/<shard>.json: the shard's Totals plus who ran it, how, and how fast.
 
     ready_s: seconds the actor took to get ready (model, engine); load_path: how the engine was obtained (e.g.
-    "aoti package", "compiled"); packing_efficiency: kept frames / frames run by the engine."""
+    "aoti package", "compiled"); packing_efficiency: kept frames / frames run by the engine for them (a batch
+    shared with the next shard split between the two by their kept frames: runner/stages/vocode.py)."""
 
     shard: str = ""
     x_realtime: float = 0.0
