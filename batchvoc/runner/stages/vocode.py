@@ -17,8 +17,9 @@ owns the stream's packer, stitcher and batch in flight for their whole life: sha
 data moves one way (rows in, results out), and no code has to decide who flushes a batch two shards share.
 Each shard's rows start on a row of their own (chunking.NEW_ROW): an utterance's samples depend on its column in a
 row by float rounding, not on its row (tests/runner/stages/test_vocode.py), so every shard's rows get the columns a
-call of their own gives them, and the audio is bit for bit today's; what is given up is the tail of one row per
-shard, against up to B - 1 rows of a part-filled batch.
+call of their own gives them, and the audio is today's bit for bit (checked on the eager CPU engine; on a GPU
+engine only where its kernels compute a batch's rows alike, not checked here: within the parity tests' bounds in
+any case); what is given up is the tail of one row per shard, against up to B - 1 rows of a part-filled batch.
 
 Faults stay where they were: a failed batch fails the utterances with a piece in it (of one shard or two); a
 broken device (stream.MAX_FAILED_BATCHES) raises in every shard with rows in the stream, and the queued ones start
