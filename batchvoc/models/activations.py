@@ -38,8 +38,10 @@ class _SnakeBase(nn.Module):
 
     def _parameter(self, value: float, trainable: bool) -> nn.Parameter:
         """A [in_features] parameter as upstream initialises it: zeros * value in log scale, else ones * value."""
-        init = torch.zeros(self.in_features) if self.alpha_logscale else torch.ones(self.in_features)
-        return nn.Parameter(init * value, requires_grad=trainable)
+        # a factory call, no arithmetic: on the meta device (an actor's skeleton) arithmetic runs torch's Python
+        # references, whose first call imports torch._dynamo (seconds of an actor's start)
+        init = torch.full((self.in_features,), 0.0 if self.alpha_logscale else float(value))
+        return nn.Parameter(init, requires_grad=trainable)
 
     def _read(self, param: Tensor, dtype: torch.dtype) -> Tensor:
         """param in dtype, exponentiated when the parameters are held in log scale."""

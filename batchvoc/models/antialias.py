@@ -36,6 +36,13 @@ def kaiser_sinc_filter1d(cutoff: float, half_width: float, kernel_size: int) -> 
     The window's attenuation comes from the transition band 4*half_width and the half length, as in julius; an
     even kernel is centred between two taps (time = -K/2 + 0.5 ... K/2 - 0.5), an odd one on its middle tap.
     """
+    target = torch.get_default_device()  # meta for an actor's skeleton (runner/worker.skeleton)
+    with torch.device("cpu"):  # a constant of the design: on meta its arithmetic would import torch._dynamo
+        taps = _kaiser_sinc_taps(cutoff, half_width, kernel_size)
+    return taps.view(1, 1, kernel_size).to(target)
+
+
+def _kaiser_sinc_taps(cutoff: float, half_width: float, kernel_size: int) -> Tensor:
     even = kernel_size % 2 == 0
     half_size = kernel_size // 2
     attenuation = 2.285 * (half_size - 1) * math.pi * (4 * half_width) + 7.95
@@ -49,7 +56,7 @@ def kaiser_sinc_filter1d(cutoff: float, half_width: float, kernel_size: int) -> 
     else:
         taps = 2 * cutoff * window * torch.sinc(2 * cutoff * time)
         taps /= taps.sum()  # unit DC gain: no leakage of a constant input
-    return taps.view(1, 1, kernel_size)
+    return taps
 
 
 class LowPassFilter1d(nn.Module):

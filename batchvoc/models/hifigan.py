@@ -136,9 +136,10 @@ class HiFiGAN(GeneratorMixin, nn.Module):
         self._init_like_upstream()
 
     def _init_like_upstream(self) -> None:
-        # upstream's init_weights: N(0, 0.01) for the transposed convs and the resblocks' convs
+        # upstream's init_weights: N(0, 0.01) for the transposed convs and the resblocks' convs; none on the meta
+        # device (an actor's skeleton, weights copied in after): normal_ there imports torch._dynamo (seconds)
         for m in [*self.ups, *self.resblocks.modules()]:
-            if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
+            if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)) and not m.weight.is_meta:
                 nn.init.normal_(m.weight, 0.0, 0.01)
 
     def forward(self, mel: Tensor, valid: Tensor | None = None) -> Tensor:

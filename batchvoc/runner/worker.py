@@ -18,7 +18,6 @@ import os
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -163,24 +162,32 @@ def preload(module: str) -> threading.Thread | None:
 def model_from_weights(preset: Preset, weights: SharedWeights) -> nn.Module:
     """The generator of `preset` (its hparams) holding `weights`: fp32, eval(), requires_grad False, on CPU.
 
-    The module is made on the meta device and its tensors left uninitialised before the weights are copied in:
-    a random initialisation would be thrown away (0.8 s for BigVGAN on the H200). A model with non-persistent
-    buffers (not in a state dict) is initialised as usual."""
-    with torch.device("meta"):
+    The module is made on the meta device (`skeleton`) and takes CPU copies of the arrays as its tensors
+    (load_state_dict's assign): no random initialisation that would be thrown away (0.8 s for BigVGAN on the
+    H200), no empty tensors filled again. A model with non-persistent buffers (not in a state dict) is built and
+    initialised as usual, then the weights copied in."""
+    model = skeleton(preset)
+    assign = not any(m._non_persistent_buffers_set for m in model.modules())
+    if not assign:
         model = build_model(preset, preset.hparams)
-    if any(m._non_persistent_buffers_set for m in model.modules()):
-        model = build_model(preset, preset.hparams)
-    else:
-        model = model.to_empty(device="cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # read-only arrays: load_state_dict copies them anyway
-        state = {k: torch.from_numpy(np.asarray(v)) for k, v in weights.arrays.items()}
-    model.load_state_dict(state, strict=True)
+    # copies: Ray's object store maps the arrays read-only, and the model's tensors are its own (.float() may keep
+    # them as they are)
+    state = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in weights.arrays.items()}
+    model.load_state_dict(state, strict=True, assign=assign)
     model = model.float().eval()
     for p in model.parameters():
         p.requires_grad_(False)
     remember_digest(model, weights.digest)
     return model
+
+
+def skeleton(preset: Preset) -> nn.Module:
+    """The generator of `preset` (its hparams) on the meta device: modules and tensor shapes, no storage, no
+    initialisation. Its construction must stay on torch's C++ meta kernels: an op that runs one of torch's Python
+    references there (e.g. normal_, or arithmetic on a meta tensor) imports torch._dynamo at its first call, ~1-3 s
+    of every actor's start that an aoti package never needs (tests/runner/test_worker.py checks every preset)."""
+    with torch.device("meta"):
+        return build_model(preset, preset.hparams)
 
 
 def weights_of(model: nn.Module) -> SharedWeights:

@@ -112,3 +112,34 @@ def test_preload_imports_an_installed_module_and_skips_a_missing_one_quietly():
     assert thread is not None
     thread.join(timeout=30)
     assert preload("batchvoc_no_such_module") is None  # no thread, so no traceback from one (pandas is optional)
+
+
+SKELETONS_IN_CHILD = """
+import sys
+from batchvoc.models.presets import PRESETS, load_presets
+from batchvoc.runner.worker import skeleton
+
+load_presets()
+for name in sorted(PRESETS):
+    model = skeleton(PRESETS[name])
+    assert all(t.is_meta for t in model.state_dict().values()), name
+    if "torch._dynamo" in sys.modules:
+        print("torch._dynamo imported by", name)
+        break
+print(len(PRESETS), "presets")
+"""
+
+
+def test_an_actors_model_skeleton_never_imports_dynamo():
+    """Issue 14 (actor ready): every preset's skeleton (model_from_weights's meta-device model) is built on torch's
+    C++ meta kernels; one of torch's Python references there (normal_, arithmetic on a meta tensor) imports
+    torch._dynamo, ~1-3 s of each actor's start, though an aoti package never needs it."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", SKELETONS_IN_CHILD], capture_output=True, text=True, env=env,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[1:] == ["presets"], done.stdout
