@@ -10,6 +10,7 @@ utterance's edges (at the input rate before upsampling, at the upsampled rate be
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -37,12 +38,18 @@ def kaiser_sinc_filter1d(cutoff: float, half_width: float, kernel_size: int) -> 
     even kernel is centred between two taps (time = -K/2 + 0.5 ... K/2 - 0.5), an odd one on its middle tap.
     """
     target = torch.get_default_device()  # meta for an actor's skeleton (runner/worker.skeleton)
-    with torch.device("cpu"):  # a constant of the design: on meta its arithmetic would import torch._dynamo
-        taps = _kaiser_sinc_taps(cutoff, half_width, kernel_size)
-    return taps.view(1, 1, kernel_size).to(target)
+    return _kaiser_sinc_taps(cutoff, half_width, kernel_size).view(1, 1, kernel_size).to(target, copy=True)
 
 
+@functools.cache
 def _kaiser_sinc_taps(cutoff: float, half_width: float, kernel_size: int) -> Tensor:
+    """The taps on the CPU, made once per design (a BigVGAN has ~200 filters of two designs: 0.7 s of an actor's
+    start made one by one); on the meta device their arithmetic would import torch._dynamo."""
+    with torch.device("cpu"):
+        return _taps(cutoff, half_width, kernel_size)
+
+
+def _taps(cutoff: float, half_width: float, kernel_size: int) -> Tensor:
     even = kernel_size % 2 == 0
     half_size = kernel_size // 2
     attenuation = 2.285 * (half_size - 1) * math.pi * (4 * half_width) + 7.95
