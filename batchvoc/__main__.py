@@ -28,7 +28,7 @@ from batchvoc.cli import (  # noqa: E402
     remove_made_folders,
 )
 from batchvoc.config import register  # noqa: E402
-from batchvoc.errors import ConfigError, StartError, counted, reader_gone  # noqa: E402
+from batchvoc.errors import ConfigError, InterruptedWhenDone, StartError, counted, reader_gone  # noqa: E402
 
 if TYPE_CHECKING:
     from batchvoc.runner.driver import JobReport
@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     _codes.clear()
     _refused.clear()
     sweep_record = _sweep_record(configs, argv)
-    if len(configs) == 1 and not any(arg in MULTIRUN_FLAGS for arg in argv):
+    single = len(configs) == 1 and not any(arg in MULTIRUN_FLAGS for arg in argv)
+    if single:
         from batchvoc.runner.early import EarlyStart
 
         _early = EarlyStart()
@@ -165,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     try:
         _job()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         interrupted = True
-        print("batchvoc: interrupted; run the same command again to finish what is missing", file=sys.stderr)
+        done = single and isinstance(err, InterruptedWhenDone)  # a sweep's other jobs are still to run
+        what = "the job was complete" if done else "run the same command again to finish what is missing"
+        print(f"batchvoc: interrupted; {what}", file=sys.stderr)
         return 130
     finally:
         if _early is not None:

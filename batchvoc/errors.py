@@ -75,6 +75,11 @@ class StartError(Exception):
         self.cause = cause
 
 
+class InterruptedWhenDone(KeyboardInterrupt):
+    """Ctrl-C during a job's end, after its every shard was done: the job is complete (its summary.json says so),
+    and the process still exits 130 as for any Ctrl-C."""
+
+
 class RowError(ValueError):
     """One bad input row: it becomes a status=error row with this one-line reason; other rows go on."""
 

@@ -28,7 +28,7 @@ from batchvoc.chunking import ChunkPlan
 from batchvoc.device_defaults import default_batch, default_row_length
 from batchvoc.engines import check_backend
 from batchvoc.engines.cache import weights_digest
-from batchvoc.errors import counted
+from batchvoc.errors import InterruptedWhenDone, counted
 from batchvoc.manifest import Shard
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.estimate import estimate_frames
@@ -215,7 +215,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
         log.warning("%s", line)
     if ending.interrupted:
         _say_interrupted(summary)
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt if summary.shards_not_written or summary.stopped_early else InterruptedWhenDone
     return JobReport(summary, sorted(set(dealt.failed) | set(summary.shards_not_written)), dealt.stopped)
 
 
