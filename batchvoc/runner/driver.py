@@ -8,13 +8,10 @@ Exit codes: 0 every row ok, 2 some rows failed, 1 the job could not run (stopped
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -50,6 +47,7 @@ from batchvoc.runner.cluster import RayThread, announce, connect, disconnect, pl
 from batchvoc.runner.dealer import Dealt, StopJob, deal
 from batchvoc.runner.early import unfinished
 from batchvoc.runner.failures import FailureTally, console_lines
+from batchvoc.runner.interrupts import EndGuard, second_interrupt_exits
 from batchvoc.runner.lifetime import SessionGuard, process_started_at
 from batchvoc.runner.resume import hold_output, identify
 from batchvoc.runner.worker import weights_of
@@ -149,7 +147,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
     files = check_settings(settings, checked)
     timeline.mark("checked")
     # the job lock first: a second job on output.dir stops here; `ending` outlasts it (a Ctrl-C at the end waits)
-    with _EndGuard() as ending, hold_output(settings) as job:
+    with EndGuard() as ending, hold_output(settings) as job:
         settings = replace(settings, job_token=job.token)
         store = job.store
         with ThreadPoolExecutor(3, thread_name_prefix="plan") as pool:
@@ -199,7 +197,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                 # do (a second Ctrl-C ends the process at once)
                 timeline.mark("interrupted")
                 dealt.stopped = INTERRUPTED
-                with _second_interrupt_exits():
+                with second_interrupt_exits():
                     ran = {s.name for s in shards if s.name not in job.done}
                     summary = _end(settings, store, shards, ran, started, started_at, dealt, cluster, timeline)
                     _say_interrupted(summary)
@@ -267,64 +265,6 @@ def _recount_interrupted(settings: JobSettings, store: Store, shards: list[Shard
     summary = _summary(settings, store, shards, ran, wall, dealt)
     _write_report(store.url, summary)
     return summary
-
-
-def _exit_now(signum: int, frame: Any) -> None:
-    """A second Ctrl-C while a job's end writes: the process ends at once (exit code 130; the guard ends a local
-    Ray's processes, lifetime.py)."""
-    os.write(2, b"\nbatchvoc: interrupted again: summary.json may not be written; the same command finishes "
-                b"what is missing\n")  # fmt: skip
-    os._exit(130)
-
-
-@contextlib.contextmanager
-def _second_interrupt_exits() -> Iterator[None]:
-    """While an interrupted job writes its summary and report: a second Ctrl-C ends the process at once
-    (`_exit_now`), not with a KeyboardInterrupt raised into the writes, Ray's shutdown and the teardown after them.
-    summary.json and report.html are written whole or not at all."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, _exit_now)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-class _EndGuard:
-    """The job's normal end, from `begin` (dealing over, or nothing left to deal) to the context's exit (summary.json
-    and report.html written, Ray shut down, output.dir released): a first Ctrl-C there is noted (`interrupted`)
-    rather than raised into the writes, so the job's summary (a complete job's where every shard is done) is
-    written all the same, and the caller raises it after; a second ends the process at once (`_exit_now`).
-
-    Only where a Ctrl-C would raise KeyboardInterrupt (Python's own SIGINT handler, in the main thread); a
-    program's own handler, or SIGINT ignored, is left as it is."""
-
-    def __init__(self) -> None:
-        self.interrupted = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _EndGuard:
-        return self
-
-    def begin(self) -> None:
-        """From now on a first Ctrl-C waits for the end; again: nothing more."""
-        if self._previous is not None or threading.current_thread() is not threading.main_thread():
-            return
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._first)
-
-    def _first(self, signum: int, frame: Any) -> None:
-        self.interrupted = True
-        signal.signal(signal.SIGINT, _exit_now)
-        os.write(2, b"\nbatchvoc: interrupted at the job's end: summary.json and report.html are being written "
-                    b"(Ctrl-C again ends it at once)\n")  # fmt: skip
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
 
 
 class Timeline:
