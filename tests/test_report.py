@@ -261,3 +261,20 @@ def test_the_report_command_says_a_store_it_cannot_reach_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("s3://bucket/job: cannot render the report: no usable credentials") and "AWS_" in line
+
+
+def test_an_actors_two_shards_at_once_draw_a_curve_forward_in_time_and_busy_counts_their_overlap_once():
+    """An actor runs two shards at once (their walls overlap): the audio-done curve went back in time (each shard's
+    start after the one before's end) and `busy` summed the walls (108.7 s of busy time in a 64.8 s job)."""
+    from batchvoc.report.plots import cumulative_audio
+    from batchvoc.report.render import busy_seconds
+
+    spans = [dict(start=1.0, end=5.0, audio=40.0), dict(start=2.0, end=4.0, audio=10.0), dict(start=6.0, end=8.0,
+                                                                                              audio=20.0)]  # fmt: skip
+    t, done = cumulative_audio(spans)
+    assert list(t) == [0.0, 1.0, 2.0, 4.0, 5.0, 6.0, 8.0]
+    assert np.all(np.diff(done) >= 0) and done[0] == 0.0 and done[-1] == 70.0
+    assert done[3] == 40.0 * 3 / 4 + 10.0  # the first shard three quarters done, the second done
+    stats = [dict(started_at=100.0 + s["start"], wall_s=s["end"] - s["start"]) for s in spans]
+    assert busy_seconds(stats) == 6.0  # [1, 5] and [6, 8]: the second shard's [2, 4] lies inside the first's
+    assert busy_seconds([dict(wall_s=2.0), dict(wall_s=3.0)]) == 5.0  # no start times: the walls summed

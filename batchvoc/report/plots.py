@@ -73,6 +73,18 @@ def _lighter(color: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(0.55 * c + 0.45 for c in color[:3])
 
 
+def cumulative_audio(spans: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(t, audio done by t) at every span's start and end (and 0), t increasing: each span's audio counted as done
+    evenly from its start to its end. Spans may overlap (an actor runs two shards at once): their audio adds up,
+    and the curve never goes back in time."""
+    t = np.unique(np.concatenate([[0.0], [s["start"] for s in spans], [s["end"] for s in spans]]))
+    done = np.zeros_like(t)
+    for s in spans:
+        length = max(s["end"] - s["start"], 1e-9)
+        done += s["audio"] * np.clip((t - s["start"]) / length, 0.0, 1.0)
+    return t, done
+
+
 def throughput(spans: list[dict[str, Any]]) -> str:
     """Audio vocoded over time per actor (cumulative; steeper is faster) and x real time of each shard."""
     total_audio = sum(s["audio"] for s in spans)
@@ -85,11 +97,8 @@ def throughput(spans: list[dict[str, Any]]) -> str:
         curves = []
         for k, actor in enumerate(sorted(by_actor)):
             mine = sorted(by_actor[actor], key=lambda s: s["start"])
-            x, y, done = [0.0], [0.0], 0.0
-            for s in mine:
-                x += [s["start"], s["end"]]
-                y += [done / scale, (done + s["audio"]) / scale]
-                done += s["audio"]
+            x, y = cumulative_audio(mine)
+            y = y / scale
             left.plot(x, y, color=COLORS[k % 10], label=actor, linewidth=1.5)
             curves.append((x, y))
             worked = [s for s in mine if s["audio"] > 0 or not s.get("reused")]  # all reused: no speed to draw

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import logging
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -123,6 +124,18 @@ def _header(job: jobdata.JobData) -> str:
             f"<div class='cards'>{html_cards}</div>")  # fmt: skip
 
 
+def busy_seconds(stats: list[dict[str, Any]]) -> float:
+    """Seconds an actor had at least one shard running: the union of its shards' [started_at, + wall_s] (it runs
+    two at once, so their walls overlap); without start times, their walls summed."""
+    if any(s.get("started_at") is None for s in stats):
+        return sum(s["wall_s"] for s in stats)
+    busy, end = 0.0, -math.inf
+    for start, stop in sorted((s["started_at"], s["started_at"] + s["wall_s"]) for s in stats):
+        busy += max(stop - max(start, end), 0.0)
+        end = max(end, stop)
+    return busy
+
+
 def _spans(job: jobdata.JobData) -> tuple[list[dict[str, Any]], dict[str, tuple[float, float, float]], str]:
     """Shard spans, each actor's start-up (job start, engine build start, first shard start) in seconds since the
     job started, and a caption saying how they were got."""
@@ -218,7 +231,7 @@ def _startup(job: jobdata.JobData) -> str:
             continue
         seen.add(actor)
         mine = [x for x in job.stats if x.get("actor") == actor]
-        busy = sum(x["wall_s"] for x in mine)
+        busy = busy_seconds(mine)
         # the speed is over the audio the actor vocoded; reused audio is named as such
         vocoded, reused = sum(vocoded_seconds(x) for x in mine), sum(reused_seconds(x) for x in mine)
         rows.append([actor, s.get("device", "?"), f"{s.get('backend', '?')} {s.get('precision', '')}",
