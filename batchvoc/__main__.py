@@ -225,8 +225,10 @@ def run(cfg: DictConfig) -> int:
     except (ConfigError, StartError) as err:
         _cannot_run(err)  # now: closing a Ray still starting waits for its start (~4 s)
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         interrupted = True
+        if isinstance(err, InterruptedWhenDone) and err.report is not None:  # a complete job: its closing lines
+            log_closing(err.report, settings.out_url, settings.retry_failed)
         raise
     finally:
         if ray_thread is not None:  # Ctrl-C: not for long, whatever Ray's start is doing

@@ -77,7 +77,12 @@ class StartError(Exception):
 
 class InterruptedWhenDone(KeyboardInterrupt):
     """Ctrl-C during a job's end, after its every shard was done: the job is complete (its summary.json says so),
-    and the process still exits 130 as for any Ctrl-C."""
+    and the process still exits 130 as for any Ctrl-C. `report`: the job's (runner/driver.JobReport), for its
+    closing lines."""
+
+    def __init__(self, report: object = None) -> None:
+        super().__init__()
+        self.report = report
 
 
 class RowError(ValueError):

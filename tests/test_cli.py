@@ -278,6 +278,7 @@ def test_ctrl_c_at_the_jobs_end_still_writes_the_complete_jobs_summary(tmp_path)
     assert (summary.rows_ok, summary.rows_not_run, summary.this_run.shards) == (len(rows), 0, summary.shards)
     assert f"interrupted with every one of its {summary.shards} shard" in console
     assert "batchvoc: interrupted; the job was complete" in console and "same command again" not in console
+    assert f"batchvoc: {len(rows)} rows ok, 0 suspect, 0 failed" in console  # its closing line all the same
     assert "report written" in summary.timeline and (out / "report.html").is_file()
 
 

@@ -211,10 +211,11 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                        timeline)  # fmt: skip
     for line in _closing_lines(summary, store.url):
         log.warning("%s", line)
+    report = JobReport(summary, sorted(set(dealt.failed) | set(summary.shards_not_written)), dealt.stopped)
     if ending.interrupted:
         _say_interrupted(summary)
-        raise KeyboardInterrupt if summary.shards_not_written or summary.stopped_early else InterruptedWhenDone
-    return JobReport(summary, sorted(set(dealt.failed) | set(summary.shards_not_written)), dealt.stopped)
+        raise KeyboardInterrupt if summary.shards_not_written or summary.stopped_early else InterruptedWhenDone(report)
+    return report
 
 
 INTERRUPTED = "interrupted (Ctrl-C)"  # summary.json's stopped_early for a job ended by Ctrl-C
