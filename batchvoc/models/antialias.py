@@ -38,18 +38,15 @@ def kaiser_sinc_filter1d(cutoff: float, half_width: float, kernel_size: int) -> 
     even kernel is centred between two taps (time = -K/2 + 0.5 ... K/2 - 0.5), an odd one on its middle tap.
     """
     target = torch.get_default_device()  # meta for an actor's skeleton (runner/worker.skeleton)
-    return _kaiser_sinc_taps(cutoff, half_width, kernel_size).view(1, 1, kernel_size).to(target, copy=True)
+    with torch.device("cpu"):  # on the meta device the taps' arithmetic would import torch._dynamo
+        taps = _taps(cutoff, half_width, kernel_size)
+    return taps.view(1, 1, kernel_size).to(target, copy=True)  # a copy: the cached taps stay as made
 
 
 @functools.cache
-def _kaiser_sinc_taps(cutoff: float, half_width: float, kernel_size: int) -> Tensor:
-    """The taps on the CPU, made once per design (a BigVGAN has ~200 filters of two designs: 0.7 s of an actor's
-    start made one by one); on the meta device their arithmetic would import torch._dynamo."""
-    with torch.device("cpu"):
-        return _taps(cutoff, half_width, kernel_size)
-
-
 def _taps(cutoff: float, half_width: float, kernel_size: int) -> Tensor:
+    """The [kernel_size] taps, made once per design (a BigVGAN has ~200 filters of two designs: 0.7 s of an actor's
+    start made one by one)."""
     even = kernel_size % 2 == 0
     half_size = kernel_size // 2
     attenuation = 2.285 * (half_size - 1) * math.pi * (4 * half_width) + 7.95
