@@ -9,29 +9,30 @@ END_GUARD = """
 import os, signal, sys, time
 from batchvoc.runner.interrupts import EndGuard
 
+
+def ctrl_c(wait):  # SIGINT to this process, then time for its handler (or a KeyboardInterrupt) to act
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(wait)
+
+
 signal.signal(signal.SIGINT, signal.default_int_handler)  # a suite run in the background may have it ignored
 with EndGuard() as ending:  # not begun: Ctrl-C raises as ever
     try:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(5)
+        ctrl_c(5)
     except KeyboardInterrupt:
         print("raised before begin", flush=True)
 with EndGuard() as ending:
     ending.begin()
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(0.2)
+    ctrl_c(0.2)
     print("noted", ending.interrupted, flush=True)
 try:  # the context's exit gave the handler back
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(5)
+    ctrl_c(5)
 except KeyboardInterrupt:
     print("raised after the end", flush=True)
 with EndGuard() as ending:
     ending.begin()
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(0.2)
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(5)
+    ctrl_c(0.2)
+    ctrl_c(5)
     print("not ended", flush=True)
 """
 
