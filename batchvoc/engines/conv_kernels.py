@@ -27,19 +27,28 @@ def _leaky(a, slope):
 
 
 @triton.jit
-def _finish(acc, b, t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, srb, src, srt, sob, soc, sot,
-            svb, svk, svf, C_OUT: tl.constexpr, HAS_RES: tl.constexpr, HAS_SPAN: tl.constexpr,
+def _finish(acc, b, t, n, T, rate, slope, out_slope, scale, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr,
+            srb, src, srt, sob, soc, sot, svb, svk, svf, C_OUT: tl.constexpr, HAS_RES: tl.constexpr,
+            RES_ACTIVATED: tl.constexpr, HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr,
             ACTIVATE_OUTPUT: tl.constexpr, SECOND_OUT: tl.constexpr):  # fmt: skip
-    """acc [BLOCK_M, BLOCK_N] + bias (+ residual) (leaky ReLU'd), zeroed outside the utterances, stored to out. act
-    is a second output (out's strides): SECOND_OUT 1 stores the output's leaky ReLU there too, as a consumer
+    """((acc [BLOCK_M, BLOCK_N] + bias (+ residual) (+ extra)) * scale) (leaky ReLU'd at out_slope), zeroed outside
+    the utterances, stored to out. RES_ACTIVATED: the residual's rows hold its leaky ReLU at `slope`, inverted here
+    (v / slope where negative). extra (out's strides) is one more addend (a stage's running sum of block outputs).
+    act is a second output (out's strides): SECOND_OUT 1 stores the output's leaky ReLU there too, as a consumer
     activating out's rows would make it; 2 stores the output channels from C_OUT // 2 up there (channel n - C_OUT // 2)
     instead of to out, so two convs run side by side write their outputs compact (engines/first_convs.py)."""
     acc += tl.load(bias_ptr + n, mask=n < C_OUT, other=0.0).to(tl.float32)[None, :]
     mask = (t < T)[:, None] & (n < C_OUT)[None, :]
     if HAS_RES:
-        acc += tl.load(res_ptr + b * srb + n[None, :] * src + t[:, None] * srt, mask=mask, other=0.0).to(tl.float32)
+        r = tl.load(res_ptr + b * srb + n[None, :] * src + t[:, None] * srt, mask=mask, other=0.0).to(tl.float32)
+        if RES_ACTIVATED:
+            r = tl.where(r > 0, r, r / tl.cast(slope, tl.float32))
+        acc += r
+    if HAS_EXTRA:
+        acc += tl.load(extra_ptr + b * sob + n[None, :] * soc + t[:, None] * sot, mask=mask, other=0.0).to(tl.float32)
+    acc = acc * tl.cast(scale, tl.float32)  # exact where scale is 1
     if ACTIVATE_OUTPUT:
-        acc = tl.where(acc > 0, acc, acc * tl.cast(slope, tl.float32))
+        acc = tl.where(acc > 0, acc, acc * tl.cast(out_slope, tl.float32))
     if HAS_SPAN:  # Span.zero on the output: every reader of it wants samples outside their utterance zeroed
         lo, hi = utterance_bounds(tl.minimum(t, T - 1), valid_ptr + b * svb, svk, svf, rate)
         acc = tl.where(((t >= lo) & (t < hi))[:, None], acc, 0.0)
@@ -56,12 +65,12 @@ def _finish(acc, b, t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, v
 
 
 @triton.jit
-def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation, padding, slope,
-               sxb, sxc, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf,
-               C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
-               HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
-               SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
-               BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
+def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation, padding,
+               slope, out_slope, scale, sxb, sxc, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN: tl.constexpr,
+               C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr, RES_ACTIVATED: tl.constexpr,
+               HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr,
+               ACTIVATE_OUTPUT: tl.constexpr, SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """One [BLOCK_M time steps, BLOCK_N output channels] tile of one batch row: per tap, one matrix product of the
     [BLOCK_M, C_IN] input rows that tap reads (leaky ReLU applied as they are loaded) with the tap's [C_IN, BLOCK_N]
     weights. BLOCK_C (a power of two >= C_IN) spans all input channels, so with channels-last x (sxc == 1) every
@@ -83,8 +92,9 @@ def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, 
         for tap in tl.static_range(KSIZE):
             acc = _tap_product(acc, x_rows, w_cols, t, n, c, tap, T, dilation, padding, slope, sxt, C_IN, C_OUT,
                                ACTIVATE_INPUT, DOT_PRECISION)  # fmt: skip
-    _finish(acc, b, t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, srb, src, srt, sob, soc,
-            sot, svb, svk, svf, C_OUT, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT, SECOND_OUT)  # fmt: skip
+    _finish(acc, b, t, n, T, rate, slope, out_slope, scale, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr,
+            srb, src, srt, sob, soc, sot, svb, svk, svf, C_OUT, HAS_RES, RES_ACTIVATED, HAS_EXTRA, HAS_SPAN,
+            ACTIVATE_OUTPUT, SECOND_OUT)  # fmt: skip
 
 
 @triton.jit
@@ -100,46 +110,49 @@ def _tap_product(acc, x_rows, w_cols, t, n, c, tap, T, dilation, padding, slope,
 
 
 @triton.jit
-def lrelu_conv_tma(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation, padding,
-                   slope, srb, src, srt, sob, soc, sot, svb, svk, svf,
-                   C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
-                   HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
-                   SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
-                   BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
+def lrelu_conv_tma(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation, padding,
+                   slope, out_slope, scale, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN: tl.constexpr,
+                   C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr, RES_ACTIVATED: tl.constexpr,
+                   HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr,
+                   ACTIVATE_OUTPUT: tl.constexpr, SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+                   STAGES: tl.constexpr):  # fmt: skip
     """`lrelu_conv` with x as a descriptor of channels-last [B, T, C_IN], block [1, BLOCK_M, BLOCK_C]: each tap's
     rows are one block copy (zeros outside [0, T) and past C_IN), the tap loop pipelined STAGES deep. Without
     ACTIVATE_INPUT the rows go from shared memory straight into the product."""
-    _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation, padding,
-                          slope, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN, C_OUT, KSIZE, HAS_RES, HAS_SPAN,
-                          ACTIVATE_INPUT, ACTIVATE_OUTPUT, SECOND_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C,
-                          STAGES)  # fmt: skip
+    _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation,
+                          padding, slope, out_slope, scale, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN, C_OUT,
+                          KSIZE, HAS_RES, RES_ACTIVATED, HAS_EXTRA, HAS_SPAN, ACTIVATE_INPUT, ACTIVATE_OUTPUT,
+                          SECOND_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C, STAGES)  # fmt: skip
 
 
 @triton.jit
-def lrelu_conv_tma_device(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, B, T, rate, dilation,
-                          padding, slope, sxb, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf,
+def lrelu_conv_tma_device(x_ptr, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr, B, T, rate, dilation,
+                          padding, slope, out_slope, scale, sxb, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf,
                           C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
-                          HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
-                          SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
-                          BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
+                          RES_ACTIVATED: tl.constexpr, HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr,
+                          ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr, SECOND_OUT: tl.constexpr,
+                          DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                          BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """`lrelu_conv_tma` with the descriptor of channels-last x [B, T, C_IN] (x_ptr, strides sxb, sxt, 1) built by each
     program on the device, in the global scratch memory its launcher provides (a compiled graph's launcher does;
     an eager launch needs triton.set_allocator): what a compiled graph can launch, a host descriptor it cannot."""
     x_desc = tl.make_tensor_descriptor(x_ptr, shape=[B, T, C_IN], strides=[sxb, sxt, 1],
                                        block_shape=[1, BLOCK_M, BLOCK_C])  # fmt: skip
-    _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation, padding,
-                          slope, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN, C_OUT, KSIZE, HAS_RES, HAS_SPAN,
-                          ACTIVATE_INPUT, ACTIVATE_OUTPUT, SECOND_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C,
-                          STAGES)  # fmt: skip
+    _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation,
+                          padding, slope, out_slope, scale, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN, C_OUT,
+                          KSIZE, HAS_RES, RES_ACTIVATED, HAS_EXTRA, HAS_SPAN, ACTIVATE_INPUT, ACTIVATE_OUTPUT,
+                          SECOND_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C, STAGES)  # fmt: skip
 
 
 @triton.jit
-def _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation, padding,
-                          slope, srb, src, srt, sob, soc, sot, svb, svk, svf,
+def _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation,
+                          padding, slope, out_slope, scale, srb, src, srt, sob, soc, sot, svb, svk, svf,
                           C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
-                          HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
-                          SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
-                          BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
+                          RES_ACTIVATED: tl.constexpr, HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr,
+                          ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr, SECOND_OUT: tl.constexpr,
+                          DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                          BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """The block-copy kernels' tile: x_desc describes channels-last x [B, T, C_IN] in blocks [1, BLOCK_M, BLOCK_C]."""
     b = tl.program_id(2)
     t0 = tl.program_id(0) * BLOCK_M
@@ -155,8 +168,9 @@ def _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, va
             a = _leaky(a, slope)
         w = tl.load(w_cols + tap * C_IN * C_OUT, mask=w_ok, other=0.0)
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
-    _finish(acc, b.to(tl.int64), t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, srb, src, srt,
-            sob, soc, sot, svb, svk, svf, C_OUT, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT, SECOND_OUT)  # fmt: skip
+    _finish(acc, b.to(tl.int64), t, n, T, rate, slope, out_slope, scale, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr,
+            valid_ptr, srb, src, srt, sob, soc, sot, svb, svk, svf, C_OUT, HAS_RES, RES_ACTIVATED, HAS_EXTRA, HAS_SPAN,
+            ACTIVATE_OUTPUT, SECOND_OUT)  # fmt: skip
 
 
 @triton.jit

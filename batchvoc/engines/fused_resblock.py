@@ -10,12 +10,16 @@ own utterance (Span.zero), else 0: per tap, a matrix product of channels-last in
 fp32 accumulation, an activated input rounded to x's dtype before the product as the reference rounds it. In a
 ResBlock1 pair the first conv stores its output activated and the second takes it as it is: the activation then
 runs once per sample instead of once per tap (at 64 channels and k=11 it cost 0.19 of the conv's 0.71 ms), and
-the second conv's rows go from shared memory straight into the product. From k=7 up (STORED_ACTIVATION_MIN_KSIZE)
-each group's last conv but the block's last also stores its output activated, next to the output itself
-(`lrelu_conv_and_act`), and the next group's first conv takes those rows as they are: one store more, the
-activation of k taps' rows less (gsv_v4 fp16, H200: 3,759x -> 3,880x). In a model, a stage's blocks share their
-input's activation the same way (`FusedResBlock.stage_mean`, called by hifigan.stage_mean): made once with the
-input's zeroing, taken as it is by every block's first conv (H200: 3,809x -> 3,936x). A FusedResBlock zeroes its
+the second conv's rows go from shared memory straight into the product. Each group's last conv but the block's last
+stores only its output's leaky ReLU: the next group's first conv takes those rows as they are, and its last conv
+reads them as its residual, inverted (a / slope where negative: `residual_activated`, exact but for the rounding of
+the stored rows, within 2^-11 in fp16), so a group hands on one tensor where it stored two (the output and its
+activation; gsv_v4 fp16, H200, session 13: storing the activation beside the output took 3,759x -> 3,880x). In a
+model, a stage's blocks share their input's activation the same way (`FusedResBlock.stage_mean`, called by
+hifigan.stage_mean): made once with the input's zeroing, taken as it is by every block's first conv (H200: 3,809x ->
+3,936x) and, inverted, as its first residual; each block's last conv adds the outputs of the blocks before it, and
+the stage's last one divides by their number and applies the leaky ReLU the generator's next layer wants. A
+FusedResBlock zeroes its
 input outside the utterances once and every kernel zeroes its output there, which is what the reference's Span.zero
 before each conv achieves: the values it leaves in gaps are never read by any conv, and only gaps differ (zero
 here).
@@ -49,7 +53,6 @@ from batchvoc.backends import TILE_KEYS, parse_tile_table
 from batchvoc.engines.ops import kernel_op
 from batchvoc.engines.superrow import (
     superrow_conv,
-    superrow_conv_and_act,
     superrow_fit,
     superrow_rows,
     superrow_weights,
@@ -80,10 +83,6 @@ DEVICE_DESCRIPTORS = False
 # one ("CUDA driver error: invalid argument": gsv_v4's 128-channel upsampler in fp16); Triton's own launcher splits
 # such rows into 128-byte boxes, so eager calls keep block copies at any width.
 TRACED_MAX_ROW_BYTES = 128
-# Resblocks of this kernel size up store each group's output activated too, for the next group's first conv (H200,
-# session 13: activating a 64-channel layer's rows in the kernel costs 0.07 / 0.18 / 0.27 ms at k = 3 / 7 / 11,
-# storing them once ~0.055 ms; benchmarks/traced_block_copies.py)
-STORED_ACTIVATION_MIN_KSIZE = 7
 # Narrower inputs never take block copies: a 16-channel fp16 row (32 bytes) is too short for them (H100 sweeps,
 # `tiles`); their STAGES pipelines the pointer loads' tap loop instead
 BLOCK_COPY_MIN_CHANNELS = 32
@@ -132,12 +131,12 @@ class TileTable:
 
 
 def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
-                    activate_output=False, config=None, descriptor=None, activated=None,
-                    upper=None) -> Tensor:  # fmt: skip
+                    activate_output=False, config=None, descriptor=None, activated=None, upper=None, *,
+                    residual_activated=False, extra=None, scale=1.0, out_slope=None) -> Tensor:  # fmt: skip
     """out [B, C_out, T] from one launch, and with `activated` (a tensor like out) out's leaky ReLU stored there;
     with `upper` ([B, C_out / 2, T], channels-last) out is the output's lower half and `upper` gets the rest;
     descriptor: None for `block_copy_descriptor`'s choice, else "host", "device" or "pointer" (tests and benchmarks
-    force one)."""
+    force one). residual_activated, extra, scale, out_slope: `lrelu_conv`'s."""
     from batchvoc.engines import conv_kernels  # imports triton: GPU path only
 
     rows, c_in, length = x.shape
@@ -146,6 +145,8 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     second = activated if upper is None else upper
     has_res = residual is not None
     res = residual if has_res else out  # never read when absent; a real pointer for the launcher
+    if extra is not None and extra.stride() != out.stride():
+        extra = channels_last_empty(*extra.shape, x).copy_(extra)  # read with out's strides
     valid, vs, has_span = span_launch_args(valid, x)
     config = dict(config or tiles(c_in, c_out, ksize, activate_input))
     how = descriptor or block_copy_descriptor(x, config)
@@ -154,11 +155,12 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
         config.setdefault("STAGES", 0)
     grid = (conv_kernels.triton.cdiv(length, config["BLOCK_M"]), conv_kernels.triton.cdiv(c_out, config["BLOCK_N"]),
             rows)  # fmt: skip
-    params = (weight, bias, res, out, out if second is None else second, valid)
-    scalars = (rate, dilation, padding, slope)
+    params = (weight, bias, res, out if extra is None else extra, out, out if second is None else second, valid)
+    scalars = (rate, dilation, padding, slope, slope if out_slope is None else out_slope, scale)
     strides = (*res.stride(), *out.stride(), *vs)
     second_out = 2 if upper is not None else int(activated is not None)  # conv_kernels._finish
-    flags = dict(C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res, HAS_SPAN=has_span,
+    flags = dict(C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res, RES_ACTIVATED=has_res and residual_activated,
+                 HAS_EXTRA=extra is not None, HAS_SPAN=has_span,
                  ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output, SECOND_OUT=second_out,
                  DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # fmt: skip
     if how == "host":  # x's rows [B, T, C] in blocks [1, BLOCK_M, BLOCK_C]
@@ -209,13 +211,18 @@ def fits_block_copies(x: Tensor) -> bool:
 
 
 def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
-                   activate_output=False, config=None, activated=None, upper=None) -> Tensor:  # fmt: skip
+                   activate_output=False, config=None, activated=None, upper=None, *, residual_activated=False,
+                   extra=None, scale=1.0, out_slope=None) -> Tensor:  # fmt: skip
     """The kernel's arithmetic in plain torch: CPU, or a GPU without triton."""
     y = F.conv1d(F.leaky_relu(x, slope) if activate_input else x, weight.permute(2, 1, 0), bias, 1, padding, dilation)
     if residual is not None:
-        y = y + residual
+        y = y + (inverse_leaky_relu(residual, slope) if residual_activated else residual)
+    if extra is not None:
+        y = y + extra
+    if scale != 1.0:
+        y = y * scale
     if activate_output:
-        y = F.leaky_relu(y, slope)
+        y = F.leaky_relu(y, slope if out_slope is None else out_slope)
     y = Span.from_per_frame(valid).zero(y, rate)
     if upper is not None:
         upper.copy_(y[:, upper.shape[1] :])
@@ -224,6 +231,13 @@ def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, sl
     if activated is not None:
         activated.copy_(F.leaky_relu(out, slope))
     return out
+
+
+def inverse_leaky_relu(a: Tensor, slope: float) -> Tensor:
+    """x from a = leaky_relu(x, slope) (slope > 0), computed in fp32 and rounded to a's dtype: a where a > 0, else
+    a / slope. Exact but for the rounding of a itself (fp16: within 2^-11 of x, relative)."""
+    af = a.float()
+    return torch.where(af > 0, af, af / slope).to(a.dtype)
 
 
 def _conv_kernels() -> list:
@@ -235,15 +249,21 @@ def _conv_kernels() -> list:
 @kernel_op("lrelu_conv", kernels=_conv_kernels)
 def lrelu_conv(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor | None, valid: Tensor, rate: int,
                dilation: int, padding: int, slope: float, activate_input: bool = True,
-               activate_output: bool = False, tile: list[int] | None = None) -> Tensor:  # fmt: skip
+               activate_output: bool = False, tile: list[int] | None = None, residual_activated: bool = False,
+               extra: Tensor | None = None, scale: float = 1.0, out_slope: float | None = None) -> Tensor:  # fmt: skip
     """x [B, C_in, T] -> [B, C_out, T] (channels-last strides): zeroed outside the utterances, conv(leaky_relu(x))
     + bias (+ residual) (module doc); activate_input=False convolves x as it is, activate_output=True applies the
-    leaky ReLU to the result (for a consumer that would apply it first).
+    leaky ReLU to the result (for a consumer that would apply it first), at out_slope (None: slope).
     weight [k, C_in, C_out]; valid [B, 2, T // rate] per-frame utterance bounds, or empty for whole utterances;
-    tile: the kernel's tile sizes as `tile_list` gives them (None or empty: `tiles()`)."""
+    tile: the kernel's tile sizes as `tile_list` gives them (None or empty: `tiles()`).
+    residual_activated: `residual` holds leaky_relu(residual, slope), inverted as it is read
+    (`inverse_leaky_relu`), so a resblock group can hand on only its activated output. extra [B, C_out, T]: one more
+    addend after the residual, and scale multiplies the sum before the output's activation (a stage's mean of
+    block outputs: FusedResBlock.stage_mean)."""
     forward = _triton_forward if use_triton(x) else _torch_forward
     return forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input, activate_output,
-                   tile_config(tile or [], TILE_KEYS))  # fmt: skip
+                   tile_config(tile or [], TILE_KEYS), residual_activated=residual_activated, extra=extra,
+                   scale=scale, out_slope=out_slope)  # fmt: skip
 
 
 @kernel_op("lrelu_conv_and_act", kernels=_conv_kernels)
@@ -300,11 +320,10 @@ class PackedConv(nn.Module):
 
 class FusedResBlock(nn.Module):
     """A ResBlock1 / ResBlock2 computed with `lrelu_conv`, one kernel per conv; same interface, and the same
-    function inside each utterance (zero outside it). From STORED_ACTIVATION_MIN_KSIZE up, each group's last conv
-    but the block's last also stores its output activated (`lrelu_conv_and_act`), for the next group's first conv.
-    In a model, a stage of them (`stage_mean`) takes its input's leaky ReLU made once for all its blocks.
-    superrows > 0 (the engine option; default 0, off): convs that superrow.superrow_fit admits run
-    `superrow_conv` / `superrow_conv_and_act` instead where S divides the frame rate and T (engines/superrow.py)."""
+    function inside each utterance (zero outside it). Each group but the last hands on only its output's leaky ReLU
+    (`run`). In a model, a stage of them (`stage_mean`) takes its input's leaky ReLU made once for all its blocks.
+    superrows > 0 (the engine option; default 0, off): convs that superrow.superrow_fit admits run `superrow_conv`
+    instead where S divides the frame rate and T (engines/superrow.py)."""
 
     def __init__(self, block: ResBlock1 | ResBlock2, tile_table: TileTable | None = None, superrows: int = 0):
         super().__init__()
@@ -317,17 +336,14 @@ class FusedResBlock(nn.Module):
         self.groups = nn.ModuleList(nn.ModuleList(PackedConv(c, superrows) for c in group) for group in groups)
         self._reach = block.reach()
         self.channels, self.kernel_size = block.channels, block.kernel_size
-        self.store_activated = block.kernel_size >= STORED_ACTIVATION_MIN_KSIZE
         # (group, conv, whether it activates its input rows) -> the op's tile argument
         self.tiles = {(j, i, act): _tile(conv, act, tile_table) for j, group in enumerate(self.groups)
                       for i, conv in enumerate(group) for act in (True, False)}  # fmt: skip
         self.channels_last = False  # engines/layout.channels_last_2d sets it: x then comes as channels-last rows
         self.shared_first: nn.Module | None = None  # engines/first_convs.py's, where this block leads its stage
         lrelu_conv.define()
-        lrelu_conv_and_act.define()
         if any(conv.samples for group in self.groups for conv in group):
             superrow_conv.define()
-            superrow_conv_and_act.define()
 
     def reach(self) -> int:
         return self._reach
@@ -342,63 +358,86 @@ class FusedResBlock(nn.Module):
         return span.zero(x, rate), span.per_frame(x.shape[-1] // rate, x.device)
 
     @staticmethod
-    def stage_mean(blocks: nn.ModuleList, x: Tensor, span: Span, rate: int, activated: Tensor | None = None) -> Tensor:
-        """The mean of a stage's FusedResBlocks on x [B, C, T] (hifigan.stage_mean): x's leaky ReLU is made once,
-        with its zeroing (one pass, one store more), and every block's first conv takes those rows as they are
-        instead of activating each tap's rows itself.
+    def stage_mean(blocks: nn.ModuleList, x: Tensor | None, span: Span, rate: int, activated: Tensor | None = None,
+                   out_slope: float | None = None) -> Tensor:  # fmt: skip
+        """The mean of a stage's FusedResBlocks on x [B, C, T] (hifigan.stage_mean), or with out_slope the mean's
+        leaky ReLU at that slope, zeroed outside the utterances (what the generator hands the next layer). Every
+        block reads x through its leaky ReLU only (`run`), made once here with its zeroing (one pass), or by the
+        stage's upsampler (`activated`, fused_upsample.FusedUpsample.stage_input; x may then be None). Each block's
+        last conv adds the blocks before it (`extra`) and the last one divides by their number and activates: no
+        separate pass sums them (H200, gsv_v4 fp16: that pass took 0.22 ms per 16- or 32-channel stage).
 
         The leaky ReLU is taken of x's own inputs (zeroed after it: the same values), not of zeroed x: Inductor
         copies a not-yet-stored input of our operators into a buffer per consumer (its stride constraint) unless it
-        stores it first, which it does for a node of several reads (ops.compiled_as tells it so), and an activation
-        of stored x reads one: the producing kernel wrote it once per block (H200, gsv_v4 fp16: 3 stores of it at
-        each of the 16-64 channel stages; Inductor's kernels 6.04 -> 5.39 ms per forward;
-        tests/engines/test_fused_resblock.py counts the buffers on a CPU).
-
-        activated: x's leaky ReLU, made with x by the stage's upsampler (fused_upsample.FusedUpsample.stage_input),
-        which then also zeroed x: both taken as they are."""
+        stores it first, which it does for a node of several reads (ops.compiled_as tells it so)
+        (tests/engines/test_fused_resblock.py counts the buffers on a CPU)."""
         if activated is None:
             rows = channels_last_rows(x) if blocks[0].channels_last else x
-            x, valid = blocks[0]._stage_input(x, span, rate)
             activated = span.zero(F.leaky_relu(rows, LRELU_SLOPE), rate)
-        else:
-            valid = span.per_frame(x.shape[-1] // rate, x.device)
+        valid = span.per_frame(activated.shape[-1] // rate, activated.device)
         shared = blocks[0].shared_first
         firsts = shared(activated, valid, rate) if shared is not None else {}
-        total = blocks[0].run(x, activated, valid, rate, firsts.get(0))
-        for i, block in enumerate(blocks[1:], 1):
-            total = total + block.run(x, activated, valid, rate, firsts.get(i))
-        return total / len(blocks)
+        total = None
+        for i, block in enumerate(blocks):
+            scale, slope = (1.0 / len(blocks), out_slope) if i == len(blocks) - 1 else (1.0, None)
+            total = block.run(None, activated, valid, rate, firsts.get(i), total, scale, slope)
+        return total
 
-    def run(self, x: Tensor, activated: Tensor | None, valid: Tensor, rate: int, first: Tensor | None = None) -> Tensor:
-        """x [B, C, T] zeroed outside the utterances -> the block's output; activated: leaky_relu(x) made by the
-        caller, or None (the first conv activates x's rows itself). valid: Span.per_frame's bounds. first: the first
-        conv's output (activated), made by the stage's SharedFirstConvs, or None."""
+    def run(self, x: Tensor | None, activated: Tensor | None, valid: Tensor, rate: int, first: Tensor | None = None,
+            extra: Tensor | None = None, scale: float = 1.0, out_slope: float | None = None) -> Tensor:  # fmt: skip
+        """The block's output ((output + extra) * scale, leaky ReLU'd at out_slope unless None) on its input, given as
+        x [B, C, T] zeroed outside the utterances (the first conv activates its rows) or as `activated`, x's leaky
+        ReLU made by the caller (x then unused). valid: Span.per_frame's bounds. first: the first conv's output
+        (activated), made by the stage's SharedFirstConvs, or None.
+
+        Every group but the last hands on only its output's leaky ReLU: the next group's first conv takes those rows
+        as they are and its last conv reads them as its residual, inverted (`residual_activated`): one store per
+        group, where the output and its activation were two (or the next first conv activated each tap's rows)."""
+        res, res_activated = (x, False) if activated is None else (activated, True)
         for j, group in enumerate(self.groups):
-            h = x  # x += conv(act(... conv(act(x)))); `activated` holds act(x) where someone stored it
+            h = None
             for i, conv in enumerate(group):
                 if i == 0 and j == 0 and first is not None:
                     h = first
                     continue
-                act_in = i == 0 and activated is None
-                h = activated if i == 0 and not act_in else h
-                res = x if i == len(group) - 1 else None
-                if conv.samples and rate % conv.samples == 0 and h.shape[-1] % conv.samples == 0:
-                    conv_op, stores_op = torch.ops.batchvoc.superrow_conv, torch.ops.batchvoc.superrow_conv_and_act
-                    h, tile = superrow_rows(h), []
-                    args = (conv.blocks, conv.bias, res, valid, rate, conv.samples, LRELU_SLOPE)
-                else:  # both pairs defined in __init__
-                    conv_op, stores_op = torch.ops.batchvoc.lrelu_conv, torch.ops.batchvoc.lrelu_conv_and_act
-                    tile = self.tiles[j, i, act_in]
-                    args = (conv.weight, conv.bias, res, valid, rate, conv.dilation, conv.padding, LRELU_SLOPE)
-                if i < len(group) - 1:  # an inner conv hands its consumer the activated output
-                    h = conv_op(h, *args, activate_input=act_in, activate_output=True, tile=tile)
-                elif self.store_activated and j < len(self.groups) - 1:
-                    h, activated = stores_op(h, *args, activate_input=act_in, tile=tile)
+                inner, last_group = i < len(group) - 1, j == len(self.groups) - 1
+                if i == 0:
+                    h, act_in = (x, True) if activated is None else (activated, False)
                 else:
-                    h = conv_op(h, *args, activate_input=act_in, activate_output=False, tile=tile)
-                    activated = None
-            x = h
-        return x
+                    act_in = False
+                if inner:  # an inner conv hands its consumer the activated output
+                    h = self._conv(conv, h, act_in, (j, i), valid, rate, activate_output=True)
+                elif not last_group:
+                    h = self._conv(conv, h, act_in, (j, i), valid, rate, res, res_activated, activate_output=True)
+                    activated, res, res_activated = h, h, True
+                else:
+                    h = self._conv(conv, h, act_in, (j, i), valid, rate, res, res_activated,
+                                   activate_output=out_slope is not None, extra=extra, scale=scale,
+                                   out_slope=out_slope)  # fmt: skip
+        return h
+
+    def _conv(self, conv: PackedConv, h: Tensor, act_in: bool, where: tuple[int, int], valid: Tensor, rate: int,
+              residual: Tensor | None = None, residual_activated: bool = False, activate_output: bool = False,
+              extra: Tensor | None = None, scale: float = 1.0, out_slope: float | None = None) -> Tensor:  # fmt: skip
+        """One conv of the block as `lrelu_conv` (or `superrow_conv`, whose kernel takes neither an activated
+        residual nor extra, scale and out_slope: plain torch does those around it)."""
+        if not (conv.samples and rate % conv.samples == 0 and h.shape[-1] % conv.samples == 0):
+            return torch.ops.batchvoc.lrelu_conv(h, conv.weight, conv.bias, residual, valid, rate, conv.dilation,
+                                                 conv.padding, LRELU_SLOPE, activate_input=act_in,
+                                                 activate_output=activate_output, tile=self.tiles[(*where, act_in)],
+                                                 residual_activated=residual_activated, extra=extra, scale=scale,
+                                                 out_slope=out_slope)  # fmt: skip
+        if residual is not None and residual_activated:
+            residual = inverse_leaky_relu(residual, LRELU_SLOPE)
+        plain = extra is None and scale == 1.0 and out_slope in (None, LRELU_SLOPE)
+        y = torch.ops.batchvoc.superrow_conv(superrow_rows(h), conv.blocks, conv.bias, residual, valid, rate,
+                                             conv.samples, LRELU_SLOPE, activate_input=act_in,
+                                             activate_output=activate_output and plain, tile=[])  # fmt: skip
+        if plain:
+            return y
+        y = (y if extra is None else y + extra) * scale
+        y = F.leaky_relu(y, out_slope) if activate_output else y
+        return Span.from_per_frame(valid).zero(y, rate)
 
 
 def _tile(conv: PackedConv, activate_input: bool, table: TileTable | None) -> list[int]:

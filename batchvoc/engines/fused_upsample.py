@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from batchvoc.engines.fused_resblock import lrelu_conv, lrelu_conv_and_act
+from batchvoc.engines.fused_resblock import lrelu_conv
 from batchvoc.engines.triton_runtime import channels_last_rows
 from batchvoc.engines.upsample_phases import in_phases
 from batchvoc.models.hifigan import LRELU_SLOPE
@@ -82,7 +82,6 @@ class FusedUpsample(nn.Module):
         self.bias = nn.Parameter(bias.repeat(self.stride), requires_grad=False)  # index r' O + c
         self.channels_last = False  # engines/layout.channels_last_2d sets it: x then comes as channels-last rows
         lrelu_conv.define()
-        lrelu_conv_and_act.define()
 
     def forward(self, x: Tensor) -> Tensor:
         x = channels_last_rows(x) if self.channels_last else x
@@ -91,19 +90,19 @@ class FusedUpsample(nn.Module):
                                                activate_input=False, activate_output=False, tile=[])  # fmt: skip
         return self._samples(phases)
 
-    def stage_input(self, x: Tensor, span: Span, rate: int) -> tuple[Tensor, Tensor]:
-        """(y, leaky_relu(y)) for x [B, C, T] at `rate` samples per frame: y [B, O, T s] zeroed outside the
-        utterances, both from one launch (`lrelu_conv_and_act`), as hifigan.upsampled_stage hands them to a fused
-        stage, which then makes neither (H200, gsv_v4: Inductor's kernel making them took 0.18-0.21 ms per stage, and
-        ~0.45 ms where our kernels are traced, as aoti's are, for it then wrote them once per resblock). A phase row
-        q holds output samples q s .. q s + s - 1, all in x's frame q // rate: zeroing rows by x's frames is zeroing
-        y's samples by theirs."""
+    def stage_input(self, x: Tensor, span: Span, rate: int) -> Tensor:
+        """leaky_relu(y) for x [B, C, T] at `rate` samples per frame, y [B, O, T s] this upsampler's output, zeroed
+        outside the utterances, from one launch: what a fused stage reads its input through (the blocks' first convs
+        take it as it is, their residuals invert it: FusedResBlock.run), so y itself is never stored (H200, gsv_v4:
+        Inductor's kernel making y and its activation took 0.18-0.21 ms per stage, ~0.45 ms where our kernels are
+        traced). A phase row q holds output samples q s .. q s + s - 1, all in x's frame q // rate: zeroing rows by
+        x's frames is zeroing y's samples by theirs."""
         x = channels_last_rows(x) if self.channels_last else x
         valid = span.per_frame(x.shape[-1] // rate, x.device)
-        phases, activated = torch.ops.batchvoc.lrelu_conv_and_act(x, self.weight, self.bias, None, valid, rate, 1,
-                                                                  self.padding, LRELU_SLOPE, activate_input=False,
-                                                                  tile=[])  # fmt: skip
-        return self._samples(phases), self._samples(activated)
+        activated = torch.ops.batchvoc.lrelu_conv(x, self.weight, self.bias, None, valid, rate, 1, self.padding,
+                                                  LRELU_SLOPE, activate_input=False, activate_output=True,
+                                                  tile=[])  # fmt: skip
+        return self._samples(activated)
 
     def _samples(self, phases: Tensor) -> Tensor:
         """The kernel's phases [B, s O, T] (channels-last rows) as the upsampled signal [B, O, T s]: a view."""

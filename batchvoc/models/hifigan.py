@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from batchvoc.models.generator import GeneratorMixin, same_padding
 from batchvoc.models.span import Span
 
-LRELU_SLOPE = 0.1  # upstream's slope everywhere except before conv_post, which uses F.leaky_relu's default 0.01
+LRELU_SLOPE = 0.1  # upstream's slope everywhere except before conv_post
+POST_SLOPE = 0.01  # before conv_post upstream calls F.leaky_relu with its default slope
 
 
 class ResBlock1(nn.Module):
@@ -69,16 +70,19 @@ class ResBlock2(nn.Module):
         return x
 
 
-def stage_mean(blocks: Sequence[nn.Module], x: Tensor, span: Span, rate: int) -> Tensor:
-    """The mean of one stage's resblocks on their common input x [B, C, T] -> [B, C, T]. Blocks all of one class with
-    its own `stage_mean` (the engines' FusedResBlock: x's leaky ReLU made once for all of them) compute it that way."""
+def stage_mean(blocks: Sequence[nn.Module], x: Tensor, span: Span, rate: int, out_slope: float | None = None) -> Tensor:
+    """The mean of one stage's resblocks on their common input x [B, C, T] -> [B, C, T], or with out_slope its leaky
+    ReLU at that slope, zeroed outside the utterances (what the generator hands the next layer). Blocks all of one
+    class with its own `stage_mean` (the engines' FusedResBlock: x's leaky ReLU made once for all of them, the mean
+    and its activation made by the last block's last conv) compute it that way."""
     own = _own_stage_mean(blocks)
     if own is not None:
-        return own(blocks, x, span, rate)
+        return own(blocks, x, span, rate, out_slope=out_slope)
     xs = blocks[0](x, span, rate)
     for b in blocks[1:]:
         xs = xs + b(x, span, rate)
-    return xs / len(blocks)
+    xs = xs / len(blocks)
+    return xs if out_slope is None else span.zero(F.leaky_relu(xs, out_slope), rate)
 
 
 def _own_stage_mean(blocks: Sequence[nn.Module]):
@@ -88,17 +92,17 @@ def _own_stage_mean(blocks: Sequence[nn.Module]):
 
 
 def upsampled_stage(
-    up: nn.Module, blocks: Sequence[nn.Module], x: Tensor, span: Span, rate: int, factor: int
+    up: nn.Module, blocks: Sequence[nn.Module], x: Tensor, span: Span, rate: int, factor: int, out_slope: float
 ) -> Tensor:
     """One stage on x [B, C, T] (activated and zeroed by the caller, `rate` samples per frame): the upsampler (by
-    `factor`), then `stage_mean` at rate * factor. An upsampler with a `stage_input` (the engines' FusedUpsample) and
-    blocks with their own `stage_mean` (FusedResBlock) make the stage's input zeroed, and its leaky ReLU, in the
-    upsampler's launch: the blocks then take both as they are."""
+    `factor`), then `stage_mean` at rate * factor, leaky ReLU'd at out_slope and zeroed for the next layer. An
+    upsampler with a `stage_input` (the engines' FusedUpsample) and blocks with their own `stage_mean` (FusedResBlock)
+    make the stage's input's leaky ReLU, zeroed, in the upsampler's launch: the blocks then read their input only
+    through it."""
     stage_input, own = getattr(up, "stage_input", None), _own_stage_mean(blocks)
     if stage_input is None or own is None:
-        return stage_mean(blocks, up(x), span, rate * factor)
-    y, activated = stage_input(x, span, rate)
-    return own(blocks, y, span, rate * factor, activated=activated)
+        return stage_mean(blocks, up(x), span, rate * factor, out_slope)
+    return own(blocks, None, span, rate * factor, activated=stage_input(x, span, rate), out_slope=out_slope)
 
 
 class HiFiGAN(GeneratorMixin, nn.Module):
@@ -145,14 +149,15 @@ class HiFiGAN(GeneratorMixin, nn.Module):
     def forward(self, mel: Tensor, valid: Tensor | None = None) -> Tensor:
         """mel [B, n_mels, T] float; valid [B, 2] int64 real frames [start, end) or None -> audio [B, 1, T*hop]."""
         span = Span(valid)
-        x = self.conv_pre(span.zero(mel, 1))
+        x = span.zero(F.leaky_relu(self.conv_pre(span.zero(mel, 1)), LRELU_SLOPE), 1)
         rate = 1
         for i, (up, u) in enumerate(zip(self.ups, self.upsample_rates, strict=True)):
-            x = span.zero(F.leaky_relu(x, LRELU_SLOPE), rate)
-            x = upsampled_stage(up, self.stage_blocks(i), x, span, rate, u)
+            # each stage hands on its output activated: at LRELU_SLOPE for the next upsampler, at F.leaky_relu's
+            # default slope (0.01) for conv_post, as upstream
+            slope = LRELU_SLOPE if i + 1 < len(self.ups) else POST_SLOPE
+            x = upsampled_stage(up, self.stage_blocks(i), x, span, rate, u, slope)
             rate *= u
-        x = self.conv_post(span.zero(F.leaky_relu(x), rate))  # default slope 0.01, as upstream
-        return torch.tanh(x)
+        return torch.tanh(self.conv_post(x))
 
     def frame_reach(self) -> tuple[int, int]:
         """(before, after): input frames one output frame depends on, on each side, from the layer geometry.

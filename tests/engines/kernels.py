@@ -53,9 +53,9 @@ def check_compiles(fused, want, backend: str = "inductor") -> None:
         assert (compiled(x, valid) - want(x, valid)).abs().max() <= 1e-5
 
 
-def compiled_buffers(fn, args: tuple, how: str, shape: tuple[int, ...]) -> int:
-    """Buffers of `shape` that Inductor's code for fn(*args) allocates (one whole graph, our kernels compiled `how`,
-    ops.compiled_as), after checking the compiled output against eager (<= 1e-4)."""
+def compiled_code(fn, args: tuple, how: str) -> str:
+    """Inductor's code for fn(*args) (one whole graph, our kernels compiled `how`, ops.compiled_as), after checking
+    the compiled output against eager (<= 1e-4)."""
     from torch._inductor.utils import run_and_get_code
 
     from batchvoc.engines.ops import compiled_as
@@ -64,5 +64,15 @@ def compiled_buffers(fn, args: tuple, how: str, shape: tuple[int, ...]) -> int:
     with torch.no_grad(), compiled_as(how), torch._inductor.config.patch(fx_graph_cache=False):
         out, code = run_and_get_code(torch.compile(fn, fullgraph=True), *args)
         assert (out - fn(*args)).abs().max() <= 1e-4
+    return "\n".join(code)
+
+
+def compiled_buffers(fn, args: tuple, how: str, shape: tuple[int, ...]) -> int:
+    """Buffers of `shape` that Inductor's code for fn(*args) allocates (`compiled_code`)."""
     sizes = ", ".join(str(n) for n in shape)
-    return len(re.findall(rf"empty_strided\w*\(\({sizes}\)", "\n".join(code)))
+    return len(re.findall(rf"empty_strided\w*\(\({sizes}\)", compiled_code(fn, args, how)))
+
+
+def generated_launches(fn, args: tuple, how: str) -> int:
+    """Launches of Inductor's own generated kernels (C++ or Triton) in its code for fn(*args) (`compiled_code`)."""
+    return len(re.findall(r"^\s+(?:cpp|triton)_\w+(?:\.run)?\(", compiled_code(fn, args, how), re.M))
