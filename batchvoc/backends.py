@@ -31,7 +31,7 @@ _REWRITES = ("layout", "antialias", "resblocks", "fused_max_channels", "tile_tab
 CHOICES: dict[str, tuple[str, ...]] = {
     "layout": ("auto", "ncl", "channels_last_2d"),
     "antialias": ("auto", "conv", "fused", "fused1", "fused1g", "fused1r", "polyphase"),
-    "resblocks": ("auto", "conv", "fused"),
+    "resblocks": ("auto", "conv", "fused", "fused_wide"),
     "kernels": ("traced", "opaque"),
     "mode": ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"),
 }

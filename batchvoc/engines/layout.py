@@ -20,12 +20,13 @@ arithmetic, no depthwise convolutions), for Inductor to fuse; slower than the st
 fused_resblocks(model): every HiFi-GAN ResBlock1 / ResBlock2 of at most `fused_max_channels` (engine option; default
 fused_resblock.FUSED_MAX_CHANNELS) channels becomes a FusedResBlock (tiles from the `tile_table` option): one Triton
 kernel per conv, with the leaky ReLU, the span's zeroing, the bias and the residual add inside it
-(engines/fused_resblock.py); wider blocks keep cuDNN's convolutions. With the `superrows` option (an int, default 0:
-off) their convs at 16 / 32 / 64 channels reaching at most that many super-rows each side run as block-Toeplitz
-products of 128-wide super-rows instead (engines/superrow.py), opt-in until a GPU session measures them. The same
-rewrite computes a HiFi-GAN's conv_post (one output channel) with its own Triton kernel (engines/post_conv.py,
-PostConv), and its upsamplers of at most fused_upsample.MAX_CHANNELS (128) channels in and phases out as one
-same-padded fused conv (engines/fused_upsample.py, FusedUpsample); BigVGAN keeps cuDNN's.
+(engines/fused_resblock.py); wider blocks keep cuDNN's convolutions (resblocks="fused_wide": as WideResBlocks,
+engines/wide_resblock.py, handing on activated rows only; opt-in until a GPU session measures it). With the
+`superrows` option (an int, default 0: off) their convs at 16 / 32 / 64 channels reaching at most that many super-rows
+each side run as block-Toeplitz products of 128-wide super-rows instead (engines/superrow.py), opt-in until a GPU
+session measures them. The same rewrite computes a HiFi-GAN's conv_post (one output channel) with its own Triton
+kernel (engines/post_conv.py, PostConv), and its upsamplers of at most fused_upsample.MAX_CHANNELS (128) channels in
+and phases out as one same-padded fused conv (engines/fused_upsample.py, FusedUpsample); BigVGAN keeps cuDNN's.
 
 `choose(layout, antialias, resblocks, device, backend, fused_max_channels, tile_table, superrows)` resolves "auto"
 into a `Rewrites`; `apply(model, rewrites)` applies them to a deep copy.
@@ -49,6 +50,7 @@ from batchvoc.engines.fused_upsample import FusedUpsample
 from batchvoc.engines.post_conv import PostConv
 from batchvoc.engines.triton_runtime import triton_available
 from batchvoc.engines.upsample_phases import PolyphaseConvTranspose1d, in_phases
+from batchvoc.engines.wide_resblock import WideResBlock
 from batchvoc.models.antialias import Activation1d, PolyphaseActivation1d
 from batchvoc.models.hifigan import ResBlock1, ResBlock2
 
@@ -56,6 +58,7 @@ LAYOUTS = CHOICES["layout"]
 ANTIALIAS = CHOICES["antialias"]
 FUSED_METHODS = {"fused": "two_pass", "fused1": "dot", "fused1g": "gather", "fused1r": "recompute"}  # -> method
 RESBLOCKS = CHOICES["resblocks"]
+FUSED_RESBLOCKS = ("fused", "fused_wide")  # the values that rewrite resblocks (fused_resblocks)
 FAST_BACKENDS = ("inductor", "aoti")  # compiled backends that get the GPU rewrites by default
 # Dilated same-padded convs of at least this many taps run folded into d undilated ones (Conv1dAs2d)
 FOLD_MIN_KSIZE = 7
@@ -80,7 +83,7 @@ class Rewrites:
     @property
     def fused(self) -> bool:
         """Whether the model calls batchvoc's kernel operators (fused anti-aliasing or resblocks)."""
-        return self.antialias in FUSED_METHODS or self.resblocks == "fused"
+        return self.antialias in FUSED_METHODS or self.resblocks in FUSED_RESBLOCKS
 
     def key(self) -> dict:
         """What a cached package depends on (JSON-able); superrows only where on, so keys made before it stay."""
@@ -222,20 +225,24 @@ def fused_antialias(model: nn.Module, inplace: bool = False, method: str = "two_
 
 
 def fused_resblocks(model: nn.Module, inplace: bool = False, max_channels: int | None = None,
-                    tile_table: TileTable | None = None, superrows: int = 0) -> nn.Module:  # fmt: skip
+                    tile_table: TileTable | None = None, superrows: int = 0,
+                    wide: bool = False) -> nn.Module:  # fmt: skip
     """model (copied unless inplace) with every ResBlock1 / ResBlock2 of at most max_channels (default
     fused_resblock.FUSED_MAX_CHANNELS) channels as a FusedResBlock (same audio), tiles from tile_table, convs over
     super-rows up to `superrows` each side (0: none), the conv_post of every HiFi-GAN in it (`_has_post_conv`) as a
     PostConv, whatever its width, and its upsamplers that fused_upsample.fits within fused_upsample.MAX_CHANNELS as
-    FusedUpsample; a fused stage's two widest first convs run side by side (first_convs.share_first_convs)."""
+    FusedUpsample; a fused stage's two widest first convs run side by side (first_convs.share_first_convs). wide:
+    the wider blocks become WideResBlocks (engines/wide_resblock.py), else they stay as they are."""
     model = model if inplace else copy.deepcopy(model)
     max_channels = fused_resblock.FUSED_MAX_CHANNELS if max_channels is None else max_channels
     generators = [m for m in model.modules() if _has_post_conv(m)]  # before their resblocks are replaced
 
     def make(m):
-        if type(m) in (ResBlock1, ResBlock2) and m.channels <= max_channels:
+        if type(m) not in (ResBlock1, ResBlock2):
+            return None
+        if m.channels <= max_channels:
             return FusedResBlock(m, tile_table, superrows)
-        return None
+        return WideResBlock(m) if wide else None
 
     _replace(model, make)
     for m in generators:
@@ -304,9 +311,9 @@ def apply(model: nn.Module, rewrites: Rewrites) -> nn.Module:
         polyphase_antialias(model, inplace=True)
     elif rewrites.antialias in FUSED_METHODS:
         fused_antialias(model, inplace=True, method=FUSED_METHODS[rewrites.antialias])
-    if rewrites.resblocks == "fused":
+    if rewrites.resblocks in FUSED_RESBLOCKS:
         fused_resblocks(model, inplace=True, max_channels=rewrites.fused_max_channels, tile_table=rewrites.tile_table,
-                        superrows=rewrites.superrows)  # fmt: skip
+                        superrows=rewrites.superrows, wide=rewrites.resblocks == "fused_wide")  # fmt: skip
     if rewrites.layout == "channels_last_2d":
         channels_last_2d(model, inplace=True)
     return model
@@ -317,7 +324,7 @@ def describe(rewrites: Rewrites, model: nn.Module) -> str:
     if has_antialias(model):
         parts.append(f"antialias={rewrites.antialias}")
     if has_resblocks(model):
-        fused = rewrites.resblocks == "fused"
+        fused = rewrites.resblocks in FUSED_RESBLOCKS
         parts.append(f"resblocks={rewrites.resblocks}" + (f"<={rewrites.fused_max_channels}ch" if fused else ""))
         if fused and rewrites.tile_table:
             parts.append(f"tile_table={len(rewrites.tile_table.table)} layers")

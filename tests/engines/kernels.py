@@ -76,3 +76,17 @@ def compiled_buffers(fn, args: tuple, how: str, shape: tuple[int, ...]) -> int:
 def generated_launches(fn, args: tuple, how: str) -> int:
     """Launches of Inductor's own generated kernels (C++ or Triton) in its code for fn(*args) (`compiled_code`)."""
     return len(re.findall(r"^\s+(?:cpp|triton)_\w+(?:\.run)?\(", compiled_code(fn, args, how), re.M))
+
+
+def generated_traffic(fn, args: tuple, how: str) -> tuple[int, int]:
+    """(tensors read, tensors stored) by Inductor's generated C++ kernels in its code for fn(*args) on a CPU
+    (`compiled_code`): per launch, the input and output pointers its kernel's signature takes (an in_out_ptr counts
+    as both)."""
+    code = compiled_code(fn, args, how)
+    pointers = {
+        name: (len(re.findall(r"\b(?:in_ptr|in_out_ptr)\d+\b", sig)), len(re.findall(r"\b(?:in_)?out_ptr\d+\b", sig)))
+        for name, sig in re.findall(r"^(\w+) = async_compile\.cpp_pybinding\(.*?void\s+kernel\(([^)]*)\)", code,
+                                    re.M | re.S)
+    }  # fmt: skip
+    launched = [pointers[name] for name in re.findall(r"^\s+(\w+)\(", code, re.M) if name in pointers]
+    return sum(r for r, _ in launched), sum(w for _, w in launched)

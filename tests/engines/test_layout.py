@@ -51,7 +51,8 @@ def assert_same_audio(model: torch.nn.Module, fast: torch.nn.Module) -> None:
     "rewrite",
     [("channels_last_2d", "conv", "conv"), ("ncl", "polyphase", "conv"), ("channels_last_2d", "polyphase", "conv"),
      ("ncl", "fused", "fused"), ("channels_last_2d", "fused", "fused"), ("channels_last_2d", "fused1", "fused"),
-     ("ncl", "fused1g", "conv"), ("ncl", "fused1r", "conv")],
+     ("ncl", "fused1g", "conv"), ("ncl", "fused1r", "conv"), ("ncl", "conv", "fused_wide"),
+     ("channels_last_2d", "fused", "fused_wide")],
 )  # fmt: skip
 def test_rewrites_equal_reference(family, rewrite):
     torch.manual_seed(0)
@@ -191,6 +192,20 @@ def test_choose_defaults():
         layout.choose("nhwc", device="cpu")
     with pytest.raises(ValueError, match="resblocks"):
         layout.choose(resblocks="triton", device="cpu")
+
+
+def test_fused_wide_makes_the_wider_blocks_wide_and_keys_its_own_packages():
+    from batchvoc.engines.fused_resblock import FusedResBlock
+    from batchvoc.engines.wide_resblock import WideResBlock
+
+    model = _randomize(HiFiGAN(**SMALL))  # stages of 16 and 8 channels
+    chosen = layout.choose(resblocks="fused_wide", device="cpu", fused_max_channels=8)
+    fast = layout.apply(model, chosen)
+    kinds = [(type(m), m.channels) for m in fast.modules() if isinstance(m, FusedResBlock | WideResBlock)]
+    assert kinds == [(WideResBlock, 16)] * 2 + [(FusedResBlock, 8)] * 2
+    assert chosen.key() != layout.choose(resblocks="fused", device="cpu", fused_max_channels=8).key()
+    assert "resblocks=fused_wide<=8ch" in layout.describe(chosen, model)
+    assert_same_audio(model, fast)
 
 
 def test_superrows_round_trip_through_choose_and_the_package_key():
