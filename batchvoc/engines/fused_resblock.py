@@ -68,7 +68,7 @@ from batchvoc.engines.triton_runtime import (
     traced,
     use_triton,
 )
-from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
+from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2, residual_groups
 from batchvoc.models.span import Span
 
 FUSED_MAX_CHANNELS = 64  # H100 (BENCHMARKS.md, session 5): at 128 channels cuDNN plus Inductor is faster
@@ -327,12 +327,7 @@ class FusedResBlock(nn.Module):
 
     def __init__(self, block: ResBlock1 | ResBlock2, tile_table: TileTable | None = None, superrows: int = 0):
         super().__init__()
-        if isinstance(block, ResBlock1):
-            groups = [[c1, c2] for c1, c2 in zip(block.convs1, block.convs2, strict=True)]
-        elif isinstance(block, ResBlock2):
-            groups = [[c] for c in block.convs]
-        else:
-            raise ValueError(f"FusedResBlock needs a ResBlock1 or ResBlock2, got {type(block).__name__}")
+        groups = residual_groups(block)
         self.groups = nn.ModuleList(nn.ModuleList(PackedConv(c, superrows) for c in group) for group in groups)
         self._reach = block.reach()
         self.channels, self.kernel_size = block.channels, block.kernel_size

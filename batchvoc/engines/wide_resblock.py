@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from batchvoc.engines.fused_resblock import inverse_leaky_relu
-from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2
+from batchvoc.models.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2, residual_groups
 from batchvoc.models.span import Span
 
 
@@ -31,13 +31,7 @@ class WideResBlock(nn.Module):
 
     def __init__(self, block: ResBlock1 | ResBlock2):
         super().__init__()
-        if isinstance(block, ResBlock1):
-            groups = [[c1, c2] for c1, c2 in zip(block.convs1, block.convs2, strict=True)]
-        elif isinstance(block, ResBlock2):
-            groups = [[c] for c in block.convs]
-        else:
-            raise ValueError(f"WideResBlock needs a ResBlock1 or ResBlock2, got {type(block).__name__}")
-        self.groups = nn.ModuleList(nn.ModuleList(group) for group in groups)
+        self.groups = nn.ModuleList(nn.ModuleList(group) for group in residual_groups(block))
         self._reach = block.reach()
         self.channels, self.kernel_size = block.channels, block.kernel_size
 

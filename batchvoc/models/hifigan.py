@@ -70,6 +70,16 @@ class ResBlock2(nn.Module):
         return x
 
 
+def residual_groups(block: nn.Module) -> list[list[nn.Module]]:
+    """A ResBlock1's or ResBlock2's convs as its residual adds take them, in order: each group g makes
+    x = g[-1](act(... g[0](act(x)))) + x ((c1, c2) pairs, or single convs). Raises ValueError for another module."""
+    if isinstance(block, ResBlock1):
+        return [[c1, c2] for c1, c2 in zip(block.convs1, block.convs2, strict=True)]
+    if isinstance(block, ResBlock2):
+        return [[c] for c in block.convs]
+    raise ValueError(f"needs a ResBlock1 or ResBlock2, got {type(block).__name__}")
+
+
 def stage_mean(blocks: Sequence[nn.Module], x: Tensor, span: Span, rate: int, out_slope: float | None = None) -> Tensor:
     """The mean of one stage's resblocks on their common input x [B, C, T] -> [B, C, T], or with out_slope its leaky
     ReLU at that slope, zeroed outside the utterances (what the generator hands the next layer). Blocks all of one
