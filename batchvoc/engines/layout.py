@@ -49,7 +49,7 @@ from batchvoc.engines.fused_resblock import FusedResBlock, TileTable
 from batchvoc.engines.fused_upsample import FusedUpsample
 from batchvoc.engines.post_conv import PostConv
 from batchvoc.engines.triton_runtime import triton_available
-from batchvoc.engines.upsample_phases import PolyphaseConvTranspose1d, in_phases
+from batchvoc.engines.upsample_phases import PolyphaseConvTranspose1d, in_phases, rows_2d
 from batchvoc.engines.wide_resblock import WideResBlock
 from batchvoc.models.antialias import Activation1d, PolyphaseActivation1d
 from batchvoc.models.hifigan import ResBlock1, ResBlock2
@@ -93,13 +93,6 @@ class Rewrites:
         return key | ({"superrows": self.superrows} if self.superrows else {})
 
 
-def _to_2d(x: Tensor) -> Tensor:
-    x = x.unsqueeze(2)
-    if not x.is_contiguous(memory_format=torch.channels_last):
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
 def phase_view(x: Tensor, d: int) -> Tensor:
     """x [B, C, 1, T] (T a multiple of d) as [B, C, T / d, d]: column j holds the samples t = j mod d. A view for any
     strides of x, made with as_strided rather than reshape: a compiler must then give x the strides it has in
@@ -139,8 +132,8 @@ class Conv1dAs2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.fold:
-            return self._folded(_to_2d(x))
-        y = F.conv2d(_to_2d(x), self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+            return self._folded(rows_2d(x))
+        y = F.conv2d(rows_2d(x), self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return y.squeeze(2)
 
     def _folded(self, x: Tensor) -> Tensor:
@@ -171,7 +164,7 @@ class ConvTranspose1dAs2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = F.conv_transpose2d(
-            _to_2d(x), self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups,
+            rows_2d(x), self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups,
             self.dilation,
         )  # fmt: skip
         return y.squeeze(2)

@@ -8,6 +8,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def rows_2d(x: Tensor) -> Tensor:
+    """x [B, C, T] as [B, C, 1, T] with channels-last strides (memory [B, T, C]), what a (1, k) channels-last conv
+    reads: a view where x has channels-last rows, else a copy. The view is made with as_strided, not unsqueeze: a
+    compiler must then lay out x's producer as eager mode does. With unsqueeze, Inductor stored an activation feeding
+    cuDNN twice, as [B, C, T] (never read) and channels-last for the conv: 21 such stores in a small HiFi-GAN's
+    compiled forward on a CPU, none with this view (tests/engines/test_layout.py), as layout.phase_view found for
+    the folded convs (BENCHMARKS.md, session 17)."""
+    if x.stride(1) != 1:
+        return x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    rows, channels, length = x.shape
+    sb, _, st = x.stride()
+    return x.as_strided((rows, channels, 1, length), (sb, 1, length * st, st))  # x's storage offset
+
+
 class PolyphaseConvTranspose1d(nn.Module):
     """An nn.ConvTranspose1d (groups 1, dilation 1) computed as s phases of one forward conv: [B, C, T] ->
     [B, O, L_out] (channels-last strides, a view with a storage offset), L_out = (T - 1) s - 2p + k + output_padding.
@@ -46,7 +60,7 @@ class PolyphaseConvTranspose1d(nn.Module):
         """x [B, C, T] -> y [B, O, L_out], memory [B, T', O] (T' >= L_out + p; class doc)."""
         length = x.shape[2]
         s, p, out = self.stride, self.padding, self.out_length(length)
-        x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # [B, C, 1, T], rows [B, T, C]
+        x = rows_2d(x)  # [B, C, 1, T], rows [B, T, C]
         extra = max(0, -(-(out + p) // s) - (length + self.taps - 1))  # zero frames for output_padding > p
         if extra:
             x = F.pad(x, (0, extra))

@@ -90,3 +90,29 @@ def generated_traffic(fn, args: tuple, how: str) -> tuple[int, int]:
     }  # fmt: skip
     launched = [pointers[name] for name in re.findall(r"^\s+(\w+)\(", code, re.M) if name in pointers]
     return sum(r for r, _ in launched), sum(w for _, w in launched)
+
+
+def dead_stores(fn, args: tuple, how: str) -> list[str]:
+    """Buffers that Inductor's generated C++ kernels store in its code for fn(*args) on a CPU (`compiled_code`) and
+    nothing reads afterwards (no kernel, extern call or return): a pass over memory for nothing. A buffer whose
+    storage is only handed on for reuse (`# reuse`) is not read."""
+    code = compiled_code(fn, args, how)
+    kinds = {
+        name: re.findall(r"\b(in_ptr|in_out_ptr|out_ptr)\d+\b", sig)
+        for name, sig in re.findall(r"^(\w+) = async_compile\.cpp_pybinding\(.*?void\s+kernel\(([^)]*)\)", code,
+                                    re.M | re.S)
+    }  # fmt: skip
+    body = code[code.index("def call(") :].splitlines()
+    dead = []
+    for i, line in enumerate(body):
+        launch = re.match(r"\s+(\w+)\((.*)\)\s*$", line)
+        if not launch or launch.group(1) not in kinds:
+            continue
+        names = [a.strip() for a in launch.group(2).split(",")]
+        for kind, name in zip(kinds[launch.group(1)], names, strict=False):
+            if kind == "out_ptr" and not any(
+                re.search(rf"\b{name}\b", later) and "# reuse" not in later and not later.strip().startswith("del ")
+                for later in body[i + 1 :]
+            ):
+                dead.append(f"{name} ({launch.group(1)})")
+    return dead

@@ -208,6 +208,22 @@ def test_fused_wide_makes_the_wider_blocks_wide_and_keys_its_own_packages():
     assert_same_audio(model, fast)
 
 
+@pytest.mark.parametrize(
+    ("family", "rewrite"),
+    [(HiFiGAN, ("channels_last_2d", "conv", "conv")), (HiFiGAN, ("channels_last_2d", "conv", "fused")),
+     (HiFiGAN, ("channels_last_2d", "conv", "fused_wide")), (BigVGAN, ("channels_last_2d", "fused", "conv"))],
+)  # fmt: skip
+def test_compiled_channels_last_model_stores_nothing_it_never_reads(family, rewrite):
+    """Inductor (its layout optimisation forced on, as the GPU engines have it) stores no activation twice: the
+    (1, k) convs take channels-last views of their inputs (upsample_phases.rows_2d), not unsqueezed copies, which
+    left a [B, C, T] store nothing read beside every activation feeding cuDNN."""
+    from tests.engines.kernels import dead_stores
+
+    fast = layout.apply(_randomize(family(**SMALL)), layout.Rewrites(*rewrite))
+    with torch._inductor.config.patch(force_layout_optimization=True):
+        assert dead_stores(lambda mel: fast(mel, None), (torch.randn(2, 20, 30),), "opaque") == []
+
+
 def test_superrows_round_trip_through_choose_and_the_package_key():
     chosen = layout.choose(resblocks="fused", device="cpu", superrows="2")
     assert chosen.superrows == 2 and chosen.key()["superrows"] == 2
