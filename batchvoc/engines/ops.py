@@ -95,14 +95,52 @@ def compiled_as(how: str) -> Iterator[None]:
     call ("opaque": torch's switch that torch.export uses to keep triton ops). Raises ValueError for another value."""
     check_compiled_as(how)
     if how == "traced":
-        with descriptors_of_views_in_autotune_blocks():
+        with descriptors_of_views_in_autotune_blocks(), short_fallback_notes():
             yield
         return
     from torch._functorch import config
 
     _inputs_stored_first()
-    with config.patch(decompose_custom_triton_ops=False):
+    with config.patch(decompose_custom_triton_ops=False), short_fallback_notes():
         yield
+
+
+@contextlib.contextmanager
+def short_fallback_notes() -> Iterator[None]:
+    """Inductor, lowering an operator it has no lowering for (ours, compiled "opaque"), logs a note naming it with
+    its arguments as text (`OperatorIssue.operator_str`), made whether the log is on or not in torch 2.11
+    (torch/_inductor/graph.py, `call_function`; 2.13 makes it only for an enabled log). An argument's text holds
+    the text of what it was computed from, so over a graph of our operators, each fed by two or three before it (a
+    resblock's conv and residual), it doubles per layer: the H200's gsv_v4 fp16 engine spent ~170 s of a 218 s
+    build writing such notes (BENCHMARKS.md, session 25). Here the note names the operator and each argument's type
+    and size only."""
+    from torch._inductor.exc import OperatorIssue
+
+    original = OperatorIssue.__dict__["operator_str"]
+    OperatorIssue.operator_str = staticmethod(_operator_note)
+    try:
+        yield
+    finally:
+        OperatorIssue.operator_str = original
+
+
+def _operator_note(target, args, kwargs) -> str:
+    """`short_fallback_notes`'s text: `target`, then one line per argument."""
+    lines = [f"  target: {target}"] + [f"  args[{i}]: {_argument_note(a)}" for i, a in enumerate(args)]
+    return "\n".join(lines + [f"  kwargs[{k}]: {_argument_note(v)}" for k, v in (kwargs or {}).items()])
+
+
+def _argument_note(value) -> str:
+    """Plain values as they are; an IR node by its type and size, never its text (it holds its producers')."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.dtype, torch.device)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_argument_note(v) for v in value) + "]"
+    size = getattr(value, "get_size", None)
+    try:
+        return f"{type(value).__name__} size {list(size())}" if callable(size) else type(value).__name__
+    except Exception:  # noqa: BLE001 -- a node without a size: its type is enough for a log line
+        return type(value).__name__
 
 
 @contextlib.contextmanager
