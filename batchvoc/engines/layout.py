@@ -21,7 +21,7 @@ fused_resblocks(model): every HiFi-GAN ResBlock1 / ResBlock2 of at most `fused_m
 fused_resblock.FUSED_MAX_CHANNELS) channels becomes a FusedResBlock (tiles from the `tile_table` option): one Triton
 kernel per conv, with the leaky ReLU, the span's zeroing, the bias and the residual add inside it
 (engines/fused_resblock.py); wider blocks keep cuDNN's convolutions (resblocks="fused_wide": as WideResBlocks,
-engines/wide_resblock.py, handing on activated rows only; opt-in until a GPU session measures it). With the
+engines/wide_resblock.py, handing on activated rows only; opt-in: 3.8% slower on an H200, session 25). With the
 `superrows` option (an int, default 0: off) their convs at 16 / 32 / 64 channels reaching at most that many super-rows
 each side run as block-Toeplitz products of 128-wide super-rows instead (engines/superrow.py), opt-in until a GPU
 session measures them. The same rewrite computes a HiFi-GAN's conv_post (one output channel) with its own Triton

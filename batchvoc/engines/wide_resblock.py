@@ -1,5 +1,6 @@
 """HiFi-GAN's wide resblocks (those left to cuDNN's convolutions) handing on activated rows only (opt-in: the engine
-option resblocks="fused_wide").
+option resblocks="fused_wide"; gsv_v4 fp16 on an H200 ran 3.8% slower with it, 4,149x against 4,311x: BENCHMARKS.md,
+session 25, whose profile of why is still to make).
 
 Under Inductor a stock ResBlock1 group, x + c2(lrelu(c1(lrelu(x)))), stores only lrelu of its sum (cuDNN needs the
 next conv's input stored), and each later residual add makes the sum again from every earlier conv output and x:
