@@ -45,7 +45,7 @@ def im2col_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T,
                 sxb, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf,
                 C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
                 HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
-                SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+                DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """lrelu_conv's tile with its taps side by side along K (channels-last x: channel stride 1)."""
     K: tl.constexpr = KSIZE * C_IN
@@ -62,8 +62,9 @@ def im2col_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T,
         for k0 in tl.static_range(0, K, BLOCK_K):
             acc = _chunk(acc, x_rows, w_ptr, t, n, k0, T, dilation, padding, slope, sxt, C_IN, C_OUT, K, BLOCK_K,
                          ACTIVATE_INPUT, DOT_PRECISION)  # fmt: skip
-    _finish(acc, b, t, n, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, srb, src, srt, sob, soc,
-            sot, svb, svk, svf, C_OUT, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT, False)  # fmt: skip
+    _finish(acc, b, t, n, T, rate, slope, slope, 1.0, bias_ptr, res_ptr, out_ptr, out_ptr, act_ptr, valid_ptr, srb,
+            src, srt, sob, soc, sot, svb, svk, svf, C_OUT, HAS_RES, False, False, HAS_SPAN, ACTIVATE_OUTPUT,
+            False)  # fmt: skip
 
 
 def im2col(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input, config):
@@ -76,7 +77,7 @@ def im2col(x, weight, bias, residual, valid, rate, dilation, padding, slope, act
     im2col_conv[grid](
         x, weight, bias, residual, out, out, valid, length, rate, dilation, padding, slope, x.stride(0), x.stride(2),
         *residual.stride(), *out.stride(), *vs, C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=True,
-        HAS_SPAN=has_span, ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=False, SECOND_OUT=0,
+        HAS_SPAN=has_span, ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=False,
         DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32", **config,
     )  # fmt: skip
     return out

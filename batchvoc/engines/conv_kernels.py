@@ -30,13 +30,13 @@ def _leaky(a, slope):
 def _finish(acc, b, t, n, T, rate, slope, out_slope, scale, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr,
             srb, src, srt, sob, soc, sot, svb, svk, svf, C_OUT: tl.constexpr, HAS_RES: tl.constexpr,
             RES_ACTIVATED: tl.constexpr, HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr,
-            ACTIVATE_OUTPUT: tl.constexpr, SECOND_OUT: tl.constexpr):  # fmt: skip
+            ACTIVATE_OUTPUT: tl.constexpr, SPLIT_OUT: tl.constexpr):  # fmt: skip
     """((acc [BLOCK_M, BLOCK_N] + bias (+ residual) (+ extra)) * scale) (leaky ReLU'd at out_slope), zeroed outside
     the utterances, stored to out. RES_ACTIVATED: the residual's rows hold its leaky ReLU at `slope`, inverted here
     (v / slope where negative). extra (out's strides) is one more addend (a stage's running sum of block outputs).
-    act is a second output (out's strides): SECOND_OUT 1 stores the output's leaky ReLU there too, as a consumer
-    activating out's rows would make it; 2 stores the output channels from C_OUT // 2 up there (channel n - C_OUT // 2)
-    instead of to out, so two convs run side by side write their outputs compact (engines/first_convs.py)."""
+    act is a second output (out's strides): SPLIT_OUT stores the output channels from C_OUT // 2 up there (channel
+    n - C_OUT // 2) instead of to out, so two convs run side by side write their outputs compact
+    (engines/first_convs.py)."""
     acc += tl.load(bias_ptr + n, mask=n < C_OUT, other=0.0).to(tl.float32)[None, :]
     mask = (t < T)[:, None] & (n < C_OUT)[None, :]
     if HAS_RES:
@@ -53,15 +53,13 @@ def _finish(acc, b, t, n, T, rate, slope, out_slope, scale, bias_ptr, res_ptr, e
         lo, hi = utterance_bounds(tl.minimum(t, T - 1), valid_ptr + b * svb, svk, svf, rate)
         acc = tl.where(((t >= lo) & (t < hi))[:, None], acc, 0.0)
     y = acc.to(out_ptr.dtype.element_ty)
-    if SECOND_OUT == 2:
+    if SPLIT_OUT:
         upper = (n >= C_OUT // 2)[None, :]
         m = tl.where(upper, n[None, :] - C_OUT // 2, n[None, :])
         tl.store(out_ptr + b * sob + m * soc + t[:, None] * sot, y, mask=mask & ~upper)
         tl.store(act_ptr + b * sob + m * soc + t[:, None] * sot, y, mask=mask & upper)
     else:
         tl.store(out_ptr + b * sob + n[None, :] * soc + t[:, None] * sot, y, mask=mask)
-    if SECOND_OUT == 1:
-        tl.store(act_ptr + b * sob + n[None, :] * soc + t[:, None] * sot, _leaky(y, slope), mask=mask)
 
 
 @triton.jit
@@ -69,7 +67,7 @@ def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, val
                slope, out_slope, scale, sxb, sxc, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN: tl.constexpr,
                C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr, RES_ACTIVATED: tl.constexpr,
                HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr,
-               ACTIVATE_OUTPUT: tl.constexpr, SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+               ACTIVATE_OUTPUT: tl.constexpr, SPLIT_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """One [BLOCK_M time steps, BLOCK_N output channels] tile of one batch row: per tap, one matrix product of the
     [BLOCK_M, C_IN] input rows that tap reads (leaky ReLU applied as they are loaded) with the tap's [C_IN, BLOCK_N]
@@ -94,7 +92,7 @@ def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, val
                                ACTIVATE_INPUT, DOT_PRECISION)  # fmt: skip
     _finish(acc, b, t, n, T, rate, slope, out_slope, scale, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr,
             srb, src, srt, sob, soc, sot, svb, svk, svf, C_OUT, HAS_RES, RES_ACTIVATED, HAS_EXTRA, HAS_SPAN,
-            ACTIVATE_OUTPUT, SECOND_OUT)  # fmt: skip
+            ACTIVATE_OUTPUT, SPLIT_OUT)  # fmt: skip
 
 
 @triton.jit
@@ -114,7 +112,7 @@ def lrelu_conv_tma(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr
                    slope, out_slope, scale, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN: tl.constexpr,
                    C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr, RES_ACTIVATED: tl.constexpr,
                    HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr,
-                   ACTIVATE_OUTPUT: tl.constexpr, SECOND_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                   ACTIVATE_OUTPUT: tl.constexpr, SPLIT_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
                    STAGES: tl.constexpr):  # fmt: skip
     """`lrelu_conv` with x as a descriptor of channels-last [B, T, C_IN], block [1, BLOCK_M, BLOCK_C]: each tap's
@@ -123,7 +121,7 @@ def lrelu_conv_tma(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr
     _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation,
                           padding, slope, out_slope, scale, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN, C_OUT,
                           KSIZE, HAS_RES, RES_ACTIVATED, HAS_EXTRA, HAS_SPAN, ACTIVATE_INPUT, ACTIVATE_OUTPUT,
-                          SECOND_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C, STAGES)  # fmt: skip
+                          SPLIT_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C, STAGES)  # fmt: skip
 
 
 @triton.jit
@@ -131,7 +129,7 @@ def lrelu_conv_tma_device(x_ptr, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, a
                           padding, slope, out_slope, scale, sxb, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf,
                           C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
                           RES_ACTIVATED: tl.constexpr, HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr,
-                          ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr, SECOND_OUT: tl.constexpr,
+                          ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr, SPLIT_OUT: tl.constexpr,
                           DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                           BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """`lrelu_conv_tma` with the descriptor of channels-last x [B, T, C_IN] (x_ptr, strides sxb, sxt, 1) built by each
@@ -142,7 +140,7 @@ def lrelu_conv_tma_device(x_ptr, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, a
     _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation,
                           padding, slope, out_slope, scale, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN, C_OUT,
                           KSIZE, HAS_RES, RES_ACTIVATED, HAS_EXTRA, HAS_SPAN, ACTIVATE_INPUT, ACTIVATE_OUTPUT,
-                          SECOND_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C, STAGES)  # fmt: skip
+                          SPLIT_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C, STAGES)  # fmt: skip
 
 
 @triton.jit
@@ -150,7 +148,7 @@ def _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, 
                           padding, slope, out_slope, scale, srb, src, srt, sob, soc, sot, svb, svk, svf,
                           C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
                           RES_ACTIVATED: tl.constexpr, HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr,
-                          ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr, SECOND_OUT: tl.constexpr,
+                          ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr, SPLIT_OUT: tl.constexpr,
                           DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                           BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """The block-copy kernels' tile: x_desc describes channels-last x [B, T, C_IN] in blocks [1, BLOCK_M, BLOCK_C]."""
@@ -170,7 +168,7 @@ def _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, 
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
     _finish(acc, b.to(tl.int64), t, n, T, rate, slope, out_slope, scale, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr,
             valid_ptr, srb, src, srt, sob, soc, sot, svb, svk, svf, C_OUT, HAS_RES, RES_ACTIVATED, HAS_EXTRA, HAS_SPAN,
-            ACTIVATE_OUTPUT, SECOND_OUT)  # fmt: skip
+            ACTIVATE_OUTPUT, SPLIT_OUT)  # fmt: skip
 
 
 @triton.jit

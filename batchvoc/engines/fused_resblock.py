@@ -18,7 +18,8 @@ activation; gsv_v4 fp16, H200, session 13: storing the activation beside the out
 model, a stage's blocks share their input's activation the same way (`FusedResBlock.stage_mean`, called by
 hifigan.stage_mean): made once with the input's zeroing, taken as it is by every block's first conv (H200: 3,809x ->
 3,936x) and, inverted, as its first residual; each block's last conv adds the outputs of the blocks before it, and
-the stage's last one divides by their number and applies the leaky ReLU the generator's next layer wants. A
+the stage's last one divides by their number and applies the leaky ReLU the generator's next layer wants (H200,
+gsv_v4 fp16, both with the channels-last views of upsample_phases.rows_2d: 4,215x -> 4,311x, session 25). A
 FusedResBlock zeroes its
 input outside the utterances once and every kernel zeroes its output there, which is what the reference's Span.zero
 before each conv achieves: the values it leaves in gaps are never read by any conv, and only gaps differ (zero
@@ -131,10 +132,10 @@ class TileTable:
 
 
 def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
-                    activate_output=False, config=None, descriptor=None, activated=None, upper=None, *,
+                    activate_output=False, config=None, descriptor=None, upper=None, *,
                     residual_activated=False, extra=None, scale=1.0, out_slope=None) -> Tensor:  # fmt: skip
-    """out [B, C_out, T] from one launch, and with `activated` (a tensor like out) out's leaky ReLU stored there;
-    with `upper` ([B, C_out / 2, T], channels-last) out is the output's lower half and `upper` gets the rest;
+    """out [B, C_out, T] from one launch; with `upper` ([B, C_out / 2, T], channels-last) out is the output's lower
+    half and `upper` gets the rest;
     descriptor: None for `block_copy_descriptor`'s choice, else "host", "device" or "pointer" (tests and benchmarks
     force one). residual_activated, extra, scale, out_slope: `lrelu_conv`'s."""
     from batchvoc.engines import conv_kernels  # imports triton: GPU path only
@@ -142,7 +143,6 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
     rows, c_in, length = x.shape
     ksize, _, c_out = weight.shape
     out = channels_last_empty(rows, c_out if upper is None else c_out // 2, length, x)
-    second = activated if upper is None else upper
     has_res = residual is not None
     res = residual if has_res else out  # never read when absent; a real pointer for the launcher
     if extra is not None and extra.stride() != out.stride():
@@ -155,13 +155,12 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
         config.setdefault("STAGES", 0)
     grid = (conv_kernels.triton.cdiv(length, config["BLOCK_M"]), conv_kernels.triton.cdiv(c_out, config["BLOCK_N"]),
             rows)  # fmt: skip
-    params = (weight, bias, res, out if extra is None else extra, out, out if second is None else second, valid)
+    params = (weight, bias, res, out if extra is None else extra, out, out if upper is None else upper, valid)
     scalars = (rate, dilation, padding, slope, slope if out_slope is None else out_slope, scale)
     strides = (*res.stride(), *out.stride(), *vs)
-    second_out = 2 if upper is not None else int(activated is not None)  # conv_kernels._finish
     flags = dict(C_IN=c_in, C_OUT=c_out, KSIZE=ksize, HAS_RES=has_res, RES_ACTIVATED=has_res and residual_activated,
                  HAS_EXTRA=extra is not None, HAS_SPAN=has_span,
-                 ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output, SECOND_OUT=second_out,
+                 ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output, SPLIT_OUT=upper is not None,
                  DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # fmt: skip
     if how == "host":  # x's rows [B, T, C] in blocks [1, BLOCK_M, BLOCK_C]
         blocks = {"x_desc": [1, config["BLOCK_M"], config["BLOCK_C"]]}
@@ -211,7 +210,7 @@ def fits_block_copies(x: Tensor) -> bool:
 
 
 def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
-                   activate_output=False, config=None, activated=None, upper=None, *, residual_activated=False,
+                   activate_output=False, config=None, upper=None, *, residual_activated=False,
                    extra=None, scale=1.0, out_slope=None) -> Tensor:  # fmt: skip
     """The kernel's arithmetic in plain torch: CPU, or a GPU without triton."""
     y = F.conv1d(F.leaky_relu(x, slope) if activate_input else x, weight.permute(2, 1, 0), bias, 1, padding, dilation)
@@ -227,10 +226,7 @@ def _torch_forward(x, weight, bias, residual, valid, rate, dilation, padding, sl
     if upper is not None:
         upper.copy_(y[:, upper.shape[1] :])
         y = y[:, : upper.shape[1]]
-    out = channels_last_empty(x.shape[0], y.shape[1], y.shape[2], x).copy_(y)
-    if activated is not None:
-        activated.copy_(F.leaky_relu(out, slope))
-    return out
+    return channels_last_empty(x.shape[0], y.shape[1], y.shape[2], x).copy_(y)
 
 
 def inverse_leaky_relu(a: Tensor, slope: float) -> Tensor:
@@ -264,21 +260,6 @@ def lrelu_conv(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor | None,
     return forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input, activate_output,
                    tile_config(tile or [], TILE_KEYS), residual_activated=residual_activated, extra=extra,
                    scale=scale, out_slope=out_slope)  # fmt: skip
-
-
-@kernel_op("lrelu_conv_and_act", kernels=_conv_kernels)
-def lrelu_conv_and_act(x: Tensor, weight: Tensor, bias: Tensor, residual: Tensor | None, valid: Tensor, rate: int,
-                       dilation: int, padding: int, slope: float, activate_input: bool = True,
-                       tile: list[int] | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """`lrelu_conv` that also stores its output's leaky ReLU: (out, leaky_relu(out)), both [B, C_out, T] with
-    channels-last strides, in one launch. The next conv of a resblock then takes the activated rows as they are
-    (activate_input=False) instead of activating every tap's rows again: one store more, k activations fewer."""
-    rows, _, length = x.shape
-    activated = channels_last_empty(rows, weight.shape[2], length, x)
-    forward = _triton_forward if use_triton(x) else _torch_forward
-    out = forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input, False,
-                  tile_config(tile or [], TILE_KEYS), activated=activated)  # fmt: skip
-    return out, activated
 
 
 @kernel_op("lrelu_conv_halves", kernels=_conv_kernels)

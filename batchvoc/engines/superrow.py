@@ -17,9 +17,9 @@ tile reads (2M + 1) [128, BLOCK_N] weight blocks for [BLOCK_M, 128] of input (we
 would remove that).
 
 Everything else is `lrelu_conv`'s (engines/fused_resblock.py): the leaky ReLU of the input as loaded, rounded to x's
-dtype, bias, residual, the output's leaky ReLU, the span's zeroing per sample, the optional second store of the
-output's leaky ReLU (`superrow_conv_and_act`), fp32 accumulation. The ops (torch.library.triton_op, engines/ops.py)
-launch `superrow_kernels.superrow_conv` on a GPU; on a CPU they run the same block products in plain torch.
+dtype, bias, residual, the output's leaky ReLU, the span's zeroing per sample, fp32 accumulation. The op
+(torch.library.triton_op, engines/ops.py) launches `superrow_kernels.superrow_conv` on a GPU; on a CPU it runs the
+same block products in plain torch.
 """
 
 from __future__ import annotations
@@ -131,9 +131,8 @@ def _check_rows(x: Tensor, blocks: Tensor, samples: int) -> None:
 
 
 def _triton_forward(x, blocks, bias, residual, valid, rate, samples, slope, activate_input=True,
-                    activate_output=False, config=None, activated=None) -> Tensor:  # fmt: skip
-    """out [B, C_out, T] from one launch of superrow_kernels.superrow_conv, and with `activated` (a tensor like
-    out) out's leaky ReLU stored there."""
+                    activate_output=False, config=None) -> Tensor:  # fmt: skip
+    """out [B, C_out, T] from one launch of superrow_kernels.superrow_conv."""
     from batchvoc.engines import superrow_kernels  # imports triton: GPU path only
 
     rows, c_in, length = x.shape
@@ -146,20 +145,18 @@ def _triton_forward(x, blocks, bias, residual, valid, rate, samples, slope, acti
     config.setdefault("STAGES", 0)
     cdiv = superrow_kernels.triton.cdiv
     grid = (cdiv(length // samples, config["BLOCK_M"]), cdiv(blocks.shape[2], config["BLOCK_N"]), rows)
-    if activated is not None and activated.stride() != out.stride():
-        raise ValueError(f"activated's strides {tuple(activated.stride())} are not out's {tuple(out.stride())}")
     launcher(superrow_kernels.superrow_conv, x)[grid](
-        x, blocks, bias, res, out, out if activated is None else activated, valid, length, rate, slope, x.stride(0),
+        x, blocks, bias, res, out, valid, length, rate, slope, x.stride(0),
         *res.stride(), out.stride(0), *vs, C_IN=c_in, C_OUT=c_out, S=samples, M=(blocks.shape[0] - 1) // 2,
         HAS_RES=has_res, HAS_SPAN=has_span, ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output,
-        STORE_ACTIVATED=activated is not None, DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
+        DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
         RES_ROWS=has_res and _compact_rows(res), SPAN_ROWS=rate % samples == 0, **config,
     )  # fmt: skip
     return out
 
 
 def _torch_forward(x, blocks, bias, residual, valid, rate, samples, slope, activate_input=True,
-                   activate_output=False, config=None, activated=None) -> Tensor:  # fmt: skip
+                   activate_output=False, config=None) -> Tensor:  # fmt: skip
     """The kernel's arithmetic in plain torch (`superrow_product`): CPU, or a GPU without triton."""
     rows, c_in, length = x.shape
     c_out = blocks.shape[2] // samples
@@ -171,10 +168,7 @@ def _torch_forward(x, blocks, bias, residual, valid, rate, samples, slope, activ
     if activate_output:
         y = F.leaky_relu(y, slope)
     y = Span.from_per_frame(valid).zero(y, rate)
-    out = channels_last_empty(rows, c_out, length, x).copy_(y)
-    if activated is not None:
-        activated.copy_(F.leaky_relu(out, slope))
-    return out
+    return channels_last_empty(rows, c_out, length, x).copy_(y)
 
 
 def _superrow_kernels() -> list:
@@ -197,18 +191,3 @@ def superrow_conv(x: Tensor, blocks: Tensor, bias: Tensor, residual: Tensor | No
     forward = _triton_forward if use_triton(x) else _torch_forward
     return forward(x, blocks, bias, residual, valid, rate, samples, slope, activate_input, activate_output,
                    _tile(tile, blocks.shape[2], activate_input))  # fmt: skip
-
-
-@kernel_op("superrow_conv_and_act", kernels=_superrow_kernels)
-def superrow_conv_and_act(x: Tensor, blocks: Tensor, bias: Tensor, residual: Tensor | None, valid: Tensor,
-                          rate: int, samples: int, slope: float, activate_input: bool = True,
-                          tile: list[int] | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """`superrow_conv` that also stores its output's leaky ReLU: (out, leaky_relu(out)), both [B, C_out, T] with
-    channels-last strides, in one launch (fused_resblock.lrelu_conv_and_act's role)."""
-    _check_rows(x, blocks, samples)
-    rows, _, length = x.shape
-    activated = channels_last_empty(rows, blocks.shape[2] // samples, length, x)
-    forward = _triton_forward if use_triton(x) else _torch_forward
-    out = forward(x, blocks, bias, residual, valid, rate, samples, slope, activate_input, False,
-                  _tile(tile, blocks.shape[2], activate_input), activated=activated)  # fmt: skip
-    return out, activated

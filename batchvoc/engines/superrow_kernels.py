@@ -12,18 +12,18 @@ from batchvoc.engines.span_kernels import utterance_bounds
 
 
 @triton.jit
-def superrow_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, T, rate, slope, sxb,
+def superrow_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, valid_ptr, T, rate, slope, sxb,
                   srb, src, srt, sob, svb, svk, svf,
                   C_IN: tl.constexpr, C_OUT: tl.constexpr, S: tl.constexpr, M: tl.constexpr, HAS_RES: tl.constexpr,
                   HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr,
-                  STORE_ACTIVATED: tl.constexpr, DOT_PRECISION: tl.constexpr, RES_ROWS: tl.constexpr,
+                  DOT_PRECISION: tl.constexpr, RES_ROWS: tl.constexpr,
                   SPAN_ROWS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                   STAGES: tl.constexpr):  # fmt: skip
     """One [BLOCK_M super-rows, BLOCK_N output features] tile of one batch row: per m in [0, 2M], the [BLOCK_M,
     S C_IN] super-rows q + m - M of channels-last x (rows of S C_IN contiguous elements: x's time stride is C_IN,
     its channel stride 1), leaky ReLU applied as they are loaded, times the block w[m] [S C_IN, BLOCK_N]; then
     lrelu_conv's epilogue per output feature (sample q S + f // C_OUT, channel f % C_OUT). STAGES 0 unrolls the
-    loop over m; STAGES > 0 software-pipelines it that deep. out and act are compact channels-last rows (feature f
+    loop over m; STAGES > 0 software-pipelines it that deep. out is compact channels-last rows (feature f
     of super-row q at q W_OUT + f); RES_ROWS says the residual is too, SPAN_ROWS that S divides rate (a super-row
     never straddles a frame): both let the epilogue address whole super-rows, vectorised, instead of per element."""
     W_IN: tl.constexpr = S * C_IN
@@ -43,9 +43,8 @@ def superrow_conv(x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, 
         for m in tl.static_range(2 * M + 1):
             acc = _block_product(acc, x_rows, w_cols, q, f, m, T // S, slope, W_IN, W_OUT, M, ACTIVATE_INPUT,
                                  DOT_PRECISION)  # fmt: skip
-    _finish_features(acc, b, q, f, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, srb, src, srt,
-                     sob, svb, svk, svf, C_OUT, S, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT, STORE_ACTIVATED, RES_ROWS,
-                     SPAN_ROWS)  # fmt: skip
+    _finish_features(acc, b, q, f, T, rate, slope, bias_ptr, res_ptr, out_ptr, valid_ptr, srb, src, srt, sob, svb,
+                     svk, svf, C_OUT, S, HAS_RES, HAS_SPAN, ACTIVATE_OUTPUT, RES_ROWS, SPAN_ROWS)  # fmt: skip
 
 
 @triton.jit
@@ -61,13 +60,12 @@ def _block_product(acc, x_rows, w_cols, q, f, m, R, slope, W_IN: tl.constexpr, W
 
 
 @triton.jit
-def _finish_features(acc, b, q, f, T, rate, slope, bias_ptr, res_ptr, out_ptr, act_ptr, valid_ptr, srb, src, srt,
-                     sob, svb, svk, svf, C_OUT: tl.constexpr, S: tl.constexpr, HAS_RES: tl.constexpr,
-                     HAS_SPAN: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr, STORE_ACTIVATED: tl.constexpr,
-                     RES_ROWS: tl.constexpr, SPAN_ROWS: tl.constexpr):  # fmt: skip
+def _finish_features(acc, b, q, f, T, rate, slope, bias_ptr, res_ptr, out_ptr, valid_ptr, srb, src, srt, sob, svb,
+                     svk, svf, C_OUT: tl.constexpr, S: tl.constexpr, HAS_RES: tl.constexpr, HAS_SPAN: tl.constexpr,
+                     ACTIVATE_OUTPUT: tl.constexpr, RES_ROWS: tl.constexpr, SPAN_ROWS: tl.constexpr):  # fmt: skip
     """conv_kernels._finish for a tile of super-row features: acc [BLOCK_M, BLOCK_N] + bias (+ residual) (leaky
-    ReLU'd), zeroed outside the utterances, stored to out (and its leaky ReLU to act with STORE_ACTIVATED), feature
-    f of super-row q being channel f % C_OUT of sample q S + f // C_OUT."""
+    ReLU'd), zeroed outside the utterances, stored to out, feature f of super-row q being channel f % C_OUT of
+    sample q S + f // C_OUT."""
     W_OUT: tl.constexpr = S * C_OUT
     channel = f % C_OUT
     t = q[:, None] * S + (f // C_OUT)[None, :]
@@ -91,5 +89,3 @@ def _finish_features(acc, b, q, f, T, rate, slope, bias_ptr, res_ptr, out_ptr, a
         acc = tl.where((t >= lo) & (t < hi), acc, 0.0)
     y = acc.to(out_ptr.dtype.element_ty)
     tl.store(out_ptr + b * sob + rows, y, mask=mask)
-    if STORE_ACTIVATED:
-        tl.store(act_ptr + b * sob + rows, _leaky(y, slope), mask=mask)

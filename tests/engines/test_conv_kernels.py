@@ -20,7 +20,7 @@ def _ir(kernel, slope) -> str:
     signature = {name: "*fp16" if name.endswith("_ptr") else "i32" for name in names}
     signature["valid_ptr"] = "*i64"
     constants = dict(C_IN=64, C_OUT=64, KSIZE=3, HAS_RES=True, HAS_SPAN=True, ACTIVATE_INPUT=True,
-                     ACTIVATE_OUTPUT=True, SECOND_OUT=1, DOT_PRECISION="tf32", BLOCK_M=128, BLOCK_N=64,
+                     ACTIVATE_OUTPUT=True, SPLIT_OUT=False, DOT_PRECISION="tf32", BLOCK_M=128, BLOCK_N=64,
                      BLOCK_C=64)  # fmt: skip
     if "STAGES" in names:
         constants["STAGES"] = 3

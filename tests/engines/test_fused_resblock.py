@@ -146,7 +146,8 @@ def test_triton_kernel_equals_reference_in_the_interpreter():
 def test_all_kernels_equal_the_torch_path_in_the_interpreter():
     """Pointer loads (taps unrolled or pipelined) and block copies, their descriptor made on the host or on the
     device (taps reaching past both row ends, C_IN not a power of two, a residual, packed spans), with and without
-    each activation, against the plain-torch arithmetic."""
+    each activation, and with the epilogue a stage's blocks use (an activated residual read inverted, one more
+    addend, a scale, the output activated at its own slope), against the plain-torch arithmetic."""
     run_interpreted(
         """
         import triton
@@ -161,18 +162,17 @@ def test_all_kernels_equal_the_torch_path_in_the_interpreter():
         valid = Span(spans()[2]).per_frame(FRAMES, "cpu")
         block = dict(tiles(CHANNELS, 16, 7), BLOCK_M=32)
         block.pop("STAGES", None)
+        extra = torch.randn(ROWS, FRAMES * RATE, 16, generator=gen).transpose(1, 2)  # out's strides
+        stage = dict(residual_activated=True, extra=extra, scale=1 / 3, out_slope=0.01)
         default = _torch_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1)
-        for acts in ((True, False), (False, False), (True, True)):
-            want = _torch_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1, *acts)
+        for acts, epilogue in (((True, False), {}), ((False, False), {}), ((True, True), {}), ((False, True), stage)):
+            want = _torch_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1, *acts, **epilogue)
             assert acts == (True, False) or (want - default).abs().max() > 0.1  # the flags change the function
             for descriptor in (None, "pointer", "host", "device"):  # pointer loads unrolled, pipelined; block copies
                 config = block if descriptor is None else dict(block, STAGES=2)
-                activated = torch.full_like(want, float("nan")) if not acts[1] else None  # out's leaky ReLU too
                 got = _triton_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1, *acts, config=config,
-                                      descriptor=descriptor, activated=activated)
-                assert (got - want).abs().max() <= 1e-4, (acts, descriptor)
-                if activated is not None:
-                    assert torch.equal(activated, torch.nn.functional.leaky_relu(got, 0.1)), (acts, descriptor)
+                                      descriptor=descriptor, **epilogue)
+                assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max()), (acts, descriptor)
         """
     )
 

@@ -68,8 +68,7 @@ def _bounds(rate: int = 8, frames: int = 30) -> list[torch.Tensor]:
 
 def _check_layer(forward, channels, ksize, dilation, rate=8, config=None, tol=1e-5):
     """forward (superrow's _torch_forward or _triton_forward) against lrelu_conv's plain-torch arithmetic for each
-    span, with and without residual (channels-first and compact channels-last), each activation, and the output's
-    leaky ReLU stored too."""
+    span, with and without residual (channels-first and compact channels-last), and each activation."""
     from batchvoc.engines.fused_resblock import _torch_forward as conv
 
     x, weight, bias, residual, blocks, samples, padding = _layer(channels, ksize, dilation, rate=rate)
@@ -78,14 +77,10 @@ def _check_layer(forward, channels, ksize, dilation, rate=8, config=None, tol=1e
         for act_in, act_out, has_res in flags:
             res = (residual if act_in else superrow_rows(residual)) if has_res else None  # both residual layouts
             want = conv(x, weight, bias, res, valid, rate, dilation, padding, 0.1, act_in, act_out)
-            activated = None if act_out else torch.full_like(want, float("nan"))
-            got = forward(x, blocks, bias, res, valid, rate, samples, 0.1, act_in, act_out, config=config,
-                          activated=activated)  # fmt: skip
+            got = forward(x, blocks, bias, res, valid, rate, samples, 0.1, act_in, act_out, config=config)
             assert got.shape == want.shape and got.stride(1) == 1
             err = (got - want).abs().max()
             assert err <= tol * want.abs().max(), (channels, ksize, dilation, act_in, act_out, has_res, err)
-            if activated is not None:
-                assert torch.equal(activated, F.leaky_relu(got, 0.1))
 
 
 @pytest.mark.parametrize("channels", [16, 32, 64])
@@ -96,18 +91,15 @@ def test_torch_path_equals_lrelu_conv(channels):
         _check_layer(_torch_forward, channels, ksize, dilation)
 
 
-def test_ops_return_channels_last_output_and_its_activation():
+def test_op_returns_channels_last_output():
     from batchvoc.engines.fused_resblock import lrelu_conv
-    from batchvoc.engines.superrow import superrow_conv, superrow_conv_and_act
+    from batchvoc.engines.superrow import superrow_conv
 
     x, weight, bias, residual, blocks, samples, padding = _layer(16, 7, 1)
     valid = _bounds()[2]
     want = lrelu_conv(x, weight, bias, residual, valid, 8, 1, padding, 0.1)
     got = superrow_conv(x, blocks, bias, residual, valid, 8, samples, 0.1)
     assert got.stride(1) == 1 and (got - want).abs().max() <= 1e-5 * want.abs().max()
-    out, activated = superrow_conv_and_act(x, blocks, bias, None, valid, 8, samples, 0.1, activate_input=False)
-    assert torch.equal(out, superrow_conv(x, blocks, bias, None, valid, 8, samples, 0.1, False))
-    assert torch.equal(activated, F.leaky_relu(out, 0.1)) and activated.stride(1) == 1
 
 
 def test_ops_refuse_rows_they_cannot_take():
@@ -145,15 +137,15 @@ def test_kernel_equals_the_conv_in_the_interpreter(channels):
 
 
 def test_op_compiles_without_graph_break():
-    from batchvoc.engines.superrow import superrow_conv, superrow_conv_and_act
+    from batchvoc.engines.superrow import superrow_conv
 
     x, weight, bias, residual, blocks, samples, padding = _layer(16, 7, 1)
     valid = _bounds()[2]
-    superrow_conv.define(), superrow_conv_and_act.define()
+    superrow_conv.define()
 
     def step(x, residual, valid):
-        h, a = torch.ops.batchvoc.superrow_conv_and_act(x, blocks, bias, None, valid, 8, samples, 0.1)
-        return torch.ops.batchvoc.superrow_conv(a, blocks, bias, residual, valid, 8, samples, 0.1, False) + h
+        h = torch.ops.batchvoc.superrow_conv(x, blocks, bias, None, valid, 8, samples, 0.1, activate_output=True)
+        return torch.ops.batchvoc.superrow_conv(h, blocks, bias, residual, valid, 8, samples, 0.1, False) + h
 
     compiled = torch.compile(step, fullgraph=True, dynamic=False)
     with torch.no_grad():
