@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -55,8 +56,8 @@ class KernelOp:
             qualname = f"batchvoc::{self.name}"
             torch.library.triton_op(qualname, self.fn, mutates_args=())
             found = getattr(torch._library.triton, "triton_ops_to_kernels", None)  # the cache's list (module doc)
-            if found is not None:
-                found[qualname] = list(self.kernels())
+            if found is not None:  # without triton no kernel launches (plain-torch path): none to list
+                found[qualname] = list(self.kernels()) if importlib.util.find_spec("triton") else []
             self._op = getattr(torch.ops.batchvoc, self.name)
         return self._op
 

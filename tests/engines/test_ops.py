@@ -120,6 +120,28 @@ print(*before, hasattr(torch.ops.batchvoc, "lrelu_conv"), *(k.fn.__name__ for k 
     assert run.stdout.split() == ["False", "False", "False", "True", *kernels], run.stderr
 
 
+def test_fused_modules_compile_on_a_machine_without_triton():
+    """A CPU install without triton (batchvoc's own dependencies) that asks for the fused rewrites gets their
+    plain-torch path, compiled: defining an operator lists no kernels there (listing them imports triton)."""
+    script = f"""
+import sys, torch
+sys.modules["triton"] = None  # as if not installed: import fails, find_spec finds nothing
+from batchvoc.engines.fused_resblock import FusedResBlock
+from batchvoc.engines.ops import compiled_as
+from batchvoc.models.hifigan import ResBlock1
+from batchvoc.models.span import Span
+ref = ResBlock1({CHANNELS}, 3, [1, 3, 5]).eval()
+fused, x = FusedResBlock(ref), torch.randn(1, {CHANNELS}, 64)
+with torch.no_grad(), compiled_as("opaque"):
+    got = torch.compile(lambda x: fused(x, Span(None), 1), fullgraph=True)(x)
+    print(float((got - ref(x, Span(None), 1)).abs().max()) < 1e-4,
+          torch._library.triton.get_triton_kernels_for_op("batchvoc::lrelu_conv"))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
+    assert run.stdout.split() == ["True", "[]"], run.stderr[-3000:]
+
+
 CLONES = """
 import triton
 from triton.backends.compiler import GPUTarget
