@@ -3,6 +3,7 @@
 #   bash benchmarks/h200_session.sh prepare OUT   # manifests (CPU), engine bench, aoti ready check, 8 h jobs
 #   bash benchmarks/h200_session.sh jobs OUT      # 40 h on 1 and 2 GPUs, 2 h BigVGAN fresh and warm
 #   bash benchmarks/h200_session.sh aoti OUT      # aoti against inductor (speed, SNR), ready times, 8 h / 2 h jobs
+#   bash benchmarks/h200_session.sh profile OUT   # gsv_v4 kernel classes, fp16 and bf16, default and fused_wide
 # Needs ray, hydra-core and soundfile importable (PYTHONPATH) and the repository root as the working directory.
 set -u
 OUT=${2:-out}
@@ -65,8 +66,16 @@ aoti)  # issue 14's open checks: aoti >= 0.98x inductor, same audio, ready <= 3 
     "v4 8h 1 GPU aoti|0|$V4 engine.backend=aoti input.manifest=/tmp/m8/*/*.parquet output.dir=/tmp/o8x" \
     "v3 2h 1 GPU aoti|0|$V3 engine.backend=aoti input.manifest=/tmp/m3/*/*.parquet output.dir=/tmp/o3x" 2>&1 | tail -3
   ;;
+profile)  # issue 18's next step: where fp16 loses to bf16 (4,346x against 4,520x, session 25), and fused_wide's loss
+  for precision in fp16 bf16; do
+    CUDA_VISIBLE_DEVICES=0 timeout 300 python3 benchmarks/profile_engines.py --preset gsv_v4 --precision $precision \
+      --batch 16 --engines inductor "inductor:resblocks=fused_wide" --out "$OUT/profile_$precision.json" \
+      > "$OUT/profile_$precision.log" 2>&1
+    tail -30 "$OUT/profile_$precision.log"
+  done
+  ;;
 *)
-  echo "usage: bash benchmarks/h200_session.sh prepare|jobs|aoti OUT" >&2
+  echo "usage: bash benchmarks/h200_session.sh prepare|jobs|aoti|profile OUT" >&2
   exit 1
   ;;
 esac
