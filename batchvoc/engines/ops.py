@@ -112,7 +112,7 @@ def short_fallback_notes() -> Iterator[None]:
     its arguments as text (`OperatorIssue.operator_str`), made whether the log is on or not in torch 2.11
     (torch/_inductor/graph.py, `call_function`; 2.13 makes it only for an enabled log). An argument's text holds
     the text of what it was computed from, so over a graph of our operators, each fed by two or three before it (a
-    resblock's conv and residual), it doubles per layer: the H200's gsv_v4 fp16 engine spent ~170 s of a 218 s
+    resblock's conv and residual), it grows with every layer: the H200's gsv_v4 fp16 engine spent ~145 s of a 218 s
     build writing such notes (BENCHMARKS.md, session 25). Here the note names the operator and each argument's type
     and size only."""
     from torch._inductor.exc import OperatorIssue

@@ -236,8 +236,8 @@ class _Notes(logging.Handler):
 @pytest.mark.parametrize("how", COMPILED_AS)
 def test_a_compile_notes_an_operator_without_writing_out_its_inputs(how):
     """Inductor's note on an operator it calls back holds each argument's text, which holds its producers' text:
-    over a graph of operators each fed by two before it the text doubles per layer (torch 2.11 wrote it even with
-    the log off: ~170 s of a gsv_v4 build on the H200). Under ops.compiled_as a note names each argument's type and
+    over a graph of operators each fed by two before it the text grows with every layer (torch 2.11 wrote it even
+    with the log off: ~145 s of a gsv_v4 build on the H200). Under ops.compiled_as a note names each argument's type and
     size, and holds no producer's text (here, without it: the StorageBox of the Pointwise sum, with its source)."""
     lib = torch.library.Library("bvnotes", "FRAGMENT")  # our own test operators, one namespace per run
     lib.define(f"mix_{how}(Tensor a, Tensor b) -> Tensor")
