@@ -144,9 +144,9 @@ def measure(c: int, rate: int, form: tuple[int, ...]) -> tuple:
 
 
 def per_forward(rows: list) -> dict[int, tuple[float, float]]:
-    """ms per gsv_v4 forward by stage: each kernel size's block runs its forms as FusedResBlock.run does (groups
-    of dilations 1, 3, 5: c1 at the group's dilation, c2 at 1; the first groups' c1 read the stage's shared
-    activation, the others activate their input at k = 3)."""
+    """ms per gsv_v4 forward by stage: each kernel size's block runs its forms as FusedResBlock.run did until
+    session 24 (groups of dilations 1, 3, 5: c1 at the group's dilation, c2 at 1; the first groups' c1 read the
+    stage's shared activation, the others activate their input at k = 3)."""
     times = {(c, form): (base, ms) for c, form, base, _, ms, _, _ in rows}
     sums = {}
     for c, _ in STAGES:
@@ -154,9 +154,8 @@ def per_forward(rows: list) -> dict[int, tuple[float, float]]:
         for k in (3, 7, 11):
             for d in (1, 3, 5):
                 c1 = (k, d, 1, 0, 1, 0) if k == 3 else (k, d, 0, 0, 1, 0)
-                c2 = (k, 1, 0, 1, 0, 1) if k > 3 and d < 5 else (k, 1, 0, 1, 0, 0)
-                for form in (c1, c2):
-                    base, ms = times.get((c, form)) or times.get((c, (*form[:5], 1 - form[5])), (0.0, 0.0))
+                for form in (c1, (k, 1, 0, 1, 0, 0)):
+                    base, ms = times.get((c, form), (0.0, 0.0))
                     total[0] += base
                     total[1] += ms
         sums[c] = tuple(total)

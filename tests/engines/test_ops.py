@@ -222,19 +222,8 @@ def test_a_compile_keeps_the_operator_or_traces_it(how):
         pass
 
 
-class _Notes(logging.Handler):
-    """The messages of Inductor's graph log (its notes on the operators it calls back, "implicit fallback")."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.messages: list[str] = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 @pytest.mark.parametrize("how", COMPILED_AS)
-def test_a_compile_notes_an_operator_without_writing_out_its_inputs(how):
+def test_a_compile_notes_an_operator_without_writing_out_its_inputs(how, caplog):
     """Inductor's note on an operator it calls back holds each argument's text, which holds its producers' text:
     over a graph of operators each fed by two before it the text grows with every layer (torch 2.11 wrote it even
     with the log off: ~145 s of a gsv_v4 build on the H200). Under ops.compiled_as a note names each argument's type and
@@ -254,17 +243,12 @@ def test_a_compile_notes_an_operator_without_writing_out_its_inputs(how):
             a, b = mix(a, b), mix(b, a)
         return last(a + b)
 
-    notes, log = _Notes(), logging.getLogger("torch._inductor.graph")
-    level, x = log.level, torch.randn(8)
-    log.addHandler(notes)
-    log.setLevel(logging.INFO)
+    x = torch.randn(8)
     torch._dynamo.reset()
-    try:
-        with torch.no_grad(), compiled_as(how), torch._inductor.config.patch(fx_graph_cache=False):
-            assert torch.allclose(torch.compile(deep, fullgraph=True)(x), deep(x))
-    finally:
-        log.removeHandler(notes)
-        log.setLevel(level)
-    last_notes = [m for m in notes.messages if f"bvnotes.last_{how}" in m]
+    with caplog.at_level(logging.INFO, "torch._inductor.graph"), torch.no_grad(), compiled_as(how), \
+            torch._inductor.config.patch(fx_graph_cache=False):  # fmt: skip
+        assert torch.allclose(torch.compile(deep, fullgraph=True)(x), deep(x))
+    notes = [r.getMessage() for r in caplog.records if r.name == "torch._inductor.graph"]
+    last_notes = [m for m in notes if f"bvnotes.last_{how}" in m]
     assert len(last_notes) == 1 and "args[0]: TensorBox size [8]" in last_notes[0], last_notes
-    assert not any("StorageBox" in m or "Pointwise" in m for m in notes.messages), notes.messages
+    assert not any("StorageBox" in m or "Pointwise" in m for m in notes), notes
