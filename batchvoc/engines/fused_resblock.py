@@ -118,8 +118,9 @@ def tile_list(config: dict[str, int]) -> list[int]:
 
 class TileTable:
     """Tile sizes per fused layer, the engine option `tile_table`: {"C_IN,KSIZE,ACT": {BLOCK_M: .., ...}} (ACT 1
-    when the layer activates its input, 0 otherwise; benchmarks/conv_tiles.py writes this form), or the path of
-    a JSON file holding it. Layers not listed take `tiles()`. Raises ValueError for a malformed entry."""
+    when the layer activates its input, 0 otherwise; benchmarks/conv_tiles.py and benchmarks/tile_table.py write this
+    form), or the path of a JSON file holding it. Layers not listed take `tiles()`. Raises ValueError for a malformed
+    entry."""
 
     def __init__(self, table: dict | str | None = None):
         self.table = parse_tile_table(table)
