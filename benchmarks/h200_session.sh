@@ -4,6 +4,7 @@
 #   bash benchmarks/h200_session.sh jobs OUT      # 40 h on 1 and 2 GPUs, 2 h BigVGAN fresh and warm
 #   bash benchmarks/h200_session.sh aoti OUT      # aoti against inductor (speed, SNR), ready times, 8 h / 2 h jobs
 #   bash benchmarks/h200_session.sh profile OUT   # gsv_v4 kernel classes, fp16 and bf16, default and fused_wide
+#   bash benchmarks/h200_session.sh power OUT     # issue 18's gsv_v4 bench with SM clock and power sampled
 # Needs ray, hydra-core and soundfile importable (PYTHONPATH) and the repository root as the working directory.
 set -u
 OUT=${2:-out}
@@ -74,8 +75,13 @@ profile)  # issue 18's next step: where fp16 loses to bf16 (4,346x against 4,520
     tail -30 "$OUT/profile_$precision.log"
   done
   ;;
+power)  # session 26: the compiled engines run at the 700 W cap; each bench line's clocks (benchmarks/gpu_clocks.py)
+  CUDA_VISIBLE_DEVICES=0 python3 benchmarks/gpu_clocks.py "$OUT/clocks.csv" -- python3 -m batchvoc.bench preset=gsv_v4 \
+    batch=[16] utterances=256 precisions=[fp16,bf16] backends=[inductor] out="$OUT/bench_gsv.json" > "$OUT/power.log" 2>&1
+  tail -12 "$OUT/power.log"
+  ;;
 *)
-  echo "usage: bash benchmarks/h200_session.sh prepare|jobs|aoti|profile OUT" >&2
+  echo "usage: bash benchmarks/h200_session.sh prepare|jobs|aoti|profile|power OUT" >&2
   exit 1
   ;;
 esac
