@@ -1,7 +1,7 @@
 """GPU clocks and power while a command runs: whether a benchmark's GPU is held back by its power cap.
 
     python3 benchmarks/gpu_clocks.py OUT.csv -- python3 -m batchvoc.bench preset=gsv_v4 batch=[16] ...
-    python3 benchmarks/gpu_clocks.py OUT.csv      # summarise a sampling made before
+    python3 benchmarks/gpu_clocks.py OUT.csv [--query FIELDS] [--interval MS]   # summarise a sampling made before
 
 Samples `nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,power.limit,temperature.gpu` (GPU --gpu, every
 --interval ms) into OUT.csv while the command runs, then prints each busy phase: a run of at least --min-samples
@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 QUERY = "timestamp,clocks.sm,power.draw,power.limit,temperature.gpu"
+FIELDS = {"clocks.sm": "clock_mhz", "power.draw": "power_w", "power.limit": "limit_w", "temperature.gpu": "temp_c"}
 
 
 @dataclass(frozen=True)
 class Sample:
     clock_mhz: float
     power_w: float
-    limit_w: float
-    temp_c: float
+    limit_w: float = float("nan")  # nan: not sampled
+    temp_c: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -41,19 +44,26 @@ class Phase:
     temps_c: tuple[float, float]  # first, last
 
     def line(self, interval_ms: int) -> str:
+        limit = "" if math.isnan(self.limit_w) else f" / {self.limit_w:.0f}"
         return (f"{self.samples * interval_ms / 1000:6.1f} s  SM clock {self.clock_mhz:5.0f} MHz mean, "
-                f"{self.lowest_mhz:5.0f} lowest  power {self.power_w:4.0f} / {self.limit_w:.0f} W  "
+                f"{self.lowest_mhz:5.0f} lowest  power {self.power_w:4.0f}{limit} W  "
                 f"{self.temps_c[0]:.0f} -> {self.temps_c[1]:.0f} C")  # fmt: skip
 
 
-def read_samples(path: Path) -> list[Sample]:
-    """OUT.csv's rows (QUERY's fields, csv,noheader,nounits); rows nvidia-smi could not fill ([N/A]) are skipped."""
+def read_samples(path: Path, query: str = QUERY) -> list[Sample]:
+    """path's rows as nvidia-smi wrote them for `query` (its --query-gpu fields, in order; csv,noheader, with or
+    without units: "1980 MHz" or 1980); it must hold clocks.sm and power.draw. Rows nvidia-smi could not fill
+    ([N/A]) are skipped. Raises ValueError for a query without those two fields."""
+    names = [q.strip() for q in query.split(",")]
+    if not {"clocks.sm", "power.draw"} <= set(names):
+        raise ValueError(f"the sampling's fields {names} lack clocks.sm or power.draw")
     samples = []
     for row in csv.reader(path.read_text().splitlines()):
         try:
-            samples.append(Sample(*(float(v) for v in row[1:5])))
-        except (TypeError, ValueError):
+            values = {FIELDS[n]: float(v.split()[0]) for n, v in zip(names, row, strict=True) if n in FIELDS}
+        except (ValueError, IndexError):  # [N/A], a row cut short by the sampler's end
             continue
+        samples.append(Sample(**values))
     return samples
 
 
@@ -73,7 +83,9 @@ def busy_phases(samples: list[Sample], busy_watts: float, min_samples: int) -> l
 
 
 def sample_while(command: list[str], out: Path, gpu: int, interval_ms: int) -> int:
-    """Run command with nvidia-smi sampling into out; the command's exit code."""
+    """Run command with nvidia-smi sampling into out; the command's exit code. SystemExit without nvidia-smi."""
+    if shutil.which("nvidia-smi") is None:
+        sys.exit("gpu_clocks.py: nvidia-smi is not on PATH (sampling needs a machine with an NVIDIA GPU)")
     with out.open("w") as sink:
         sampler = subprocess.Popen(["nvidia-smi", f"--id={gpu}", f"--query-gpu={QUERY}",
                                     "--format=csv,noheader,nounits", f"-lms={interval_ms}"], stdout=sink)  # fmt: skip
@@ -94,9 +106,13 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=250, help="ms between samples")
     parser.add_argument("--busy-watts", type=float, default=500.0)
     parser.add_argument("--min-samples", type=int, default=6)
+    parser.add_argument("--query", default=QUERY, help="the fields of a sampling made before, as nvidia-smi's "
+                        "--query-gpu took them (e.g. clocks.sm,power.draw,temperature.gpu)")  # fmt: skip
     args = parser.parse_args(argv)
     code = sample_while(command, args.out, args.gpu, args.interval) if command else 0
-    phases = busy_phases(read_samples(args.out), args.busy_watts, args.min_samples)
+    if not args.out.is_file():
+        sys.exit(f"gpu_clocks.py: no sampling at {args.out}")
+    phases = busy_phases(read_samples(args.out, QUERY if command else args.query), args.busy_watts, args.min_samples)
     print(f"{len(phases)} busy phases (> {args.busy_watts:.0f} W for >= {args.min_samples} samples) in {args.out}:")
     for phase in phases:
         print("  " + phase.line(args.interval))

@@ -130,4 +130,6 @@ def pick(rows: list[dict], out: Path) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in ("compile", "time") or (sys.argv[1] == "compile" and len(sys.argv) < 4):
+        sys.exit(__doc__)
     run(sys.argv[1], sys.argv[2:])

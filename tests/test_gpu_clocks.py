@@ -42,6 +42,20 @@ def test_busy_phases_are_runs_of_samples_over_the_threshold(tmp_path):
     assert (uncapped.samples, uncapped.clock_mhz, uncapped.limit_w) == (3, 1975.0, 700.0)
 
 
+def test_a_sampling_with_units_and_other_fields_reads_the_same(tmp_path):
+    """`nvidia-smi --format=csv,noheader` writes units ("1980 MHz"); --query names the fields it sampled."""
+    gpu_clocks = _module()
+    path = tmp_path / "clocks.csv"
+    path.write_text("1980 MHz, 124.50 W, 40\n1350 MHz, 690.00 W, 55\n[N/A], [N/A], 55\n1600 MHz, 696.00 W, 58\n")
+    samples = gpu_clocks.read_samples(path, "clocks.sm,power.draw,temperature.gpu")
+    read = [(s.clock_mhz, s.power_w, s.temp_c) for s in samples]
+    assert read == [(1980, 124.5, 40), (1350, 690, 55), (1600, 696, 58)]
+    (phase,) = gpu_clocks.busy_phases(samples, busy_watts=500, min_samples=2)
+    assert phase.clock_mhz == 1475 and "/" not in phase.line(500)  # no limit sampled
+    with pytest.raises(ValueError, match="lack clocks.sm or power.draw"):
+        gpu_clocks.read_samples(path, "timestamp,temperature.gpu")
+
+
 def test_the_script_summarises_a_sampling_made_before(tmp_path):
     _sampling(tmp_path / "clocks.csv")
     run = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "clocks.csv"), "--min-samples", "3"],
