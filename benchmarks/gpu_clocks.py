@@ -4,11 +4,12 @@
     python3 benchmarks/gpu_clocks.py OUT.csv [--query FIELDS] [--interval MS]   # summarise a sampling made before
 
 Samples `nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,power.limit,temperature.gpu` (GPU --gpu, every
---interval ms) into OUT.csv while the command runs, then prints each busy phase: a run of at least --min-samples
-samples above --busy-watts, with its length, mean and lowest SM clock, mean power against the limit and the
-temperature. A compiled engine's bench line is one such phase (2 warm-up and 10 timed runs; builds in between idle).
-H200 session 26 (BENCHMARKS.md): gsv_v4's compiled fp16 engine ran at the 700 W cap, its SM clock 1,570-1,610 MHz
-on average against 1,980 MHz unloaded, so its speed is set by the energy a forward takes, not only by its time.
+--interval ms) into OUT.csv while the command runs, then prints each busy phase: a run of samples above --busy-watts
+less its first and last (taken as the work starts or ends), at least --min-samples long, with its length, mean and
+lowest SM clock, mean power against the limit and the temperature. A compiled engine's bench line is one such phase
+(2 warm-up and 10 timed runs; builds in between idle). H200 session 26 (BENCHMARKS.md): gsv_v4's compiled fp16
+engine ran at the 700 W cap, its SM clock 1,549-1,628 MHz on average against 1,980 MHz unloaded, so its speed is
+set by the energy a forward takes as well as by its time.
 """
 
 from __future__ import annotations
@@ -68,12 +69,14 @@ def read_samples(path: Path, query: str = QUERY) -> list[Sample]:
 
 
 def busy_phases(samples: list[Sample], busy_watts: float, min_samples: int) -> list[Phase]:
-    """Runs of at least min_samples consecutive samples drawing more than busy_watts."""
+    """Runs of consecutive samples drawing more than busy_watts, less their first and last sample (taken while the
+    work starts or ends: a clock or temperature of neither state), that keep at least min_samples."""
     phases, run = [], []
     for s in [*samples, None]:
         if s is not None and s.power_w > busy_watts:
             run.append(s)
             continue
+        run = run[1:-1]
         if len(run) >= min_samples:
             phases.append(Phase(len(run), sum(r.clock_mhz for r in run) / len(run), min(r.clock_mhz for r in run),
                                 sum(r.power_w for r in run) / len(run), run[0].limit_w,
@@ -100,8 +103,9 @@ def main() -> None:
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     argv, command = argv[:split], argv[split + 1 :]  # after "--": the command to run (none: summarise OUT.csv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("out", type=Path)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     usage="%(prog)s OUT.csv [options] [-- COMMAND ...]")  # fmt: skip
+    parser.add_argument("out", type=Path, help="the sampling: written while COMMAND runs, else read")
     parser.add_argument("--gpu", type=int, default=0)
     parser.add_argument("--interval", type=int, default=250, help="ms between samples")
     parser.add_argument("--busy-watts", type=float, default=500.0)
@@ -112,7 +116,12 @@ def main() -> None:
     code = sample_while(command, args.out, args.gpu, args.interval) if command else 0
     if not args.out.is_file():
         sys.exit(f"gpu_clocks.py: no sampling at {args.out}")
-    phases = busy_phases(read_samples(args.out, QUERY if command else args.query), args.busy_watts, args.min_samples)
+    query = QUERY if command else args.query
+    samples = read_samples(args.out, query)
+    if not samples and args.out.stat().st_size:
+        sys.exit(f"gpu_clocks.py: no row of {args.out} has the {len(query.split(','))} fields of --query {query!r}; "
+                 "name the fields the sampling was made with")  # fmt: skip
+    phases = busy_phases(samples, args.busy_watts, args.min_samples)
     print(f"{len(phases)} busy phases (> {args.busy_watts:.0f} W for >= {args.min_samples} samples) in {args.out}:")
     for phase in phases:
         print("  " + phase.line(args.interval))

@@ -7,6 +7,13 @@
 #   bash benchmarks/h200_session.sh power OUT     # issue 18's gsv_v4 bench with SM clock and power sampled
 # Needs ray, hydra-core and soundfile importable (PYTHONPATH) and the repository root as the working directory.
 set -u
+case ${1:-} in
+prepare | jobs | aoti | profile | power) ;;
+*)
+  echo "usage: bash benchmarks/h200_session.sh prepare|jobs|aoti|profile|power OUT (the steps: this file's head)" >&2
+  exit 1
+  ;;
+esac
 OUT=${2:-out}
 mkdir -p "$OUT"
 export PYTHONPATH=${PYTHONPATH:-}:$PWD BATCHVOC_CACHE=${BATCHVOC_CACHE:-/tmp/bvc} PYTHONUNBUFFERED=1
@@ -78,10 +85,8 @@ profile)  # issue 18's next step: where fp16 loses to bf16 (4,346x against 4,520
 power)  # session 26: the compiled engines run at the 700 W cap; each bench line's clocks (benchmarks/gpu_clocks.py)
   CUDA_VISIBLE_DEVICES=0 python3 benchmarks/gpu_clocks.py "$OUT/clocks.csv" -- python3 -m batchvoc.bench preset=gsv_v4 \
     batch=[16] utterances=256 precisions=[fp16,bf16] backends=[inductor] out="$OUT/bench_gsv.json" > "$OUT/power.log" 2>&1
+  code=$?
   tail -12 "$OUT/power.log"
-  ;;
-*)
-  echo "usage: bash benchmarks/h200_session.sh prepare|jobs|aoti|profile|power OUT" >&2
-  exit 1
+  exit $code
   ;;
 esac

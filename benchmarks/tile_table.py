@@ -17,6 +17,7 @@ B = 16 rows of 1,024 frames at the stage's samples per frame, random fp16 data, 
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import sys
@@ -129,7 +130,24 @@ def pick(rows: list[dict], out: Path) -> None:
     out.write_text(json.dumps(table, indent=1))
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    steps = parser.add_subparsers(dest="step", required=True)
+    part = steps.add_parser("compile", help="fill Triton's cache with every PARTS-th case from PART")
+    part.add_argument("part", type=int)
+    part.add_argument("parts", type=int)
+    time = steps.add_parser("time", help="time every case, pick per key, write OUT.json and OUT.sweep.json")
+    time.add_argument("out")
+    for step in (part, time):
+        step.add_argument("precision", nargs="?", default="fp16", choices=("fp16", "bf16"))
+    args = parser.parse_args()
+    if args.step == "compile" and not 0 <= args.part < args.parts:
+        parser.error(f"PART is 0 to PARTS - 1, not {args.part} of {args.parts}")
+    if not torch.cuda.is_available():
+        sys.exit("tile_table.py times Triton kernels on a CUDA GPU; this machine has none")
+    place = [str(args.part), str(args.parts)] if args.step == "compile" else [args.out]
+    run(args.step, [*place, args.precision])
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("compile", "time") or (sys.argv[1] == "compile" and len(sys.argv) < 4):
-        sys.exit(__doc__)
-    run(sys.argv[1], sys.argv[2:])
+    main()
