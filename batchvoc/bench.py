@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from batchvoc.backends import check_names
+from batchvoc.backends import PRECISION_NAMES, check_names
 from batchvoc.chunking import pack
 from batchvoc.device_defaults import default_row_length
 from batchvoc.engines import check_backend
@@ -152,6 +152,9 @@ def run_bench(cfg) -> dict[str, Any]:
     if int(cfg.repeats) < 10:
         raise ConfigError("repeats", f"at least 10 timed runs per line, got {cfg.repeats}")
     backends, precisions, batches = list(cfg.backends), list(cfg.precisions), [int(b) for b in cfg.batch]
+    for precision in precisions:
+        if precision not in PRECISION_NAMES:
+            raise ConfigError("precisions", f"unknown precision {precision!r}; choose {', '.join(PRECISION_NAMES)}")
     for backend in backends:
         name, options = parse_backend(backend)
         for precision in precisions:

@@ -57,6 +57,9 @@ def test_bench_refuses_bad_config(tmp_path):
         run_bench(config("backends=['inductor:kernels=bogus']", f"out={tmp_path / 'x.json'}"))
     assert err.value.key == "backends" and "engine.options.kernels: unknown value 'bogus'" in err.value.message
     with pytest.raises(ConfigError) as err:
+        run_bench(config("precisions=[fp16,fp8]", f"out={tmp_path / 'x.json'}"))
+    assert err.value.key == "precisions" and "unknown precision 'fp8'" in err.value.message
+    with pytest.raises(ConfigError) as err:
         run_bench(config("repeats=3", f"out={tmp_path / 'x.json'}"))
     assert err.value.key == "repeats"
     assert not (tmp_path / "x.json").exists()
