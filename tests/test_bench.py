@@ -75,4 +75,4 @@ def test_bench_command_line(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.json"]  # nothing else written
     bad = subprocess.run([sys.executable, "-m", "batchvoc.bench", *args, "precisions=[fp8]"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert bad.returncode == 1 and "engine.precision" in bad.stderr
+    assert bad.returncode == 1 and "cannot run: precisions: unknown precision 'fp8'" in bad.stderr
