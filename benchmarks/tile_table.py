@@ -77,13 +77,11 @@ def launch(case, data):
                                    config=tile, residual_activated=residual)  # fmt: skip
 
 
-def run(mode: str, args: list[str]) -> None:
-    precision = args[-1] if args and args[-1] in ("fp16", "bf16") else "fp16"
+def run(mode: str, precision: str, part: int = 0, parts: int = 1, out: Path | None = None) -> None:
+    """mode "compile": launch every parts-th case from part once (Triton compiles it); "time": time every case and
+    write the table to out."""
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    todo = cases()
-    if mode == "compile":
-        part, parts = int(args[0]), int(args[1])
-        todo = todo[part::parts]
+    todo = cases()[part::parts]
     data_key, data, rows, refs = None, None, [], {}
     for case in todo:
         channels, rate, ksize = case[0], case[1], case[3][0]
@@ -91,19 +89,19 @@ def run(mode: str, args: list[str]) -> None:
             data_key, data = (channels, ksize), inputs(channels, rate, ksize, dtype)
         try:
             fn = launch(case, data)
-            out = fn().float()
+            y = fn().float()
             if mode == "time":
                 from triton.testing import do_bench
 
-                ref = refs.setdefault((channels, tuple(case[3])), out)  # the first tile (the default pick) as reference
-                err = ((out - ref).abs().max() / ref.abs().max()).item()
+                ref = refs.setdefault((channels, tuple(case[3])), y)  # the form's first tile run as reference
+                err = ((y - ref).abs().max() / ref.abs().max()).item()
                 rows.append(dict(channels=channels, key_ksize=case[2], form=list(case[3]), tile=case[4], err=err,
                                  ms=do_bench(fn, warmup=10, rep=40)))  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - a tile that does not fit (shared memory) is skipped
             print(f"skipped {case}: {type(exc).__name__}: {str(exc)[:80]}", flush=True)
     torch.cuda.synchronize()
     if mode == "time":
-        pick(rows, Path(args[0]))
+        pick(rows, out)
 
 
 def pick(rows: list[dict], out: Path) -> None:
@@ -145,8 +143,10 @@ def main() -> None:
         parser.error(f"PART is 0 to PARTS - 1, not {args.part} of {args.parts}")
     if not torch.cuda.is_available():
         sys.exit("tile_table.py times Triton kernels on a CUDA GPU; this machine has none")
-    place = [str(args.part), str(args.parts)] if args.step == "compile" else [args.out]
-    run(args.step, [*place, args.precision])
+    if args.step == "compile":
+        run("compile", args.precision, args.part, args.parts)
+    else:
+        run("time", args.precision, out=Path(args.out))
 
 
 if __name__ == "__main__":
