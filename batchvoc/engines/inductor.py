@@ -14,8 +14,10 @@ a warm start skips autotuning. A model with our kernel operators adds their sour
 (engines/ops.py: a compiled graph holds their kernels and launch parameters as traced).
 
 mode: "default" (on an H100, gsv_v4 fp16 batch 16: default 2,268x in 36 s of build, max-autotune-no-cudagraphs
-2,201x in 258 s, reduce-overhead 2,304x: the model is not launch-bound); a mode with CUDA graphs ("reduce-overhead",
-"max-autotune") works too: each call then marks a new step and clones the output out of the graph's static buffer.
+2,201x in 258 s, reduce-overhead 2,304x: the model is not launch-bound), except for engines of small batches on a
+GPU, which default to CUDA graphs ("reduce-overhead": `default_mode`; at batch 1 the host's launches bound the
+engine); with CUDA graphs ("reduce-overhead", "max-autotune") each call marks a new step and clones the output out
+of the graph's static buffer.
 
 Layout (engines/layout.py): on a CUDA GPU the engine's copy of the model is rewritten by default with
 layout="channels_last_2d" (every Conv1d as a channels-last (1, k) Conv2d, with Inductor's layout optimisation
@@ -58,7 +60,19 @@ log = logging.getLogger(__name__)
 _compiled_shapes = 0  # shapes compiled in this process: a bound for Dynamo's recompile limits
 
 
-DEFAULT_MODE = "default"  # on CPU and GPU alike (module docstring: max-autotune was no faster on an H100)
+DEFAULT_MODE = "default"  # module docstring: max-autotune was no faster on an H100
+# Engines of at most this many rows per batch on a CUDA GPU default to CUDA graphs ("reduce-overhead"): there a
+# forward is shorter than the host's launches of its ~165 kernels. H200, fp16, batch 1, 10 s rows (BENCHMARKS.md
+# session 27): gsv_v4 783x -> 3,485x, BigVGAN v2 24k 388x -> 960x; at batch 16 the GPU's 36 ms forward hides the
+# launches (+0.25% with graphs, session 21). Batches 2-8 were not measured.
+CUDA_GRAPH_MAX_BATCH = 8
+
+
+def default_mode(device: torch.device | str, shapes: list[tuple[int, int]]) -> str:
+    """The mode an engine of these [(B, T), ...] shapes compiles with when none is asked for: "reduce-overhead" on a
+    CUDA GPU where no batch passes CUDA_GRAPH_MAX_BATCH rows, else DEFAULT_MODE."""
+    small = max(batch for batch, _ in shapes) <= CUDA_GRAPH_MAX_BATCH
+    return "reduce-overhead" if torch.device(device).type == "cuda" and small else DEFAULT_MODE
 
 
 def _raise_recompile_limit(needed: int) -> None:
@@ -140,7 +154,7 @@ def build(
     check_compiled_as(kernels)
     target = build_target("inductor", preset.hop_length, precision, device, shapes)
     shapes, dtype, device = target.shapes, target.dtype, target.device
-    mode = mode or DEFAULT_MODE
+    mode = mode or default_mode(device, shapes)
     net, chosen = laid_out(model, target, **rewrites)
     folder = use_cache_dir(cache_dir)
     _compiled_shapes += len(shapes)

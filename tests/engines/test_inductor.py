@@ -104,3 +104,37 @@ def test_engines_of_both_kernels_in_one_process_get_their_own_graphs(tiny, batch
         calls.clear()
         engines[kernels](mel, valid)
         assert bool(calls) is expected, kernels
+
+
+def test_small_batches_on_a_gpu_default_to_cuda_graphs():
+    """Where the host's launches outlast a forward (a few rows per batch on a GPU), CUDA graphs; not on a CPU, nor
+    once any of the engine's shapes passes CUDA_GRAPH_MAX_BATCH rows."""
+    from batchvoc.engines.inductor import CUDA_GRAPH_MAX_BATCH, default_mode
+
+    assert default_mode("cuda", [(1, 1024)]) == "reduce-overhead"
+    assert default_mode("cuda:1", [(CUDA_GRAPH_MAX_BATCH, 1024), (1, 512)]) == "reduce-overhead"
+    assert default_mode("cuda", [(1, 1024), (CUDA_GRAPH_MAX_BATCH + 1, 1024)]) == "default"
+    assert default_mode("cpu", [(1, 64)]) == "default"
+
+
+@pytest.mark.slow
+def test_a_cpu_engine_names_the_mode_it_compiled_with(compiled):
+    engine, _ = compiled
+    assert "mode=default" in engine.describe()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_batch_1_engine_runs_cuda_graphs_and_equals_eager(tiny, batch):
+    """Each call's output is its own (cloned out of the graph's buffer): it survives the next call, whose input
+    differs. Against CPU eager within 1e-3: the GPU's fp32 convolutions take TF32 (2.2e-4 on an H200)."""
+    model, preset = tiny
+    mel, valid = batch
+    engine = build_engine(model, preset, backend="inductor", precision="fp32", device="cuda", shapes=[(1, 64)])
+    eager = build_engine(model, preset, backend="eager")
+    assert "mode=reduce-overhead" in engine.describe()
+    first = engine(mel[:1].cuda(), valid[:1].cuda())
+    second = engine(mel[1:].cuda(), valid[1:].cuda())
+    assert rel_l2(first.cpu(), eager(mel[:1], valid[:1])) <= 1e-3
+    assert rel_l2(second.cpu(), eager(mel[1:], valid[1:])) <= 1e-3
+    assert rel_l2(first.cpu(), second.cpu()) > 0.1
