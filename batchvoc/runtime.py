@@ -58,7 +58,10 @@ class EngineOptions:
 
     @classmethod
     def from_settings(cls, settings: Any, device: str = "auto") -> EngineOptions:
-        """From a JobSettings (engine.backend / precision / batch / window / cache_dir / options)."""
+        """From a JobSettings (engine.backend / precision / batch / window / cache_dir / options). A job's inductor
+        engines compile with mode "default" unless engine.options.mode says otherwise: its actors call the engine
+        from a device thread of their own (runner/stages/vocode.DeviceFeed), where the CUDA graphs that small
+        batches take elsewhere (engines/inductor.default_mode) were not measured."""
         return cls(
             backend=settings.backend,
             precision=settings.precision,
@@ -66,7 +69,7 @@ class EngineOptions:
             chunk_frames=getattr(settings, "chunk_frames", None) or getattr(settings, "window", None),
             device=device,
             cache_dir=settings.cache_dir,
-            tunables=dict(getattr(settings, "engine_options", None) or {}),
+            tunables={"mode": "default", **(getattr(settings, "engine_options", None) or {})},
         )
 
     def check(self) -> None:

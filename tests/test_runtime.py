@@ -107,3 +107,13 @@ def test_runtime_from_job_settings(tmp_path):
     runtime = runtime_from_settings(settings, "cpu")
     assert runtime.plan.chunk_frames == 200 and runtime.plan.batch == 3
     assert runtime.device == torch.device("cpu")
+
+
+def test_a_job_s_engines_keep_mode_default_unless_its_options_say_otherwise(tmp_path):
+    """A job's actors call the engine from a device thread of their own: no CUDA graphs by default there
+    (engines/inductor.default_mode gives them to small batches elsewhere)."""
+    common = dict(manifest=None, out_dir=str(tmp_path), preset="hifigan_v1_universal", checkpoint="random", batch=1)
+    plain = EngineOptions.from_settings(JobSettings(**common, engine_options={"layout": "ncl"}), "cpu")
+    assert plain.tunables == {"mode": "default", "layout": "ncl"}
+    asked = EngineOptions.from_settings(JobSettings(**common, engine_options={"mode": "reduce-overhead"}), "cpu")
+    assert asked.tunables == {"mode": "reduce-overhead"}

@@ -29,10 +29,12 @@ Triton kernels with the leaky ReLU and residual inside, engines/fused_resblock.p
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
 import os
+import threading
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -73,6 +75,21 @@ def default_mode(device: torch.device | str, shapes: list[tuple[int, int]]) -> s
     CUDA GPU where no batch passes CUDA_GRAPH_MAX_BATCH rows, else DEFAULT_MODE."""
     small = max(batch for batch, _ in shapes) <= CUDA_GRAPH_MAX_BATCH
     return "reduce-overhead" if torch.device(device).type == "cuda" and small else DEFAULT_MODE
+
+
+def _cuda_graph_trees_for_this_thread() -> None:
+    """Give the calling thread its own CUDA graph trees where it has none. torch before 2.13 kept them in the
+    thread-local storage of the thread that imported torch/_inductor/cudagraph_trees.py, and a call from any other
+    thread (a web server's pool, a thread of one's own) failed a bare assert in its `get_obj`; 2.13 makes them per
+    thread as done here (its `_initialize_tls`)."""
+    from torch._inductor import cudagraph_trees as trees
+
+    local = trees.local
+    if hasattr(local, "tree_manager_containers") or torch._C._is_key_in_tls("tree_manager_containers"):
+        return
+    local.tree_manager_containers, local.tree_manager_locks = {}, collections.defaultdict(threading.Lock)
+    torch._C._stash_obj_in_tls("tree_manager_containers", local.tree_manager_containers)
+    torch._C._stash_obj_in_tls("tree_manager_locks", local.tree_manager_locks)
 
 
 def _raise_recompile_limit(needed: int) -> None:
@@ -173,6 +190,7 @@ def build(
         elif not valid.is_inference():
             valid = valid.clone()
         if cudagraphs:
+            _cuda_graph_trees_for_this_thread()
             torch.compiler.cudagraph_mark_step_begin()
             return compiled(mel, valid).clone()
         return compiled(mel, valid)

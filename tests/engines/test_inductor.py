@@ -138,3 +138,30 @@ def test_gpu_batch_1_engine_runs_cuda_graphs_and_equals_eager(tiny, batch):
     assert rel_l2(first.cpu(), eager(mel[:1], valid[:1])) <= 1e-3
     assert rel_l2(second.cpu(), eager(mel[1:], valid[1:])) <= 1e-3
     assert rel_l2(first.cpu(), second.cpu()) > 0.1
+
+
+def test_a_thread_of_its_own_gets_its_own_cuda_graph_trees():
+    """torch before 2.13 failed an assert when a thread other than the importing one called a CUDA-graph engine;
+    the engine gives each calling thread its own trees (on a CPU: the bookkeeping only, no graph)."""
+    import threading
+
+    from torch._inductor import cudagraph_trees as trees
+
+    from batchvoc.engines.inductor import _cuda_graph_trees_for_this_thread
+
+    seen = {}
+
+    def call():
+        seen["before"] = torch._C._is_key_in_tls("tree_manager_containers")
+        _cuda_graph_trees_for_this_thread()
+        _cuda_graph_trees_for_this_thread()  # once per thread: the second call keeps the first's
+        seen["after"] = torch._C._is_key_in_tls("tree_manager_containers")
+        seen["trees"] = trees.get_obj(trees.local, "tree_manager_containers")
+        seen["container"] = trees.get_container(0)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join()
+    assert (seen["before"], seen["after"]) == (False, True)
+    assert seen["trees"] is not trees.get_obj(trees.local, "tree_manager_containers")  # not the main thread's
+    assert seen["trees"][0] is seen["container"]
