@@ -65,8 +65,8 @@ _compiled_shapes = 0  # shapes compiled in this process: a bound for Dynamo's re
 DEFAULT_MODE = "default"  # module docstring: max-autotune was no faster on an H100
 # Engines of at most this many rows per batch on a CUDA GPU default to CUDA graphs ("reduce-overhead"): there a
 # forward is shorter than the host's launches of its ~165 kernels. H200, fp16, batch 1, 10 s rows (BENCHMARKS.md
-# session 27): gsv_v4 783x -> 3,485x, BigVGAN v2 24k 388x -> 960x; at batch 16 the GPU's 36 ms forward hides the
-# launches (+0.25% with graphs, session 21). Batches 2-8 were not measured.
+# session 27): gsv_v4 783x -> 3,485x, BigVGAN v2 24k 388x -> 960x; gsv_v4 batch 4 2,296x -> 4,030x, batch 8 3,187x
+# -> 4,078x; at batch 16 the GPU's 36 ms forward hides the launches (+0.25% with graphs, session 21).
 CUDA_GRAPH_MAX_BATCH = 8
 
 
