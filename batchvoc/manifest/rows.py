@@ -27,6 +27,8 @@ from batchvoc.manifest.shards import Shard, group_span, id_strings, shard_table
 log = logging.getLogger(__name__)
 
 MAX_NAME_BYTES = 200
+# a whole id: Linux's PATH_MAX is 4,096 bytes for output.dir, audio/<shard>/ and the id together
+MAX_ID_BYTES = 1024
 READ_ROWS = 16  # rows decoded at a time: about one engine batch of 10 s rows, so the first reaches the device soon
 STREAM_BYTES = 8 << 20  # read buffer per column chunk
 DECLARED = ("sample_rate", "hop_length", "n_mels")  # optional columns checked against the model
@@ -194,6 +196,8 @@ def check_id(key) -> None:
         raise RowError(f"id {key!r} has an empty or '.' path part")
     if any(len(part.encode()) > MAX_NAME_BYTES for part in parts):
         raise RowError(f"id {key!r} has a path part longer than {MAX_NAME_BYTES} bytes")
+    if len(key.encode()) > MAX_ID_BYTES:
+        raise RowError(f"id {key[:40]!r}... is {len(key.encode())} bytes long: at most {MAX_ID_BYTES} make a file path")
 
 
 class _InlineMels:
