@@ -13,8 +13,10 @@ first run gave it, and a file without them (another program's, an older batchvoc
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ import soundfile as sf
 
 from batchvoc import wav
 from batchvoc.errors import ConfigError
-from batchvoc.storage import Store, WriteFault
+from batchvoc.storage import PATH_FAULTS, Store, WriteFault
 
 FORMATS = {"wav": ("WAV", ("PCM_16", "PCM_24", "FLOAT")), "flac": ("FLAC", ("PCM_16", "PCM_24"))}
 OUTPUT_COLUMNS = ("id", "path", "sample_rate", "n_samples", "duration_s", "peak", "clipped", "mel_error", "status",
@@ -133,7 +135,8 @@ class ShardSink:
 
         checks: the row's clipped, mel_error, status and error from the write stage (absent ones: clipped and
         mel_error None, status ok); the file carries them with its peak (see the module doc).
-        Raises WriteFault (its reason names the cause and output.dir), kept in `fault`.
+        Raises WriteFault (its reason names the cause and output.dir), kept in `fault`; one of the row's own path
+        (`row_fault`) is not kept: its reason names the row's file, and the shard's other rows are written.
         """
         audio = np.asarray(audio, dtype=np.float32)
         encoded = self._encode_pcm16(key, audio, checks) if self._pcm16 else None
@@ -143,10 +146,28 @@ class ShardSink:
         try:
             self.store.write_bytes(self.relpath(key), data)
         except WriteFault as fault:
+            own = self.row_fault(key, fault)
+            if own is not None:
+                raise own from fault
             if self.fault is None or (fault.permanent and not self.fault.permanent):
                 self.fault = fault
             raise
         return fields
+
+    def row_fault(self, key: str, fault: WriteFault) -> WriteFault | None:
+        """The fault as one of row `key`'s own, or None where it is the output folder's (the shard's).
+
+        A fault of the path itself (storage.PATH_FAULTS: a name too long, a file where the row's path needs a
+        folder or a folder where its file goes) while the shard's audio folder stands lies in the id's part of the
+        path: it repeats for that row only. On an object store, keys have no folders: every fault is the shard's.
+        """
+        if not self.store.local or fault.errno not in PATH_FAULTS:
+            return None
+        if not os.path.isdir(self.store.path(f"{AUDIO_DIR}/{self.shard}")):
+            return None
+        kind, cause = PATH_FAULTS[fault.errno]
+        reason = f"cannot write its audio file {self.relpath(key)}: {cause} [{errno.errorcode[fault.errno]}]"
+        return WriteFault(reason, kind, True, fault.errno)
 
     def _encode(self, key: str, audio: np.ndarray, checks: dict[str, Any] | None) -> tuple[dict[str, Any], bytes]:
         """(the row's fields, its file's bytes) for audio [n] float32 in [-1, 1], through libsndfile."""

@@ -44,6 +44,12 @@ PERMANENT = {
     errno.EFBIG: ("too_big", "file too large for the file system"),
     errno.EMLINK: ("too_many_links", "too many entries in a folder"),
 }
+# errno -> (kind, the cause in words) of faults that can be one path's own, repeating for that path only: another
+# path's write in the same folder may succeed (sink.ShardSink.row_fault)
+PATH_FAULTS = {
+    errno.ENAMETOOLONG: ("name_too_long", "a file name or path too long for the file system"),
+    **{code: PERMANENT[code] for code in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR)},
+}
 # Object-store clients' own errors, most not OSError (botocore's NoCredentialsError, EndpointConnectionError, ...),
 # told apart by the package that raises them and their classes' names, so that batchvoc imports none of them
 CLIENT_PACKAGES = {"botocore", "aiobotocore", "boto3", "aiohttp", "s3fs", "gcsfs", "google", "adlfs", "azure",

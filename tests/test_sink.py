@@ -100,3 +100,25 @@ def test_config_checks_name_keys(tmp_path):
     with pytest.raises(ConfigError) as err:
         check_writable(blocker / "out")
     assert err.value.key == "output.dir"
+
+
+@pytest.mark.parametrize(
+    "first, second, errno_name",
+    [
+        ("a", "a.wav/b", "EEXIST"),  # a file where the second row's folder goes
+        ("a", "a.wav/b/c", "ENOTDIR"),  # ... deeper: a file on the way to its folder
+        ("a.wav/b", "a", "EISDIR"),  # a folder where the second row's file goes
+        ("short", "n" * 300, "ENAMETOOLONG"),  # a file name longer than the file system takes
+    ],
+)
+def test_a_fault_of_a_row_s_own_path_fails_that_row_only(tmp_path, first, second, errno_name):
+    """Not the shard's fault: its audio folder stands, so the row's write fails again, and only that row's."""
+    sink = ShardSink(tmp_path, "s0", 8000)
+    sink.write(first, np.zeros(10, np.float32))
+    with pytest.raises(WriteFault) as err:
+        sink.write(second, np.zeros(10, np.float32))
+    said = str(err.value)
+    assert said.startswith(f"cannot write its audio file audio/s0/{second}.wav: ") and f"[{errno_name}]" in said
+    assert err.value.permanent and sink.fault is None  # the shard goes on, and finishes
+    assert sink.write("c", np.zeros(10, np.float32))["status"] == "ok" and sink.written() == {first, "c"}
+    assert not list(tmp_path.rglob("*.partial-*"))

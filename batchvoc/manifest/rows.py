@@ -119,7 +119,7 @@ def decode_batch(table: pa.Table, first: int, shard: Shard, checks: MelChecks | 
         checks = MelChecks(int(checks), mode="off")
     if isinstance(skip, set):
         skip = _in_set(skip)
-    duplicates = set(shard.duplicate_rows)
+    duplicates, clashes = set(shard.duplicate_rows), dict(shard.clashing_rows)
     try:
         rows = list(_table_rows(table, checks, _folder_of(shard.file), first, skip))
     except Exception as err:  # noqa: BLE001 - a batch that cannot be decoded fails its own rows
@@ -128,6 +128,8 @@ def decode_batch(table: pa.Table, first: int, shard: Shard, checks: MelChecks | 
     for row in rows:
         if row.error is None and row.index in duplicates:  # skipped or not: its id's file is the earlier row's
             row.mel, row.error = None, f"id {row.id!r} appears earlier in the manifest"
+        elif row.error is None and row.index in clashes:  # its path and an earlier id's cannot both exist
+            row.mel, row.error = None, clashes[row.index]
         yield row
 
 

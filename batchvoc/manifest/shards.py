@@ -9,6 +9,11 @@ manifest that one stream packs into 23). Given the engine's chunk plan (`packing
 shard's rows pack into whole batches instead: at the utterance end, within half a batch's audio of the target
 (at most a quarter of it), whose packed rows (chunking.Tape, the packer's own layout) leave the fewest frames
 of their last batch empty. A plan of batch 1 (a CPU's) cuts as without one: its last batch is never part-filled.
+
+Ids name audio files (`<id>.<ext>`, '/' in an id makes folders), so two ids can need one path: an id whose file
+`a.wav` is a folder another id's file lies in (`a.wav/b`), in either manifest order. Like a duplicate id, the later
+row of such a pair (in manifest order, across files) is refused at planning (`Shard.clashing_rows`), with a reason
+naming the earlier id: its write would fail, and every other row is written.
 """
 
 from __future__ import annotations
@@ -37,9 +42,11 @@ class Shard:
 
     `file` is a local path or fsspec URL; `row_groups` are the file's row groups the range overlaps and
     `first_row` the file row where the first of them begins. `duplicate_rows` are shard-relative rows whose
-    id was seen earlier in the manifest. `columns`: the job's pass-through schema (batchvoc.outputs), set by the
-    driver so that every shard's output manifest has the same columns. `frames_guessed`: the file has no n_frames
-    column, so `frames` is an estimate (FRAMES_PER_ROW_GUESS a row when planned), not the rows' frames.
+    id was seen earlier in the manifest; `clashing_rows` (shard-relative row, reason) those whose audio file path
+    and an earlier id's cannot both exist (module doc). `columns`: the job's pass-through schema
+    (batchvoc.outputs), set by the driver so that every shard's output manifest has the same columns.
+    `frames_guessed`: the file has no n_frames column, so `frames` is an estimate (FRAMES_PER_ROW_GUESS a row when
+    planned), not the rows' frames.
     """
 
     name: str
@@ -50,6 +57,7 @@ class Shard:
     first_row: int
     frames: int
     duplicate_rows: tuple[int, ...] = field(default=())
+    clashing_rows: tuple[tuple[int, str], ...] = field(default=())
     frames_guessed: bool = False
     columns: pa.Schema | None = field(default=None, compare=False, repr=False)
 
@@ -64,35 +72,93 @@ class _FileRows:
     group_starts: list[int]  # file row where each row group begins (one extra: the file's row count)
     duplicates: set[int]  # file rows whose id was seen before
     guessed: bool = False  # no n_frames column: FRAMES_PER_ROW_GUESS a row
+    clashes: dict[int, str] = field(default_factory=dict)  # file row -> why its audio path clashes with an earlier id's
+
+
+@dataclass
+class _AudioPaths:
+    """The audio paths the ids planned so far take (`<id><suffix>`, '/' making folders), to find the ids whose
+    path and an earlier id's cannot both exist: one's file is a folder on the other's path.
+
+    `seen` holds every id met (the duplicate check's), `refused` those of them that take no path (a clash of
+    their own); `folders` maps each folder whose name ends in the suffix (only those can be another id's file)
+    to the first id whose path passes through it.
+    """
+
+    suffix: str
+    seen: set = field(default_factory=set)
+    refused: set = field(default_factory=set)
+    folders: dict[str, str] = field(default_factory=dict)
+
+    def clash(self, key: str) -> str | None:
+        """Why id `key` (met for the first time) cannot have its audio file beside the earlier ids', or None;
+        the path is taken where it can. An id the row check refuses (check_id) takes and clashes with nothing:
+        its row fails for its own reason, and writes nothing."""
+        file = key + self.suffix
+        parts = key.split("/")
+        prefixes = ["/".join(parts[:k]) for k in range(1, len(parts))]  # the folders its file lies in
+        reason = None
+        other = self.folders.get(file)
+        if other is not None and _safe(other):
+            reason = (f"id {key!r}: its audio file {file!r} would be where id {other!r} (earlier in the manifest) "
+                      f"needs a folder")  # fmt: skip
+        for folder in prefixes if reason is None else ():
+            other = folder.removesuffix(self.suffix)
+            if folder.endswith(self.suffix) and other in self.seen and other not in self.refused and _safe(other):
+                reason = (f"id {key!r}: it needs a folder {folder!r} where the audio file of id {other!r} (earlier "
+                          f"in the manifest) goes")  # fmt: skip
+                break
+        if reason is not None and not _safe(key):
+            reason = None  # refused by the row check for its own reason
+        if reason is not None:
+            self.refused.add(key)
+            return reason
+        for folder in prefixes:
+            if folder.endswith(self.suffix):
+                self.folders.setdefault(folder, key)
+        return None
+
+
+def _safe(key: str) -> bool:
+    """Whether the row check takes `key` as an id (rows.check_id): only such ids write files."""
+    from batchvoc.errors import RowError
+    from batchvoc.manifest.rows import check_id  # rows reads shards: imported here, for the few ids that clash
+
+    try:
+        check_id(key)
+    except RowError:
+        return False
+    return True
 
 
 def plan_shards(files: list[str | Path], target_frames: int, root: str | Path | None = None,
-                packing: ChunkPlan | None = None) -> list[Shard]:  # fmt: skip
+                packing: ChunkPlan | None = None, extension: str = "wav") -> list[Shard]:  # fmt: skip
     """Shards of about `target_frames` frames each, in file and row order; deterministic for a manifest (and
     `packing`). `packing`: the engine's chunk plan, whose batches the shards' rows should fill (module doc); None:
-    cut where the audio reaches the target.
+    cut where the audio reaches the target. `extension`: the audio files' (output.format), for the ids whose audio
+    paths clash (module doc).
 
     Shard names are `<file>.r<start>-<stop>` (rows, zero-padded), `<file>` the file's path below `root` (the
     manifest's folder; default: the files' common folder) without `.parquet`, folders joined by `__`.
     """
-    return ManifestRows.read(files, root).shards(target_frames, packing)
+    return ManifestRows.read(files, root, extension).shards(target_frames, packing)
 
 
 @dataclass
 class ManifestRows:
-    """What planning reads of a manifest (frames per row, row groups, duplicate ids of each file), read once
-    (`read`) and cut into shards later (`shards`), e.g. once the engine's chunk plan is known."""
+    """What planning reads of a manifest (frames per row, row groups, duplicate and clashing ids of each file), read
+    once (`read`) and cut into shards later (`shards`), e.g. once the engine's chunk plan is known."""
 
     names: dict[str, str]  # file -> its name prefix
     files: dict[str, _FileRows]
 
     @classmethod
-    def read(cls, files: list[str | Path], root: str | Path | None = None) -> ManifestRows:
-        """Read the `id` and `n_frames` columns of every file (module doc of plan_shards for `root`)."""
+    def read(cls, files: list[str | Path], root: str | Path | None = None, extension: str = "wav") -> ManifestRows:
+        """Read the `id` and `n_frames` columns of every file (plan_shards for `root` and `extension`)."""
         paths = [str(f) for f in files]
         names = _prefixes(paths, None if root is None else str(root))
-        seen: set[str] = set()
-        return cls(names, {path: _file_rows(path, seen) for path in paths})
+        taken = _AudioPaths(f".{extension}")
+        return cls(names, {path: _file_rows(path, taken) for path in paths})
 
     def files_with_rows(self) -> list[str]:
         """The files that hold rows (those the shards come from), sorted."""
@@ -132,10 +198,16 @@ class ManifestRows:
                     first_row=rows.group_starts[groups[0]],
                     frames=sum(rows.frames[start:stop]),
                     duplicate_rows=tuple(r - start for r in range(start, stop) if r in rows.duplicates),
+                    clashing_rows=_rows_within(rows.clashes, start, stop),
                     frames_guessed=rows.guessed,
                 )
             )
         return shards
+
+
+def _rows_within(reasons: dict[int, str], start: int, stop: int) -> tuple[tuple[int, str], ...]:
+    """(row - start, reason) for the file rows in [start, stop) among `reasons`, in row order."""
+    return tuple(sorted((row - start, why) for row, why in reasons.items() if start <= row < stop))
 
 
 def _aligned(rows: _FileRows, packing: ChunkPlan | None) -> bool:
@@ -143,14 +215,16 @@ def _aligned(rows: _FileRows, packing: ChunkPlan | None) -> bool:
     return packing is not None and packing.batch > 1 and not rows.guessed
 
 
-def _file_rows(path: str, seen: set[str]) -> _FileRows:
-    """Frames per row, row-group starts and duplicate-id rows of one file; `seen` collects ids across files."""
+def _file_rows(path: str, taken: _AudioPaths) -> _FileRows:
+    """Frames per row, row-group starts, duplicate-id and clashing-path rows of one file; `taken` collects ids and
+    their audio paths across files."""
     parquet = storage.parquet_file(path)
     has_frames = "n_frames" in parquet.schema_arrow.names
     columns = ["id", "n_frames"] if has_frames else ["id"]
     frames: list[int] = []
     starts = [0]
     duplicates: set[int] = set()
+    clashes: dict[int, str] = {}
     for index in range(parquet.num_row_groups):
         table = parquet.read_row_group(index, columns=columns)
         ids = id_strings(table.column("id"))
@@ -159,11 +233,15 @@ def _file_rows(path: str, seen: set[str]) -> _FileRows:
         else:
             frames += [FRAMES_PER_ROW_GUESS] * len(ids)
         for offset, key in enumerate(ids):
-            if key in seen:
+            if key in taken.seen:
                 duplicates.add(starts[-1] + offset)
-            seen.add(key)
+                continue
+            taken.seen.add(key)
+            reason = taken.clash(key) if isinstance(key, str) else None
+            if reason is not None:
+                clashes[starts[-1] + offset] = reason
         starts.append(starts[-1] + len(ids))
-    return _FileRows(frames, starts, duplicates, guessed=not has_frames)
+    return _FileRows(frames, starts, duplicates, guessed=not has_frames, clashes=clashes)
 
 
 def id_strings(column: pa.ChunkedArray) -> list:

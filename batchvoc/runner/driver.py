@@ -105,7 +105,8 @@ def plan(settings: JobSettings, files: ManifestFiles, preset: Preset) -> Planned
         footers = check_manifest_footers(files.paths)  # read once: the declared values come from them too
         checks = MelChecks.for_preset(preset, settings.mel_scale, settings.mel_convention)
         refuse_if_every_row_declares_wrong(footers, checks.check_declared)
-        rows = ManifestRows.read([footer.path for footer in footers], root=manifest_root(settings.manifest))
+        rows = ManifestRows.read([footer.path for footer in footers], root=manifest_root(settings.manifest),
+                                 extension=settings.fmt)  # fmt: skip
         return Planned(rows, estimate_frames(rows.shards(_target_frames(settings, preset))))
 
 

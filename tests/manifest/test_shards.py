@@ -2,6 +2,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from batchvoc.chunking import ChunkPlan, packed_rows
 from batchvoc.manifest import deal_round_robin, find_manifest_files, plan_shards, read_shard_rows
@@ -163,3 +164,63 @@ def test_a_recut_for_a_packing_keeps_the_audio_cut_where_the_packing_does_not_ch
     kept = [s for s in packed if s.frames_guessed]
     assert len(kept) == 15 and all(any(s is a for a in on_audio) for s in kept)  # 60 rows at 4 guessed rows a shard
     assert rows.recut(on_audio, 2000, ChunkPlan(100, 6, 1, -11.5, 1)) == rows.recut(on_audio, 2000, None) == on_audio
+
+
+def _ids_manifest(path: Path, ids: list[str]) -> Path:
+    rows = mel_rows(len(ids), 4, frames=3)
+    for row, key in zip(rows, ids, strict=True):
+        row["id"] = key
+    return write_manifest(path, rows, row_group_size=2)
+
+
+def _refused(shards) -> dict[str, str]:
+    """id -> error of every row the reader refuses, read back through the shards as a job reads them."""
+    return {row.id: row.error for s in shards for row in read_shard_rows(s, 4) if row.error}
+
+
+@pytest.mark.parametrize(
+    "ids, later, other",
+    [
+        (["a", "x", "a.wav/b"], "a.wav/b", "a"),  # a folder where an earlier id's file is
+        (["a.wav/b", "x", "a"], "a", "a.wav/b"),  # a file where an earlier id's folder is
+        (["a/b", "a/b.wav/c"], "a/b.wav/c", "a/b"),  # deeper: the clash below a folder they share
+        (["a/b.wav/c/d", "a/b"], "a/b", "a/b.wav/c/d"),
+        (["s/t.wav/u", "s/t.wav/v", "s/t"], "s/t", "s/t.wav/u"),  # the first id through the folder is named
+    ],
+)
+def test_ids_whose_audio_paths_clash_fail_the_later_row_naming_the_earlier_id(tmp_path, ids, later, other):
+    shards = plan_shards(find_manifest_files(_ids_manifest(tmp_path / "m.parquet", ids)), 10**9)
+    refused = _refused(shards)
+    assert list(refused) == [later], refused
+    assert f"id {later!r}:" in refused[later] and f"id {other!r} (earlier" in refused[later]
+    assert "\n" not in refused[later]
+    (shard,) = shards
+    assert [row for row, _ in shard.clashing_rows] == [ids.index(later)] and shard.duplicate_rows == ()
+
+
+def test_a_clash_across_two_manifest_files_fails_the_row_of_the_later_file(tmp_path):
+    _ids_manifest(tmp_path / "a.parquet", ["u1", "spk/x.wav/y", "u2"])
+    _ids_manifest(tmp_path / "b.parquet", ["u3", "spk/x", "u4"])
+    shards = plan_shards(find_manifest_files(tmp_path), 10**9)
+    refused = _refused(shards)
+    assert list(refused) == ["spk/x"] and "'spk/x.wav/y'" in refused["spk/x"]
+    marked = {(Path(s.file).name, row) for s in shards for row, _ in s.clashing_rows}
+    assert marked == {("b.parquet", 1)}
+
+
+def test_the_audio_extension_is_part_of_the_clash(tmp_path):
+    """`x` and `x/y` make x.wav beside folder x/: no clash; `a` and `a.flac/b` clash in FLAC only."""
+    files = find_manifest_files(_ids_manifest(tmp_path / "m.parquet", ["x", "x/y", "a", "a.flac/b", "c.wav/d"]))
+    assert _refused(plan_shards(files, 10**9)) == {}
+    as_flac = _refused(plan_shards(files, 10**9, extension="flac"))
+    assert list(as_flac) == ["a.flac/b"] and "'a'" in as_flac["a.flac/b"]
+
+
+def test_ids_refused_for_their_own_reasons_take_no_path_and_a_duplicate_stays_a_duplicate(tmp_path):
+    ids = ["a.wav/../b", "a", "k", "k.wav/z", "k.wav/z"]
+    (shard,) = plan_shards(find_manifest_files(_ids_manifest(tmp_path / "m.parquet", ids)), 10**9)
+    errors = [row.error for row in read_shard_rows(shard, 4)]
+    assert "leaves the output folder" in errors[0] and errors[1] is None  # its own reason; `a` after it is fine
+    assert errors[2] is None and "'k'" in errors[3]  # the first `k.wav/z` clashes, the second is a duplicate
+    assert errors[4] == "id 'k.wav/z' appears earlier in the manifest"
+    assert shard.duplicate_rows == (4,) and [row for row, _ in shard.clashing_rows] == [3]

@@ -106,6 +106,29 @@ def test_bad_rows_give_exit_code_2(tmp_path, ray_cluster):
     assert report.stopped is None
 
 
+def test_ids_whose_audio_paths_clash_fail_the_later_row_and_the_job_writes_every_other_row(tmp_path, ray_cluster):
+    """`a` and `a.wav/b` cannot both have their files (audio/<shard>/a.wav is a file, or a folder): the write
+    failed, as a permanent fault of the whole shard, every row not run, again on every rerun. Now the later row is
+    refused when planned, naming the earlier id; the rest are written."""
+    rows = mel_rows(3, 80, frames=6)
+    for row, key in zip(rows, ["a", "a.wav/b", "good"], strict=True):
+        row["id"] = key
+    write_manifest(tmp_path / "in" / "m.parquet", rows)
+    settings = job(tmp_path, cpu_actors=1, shard_seconds=1000)
+    report = run_job(settings)
+    s = report.summary
+    assert report.exit_code == 2 and (s.rows_ok, s.rows_failed, s.rows_not_run) == (2, 1, 0), s
+    out = {r["id"]: r for r in output_rows(settings.out_path)}
+    assert out["a.wav/b"]["status"] == "error" and out["a.wav/b"]["path"] is None
+    assert out["a.wav/b"]["error"] == ("id 'a.wav/b': it needs a folder 'a.wav' where the audio file of id 'a' "
+                                       "(earlier in the manifest) goes")  # fmt: skip
+    for key in ("a", "good"):
+        assert out[key]["status"] == "ok" and (settings.out_path / out[key]["path"]).is_file()
+    assert s.top_failures[0]["example_id"] == "a.wav/b"
+    again = run_job(settings)  # a rerun: nothing left to do, the same outcome
+    assert again.exit_code == 2 and again.summary.this_run.shards == 0 and again.summary.rows_ok == 2
+
+
 def test_reasons_past_the_top_five_are_counted_and_said_not_dropped(tmp_path, ray_cluster, caplog):
     import numpy as np
 

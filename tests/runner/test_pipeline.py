@@ -90,20 +90,33 @@ def test_non_finite_audio_fails_its_row_only(tmp_path):
     assert stats.rows_failed == 1 and list(stats.reasons.values()) == [1]
 
 
-def test_a_row_that_cannot_be_written_does_not_stop_the_others(tmp_path):
-    """A file where a row's folder should be: that row's write fails; the rows after it are still written, then
-    the shard reports the fault (storage classifies it as permanent: the shard is not done, nothing is lost)."""
+def test_a_row_whose_own_path_cannot_be_written_fails_alone_and_the_shard_is_done(tmp_path):
+    """A file where a row's folder should be (left in the shard's audio folder): that row's write fails for its own
+    path, which no retry mends, so the row is `error` with the reason; the others are written, the shard done."""
     rows = small_rows(3)
     rows[1]["id"] = "blocked/inner"
     shard = shard_of(tmp_path, rows)
     folder = tmp_path / "out" / "audio" / shard.name
     folder.mkdir(parents=True)
     (folder / "blocked").write_text("a file, not a folder")
-    with pytest.raises(WriteFault, match="where a folder should be"):
-        run(tmp_path, rows)
+    stats, table = run(tmp_path, rows)
+    assert [r["status"] for r in table] == ["ok", "error", "ok"] and stats.rows_failed == 1
+    assert table[1]["error"] == (f"cannot write its audio file audio/{shard.name}/blocked/inner.wav: a file (or a "
+                                 "dangling link) stands where a folder should be [EEXIST]")  # fmt: skip
     for key in ("utt_0000", "utt_0002"):
         audio, rate = sf.read(folder / f"{key}.wav", dtype="float32")
         assert rate == RATE and audio.shape == (12 * HOP,)
+
+
+def test_a_shard_whose_audio_folder_cannot_be_made_reports_the_fault(tmp_path):
+    """A file where the shard's audio folder should be: the output folder's fault, not a row's: every row's write
+    fails the same way, and the shard reports it (storage classifies it as permanent: not done, nothing lost)."""
+    rows = small_rows(3)
+    shard = shard_of(tmp_path, rows)
+    (tmp_path / "out" / "audio").mkdir(parents=True)
+    (tmp_path / "out" / "audio" / shard.name).write_text("a file, not a folder")
+    with pytest.raises(WriteFault, match="where a folder should be"):
+        run(tmp_path, rows)
     assert not (tmp_path / "out" / "manifest").exists()
 
 

@@ -27,9 +27,10 @@ WRITER_THREADS = 4
 def write_failure(err: Exception) -> str:
     """The one-line reason a row's audio could not be written.
 
-    A WriteFault (batchvoc/storage.py) already names its cause and output.dir; the sink keeps the shard's first
-    one, and the pipeline raises it once every row is accounted for (a permanent one also stops the vocode stage
-    from vocoding more rows). Hook for faults that must fail the shard at once: raise here instead of returning."""
+    A WriteFault (batchvoc/storage.py) already names its cause and output.dir (or, for a fault of the row's own
+    path, its file: ShardSink.row_fault, the row's alone); the sink keeps the shard's first other one, and the
+    pipeline raises it once every row is accounted for (a permanent one also stops the vocode stage from vocoding
+    more rows). Hook for faults that must fail the shard at once: raise here instead of returning."""
     if isinstance(err, WriteFault):
         return str(err)
     if isinstance(err, OSError):
