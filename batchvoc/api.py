@@ -26,7 +26,7 @@ from batchvoc.chunking import ChunkPlan
 from batchvoc.engines import Engine
 from batchvoc.errors import API_KEYS, ConfigError, RowError
 from batchvoc.manifest.conventions import MelChecks
-from batchvoc.manifest.rows import one_line, require_floats
+from batchvoc.manifest.rows import finite_float32, one_line, require_floats
 from batchvoc.models.presets import Preset
 from batchvoc.runtime import EngineOptions, build_runtime, resolve_device
 from batchvoc.stream import vocode_audio
@@ -104,12 +104,15 @@ def check_mel(mel: Any, n_mels: int, checks: MelChecks | None = None) -> tuple[n
     one-line reason.
 
     Same checks as a job's rows: a 2-D float array with the model's mel bands on axis 0, at least one frame,
-    no NaN or Inf (a [T, n_mels] array is named as such); then `checks` (input.mel_scale's conversion and
-    check.mel_convention's log10 / dB / normalised / transposed checks, batchvoc/manifest/conventions.py).
+    no NaN or Inf, no value beyond float32's range (a [T, n_mels] array is named as such); then `checks`
+    (input.mel_scale's conversion and check.mel_convention's log10 / dB / normalised / transposed checks,
+    batchvoc/manifest/conventions.py).
     """
     if isinstance(mel, torch.Tensor):
         require_floats(mel, "mel")  # the job's check: an int, bool ... tensor is refused, not cast
-        mel = mel.detach().to("cpu", torch.float32).numpy()
+        mel = mel.detach().cpu()
+        # float64 kept as it is, so that a value beyond float32's range is named, not cast to Inf
+        mel = (mel if mel.dtype == torch.float64 else mel.to(torch.float32)).numpy()
     try:
         array = np.asarray(mel)
     except (ValueError, TypeError) as err:  # ragged nested lists, ...
@@ -120,12 +123,7 @@ def check_mel(mel: Any, n_mels: int, checks: MelChecks | None = None) -> tuple[n
     if array.shape[0] != n_mels:
         swapped = " (looks like [n_frames, n_mels]: transpose it)" if array.shape[1] == n_mels else ""
         raise RowError(f"mel has {array.shape[0]} mel bands on axis 0, the model takes {n_mels}{swapped}")
-    if array.shape[1] == 0:
-        raise RowError("mel has 0 frames: nothing to vocode")
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    bad = array.size - int(np.isfinite(array).sum())
-    if bad:
-        raise RowError(f"mel has {bad} NaN or Inf values of {array.size}")
+    array = finite_float32(array)  # the job's check: 0 frames, NaN or Inf, beyond float32's range
     if checks is None:
         return array, None
     return checks.read(array)  # error mode raises RowError

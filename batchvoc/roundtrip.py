@@ -149,12 +149,14 @@ class AudioCheck:
         return cls(int(round(sums[CLIPPED])), int(round(sums[NON_FINITE])), error, bias)
 
 
-def suspect_reason(check: AudioCheck, max_mel_error: float) -> str | None:
+def suspect_reason(check: AudioCheck, max_mel_error: float, mel_fault: bool = False) -> str | None:
     """None when the audio matches its mel (or was not measured), else a one-line reason naming the likeliest
     cause: a too-loud mel (clipped samples: suspect whatever the mel error, since the audio past full scale is
     lost), a mel quieter or louder than the audio it gave (another convention or scale), or mel frames that do not
     line up (layout, sample rate or weights); either of the last two also where the sound is unlike the model's
-    training audio (a sine sweep through the preset's own front end is marked so)."""
+    training audio (a sine sweep through the preset's own front end is marked so). mel_fault: the mel's own checks
+    already name what is wrong with it (a level or convention the row is marked for): the mel error is then said
+    without a guess of its own, which for a shifted mel named a layout."""
     if check.mel_error is None:
         return None
     if check.clipped:
@@ -163,6 +165,8 @@ def suspect_reason(check: AudioCheck, max_mel_error: float) -> str | None:
     if check.mel_error <= max_mel_error:
         return None
     head = f"mel_error {check.mel_error:.2f} > check.max_mel_error {max_mel_error:g}: the audio does not match its mel"
+    if mel_fault:
+        return head
     if check.mel_bias is not None and abs(check.mel_bias) > 0.5 * check.mel_error:
         side = "quieter" if check.mel_bias < 0 else "louder"
         cause = (f"the audio is {side} than its mel by {abs(check.mel_bias):.2f} on average: a mel in another "

@@ -84,6 +84,22 @@ def test_non_float_mels_are_refused_as_a_job_refuses_them(pretrained):
         assert pretrained.vocode_each([floats])[0].ok  # every float width is taken
 
 
+def test_float64_values_beyond_float32_are_named_not_called_inf():
+    """A float64 mel (numpy or torch) holding 1e300 is finite: the reason names the value out of float32's range
+    and where it is, as a job's row check does (rows.finite_float32), not NaN or Inf."""
+    from batchvoc.api import check_mel
+    from batchvoc.errors import RowError
+
+    mel = np.full((80, 6), -5.0)
+    mel[3, 4] = 1e300
+    for given in (mel, torch.from_numpy(mel)):
+        with pytest.raises(RowError, match=r"1 value out of float32 range \(e.g. 1e\+300 at frame 4, band 3\)"):
+            check_mel(given, 80)
+    mel[3, 4] = np.inf
+    with pytest.raises(RowError, match="1 NaN or Inf values of 480"):
+        check_mel(mel, 80)
+
+
 def test_mel_conventions_are_checked_and_converted(pretrained):
     """The job's convention checks: a dB mel is refused with its likely convention named; told that the mels
     are dB (input.mel_scale), the vocoder converts them and gives the ln mel's audio."""

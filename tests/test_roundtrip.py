@@ -144,3 +144,6 @@ def test_reasons():
     assert suspect_reason(AudioCheck(53, 0, None, None), 0.8) is None  # no round trip (random weights): counted only
     assert "quieter than its mel by 1.10" in suspect_reason(AudioCheck(0, 0, 1.2, -1.1), 0.8)
     assert "check.max_mel_error 0.8" in suspect_reason(AudioCheck(0, 0, 1.2, 0.1), 0.8)
+    # the mel's own checks named its fault (a shifted mel): the round trip guesses no other cause (it said layout)
+    known = suspect_reason(AudioCheck(0, 0, 1.2, 0.1), 0.8, mel_fault=True)
+    assert "check.max_mel_error 0.8" in known and "likeliest" not in known and "[n_frames" not in known

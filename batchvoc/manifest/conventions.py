@@ -5,6 +5,12 @@ The model was trained on ln(clamp(mel, clip)): values from the front end's log-m
 1e-5) up to about the ceiling a full-scale signal makes (~2.4). log10, dB and normalised mels, and [T, n_mels]
 arrays read as [n_mels, T], all vocode into plausible-looking garbage; the checks below tell them apart by
 value range, by where the values pile up (a clamped floor), and by which reading of the array is smoother.
+
+Scale and level are judged apart: the spread of the values (1st to 99th percentile) does not move when a constant
+is added, so it tells the convention (dB spreads tens, log10 ln's / 2.3, a power mel's log twice ln's), while the
+level (where the clamped floor sits, how far the peak passes full scale) tells a natural-log mel that is too loud
+or too quiet (an offset added): such a row is vocoded and marked suspect, and refused only when its level is so
+far off (LEVEL_REFUSED) that no audio of this front end could carry it.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ COMPRESSED_Q1 = -3.5  # ln mels of speech reach far below this (toward the floor
 SMOOTHER_AS_TRANSPOSED = 0.8  # total variation read as [T, n_mels] / read as [n_mels, T] below this: transposed
 MIN_FRAMES_FOR_LAYOUT = 16  # fewer frames (or bands) than this: the layout statistic is too noisy to trust
 MAX_STAT_VALUES = 1 << 14  # percentiles and floor mass on at most this many values (an even subsample)
-SPREAD = (1, 75, 99)  # the percentiles looks_compressed takes (looks_like: the first)
+SPREAD = (1, 50, 75, 99)  # the percentiles SampleStats takes (looks_like: the 1st, median and 99th)
 # A compressed row: log10, or a natural-log mel scaled down, cut where it never reaches its clamped floor (from
 # mid-speech). Its values span little (1st to 99th percentile, SPAN_OF_SPEECH) and the compression reaches its
 # loudest values too (the top quarter, 75th to 99th percentile, is no wider a share of the span than in speech,
@@ -59,6 +65,18 @@ QUIET_TOP = -4.0  # a row whose 99th percentile is below this (background noise 
 # stays above -2 (log10 of speech 26 dB quieter than espeak-ng's: about -1.3)
 LAYOUT_FRAMES = 256  # the layout statistic on at most this many frames from the middle of the row
 RAISED_FLOOR = 0.5  # a clamped floor this far above ln(clip): another clamp, an offset or a scaled mel (a doubt)
+# Spread (1st to 99th percentile) of real mels (tests/manifest/test_conventions.py's espeak-ng speech through the
+# four front ends, clean, at gains 0.05 / 1.25 and over noise floors of std 0.01 / 0.03): natural log 4.1-12.0,
+# its log10 4.8-5.1, 2 x ln (log of a power mel) 21.9-23.5, dB 95-102 (dB ref=max top_db=80: 66-70).
+LN_SPREAD = (3.0, 16.0)  # a natural-log mel's spread, shifted or not (wider: another scale)
+DB_SPREAD = 30.0  # a spread of tens: decibels, whatever their reference (offset)
+LINEAR_MEDIAN = 0.1  # non-negative values whose median is below this share of their 99th percentile: linear
+# magnitudes (heavy-tailed, 0.004-0.013 measured); natural-log mels shifted above 0 and dB above 0 give 0.5-0.8
+LOUD_MARGIN = 1.0  # a peak this far above the full-scale ceiling: too loud (speech at gain 1.25 peaks below it)
+LEVEL_REFUSED = ABOVE_CEILING  # an offset this large (either way): no audio through this front end gives the values
+# (a mel without a clamped floor: its 1st percentile this far plus BELOW_FLOOR below ln(clip), the undershoot a
+# predicted mel is allowed counting in its favour)
+Z_MEAN, Z_STD = 0.25, 0.25  # mean within this of 0 and std within this of 1: a mean/std (z-score) normalised mel
 
 
 def to_natural_log(mel: np.ndarray, scale: str) -> np.ndarray:
@@ -144,7 +162,8 @@ class MelChecks:
 
         The mel is converted from input.mel_scale first; the checks then judge the converted values. A warning (the
         row is vocoded and marked suspect) is another convention let through by check.mel_convention=warn, or in
-        either mode a row that only may be one (looks_compressed).
+        either mode a row that only may be one (looks_compressed) or a natural-log mel whose level is off short of
+        refused (level_fault: too loud or too quiet; raised_floor).
         """
         mel = to_natural_log(mel, self.scale)
         if self.mode == "off":
@@ -152,7 +171,9 @@ class MelChecks:
         stats = SampleStats.of(mel)  # one partial sort for both judgements
         problem = looks_like(mel, self.floor, self.ceiling, stats, self.keys)
         if problem is None:  # weaker signs: vocoded, and the row marked suspect, in either mode
-            doubt = looks_compressed(mel, stats, self.keys) or raised_floor(mel, self.floor)
+            fault = level_fault(mel, self.floor, self.ceiling, stats)
+            doubt = (looks_compressed(mel, stats, self.keys) or (fault and f"{fault.reason} (vocoded, marked suspect)")
+                     or raised_floor(mel, self.floor, self.ceiling))  # fmt: skip
             return mel, None if doubt is None else self._read_as(doubt)
         problem = self._read_as(problem)
         if self.mode == "error":
@@ -169,11 +190,16 @@ class MelChecks:
 class SampleStats:
     """The percentiles the checks take of a mel's values (an even subsample of at most MAX_STAT_VALUES), exactly
     as np.percentile gives them: `q1` as np.percentile(values, 1) and `spread` as np.percentile(values,
-    [1, 75, 99]) (numpy interpolates a scalar q in float32, a list in float64), from one partial sort instead
-    of two (and without np.percentile's Python overhead, twice per row)."""
+    SPREAD) (1st, 50th, 75th, 99th; numpy interpolates a scalar q in float32, a list in float64), from one partial
+    sort instead of two (and without np.percentile's Python overhead, twice per row)."""
 
     q1: float
-    spread: tuple[float, float, float]
+    spread: tuple[float, float, float, float]
+
+    @property
+    def width(self) -> float:
+        """1st to 99th percentile: the scale of the values, whatever their offset."""
+        return self.spread[-1] - self.spread[0]
 
     @classmethod
     def of(cls, mel: np.ndarray) -> SampleStats:
@@ -189,8 +215,8 @@ class SampleStats:
         order = np.partition(values, np.unique(np.concatenate(([0, values.size - 1], below % values.size,
                                                                 above % values.size))))  # fmt: skip
         if np.isnan(order[-1]):
-            q1, q75, q99 = np.percentile(values, list(SPREAD))
-            return cls(float(np.percentile(values, SPREAD[0])), (float(q1), float(q75), float(q99)))
+            return cls(float(np.percentile(values, SPREAD[0])),
+                       tuple(float(v) for v in np.percentile(values, list(SPREAD))))  # fmt: skip
         low, high = order[below], order[above]
         weight = at - below  # float64
         q1 = float(_lerp(low[0], high[0], float(weight[0])))
@@ -211,25 +237,33 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
     """Why `mel` [n_mels, n_frames] does not look like a natural-log mel with this floor and ceiling, or None.
 
     The reason names the convention it looks like and the setting that reads it (input.mel_scale, spelled as
-    `keys` says). stats: the mel's SampleStats where the caller has them.
+    `keys` says), or for a natural-log mel whose level is off by more than LEVEL_REFUSED, how far (level_fault;
+    a smaller offset is a doubt, MelChecks.read's). stats: the mel's SampleStats where the caller has them.
     """
     values = _sample(mel)
     lo, hi = float(mel.min()), float(mel.max())
-    q1 = (stats or SampleStats.of(mel)).q1
-    at_lo = int(np.count_nonzero(values <= lo + 1e-4))
-    at_floor = at_lo >= max(FLOOR_MASS * values.size, FLOOR_MIN_VALUES) and hi - lo > 1e-3
+    stats = stats or SampleStats.of(mel)
+    _, median, _, q99 = stats.spread
+    q1 = stats.q1
+    at_floor = _piles_up_at(values, lo) and hi - lo > 1e-3
     fix = f"store ln(mel) clamped at {floor:.2f}, or name the scale with {keys.set_scale('log10', 'db', 'gsv_norm')}"
     if hi - lo <= 1e-6 and abs(lo - floor) > 1e-3:
         return f"every value is {lo + 0.0:.4g}: a placeholder, not a log-mel (silence is {floor:.2f})"
-    if lo >= 0.0:
-        if hi <= 1.0 + 1e-3:
-            return f"values lie in [0, 1]: looks like a normalised mel (min-max to [0, 1]); {fix}"
-        return f"no negative values (0 .. {hi:.3g}): looks like a linear (not log) mel; take its ln, clamped at 1e-5"
+    if lo >= 0.0 and hi <= 1.0 + 1e-3:
+        return f"values lie in [0, 1]: looks like a normalised mel (min-max to [0, 1]); {fix}"
     if lo >= -1.0 - 1e-3 and hi <= 1.0 + 1e-3:
         return (f"values lie in [-1, 1]: looks like a normalised mel (GPT-SoVITS's spec_min -12 / spec_max 2 "
                 f"normalisation: set {keys.set_scale('gsv_norm')})")  # fmt: skip
-    if q1 < floor - BELOW_FLOOR or hi > ceiling + ABOVE_CEILING:
-        return _below_floor_or_above_ceiling(lo, q1, hi, floor, ceiling, fix, keys)
+    if lo >= 0.0 and median < LINEAR_MEDIAN * q99:  # heavy-tailed, piled up near 0: magnitudes, not their log
+        return f"no negative values (0 .. {hi:.3g}): looks like a linear (not log) mel; take its ln, clamped at 1e-5"
+    outside = q1 < floor - BELOW_FLOOR or hi > ceiling + ABOVE_CEILING
+    if outside and stats.width >= DB_SPREAD:
+        return _decibels(lo, hi, stats.width, floor, ceiling, keys)
+    mean, std = float(values.mean()), float(values.std())
+    if abs(mean) < Z_MEAN and abs(std - 1.0) < Z_STD:
+        return (f"values have mean {mean:.2f} and standard deviation {std:.2f}: looks like a mean/std-normalised "
+                f"(z-scored) mel; undo the normalisation (x * std + mean, with the statistics it used) and store the "
+                f"natural-log mel clamped at {floor:.2f}")  # fmt: skip
     if at_floor and lo > floor + ABOVE_FLOOR and hi - lo < COMPRESSED_SPAN * (ceiling - floor):
         ratio = lo / floor
         if _top_db_below(hi - lo):  # before log10: such a floor may land near log10(1e-5) = -5
@@ -246,10 +280,73 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
                     "mels, not other factors or ranges")  # fmt: skip
         return (f"clamped floor at {lo:.2f} where ln(clip) is {floor:.2f}, values up to {hi:.2f}: "
                 f"looks like {guess}; {hint}")  # fmt: skip
+    fault = level_fault(mel, floor, ceiling, stats)
+    if fault is not None and fault.refused:
+        return f"{fault.reason}; no audio through this front end gives such values"
+    if lo >= 0.0:
+        return (f"no negative values ({lo:.3g} .. {hi:.3g}): looks like a linear (not log) mel; take its ln, "
+                "clamped at 1e-5")  # fmt: skip
+    if outside and fault is None:
+        return _below_floor_or_above_ceiling(lo, q1, hi, stats.width, floor, ceiling, fix)
     if q1 > COMPRESSED_Q1 and hi < ceiling:
         return (f"values only from {q1:.2f} to {hi:.2f} (1st percentile to max): natural-log mels of speech reach "
                 f"toward {floor:.2f}; looks like log10 or a scaled mel; {fix}")  # fmt: skip
     return _layout(mel)
+
+
+@dataclass(frozen=True)
+class LevelFault:
+    """A natural-log mel whose level is off: `offset` from the model's (exact with a clamped floor, else an
+    estimate), `reason` in words, `refused`: so far off that no audio of the front end gives the values."""
+
+    offset: float
+    reason: str
+    refused: bool
+
+
+def level_fault(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats | None = None) -> LevelFault | None:
+    """How `mel` [n_mels, n_frames] is off in level when it spreads like a natural-log mel (LN_SPREAD) but peaks
+    over LOUD_MARGIN above the full-scale `ceiling` (too loud) or reaches over BELOW_FLOOR below ln(clip) `floor`
+    at its 1st percentile (too quiet); else None. The offset is exact where the values pile up at a clamped floor
+    (its distance from ln(clip)), else how far the peak passes full scale (too loud: at least that) or the 1st
+    percentile lies below ln(clip) (too quiet: about that). Refused beyond LEVEL_REFUSED (see there)."""
+    stats = stats or SampleStats.of(mel)
+    if not LN_SPREAD[0] <= stats.width <= LN_SPREAD[1]:
+        return None
+    lo, hi = float(mel.min()), float(mel.max())
+    clamped = _piles_up_at(_sample(mel), lo) and hi - lo > 1e-3
+    floor_at = f"its clamped floor at {lo:.2f}, {lo - floor:+.2f} from ln(clip) = {floor:.2f}" if clamped else ""
+    if hi > ceiling + LOUD_MARGIN:
+        offset = max(lo - floor, hi - ceiling) if clamped else hi - ceiling
+        seen = f"peaks at {hi:.2f}, {hi - ceiling:+.2f} above the {ceiling:.2f} a full-scale signal makes"
+        how, about, refused = "too loud", "" if clamped else "at least ", offset > LEVEL_REFUSED
+    elif stats.q1 < floor - BELOW_FLOOR:
+        offset = lo - floor if clamped else stats.q1 - floor
+        seen = f"reaches {stats.q1:.2f} (1st percentile), {stats.q1 - floor:+.2f} below ln(clip) = {floor:.2f}"
+        how, about = "too quiet", "" if clamped else "about "
+        refused = -offset > LEVEL_REFUSED + (0.0 if clamped else BELOW_FLOOR)
+        if clamped:
+            seen, floor_at = floor_at, ""
+    else:
+        return None
+    causes = f"an offset added, or a gain of x{math.exp(offset):.3g}"
+    if offset < 0:
+        causes += f", or clamped at {math.exp(lo):.2g} instead of {math.exp(floor):.0e}"
+    reason = (f"{how}: the mel spreads like a natural-log mel ({stats.width:.1f} from 1st to 99th percentile) but "
+              f"{'; '.join(x for x in (seen, floor_at) if x)}: a natural-log mel shifted by {about}{offset:+.2f} "
+              f"({causes}); store ln(mel) clamped at {floor:.2f}")  # fmt: skip
+    return LevelFault(offset, reason, refused)
+
+
+def _decibels(lo: float, hi: float, width: float, floor: float, ceiling: float, keys: Keys) -> str:
+    """The reason for values that spread tens (DB_SPREAD): decibels, whatever their reference."""
+    reference = ""
+    if lo >= 0.0 or hi > (ceiling + ABOVE_CEILING) * 20 / LN10:  # above what full scale gives in dB: another ref
+        reference = (f" relative to another reference (its floor at {lo:.0f} dB, where ln(clip) is "
+                     f"{floor * 20 / LN10:.0f} dB: shift it there)")  # fmt: skip
+    return (f"values from {lo:.1f} to {hi:.1f} spread {width:.0f} (1st to 99th percentile), where natural-log mels "
+            f"spread {LN_SPREAD[0]:g}-{LN_SPREAD[1]:g}: looks like decibels (20*log10){reference}; set "
+            f"{keys.set_scale('db')}")  # fmt: skip
 
 
 def looks_compressed(mel: np.ndarray, stats: SampleStats | None = None, keys: Keys = JOB_KEYS) -> str | None:
@@ -258,7 +355,7 @@ def looks_compressed(mel: np.ndarray, stats: SampleStats | None = None, keys: Ke
     SampleStats where the caller has them; keys: how the reason names input.mel_scale."""
     if mel.ndim != 2 or mel.shape[1] < MIN_FRAMES_FOR_SPAN:
         return None
-    q1, q75, q99 = (stats or SampleStats.of(mel)).spread
+    q1, _, q75, q99 = (stats or SampleStats.of(mel)).spread
     span = q99 - q1
     if span >= SPAN_OF_SPEECH or span <= 0 or q99 < QUIET_TOP or (q99 - q75) / span >= TOP_QUARTER_SHARE:
         return None
@@ -268,19 +365,30 @@ def looks_compressed(mel: np.ndarray, stats: SampleStats | None = None, keys: Ke
             "the values alone cannot be sure)")  # fmt: skip
 
 
-def raised_floor(mel: np.ndarray, floor: float) -> str | None:
+def raised_floor(mel: np.ndarray, floor: float, ceiling: float | None = None) -> str | None:
     """Why `mel` [n_mels, n_frames], whose values pile up at a clamped floor above ln(clip) (RAISED_FLOOR), may not
     be the model's natural-log mel, or None; a floor a whole number of 10 dB below the maximum (librosa's
     power_to_db / amplitude_to_db top_db, 80 by default) is not judged. (looks_like refuses such a floor outright
-    where the span is compressed too.)"""
+    where the span is compressed too.) With the full-scale `ceiling`: a peak above it says shifted, not scaled
+    down (a smaller factor would peak lower still)."""
     values, lo, hi = _sample(mel), float(mel.min()), float(mel.max())
     if lo <= floor + RAISED_FLOOR or hi - lo <= 1e-3 or _top_db_below(hi - lo):
         return None
-    if np.count_nonzero(values <= lo + 1e-4) < max(FLOOR_MASS * values.size, FLOOR_MIN_VALUES):
+    if not _piles_up_at(values, lo):
         return None
-    return (f"values pile up at {lo:.2f}, not at ln(clip) = {floor:.2f}: a natural-log mel scaled by "
-            f"{lo / floor:.2f}, shifted by {lo - floor:+.2f}, or clamped at {math.exp(lo):.2g} instead of "
-            f"{math.exp(floor):.0e}; store ln(mel) clamped at {floor:.2f} (vocoded, marked suspect)")  # fmt: skip
+    head = f"values pile up at {lo:.2f}, not at ln(clip) = {floor:.2f}"
+    tail = f"store ln(mel) clamped at {floor:.2f} (vocoded, marked suspect)"
+    if ceiling is not None and hi > ceiling:
+        return (f"{head}, and peak at {hi:.2f}, above the {ceiling:.2f} a full-scale signal makes: too loud, a "
+                f"natural-log mel shifted by {lo - floor:+.2f} (an offset added, or a gain of "
+                f"x{math.exp(lo - floor):.3g}); {tail}")  # fmt: skip
+    return (f"{head}: a natural-log mel scaled by {lo / floor:.2f}, shifted by {lo - floor:+.2f}, or clamped at "
+            f"{math.exp(lo):.2g} instead of {math.exp(floor):.0e}; {tail}")  # fmt: skip
+
+
+def _piles_up_at(values: np.ndarray, lo: float) -> bool:
+    """Whether the (sampled) values pile up at their minimum `lo`: a clamped floor (FLOOR_MASS)."""
+    return int(np.count_nonzero(values <= lo + 1e-4)) >= max(FLOOR_MASS * values.size, FLOOR_MIN_VALUES)
 
 
 def _top_db_below(span: float) -> bool:
@@ -292,29 +400,34 @@ def _top_db_below(span: float) -> bool:
 def likely_cause(mel: np.ndarray, floor: float, ceiling: float) -> str | None:
     """The likeliest reason a row's audio does not match its mel [n_mels, n_frames] (for a suspect row), or None.
 
-    Another convention (as looks_like), else a mel louder than full scale (it clips), else a floor shifted
-    away from ln(clip) (a louder mel or another clamp).
+    Another convention (as looks_like), else a level that is off (level_fault: too loud or too quiet), else a
+    mel louder than full scale (it clips), else a floor shifted away from ln(clip) (raised_floor).
     """
-    reason = looks_like(mel, floor, ceiling)
+    stats = SampleStats.of(mel)
+    reason = looks_like(mel, floor, ceiling, stats)
     if reason is not None:
         return reason
-    lo, hi = float(mel.min()), float(mel.max())
+    fault = level_fault(mel, floor, ceiling, stats)
+    if fault is not None:
+        return fault.reason
+    hi = float(mel.max())
     if hi > ceiling:
         return f"the mel peaks at {hi:.2f}, above the {ceiling:.2f} a full-scale signal makes: too loud, it clips"
-    values = _sample(mel)
-    if np.count_nonzero(values <= lo + 1e-4) >= max(FLOOR_MASS * values.size, FLOOR_MIN_VALUES) and lo - floor > 0.5:
-        return (f"its clamped floor sits at {lo:.2f}, {lo - floor:+.2f} from ln(clip) = {floor:.2f}: "
-                "shifted (louder) or another clamp")  # fmt: skip
-    return None
+    return raised_floor(mel, floor, ceiling)
 
 
-def _below_floor_or_above_ceiling(lo: float, q1: float, hi: float, floor: float, ceiling: float, fix: str,
-                                  keys: Keys = JOB_KEYS) -> str:  # fmt: skip
-    ratio = lo / floor
-    if ratio > 4.0 or hi > ceiling + ABOVE_CEILING:
-        return (f"values from {lo:.1f} to {hi:.1f}, far outside the natural-log range {floor:.2f} .. ~{ceiling:.1f}: "
-                f"looks like decibels (20*log10); set {keys.set_scale('db')}")  # fmt: skip
-    guess = "the log of a power mel (2 x ln)" if abs(ratio - 2.0) < 0.25 else "a natural-log mel clamped below 1e-5"
+def _below_floor_or_above_ceiling(lo: float, q1: float, hi: float, width: float, floor: float, ceiling: float,
+                                  fix: str) -> str:  # fmt: skip
+    """The reason for values below ln(clip) or far above full scale that spread neither as a natural-log mel
+    (a level fault) nor as decibels."""
+    if abs(lo / floor - 2.0) < 0.25 and width > LN_SPREAD[1]:
+        guess = "the log of a power mel (2 x ln)"
+    elif hi > ceiling + ABOVE_CEILING:
+        return (f"values up to {hi:.1f}, far above the {ceiling:.2f} a full-scale signal makes, spread {width:.1f} "
+                f"(1st to 99th percentile), where natural-log mels spread {LN_SPREAD[0]:g}-{LN_SPREAD[1]:g}: looks "
+                f"like another scale or convention; {fix}")  # fmt: skip
+    else:
+        guess = "a natural-log mel clamped below 1e-5"
     return (f"values down to {q1:.2f} (1st percentile), below the natural-log floor {floor:.2f}: "
             f"looks like {guess}; {fix}")  # fmt: skip
 

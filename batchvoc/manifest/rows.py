@@ -173,7 +173,7 @@ def _table_rows(table: pa.Table, checks: MelChecks, folder: str, start: int, ski
                 mel = sources.mel(i, frames[i], checks.n_mels)
             else:
                 mel = _npy_mel(sources[i], checks.n_mels, folder)
-            mel, warning = checks.read(_finite(mel))
+            mel, warning = checks.read(finite_float32(mel))
             yield MelRow(index, key, mel=mel, warning=warning)
         except RowError as err:
             yield MelRow(index, name, error=str(err))
@@ -370,15 +370,27 @@ def _inside(folder: str, path: str) -> str:
     return str(full)
 
 
-def _finite(mel: np.ndarray) -> np.ndarray:
+def finite_float32(mel: np.ndarray, what: str = "mel") -> np.ndarray:
+    """`mel` [n_mels, n_frames] (2-D) of floats as C-contiguous float32 (the model's input). RowError naming
+    `what` for 0 frames, NaN or Inf values, or a finite value float32 cannot hold (a float64 beyond +-3.4e38,
+    which the cast would make Inf): the first such value named with its frame and band."""
     if mel.shape[-1] == 0:
-        raise RowError("mel has 0 frames: nothing to vocode")
-    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf, refused below
-        mel = np.ascontiguousarray(mel, dtype=np.float32)
-    bad = mel.size - int(np.isfinite(mel).sum())
+        raise RowError(f"{what} has 0 frames: nothing to vocode")
+    finite = np.isfinite(mel)
+    bad = mel.size - int(finite.sum())
     if bad:
-        raise RowError(f"mel has {bad} NaN or Inf values of {mel.size}")
-    return mel
+        raise RowError(f"{what} has {bad} NaN or Inf values of {mel.size}")
+    limit = np.finfo(np.float32).max
+    if np.finfo(mel.dtype).max > limit:  # only a wider float can hold what float32 cannot
+        beyond = np.abs(mel) > limit
+        count = int(np.count_nonzero(beyond))
+        if count:
+            band, frame = np.unravel_index(int(np.argmax(beyond)), mel.shape)
+            value = float(mel[band, frame])
+            raise RowError(f"{what} has {count} value{'s' * (count > 1)} out of float32 range (e.g. {value:.3g} at "
+                           f"frame {frame}, band {band}): {mel.dtype} values are read as float32, whose largest is "
+                           f"{limit:.3g}")  # fmt: skip
+    return np.ascontiguousarray(mel, dtype=np.float32)
 
 
 def one_line(err: BaseException) -> str:

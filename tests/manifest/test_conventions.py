@@ -28,6 +28,8 @@ WRONG = [
     ("dB ref=max, top_db=80", lambda m: np.maximum(_db(m) - _db(m).max(), -80), ["decibels", "input.mel_scale=db"]),
     ("dB 10*log10 of power", lambda m: 10 * np.log10(np.exp(2 * m)), ["decibels", "input.mel_scale=db"]),
     ("gsv_norm", lambda m: (m + 12) / 14 * 2 - 1, ["[-1, 1]", "input.mel_scale=gsv_norm"]),
+    ("z-scored", lambda m: (m - m.mean()) / m.std(), ["mean/std-normalised"]),
+    ("dB above 0 (ref below the signal)", lambda m: _db(m) + 100, ["decibels", "input.mel_scale=db"]),
     ("min-max [0, 1]", lambda m: (m - m.min()) / (m.max() - m.min()), ["[0, 1]", "input.mel_scale"]),
     ("linear magnitudes", np.exp, ["linear"]),
     ("scaled by 0.5", lambda m: 0.5 * m, ["scaled by 0.50", "values times 2;"]),
@@ -260,3 +262,75 @@ def test_a_floor_clamped_above_the_clip_is_marked_suspect(preset_mels):
         assert _verdict(checks, top_db) is None
         top_db = np.maximum(mel, mel.max() - 60 * LN10 / 20)  # 60 dB: a compressed span, refused as such
         assert "top_db=60" in _verdict(checks, top_db)
+
+
+def _predicted(mel: np.ndarray, floor: float) -> np.ndarray:
+    """A TTS model's mel of the same speech: not clamped (silences undershoot ln(clip) a little), a little noisy."""
+    noise = np.random.default_rng(5).standard_normal(mel.shape).astype(np.float32)
+    return np.where(mel <= floor + 1e-3, floor - 1.0 + 0.4 * noise, mel + 0.2 * noise)
+
+
+# (offset added to a natural-log mel, "ok" / "suspect" / "error", words the reason must hold)
+SHIFTS = [
+    (-0.5, "ok", []),
+    (+3.0, "suspect", ["too loud", "shifted by"]),
+    (+5.0, "suspect", ["too loud", "shifted by"]),
+    (-3.0, "suspect", ["too quiet", "shifted by"]),
+    (-5.0, "suspect", ["too quiet", "shifted by"]),
+    (+10.0, "error", ["too loud", "shifted by"]),
+    (+20.0, "error", ["too loud", "shifted by"]),
+    (-10.0, "error", ["too quiet", "shifted by"]),
+]
+
+
+@pytest.mark.parametrize("offset, outcome, words", SHIFTS, ids=[f"{s[0]:+g}" for s in SHIFTS])
+def test_a_shifted_natural_log_mel_is_named_by_its_level(preset_mels, offset, outcome, words):
+    """The spread of a mel (1st to 99th percentile) does not move with an offset, so a natural-log mel shifted up or
+    down is named as too loud or too quiet, with the offset where a clamped floor gives it, never as decibels,
+    log10 or a layout: vocoded and marked suspect, or refused where no audio of this front end gives the values.
+    Clamped mels (the front end's) and predicted ones (not clamped, noisy) alike."""
+    preset, mels = preset_mels
+    checks = MelChecks.for_preset(preset)
+    for mel in mels:
+        for kind, base in (("clamped", mel), ("predicted", _predicted(mel, checks.floor))):
+            shifted = (base + offset).astype(np.float32)
+            try:
+                reason, refused = checks.read(shifted)[1], False
+            except RowError as err:
+                reason, refused = str(err), True
+            got = "error" if refused else "suspect" if reason else "ok"
+            assert got == outcome, (preset.name, kind, offset, reason)
+            if outcome == "ok":
+                continue
+            assert all(word in reason for word in words), (preset.name, kind, reason)
+            assert not any(other in reason for other in ("decibels", "log10", "[T, n_mels]", "linear")), reason
+            if kind == "clamped":
+                assert f"shifted by {offset:+.2f}" in reason, reason
+
+
+def test_other_conventions_keep_their_names_whatever_their_offset(preset_mels):
+    """dB spreads tens whatever its reference; log10, normalised and transposed mels are named as before when
+    shifted too (a [T, n_mels] array shifted up still names its layout)."""
+    preset, mels = preset_mels
+    checks = MelChecks.for_preset(preset)
+    cases = [
+        (lambda m: _db(m) + 100, ["decibels", "another reference", "input.mel_scale=db"]),
+        (lambda m: _db(m) - 20, ["decibels", "input.mel_scale=db"]),
+        (lambda m: (m - m.mean()) / m.std(), ["mean/std-normalised"]),
+        (lambda m: np.ascontiguousarray(m.T).reshape(m.shape) + 3, ["[T, n_mels]"]),
+        (lambda m: np.ascontiguousarray(m.T).reshape(m.shape), ["[T, n_mels]"]),
+    ]
+    for mel in mels:
+        for make, words in cases:
+            reason = _verdict(checks, make(mel))
+            assert reason is not None and all(word in reason for word in words), (preset.name, words, reason)
+
+
+def test_likely_cause_names_a_too_quiet_mel(preset_mels):
+    from batchvoc.manifest.conventions import likely_cause
+
+    preset, mels = preset_mels
+    checks = MelChecks.for_preset(preset)
+    for mel in mels:
+        assert "too quiet" in likely_cause(mel - 5, checks.floor, checks.ceiling)
+        assert "too loud" in likely_cause(_predicted(mel, checks.floor) + 3, checks.floor, checks.ceiling)

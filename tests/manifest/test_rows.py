@@ -142,17 +142,29 @@ def test_float16_float64_and_large_list_mels(tmp_path, value_type, list_type):
     np.testing.assert_allclose(row.mel.ravel(), mel, rtol=1e-3)
 
 
-def test_float64_values_beyond_float32_are_a_row_error(tmp_path):
-    rows = mel_rows(2, N_MELS, frames=3)
-    rows[1]["mel"] = np.full(N_MELS * 3, 1e300)
+def test_float64_values_beyond_float32_are_a_row_error_naming_the_value(tmp_path):
+    """1e300 is finite in float64 and only overflows when read as float32: the reason says so, with the first
+    such value's frame and band (inline float64 lists and float64 .npy files alike); NaN stays NaN."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    rows = mel_rows(3, N_MELS, frames=3)
+    big = np.full((N_MELS, 3), -5.0)
+    big[2, 2], big[3, 1] = 1e300, -1e300
+    rows[1]["mel"] = big.ravel()
+    rows[2]["mel"] = np.where(np.arange(N_MELS * 3) == 7, np.nan, -5.0)
     mels = pa.array([r["mel"].astype(np.float64) for r in rows], pa.list_(pa.float64()))
-    table = pa.table({"id": [r["id"] for r in rows], "n_frames": [3, 3], "mel": mels})
+    table = pa.table({"id": [r["id"] for r in rows], "n_frames": [3, 3, 3], "mel": mels})
     pq.write_table(table, tmp_path / "m.parquet")
     out = _read(tmp_path / "m.parquet")
-    assert out[0].error is None and "NaN or Inf" in out[1].error
+    assert out[0].error is None
+    assert "2 values out of float32 range (e.g. 1e+300 at frame 2, band 2)" in out[1].error, out[1].error
+    assert "NaN" not in out[1].error
+    assert "1 NaN or Inf values" in out[2].error
+    np.save(tmp_path / "big.npy", big)
+    pq.write_table(pa.table({"id": ["n"], "mel_path": ["big.npy"]}), tmp_path / "npy.parquet")
+    (row,) = _read(tmp_path / "npy.parquet")
+    assert "out of float32 range" in row.error and "float64" in row.error, row.error
 
 
 NPY_CASES = [

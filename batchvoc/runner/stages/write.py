@@ -101,10 +101,11 @@ class WriteStage:
             return sink.failed(item.id, write_failure(err))
 
     def verdict(self, item: Vocoded) -> str | None:
-        """Why a vocoded row is suspect (its convention warning, then the round trip's reason), or None."""
+        """Why a vocoded row is suspect (its convention or level warning, then the round trip's reason, which
+        guesses no other cause where the warning names the mel's), or None."""
         reasons = []
         if item.warning:
             reasons.append(item.warning)
         if self.max_mel_error is not None:
-            reasons.append(suspect_reason(item.check, self.max_mel_error))
+            reasons.append(suspect_reason(item.check, self.max_mel_error, mel_fault=bool(item.warning)))
         return "; ".join(r for r in reasons if r) or None
