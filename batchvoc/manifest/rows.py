@@ -121,7 +121,7 @@ def decode_batch(table: pa.Table, first: int, shard: Shard, checks: MelChecks | 
         skip = _in_set(skip)
     duplicates, clashes = set(shard.duplicate_rows), dict(shard.clashing_rows)
     try:
-        rows = list(_table_rows(table, checks, _folder_of(shard.file), first, skip))
+        rows = list(_table_rows(table, checks, shard.file, first, skip, shard.start + first))
     except Exception as err:  # noqa: BLE001 - a batch that cannot be decoded fails its own rows
         reason = f"rows could not be decoded: {one_line(err)}"
         rows = [MelRow(first + i, "", error=reason) for i in range(table.num_rows)]
@@ -139,7 +139,7 @@ def table_rows(table: pa.Table, file: str, checks: MelChecks | int) -> Iterator[
     job does (checks: an int checks n_mels only). Never raises for a row: each row's exception is its `error`."""
     if not isinstance(checks, MelChecks):
         checks = MelChecks(int(checks), mode="off")
-    yield from _table_rows(table, checks, _folder_of(file), 0, None)
+    yield from _table_rows(table, checks, file, 0, None, 0)
 
 
 def _in_set(rows: set[int]) -> Callable[[int, object], bool]:
@@ -149,8 +149,11 @@ def _in_set(rows: set[int]) -> Callable[[int, object], bool]:
     return skip
 
 
-def _table_rows(table: pa.Table, checks: MelChecks, folder: str, start: int, skip) -> Iterator[MelRow]:
-    """A MelRow per row of a decoded batch whose first row is the shard's row `start`; skipped rows unread."""
+def _table_rows(table: pa.Table, checks: MelChecks, file: str, start: int, skip, file_start: int
+                ) -> Iterator[MelRow]:  # fmt: skip
+    """A MelRow per row of a decoded batch of manifest `file` whose first row is the shard's row `start` and the
+    file's row `file_start` (which an id's error names); skipped rows unread."""
+    folder = _folder_of(file)
     ids = id_strings(table.column("id"))
     declared = {c: table.column(c).to_pylist() for c in DECLARED if c in table.column_names}
     if "mel" in table.column_names:
@@ -167,6 +170,10 @@ def _table_rows(table: pa.Table, checks: MelChecks, folder: str, start: int, ski
             continue
         try:
             check_id(key)
+        except RowError as err:  # the id names the row nowhere else: say where it is
+            yield MelRow(index, name, error=f"{err} ({row_place(file, file_start + i)})")
+            continue
+        try:
             given = {c: values[i] for c, values in declared.items()}
             checks.check_declared(**given)
             if "mel" in table.column_names:
@@ -181,9 +188,17 @@ def _table_rows(table: pa.Table, checks: MelChecks, folder: str, start: int, ski
             yield MelRow(index, name, error=f"could not read the row: {one_line(err)}")
 
 
+def row_place(file: str, row: int) -> str:
+    """Where a row is, for its errors: `row N of FILE`, N counted from 0 in the manifest file (local path or URL)."""
+    return f"row {row} of {file}"
+
+
 def check_id(key) -> None:
-    """Refuse an id that is not a safe relative file name (it names the audio file)."""
-    if key is None or (isinstance(key, str) and not key):
+    """RowError unless `key` is a safe relative file name (it names the audio file): null, empty, not a string,
+    NUL, absolute, `..`, empty or `.` parts, a part over MAX_NAME_BYTES or the whole over MAX_ID_BYTES."""
+    if key is None:
+        raise RowError("id is null")
+    if isinstance(key, str) and not key:
         raise RowError("id is empty")
     if not isinstance(key, str):
         raise RowError(f"id is {type(key).__name__} {key!r}: use a string or an integer")

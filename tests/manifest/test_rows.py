@@ -97,6 +97,32 @@ def test_unsafe_ids_are_refused(bad):
         check_id(bad)
 
 
+def test_id_errors_tell_null_from_empty_and_name_the_row_and_file(tmp_path):
+    """A null id and an empty one are told apart, and every error of the id check (null, empty, unsafe) names its
+    row in its manifest file (counted from 0) and the file: the output manifest cannot say which row it was.
+    The rows are read as several shards, so the numbers are the file's, not a shard's."""
+    rows = mel_rows(7, N_MELS, frames=5)
+    for i, key in [(2, None), (3, ""), (4, "a/../b"), (6, rows[0]["id"])]:
+        rows[i]["id"] = key
+    path = write_manifest(tmp_path / "m.parquet", rows, row_group_size=2)
+    shards = plan_shards(find_manifest_files(path), target_frames=10)
+    assert len(shards) > 2
+    errors = {shard.start + row.index: row.error for shard in shards for row in read_shard_rows(shard, N_MELS)}
+    place = f"row {{}} of {path}"
+    assert errors[2] == f"id is null ({place.format(2)})"
+    assert errors[3] == f"id is empty ({place.format(3)})"
+    assert errors[4] == f"id 'a/../b' leaves the output folder ('..') ({place.format(4)})"
+    assert errors[6] == f"id {rows[0]['id']!r} appears earlier in the manifest"  # the id names it
+    assert [errors[i] for i in (0, 1, 5)] == [None] * 3
+
+
+def test_check_id_tells_null_from_empty():
+    with pytest.raises(RowError, match="^id is null$"):
+        check_id(None)
+    with pytest.raises(RowError, match="^id is empty$"):
+        check_id("")
+
+
 @pytest.mark.parametrize("good", ["utt1", "spk/utt1", "a.b-c_d", "ünïcode", "/".join(["p" * 199] * 5)])
 def test_safe_ids_pass(good):
     check_id(good)
