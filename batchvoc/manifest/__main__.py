@@ -1,7 +1,10 @@
 """python -m batchvoc.manifest audio|npy FOLDER OUT.parquet [--preset NAME] [--workers N]: build an input manifest.
 
-Files that cannot be used are skipped, each with its reason, listed at the end. Exit code: 0 every file made a
-row, 2 some files were skipped, 1 nothing could be built (no manifest is written then).
+Files that cannot be used are skipped, each with its reason, listed at the end with their count: unreadable or
+too short audio; .npy files that a job would refuse by its own row checks (not floats, another shape or n_mels
+than --preset's, 0 frames, NaN or Inf values, values beyond float32's range), so every row written can be
+vocoded. Exit code: 0 every file made a row, 2 some files were skipped, 1 nothing could be built (no manifest is
+written then).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Building manifests from a folder of audio files (through a preset's front end) or of .npy mels.
 
-Files that cannot be used (unreadable, too short, wrong shape) are skipped with a reason each; the manifest is
-written to a temporary name and renamed when complete, so a failed build never leaves a half-written manifest.
+Files that cannot be used (unreadable, too short, wrong shape; for .npy mels whatever the job's row checks
+refuse: not floats, 0 frames, NaN or Inf values, values beyond float32's range) are skipped with a reason each;
+the manifest is written to a temporary name and renamed when complete, so a failed build never leaves a
+half-written manifest.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batchvoc.manifest.rows import npy_error, one_line
+from batchvoc.errors import RowError
+from batchvoc.manifest.rows import finite_float32, npy_array_mel, npy_error, one_line
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 ROW_GROUP_ROWS = 1000
@@ -89,26 +92,26 @@ def audio_row(path: Path, folder: Path, preset_name: str) -> dict:
 
 
 def npy_row(path: Path, folder: Path, manifest_dir: Path, n_mels: int | None = None) -> dict:
-    """A mel_path row for one .npy [n_mels, n_frames] (size-1 axes squeezed); Skip with the reason."""
+    """A mel_path row for one .npy [n_mels, n_frames] (size-1 axes squeezed); Skip with the reason.
+
+    The array is checked by the job's own row checks (rows.npy_array_mel, rows.finite_float32): floats, the
+    shape, `n_mels` bands where given (the preset's), at least one frame, no NaN or Inf, nothing beyond float32's
+    range; a file the job would refuse makes no row. The mel conventions (log10, dB, ...) are not judged here:
+    input.mel_scale, set when the job runs, decides how they read."""
     try:
         mel = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as err:  # noqa: BLE001 - numpy raises several kinds for a bad file
         raise Skip(f"unreadable .npy: {npy_error(err, path)}") from None
-    if not np.issubdtype(mel.dtype, np.floating):
-        raise Skip(f"holds {mel.dtype} values, not floats")
-    from batchvoc.manifest.rows import squeezed_shape
-
-    shape = squeezed_shape(mel.shape)
-    if len(shape) != 2:
-        raise Skip(f"shape {list(mel.shape)} is not [n_mels, n_frames]")
-    if n_mels is not None and shape[0] != n_mels:
-        hint = " (stored [n_frames, n_mels]? save mel.T)" if shape[1] == n_mels else ""
-        raise Skip(f"{shape[0]} mel bands, the preset takes {n_mels}{hint}")
+    try:
+        mel = npy_array_mel(mel, "the .npy", n_mels, taker="the preset")
+        finite_float32(mel, "the .npy")
+    except RowError as err:
+        raise Skip(str(err)) from None
     try:
         mel_path = path.resolve().relative_to(manifest_dir.resolve()).as_posix()
     except ValueError:
         mel_path = str(path.resolve())
-    return dict(id=_id_for(path, folder), mel_path=mel_path, n_frames=shape[1], n_mels=shape[0])
+    return dict(id=_id_for(path, folder), mel_path=mel_path, n_frames=mel.shape[1], n_mels=mel.shape[0])
 
 
 def _attempt(make: Callable[[Path], dict], path: Path) -> dict | str:

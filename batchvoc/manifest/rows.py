@@ -303,14 +303,22 @@ def _npy_mel(path, n_mels: int, folder: str) -> np.ndarray:
         raise RowError(f"mel_path {path!r} does not exist") from None
     except Exception as err:  # noqa: BLE001 - numpy raises many kinds for a bad file
         raise RowError(f"mel_path {path!r} is not a readable .npy file: {npy_error(err, full)}") from None
-    require_floats(mel, f"mel_path {path!r}")
+    return npy_array_mel(mel, f"mel_path {path!r}", n_mels)
+
+
+def npy_array_mel(mel: np.ndarray, what: str, n_mels: int | None, taker: str = "the model") -> np.ndarray:
+    """An array loaded from a .npy as [n_mels, n_frames] (a view), checked as a job checks a mel_path row's: floats
+    (require_floats), size-1 axes squeezed and nothing else reshaped, `n_mels` bands (None: any). RowError naming
+    `what` (and `taker`, whose n_mels it is). finite_float32 checks the values: the job's reader and the manifest
+    builder call both."""
+    require_floats(mel, what)
     shape = list(mel.shape)
     mel = mel.reshape(squeezed_shape(mel.shape))
     if mel.ndim != 2:
-        raise RowError(f"mel_path {path!r} holds shape {shape}, not [n_mels, n_frames] (size-1 axes aside)")
-    if mel.shape[0] != n_mels:
+        raise RowError(f"{what} holds shape {shape}, not [n_mels, n_frames] (size-1 axes aside)")
+    if n_mels is not None and mel.shape[0] != n_mels:
         hint = " (stored [n_frames, n_mels]? save mel.T)" if mel.shape[1] == n_mels else ""
-        raise RowError(f"mel_path {path!r} has {mel.shape[0]} mel bands, the model takes {n_mels}{hint}")
+        raise RowError(f"{what} has {mel.shape[0]} mel bands, {taker} takes {n_mels}{hint}")
     return mel
 
 

@@ -160,6 +160,42 @@ def test_npy_rows_are_checked_against_the_builders_preset(tmp_path, capsys):
     assert [(r.id, r.mel.shape) for r in _rows(out, 100)] == [("ok", (100, 7))]
 
 
+def test_npy_files_the_job_would_refuse_are_skipped_by_the_jobs_own_checks(tmp_path, capsys):
+    """0 frames, NaN or Inf values and float64 values beyond float32 make no row (the job refused those rows): each
+    file is named with the job's reason, the count closes the list, exit 2; the rows written all read clean."""
+    (tmp_path / "mels").mkdir()
+    good = np.full((100, 7), -4.0, np.float32)
+    big = good.astype(np.float64)
+    big[5, 3] = 1e300
+    files = {"ok": good, "empty": np.zeros((100, 0), np.float32), "all_nan": np.full((100, 7), np.nan, np.float32),
+             "one_inf": np.where(np.arange(7) == 2, np.inf, good), "big": big,
+             "ok64": good.astype(np.float64)}  # fmt: skip
+    for name, array in files.items():
+        np.save(tmp_path / "mels" / f"{name}.npy", array)
+    out = tmp_path / "m.parquet"
+    assert main(["npy", str(tmp_path / "mels"), str(out), "--preset", "gsv_v4"]) == 2
+    printed = capsys.readouterr()
+    err = printed.err
+    reasons = {"empty": "0 frames", "all_nan": "700 NaN or Inf values of 700", "one_inf": "100 NaN or Inf values",
+               "big": "1 value out of float32 range (e.g. 1e+300 at frame 3, band 5)"}  # fmt: skip
+    for name, reason in reasons.items():
+        assert f"skipped {tmp_path / 'mels' / name}.npy: " in err and reason in err, (name, err)
+    assert "wrote 2 rows" in printed.out and "skipped 4 files" in printed.out
+    rows = _rows(out, 100)
+    assert [(r.id, r.error) for r in rows] == [("ok", None), ("ok64", None)]
+
+
+def test_npy_files_none_of_which_the_job_takes_write_no_manifest(tmp_path, capsys):
+    (tmp_path / "mels").mkdir()
+    np.save(tmp_path / "mels" / "empty.npy", np.zeros((80, 0), np.float32))
+    np.save(tmp_path / "mels" / "nan.npy", np.full((80, 4), np.nan, np.float32))
+    out = tmp_path / "m.parquet"
+    assert main(["npy", str(tmp_path / "mels"), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "empty.npy: the .npy has 0 frames" in err and "nan.npy: the .npy has 320 NaN" in err
+    assert "no manifest written" in err and not out.exists()
+
+
 def test_a_broken_npy_is_skipped_with_what_its_header_says(tmp_path, capsys):
     from tests.manifest.test_rows import broken_npy_files
 
