@@ -254,6 +254,19 @@ def _failed_rows_hint(failed: int, retry_failed: bool) -> None:
         log.info("batchvoc: %s", RETRY_HINT)
 
 
+def _early_stop_advice(shards: int, not_run: int, failed: int) -> str:
+    """What an early stop left and how to finish it: the shards (and rows) not run, which the same command runs,
+    exactly those, once the cause is fixed where the job reads it; the rows that ran and failed stay failed unless
+    output.retry_failed is on; a fix in a setting, the checkpoint or a manifest file is a new job."""
+    rows = f" ({counted(not_run, 'row')})" if not_run else ""
+    ran = (f"; the {counted(failed, 'row')} that ran and failed stay failed, unless output.retry_failed=true is added"
+           if failed else "")  # fmt: skip
+    return (f"stopped early: {counted(shards, 'shard')}{rows} not run. Once the cause above is fixed in the input "
+            f"the job reads (the manifest's .npy mel files), the same command runs exactly those{ran}. A cause fixed "
+            "in a setting, the checkpoint or a manifest file makes a new job: a new output.dir, or "
+            "output.overwrite=true")  # fmt: skip
+
+
 def log_closing(report: JobReport, out_url: str, retry_failed: bool = False) -> None:
     """The job's closing lines: nothing to do, or the summary line (rows ok, suspect, failed: they ran; not run:
     rows of shards that did not finish, said only where there are some); then the write fault that left rows not
@@ -284,12 +297,8 @@ def log_closing(report: JobReport, out_url: str, retry_failed: bool = False) -> 
         shards = counted(len(report.failed_shards or s.shards_not_written), "shard")
         log.error("batchvoc: %s not run (%s not written): %s; once output.dir can be written, the same command "
                   "runs them", counted(s.rows_not_run, "row"), shards, s.write_fault)  # fmt: skip
-    elif report.failed_shards and report.stopped:  # the same input would fail the same way: fix it first
-        shards = counted(len(report.failed_shards), "shard")
-        rows = f" ({counted(s.rows_not_run, 'row')})" if s.rows_not_run else ""
-        log.error("batchvoc: %s%s not run: fix the cause above first. Fixed in the mel files (mel_path): run "
-                  "the same command again with output.retry_failed=true; a changed manifest file or setting is a new "
-                  "job: a new output.dir, or output.overwrite=true", shards, rows)  # fmt: skip
+    elif report.failed_shards and report.stopped:  # an early stop: every row met the cause so far
+        log.error("batchvoc: %s", _early_stop_advice(len(report.failed_shards), s.rows_not_run, s.rows_failed))
     elif report.failed_shards:
         log.error("batchvoc: shards that could not finish: %s; run again to retry", ", ".join(report.failed_shards))
     else:

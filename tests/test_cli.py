@@ -403,9 +403,11 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
 
 def test_closing_lines_say_what_a_rerun_would_do(caplog):
     """Shards a job could not finish: run again to retry. Shards not run because the job stopped early (its first
-    rows all failed alike): the same input would fail again, so the line says to fix the cause first, and how to
-    go on after each kind of fix. Failed rows: how to vocode them again, or, where output.retry_failed=true did,
-    that their input is still bad."""
+    rows all failed alike): what was not run, that the same command runs exactly those once the cause is fixed in
+    the input it reads (it said to fix it and rerun with output.retry_failed=true: a plain rerun runs them), that the
+    rows that ran and failed need output.retry_failed=true, and that a fix in a setting or a manifest file is a new
+    job. Failed rows: how to vocode them again, or, where output.retry_failed=true did, that their input is still
+    bad."""
     from batchvoc.__main__ import log_closing
     from batchvoc.runner.driver import JobReport
     from batchvoc.stats import JobSummary
@@ -416,8 +418,12 @@ def test_closing_lines_say_what_a_rerun_would_do(caplog):
     log_closing(JobReport(summary, ["b", "c"], summary.stopped_early), "/out")
     # the rows that ran and failed apart from those of the shards the stop left: not run, not failed
     assert "batchvoc: 0 rows ok, 0 suspect, 16 failed, 24 not run, 0 clipped; " in caplog.text, caplog.text
-    assert "2 shards (24 rows) not run: fix the cause above first" in caplog.text
-    assert "output.retry_failed=true" in caplog.text and "output.overwrite=true" in caplog.text
+    said = ("batchvoc: stopped early: 2 shards (24 rows) not run. Once the cause above is fixed in the input the job "
+            "reads (the manifest's .npy mel files), the same command runs exactly those; the 16 rows that ran and "
+            "failed stay failed, unless output.retry_failed=true is added. A cause fixed in a setting, the checkpoint "
+            "or a manifest file makes a new job: a new output.dir, or output.overwrite=true")  # fmt: skip
+    assert said in caplog.text, caplog.text
+    assert "fix the cause above first" not in caplog.text
     assert "run again to retry" not in caplog.text
     caplog.clear()
     log_closing(JobReport(JobSummary(shards=3), ["c"]), "/out")
@@ -458,7 +464,8 @@ def test_closing_lines_count_one_in_the_singular(caplog):
     assert "1 row still failed with output.retry_failed=true" in caplog.text
     caplog.clear()
     log_closing(JobReport(JobSummary(rows_failed=16, rows_not_run=1, shards=2, stopped_early="x"), ["b"], "x"), "/out")
-    assert "1 shard (1 row) not run: fix the cause above first" in caplog.text
+    assert "stopped early: 1 shard (1 row) not run. Once the cause" in caplog.text
+    assert "the 16 rows that ran and failed stay failed" in caplog.text
     assert ", 16 failed, 1 not run, 0 clipped" in caplog.text
     caplog.clear()
     log_closing(JobReport(JobSummary(rows_ok=1, shards=1, this_run=RunSummary())), "/out")

@@ -358,7 +358,8 @@ def _stop(cluster: _Cluster, timeline: Timeline) -> None:
 def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[Shard], preset: Preset,
          tally: FailureTally, on_actor_ready: Callable | None, timeline: Timeline, dealt: Dealt) -> Dealt:  # fmt: skip
     """Start the actors (the driver's weights shared through the object store) and deal them the shards, filling
-    `dealt`."""
+    `dealt`; stop early where the first rows all fail alike in more than one input file (or, where `todo` is one
+    file's, in more than one shard): runner/failures.py."""
     actors = create_actors(settings, plan_actors(settings.cpu_actors), preset, weights_later=True)
     timeline.mark("actors created")
     # into the object store while the actors' processes start
@@ -373,14 +374,16 @@ def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[S
         if on_actor_ready:
             on_actor_ready(info)
 
+    by_file = len({shard.file for shard in todo}) > 1  # the early stop's sources: files, or the one's shards
+
     def finished(shard: Shard, stats: dict[str, Any]) -> None:
         if end_imports.ident is None:  # the first shard done: dealing is under way, not at its start
             end_imports.start()
         if tally.ok or stats.get("rows_ok"):
             tally.ok += stats.get("rows_ok", 0)
             return  # some rows are fine: never stop early
-        tally.add(_outcomes(Store(settings.out_url), shard.name))
-        reason = tally.early_stop()
+        tally.add(_outcomes(Store(settings.out_url), shard.name), shard.file if by_file else shard.name)
+        reason = tally.early_stop(by_file)
         if reason:
             raise StopJob(reason)
 

@@ -1,8 +1,14 @@
 """Why rows failed: the top reasons of a job (count and one example id each), and the early stop.
 
 Reasons are grouped by kind: numbers and quoted names are masked, so "n_mels 100 ..." and "n_mels 128 ..."
-count as one reason; each group shows the first row's own reason and id. A job whose first EARLY_ROWS rows
-(or more) all failed for one reason stops there instead of spending the cluster on the rest.
+count as one reason; each group shows the first row's own reason and id.
+
+The early stop: bad input never stops a job (DESIGN.md), but a configuration mistake that every row meets (every
+mel in the wrong convention, the wrong checkpoint) would spend the cluster on rows that all fail. So a job stops
+early only on evidence that spans it: its first EARLY_ROWS rows (or more) all failed for one reason, none ok, and
+they come from at least EARLY_SOURCES sources: input files, or for a job whose shards all come from one input file,
+shards. One bad file among good ones never stops it. The rows of the shards not run are not failed: the same
+command runs exactly those once the cause is fixed (batchvoc/__main__.py says so).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 from batchvoc.errors import counted
 
 EARLY_ROWS = 16  # rows to see before stopping a job whose rows all fail for one reason
+EARLY_SOURCES = 2  # input files (or shards, where there is one file) those rows must come from
 TOP = 5
 _MASK = re.compile(r"'[^']*'|\"[^\"]*\"|[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
@@ -33,9 +40,13 @@ class FailureTally:
     errors: int = 0
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (status, kind) -> rows
     examples: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # -> (id, reason)
+    sources: set[str] = field(default_factory=set)  # where the rows added came from (input files, or shards)
 
-    def add(self, rows: list[dict[str, Any]]) -> None:
-        """Count rows of an output manifest (`id`, `status`, `error`)."""
+    def add(self, rows: list[dict[str, Any]], source: str = "") -> None:
+        """Count rows of an output manifest (`id`, `status`, `error`); `source`: where they came from (the early
+        stop's evidence: their input file, or their shard where the job's shards all come from one file)."""
+        if rows and source:
+            self.sources.add(source)
         for row in rows:
             self.rows += 1
             status = row.get("status") or "error"
@@ -59,12 +70,16 @@ class FailureTally:
         rest = self.counts.most_common()[k:]
         return len(rest), sum(n for _, n in rest)
 
-    def early_stop(self) -> str | None:
-        """Why to stop now: at least EARLY_ROWS rows seen, none ok, all errors of one kind; else None."""
+    def early_stop(self, by_file: bool = True) -> str | None:
+        """Why to stop now, or None: at least EARLY_ROWS rows seen, none ok, all errors of one kind, from at least
+        EARLY_SOURCES sources (module doc). `by_file`: the sources are input files (else the shards of the one)."""
         if self.rows < EARLY_ROWS or self.ok or self.errors != self.rows or len(self.counts) != 1:
             return None
+        if len(self.sources) < EARLY_SOURCES:
+            return None  # one file (or one shard) of bad input: the rest may be good
         ((_, reason),) = self.examples.values()
-        return f"the first {self.rows} rows all failed the same way, e.g. {reason}"
+        where = f"{len(self.sources)} input files" if by_file else f"{len(self.sources)} shards of its one input file"
+        return f"the first {self.rows} rows, from {where}, all failed the same way, e.g. {reason}"
 
 
 def console_lines(

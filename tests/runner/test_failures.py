@@ -1,0 +1,45 @@
+"""The failure tally: top reasons, and the early stop's rule (runner/failures.py): evidence that spans the job."""
+
+from batchvoc.runner.failures import EARLY_ROWS, FailureTally
+
+
+def failed(count: int, reason: str = "mel holds 480 values, not n_mels x n_frames = 80 x 7") -> list[dict]:
+    return [dict(id=f"u{i}", status="error", error=reason) for i in range(count)]
+
+
+def test_rows_of_one_input_file_never_stop_the_job_however_many():
+    tally = FailureTally()
+    for _ in range(4):  # four shards of one bad file, among others not reported yet
+        tally.add(failed(EARLY_ROWS), "bad.parquet")
+    assert tally.rows == 4 * EARLY_ROWS and tally.early_stop() is None
+
+
+def test_rows_of_two_input_files_failing_alike_stop_the_job_with_where_they_came_from():
+    tally = FailureTally()
+    tally.add(failed(10), "a.parquet")
+    assert tally.early_stop() is None  # fewer than EARLY_ROWS rows
+    tally.add(failed(10), "b.parquet")
+    reason = tally.early_stop()
+    assert reason.startswith("the first 20 rows, from 2 input files, all failed the same way, e.g. mel holds"), reason
+
+
+def test_a_job_of_one_input_file_stops_on_two_of_its_shards():
+    tally = FailureTally()
+    tally.add(failed(EARLY_ROWS), "m.r000000000-000000016")
+    assert tally.early_stop(by_file=False) is None  # one shard: perhaps one bad stretch of the file
+    tally.add(failed(4), "m.r000000016-000000020")
+    assert "from 2 shards of its one input file" in tally.early_stop(by_file=False)
+
+
+def test_other_reasons_suspect_rows_or_an_ok_row_mean_no_early_stop():
+    two_kinds = FailureTally()
+    two_kinds.add(failed(EARLY_ROWS), "a.parquet")
+    two_kinds.add(failed(EARLY_ROWS, "mel is null"), "b.parquet")
+    suspect = FailureTally()
+    suspect.add(failed(EARLY_ROWS), "a.parquet")
+    suspect.add([dict(id="s", status="suspect", error="mel_error 1.2 > 0.8")], "b.parquet")
+    some_ok = FailureTally(ok=1)
+    some_ok.add(failed(EARLY_ROWS), "a.parquet")
+    some_ok.add(failed(EARLY_ROWS), "b.parquet")
+    assert two_kinds.early_stop() is None and suspect.early_stop() is None and some_ok.early_stop() is None
+    assert [t["rows"] for t in two_kinds.top()] == [EARLY_ROWS, EARLY_ROWS]
