@@ -47,7 +47,8 @@ def mel_rows(count: int, n_mels: int, frames: Iterable[int] | int = 40, prefix: 
     frames = [frames] * count if isinstance(frames, int) else list(frames)
     rows = []
     for i, n in enumerate(frames):
-        mel = (-6 + 2 * rng.standard_normal((n_mels, n))).astype(np.float32)
+        # at most 2.0: below the ~2.4 a full-scale signal makes (a peak 1 above it is a mel too loud)
+        mel = np.minimum(-6 + 2 * rng.standard_normal((n_mels, n)), 2.0).astype(np.float32)
         rows.append(dict(id=f"{prefix}_{i:04d}", mel=mel.ravel(), n_frames=n, n_mels=n_mels, speaker=f"s{i % 3}"))
     return rows
 
