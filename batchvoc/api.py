@@ -167,7 +167,7 @@ class Vocoder:
         precision: `fp32` | `fp16` | `bf16`; None: fp16 on a CUDA device, fp32 elsewhere.
         device: `"cpu"`, `"cuda"`, `"cuda:1"`, ...; None or `"auto"`: the CUDA GPU if there is one, else the CPU.
         batch, window: rows per forward and frames per row (as `engine.batch` / `engine.window`); None: the
-            device's defaults, as a job's (batchvoc/device_defaults.py: batch 16 and W + 2 * context = 1024 frames
+            device's defaults, as a job's (batchvoc/device_defaults.py: batch 16 and W + 2 * context = 10 s of frames
             on a GPU, batch 1 and 512 frames on a CPU, where batching only computes silence).
         hparams: overrides of the preset's hyper-parameters (as `model.hparams`).
         mel_scale: what the mels are (as `input.mel_scale`): `ln` (the model's own), `log10`, `db`, `gsv_norm`;

@@ -169,7 +169,7 @@ def run_bench(cfg) -> dict[str, Any]:
     device = resolve_device(str(cfg.device))
     hparams = OmegaConf.to_container(cfg.hparams) if cfg.get("hparams") else None
     model, preset = load_vocoder(cfg.preset, cfg.checkpoint, hparams)
-    plan = plan_chunks(model, preset, 1, cfg.window, default_row_length(device))
+    plan = plan_chunks(model, preset, 1, cfg.window, default_row_length(device, preset.frame_rate))
     window, context = plan.chunk_frames, plan.context
     geometry = dict(window=window, context=context)
     rng = np.random.default_rng(int(cfg.seed))

@@ -139,7 +139,7 @@ def plan_for(model: nn.Module, preset: Preset, options: EngineOptions) -> ChunkP
     None (batchvoc/device_defaults.py)."""
     device = resolve_device(options.device)
     batch = options.batch or default_batch(device)
-    return plan_chunks(model, preset, batch, options.chunk_frames, default_row_length(device))
+    return plan_chunks(model, preset, batch, options.chunk_frames, default_row_length(device, preset.frame_rate))
 
 
 def assemble(model: nn.Module, preset: Preset, options: EngineOptions, started: float | None = None,

@@ -53,7 +53,7 @@ import torch
 from torch import Tensor
 
 from batchvoc.chunking import ChunkPlan
-from batchvoc.device_defaults import GPU_BATCH, GPU_ROW_LENGTH
+from batchvoc.device_defaults import GPU_BATCH, default_row_length
 from batchvoc.hostmem import retain_freed_memory
 from batchvoc.manifest import Shard, cursors, find_manifest_files, plan_shards
 from batchvoc.manifest.conventions import MelChecks
@@ -117,7 +117,7 @@ class CallTimes:
 def probe_stream(preset_name: str, batch: int) -> tuple[VocoderStream, MelChecks]:
     """The host-side probe's stream (HostProbeEngine, SilenceCounts, the GPU plan of the preset's model) and checks."""
     model, preset = load_vocoder(preset_name, "random")
-    plan = plan_chunks(model, preset, batch, None, GPU_ROW_LENGTH)
+    plan = plan_chunks(model, preset, batch, None, default_row_length("cuda", preset.frame_rate))
     stream = VocoderStream(HostProbeEngine(plan.hop), plan, preset.sample_rate)
     stream.checker = SilenceCounts()
     return stream, MelChecks.for_preset(preset)

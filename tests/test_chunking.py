@@ -48,6 +48,7 @@ def utterances(lengths, n_mels=3, seed=0):
 
 def test_chunk_frames_for_makes_round_windows():
     assert chunk_frames_for(12, 512) == 512 - 24
+    assert chunk_frames_for(12, 938) == 944 - 24  # rows of a multiple of 8 frames
     assert chunk_frames_for(13, 500, 32) == 512 - 26
     assert chunk_frames_for(40, 16, 32) + 80 == 128  # 2C + multiple = 112, rounded up to 128
     with pytest.raises(ValueError):

@@ -31,7 +31,7 @@ def runtime():
 
 def test_chunk_frames_make_a_round_row():
     assert chunk_frames_for(26) + 2 * 26 == 1024
-    assert chunk_frames_for(600) == 48  # context wider than the row: 2C + 32 = 1232, rounded up to 1248
+    assert chunk_frames_for(600) == 8  # context wider than the row: the row is 2C + ROW_MULTIPLE (8)
     assert (chunk_frames_for(10, length=100, multiple=32) + 20) % 32 == 0
     with pytest.raises(ValueError, match="context"):
         chunk_frames_for(-1)
@@ -41,7 +41,9 @@ def test_plan_is_the_models_receptive_field(runtime):
     plan = runtime.plan
     assert isinstance(plan, ChunkPlan)
     assert plan.context == runtime.model.receptive_field() > 0
-    assert (plan.batch, plan.length) == plan.shape == (2, default_row_length(runtime.device))  # 512 on a CPU
+    assert (
+        (plan.batch, plan.length) == plan.shape == (2, default_row_length(runtime.device, runtime.preset.frame_rate))
+    )  # CPU: 512
     assert plan.hop == runtime.preset.hop_length == 256
     assert plan.log_mel_floor == pytest.approx(runtime.preset.silence)
     assert plan_chunks(runtime.model, runtime.preset, 4, 100).shape == (4, 100 + 2 * plan.context)

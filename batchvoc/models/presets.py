@@ -52,6 +52,11 @@ class Preset:
         """Log-mel value of silence: what padding frames hold."""
         return math.log(self.front_end.clip)
 
+    @property
+    def frame_rate(self) -> float:
+        """Mel frames per second of audio: sample_rate / hop_length (gsv_v4: 100)."""
+        return self.sample_rate / self.hop_length
+
 
 PRESETS: dict[str, Preset] = {}
 PRESET_FOLDER = "preset"  # under the packaged config tree, batchvoc/conf/

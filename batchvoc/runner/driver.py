@@ -119,7 +119,7 @@ def cut(settings: JobSettings, planned: Planned, preset: Preset, packing: ChunkP
 
 
 def _target_frames(settings: JobSettings, preset: Preset) -> int:
-    return int(settings.shard_seconds * preset.sample_rate / preset.hop_length)
+    return int(settings.shard_seconds * preset.frame_rate)
 
 
 def engine_plan(settings: JobSettings, model: nn.Module, preset: Preset, gpu: bool) -> ChunkPlan:
@@ -128,7 +128,7 @@ def engine_plan(settings: JobSettings, model: nn.Module, preset: Preset, gpu: bo
     device = "cuda" if gpu else "cpu"
     options = EngineOptions.from_settings(settings, device)
     batch = options.batch or default_batch(device)
-    return plan_chunks(model, preset, batch, options.chunk_frames, default_row_length(device))
+    return plan_chunks(model, preset, batch, options.chunk_frames, default_row_length(device, preset.frame_rate))
 
 
 def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], None] | None = None,
