@@ -222,5 +222,5 @@ def test_ids_refused_for_their_own_reasons_take_no_path_and_a_duplicate_stays_a_
     errors = [row.error for row in read_shard_rows(shard, 4)]
     assert "leaves the output folder" in errors[0] and errors[1] is None  # its own reason; `a` after it is fine
     assert errors[2] is None and "'k'" in errors[3]  # the first `k.wav/z` clashes, the second is a duplicate
-    assert errors[4] == "id 'k.wav/z' appears earlier in the manifest"
+    assert errors[4] == f"id 'k.wav/z' appears earlier in the manifest (row 4 of {shard.file})"
     assert shard.duplicate_rows == (4,) and [row for row, _ in shard.clashing_rows] == [3]

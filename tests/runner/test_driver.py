@@ -120,8 +120,9 @@ def test_ids_whose_audio_paths_clash_fail_the_later_row_and_the_job_writes_every
     assert report.exit_code == 2 and (s.rows_ok, s.rows_failed, s.rows_not_run) == (2, 1, 0), s
     out = {r["id"]: r for r in output_rows(settings.out_path)}
     assert out["a.wav/b"]["status"] == "error" and out["a.wav/b"]["path"] is None
+    place = f"row 1 of {tmp_path / 'in' / 'm.parquet'}"
     assert out["a.wav/b"]["error"] == ("id 'a.wav/b': it needs a folder 'a.wav' where the audio file of id 'a' "
-                                       "(earlier in the manifest) goes")  # fmt: skip
+                                       f"(earlier in the manifest) goes ({place})")  # fmt: skip
     for key in ("a", "good"):
         assert out[key]["status"] == "ok" and (settings.out_path / out[key]["path"]).is_file()
     assert s.top_failures[0]["example_id"] == "a.wav/b"
