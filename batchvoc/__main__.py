@@ -246,10 +246,14 @@ RETRY_HINT = (
 
 def _failed_rows_hint(failed: int, retry_failed: bool) -> None:
     """For `failed` rows (of done shards: rows not run are run by any rerun): how to vocode them again, or, where
-    output.retry_failed did, that their input is still bad."""
+    output.retry_failed did, that they failed again and where their cause can be fixed: a retry reads the mel
+    files again, not the manifest or the settings."""
     if failed > 0 and retry_failed:
-        log.info("batchvoc: %s still failed with output.retry_failed=true: their input is still bad (see the "
-                 "error column of the output manifest, manifest/*.parquet)", counted(failed, "row"))  # fmt: skip
+        log.info("batchvoc: %s failed again with output.retry_failed=true, for the reasons above (the error column "
+                 "of the output manifest, manifest/*.parquet): a retry reads their mel files again, so a cause in "
+                 "a mel file is fixed there; one in the manifest (an id, an inline mel) or a setting "
+                 "(input.mel_scale among them) is a new job: a new output.dir, or output.overwrite=true",
+                 counted(failed, "row"))  # fmt: skip
     elif failed > 0:
         log.info("batchvoc: %s", RETRY_HINT)
 

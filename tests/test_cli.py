@@ -444,7 +444,8 @@ def test_closing_lines_say_what_a_rerun_would_do(caplog):
     assert "setting, input.mel_scale among them, is a new job" in caplog.text and "output.overwrite=true" in caplog.text
     caplog.clear()
     log_closing(JobReport(JobSummary(shards=3, rows_ok=5, rows_failed=2)), "/out", retry_failed=True)  # retried
-    assert "2 rows still failed with output.retry_failed=true: their input is still bad" in caplog.text
+    assert "2 rows failed again with output.retry_failed=true, for the reasons above" in caplog.text
+    assert "a retry reads their mel files again" in caplog.text and "is a new job" in caplog.text
     assert "error column" in caplog.text and "vocodes them again" not in caplog.text
 
 
@@ -461,7 +462,7 @@ def test_closing_lines_count_one_in_the_singular(caplog):
                      this_run=RunSummary(shards=2))  # fmt: skip
     log_closing(JobReport(one), "/out", retry_failed=True)
     assert "batchvoc: 1 row ok, 0 suspect, 1 failed" in caplog.text and " on 1 actor (eager" in caplog.text
-    assert "1 row still failed with output.retry_failed=true" in caplog.text
+    assert "1 row failed again with output.retry_failed=true" in caplog.text
     caplog.clear()
     log_closing(JobReport(JobSummary(rows_failed=16, rows_not_run=1, shards=2, stopped_early="x"), ["b"], "x"), "/out")
     assert "stopped early: 1 shard (1 row) not run. Once the cause" in caplog.text
