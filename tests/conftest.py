@@ -41,14 +41,19 @@ def pytest_unconfigure(config):
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
+def random_log_mel(rng: np.random.Generator, n_mels: int, frames: int) -> np.ndarray:
+    """A random log-mel-like [n_mels, frames] float32: around -6, spread 2, at most 2.0, below the ~2.4 a
+    full-scale signal makes (manifest/conventions.py marks a mel peaking 1 above it too loud)."""
+    return np.minimum(-6 + 2 * rng.standard_normal((n_mels, frames)), 2.0).astype(np.float32)
+
+
 def mel_rows(count: int, n_mels: int, frames: Iterable[int] | int = 40, prefix: str = "utt", seed: int = 0) -> list:
-    """Rows with inline mels: log-mel-like values around -5 with structure, [n_mels, n_frames] each."""
+    """Rows with inline mels: log-mel-like values around -6 (random_log_mel), [n_mels, n_frames] each."""
     rng = np.random.default_rng(seed)
     frames = [frames] * count if isinstance(frames, int) else list(frames)
     rows = []
     for i, n in enumerate(frames):
-        # at most 2.0: below the ~2.4 a full-scale signal makes (a peak 1 above it is a mel too loud)
-        mel = np.minimum(-6 + 2 * rng.standard_normal((n_mels, n)), 2.0).astype(np.float32)
+        mel = random_log_mel(rng, n_mels, n)
         rows.append(dict(id=f"{prefix}_{i:04d}", mel=mel.ravel(), n_frames=n, n_mels=n_mels, speaker=f"s{i % 3}"))
     return rows
 

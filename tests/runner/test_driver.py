@@ -10,7 +10,7 @@ import pytest
 from batchvoc.errors import ConfigError
 from batchvoc.runner.driver import run_job
 from batchvoc.settings import JobSettings
-from tests.conftest import mel_rows, write_manifest
+from tests.conftest import mel_rows, random_log_mel, write_manifest
 from tests.jobs import read_summary, small_job
 from tests.test_stats import SUMMARY_KEYS
 
@@ -228,7 +228,7 @@ def test_an_early_stop_counts_rows_not_run_apart_from_failed_ones_everywhere_and
 
     rng = np.random.default_rng(0)  # the missing mels made: a rerun runs the rows not run, the failed stay failed
     for i in ids:
-        np.save(folder / f"{i}.npy", (-6 + 2 * rng.standard_normal((80, 6))).astype(np.float32))
+        np.save(folder / f"{i}.npy", random_log_mel(rng, 80, 6))
     caplog.clear()
     again = run_job(settings)
     log_closing(again, settings.out_url)
@@ -293,7 +293,7 @@ def test_every_input_file_failing_alike_stops_early_and_the_same_command_runs_ex
     assert said in caplog.text, caplog.text
     rng = np.random.default_rng(0)
     for key in (key for keys in ids.values() for key in keys):
-        np.save(folder / f"{key}.npy", (-6 + 2 * rng.standard_normal((80, 6))).astype(np.float32))
+        np.save(folder / f"{key}.npy", random_log_mel(rng, 80, 6))
     again = run_job(settings)  # the same command: exactly the rows not run, the failed ones stay failed
     s2 = again.summary
     assert again.exit_code == 2 and s2.stopped_early is None and s2.this_run.rows_ok == s.rows_not_run

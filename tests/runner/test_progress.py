@@ -7,7 +7,7 @@ from batchvoc.manifest import find_manifest_files, plan_shards
 from batchvoc.models.presets import get_preset
 from batchvoc.runner.actors import RemoteWorker
 from batchvoc.runner.cluster import plan_actors
-from tests.conftest import mel_rows, write_manifest
+from tests.conftest import mel_rows, random_log_mel, write_manifest
 from tests.jobs import small_job
 
 
@@ -149,7 +149,7 @@ def test_a_job_without_n_frames_shows_the_audio_of_its_mels(tmp_path, ray_cluste
     frames = rng.integers(20, 70, 24).tolist()  # more rows than the headers sampled: the done shards correct it
     (tmp_path / "in").mkdir()
     for i, n in enumerate(frames):
-        np.save(tmp_path / "in" / f"u{i}.npy", (-6 + 2 * rng.standard_normal((80, n))).astype(np.float32))
+        np.save(tmp_path / "in" / f"u{i}.npy", random_log_mel(rng, 80, n))
     write_manifest(tmp_path / "in" / "m.parquet", [dict(id=f"u{i}", mel_path=f"u{i}.npy") for i in range(24)])
     console = _Terminal()  # the bar is drawn on a terminal
     monkeypatch.setattr(sys, "stderr", console)
