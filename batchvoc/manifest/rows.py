@@ -126,12 +126,16 @@ def decode_batch(table: pa.Table, first: int, shard: Shard, checks: MelChecks | 
         reason = f"rows could not be decoded: {one_line(err)}"
         rows = [MelRow(first + i, "", error=reason) for i in range(table.num_rows)]
     for row in rows:
-        place = f" ({row_place(shard.file, shard.start + row.index)})"  # its id is another row's, or clashes with one
         if row.error is None and row.index in duplicates:  # skipped or not: its id's file is the earlier row's
-            row.mel, row.error = None, f"id {row.id!r} appears earlier in the manifest{place}"
+            row.mel, row.error = None, f"id {row.id!r} appears earlier in the manifest ({_place(shard, row)})"
         elif row.error is None and row.index in clashes:  # its path and an earlier id's cannot both exist
-            row.mel, row.error = None, clashes[row.index] + place
+            row.mel, row.error = None, f"{clashes[row.index]} ({_place(shard, row)})"
         yield row
+
+
+def _place(shard: Shard, row: MelRow) -> str:
+    """row_place of a shard's row: the output manifest holds its id twice, or beside one it clashes with."""
+    return row_place(shard.file, shard.start + row.index)
 
 
 def table_rows(table: pa.Table, file: str, checks: MelChecks | int) -> Iterator[MelRow]:
