@@ -114,14 +114,15 @@ def lrelu_conv_tma(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr
                    HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr,
                    ACTIVATE_OUTPUT: tl.constexpr, SPLIT_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
-                   STAGES: tl.constexpr):  # fmt: skip
-    """`lrelu_conv` with x as a descriptor of channels-last [B, T, C_IN], block [1, BLOCK_M, BLOCK_C]: each tap's
-    rows are one block copy (zeros outside [0, T) and past C_IN), the tap loop pipelined STAGES deep. Without
-    ACTIVATE_INPUT the rows go from shared memory straight into the product."""
+                   STAGES: tl.constexpr, BOX_C: tl.constexpr):  # fmt: skip
+    """`lrelu_conv` with x as a descriptor of channels-last [B, T, C_IN], block [1, BLOCK_M, BOX_C]: each tap's
+    rows are BLOCK_C / BOX_C block copies (zeros outside [0, T) and past C_IN), each feeding its own product over its
+    channels, the tap loop pipelined STAGES deep. Without ACTIVATE_INPUT the rows go from shared memory straight into
+    the product."""
     _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation,
                           padding, slope, out_slope, scale, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN, C_OUT,
                           KSIZE, HAS_RES, RES_ACTIVATED, HAS_EXTRA, HAS_SPAN, ACTIVATE_INPUT, ACTIVATE_OUTPUT,
-                          SPLIT_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C, STAGES)  # fmt: skip
+                          SPLIT_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C, STAGES, BOX_C)  # fmt: skip
 
 
 @triton.jit
@@ -131,16 +132,16 @@ def lrelu_conv_tma_device(x_ptr, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, a
                           RES_ACTIVATED: tl.constexpr, HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr,
                           ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr, SPLIT_OUT: tl.constexpr,
                           DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                          BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
+                          BLOCK_C: tl.constexpr, STAGES: tl.constexpr, BOX_C: tl.constexpr):  # fmt: skip
     """`lrelu_conv_tma` with the descriptor of channels-last x [B, T, C_IN] (x_ptr, strides sxb, sxt, 1) built by each
     program on the device, in the global scratch memory its launcher provides (a compiled graph's launcher does;
     an eager launch needs triton.set_allocator): what a compiled graph can launch, a host descriptor it cannot."""
     x_desc = tl.make_tensor_descriptor(x_ptr, shape=[B, T, C_IN], strides=[sxb, sxt, 1],
-                                       block_shape=[1, BLOCK_M, BLOCK_C])  # fmt: skip
+                                       block_shape=[1, BLOCK_M, BOX_C])  # fmt: skip
     _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation,
                           padding, slope, out_slope, scale, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN, C_OUT,
                           KSIZE, HAS_RES, RES_ACTIVATED, HAS_EXTRA, HAS_SPAN, ACTIVATE_INPUT, ACTIVATE_OUTPUT,
-                          SPLIT_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C, STAGES)  # fmt: skip
+                          SPLIT_OUT, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_C, STAGES, BOX_C)  # fmt: skip
 
 
 @triton.jit
@@ -150,22 +151,23 @@ def _conv_of_block_copies(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, 
                           RES_ACTIVATED: tl.constexpr, HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr,
                           ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr, SPLIT_OUT: tl.constexpr,
                           DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                          BLOCK_C: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
-    """The block-copy kernels' tile: x_desc describes channels-last x [B, T, C_IN] in blocks [1, BLOCK_M, BLOCK_C]."""
+                          BLOCK_C: tl.constexpr, STAGES: tl.constexpr, BOX_C: tl.constexpr):  # fmt: skip
+    """The block-copy kernels' tile: x_desc describes channels-last x [B, T, C_IN] in blocks [1, BLOCK_M, BOX_C]
+    (BOX_C divides BLOCK_C)."""
     b = tl.program_id(2)
     t0 = tl.program_id(0) * BLOCK_M
     t = t0 + tl.arange(0, BLOCK_M)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    c = tl.arange(0, BLOCK_C)
-    w_cols = w_ptr + c[:, None] * C_OUT + n[None, :]
-    w_ok = (c < C_IN)[:, None] & (n < C_OUT)[None, :]
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for tap in tl.range(0, KSIZE, num_stages=STAGES):
-        a = x_desc.load([b, t0 + tap * dilation - padding, 0]).reshape(BLOCK_M, BLOCK_C)
-        if ACTIVATE_INPUT:
-            a = _leaky(a, slope)
-        w = tl.load(w_cols + tap * C_IN * C_OUT, mask=w_ok, other=0.0)
-        acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
+        for box in tl.static_range(BLOCK_C // BOX_C):
+            a = x_desc.load([b, t0 + tap * dilation - padding, box * BOX_C]).reshape(BLOCK_M, BOX_C)
+            if ACTIVATE_INPUT:
+                a = _leaky(a, slope)
+            c = box * BOX_C + tl.arange(0, BOX_C)
+            w_ok = (c < C_IN)[:, None] & (n < C_OUT)[None, :]
+            w = tl.load(w_ptr + tap * C_IN * C_OUT + c[:, None] * C_OUT + n[None, :], mask=w_ok, other=0.0)
+            acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
     _finish(acc, b.to(tl.int64), t, n, T, rate, slope, out_slope, scale, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr,
             valid_ptr, srb, src, srt, sob, soc, sot, svb, svk, svf, C_OUT, HAS_RES, RES_ACTIVATED, HAS_EXTRA, HAS_SPAN,
             ACTIVATE_OUTPUT, SPLIT_OUT)  # fmt: skip

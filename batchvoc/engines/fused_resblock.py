@@ -78,11 +78,12 @@ FUSED_MAX_CHANNELS = 64  # H100 (BENCHMARKS.md, session 5): at 128 channels cuDN
 # 1.07x the host descriptors' time, a few tiles of one layer came out wrong (64 channels, k=11, input activated, 3
 # stages: 9e-2, not with 1, 2 or 4), and an AOTInductor package of gsv_v4 with them stopped on an illegal instruction
 DEVICE_DESCRIPTORS = False
-# The widest block row (BLOCK_C channels) a traced launch's host descriptor takes: the compiled code makes it with
-# torch's initTMADescriptor (torch/_inductor/codegen/cuda/device_op_overrides.py), which asks the driver for the
-# block's whole row as one box under a swizzle of at most 128 bytes, and cuTensorMapEncodeTiled refuses a wider
-# one ("CUDA driver error: invalid argument": gsv_v4's 128-channel upsampler in fp16); Triton's own launcher splits
-# such rows into 128-byte boxes, so eager calls keep block copies at any width.
+# The widest block row a traced launch's host descriptor takes: the compiled code makes it with torch's
+# initTMADescriptor (torch/_inductor/codegen/cuda/device_op_overrides.py), which asks the driver for the block's
+# whole row as one box under a swizzle of at most 128 bytes, and cuTensorMapEncodeTiled refuses a wider one ("CUDA
+# driver error: invalid argument": gsv_v4's 128-channel upsampler in fp16); Triton's own launcher splits such rows
+# into 128-byte boxes for eager calls, and the kernel splits them itself for traced ones (`block_copy_box`). Until
+# session 30 such traced rows took pointer loads: ~0.45 ms per gsv_v4 forward, most of aoti's gap to inductor.
 TRACED_MAX_ROW_BYTES = 128
 # Narrower inputs never take block copies: a 16-channel fp16 row (32 bytes) is too short for them (H100 sweeps,
 # `tiles`); their STAGES pipelines the pointer loads' tap loop instead
@@ -134,11 +135,12 @@ class TileTable:
 
 def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, slope, activate_input=True,
                     activate_output=False, config=None, descriptor=None, upper=None, *,
-                    residual_activated=False, extra=None, scale=1.0, out_slope=None) -> Tensor:  # fmt: skip
+                    residual_activated=False, extra=None, scale=1.0, out_slope=None, box=None) -> Tensor:  # fmt: skip
     """out [B, C_out, T] from one launch; with `upper` ([B, C_out / 2, T], channels-last) out is the output's lower
     half and `upper` gets the rest;
     descriptor: None for `block_copy_descriptor`'s choice, else "host", "device" or "pointer" (tests and benchmarks
-    force one). residual_activated, extra, scale, out_slope: `lrelu_conv`'s."""
+    force one); box: the channels of one block copy (None: `block_copy_box`'s; tests force a split row).
+    residual_activated, extra, scale, out_slope: `lrelu_conv`'s."""
     from batchvoc.engines import conv_kernels  # imports triton: GPU path only
 
     rows, c_in, length = x.shape
@@ -163,13 +165,15 @@ def _triton_forward(x, weight, bias, residual, valid, rate, dilation, padding, s
                  HAS_EXTRA=extra is not None, HAS_SPAN=has_span,
                  ACTIVATE_INPUT=activate_input, ACTIVATE_OUTPUT=activate_output, SPLIT_OUT=upper is not None,
                  DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # fmt: skip
-    if how == "host":  # x's rows [B, T, C] in blocks [1, BLOCK_M, BLOCK_C]
-        blocks = {"x_desc": [1, config["BLOCK_M"], config["BLOCK_C"]]}
+    if how == "host":  # x's rows [B, T, C] in blocks [1, BLOCK_M, BOX_C]
+        box = box or block_copy_box(x, config)
+        blocks = {"x_desc": [1, config["BLOCK_M"], box]}
         launch_with_descriptors(conv_kernels.lrelu_conv_tma, grid, blocks, x.transpose(1, 2), *params, length,
-                                *scalars, *strides, **flags, **config)  # fmt: skip
+                                *scalars, *strides, **flags, **config, BOX_C=box)  # fmt: skip
     elif how == "device":
         launcher(conv_kernels.lrelu_conv_tma_device, x)[grid](x, *params, rows, length, *scalars, x.stride(0),
-                                                              x.stride(2), *strides, **flags, **config)  # fmt: skip
+                                                              x.stride(2), *strides, **flags, **config,
+                                                              BOX_C=box or config["BLOCK_C"])  # fmt: skip
     else:
         launcher(conv_kernels.lrelu_conv, x)[grid](x, *params, length, *scalars, *x.stride(), *strides, **flags,
                                                    **config)  # fmt: skip
@@ -180,14 +184,22 @@ def block_copy_descriptor(x: Tensor, config: dict[str, int]) -> str:
     """How a launch on x with this tile gets its block copies: "host" (a descriptor made on the host: eager calls,
     and traced ones, whose compiled code makes it), "device" (made by the kernel: a traced launch with
     DEVICE_DESCRIPTORS), or "pointer": pointer loads (no STAGES in the tile, fewer than BLOCK_COPY_MIN_CHANNELS
-    input channels, x unaligned, or traced with rows wider than TRACED_MAX_ROW_BYTES)."""
+    input channels, or x unaligned)."""
     if "STAGES" not in config or x.shape[1] < BLOCK_COPY_MIN_CHANNELS or not fits_block_copies(x):
         return "pointer"
     if not traced(x):
         return "host"
-    if DEVICE_DESCRIPTORS:
-        return "device"
-    return "host" if config["BLOCK_C"] * x.element_size() <= TRACED_MAX_ROW_BYTES else "pointer"
+    return "device" if DEVICE_DESCRIPTORS else "host"
+
+
+def block_copy_box(x: Tensor, config: dict[str, int]) -> int:
+    """The input channels one host-made block copy of x's rows takes: the tile's whole row (BLOCK_C) in an eager
+    call, whose launcher splits a wide row itself; at most TRACED_MAX_ROW_BYTES in a traced one, where the kernel
+    splits it into that many block copies per tap, each feeding its own product (gsv_v4's 128-channel upsampler
+    in fp16: two of 64 channels)."""
+    if not traced(x):
+        return config["BLOCK_C"]
+    return min(config["BLOCK_C"], TRACED_MAX_ROW_BYTES // x.element_size())
 
 
 def pointer_tile(config: dict[str, int], activate_input: bool) -> dict[str, int]:

@@ -24,6 +24,8 @@ def _ir(kernel, slope) -> str:
                      BLOCK_C=64)  # fmt: skip
     if "STAGES" in names:
         constants["STAGES"] = 3
+    if "BOX_C" in names:
+        constants["BOX_C"] = 32  # a row of two block copies
     if slope == "constant":
         constants["slope"] = 0.1
     else:

@@ -168,11 +168,12 @@ def test_all_kernels_equal_the_torch_path_in_the_interpreter():
         for acts, epilogue in (((True, False), {}), ((False, False), {}), ((True, True), {}), ((False, True), stage)):
             want = _torch_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1, *acts, **epilogue)
             assert acts == (True, False) or (want - default).abs().max() > 0.1  # the flags change the function
-            for descriptor in (None, "pointer", "host", "device"):  # pointer loads unrolled, pipelined; block copies
+            # pointer loads unrolled, pipelined; block copies of a whole row, of a row split in two, made on the device
+            for descriptor, box in ((None, None), ("pointer", None), ("host", None), ("host", 16), ("device", None)):
                 config = block if descriptor is None else dict(block, STAGES=2)
                 got = _triton_forward(x, w, bias, res, valid, RATE, 3, 9, 0.1, *acts, config=config,
-                                      descriptor=descriptor, **epilogue)
-                assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max()), (acts, descriptor)
+                                      descriptor=descriptor, box=box, **epilogue)
+                assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max()), (acts, descriptor, box)
         """
     )
 
@@ -278,21 +279,20 @@ def test_narrow_rows_pipeline_pointer_loads_instead_of_block_copies():
     assert block_copy_descriptor(rows(64), tiles(64, 64, 3)) == "host"
 
 
-def test_traced_launches_take_host_descriptors_only_for_rows_of_one_box():
-    """A traced launch keeps its block copies where the block's row fits torch's compiled descriptor (at most 128
-    bytes: 64 fp16 / 32 fp32 channels); wider rows (gsv_v4's 128-channel upsampler) load through pointers there,
-    while an eager call keeps block copies at any width (Triton's launcher splits the row)."""
+def test_traced_launches_split_rows_wider_than_one_compiled_descriptor_box():
+    """A traced launch takes block copies at any width: where the block's row is wider than torch's compiled
+    descriptor takes (128 bytes: 64 fp16 / 32 fp32 channels; gsv_v4's 128-channel upsampler), the kernel copies it
+    in boxes of that width; an eager call copies the whole row in one (Triton's launcher splits it)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from batchvoc.engines.fused_resblock import block_copy_descriptor, tiles
+    from batchvoc.engines.fused_resblock import block_copy_box, block_copy_descriptor, tiles
 
     def rows(c, dtype=torch.float16):
         return torch.zeros(2, 64, c, dtype=dtype).transpose(1, 2)
 
     wide, narrow = tiles(128, 64, 5, activate_input=True), tiles(64, 64, 7, activate_input=True)
-    assert block_copy_descriptor(rows(128), wide) == "host"  # eager
+    assert block_copy_descriptor(rows(128), wide) == "host" and block_copy_box(rows(128), wide) == 128  # eager
     with FakeTensorMode():
-        assert block_copy_descriptor(rows(64), narrow) == "host"
-        assert block_copy_descriptor(rows(128), wide) == "pointer"
-        assert block_copy_descriptor(rows(64, torch.float32), narrow) == "pointer"
-        assert block_copy_descriptor(rows(32, torch.float32), tiles(32, 32, 7, activate_input=False)) == "host"
+        for x, tile, box in ((rows(64), narrow, 64), (rows(128), wide, 64), (rows(64, torch.float32), narrow, 32),
+                             (rows(128, torch.float32), wide, 32)):  # fmt: skip
+            assert (block_copy_descriptor(x, tile), block_copy_box(x, tile)) == ("host", box), (x.shape, x.dtype)
