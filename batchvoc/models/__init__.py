@@ -150,9 +150,28 @@ def load_vocoder(
     model = model.float().eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    n_mels = model.conv_pre.in_channels
-    preset = replace(preset, hparams={**base, **overrides}, n_mels=n_mels, hop_length=model.hop_length)
-    return model, preset
+    return model, _built_preset(preset, model, {**base, **overrides})
 
 
-__all__ = ["FAMILIES", "build_model", "family_module", "load_vocoder"]
+def model_preset(preset_name: str, checkpoint: str | None, hparams: dict[str, Any] | None = None) -> Preset:
+    """The preset load_vocoder returns for these arguments (the hyper-parameters, n_mels and hop of the model it
+    builds), without reading the weights: the model is built on the meta device (no storage, no initialisation).
+    For a job that needs the preset but not the model (a rerun with nothing left to do: runner/driver.py)."""
+    preset = get_preset(preset_name)
+    ckpt = "" if checkpoint is None else str(checkpoint).strip()
+    folder = Path(ckpt).expanduser() if ckpt not in ("", "random", "pretrained") else None
+    base, source = dict(preset.hparams), "the preset's hyper-parameters"
+    if folder is not None and folder.is_dir():
+        base, source = _folder_hparams(preset, folder), f"the hyper-parameters in {str(folder / 'config.json')!r}"
+    overrides = dict(hparams or {})
+    with torch.device("meta"):
+        model = _build(preset, base, overrides, source)
+    return _built_preset(preset, model, {**base, **overrides})
+
+
+def _built_preset(preset: Preset, model: nn.Module, hparams: dict[str, Any]) -> Preset:
+    """`preset` with the hyper-parameters, n_mels and hop of `model`, built from `hparams`."""
+    return replace(preset, hparams=hparams, n_mels=model.conv_pre.in_channels, hop_length=model.hop_length)
+
+
+__all__ = ["FAMILIES", "build_model", "family_module", "load_vocoder", "model_preset"]

@@ -37,7 +37,7 @@ from batchvoc.manifest.schema import (
     refuse_if_every_row_declares_wrong,
 )
 from batchvoc.manifest.shards import ManifestRows
-from batchvoc.models import load_vocoder
+from batchvoc.models import load_vocoder, model_preset
 from batchvoc.models.presets import Preset
 from batchvoc.outputs import passthrough_schema, write_lhotse
 from batchvoc.runner import worker_logs
@@ -152,22 +152,23 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
         settings = replace(settings, job_token=job.token)
         store = job.store
         with ThreadPoolExecutor(3, thread_name_prefix="plan") as pool:
-            loading = pool.submit(timeline.timed, "weights read", _read_weights, settings)
-            planning = pool.submit(lambda: timeline.timed("planned", plan, settings, files, loading.result()[1]))
-            # the input's digests (~0.1 s a GB) while Ray starts, not between Ray's start and the actors'
-            identifying = pool.submit(lambda: identify(settings, loading.result()[1]))
-            # connect here while the pool plans, unless Ray is starting on the caller's thread already (it is
-            # waited for once the plan stands: a bad checkpoint or manifest stops the job without waiting for Ray);
             # a finished job's rerun (summary.json there, not of an interrupted or stopped run) usually has
-            # nothing to do: plan before starting Ray
+            # nothing to do: it plans and checks its identity with the preset alone, and reads the weights and
+            # starts Ray only for the shards it finds left to run
             with reaching("output.dir", store.url):
-                early = ray_thread is None and unfinished(store)
-            cluster = _Cluster.start(settings.address, timeline) if early else None
+                work = ray_thread is not None or unfinished(store)
+            vocoder = _Vocoder(pool, settings, timeline, read=work)
+            planning = pool.submit(lambda: timeline.timed("planned", plan, settings, files, vocoder.preset()))
+            # the input's digests (~0.1 s a GB) while Ray starts, not between Ray's start and the actors'
+            identifying = pool.submit(lambda: identify(settings, vocoder.preset()))
+            # connect here while the pool plans, unless Ray is starting on the caller's thread already (it is
+            # waited for once the plan stands: a bad checkpoint or manifest stops the job without waiting for Ray)
+            cluster = _Cluster.start(settings.address, timeline) if work and ray_thread is None else None
             shards: list[Shard] = []
             dealt, tally = Dealt(), FailureTally()  # filled as dealing goes: an interrupted job's summary has it
             try:
                 planned = planning.result()
-                model, preset = loading.result()
+                preset = vocoder.preset()
                 # one output-manifest schema for every shard (datasets / pandas read them together); ConfigError
                 with reaching("input.manifest", settings.manifest):
                     columns = passthrough_schema(planned.rows.files_with_rows())
@@ -176,7 +177,9 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
 
                 def packing() -> ChunkPlan:  # a new job's: the actors' engine plan, on the devices Ray has
                     nonlocal cluster
+                    loading = vocoder.weights()  # read while Ray starts
                     cluster = cluster or _Cluster.start(settings.address, timeline, ray_thread)
+                    model = loading.result()[0]
                     return engine_plan(settings, model, preset, bool(ray.cluster_resources().get("GPU")))
 
                 shards = cut(settings, planned, preset, job.shard_packing(preset, packing))
@@ -185,6 +188,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                 log.info("%s planned, %d already done, %d to run", counted(len(shards), "shard"),
                          len(shards) - len(todo), len(todo))  # fmt: skip
                 if todo:
+                    loading = vocoder.weights()  # read while Ray starts, where they were not read already
                     cluster = cluster or _Cluster.start(settings.address, timeline, ray_thread)
                     _run(settings, cluster, loading, todo, preset, tally, on_actor_ready, timeline, dealt)
                     ending.begin()  # before "shards done" is said: a Ctrl-C from then on lets the end finish
@@ -317,6 +321,29 @@ class _Cluster:
         self.guard.close()
         log.info("local Ray shut down in %.1f s", time.perf_counter() - began)
         return True
+
+
+class _Vocoder:
+    """The job's model and preset. The weights are read (in the plan's pool) where the run is expected to have work,
+    else only once `weights` is called; the preset, which the plan and the job's identity need, is that read's where
+    it was begun first, else one from a model built on the meta device (models.model_preset: no weights read)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, settings: JobSettings, timeline: Timeline, read: bool) -> None:
+        self._read = lambda: pool.submit(timeline.timed, "weights read", _read_weights, settings)
+        self._loading: Future[tuple[nn.Module, Preset]] | None = self._read() if read else None
+        self._preset: Future[Preset] | None = None
+        if not read:
+            self._preset = pool.submit(model_preset, settings.preset, settings.checkpoint, settings.hparams)
+
+    def preset(self) -> Preset:
+        """load_vocoder's preset (waits for it); raises the loader's ConfigError."""
+        return self._preset.result() if self._preset is not None else self._loading.result()[1]
+
+    def weights(self) -> Future[tuple[nn.Module, Preset]]:
+        """The weights' read, (model, preset) once done: begun at the first call where it was not at the start."""
+        if self._loading is None:
+            self._loading = self._read()
+        return self._loading
 
 
 def _read_weights(settings: JobSettings) -> tuple[nn.Module, Preset]:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from batchvoc.errors import ConfigError
-from batchvoc.models import load_vocoder
+from batchvoc.models import load_vocoder, model_preset
 from batchvoc.models.checkpoint import fold_weight_norm, read_state_dict, unwrap
 from batchvoc.models.hifigan import HiFiGAN
 
@@ -160,6 +160,37 @@ def test_folder_with_config_and_single_weights_file(tmp_path):
     assert preset.name == "hifigan_v1_universal" and model.ups[0].out_channels == 32
     torch.save({}, tmp_path / "second.pt")
     with pytest.raises(ConfigError, match="bigvgan_generator.pt"):
+        load_vocoder("hifigan_v1_universal", str(tmp_path))
+
+
+MODELS = [  # (model.preset, model.checkpoint, model.hparams)
+    ("hifigan_v1_universal", "pretrained", None),
+    ("hifigan_v1_universal", "random", {"upsample_initial_channel": 32}),
+    ("bigvgan_v2_24khz_100band_256x", "random", None),
+    ("gsv_v4", "random", None),
+]
+
+
+@pytest.mark.parametrize(("preset", "checkpoint", "hparams"), MODELS)
+def test_model_preset_is_the_loaders_preset(preset, checkpoint, hparams):
+    assert model_preset(preset, checkpoint, hparams) == load_vocoder(preset, checkpoint, hparams)[1]
+
+
+def test_model_preset_of_a_folder_takes_its_config_and_reads_no_weights(tmp_path):
+    """A finished job's rerun plans with this preset: a folder's config.json (100 bands here, not the preset's
+    80) as the loader reads it, and the weights file is not read (garbage here, which the loader refuses)."""
+    config = {"resblock": "2", "upsample_rates": [8, 8, 4], "upsample_kernel_sizes": [16, 16, 8],
+              "upsample_initial_channel": 64, "resblock_kernel_sizes": [3, 5, 7],
+              "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]], "num_mels": 100}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    small = HiFiGAN(**{k: v for k, v in config.items() if k != "num_mels"}, n_mels=100)
+    torch.save({"generator": small.state_dict()}, tmp_path / "g_00100000.pth")
+    preset = model_preset("hifigan_v1_universal", str(tmp_path))
+    assert preset == load_vocoder("hifigan_v1_universal", str(tmp_path))[1]
+    assert (preset.n_mels, preset.hop_length, preset.hparams["resblock"]) == (100, 256, "2")
+    (tmp_path / "g_00100000.pth").write_text("not a checkpoint")
+    assert model_preset("hifigan_v1_universal", str(tmp_path)) == preset
+    with pytest.raises(ConfigError):
         load_vocoder("hifigan_v1_universal", str(tmp_path))
 
 

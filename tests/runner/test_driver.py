@@ -3,6 +3,7 @@
 import html
 import json
 import re
+from dataclasses import replace
 
 import pyarrow.parquet as pq
 import pytest
@@ -92,6 +93,46 @@ def test_an_output_dir_inside_the_manifest_folder_is_not_read_as_input_on_a_reru
     said = f"left out the output manifests of 1 batchvoc job, {first.summary.shards} files in all: {settings.out_path}"
     assert caplog.text.count(said) == 1, caplog.text  # said once, as a warning
     assert [r.levelname for r in caplog.records if said in r.getMessage()] == ["WARNING"]
+
+
+def steps(log_text: str) -> list[str]:
+    """The timeline steps a job logged (`N s after the process started: STEP`), in the order logged."""
+    return re.findall(r"s after the process started: (.+)", log_text)
+
+
+def test_a_rerun_with_nothing_to_do_reads_no_weights_and_joins_no_ray(tmp_path, ray_cluster, caplog):
+    """A finished job's rerun plans, checks its identity and rewrites summary.json and report.html with the same
+    counts and exit code, without reading the weights, joining Ray or starting actors (those timeline steps are
+    logged where they happen, as the first run's are); output.retry_failed=true still runs the failed rows."""
+    rows = mel_rows(6, 80, frames=12)
+    rows[1]["n_mels"] = 100  # a failed row: exit code 2, and a shard for output.retry_failed to run again
+    write_manifest(tmp_path / "in" / "m.parquet", rows, row_group_size=3)
+    settings = job(tmp_path, cpu_actors=1, shard_seconds=0.2)
+    caplog.set_level("INFO", "batchvoc")
+    first = run_job(settings)
+    assert first.exit_code == 2 and first.summary.shards >= 2
+    assert {"weights read", "Ray joined", "actors created", "actor-0 ready"} <= set(steps(caplog.text))
+    written = json.loads((settings.out_path / "summary.json").read_text())
+    report_html = settings.out_path / "report.html"
+    report_html.unlink()
+
+    caplog.clear()
+    again = run_job(settings)
+    assert steps(caplog.text) == ["checked", "planned", "report written"], caplog.text
+    assert f"{first.summary.shards} shards planned, {first.summary.shards} already done, 0 to run" in caplog.text
+    assert again.exit_code == 2 and again.summary.this_run.shards == 0
+    rewritten = json.loads((settings.out_path / "summary.json").read_text())
+    kept = ("rows_ok", "rows_suspect", "rows_clipped", "rows_failed", "rows_not_run", "audio_seconds", "shards",
+            "top_failures", "wall_seconds", "startup_s", "actors", "actors_ready", "timeline")  # fmt: skip
+    assert {k: rewritten[k] for k in kept} == {k: written[k] for k in kept}
+    assert (rewritten["rows_ok"], rewritten["rows_failed"], rewritten["shards_skipped"]) == (5, 1, first.summary.shards)
+    assert "This run had nothing to do" in html.unescape(report_html.read_text())
+
+    caplog.clear()
+    retried = run_job(replace(settings, retry_failed=True))  # the failed row's shard runs again: weights, Ray
+    assert {"weights read", "Ray joined", "actors created"} <= set(steps(caplog.text)), caplog.text
+    assert retried.exit_code == 2 and retried.summary.this_run.shards == 1
+    assert (retried.summary.rows_ok, retried.summary.rows_failed) == (5, 1)
 
 
 def test_bad_rows_give_exit_code_2(tmp_path, ray_cluster):
