@@ -21,11 +21,15 @@ from __future__ import annotations
 import math
 import os
 import posixpath
-from collections.abc import Iterator
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchvoc import storage
@@ -68,7 +72,7 @@ class Shard:
 
 @dataclass
 class _FileRows:
-    frames: list[int]  # per row
+    frames: Sequence[int]  # per row: an array('q') (8 bytes a row; a list where a value is beyond int64)
     group_starts: list[int]  # file row where each row group begins (one extra: the file's row count)
     duplicates: set[int]  # file rows whose id was seen before
     guessed: bool = False  # no n_frames column: FRAMES_PER_ROW_GUESS a row
@@ -157,8 +161,20 @@ class ManifestRows:
         """Read the `id` and `n_frames` columns of every file (plan_shards for `root` and `extension`)."""
         paths = [str(f) for f in files]
         names = _prefixes(paths, None if root is None else str(root))
-        taken = _AudioPaths(f".{extension}")
-        return cls(names, {path: _file_rows(path, taken) for path in paths})
+        rows: dict[str, _FileRows] = {}
+
+        def id_columns() -> Iterator[pa.ChunkedArray]:  # a file at a time: of its columns only the ids are kept
+            for path in paths:
+                rows[path], ids = _file_rows(path)
+                # the read's buffers, which Arrow's allocator keeps otherwise: 2M rows' peak 50 MB lower, and 130
+                # MB less held after planning
+                pa.default_memory_pool().release_unused()
+                yield ids
+
+        for path, (duplicates, clashes) in zip(paths, _id_marks(id_columns(), f".{extension}"), strict=True):
+            rows[path].duplicates, rows[path].clashes = duplicates, clashes
+        pa.default_memory_pool().release_unused()
+        return cls(names, rows)
 
     def files_with_rows(self) -> list[str]:
         """The files that hold rows (those the shards come from), sorted."""
@@ -182,12 +198,14 @@ class ManifestRows:
 
     def _file_shards(self, path: str, target_frames: int, packing: ChunkPlan | None) -> list[Shard]:
         rows = self.files[path]
+        frames = list(rows.frames)  # a list's items are read faster than an array's
         aligned = _aligned(rows, packing)
-        cuts = _cut_packed(rows.frames, target_frames, packing) if aligned else _cut(rows.frames, target_frames)
+        cuts = _cut_packed(frames, target_frames, packing) if aligned else _cut(frames, target_frames)
         shards = []
+        starts, duplicates, clashing = rows.group_starts, sorted(rows.duplicates), sorted(rows.clashes)
         for start, stop in cuts:
-            groups = [g for g in range(len(rows.group_starts) - 1)
-                      if rows.group_starts[g] < stop and rows.group_starts[g + 1] > start]  # fmt: skip
+            # the groups g with starts[g] < stop and starts[g + 1] > start (starts never decrease: a run of them)
+            groups = range(max(bisect_right(starts, start) - 1, 0), min(bisect_left(starts, stop), len(starts) - 1))
             shards.append(
                 Shard(
                     name=f"{self.names[path]}.r{start:09d}-{stop:09d}",
@@ -196,18 +214,18 @@ class ManifestRows:
                     stop=stop,
                     row_groups=tuple(groups),
                     first_row=rows.group_starts[groups[0]],
-                    frames=sum(rows.frames[start:stop]),
-                    duplicate_rows=tuple(r - start for r in range(start, stop) if r in rows.duplicates),
-                    clashing_rows=_rows_within(rows.clashes, start, stop),
+                    frames=sum(frames[start:stop]),
+                    duplicate_rows=tuple(r - start for r in _within(duplicates, start, stop)),
+                    clashing_rows=tuple((r - start, rows.clashes[r]) for r in _within(clashing, start, stop)),
                     frames_guessed=rows.guessed,
                 )
             )
         return shards
 
 
-def _rows_within(reasons: dict[int, str], start: int, stop: int) -> tuple[tuple[int, str], ...]:
-    """(row - start, reason) for the file rows in [start, stop) among `reasons`, in row order."""
-    return tuple(sorted((row - start, why) for row, why in reasons.items() if start <= row < stop))
+def _within(rows: list[int], start: int, stop: int) -> list[int]:
+    """The rows of sorted `rows` in [start, stop)."""
+    return rows[bisect_left(rows, start) : bisect_left(rows, stop)]
 
 
 def _aligned(rows: _FileRows, packing: ChunkPlan | None) -> bool:
@@ -215,33 +233,125 @@ def _aligned(rows: _FileRows, packing: ChunkPlan | None) -> bool:
     return packing is not None and packing.batch > 1 and not rows.guessed
 
 
-def _file_rows(path: str, taken: _AudioPaths) -> _FileRows:
-    """Frames per row, row-group starts, duplicate-id and clashing-path rows of one file; `taken` collects ids and
-    their audio paths across files."""
+def _file_rows(path: str) -> tuple[_FileRows, pa.ChunkedArray]:
+    """Frames per row and row-group starts of one file, and its id column (duplicates and clashes: `_id_marks`)."""
     parquet = storage.parquet_file(path)
     has_frames = "n_frames" in parquet.schema_arrow.names
-    columns = ["id", "n_frames"] if has_frames else ["id"]
-    frames: list[int] = []
+    table = parquet.read(columns=["id", "n_frames"] if has_frames else ["id"])
     starts = [0]
-    duplicates: set[int] = set()
+    for index in range(parquet.metadata.num_row_groups):
+        starts.append(starts[-1] + parquet.metadata.row_group(index).num_rows)
+    frames = _frames_of(table.column("n_frames")) if has_frames else array("q", [FRAMES_PER_ROW_GUESS]) * table.num_rows
+    return _FileRows(frames, starts, set(), guessed=not has_frames), table.column("id")
+
+
+def _frames_of(column: pa.ChunkedArray) -> Sequence[int]:
+    """[_frames(n) for n in column], a column of numbers at once (Python's float(n) as Arrow's unsafe cast), as an
+    array('q') where every value fits."""
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        values = pc.fill_null(column.cast(pa.float64(), safe=False), 0.0).to_numpy()
+        usable = np.isfinite(values) & (values > 0)
+        if not (values[usable] >= 2.0**63).any():  # else beyond int64: as Python does it, below
+            return array("q", np.where(usable, values, 0.0).astype(np.int64).tobytes())
+    frames = [_frames(n) for n in column.to_pylist()]
+    try:
+        return array("q", frames)
+    except OverflowError:
+        return frames
+
+
+def _id_marks(columns: Iterable[pa.ChunkedArray], suffix: str) -> list[tuple[set[int], dict[int, str]]]:
+    """For the id column of each file of a manifest (in order), its rows whose id an earlier row holds (across
+    files) and those whose audio path clashes with an earlier id's, with why (`_AudioPaths.clash`): what
+    `_marks_by_row` finds, found with Arrow for string and integer ids: ranked by a sort, not hashed into a set (2M
+    ids on a 2-core CPU: 0.6 s in id order, 2.1 s shuffled, 5.3 s one by one; benchmarks/plan_scale.py).
+
+    Only an id with a folder that ends in the suffix (`a.wav/b`: it holds `.wav/`) can take a path another id's
+    file needs, so only those ids and the ids whose file is such a folder are run through `_AudioPaths`, in manifest
+    order (a corpus's usual ids: none)."""
+    parts: list[pa.ChunkedArray | list] = []  # per file: its ids as strings (id_strings's where of another type)
+    for column in columns:
+        text = _as_text(column)
+        parts.append(id_strings(column) if text is None else text)
+    if any(isinstance(part, list) for part in parts):  # ids of other types (the schema check refuses them)
+        return _marks_by_row([part if isinstance(part, list) else part.to_pylist() for part in parts], suffix)
+    lengths = [len(part) for part in parts]
+    kind = pa.string() if all(part.type == pa.string() for part in parts) else pa.large_string()
+    ids = pa.chunked_array([chunk for part in parts for chunk in part.cast(kind).chunks], kind)
+    first = _first_rows(ids)
     clashes: dict[int, str] = {}
-    for index in range(parquet.num_row_groups):
-        table = parquet.read_row_group(index, columns=columns)
-        ids = id_strings(table.column("id"))
-        if has_frames:
-            frames += [_frames(n) for n in table.column("n_frames").to_pylist()]
-        else:
-            frames += [FRAMES_PER_ROW_GUESS] * len(ids)
-        for offset, key in enumerate(ids):
+    needs = first & _found(pc.match_substring(ids, suffix + "/"))  # ids with a folder named like an audio file
+    if "/" in suffix:  # a folder then ends in it otherwise: every id is run (plan_shards's extension is a name)
+        needs = first & _found(pc.is_valid(ids))
+    if needs.any():
+        folders = {f for key in ids.filter(pa.array(needs)).to_pylist() for f in _suffixed_folders(key, suffix)}
+        as_files = pc.binary_join_element_wise(ids, pa.scalar(suffix, kind), pa.scalar("", kind))
+        needs |= first & _found(pc.is_in(as_files, value_set=pa.array(sorted(folders), kind)))
+        rows = np.flatnonzero(needs)
+        taken = _AudioPaths(suffix)
+        for row, key in zip(rows.tolist(), ids.filter(pa.array(needs)).to_pylist(), strict=True):
+            taken.seen.add(key)
+            reason = taken.clash(key)
+            if reason is not None:
+                clashes[row] = reason
+    marks, begin = [], 0
+    for length in lengths:
+        end = begin + length
+        duplicates = set((np.flatnonzero(~first[begin:end])).tolist())
+        marks.append((duplicates, {row - begin: why for row, why in clashes.items() if begin <= row < end}))
+        begin = end
+    return marks
+
+
+def _first_rows(ids: pa.ChunkedArray) -> np.ndarray:
+    """Whether each row is the first to hold its id (the first null too, as a set of ids counts None once)."""
+    codes = pc.rank(ids, tiebreaker="dense").to_numpy()  # a sort's: equal ids (or nulls), one code of 1, 2, ...
+    earliest = np.full(len(ids) + 1, len(ids), dtype=np.int64)
+    np.minimum.at(earliest, codes, np.arange(len(ids)))  # each code's first row (np.unique: twice the memory)
+    first = np.zeros(len(ids), dtype=bool)
+    first[earliest[earliest < len(ids)]] = True
+    return first
+
+
+def _marks_by_row(columns: list[list], suffix: str) -> list[tuple[set[int], dict[int, str]]]:
+    """_id_marks of id values (id_strings's), row after row: a Python set of every id."""
+    taken = _AudioPaths(suffix)
+    marks = []
+    for ids in columns:
+        duplicates: set[int] = set()
+        clashes: dict[int, str] = {}
+        for row, key in enumerate(ids):
             if key in taken.seen:
-                duplicates.add(starts[-1] + offset)
+                duplicates.add(row)
                 continue
             taken.seen.add(key)
             reason = taken.clash(key) if isinstance(key, str) else None
             if reason is not None:
-                clashes[starts[-1] + offset] = reason
-        starts.append(starts[-1] + len(ids))
-    return _FileRows(frames, starts, duplicates, guessed=not has_frames, clashes=clashes)
+                clashes[row] = reason
+        marks.append((duplicates, clashes))
+    return marks
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """The id column as strings or large strings (integers as their decimal string, dictionaries decoded), as
+    id_strings gives them; None for ids of other types."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column, kind = column.cast(kind.value_type), kind.value_type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column
+    return column.cast(pa.string()) if pa.types.is_integer(kind) else None
+
+
+def _suffixed_folders(key: str, suffix: str) -> list[str]:
+    """The folders id `key`'s audio file lies in whose names end in `suffix` (_AudioPaths.clash's)."""
+    parts = key.split("/")
+    return [folder for folder in ("/".join(parts[:k]) for k in range(1, len(parts))) if folder.endswith(suffix)]
+
+
+def _found(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow array as numpy, null as False."""
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
 
 
 def id_strings(column: pa.ChunkedArray) -> list:

@@ -2,6 +2,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from batchvoc.chunking import ChunkPlan, packed_rows
@@ -224,3 +225,44 @@ def test_ids_refused_for_their_own_reasons_take_no_path_and_a_duplicate_stays_a_
     assert errors[2] is None and "'k'" in errors[3]  # the first `k.wav/z` clashes, the second is a duplicate
     assert errors[4] == f"id 'k.wav/z' appears earlier in the manifest (row 4 of {shard.file})"
     assert shard.duplicate_rows == (4,) and [row for row, _ in shard.clashing_rows] == [3]
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_the_planners_id_marks_are_those_of_the_row_by_row_check(suffix):
+    """shards._id_marks (Arrow, at once) finds the duplicate and clashing rows _marks_by_row (a set, row by row)
+    does: random ids of a few parts (clashing, unsafe, null, duplicate, integer), over files of each id type."""
+    from batchvoc.manifest.shards import _id_marks, _marks_by_row, id_strings
+
+    rng = np.random.default_rng(7)
+    parts = ["a", "a.wav", "b.flac", "c", "..", "", ".", "d.wav"]
+    for _ in range(200):
+        columns = []
+        for _ in range(rng.integers(1, 4)):
+            n = int(rng.integers(0, 12))
+            if rng.random() < 0.2:  # integer ids, some equal to another file's text ids
+                columns.append(pa.chunked_array([pa.array([int(v) for v in rng.integers(0, 5, n)], pa.int64())]))
+                continue
+            ids = ["/".join(rng.choice(parts, rng.integers(1, 4))) for _ in range(n)]
+            ids = [None if rng.random() < 0.1 else str(rng.integers(0, 5)) if rng.random() < 0.1 else i for i in ids]
+            kind = pa.large_string() if rng.random() < 0.2 else pa.string()
+            column = pa.chunked_array([pa.array(ids[:3], kind), pa.array(ids[3:], kind)])
+            columns.append(column.dictionary_encode() if rng.random() < 0.3 else column)
+        assert _id_marks(columns, suffix) == _marks_by_row([id_strings(c) for c in columns], suffix), columns
+
+
+def test_the_planners_frames_are_those_of_each_row():
+    """shards._frames_of (a column at once) gives _frames of every value: nulls, NaN, infinities, negative, huge,
+    fractional, float16, unsigned and text values."""
+    from batchvoc.manifest.shards import _frames, _frames_of
+
+    columns = [
+        pa.array([1, None, -3, 0, 2**63 - 1, 2**53 + 1], pa.int64()),
+        pa.array([2**64 - 1, 5], pa.uint64()),
+        pa.array([1.9, float("nan"), float("inf"), -float("inf"), -2.5, None, 1e300, 3e18], pa.float64()),
+        pa.array([1.5, 700.25, None], pa.float32()),
+        pa.array([np.float16(2.5), None], pa.float16()),
+        pa.array(["12", " 7 ", "1_000", "x", None, "1e30", "-4"], pa.string()),
+    ]
+    for column in columns:
+        chunked = pa.chunked_array([column])
+        assert list(_frames_of(chunked)) == [_frames(n) for n in column.to_pylist()], column
