@@ -9,7 +9,7 @@ import importlib
 import inspect
 import logging
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -105,15 +105,11 @@ def load_vocoder(
     keys: how its warnings name the settings (errors.API_KEYS: the Python API's keywords).
     """
     from batchvoc.models.checkpoint import load_checkpoint
-    from batchvoc.models.pretrained import PRETRAINED
 
     preset = get_preset(preset_name)
-    base, overrides = dict(preset.hparams), dict(hparams or {})
-    ckpt = "" if checkpoint is None else str(checkpoint).strip()
-    folder = None  # the folder model.checkpoint names, where it names one
-    if not ckpt:
-        raise ConfigError(KEY, _missing_message(preset))
-    if ckpt == "random":
+    weights = _Weights.named(preset, checkpoint)
+    overrides = dict(hparams or {})
+    if weights.path is None:
         log.warning(
             "%s: %s gets random weights; its audio is noise (benchmarks only)",
             keys.set("checkpoint", "random"),
@@ -121,36 +117,19 @@ def load_vocoder(
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = _build(preset, base, overrides, "the preset's hyper-parameters")
+            model = _build(preset, weights.hparams, overrides, weights.source)
     else:
-        source = "the preset's hyper-parameters"
-        if ckpt == "pretrained":
-            if preset.name not in PRETRAINED:
-                raise ConfigError(
-                    KEY,
-                    f"`pretrained` is only available for {', '.join(sorted(PRETRAINED))}; preset {preset.name!r} "
-                    f"ships no weights. {preset.weights_hint}".strip(),
-                )
-            path = PRETRAINED[preset.name]()
-        else:
-            path = Path(ckpt).expanduser()
-            if path.is_dir():
-                base = _folder_hparams(preset, path)
-                source = f"the hyper-parameters in {str(path / 'config.json')!r}"
-                folder, path = path, _folder_weights(path)
-            elif not path.exists():
-                hint = f" ({preset.weights_hint})" if preset.weights_hint else ""
-                raise ConfigError(KEY, f"{ckpt!r} does not exist{hint}")
         try:
-            model = load_checkpoint(_build(preset, base, overrides, source), path)
+            model = load_checkpoint(_build(preset, weights.hparams, overrides, weights.source), weights.path)
         except ConfigError as err:
-            if folder is None or err.key != KEY:
+            if weights.folder is None or err.key != KEY:
                 raise
-            raise ConfigError(KEY, f"{err.message} (the weights file batchvoc picked in folder {ckpt!r})") from None
+            raise ConfigError(KEY, f"{err.message} (the weights file batchvoc picked in folder {weights.folder!r})"
+                              ) from None  # fmt: skip
     model = model.float().eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return model, _built_preset(preset, model, {**base, **overrides})
+    return model, _built_preset(preset, model, {**weights.hparams, **overrides})
 
 
 def model_preset(preset_name: str, checkpoint: str | None, hparams: dict[str, Any] | None = None) -> Preset:
@@ -158,15 +137,51 @@ def model_preset(preset_name: str, checkpoint: str | None, hparams: dict[str, An
     builds), without reading the weights: the model is built on the meta device (no storage, no initialisation).
     For a job that needs the preset but not the model (a rerun with nothing left to do: runner/driver.py)."""
     preset = get_preset(preset_name)
-    ckpt = "" if checkpoint is None else str(checkpoint).strip()
-    folder = Path(ckpt).expanduser() if ckpt not in ("", "random", "pretrained") else None
-    base, source = dict(preset.hparams), "the preset's hyper-parameters"
-    if folder is not None and folder.is_dir():
-        base, source = _folder_hparams(preset, folder), f"the hyper-parameters in {str(folder / 'config.json')!r}"
+    weights = _Weights.named(preset, checkpoint)
     overrides = dict(hparams or {})
     with torch.device("meta"):
-        model = _build(preset, base, overrides, source)
-    return _built_preset(preset, model, {**base, **overrides})
+        model = _build(preset, weights.hparams, overrides, weights.source)
+    return _built_preset(preset, model, {**weights.hparams, **overrides})
+
+
+@dataclass(frozen=True)
+class _Weights:
+    """What model.checkpoint names: the weights file (None: random weights), the hyper-parameters the model is
+    built from (a folder's config.json over the preset's) and where they come from, the folder as given."""
+
+    path: Path | None
+    hparams: dict[str, Any]
+    source: str
+    folder: str | None = None
+
+    @classmethod
+    def named(cls, preset: Preset, checkpoint: str | None) -> _Weights:
+        """Resolve model.checkpoint without reading the weights; ConfigError (model.checkpoint) where it is not
+        set, names no file or folder there, or asks for `pretrained` weights the preset does not ship."""
+        from batchvoc.models.pretrained import PRETRAINED
+
+        ckpt = "" if checkpoint is None else str(checkpoint).strip()
+        hparams, source = dict(preset.hparams), "the preset's hyper-parameters"
+        if not ckpt:
+            raise ConfigError(KEY, _missing_message(preset))
+        if ckpt == "random":
+            return cls(None, hparams, source)
+        if ckpt == "pretrained":
+            if preset.name not in PRETRAINED:
+                raise ConfigError(
+                    KEY,
+                    f"`pretrained` is only available for {', '.join(sorted(PRETRAINED))}; preset {preset.name!r} "
+                    f"ships no weights. {preset.weights_hint}".strip(),
+                )
+            return cls(PRETRAINED[preset.name](), hparams, source)
+        path = Path(ckpt).expanduser()
+        if path.is_dir():
+            hparams = _folder_hparams(preset, path)  # a bad config.json is said before missing weights
+            return cls(_folder_weights(path), hparams, f"the hyper-parameters in {str(path / 'config.json')!r}", ckpt)
+        if not path.exists():
+            hint = f" ({preset.weights_hint})" if preset.weights_hint else ""
+            raise ConfigError(KEY, f"{ckpt!r} does not exist{hint}")
+        return cls(path, hparams, source)
 
 
 def _built_preset(preset: Preset, model: nn.Module, hparams: dict[str, Any]) -> Preset:

@@ -194,6 +194,20 @@ def test_model_preset_of_a_folder_takes_its_config_and_reads_no_weights(tmp_path
         load_vocoder("hifigan_v1_universal", str(tmp_path))
 
 
+@pytest.mark.parametrize("checkpoint", ["", "missing.pth", "missing_folder/", "pretrained"])
+def test_model_preset_refuses_the_checkpoints_the_loader_refuses(checkpoint, tmp_path):
+    """A finished job's rerun resolves model.checkpoint without reading the weights; one that names nothing there
+    (not set, deleted since the job ran, `pretrained` for a preset that ships none) is the loader's error, on
+    model.checkpoint, not a later step's (the job identity's digest of a file that is gone)."""
+    ckpt = str(tmp_path / checkpoint) if checkpoint.startswith("missing") else checkpoint
+    with pytest.raises(ConfigError) as loader:
+        load_vocoder("gsv_v4", ckpt)
+    with pytest.raises(ConfigError) as planner:
+        model_preset("gsv_v4", ckpt)
+    assert planner.value.key == loader.value.key == "model.checkpoint"
+    assert planner.value.message == loader.value.message
+
+
 BAD_HPARAMS = [  # (model.hparams, key named, words)
     ({"upsample_initial_channel": 32}, "model.hparams.upsample_initial_channel", "must be >= 64 (2 ** len("),
     ({"bogus": 1}, "model.hparams.bogus", "'bogus'; bigvgan_v2_24khz_100band_256x's hyper-parameters: activation, "),
