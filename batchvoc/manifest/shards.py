@@ -86,7 +86,7 @@ class _AudioPaths:
 
     `seen` holds every id met (the duplicate check's), `refused` those of them that take no path (a clash of
     their own); `folders` maps each folder whose name ends in the suffix (only those can be another id's file)
-    to the first id whose path passes through it.
+    to the first id the row check takes whose path passes through it.
     """
 
     suffix: str
@@ -98,12 +98,14 @@ class _AudioPaths:
         """Why id `key` (met for the first time) cannot have its audio file beside the earlier ids', or None;
         the path is taken where it can. An id the row check refuses (check_id) takes and clashes with nothing:
         its row fails for its own reason, and writes nothing."""
+        if not _safe(key):  # refused by the row check for its own reason: its folders are not made either
+            return None
         file = key + self.suffix
         parts = key.split("/")
         prefixes = ["/".join(parts[:k]) for k in range(1, len(parts))]  # the folders its file lies in
         reason = None
         other = self.folders.get(file)
-        if other is not None and _safe(other):
+        if other is not None:
             reason = (f"id {key!r}: its audio file {file!r} would be where id {other!r} (earlier in the manifest) "
                       f"needs a folder")  # fmt: skip
         for folder in prefixes if reason is None else ():
@@ -112,8 +114,6 @@ class _AudioPaths:
                 reason = (f"id {key!r}: it needs a folder {folder!r} where the audio file of id {other!r} (earlier "
                           f"in the manifest) goes")  # fmt: skip
                 break
-        if reason is not None and not _safe(key):
-            reason = None  # refused by the row check for its own reason
         if reason is not None:
             self.refused.add(key)
             return reason

@@ -227,6 +227,17 @@ def test_ids_refused_for_their_own_reasons_take_no_path_and_a_duplicate_stays_a_
     assert shard.duplicate_rows == (4,) and [row for row, _ in shard.clashing_rows] == [3]
 
 
+@pytest.mark.parametrize("unsafe", ["a.wav//b", "a.wav/../b", "a.wav/./b"])
+def test_an_id_refused_for_its_own_reason_makes_no_folder_for_a_later_clash_to_hide_behind(tmp_path, unsafe):
+    """`a.wav/c` needs folder a.wav where `a`'s file goes, whatever refused id passed through a.wav before them."""
+    ids = [unsafe, "a.wav/c", "a"]
+    (shard,) = plan_shards(find_manifest_files(_ids_manifest(tmp_path / "m.parquet", ids)), 10**9)
+    refused = _refused([shard])
+    assert list(refused) == [unsafe, "a"] and "(earlier" not in refused[unsafe]
+    assert "id 'a.wav/c' (earlier" in refused["a"]
+    assert [row for row, _ in shard.clashing_rows] == [2]
+
+
 @pytest.mark.parametrize("suffix", [".wav", ".flac"])
 def test_the_planners_id_marks_are_those_of_the_row_by_row_check(suffix):
     """shards._id_marks (Arrow, at once) finds the duplicate and clashing rows _marks_by_row (a set, row by row)
