@@ -11,6 +11,28 @@ is added, so it tells the convention (dB spreads tens, log10 ln's / 2.3, a power
 level (where the clamped floor sits, how far the peak passes full scale) tells a natural-log mel that is too loud
 or too quiet (an offset added): such a row is vocoded and marked suspect, and refused only when its level is so
 far off (LEVEL_REFUSED) that no audio of this front end could carry it.
+
+Verdicts per convention (benchmarks/convention_matrix.py: 4 espeak-ng sentences, 4 voices, through the 4 front ends,
+at gains 1 / 0.1 / peak-normalised to 0.99, clean and over white noise 40 / 20 / 10 dB below the speech's RMS:
+192 rows each): ln, ln clamped at 1e-9 or unclamped: all pass; log10: all (171 refused, 21 marked); dB (20 log10 and
+10 log10 of power), transposed, gsv_norm: all refused and named; offsets -10..+10 (clamped at 1e-5, at 1e-9 or
+unclamped): passed (a level real audio may have), or named too loud / too quiet / a shifted floor, never another
+convention except the case below. What the values alone cannot tell, measured there:
+- the log of a power mel (2 x ln) of a noisy recording: its noise floor (doubled) lifts it off any clamped floor.
+  Refused as a power mel (95 of 192) where its floor is 2 ln(clip) (clean), or where its 1st percentile is more
+  than BELOW_FLOOR below ln(clip) and its peak further above that than a natural-log mel reaches (ln(clip) to full
+  scale, plus BELOW_FLOOR: at 40 dB SNR 17.0-17.8 apart against 16.4-17.1). With the noise floor 10-20 dB below
+  the speech it spreads 8.2-10.9 from a 1st percentile of -8.5..-11.4 (gain 1 or peak-normalised: passes, 62) or
+  -13.0..-16.0 (gain 0.1: 21 of 32 marked too quiet, 11 pass), as a natural-log mel of cleaner speech does.
+  A power mel clamped at 1e-5 before its log (ln(clamp(mel^2, 1e-5))) piles up at ln(clip) itself and spreads
+  5.9-11.8: it passes (188 of 192; 4 peak-normalised rows marked too loud). The fine texture of the noise floor
+  tells them (the median step between quiet frames against white noise's through the same front end: noisy
+  natural-log rows 1.0-1.5x, noisy 2 x ln rows 2.0-2.5x) but not in clean or studio-quiet rows, where speech
+  crosses the quiet frames (natural-log rows 1.4-3.0x): not used.
+- a natural-log mel of loud speech over a noise floor 10 dB below it, shifted +3: mean -0.25..0.19, standard
+  deviation 0.78-0.91, refused as z-scored (18 of 192): a z-scored mel of the same speech has the same values.
+- x0.5 of speech over a noise floor 30-40 dB below it, in windows of 64-128 frames: spans 3.1-3.6 with a top
+  quarter of 0.5-0.57, as natural-log speech 5 dB above its noise floor does: passes.
 """
 
 from __future__ import annotations
@@ -42,6 +64,10 @@ ABOVE_FLOOR = 1.5  # a clamped floor this far above ln(clip), with a compressed 
 ABOVE_CEILING = 6.0  # the maximum this far above the full-scale ceiling: dB or linear values
 COMPRESSED_SPAN = 0.6  # a clamped floor above ln(clip) with a span below this share of ln's: a scaled mel
 COMPRESSED_Q1 = -3.5  # ln mels of speech reach far below this (toward the floor) somewhere in a row
+COMPRESSED_PEAK = 0.6  # ... and a row read as log10 or x0.5 by that peaks below this share of the full-scale ceiling
+# (log10 at most 0.43 of it, x0.5 0.5): a natural-log mel of a loud recording over a noise floor 10 dB below the
+# speech (1st percentile -4.6..-4.2), shifted +1 (or louder audio) peaks at 0.8-0.9 of it with its 1st percentile
+# at -3.5..-3.0, and was refused as log10 (benchmarks/convention_matrix.py)
 SMOOTHER_AS_TRANSPOSED = 0.8  # total variation read as [T, n_mels] / read as [n_mels, T] below this: transposed
 MIN_FRAMES_FOR_LAYOUT = 16  # fewer frames (or bands) than this: the layout statistic is too noisy to trust
 MAX_STAT_VALUES = 1 << 14  # percentiles and floor mass on at most this many values (an even subsample)
@@ -57,10 +83,20 @@ SPREAD = (1, 50, 75, 99)  # the percentiles SampleStats takes (looks_like: the 1
 # gain 0.1). Natural-log rows flagged: none of the 196 whole utterances or of the windows of 128 frames; 1 of 420
 # windows of 96 frames, 4 of 861 of 64. log10 and x0.5 rows flagged: all, whole or windows of >= 64 frames, except
 # with the 44 kHz front end (128 bands): 52 of 58 windows of 64 frames, 25 of 28 of 96, all of 128 and whole.
-# Flagged rows are vocoded and marked suspect, never refused: the values alone cannot be sure.
+# Flagged rows are vocoded and marked suspect, never refused: the values alone cannot be sure. Re-measured on the
+# espeak-ng part alone (benchmarks/convention_false_positives.py: 4 sentences x 4 front ends x those 7 levels, windows
+# stepped by half their length), before and after NARROW_SPAN and COMPRESSED_PEAK: natural-log rows flagged 0 of 112
+# whole, 0 of 196 windows of 128 frames, 3 of 316 of 96, 6 of 580 of 64 (unchanged; over a noise floor 5 dB below
+# the speech: none of 32 / 114 / 170 / 272); log10 all; x0.5 all whole (was 109 of 112), 191 of 196 windows of 128
+# (190), 309 of 316 of 96 (307), 567 of 580 of 64 (555).
 SPAN_OF_SPEECH = 6.0  # natural-log units; log10 of speech spans 3.0-5.3, x0.5 3.5-6.1, clean ln speech 6.9-12.1
 TOP_QUARTER_SHARE = 0.5  # medians: scaled rows 0.3-0.4 (as their speech), ln rows over a noise floor 0.6-0.7
 MIN_FRAMES_FOR_SPAN = 64  # shorter rows: too few values to tell
+NARROW_SPAN = 3.0  # a span below this is log10 or scaled whatever its top quarter (LN_SPREAD's lower bound):
+# natural-log speech spans 4.1-12.1 whole and 3.7 or more in windows of 64 frames over the noise floors above, 3.6 /
+# 3.2 at 5 dB SNR (white noise against the speech's RMS) and 3.0 / 2.7 at 0 dB (windows of 64 frames under 3.0 at
+# 0 dB are marked); log10 or x0.5 of a quiet recording over a noise floor 20-30 dB below the speech span 2.0-2.8,
+# their top quarter as wide as a noisy row's (0.5-0.7), and passed (benchmarks/convention_false_positives.py)
 QUIET_TOP = -4.0  # a row whose 99th percentile is below this (background noise alone) is not judged; scaled speech
 # stays above -2 (log10 of speech 26 dB quieter than espeak-ng's: about -1.3)
 LAYOUT_FRAMES = 256  # the layout statistic on at most this many frames from the middle of the row
@@ -251,7 +287,7 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
         return f"every value is {lo + 0.0:.4g}: a placeholder, not a log-mel (silence is {floor:.2f})"
     if lo >= 0.0 and hi <= 1.0 + 1e-3:
         return f"values lie in [0, 1]: looks like a normalised mel (min-max to [0, 1]); {fix}"
-    if lo >= -1.0 - 1e-3 and hi <= 1.0 + 1e-3:
+    if lo >= -1.0 - 1e-3 and hi <= max(1.0, _gsv_norm_of(ceiling)) + 1e-3:
         return (f"values lie in [-1, 1]: looks like a normalised mel (GPT-SoVITS's spec_min -12 / spec_max 2 "
                 f"normalisation: set {keys.set_scale('gsv_norm')})")  # fmt: skip
     if lo >= 0.0 and median < LINEAR_MEDIAN * q99:  # heavy-tailed, piled up near 0: magnitudes, not their log
@@ -283,12 +319,12 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
     fault = level_fault(mel, floor, ceiling, stats)
     if fault is not None and fault.refused:
         return f"{fault.reason}; no audio through this front end gives such values"
-    if lo >= 0.0:
+    if lo >= 0.0 and fault is None:  # a natural-log mel shifted past 0 is a level fault, not magnitudes
         return (f"no negative values ({lo:.3g} .. {hi:.3g}): looks like a linear (not log) mel; take its ln, "
                 "clamped at 1e-5")  # fmt: skip
     if outside and fault is None:
         return _below_floor_or_above_ceiling(lo, q1, hi, stats.width, floor, ceiling, fix)
-    if q1 > COMPRESSED_Q1 and hi < ceiling:
+    if q1 > COMPRESSED_Q1 and hi < COMPRESSED_PEAK * ceiling:
         return (f"values only from {q1:.2f} to {hi:.2f} (1st percentile to max): natural-log mels of speech reach "
                 f"toward {floor:.2f}; looks like log10 or a scaled mel; {fix}")  # fmt: skip
     return _layout(mel)
@@ -321,6 +357,8 @@ def level_fault(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStat
         seen = f"peaks at {hi:.2f}, {hi - ceiling:+.2f} above the {ceiling:.2f} a full-scale signal makes"
         how, about, refused = "too loud", "" if clamped else "at least ", offset > LEVEL_REFUSED
     elif stats.q1 < floor - BELOW_FLOOR:
+        if not clamped and hi - stats.q1 > ceiling - floor + BELOW_FLOOR:
+            return None  # shifted back, it would peak above full scale: another scale (a power mel's log of noise)
         offset = lo - floor if clamped else stats.q1 - floor
         seen = f"reaches {stats.q1:.2f} (1st percentile), {stats.q1 - floor:+.2f} below ln(clip) = {floor:.2f}"
         how, about = "too quiet", "" if clamped else "about "
@@ -336,6 +374,11 @@ def level_fault(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStat
               f"{'; '.join(x for x in (seen, floor_at) if x)}: a natural-log mel shifted by {about}{offset:+.2f} "
               f"({causes}); store ln(mel) clamped at {floor:.2f}")  # fmt: skip
     return LevelFault(offset, reason, refused)
+
+
+def _gsv_norm_of(value: float) -> float:
+    """GPT-SoVITS's norm_spec of a natural-log value (not clipped: louder audio than spec_max maps above 1)."""
+    return (value - GSV_SPEC_MIN) / (GSV_SPEC_MAX - GSV_SPEC_MIN) * 2 - 1
 
 
 def _decibels(lo: float, hi: float, width: float, floor: float, ceiling: float, keys: Keys) -> str:
@@ -357,7 +400,14 @@ def looks_compressed(mel: np.ndarray, stats: SampleStats | None = None, keys: Ke
         return None
     q1, _, q75, q99 = (stats or SampleStats.of(mel)).spread
     span = q99 - q1
-    if span >= SPAN_OF_SPEECH or span <= 0 or q99 < QUIET_TOP or (q99 - q75) / span >= TOP_QUARTER_SHARE:
+    if span <= 0 or q99 < QUIET_TOP:
+        return None
+    if span < NARROW_SPAN:
+        return (f"values span only {span:.2f} (1st to 99th percentile); natural-log mels of speech span about "
+                f"{NARROW_SPAN:g} or more even over a noise floor as loud as the speech: looks like log10 (ln / "
+                f"2.303) or a natural-log mel scaled down (set {keys.set_scale('log10')} if it is log10; vocoded, "
+                "marked suspect: the values alone cannot be sure)")  # fmt: skip
+    if span >= SPAN_OF_SPEECH or (q99 - q75) / span >= TOP_QUARTER_SHARE:
         return None
     return (f"values span only {span:.2f} (1st to 99th percentile), and the loudest quarter is squeezed with the "
             f"rest; natural-log mels of speech span {SPAN_OF_SPEECH:g} or more: looks like log10 (ln / 2.303) or a "
@@ -422,6 +472,11 @@ def _below_floor_or_above_ceiling(lo: float, q1: float, hi: float, width: float,
     (a level fault) nor as decibels."""
     if abs(lo / floor - 2.0) < 0.25 and width > LN_SPREAD[1]:
         guess = "the log of a power mel (2 x ln)"
+    elif hi - q1 > ceiling - floor + BELOW_FLOOR:  # a too-quiet natural-log mel would peak above full scale
+        return (f"values reach from {q1:.2f} (1st percentile) to {hi:.2f}, {hi - q1:.1f} apart, where a natural-log "
+                f"mel of this front end reaches from ln(clip) = {floor:.2f} (a predicted one {BELOW_FLOOR:g} below "
+                f"it) to the {ceiling:.2f} of full scale: looks like the log of a power mel (2 x ln: a recording's "
+                f"noise floor doubled below the model's floor) or another scale; {fix}")  # fmt: skip
     elif hi > ceiling + ABOVE_CEILING:
         return (f"values up to {hi:.1f}, far above the {ceiling:.2f} a full-scale signal makes, spread {width:.1f} "
                 f"(1st to 99th percentile), where natural-log mels spread {LN_SPREAD[0]:g}-{LN_SPREAD[1]:g}: looks "

@@ -334,3 +334,79 @@ def test_likely_cause_names_a_too_quiet_mel(preset_mels):
     for mel in mels:
         assert "too quiet" in likely_cause(mel - 5, checks.floor, checks.ceiling)
         assert "too loud" in likely_cause(_predicted(mel, checks.floor) + 3, checks.floor, checks.ceiling)
+
+
+def _speech_rms(speech, preset) -> float:
+    """The RMS of the sentences through `preset`'s front end (resampled): the level noise floors are set against."""
+    audio = np.concatenate([load_audio_for(preset.front_end, wav) for wav in speech.wavs])
+    return float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
+
+
+def test_the_log_of_a_noisy_power_mel_is_named_power_not_too_quiet(preset_mels, speech):
+    """2 x ln of a recording over a noise floor 40 dB below the speech: no clamped floor (the noise lifts it), the
+    1st percentile twice the noise floor's ln, below ln(clip) by more than a predicted mel undershoots: read as a
+    natural-log mel shifted down it would peak above full scale, so it is a power mel's log, not a quiet mel."""
+    preset, _ = preset_mels
+    checks = MelChecks.for_preset(preset)
+    for mel in _recorded(speech, preset, 1.0, 0.01 * _speech_rms(speech, preset)):
+        assert _verdict(checks, mel) is None
+        reason = _verdict(checks, 2 * mel)
+        assert reason is not None and "power" in reason and "too quiet" not in reason, (preset.name, reason)
+        with pytest.raises(RowError):
+            checks.read((2 * mel).astype(np.float32))
+
+
+def test_a_loud_noisy_natural_log_mel_is_not_refused_as_log10(preset_mels, speech):
+    """A peak-normalised recording over a noise floor 10 dB below the speech spans little (1st percentile -4.6..-4.2)
+    and, 1 louder (an offset, or louder audio), stays above the -3.5 that log10 rows keep to; but it peaks near full
+    scale, where log10 (at most 0.43 of the full-scale ceiling) and x0.5 rows never reach: never refused, never
+    named log10."""
+    preset, _ = preset_mels
+    checks = MelChecks.for_preset(preset)
+    gain = 0.99 / max(float(np.abs(load_audio_for(preset.front_end, wav)).max()) for wav in speech.wavs)
+    for mel in _recorded(speech, preset, gain, gain * 0.316 * _speech_rms(speech, preset)):
+        for row in (mel, mel + 1):
+            reason = _verdict(checks, row)
+            assert reason is None or not any(w in reason for w in ("log10", "decibels", "linear")), reason
+            checks.read(row.astype(np.float32))  # not refused
+        assert "log10" in _verdict(checks, mel / LN10)
+
+
+def test_a_quiet_noisy_mel_shifted_past_zero_is_too_loud_not_linear(preset_mels, speech):
+    """A quiet recording over a noise floor (1st percentile about -8) shifted up by 8 or 10 has no negative values
+    but spreads as a natural-log mel and peaks far above full scale: too loud, not linear magnitudes."""
+    preset, _ = preset_mels
+    checks = MelChecks.for_preset(preset)
+    for mel in _recorded(speech, preset, 0.1, 0.1 * 0.316 * _speech_rms(speech, preset)):
+        for offset in (8, 10):
+            reason = _verdict(checks, mel + offset)
+            assert reason is not None and "too loud" in reason and "linear" not in reason, (preset.name, reason)
+
+
+def test_gsv_norm_of_audio_louder_than_its_spec_max_is_named_gsv_norm(preset_mels, speech):
+    """GPT-SoVITS's norm_spec does not clip: a peak-normalised recording through a front end whose full-scale
+    ceiling passes spec_max = 2 (44 kHz: 3.13) maps a little above 1, and must still read as gsv_norm."""
+    preset, _ = preset_mels
+    checks = MelChecks.for_preset(preset)
+    gain = 0.99 / max(float(np.abs(load_audio_for(preset.front_end, wav)).max()) for wav in speech.wavs)
+    for noise in (0.0, 0.01):
+        for mel in _recorded(speech, preset, gain, noise * gain):
+            reason = _verdict(checks, (mel + 12) / 14 * 2 - 1)
+            assert reason is not None and "input.mel_scale=gsv_norm" in reason, (preset.name, reason)
+    loud = np.float32([[-1.0, 0.2, 1.1]] * 80)  # above the ceiling's norm: not gsv_norm of any audio
+    assert checks.ceiling > 2 or "gsv_norm" not in (looks_like(loud, checks.floor, checks.ceiling) or "")
+
+
+def test_log10_or_scaled_mels_of_a_quiet_noisy_recording_are_marked(preset_mels, speech):
+    """log10 (SNR 20 or 30 dB) or x0.5 (20 dB) of a quiet recording over a noise floor: no clamped floor, its 1st
+    percentile about -3.3..-4.0, its top quarter as wide as a noisy row's (0.5-0.7); but it spans 2.2-2.8, where
+    natural-log speech spans 3.0 or more (whole rows) even at 0 dB SNR: marked (suspect), named log10."""
+    preset, _ = preset_mels
+    checks = MelChecks.for_preset(preset)
+    rms = _speech_rms(speech, preset)
+    for snr in (20, 30):
+        for mel in _recorded(speech, preset, 0.1, 0.1 * rms * 10 ** (-snr / 20)):
+            assert _verdict(checks, mel) is None
+            for wrong in (mel / LN10, 0.5 * mel) if snr == 20 else (mel / LN10,):
+                reason = _verdict(checks, wrong)
+                assert reason is not None and "log10" in reason, (preset.name, snr, reason)
