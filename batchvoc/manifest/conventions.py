@@ -70,6 +70,10 @@ COMPRESSED_PEAK = 0.6  # ... and a row read as log10 or x0.5 by that peaks below
 # at -3.5..-3.0, and was refused as log10 (benchmarks/convention_matrix.py)
 SMOOTHER_AS_TRANSPOSED = 0.8  # total variation read as [T, n_mels] / read as [n_mels, T] below this: transposed
 MIN_FRAMES_FOR_LAYOUT = 16  # fewer frames (or bands) than this: the layout statistic is too noisy to trust
+STATIONARY = 0.02  # variation across frames below this share of that across bands: a stationary stretch, whose
+# layout cannot be judged (an unclamped natural-log mel of digital silence sits at the front end's eps floor, the
+# same in every frame, 0 of it; read as [T, n_mels] it is smoother, and 24-frame windows of it were called
+# transposed); [T, n_mels] arrays read as given: 0.095 or more, natural-log speech 0.35 or more in 99% of windows
 MAX_STAT_VALUES = 1 << 14  # percentiles and floor mass on at most this many values (an even subsample)
 SPREAD = (1, 50, 75, 99)  # the percentiles SampleStats takes (looks_like: the 1st, median and 99th)
 # A compressed row: log10, or a natural-log mel scaled down, cut where it never reaches its clamped floor (from
@@ -495,7 +499,11 @@ def _layout(mel: np.ndarray) -> str | None:
         return None
     start = max((frames - LAYOUT_FRAMES) // 2, 0)
     stop = min(start + LAYOUT_FRAMES, frames)
-    as_given = _total_variation(mel[:, start:stop])  # the same frames' worth of values, read both ways
+    given = mel[:, start:stop]
+    across_frames = float(np.abs(np.diff(given, axis=1)).mean())
+    if across_frames < STATIONARY * float(np.abs(np.diff(given, axis=0)).mean()):
+        return None  # frames all alike (unclamped digital silence): no reading is smoother for its layout
+    as_given = _total_variation(given)  # the same frames' worth of values, read both ways
     transposed = _total_variation(mel.reshape(frames, n_mels)[start:stop].T)
     if as_given > 0 and transposed / as_given < SMOOTHER_AS_TRANSPOSED:
         return (f"the values are {as_given / max(transposed, 1e-9):.1f}x smoother read as [n_frames, n_mels]: "

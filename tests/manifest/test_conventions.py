@@ -410,3 +410,22 @@ def test_log10_or_scaled_mels_of_a_quiet_noisy_recording_are_marked(preset_mels,
             for wrong in (mel / LN10, 0.5 * mel) if snr == 20 else (mel / LN10,):
                 reason = _verdict(checks, wrong)
                 assert reason is not None and "log10" in reason, (preset.name, snr, reason)
+
+
+def test_an_unclamped_mel_of_digital_silence_is_not_called_transposed(preset_mels, speech):
+    """ln(mel) without the clamp (ln(mel + 1e-9) alike): espeak-ng's digital silence sits at the front end's eps
+    floor, the same in every frame, and a short row of it (shifted or not) read as [T, n_mels] is smoother; its
+    layout cannot be judged, so it is not called transposed. A [T, n_mels] array of the same rows still is."""
+    preset, _ = preset_mels
+    checks = MelChecks.for_preset(preset)
+    fe = replace(preset.front_end, clip=1e-30)
+    for wav in speech.wavs:
+        raw = np.asarray(log_mel(load_audio_for(fe, wav), fe), dtype=np.float32)
+        for frames in (16, 24, 32):
+            for start in range(0, raw.shape[1] - frames, frames // 2):
+                window = raw[:, start : start + frames]
+                for offset in (0.0, 0.5, 1.0):
+                    reason = _verdict(checks, window + offset) or ""
+                    assert "[T, n_mels]" not in reason, (preset.name, wav.name, start, frames, offset, reason)
+        transposed = np.ascontiguousarray(raw.T).reshape(raw.shape)
+        assert "[T, n_mels]" in _verdict(checks, transposed)
