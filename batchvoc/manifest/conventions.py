@@ -19,9 +19,11 @@ at gains 1 / 0.1 / peak-normalised to 0.99, clean and over white noise 40 / 20 /
 unclamped): passed (a level real audio may have), or named too loud / too quiet / a shifted floor, never another
 convention except the case below. What the values alone cannot tell, measured there:
 - the log of a power mel (2 x ln) of a noisy recording: its noise floor (doubled) lifts it off any clamped floor.
-  Refused as a power mel (95 of 192) where its floor is 2 ln(clip) (clean), or where its 1st percentile is more
-  than BELOW_FLOOR below ln(clip) and its peak further above that than a natural-log mel reaches (ln(clip) to full
-  scale, plus BELOW_FLOOR: at 40 dB SNR 17.0-17.8 apart against 16.4-17.1). With the noise floor 10-20 dB below
+  Named a power mel (95 of 192: 57 refused, 38 marked) where its floor is 2 ln(clip) (clean: refused), or where
+  its 1st percentile is more than BELOW_FLOOR below ln(clip) and its peak further above that than a natural-log mel
+  reaches (ln(clip) to full scale, plus BELOW_FLOOR: at 40 dB SNR 17.0-17.8 apart against 16.4-17.1); that one
+  only marked suspect (a predicted mel whose silences undershoot ln(clip) by more than BELOW_FLOOR looks the same;
+  refused only as far off as a too-quiet row is). With the noise floor 10-20 dB below
   the speech it spreads 8.2-10.9 from a 1st percentile of -8.5..-11.4 (gain 1 or peak-normalised: passes, 62) or
   -13.0..-16.0 (gain 0.1: 21 of 32 marked too quiet, 11 pass), as a natural-log mel of cleaner speech does.
   A power mel clamped at 1e-5 before its log (ln(clamp(mel^2, 1e-5))) piles up at ln(clip) itself and spreads
@@ -361,8 +363,15 @@ def level_fault(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStat
         seen = f"peaks at {hi:.2f}, {hi - ceiling:+.2f} above the {ceiling:.2f} a full-scale signal makes"
         how, about, refused = "too loud", "" if clamped else "at least ", offset > LEVEL_REFUSED
     elif stats.q1 < floor - BELOW_FLOOR:
-        if not clamped and hi - stats.q1 > ceiling - floor + BELOW_FLOOR:
-            return None  # shifted back, it would peak above full scale: another scale (a power mel's log of noise)
+        if not clamped and hi - stats.q1 > ceiling - floor + BELOW_FLOOR:  # shifted back, it would pass full scale
+            offset = stats.q1 - floor
+            reason = (f"values reach from {stats.q1:.2f} (1st percentile) to {hi:.2f}, {hi - stats.q1:.1f} apart, "
+                      f"further than a natural-log mel of this front end reaches (ln(clip) = {floor:.2f} to the "
+                      f"{ceiling:.2f} of full scale, and a predicted mel's {BELOW_FLOOR:g} of undershoot): looks like "
+                      f"the log of a power mel (2 x ln) of a noisy recording, or a natural-log mel whose silences "
+                      f"undershoot ln(clip) by more than {BELOW_FLOOR:g}; store ln(mel) of magnitudes clamped at "
+                      f"{floor:.2f}")  # fmt: skip
+            return LevelFault(offset, reason, -offset > LEVEL_REFUSED + BELOW_FLOOR)
         offset = lo - floor if clamped else stats.q1 - floor
         seen = f"reaches {stats.q1:.2f} (1st percentile), {stats.q1 - floor:+.2f} below ln(clip) = {floor:.2f}"
         how, about = "too quiet", "" if clamped else "about "

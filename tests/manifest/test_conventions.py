@@ -345,15 +345,14 @@ def _speech_rms(speech, preset) -> float:
 def test_the_log_of_a_noisy_power_mel_is_named_power_not_too_quiet(preset_mels, speech):
     """2 x ln of a recording over a noise floor 40 dB below the speech: no clamped floor (the noise lifts it), the
     1st percentile twice the noise floor's ln, below ln(clip) by more than a predicted mel undershoots: read as a
-    natural-log mel shifted down it would peak above full scale, so it is a power mel's log, not a quiet mel."""
+    natural-log mel shifted down it would peak above full scale, so it is named a power mel's log, not a quiet mel
+    (marked suspect: a predicted mel undershooting its floor far looks the same)."""
     preset, _ = preset_mels
     checks = MelChecks.for_preset(preset)
     for mel in _recorded(speech, preset, 1.0, 0.01 * _speech_rms(speech, preset)):
         assert _verdict(checks, mel) is None
-        reason = _verdict(checks, 2 * mel)
+        reason = checks.read((2 * mel).astype(np.float32))[1]  # vocoded, not refused
         assert reason is not None and "power" in reason and "too quiet" not in reason, (preset.name, reason)
-        with pytest.raises(RowError):
-            checks.read((2 * mel).astype(np.float32))
 
 
 def test_a_loud_noisy_natural_log_mel_is_not_refused_as_log10(preset_mels, speech):
