@@ -509,10 +509,13 @@ def _layout(mel: np.ndarray) -> str | None:
     start = max((frames - LAYOUT_FRAMES) // 2, 0)
     stop = min(start + LAYOUT_FRAMES, frames)
     given = mel[:, start:stop]
-    across_frames = float(np.abs(np.diff(given, axis=1)).mean())
-    if across_frames < STATIONARY * float(np.abs(np.diff(given, axis=0)).mean()):
+    across_bands, across_frames = (
+        float(np.abs(np.diff(given, axis=0)).mean()),
+        float(np.abs(np.diff(given, axis=1)).mean()),
+    )
+    if across_frames < STATIONARY * across_bands:
         return None  # frames all alike (unclamped digital silence): no reading is smoother for its layout
-    as_given = _total_variation(given)  # the same frames' worth of values, read both ways
+    as_given = across_bands + across_frames  # _total_variation; the same frames' worth of values, read both ways
     transposed = _total_variation(mel.reshape(frames, n_mels)[start:stop].T)
     if as_given > 0 and transposed / as_given < SMOOTHER_AS_TRANSPOSED:
         return (f"the values are {as_given / max(transposed, 1e-9):.1f}x smoother read as [n_frames, n_mels]: "
