@@ -294,7 +294,8 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
     if lo >= 0.0 and hi <= 1.0 + 1e-3:
         return f"values lie in [0, 1]: looks like a normalised mel (min-max to [0, 1]); {fix}"
     if lo >= -1.0 - 1e-3 and hi <= max(1.0, _gsv_norm_of(ceiling)) + 1e-3:
-        return (f"values lie in [-1, 1]: looks like a normalised mel (GPT-SoVITS's spec_min -12 / spec_max 2 "
+        top = "1" if hi <= 1.0 + 1e-3 else f"{hi:.2f}"  # audio louder than spec_max normalises above 1
+        return (f"values lie in [-1, {top}]: looks like a normalised mel (GPT-SoVITS's spec_min -12 / spec_max 2 "
                 f"normalisation: set {keys.set_scale('gsv_norm')})")  # fmt: skip
     if lo >= 0.0 and median < LINEAR_MEDIAN * q99:  # heavy-tailed, piled up near 0: magnitudes, not their log
         return f"no negative values (0 .. {hi:.3g}): looks like a linear (not log) mel; take its ln, clamped at 1e-5"

@@ -390,8 +390,11 @@ def test_gsv_norm_of_audio_louder_than_its_spec_max_is_named_gsv_norm(preset_mel
     gain = 0.99 / max(float(np.abs(load_audio_for(preset.front_end, wav)).max()) for wav in speech.wavs)
     for noise in (0.0, 0.01):
         for mel in _recorded(speech, preset, gain, noise * gain):
-            reason = _verdict(checks, (mel + 12) / 14 * 2 - 1)
+            normed = (mel + 12) / 14 * 2 - 1
+            reason = _verdict(checks, normed)
             assert reason is not None and "input.mel_scale=gsv_norm" in reason, (preset.name, reason)
+            top = float(normed.max())  # the range the reason gives is the row's
+            assert ("[-1, 1]" if top <= 1.001 else f"[-1, {top:.2f}]") in reason, (preset.name, top, reason)
     loud = np.float32([[-1.0, 0.2, 1.1]] * 80)  # above the ceiling's norm: not gsv_norm of any audio
     assert checks.ceiling > 2 or "gsv_norm" not in (looks_like(loud, checks.floor, checks.ceiling) or "")
 
