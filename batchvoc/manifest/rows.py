@@ -161,13 +161,12 @@ def _table_rows(table: pa.Table, checks: MelChecks, file: str, start: int, skip,
     folder = _folder_of(file)
     ids = id_strings(table.column("id"))
     declared = {c: table.column(c).to_pylist() for c in DECLARED if c in table.column_names}
+    # n_frames: the flat mel's shape; for a nested or .npy mel, checked against the frames it holds once read
+    frames = table.column("n_frames").to_pylist() if "n_frames" in table.column_names else [None] * table.num_rows
     if "mel" in table.column_names:
         sources = _InlineMels(table.column("mel").combine_chunks(), paths_unread="mel_path" in table.column_names)
-        has_frames = "n_frames" in table.column_names
-        frames = table.column("n_frames").to_pylist() if has_frames else [None] * table.num_rows
     else:
         sources = table.column("mel_path").to_pylist()
-        frames = [None] * table.num_rows
     for i, key in enumerate(ids):
         index, name = start + i, "" if key is None else str(key)
         if skip is not None and skip(index, key):
@@ -185,6 +184,7 @@ def _table_rows(table: pa.Table, checks: MelChecks, file: str, start: int, skip,
                 mel = sources.mel(i, frames[i], checks.n_mels)
             else:
                 mel = _npy_mel(sources[i], checks.n_mels, folder)
+                check_frames(frames[i], mel.shape[1], f"mel_path {sources[i]!r}")
             mel, warning = checks.read(finite_float32(mel))
             yield MelRow(index, key, mel=mel, warning=warning)
         except RowError as err:
@@ -255,8 +255,7 @@ class _InlineMels:
         if rows != n_mels:
             hint = " (stored [n_frames][n_mels]? store the transpose)" if frames == n_mels else ""
             raise RowError(f"mel holds {rows} lists of {frames}: {rows} mel bands, the model takes {n_mels}{hint}")
-        if n_frames is not None and _frame_count(n_frames) != frames:
-            raise RowError(f"n_frames is {n_frames}, the nested mel holds {frames} frames")
+        check_frames(n_frames, frames, "the nested mel")
         return self.values[bounds[0] : bounds[-1]].reshape(rows, frames)
 
 
@@ -270,6 +269,13 @@ def flat_mel(flat: np.ndarray, n_frames, n_mels: int) -> np.ndarray:
                 else "wrong n_mels or n_frames?")  # fmt: skip
         raise RowError(f"mel holds {flat.size} values, not n_mels x n_frames = {n_mels} x {n_frames} ({hint})")
     return flat.reshape(n_mels, n_frames)
+
+
+def check_frames(n_frames, frames: int, what: str) -> None:
+    """RowError where a row's declared n_frames (None: not given) is no positive whole number or is not the
+    `frames` its mel holds (a nested or .npy mel, as read); `what` names that mel in the reason."""
+    if n_frames is not None and _frame_count(n_frames) != frames:
+        raise RowError(f"n_frames is {n_frames}, {what} holds {frames} frames")
 
 
 def _frame_count(n_frames) -> int:

@@ -89,6 +89,39 @@ def test_mel_path_rows(tmp_path):
     assert reasons[6] is None  # an absolute path is the user's explicit choice
 
 
+def test_a_mel_path_rows_n_frames_is_checked_against_its_npy(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    np.save(tmp_path / "long.npy", np.full((N_MELS, 310), -5.0, np.float32))
+    np.save(tmp_path / "short.npy", np.full((1, N_MELS, 7), -5.0, np.float32))  # size-1 axis squeezed: 7 frames
+    rows = [("said_999", "long.npy", 999), ("right", "long.npy", 310), ("squeezed", "short.npy", 7),
+            ("not_given", "short.npy", None), ("zero", "short.npy", 0)]  # fmt: skip
+    ids, paths, frames = (list(column) for column in zip(*rows, strict=True))
+    table = pa.table({"id": ids, "mel_path": paths, "n_frames": pa.array(frames, pa.int64()), "speaker": ids})
+    pq.write_table(table, tmp_path / "m.parquet")
+    out = _read(tmp_path / "m.parquet")
+    assert [r.id for r in out] == ids
+    assert out[0].mel is None and out[0].error == "n_frames is 999, mel_path 'long.npy' holds 310 frames"
+    assert out[1].error is None and out[1].mel.shape == (N_MELS, 310)
+    assert out[2].error is None and out[2].mel.shape == (N_MELS, 7)
+    assert out[3].error is None and out[3].mel.shape == (N_MELS, 7)
+    assert "n_frames is 0" in out[4].error
+
+
+def test_a_nested_mels_n_frames_is_checked_the_same_way(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mel = np.full((N_MELS, 310), -5.0, np.float32).tolist()
+    table = pa.table({"id": ["said_999", "right"], "mel": pa.array([mel, mel], pa.list_(pa.list_(pa.float32()))),
+                      "n_frames": [999, 310]})  # fmt: skip
+    pq.write_table(table, tmp_path / "m.parquet")
+    wrong, right = _read(tmp_path / "m.parquet")
+    assert wrong.mel is None and wrong.error == "n_frames is 999, the nested mel holds 310 frames"
+    assert right.error is None and right.mel.shape == (N_MELS, 310)
+
+
 @pytest.mark.parametrize(
     "bad", ["", "/abs", "a/../b", "..", "a//b", "./a", "a\x00b", "C:evil", "x" * 300, "/".join(["p" * 199] * 25)]
 )
