@@ -28,7 +28,15 @@ from batchvoc.cli import (  # noqa: E402
     remove_made_folders,
 )
 from batchvoc.config import register  # noqa: E402
-from batchvoc.errors import ConfigError, InterruptedWhenDone, StartError, counted, reader_gone  # noqa: E402
+from batchvoc.errors import (  # noqa: E402
+    ConfigError,
+    InterruptedWhenDone,
+    StartError,
+    counted,
+    interrupted_by,
+    reader_gone,
+)
+from batchvoc.runner.interrupts import terminate_as_interrupt  # noqa: E402
 
 if TYPE_CHECKING:
     from batchvoc.runner.driver import JobReport
@@ -55,8 +63,8 @@ def _job(cfg: DictConfig) -> int:
         refused = True
     except StartError as err:  # the job's log keeps the first actor's error in full
         _cannot_run(err)
-    except KeyboardInterrupt:
-        code = 130
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (errors.Terminated)
+        code = interrupted_by(err)[1]
         raise
     finally:
         _codes.append(code)
@@ -149,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = [sys.argv[0], *(a for a in argv if a.startswith("-")), *(a for a in argv if not a.startswith("-"))]
     global _early
     console_for_pipes()
+    terminate_as_interrupt()  # SIGTERM (kill, timeout, a batch scheduler) ends a job as a Ctrl-C does
     _codes.clear()
     _refused.clear()
     sweep_record = _sweep_record(configs, argv)
@@ -170,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         interrupted = True
         done = single and isinstance(err, InterruptedWhenDone)  # a sweep's other jobs are still to run
         what = "the job was complete" if done else "run the same command again to finish what is missing"
-        print(f"batchvoc: interrupted; {what}", file=sys.stderr)
-        return 130
+        by, code = interrupted_by(err)
+        print(f"batchvoc: {'interrupted' if by == 'Ctrl-C' else 'terminated (SIGTERM)'}; {what}", file=sys.stderr)
+        return code
     finally:
         if _early is not None:
             _early.close(interrupted)
@@ -194,8 +204,9 @@ def _sweep_record(configs: list, argv: list[str]) -> Path | None:
 
 
 def worst(codes: list[int]) -> int:
-    """The process's exit code over its jobs: 1 (could not run) over 2 (rows failed) over 0; 0 when none ran."""
-    for code in (130, 1, 2):
+    """The process's exit code over its jobs: 143 / 130 (SIGTERM / Ctrl-C) over 1 (could not run) over 2 (rows
+    failed) over 0; 0 when none ran."""
+    for code in (143, 130, 1, 2):
         if code in codes:
             return code
     return max(codes, default=0)

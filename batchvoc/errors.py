@@ -5,6 +5,7 @@ keywords), a count (counted: `1 row`, `2 rows`); and a command whose reader stop
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,14 +76,33 @@ class StartError(Exception):
         self.cause = cause
 
 
-class InterruptedWhenDone(KeyboardInterrupt):
-    """Ctrl-C during a job's end, after its every shard was done: the job is complete (its summary.json says so),
-    and the process still exits 130 as for any Ctrl-C. `report`: the job's (runner/driver.JobReport), for its
-    closing lines."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, a batch scheduler's stop or preemption), raised in the main thread where Python
+    would raise KeyboardInterrupt for a Ctrl-C (runner/interrupts.terminate_as_interrupt): a job handles it as a
+    Ctrl-C (summary.json and report.html say what was done, a second one ends the process at once) and exits 143.
+    `received`: a SIGTERM came, whatever became of its exception (Ray's wait for a result raises a KeyboardInterrupt
+    of its own in its place)."""
 
-    def __init__(self, report: object = None) -> None:
+    received = False
+
+
+class InterruptedWhenDone(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM: `terminated`) during a job's end, after its every shard was done: the job is complete
+    (its summary.json says so), and the process still exits as for any Ctrl-C (SIGTERM). `report`: the job's
+    (runner/driver.JobReport), for its closing lines."""
+
+    def __init__(self, report: object = None, terminated: bool = False) -> None:
         super().__init__()
         self.report = report
+        self.terminated = terminated
+
+
+def interrupted_by(err: KeyboardInterrupt) -> tuple[str, int]:
+    """(what stopped the process, its exit code): ("SIGTERM", 143) or ("Ctrl-C", 130), 128 + the signal's number
+    as a shell reports a process the signal ended."""
+    if Terminated.received or isinstance(err, Terminated) or getattr(err, "terminated", False):
+        return "SIGTERM", 128 + signal.SIGTERM
+    return "Ctrl-C", 128 + signal.SIGINT
 
 
 class RowError(ValueError):

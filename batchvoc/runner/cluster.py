@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from ray.exceptions import AuthenticationError
 
 from batchvoc.errors import ConfigError, first_line
 from batchvoc.runner import auth, worker_logs
+from batchvoc.runner.interrupts import terminate_as_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -235,9 +234,8 @@ class RayThread:
 
     def __init__(self, address: str) -> None:
         self._closing = threading.Event()
-        if threading.current_thread() is threading.main_thread():
-            # what ray.init does for a driver in the main thread: SIGTERM ends the job through its cleanup
-            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        # what ray.init does for a driver in the main thread, as a Ctrl-C: SIGTERM ends the job through its cleanup
+        terminate_as_interrupt()
         self._quiet = _QuietStart(self._closing)
         logging.getLogger("ray._private.worker").addFilter(self._quiet)
         self._result: Future[bool] = Future()
@@ -272,10 +270,6 @@ class RayThread:
         if self._thread.is_alive():
             log.warning("Ray's start did not end within %g s; leaving it to end with this process", timeout)
         logging.getLogger("ray._private.worker").removeFilter(self._quiet)
-
-
-def _exit_on_sigterm(signum: int, frame) -> None:
-    sys.exit(signum)
 
 
 class _QuietStart(logging.Filter):

@@ -9,6 +9,7 @@ Exit codes: 0 every row ok, 2 some rows failed, 1 the job could not run (stopped
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from batchvoc.chunking import ChunkPlan
 from batchvoc.device_defaults import default_batch, default_row_length
 from batchvoc.engines import check_backend
 from batchvoc.engines.cache import weights_digest
-from batchvoc.errors import InterruptedWhenDone, counted
+from batchvoc.errors import InterruptedWhenDone, Terminated, counted, interrupted_by
 from batchvoc.manifest import Shard
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.estimate import estimate_frames
@@ -47,7 +48,7 @@ from batchvoc.runner.cluster import RayThread, announce, connect, disconnect, pl
 from batchvoc.runner.dealer import Dealt, StopJob, deal
 from batchvoc.runner.early import unfinished
 from batchvoc.runner.failures import FailureTally, console_lines
-from batchvoc.runner.interrupts import EndGuard, second_interrupt_exits
+from batchvoc.runner.interrupts import EndGuard, second_interrupt_exits, terminate_as_interrupt
 from batchvoc.runner.lifetime import SessionGuard, process_started_at
 from batchvoc.runner.resume import hold_output, identify
 from batchvoc.runner.worker import weights_of
@@ -193,7 +194,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                     _run(settings, cluster, loading, todo, preset, tally, on_actor_ready, timeline, dealt)
                     ending.begin()  # before "shards done" is said: a Ctrl-C from then on lets the end finish
                     timeline.mark("shards done")
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (errors.Terminated)
                 if not shards:  # before the plan stood: nothing to count
                     if cluster is not None:
                         _stop(cluster, timeline)
@@ -201,7 +202,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                 # Ctrl-C: summary.json and report.html say what was done and what was not run, as an early stop's
                 # do (a second Ctrl-C ends the process at once)
                 timeline.mark("interrupted")
-                dealt.stopped = INTERRUPTED
+                dealt.stopped = TERMINATED if interrupted_by(err)[0] == "SIGTERM" else INTERRUPTED
                 with second_interrupt_exits():
                     ran = {s.name for s in shards if s.name not in job.done}
                     summary = _end(settings, store, shards, ran, started, started_at, dealt, cluster, timeline)
@@ -219,11 +220,15 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
     report = JobReport(summary, sorted(set(dealt.failed) | set(summary.shards_not_written)), dealt.stopped)
     if ending.interrupted:
         _say_interrupted(summary)
-        raise KeyboardInterrupt if summary.shards_not_written or summary.stopped_early else InterruptedWhenDone(report)
+        terminated = ending.signum == signal.SIGTERM
+        if summary.shards_not_written or summary.stopped_early:
+            raise Terminated if terminated else KeyboardInterrupt
+        raise InterruptedWhenDone(report, terminated)
     return report
 
 
 INTERRUPTED = "interrupted (Ctrl-C)"  # summary.json's stopped_early for a job ended by Ctrl-C
+TERMINATED = "terminated (SIGTERM)"  # ... and by SIGTERM (kill, timeout, a batch scheduler's stop)
 
 
 def _end(settings: JobSettings, store: Store, shards: list[Shard], ran: set[str], started: float, started_at: float,
@@ -302,6 +307,7 @@ class _Cluster:
     @classmethod
     def start(cls, address: str, timeline: Timeline, ray_thread: RayThread | None = None) -> _Cluster:
         started_local = ray_thread.wait() if ray_thread is not None else connect(address)
+        terminate_as_interrupt()  # over ray.init's SIGTERM handler and its core worker's crash report
         if ray_thread is None:
             announce()
         worker_logs.route()  # the actors' log lines above the progress bar and in batchvoc.log, as the driver's

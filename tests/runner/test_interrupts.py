@@ -48,3 +48,54 @@ def test_ctrl_c_at_the_jobs_end_is_held_back_once_and_a_second_ends_the_process_
     assert said == ["raised before begin", "noted True", "raised after the end"], done.stdout + done.stderr
     assert done.returncode == 130 and "interrupted again" in done.stderr, done.stderr
     assert "interrupted at the job's end" in done.stderr
+
+
+SIGTERM_AS_INTERRUPT = """
+import os, signal, sys, time
+from batchvoc.errors import Terminated, interrupted_by
+from batchvoc.runner.interrupts import EndGuard, terminate_as_interrupt
+
+
+def send(signum, wait):
+    os.kill(os.getpid(), signum)
+    time.sleep(wait)
+
+
+def own(signum, frame):
+    print("own handler", flush=True)
+
+
+signal.signal(signal.SIGTERM, own)  # a program's own handler is left as it is
+terminate_as_interrupt()
+send(signal.SIGTERM, 0.2)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+terminate_as_interrupt()
+try:
+    send(signal.SIGTERM, 5)
+except Terminated as err:
+    print("raised", isinstance(err, KeyboardInterrupt), *interrupted_by(err), flush=True)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+with EndGuard() as ending:
+    ending.begin()
+    send(signal.SIGTERM, 0.2)
+    print("noted", ending.interrupted, ending.signum == signal.SIGTERM, flush=True)
+with EndGuard() as ending:
+    ending.begin()
+    send(signal.SIGTERM, 0.2)
+    send(signal.SIGTERM, 5)
+    print("not ended", flush=True)
+"""
+
+
+def test_sigterm_raises_as_ctrl_c_does_and_a_second_at_the_jobs_end_exits_143():
+    """terminate_as_interrupt: SIGTERM (kill, timeout, a batch scheduler) raises errors.Terminated, a
+    KeyboardInterrupt, so a job handles it as a Ctrl-C (exit code 143); a program's own handler is kept; at the
+    job's end a first SIGTERM is noted as a Ctrl-C is, a second ends the process at once with 143."""
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    done = subprocess.run([sys.executable, "-c", SIGTERM_AS_INTERRUPT], capture_output=True, text=True, env=env,
+                          timeout=120)  # fmt: skip
+    said = done.stdout.splitlines()
+    assert said == ["own handler", "raised True SIGTERM 143", "noted True True"], done.stdout + done.stderr
+    assert done.returncode == 143 and "interrupted again" in done.stderr, done.stderr
+    assert "another SIGTERM or a Ctrl-C ends it at once" in done.stderr
