@@ -54,6 +54,7 @@ def list_manifest_files(spec: str | Path | None, output_dir: str | Path | None =
     from batchvoc.outputs import RECORD
 
     listed: list[str] | None = None  # a folder's whole listing (every file under it)
+    absent = False  # a plain path (no glob) with nothing there
     try:
         fs, path = storage.filesystem(spec)
         if fs.isfile(path):
@@ -63,6 +64,7 @@ def list_manifest_files(spec: str | Path | None, output_dir: str | Path | None =
             found, single = [p for p in listed if p.endswith(".parquet")], False
         else:
             found, single = [p for p in fs.glob(path) if fs.isfile(p)], False
+            absent = not found and not any(c in path for c in "*?[") and not fs.exists(path)
     except Exception as err:
         if (refusal := _cannot_list(spec, err)) is None:
             raise
@@ -83,7 +85,8 @@ def list_manifest_files(spec: str | Path | None, output_dir: str | Path | None =
                 raise
             raise refusal from err
     if not files:
-        raise ConfigError(KEY, f"no Parquet files found at {spec!r}{_what_is_there(spec, listed, left)}")
+        there = ": no such file or folder" if absent else _what_is_there(spec, listed, left)
+        raise ConfigError(KEY, f"no Parquet files found at {spec!r}{there}")
     return ManifestFiles(files, f"input.manifest {spec}: left out {_jobs_left_out(left)}" if left else None)
 
 

@@ -314,6 +314,11 @@ def test_a_folder_of_audio_files_says_how_to_make_a_manifest_of_them(tmp_path, m
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"^input\.manifest: no Parquet files found at 'empty'$"):
         find_manifest_files("empty")
+    for gone in ("nothere", "nothere/m.parquet", "empty/m.parquet"):  # a path with nothing there says so
+        with pytest.raises(ConfigError, match=rf"^input\.manifest: no Parquet files found at '{gone}': no such file"):
+            find_manifest_files(gone)
+    with pytest.raises(ConfigError, match=r"^input\.manifest: no Parquet files found at 'empty/\*\.parquet'$"):
+        find_manifest_files("empty/*.parquet")  # a glob matching nothing: nothing more to say
 
 
 def test_other_jobs_output_manifests_are_left_out_in_a_bucket_too(tmp_path, s3_server):  # noqa: F811
