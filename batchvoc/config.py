@@ -8,6 +8,7 @@ work: an unknown key or a value of the wrong type becomes a ConfigError naming t
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -236,7 +237,7 @@ def config_error(err: OmegaConfBaseException) -> ConfigError:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     if "not in" in text or "Key '" in text and "is not in struct mode" in text:
         section = key.rsplit(".", 1)[0] if "." in key else ""
-        return ConfigError(key, f"unknown key{_known(section)}")
+        return ConfigError(key, f"unknown key{_did_you_mean(key, section)}{_known(section)}")
     if text.startswith("Invalid value ") and ", expected one of [" in text:  # an Enum key: a value, not a type
         return ConfigError(key, _type_message(text))
     if any(w in text for w in ("could not be converted", "Invalid value", "Incompatible value", "is not a valid")):
@@ -250,6 +251,14 @@ def _node(section: str) -> DictConfig | None:
     for part in filter(None, section.split(".")):
         node = node.get(part) if isinstance(node, DictConfig) else None
     return node if isinstance(node, DictConfig) else None
+
+
+def _did_you_mean(key: str, section: str) -> str:
+    """`; did you mean engine.batch?` for a key one slip away from a known one of its section (difflib), else ""."""
+    node = _node(section)
+    names = [str(k) for k in node.keys()] if node is not None else []
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], names, n=1, cutoff=0.6)
+    return f"; did you mean {section + '.' if section else ''}{close[0]}?" if close else ""
 
 
 def _known(section: str) -> str:

@@ -49,8 +49,10 @@ def test_every_packaged_job_composes_into_valid_settings(job, tmp_path):
     "overrides, key, words",
     [
         (["engine.batch=eight"], "engine.batch", "'eight' is not an integer"),
-        (["+engine.bach=8"], "engine.bach", "unknown key"),
-        (["engine.bach=8"], "engine.bach", "unknown key"),
+        (["+engine.bach=8"], "engine.bach", "unknown key; did you mean engine.batch? (known keys under engine: "),
+        (["engine.bach=8"], "engine.bach", "unknown key; did you mean engine.batch?"),
+        (["output.dri=x"], "output.dri", "unknown key; did you mean output.dir?"),
+        (["+engine.zzz=8"], "engine.zzz", "unknown key (known keys under engine: "),  # nothing close: no guess
         (["+bogus=1"], "bogus", "unknown key"),
         (["engine.precision=fp8"], "engine.precision", "not one of fp32, fp16, bf16"),
         (["check.max_mel_error=big"], "check.max_mel_error", "not a float"),
