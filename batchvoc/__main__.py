@@ -63,8 +63,8 @@ def _job(cfg: DictConfig) -> int:
         refused = True
     except StartError as err:  # the job's log keeps the first actor's error in full
         _cannot_run(err)
-    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (errors.Terminated)
-        code = interrupted_by(err)[1]
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (errors.Terminated)
+        code = interrupted_by()[1]
         raise
     finally:
         _codes.append(code)
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         interrupted = True
         done = single and isinstance(err, InterruptedWhenDone)  # a sweep's other jobs are still to run
         what = "the job was complete" if done else "run the same command again to finish what is missing"
-        by, code = interrupted_by(err)
+        by, code = interrupted_by()
         print(f"batchvoc: {'interrupted' if by == 'Ctrl-C' else 'terminated (SIGTERM)'}; {what}", file=sys.stderr)
         return code
     finally:

@@ -87,20 +87,20 @@ class Terminated(KeyboardInterrupt):
 
 
 class InterruptedWhenDone(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM: `terminated`) during a job's end, after its every shard was done: the job is complete
-    (its summary.json says so), and the process still exits as for any Ctrl-C (SIGTERM). `report`: the job's
+    """Ctrl-C (or SIGTERM) during a job's end, after its every shard was done: the job is complete (its summary.json
+    says so), and the process still exits as for any Ctrl-C (SIGTERM). `report`: the job's
     (runner/driver.JobReport), for its closing lines."""
 
-    def __init__(self, report: object = None, terminated: bool = False) -> None:
+    def __init__(self, report: object = None) -> None:
         super().__init__()
         self.report = report
-        self.terminated = terminated
 
 
-def interrupted_by(err: KeyboardInterrupt) -> tuple[str, int]:
-    """(what stopped the process, its exit code): ("SIGTERM", 143) or ("Ctrl-C", 130), 128 + the signal's number
-    as a shell reports a process the signal ended."""
-    if Terminated.received or isinstance(err, Terminated) or getattr(err, "terminated", False):
+def interrupted_by() -> tuple[str, int]:
+    """What stopped the process, and its exit code, once a KeyboardInterrupt came: ("SIGTERM", 143) where a SIGTERM
+    was received (Terminated.received), else ("Ctrl-C", 130): 128 + the signal's number, as a shell reports a
+    process the signal ended."""
+    if Terminated.received:
         return "SIGTERM", 128 + signal.SIGTERM
     return "Ctrl-C", 128 + signal.SIGINT
 

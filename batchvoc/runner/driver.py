@@ -9,7 +9,6 @@ Exit codes: 0 every row ok, 2 some rows failed, 1 the job could not run (stopped
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from batchvoc.chunking import ChunkPlan
 from batchvoc.device_defaults import default_batch, default_row_length
 from batchvoc.engines import check_backend
 from batchvoc.engines.cache import weights_digest
-from batchvoc.errors import InterruptedWhenDone, Terminated, counted, interrupted_by
+from batchvoc.errors import InterruptedWhenDone, counted, interrupted_by
 from batchvoc.manifest import Shard
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.estimate import estimate_frames
@@ -194,7 +193,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                     _run(settings, cluster, loading, todo, preset, tally, on_actor_ready, timeline, dealt)
                     ending.begin()  # before "shards done" is said: a Ctrl-C from then on lets the end finish
                     timeline.mark("shards done")
-            except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (errors.Terminated)
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (errors.Terminated)
                 if not shards:  # before the plan stood: nothing to count
                     if cluster is not None:
                         _stop(cluster, timeline)
@@ -202,7 +201,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
                 # Ctrl-C: summary.json and report.html say what was done and what was not run, as an early stop's
                 # do (a second Ctrl-C ends the process at once)
                 timeline.mark("interrupted")
-                dealt.stopped = TERMINATED if interrupted_by(err)[0] == "SIGTERM" else INTERRUPTED
+                dealt.stopped = TERMINATED if interrupted_by()[0] == "SIGTERM" else INTERRUPTED
                 with second_interrupt_exits():
                     ran = {s.name for s in shards if s.name not in job.done}
                     summary = _end(settings, store, shards, ran, started, started_at, dealt, cluster, timeline)
@@ -220,10 +219,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
     report = JobReport(summary, sorted(set(dealt.failed) | set(summary.shards_not_written)), dealt.stopped)
     if ending.interrupted:
         _say_interrupted(summary)
-        terminated = ending.signum == signal.SIGTERM
-        if summary.shards_not_written or summary.stopped_early:
-            raise Terminated if terminated else KeyboardInterrupt
-        raise InterruptedWhenDone(report, terminated)
+        raise KeyboardInterrupt if summary.shards_not_written or summary.stopped_early else InterruptedWhenDone(report)
     return report
 
 

@@ -6,7 +6,7 @@ with EndGuard() as ending, hold_output(settings):
     ...                       # a Ctrl-C here raises KeyboardInterrupt as ever (the driver counts what was done)
     ending.begin()            # dealing over: from here a first Ctrl-C is noted, not raised into the writes
     ...                       # summary.json, report.html, Ray's shutdown
-if ending.interrupted: ...    # the caller says so and raises it now (ending.signum: which signal)
+if ending.interrupted: ...    # the caller says so and raises it now (errors.interrupted_by: which signal)
 
 with second_interrupt_exits():   # an interrupted job's own summary and report
     ...
@@ -75,16 +75,15 @@ def second_interrupt_exits() -> Iterator[None]:
 class EndGuard:
     """The job's normal end, from `begin` (dealing over, or nothing left to deal) to the context's exit (summary.json
     and report.html written, Ray shut down, output.dir released): a first Ctrl-C or SIGTERM there is noted
-    (`interrupted`, `signum`) rather than raised into the writes, so the job's summary (a complete job's where every
-    shard is done) is written all the same, and the caller raises it after; a second ends the process at once
-    (`_exit_now`).
+    (`interrupted`; a SIGTERM in Terminated.received) rather than raised into the writes, so the job's summary (a
+    complete job's where every shard is done) is written all the same, and the caller raises it after; a second
+    ends the process at once (`_exit_now`).
 
     Only where the signal would raise here (Python's own SIGINT handler, terminate_as_interrupt's SIGTERM one, in
     the main thread); a program's own handler, or the signal ignored, is left as it is."""
 
     def __init__(self) -> None:
         self.interrupted = False
-        self.signum: int | None = None
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> EndGuard:
@@ -97,7 +96,7 @@ class EndGuard:
         self._previous = {s: signal.signal(s, self._first) for s in STOP_SIGNALS if _ours(s)}
 
     def _first(self, signum: int, frame: Any) -> None:
-        self.interrupted, self.signum = True, signum
+        self.interrupted = True
         Terminated.received |= signum == signal.SIGTERM
         for s in self._previous:
             signal.signal(s, _exit_now)

@@ -60,8 +60,8 @@ def test_a_stopped_driver_leaves_no_process_of_its_job(tmp_path, job, stop):
     while still_running(started) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not still_running(started), f"outlived the stopped driver: {still_running(started)}"
-    # SIGTERM ends the driver through sys.exit (its cleanup ran above); Ray's threads may abort the interpreter's
-    # own teardown after that, so only "not a success" is asserted
+    # SIGTERM ends the driver as a Ctrl-C does (exit 143, runner/interrupts.py; its cleanup ran above); Ray's threads
+    # may abort the interpreter's own teardown after that, so only "not a success" is asserted
     assert code == -signal.SIGKILL if stop == signal.SIGKILL else code != 0, code
     (session,) = sessions
     for process in psutil.process_iter(["cmdline"]):
