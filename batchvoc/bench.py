@@ -123,6 +123,7 @@ def measure(cfg, model, preset, device, mode: str, backend: str, precision: str,
         run()
     times = []
     for _ in range(int(cfg.repeats)):
+        audio = None  # the last run's audio (views of its pinned batch buffers: stream.py) freed before the next
         seconds, audio = timed(run, device)
         times.append(seconds)
     audio_s = len(items) * int(cfg.frames) * preset.hop_length / preset.sample_rate

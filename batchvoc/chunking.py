@@ -357,7 +357,11 @@ class Stitched:
 
 
 class Stitcher:
-    """Reassembles utterances from batch output, in input order, as their last pieces arrive."""
+    """Reassembles utterances from batch output, in input order, as their last pieces arrive.
+
+    It keeps views, not copies, of the audio it is fed: an utterance in one piece is a view of its batch's buffer,
+    and the pieces of one cut across batches stay views until its last piece arrives. So a caller must not write
+    into a buffer once fed (the device stream gives each batch buffers of its own)."""
 
     def __init__(self, hop: int):
         self.hop = hop
@@ -374,7 +378,8 @@ class Stitcher:
     def feed(self, packed: PackedBatch, audio: np.ndarray | None, values: np.ndarray | None = None,
              error: str | None = None) -> list[Stitched]:  # fmt: skip
         """Take a batch's audio [B, L * hop] (None with `error`: the batch failed) and optional per-frame values
-        [K, B, L]; return the utterances it finished, in input order.
+        [K, B, L]; return the utterances it finished, in input order. `audio` is kept (class doc); `values` is
+        not (summed here).
 
         Raises ValueError when audio has the wrong length or pieces come out of order."""
         if audio is not None:
@@ -382,7 +387,7 @@ class Stitcher:
             expected = packed.length * self.hop
             if audio.shape[1] != expected:
                 raise ValueError(f"engine returned {audio.shape[1]} samples per row, expected {expected}")
-        done, kept = [], len(self._parts)
+        done = []
         for p in packed.pieces:
             if self._index is not None and p.index != self._index:
                 raise ValueError(f"utterance {p.key!r} started before utterance #{self._index} finished")
@@ -396,9 +401,6 @@ class Stitcher:
                     self._sums = sums if self._sums is None else self._sums + sums
             if p.last:
                 done.append(self._finish(p))
-                kept = 0
-        # parts of an unfinished utterance outlive `audio`, whose buffer the next batches' copies reuse: own them
-        self._parts[kept:] = [np.array(part) for part in self._parts[kept:]]
         return done
 
     def _finish(self, p: Piece) -> Stitched:
@@ -406,7 +408,9 @@ class Stitcher:
             audio = np.zeros(0, dtype=np.float32)
         else:
             parts = self._parts or [np.zeros(0, dtype=np.float32)]
-            audio = np.concatenate(parts).astype(np.float32, copy=False)
+            # an utterance in one piece is handed on as it lies in its batch's buffer: no copy
+            audio = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            audio = audio.astype(np.float32, copy=False)
         sums = self._sums if self._sums is not None else np.zeros(0)
         out = Stitched(p.index, p.key, audio, sums, self._error)
         self._index, self._parts, self._sums, self._error = None, [], None, None

@@ -6,8 +6,9 @@
 
 On a GPU the mel batch goes up through pinned memory on a copy stream of its own (while the batch before
 computes), the engine and the round-trip check run on the current stream, and the audio and per-frame check values
-come back on a copy stream of their own into two alternating pinned buffers; the next batch is packed and
-launched before the previous one's audio is waited for, so the device does not wait on the host between batches.
+come back on a copy stream of their own into pinned buffers of the batch's own (the stitched utterances are views
+of them: _HostCopies); the next batch is packed and launched before the previous one's audio is waited for, so the
+device does not wait on the host between batches.
 Chunking and stitching are batchvoc/chunking.py (numpy only); the check's maths are batchvoc/roundtrip.py.
 
 A batch whose engine call or copy raises fails only the utterances with a piece in it (their `error` says why);
@@ -17,6 +18,8 @@ A batch whose engine call or copy raises fails only the utterances with a piece 
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator
 
 import numpy as np
@@ -176,25 +179,57 @@ def _pinned(shape: torch.Size) -> Tensor:
     return torch.empty(shape, dtype=torch.float32, pin_memory=True)
 
 
-class _HostCopies:
-    """Starts device-to-host copies of (audio, values) into two alternating pairs of pinned buffers, on a copy
-    stream of their own (so the next batch's kernels need not wait for them); each call returns a wait() for one
-    pair. On a CPU the tensors are handed back as numpy arrays."""
+MAX_PINNED_AUDIO_BYTES = 1 << 30  # page-locked audio handed out (as stitched utterances' views) at any one time
 
-    def __init__(self):
-        self._buffers: list[tuple[Tensor, Tensor]] = []
-        self._turn = 0
+
+class _PinnedAudio:
+    """The batches' pinned audio buffers still referenced by the utterances handed out (a process-wide count):
+    `admit(array)` says whether one more (a numpy array over a pinned tensor; the utterances are its views) may be
+    handed out as it is (True), or must be copied into ordinary memory so that its page-locked block goes back to
+    torch's host allocator at once (False: a consumer is holding more than MAX_PINNED_AUDIO_BYTES of results, e.g.
+    a caller keeping every utterance of a large call)."""
+
+    def __init__(self, limit: int = MAX_PINNED_AUDIO_BYTES):
+        self.limit, self.held = limit, 0
+        self._lock = threading.RLock()  # released from the writer threads, or by a collection inside admit()
+
+    def admit(self, array: np.ndarray) -> bool:
+        size = array.nbytes
+        with self._lock:
+            if self.held + size > self.limit:
+                return False
+            self.held += size
+        weakref.finalize(array, self._release, size)  # its views' base is array itself: it outlives them all
+        return True
+
+    def _release(self, size: int) -> None:
+        with self._lock:
+            self.held -= size
+
+
+_PINNED_AUDIO = _PinnedAudio()
+
+
+class _HostCopies:
+    """Starts device-to-host copies of (audio, values) into pinned buffers of the batch's own, on a copy stream of
+    their own (so the next batch's kernels need not wait for them); each call returns a wait() for them. On a CPU
+    the tensors are handed back as numpy arrays.
+
+    A batch's audio buffer is not reused for later batches: the stitched utterances are views of it (no copy per
+    utterance: ~3-6 ms per batch of 16 x 10 s at 48 kHz on the host, and the stream's last batch is not overlapped
+    by anything, BENCHMARKS.md), and torch's caching host allocator takes the block back once the last of them is
+    dropped. Past _PinnedAudio's limit a batch's audio is copied into ordinary memory instead."""
+
+    def __init__(self, pinned: _PinnedAudio = _PINNED_AUDIO):
         self._stream: torch.cuda.Stream | None = None
+        self._pinned = pinned
 
     def __call__(self, audio: Tensor, values: Tensor) -> Waiter:
         if audio.device.type != "cuda":
             host = (audio.detach().float().numpy(), values.detach().numpy())
             return lambda: host
         audio = audio.detach().float()
-        if not self._buffers or (self._buffers[0][0].shape, self._buffers[0][1].shape) != (audio.shape, values.shape):
-            self._buffers = [(_pinned(audio.shape), _pinned(values.shape)) for _ in range(2)]
-        pair = self._buffers[self._turn]
-        self._turn ^= 1
+        pair = (_pinned(audio.shape), _pinned(values.shape))
         if self._stream is None or self._stream.device != audio.device:
             self._stream = torch.cuda.Stream(audio.device)
         self._stream.wait_stream(torch.cuda.current_stream(audio.device))
@@ -208,6 +243,9 @@ class _HostCopies:
 
         def wait() -> tuple[np.ndarray, np.ndarray]:
             done.synchronize()
-            return pair[0].numpy(), pair[1].numpy()
+            host = pair[0].numpy()
+            if not self._pinned.admit(host):
+                host = host.copy()
+            return host, pair[1].numpy()  # the values are summed at once (Stitcher.feed): no need to own them
 
         return wait

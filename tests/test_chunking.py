@@ -258,21 +258,23 @@ def test_stitcher_returns_utterances_as_they_complete():
     assert not stitcher.pending
 
 
-def test_stitcher_keeps_its_own_copy_of_an_unfinished_utterance():
-    """An utterance cut across batches outlives the first batch's audio buffer, which vocode's next device copies
-    reuse: overwriting that buffer after feeding must not change the stitched audio."""
+def test_stitcher_hands_on_views_of_the_audio_it_is_fed():
+    """No copy per utterance: an utterance in one piece is a view of its batch's audio; one cut across batches is
+    joined once its last piece arrives, from views of each batch's audio (the stream gives every batch buffers of
+    its own, so the views stay valid)."""
     hop = 2
     stitcher = Stitcher(hop)
-    batches = list(pack(utterances([25]), 10, 1, 2, SILENCE))
+    batches = list(pack(utterances([25, 4]), 10, 1, 2, SILENCE))
     assert len(batches) == 2
-    buffer = echo(batches[0].mel, hop).copy()
-    assert stitcher.feed(batches[0], buffer) == [] and stitcher.pending
-    reference = Stitcher(hop)
-    reference.feed(batches[0], buffer.copy())
-    buffer[:] = 123.0  # the next batches' copies land here
-    got = stitcher.feed(batches[1], echo(batches[1].mel, hop))
-    want = reference.feed(batches[1], echo(batches[1].mel, hop))
-    assert len(got) == 1 and np.array_equal(got[0].audio, want[0].audio) and not (got[0].audio == 123.0).any()
+    fed = [echo(b.mel, hop) for b in batches]
+    assert stitcher.feed(batches[0], fed[0]) == [] and stitcher.pending
+    cut, whole = stitcher.feed(batches[1], fed[1])
+    assert (cut.key, whole.key) == ("u0", "u1")
+    assert np.shares_memory(whole.audio, fed[1]) and whole.audio.dtype == np.float32
+    assert not any(np.shares_memory(cut.audio, f) for f in fed)
+    mels = dict(utterances([25, 4]))
+    assert np.array_equal(cut.audio, np.repeat(mels["u0"][0], hop))
+    assert np.array_equal(whole.audio, np.repeat(mels["u1"][0], hop))
 
 
 def test_empty_utterances_and_bad_shapes():

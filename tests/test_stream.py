@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from batchvoc import stream as stream_module
 from batchvoc.chunking import ChunkPlan, chunk_frames_for, pack
 from batchvoc.models.presets import PRESETS
-from batchvoc.stream import VocoderStream
+from batchvoc.stream import VocoderStream, _PinnedAudio
 
 SILENCE = np.float32(math.log(1e-5))
 
@@ -80,6 +81,44 @@ def test_gpu_batches_read_their_own_uploads():
     items = utterances([37, 5, 80, 12, 64, 3, 50, 29] * 4, seed=3)
     stream = VocoderStream(slow_echo, ChunkPlan(16, 0, 2, float(SILENCE), hop), sample_rate=100, device="cuda")
     got = {done.key: done.audio for done in stream.vocode(items)}
+    for key, mel in items:
+        assert np.array_equal(got[key], np.repeat(mel[0], hop)), key
+
+
+def test_pinned_audio_admits_up_to_its_limit_and_takes_back_what_is_dropped():
+    """The count of page-locked audio handed out: buffers past the limit are refused (the stream copies those),
+    and a buffer's bytes come back once the last array viewing it is gone."""
+    pinned = _PinnedAudio(limit=3 * 400)
+    buffers = [torch.zeros(100).numpy() for _ in range(4)]  # 400 bytes each, as the stream hands them out
+    assert [pinned.admit(b) for b in buffers] == [True, True, True, False]
+    assert pinned.held == 1200
+    view = buffers[0][10:20]  # an utterance's view keeps its batch's buffer alive
+    del buffers[0]
+    assert pinned.held == 1200
+    del view
+    assert pinned.held == 800 and pinned.admit(buffers[-1])
+    buffers.clear()
+    assert pinned.held == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_audio_held_past_the_pinned_limit_is_copied_and_stays_exact():
+    """A caller keeping every utterance: batches past the limit come back as copies in ordinary memory, the page-
+    locked bytes handed out never pass the limit, and every utterance (views and copies) stays exact after the
+    later batches' copies."""
+    hop = 4
+    items = utterances([37, 5, 80, 12, 64, 3, 50, 29] * 4, seed=5)
+    one_batch = 2 * 16 * hop * 4  # [batch 2, 16 frames x hop] float32
+    limit, stream_module._PINNED_AUDIO.limit = stream_module._PINNED_AUDIO.limit, 3 * one_batch
+    try:
+        stream = VocoderStream(echo_engine(hop), ChunkPlan(16, 0, 2, float(SILENCE), hop), 100, device="cuda")
+        got = {}
+        for done in stream.vocode(items):
+            got[done.key] = done.audio
+            assert stream_module._PINNED_AUDIO.held <= 3 * one_batch
+    finally:
+        stream_module._PINNED_AUDIO.limit = limit
     for key, mel in items:
         assert np.array_equal(got[key], np.repeat(mel[0], hop)), key
 
