@@ -30,3 +30,16 @@ def share_libstdcxx() -> bool:
     except OSError:
         return False
     return True
+
+
+def libstdcxx_is_global() -> bool:
+    """True where the system libstdc++ is in the process's global symbol scope (batchvoc imported before torch,
+    LD_PRELOAD, or a host program linked against it), so a package's wrapper binds to it; always True off Linux.
+    Probed by std::locale::classic(), which only libstdc++ defines."""
+    if not sys.platform.startswith("linux"):
+        return True
+    try:
+        ctypes.CDLL(None)["_ZNSt6locale7classicEv"]
+    except (AttributeError, OSError):
+        return False
+    return True

@@ -19,6 +19,7 @@ import json
 import sys
 from collections import defaultdict
 
+import batchvoc  # noqa: F401  before torch: an aoti package binds to the system C++ runtime (batchvoc/native.py)
 import torch
 
 OURS = ("lrelu_conv", "up_snake", "up_pairs", "down", "antialias", "one_pass", "snake")  # batchvoc's Triton kernels
@@ -97,13 +98,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.device != "cpu" and not torch.cuda.is_available():
         sys.exit("profile_engines.py needs a CUDA GPU (--device cpu checks the script only)")
-    if any(spec.split(":")[0] == "aoti" for spec in args.engines) and args.device != "cpu":
-        # torch 2.11 + CUDA 13 on an H200: the process dies (SIGSEGV) when an AOTInductor package runs under
-        # torch.profiler, whether or not another engine ran first (BENCHMARKS.md, session 12)
-        sys.exit(
-            "profile_engines.py cannot profile aoti on a GPU (torch.profiler over an AOTInductor package "
-            "crashes); `inductor:kernels=traced` compiles the same kernels as the package"
-        )
     rows = [profile_engine(spec, args) for spec in args.engines]
     if args.out:
         with open(args.out, "w") as f:

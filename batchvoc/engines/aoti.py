@@ -40,6 +40,7 @@ from batchvoc.engines.cache import engine_key, gpu_identity, weights_digest
 from batchvoc.engines.ops import check_compiled_as, compiled_as, define_all, kernels_digest
 from batchvoc.errors import first_line
 from batchvoc.models.presets import Preset
+from batchvoc.native import libstdcxx_is_global
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +128,27 @@ def _runners(device: torch.device) -> int:
     return 2 if device.type == "cuda" else 1
 
 
+_warned_cxx_runtime = False
+
+
+def _warn_unless_libstdcxx_is_global() -> None:
+    """Once per process: say why the load may crash, where torch came before batchvoc (native.py)."""
+    global _warned_cxx_runtime
+    if _warned_cxx_runtime or libstdcxx_is_global():
+        return
+    _warned_cxx_runtime = True
+    log.warning("aoti: torch was imported before batchvoc, so this package's wrapper may bind to torch's copies of "
+                "the C++ runtime's internals, which crashes the process while loading on some images (a "
+                "segmentation fault; the H200 image's torch 2.11 + g++ 13.3 does). If it does: import batchvoc "
+                "before torch, or start Python with LD_PRELOAD=libstdc++.so.6")  # fmt: skip
+
+
 def _load(path: Path, device: torch.device):
     """The package at path, on device. torch's loader is called directly: `aoti_load_package` first compares the
     package's device metadata with this machine's only to log a warning, and getting that metadata (pick_vec_isa)
     compiles and dlopens one probe per CPU vector ISA, each in a child process that imports torch: 45 s of every
     load on the H200 image (cProfile, BENCHMARKS.md). The public call remains the fallback."""
+    _warn_unless_libstdcxx_is_global()
     index = -1
     if device.type == "cuda":  # "cuda" alone is the current device (torch's loader would take -1 as no device)
         index = device.index if device.index is not None else torch.cuda.current_device()
