@@ -14,12 +14,15 @@ Needs a CUDA GPU (`--device cpu` runs the same steps with CPU operator times, to
 
 from __future__ import annotations
 
+import batchvoc  # noqa: F401  before torch: an aoti package binds to the system C++ runtime (batchvoc/native.py)
+
+# isort: split
+
 import argparse
 import json
 import sys
 from collections import defaultdict
 
-import batchvoc  # noqa: F401  before torch: an aoti package binds to the system C++ runtime (batchvoc/native.py)
 import torch
 
 OURS = ("lrelu_conv", "up_snake", "up_pairs", "down", "antialias", "one_pass", "snake")  # batchvoc's Triton kernels

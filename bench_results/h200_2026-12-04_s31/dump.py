@@ -3,7 +3,11 @@ TORCH_LOGS=output_code) and aoti (the package's wrapper .cpp), for reading the t
 
     TORCH_LOGS=output_code PYTHONPATH=. python3 dump.py OUT_DIR
 """
+
 import batchvoc  # noqa: F401  before torch (native.py)
+
+# isort: split
+
 import glob
 import sys
 import zipfile

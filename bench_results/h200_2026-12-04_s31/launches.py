@@ -3,7 +3,11 @@ same way), and the SM clock and power while each runs alone (nvidia-smi sampled 
 
     PYTHONPATH=. python3 launches.py OUT.json
 """
+
 import batchvoc  # noqa: F401  before torch (native.py)
+
+# isort: split
+
 import json
 import statistics
 import subprocess
@@ -22,12 +26,15 @@ def main():
     out = sys.argv[1]
     rts = {}
     for name, (backend, opts) in SPECS.items():
-        rts[name] = build_runtime("gsv_v4", "random", EngineOptions(backend, "fp16", 16, None, "cuda", "/tmp/bvc", opts))
+        rts[name] = build_runtime(
+            "gsv_v4", "random", EngineOptions(backend, "fp16", 16, None, "cuda", "/tmp/bvc", opts)
+        )
         print(name, "ready", flush=True)
     rt0 = next(iter(rts.values()))
     b, length = rt0.plan.shape
     mel = torch.full((b, rt0.preset.n_mels, length), rt0.preset.silence, device="cuda") + torch.randn(
-        b, rt0.preset.n_mels, length, device="cuda")
+        b, rt0.preset.n_mels, length, device="cuda"
+    )
     valid = torch.tensor([0, length], device="cuda").repeat(b, 1)
     res, sequences = {}, {}
     with torch.inference_mode():
@@ -39,26 +46,32 @@ def main():
                 for _ in range(8):
                     rt.engine(mel, valid)
                 torch.cuda.synchronize()
-            ev = sorted((e.time_range.start, e.device_time_total, e.name) for e in prof.events()
-                        if e.device_type == torch.autograd.DeviceType.CUDA)
+            ev = sorted(
+                (e.time_range.start, e.device_time_total, e.name)
+                for e in prof.events()
+                if e.device_type == torch.autograd.DeviceType.CUDA
+            )
             per = len(ev) // 8
             seq = defaultdict(list)  # (class, index within forward) -> durations
             for f in range(8):
                 counts = defaultdict(int)
-                for _, d, n in ev[f * per:(f + 1) * per]:
+                for _, d, n in ev[f * per : (f + 1) * per]:
                     c = "cudnn" if "xmma" in n else n if n in ("lrelu_conv_tma", "lrelu_conv") else None
                     if c:
                         seq[(c, counts[c])].append(d)
                         counts[c] += 1
             res[name] = {f"{c}#{i}": statistics.median(v) for (c, i), v in seq.items()}
-            sequences[name] = [(n[:90], d) for _, d, n in ev[4 * per:5 * per]]
+            sequences[name] = [(n[:90], d) for _, d, n in ev[4 * per : 5 * per]]
             print(name, "kernels per forward", per, flush=True)
         # clocks: each engine alone for ~2.5 s, alternating, 4 rounds
-        smi = subprocess.Popen(["nvidia-smi", "--query-gpu=timestamp,clocks.sm,power.draw", "--format=csv,noheader,nounits",
-                                "-lms", "50"], stdout=subprocess.PIPE, text=True)
+        smi = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=timestamp,clocks.sm,power.draw", "--format=csv,noheader,nounits", "-lms", "50"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         phases = []
         time.sleep(1.0)
-        for r in range(4):
+        for _ in range(4):
             for name, rt in rts.items():
                 t0 = time.time()
                 n = 0
@@ -84,8 +97,15 @@ def main():
         clocks[name]["clk"] += [c for c, _ in s]
         clocks[name]["pw"] += [p for _, p in s]
         clocks[name]["fwd_ms"].append((t1 - t0) * 1000 / n)
-    summ = {k: dict(clk=statistics.mean(v["clk"]) if v["clk"] else None, pw=statistics.mean(v["pw"]) if v["pw"] else None,
-                    fwd_ms=statistics.median(v["fwd_ms"]), n=len(v["clk"])) for k, v in clocks.items()}
+    summ = {
+        k: dict(
+            clk=statistics.mean(v["clk"]) if v["clk"] else None,
+            pw=statistics.mean(v["pw"]) if v["pw"] else None,
+            fwd_ms=statistics.median(v["fwd_ms"]),
+            n=len(v["clk"]),
+        )
+        for k, v in clocks.items()
+    }
     json.dump(dict(launches=res, clocks=summ, phases=phases, sequences=sequences), open(out, "w"), indent=1)
     print("clocks:", json.dumps(summ))
     a, t = res["aoti"], res["traced"]

@@ -6,6 +6,9 @@ whole utterances nor recycles its two pinned buffers ("nocopy"); peak GPU memory
 """
 
 import batchvoc  # noqa: F401  first: before torch, so aoti packages bind to the system C++ runtime (native.py)
+
+# isort: split
+
 import json
 import os
 import statistics
@@ -45,7 +48,7 @@ class ViewStitcher(chunking.Stitcher):
             self._error = self._error or error
             if p.row is not None and self._error is None:
                 first = p.column * self.hop
-                self._parts.append(audio[p.row, first: first + p.frames * self.hop])
+                self._parts.append(audio[p.row, first : first + p.frames * self.hop])
             if p.last:
                 done.append(self._finish(p))
         return done
@@ -81,7 +84,9 @@ def main() -> None:
     length = window + 2 * context
     print(f"rows of {length} frames (window {window} + 2 x {context})", flush=True)
     if os.environ.get("EAGER_FIRST", "1") == "1":
-        rt0 = assemble(model, preset, EngineOptions("eager", "fp32", 16, window, str(dev), None, {}), shape=(16, length))
+        rt0 = assemble(
+            model, preset, EngineOptions("eager", "fp32", 16, window, str(dev), None, {}), shape=(16, length)
+        )
         s0 = rt0.stream(round_trip=False)
         t = time.perf_counter()
         [a for _, a in audio_of(s0, items[:16])]
@@ -91,7 +96,12 @@ def main() -> None:
     engines = {}
     for name in names:
         t = time.perf_counter()
-        rt = assemble(model, preset, EngineOptions(name, "fp16", 16, window, str(dev), os.environ.get("BATCHVOC_CACHE", "/tmp/bvc"), {}), shape=(16, length))
+        rt = assemble(
+            model,
+            preset,
+            EngineOptions(name, "fp16", 16, window, str(dev), os.environ.get("BATCHVOC_CACHE", "/tmp/bvc"), {}),
+            shape=(16, length),
+        )
         engines[name] = rt
         print(f"{name} ready in {time.perf_counter() - t:.1f} s ({rt.load_path})", flush=True)
     # host-only costs of the stream's steps on this machine
@@ -108,7 +118,8 @@ def main() -> None:
     host = dict(batches=len(batches), pack_ms_per_batch=pack_ms, stitch_ms_per_batch=statistics.median(st))
     print("host:", host, flush=True)
     mel = torch.full((16, preset.n_mels, length), preset.silence, device=dev) + torch.randn(
-        16, preset.n_mels, length, device=dev)
+        16, preset.n_mels, length, device=dev
+    )
     valid = torch.tensor([0, length], device=dev).repeat(16, 1)
     res = {k: dict(fwd=[], stream=[], nocopy=[], mem_fwd=None, mem_stream=None) for k in engines}
 
@@ -145,32 +156,49 @@ def main() -> None:
         order = list(engines) if r % 2 == 0 else list(engines)[::-1]
         for name in order:
             rt = engines[name]
-            res[name]["fwd"].append(timed(lambda: forwards(rt), dev)[0] * 1000 / 16)
+            res[name]["fwd"].append(timed(lambda rt=rt: forwards(rt), dev)[0] * 1000 / 16)
             use("base")
-            res[name]["stream"].append(timed(lambda: stream_run(rt), dev)[0] * 1000)
+            res[name]["stream"].append(timed(lambda rt=rt: stream_run(rt), dev)[0] * 1000)
             use("nocopy")
-            res[name]["nocopy"].append(timed(lambda: stream_run(rt), dev)[0] * 1000)
+            res[name]["nocopy"].append(timed(lambda rt=rt: stream_run(rt), dev)[0] * 1000)
             use("base")
-        print(f"round {r}: " + "  ".join(
-            f"{n} fwd {res[n]['fwd'][-1]:.2f} stream {res[n]['stream'][-1]:.1f} nocopy {res[n]['nocopy'][-1]:.1f}"
-            for n in engines), flush=True)
+        print(
+            f"round {r}: "
+            + "  ".join(
+                f"{n} fwd {res[n]['fwd'][-1]:.2f} stream {res[n]['stream'][-1]:.1f} nocopy {res[n]['nocopy'][-1]:.1f}"
+                for n in engines
+            ),
+            flush=True,
+        )
     audio_s = n_utt * 1000 * preset.hop_length / preset.sample_rate
     summary = {}
     for name, d in res.items():
         f, s, n = (statistics.median(d[k]) for k in ("fwd", "stream", "nocopy"))
-        summary[name] = dict(fwd_ms=f, stream_ms=s, nocopy_ms=n, overhead_ms=s - 16 * f, nocopy_overhead_ms=n - 16 * f,
-                             x_stream=audio_s / s * 1000, x_nocopy=audio_s / n * 1000, x_fwd=audio_s / (16 * f) * 1000,
-                             mem_fwd_mb=d["mem_fwd"], mem_stream_mb=d["mem_stream"])
+        summary[name] = dict(
+            fwd_ms=f,
+            stream_ms=s,
+            nocopy_ms=n,
+            overhead_ms=s - 16 * f,
+            nocopy_overhead_ms=n - 16 * f,
+            x_stream=audio_s / s * 1000,
+            x_nocopy=audio_s / n * 1000,
+            x_fwd=audio_s / (16 * f) * 1000,
+            mem_fwd_mb=d["mem_fwd"],
+            mem_stream_mb=d["mem_stream"],
+        )
     a, i = summary[names[-1]], summary[names[0]]
-    summary["aoti_over_inductor"] = dict(fwd=i["fwd_ms"] / a["fwd_ms"], stream=i["stream_ms"] / a["stream_ms"],
-                                         nocopy=i["nocopy_ms"] / a["nocopy_ms"])
+    summary["aoti_over_inductor"] = dict(
+        fwd=i["fwd_ms"] / a["fwd_ms"], stream=i["stream_ms"] / a["stream_ms"], nocopy=i["nocopy_ms"] / a["nocopy_ms"]
+    )
     json.dump(dict(host=host, raw=res, summary=summary), open(out, "w"), indent=1)
     print("engine    fwd ms   stream ms  overhead  nocopy ms  overhead   x(stream)  x(nocopy)  mem fwd/stream MB")
     for name in engines:
         s = summary[name]
-        print(f"{name:9s} {s['fwd_ms']:7.3f} {s['stream_ms']:9.1f} {s['overhead_ms']:8.1f} {s['nocopy_ms']:9.1f} "
-              f"{s['nocopy_overhead_ms']:8.1f} {s['x_stream']:10.1f} {s['x_nocopy']:10.1f}  "
-              f"{s['mem_fwd_mb'] or 0:.0f}/{s['mem_stream_mb']:.0f}")
+        print(
+            f"{name:9s} {s['fwd_ms']:7.3f} {s['stream_ms']:9.1f} {s['overhead_ms']:8.1f} {s['nocopy_ms']:9.1f} "
+            f"{s['nocopy_overhead_ms']:8.1f} {s['x_stream']:10.1f} {s['x_nocopy']:10.1f}  "
+            f"{s['mem_fwd_mb'] or 0:.0f}/{s['mem_stream_mb']:.0f}"
+        )
     print("aoti/inductor speed:", summary["aoti_over_inductor"])
 
 
