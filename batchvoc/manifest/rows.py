@@ -22,7 +22,7 @@ from batchvoc import storage
 from batchvoc.errors import RowError
 from batchvoc.manifest import cursors
 from batchvoc.manifest.conventions import MelChecks
-from batchvoc.manifest.shards import Shard, group_span, id_strings, shard_table
+from batchvoc.manifest.shards import Shard, group_span, id_strings, row_place, shard_table
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def decode_batch(table: pa.Table, first: int, shard: Shard, checks: MelChecks | 
         checks = MelChecks(int(checks), mode="off")
     if isinstance(skip, set):
         skip = _in_set(skip)
-    duplicates, clashes = set(shard.duplicate_rows), dict(shard.clashing_rows)
+    duplicates, clashes = dict(shard.duplicate_rows), dict(shard.clashing_rows)
     try:
         rows = list(_table_rows(table, checks, shard.file, first, skip, shard.start + first))
     except Exception as err:  # noqa: BLE001 - a batch that cannot be decoded fails its own rows
@@ -127,7 +127,8 @@ def decode_batch(table: pa.Table, first: int, shard: Shard, checks: MelChecks | 
         rows = [MelRow(first + i, "", error=reason) for i in range(table.num_rows)]
     for row in rows:
         if row.error is None and row.index in duplicates:  # skipped or not: its id's file is the earlier row's
-            row.mel, row.error = None, f"id {row.id!r} appears earlier in the manifest ({_place(shard, row)})"
+            where = f"at {duplicates[row.index]} ({_place(shard, row)})"
+            row.mel, row.error = None, f"id {row.id!r} appears earlier in the manifest, {where}"
         elif row.error is None and row.index in clashes:  # its path and an earlier id's cannot both exist
             row.mel, row.error = None, f"{clashes[row.index]} ({_place(shard, row)})"
         yield row
@@ -191,11 +192,6 @@ def _table_rows(table: pa.Table, checks: MelChecks, file: str, start: int, skip,
             yield MelRow(index, name, error=str(err))
         except Exception as err:  # noqa: BLE001 - whatever one row holds, it fails that row only
             yield MelRow(index, name, error=f"could not read the row: {one_line(err)}")
-
-
-def row_place(file: str, row: int) -> str:
-    """Where a row is, for its errors: `row N of FILE`, N counted from 0 in the manifest file (local path or URL)."""
-    return f"row {row} of {file}"
 
 
 def check_id(key) -> None:

@@ -45,10 +45,11 @@ class Shard:
     """Rows [start, stop) of one manifest file; the unit of work, of output files and of restart.
 
     `file` is a local path or fsspec URL; `row_groups` are the file's row groups the range overlaps and
-    `first_row` the file row where the first of them begins. `duplicate_rows` are shard-relative rows whose
-    id was seen earlier in the manifest; `clashing_rows` (shard-relative row, reason) those whose audio file path
-    and an earlier id's cannot both exist (module doc). `columns`: the job's pass-through schema
-    (batchvoc.outputs), set by the driver so that every shard's output manifest has the same columns.
+    `first_row` the file row where the first of them begins. `duplicate_rows` (shard-relative row, where its id
+    first appears: `row N of FILE`) are the rows whose id was seen earlier in the manifest; `clashing_rows`
+    (shard-relative row, reason) those whose audio file path and an earlier id's cannot both exist (module doc).
+    `columns`: the job's pass-through schema (batchvoc.outputs), set by the driver so that every shard's output
+    manifest has the same columns.
     `frames_guessed`: the file has no n_frames column, so `frames` is an estimate (FRAMES_PER_ROW_GUESS a row when
     planned), not the rows' frames.
     """
@@ -60,7 +61,7 @@ class Shard:
     row_groups: tuple[int, ...]
     first_row: int
     frames: int
-    duplicate_rows: tuple[int, ...] = field(default=())
+    duplicate_rows: tuple[tuple[int, str], ...] = field(default=())
     clashing_rows: tuple[tuple[int, str], ...] = field(default=())
     frames_guessed: bool = False
     columns: pa.Schema | None = field(default=None, compare=False, repr=False)
@@ -74,7 +75,7 @@ class Shard:
 class _FileRows:
     frames: Sequence[int]  # per row: an array('q') (8 bytes a row; a list where a value is beyond int64)
     group_starts: list[int]  # file row where each row group begins (one extra: the file's row count)
-    duplicates: set[int]  # file rows whose id was seen before
+    duplicates: dict[int, str]  # file row whose id was seen before -> where it first appears (`row N of FILE`)
     guessed: bool = False  # no n_frames column: FRAMES_PER_ROW_GUESS a row
     clashes: dict[int, str] = field(default_factory=dict)  # file row -> why its audio path clashes with an earlier id's
 
@@ -172,7 +173,8 @@ class ManifestRows:
                 yield ids
 
         for path, (duplicates, clashes) in zip(paths, _id_marks(id_columns(), f".{extension}"), strict=True):
-            rows[path].duplicates, rows[path].clashes = duplicates, clashes
+            earlier = {row: row_place(paths[file], first) for row, (file, first) in duplicates.items()}
+            rows[path].duplicates, rows[path].clashes = earlier, clashes
         pa.default_memory_pool().release_unused()
         return cls(names, rows)
 
@@ -215,12 +217,17 @@ class ManifestRows:
                     row_groups=tuple(groups),
                     first_row=rows.group_starts[groups[0]],
                     frames=sum(frames[start:stop]),
-                    duplicate_rows=tuple(r - start for r in _within(duplicates, start, stop)),
+                    duplicate_rows=tuple((r - start, rows.duplicates[r]) for r in _within(duplicates, start, stop)),
                     clashing_rows=tuple((r - start, rows.clashes[r]) for r in _within(clashing, start, stop)),
                     frames_guessed=rows.guessed,
                 )
             )
         return shards
+
+
+def row_place(file: str, row: int) -> str:
+    """Where a row is, for its errors: `row N of FILE`, N counted from 0 in the manifest file (local path or URL)."""
+    return f"row {row} of {file}"
 
 
 def _within(rows: list[int], start: int, stop: int) -> list[int]:
@@ -260,7 +267,10 @@ def _frames_of(column: pa.ChunkedArray) -> Sequence[int]:
         return frames
 
 
-def _id_marks(columns: Iterable[pa.ChunkedArray], suffix: str) -> list[tuple[set[int], dict[int, str]]]:
+Marks = tuple[dict[int, tuple[int, int]], dict[int, str]]  # duplicates (row -> (file, row) of the id's first), clashes
+
+
+def _id_marks(columns: Iterable[pa.ChunkedArray], suffix: str) -> list[Marks]:
     """For the id column of each file of a manifest (in order), its rows whose id an earlier row holds (across
     files) and those whose audio path clashes with an earlier id's, with why (`_AudioPaths.clash`): what
     `_marks_by_row` finds, found with Arrow for string and integer ids: ranked by a sort, not hashed into a set (2M
@@ -278,7 +288,8 @@ def _id_marks(columns: Iterable[pa.ChunkedArray], suffix: str) -> list[tuple[set
     lengths = [len(part) for part in parts]
     kind = pa.string() if all(part.type == pa.string() for part in parts) else pa.large_string()
     ids = pa.chunked_array([chunk for part in parts for chunk in part.cast(kind).chunks], kind)
-    first = _first_rows(ids)
+    earliest = _earliest_rows(ids)
+    first = earliest == np.arange(len(ids))
     clashes: dict[int, str] = {}
     needs = first & _found(pc.match_substring(ids, suffix + "/"))  # ids with a folder named like an audio file
     if "/" in suffix:  # a folder then ends in it otherwise: every id is run (plan_shards's extension is a name)
@@ -294,37 +305,40 @@ def _id_marks(columns: Iterable[pa.ChunkedArray], suffix: str) -> list[tuple[set
             reason = taken.clash(key)
             if reason is not None:
                 clashes[row] = reason
-    marks, begin = [], 0
-    for length in lengths:
-        end = begin + length
-        duplicates = set((np.flatnonzero(~first[begin:end])).tolist())
+    starts = np.cumsum([0, *lengths])
+    marks = []
+    for begin, end in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+        later = np.flatnonzero(~first[begin:end])
+        firsts = earliest[later + begin]
+        files = np.searchsorted(starts, firsts, side="right") - 1  # the file each first row lies in
+        duplicates = {row: (f, first_row - int(starts[f])) for row, f, first_row in
+                      zip(later.tolist(), files.tolist(), firsts.tolist(), strict=True)}  # fmt: skip
         marks.append((duplicates, {row - begin: why for row, why in clashes.items() if begin <= row < end}))
-        begin = end
     return marks
 
 
-def _first_rows(ids: pa.ChunkedArray) -> np.ndarray:
-    """Whether each row is the first to hold its id (the first null too, as a set of ids counts None once)."""
+def _earliest_rows(ids: pa.ChunkedArray) -> np.ndarray:
+    """For each row, the first row that holds its id (a null's: the first null, as a set of ids counts None once)."""
     codes = pc.rank(ids, tiebreaker="dense").to_numpy()  # a sort's: equal ids (or nulls), one code of 1, 2, ...
     earliest = np.full(len(ids) + 1, len(ids), dtype=np.int64)
     np.minimum.at(earliest, codes, np.arange(len(ids)))  # each code's first row (np.unique: twice the memory)
-    first = np.zeros(len(ids), dtype=bool)
-    first[earliest[earliest < len(ids)]] = True
-    return first
+    return earliest[codes]
 
 
-def _marks_by_row(columns: list[list], suffix: str) -> list[tuple[set[int], dict[int, str]]]:
-    """_id_marks of id values (id_strings's), row after row: a Python set of every id."""
+def _marks_by_row(columns: list[list], suffix: str) -> list[Marks]:
+    """_id_marks of id values (id_strings's), row after row: a Python dict of every id."""
     taken = _AudioPaths(suffix)
+    where: dict = {}  # id -> (file, row) of its first row
     marks = []
-    for ids in columns:
-        duplicates: set[int] = set()
+    for file, ids in enumerate(columns):
+        duplicates: dict[int, tuple[int, int]] = {}
         clashes: dict[int, str] = {}
         for row, key in enumerate(ids):
             if key in taken.seen:
-                duplicates.add(row)
+                duplicates[row] = where[key]
                 continue
             taken.seen.add(key)
+            where[key] = (file, row)
             reason = taken.clash(key) if isinstance(key, str) else None
             if reason is not None:
                 clashes[row] = reason

@@ -145,7 +145,8 @@ def test_id_errors_tell_null_from_empty_and_name_the_row_and_file(tmp_path):
     assert errors[2] == f"id is null ({place.format(2)})"
     assert errors[3] == f"id is empty ({place.format(3)})"
     assert errors[4] == f"id 'a/../b' leaves the output folder ('..') ({place.format(4)})"
-    assert errors[6] == f"id {rows[0]['id']!r} appears earlier in the manifest ({place.format(6)})"
+    earlier = f"appears earlier in the manifest, at {place.format(0)} ({place.format(6)})"
+    assert errors[6] == f"id {rows[0]['id']!r} {earlier}"
     assert [errors[i] for i in (0, 1, 5)] == [None] * 3
 
 

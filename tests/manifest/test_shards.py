@@ -65,8 +65,8 @@ def test_duplicate_ids_are_marked_on_their_later_rows(tmp_path):
     write_manifest(tmp_path / "a.parquet", rows[:3], row_group_size=2)
     write_manifest(tmp_path / "b.parquet", rows[3:], row_group_size=2)
     shards = plan_shards(find_manifest_files(tmp_path), target_frames=10_000)
-    marked = {(s.file.split("/")[-1], d) for s in shards for d in s.duplicate_rows}
-    assert marked == {("b.parquet", 1)}
+    marked = {(s.file.split("/")[-1], row, earlier) for s in shards for row, earlier in s.duplicate_rows}
+    assert marked == {("b.parquet", 1, f"row 1 of {tmp_path / 'a.parquet'}")}  # where its id first appears
 
 
 def test_same_stem_in_two_folders_gets_two_names(tmp_path):
@@ -223,8 +223,9 @@ def test_ids_refused_for_their_own_reasons_take_no_path_and_a_duplicate_stays_a_
     errors = [row.error for row in read_shard_rows(shard, 4)]
     assert "leaves the output folder" in errors[0] and errors[1] is None  # its own reason; `a` after it is fine
     assert errors[2] is None and "'k'" in errors[3]  # the first `k.wav/z` clashes, the second is a duplicate
-    assert errors[4] == f"id 'k.wav/z' appears earlier in the manifest (row 4 of {shard.file})"
-    assert shard.duplicate_rows == (4,) and [row for row, _ in shard.clashing_rows] == [3]
+    first, here = f"row 3 of {shard.file}", f"row 4 of {shard.file}"
+    assert errors[4] == f"id 'k.wav/z' appears earlier in the manifest, at {first} ({here})"
+    assert shard.duplicate_rows == ((4, first),) and [row for row, _ in shard.clashing_rows] == [3]
 
 
 @pytest.mark.parametrize("unsafe", ["a.wav//b", "a.wav/../b", "a.wav/./b"])
@@ -240,8 +241,9 @@ def test_an_id_refused_for_its_own_reason_makes_no_folder_for_a_later_clash_to_h
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac"])
 def test_the_planners_id_marks_are_those_of_the_row_by_row_check(suffix):
-    """shards._id_marks (Arrow, at once) finds the duplicate and clashing rows _marks_by_row (a set, row by row)
-    does: random ids of a few parts (clashing, unsafe, null, duplicate, integer), over files of each id type."""
+    """shards._id_marks (Arrow, at once) finds the duplicate rows (with where each id first appears) and clashing
+    rows _marks_by_row (a dict, row by row) does: random ids of a few parts (clashing, unsafe, null, duplicate,
+    integer), over files of each id type."""
     from batchvoc.manifest.shards import _id_marks, _marks_by_row, id_strings
 
     rng = np.random.default_rng(7)
