@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchvoc import storage
-from batchvoc.errors import ConfigError, RowError, counted
+from batchvoc.errors import ConfigError, RowError, counted, first_line
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,10 @@ def output_overlap(spec: str | Path, output_dir: str | Path) -> str | None:
 def _outside(spec: str | Path, files: list[str], output_dir: str | Path) -> tuple[list[str], str | None]:
     from batchvoc.outputs import OUTPUT_ENTRIES
 
-    fs, out = storage.filesystem(output_dir)
+    try:
+        fs, out = storage.filesystem(output_dir)
+    except (ImportError, ValueError) as err:  # its protocol's package not installed (s3fs, gcsfs...), or a bad URL
+        raise ConfigError("output.dir", f"cannot open {output_dir}: {first_line(err)} [{type(err).__name__}]") from None
     out = storage.to_url(fs, out)
     root = _fixed_part(spec)
     if _under(root, out):  # the input lies in output.dir: what the job writes there is not input

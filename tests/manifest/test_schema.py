@@ -189,6 +189,30 @@ def test_what_output_dir_holds_is_never_listed_as_input(tmp_path):
     assert find_manifest_files(folder, tmp_path / "elsewhere") == find_manifest_files(folder)
 
 
+def _protocol_not_installed() -> str | None:
+    """An object store fsspec knows whose package is not installed here (its URL's filesystem cannot be made)."""
+    import fsspec
+
+    for protocol in ("oci", "abfs", "gcs"):
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ImportError:
+            return protocol
+    return None
+
+
+def test_an_output_dir_on_a_store_whose_package_is_missing_is_a_config_error_naming_it(tmp_path):
+    """output.dir=gcs://... without gcsfs: one line naming output.dir and the package, not a traceback (the listing
+    checks the manifest against output.dir before output.dir's own check runs)."""
+    protocol = _protocol_not_installed()
+    if protocol is None:
+        pytest.skip("every object store package fsspec knows of is installed here")
+    manifest = write_manifest(tmp_path / "a.parquet", mel_rows(2, 80))
+    with pytest.raises(ConfigError, match=r"cannot open .*\[ImportError\]") as err:
+        list_manifest_files(manifest, f"{protocol}://bucket/out")
+    assert err.value.key == "output.dir" and "install" in str(err.value).lower()
+
+
 def test_a_manifest_inside_output_dir_is_read_unless_the_job_writes_it(tmp_path):
     out = tmp_path / "out"
     a = write_manifest(out / "a.parquet", mel_rows(2, 80))
