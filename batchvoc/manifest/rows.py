@@ -181,12 +181,13 @@ def _table_rows(table: pa.Table, checks: MelChecks, file: str, start: int, skip,
         try:
             given = {c: values[i] for c, values in declared.items()}
             checks.check_declared(**given)
+            what = "mel"
             if "mel" in table.column_names:
                 mel = sources.mel(i, frames[i], checks.n_mels)
             else:
-                mel = _npy_mel(sources[i], checks.n_mels, folder)
-                check_frames(frames[i], mel.shape[1], f"mel_path {sources[i]!r}")
-            mel, warning = checks.read(finite_float32(mel))
+                mel, what = _npy_mel(sources[i], checks.n_mels, folder), f"mel_path {sources[i]!r}"
+                check_frames(frames[i], mel.shape[1], what)
+            mel, warning = checks.read(finite_float32(mel, what))
             yield MelRow(index, key, mel=mel, warning=warning)
         except RowError as err:
             yield MelRow(index, name, error=str(err))

@@ -225,6 +225,20 @@ def test_float64_values_beyond_float32_are_a_row_error_naming_the_value(tmp_path
     pq.write_table(pa.table({"id": ["n"], "mel_path": ["big.npy"]}), tmp_path / "npy.parquet")
     (row,) = _read(tmp_path / "npy.parquet")
     assert "out of float32 range" in row.error and "float64" in row.error, row.error
+    assert row.error.startswith("mel_path 'big.npy' "), row.error  # a .npy row's reason names its file
+
+
+def test_a_mel_path_rows_nan_values_name_its_npy(tmp_path):
+    """The NaN/Inf and 0-frame reasons of a mel_path row name its .npy, as its other reasons do; inline: `mel`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    nan = np.full((N_MELS, 4), -5.0, np.float32)
+    nan[1, 2] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    pq.write_table(pa.table({"id": ["n"], "mel_path": ["nan.npy"]}), tmp_path / "npy.parquet")
+    (row,) = _read(tmp_path / "npy.parquet")
+    assert row.error == f"mel_path 'nan.npy' has 1 NaN or Inf values of {N_MELS * 4}", row.error
 
 
 NPY_CASES = [
