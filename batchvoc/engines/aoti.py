@@ -21,6 +21,7 @@ On a CPU the package is C++ (needs a C++ compiler, as torch.compile does); the r
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import os
@@ -128,15 +129,11 @@ def _runners(device: torch.device) -> int:
     return 2 if device.type == "cuda" else 1
 
 
-_warned_cxx_runtime = False
-
-
+@functools.cache
 def _warn_unless_libstdcxx_is_global() -> None:
     """Once per process: say why the load may crash, where torch came before batchvoc (native.py)."""
-    global _warned_cxx_runtime
-    if _warned_cxx_runtime or libstdcxx_is_global():
+    if libstdcxx_is_global():
         return
-    _warned_cxx_runtime = True
     log.warning("aoti: torch was imported before batchvoc, so this package's wrapper may bind to torch's copies of "
                 "the C++ runtime's internals, which crashes the process while loading on some images (a "
                 "segmentation fault; the H200 image's torch 2.11 + g++ 13.3 does). If it does: import batchvoc "
