@@ -2,7 +2,7 @@
 settings with these before it starts Ray or imports torch (runner/checks.py).
 
 TUNABLES: the `engine.options` each backend takes (engines/layout.py's rewrites, the backends' own); CHOICES,
-INTEGERS and parse_tile_table: the values each option takes.
+BOOLEANS, INTEGERS and parse_tile_table: the values each option takes.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "kernels": ("traced", "opaque"),
     "mode": ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"),
 }
+# options that are on or off (cudnn_benchmark: engines/__init__.cudnn_benchmark)
+BOOLEANS: tuple[str, ...] = ("cudnn_benchmark",)
 # each integer option's bounds, inclusive (optimization_level: Torch-TensorRT's builder levels)
 INTEGERS: dict[str, tuple[int, int | None]] = {
     "fused_max_channels": (0, None),
@@ -44,9 +46,9 @@ INTEGERS: dict[str, tuple[int, int | None]] = {
 }
 TILE_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_C", "num_warps", "num_stages", "STAGES")  # a tile as a list of ints
 TUNABLES: dict[str, tuple[str, ...]] = {
-    "eager": _REWRITES,
-    "inductor": (*_REWRITES, "mode", "kernels"),
-    "aoti": (*_REWRITES, "kernels"),
+    "eager": (*_REWRITES, "cudnn_benchmark"),
+    "inductor": (*_REWRITES, "mode", "kernels", "cudnn_benchmark"),
+    "aoti": (*_REWRITES, "kernels", "cudnn_benchmark"),
     "tensorrt": ("optimization_level", "workspace_size"),
 }
 
@@ -70,6 +72,11 @@ def option_value(key: str, value: Any) -> Any:
     """An engine option's value as the engines take it (numbers from the command line made ints, a tile table's
     file read); ConfigError naming engine.options.<key> for a value outside the option's choices or bounds."""
     name = f"engine.options.{key}"
+    if key in BOOLEANS:
+        flag = {"true": True, "false": False}.get(str(value).lower())
+        if flag is None:
+            raise ConfigError(name, f"must be true or false, not {value!r}")
+        return flag
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(name, f"unknown value {value!r}; choose one of {', '.join(CHOICES[key])}")
     if key in INTEGERS:

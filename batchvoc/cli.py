@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from batchvoc.backends import CHOICES, INTEGERS, TILE_KEYS, TUNABLES, check_names
+from batchvoc.backends import BOOLEANS, CHOICES, INTEGERS, TILE_KEYS, TUNABLES, check_names
 from batchvoc.config import CONFIG_MODULE, BatchvocConfig, conf_options, config_error, register, validate
 from batchvoc.errors import ConfigError, first_line
 
@@ -292,7 +292,9 @@ def group_default(group: str) -> str:
 
 
 def _option_values(option: str) -> str:
-    """What an engine option takes, from backends.py's CHOICES, INTEGERS and tile table keys."""
+    """What an engine option takes, from backends.py's CHOICES, BOOLEANS, INTEGERS and tile table keys."""
+    if option in BOOLEANS:
+        return "true or false (unset: on, off for aoti: cuDNN's algorithm timing at the first call)"
     if option in CHOICES:
         return f"one of {', '.join(CHOICES[option])}"
     if option in INTEGERS:

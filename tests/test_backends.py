@@ -8,6 +8,7 @@ import json
 import pytest
 
 from batchvoc.backends import (
+    BOOLEANS,
     CHOICES,
     INTEGERS,
     TUNABLES,
@@ -36,6 +37,8 @@ BAD_VALUES = [  # (option, value, words the message must hold)
     ("tile_table", {"64,7,1": {"BLOCK_M": "big"}}, "values are integers"),
     ("tile_table", {"64,7,1": 64}, "a mapping of BLOCK_M"),
     ("tile_table", 7, "not int"),
+    ("cudnn_benchmark", "sometimes", "must be true or false, not 'sometimes'"),
+    ("cudnn_benchmark", 2, "must be true or false, not 2"),
 ]
 
 
@@ -48,7 +51,7 @@ def test_a_bad_option_value_names_its_key(key, value, words):
 
 def test_every_option_with_rules_is_one_some_backend_takes():
     taken = {k for keys in TUNABLES.values() for k in keys}
-    assert set(CHOICES) | set(INTEGERS) | {"tile_table"} == taken
+    assert set(CHOICES) | set(INTEGERS) | set(BOOLEANS) | {"tile_table"} == taken
 
 
 def test_good_values_pass_and_numbers_become_ints(tmp_path):
@@ -56,6 +59,7 @@ def test_good_values_pass_and_numbers_become_ints(tmp_path):
     path.write_text(json.dumps({"64,7,1": {"BLOCK_M": "128", "STAGES": 3}}))
     assert option_value("fused_max_channels", "32") == 32 and option_value("layout", "ncl") == "ncl"
     assert option_value("superrows", "2") == 2
+    assert [option_value("cudnn_benchmark", v) for v in (True, "false", "True", False)] == [True, False, True, False]
     assert parse_tile_table(str(path)) == {(64, 7, 1): {"BLOCK_M": 128, "STAGES": 3}}
     check_names("inductor", "bf16", {key: values[-1] for key, values in CHOICES.items()} | {"tile_table": str(path)})
 

@@ -77,12 +77,14 @@ def choose_backend(device, keys: Keys = JOB_KEYS) -> tuple[str, str]:
     return "eager", f"auto: no CUDA GPU on {device}; eager is the CPU reference ({compile_it} to compile)"
 
 
-def cudnn_benchmark(backend: str) -> bool:
-    """Whether cuDNN times its algorithms at an engine's first call (fixed shapes: once per shape). Not for aoti,
-    whose point is a start in seconds: on an H200 BigVGAN v2 24k's package loaded and warmed up in 13.8 s with the
-    timing and 2.4 s without, for 2.7% more time per forward (323.1 -> 332.1 ms, batch 16 x 1024 frames, fp16;
-    BENCHMARKS.md) — a trade that pays for jobs under ~70 h of its audio per GPU."""
-    return backend != "aoti"
+def cudnn_benchmark(backend: str, choice: bool | None = None) -> bool:
+    """Whether cuDNN times its algorithms at an engine's first call (fixed shapes: once per shape): `choice`
+    (engine.options.cudnn_benchmark) where given, else on, but not for aoti, whose point is a start in seconds: on
+    an H200 BigVGAN v2 24k's package loaded and warmed up in 13.8 s with the timing and 2.4 s without, for 2.7% more
+    time per forward (323.1 -> 332.1 ms, batch 16 x 1024 frames, fp16; BENCHMARKS.md) — a trade that pays for jobs
+    under ~70 h of its audio per GPU. torch keeps one cuDNN plan per shape for the process, made at the first call
+    that runs it: later engines of the same shapes take it, whatever their setting."""
+    return backend != "aoti" if choice is None else bool(choice)
 
 
 def build_engine(
@@ -99,7 +101,8 @@ def build_engine(
     """Build an Engine of `model` (copied, never modified) for device, precision and shapes [(B, T), ...].
 
     options go to the backend: eager / inductor / aoti layout=, antialias=, resblocks=, fused_max_channels=,
-    tile_table=, superrows= (engines/layout.py); inductor mode=...; tensorrt optimization_level=..., workspace_size=....
+    tile_table=, superrows= (engines/layout.py), cudnn_benchmark= (cudnn_benchmark); inductor mode=...; tensorrt
+    optimization_level=..., workspace_size=....
     keys: how the reason (logged, and engine.reason) names the backend's setting (errors.API_KEYS: the Python API's).
     """
     check_backend(backend, precision)
@@ -127,9 +130,11 @@ def build_engine(
 
 def _build_with(backend: str, model: nn.Module, preset: Preset, precision: str, device, shapes, cache_dir,
                 options: dict) -> Engine:  # fmt: skip
-    """The named backend's build (cuDNN's algorithm timing set for it on a GPU)."""
+    """The named backend's build (cuDNN's algorithm timing set for it on a GPU: options' cudnn_benchmark)."""
+    options = dict(options)
+    timing = cudnn_benchmark(backend, options.pop("cudnn_benchmark", None))
     if torch.device(device).type == "cuda":
-        torch.backends.cudnn.benchmark = cudnn_benchmark(backend)
+        torch.backends.cudnn.benchmark = timing
     if backend == "eager":
         from batchvoc.engines import eager as module
     elif backend == "inductor":

@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from batchvoc.engines import build_engine, check_backend, choose_backend
+from batchvoc.engines import build_engine, check_backend, choose_backend, cudnn_benchmark
 from batchvoc.errors import ConfigError
 from tests.engines.conftest import rel_l2, snr_db
 
@@ -75,6 +75,31 @@ def test_auto_picks_aoti_on_a_gpu_without_tensorrt():
         assert backend == "aoti" and "AOTInductor" in reason
     else:
         assert backend == "inductor" and aoti_available()[1] in reason
+
+
+def test_cudnn_timing_is_on_but_for_aoti_unless_the_option_says():
+    assert [cudnn_benchmark(b) for b in ("eager", "inductor", "aoti", "tensorrt")] == [True, True, False, True]
+    assert cudnn_benchmark("aoti", True) and not cudnn_benchmark("inductor", False)
+
+
+def test_the_cudnn_option_is_taken_by_the_build_not_passed_to_the_backend(tiny, batch):
+    model, preset = tiny
+    mel, valid = batch
+    engine = build_engine(model, preset, backend="eager", precision="fp32", device="cpu", cudnn_benchmark=True)
+    assert torch.equal(engine(mel, valid), build_engine(model, preset, backend="eager")(mel, valid))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_cudnn_option_sets_cudnns_timing_for_the_engine_built(tiny):
+    model, preset = tiny
+    before = torch.backends.cudnn.benchmark
+    try:
+        for choice in (False, True):
+            build_engine(model, preset, backend="eager", device="cuda", shapes=[(1, 64)], cudnn_benchmark=choice)
+            assert torch.backends.cudnn.benchmark is choice
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 @pytest.mark.parametrize(
