@@ -106,8 +106,8 @@ class ModelConf:
 class EngineConf:
     backend: str = key("auto", "the engine (auto: the best available, logged with why)", choices=BACKENDS)
     precision: Precision = key(Precision.fp16, "the engine's precision (fp16 on a CPU computes in fp32)")
-    batch: Optional[int] = key(None, "chunks per forward (None: per device, 1 on a CPU, 16 on a GPU)")
-    window: Optional[int] = key(None, "frames per chunk (None: per device, rows of 512 frames on a CPU, 10 s on a GPU)")
+    batch: Optional[int] = key(None, "chunks per forward (null: per device, 1 on a CPU, 16 on a GPU)")
+    window: Optional[int] = key(None, "frames per chunk (null: per device, rows of 512 frames on a CPU, 10 s on a GPU)")
     cache_dir: str = key(CACHE_DIR, "compiled engines and compile caches")
     options: dict[str, Any] = key(dict, "engine tunables: the keys each backend takes, below", factory=True)
 
