@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import sys
 import time
@@ -33,6 +34,7 @@ IN_FLIGHT_PER_ACTOR = 2
 POLL_S = 0.25  # progress polls per actor at most this often
 KILL_WAIT_S = 10.0  # at most this long for killed actors' shards in flight to end (an early stop)
 PROGRESS_LOG_S = 30.0  # a progress log line this often where stderr is no terminal (no bar)
+BAR_COLUMNS = 100  # the bar's width on a terminal that reports none
 
 
 class StopJob(Exception):  # noqa: N818 - a signal to stop dealing, not an error of the dealer
@@ -273,10 +275,21 @@ def progress_bar(total: float) -> Iterator[tqdm]:
     line gives the progress every PROGRESS_LOG_S instead (`_show`)."""
     # seconds of audio per second always (tqdm's default turns a rate under 1 into "s/s audio", easily misread)
     form = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]"
-    options = dict(unit="s audio", dynamic_ncols=True, smoothing=0.1, mininterval=0.5, bar_format=form)
+    options = dict(unit="s audio", smoothing=0.1, mininterval=0.5, bar_format=form) | _bar_width(sys.stderr)
     with logging_redirect_tqdm(), tqdm(total=round(total, 1), disable=not sys.stderr.isatty(), **options) as bar:
         bar.logged_at = time.monotonic()  # the last progress line, where there is no bar
         yield bar
+
+
+def _bar_width(stream) -> dict:
+    """tqdm's size options for a bar on stream: the terminal's, followed as it is resized; BAR_COLUMNS wide where the
+    terminal says it has no columns (a pseudo-terminal whose size was never set: tqdm took it for a screen of no
+    rows and drew an empty line), with rows to show it."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # no file descriptor, or not a terminal
+        columns = 0
+    return {"dynamic_ncols": True} if columns > 0 else {"ncols": BAR_COLUMNS, "nrows": 24}
 
 
 def _show(bar: tqdm, crew: list[_Actor], total: AudioTotal) -> None:

@@ -3,6 +3,8 @@
 import io
 import time
 
+import pytest
+
 from batchvoc.manifest import find_manifest_files, plan_shards
 from batchvoc.models.presets import get_preset
 from batchvoc.runner.actors import RemoteWorker
@@ -114,6 +116,33 @@ def test_log_lines_go_above_the_bar_not_onto_its_line(monkeypatch):
     at = text.index("actor-0 ready")
     assert "1.0/10.0" in text[:at], "the bar was drawn before the log line"
     assert text[at - 1] in "\r\n", f"the log line shares the bar's line: {text[max(0, at - 40) : at + 20]!r}"
+
+
+@pytest.mark.parametrize("columns", [0, 60])
+def test_the_bar_fits_its_terminal_and_one_that_reports_no_width_gets_a_fixed_width(monkeypatch, columns):
+    """A pseudo-terminal whose size was never set (0 columns: some CI runners, `script`) drew an empty line; one of
+    a known size gets a bar of its width."""
+    import fcntl
+    import os
+    import struct
+    import sys
+    import termios
+
+    from batchvoc.runner.dealer import BAR_COLUMNS, progress_bar
+
+    main, side = os.openpty()
+    if columns:
+        fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    assert os.get_terminal_size(side).columns == columns
+    with os.fdopen(side, "w", buffering=1) as console, os.fdopen(main, "rb", buffering=0) as screen:
+        monkeypatch.setattr(sys, "stderr", console)
+        with progress_bar(10.0) as bar:
+            bar.update(5.0)
+            bar.refresh()
+        console.flush()
+        drawn = screen.read(4096).decode()
+    lines = [line for line in drawn.replace("\r", "\n").split("\n") if line.strip()]
+    assert lines and "5.0/10.0" in lines[-1] and len(lines[-1]) <= (columns or BAR_COLUMNS), drawn
 
 
 def test_the_total_of_shards_without_n_frames_becomes_the_audio_they_wrote():
