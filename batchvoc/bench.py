@@ -38,12 +38,13 @@ from batchvoc.backends import PRECISION_NAMES, check_names
 from batchvoc.chunking import pack
 from batchvoc.device_defaults import default_row_length
 from batchvoc.engines import check_backend
-from batchvoc.errors import ConfigError
+from batchvoc.errors import ConfigError, Keys
 from batchvoc.hostmem import retain_freed_memory
 from batchvoc.runtime import EngineOptions, assemble, plan_chunks, resolve_device
 from batchvoc.stream import audio_of
 
 CONF = str(Path(__file__).resolve().parent / "conf" / "bench")  # its own folder: conf/preset is a config group
+BENCH_KEYS = Keys(checkpoint="checkpoint", backend="backends")  # how its warnings name the bench's own keys
 log = logging.getLogger("batchvoc.bench")
 
 
@@ -169,7 +170,7 @@ def run_bench(cfg) -> dict[str, Any]:
     retain_freed_memory()  # as the runner's workers do
     device = resolve_device(str(cfg.device))
     hparams = OmegaConf.to_container(cfg.hparams) if cfg.get("hparams") else None
-    model, preset = load_vocoder(cfg.preset, cfg.checkpoint, hparams)
+    model, preset = load_vocoder(cfg.preset, cfg.checkpoint, hparams, keys=BENCH_KEYS)
     plan = plan_chunks(model, preset, 1, cfg.window, default_row_length(device, preset.frame_rate))
     window, context = plan.chunk_frames, plan.context
     geometry = dict(window=window, context=context)
@@ -240,7 +241,8 @@ def table(report: dict) -> str:
         f"{report['preset']} on {report['device']}: {report['utterances']} utterances x {report['frames']} frames, "
         f"window {report['window']} + 2 x {report['context']} context"
     )
-    cols = f"{'mode':8} {'backend':9} {'prec':5} {'batch':>5} {'x_rt':>8} {'speedup':>7} {'mem_MB':>8} " \
+    width = max([9, *(len(_label(r)) for r in report["results"] if "error" not in r)])  # the widest backend's
+    cols = f"{'mode':8} {'backend':{width}} {'prec':5} {'batch':>5} {'x_rt':>8} {'speedup':>7} {'mem_MB':>8} " \
            f"{'fill':>5} {'rel_l2':>9} {'snr_dB':>7} {'build_s':>7}"  # fmt: skip
     rows = [head, cols]
     for r in report["results"]:
@@ -248,7 +250,7 @@ def table(report: dict) -> str:
             rows.append(f"{r['mode']:8} {r['requested']:15} {r['batch']:>5}  failed: {r['error'][:60]}")
             continue
         mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
-        rows.append(f"{r['mode']:8} {_label(r):9} {r['precision']:5} {r['batch']:>5} {r['x_realtime']:8.1f} "
+        rows.append(f"{r['mode']:8} {_label(r):{width}} {r['precision']:5} {r['batch']:>5} {r['x_realtime']:8.1f} "
                     f"{r['speedup']:7.2f} {mem:>8} {r.get('fill', 1.0):5.2f} {r['rel_l2']:9.1e} {_snr(r):>7} "
                     f"{r['build_s']:7.1f}")  # fmt: skip
     return "\n".join(rows)

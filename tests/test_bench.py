@@ -49,6 +49,17 @@ def test_bench_reports_every_line_against_fp32_eager(tmp_path):
     assert "eager" in table(report)
 
 
+def test_a_backend_with_options_keeps_the_table_aligned_and_warnings_name_the_benchs_keys(tmp_path, caplog):
+    cfg = config("backends=[eager,'eager:cudnn_benchmark=true']", "precisions=[fp32]", "batch=[1]", "window=40",
+                 f"out={tmp_path / 'b.json'}")  # fmt: skip
+    with caplog.at_level("WARNING"):
+        report = run_bench(cfg)
+    assert "checkpoint=random: gsv_v4 gets random weights" in caplog.text and "model.checkpoint" not in caplog.text
+    header, *rows = table(report).splitlines()[1:]
+    assert [r.split()[1] for r in rows] == ["eager", "eager:cudnn_benchmark=true"]
+    assert {row.index(" fp32 ") for row in rows} == {header.index(" prec ")}  # one column for every line
+
+
 def test_bench_refuses_bad_config(tmp_path):
     with pytest.raises(ConfigError) as err:
         run_bench(config("backends=[tpu]", f"out={tmp_path / 'x.json'}"))
