@@ -242,7 +242,7 @@ def _end(settings: JobSettings, store: Store, shards: list[Shard], ran: set[str]
     timeline.mark("report written")
     if stopping is not None:
         stopping.join()
-    if dealt.stopped == INTERRUPTED:
+    if dealt.stopped in (INTERRUPTED, TERMINATED):  # SIGTERM's too: it was counted before its in-flight shards ended
         summary = _recount_interrupted(settings, store, shards, ran, wall, dealt, summary)
     for event, at in (("first shard begun", dealt.first_shard_at), ("first audio written", dealt.first_audio_at)):
         if at:  # known once the actors have said (with their shards' stats): logged now, out of order
