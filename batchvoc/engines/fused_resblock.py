@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from batchvoc.backends import TILE_KEYS, parse_tile_table
-from batchvoc.engines.ops import kernel_op
+from batchvoc.engines.ops import compiled_descriptors_take_wide_rows, kernel_op
 from batchvoc.engines.superrow import (
     superrow_conv,
     superrow_fit,
@@ -82,8 +82,10 @@ DEVICE_DESCRIPTORS = False
 # initTMADescriptor (torch/_inductor/codegen/cuda/device_op_overrides.py), which asks the driver for the block's
 # whole row as one box under a swizzle of at most 128 bytes, and cuTensorMapEncodeTiled refuses a wider one ("CUDA
 # driver error: invalid argument": gsv_v4's 128-channel upsampler in fp16); Triton's own launcher splits such rows
-# into 128-byte boxes for eager calls, and the kernel splits them itself for traced ones (`block_copy_box`). Until
-# session 30 such traced rows took pointer loads: ~0.45 ms per gsv_v4 forward, most of aoti's gap to inductor.
+# into 128-byte boxes for eager calls. Traced ones: torch's helper is made to split them the same way
+# (ops.wide_rows_in_compiled_descriptors); where it cannot be, the kernel splits them itself (`block_copy_box`).
+# Until session 30 such traced rows took pointer loads (~0.45 ms per gsv_v4 forward); until session 33 the kernel's
+# own split (one product per box: ~0.8 ms per forward on the H200), most of aoti's gap to inductor both times.
 TRACED_MAX_ROW_BYTES = 128
 # Narrower inputs never take block copies: a 16-channel fp16 row (32 bytes) is too short for them (H100 sweeps,
 # `tiles`); their STAGES pipelines the pointer loads' tap loop instead
@@ -194,10 +196,11 @@ def block_copy_descriptor(x: Tensor, config: dict[str, int]) -> str:
 
 def block_copy_box(x: Tensor, config: dict[str, int]) -> int:
     """The input channels one host-made block copy of x's rows takes: the tile's whole row (BLOCK_C) in an eager
-    call, whose launcher splits a wide row itself; at most TRACED_MAX_ROW_BYTES in a traced one, where the kernel
-    splits it into that many block copies per tap, each feeding its own product (gsv_v4's 128-channel upsampler
-    in fp16: two of 64 channels)."""
-    if not traced(x):
+    call, whose launcher splits a wide row into 128-byte boxes itself, and in a traced one where torch's compiled
+    descriptors are made to split it the same way (ops.wide_rows_in_compiled_descriptors); otherwise at most
+    TRACED_MAX_ROW_BYTES, where the kernel splits the row into that many block copies per tap, each feeding its own
+    product (gsv_v4's 128-channel upsampler in fp16: two of 64 channels)."""
+    if not traced(x) or compiled_descriptors_take_wide_rows():
         return config["BLOCK_C"]
     return min(config["BLOCK_C"], TRACED_MAX_ROW_BYTES // x.element_size())
 

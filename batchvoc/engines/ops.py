@@ -96,7 +96,7 @@ def compiled_as(how: str) -> Iterator[None]:
     call ("opaque": torch's switch that torch.export uses to keep triton ops). Raises ValueError for another value."""
     check_compiled_as(how)
     if how == "traced":
-        with descriptors_of_views_in_autotune_blocks(), short_fallback_notes():
+        with descriptors_of_views_in_autotune_blocks(), wide_rows_in_compiled_descriptors(), short_fallback_notes():
             yield
         return
     from torch._functorch import config
@@ -169,6 +169,54 @@ def descriptors_of_views_in_autotune_blocks() -> Iterator[None]:
         yield
     finally:
         PythonWrapperCodegen._generate_tma_descriptor_call_stable = original
+
+
+# torch's C++ helper that makes a compiled graph's host descriptors (initTMADescriptor), at the line where it picks
+# the swizzle from the box's row; and what goes before that line: a row wider than 128 bytes taken in boxes of 128
+# bytes, as Triton's own launcher takes it (the kernel, compiled for the whole row, copies it box by box).
+_DESCRIPTOR_ROW_LINE = "uint32_t contigDimSizeInByte = elemSize * blockSizeInt[0];"
+_DESCRIPTOR_ROW_SPLIT = "if (rank > 1 && elemSize * blockSizeInt[0] > 128) { blockSizeInt[0] = 128 / elemSize; }\n"
+
+
+@functools.cache
+def compiled_descriptors_take_wide_rows() -> bool:
+    """Whether this torch's compiled host descriptors can take a block row wider than 128 bytes once patched
+    (`wide_rows_in_compiled_descriptors`): its C++ helper has the line the patch goes before."""
+    overrides = _cuda_op_overrides()
+    return overrides is not None and _DESCRIPTOR_ROW_LINE in overrides.tma_descriptor_helpers(overrides)
+
+
+def _cuda_op_overrides() -> type | None:
+    try:
+        from torch._inductor.codegen.cuda.device_op_overrides import CUDADeviceOpOverrides
+    except ImportError:
+        return None
+    return CUDADeviceOpOverrides if torch.version.hip is None else None
+
+
+@contextlib.contextmanager
+def wide_rows_in_compiled_descriptors() -> Iterator[None]:
+    """Compiled code (AOTInductor's C++) makes a host descriptor with the block's whole row as one box, and the
+    driver refuses a box row wider than the 128-byte swizzle ("invalid argument": gsv_v4's 128-channel upsampler in
+    fp16), where Triton's launcher of an eager call splits such a row into 128-byte boxes and the kernel, compiled
+    for the whole row, copies it box by box into one tile. Here the C++ helper splits it the same way, so a traced
+    launch compiles the kernel an eager one runs: until session 33 the kernel split such rows itself, one product per
+    box (102 registers against 96, 6.7% slower on the H200: most of aoti's ~2% behind inductor on gsv_v4).
+    (torch/_inductor/codegen/cuda/device_op_overrides.py: initTMADescriptor; triton's driver: fillTMADescriptor.)"""
+    overrides = _cuda_op_overrides()
+    if overrides is None or not compiled_descriptors_take_wide_rows():
+        yield
+        return
+    original = overrides.tma_descriptor_helpers
+
+    def helpers(self) -> str:
+        return original(self).replace(_DESCRIPTOR_ROW_LINE, _DESCRIPTOR_ROW_SPLIT + _DESCRIPTOR_ROW_LINE)
+
+    overrides.tma_descriptor_helpers = helpers
+    try:
+        yield
+    finally:
+        overrides.tma_descriptor_helpers = original
 
 
 def _inputs_stored_first() -> None:

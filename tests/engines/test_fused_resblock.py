@@ -279,20 +279,39 @@ def test_narrow_rows_pipeline_pointer_loads_instead_of_block_copies():
     assert block_copy_descriptor(rows(64), tiles(64, 64, 3)) == "host"
 
 
-def test_traced_launches_split_rows_wider_than_one_compiled_descriptor_box():
-    """A traced launch takes block copies at any width: where the block's row is wider than torch's compiled
-    descriptor takes (128 bytes: 64 fp16 / 32 fp32 channels; gsv_v4's 128-channel upsampler), the kernel copies it
-    in boxes of that width; an eager call copies the whole row in one (Triton's launcher splits it)."""
+def test_traced_launches_take_whole_rows_as_eager_ones_do():
+    """A traced launch takes block copies at any width, its whole row (BLOCK_C) per copy as an eager call does:
+    torch's compiled descriptors split a row wider than 128 bytes (64 fp16 / 32 fp32 channels; gsv_v4's 128-channel
+    upsampler) into 128-byte boxes as Triton's launcher does. Where this torch's helper could not be patched, the
+    kernel copies such a row in 128-byte boxes itself."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from batchvoc.engines.fused_resblock import block_copy_box, block_copy_descriptor, tiles
+    from batchvoc.engines.ops import compiled_descriptors_take_wide_rows
 
     def rows(c, dtype=torch.float16):
         return torch.zeros(2, 64, c, dtype=dtype).transpose(1, 2)
 
     wide, narrow = tiles(128, 64, 5, activate_input=True), tiles(64, 64, 7, activate_input=True)
     assert block_copy_descriptor(rows(128), wide) == "host" and block_copy_box(rows(128), wide) == 128  # eager
+    assert compiled_descriptors_take_wide_rows()  # this test's torch
     with FakeTensorMode():
-        for x, tile, box in ((rows(64), narrow, 64), (rows(128), wide, 64), (rows(64, torch.float32), narrow, 32),
-                             (rows(128, torch.float32), wide, 32)):  # fmt: skip
+        for x, tile, box in ((rows(64), narrow, 64), (rows(128), wide, 128), (rows(64, torch.float32), narrow, 64),
+                             (rows(128, torch.float32), wide, 128)):  # fmt: skip
             assert (block_copy_descriptor(x, tile), block_copy_box(x, tile)) == ("host", box), (x.shape, x.dtype)
+
+
+def test_compiled_descriptors_split_wide_rows_only_while_tracing():
+    """Inside a traced compile, torch's C++ descriptor helper takes a row wider than 128 bytes in 128-byte boxes
+    (before it picks the swizzle from the row's width); outside, torch's helper is as it was."""
+    from torch._inductor.codegen.cuda.device_op_overrides import CUDADeviceOpOverrides
+
+    from batchvoc.engines.ops import compiled_as
+
+    before = CUDADeviceOpOverrides().tma_descriptor_helpers()
+    with compiled_as("traced"):
+        during = CUDADeviceOpOverrides().tma_descriptor_helpers()
+    split = "if (rank > 1 && elemSize * blockSizeInt[0] > 128) { blockSizeInt[0] = 128 / elemSize; }"
+    assert split not in before and CUDADeviceOpOverrides().tma_descriptor_helpers() == before
+    assert during.index(split) < during.index("contigDimSizeInByte = elemSize * blockSizeInt[0]")
+    assert during.replace(split + "\n", "") == before
