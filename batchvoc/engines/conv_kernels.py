@@ -9,6 +9,10 @@ The resblock convolutions: two ways to feed the per-tap matrix products, one epi
   outside [0, T) arrive as zeros (the descriptor's bounds), which is the convolution's zero padding. Its descriptor
   is made on the host; `lrelu_conv_tma_device` makes it on the device, which a compiled graph can launch.
 
+The leaky ReLU's slopes and the output scale are compile-time constants (one value per model layer): as run-time
+arguments, a traced launch (Inductor, AOTInductor) typed them fp64 where an eager one types them fp32, and compiled
+a different kernel of the same source (more registers; H200 session 33).
+
 Imported only where they run (a CUDA GPU, or Triton's interpreter), so batchvoc imports without triton.
 """
 
@@ -20,8 +24,7 @@ from batchvoc.engines.span_kernels import utterance_bounds
 
 @triton.jit
 def _leaky(a, slope):
-    """leaky ReLU, rounded back to a's dtype as the reference rounds it. slope is cast to fp32: a traced launch
-    (Inductor, AOTInductor) types a Python float argument fp64, which made the arithmetic fp64."""
+    """leaky ReLU, rounded back to a's dtype as the reference rounds it, in fp32 whatever slope's type."""
     af = a.to(tl.float32)
     return tl.where(af > 0, af, af * tl.cast(slope, tl.float32)).to(a.dtype)
 
@@ -64,7 +67,8 @@ def _finish(acc, b, t, n, T, rate, slope, out_slope, scale, bias_ptr, res_ptr, e
 
 @triton.jit
 def lrelu_conv(x_ptr, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation, padding,
-               slope, out_slope, scale, sxb, sxc, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN: tl.constexpr,
+               slope: tl.constexpr, out_slope: tl.constexpr, scale: tl.constexpr, sxb, sxc, sxt, srb, src, srt, sob,
+               soc, sot, svb, svk, svf, C_IN: tl.constexpr,
                C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr, RES_ACTIVATED: tl.constexpr,
                HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr,
                ACTIVATE_OUTPUT: tl.constexpr, SPLIT_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -109,7 +113,8 @@ def _tap_product(acc, x_rows, w_cols, t, n, c, tap, T, dilation, padding, slope,
 
 @triton.jit
 def lrelu_conv_tma(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr, T, rate, dilation, padding,
-                   slope, out_slope, scale, srb, src, srt, sob, soc, sot, svb, svk, svf, C_IN: tl.constexpr,
+                   slope: tl.constexpr, out_slope: tl.constexpr, scale: tl.constexpr, srb, src, srt, sob, soc, sot,
+                   svb, svk, svf, C_IN: tl.constexpr,
                    C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr, RES_ACTIVATED: tl.constexpr,
                    HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr, ACTIVATE_INPUT: tl.constexpr,
                    ACTIVATE_OUTPUT: tl.constexpr, SPLIT_OUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -127,7 +132,8 @@ def lrelu_conv_tma(x_desc, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr
 
 @triton.jit
 def lrelu_conv_tma_device(x_ptr, w_ptr, bias_ptr, res_ptr, extra_ptr, out_ptr, act_ptr, valid_ptr, B, T, rate, dilation,
-                          padding, slope, out_slope, scale, sxb, sxt, srb, src, srt, sob, soc, sot, svb, svk, svf,
+                          padding, slope: tl.constexpr, out_slope: tl.constexpr, scale: tl.constexpr, sxb, sxt, srb,
+                          src, srt, sob, soc, sot, svb, svk, svf,
                           C_IN: tl.constexpr, C_OUT: tl.constexpr, KSIZE: tl.constexpr, HAS_RES: tl.constexpr,
                           RES_ACTIVATED: tl.constexpr, HAS_EXTRA: tl.constexpr, HAS_SPAN: tl.constexpr,
                           ACTIVATE_INPUT: tl.constexpr, ACTIVATE_OUTPUT: tl.constexpr, SPLIT_OUT: tl.constexpr,
