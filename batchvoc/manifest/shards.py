@@ -85,15 +85,21 @@ class _AudioPaths:
     """The audio paths the ids planned so far take (`<id><suffix>`, '/' making folders), to find the ids whose
     path and an earlier id's cannot both exist: one's file is a folder on the other's path.
 
-    `seen` holds every id met (the duplicate check's), `refused` those of them that take no path (a clash of
-    their own); `folders` maps each folder whose name ends in the suffix (only those can be another id's file)
-    to the first id the row check takes whose path passes through it.
+    `seen` maps every id met (the duplicate check's) to where its first row is, `refused` holds those of them
+    that take no path (a clash of their own); `folders` maps each folder whose name ends in the suffix (only those
+    can be another id's file) to the first id the row check takes whose path passes through it.
     """
 
     suffix: str
-    seen: set = field(default_factory=set)
+    seen: dict = field(default_factory=dict)
     refused: set = field(default_factory=set)
     folders: dict[str, str] = field(default_factory=dict)
+
+    def meet(self, key, where) -> str | None:
+        """Id `key`, met for the first time at `where` (its row): recorded, and why its audio path clashes with
+        an earlier id's, or None (`clash`; ids other than strings take no path here)."""
+        self.seen[key] = where
+        return self.clash(key) if isinstance(key, str) else None
 
     def clash(self, key: str) -> str | None:
         """Why id `key` (met for the first time) cannot have its audio file beside the earlier ids', or None;
@@ -301,8 +307,7 @@ def _id_marks(columns: Iterable[pa.ChunkedArray], suffix: str) -> list[Marks]:
         rows = np.flatnonzero(needs)
         taken = _AudioPaths(suffix)
         for row, key in zip(rows.tolist(), ids.filter(pa.array(needs)).to_pylist(), strict=True):
-            taken.seen.add(key)
-            reason = taken.clash(key)
+            reason = taken.meet(key, row)
             if reason is not None:
                 clashes[row] = reason
     starts = np.cumsum([0, *lengths])
@@ -328,18 +333,15 @@ def _earliest_rows(ids: pa.ChunkedArray) -> np.ndarray:
 def _marks_by_row(columns: list[list], suffix: str) -> list[Marks]:
     """_id_marks of id values (id_strings's), row after row: a Python dict of every id."""
     taken = _AudioPaths(suffix)
-    where: dict = {}  # id -> (file, row) of its first row
     marks = []
     for file, ids in enumerate(columns):
         duplicates: dict[int, tuple[int, int]] = {}
         clashes: dict[int, str] = {}
         for row, key in enumerate(ids):
             if key in taken.seen:
-                duplicates[row] = where[key]
+                duplicates[row] = taken.seen[key]
                 continue
-            taken.seen.add(key)
-            where[key] = (file, row)
-            reason = taken.clash(key) if isinstance(key, str) else None
+            reason = taken.meet(key, (file, row))
             if reason is not None:
                 clashes[row] = reason
         marks.append((duplicates, clashes))
