@@ -84,8 +84,8 @@ DEVICE_DESCRIPTORS = False
 # driver error: invalid argument": gsv_v4's 128-channel upsampler in fp16); Triton's own launcher splits such rows
 # into 128-byte boxes for eager calls. Traced ones: torch's helper is made to split them the same way
 # (ops.wide_rows_in_compiled_descriptors); where it cannot be, the kernel splits them itself (`block_copy_box`).
-# Until session 30 such traced rows took pointer loads (~0.45 ms per gsv_v4 forward); until session 33 the kernel's
-# own split (one product per box: ~0.8 ms per forward on the H200), most of aoti's gap to inductor both times.
+# Until session 30 such traced rows took pointer loads (~0.45 ms per gsv_v4 forward, most of aoti's gap to inductor
+# then); until session 33 the kernel's own split (one product per box: ~0.05 ms per forward on the H200).
 TRACED_MAX_ROW_BYTES = 128
 # Narrower inputs never take block copies: a 16-channel fp16 row (32 bytes) is too short for them (H100 sweeps,
 # `tiles`); their STAGES pipelines the pointer loads' tap loop instead
