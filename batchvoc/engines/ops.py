@@ -183,7 +183,7 @@ def compiled_descriptors_take_wide_rows() -> bool:
     """Whether this torch's compiled host descriptors can take a block row wider than 128 bytes once patched
     (`wide_rows_in_compiled_descriptors`): its C++ helper has the line the patch goes before."""
     overrides = _cuda_op_overrides()
-    return overrides is not None and _DESCRIPTOR_ROW_LINE in overrides.tma_descriptor_helpers(overrides)
+    return overrides is not None and _DESCRIPTOR_ROW_LINE in overrides().tma_descriptor_helpers()
 
 
 def _cuda_op_overrides() -> type | None:
@@ -203,10 +203,10 @@ def wide_rows_in_compiled_descriptors() -> Iterator[None]:
     launch compiles the kernel an eager one runs: until session 33 the kernel split such rows itself, one product per
     box (gsv_v4's upsampler conv: 102 registers against 96, 544 against 496 us per forward on the H200).
     (torch/_inductor/codegen/cuda/device_op_overrides.py: initTMADescriptor; triton's driver: fillTMADescriptor.)"""
-    overrides = _cuda_op_overrides()
-    if overrides is None or not compiled_descriptors_take_wide_rows():
+    if not compiled_descriptors_take_wide_rows():
         yield
         return
+    overrides = _cuda_op_overrides()
     original = overrides.tma_descriptor_helpers
 
     def helpers(self) -> str:
