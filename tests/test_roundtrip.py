@@ -14,10 +14,14 @@ from batchvoc.models import load_vocoder
 from batchvoc.models.mel import log_mel, resample
 from batchvoc.models.presets import get_preset
 from batchvoc.roundtrip import (
+    CLIPPED,
     COUNTED,
     DEFAULT_MAX_MEL_ERROR,
+    FULL_SCALE,
+    NON_FINITE,
     AudioCheck,
     RoundTrip,
+    audio_counts,
     output_front_end,
     suspect_reason,
 )
@@ -147,3 +151,20 @@ def test_reasons():
     # the mel's own checks named its fault (a shifted mel): the round trip guesses no other cause (it said layout)
     known = suspect_reason(AudioCheck(0, 0, 1.2, 0.1), 0.8, mel_fault=True)
     assert "check.max_mel_error 0.8" in known and "likeliest" not in known and "[n_frames" not in known
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_audio_counts_count_clipped_and_non_finite_samples_per_frame(dtype):
+    """The per-frame counts of audio in the engine's own dtype equal those of the audio as float (numpy's): clipped
+    |x| >= FULL_SCALE (inf included, NaN not), non-finite NaN and +-inf; the other rows stay 0."""
+    rows, length, hop = 3, 10, 4
+    gen = torch.Generator().manual_seed(0)
+    audio = torch.randn(rows, length * hop, generator=gen) * 0.7
+    edges = [FULL_SCALE, -FULL_SCALE, 1 - 2**-14, 1.0, -1.0, math.inf, -math.inf, math.nan, 0.9999, 65504.0, -0.5]
+    audio.view(-1)[3 : 3 + len(edges)] = torch.tensor(edges)
+    audio = audio.to(dtype)
+    out = audio_counts(audio, torch.zeros(rows, 2, length, dtype=torch.long))
+    per_frame = audio.float().numpy().reshape(rows, length, hop)
+    assert np.array_equal(out[CLIPPED].numpy(), (np.abs(per_frame) >= FULL_SCALE).sum(-1))
+    assert np.array_equal(out[NON_FINITE].numpy(), (~np.isfinite(per_frame)).sum(-1))
+    assert out[NON_FINITE].sum() == 3 and out[CLIPPED].sum() >= 6 and not out[2:].any()
