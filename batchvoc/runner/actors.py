@@ -49,7 +49,7 @@ class ActorWorker(Worker):
         shard (no restart lookup: Ray's `was_current_actor_reconstructed` warns of its own deprecated call)."""
         self._args, self._started = (settings, name, threads, preset), time.perf_counter()
         self._steps = {"process started": process_started_at(), "imported": IMPORTED_AT, "created": time.time()}
-        self.vocoded_s, self.first_audio_at, self._built = 0.0, None, False
+        self.vocoded_s, self.first_audio_at, self.first_shard_at, self._built = 0.0, None, None, False
         self._building = threading.Lock()  # a restarted actor's two first shards build the engine once
         if not weights_later:
             self._build(None)

@@ -51,14 +51,22 @@ class Dealt:
     stopped: str | None = None  # why dealing stopped early, if it did
     first_audio_at: float | None = None  # epoch seconds
     first_shard_at: float | None = None  # epoch seconds an actor began its first shard
+    # told (step, epoch seconds) each time a step's earliest time is known or moves earlier: the driver's timeline
+    on_step: Callable[[str, float], None] | None = field(default=None, repr=False)
 
     def audio_written_at(self, at: float | None) -> None:
         """An actor's first audio was written at `at` (epoch seconds; None: not yet): keep the earliest."""
-        self.first_audio_at = _earliest(self.first_audio_at, at)
+        self.first_audio_at = self._step("first audio written", self.first_audio_at, at)
 
     def shard_begun_at(self, at: float | None) -> None:
         """A shard began at `at` (epoch seconds; None: not known): keep the earliest."""
-        self.first_shard_at = _earliest(self.first_shard_at, at)
+        self.first_shard_at = self._step("first shard begun", self.first_shard_at, at)
+
+    def _step(self, step: str, kept: float | None, at: float | None) -> float | None:
+        earliest = _earliest(kept, at)
+        if earliest != kept and self.on_step is not None:
+            self.on_step(step, earliest)
+        return earliest
 
 
 def _earliest(kept: float | None, at: float | None) -> float | None:
@@ -228,6 +236,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
                     except Exception:  # noqa: BLE001 - a restarting actor: ask again later
                         continue
                     actor.vocoded[state["pid"]] = state["vocoded_s"]
+                    result.shard_begun_at(state.get("first_shard_at"))
                     result.audio_written_at(state["first_audio_at"])
             now = time.monotonic()
             for actor in crew:
@@ -335,8 +344,8 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQue
             result.stopped = f"{first_line(cause)} (no further shards dealt)"
         return
     result.stats[shard.name] = stats
-    result.audio_written_at(stats.get("first_audio_at"))  # a shard may end between two progress polls
-    result.shard_begun_at(stats.get("started_at"))
+    result.shard_begun_at(stats.get("started_at"))  # a shard may end between two progress polls
+    result.audio_written_at(stats.get("first_audio_at"))
     if on_shard:
         try:
             on_shard(shard, stats)

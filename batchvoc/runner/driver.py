@@ -165,7 +165,8 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
             # waited for once the plan stands: a bad checkpoint or manifest stops the job without waiting for Ray)
             cluster = _Cluster.start(settings.address, timeline) if work and ray_thread is None else None
             shards: list[Shard] = []
-            dealt, tally = Dealt(), FailureTally()  # filled as dealing goes: an interrupted job's summary has it
+            # filled as dealing goes (an interrupted job's summary has it); its steps logged as they become known
+            dealt, tally = Dealt(on_step=timeline.mark_earliest), FailureTally()
             try:
                 planned = planning.result()
                 preset = vocoder.preset()
@@ -244,9 +245,6 @@ def _end(settings: JobSettings, store: Store, shards: list[Shard], ran: set[str]
         stopping.join()
     if dealt.stopped in (INTERRUPTED, TERMINATED):  # SIGTERM's too: it was counted before its in-flight shards ended
         summary = _recount_interrupted(settings, store, shards, ran, wall, dealt, summary)
-    for event, at in (("first shard begun", dealt.first_shard_at), ("first audio written", dealt.first_audio_at)):
-        if at:  # known once the actors have said (with their shards' stats): logged now, out of order
-            timeline.mark(event, at)
     if ran or not summary.timeline:  # a rerun with nothing to do keeps the working run's
         summary.started_at = started_at
         summary.timeline = dict(sorted(timeline.events.items(), key=lambda kv: kv[1]))
@@ -286,6 +284,16 @@ class Timeline:
         """Record `event` as happening now, or at `at` (epoch seconds)."""
         self.events[event] = round((time.time() if at is None else at) - self.origin, 3)
         log.info("%.1f s after the process started: %s", self.events[event], event)
+
+    def mark_earliest(self, event: str, at: float) -> None:
+        """Record `event` at `at` (epoch seconds) unless it is recorded earlier; logged the first time only. For
+        the steps actors report (their first shard, their first audio), marked as the driver learns of them: with
+        several actors a later report can move the step earlier than its line said."""
+        seconds = round(at - self.origin, 3)
+        if event in self.events:
+            self.events[event] = min(self.events[event], seconds)
+            return
+        self.mark(event, at)
 
     def timed(self, event: str, call: Callable, *args: Any) -> Any:
         """call(*args), then mark `event`."""

@@ -6,7 +6,7 @@ the driver, which read them once for every actor (`weights`: the model's state d
 through Ray's object store).
 
 While a shard runs, `progress_state()` answers from another thread: audio seconds vocoded by this process, the
-time its first audio was written (epoch seconds), its pid.
+times it began its first shard and wrote its first audio (epoch seconds), its pid.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Worker:
         """
         started = time.perf_counter() if started is None else started
         preload("pandas")  # else pyarrow imports it at its first conversion, in a shard's read thread, holding the GIL
-        self.vocoded_s, self.first_audio_at = 0.0, None
+        self.vocoded_s, self.first_audio_at, self.first_shard_at = 0.0, None, None
         if threads:
             torch.set_num_threads(threads)
         torch.set_flush_denormal(True)  # denormals slow CPU convolutions 5-10x; no effect on a GPU
@@ -94,8 +94,10 @@ class Worker:
                     pid=os.getpid(), host=socket.gethostname())  # fmt: skip
 
     def progress_state(self) -> dict[str, Any]:
-        """Audio seconds vocoded by this process so far, when its first audio was written, its pid."""
-        return dict(vocoded_s=self.vocoded_s, first_audio_at=self.first_audio_at, pid=os.getpid())
+        """Audio seconds vocoded by this process so far, when it began its first shard and wrote its first audio
+        (epoch seconds, None: not yet), its pid."""
+        return dict(vocoded_s=self.vocoded_s, first_shard_at=self.first_shard_at, first_audio_at=self.first_audio_at,
+                    pid=os.getpid())  # fmt: skip
 
     def _progress(self, seconds: float, reported: list[float]) -> None:
         """The shard pipeline's hook: `seconds` of audio were just vocoded (reported: the shard's running sum)."""
@@ -113,6 +115,7 @@ class Worker:
                          columns=shard.columns)  # fmt: skip
         reported = [0.0]
         info = dict(self._stats_info(), started_at=time.time())  # the report's timeline (epoch seconds)
+        self.first_shard_at = self.first_shard_at or info["started_at"]
         stats = run_shard(shard, self.feed, sink, self.checks, max_mel_error=self.max_mel_error(),
                           progress=lambda seconds: self._progress(seconds, reported), info=info).to_json()  # fmt: skip
         if stats.get("rows_ok") and self.first_audio_at is None:

@@ -37,3 +37,28 @@ def test_a_shard_put_back_is_dealt_next():
     queue.put_back(first)
     assert queue.next_for(None, []).name == "a0"
     assert [s.name for s in queue] == ["a2"]
+
+
+def test_the_actors_steps_reach_the_timeline_as_they_are_learnt_once_each_and_earliest(caplog):
+    """A job's "first shard begun" and "first audio written" come from the actors (their progress polls, their
+    shards' stats): the driver's timeline logs each when dealing first learns it, so the console's steps read in
+    time order, and keeps the earliest an actor reports; the job's end adds nothing of its own."""
+    from batchvoc.runner.dealer import Dealt
+    from batchvoc.runner.driver import Timeline
+
+    caplog.set_level("INFO", "batchvoc")
+    timeline = Timeline()
+    dealt = Dealt(on_step=timeline.mark_earliest)
+    dealt.shard_begun_at(None)
+    dealt.audio_written_at(None)  # a poll before anything happened
+    assert timeline.events == {}
+    t0 = timeline.origin
+    dealt.shard_begun_at(t0 + 5.0)
+    dealt.audio_written_at(t0 + 7.0)
+    dealt.shard_begun_at(t0 + 6.0)  # a later shard, or another actor's later start: not the first
+    dealt.audio_written_at(t0 + 6.5)  # another actor wrote audio earlier than the first report said
+    assert timeline.events == {"first shard begun": 5.0, "first audio written": 6.5}
+    assert dealt.first_audio_at == t0 + 6.5 and dealt.first_shard_at == t0 + 5.0
+    logged = [r.getMessage() for r in caplog.records if "after the process started" in r.getMessage()]
+    assert logged == ["5.0 s after the process started: first shard begun",
+                      "7.0 s after the process started: first audio written"]  # fmt: skip
