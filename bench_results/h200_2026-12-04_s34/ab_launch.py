@@ -52,31 +52,47 @@ def build(variant: str) -> None:
               text.count("CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES"))  # fmt: skip
 
 
-def measure(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    engines = {v: runtime(v) for v in "AB"}
-    preset = engines["A"][1]
+def utterances(preset) -> tuple[list, float]:
+    """The bench's input (seed 0): (items, audio seconds)."""
     rng = np.random.default_rng(0)
     items = [(f"item{i}", (rng.standard_normal((preset.n_mels, FRAMES)) * 2 - 6).astype(np.float32))
              for i in range(UTTERANCES)]  # fmt: skip
-    audio_s = UTTERANCES * FRAMES * preset.hop_length / preset.sample_rate
+    return items, UTTERANCES * FRAMES * preset.hop_length / preset.sample_rate
+
+
+def alternate(streams: dict, items: list, audio_s: float, rounds: int = 6) -> dict[str, list[float]]:
+    """x real time per round and stream: 2 warm-up runs each, then `rounds` rounds of 5 runs (median) per stream."""
     device = torch.device("cuda")
-    streams = {v: rt.stream() for v, (rt, _) in engines.items()}
-    results = {v: [] for v in "AB"}
     for s in streams.values():
         for _ in range(2):
             list(audio_of(s, items))
-    for _ in range(6):
+    results = {v: [] for v in streams}
+    for _ in range(rounds):
         for v, s in streams.items():
             times = [timed(lambda s=s: list(audio_of(s, items)), device)[0] for _ in range(5)]
             results[v].append(audio_s / statistics.median(times))
-    tma = {}
+    return results
+
+
+def conv_kernels(streams: dict, items: list, forwards: int = 16) -> dict[str, dict[str, float]]:
+    """Per stream, GPU time per forward (us) of the convolution kernels (ours, cuDNN's sm90) over one run."""
+    sums = {}
     for v, s in streams.items():
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             list(audio_of(s, items))
             torch.cuda.synchronize()
-        tma[v] = {e.key: round(e.device_time_total / 16, 1) for e in prof.key_averages()
-                  if "lrelu_conv" in e.key or "sm90" in e.key}  # fmt: skip
+        sums[v] = {e.key: round(e.device_time_total / forwards, 1) for e in prof.key_averages()
+                   if "lrelu_conv" in e.key or "sm90" in e.key}  # fmt: skip
+    return sums
+
+
+def measure(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    engines = {v: runtime(v) for v in "AB"}
+    items, audio_s = utterances(engines["A"][1])
+    streams = {v: rt.stream() for v, (rt, _) in engines.items()}
+    results = alternate(streams, items, audio_s)
+    tma = conv_kernels(streams, items)
     report = dict(x_realtime=results, median={v: statistics.median(r) for v, r in results.items()}, kernels_us=tma)
     (out / "ab.json").write_text(json.dumps(report, indent=1))
     a, b = report["median"]["A"], report["median"]["B"]

@@ -16,17 +16,13 @@ import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from ab_launch import BATCH, FRAMES, UTTERANCES
-from torch.profiler import ProfilerActivity, profile
+from ab_launch import BATCH, alternate, conv_kernels, utterances
 
-from batchvoc.bench import timed
 from batchvoc.device_defaults import default_row_length
 from batchvoc.engines import aoti
 from batchvoc.models import load_vocoder
 from batchvoc.runtime import EngineOptions, assemble, plan_chunks
-from batchvoc.stream import audio_of
 
 UINT16 = "type = CU_TENSOR_MAP_DATA_TYPE_UINT16;"
 
@@ -62,28 +58,10 @@ def measure(out: Path) -> None:
     engines["A1"] = runtime("aoti", "/tmp/bvc_A")
     aoti._runners = two
     engines["C"] = runtime("aoti", "/tmp/bvc_C")
-    preset = engines["I"][1]
-    rng = np.random.default_rng(0)
-    items = [(f"item{i}", (rng.standard_normal((preset.n_mels, FRAMES)) * 2 - 6).astype(np.float32))
-             for i in range(UTTERANCES)]  # fmt: skip
-    audio_s = UTTERANCES * FRAMES * preset.hop_length / preset.sample_rate
-    device = torch.device("cuda")
+    items, audio_s = utterances(engines["I"][1])
     streams = {v: rt.stream() for v, (rt, _) in engines.items()}
-    for s in streams.values():
-        for _ in range(2):
-            list(audio_of(s, items))
-    results = {v: [] for v in streams}
-    for _ in range(6):
-        for v, s in streams.items():
-            times = [timed(lambda s=s: list(audio_of(s, items)), device)[0] for _ in range(5)]
-            results[v].append(audio_s / statistics.median(times))
-    kernels = {}
-    for v, s in streams.items():
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            list(audio_of(s, items))
-            torch.cuda.synchronize()
-        kernels[v] = {e.key[:60]: round(e.device_time_total / 16, 1) for e in prof.key_averages()
-                      if "lrelu_conv" in e.key or "sm90" in e.key}  # fmt: skip
+    results = alternate(streams, items, audio_s)
+    kernels = conv_kernels(streams, items)
     median = {v: statistics.median(r) for v, r in results.items()}
     (out / "next_leads.json").write_text(json.dumps(dict(x_realtime=results, median=median, kernels_us=kernels)))
     for v in streams:
