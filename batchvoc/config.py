@@ -122,7 +122,7 @@ class ClusterConf:
 
 @dataclass
 class CheckConf:
-    # 0.8 = batchvoc.roundtrip.DEFAULT_MAX_MEL_ERROR (measured there; README "The round-trip check")
+    # 0.8 = batchvoc.roundtrip.DEFAULT_MAX_MEL_ERROR (measured there; docs/outputs.md, "The round-trip check")
     max_mel_error: Optional[float] = key(0.8, "round-trip mel error above which a row is `suspect` (null: no verdict)")
     mel_convention: MelConvention = key(MelConvention.error, "rows whose mel looks log10, dB, normalised, [T, n_mels]")
 

@@ -1,8 +1,8 @@
 """The round-trip check: the preset's own mel front end run on the vocoded audio, compared with the input mel.
 
-Definition (README, "The round-trip check"). For an utterance of T frames with input mel M [n_mels, T] and output
-audio y [T * hop], let M' = log(clamp(mel_basis @ |STFT(y)|, clip)) be the preset's front end on y, at the output
-rate, frame t's window covering samples [t * hop - p, t * hop - p + n_fft) with p = (n_fft - hop) / 2 (the
+Definition (docs/outputs.md, "The round-trip check"). For an utterance of T frames with input mel M [n_mels, T]
+and output audio y [T * hop], let M' = log(clamp(mel_basis @ |STFT(y)|, clip)) be the preset's front end on y, at
+the output rate, frame t's window covering samples [t * hop - p, t * hop - p + n_fft) with p = (n_fft - hop) / 2 (the
 front end's framing). Counted frames are those whose window lies inside the utterance's audio, [0, T * hop)
 (all but about 2 frames at each end). Both sides are floored at the log-mel floor log(clip):
 
@@ -47,7 +47,7 @@ FRAME_VALUES = 5
 FULL_SCALE = 1 - 2**-15
 # check.max_mel_error's default. Measured with the pretrained HiFi-GAN V1 universal weights (CPU, fp32): espeak-ng
 # speech 0.29-0.31 and a synthetic speech-like clip 0.51 with the right mel; the same mels stored transposed
-# 1.04-1.50, in dB 2.56-2.62, +3 (too loud) 0.74-0.84 (README, "The round-trip check").
+# 1.04-1.50, in dB 2.56-2.62, +3 (too loud) 0.74-0.84 (docs/outputs.md, "The round-trip check").
 DEFAULT_MAX_MEL_ERROR = 0.8
 
 

@@ -135,8 +135,10 @@ def test_every_free_form_mapping_takes_a_key_or_the_whole_mapping(form, tmp_path
 
 
 def readme_mapping_examples() -> list[str]:
-    """The README's overrides that give a whole mapping, as quoted for a shell: `'io.storage_options={...}'`."""
-    return re.findall(r"`'([\w.]+=\{[^`']*\})'`", (ROOT / "README.md").read_text())
+    """The user guide's overrides that give a whole mapping, as quoted for a shell: `'io.storage_options={...}'`
+    (README.md and docs/*.md)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [e for page in pages for e in re.findall(r"`'([\w.]+=\{[^`']*\})'`", page.read_text())]
 
 
 def test_the_readmes_whole_mapping_overrides_compose_and_run_through_hydra(tmp_path):

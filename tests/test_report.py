@@ -120,7 +120,7 @@ def test_mel_error_distribution_and_worst_rows(tmp_path, ray_cluster):
 
 
 def nested_manifest(path: Path, rows: list[dict]) -> None:
-    """Inline nested-list mels [n_mels][n_frames] and no n_frames column (the README: n_frames is optional)."""
+    """Inline nested-list mels [n_mels][n_frames] and no n_frames column (docs/input.md: n_frames is optional)."""
     mel = pa.array([r["mel"].reshape(80, -1).tolist() for r in rows], pa.list_(pa.list_(pa.float32())))
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({"id": [r["id"] for r in rows], "mel": mel}), path)

@@ -28,7 +28,7 @@ def test_merge_sums_counts_and_reasons():
     assert top_reasons(Counter({"a": 3, "b": 2, "c": 1}), keep=1) == {"a": 3, "other reasons": 3}
 
 
-SUMMARY_KEYS = {  # summary.json's keys as README documents them; readers (and people) rely on them
+SUMMARY_KEYS = {  # summary.json's keys as docs/outputs.md documents them; readers (and people) rely on them
     "rows_ok", "rows_suspect", "rows_clipped", "rows_failed", "rows_not_run", "audio_seconds", "wall_seconds",
     "startup_s", "x_realtime", "actors", "actors_ready", "backend", "precision", "devices", "shards",
     "shards_skipped", "shards_failed", "stopped_early", "shards_not_written", "write_fault", "top_failures",
