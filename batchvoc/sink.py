@@ -87,6 +87,27 @@ def shards_with_failed_rows(out: str | Path | Store, names: set[str]) -> set[str
     return failed
 
 
+def shards_missing_audio(out: str | Path | Store, names: set[str]) -> dict[str, int]:
+    """Those of the finished shards `names` that hold fewer audio files (audio/<name>/, below it too) than their
+    stats say they wrote (rows_ok + rows_suspect: every such row has a file): name -> files missing. One listing
+    of audio/; a shard whose stats cannot be read is not judged here (shards_with_failed_rows)."""
+    store = as_store(out)
+    held: dict[str, int] = {}
+    for rel in store.listing(AUDIO_DIR):
+        shard = rel.split("/", 1)[0]
+        held[shard] = held.get(shard, 0) + 1
+    missing = {}
+    for name in names:
+        try:
+            stats = store.read_json(f"stats/{name}.json")
+            written = int(stats.get("rows_ok", 0)) + int(stats.get("rows_suspect", 0))
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
+        if held.get(name, 0) < written:
+            missing[name] = written - held.get(name, 0)
+    return missing
+
+
 def write_json(out: str | Path | Store, rel: str, payload: dict[str, Any]) -> None:
     """Write `payload` as JSON under output.dir/`rel` (atomically); WriteFault on failure."""
     as_store(out).write_json(rel, payload)

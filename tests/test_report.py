@@ -145,6 +145,16 @@ def test_worst_rows_pictures_for_a_nested_list_manifest_without_n_frames(tmp_pat
     assert not [r.getMessage() for r in caplog.records if r.name.startswith("batchvoc.report")]
     assert (out / "report.html").read_text().count('alt="input and output mel of') == 6
 
+    # a worst row's audio file removed since: its picture gives way to a note, the rest of the section stands
+    gone = pq.read_table(next((out / "manifest").glob("*.parquet"))).to_pylist()[-1]
+    (out / gone["path"]).unlink()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        page = Path(write_report(str(out))).read_text()
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("batchvoc.report")]
+    assert page.count('alt="input and output mel of') == 5 and "Its audio file cannot be read" in page
+    assert f"{gone['id']}: mel error" in page
+
 
 def test_input_mels_reads_every_manifest_form_the_job_takes(tmp_path):
     rows = mel_rows(4, 80, frames=[5, 7, 6, 9])

@@ -40,7 +40,8 @@ def build(out: str, summary: JobSummary | None = None) -> str:
         try:
             parts.append(section(job))
         except Exception as err:  # noqa: BLE001 - one section's trouble must not cost the whole report
-            log.warning("report: section %s failed: %s", section.__name__, err, exc_info=True)
+            log.warning("report: section %s not drawn: %s", section.__name__.strip("_"), err)
+            log.debug("report: section %s", section.__name__, exc_info=True)
             parts.append(f'<p class="note">This section could not be drawn: {html.escape(str(err))}</p>')
     title = f"batchvoc report: {job.setting('model.preset', '')} {out}"
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
@@ -299,12 +300,16 @@ def _worst_pictures(job: jobdata.JobData, worst: list[dict[str, Any]]) -> list[s
     inputs = jobdata.input_mels(job.setting("input.manifest"), [str(r["id"]) for r in worst], checks, job.out)
     pictures = []
     for row in worst:
-        audio, _ = files.read_audio(job.out, row["path"])
+        head = (f"<h4>{html.escape(str(row['id']))}: mel error {row['mel_error']:.3f} ({row['status']})"
+                f" <span class='muted'>{html.escape(str(row['path']))}</span></h4>")  # fmt: skip
+        try:
+            audio, _ = files.read_audio(job.out, row["path"])
+        except (OSError, RuntimeError) as err:  # removed since the job wrote it (a rerun makes it again)
+            pictures.append(head + f'<p class="note">Its audio file cannot be read: {html.escape(str(err))}</p>')
+            continue
         mel_out = log_mel(audio, preset.front_end).numpy()
         picture = plots.mel_pair(inputs.get(str(row["id"])), mel_out, preset.silence)
-        pictures.append(f"<h4>{html.escape(str(row['id']))}: mel error {row['mel_error']:.3f} ({row['status']})"
-                        f" <span class='muted'>{html.escape(str(row['path']))}</span></h4>"
-                        + _img(picture, f"input and output mel of {row['id']}"))  # fmt: skip
+        pictures.append(head + _img(picture, f"input and output mel of {row['id']}"))
     return pictures
 
 

@@ -1,7 +1,8 @@
 """A resumed job keeps every row's check results: real speech (espeak-ng), the pretrained HiFi-GAN V1 universal
 weights, a real local Ray. Rows the first run judged suspect or clipped are the same in the output manifest and the
 summary after a rerun with nothing to do, and after a rerun that redoes a shard whose audio files were finished
-(its output manifest gone, as when a job dies before writing it): those files are reused, not written again.
+(its output manifest gone, as when a job dies before writing it): those files are reused, not written again; a
+file removed from a finished shard is made again.
 """
 
 from __future__ import annotations
@@ -81,6 +82,19 @@ def test_rows_reused_by_a_rerun_keep_status_reason_mel_error_and_clipped(tmp_pat
     for key, row in first.items():
         assert {f: redone[key][f] for f in FIELDS} == {f: row[f] for f in FIELDS}, key
     assert {k: summary[k] for k in counts} == counts and report.exit_code == 2
+
+    # a finished shard's audio file removed since (by hand, a cleanup): the rerun makes that file again, as the
+    # first run judged its row, and reuses the shard's other files
+    gone = first["log10"]["path"]
+    (out / gone).unlink()
+    report, remade, summary = _run(tmp_path)
+    this_run = summary["this_run"]
+    assert (out / gone).exists() and this_run["shards"] == 1 and report.exit_code == 2
+    assert (this_run["rows_vocoded"], this_run["rows_reused"]) == (1, 3), this_run
+    assert {k: v for k, v in _mtimes(out).items() if k != gone} == {k: v for k, v in written.items() if k != gone}
+    for key, row in first.items():
+        assert {f: remade[key][f] for f in FIELDS} == {f: row[f] for f in FIELDS}, key
+    assert {k: summary[k] for k in counts} == counts
 
 
 def test_retry_failed_vocodes_only_the_failed_rows_again(tmp_path, speech, ray_cluster):
