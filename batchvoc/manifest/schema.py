@@ -264,17 +264,22 @@ def check_manifest_footers(files: list[str]) -> list[Footer]:
     """The footers of the files that hold rows, each schema checked; empty parts (0 rows, with or without columns)
     are skipped with a warning naming them. ConfigError on input.manifest for an unreadable file, a bad schema, or
     when no file holds any row. Each file's footer is read once, and handed on (declared_values takes them)."""
-    usable = []
+    usable, both = [], []
     for path in files:
         footer = read_footer(path)
         if footer.num_rows == 0:
             log.warning("input.manifest: skipping %s: an empty Parquet part (0 rows)", path)
             continue
-        check_schema(footer)
+        if {"mel", "mel_path"} <= set(check_schema(footer).names):
+            both.append(path)
         usable.append(footer)
     if not usable:
         where = f"{files[0]} holds" if len(files) == 1 else f"all {len(files)} Parquet files ({files[0]}, ...) hold"
         raise ConfigError(KEY, f"no rows to vocode: {where} 0 rows")
+    if both:  # one source per manifest file: a row whose mel is null fails, saying mel_path is not read
+        log.warning("input.manifest: %s both a 'mel' and a 'mel_path' column (%s%s): 'mel' is read, 'mel_path' "
+                    "passed through to the output manifest unread", f"{len(both)} files have" if len(both) > 1
+                    else "1 file has", both[0], ", ..." if len(both) > 1 else "")  # fmt: skip
     return usable
 
 

@@ -70,6 +70,24 @@ def test_empty_parts_are_skipped_with_a_warning_naming_them(tmp_path, caplog):
         assert str(path.resolve()) in caplog.text
 
 
+def test_files_with_both_mel_and_mel_path_are_named_once_saying_which_is_read(tmp_path, caplog):
+    from batchvoc.manifest import check_manifest_files
+
+    plain = write_manifest(tmp_path / "d" / "a.parquet", mel_rows(2, 4))
+    both = []
+    for name in ("b.parquet", "c.parquet"):
+        table = pq.read_table(plain)
+        both.append(tmp_path / "d" / name)
+        pq.write_table(table.append_column("mel_path", pa.array(["x.npy"] * table.num_rows)), both[-1])
+    with caplog.at_level("WARNING"):
+        check_manifest_files([str(plain)])
+    assert "mel_path" not in caplog.text
+    with caplog.at_level("WARNING"):
+        check_manifest_files(find_manifest_files(tmp_path / "d"))
+    (line,) = [r.getMessage() for r in caplog.records if "mel_path" in r.getMessage()]
+    assert "2 files have both" in line and str(both[0].resolve()) in line and "'mel' is read" in line
+
+
 def test_a_manifest_with_no_rows_at_all_is_a_config_error(tmp_path):
     from batchvoc.manifest import check_manifest_files
 
