@@ -2,9 +2,9 @@
 
 Files that cannot be used are skipped, each with its reason, listed at the end with their count: unreadable or
 too short audio; .npy files that a job would refuse by its own row checks (not floats, another shape or n_mels
-than --preset's, 0 frames, NaN or Inf values, values beyond float32's range), so every row written can be
-vocoded. Exit code: 0 every file made a row, 2 some files were skipped, 1 nothing could be built (no manifest is
-written then).
+than --preset's, 0 frames, NaN or Inf values, values beyond float32's range); files whose name a job refuses as
+an id (a control character such as a newline, a backslash), so every row written can be vocoded. Exit code: 0
+every file made a row, 2 some files were skipped, 1 nothing could be built (no manifest is written then).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from batchvoc.errors import counted, reader_gone
 from batchvoc.manifest.build import AUDIO_SUFFIXES, audio_row, find_files, npy_row, rows_of, write_manifest
+from batchvoc.manifest.rows import shown_id
 from batchvoc.models.presets import PRESETS
 
 SKIPS_LISTED = 50
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         make = partial(npy_row, folder=folder, manifest_dir=args.out.parent, n_mels=n_mels)
     result = write_manifest(rows_of(files, make, args.workers), args.out, inline=args.source == "audio")
     for path, reason in result.skipped[:SKIPS_LISTED]:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+        print(f"skipped {shown_id(str(path))}: {reason}", file=sys.stderr)  # a newline in a name: escaped
     if len(result.skipped) > SKIPS_LISTED:
         print(f"... and {len(result.skipped) - SKIPS_LISTED} more skipped", file=sys.stderr)
     if result.resampled:

@@ -1,9 +1,9 @@
 """Building manifests from a folder of audio files (through a preset's front end) or of .npy mels.
 
-Files that cannot be used (unreadable, too short, wrong shape; for .npy mels whatever the job's row checks
-refuse: not floats, 0 frames, NaN or Inf values, values beyond float32's range) are skipped with a reason each;
-the manifest is written to a temporary name and renamed when complete, so a failed build never leaves a
-half-written manifest.
+Files that cannot be used (unreadable, too short, wrong shape, a name the job refuses as an id: rows.check_id; for
+.npy mels whatever the job's row checks refuse: not floats, 0 frames, NaN or Inf values, values beyond float32's
+range) are skipped with a reason each; the manifest is written to a temporary name and renamed when complete, so a
+failed build never leaves a half-written manifest.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchvoc.errors import RowError
-from batchvoc.manifest.rows import finite_float32, npy_array_mel, npy_error, one_line
+from batchvoc.manifest.rows import check_id, finite_float32, npy_array_mel, npy_error, one_line
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 ROW_GROUP_ROWS = 1000
@@ -57,12 +57,19 @@ def find_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 
 def _id_for(path: Path, folder: Path) -> str:
-    """The file's path below the folder, without its suffix, as a POSIX name (the output file's name)."""
-    return path.relative_to(folder).with_suffix("").as_posix()
+    """The file's path below the folder, without its suffix, as a POSIX name (the output file's name); Skip where
+    the job's row check (rows.check_id) would refuse it as an id (a control character or a backslash in a name)."""
+    key = path.relative_to(folder).with_suffix("").as_posix()
+    try:
+        check_id(key)
+    except RowError as err:
+        raise Skip(f"{err}; rename the file") from None
+    return key
 
 
 def audio_row(path: Path, folder: Path, preset_name: str) -> dict:
     """An inline-mel row for one audio file through the preset's mel front end; Skip with the reason."""
+    key = _id_for(path, folder)  # before the audio is read: a file whose id the job refuses makes no row
     import torch
 
     from batchvoc.models.mel import at_rate, log_mel, read_audio
@@ -84,7 +91,7 @@ def audio_row(path: Path, folder: Path, preset_name: str) -> dict:
     # source: the audio file's absolute path. It passes through to the output manifest (output.dir/manifest/), whose
     # readers cannot resolve a path relative to the current directory of the build, nor to the input manifest's
     # folder (batchvoc resolves mel_path that way, source it never reads)
-    row = dict(id=_id_for(path, folder), mel=mel.ravel(), n_frames=mel.shape[1], n_mels=mel.shape[0],
+    row = dict(id=key, mel=mel.ravel(), n_frames=mel.shape[1], n_mels=mel.shape[0],
                source=str(path.resolve()))  # fmt: skip
     if rate != fe.sample_rate:  # counted by write_manifest, said once per build (not a column: no row reads it)
         row[RESAMPLED] = (rate, fe.sample_rate)
@@ -98,6 +105,7 @@ def npy_row(path: Path, folder: Path, manifest_dir: Path, n_mels: int | None = N
     shape, `n_mels` bands where given (the preset's), at least one frame, no NaN or Inf, nothing beyond float32's
     range; a file the job would refuse makes no row. The mel conventions (log10, dB, ...) are not judged here:
     input.mel_scale, set when the job runs, decides how they read."""
+    key = _id_for(path, folder)  # before the file is read: a file whose id the job refuses makes no row
     try:
         mel = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as err:  # noqa: BLE001 - numpy raises several kinds for a bad file
@@ -111,7 +119,7 @@ def npy_row(path: Path, folder: Path, manifest_dir: Path, n_mels: int | None = N
         mel_path = path.resolve().relative_to(manifest_dir.resolve()).as_posix()
     except ValueError:
         mel_path = str(path.resolve())
-    return dict(id=_id_for(path, folder), mel_path=mel_path, n_frames=mel.shape[1], n_mels=mel.shape[0])
+    return dict(id=key, mel_path=mel_path, n_frames=mel.shape[1], n_mels=mel.shape[0])
 
 
 def _attempt(make: Callable[[Path], dict], path: Path) -> dict | str:

@@ -118,6 +118,10 @@ LOUD_MARGIN = 1.0  # a peak this far above the full-scale ceiling: too loud (spe
 LEVEL_REFUSED = ABOVE_CEILING  # an offset this large (either way): no audio through this front end gives the values
 # (a mel without a clamped floor: its 1st percentile this far plus BELOW_FLOOR below ln(clip), the undershoot a
 # predicted mel is allowed counting in its favour)
+# a clamped floor at or above about 0 (the factor that would scale ln(clip) there is 0 or less, or shows as 0.00): a
+# normalised mel (min-max, or a dB mel mapped to [0, 1] by a fixed range: a little above 1 where audio is louder)
+NORMALISED = ("a normalised mel (e.g. min-max to [0, 1]: a floor at about 0 or above, where a natural-log mel's lies "
+              "far below 0, scaled or not)")
 Z_MEAN, Z_STD = 0.25, 0.25  # mean within this of 0 and std within this of 1: a mean/std (z-score) normalised mel
 
 
@@ -308,11 +312,15 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
                 f"(z-scored) mel; undo the normalisation (x * std + mean, with the statistics it used) and store the "
                 f"natural-log mel clamped at {floor:.2f}")  # fmt: skip
     if at_floor and lo > floor + ABOVE_FLOOR and hi - lo < COMPRESSED_SPAN * (ceiling - floor):
-        ratio = lo / floor
+        ratio = _scale_estimate(lo, floor)
         if _top_db_below(hi - lo):  # before log10: such a floor may land near log10(1e-5) = -5
             decibels = round((hi - lo) * 20 / LN10)
             guess = f"a mel clamped {decibels} dB below its maximum (top_db={decibels}): silences far above the model's"
             hint = f"store ln(mel) clamped at {floor:.2f} (top_db=None)"
+        elif ratio is None:  # a floor at about 0 or above: no factor scales ln(clip) there
+            guess = NORMALISED
+            hint = (f"undo the normalisation (with the minimum and maximum it used) and store ln(mel) clamped at "
+                    f"{floor:.2f}")  # fmt: skip
         elif abs(ratio - 1 / LN10) < 0.04:
             guess, hint = "log10 (ln / 2.303)", f"set {keys.set_scale('log10')}"
         else:  # no scale key undoes an arbitrary factor: say which one would
@@ -446,8 +454,19 @@ def raised_floor(mel: np.ndarray, floor: float, ceiling: float | None = None) ->
         return (f"{head}, and peak at {hi:.2f}, above the {ceiling:.2f} a full-scale signal makes: too loud, a "
                 f"natural-log mel shifted by {lo - floor:+.2f} (an offset added, or a gain of "
                 f"x{math.exp(lo - floor):.3g}); {tail}")  # fmt: skip
-    return (f"{head}: a natural-log mel scaled by {lo / floor:.2f}, shifted by {lo - floor:+.2f}, or clamped at "
+    ratio = _scale_estimate(lo, floor)
+    if ratio is None:  # a floor at about 0 or above: no factor scales ln(clip) there
+        return (f"{head}: {NORMALISED}, a natural-log mel shifted by {lo - floor:+.2f}, or clamped at "
+                f"{math.exp(lo):.2g} instead of {math.exp(floor):.0e}; {tail}")  # fmt: skip
+    return (f"{head}: a natural-log mel scaled by {ratio:.2f}, shifted by {lo - floor:+.2f}, or clamped at "
             f"{math.exp(lo):.2g} instead of {math.exp(floor):.0e}; {tail}")  # fmt: skip
+
+
+def _scale_estimate(lo: float, floor: float) -> float | None:
+    """The factor that would scale ln(clip) `floor` to a clamped floor at `lo` (a scaled natural-log mel's), or
+    None where no factor would: 0 or below, or one that shows as 0.00 (a floor at or about 0, a normalised mel's)."""
+    ratio = lo / floor
+    return ratio if round(ratio, 2) > 0 else None
 
 
 def _piles_up_at(values: np.ndarray, lo: float) -> bool:

@@ -32,6 +32,7 @@ MAX_ID_BYTES = 1024
 READ_ROWS = 16  # rows decoded at a time: about one engine batch of 10 s rows, so the first reaches the device soon
 STREAM_BYTES = 8 << 20  # read buffer per column chunk
 DECLARED = ("sample_rate", "hop_length", "n_mels")  # optional columns checked against the model
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 control characters: never in an id (check_id)
 WARNINGS_LOGGED = 3  # convention warnings (rows vocoded and marked suspect) logged per shard; the rest are counted
 
 
@@ -43,7 +44,7 @@ class MelRow:
     """
 
     index: int  # row within the shard
-    id: str
+    id: str | None  # None: the row's id is null (its output manifest row's too)
     mel: np.ndarray | None = None
     error: str | None = None
     warning: str | None = None
@@ -169,7 +170,7 @@ def _table_rows(table: pa.Table, checks: MelChecks, file: str, start: int, skip,
     else:
         sources = table.column("mel_path").to_pylist()
     for i, key in enumerate(ids):
-        index, name = start + i, "" if key is None else str(key)
+        index, name = start + i, None if key is None else str(key)
         if skip is not None and skip(index, key):
             yield MelRow(index, name)
             continue
@@ -197,18 +198,25 @@ def _table_rows(table: pa.Table, checks: MelChecks, file: str, start: int, skip,
 
 def check_id(key) -> None:
     """RowError unless `key` is a safe relative file name (it names the audio file): null, empty, not a string,
-    NUL, absolute, `..`, empty or `.` parts, a part over MAX_NAME_BYTES or the whole over MAX_ID_BYTES."""
+    a control character (C0, DEL, C1: a newline makes a file name of two lines), a backslash (a folder separator on
+    Windows, a character of the name on Linux and object stores), absolute, `..`, empty or `.` parts, a part over
+    MAX_NAME_BYTES or the whole over MAX_ID_BYTES."""
     if key is None:
         raise RowError("id is null")
     if isinstance(key, str) and not key:
         raise RowError("id is empty")
     if not isinstance(key, str):
         raise RowError(f"id is {type(key).__name__} {key!r}: use a string or an integer")
-    if "\x00" in key:
-        raise RowError("id contains a NUL character")
-    if key.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", key):
+    control = CONTROL.search(key)
+    if control is not None:
+        raise RowError(f"id {_quoted(key)} holds a control character (U+{ord(control.group()):04X}): ids name "
+                       f"audio files, whose names hold none")  # fmt: skip
+    if "\\" in key:
+        raise RowError(f"id {_quoted(key)} holds a backslash (U+005C): a folder separator on Windows, a character "
+                       f"of the name elsewhere; use '/' for folders")  # fmt: skip
+    if key.startswith("/") or re.match(r"^[A-Za-z]:", key):
         raise RowError(f"id {key!r} is an absolute path")
-    parts = re.split(r"[/\\]", key)
+    parts = key.split("/")
     if ".." in parts:
         raise RowError(f"id {key!r} leaves the output folder ('..')")
     if any(part in ("", ".") for part in parts):
@@ -217,6 +225,22 @@ def check_id(key) -> None:
         raise RowError(f"id {key!r} has a path part longer than {MAX_NAME_BYTES} bytes")
     if len(key.encode()) > MAX_ID_BYTES:
         raise RowError(f"id {key[:40]!r}... is {len(key.encode())} bytes long: at most {MAX_ID_BYTES} make a file path")
+
+
+def _quoted(key: str) -> str:
+    """An id in a reason: repr-quoted (escapes keep the reason one line), its first 40 characters where it is
+    over MAX_ID_BYTES."""
+    return repr(key) if len(key.encode()) <= MAX_ID_BYTES else f"{key[:40]!r}..."
+
+
+def shown_id(key) -> str:
+    """An id (an output manifest's, None for a null one) as messages show it: `null` for a null id, an id holding
+    a control character (refused: check_id) repr-quoted so the message stays one line, any other as it is (a file
+    name too: the manifest builder's skipped files)."""
+    if key is None:
+        return "null"
+    text = str(key)
+    return repr(text) if CONTROL.search(text) else text
 
 
 class _InlineMels:

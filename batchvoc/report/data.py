@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchvoc.manifest.conventions import MelChecks
+from batchvoc.manifest.rows import shown_id
 from batchvoc.report import files
 from batchvoc.stats import JobSummary
 
@@ -120,7 +121,7 @@ def failure_kinds(data: JobData, status: str = "error") -> list[tuple[str, int, 
         counts[kind] += 1
         example.setdefault(kind, reason or "no reason given")
         if len(ids.setdefault(kind, [])) < 5:
-            ids[kind].append(str(key))
+            ids[kind].append(shown_id(key))  # a null id as `null`
     return [(kind, n, example[kind], ids[kind]) for kind, n in counts.most_common()]
 
 

@@ -1,7 +1,7 @@
 """Why rows failed: the top reasons of a job (count and one example id each), and the early stop.
 
 Reasons are grouped by kind: numbers and quoted names are masked, so "n_mels 100 ..." and "n_mels 128 ..."
-count as one reason; each group shows the first row's own reason and id.
+count as one reason; each group shows the first row's own reason and id (rows.shown_id: a null id as `null`).
 
 The early stop: bad input never stops a job (DESIGN.md), but a configuration mistake that every row meets (every
 mel in the wrong convention, the wrong checkpoint) would spend the cluster on rows that all fail. So a job stops
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchvoc.errors import counted
+from batchvoc.manifest.rows import shown_id
 
 EARLY_ROWS = 16  # rows to see before stopping a job whose rows all fail for one reason
 EARLY_SOURCES = 2  # input files (or shards, where there is one file) those rows must come from
@@ -57,7 +58,7 @@ class FailureTally:
             reason = str(row.get("error") or "no reason given")
             key = (status, reason_kind(reason))
             self.counts[key] += 1
-            self.examples.setdefault(key, (str(row.get("id")), reason))
+            self.examples.setdefault(key, (shown_id(row.get("id")), reason))
 
     def top(self, k: int = TOP) -> list[dict[str, Any]]:
         """The k most common reasons: status, rows, example_id, reason (the example's own)."""

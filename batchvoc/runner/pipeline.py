@@ -81,7 +81,8 @@ def run_shard(shard: Shard, stream: VocoderStream | DeviceFeed, sink: ShardSink,
     ids = reader.passthrough().column("id").to_pylist()
     for index, result in enumerate(results):
         if result is None:  # never leave a row out of the manifest
-            results[index] = sink.failed(str(ids[index]) if index < len(ids) else f"#{index}", "row was not read")
+            key = ids[index] if index < len(ids) else f"#{index}"
+            results[index] = sink.failed(None if key is None else str(key), "row was not read")  # a null id: null
     if sink.fault is not None:  # not done: the driver retries a transient fault, reports a permanent one
         raise sink.fault
     stats = _stats(shard, results, writers.reused, time.perf_counter() - started, info)

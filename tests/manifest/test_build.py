@@ -185,6 +185,24 @@ def test_npy_files_the_job_would_refuse_are_skipped_by_the_jobs_own_checks(tmp_p
     assert [(r.id, r.error) for r in rows] == [("ok", None), ("ok64", None)]
 
 
+def test_files_whose_names_the_job_refuses_as_ids_are_skipped_with_the_jobs_reason(tmp_path, capsys):
+    """A newline, a C1 control character or a backslash in a file's name (all legal on Linux) would make an id the
+    job refuses (rows.check_id): the file makes no row, its line (the path escaped) says the job's reason."""
+    (tmp_path / "mels" / "spk").mkdir(parents=True)
+    for name in ("ok", "new\nline", "back\\slash", "spk/c1\x85"):
+        np.save(tmp_path / "mels" / f"{name}.npy", np.full((100, 7), -4.0, np.float32))
+    out = tmp_path / "m.parquet"
+    assert main(["npy", str(tmp_path / "mels"), str(out)]) == 2
+    printed = capsys.readouterr()
+    lines = printed.err.splitlines()
+    assert len(lines) == 3 and "wrote 1 row" in printed.out and "skipped 3 files" in printed.out, printed
+    newline = str(tmp_path / "mels" / "new\nline.npy")
+    assert f"skipped {newline!r}: id 'new\\nline' holds a control character (U+000A): " in printed.err, printed.err
+    assert f"skipped {tmp_path / 'mels' / 'back'}\\slash.npy: id 'back\\\\slash' holds a backslash" in printed.err
+    assert "id 'spk/c1\\x85' holds a control character (U+0085)" in printed.err and "; rename the file" in lines[0]
+    assert [(r.id, r.error) for r in _rows(out, 100)] == [("ok", None)]
+
+
 def test_npy_files_none_of_which_the_job_takes_write_no_manifest(tmp_path, capsys):
     (tmp_path / "mels").mkdir()
     np.save(tmp_path / "mels" / "empty.npy", np.zeros((80, 0), np.float32))

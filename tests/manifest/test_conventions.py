@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from batchvoc.errors import ConfigError, RowError
-from batchvoc.manifest.conventions import MIN_FRAMES_FOR_SPAN, MelChecks, looks_like, to_natural_log
+from batchvoc.manifest.conventions import MIN_FRAMES_FOR_SPAN, MelChecks, looks_like, raised_floor, to_natural_log
 from batchvoc.models.mel import load_audio_for, log_mel
 from batchvoc.models.presets import get_preset
 from tests.speech import mid_speech, speech_mels
@@ -262,6 +262,27 @@ def test_a_floor_clamped_above_the_clip_is_marked_suspect(preset_mels):
         assert _verdict(checks, top_db) is None
         top_db = np.maximum(mel, mel.max() - 60 * LN10 / 20)  # 60 dB: a compressed span, refused as such
         assert "top_db=60" in _verdict(checks, top_db)
+
+
+def test_a_mel_normalised_to_about_0_1_is_named_normalised_never_scaled_by_a_factor_of_0(preset_mels):
+    """A dB mel mapped to [0, 1] by a fixed range ((dB + 100) / 100: a little above 1 where the speech is louder
+    than 0 dB) or min-max normalised a little past 1 piles up at a floor of 0 (or about it, 0.03 above): refused,
+    named a normalised mel, never "a natural-log mel scaled by -0.00" (a floor of exactly 0 divided by zero, a
+    ZeroDivisionError as the row's reason). A marked row's floor about 0 is named the same way."""
+    preset, mels = preset_mels
+    checks = MelChecks.for_preset(preset)
+    for mel in mels:
+        unit = (mel - mel.min()) / (mel.max() - mel.min())
+        for wrong in ((_db(mel) + 100) / 100, 1.1 * unit, 1.1 * unit + 0.03):
+            with pytest.raises(RowError) as err:
+                checks.read(wrong.astype(np.float32))
+            reason = str(err.value)
+            assert "normalised mel" in reason and "scaled by" not in reason, (preset.name, reason)
+            if wrong.max() > 1.0 + 1e-3 and wrong.max() > (checks.ceiling + 12) / 7 - 1 + 1e-3:  # past gsv_norm's top
+                assert "looks like a normalised mel (e.g. min-max to [0, 1]: a floor at about 0" in reason, reason
+                assert "undo the normalisation" in reason, reason
+        marked = raised_floor((3 * unit - 0.01).astype(np.float32), checks.floor)  # floor / ln(clip): 0.0009
+        assert "pile up at -0.01" in marked and "normalised mel" in marked and "scaled by" not in marked, marked
 
 
 def _predicted(mel: np.ndarray, floor: float) -> np.ndarray:

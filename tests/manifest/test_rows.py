@@ -123,7 +123,8 @@ def test_a_nested_mels_n_frames_is_checked_the_same_way(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "/abs", "a/../b", "..", "a//b", "./a", "a\x00b", "C:evil", "x" * 300, "/".join(["p" * 199] * 25)]
+    "bad", ["", "/abs", "a/../b", "..", "a//b", "./a", "a\x00b", "C:evil", "x" * 300, "/".join(["p" * 199] * 25),
+            "new\nline", "back\\slash", "\\abs", "a\tb", "a\rb", "del\x7f", "c1\x85", "c1\x9f", "esc\x1b[0m"]
 )
 def test_unsafe_ids_are_refused(bad):
     with pytest.raises(RowError):
@@ -148,6 +149,47 @@ def test_id_errors_tell_null_from_empty_and_name_the_row_and_file(tmp_path):
     earlier = f"appears earlier in the manifest, at {place.format(0)} ({place.format(6)})"
     assert errors[6] == f"id {rows[0]['id']!r} {earlier}"
     assert [errors[i] for i in (0, 1, 5)] == [None] * 3
+
+
+@pytest.mark.parametrize("bad, code", [("new\nline", "000A"), ("nul\x00", "0000"), ("a\x1fb", "001F"),
+                                       ("del\x7f", "007F"), ("c1\x80", "0080"), ("c1\x9f", "009F")])
+def test_a_control_character_is_named_in_a_one_line_reason(bad, code):
+    with pytest.raises(RowError) as err:
+        check_id(bad)
+    assert str(err.value) == (f"id {bad!r} holds a control character (U+{code}): ids name audio files, whose names "
+                              "hold none")  # fmt: skip
+    assert str(err.value).isprintable()
+
+
+def test_a_backslash_is_refused_not_read_as_a_folder():
+    with pytest.raises(RowError) as err:
+        check_id("back\\slash")
+    assert str(err.value) == ("id 'back\\\\slash' holds a backslash (U+005C): a folder separator on Windows, a "
+                              "character of the name elsewhere; use '/' for folders")  # fmt: skip
+    long = "x" * 2000 + "\n"  # over MAX_ID_BYTES: the reason quotes its start
+    with pytest.raises(RowError, match=r"^id 'x{40}'\.\.\. holds a control character \(U\+000A\)"):
+        check_id(long)
+
+
+def test_rows_with_unsafe_ids_fail_alone_and_a_null_id_stays_null(tmp_path):
+    """Read from real Parquet: a newline, a backslash, a C1 control character in an id fail their own rows with a
+    one-line reason naming the row; a null id's row keeps a null id (shown as `null`, never as ''); the rest read."""
+    from batchvoc.manifest.rows import shown_id
+
+    rows = mel_rows(6, N_MELS, frames=5)
+    for i, key in [(1, "new\nline"), (2, "back\\slash"), (3, "c1\x85"), (4, None)]:
+        rows[i]["id"] = key
+    path = write_manifest(tmp_path / "m.parquet", rows)
+    out = _read(path)
+    assert [r.error is None for r in out] == [True, False, False, False, False, True]
+    assert out[1].error.startswith("id 'new\\nline' holds a control character (U+000A): ")
+    assert out[2].error.startswith("id 'back\\\\slash' holds a backslash (U+005C): ")
+    assert out[3].error.startswith("id 'c1\\x85' holds a control character (U+0085): ")
+    for row in out[1:4]:
+        assert row.error.endswith(f"(row {row.index} of {path})") and row.error.isprintable(), row.error
+    assert out[4].id is None and out[4].error == f"id is null (row 4 of {path})"
+    assert [shown_id(r.id) for r in out] == [rows[0]["id"], "'new\\nline'", "back\\slash", "'c1\\x85'", "null",
+                                             rows[5]["id"]]  # fmt: skip
 
 
 def test_check_id_tells_null_from_empty():

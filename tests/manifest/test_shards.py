@@ -228,7 +228,7 @@ def test_ids_refused_for_their_own_reasons_take_no_path_and_a_duplicate_stays_a_
     assert shard.duplicate_rows == ((4, first),) and [row for row, _ in shard.clashing_rows] == [3]
 
 
-@pytest.mark.parametrize("unsafe", ["a.wav//b", "a.wav/../b", "a.wav/./b"])
+@pytest.mark.parametrize("unsafe", ["a.wav//b", "a.wav/../b", "a.wav/./b", "a.wav/b\nc", "a.wav/b\\c", "a.wav/\x85"])
 def test_an_id_refused_for_its_own_reason_makes_no_folder_for_a_later_clash_to_hide_behind(tmp_path, unsafe):
     """`a.wav/c` needs folder a.wav where `a`'s file goes, whatever refused id passed through a.wav before them."""
     ids = [unsafe, "a.wav/c", "a"]

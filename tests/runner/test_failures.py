@@ -43,3 +43,16 @@ def test_other_reasons_suspect_rows_or_an_ok_row_mean_no_early_stop():
     some_ok.add(failed(EARLY_ROWS), "b.parquet")
     assert two_kinds.early_stop() is None and suspect.early_stop() is None and some_ok.early_stop() is None
     assert [t["rows"] for t in two_kinds.top()] == [EARLY_ROWS, EARLY_ROWS]
+
+
+def test_a_null_example_id_reads_null_and_valid_ids_print_as_they_are():
+    from batchvoc.runner.failures import console_lines
+
+    tally = FailureTally()
+    tally.add([dict(id=None, status="error", error="id is null (row 3 of m.parquet)"),
+               dict(id="spk 1/utt'2", status="error", error="mel is null"),
+               dict(id="a\nb", status="error", error="id 'a\\nb' holds a control character (U+000A)")])  # fmt: skip
+    assert [t["example_id"] for t in tally.top()] == ["null", "spk 1/utt'2", "'a\\nb'"]
+    lines = console_lines(tally.top())
+    assert lines[0].endswith("(e.g. id null)") and lines[1].endswith("(e.g. id spk 1/utt'2)"), lines
+    assert lines[2].endswith("(e.g. id 'a\\nb')"), lines

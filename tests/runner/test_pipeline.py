@@ -108,6 +108,33 @@ def test_a_row_whose_own_path_cannot_be_written_fails_alone_and_the_shard_is_don
         assert rate == RATE and audio.shape == (12 * HOP,)
 
 
+def test_unsafe_and_null_ids_fail_alone_and_a_null_id_reads_null_in_the_closing_summary(tmp_path):
+    """Ids with a newline, a backslash or a C1 control character, and a null id: each row fails alone (no file, its
+    one-line reason in the output manifest), every other row is written; the null id stays null in the output
+    manifest and reads `null` in the top reasons (it read '' before: "(e.g. id )")."""
+    from batchvoc.runner.failures import FailureTally, console_lines
+
+    rows = small_rows(6)
+    for i, key in [(1, "new\nline"), (2, "back\\slash"), (3, "c1\x85"), (4, None)]:
+        rows[i]["id"] = key
+    stats, table = run(tmp_path, rows)
+    assert [r["status"] for r in table] == ["ok", "error", "error", "error", "error", "ok"]
+    assert [r["id"] for r in table] == [rows[0]["id"], "new\nline", "back\\slash", "c1\x85", None, rows[5]["id"]]
+    assert "holds a control character (U+000A)" in table[1]["error"] and "backslash" in table[2]["error"]
+    assert "(U+0085)" in table[3]["error"] and table[4]["error"].startswith("id is null (row 4 of ")
+    assert all(r["path"] is None and r["error"].isprintable() for r in table[1:5])
+    written = sorted(p.name for p in (tmp_path / "out" / "audio").rglob("*") if p.is_file())
+    assert written == [f"{rows[0]['id']}.wav", f"{rows[5]['id']}.wav"] and stats.rows_failed == 4
+    tally = FailureTally()
+    tally.add(pq.read_table(tmp_path / "out" / "manifest" / f"{stats.shard}.parquet",
+                            columns=["id", "status", "error"]).to_pylist())  # fmt: skip
+    lines = console_lines(tally.top())
+    null = next(line for line in lines if "id is null" in line)
+    assert null.endswith("(e.g. id null)"), lines
+    newline = next(line for line in lines if "U+000A" in line)
+    assert newline.endswith("(e.g. id 'new\\nline')") and all(line.isprintable() for line in lines), lines
+
+
 def test_a_shard_whose_audio_folder_cannot_be_made_reports_the_fault(tmp_path):
     """A file where the shard's audio folder should be: the output folder's fault, not a row's: every row's write
     fails the same way, and the shard reports it (storage classifies it as permanent: not done, nothing lost)."""

@@ -56,7 +56,7 @@ class Vocoded:
     let it through, or only a doubt: the row is then suspect)."""
 
     index: int
-    id: str
+    id: str | None  # None: a null id (the row failed)
     audio: np.ndarray | None = None
     check: AudioCheck | None = None
     error: str | None = None
