@@ -291,9 +291,10 @@ def parse_record(comment: str | None) -> dict[str, Any] | None:
 
 
 def output_table(results: list[dict[str, Any]], passthrough: pa.Table, columns: pa.Schema | None = None) -> pa.Table:
-    """Output columns followed by the input's other columns (renamed input_<name> where they clash), conformed to
-    `columns` (the job's pass-through schema) when given: the same columns and types in every shard. `clipped` is
-    an int64 column, null for rows without audio (pandas reads it as Int64: PANDAS_DTYPES)."""
+    """Output columns followed by the input's other columns (input_<name>, input_input_<name>, ... where they
+    clash: passthrough_names), conformed to `columns` (the job's pass-through schema) when given: the same columns
+    and types in every shard. `clipped` is an int64 column, null for rows without audio (pandas reads it as Int64:
+    PANDAS_DTYPES)."""
     if columns is not None:
         from batchvoc.outputs import conform
 
@@ -303,9 +304,23 @@ def output_table(results: list[dict[str, Any]], passthrough: pa.Table, columns: 
                         ("clipped", pa.int64()), ("mel_error", pa.float32()), ("status", pa.string()),
                         ("error", pa.string())])  # fmt: skip
     table = pa.Table.from_pylist(results, schema=schema)
-    for name in passthrough.column_names:
-        if name == "id":
-            continue
-        column = passthrough.column(name)
-        table = table.append_column(f"input_{name}" if name in OUTPUT_COLUMNS else name, column)
+    names = [name for name in passthrough.column_names if name != "id"]
+    for name, renamed in zip(names, passthrough_names(names), strict=True):
+        table = table.append_column(renamed, passthrough.column(name))
     return table.replace_schema_metadata(PANDAS_DTYPES)
+
+
+def passthrough_names(names: list[str]) -> list[str]:
+    """The output manifest's names for the input's pass-through columns `names` (unique, without `id`): a name
+    that clashes with an OUTPUT_COLUMNS one takes `input_` in front as many times as it takes to be free of
+    OUTPUT_COLUMNS and of every input name (status, input_status -> input_input_status, input_status). A
+    function of `names` alone, so every shard of a job (one pass-through schema) renames alike."""
+    taken = set(OUTPUT_COLUMNS) | set(names)
+    renamed = []
+    for name in names:
+        if name in OUTPUT_COLUMNS:
+            while name in taken:
+                name = f"input_{name}"
+            taken.add(name)
+        renamed.append(name)
+    return renamed

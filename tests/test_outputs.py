@@ -26,15 +26,17 @@ def write_part(path, rows, extra: dict, int_ids: bool = False):
 
 def mixed_manifest(folder):
     """Three parts whose pass-through columns differ the way real corpora do: a column only some parts have,
-    one all null in a part, int32 in one part and int64 in another, a categorical; and bad rows."""
+    one all null in a part, int32 in one part and int64 in another, a categorical, names that clash with the output
+    manifest's and with their renaming (status, input_status); and bad rows."""
     rows = mel_rows(15, 80, frames=[6 + i % 5 for i in range(15)])
     rows[4]["n_frames"] = 0  # no frames: an error row
     rows[11]["mel"] = rows[11]["mel"][:-80]  # too few values: an error row
-    write_part(folder / "a.parquet", rows[:6], {"speaker": ["s1"] * 6, "score": pa.nulls(6),
+    write_part(folder / "a.parquet", rows[:6], {"speaker": ["s1"] * 6, "score": pa.nulls(6), "status": ["raw"] * 6,
                                                 "age": pa.array([30] * 6, pa.int32())})  # fmt: skip
     write_part(folder / "b.parquet", rows[6:12], {"speaker": pa.array(["s2"] * 6).dictionary_encode(),
                                                   "score": pa.array([0.5] * 6), "text": ["hi"] * 6,
-                                                  "age": pa.array([40] * 6, pa.int64())})  # fmt: skip
+                                                  "age": pa.array([40] * 6, pa.int64()),
+                                                  "input_status": ["old"] * 6})  # fmt: skip
     write_part(folder / "c.parquet", rows[12:], {"note": pa.nulls(3)}, int_ids=True)
     return rows
 
@@ -64,6 +66,11 @@ def test_output_manifest_opens_with_datasets_and_pandas(tmp_path, ray_cluster):
     assert by_id["utt_0007"]["speaker"] == "s2" and by_id["0"]["speaker"] is None  # int ids: decimal strings
     assert by_id["utt_0004"]["status"] == "error" and by_id["utt_0004"]["path"] is None
     assert ds.features["age"].dtype == "int64" and ds.features["peak"].dtype == "float32"
+    # input status and input_status: input_input_status and input_status, one column each
+    assert by_id["utt_0000"]["input_input_status"] == "raw" and by_id["utt_0000"]["input_status"] is None
+    assert by_id["utt_0007"]["input_status"] == "old" and by_id["utt_0007"]["input_input_status"] is None
+    names = pq.read_table(settings.out_path / "manifest").column_names  # the folder, as pyarrow users open it
+    assert len(set(names)) == len(names) and "input_input_status" in names
 
     frame = pd.read_parquet(settings.out_path / "manifest")  # the folder, as pandas users open it
     assert len(frame) == 15 and (frame["status"] == "ok").sum() == 13

@@ -7,7 +7,16 @@ import pytest
 import soundfile as sf
 
 from batchvoc.errors import ConfigError
-from batchvoc.sink import ShardSink, check_format, check_writable, done_shards, remove_partials
+from batchvoc.outputs import passthrough_schema
+from batchvoc.sink import (
+    OUTPUT_COLUMNS,
+    ShardSink,
+    check_format,
+    check_writable,
+    done_shards,
+    passthrough_names,
+    remove_partials,
+)
 from batchvoc.storage import Store, WriteFault
 
 
@@ -74,6 +83,45 @@ def test_finish_writes_stats_then_manifest_with_passthrough(tmp_path):
     assert table.column("status").to_pylist() == ["ok", "error"]
     assert json.loads((tmp_path / "stats" / "s1.json").read_text())["rows"] == 2
     assert done_shards(tmp_path) == {"s1"}
+
+
+def test_clashing_input_columns_get_unique_names_alike_in_every_shard(tmp_path):
+    # two input files whose columns clash with batchvoc's and with each other's renamings, chains included
+    clashing = {"a": ["status", "input_status", "input_input_status", "path", "input_path", "speaker"],
+                "b": ["error", "input_error", "sample_rate", "input_sample_rate", "status", "speaker"]}  # fmt: skip
+    inputs = {}
+    for shard, names in clashing.items():
+        ids = [f"{shard}{i}" for i in range(3)]
+        inputs[shard] = pa.table({"id": ids, **{name: [f"{name}@{key}" for key in ids] for name in names}})
+        pq.write_table(inputs[shard], tmp_path / f"{shard}.parquet")
+    schema = passthrough_schema([tmp_path / "a.parquet", tmp_path / "b.parquet"])
+    for shard in clashing:
+        sink = ShardSink(tmp_path / "out", shard, 16000, columns=schema)
+        results = [sink.failed(key, "no mel") for key in inputs[shard].column("id").to_pylist()]
+        sink.finish(results, pq.read_table(tmp_path / f"{shard}.parquet"), {"shard": shard})
+
+    out = pq.read_table(tmp_path / "out" / "manifest")  # the folder: both shards under one schema
+    names = out.column_names
+    assert len(set(names)) == len(names) and names[:10] == list(OUTPUT_COLUMNS)
+    renamed = dict(zip(schema.names, names[10:], strict=True))
+    assert renamed == {"status": "input_input_input_status", "input_status": "input_status",
+                       "input_input_status": "input_input_status", "path": "input_input_path",
+                       "input_path": "input_path", "speaker": "speaker", "error": "input_input_error",
+                       "input_error": "input_error", "sample_rate": "input_input_sample_rate",
+                       "input_sample_rate": "input_sample_rate"}  # fmt: skip
+    rows = {row["id"]: row for row in out.to_pylist()}
+    for table in inputs.values():  # every input value in its column; a column a file lacks is null there
+        for row in table.to_pylist():
+            assert rows[row["id"]]["status"] == "error"
+            assert {name: rows[row["id"]][renamed[name]] for name in schema.names} == {
+                name: row.get(name) for name in schema.names}  # fmt: skip
+
+    # the worst case: every own column with its input_ and input_input_ forms, in any order
+    chains = [prefix + name for name in OUTPUT_COLUMNS[1:] for prefix in ("", "input_", "input_input_")]
+    for names in (chains, chains[::-1]):
+        given = passthrough_names(names)
+        assert len(set(given)) == len(given) and not set(given) & set(OUTPUT_COLUMNS)
+        assert [n for n, g in zip(names, given, strict=True) if n != g] == [n for n in names if n in OUTPUT_COLUMNS]
 
 
 def test_partials_of_one_job_are_removed_by_it_and_every_job_s_only_under_the_lock(tmp_path):
