@@ -27,6 +27,7 @@ from batchvoc.engines import Engine
 from batchvoc.errors import API_KEYS, ConfigError, RowError
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.rows import finite_float32, one_line, require_floats
+from batchvoc.manifest.short_rows import pooled_warnings
 from batchvoc.models.presets import Preset
 from batchvoc.runtime import EngineOptions, build_runtime, resolve_device
 from batchvoc.stream import vocode_audio
@@ -217,15 +218,17 @@ class Vocoder:
         Raises ValueError naming the item (its index) and the reason when a mel fails the checks; nothing is
         vocoded then. Use `vocode_each` to get the other items' audio and a reason per bad item instead.
         """
-        checked = []
+        checked, warnings = [], []
         for index, mel in enumerate(mels):
             try:
                 array, warning = check_mel(mel, self.n_mels, self.checks)
             except RowError as err:
                 raise ValueError(f"mel #{index}: {err}") from None
+            checked.append(array)
+            warnings.append(warning)
+        for index, warning in enumerate(pooled_warnings(self.checks, checked, warnings)):
             if warning:
                 log.warning("mel #%d: %s", index, warning)
-            checked.append(array)
         return [audio for _, audio in self._run(enumerate(checked))]
 
     def vocode_each(self, mels: Sequence[MelLike | None]) -> list[Result]:
@@ -240,6 +243,8 @@ class Vocoder:
                 good.append((index, array))
             except RowError as err:
                 results[index] = Result(None, str(err))
+        pooled = pooled_warnings(self.checks, [array for _, array in good], [warnings[index] for index, _ in good])
+        warnings.update((index, warning) for (index, _), warning in zip(good, pooled, strict=True))
         for index, audio in self._run(iter(good)):
             results[index] = Result(audio, warning=warnings[index])
         return results  # type: ignore[return-value]

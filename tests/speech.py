@@ -61,6 +61,16 @@ def speech_mels(speech: Speech, preset) -> list[np.ndarray]:
     return [np.asarray(log_mel(load_audio_for(fe, wav), fe), dtype=np.float32) for wav in speech.wavs]
 
 
+def predicted_words(speech: Speech, preset, frames: int = 48, rows: int = 16) -> list[np.ndarray]:
+    """Short rows of `frames` frames cut one after another from every sentence's natural-log mel (silences too),
+    with a little noise (std 0.1), as a TTS model's predicted mels of single words: no value sits exactly on a
+    clamped floor."""
+    rng = np.random.default_rng(0)
+    cuts = [mel[:, at : at + frames] for mel in speech_mels(speech, preset)
+            for at in range(0, mel.shape[1] - frames + 1, frames)]  # fmt: skip
+    return [m + 0.1 * rng.standard_normal(m.shape).astype(np.float32) for m in cuts[:rows]]
+
+
 def mid_speech(mel: np.ndarray, floor: float) -> slice:
     """The frames of the longest stretch of `mel` [n_mels, T] where every frame's loudest band is 6 above ln(clip):
     speech without a pause, where a log10 or scaled mel shows no clamped floor."""

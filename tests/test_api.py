@@ -14,6 +14,7 @@ from batchvoc.models.presets import get_preset
 from batchvoc.runner.driver import run_job
 from batchvoc.settings import JobSettings
 from tests.conftest import write_manifest
+from tests.speech import predicted_words
 
 FE = get_preset("hifigan_v1_universal").front_end
 
@@ -129,6 +130,20 @@ def test_a_doubtful_mel_is_vocoded_with_its_warning(pretrained):
     assert fine.ok and fine.warning is None
     (strict,) = pretrained.vocode_each([0.4 * loud])
     assert strict.ok and strict.warning == squeezed.warning
+
+
+def test_short_mels_too_short_to_judge_alone_are_judged_together_as_a_jobs_rows(pretrained, speech, caplog):
+    """log10 mels of single words (under 64 frames each, no clamped floor) pass alone; given together, as a job
+    reads its rows, they are vocoded with the pooled doubt naming the keyword (manifest/short_rows.py)."""
+    words = predicted_words(speech, get_preset("hifigan_v1_universal"), rows=4)
+    log10 = [w / np.log(10) for w in words]
+    assert all(r.ok and r.warning is None for w in log10 for r in pretrained.vocode_each([w]))
+    results = pretrained.vocode_each(log10)
+    assert all(r.ok and r.audio is not None and 'mel_scale="log10"' in r.warning for r in results), results
+    assert all(r.ok and r.warning is None for r in pretrained.vocode_each(words))
+    with caplog.at_level("WARNING"):
+        pretrained(log10)
+    assert sum("judged with the 3 other" in r.getMessage() for r in caplog.records) == 4
 
 
 def test_convention_hints_name_the_keywords_not_the_jobs_keys(pretrained):

@@ -120,8 +120,10 @@ LEVEL_REFUSED = ABOVE_CEILING  # an offset this large (either way): no audio thr
 # predicted mel is allowed counting in its favour)
 # a clamped floor at or above about 0 (the factor that would scale ln(clip) there is 0 or less, or shows as 0.00): a
 # normalised mel (min-max, or a dB mel mapped to [0, 1] by a fixed range: a little above 1 where audio is louder)
-NORMALISED = ("a normalised mel (e.g. min-max to [0, 1]: a floor at about 0 or above, where a natural-log mel's lies "
-              "far below 0, scaled or not)")
+NORMALISED = (
+    "a normalised mel (e.g. min-max to [0, 1]: a floor at about 0 or above, where a natural-log mel's lies "
+    "far below 0, scaled or not)"
+)
 Z_MEAN, Z_STD = 0.25, 0.25  # mean within this of 0 and std within this of 1: a mean/std (z-score) normalised mel
 
 
@@ -220,13 +222,14 @@ class MelChecks:
             fault = level_fault(mel, self.floor, self.ceiling, stats)
             doubt = (looks_compressed(mel, stats, self.keys) or (fault and f"{fault.reason} (vocoded, marked suspect)")
                      or raised_floor(mel, self.floor, self.ceiling))  # fmt: skip
-            return mel, None if doubt is None else self._read_as(doubt)
-        problem = self._read_as(problem)
+            return mel, None if doubt is None else self.read_as(doubt)
+        problem = self.read_as(problem)
         if self.mode == "error":
             raise RowError(problem)
         return mel, f"{problem} ({self.keys.set('mode', 'warn')}: vocoded anyway)"
 
-    def _read_as(self, problem: str) -> str:
+    def read_as(self, problem: str) -> str:
+        """A reason as the user reads it: under another input.mel_scale than ln, asking whether that is the scale."""
         if self.scale != "ln":
             problem += f" (read with {self.keys.set_scale(self.scale)}: is that the scale these mels are in?)"
         return problem

@@ -23,6 +23,7 @@ from batchvoc.errors import RowError
 from batchvoc.manifest import cursors
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.shards import Shard, group_span, id_strings, row_place, shard_table
+from batchvoc.manifest.short_rows import pooled_warnings
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,18 @@ def _in_set(rows: set[int]) -> Callable[[int, object], bool]:
 def _table_rows(table: pa.Table, checks: MelChecks, file: str, start: int, skip, file_start: int
                 ) -> Iterator[MelRow]:  # fmt: skip
     """A MelRow per row of a decoded batch of manifest `file` whose first row is the shard's row `start` and the
-    file's row `file_start` (which an id's error names); skipped rows unread."""
+    file's row `file_start` (which an id's error names); skipped rows unread. Rows too short to judge their
+    convention alone are judged together (short_rows.py)."""
+    rows = list(_each_row(table, checks, file, start, skip, file_start))
+    read = [row for row in rows if row.mel is not None and row.error is None]
+    for row, warning in zip(read, pooled_warnings(checks, [r.mel for r in read], [r.warning for r in read]),
+                            strict=True):  # fmt: skip
+        row.warning = warning
+    yield from rows
+
+
+def _each_row(table: pa.Table, checks: MelChecks, file: str, start: int, skip, file_start: int
+              ) -> Iterator[MelRow]:  # fmt: skip
     folder = _folder_of(file)
     ids = id_strings(table.column("id"))
     declared = {c: table.column(c).to_pylist() for c in DECLARED if c in table.column_names}
