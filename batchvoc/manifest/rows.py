@@ -33,7 +33,9 @@ MAX_ID_BYTES = 1024
 READ_ROWS = 16  # rows decoded at a time: about one engine batch of 10 s rows, so the first reaches the device soon
 STREAM_BYTES = 8 << 20  # read buffer per column chunk
 DECLARED = ("sample_rate", "hop_length", "n_mels")  # optional columns checked against the model
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 control characters: never in an id (check_id)
+# never in an id (check_id): C0, DEL and C1 control characters, Unicode's line and paragraph separators (a name
+# of two lines) and its bidirectional-text controls (a name that reads otherwise than it is spelled)
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 WARNINGS_LOGGED = 3  # convention warnings (rows vocoded and marked suspect) logged per shard; the rest are counted
 
 

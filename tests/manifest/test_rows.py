@@ -152,7 +152,9 @@ def test_id_errors_tell_null_from_empty_and_name_the_row_and_file(tmp_path):
 
 
 @pytest.mark.parametrize("bad, code", [("new\nline", "000A"), ("nul\x00", "0000"), ("a\x1fb", "001F"),
-                                       ("del\x7f", "007F"), ("c1\x80", "0080"), ("c1\x9f", "009F")])
+                                       ("del\x7f", "007F"), ("c1\x80", "0080"), ("c1\x9f", "009F"),
+                                       ("line\u2028sep", "2028"), ("para\u2029sep", "2029"),
+                                       ("txt.\u202egnp", "202E"), ("iso\u2066late", "2066")])
 def test_a_control_character_is_named_in_a_one_line_reason(bad, code):
     with pytest.raises(RowError) as err:
         check_id(bad)
