@@ -87,10 +87,11 @@ def shards_with_failed_rows(out: str | Path | Store, names: set[str]) -> set[str
     return failed
 
 
-def shards_missing_audio(out: str | Path | Store, names: set[str]) -> dict[str, int]:
-    """Those of the finished shards `names` that hold fewer audio files (audio/<name>/, below it too) than their
-    stats say they wrote (rows_ok + rows_suspect: every such row has a file): name -> files missing. One listing
-    of audio/; a shard whose stats cannot be read is not judged here (shards_with_failed_rows)."""
+def shards_missing_outputs(out: str | Path | Store, names: set[str]) -> dict[str, str]:
+    """Those of the finished shards `names` whose outputs were removed since they finished: name -> what is
+    missing, its stats (stats/<name>.json gone or unreadable) or audio files (fewer under audio/<name>/, below it
+    too, than its stats say it wrote: rows_ok + rows_suspect, every such row has a file). One listing of audio/,
+    one read of each shard's stats."""
     store = as_store(out)
     held: dict[str, int] = {}
     for rel in store.listing(AUDIO_DIR):
@@ -102,9 +103,11 @@ def shards_missing_audio(out: str | Path | Store, names: set[str]) -> dict[str, 
             stats = store.read_json(f"stats/{name}.json")
             written = int(stats.get("rows_ok", 0)) + int(stats.get("rows_suspect", 0))
         except (OSError, ValueError, AttributeError, TypeError):
+            missing[name] = f"its stats/{name}.json"
             continue
         if held.get(name, 0) < written:
-            missing[name] = written - held.get(name, 0)
+            count = written - held.get(name, 0)
+            missing[name] = f"{count} audio file{'s' if count > 1 else ''}"
     return missing
 
 

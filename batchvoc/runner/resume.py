@@ -15,7 +15,7 @@ from batchvoc.models.presets import Preset
 from batchvoc.runner.identity import RECORD, claim, job_identity
 from batchvoc.runner.lock import LOCK, JobLock
 from batchvoc.settings import JobSettings
-from batchvoc.sink import done_shards, shards_missing_audio, shards_with_failed_rows
+from batchvoc.sink import done_shards, shards_missing_outputs, shards_with_failed_rows
 from batchvoc.storage import Store, classify, reaching
 
 log = logging.getLogger(__name__)
@@ -53,23 +53,23 @@ class OutputHold:
             if settings.retry_failed and self.done:  # their ok rows' files are reused (ShardSink.reuse)
                 retried = shards_with_failed_rows(self.store, self.done)
                 self.done -= retried
-            self._redo_missing_audio()
+            self._redo_missing_outputs()
             removed = _remove_stale_partials(self.store, self.done)
         log.info("output.dir %s: %s job, %s done before%s%s", self.store.url, self.state,
                  counted(len(self.done) + len(retried), "shard"),
                  f" ({len(retried)} with failed rows run again: output.retry_failed)" if retried else "",
                  f", {counted(removed, 'temporary file')} removed" if removed else "")  # fmt: skip
 
-    def _redo_missing_audio(self) -> None:
-        """Finished shards whose audio files were removed since (by hand, a cleanup, a lost disk) are not done:
-        they run again, their files that are still there reused, so the job ends with every row's file."""
-        missing = shards_missing_audio(self.store, self.done) if self.done else {}
+    def _redo_missing_outputs(self) -> None:
+        """Finished shards whose audio files or stats were removed since (by hand, a cleanup, a lost disk) are not
+        done: they run again, their audio files still there reused, so the job ends with every row's file and
+        counts."""
+        missing = shards_missing_outputs(self.store, self.done) if self.done else {}
         if missing:
-            one = len(missing) == 1
-            log.warning("%s %s %s: %s again, the files still there reused (e.g. %s)",
-                        counted(len(missing), "finished shard"), "misses" if one else "miss",
-                        counted(sum(missing.values()), "audio file"), "it runs" if one else "they run",
-                        min(missing))  # fmt: skip
+            first = min(missing)
+            log.warning("%s lost outputs since %s finished (%s: %s missing): %s again, the audio files still there "
+                        "reused", counted(len(missing), "finished shard"), "it" if len(missing) == 1 else "they",
+                        first, missing[first], "it runs" if len(missing) == 1 else "they run")  # fmt: skip
             self.done -= set(missing)
 
     def shard_packing(self, preset: Preset, decide: Callable[[], ChunkPlan]) -> ChunkPlan | None:

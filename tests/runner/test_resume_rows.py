@@ -2,7 +2,7 @@
 weights, a real local Ray. Rows the first run judged suspect or clipped are the same in the output manifest and the
 summary after a rerun with nothing to do, and after a rerun that redoes a shard whose audio files were finished
 (its output manifest gone, as when a job dies before writing it): those files are reused, not written again; a
-file removed from a finished shard is made again.
+file removed from a finished shard is made again, and a shard whose stats were removed is counted again.
 """
 
 from __future__ import annotations
@@ -95,6 +95,15 @@ def test_rows_reused_by_a_rerun_keep_status_reason_mel_error_and_clipped(tmp_pat
     for key, row in first.items():
         assert {f: remade[key][f] for f in FIELDS} == {f: row[f] for f in FIELDS}, key
     assert {k: summary[k] for k in counts} == counts
+
+    # its stats removed since: the shard runs again, every audio file reused, and the summary counts it again
+    written = _mtimes(out)
+    (out / "stats" / f"{bad_shard}.json").unlink()
+    report, recounted, summary = _run(tmp_path)
+    this_run = summary["this_run"]
+    assert (this_run["shards"], this_run["rows_vocoded"], this_run["rows_reused"]) == (1, 0, 4), this_run
+    assert (out / "stats" / f"{bad_shard}.json").exists() and _mtimes(out) == written
+    assert recounted == first and {k: summary[k] for k in counts} == counts and report.exit_code == 2
 
 
 def test_retry_failed_vocodes_only_the_failed_rows_again(tmp_path, speech, ray_cluster):
