@@ -108,6 +108,11 @@ def test_a_job_reads_and_writes_the_bucket_and_a_rerun_skips_what_is_done(
     assert again.summary.this_run.shards == 0 and again.summary.rows_ok == 10
     assert {key: fs.info(key)["LastModified"] for key in sorted(fs.find(f"{out}/audio"))} == written
 
+    fs.rm(audio[3])  # removed from the bucket since: the rerun puts it back, its shard's other files reused
+    remade = run_job(settings)
+    assert remade.exit_code == 0 and remade.summary.this_run.shards == 1 and fs.exists(audio[3])
+    assert remade.summary.this_run.rows_vocoded == 1 and remade.summary.rows_ok == 10
+
 
 def test_a_job_killed_mid_way_finishes_on_rerun_with_nothing_duplicated(bucket, s3_server, tmp_path):  # noqa: F811
     """The command line, with credentials and endpoint from the standard AWS_* environment only."""
