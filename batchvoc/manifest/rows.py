@@ -23,7 +23,7 @@ from batchvoc.errors import RowError
 from batchvoc.manifest import cursors
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.shards import Shard, group_span, id_strings, row_place, shard_table
-from batchvoc.manifest.short_rows import pooled_warnings
+from batchvoc.manifest.short_rows import judge_together
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +165,7 @@ def _table_rows(table: pa.Table, checks: MelChecks, file: str, start: int, skip,
     file's row `file_start` (which an id's error names); skipped rows unread. Rows too short to judge their
     convention alone are judged together (short_rows.py)."""
     rows = list(_each_row(table, checks, file, start, skip, file_start))
-    read = [row for row in rows if row.mel is not None and row.error is None]
-    for row, warning in zip(read, pooled_warnings(checks, [r.mel for r in read], [r.warning for r in read]),
-                            strict=True):  # fmt: skip
-        row.warning = warning
+    judge_together(rows, checks)
     yield from rows
 
 

@@ -1,5 +1,6 @@
 """Rows too short to judge alone, judged together: the convention doubt of conventions.looks_compressed on the
-values of the short rows of one decoded batch pooled.
+values of the short rows of a group of consecutive rows pooled (a job's check stage, runner/stages/check.py; the
+manifest reader with full checks, rows.read_shard_rows; the Python API's consecutive mels).
 
 A log10 or scaled-down natural-log mel with no clamped floor shows only in how narrowly its values span, and a row
 under MIN_FRAMES_FOR_SPAN frames holds too few values to tell (a TTS model's single words, predicted mels that never
@@ -19,7 +20,7 @@ import numpy as np
 from batchvoc.manifest.conventions import MIN_FRAMES_FOR_SPAN, MelChecks, looks_compressed
 
 POOLED_FRAMES = 96  # short rows are judged together where their frames reach this (64: 1.1% false doubts)
-GROUP_ROWS = 16  # consecutive rows judged together at most: a job's decoded batch (rows.READ_ROWS)
+GROUP_ROWS = 16  # consecutive rows judged together at most: as many as the reader decodes at once (rows.READ_ROWS)
 
 
 def pooled_doubt(checks: MelChecks, mels: Sequence[np.ndarray]) -> str | None:
@@ -48,3 +49,12 @@ def pooled_warnings(checks: MelChecks, mels: Sequence[np.ndarray], warnings: Seq
         for i in short if doubt else ():
             given[i] = doubt
     return given
+
+
+def judge_together(rows: Sequence, checks: MelChecks) -> None:
+    """pooled_warnings on a group of rows read together (manifest.MelRow: those with a mel and no error take
+    part), each short one without a warning given the pooled doubt where there is one."""
+    read = [row for row in rows if row.mel is not None and row.error is None]
+    for row, warning in zip(read, pooled_warnings(checks, [r.mel for r in read], [r.warning for r in read]),
+                            strict=True):  # fmt: skip
+        row.warning = warning

@@ -1,5 +1,6 @@
 """Rows too short to judge alone, judged together (manifest/short_rows.py): short rows of real speech (espeak-ng
-through each preset's own front end) read as one manifest batch by the job's reader, rows.table_rows."""
+through each preset's own front end) read as one batch by the manifest reader with full checks, rows.table_rows
+(a job's check stage: tests/runner/stages/test_check.py)."""
 
 import numpy as np
 import pyarrow as pa
