@@ -87,16 +87,17 @@ def shards_with_failed_rows(out: str | Path | Store, names: set[str]) -> set[str
     return failed
 
 
-def shards_missing_outputs(out: str | Path | Store, names: set[str]) -> dict[str, str]:
+def shards_missing_outputs(out: str | Path | Store, names: set[str], fmt: str = "wav") -> dict[str, str]:
     """Those of the finished shards `names` whose outputs were removed since they finished: name -> what is
-    missing, its stats (stats/<name>.json gone or unreadable) or audio files (fewer under audio/<name>/, below it
-    too, than its stats say it wrote: rows_ok + rows_suspect, every such row has a file). One listing of audio/,
-    one read of each shard's stats."""
+    missing, its stats (stats/<name>.json gone or unreadable) or audio files (fewer `.<fmt>` files under
+    audio/<name>/, below it too, than its stats say it wrote: rows_ok + rows_suspect, every such row has a file;
+    other files, a viewer's .DS_Store, a note, do not count). One listing of audio/, one read of each shard's stats."""
     store = as_store(out)
     held: dict[str, int] = {}
     for rel in store.listing(AUDIO_DIR):
-        shard = rel.split("/", 1)[0]
-        held[shard] = held.get(shard, 0) + 1
+        if rel.endswith(f".{fmt}"):
+            shard = rel.split("/", 1)[0]
+            held[shard] = held.get(shard, 0) + 1
     missing = {}
     for name in names:
         try:

@@ -53,18 +53,18 @@ class OutputHold:
             if settings.retry_failed and self.done:  # their ok rows' files are reused (ShardSink.reuse)
                 retried = shards_with_failed_rows(self.store, self.done)
                 self.done -= retried
-            self._redo_missing_outputs()
+            self._redo_missing_outputs(settings.fmt)
             removed = _remove_stale_partials(self.store, self.done)
         log.info("output.dir %s: %s job, %s done before%s%s", self.store.url, self.state,
                  counted(len(self.done) + len(retried), "shard"),
                  f" ({len(retried)} with failed rows run again: output.retry_failed)" if retried else "",
                  f", {counted(removed, 'temporary file')} removed" if removed else "")  # fmt: skip
 
-    def _redo_missing_outputs(self) -> None:
+    def _redo_missing_outputs(self, fmt: str) -> None:
         """Finished shards whose audio files or stats were removed since (by hand, a cleanup, a lost disk) are not
         done: they run again, their audio files still there reused, so the job ends with every row's file and
         counts."""
-        missing = shards_missing_outputs(self.store, self.done) if self.done else {}
+        missing = shards_missing_outputs(self.store, self.done, fmt) if self.done else {}
         if missing:
             first = min(missing)
             log.warning("%s lost outputs since %s finished (%s: %s missing): %s again, the audio files still there "

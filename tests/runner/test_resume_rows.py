@@ -87,6 +87,7 @@ def test_rows_reused_by_a_rerun_keep_status_reason_mel_error_and_clipped(tmp_pat
     # first run judged its row, and reuses the shard's other files
     gone = first["log10"]["path"]
     (out / gone).unlink()
+    (out / gone).with_name(".DS_Store").write_bytes(b"\0")  # a file browser's: not audio, not counted
     report, remade, summary = _run(tmp_path)
     this_run = summary["this_run"]
     assert (out / gone).exists() and this_run["shards"] == 1 and report.exit_code == 2
