@@ -254,6 +254,9 @@ def test_reasons_of_one_kind_count_together():
     assert kind("id '../a' leaves the output folder ('..')") == kind("id '../b/c' leaves the output folder ('..')")
     assert kind("mel has 3 NaN or Inf values of 1.5e3") == "mel has N NaN or Inf values of N"
     assert kind("mel is null") != kind("mel_path 'x.npy' does not exist")
+    assert kind("id is null (row 4 of /d/a.parquet)") == kind("id is null (row 0 of /d/b.parquet)")
+    control = "id {} holds a control character ({}): ids name audio files, whose names hold none"
+    assert kind(control.format("'a\\tb'", "U+0009")) == kind(control.format("'c'", "U+202E"))
 
 
 def test_the_report_command_says_a_store_it_cannot_reach_in_one_line(tmp_path):

@@ -4,7 +4,6 @@ failure reasons grouped by kind, and the mels (input and output) of the worst ro
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import pyarrow.parquet as pq
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.rows import shown_id
 from batchvoc.report import files
+from batchvoc.runner.failures import reason_kind
 from batchvoc.stats import JobSummary
 
 log = logging.getLogger(__name__)
@@ -99,14 +99,6 @@ def _normalised(table: pa.Table) -> pa.Table:
         if name in types and table.schema.field(name).type != types[name]:
             table = table.set_column(i, name, pc.cast(table.column(name), types[name]))
     return table
-
-
-def reason_kind(reason: str) -> str:
-    """A failure reason with its particulars (quoted names, numbers) blanked, so reasons of one kind count
-    together: "n_mels is 100, the model takes 80 mel bands" -> "n_mels is N, the model takes N mel bands"."""
-    kind = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason)
-    kind = re.sub(r"(?<![A-Za-z_])-?\d+(\.\d+)?(e-?\d+)?", "N", kind)
-    return kind.strip()
 
 
 def failure_kinds(data: JobData, status: str = "error") -> list[tuple[str, int, str, list[str]]]:

@@ -24,12 +24,20 @@ from batchvoc.manifest.rows import shown_id
 EARLY_ROWS = 16  # rows to see before stopping a job whose rows all fail for one reason
 EARLY_SOURCES = 2  # input files (or shards, where there is one file) those rows must come from
 TOP = 5
-_MASK = re.compile(r"'[^']*'|\"[^\"]*\"|[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+_PLACE = re.compile(r"\(row \d+ of [^()]*\)")  # where a row is: row_place's "(row 4 of /data/m.parquet)"
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_CODE_POINT = re.compile(r"U\+[0-9A-F]{4,6}\b")
+_NUMBER = re.compile(r"(?<![A-Za-z_])-?\d+(\.\d+)?(e-?\d+)?")
 
 
 def reason_kind(reason: str) -> str:
-    """The reason with numbers and quoted names masked: rows failing the same way share it."""
-    return _MASK.sub("#", reason.strip())
+    """A failure reason with its particulars blanked, so rows failing the same way count together (the closing
+    summary's top reasons, the report's kinds): numbers ("n_mels is 100, the model takes 80 mel bands" -> "n_mels
+    is N, the model takes N mel bands"), quoted names, a character's code point (U+000A -> U+…) and where the row
+    is ("(row 4 of /data/m.parquet)" -> "(row N of …)")."""
+    kind = _PLACE.sub("(row N of …)", reason)
+    kind = _CODE_POINT.sub("U+…", _QUOTED.sub("'…'", kind))
+    return _NUMBER.sub("N", kind).strip()
 
 
 @dataclass
