@@ -210,8 +210,8 @@ def _each_row(table: pa.Table, checks: MelChecks, file: str, start: int, skip, f
 def check_id(key) -> None:
     """RowError unless `key` is a safe relative file name (it names the audio file): null, empty, not a string,
     a control character (C0, DEL, C1: a newline makes a file name of two lines), a backslash (a folder separator on
-    Windows, a character of the name on Linux and object stores), absolute, `..`, empty or `.` parts, a part over
-    MAX_NAME_BYTES or the whole over MAX_ID_BYTES."""
+    Windows, a character of the name on Linux and object stores), absolute, `..`, empty, `.` or white-space
+    parts, a part over MAX_NAME_BYTES or the whole over MAX_ID_BYTES."""
     if key is None:
         raise RowError("id is null")
     if isinstance(key, str) and not key:
@@ -232,6 +232,8 @@ def check_id(key) -> None:
         raise RowError(f"id {key!r} leaves the output folder ('..')")
     if any(part in ("", ".") for part in parts):
         raise RowError(f"id {key!r} has an empty or '.' path part")
+    if any(part.isspace() for part in parts):  # a file (or folder) whose name no listing shows
+        raise RowError(f"id {key!r} has a path part of white space only")
     if any(len(part.encode()) > MAX_NAME_BYTES for part in parts):
         raise RowError(f"id {key!r} has a path part longer than {MAX_NAME_BYTES} bytes")
     if len(key.encode()) > MAX_ID_BYTES:

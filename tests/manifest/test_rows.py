@@ -124,7 +124,8 @@ def test_a_nested_mels_n_frames_is_checked_the_same_way(tmp_path):
 
 @pytest.mark.parametrize(
     "bad", ["", "/abs", "a/../b", "..", "a//b", "./a", "a\x00b", "C:evil", "x" * 300, "/".join(["p" * 199] * 25),
-            "new\nline", "back\\slash", "\\abs", "a\tb", "a\rb", "del\x7f", "c1\x85", "c1\x9f", "esc\x1b[0m"]
+            "new\nline", "back\\slash", "\\abs", "a\tb", "a\rb", "del\x7f", "c1\x85", "c1\x9f", "esc\x1b[0m",
+            "  ", "a/ /b", "\u3000"]
 )
 def test_unsafe_ids_are_refused(bad):
     with pytest.raises(RowError):
