@@ -33,6 +33,7 @@ from batchvoc.errors import (  # noqa: E402
     InterruptedWhenDone,
     StartError,
     counted,
+    duration,
     interrupted_by,
     reader_gone,
 )
@@ -298,14 +299,14 @@ def log_closing(report: JobReport, out_url: str, retry_failed: bool = False) -> 
     resumed = s.this_run is not None and (s.shards_skipped > 0 or s.this_run.rows_reused > 0)
     n_reused = s.this_run.rows_reused if resumed else 0
     reused = f", {counted(n_reused, 'row')} reused" if n_reused else ""
-    this_run = f" ({s.this_run.audio_seconds_vocoded / 3600:.3f} h vocoded this run{reused})" if resumed else ""
+    this_run = f" ({duration(s.this_run.audio_seconds_vocoded)} vocoded this run{reused})" if resumed else ""
     nothing = resumed and s.this_run.audio_seconds_vocoded <= 0 and s.this_run.rows_reused > 0
     speed = "no audio vocoded (reused)" if nothing else f"{s.x_realtime:.1f}x real time"
     not_run = f", {s.rows_not_run} not run" if s.rows_not_run else ""
     log.info(
-        "batchvoc: %s ok, %d suspect, %d failed%s, %d clipped; %.3f h of audio%s, %s on %s "
+        "batchvoc: %s ok, %d suspect, %d failed%s, %d clipped; %s of audio%s, %s on %s "
         "(%s %s); outputs in %s (summary.json)",
-        counted(s.rows_ok, "row"), s.rows_suspect, s.rows_failed, not_run, s.rows_clipped, s.audio_seconds / 3600,
+        counted(s.rows_ok, "row"), s.rows_suspect, s.rows_failed, not_run, s.rows_clipped, duration(s.audio_seconds),
         this_run, speed, counted(s.actors, "actor"), s.backend, s.precision, out_url,
     )  # fmt: skip
     if s.write_fault and s.rows_not_run:  # (summary.json's own fault, every shard done, the driver said)

@@ -24,6 +24,18 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
+def duration(seconds: float | None) -> str:
+    """A duration as a message says it, in the unit that shows it: `2.25 h`, `12.5 min`, `25.0 s`, `0.96 s`
+    (`–` for None)."""
+    if seconds is None:
+        return "–"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s" if seconds >= 1 else f"{seconds:.2f} s"
+
+
 @dataclass(frozen=True)
 class Keys:
     """How a reason, hint or log line names a setting: as a job's keys (`input.mel_scale=db`,

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from batchvoc.errors import duration
 from tests.conftest import mel_rows, write_manifest
 from tests.test_cli import batchvoc
 
@@ -147,7 +148,7 @@ def test_a_full_disk_names_the_cause_counts_its_rows_not_run_and_a_rerun_with_sp
     # the closing line's speed is this run's: it says how much of the audio this run vocoded
     n = run["rows_reused"]
     reused = f", {n} row{'s' if n != 1 else ''} reused" if n else ""
-    said = f"{summary['audio_seconds'] / 3600:.3f} h of audio ({run['audio_seconds_vocoded'] / 3600:.3f} h vocoded "
+    said = f"{duration(summary['audio_seconds'])} of audio ({duration(run['audio_seconds_vocoded'])} vocoded "
     assert f"{said}this run{reused})" in rerun.stdout + rerun.stderr, (rerun.stdout + rerun.stderr)[-2000:]
 
 

@@ -9,7 +9,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from batchvoc.errors import counted
+from batchvoc.errors import counted, duration
 from batchvoc.report import data as jobdata
 from batchvoc.report import files, plots
 from batchvoc.stats import JobSummary, reused_seconds, vocoded_seconds
@@ -71,16 +71,6 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.2f} h"
-    if seconds >= 120:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.1f} s" if seconds >= 1 else f"{seconds:.2f} s"
-
-
 def _header(job: jobdata.JobData) -> str:
     s = job.summary
     clipped = sum(1 for v in job.column("clipped") if v)
@@ -90,9 +80,9 @@ def _header(job: jobdata.JobData) -> str:
     speed = "real time (the run that vocoded it)" if idle else "real time (audio vocoded this run)"
     cards = [("ok", f"{s.rows_ok:,}", "rows ok"), ("warn" if s.rows_suspect else "", f"{s.rows_suspect:,}",
               "rows suspect"), ("bad" if s.rows_failed else "", f"{s.rows_failed:,}", "rows failed"),
-             ("", _duration(s.audio_seconds), "audio written"), ("", _duration(s.wall_seconds or None), "wall time"),
+             ("", duration(s.audio_seconds), "audio written"), ("", duration(s.wall_seconds or None), "wall time"),
              ("", f"{s.x_realtime:,.1f}x" if s.x_realtime else "–", speed),
-             ("", _duration(_startup_s(job)), "start-up"),
+             ("", duration(_startup_s(job)), "start-up"),
              ("", str(s.actors or "–"), counted(s.actors, "actor").split(" ", 1)[1])]  # fmt: skip
     if s.rows_not_run:  # rows of shards that did not finish: no outcome, not failed; any rerun runs them
         cards.insert(3, ("warn", f"{s.rows_not_run:,}", "rows not run"))
@@ -196,7 +186,7 @@ def _speed(vocoded: float, reused: float, seconds: float) -> str:
 
 
 def _audio(vocoded: float, reused: float) -> str:
-    return _duration(vocoded) + (f" (+{_duration(reused)} reused)" if reused > 0 else "")
+    return duration(vocoded) + (f" (+{duration(reused)} reused)" if reused > 0 else "")
 
 
 def _ready(stats: dict[str, Any]) -> float:
@@ -216,8 +206,8 @@ def _timeline(job: jobdata.JobData) -> str:
         if speed == "reused"
         else f"{speed} real time over the audio vocoded, from the first shard's start to the last one's end"
     )
-    also = f" ({_duration(reused)} more reused from an earlier run's files)" if reused > 0 else ""
-    return (f"<h2>Throughput</h2><p>{len(spans)} shards, {_duration(total)} of audio vocoded{also} on {actors} "
+    also = f" ({duration(reused)} more reused from an earlier run's files)" if reused > 0 else ""
+    return (f"<h2>Throughput</h2><p>{len(spans)} shards, {duration(total)} of audio vocoded{also} on {actors} "
             f"actor{'s' if actors != 1 else ''}; {speed}."
             f" <span class='muted'>{html.escape(caption)}</span></p>"
             + _img(plots.throughput(spans), "audio vocoded over time per actor")
@@ -236,15 +226,15 @@ def _startup(job: jobdata.JobData) -> str:
         # the speed is over the audio the actor vocoded; reused audio is named as such
         vocoded, reused = sum(vocoded_seconds(x) for x in mine), sum(reused_seconds(x) for x in mine)
         rows.append([actor, s.get("device", "?"), f"{s.get('backend', '?')} {s.get('precision', '')}",
-                     _duration(_ready(s)) if _ready(s) else "–", len(mine), _audio(vocoded, reused),
-                     _duration(busy), _speed(vocoded, reused, busy)])  # fmt: skip
+                     duration(_ready(s)) if _ready(s) else "–", len(mine), _audio(vocoded, reused),
+                     duration(busy), _speed(vocoded, reused, busy)])  # fmt: skip
     head = "<h2>Start-up and actors</h2>"
     startup, first = job.summary.startup_s, _first_shard_s(job)
     said = []
     if startup is not None:
-        said.append(f"{_duration(startup)} from the process start until the first audio was vocoded")
+        said.append(f"{duration(startup)} from the process start until the first audio was vocoded")
     if first is not None:
-        said.append(f"the first shard began {_duration(first)} after the job started")
+        said.append(f"the first shard began {duration(first)} after the job started")
     text = f"<p>Start-up: {'; '.join(said)}.</p>" if said else ""
     if not rows:
         return head + text + "<p class='muted'>No actor ran in this run.</p>"
