@@ -1,6 +1,7 @@
 """The kinds of failure batchvoc tells apart: bad configuration (stop before any work), a job that could not start
 its workers, and a bad row; and how a message words things: a setting (Keys: the job's keys or the Python API's
-keywords), a count (counted: `1 row`, `2 rows`); and a command whose reader stopped reading (`reader_gone`)."""
+keywords), a count (counted: `1 row`, `2 rows`), a duration (duration: `7.2 s`, `2.25 h`); and a command whose
+reader stopped reading (`reader_gone`)."""
 
 from __future__ import annotations
 

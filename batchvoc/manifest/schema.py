@@ -36,7 +36,8 @@ def find_manifest_files(spec: str | Path | None, output_dir: str | Path | None =
     return list_manifest_files(spec, output_dir).paths
 
 
-def list_manifest_files(spec: str | Path | None, output_dir: str | Path | None = None) -> ManifestFiles:
+def list_manifest_files(spec: str | Path | None, output_dir: str | Path | None = None, preset: str = ""
+                        ) -> ManifestFiles:  # fmt: skip
     """The Parquet files named by input.manifest: one file, a folder of *.parquet, or a glob; sorted.
 
     `spec` is a local path or an fsspec URL (s3://bucket/mels/, gs://..., hf://datasets/...); its `paths` are
@@ -47,7 +48,8 @@ def list_manifest_files(spec: str | Path | None, output_dir: str | Path | None =
 
     Nor are other batchvoc jobs' output manifests (`manifest/*.parquet` of a folder that holds `job.json`) listed
     from a folder or a glob (`outside_other_jobs`), unless input.manifest names that manifest/ folder or lies in it;
-    the result's `left_out` says which were left out.
+    the result's `left_out` says which were left out. `preset` (the job's model.preset) fills in the command a
+    folder of audio files without a manifest is told to run.
     """
     if not spec:
         raise ConfigError(KEY, "no manifest given; set input.manifest=PATH (a Parquet file, a folder or a glob)")
@@ -85,7 +87,7 @@ def list_manifest_files(spec: str | Path | None, output_dir: str | Path | None =
                 raise
             raise refusal from err
     if not files:
-        there = ": no such file or folder" if absent else _what_is_there(spec, listed, left)
+        there = ": no such file or folder" if absent else _what_is_there(spec, listed, left, preset)
         raise ConfigError(KEY, f"no Parquet files found at {spec!r}{there}")
     return ManifestFiles(files, f"input.manifest {spec}: left out {_jobs_left_out(left)}" if left else None)
 
@@ -141,7 +143,7 @@ def _jobs_left_out(left: dict[str, int]) -> str:
             "it)")  # fmt: skip
 
 
-def _what_is_there(spec: str | Path, listed: list[str] | None, left: dict[str, int]) -> str:
+def _what_is_there(spec: str | Path, listed: list[str] | None, left: dict[str, int], preset: str = "") -> str:
     """What a folder or glob with no Parquet files to read holds instead, for list_manifest_files's error: other
     jobs' output manifests, or audio files (and how to make a manifest of them), or .npy mels."""
     from batchvoc.manifest.build import AUDIO_SUFFIXES
@@ -158,9 +160,9 @@ def _what_is_there(spec: str | Path, listed: list[str] | None, left: dict[str, i
     folder = str(spec).rstrip("/") or "/"
     if Path(folder).name in ("", ".", "..", "~"):
         folder = str(Path(folder).expanduser().resolve())
+    named = f"--preset {preset}`" if preset else "--preset NAME` (NAME: the job's model.preset)"
     return (f": it holds {held}; make a manifest of them with `python -m batchvoc.manifest {kind} {folder} "
-            f"{folder}.parquet --preset NAME` (NAME: the job's model.preset), then set "
-            f"input.manifest={folder}.parquet")  # fmt: skip
+            f"{folder}.parquet {named}, then set input.manifest={folder}.parquet")  # fmt: skip
 
 
 def outside_output(spec: str | Path, files: list[str], output_dir: str | Path) -> list[str]:

@@ -41,7 +41,7 @@ def quick_checks(settings: JobSettings, manifest: bool = True) -> ManifestFiles:
         check_installed(settings.backend)
         check_cache_dir(settings.cache_dir)
     # the manifest's files, less the job's own output
-    files = list_manifest_files(settings.manifest, settings.out_url) if manifest else ManifestFiles([])
+    files = list_manifest_files(settings.manifest, settings.out_url, settings.preset) if manifest else ManifestFiles([])
     first = check_first_schema(files.paths)  # its footer, read once: the row count, the columns, the declared values
     refuse_other_mel_conventions(files.paths, first, early_mel_checks(settings))
     check_writable(settings.out_url)

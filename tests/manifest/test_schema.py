@@ -346,8 +346,12 @@ def test_a_folder_of_audio_files_says_how_to_make_a_manifest_of_them(tmp_path, m
     assert err.value.message == (f"no Parquet files found at 'mywavs': it holds 2 audio files; make a manifest of "
                                  f"them with `{command}` (NAME: the job's model.preset), then set "
                                  "input.manifest=mywavs.parquet")  # fmt: skip
-    # the command as said, with a preset for NAME, makes the manifest the job then reads
-    assert main(command.split()[3:-1] + ["hifigan_v1_universal"]) == 0
+    # a job's quick checks know its preset: the command names it, and as said it makes the manifest the job reads
+    with pytest.raises(ConfigError) as err:
+        list_manifest_files("mywavs", preset="hifigan_v1_universal")
+    command = command.replace("NAME", "hifigan_v1_universal")
+    assert f"them with `{command}`, then set input.manifest=mywavs.parquet" in err.value.message
+    assert main(command.split()[3:]) == 0
     assert find_manifest_files("mywavs.parquet") == [str(tmp_path / "mywavs.parquet")]
     (tmp_path / "mels").mkdir()
     np.save(tmp_path / "mels" / "a.npy", np.zeros((80, 4), np.float32))
