@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         none = "the one file could not" if len(files) == 1 else f"none of the {len(files)} files could"
         print(f"no manifest written: {none} be used", file=sys.stderr)
         return 1
-    skipped = f", skipped {counted(len(result.skipped), 'file')} (each named with its reason on stderr)" if result.skipped else ""
+    named = "each named with its reason on stderr"
+    skipped = f", skipped {counted(len(result.skipped), 'file')} ({named})" if result.skipped else ""
     print(f"wrote {counted(result.rows, 'row')} to {result.out}{skipped}")
     return 2 if result.skipped else 0
 
