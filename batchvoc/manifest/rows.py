@@ -51,6 +51,9 @@ class MelRow:
     mel: np.ndarray | None = None
     error: str | None = None
     warning: str | None = None
+    # a skipped row (its audio written by an earlier run, not vocoded again): its mel, for the short rows' pooled
+    # judgement alone (short_rows.py), so a row vocoded again is judged with the rows its first run judged it with
+    reused_mel: np.ndarray | None = None
 
 
 def passthrough_table(shard: Shard) -> pa.Table:
@@ -117,7 +120,8 @@ def decode_batch(table: pa.Table, first: int, shard: Shard, checks: MelChecks | 
     """The rows of one record batch of `shard` (its first row is the shard's row `first`), decoded and checked.
 
     A row in `skip` (a set of shard rows, or skip(row, id) true) comes back without its mel and without an error
-    (its audio exists already). Never raises for a row: each row's exception becomes its `error`.
+    (its audio exists already), its mel read into reused_mel for the short rows' judgement (short_rows.py). Never
+    raises for a row: each row's exception becomes its `error`.
     """
     if not isinstance(checks, MelChecks):
         checks = MelChecks(int(checks), mode="off")
@@ -180,10 +184,21 @@ def _each_row(table: pa.Table, checks: MelChecks, file: str, start: int, skip, f
         sources = _InlineMels(table.column("mel").combine_chunks(), paths_unread="mel_path" in table.column_names)
     else:
         sources = table.column("mel_path").to_pylist()
+
+    def checked(i: int) -> tuple[np.ndarray, str | None]:
+        checks.check_declared(**{c: values[i] for c, values in declared.items()})
+        what = "mel"
+        if "mel" in table.column_names:
+            mel = sources.mel(i, frames[i], checks.n_mels)
+        else:
+            mel, what = _npy_mel(sources[i], checks.n_mels, folder), f"mel_path {sources[i]!r}"
+            check_frames(frames[i], mel.shape[1], what)
+        return checks.read(finite_float32(mel, what))
+
     for i, key in enumerate(ids):
         index, name = start + i, None if key is None else str(key)
         if skip is not None and skip(index, key):
-            yield MelRow(index, name)
+            yield MelRow(index, name, reused_mel=_reused_mel(checked, i))
             continue
         try:
             check_id(key)
@@ -191,20 +206,22 @@ def _each_row(table: pa.Table, checks: MelChecks, file: str, start: int, skip, f
             yield MelRow(index, name, error=f"{err} ({row_place(file, file_start + i)})")
             continue
         try:
-            given = {c: values[i] for c, values in declared.items()}
-            checks.check_declared(**given)
-            what = "mel"
-            if "mel" in table.column_names:
-                mel = sources.mel(i, frames[i], checks.n_mels)
-            else:
-                mel, what = _npy_mel(sources[i], checks.n_mels, folder), f"mel_path {sources[i]!r}"
-                check_frames(frames[i], mel.shape[1], what)
-            mel, warning = checks.read(finite_float32(mel, what))
+            mel, warning = checked(i)
             yield MelRow(index, key, mel=mel, warning=warning)
         except RowError as err:
             yield MelRow(index, name, error=str(err))
         except Exception as err:  # noqa: BLE001 - whatever one row holds, it fails that row only
             yield MelRow(index, name, error=f"could not read the row: {one_line(err)}")
+
+
+def _reused_mel(checked: Callable[[int], tuple[np.ndarray, str | None]], i: int) -> np.ndarray | None:
+    """A skipped row's mel, read only to judge the short rows with it as its first run did (short_rows.py): None
+    where it cannot be read or has a doubt of its own (then it was not pooled then either)."""
+    try:
+        mel, warning = checked(i)
+    except Exception:  # noqa: BLE001 - the row is not vocoded: a mel it cannot give leaves it out of the pool
+        return None
+    return mel if warning is None else None
 
 
 def check_id(key) -> None:

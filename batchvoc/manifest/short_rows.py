@@ -52,9 +52,11 @@ def pooled_warnings(checks: MelChecks, mels: Sequence[np.ndarray], warnings: Seq
 
 
 def judge_together(rows: Sequence, checks: MelChecks) -> None:
-    """pooled_warnings on a group of rows read together (manifest.MelRow: those with a mel and no error take
-    part), each short one without a warning given the pooled doubt where there is one."""
-    read = [row for row in rows if row.mel is not None and row.error is None]
-    for row, warning in zip(read, pooled_warnings(checks, [r.mel for r in read], [r.warning for r in read]),
-                            strict=True):  # fmt: skip
-        row.warning = warning
+    """pooled_warnings on a group of rows read together (manifest.MelRow: those with a mel, or a reused row's
+    reused_mel, and no error take part), each short one to be vocoded without a warning given the pooled doubt where
+    there is one."""
+    read = [row for row in rows if row.error is None and (row.mel is not None or row.reused_mel is not None)]
+    mels = [row.mel if row.mel is not None else row.reused_mel for row in read]
+    for row, warning in zip(read, pooled_warnings(checks, mels, [r.warning for r in read]), strict=True):
+        if row.mel is not None:
+            row.warning = warning

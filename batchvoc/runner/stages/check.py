@@ -31,10 +31,18 @@ def check_rows(rows: Iterable[MelRow], checks: MelChecks | int, shard: str = "")
 def _judged_together(rows: Iterator[MelRow], checks: MelChecks) -> Iterator[MelRow]:
     while group := list(islice(rows, GROUP_ROWS)):
         judge_together(group, checks)
+        for row in group:
+            row.reused_mel = None  # judged with: no further use
         yield from group
 
 
 def _checked(row: MelRow, checks: MelChecks) -> MelRow:
+    if row.reused_mel is not None:  # a reused row's mel joins the short rows' pool only as its first run's did
+        try:
+            mel, warning = checks.read(row.reused_mel)
+            row.reused_mel = mel if warning is None else None
+        except Exception:  # noqa: BLE001 - it is not vocoded: out of the pool
+            row.reused_mel = None
     if row.mel is not None:
         try:
             row.mel, row.warning = checks.read(row.mel)
