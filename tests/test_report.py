@@ -213,7 +213,7 @@ def test_speeds_after_a_retry_failed_rerun_are_over_the_audio_vocoded(tmp_path, 
     assert "0.4x real time (audio vocoded this run)" in text
     assert "2.0 s of audio vocoded (8.0 s more reused from an earlier run's files)" in text
     assert "1.3x real time over the audio vocoded" in text  # 2 s vocoded from 1001.0 to 1002.5, not 10 s
-    assert "4 rows' audio was reused from an earlier run" in text
+    assert "4 rows' audio was reused from an earlier run's files in the shards this run redid" in text
     assert "0.0x" not in text and "reused" in text.split("Start-up and actors")[1]  # the actor's and the shards'
     assert not re.search(r"\bx x\b|\bx\s*x real time|(\d)x x\b", text), text
     caplog.set_level("INFO", "batchvoc")

@@ -264,14 +264,15 @@ def _quoted(key: str) -> str:
 
 
 def shown_id(key) -> str:
-    """An id (an output manifest's, None for a null one) as messages show it: `null` for a null id, an id holding
-    a control character (refused: check_id) or none at all (an empty id, or the rows of a row group that could not
-    be decoded) repr-quoted so the message stays one line and shows it, any other as it is (a file name too: the
-    manifest builder's skipped files)."""
+    """An id (an output manifest's, None for a null one) as messages show it: `null` for a null id; repr-quoted,
+    so the message stays one line and shows what it holds, an id with a control character (refused: check_id), with
+    nothing to see (empty, white space: an empty id, the rows of a row group that could not be decoded) or the text
+    `null` (not to be read as a null id); any other as it is (a file name too: the manifest builder's skipped
+    files)."""
     if key is None:
         return "null"
     text = str(key)
-    return repr(text) if not text or CONTROL.search(text) else text
+    return repr(text) if not text.strip() or text == "null" or CONTROL.search(text) else text
 
 
 class _InlineMels:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from batchvoc.errors import counted
 from batchvoc.manifest.conventions import MIN_FRAMES_FOR_SPAN, MelChecks, looks_compressed
 
 POOLED_FRAMES = 96  # short rows are judged together where their frames reach this (64: 1.1% false doubts)
@@ -33,8 +34,9 @@ def pooled_doubt(checks: MelChecks, mels: Sequence[np.ndarray]) -> str | None:
     doubt = looks_compressed(np.concatenate(list(mels), axis=1), keys=checks.keys)
     if doubt is None:
         return None
-    return checks.read_as(f"{doubt}; judged with the {len(mels) - 1} other rows under {MIN_FRAMES_FOR_SPAN} frames "
-                          "read with it, too short to judge alone")  # fmt: skip
+    others = counted(len(mels) - 1, "other row")
+    return checks.read_as(f"{doubt}; judged with the {others} under {MIN_FRAMES_FOR_SPAN} frames read with it, too "
+                          "short to judge alone")  # fmt: skip
 
 
 def pooled_warnings(checks: MelChecks, mels: Sequence[np.ndarray], warnings: Sequence[str | None]) -> list[str | None]:

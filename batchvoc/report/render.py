@@ -101,8 +101,9 @@ def _header(job: jobdata.JobData) -> str:
         resumed = f" {s.shards_skipped} of {counted(s.shards, 'shard')} done by an earlier run."
     reused = s.this_run.rows_reused if s.this_run is not None else 0
     if reused:
-        resumed += (f" {reused:,} rows' audio was reused from an earlier run (output.retry_failed): the speeds are "
-                    "over the audio vocoded, reused audio is not counted.")  # fmt: skip
+        rows = counted(reused, "row") + "'"  # a shard redone (interrupted, outputs lost, output.retry_failed)
+        resumed += (f" {rows} audio was reused from an earlier run's files in the shards this run redid: the speeds "
+                    "are over the audio vocoded, reused audio is not counted.")  # fmt: skip
     if s.stopped_early:
         resumed += f" The job stopped early: {s.stopped_early}."
     if s.shards_failed:

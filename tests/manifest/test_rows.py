@@ -194,6 +194,7 @@ def test_rows_with_unsafe_ids_fail_alone_and_a_null_id_stays_null(tmp_path):
     assert [shown_id(r.id) for r in out] == [rows[0]["id"], "'new\\nline'", "back\\slash", "'c1\\x85'", "null",
                                              rows[5]["id"]]  # fmt: skip
     assert shown_id("") == "''"  # an empty id, or a row of a row group that could not be decoded
+    assert [shown_id(k) for k in (" ", "null", "nullable")] == ["' '", "'null'", "nullable"]  # never read as null
 
 
 def test_check_id_tells_null_from_empty():
