@@ -66,10 +66,13 @@ class OutputHold:
         counts."""
         missing = shards_missing_outputs(self.store, self.done, fmt) if self.done else {}
         if missing:
-            first = min(missing)
-            log.warning("%s lost outputs since %s finished (%s: %s missing): %s again, the audio files still there "
-                        "reused", counted(len(missing), "finished shard"), "it" if len(missing) == 1 else "they",
-                        first, missing[first], "it runs" if len(missing) == 1 else "they run")  # fmt: skip
+            named = sorted(missing)[:3]
+            said = "; ".join(f"{name}: {missing[name]} missing" for name in named)
+            more = f"; and {len(missing) - len(named)} more" if len(missing) > len(named) else ""
+            one = len(missing) == 1
+            log.warning("%s lost outputs since %s finished (%s%s): %s again, the audio files still there reused",
+                        counted(len(missing), "finished shard"), "it" if one else "they", said, more,
+                        "it runs" if one else "they run")  # fmt: skip
             self.done -= set(missing)
 
     def shard_packing(self, preset: Preset, decide: Callable[[], ChunkPlan]) -> ChunkPlan | None:
