@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from batchvoc import wav
-from batchvoc.errors import ConfigError
+from batchvoc.errors import ConfigError, counted
 from batchvoc.storage import PATH_FAULTS, Store, WriteFault
 
 FORMATS = {"wav": ("WAV", ("PCM_16", "PCM_24", "FLOAT")), "flac": ("FLAC", ("PCM_16", "PCM_24"))}
@@ -74,41 +74,46 @@ def done_shards(out: str | Path | Store) -> set[str]:
     return {n[: -len(".parquet")] for n in names if n.endswith(".parquet") and "/" not in n}
 
 
-def shards_with_failed_rows(out: str | Path | Store, names: set[str]) -> set[str]:
-    """Those of the finished shards `names` whose stats (stats/<name>.json) count failed rows, or cannot be read."""
+def finished_stats(out: str | Path | Store, names: set[str]) -> dict[str, dict[str, Any] | None]:
+    """stats/<name>.json of each finished shard `names`, read once for a rerun's judgements (shards_with_failed_rows,
+    shards_missing_outputs): name -> its payload, None where it is gone or cannot be read."""
     store = as_store(out)
-    failed = set()
+    stats: dict[str, dict[str, Any] | None] = {}
     for name in names:
         try:
-            if store.read_json(f"stats/{name}.json").get("rows_failed", 0):
-                failed.add(name)
-        except (OSError, ValueError, AttributeError):
-            failed.add(name)
-    return failed
+            payload = store.read_json(f"stats/{name}.json")
+        except (OSError, ValueError):
+            payload = None
+        stats[name] = payload if isinstance(payload, dict) else None
+    return stats
 
 
-def shards_missing_outputs(out: str | Path | Store, names: set[str], fmt: str = "wav") -> dict[str, str]:
-    """Those of the finished shards `names` whose outputs were removed since they finished: name -> what is
-    missing, its stats (stats/<name>.json gone or unreadable) or audio files (fewer `.<fmt>` files under
+def shards_with_failed_rows(stats: dict[str, dict[str, Any] | None]) -> set[str]:
+    """Those of the finished shards (their finished_stats) whose stats count failed rows, or cannot be read."""
+    return {name for name, payload in stats.items() if payload is None or payload.get("rows_failed", 0)}
+
+
+def shards_missing_outputs(out: str | Path | Store, stats: dict[str, dict[str, Any] | None], fmt: str = "wav"
+                           ) -> dict[str, str]:  # fmt: skip
+    """Those of the finished shards (their finished_stats) whose outputs were removed since they finished: name ->
+    what is missing, its stats (stats/<name>.json gone or unreadable) or audio files (fewer `.<fmt>` files under
     audio/<name>/, below it too, than its stats say it wrote: rows_ok + rows_suspect, every such row has a file;
-    other files, a viewer's .DS_Store, a note, do not count). One listing of audio/, one read of each shard's stats."""
-    store = as_store(out)
+    other files, a viewer's .DS_Store, a note, do not count). One listing of audio/."""
     held: dict[str, int] = {}
-    for rel in store.listing(AUDIO_DIR):
+    for rel in as_store(out).listing(AUDIO_DIR):
         if rel.endswith(f".{fmt}"):
             shard = rel.split("/", 1)[0]
             held[shard] = held.get(shard, 0) + 1
     missing = {}
-    for name in names:
+    for name, payload in stats.items():
         try:
-            stats = store.read_json(f"stats/{name}.json")
-            written = int(stats.get("rows_ok", 0)) + int(stats.get("rows_suspect", 0))
-        except (OSError, ValueError, AttributeError, TypeError):
+            written = None if payload is None else int(payload.get("rows_ok", 0)) + int(payload.get("rows_suspect", 0))
+        except (TypeError, ValueError):
+            written = None
+        if written is None:
             missing[name] = f"its stats/{name}.json"
-            continue
-        if held.get(name, 0) < written:
-            count = written - held.get(name, 0)
-            missing[name] = f"{count} audio file{'s' if count > 1 else ''}"
+        elif held.get(name, 0) < written:
+            missing[name] = counted(written - held.get(name, 0), "audio file")
     return missing
 
 

@@ -15,7 +15,7 @@ from batchvoc.models.presets import Preset
 from batchvoc.runner.identity import RECORD, claim, job_identity
 from batchvoc.runner.lock import LOCK, JobLock
 from batchvoc.settings import JobSettings
-from batchvoc.sink import done_shards, shards_missing_outputs, shards_with_failed_rows
+from batchvoc.sink import done_shards, finished_stats, shards_missing_outputs, shards_with_failed_rows
 from batchvoc.storage import Store, classify, reaching
 
 log = logging.getLogger(__name__)
@@ -49,22 +49,23 @@ class OutputHold:
             except OSError as err:  # job.json cannot be written (no space, read-only, ...): nothing can be
                 raise ConfigError("output.dir", str(classify(err, self.store.url, RECORD))) from err
             self.done = done_shards(self.store) if self.state == "resumed" else set()
+            stats = finished_stats(self.store, self.done)
             retried = set()
-            if settings.retry_failed and self.done:  # their ok rows' files are reused (ShardSink.reuse)
-                retried = shards_with_failed_rows(self.store, self.done)
+            if settings.retry_failed:  # their ok rows' files are reused (ShardSink.reuse)
+                retried = shards_with_failed_rows(stats)
                 self.done -= retried
-            self._redo_missing_outputs(settings.fmt)
+            self._redo_missing_outputs({name: stats[name] for name in self.done}, settings.fmt)
             removed = _remove_stale_partials(self.store, self.done)
         log.info("output.dir %s: %s job, %s done before%s%s", self.store.url, self.state,
                  counted(len(self.done) + len(retried), "shard"),
                  f" ({len(retried)} with failed rows run again: output.retry_failed)" if retried else "",
                  f", {counted(removed, 'temporary file')} removed" if removed else "")  # fmt: skip
 
-    def _redo_missing_outputs(self, fmt: str) -> None:
-        """Finished shards whose audio files or stats were removed since (by hand, a cleanup, a lost disk) are not
-        done: they run again, their audio files still there reused, so the job ends with every row's file and
-        counts."""
-        missing = shards_missing_outputs(self.store, self.done, fmt) if self.done else {}
+    def _redo_missing_outputs(self, stats: dict[str, dict[str, Any] | None], fmt: str) -> None:
+        """Finished shards (their finished_stats) whose audio files or stats were removed since (by hand, a cleanup,
+        a lost disk) are not done: they run again, their audio files still there reused, so the job ends with every
+        row's file and counts."""
+        missing = shards_missing_outputs(self.store, stats, fmt) if stats else {}
         if missing:
             named = sorted(missing)[:3]
             said = "; ".join(f"{name}: {missing[name]} missing" for name in named)
