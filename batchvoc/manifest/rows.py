@@ -23,7 +23,7 @@ from batchvoc.errors import RowError
 from batchvoc.manifest import cursors
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.shards import Shard, group_span, id_strings, row_place, shard_table
-from batchvoc.manifest.short_rows import judge_together
+from batchvoc.manifest.short_rows import judge_together, pool_mel
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,8 @@ def _in_set(rows: set[int]) -> Callable[[int, object], bool]:
 def _table_rows(table: pa.Table, checks: MelChecks, file: str, start: int, skip, file_start: int
                 ) -> Iterator[MelRow]:  # fmt: skip
     """A MelRow per row of a decoded batch of manifest `file` whose first row is the shard's row `start` and the
-    file's row `file_start` (which an id's error names); skipped rows unread. Rows too short to judge their
-    convention alone are judged together (short_rows.py)."""
+    file's row `file_start` (which an id's error names); a skipped row's mel is read into its reused_mel alone.
+    Rows too short to judge their convention alone are judged together (short_rows.py)."""
     rows = list(_each_row(table, checks, file, start, skip, file_start))
     judge_together(rows, checks)
     yield from rows
@@ -198,7 +198,7 @@ def _each_row(table: pa.Table, checks: MelChecks, file: str, start: int, skip, f
     for i, key in enumerate(ids):
         index, name = start + i, None if key is None else str(key)
         if skip is not None and skip(index, key):
-            yield MelRow(index, name, reused_mel=_reused_mel(checked, i))
+            yield MelRow(index, name, reused_mel=pool_mel(lambda: checked(i)))  # noqa: B023 - called at once
             continue
         try:
             check_id(key)
@@ -212,16 +212,6 @@ def _each_row(table: pa.Table, checks: MelChecks, file: str, start: int, skip, f
             yield MelRow(index, name, error=str(err))
         except Exception as err:  # noqa: BLE001 - whatever one row holds, it fails that row only
             yield MelRow(index, name, error=f"could not read the row: {one_line(err)}")
-
-
-def _reused_mel(checked: Callable[[int], tuple[np.ndarray, str | None]], i: int) -> np.ndarray | None:
-    """A skipped row's mel, read only to judge the short rows with it as its first run did (short_rows.py): None
-    where it cannot be read or has a doubt of its own (then it was not pooled then either)."""
-    try:
-        mel, warning = checked(i)
-    except Exception:  # noqa: BLE001 - the row is not vocoded: a mel it cannot give leaves it out of the pool
-        return None
-    return mel if warning is None else None
 
 
 def check_id(key) -> None:

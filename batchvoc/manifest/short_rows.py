@@ -13,7 +13,7 @@ or more none of ~2,000, while 97-99% of log10 and x0.5 pools were flagged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -51,6 +51,17 @@ def pooled_warnings(checks: MelChecks, mels: Sequence[np.ndarray], warnings: Seq
         for i in short if doubt else ():
             given[i] = doubt
     return given
+
+
+def pool_mel(read: Callable[[], tuple[np.ndarray, str | None]]) -> np.ndarray | None:
+    """A reused row's mel (its audio written by an earlier run) as it joins the short rows' pool: `read()`'s
+    natural-log mel where its own check found nothing, as in the run that pooled it; None where it cannot be read or
+    has a doubt of its own (it is not vocoded, so neither is a fault)."""
+    try:
+        mel, warning = read()
+    except Exception:  # noqa: BLE001 - a mel it cannot give leaves it out of the pool
+        return None
+    return mel if warning is None else None
 
 
 def judge_together(rows: Sequence, checks: MelChecks) -> None:

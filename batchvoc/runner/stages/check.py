@@ -16,7 +16,7 @@ from batchvoc.errors import RowError
 from batchvoc.manifest import MelRow
 from batchvoc.manifest.conventions import MelChecks
 from batchvoc.manifest.rows import logged_warnings
-from batchvoc.manifest.short_rows import GROUP_ROWS, judge_together
+from batchvoc.manifest.short_rows import GROUP_ROWS, judge_together, pool_mel
 
 
 def check_rows(rows: Iterable[MelRow], checks: MelChecks | int, shard: str = "") -> Iterator[MelRow]:
@@ -37,12 +37,8 @@ def _judged_together(rows: Iterator[MelRow], checks: MelChecks) -> Iterator[MelR
 
 
 def _checked(row: MelRow, checks: MelChecks) -> MelRow:
-    if row.reused_mel is not None:  # a reused row's mel joins the short rows' pool only as its first run's did
-        try:
-            mel, warning = checks.read(row.reused_mel)
-            row.reused_mel = mel if warning is None else None
-        except Exception:  # noqa: BLE001 - it is not vocoded: out of the pool
-            row.reused_mel = None
+    if row.reused_mel is not None:  # read with the checks off: now as its first run judged it
+        row.reused_mel = pool_mel(lambda: checks.read(row.reused_mel))
     if row.mel is not None:
         try:
             row.mel, row.warning = checks.read(row.mel)
