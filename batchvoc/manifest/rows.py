@@ -357,6 +357,10 @@ def _npy_mel(path, n_mels: int, folder: str) -> np.ndarray:
         raise RowError(f"mel_path {path!r} does not exist") from None
     except Exception as err:  # noqa: BLE001 - numpy raises many kinds for a bad file
         raise RowError(f"mel_path {path!r} is not a readable .npy file: {npy_error(err, full)}") from None
+    if isinstance(mel, np.lib.npyio.NpzFile):  # np.load opens any zip archive as one, a torch.save file too
+        mel.close()
+        raise RowError(f"mel_path {path!r} is a zip archive (an .npz or a torch.save file), not a .npy array: "
+                       "save each mel with np.save")  # fmt: skip
     return npy_array_mel(mel, f"mel_path {path!r}", n_mels)
 
 

@@ -328,6 +328,21 @@ def test_object_arrays_and_pickles_are_refused(tmp_path):
     assert "not a readable .npy" in row.error and "never loaded" in row.error and "unsafely" not in row.error
 
 
+def test_zip_archives_named_as_such_and_the_rows_beside_them_read(tmp_path):
+    import torch
+
+    mel = np.full((N_MELS, 6), -5.0, np.float32)
+    np.save(tmp_path / "good.npy", mel)
+    np.savez(tmp_path / "mels.npz", mel=mel)
+    torch.save(torch.from_numpy(mel), tmp_path / "mel.pt")
+    names = ["good.npy", "mels.npz", "mel.pt"]
+    out = _read(write_manifest(tmp_path / "m.parquet", [dict(id=n, mel_path=n) for n in names]))
+    assert out[0].error is None and np.array_equal(out[0].mel, mel)
+    for row in out[1:]:
+        assert row.error == (f"mel_path {row.id!r} is a zip archive (an .npz or a torch.save file), not a .npy "
+                             "array: save each mel with np.save"), row.error  # fmt: skip
+
+
 def broken_npy_files(folder, n_mels: int = N_MELS) -> dict[str, str]:
     """Real broken .npy files in `folder` (and good.npy, [n_mels, 6]), by name -> words their reason must hold."""
     folder.mkdir(parents=True, exist_ok=True)
