@@ -180,6 +180,17 @@ def test_input_mels_reads_every_manifest_form_the_job_takes(tmp_path):
     np.testing.assert_allclose(ln[rows[0]["id"]], expected[rows[0]["id"]] * np.log(10), rtol=1e-5)
 
 
+def test_input_mels_pass_over_an_empty_part_without_a_warning(tmp_path, caplog):
+    """An empty Parquet part (0 rows, a bare id column) beside the rows: the job skips it, so the report does too."""
+    rows = mel_rows(2, 80, frames=[5, 7])
+    write_manifest(tmp_path / "in" / "m.parquet", rows)
+    pq.write_table(pa.table({"id": pa.array([], pa.string())}), tmp_path / "in" / "empty.parquet")
+    with caplog.at_level("WARNING"):
+        mels = jobdata.input_mels(str(tmp_path / "in"), [r["id"] for r in rows], 80)
+    assert sorted(mels) == sorted(r["id"] for r in rows)
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("batchvoc.report")]
+
+
 def test_speeds_after_a_retry_failed_rerun_are_over_the_audio_vocoded(tmp_path, caplog):
     """A rerun with output.retry_failed=true that reused rows' audio: every speed is over the audio vocoded, reused
     audio is named as reused (a fully reused shard has no speed, not 0.0x), and no unit is said twice."""

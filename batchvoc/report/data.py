@@ -165,7 +165,10 @@ def _mels_in(path: str, wanted: set[str], checks: MelChecks | int) -> list[tuple
     from batchvoc.manifest.rows import table_rows
 
     fs, inner = storage.filesystem(path)
-    schema = storage.parquet_file(path).schema_arrow
+    footer = storage.parquet_file(path)
+    if footer.metadata.num_rows == 0:  # an empty part, which the job skipped too (it may lack any column)
+        return []
+    schema = footer.schema_arrow
     id_type = schema.field("id").type
     values = [int(k) for k in wanted if k.lstrip("-").isdigit()] if pa.types.is_integer(id_type) else list(wanted)
     if not values:
