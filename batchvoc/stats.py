@@ -167,7 +167,7 @@ class JobSummary:
     wall_seconds: the job's start to its last shard's end (a local Ray's shutdown runs on, beside the summary);
     startup_s: process start to the first audio written (None when nothing was vocoded); x_realtime: this run's
     audio_seconds_vocoded / wall_seconds; actors_ready: per actor {actor, ready_s, load_path, device, pid};
-    top_failures: [{status, rows, example_id, reason}], the most common kinds of reason (runner/failures.TOP);
+    top_failures: [{status, rows, example_id, reason, alike}], the most common kinds of reason (runner/failures.TOP);
     top_failures_left_out, top_failures_left_out_rows: the kinds of reason past those, and their rows; timeline:
     seconds from process start to each step; started_at: epoch seconds.
     Keys a reader does not know are kept in `extra`."""

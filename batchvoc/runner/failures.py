@@ -40,6 +40,11 @@ def reason_kind(reason: str) -> str:
     return _NUMBER.sub("N", kind).strip()
 
 
+def _numbers(reason: str) -> list[str]:
+    """The numbers of a reason that are not where the row is, its id or a code point: what its fix depends on."""
+    return _NUMBER.findall(_CODE_POINT.sub("", _QUOTED.sub("", _PLACE.sub("", reason))))
+
+
 @dataclass
 class FailureTally:
     """Rows seen and, per reason kind, how many failed or were suspect, with the first one's id and reason."""
@@ -49,6 +54,7 @@ class FailureTally:
     errors: int = 0
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (status, kind) -> rows
     examples: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # -> (id, reason)
+    varied: set[tuple[str, str]] = field(default_factory=set)  # kinds whose rows' reasons differ (their numbers)
     sources: set[str] = field(default_factory=set)  # where the rows added came from (input files, or shards)
 
     def add(self, rows: list[dict[str, Any]], source: str = "") -> None:
@@ -66,12 +72,15 @@ class FailureTally:
             reason = str(row.get("error") or "no reason given")
             key = (status, reason_kind(reason))
             self.counts[key] += 1
-            self.examples.setdefault(key, (shown_id(row.get("id")), reason))
+            example = self.examples.setdefault(key, (shown_id(row.get("id")), reason))
+            if _numbers(example[1]) != _numbers(reason):
+                self.varied.add(key)
 
     def top(self, k: int = TOP) -> list[dict[str, Any]]:
-        """The k most common reasons: status, rows, example_id, reason (the example's own)."""
+        """The k most common reasons: status, rows, example_id, reason (the example's own), alike (whether every
+        row of that kind had the example's numbers: the fix it names holds for all of them)."""
         return [dict(status=status, rows=n, example_id=self.examples[(status, kind)][0],
-                     reason=self.examples[(status, kind)][1])
+                     reason=self.examples[(status, kind)][1], alike=(status, kind) not in self.varied)
                 for (status, kind), n in self.counts.most_common(k)]  # fmt: skip
 
     def left_out(self, k: int = TOP) -> tuple[int, int]:
@@ -96,9 +105,16 @@ def console_lines(
 ) -> list[str]:
     """One line per reason for the end of a job's console output, and a last one for the reasons left out (where
     the rest of them are: the `error` column of the output manifest, `manifest`)."""
-    lines = [f"  {counted(t['rows'], 'row')} {t['status']}: {t['reason']} (e.g. id {t['example_id']})" for t in top]
+    lines = [f"  {counted(t['rows'], 'row')} {t['status']}: {t['reason']} ({_example(t)})" for t in top]
     if left_out:
         more = f"{left_out} more {'reason' if left_out == 1 else 'reasons'}"
         lines.append(f"  … and {more} ({counted(left_out_rows, 'row')}): see the `error` column of "
                      f"the output manifest, {manifest}")  # fmt: skip
     return lines
+
+
+def _example(top: dict[str, Any]) -> str:
+    """Whose reason a console line shows, and whether the others' numbers differ from it."""
+    if top.get("alike", True):
+        return f"e.g. id {top['example_id']}"
+    return f"the numbers of id {top['example_id']}; the other rows' differ: see the `error` column"

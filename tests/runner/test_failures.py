@@ -56,3 +56,17 @@ def test_a_null_example_id_reads_null_and_valid_ids_print_as_they_are():
     lines = console_lines(tally.top())
     assert lines[0].endswith("(e.g. id null)") and lines[1].endswith("(e.g. id spk 1/utt'2)"), lines
     assert lines[2].endswith("(e.g. id 'a\\nb')"), lines
+
+
+def test_a_line_of_rows_whose_numbers_differ_says_whose_numbers_it_shows():
+    from batchvoc.runner.failures import console_lines
+
+    tally = FailureTally()
+    tally.add([dict(id="a", status="error", error="mel holds 480 values, not 80 x 7"),
+               dict(id="b", status="error", error="mel holds 480 values, not 80 x 7"),
+               dict(id="c", status="error", error="mel is scaled by 0.35 (Tacotron's [-4, 4])"),
+               dict(id="d", status="error", error="mel is scaled by 0.50 (Tacotron's [-4, 4])")])  # fmt: skip
+    same, varied = console_lines(tally.top())
+    assert same == "  2 rows error: mel holds 480 values, not 80 x 7 (e.g. id a)", same
+    assert varied == ("  2 rows error: mel is scaled by 0.35 (Tacotron's [-4, 4]) (the numbers of id c; the other "
+                      "rows' differ: see the `error` column)"), varied  # fmt: skip
