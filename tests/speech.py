@@ -71,6 +71,23 @@ def predicted_words(speech: Speech, preset, frames: int = 48, rows: int = 16) ->
     return [m + 0.1 * rng.standard_normal(m.shape).astype(np.float32) for m in cuts[:rows]]
 
 
+def pink_noise(samples: int, rng: np.random.Generator) -> np.ndarray:
+    """`samples` of pink (1/f power) Gaussian noise, std 1, float64: a room's or a fan's floor, loudest in the low
+    bands, where white noise lifts the high ones most."""
+    freqs = np.fft.rfftfreq(samples)
+    freqs[0] = freqs[1]
+    noise = np.fft.irfft(np.fft.rfft(rng.standard_normal(samples)) / np.sqrt(freqs), samples)
+    return noise / noise.std()
+
+
+def eight_bit(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`audio` (float, [-1, 1]) quantised to 8 bits with triangular dither, as `sox -b 8` writes it: a white floor of
+    std about 0.0045."""
+    step = 2 / 256
+    dither = (rng.random(audio.shape) - rng.random(audio.shape)) * step
+    return np.round((audio + dither) / step) * step
+
+
 def mid_speech(mel: np.ndarray, floor: float) -> slice:
     """The frames of the longest stretch of `mel` [n_mels, T] where every frame's loudest band is 6 above ln(clip):
     speech without a pause, where a log10 or scaled mel shows no clamped floor."""

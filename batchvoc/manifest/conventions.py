@@ -94,9 +94,17 @@ SPREAD = (1, 50, 75, 99)  # the percentiles SampleStats takes (looks_like: the 1
 # stepped by half their length), before and after NARROW_SPAN and COMPRESSED_PEAK: natural-log rows flagged 0 of 112
 # whole, 0 of 196 windows of 128 frames, 3 of 316 of 96, 6 of 580 of 64 (unchanged; over a noise floor 5 dB below
 # the speech: none of 32 / 114 / 170 / 272); log10 all; x0.5 all whole (was 109 of 112), 191 of 196 windows of 128
-# (190), 309 of 316 of 96 (307), 567 of 580 of 64 (555).
+# (190), 309 of 316 of 96 (307), 567 of 580 of 64 (555). With TOP_QUARTER_WIDTH (below): natural-log rows 0 of
+# every size, log10 and x0.5 as before.
 SPAN_OF_SPEECH = 6.0  # natural-log units; log10 of speech spans 3.0-5.3, x0.5 3.5-6.1, clean ln speech 6.9-12.1
 TOP_QUARTER_SHARE = 0.5  # medians: scaled rows 0.3-0.4 (as their speech), ln rows over a noise floor 0.6-0.7
+TOP_QUARTER_WIDTH = 2.0  # natural-log units: a top quarter (75th to 99th percentile) this wide or wider is speech's
+# own loudest values, which a noise floor does not reach and a scale narrows (log10 of speech 1.0-1.8, x0.5 1.2-2.1,
+# natural-log speech 2.1 or more where its span is under SPAN_OF_SPEECH). By the share alone, natural-log rows over a
+# floor between those above (white noise of std 0.002-0.006, pink of 0.003-0.03, pink 20 dB below the speech, 8-bit
+# audio: shares 0.45-0.5) were marked: 9 of 144 whole rows, 40 of 477 windows of 128 frames, 62 of 716 of 96, 124 of
+# 1,162 of 64; with the width 0, 0, 0 and 1, and every log10 and x0.5 row flagged as before
+# (benchmarks/convention_false_positives.py --floors --snr5; tests/manifest/test_conventions.py)
 MIN_FRAMES_FOR_SPAN = 64  # shorter rows: too few values to tell
 NARROW_SPAN = 3.0  # a span below this is log10 or scaled whatever its top quarter (LN_SPREAD's lower bound):
 # natural-log speech spans 4.1-12.1 whole and 3.7 or more in windows of 64 frames over the noise floors above, 3.6 /
@@ -432,7 +440,8 @@ def looks_compressed(mel: np.ndarray, stats: SampleStats | None = None, keys: Ke
                 f"{NARROW_SPAN:g} or more even over a noise floor as loud as the speech: looks like log10 (ln / "
                 f"2.303) or a natural-log mel scaled down (set {keys.set_scale('log10')} if it is log10; vocoded, "
                 "marked suspect: the values alone cannot be sure)")  # fmt: skip
-    if span >= SPAN_OF_SPEECH or (q99 - q75) / span >= TOP_QUARTER_SHARE:
+    top = q99 - q75  # speech's loudest values: a scale narrows them, a noise floor does not
+    if span >= SPAN_OF_SPEECH or top / span >= TOP_QUARTER_SHARE or top >= TOP_QUARTER_WIDTH:
         return None
     return (f"values span only {span:.2f} (1st to 99th percentile), and the loudest quarter is squeezed with the "
             f"rest; natural-log mels of speech span {SPAN_OF_SPEECH:g} or more: looks like log10 (ln / 2.303) or a "

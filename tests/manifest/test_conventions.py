@@ -11,7 +11,7 @@ from batchvoc.errors import ConfigError, RowError
 from batchvoc.manifest.conventions import MIN_FRAMES_FOR_SPAN, MelChecks, looks_like, raised_floor, to_natural_log
 from batchvoc.models.mel import load_audio_for, log_mel
 from batchvoc.models.presets import get_preset
-from tests.speech import mid_speech, speech_mels
+from tests.speech import eight_bit, mid_speech, pink_noise, speech_mels
 
 PRESETS = ("hifigan_v1_universal", "gsv_v4", "bigvgan_v2_24khz_100band_256x", "bigvgan_v2_44khz_128band_512x")
 LN10 = np.log(10.0)
@@ -113,6 +113,34 @@ def test_log10_or_scaled_mels_cut_from_mid_speech_never_pass(preset_mels, speech
         for wrong in (crop / LN10, 0.5 * crop):
             reason = _verdict(checks, wrong)
             assert reason is not None and "log10" in reason, (i, crop.shape, reason)
+
+
+# floors that leave natural-log speech's top quarter about half its span (by the share alone, such rows were marked)
+FLOORS = {
+    "white noise, std 0.004": lambda audio, rng: audio + 0.004 * rng.standard_normal(audio.shape[0]),
+    "white noise, std 0.006": lambda audio, rng: audio + 0.006 * rng.standard_normal(audio.shape[0]),
+    "pink noise, std 0.006": lambda audio, rng: audio + 0.006 * pink_noise(audio.shape[0], rng),
+    "pink noise, std 0.01": lambda audio, rng: audio + 0.01 * pink_noise(audio.shape[0], rng),
+    "8-bit audio": eight_bit,
+}
+
+
+@pytest.mark.parametrize("floor", FLOORS)
+def test_natural_log_speech_over_a_moderate_floor_is_not_marked_its_log10_and_halves_are(preset_mels, speech, floor):
+    """A floor that lifts natural-log speech's 1st percentile until its span is log10-like (under SPAN_OF_SPEECH)
+    and its top quarter about half of it leaves the speech's loudest values as wide as ever (TOP_QUARTER_WIDTH):
+    whole rows and their mid-speech stretches pass; the same rows in log10 or halved are still named log10."""
+    preset, _ = preset_mels
+    checks, fe, rng = MelChecks.for_preset(preset), preset.front_end, np.random.default_rng(11)
+    for wav in speech.wavs:
+        audio = FLOORS[floor](load_audio_for(fe, wav).astype(np.float64), rng)
+        mel = np.asarray(log_mel(np.clip(audio, -1, 1).astype(np.float32), fe))
+        cut = mel[:, mid_speech(mel, checks.floor)]
+        for row in (mel, cut) if cut.shape[1] >= MIN_FRAMES_FOR_SPAN else (mel,):
+            assert _verdict(checks, row) is None, (wav.name, row.shape)
+            for wrong in (row / LN10, 0.5 * row):
+                reason = _verdict(checks, wrong)
+                assert reason is not None and "log10" in reason, (wav.name, row.shape, reason)
 
 
 @pytest.mark.parametrize(
