@@ -75,8 +75,14 @@ def check_command_line(argv: list[str]) -> list[Any]:
     multirun = any(arg in MULTIRUN_FLAGS for arg in argv)
     overrides = [o for o in overrides_of(argv) if not o.lstrip("+~").startswith("hydra")]
     configs = []
-    for job in sweep_jobs(overrides, multirun):
-        cfg = compose(job)
+    jobs = sweep_jobs(overrides, multirun)
+    for number, job in enumerate(jobs):
+        try:
+            cfg = compose(job)
+        except ConfigError as err:  # a swept value of the wrong type or an unknown name: which job, as check_sweep
+            if len(jobs) < 2:
+                raise
+            raise ConfigError(err.key, f"{err.message} (job {number} of the sweep)", err.shown) from None
         check_submitted_output(str(cfg.output.dir))
         check_output_dir(str(cfg.output.dir))
         configs.append(cfg)

@@ -358,6 +358,9 @@ def test_a_sweep_flag_after_the_overrides_is_taken_as_it_was_checked(tmp_path):
     [
         (["-m", "engine.batch=0,-1"], "engine.batch: must be at least 1, not 0 (job 0 of the sweep)"),
         (["-m", "model.checkpoint={tmp}/no1.pth,{tmp}/no2.pth"], "no1.pth' does not exist (job 0 of the sweep)"),
+        # a swept value that composing the job refuses (its type, a name) names the job too, as the docs say
+        (["-m", "engine.batch=1,eight"], "engine.batch: wrong type: 'eight' is not an integer (job 1 of the sweep)"),
+        (["-m", "engine.backend=eager,turbo"], "'turbo' is not one of auto, tensorrt, aoti, inductor, eager (job 1 of"),
         (["engine.batch=0"], "engine.batch: must be at least 1, not 0"),  # one job: the same
     ],
 )
