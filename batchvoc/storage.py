@@ -88,6 +88,10 @@ def classify(err: BaseException, out_dir: str, target: str = "") -> WriteFault:
     where = f" ({target})" if target else ""
     if isinstance(err, PermissionError) and code is None:
         code = errno.EACCES
+    kind = access_kind(err)
+    if kind == "credentials":  # before the errno: s3fs raises keys the store refuses as a PermissionError (EACCES)
+        reason = f"cannot write to output.dir {out_dir}{where}: {describe(err, out_dir)}"
+        return WriteFault(reason, kind, True, code)
     if code in PERMANENT:
         kind, cause = PERMANENT[code]
         reason = f"cannot write to output.dir {out_dir}: {cause}{where} [{errno.errorcode.get(code, code)}]"
@@ -95,7 +99,6 @@ def classify(err: BaseException, out_dir: str, target: str = "") -> WriteFault:
     if isinstance(err, FileNotFoundError):  # a missing bucket, or a folder removed under the job
         reason = f"cannot write to output.dir {out_dir}: it (or its bucket) does not exist{where}: {_line(err)}"
         return WriteFault(reason, "missing", True, code)
-    kind = access_kind(err)
     if kind:  # no credentials or a refused option: the same on every try; the store not reached: perhaps a moment
         reason = f"cannot write to output.dir {out_dir}{where}: {describe(err, out_dir)}"
         return WriteFault(reason, kind, kind in ("credentials", "options"), code)

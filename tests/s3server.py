@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,17 +48,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(log: Path) -> tuple[subprocess.Popen, str]:
+def _start(log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """moto_server on a free port; `env` adds to its environment (INITIAL_NO_AUTH_ACTION_COUNT=0: it checks keys)."""
     binary = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
     for _ in range(5):  # another process may take the free port between our probe and the server's bind
         port = _free_port()
         endpoint = f"http://127.0.0.1:{port}"
         proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=log.open("wb"),
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **(env or {})})  # fmt: skip
         deadline = time.time() + 30
         while time.time() < deadline and proc.poll() is None:
             try:
                 urllib.request.urlopen(endpoint, timeout=1).close()
+                return proc, endpoint
+            except urllib.error.HTTPError:  # it answered (a server checking keys refuses a request without any)
                 return proc, endpoint
             except OSError:
                 time.sleep(0.2)

@@ -28,7 +28,7 @@ from batchvoc.settings import JobSettings
 from batchvoc.stats import JobSummary
 from tests.conftest import mel_rows, write_manifest
 from tests.jobs import small_job
-from tests.s3server import s3_server  # noqa: F401 - the session fixture
+from tests.s3server import _start, _stop, s3_server  # noqa: F401 - the session fixture
 from tests.test_cli import ROOT
 
 
@@ -213,6 +213,31 @@ def test_no_credentials_for_an_output_dir_on_a_bucket_name_output_dir(s3_server,
         storage.set_options({})
     assert got.value.key == "output.dir" and "\n" not in str(got.value)
     assert "no usable credentials" in got.value.message and "key and secret in io.storage_options" in got.value.message
+
+
+def test_keys_the_store_refuses_for_an_output_dir_are_named_as_credentials(tmp_path):
+    """A store that checks keys (moto with INITIAL_NO_AUTH_ACTION_COUNT=0) refuses ours: s3fs raises a
+    PermissionError (EACCES) from S3's InvalidAccessKeyId. output.dir's probe says so in one line naming the keys,
+    as input.manifest's listing does, not a bare 'permission denied'; a write meeting it is not retried."""
+    proc, endpoint = _start(tmp_path / "moto.log", env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    options = dict(endpoint_url=endpoint, key="wrong", secret="wrong", skip_instance_cache=True)
+    manifest = write_manifest(tmp_path / "in.parquet", mel_rows(2, 80, frames=5))
+    remote_in = small_job(None, manifest="s3://bvt/mels/", out_dir=str(tmp_path / "out"), storage_options=options)
+    remote_out = small_job(None, manifest=str(manifest), out_dir="s3://bvt/out", storage_options=options)
+    try:
+        for key, settings in (("input.manifest", remote_in), ("output.dir", remote_out)):
+            with pytest.raises(ConfigError) as got:
+                quick_checks(settings)
+            assert got.value.key == key and "\n" not in str(got.value), got.value
+            assert "no usable credentials" in got.value.message, got.value
+            assert "key and secret in io.storage_options" in got.value.message, got.value
+        storage.set_options(options)
+        with pytest.raises(storage.WriteFault) as fault:
+            storage.Store("s3://bvt/out").write_bytes("x", b"")
+        assert fault.value.kind == "credentials" and fault.value.permanent, fault.value
+    finally:
+        storage.set_options({})
+        _stop(proc)
 
 
 def test_an_endpoint_not_reached_stops_every_step_before_the_job_in_one_line(tmp_path):
