@@ -19,6 +19,7 @@ from batchvoc.errors import counted, reader_gone
 from batchvoc.manifest.build import AUDIO_SUFFIXES, audio_row, find_files, npy_row, rows_of, write_manifest
 from batchvoc.manifest.rows import shown_id
 from batchvoc.models.presets import PRESETS
+from batchvoc.storage import is_url
 
 SKIPS_LISTED = 50
 
@@ -31,8 +32,9 @@ def parser() -> argparse.ArgumentParser:
     audio = sub.add_parser("audio", help="audio files -> inline natural-log mels through a preset's front end")
     npy = sub.add_parser("npy", help=".npy mels [n_mels, n_frames] -> mel_path rows")
     for command, needed in ((audio, True), (npy, False)):
-        command.add_argument("folder", type=Path, help="searched recursively; a file's path below it is its id")
-        command.add_argument("out", type=Path, help="the manifest to write (.parquet)")
+        # str, not Path: Path("s3://b/x") reads "s3:/b/x", a local name (main refuses URLs, naming them whole)
+        command.add_argument("folder", help="a local folder, searched recursively; a file's path below it is its id")
+        command.add_argument("out", help="the manifest to write (.parquet), a local path")
         what = "whose mel front end makes the mels" if needed else "whose n_mels the .npy files must have"
         command.add_argument("--preset", required=needed, metavar="NAME", help=f"{what}; one of: {presets}")
         cores = f"this machine has {os.cpu_count()} cores"
@@ -50,7 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         print(f"--workers: must be at least 1, not {args.workers}", file=sys.stderr)
         return 1
-    folder = args.folder.expanduser()
+    for name in ("folder", "out"):
+        if is_url(getattr(args, name)):
+            print(f"{name}: {getattr(args, name)} is a URL; python -m batchvoc.manifest reads and writes local files "
+                  "only: copy the files to a local folder (or mount the bucket), build the manifest there, and "
+                  "upload it (a mel_path is relative to the manifest's folder: put it beside the .npy files' folder)",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+    folder, args.out = Path(args.folder).expanduser(), Path(args.out)
     if args.source == "audio":
         files = find_files(folder, AUDIO_SUFFIXES)
         make = partial(audio_row, folder=folder, preset_name=args.preset)

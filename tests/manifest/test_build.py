@@ -238,3 +238,18 @@ def test_preset_is_the_builders_own_option_and_help_lists_the_presets(tmp_path, 
         main(["audio", "--help"])
     text = capsys.readouterr().out.replace("\n", "").replace(" ", "")
     assert [name for name in PRESETS if name not in text] == [], text
+
+
+@pytest.mark.parametrize("source", ["npy", "audio"])
+def test_an_object_store_url_is_refused_in_one_line_naming_it(tmp_path, capsys, source):
+    """The builder reads and writes local files: a URL (the researcher's mels in a bucket) is named whole, not read
+    as a local path ('s3:/b/mels is not a folder'), with what to do; nothing is written, nothing contacted."""
+    local = tmp_path / "mels"
+    local.mkdir()
+    np.save(local / "a.npy", np.full((80, 20), -5.0, np.float32))
+    for args in (["s3://corpus/mels", str(tmp_path / "m.parquet")], [str(local), "s3://corpus/mels/m.parquet"]):
+        assert main([source, *args, "--preset", "hifigan_v1_universal"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        url = next(arg for arg in args if arg.startswith("s3://"))
+        assert len(err) == 1 and url in err[0] and "local" in err[0], err
+    assert not list(tmp_path.glob("*.parquet"))
