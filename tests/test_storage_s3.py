@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -112,6 +113,40 @@ def test_a_job_reads_and_writes_the_bucket_and_a_rerun_skips_what_is_done(
     remade = run_job(settings)
     assert remade.exit_code == 0 and remade.summary.this_run.shards == 1 and fs.exists(audio[3])
     assert remade.summary.this_run.rows_vocoded == 1 and remade.summary.rows_ok == 10
+
+
+def test_workers_without_the_store_s_credentials_stop_the_job_in_one_reason_naming_them(
+    bucket,
+    s3_server,  # noqa: F811 - the session fixture
+    tmp_path,
+    ray_cluster,
+    monkeypatch,
+    caplog,
+):
+    """The driver has keys in its environment, the workers (a cluster started without them) have none: the first
+    shard's failure names the worker, the file and where keys go, and no further shards are dealt (every one would
+    fail alike), not one bare 'Unable to locate credentials' per shard and 'run again to retry'."""
+    import botocore.session
+
+    def workers_keys() -> bool:
+        return botocore.session.get_session().get_credentials() is not None
+
+    if ray_cluster.get(ray_cluster.remote(workers_keys).remote()):
+        pytest.skip("this machine gives Ray's workers AWS credentials of its own (environment, ~/.aws, IMDS)")
+    name, fs = bucket
+    for part in range(4):
+        put_manifest(fs, f"{name}/mels/part{part}.parquet", mel_rows(2, 80, frames=6, prefix=f"p{part}"), tmp_path)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # the driver's own; ray_cluster's workers started without
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    options = dict(endpoint_url=s3_server.endpoint, skip_instance_cache=True)
+    with caplog.at_level(logging.ERROR, logger="batchvoc.runner.dealer"):
+        report = run_job(s3_job(s3_server, name, "nokeys", storage_options=options, shard_seconds=100))
+    assert report.exit_code == 1 and report.summary.rows_not_run == 8, report
+    failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("shard ")]
+    assert 1 <= len(failed) <= 2, failed  # the worker's first two shards, dealt at once; no more
+    said = report.summary.stopped_early
+    assert said and "\n" not in said and "no usable credentials" in said and "worker actor-" in said, said
+    assert f"s3://{name}/mels/part" in said and "io.storage_options" in said and "not the driver's" in said, said
 
 
 def test_a_job_killed_mid_way_finishes_on_rerun_with_nothing_duplicated(bucket, s3_server, tmp_path):  # noqa: F811

@@ -28,6 +28,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from batchvoc.errors import ConfigError, StartError
 from batchvoc.manifest import Shard
+from batchvoc.storage import WriteFault, access_kind, describe, is_url
 
 log = logging.getLogger(__name__)
 IN_FLIGHT_PER_ACTOR = 2
@@ -338,10 +339,17 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQue
         return
     except Exception as err:  # noqa: BLE001 - the shard raised: Ray does not retry what would repeat
         cause = _cause(err)
-        result.failed[shard.name] = first_line(cause)
-        log.error("shard %s failed: %s", shard.name, first_line(cause))
-        if permanent(cause):
-            result.stopped = f"{first_line(cause)} (no further shards dealt)"
+        reason, kind = first_line(cause), ""
+        if is_url(shard.file) and not isinstance(cause, WriteFault):  # WriteFault: output.dir's, said already
+            kind = access_kind(cause)
+        if kind:  # the driver's checks reached the store: this worker does not (its environment lacks the keys)
+            where = f"{actor.name} on {actor.host}" if actor.host else actor.name
+            reason = f"worker {where} (its environment, not the driver's) cannot read {shard.file}: "
+            reason += describe(cause, shard.file)
+        result.failed[shard.name] = reason
+        log.error("shard %s failed: %s", shard.name, reason)
+        if permanent(cause) or kind in ("credentials", "options"):  # every later shard would meet it too
+            result.stopped = f"{reason} (no further shards dealt)"
         return
     result.stats[shard.name] = stats
     result.shard_begun_at(stats.get("started_at"))  # a shard may end between two progress polls
