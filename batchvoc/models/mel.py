@@ -73,26 +73,16 @@ def log_mel(audio: np.ndarray | Tensor, fe: MelFrontEnd) -> Tensor:
     return mel[0] if squeeze else mel
 
 
-def resample(audio: Tensor, orig_sr: int, new_sr: int, zeros: int = 16, rolloff: float = 0.945) -> Tensor:
-    """audio [..., N] at orig_sr -> [..., ceil(N * new_sr / orig_sr)] at new_sr: polyphase windowed sinc (Hann).
+def resample(audio: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
+    """audio [N] (or [N, channels]) at orig_sr -> [about N * new_sr / orig_sr] at new_sr, same dtype, by libsoxr
+    (python-soxr's "VHQ" recipe, linear phase; measured on sines, 48 -> 22.05 kHz: flat to 0.92 of the lower
+    Nyquist frequency, -3 dB at 0.95, -44 dB at 0.98, over 130 dB down above it). Takes float32/64 and int16/32
+    (soxr raises TypeError or ValueError for others)."""
+    import soxr
 
-    `zeros` sinc zero crossings on each side of the low-pass, cut off at rolloff x the lower Nyquist rate.
-    """
-    g = math.gcd(orig_sr, new_sr)
-    orig, new = orig_sr // g, new_sr // g
-    if orig == new:
+    if orig_sr == new_sr:
         return audio
-    shape, x = audio.shape, audio.reshape(-1, 1, audio.shape[-1]).to(torch.float64)
-    cutoff = min(orig, new) * rolloff  # low-pass bandwidth: cutoff / orig of the input rate (2 x its cut-off)
-    width = math.ceil(zeros * orig / cutoff)
-    taps = torch.arange(-width, width + orig, dtype=torch.float64) / orig  # input offsets, in input samples / orig
-    phases = -torch.arange(new, dtype=torch.float64)[:, None] / new  # output phase within one input block
-    t = (phases + taps[None, :]) * cutoff  # [new, 2 * width + orig], in units of the low-pass period
-    window = torch.cos(t.clamp(-zeros, zeros) * math.pi / zeros / 2) ** 2
-    kernel = torch.special.sinc(t) * window * (cutoff / orig)
-    y = F.conv1d(F.pad(x, (width, width + orig)), kernel[:, None, :], stride=orig)  # [B, new, blocks]
-    y = y.transpose(1, 2).reshape(x.shape[0], -1)[:, : math.ceil(shape[-1] * new / orig)]
-    return y.to(audio.dtype).reshape(*shape[:-1], -1)
+    return soxr.resample(audio, orig_sr, new_sr, quality="VHQ")
 
 
 def load_audio_for(fe: MelFrontEnd, path: str | Path) -> np.ndarray:
@@ -111,5 +101,5 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
 def at_rate(mono: np.ndarray, sr: int, rate: int) -> np.ndarray:
     """Mono audio [N] at `sr` as float32 [M] at `rate` (resampled where they differ)."""
     if sr != rate:
-        mono = resample(torch.from_numpy(mono), sr, rate).numpy()
+        mono = resample(np.ascontiguousarray(mono, dtype=np.float32), sr, rate)
     return np.ascontiguousarray(mono, dtype=np.float32)

@@ -93,16 +93,16 @@ def test_pure_tone_peaks_in_its_band(preset, band):
 def test_resample_sine(orig, new):
     freq = 1000.0
     n = orig // 5
-    x = torch.sin(2 * torch.pi * freq * torch.arange(n, dtype=torch.float64) / orig).float()
+    x = np.sin(2 * np.pi * freq * np.arange(n) / orig).astype(np.float32)
     y = resample(x, orig, new)
-    assert y.shape == (math.ceil(n * new / orig),) and y.dtype == torch.float32
-    ref = torch.sin(2 * torch.pi * freq * torch.arange(y.shape[0], dtype=torch.float64) / new)
+    assert abs(y.shape[0] - n * new / orig) <= 1 and y.dtype == np.float32
+    ref = np.sin(2 * np.pi * freq * np.arange(y.shape[0]) / new)
     mid = slice(y.shape[0] // 4, 3 * y.shape[0] // 4)
-    assert (y[mid] - ref[mid]).abs().max().item() < 2e-3
+    assert np.abs(y[mid] - ref[mid]).max() < 2e-3
     # and a tone above the new Nyquist is removed rather than aliased
-    high = torch.sin(2 * torch.pi * 0.49 * orig * torch.arange(n) / orig) if new < orig else None
-    if high is not None:
-        assert resample(high, orig, new)[mid].abs().max().item() < 0.02
+    if new < orig:
+        high = np.sin(2 * np.pi * 0.49 * np.arange(n)).astype(np.float32)
+        assert np.abs(resample(high, orig, new)[mid]).max() < 0.02
 
 
 def test_load_audio_for_mixes_and_resamples(tmp_path):
@@ -111,7 +111,7 @@ def test_load_audio_for_mixes_and_resamples(tmp_path):
     left, right = 0.4 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 440 * t)
     sf.write(tmp_path / "a.wav", np.stack([left, right], axis=1), 48000, subtype="FLOAT")
     audio = load_audio_for(fe, tmp_path / "a.wav")
-    assert audio.dtype == np.float32 and audio.shape == (math.ceil(t.size * 22050 / 48000),)
+    assert audio.dtype == np.float32 and abs(audio.shape[0] - t.size * 22050 / 48000) <= 1
     ref = 0.3 * np.sin(2 * np.pi * 440 * np.arange(audio.size) / 22050)
     assert np.abs(audio[2000:-2000] - ref[2000:-2000]).max() < 2e-3
     sf.write(tmp_path / "b.wav", left, 22050, subtype="FLOAT")
