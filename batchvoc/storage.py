@@ -121,6 +121,12 @@ def is_store_error(err: BaseException) -> bool:
     )
 
 
+def from_client(err: BaseException) -> bool:
+    """Whether err, or an error it was raised from, is an object-store client's own (CLIENT_PACKAGES' classes)."""
+    kinds = (kind for cause in _causes(err) for kind in type(cause).__mro__)
+    return any(kind.__module__.split(".")[0] in CLIENT_PACKAGES for kind in kinds)
+
+
 def _causes(err: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     while err is not None and id(err) not in seen:

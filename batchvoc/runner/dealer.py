@@ -28,7 +28,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from batchvoc.errors import ConfigError, StartError
 from batchvoc.manifest import Shard
-from batchvoc.storage import WriteFault, access_kind, describe, is_url
+from batchvoc.storage import WriteFault, access_kind, describe, from_client, is_url
 
 log = logging.getLogger(__name__)
 IN_FLIGHT_PER_ACTOR = 2
@@ -340,12 +340,12 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQue
     except Exception as err:  # noqa: BLE001 - the shard raised: Ray does not retry what would repeat
         cause = _cause(err)
         reason, kind = first_line(cause), ""
-        if is_url(shard.file) and not isinstance(cause, WriteFault):  # WriteFault: output.dir's, said already
+        if from_client(cause) and not isinstance(cause, WriteFault):  # WriteFault: output.dir's, said already
             kind = access_kind(cause)
         if kind:  # the driver's checks reached the store: this worker does not (its environment lacks the keys)
             where = f"{actor.name} on {actor.host}" if actor.host else actor.name
-            reason = f"worker {where} (its environment, not the driver's) cannot read {shard.file}: "
-            reason += describe(cause, shard.file)
+            said = describe(cause, shard.file if is_url(shard.file) else "")  # the hints of the input's store
+            reason = f"worker {where} (its environment, not the driver's) cannot use the object store: {said}"
         result.failed[shard.name] = reason
         log.error("shard %s failed: %s", shard.name, reason)
         if permanent(cause) or kind in ("credentials", "options"):  # every later shard would meet it too
