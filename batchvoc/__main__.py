@@ -46,6 +46,7 @@ log = logging.getLogger("batchvoc")
 register()
 _codes: list[int] = []  # each job's exit code, in the order the jobs ran
 _refused: list[bool] = []  # each job's: refused before any work (a ConfigError), its log folder removed
+_jobs: list[tuple[list[str], str]] = []  # each job's overrides and output.dir, for a sweep's closing lines
 _early = None  # the command line's one job, checked and its Ray begun before Hydra runs it (runner/early.EarlyStart)
 
 
@@ -70,6 +71,7 @@ def _job(cfg: DictConfig) -> int:
     finally:
         _codes.append(code)
         _refused.append(refused)
+        _jobs.append((_task_overrides(), str(cfg.output.dir)))
         _leave_clean()
     return code
 
@@ -161,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     terminate_as_interrupt()  # SIGTERM (kill, timeout, a batch scheduler) ends a job as a Ctrl-C does
     _codes.clear()
     _refused.clear()
+    _jobs.clear()
     sweep_record = _sweep_record(configs, argv)
     single = len(configs) == 1 and not any(arg in MULTIRUN_FLAGS for arg in argv)
     if single:
@@ -190,7 +193,33 @@ def main(argv: list[str] | None = None) -> int:
         if sweep_record is not None and _refused and all(_refused):  # Hydra's record of a sweep that did nothing
             sweep_record.unlink(missing_ok=True)
         remove_made_folders()  # an output.dir made by the checks and left empty (its jobs refused) goes too
+    if len(_codes) > 1:
+        print(sweep_closing(_jobs, _codes, _refused), file=sys.stderr, flush=True)
     return worst(_codes)
+
+
+OUTCOMES = {0: "every row ok", 2: "rows failed or suspect (its summary line above)"}
+
+
+def sweep_closing(jobs: list[tuple[list[str], str]], codes: list[int], refused: list[bool]) -> str:
+    """A sweep's last lines: each job's swept values (the overrides that differ between its jobs), how it ended
+    and its output folder, so a job refused or failed among many is not lost in the lines above."""
+    values = [dict(o.split("=", 1) for o in overrides if "=" in o) for overrides, _ in jobs]
+    swept = [k for k in dict.fromkeys(k for v in values for k in v) if len({v.get(k) for v in values}) > 1]
+    lines = [f"batchvoc: sweep of {len(codes)} jobs, exit code {worst(codes)}:"]
+    for num, ((_, out), value, code, no) in enumerate(zip(jobs, values, codes, refused, strict=True)):
+        which = " ".join(f"{k}={value.get(k, 'unset')}" for k in swept)
+        ended = ("refused before any work (its 'cannot run' line above)" if no
+                 else OUTCOMES.get(code, "could not run or stopped early (its lines above, its log)"))  # fmt: skip
+        lines.append(f"  job {num}{f' ({which})' if which else ''}: {ended}; {out}")
+    return "\n".join(lines)
+
+
+def _task_overrides() -> list[str]:
+    """The running job's command-line overrides (Hydra's task overrides)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task)
 
 
 def _sweep_record(configs: list, argv: list[str]) -> Path | None:

@@ -337,6 +337,20 @@ def test_multirun_checks_every_job_first_then_runs_each_into_its_own_folder(tmp_
     assert not (out / "2").exists()
     console = result.stdout + result.stderr  # redirected: no colour codes, no token banner
     assert "\x1b[" not in console and "Token authentication is enabled" not in console
+    # the sweep ends with a line per job: its swept value, how it ended, its folder (a user's sweep of many jobs
+    # had one refused among them, its line far above, only the exit code saying so)
+    assert result.stderr.rstrip().endswith(
+        f"batchvoc: sweep of 2 jobs, exit code 0:\n"
+        f"  job 0 (output.subtype=PCM_16): every row ok; {out}/0\n"
+        f"  job 1 (output.subtype=PCM_24): every row ok; {out}/1"
+    ), result.stderr
+    swapped = batchvoc(*common, "output.subtype=PCM_24,PCM_16", timeout=300)  # other jobs in those folders
+    assert swapped.returncode == 1, swapped.stdout[-3000:] + swapped.stderr[-3000:]
+    assert "What differs: output.subtype: PCM_16 -> PCM_24" in swapped.stderr
+    assert (
+        f"  job 0 (output.subtype=PCM_24): refused before any work (its 'cannot run' line above); {out}/0\n"
+        f"  job 1 (output.subtype=PCM_16): refused before any work"
+    ) in swapped.stderr, swapped.stderr
 
 
 def test_a_sweep_flag_after_the_overrides_is_taken_as_it_was_checked(tmp_path):
