@@ -345,7 +345,7 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQue
         if kind:  # the driver's checks reached the store: this worker does not (its environment lacks the keys)
             where = f"{actor.name} on {actor.host}" if actor.host else actor.name
             said = describe(cause, shard.file if is_url(shard.file) else "")  # the hints of the input's store
-            reason = f"worker {where} (its environment, not the driver's) cannot use the object store: {said}"
+            reason = f"on worker {where} (its environment, not the driver's): {said}"
         result.failed[shard.name] = reason
         log.error("shard %s failed: %s", shard.name, reason)
         if permanent(cause) or kind in ("credentials", "options"):  # every later shard would meet it too
