@@ -68,6 +68,8 @@ def test_every_job_ends_with_a_report_that_renders(tmp_path, ray_cluster):
     for reason in ("n_mels is 100, the model takes 80 mel bands", "leaves the output folder", "NaN or Inf"):
         assert reason in text
     assert re.search(r"\b2\tn_mels is 1\d\d", text)  # the two n_mels rows count as one kind of reason
+    differ = r"n_mels is 1\d\d, the model takes 80 mel bands \(the numbers of id \S+; the other rows' differ: see"
+    assert re.search(differ, text)  # 100 and 128: the table says whose numbers it shows
     assert "actor-0" in text and "actor-1" in text and "Shard timing" in text
     assert "No row was checked" in text  # checkpoint=random: the round trip is off, mel_error all null
     assert "check.max_mel_error" in text and "hifigan_v1_universal" in text  # the settings table
@@ -260,7 +262,8 @@ def test_a_rerun_with_nothing_to_do_says_whose_figures_it_shows(tmp_path):
 
 
 def test_reasons_of_one_kind_count_together():
-    kind = jobdata.reason_kind
+    from batchvoc.runner.failures import reason_kind as kind
+
     assert kind("n_mels is 100, the model takes 80 mel bands") == kind("n_mels is 128, the model takes 80 mel bands")
     assert kind("id '../a' leaves the output folder ('..')") == kind("id '../b/c' leaves the output folder ('..')")
     assert kind("mel has 3 NaN or Inf values of 1.5e3") == "mel has N NaN or Inf values of N"
@@ -268,6 +271,29 @@ def test_reasons_of_one_kind_count_together():
     assert kind("id is null (row 4 of /d/a.parquet)") == kind("id is null (row 0 of /d/b.parquet)")
     control = "id {} holds a control character ({}): ids name audio files, whose names hold none"
     assert kind(control.format("'a\\tb'", "U+0009")) == kind(control.format("'c'", "U+202E"))
+
+
+def test_the_failure_table_counts_by_kind_as_the_console_does_and_says_when_the_rows_numbers_differ():
+    """The report grouped failures by a twin of the console's tally, and its table showed the first row's reason
+    alone: "mel is scaled by 0.35" for rows scaled by 0.35 and 0.50, as if one fix held for both. It reads the
+    console's tally now (runner/failures.py) and words that as the console does."""
+    from batchvoc.report.render import _failures
+    from batchvoc.stats import JobSummary
+
+    reasons = ["mel is scaled by 0.35 (Tacotron's [-4, 4])"] * 2 + ["mel is scaled by 0.50 (Tacotron's [-4, 4])"]
+    reasons += ["mel holds 480 values, not 80 x 7"] * 6 + ["mel_error 1.2 > 0.8"]
+    statuses = ["error"] * 9 + ["suspect"]
+    rows = pa.table({"id": [f"u{i}" for i in range(9)] + [None, "ok1"], "status": statuses + ["ok"],
+                     "error": reasons + [None], "shard": ["s"] * 11})  # fmt: skip
+    page = _failures(jobdata.JobData("out", JobSummary(), [], rows))
+    cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", page)]
+    assert cells[:6] == [
+        "6", "mel holds 480 values, not 80 x 7", "u3, u4, u5, u6, u7",
+        "3", "mel is scaled by 0.35 (Tacotron's [-4, 4]) (the numbers of id u0; the other rows' differ: see the "
+             "`error` column)", "u0, u1, u2",
+    ], cells  # fmt: skip
+    assert cells[6:] == ["1", "mel_error 1.2 > 0.8", "null"], cells  # a suspect row; a null id reads `null`
+    assert "Failed rows (not written): 9" in page and "Suspect rows (written, mel differs): 1" in page
 
 
 def test_the_report_command_says_a_store_it_cannot_reach_in_one_line(tmp_path):

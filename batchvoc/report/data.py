@@ -4,7 +4,6 @@ failure reasons grouped by kind, and the mels (input and output) of the worst ro
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchvoc.manifest.conventions import MelChecks
-from batchvoc.manifest.rows import shown_id
 from batchvoc.report import files
-from batchvoc.runner.failures import reason_kind
+from batchvoc.runner.failures import FailureTally
 from batchvoc.stats import JobSummary
 
 log = logging.getLogger(__name__)
@@ -101,20 +99,17 @@ def _normalised(table: pa.Table) -> pa.Table:
     return table
 
 
-def failure_kinds(data: JobData, status: str = "error") -> list[tuple[str, int, str, list[str]]]:
-    """(kind, rows, one full reason, up to 5 example ids) per kind of reason of rows with `status`, most first."""
-    counts: Counter[str] = Counter()
-    example: dict[str, str] = {}
-    ids: dict[str, list[str]] = {}
-    for key, row_status, reason in zip(data.column("id"), data.column("status"), data.column("error"), strict=True):
-        if row_status != status:
-            continue
-        kind = reason_kind(reason or "no reason given")
-        counts[kind] += 1
-        example.setdefault(kind, reason or "no reason given")
-        if len(ids.setdefault(kind, [])) < 5:
-            ids[kind].append(shown_id(key))  # a null id as `null`
-    return [(kind, n, example[kind], ids[kind]) for kind, n in counts.most_common()]
+def failure_tally(data: JobData) -> FailureTally:
+    """The job's failed and suspect rows grouped by kind of reason, by the tally the runner's console and
+    summary.json use (runner/failures.py), so the report counts and words them alike; `kinds(status)` gives a
+    table's rows. Read a record batch at a time: a job's rows need not all become dicts at once."""
+    tally = FailureTally()
+    names = [name for name in ("id", "status", "error") if name in data.rows.column_names]
+    if "status" not in names:
+        return tally  # no output manifest read: nothing to group
+    for batch in data.rows.select(names).to_batches():
+        tally.add(batch.to_pylist())
+    return tally
 
 
 def worst_rows(data: JobData, count: int) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import Any
 from batchvoc.errors import counted, duration
 from batchvoc.report import data as jobdata
 from batchvoc.report import files, plots
+from batchvoc.runner.failures import example_note
 from batchvoc.stats import JobSummary, reused_seconds, vocoded_seconds
 
 log = logging.getLogger(__name__)
@@ -305,19 +306,28 @@ def _worst_pictures(job: jobdata.JobData, worst: list[dict[str, Any]]) -> list[s
 
 
 def _failures(job: jobdata.JobData) -> str:
+    """Failed and suspect rows, each counted by kind of reason: a bar chart and a table of reasons with ids."""
     parts = ["<h2>Failed and suspect rows</h2>"]
+    tally = jobdata.failure_tally(job)
     for status, title in (("error", "Failed rows (not written)"), ("suspect", "Suspect rows (written, mel differs)")):
-        kinds = jobdata.failure_kinds(job, status)
+        kinds = tally.kinds(status)
         if not kinds:
             continue
-        total = sum(n for _, n, _, _ in kinds)
-        parts.append(f"<h3>{title}: {total:,}</h3>")
-        parts.append(_img(plots.failure_bars([(k, n) for k, n, _, _ in kinds], f"{title} by reason"), title))
+        parts.append(f"<h3>{title}: {sum(k['rows'] for k in kinds):,}</h3>")
+        parts.append(_img(plots.failure_bars([(k["kind"], k["rows"]) for k in kinds], f"{title} by reason"), title))
         parts.append(_table(["rows", "reason (one example)", "ids (up to 5)"],
-                            [[n, example, ", ".join(ids)] for _, n, example, ids in kinds]))  # fmt: skip
+                            [[k["rows"], _reason(k), ", ".join(k["ids"])] for k in kinds]))  # fmt: skip
     if len(parts) == 1:
         parts.append("<p>Every row was written and passed its checks.</p>")
     return "".join(parts)
+
+
+def _reason(kind: dict[str, Any]) -> str:
+    """A kind's example reason; where the other rows' numbers differ from it, whose numbers they are, worded as
+    the console words it (the fix the reason names may not hold for the other rows)."""
+    if kind["alike"]:
+        return kind["reason"]
+    return f"{kind['reason']} ({example_note(kind)})"
 
 
 def _flat(node: Any, prefix: str = "") -> list[tuple[str, Any]]:

@@ -70,3 +70,18 @@ def test_a_line_of_rows_whose_numbers_differ_says_whose_numbers_it_shows():
     assert same == "  2 rows error: mel holds 480 values, not 80 x 7 (e.g. id a)", same
     assert varied == ("  2 rows error: mel is scaled by 0.35 (Tacotron's [-4, 4]) (the numbers of id c; the other "
                       "rows' differ: see the `error` column)"), varied  # fmt: skip
+
+
+def test_kinds_of_one_status_keep_five_ids_each_and_rows_may_be_streamed():
+    """The report's failure tables read kinds(status): every kind of that status, most rows first, with its masked
+    reason and its first five ids; rows come a batch at a time, as a generator."""
+    tally = FailureTally()
+    rows = (dict(id=f"u{i}", status="error", error=f"n_mels is {100 + i % 2}, the model takes 80") for i in range(7))
+    tally.add(rows, "a.parquet")
+    tally.add([dict(id="s", status="suspect", error="mel_error 1.2 > 0.8")])
+    (error,) = tally.kinds("error")
+    assert error["rows"] == 7 and error["kind"] == "n_mels is N, the model takes N" and not error["alike"]
+    assert error["ids"] == ["u0", "u1", "u2", "u3", "u4"] and error["example_id"] == "u0"
+    assert [k["reason"] for k in tally.kinds("suspect")] == ["mel_error 1.2 > 0.8"] and tally.kinds("ok") == []
+    assert tally.sources == {"a.parquet"} and tally.rows == 8
+    assert {k: v for k, v in error.items() if k not in ("kind", "ids")} == tally.top()[0]  # top()'s entry
