@@ -269,12 +269,12 @@ def run(cfg: DictConfig) -> int:
     except KeyboardInterrupt as err:
         interrupted = True
         if isinstance(err, InterruptedWhenDone) and err.report is not None:  # a complete job: its closing lines
-            log_closing(err.report, settings.out_url, settings.retry_failed)
+            log_closing(err.report, settings.out_url, settings.retry_failed, files)
         raise
     finally:
         if ray_thread is not None:  # Ctrl-C: not for long, whatever Ray's start is doing
             ray_thread.close(INTERRUPTED_WAIT_S if interrupted else None)
-    log_closing(report, settings.out_url, settings.retry_failed)
+    log_closing(report, settings.out_url, settings.retry_failed, files)
     return report.exit_code
 
 
@@ -312,17 +312,27 @@ def _early_stop_advice(shards: int, not_run: int, failed: int) -> str:
             "new job: a new output.dir, or output.overwrite=true")  # fmt: skip
 
 
-def log_closing(report: JobReport, out_url: str, retry_failed: bool = False) -> None:
+NPY_NOTE = (
+    "the .npy files that mel_path rows name are not checked for changes: a rerun keeps the audio made from a .npy "
+    "rewritten since; delete such a row's audio file (the output manifest's path) and run again to vocode it from its "
+    ".npy as it is now (docs/running.md: input changed between runs)"
+)
+
+
+def log_closing(report: JobReport, out_url: str, retry_failed: bool = False, files=None) -> None:
     """The job's closing lines: nothing to do, or the summary line (rows ok, suspect, failed: they ran; not run:
     rows of shards that did not finish, said only where there are some); then the write fault that left rows not
     run, or the shards an early stop did not run, or those that could not finish, or what to do about failed rows
-    (`retry_failed`: output.retry_failed was on)."""
+    (`retry_failed`: output.retry_failed was on). A rerun with nothing to do whose manifest `files` name .npy mels
+    says that a rewritten one is not noticed (NPY_NOTE)."""
     s = report.summary
     if s.this_run is not None and not s.this_run.shards and not report.failed_shards:
         done = "its 1 shard was" if s.shards == 1 else f"all {s.shards} shards were"
         log.info("batchvoc: nothing to do: %s done before (%s ok, %d suspect, %d failed); outputs in %s "
                  "(summary.json)", done, counted(s.rows_ok, "row"), s.rows_suspect, s.rows_failed, out_url)  # fmt: skip
         _failed_rows_hint(s.rows_failed, retry_failed)
+        if _names_mel_files(files):  # a user who rewrote mels and reran expected them vocoded again
+            log.info("batchvoc: %s", NPY_NOTE)
         return
     # the speed is over the audio this run vocoded: where that is not all the audio, say how much it is
     resumed = s.this_run is not None and (s.shards_skipped > 0 or s.this_run.rows_reused > 0)
@@ -348,6 +358,20 @@ def log_closing(report: JobReport, out_url: str, retry_failed: bool = False) -> 
         log.error("batchvoc: shards that could not finish: %s; run again to retry", ", ".join(report.failed_shards))
     else:
         _failed_rows_hint(s.rows_failed, retry_failed)
+
+
+def _names_mel_files(files) -> bool:
+    """Whether the manifest's rows name .npy mel files: a `mel_path` column in one of its first 8 files (the
+    listing's `ManifestFiles`, or a list of paths)."""
+    from batchvoc import storage
+
+    for path in list(getattr(files, "paths", files) or [])[:8]:
+        try:
+            if "mel_path" in storage.parquet_file(path).schema_arrow.names:
+                return True
+        except Exception:  # noqa: BLE001 - a note only: a file that cannot be read says nothing
+            continue
+    return False
 
 
 def _sweep_folder(cfg: DictConfig) -> None:

@@ -175,3 +175,34 @@ def test_a_disk_too_full_for_the_job_record_stops_before_any_work_naming_output_
             job.claim(settings, preset)
     assert err.value.key == "output.dir" and "no space left on the device" in str(err.value)
     assert str(out) in str(err.value) and not (out / "job.json").exists()
+
+
+def test_a_rewritten_npy_keeps_its_old_audio_until_that_file_is_deleted(tmp_path):
+    """A user rewrote a mel_path row's .npy and reran the job: `nothing to do`, the old audio kept, and not a word
+    that .npy files are not checked for changes. Now the rerun says so and how to redo the row; deleting its audio
+    file makes the same command vocode it from the new .npy, the other rows' files untouched."""
+    rows = mel_rows(3, 80, frames=[40, 32, 24], seed=5)
+    (tmp_path / "in" / "mels").mkdir(parents=True)
+    for row in rows:
+        np.save(tmp_path / "in" / "mels" / f"{row['id']}.npy", row["mel"].reshape(80, row["n_frames"]))
+    write_manifest(tmp_path / "in" / "m.parquet", [dict(id=r["id"], mel_path=f"mels/{r['id']}.npy") for r in rows])
+    out = tmp_path / "out"
+    args = (*SMALL, f"input.manifest={tmp_path / 'in'}", f"output.dir={out}")
+    first = batchvoc(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    mtimes = {p: (out / p).stat().st_mtime_ns for p in audio_files(out)}
+    np.save(tmp_path / "in" / "mels" / "utt_0000.npy", rows[0]["mel"].reshape(80, 40)[:, :16])  # rewritten: 16 frames
+    again = batchvoc(*args)
+    console = again.stdout + again.stderr
+    assert again.returncode == 0 and "nothing to do" in console, console[-3000:]
+    assert "mel_path rows name are not checked for changes" in console and "delete such a row's audio file" in console
+    old = {r["id"]: r for r in rows_of(out)}
+    assert old["utt_0000"]["n_samples"] == 40 * 256  # the old mel's audio, kept
+    (out / old["utt_0000"]["path"]).unlink()
+    redone = batchvoc(*args)
+    assert redone.returncode == 0, redone.stderr[-3000:]
+    new = {r["id"]: r for r in rows_of(out)}
+    assert new["utt_0000"]["n_samples"] == 16 * 256 and new["utt_0000"]["status"] == "ok"  # the .npy as it is now
+    assert {p: (out / p).stat().st_mtime_ns for p in audio_files(out) if "utt_0000" not in p} == {
+        p: t for p, t in mtimes.items() if "utt_0000" not in p
+    }
