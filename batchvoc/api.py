@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import numbers
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -130,6 +132,39 @@ def check_mel(mel: Any, n_mels: int, checks: MelChecks | None = None) -> tuple[n
     return checks.read(array)  # error mode raises RowError
 
 
+def mel_items(mels: Any, n_mels: int) -> list:
+    """The mels of one call as a list: a sequence (list, tuple, generator) of mels, or a batch array / tensor
+    [B, n_mels, T] (its B mels, as vocos's and BigVGAN's forward take them).
+
+    Raises ValueError for one mel given bare (a 2-D array or tensor, or nested lists of numbers: it would be read
+    as n_mels mels of one row each) or an array of another rank, TypeError for a str or path (a file name, not a
+    mel: np.load it first) or a non-iterable."""
+    if isinstance(mels, (str, bytes, PathLike)):
+        raise TypeError(f"mels is a file name ({mels!r}), not mels: load it (np.load) and pass [mel]")
+    if isinstance(mels, (np.ndarray, torch.Tensor)):
+        if mels.ndim == 3:
+            return list(mels)
+        shape = list(mels.shape)
+        if mels.ndim == 2:
+            raise ValueError(f"mels is one mel {shape} given bare; pass a list of mels, vocoder([mel]), or a batch "
+                             f"[B, n_mels={n_mels}, T]")  # fmt: skip
+        raise ValueError(f"mels has shape {shape}: pass a list of mels [n_mels={n_mels}, T_i] or a batch [B, "
+                         f"n_mels={n_mels}, T]")  # fmt: skip
+    try:
+        items = list(mels)
+    except TypeError:
+        raise TypeError(f"mels is of type {type(mels).__name__}: pass a list of mels [n_mels={n_mels}, T_i]") from None
+    if items and all(isinstance(row, (list, tuple)) for row in items) and _numbers(items[0]):
+        raise ValueError(f"mels is one mel as nested lists ({len(items)} rows of {len(items[0])} numbers) given bare; "
+                         "pass a list of mels, vocoder([mel])")  # fmt: skip
+    return items
+
+
+def _numbers(row: Sequence) -> bool:
+    """Whether a nested list's row holds numbers (one mel's row), not arrays (a list of mels)."""
+    return len(row) > 0 and all(isinstance(value, numbers.Real) and not isinstance(value, bool) for value in row)
+
+
 class Vocoder:
     """A vocoder engine built once, fed through chunk-and-pack: any number of mels of any lengths per call.
 
@@ -212,14 +247,16 @@ class Vocoder:
         return self.preset.n_mels
 
     def __call__(self, mels: Sequence[MelLike]) -> list[np.ndarray]:
-        """Audio for each mel: mels [n_mels, T_i] (numpy or torch, any float dtype) -> float32 [T_i * hop] each,
-        in order, at `sample_rate`, not clipped (a well-made mel stays within [-1, 1]).
+        """Audio for each mel: mels [n_mels, T_i] (numpy or torch, any float dtype; a list, or a batch [B, n_mels,
+        T]) -> float32 [T_i * hop] each, in order, at `sample_rate`, not clipped (a well-made mel stays within
+        [-1, 1]).
 
         Raises ValueError naming the item (its index) and the reason when a mel fails the checks; nothing is
-        vocoded then. Use `vocode_each` to get the other items' audio and a reason per bad item instead.
+        vocoded then. Use `vocode_each` to get the other items' audio and a reason per bad item instead. One mel
+        given bare (not in a list) raises ValueError saying so (mel_items).
         """
         checked, warnings = [], []
-        for index, mel in enumerate(mels):
+        for index, mel in enumerate(mel_items(mels, self.n_mels)):
             try:
                 array, warning = check_mel(mel, self.n_mels, self.checks)
             except RowError as err:
@@ -233,6 +270,7 @@ class Vocoder:
 
     def vocode_each(self, mels: Sequence[MelLike | None]) -> list[Result]:
         """A Result per mel, in order: its audio, or the reason it was refused (None items are refused too)."""
+        mels = mel_items(mels, self.n_mels)
         results: list[Result | None] = [None] * len(mels)
         good, warnings = [], {}
         for index, mel in enumerate(mels):

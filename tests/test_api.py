@@ -66,6 +66,27 @@ def test_bad_mels_are_named_by_index(pretrained):
     assert pretrained([]) == []
 
 
+def test_one_mel_given_bare_is_refused_as_such_and_a_batch_is_its_mels(pretrained):
+    """vocos and BigVGAN take [B, n_mels, T]: such a batch is its B mels (a generator or tuple works too); one mel
+    given bare (a 2-D array or tensor, or nested lists) would read as 80 mels of one row each, so it is refused as
+    one mel, and a file name as a file name."""
+    mel = speech_mels((0.4,))[0]
+    one = pretrained([mel])[0]
+    for batch in (np.stack([mel, mel]), torch.from_numpy(np.stack([mel, mel])), (m for m in (mel, mel)), (mel, mel)):
+        audio = pretrained(batch)
+        assert len(audio) == 2 and all(np.allclose(a, one, atol=1e-5, rtol=0) for a in audio)  # packed otherwise
+    assert [r.ok for r in pretrained.vocode_each(m for m in (mel, mel[:3]))] == [True, False]
+    for bare in (mel, torch.from_numpy(mel), mel.tolist()):
+        for call in (pretrained, pretrained.vocode_each):
+            with pytest.raises(ValueError, match=r"one mel .*given bare; pass a list of mels, vocoder\(\[mel\]\)"):
+                call(bare)
+    assert pretrained([mel.tolist()])[0].shape == one.shape  # a list of one mel as nested lists is fine
+    with pytest.raises(ValueError, match=r"mels has shape \[1, 1, 80, \d+\]"):
+        pretrained(mel[None, None])
+    with pytest.raises(TypeError, match="file name"):
+        pretrained("utt1.npy")
+
+
 def test_non_float_mels_are_refused_as_a_job_refuses_them(pretrained):
     """int, bool, object or text mels (numpy, torch or lists) are refused, never cast: a job refuses the same
     data in a mel_path .npy (`mel_path 'x.npy' holds int16, not float values`), by the same check."""
