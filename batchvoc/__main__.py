@@ -68,12 +68,32 @@ def _job(cfg: DictConfig) -> int:
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (errors.Terminated)
         code = interrupted_by()[1]
         raise
+    except Exception as err:
+        from batchvoc.storage import from_client
+
+        if not from_client(err):
+            raise
+        _store_failed(err, str(cfg.output.dir))
     finally:
         _codes.append(code)
         _refused.append(refused)
         _jobs.append((_task_overrides(), str(cfg.output.dir)))
         _leave_clean()
     return code
+
+
+def _store_failed(err: BaseException, out: str) -> None:
+    """An object store that failed once the job had begun (gone down, keys expired): one line, not its client's
+    traceback (in the job's log); what the job finished stays, and the same command goes on from it."""
+    from batchvoc.storage import describe
+
+    said = f"the job could not go on: {describe(err, out)}; the shards written to {out} are kept, and the same "
+    said += "command finishes the job once the store answers"
+    for handler in logging.getLogger().handlers:  # the traceback in the job's log file only, as _cannot_run's
+        if not isinstance(handler, logging.FileHandler) and _not_file_only not in handler.filters:
+            handler.addFilter(_not_file_only)
+    log.error("%s", said, exc_info=err, extra={"file_only": True})
+    print(f"batchvoc: {said}", file=sys.stderr, flush=True)
 
 
 def _cannot_run(err: ConfigError | StartError) -> None:

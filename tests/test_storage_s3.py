@@ -184,6 +184,42 @@ def test_a_job_killed_mid_way_finishes_on_rerun_with_nothing_duplicated(bucket, 
     assert summary.this_run.rows_ok == 40 - sum(pq.read_table(fs.open(k)).num_rows for k in done_then)
 
 
+def test_a_store_gone_down_mid_job_ends_the_command_in_one_line_not_a_traceback(tmp_path):
+    """The store stops answering while the job runs (our own moto server, stopped by its pid once the first shard
+    is done): the shards fail their writes, and the job's end, which lists output.dir, cannot; the command ends with
+    exit 1 and one line naming output.dir and the endpoint, not a botocore traceback (nor the lock's release
+    raising over it)."""
+    proc, endpoint = _start(tmp_path / "moto.log")
+    try:
+        import s3fs
+
+        fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="testing", secret="testing", skip_instance_cache=True)
+        fs.mkdir("down")
+        rows = mel_rows(24, 80, frames=[30 + i % 10 for i in range(24)], seed=3)
+        put_manifest(fs, "down/mels/part0.parquet", rows, tmp_path, row_group_size=24)
+        cmd = [sys.executable, "-m", "batchvoc", "job=hifigan_v1", "input.manifest=s3://down/mels/",
+               "output.dir=s3://down/out", "model.checkpoint=random", "+model.hparams.upsample_initial_channel=32",
+               "engine.backend=eager", "engine.batch=2", "engine.window=16", "input.shard_seconds=0.3",
+               "io.storage_options={config_kwargs: {connect_timeout: 1, retries: {max_attempts: 1}}}",
+               f"hydra.run.dir={tmp_path / 'logs'}"]  # fmt: skip
+        env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+               "RAY_AUTH_MODE": "disabled"}  # fmt: skip
+        job = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and not _keys(fs, "down/out/manifest"):
+            assert job.poll() is None, job.communicate()
+            time.sleep(0.2)
+    finally:
+        _stop(proc)
+    out, err = job.communicate(timeout=300)
+    assert job.returncode == 1, err[-3000:]
+    assert "Traceback" not in err and "Error executing job" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("batchvoc: ") and "s3://down/out" in last, err[-3000:]
+    assert "cannot connect to the object store" in last and endpoint in last, last
+
+
 def _keys(fs, prefix: str) -> list[str]:
     fs.invalidate_cache()
     try:

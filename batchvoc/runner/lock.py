@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from batchvoc.errors import ConfigError
-from batchvoc.storage import Store
+from batchvoc.storage import Store, describe, is_store_error
 
 log = logging.getLogger(__name__)
 LOCK = ".batchvoc.lock"
@@ -77,8 +77,10 @@ class JobLock:
                 os.close(self._fd)
             elif self._holder().get("token") == self.token:
                 self.store.remove(LOCK)
-        except OSError as err:
-            log.warning("could not remove the job lock %s: %s", self.store.path(LOCK), err)
+        except Exception as err:  # an object store's client raises its own (EndpointConnectionError), not OSError
+            if not is_store_error(err):
+                raise
+            log.warning("could not remove the job lock %s: %s", self.store.path(LOCK), describe(err, self.store.url))
         self._fd = None
 
     # ---- flock (local folders) ------------------------------------------------------------------------
@@ -157,8 +159,10 @@ class JobLock:
                     return
                 holder["renewed"] = time.time()
                 self.store.write_bytes(LOCK, json.dumps(holder, indent=2).encode())
-            except OSError as err:
-                log.warning("could not renew the job lock on %s: %s", self.store.url, err)
+            except Exception as err:  # noqa: BLE001 - as release's: a store's client error, or the thread dies loud
+                if not is_store_error(err):
+                    raise
+                log.warning("could not renew the job lock on %s: %s", self.store.url, describe(err, self.store.url))
 
     def _holder(self) -> dict[str, Any]:
         return _holder_of(self.store)
