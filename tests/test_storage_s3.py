@@ -146,7 +146,7 @@ def test_workers_without_the_store_s_credentials_stop_the_job_in_one_reason_nami
     assert 1 <= len(failed) <= 2, failed  # the worker's first two shards, dealt at once; no more
     said = report.summary.stopped_early
     assert said and "\n" not in said and "no usable credentials" in said and "on worker actor-" in said, said
-    assert "AWS_ACCESS_KEY_ID" in said and "io.storage_options" in said and "not the driver's" in said, said
+    assert "AWS_ACCESS_KEY_ID" in said and "io.storage_options" in said and "not only the driver's" in said, said
 
 
 def test_a_job_killed_mid_way_finishes_on_rerun_with_nothing_duplicated(bucket, s3_server, tmp_path):  # noqa: F811

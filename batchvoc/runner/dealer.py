@@ -342,10 +342,10 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQue
         reason, kind = first_line(cause), ""
         if from_client(cause) and not isinstance(cause, WriteFault):  # WriteFault: output.dir's, said already
             kind = access_kind(cause)
-        if kind:  # the driver's checks reached the store: this worker does not (its environment lacks the keys)
+        if kind:  # the store gone down, or this worker's environment is not the driver's (no keys, no endpoint)
             where = f"{actor.name} on {actor.host}" if actor.host else actor.name
             said = describe(cause, shard.file if is_url(shard.file) else "")  # the hints of the input's store
-            reason = f"on worker {where} (its environment, not the driver's): {said}"
+            reason = f"on worker {where} (the workers' environment counts, not only the driver's): {said}"
         result.failed[shard.name] = reason
         log.error("shard %s failed: %s", shard.name, reason)
         if permanent(cause) or kind in ("credentials", "options"):  # every later shard would meet it too
