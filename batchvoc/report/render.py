@@ -309,7 +309,10 @@ def _failures(job: jobdata.JobData) -> str:
     """Failed and suspect rows, each counted by kind of reason: a bar chart and a table of reasons with ids."""
     parts = ["<h2>Failed and suspect rows</h2>"]
     tally = jobdata.failure_tally(job)
-    for status, title in (("error", "Failed rows (not written)"), ("suspect", "Suspect rows (written, mel differs)")):
+    # suspect: a mel that looks like another convention (checked before vocoding) or audio that does not match it
+    titles = (("error", "Failed rows (not written)"),
+              ("suspect", "Suspect rows (written, their mel or its audio in doubt)"))
+    for status, title in titles:
         kinds = tally.kinds(status)
         if not kinds:
             continue
