@@ -106,9 +106,14 @@ class JobSettings:
 
     def as_config(self) -> dict[str, Any]:
         """The resolved config for summary.json: Hydra's where the job came through it, else these settings nested
-        by their config keys (a JobSettings made in Python has no Hydra config)."""
-        if self.config:
-            return self.config
+        by their config keys (a JobSettings made in Python has no Hydra config); io.storage_options' secrets
+        (keys, tokens, passwords: `redacted`) never go into it: output.dir may be a bucket others read."""
+        nested = self._nested() if not self.config else {**self.config}
+        if isinstance(nested.get("io"), dict) and isinstance(nested["io"].get("storage_options"), dict):
+            nested["io"] = {**nested["io"], "storage_options": redacted(nested["io"]["storage_options"])}
+        return nested
+
+    def _nested(self) -> dict[str, Any]:
         nested: dict[str, Any] = {}
         for name, key in KEYS.items():
             *groups, leaf = key.split(".")
@@ -156,3 +161,23 @@ class JobSettings:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+SECRET_WORDS = ("key", "secret", "token", "password", "passwd", "credential", "auth", "signature")
+
+
+def redacted(options: Any) -> Any:
+    """fsspec options with the values of secret-looking names (key, secret, token, password, credentials, ...:
+    SECRET_WORDS in the name, any case) replaced by "<redacted>", at any depth (client_kwargs, config_kwargs)."""
+    if isinstance(options, dict):
+        return {name: _secret(name, value) or redacted(value) for name, value in options.items()}
+    if isinstance(options, list):
+        return [redacted(value) for value in options]
+    return options
+
+
+def _secret(name: Any, value: Any) -> str | None:
+    """The value recorded for a secret-looking name: "<redacted>" (not for a flag or None: `anon: false`), else None."""
+    if isinstance(value, (bool, type(None))) or not any(word in str(name).lower() for word in SECRET_WORDS):
+        return None
+    return "<redacted>"

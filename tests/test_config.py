@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -258,3 +259,21 @@ def test_presets_are_yaml_files_of_the_packaged_tree():
         preset_from_yaml("bad", text.replace("hop_length: 480", "hop_length: 500", 1))
     with pytest.raises(ConfigError, match="preset/bad.yaml.*front_end"):
         preset_from_yaml("bad", text.split("front_end:")[0])
+
+
+def test_the_config_summary_json_records_holds_no_store_secrets(tmp_path):
+    """io.storage_options may hold the store's keys (README: endpoint_url, key, secret): summary.json (in output.dir,
+    a bucket others read) and report.html record the resolved config with those values redacted; the job uses them."""
+    options = ("io.storage_options={endpoint_url: 'http://minio:9000', key: AKIAEXAMPLEKEYID, secret: s3cr3tVALUE, "
+               "anon: false, client_kwargs: {aws_session_token: SESSIONtok, region_name: eu-west-1}}")  # fmt: skip
+    made = JobSettings.from_config(compose(["job=hifigan_v1", f"output.dir={tmp_path}", options]))
+    python = JobSettings(manifest="m", out_dir=str(tmp_path), preset="hifigan_v1_universal", checkpoint="pretrained",
+                         storage_options=dict(made.storage_options))  # fmt: skip
+    for settings in (made, python):
+        assert settings.storage_options["secret"] == "s3cr3tVALUE"  # what the job itself uses
+        text = json.dumps(settings.as_config())
+        assert not {"AKIAEXAMPLEKEYID", "s3cr3tVALUE", "SESSIONtok"} & set(re.findall(r"\w+", text)), text
+        recorded = settings.as_config()["io"]["storage_options"]
+        assert recorded["endpoint_url"] == "http://minio:9000" and recorded["anon"] is False
+        assert recorded["client_kwargs"]["region_name"] == "eu-west-1" and recorded["secret"] == "<redacted>"
+    assert made.storage_options["secret"] == "s3cr3tVALUE" and made.config["io"]["storage_options"]["secret"]

@@ -99,6 +99,8 @@ def test_a_job_reads_and_writes_the_bucket_and_a_rerun_skips_what_is_done(
     assert {f"{out}/{r['path']}" for r in table} == set(audio)
     summary = JobSummary.from_json(json.loads(fs.cat_file(f"{out}/summary.json")))
     assert summary.rows_ok == 10 and summary.shards == len(fs.find(f"{out}/stats"))
+    assert summary.config["io"]["storage_options"] == dict(endpoint_url=s3_server.endpoint, key="<redacted>",
+                                                           secret="<redacted>")  # fmt: skip
     assert fs.exists(f"{out}/job.json") and not fs.exists(f"{out}/.batchvoc.lock")
     report = fs.cat_file(f"{out}/report.html").decode()
     assert "<img" in report and "data:image/png;base64," in report  # the job report, pictures inline
