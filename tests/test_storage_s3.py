@@ -77,6 +77,15 @@ def test_manifests_and_npy_mels_are_found_and_read_in_the_bucket(bucket, tmp_pat
     assert np.array_equal(got[0].mel, mel)
     assert "does not exist" in got[1].error and "leaves the manifest's folder" in got[2].error
 
+    with pytest.raises(ConfigError) as err:  # a typo in the bucket is told from one in the key
+        find_manifest_files(f"s3://{name}-typo/mels/")
+    assert f"no bucket '{name}-typo'" in str(err.value) and "\n" not in str(err.value), err.value
+    with pytest.raises(ConfigError, match=f"no bucket '{name}-typo'"):
+        find_manifest_files(f"s3://{name}-typo")
+    with pytest.raises(ConfigError) as err:
+        find_manifest_files(f"s3://{name}/mles/")
+    assert str(err.value).endswith("no such file or folder"), err.value
+
 
 def test_a_job_reads_and_writes_the_bucket_and_a_rerun_skips_what_is_done(
     bucket,

@@ -36,6 +36,20 @@ def find_manifest_files(spec: str | Path | None, output_dir: str | Path | None =
     return list_manifest_files(spec, output_dir).paths
 
 
+def _absent(fs, path: str) -> str:
+    """What a plain path with nothing there says: on an object store, whether its bucket is missing (a typo in it
+    reads the same as one in the key otherwise)."""
+    bucket = path.split("/")[0]
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if not protocols & {"s3", "s3a", "gs", "gcs", "abfs", "az"} or not bucket:  # hf:// paths start with no bucket
+        return ": no such file or folder"
+    try:
+        there = fs.exists(bucket)
+    except Exception:  # noqa: BLE001 - a note only: the refusal stands without it
+        there = True
+    return ": no such file or folder" if there else f": no bucket {bucket!r} (or none these credentials can see)"
+
+
 def list_manifest_files(spec: str | Path | None, output_dir: str | Path | None = None, preset: str = ""
                         ) -> ManifestFiles:  # fmt: skip
     """The Parquet files named by input.manifest: one file, a folder of *.parquet, or a glob; sorted.
@@ -87,7 +101,7 @@ def list_manifest_files(spec: str | Path | None, output_dir: str | Path | None =
                 raise
             raise refusal from err
     if not files:
-        there = ": no such file or folder" if absent else _what_is_there(spec, listed, left, preset)
+        there = _absent(fs, path) if absent else _what_is_there(spec, listed, left, preset)
         raise ConfigError(KEY, f"no Parquet files found at {spec!r}{there}")
     return ManifestFiles(files, f"input.manifest {spec}: left out {_jobs_left_out(left)}" if left else None)
 
