@@ -122,6 +122,10 @@ LN_SPREAD = (3.0, 16.0)  # a natural-log mel's spread, shifted or not (wider: an
 DB_SPREAD = 30.0  # a spread of tens: decibels, whatever their reference (offset)
 LINEAR_MEDIAN = 0.1  # non-negative values whose median is below this share of their 99th percentile: linear
 # magnitudes (heavy-tailed, 0.004-0.013 measured); natural-log mels shifted above 0 and dB above 0 give 0.5-0.8
+LINEAR_TOP = 0.3  # non-negative values whose 75th percentile is below this share of their 99th: linear magnitudes,
+# whatever their level (a quiet recording's peak under 1 read as a [0, 1]-normalised or a gsv_norm mel): 0.02-0.30 in
+# speech over any floor under it, [0, 1]-normalised log-mels (min-max or a fixed dB range) 0.37-0.93 (espeak-ng
+# speech, 4 presets, gains 0.01-1, whole and in windows)
 LOUD_MARGIN = 1.0  # a peak this far above the full-scale ceiling: too loud (speech at gain 1.25 peaks below it)
 LEVEL_REFUSED = ABOVE_CEILING  # an offset this large (either way): no audio through this front end gives the values
 # (a mel without a clamped floor: its 1st percentile this far plus BELOW_FLOOR below ln(clip), the undershoot a
@@ -300,12 +304,14 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
     values = _sample(mel)
     lo, hi = float(mel.min()), float(mel.max())
     stats = stats or SampleStats.of(mel)
-    _, median, _, q99 = stats.spread
+    _, median, q75, q99 = stats.spread
     q1 = stats.q1
     at_floor = _piles_up_at(values, lo) and hi - lo > 1e-3
     fix = f"store ln(mel) clamped at {floor:.2f}, or name the scale with {keys.set_scale('log10', 'db', 'gsv_norm')}"
     if hi - lo <= 1e-6 and abs(lo - floor) > 1e-3:
         return f"every value is {lo + 0.0:.4g}: a placeholder, not a log-mel (silence is {floor:.2f})"
+    if lo >= 0.0 and q75 < LINEAR_TOP * q99:  # heavy-tailed at any level: magnitudes, before the ranges below
+        return _linear(hi)
     if lo >= 0.0 and hi <= 1.0 + 1e-3:
         return f"values lie in [0, 1]: looks like a normalised mel (min-max to [0, 1]); {fix}"
     if lo >= -1.0 - 1e-3 and hi <= max(1.0, _gsv_norm_of(ceiling)) + 1e-3:
@@ -313,7 +319,7 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
         return (f"values lie in [-1, {top}]: looks like a normalised mel (GPT-SoVITS's spec_min -12 / spec_max 2 "
                 f"normalisation: set {keys.set_scale('gsv_norm')})")  # fmt: skip
     if lo >= 0.0 and median < LINEAR_MEDIAN * q99:  # heavy-tailed, piled up near 0: magnitudes, not their log
-        return f"no negative values (0 .. {hi:.3g}): looks like a linear (not log) mel; take its ln, clamped at 1e-5"
+        return _linear(hi)
     outside = q1 < floor - BELOW_FLOOR or hi > ceiling + ABOVE_CEILING
     if outside and stats.width >= DB_SPREAD:
         return _decibels(lo, hi, stats.width, floor, ceiling, keys)
@@ -354,6 +360,11 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
         return (f"values only from {q1:.2f} to {hi:.2f} (1st percentile to max): natural-log mels of speech reach "
                 f"toward {floor:.2f}; looks like log10 or a scaled mel; {fix}")  # fmt: skip
     return _layout(mel)
+
+
+def _linear(hi: float) -> str:
+    """The reason for a mel of magnitudes (not their log) peaking at `hi`."""
+    return f"no negative values (0 .. {hi:.3g}): looks like a linear (not log) mel; take its ln, clamped at 1e-5"
 
 
 @dataclass(frozen=True)

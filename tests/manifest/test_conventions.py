@@ -115,6 +115,20 @@ def test_log10_or_scaled_mels_cut_from_mid_speech_never_pass(preset_mels, speech
             assert reason is not None and "log10" in reason, (i, crop.shape, reason)
 
 
+@pytest.mark.parametrize("gain", [0.05, 0.2, 0.3])
+def test_linear_mels_of_a_quiet_recording_are_named_linear_not_normalised(preset_mels, speech, gain):
+    """Magnitudes (the log forgotten) of speech peaking under 1 lie in [0, 1] (or [0, 1.16], gsv_norm's range at
+    44 kHz): heavy-tailed as any linear mel (LINEAR_TOP), they are named linear with the fix (take its ln), not a
+    normalised mel; a [0, 1]-normalised log-mel of the same speech is still named normalised."""
+    preset, _ = preset_mels
+    checks = MelChecks.for_preset(preset)
+    for mel in _recorded(speech, preset, gain, 0.0):
+        reason = _verdict(checks, np.exp(mel))
+        assert reason is not None and "linear (not log)" in reason and "take its ln" in reason, (gain, reason)
+        normalised = (mel - mel.min()) / (mel.max() - mel.min())
+        assert "normalised" in _verdict(checks, normalised)
+
+
 # floors that leave natural-log speech's top quarter about half its span (by the share alone, such rows were marked)
 FLOORS = {
     "white noise, std 0.004": lambda audio, rng: audio + 0.004 * rng.standard_normal(audio.shape[0]),
