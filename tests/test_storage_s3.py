@@ -322,6 +322,23 @@ def test_keys_the_store_refuses_for_an_output_dir_are_named_as_credentials(tmp_p
         _stop(proc)
 
 
+def test_a_mel_path_the_keys_cannot_read_is_a_row_error_saying_so(tmp_path):
+    """A local manifest whose mel_path is a URL on a store that refuses our keys (S3 answers a HEAD with a bare 403:
+    s3fs's PermissionError 'Forbidden'): the row's error says it cannot be read and to check the keys, not that
+    the file 'is not a readable .npy file'."""
+    proc, endpoint = _start(tmp_path / "moto.log", env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    manifest = write_manifest(tmp_path / "in.parquet", [dict(id="x", mel_path="s3://bvt/mels/x.npy")])
+    try:
+        storage.set_options(dict(endpoint_url=endpoint, key="wrong", secret="wrong", skip_instance_cache=True))
+        (shard,) = plan_shards(find_manifest_files(str(manifest)), 10**6)
+        (row,) = list(read_shard_rows(shard, 80))
+    finally:
+        storage.set_options({})
+        _stop(proc)
+    assert row.error.startswith("mel_path 's3://bvt/mels/x.npy' cannot be read: "), row.error
+    assert "check the keys" in row.error and "not a readable" not in row.error and "\n" not in row.error, row.error
+
+
 def test_an_endpoint_not_reached_stops_every_step_before_the_job_in_one_line(tmp_path):
     """Nothing listens on the endpoint (a free port, closed): the manifest's listing and reading, the output.dir
     probe, its lock and the driver's plan each raise a ConfigError naming their key and endpoint_url. botocore's

@@ -356,6 +356,9 @@ def _npy_mel(path, n_mels: int, folder: str) -> np.ndarray:
     except FileNotFoundError:
         raise RowError(f"mel_path {path!r} does not exist") from None
     except Exception as err:  # noqa: BLE001 - numpy raises many kinds for a bad file
+        if storage.is_url(full) and (isinstance(err, PermissionError) or storage.access_kind(err)):  # not its data
+            refused = " (refused: check the keys and what they may read)" if not storage.access_kind(err) else ""
+            raise RowError(f"mel_path {path!r} cannot be read: {storage.describe(err, full)}{refused}") from None
         raise RowError(f"mel_path {path!r} is not a readable .npy file: {npy_error(err, full)}") from None
     if isinstance(mel, np.lib.npyio.NpzFile):  # np.load opens any zip archive as one, a torch.save file too
         mel.close()
