@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if is_url(getattr(args, name)):
             print(f"{name}: {getattr(args, name)} is a URL; python -m batchvoc.manifest reads and writes local files "
                   "only: copy the files to a local folder (or mount the bucket), build the manifest there, and "
-                  "upload it (a mel_path is relative to the manifest's folder: put it beside the .npy files' folder)",
+                  "upload it to the same place relative to the files (mel_path is relative to the manifest's folder)",
                   file=sys.stderr)  # fmt: skip
             return 1
     folder, args.out = Path(args.folder).expanduser(), Path(args.out)
