@@ -327,9 +327,9 @@ def _early_stop_advice(shards: int, not_run: int, failed: int) -> str:
     ran = (f"; the {counted(failed, 'row')} that ran and failed stay failed, unless output.retry_failed=true is added"
            if failed else "")  # fmt: skip
     return (f"stopped early: {counted(shards, 'shard')}{rows} not run. Once the cause above is fixed where the job "
-            f"reads it again (a mel_path row's .npy file), the same command runs exactly those{ran}. A cause fixed in "
-            "a setting (input.mel_scale among them), the checkpoint or a manifest file (its ids, inline mels) makes a "
-            "new job: a new output.dir, or output.overwrite=true")  # fmt: skip
+            f"reads it again (a mel_path row's .npy file, a worker's keys or environment), the same command runs "
+            f"exactly those{ran}. A cause fixed in a setting (input.mel_scale among them), the checkpoint or a "
+            "manifest file (its ids, inline mels) makes a new job: a new output.dir, or output.overwrite=true")
 
 
 NPY_NOTE = (

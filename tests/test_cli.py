@@ -441,8 +441,9 @@ def test_closing_lines_say_what_a_rerun_would_do(caplog):
     # the rows that ran and failed apart from those of the shards the stop left: not run, not failed
     assert "batchvoc: 0 rows ok, 0 suspect, 16 failed, 24 not run, 0 clipped; " in caplog.text, caplog.text
     said = ("batchvoc: stopped early: 2 shards (24 rows) not run. Once the cause above is fixed where the job reads "
-            "it again (a mel_path row's .npy file), the same command runs exactly those; the 16 rows that ran and "
-            "failed stay failed, unless output.retry_failed=true is added. A cause fixed in a setting "
+            "it again (a mel_path row's .npy file, a worker's keys or environment), the same command runs exactly "
+            "those; the 16 rows that ran and failed stay failed, unless output.retry_failed=true is added. A cause "
+            "fixed in a setting "
             "(input.mel_scale among them), the checkpoint or a manifest file (its ids, inline mels) makes a new job: "
             "a new output.dir, or output.overwrite=true")  # fmt: skip
     assert said in caplog.text, caplog.text

@@ -328,9 +328,9 @@ def test_every_input_file_failing_alike_stops_early_and_the_same_command_runs_ex
     assert report.exit_code == 1 and s.stopped_early and "input files, all failed the same way" in s.stopped_early
     assert s.rows_failed >= 16 and s.rows_not_run > 0 and s.rows_failed + s.rows_not_run == 60
     said = (f"batchvoc: stopped early: {len(report.failed_shards)} shards ({s.rows_not_run} rows) not run. Once the "
-            "cause above is fixed where the job reads it again (a mel_path row's .npy file), the same command runs "
-            f"exactly those; the {s.rows_failed} rows that ran and failed stay failed, unless output.retry_failed=true "
-            "is added")  # fmt: skip
+            "cause above is fixed where the job reads it again (a mel_path row's .npy file, a worker's keys or "
+            f"environment), the same command runs exactly those; the {s.rows_failed} rows that ran and failed stay "
+            "failed, unless output.retry_failed=true is added")  # fmt: skip
     assert said in caplog.text, caplog.text
     rng = np.random.default_rng(0)
     for key in (key for keys in ids.values() for key in keys):
