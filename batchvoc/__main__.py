@@ -17,7 +17,7 @@ from batchvoc.bytecode import use_bytecode_cache
 use_bytecode_cache()  # before the heavy imports, which it speeds up where the image ships no bytecode
 
 import hydra  # noqa: E402
-from omegaconf import DictConfig, open_dict  # noqa: E402
+from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 from batchvoc.cli import (  # noqa: E402
     HELP_FLAGS,
@@ -56,6 +56,7 @@ def _job(cfg: DictConfig) -> int:
     logging.getLogger().setLevel(cfg.get("log_level", "INFO"))
     code = 1
     log_folder, refused = _log_folder_made_now(), False
+    _hide_secrets_in_records(cfg)
     try:
         _sweep_folder(cfg)
         code = run(cfg)
@@ -176,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batchvoc: cannot run: {err}", file=sys.stderr)
         remove_made_folders()  # refused before any job ran: no empty output.dir left behind
         return 1
+    _secrets.clear()
+    for cfg in configs:
+        _note_secrets(cfg)
+    _hide_secrets_in_logs()
     if configs:  # checked: no flag takes a value; Hydra's parser wants flags before overrides (`job=x -m a=1,2`)
         sys.argv = [sys.argv[0], *(a for a in argv if a.startswith("-")), *(a for a in argv if not a.startswith("-"))]
     global _early
@@ -236,10 +241,76 @@ def sweep_closing(jobs: list[tuple[list[str], str]], codes: list[int], refused: 
 
 
 def _task_overrides() -> list[str]:
-    """The running job's command-line overrides (Hydra's task overrides)."""
+    """The running job's command-line overrides (Hydra's task overrides), io.storage_options' secrets hidden."""
     from hydra.core.hydra_config import HydraConfig
 
-    return list(HydraConfig.get().overrides.task)
+    from batchvoc.settings import hide_secrets
+
+    return [hide_secrets(o, _secrets) for o in HydraConfig.get().overrides.task]
+
+
+_secrets: set[str] = set()  # the running job's io.storage_options secrets (settings.secret_values)
+
+
+def _hide_secrets_in_records(cfg: DictConfig) -> None:
+    """Hydra has written the job's config, its overrides and (a sweep) multirun.yaml in plain text before the job
+    runs: rewrite them with io.storage_options' keys, secrets and tokens as "<redacted>" (output.dir may be a
+    folder others read; summary.json and report.html record the config redacted too)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from batchvoc.settings import hide_secrets
+
+    _note_secrets(cfg)
+    hc = HydraConfig.get()
+    folder = Path(hc.runtime.output_dir, hc.output_subdir) if hc.output_subdir else None
+    records = [*(folder.glob("*.yaml") if folder else ()), Path(hc.sweep.dir, "multirun.yaml")]
+    for path in records:
+        if hc.mode == RunMode.MULTIRUN or path.parent == folder:
+            _rewrite(path, lambda text: hide_secrets(text, _secrets))
+
+
+def _note_secrets(cfg: DictConfig) -> None:
+    """Add cfg's io.storage_options secrets to those the logs and records hide (_secrets)."""
+    from batchvoc.settings import secret_values
+
+    try:
+        _secrets.update(secret_values(OmegaConf.to_container(cfg.io.storage_options, resolve=True)))
+    except Exception:  # a config the job refuses, naming the key
+        return
+
+
+def _hide_secrets_in_logs() -> None:
+    """Every log record's message from now on with _secrets as "<redacted>" (Hydra's launcher logs each sweep
+    job's overrides, io.storage_options' keys among them, to the console)."""
+    from batchvoc.settings import hide_secrets
+
+    make = logging.getLogRecordFactory()
+    if getattr(make, "hides_secrets", False):
+        return
+
+    def record(*args, **kwargs) -> logging.LogRecord:
+        made = make(*args, **kwargs)
+        if _secrets:
+            try:
+                made.msg, made.args = hide_secrets(made.getMessage(), _secrets), ()
+            except Exception:  # a message its arguments do not fit: logging reports it where it is emitted
+                pass
+        return made
+
+    record.hides_secrets = True
+    logging.setLogRecordFactory(record)
+
+
+def _rewrite(path: Path, change) -> None:
+    """path's text through change, written where it differs (a file not there: nothing)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return
+    changed = change(text)
+    if changed != text:
+        path.write_text(changed)
 
 
 def _sweep_record(configs: list, argv: list[str]) -> Path | None:
@@ -403,7 +474,7 @@ def _sweep_folder(cfg: DictConfig) -> None:
     if hc.mode == RunMode.MULTIRUN:
         with open_dict(cfg):
             cfg.output.dir = f"{str(cfg.output.dir).rstrip('/')}/{hc.job.num}"
-        log.info("sweep job %s (%s) -> %s", hc.job.num, " ".join(hc.overrides.task), cfg.output.dir)
+        log.info("sweep job %s (%s) -> %s", hc.job.num, " ".join(_task_overrides()), cfg.output.dir)
 
 
 def _leave_clean() -> None:

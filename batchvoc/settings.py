@@ -6,6 +6,7 @@ key (`KEYS`); its default is the schema's (batchvoc/config.py), so defaults live
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -176,8 +177,30 @@ def redacted(options: Any) -> Any:
     return options
 
 
+def secret_values(options: Any, hidden: bool = False) -> set[str]:
+    """The values (as text) that `redacted` hides in fsspec options: every scalar under a secret-looking name."""
+    if isinstance(options, dict):
+        return {v for name, value in options.items() for v in secret_values(value, hidden or _named_secret(name))}
+    if isinstance(options, list):
+        return {v for value in options for v in secret_values(value, hidden)}
+    return {str(options)} if hidden and not isinstance(options, (bool, type(None))) and str(options) else set()
+
+
+def hide_secrets(text: str, values: set[str]) -> str:
+    """text with each of `values` (secret_values) that stands alone, not inside a longer word, as "<redacted>":
+    for what records a config as text (Hydra's .hydra/*.yaml, a sweep's multirun.yaml, log lines)."""
+    if not values:
+        return text
+    alone = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+    return re.sub(rf"(?<![\w/+=])(?:{alone})(?![\w/+=])", "<redacted>", text)
+
+
+def _named_secret(name: Any) -> bool:
+    return any(word in str(name).lower() for word in SECRET_WORDS)
+
+
 def _secret(name: Any, value: Any) -> str | None:
     """The value recorded for a secret-looking name: "<redacted>" (not for a flag or None: `anon: false`), else None."""
-    if isinstance(value, (bool, type(None))) or not any(word in str(name).lower() for word in SECRET_WORDS):
+    if isinstance(value, (bool, type(None))) or not _named_secret(name):
         return None
     return "<redacted>"

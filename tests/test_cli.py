@@ -313,14 +313,20 @@ def test_v3_bf16_runs_an_nvidia_checkpoint_folder_end_to_end(tmp_path):
     assert summary.precision == "bf16" and summary.rows_ok == 3
 
 
+SECRETS = ("AKIAEXAMPLEKEYID", "s3cr3t/VALUE+x", "SESSIONtok")  # io.storage_options' key, secret, session token
+STORE_KEYS = ("io.storage_options={key: AKIAEXAMPLEKEYID, secret: s3cr3t/VALUE+x, anon: false, "
+              "client_kwargs: {aws_session_token: SESSIONtok, region_name: eu-west-1}}")  # fmt: skip
+
+
 def test_multirun_checks_every_job_first_then_runs_each_into_its_own_folder(tmp_path):
     """-m with a bad third subtype stops before any job runs, naming the key and the job (not after the first two
-    jobs' hours); PCM_16 and PCM_24 then run each in output.dir/N."""
+    jobs' hours); PCM_16 and PCM_24 then run each in output.dir/N. Store keys given in io.storage_options are in
+    no file the sweep leaves (Hydra's .hydra/*.yaml and multirun.yaml held them in plain text) nor on its console."""
     three_files(tmp_path / "in", rows=6)
     out = tmp_path / "out"
     common = ("-m", "job=hifigan_v1", f"input.manifest={tmp_path / 'in'}", f"output.dir={out}",
               "model.checkpoint=random", "+model.hparams.upsample_initial_channel=32",
-              "engine.backend=eager")  # fmt: skip
+              "engine.backend=eager", STORE_KEYS)  # fmt: skip
     refused = batchvoc(*common, "output.format=flac", "output.subtype=PCM_16,PCM_24,FLOAT", timeout=120)
     assert refused.returncode == 1, refused.stdout[-3000:] + refused.stderr[-3000:]
     assert "output.subtype: flac takes PCM_16, PCM_24, not 'FLOAT' (job 2 of the sweep)" in refused.stderr
@@ -344,6 +350,12 @@ def test_multirun_checks_every_job_first_then_runs_each_into_its_own_folder(tmp_
         f"  job 0 (output.subtype=PCM_16): every row ok; {out}/0\n"
         f"  job 1 (output.subtype=PCM_24): every row ok; {out}/1"
     ), result.stderr
+    records = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".yaml", ".json", ".log", ".html")]
+    assert {"multirun.yaml", "config.yaml", "overrides.yaml", "hydra.yaml"} <= {p.name for p in records}
+    for path in records:
+        assert not [s for s in SECRETS if s in path.read_text()], path
+    assert "eu-west-1" in (out / "multirun.yaml").read_text() and "<redacted>" in (out / "multirun.yaml").read_text()
+    assert not [s for s in SECRETS if s in console]
     swapped = batchvoc(*common, "output.subtype=PCM_24,PCM_16", timeout=300)  # other jobs in those folders
     assert swapped.returncode == 1, swapped.stdout[-3000:] + swapped.stderr[-3000:]
     assert "What differs: output.subtype: PCM_16 -> PCM_24" in swapped.stderr

@@ -19,7 +19,7 @@ from batchvoc.__main__ import main, worst
 from batchvoc.cli import compose, help_text, job_names
 from batchvoc.config import BatchvocConfig, free_mappings, validate
 from batchvoc.errors import ConfigError
-from batchvoc.settings import KEYS, JobSettings
+from batchvoc.settings import KEYS, JobSettings, hide_secrets, secret_values
 from tests.conftest import mel_rows, write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,3 +277,16 @@ def test_the_config_summary_json_records_holds_no_store_secrets(tmp_path):
         assert recorded["endpoint_url"] == "http://minio:9000" and recorded["anon"] is False
         assert recorded["client_kwargs"]["region_name"] == "eu-west-1" and recorded["secret"] == "<redacted>"
     assert made.storage_options["secret"] == "s3cr3tVALUE" and made.config["io"]["storage_options"]["secret"]
+
+
+def test_secret_values_are_hidden_where_they_stand_alone_in_text():
+    """What Hydra's records and log lines hide: every scalar under a secret-looking name (a whole mapping under
+    one too), as a whole value, not where it is part of a longer word or path."""
+    options = {"key": "AKIA1", "secret": "ab/cd+ef", "anon": False, "endpoint_url": "http://minio:9000",
+               "credentials": {"user": "bob", "port": 9}, "client_kwargs": {"aws_session_token": "tok"}}  # fmt: skip
+    values = secret_values(options)
+    assert values == {"AKIA1", "ab/cd+ef", "bob", "9", "tok"}
+    text = "io.storage_options={key:AKIA1,secret:ab/cd+ef,credentials:{user:bob,port:9}} bobby AKIA12 x/9 tok"
+    assert hide_secrets(text, values) == ("io.storage_options={key:<redacted>,secret:<redacted>,credentials:"
+                                          "{user:<redacted>,port:<redacted>}} bobby AKIA12 x/9 <redacted>")  # fmt: skip
+    assert hide_secrets(text, set()) == text
