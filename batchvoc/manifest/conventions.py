@@ -113,6 +113,9 @@ NARROW_SPAN = 3.0  # a span below this is log10 or scaled whatever its top quart
 # their top quarter as wide as a noisy row's (0.5-0.7), and passed (benchmarks/convention_false_positives.py)
 QUIET_TOP = -4.0  # a row whose 99th percentile is below this (background noise alone) is not judged; scaled speech
 # stays above -2 (log10 of speech 26 dB quieter than espeak-ng's: about -1.3)
+BAND_FLOOR_RANGE = 0.5  # band minima (where values pile up) within this: one clamp before the filterbank (ESPnet's
+# LogMelFbank: 1e-5 per bin, its bands' weights summing to about the same, -6.35..-6.30 in log10); natural-log mels
+# of a noise floor have no repeated band minimum
 LAYOUT_FRAMES = 256  # the layout statistic on at most this many frames from the middle of the row
 RAISED_FLOOR = 0.5  # a clamped floor this far above ln(clip): another clamp, an offset or a scaled mel (a doubt)
 # Spread (1st to 99th percentile) of real mels (tests/manifest/test_conventions.py's espeak-ng speech through the
@@ -356,10 +359,48 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
                 "clamped at 1e-5")  # fmt: skip
     if outside and fault is None:
         return _below_floor_or_above_ceiling(lo, q1, hi, stats.width, floor, ceiling, fix)
+    if stats.width > LN_SPREAD[1]:  # inside the ranges, but no natural-log mel spreads so far
+        return _power_spread(stats.width, hi, floor, ceiling)
+    band_floor = None if at_floor else _band_floor(mel)
+    if band_floor is not None and band_floor > floor + ABOVE_FLOOR and hi - band_floor < COMPRESSED_SPAN * (
+            ceiling - floor):  # fmt: skip
+        return (f"values pile up at a floor of their own in each band (about {band_floor:.2f}), not at ln(clip) = "
+                f"{floor:.2f}, and peak at {hi:.2f}: looks like log10 (ln / 2.303) of magnitudes clamped before the "
+                f"filterbank (ESPnet's LogMelFbank, log10 of sqrt(clamp(power, 1e-10))), or a scaled natural-log mel; "
+                f"set {keys.set_scale('log10')} if it is log10")  # fmt: skip
     if q1 > COMPRESSED_Q1 and hi < COMPRESSED_PEAK * ceiling:
         return (f"values only from {q1:.2f} to {hi:.2f} (1st percentile to max): natural-log mels of speech reach "
                 f"toward {floor:.2f}; looks like log10 or a scaled mel; {fix}")  # fmt: skip
     return _layout(mel)
+
+
+def _power_spread(width: float, hi: float, floor: float, ceiling: float) -> str:
+    """The reason for values that spread wider than any natural-log mel (LN_SPREAD) but less than decibels
+    (DB_SPREAD), inside the natural-log range: the log of a power mel (its spread doubled) whose level is raised
+    (a guard added before the log, as in ln(mel + 1e-6), or a filterbank without area normalisation)."""
+    loud = f", peaking {hi - ceiling:+.2f} above the {ceiling:.2f} of full scale" if hi > ceiling + LOUD_MARGIN else ""
+    return (f"values spread {width:.1f} (1st to 99th percentile){loud}, where natural-log mels spread "
+            f"{LN_SPREAD[0]:g}-{LN_SPREAD[1]:g} and decibels {DB_SPREAD:g} or more: looks like the log of a power mel "
+            f"(2 x ln: power=2, torchaudio's and librosa's default; with torchaudio's default norm=None filterbank "
+            f"louder still); make the mel with power=1 (and norm='slaney', mel_scale='slaney') and store ln(mel) "
+            f"clamped at {floor:.2f}")  # fmt: skip
+
+
+def _band_floor(mel: np.ndarray) -> float | None:
+    """The level of a clamped floor that lies per band (magnitudes clamped before the filterbank: each band's
+    floor is the clip times its weights' sum, one constant per band): the median of the band minima where the
+    values pile up at their band's minimum (FLOOR_MASS) and those minima lie within BAND_FLOOR_RANGE; else None."""
+    if mel.ndim != 2 or mel.shape[1] < 2:
+        return None
+    minima = mel.min(axis=1)
+    at_minimum = mel <= minima[:, None] + 1e-4
+    counts = at_minimum.sum(axis=1)
+    if int(counts.sum()) < max(FLOOR_MASS * mel.size, FLOOR_MIN_VALUES):
+        return None
+    piled = minima[counts >= 2]
+    if piled.size < mel.shape[0] // 2 or float(piled.max() - piled.min()) > BAND_FLOOR_RANGE:
+        return None
+    return float(np.median(piled))
 
 
 def _linear(hi: float) -> str:

@@ -494,3 +494,53 @@ def test_an_unclamped_mel_of_digital_silence_is_not_called_transposed(preset_mel
                     assert "[T, n_mels]" not in reason, (preset.name, wav.name, start, frames, offset, reason)
         transposed = np.ascontiguousarray(raw.T).reshape(raw.shape)
         assert "[T, n_mels]" in _verdict(checks, transposed)
+
+
+def _htk_filterbank(fe) -> np.ndarray:
+    """torchaudio's MelSpectrogram default filterbank (mel_scale='htk', norm=None): triangles of peak 1, no area
+    normalisation, so each band sums its bins (louder than the Slaney bands the models take)."""
+    to_mel, to_hz = (lambda f: 2595 * np.log10(1 + f / 700)), (lambda m: 700 * (10 ** (m / 2595) - 1))
+    edges = to_hz(np.linspace(to_mel(fe.fmin), to_mel(fe.fmax or fe.sample_rate / 2), fe.n_mels + 2))
+    slopes = edges[None, :] - np.linspace(0, fe.sample_rate / 2, fe.n_fft // 2 + 1)[:, None]
+    return np.maximum(0, np.minimum(-slopes[:, :-2] / np.diff(edges)[:-1], slopes[:, 2:] / np.diff(edges)[1:])).T
+
+
+def test_the_log_of_a_power_mel_through_torchaudio_s_default_filterbank_is_refused(preset_mels, speech):
+    """torch.log(MelSpectrogram()(x) + 1e-6), the common recipe: a power mel (power=2) through bands that are not
+    area-normalised (norm=None) spreads as no natural-log mel does (19-22, against 3-16) while its guard keeps it
+    inside the natural-log range (floor ln(1e-6) = -13.8) and it peaks under ceiling + 6: it passed as ok. Refused,
+    named a power mel; the same speech's natural-log mel still passes."""
+    import torch
+
+    preset, mels = preset_mels
+    checks, fe = MelChecks.for_preset(preset), preset.front_end
+    fb = torch.from_numpy(_htk_filterbank(fe)).float()
+    for wav, mel in zip(speech.wavs, mels, strict=True):
+        audio = torch.from_numpy(load_audio_for(fe, wav))
+        spec = torch.stft(audio, fe.n_fft, fe.hop_length, fe.win_length, torch.hann_window(fe.win_length),
+                          return_complex=True)  # fmt: skip
+        row = torch.log(fb @ spec.abs().pow(2) + 1e-6).numpy()
+        reason = _verdict(checks, row)
+        assert reason is not None and "power mel" in reason, (preset.name, wav.name, reason)
+        with pytest.raises(RowError):
+            checks.read(row.astype(np.float32))
+        assert _verdict(checks, mel) is None
+
+
+def test_log10_whose_floor_lies_per_band_is_not_passed_as_natural_log(preset_mels, speech):
+    """ESPnet's LogMelFbank (and ParallelWaveGAN recipes built on it) clamps the power before the filterbank
+    (sqrt(clamp(power, 1e-10))), so digital silence sits at a floor of its own in each band (1e-5 times the band's
+    weights, -6.3 in log10), never at one value: read as a natural-log mel (input.mel_scale left at ln) it passed as
+    ok. Refused, naming log10 and its key, where its silence is 1% of the values or more (s02 has less: marked
+    suspect as log10 by its span); read with input.mel_scale=log10 it is not refused."""
+    preset, _ = preset_mels
+    fe = preset.front_end
+    before = replace(fe, clip=1e-30, magnitude_eps=1e-10)  # magnitudes sqrt(power + 1e-10), the mel not clamped
+    refused = 0
+    for wav in speech.wavs:
+        espnet = np.asarray(log_mel(load_audio_for(fe, wav), before), dtype=np.float32) / np.float32(LN10)
+        reason = _verdict(MelChecks.for_preset(preset), espnet)
+        assert reason is not None and "log10" in reason and "input.mel_scale=log10" in reason, (preset.name, reason)
+        refused += "floor of their own in each band" in reason
+        MelChecks.for_preset(preset, scale="log10").read(espnet)  # not refused (its silences lie below ln(clip))
+    assert refused >= len(speech.wavs) - 1, preset.name
