@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from batchvoc.chunking import ChunkPlan
+from batchvoc.chunking import ChunkPlan, fitted_plan
 from batchvoc.engines import Engine
 from batchvoc.errors import API_KEYS, ConfigError, RowError
 from batchvoc.manifest.conventions import MelChecks
@@ -266,7 +266,7 @@ class Vocoder:
         for index, warning in enumerate(pooled_warnings(self.checks, checked, warnings)):
             if warning:
                 log.warning("mel #%d: %s", index, warning)
-        return [audio for _, audio in self._run(enumerate(checked))]
+        return [audio for _, audio in self._run(list(enumerate(checked)))]
 
     def vocode_each(self, mels: Sequence[MelLike | None]) -> list[Result]:
         """A Result per mel, in order: its audio, or the reason it was refused (None items are refused too)."""
@@ -283,12 +283,14 @@ class Vocoder:
                 results[index] = Result(None, str(err))
         pooled = pooled_warnings(self.checks, [array for _, array in good], [warnings[index] for index, _ in good])
         warnings.update((index, warning) for (index, _), warning in zip(good, pooled, strict=True))
-        for index, audio in self._run(iter(good)):
+        for index, audio in self._run(good):
             results[index] = Result(audio, warning=warnings[index])
         return results  # type: ignore[return-value]
 
-    def _run(self, items: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+    def _run(self, items: list[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
         plan = ChunkPlan(self.window, self.context, self.batch, self.preset.silence, self.hop_length)
+        if self.engine.shapes is None:  # eager takes any shape: rows and batches no larger than this call fills
+            plan = fitted_plan(plan, (mel.shape[1] for _, mel in items))
         return vocode_audio(self.engine, items, plan)
 
     def describe(self) -> str:

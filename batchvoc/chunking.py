@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -270,6 +270,27 @@ def packed_rows(frames: Iterable[int], plan: ChunkPlan) -> int:
     for n in frames:
         tape.advance(int(n))
     return tape.rows
+
+
+def fitted_plan(plan: ChunkPlan, frames: Iterable[int]) -> ChunkPlan:
+    """`plan` cut down to what utterances of these frame counts fill, for an engine that takes any shape (eager):
+    where they all fit in one part-filled row, rows of the frames they use (context and gaps included), rounded
+    up to a power of two (at least 2 * context + 1); batches of no more rows than they fill, rounded up to a power
+    of two. Neither exceeds the plan's own. A short mel then runs on a row of its own size, not on a whole row of
+    log-mel silence (1 frame: 32 frames, not hifigan_v1's 512 on a CPU); the rounding keeps the shapes few (a
+    GPU's cuDNN times each new shape once). The audio is the full plan's: rows are independent and the model
+    re-creates each utterance's edges inside a row."""
+    tape = Tape(plan.chunk_frames, plan.context, plan.gap)
+    for n in frames:
+        tape.advance(int(n))
+    if tape.rows == 0:
+        return plan
+    batch = min(plan.batch, 1 << (tape.rows - 1).bit_length())
+    chunk = plan.chunk_frames
+    if tape.row == 0:  # one part-filled row: `tape.column` frames of it used
+        length = 1 << (max(tape.column, 2 * plan.context + 1) - 1).bit_length()
+        chunk = min(plan.chunk_frames, length - 2 * plan.context)
+    return replace(plan, chunk_frames=chunk, batch=batch)
 
 
 class NewRow:

@@ -7,12 +7,15 @@ import soundfile as sf
 import torch
 
 import batchvoc
+from batchvoc.chunking import ChunkPlan
 from batchvoc.demo import synthesise
+from batchvoc.engines import Engine
 from batchvoc.errors import ConfigError
 from batchvoc.models.mel import log_mel
 from batchvoc.models.presets import get_preset
 from batchvoc.runner.driver import run_job
 from batchvoc.settings import JobSettings
+from batchvoc.stream import vocode_audio
 from tests.conftest import write_manifest
 from tests.speech import predicted_words
 
@@ -207,6 +210,32 @@ def test_batch_and_row_length_default_to_the_devices_as_a_jobs_do():
                                            device="cpu")  # fmt: skip
     assert vocoder.batch == CPU_BATCH
     assert vocoder.window + 2 * vocoder.context == CPU_ROW_LENGTH
+
+
+def test_short_mels_run_on_rows_of_their_own_size_with_the_full_rows_audio(pretrained):
+    """An eager engine takes any shape: a call's mels run on rows and batches no larger than they fill (rounded up
+    to powers of two), not on whole rows of log-mel silence. One frame on a CPU's rows of 512 cost 5.4 s of CPU on
+    2 cores, as much as 5.6 s of audio; on a row of 32, 0.25-0.5 s. The audio is the full rows' (fp32 eager)."""
+    real = pretrained.engine
+    shapes = []
+
+    def run(mel, valid):  # the real model, its input shapes recorded
+        shapes.append(tuple(mel.shape))
+        return real._run(mel, valid)
+
+    engine = Engine(run, backend="eager", precision="fp32", device="cpu", hop=real.hop)
+    vocoder = batchvoc.Vocoder(engine, pretrained.preset, pretrained.window, pretrained.context, pretrained.batch)
+    mel = speech_mels()[0]  # 77 frames; the fixture's rows: 96 + 2 x 13 = 122 frames, batches of 3
+    full = ChunkPlan(vocoder.window, vocoder.context, vocoder.batch, vocoder.preset.silence, vocoder.hop_length)
+    for mels, shape in (([mel[:, 30:31]], (1, 80, 32)), ([mel[:, 30:60], mel[:, 5:6]], (1, 80, 64)),
+                        ([mel], (1, 80, 122)), ([mel, mel], (2, 80, 122))):  # fmt: skip
+        shapes.clear()
+        audio = vocoder(mels)
+        assert shapes == [shape]
+        whole = [a for _, a in vocode_audio(real, list(enumerate(mels)), full)]
+        for ours, theirs, m in zip(audio, whole, mels, strict=True):
+            assert ours.shape == (m.shape[1] * 256,)
+            np.testing.assert_allclose(ours, theirs, atol=2e-5, rtol=0)  # measured: max abs 1.05e-5
 
 
 def test_bad_settings_name_the_keyword_with_the_job_key_as_key():

@@ -15,6 +15,7 @@ from batchvoc.chunking import (
     Stitcher,
     Tape,
     chunk_frames_for,
+    fitted_plan,
     pack,
     pack_plan,
     packed_rows,
@@ -313,3 +314,18 @@ def test_chunk_plan():
     assert plan.length == 1024 and plan.shape == (4, 1024) and plan.chunk_frames == 1000
     with pytest.raises(ValueError):
         ChunkPlan(0, 12, 4, float(SILENCE), 480)
+
+
+def test_a_fitted_plan_runs_short_utterances_on_rows_and_batches_of_their_size_with_the_same_audio():
+    plan = ChunkPlan(486, 13, 4, float(SILENCE), 256)  # hifigan_v1 on a CPU: rows of 512, here batches of 4
+    assert fitted_plan(plan, [1]) == ChunkPlan(32 - 26, 13, 1, float(SILENCE), 256)  # 1 frame: a row of 32
+    assert fitted_plan(plan, [10, 1, 40]).shape == (1, 128)  # 10 + 13 + 1 + 13 + 40 = 77 frames of one row
+    assert fitted_plan(plan, [300]).shape == (1, 512)  # never longer than the plan's rows
+    assert fitted_plan(plan, [1400]).shape == (4, 512)  # 3 rows: batches of 4 (a power of two)
+    assert fitted_plan(plan, [900]).shape == (2, 512)
+    assert fitted_plan(plan, [486 * 9]) == plan and fitted_plan(plan, []) == plan
+    items = utterances([1, 10, 40, 3])
+    fitted = fitted_plan(plan, [m.shape[1] for _, m in items])
+    whole = vocode(items, plan.chunk_frames, plan.context, plan.batch, SILENCE, plan.hop)
+    short = vocode(items, fitted.chunk_frames, fitted.context, fitted.batch, SILENCE, plan.hop)
+    assert all(k == j and np.array_equal(a, b) for (k, a), (j, b) in zip(whole, short, strict=True))
