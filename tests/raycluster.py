@@ -55,6 +55,7 @@ class HeadNode:
     temp_dir: Path
     log: Path
     children: list[psutil.Process] = field(default_factory=list)
+    num_cpus: int = 2
 
     @property
     def dashboard(self) -> str:
@@ -163,7 +164,7 @@ def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0, env: dic
     log = folder / "ray_head.log"
     with open(log, "w") as out:
         process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
-    head = HeadNode(process, ports, token_path, temp_dir, log)
+    head = HeadNode(process, ports, token_path, temp_dir, log, num_cpus=num_cpus)
     deadline = time.time() + timeout
     needed = ("--port", "--dashboard-port", "--ray-client-server-port")
     while not all(_listening(ports[flag]) for flag in needed):
@@ -173,3 +174,63 @@ def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0, env: dic
         time.sleep(0.5)
     head.children += descendants(process.pid)
     return head
+
+
+@dataclass
+class WorkerNode:
+    """A second node joined to a HeadNode (`ray start --address --block`): `kill()` SIGKILLs it and every process it
+    started at once (a node lost mid-job); `stop()` ends what is left."""
+
+    process: subprocess.Popen
+    log: Path
+    children: list[psutil.Process] = field(default_factory=list)
+
+    def kill(self) -> None:
+        self.children += descendants(self.process.pid)
+        for proc in [psutil.Process(self.process.pid), *self.children]:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        self.children += descendants(self.process.pid)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        reap(self.children, grace=5)
+
+
+def join_node(head: HeadNode, folder: Path, num_cpus: int = 1, timeout: float = 120.0) -> WorkerNode:
+    """Start a second node on 127.0.0.1 that joins `head` (its token, its temp dir, free ports of its own); waits
+    until the head counts its CPUs."""
+    picked = free_ports(6 + WORKER_PORTS)
+    flags = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
+             "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")  # fmt: skip
+    ray = str(Path(sys.executable).with_name("ray"))
+    cmd = [ray, "start", "--block", f"--address={head.gcs}", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}",
+           "--num-gpus=0", f"--temp-dir={head.temp_dir}", "--disable-usage-stats",
+           f"--worker-port-list={','.join(str(p) for p in picked[6:])}",
+           *(f"{flag}={port}" for flag, port in zip(flags, picked[:6], strict=True))]  # fmt: skip
+    env = head.client_env(GRPC_ENABLE_FORK_SUPPORT="0")
+    log = folder / "ray_node.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
+    node = WorkerNode(process, log)
+    status = [ray, "status", f"--address={head.gcs}"]
+    deadline = time.time() + timeout
+    while True:
+        if process.poll() is not None or time.time() > deadline:
+            node.stop()
+            raise RuntimeError(f"ray start --address did not join:\n{log.read_text()[-3000:]}")
+        shown = subprocess.run(status, env=env, capture_output=True, text=True, timeout=60).stdout
+        if f"/{head.num_cpus + num_cpus}.0 CPU" in shown:
+            break
+        time.sleep(1)
+    node.children += descendants(process.pid)
+    return node

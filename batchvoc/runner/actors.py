@@ -68,7 +68,9 @@ class ActorWorker(Worker):
         return self.info()
 
     def ready(self) -> dict[str, Any]:
-        """The actor's info once its engine is ready."""
+        """The actor's info once its engine is ready (a restarted actor builds it from the checkpoint here: no
+        `setup` comes to it; the driver asks an actor it lost whether it is back this way)."""
+        self._build(None)
         return self.info()
 
     def info(self) -> dict[str, Any]:

@@ -4,8 +4,11 @@ Shards go in plan order, and an actor's next shard is the one that continues its
 rows) where there is one (`ShardQueue`): its Parquet reader then goes on from where the last shard stopped instead
 of decoding the row group from its start. Each actor gets IN_FLIGHT_PER_ACTOR of them the moment it is ready (not
 when all are) and another whenever one comes back, so its next shard's reading overlaps the last one's writes.
-Ray restarts a dead actor and retries its shards (runner/actors.py); only an actor Ray gave up on has its shards
-dealt again, once, to the others. Progress moves per vocoded batch: the driver polls each actor's audio seconds.
+Ray restarts a dead actor and retries its shards (runner/actors.py); a shard Ray gave up on (its actor died for
+good, or cannot be reached: its node lost) is dealt again, once, to the others. An actor that cannot be reached
+gets no more shards until it answers again (Ray restarts it where its resources are free: on a cluster that lost a
+node, maybe never); the job finishes on the others. Progress moves per vocoded batch: the driver polls each actor's
+audio seconds.
 """
 
 from __future__ import annotations
@@ -126,6 +129,12 @@ class _Actor:
     vocoded: dict[int, float] = field(default_factory=dict)  # pid -> audio seconds (a restart is a new pid)
     pid: int | None = None  # its process, and the host it runs on, once ready
     host: str | None = None
+    away: bool = False  # a shard was lost with it unreachable (its node gone?): none dealt until it answers again
+    back: Any = None  # the ref of its `ready()` while away: it answers once Ray has restarted it
+
+    @property
+    def where(self) -> str:
+        return f"{self.name} (pid {self.pid} on {self.host})" if self.pid else self.name
 
 
 class AudioTotal:
@@ -190,15 +199,17 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
     total = AudioTotal(shards, seconds_per_frame)
 
     def feed(actor: _Actor) -> None:
-        while pending and actor.ready and not actor.dead and actor.busy < IN_FLIGHT_PER_ACTOR:
+        while pending and actor.ready and not actor.dead and not actor.away and actor.busy < IN_FLIGHT_PER_ACTOR:
             shard = actor.last = pending.next_for(actor.last, [a.last for a in crew if a is not actor])
             in_flight[actor.handle.run.remote(shard)] = (actor, shard)
             actor.busy += 1
 
     with progress_bar(total.seconds) as bar:
+        # an away actor holds the job only where no other can take the shards left (Ray may yet restart it)
         while in_flight or starting or (pending and any(a.ready and not a.dead for a in crew)):
             polls = {a.poll: a for a in crew if a.poll is not None}
-            refs = [*starting, *in_flight, *polls]
+            backs = {a.back: a for a in crew if a.back is not None}
+            refs = [*starting, *in_flight, *polls, *backs]
             done, _ = ray.wait(refs, num_returns=1, timeout=POLL_S) if refs else ([], [])
             if done:
                 rest = [r for r in refs if r not in done]
@@ -228,6 +239,11 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
                         total.finished(shard, result.stats[shard.name])
                     if result.stopped:
                         break
+                    for other in crew:  # a shard put back goes to an actor with room (not to an away one)
+                        feed(other)
+                elif ref in backs:
+                    actor = backs[ref]
+                    _came_back(ref, actor)
                     feed(actor)
                 else:
                     actor = polls[ref]
@@ -241,6 +257,8 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
                     result.audio_written_at(state["first_audio_at"])
             now = time.monotonic()
             for actor in crew:
+                if actor.away and actor.back is None and not actor.dead:
+                    actor.back = actor.handle.ready.remote()
                 if actor.busy and actor.poll is None and now - actor.polled_at >= POLL_S:
                     actor.poll, actor.polled_at = actor.handle.poll.remote(), now
             _show(bar, crew, total)
@@ -259,6 +277,25 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
     for shard in pending:
         result.failed.setdefault(shard.name, "no actor left to run it")
     return result
+
+
+def _came_back(ref, actor: _Actor) -> None:
+    """An away actor's `ready()` came back: it answers again (restarted by Ray), or it died for good."""
+    actor.back = None
+    try:
+        info = ray.get(ref)
+    except ray.exceptions.ActorDiedError as err:
+        actor.dead = True
+        log.warning("%s is gone for good (%s)", actor.where, first_line(err))
+        return
+    except ray.exceptions.RayActorError:  # still unreachable: asked again on the next round
+        return
+    except Exception as err:  # noqa: BLE001 - it answers, but cannot work (its restart could not build its engine)
+        actor.dead = True
+        log.warning("%s was restarted by Ray but cannot work: %s", actor.where, first_line(err))
+        return
+    actor.away, actor.pid, actor.host = False, info.get("pid"), info.get("host")
+    log.warning("%s answers again (restarted by Ray): it takes shards again", actor.where)
 
 
 def _end_killed(crew: list[_Actor], refs: list) -> None:
@@ -330,6 +367,11 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQue
     except ray.exceptions.RayActorError as err:  # Ray's restarts and retries are spent
         if isinstance(err, ray.exceptions.ActorDiedError):
             actor.dead = True
+        elif not actor.away:  # unreachable (its node lost, or its process restarting): Ray may restart it, or not
+            actor.away = True
+            log.warning("%s cannot be reached (its node or process lost?): its shards go to the other actors; it "
+                        "takes shards again once Ray has restarted it, which waits for its resources (a CPU or "
+                        "GPU) to be free on a node", actor.where)  # fmt: skip
         if shard.name not in redealt:
             redealt.add(shard.name)
             log.warning("shard %s lost with %s (%s); dealing it again", shard.name, actor.name, first_line(err))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import threading
@@ -15,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.raycluster import descendants, reap, run_child, start_head, still_running
+from tests.raycluster import descendants, join_node, reap, run_child, start_head, still_running
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,4 +126,68 @@ def test_a_ray_client_connects_again_when_the_head_loses_its_server_process(tmp_
         assert json.loads(out.strip().splitlines()[-1])["local"] is False
     finally:
         stop.set()
+        head.stop()
+
+
+def _wait_for(log: Path, words: list[str], proc, timeout: float = 180.0) -> str:
+    """The job's console log once it holds every one of `words` (the job still running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text()
+        if all(w in text for w in words):
+            return text
+        assert proc.poll() is None, text[-3000:]
+        time.sleep(0.2)
+    raise AssertionError(f"never saw {words}:\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.slow
+def test_a_job_whose_worker_node_dies_finishes_on_the_rest_every_row_once(tmp_path, speech):
+    """Two nodes of 1 CPU, one actor each; the second node SIGKILLed mid-job. Ray cannot restart its actor (no CPU
+    free): the job finishes on the head's actor, its lost shards run there, exit 0 (it hung at the shards dealt to
+    the actor Ray could not restart, before)."""
+    import pyarrow.parquet as pq
+    import soundfile as sf
+
+    from batchvoc.models.presets import get_preset
+    from tests.conftest import write_manifest
+    from tests.speech import speech_mels
+
+    mels = speech_mels(speech, get_preset("hifigan_v1_universal"))
+    rows = [dict(id=f"u{i:02d}", mel=m.ravel(), n_frames=m.shape[1], n_mels=80)
+            for i, m in enumerate(mels * 3)]  # fmt: skip
+    write_manifest(tmp_path / "in" / "m.parquet", rows)
+    head = start_head(tmp_path, num_cpus=1)
+    node = None
+    try:
+        node = join_node(head, tmp_path, num_cpus=1)
+        out, log = tmp_path / "out", tmp_path / "job.log"
+        args = [sys.executable, "-m", "batchvoc", "job=hifigan_v1", f"input.manifest={tmp_path / 'in'}",
+                f"output.dir={out}", f"cluster.address={head.gcs}", "cluster.cpu_actors=2",
+                "input.shard_seconds=3"]  # fmt: skip
+        with open(log, "w") as console:
+            job = subprocess.Popen(args, cwd=ROOT, env=head.client_env(), stdout=console, stderr=subprocess.STDOUT)
+        try:
+            _wait_for(log, ["actor-0 ready in", "actor-1 ready in", "first audio written"], job)
+            node.kill()
+            code = job.wait(timeout=240)
+        finally:
+            left = descendants(job.pid) if job.poll() is None else []
+            job.kill()
+            reap(left)
+        text = log.read_text()
+        assert code == 0, text[-3000:]
+        assert "cannot be reached" in text, text[-3000:]  # the console says which actor was lost, and what follows
+        table = pq.read_table(out / "manifest")
+        ids = table.column("id").to_pylist()
+        assert sorted(ids) == sorted(r["id"] for r in rows)  # every row once
+        assert set(table.column("status").to_pylist()) == {"ok"}
+        for path in table.column("path").to_pylist():
+            audio, rate = sf.read(out / path)
+            assert rate == 22050 and audio.size > 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["rows_ok"] == len(rows) and summary["rows_not_run"] == 0 and not summary["shards_failed"]
+    finally:
+        if node is not None:
+            node.stop()
         head.stop()
