@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import io
+import json
 import logging
 import os
 import platform
 import tempfile
 import time
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,9 +105,39 @@ def plan_packages(model: nn.Module, preset: Preset, precision: str, device, shap
     return out
 
 
+# The package keeps its weights as files beside its code, not inside its .so: compiled in, they share one GPU
+# allocation, each at a 64-byte multiple (AOTI_CONST_ALIGNMENT), and our TMA and cuDNN convolutions then ran 1.5-3%
+# slower than on the same weights where the caching allocator puts each (512-byte multiples): on an H100, gsv_v4 fp16
+# batch 16, the stream 0.981 of the inductor engine's speed, 1.000 with the weights loaded apart (BENCHMARKS.md)
+WEIGHTS_APART = {"aot_inductor.package_constants_in_so": False,
+                 "aot_inductor.package_constants_on_disk_format": "pickle_weights"}  # fmt: skip
+
+
 def inductor_configs(rewrites: _layout.Rewrites) -> dict:
-    """AOTInductor's settings: layout optimisation forced for channels_last_2d (as the inductor engine does)."""
-    return {"force_layout_optimization": True} if rewrites.layout == "channels_last_2d" else {}
+    """AOTInductor's settings: the weights as files of their own (WEIGHTS_APART); layout optimisation forced for
+    channels_last_2d (as the inductor engine does)."""
+    forced = {"force_layout_optimization": True} if rewrites.layout == "channels_last_2d" else {}
+    return {**WEIGHTS_APART, **forced}
+
+
+def package_weights(path: Path, device: torch.device) -> dict[str, Tensor]:
+    """The weights a package keeps as files (WEIGHTS_APART), on device, by their names in the model: {} for a
+    package whose weights are compiled into its .so. Each file is one tensor (torch.save), viewed as the
+    package's weights_config.json gives its shape, strides and offset (torch's own format, read as torch's
+    load_pt2 reads it). Raises KeyError or ValueError for a package whose files do not match its config."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        config = next((n for n in names if n.endswith("/data/aotinductor/model/weights_config.json")), None)
+        if config is None:
+            return {}
+        folder = config[: -len("aotinductor/model/weights_config.json")] + "weights/"
+        tensors: dict[str, Tensor] = {}
+        weights = {}
+        for name, (file, shape, stride, offset) in json.loads(archive.read(config)).items():
+            if file not in tensors:
+                tensors[file] = torch.load(io.BytesIO(archive.read(folder + file)), map_location=device)
+            weights[name] = tensors[file].as_strided(shape, stride, offset)
+    return weights
 
 
 class _Package:
@@ -154,9 +187,12 @@ def _load(path: Path, device: torch.device):
     except (AttributeError, TypeError):  # another torch: its own public loader
         from torch import _inductor
 
-        if index >= 0:
-            return _inductor.aoti_load_package(str(path), device_index=index)
-        return _inductor.aoti_load_package(str(path))
+        package = _inductor.aoti_load_package(str(path), device_index=index)
+        if weights := package_weights(path, device):
+            package.load_constants(weights, check_full_update=True, user_managed=True)
+        return package
+    if weights := package_weights(path, device):  # the package's own copies: shared by its model instances
+        loader.load_constants(weights, False, True, True)
     return _Package(loader)
 
 

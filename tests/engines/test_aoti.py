@@ -53,6 +53,23 @@ def test_second_build_loads_the_package(built, tiny, cache, batch):
 
 
 @pytest.mark.slow
+def test_the_package_keeps_its_weights_apart_each_a_tensor_of_its_own(built, tiny, cache):
+    """Compiled into the .so, a package's weights share one allocation at 64-byte steps (slower convolutions on a
+    GPU); kept as files they load as tensors of their own, the model's values, and the engine runs on them."""
+    from batchvoc.engines.aoti import package_weights
+
+    model, _ = tiny
+    (package,) = (cache / "aoti").glob("*.pt2")
+    weights = package_weights(package, torch.device("cpu"))
+    params = dict(model.named_parameters())
+    assert weights and set(weights) <= set(params) | {n for n, _ in model.named_buffers()}
+    assert len({w.untyped_storage().data_ptr() for w in weights.values()}) == len(weights)
+    for name, w in weights.items():
+        if name in params:
+            assert torch.equal(w, params[name].detach()), name
+
+
+@pytest.mark.slow
 def test_a_process_finding_the_lock_held_says_it_waits_then_loads(built, tiny, cache, caplog):
     import logging
     import threading
