@@ -390,6 +390,13 @@ def _failed_rows_hint(failed: int, retry_failed: bool) -> None:
         log.info("batchvoc: %s", RETRY_HINT)
 
 
+def _head_lost() -> str:
+    """How summary.json's stopped_early begins for a job that lost its cluster's head (Ray is imported by then)."""
+    from batchvoc.runner.cluster import HEAD_LOST
+
+    return HEAD_LOST
+
+
 def _early_stop_advice(shards: int, not_run: int, failed: int) -> str:
     """What an early stop left and how to finish it: the shards (and rows) not run, which the same command runs,
     exactly those, once the cause is fixed where the job reads it; the rows that ran and failed stay failed unless
@@ -443,6 +450,10 @@ def log_closing(report: JobReport, out_url: str, retry_failed: bool = False, fil
         shards = counted(len(report.failed_shards or s.shards_not_written), "shard")
         log.error("batchvoc: %s not run (%s not written): %s; once output.dir can be written, the same command "
                   "runs them", counted(s.rows_not_run, "row"), shards, s.write_fault)  # fmt: skip
+    elif report.failed_shards and report.stopped and report.stopped.startswith(_head_lost()):
+        log.error("batchvoc: %s (%s) not run: the same command runs exactly those once the cluster is back, or "
+                  "against a new head (cluster.address)", counted(len(report.failed_shards), "shard"),
+                  counted(s.rows_not_run, "row"))  # fmt: skip
     elif report.failed_shards and report.stopped:  # an early stop: every row met the cause so far
         log.error("batchvoc: %s", _early_stop_advice(len(report.failed_shards), s.rows_not_run, s.rows_failed))
     elif report.failed_shards:

@@ -74,6 +74,10 @@ class HeadNode:
         env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
         return {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path), **extra}
 
+    def kill(self) -> None:
+        """SIGKILL the head and every process it started at once (a head lost mid-job); `stop()` still cleans up."""
+        self.children += kill_tree(self.process)
+
     def stop(self) -> None:
         """SIGTERM to our `ray start --block` (it stops its node), then SIGKILL to any of its own children left."""
         self.children += descendants(self.process.pid)
@@ -86,6 +90,19 @@ class HeadNode:
                 self.process.wait(timeout=10)
         reap(self.children, grace=5)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def kill_tree(process: subprocess.Popen) -> list[psutil.Process]:
+    """SIGKILL `process` (one we started) and every process below it; returns those below it."""
+    below = descendants(process.pid)
+    process.kill()
+    for proc in below:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    process.wait(timeout=10)
+    return below
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -183,16 +200,11 @@ class WorkerNode:
 
     process: subprocess.Popen
     log: Path
+    temp_dir: Path
     children: list[psutil.Process] = field(default_factory=list)
 
     def kill(self) -> None:
-        self.children += descendants(self.process.pid)
-        for proc in [psutil.Process(self.process.pid), *self.children]:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        self.process.wait(timeout=10)
+        self.children += kill_tree(self.process)
 
     def stop(self) -> None:
         self.children += descendants(self.process.pid)
@@ -204,24 +216,27 @@ class WorkerNode:
                 self.process.kill()
                 self.process.wait(timeout=10)
         reap(self.children, grace=5)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def join_node(head: HeadNode, folder: Path, num_cpus: int = 1, timeout: float = 120.0) -> WorkerNode:
-    """Start a second node on 127.0.0.1 that joins `head` (its token, its temp dir, free ports of its own); waits
-    until the head counts its CPUs."""
+    """Start a second node on 127.0.0.1 that joins `head` (its token; a temp dir and free ports of its own, as a
+    node on another machine has: with the head's, a submitted job's driver lost its working directory, which
+    both nodes' runtime env agents kept in one runtime_resources/); waits until the head counts its CPUs."""
     picked = free_ports(6 + WORKER_PORTS)
     flags = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
              "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")  # fmt: skip
     ray = str(Path(sys.executable).with_name("ray"))
+    temp_dir = Path(tempfile.mkdtemp(prefix="bvnode-"))
     cmd = [ray, "start", "--block", f"--address={head.gcs}", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}",
-           "--num-gpus=0", f"--temp-dir={head.temp_dir}", "--disable-usage-stats",
+           "--num-gpus=0", f"--temp-dir={temp_dir}", "--disable-usage-stats",
            f"--worker-port-list={','.join(str(p) for p in picked[6:])}",
            *(f"{flag}={port}" for flag, port in zip(flags, picked[:6], strict=True))]  # fmt: skip
     env = head.client_env(GRPC_ENABLE_FORK_SUPPORT="0")
     log = folder / "ray_node.log"
     with open(log, "w") as out:
         process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
-    node = WorkerNode(process, log)
+    node = WorkerNode(process, log, temp_dir)
     status = [ray, "status", f"--address={head.gcs}"]
     deadline = time.time() + timeout
     while True:

@@ -198,6 +198,62 @@ def _bounded_gcs_connect() -> Iterator[None]:
         os.environ.pop(name, None)
 
 
+# A joined cluster's head (its GCS) that has not taken a TCP connection for this long is lost: the job stops then,
+# writing its summary, before Ray ends the driver itself (its GCS client gives up after 60 s,
+# gcs_rpc_server_reconnect_timeout_s, with no word from batchvoc and no summary.json).
+HEAD_LOST_S = 15.0
+HEAD_PROBE_S = 1.0
+HEAD_LOST = "lost the Ray cluster's head"  # how summary.json's stopped_early begins then
+
+
+class HeadWatch:
+    """Probes a joined cluster's GCS port every HEAD_PROBE_S on a daemon thread; `lost()` says why the head counts
+    as lost (no connection taken for HEAD_LOST_S), else None. Workers on other nodes may still be running then,
+    but nothing new can be scheduled and Ray ends this driver within a minute."""
+
+    def __init__(self, address: str, lost_after: float = HEAD_LOST_S) -> None:
+        self.address, self._lost_after = address, lost_after
+        self._since: float | None = None  # monotonic time of the first failed probe in a row
+        self._lost: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="head-watch", daemon=True)
+
+    @classmethod
+    def of_this_driver(cls) -> HeadWatch | None:
+        """A started watch of the GCS this driver is connected to; None for a Ray client (ray://: its server is
+        on the head and says so itself) or where the address is not known."""
+        if ray.util.client.ray.is_connected():
+            return None
+        where = endpoint(ray.get_runtime_context().gcs_address or "")
+        if where is None:
+            return None
+        watch = cls(f"{where[0]}:{where[1]}")
+        watch._thread.start()
+        return watch
+
+    def lost(self) -> str | None:
+        return self._lost
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        host, port = self.address.rsplit(":", 1)
+        while not self._stop.wait(HEAD_PROBE_S) and self._lost is None:
+            try:
+                with socket.create_connection((host, int(port)), timeout=HEAD_PROBE_S):
+                    self._since = None
+                    continue
+            except OSError as err:
+                reason = (err.strerror or type(err).__name__).lower()
+            now = time.monotonic()
+            self._since = self._since or now
+            if now - self._since >= self._lost_after:
+                self._lost = (f"{HEAD_LOST}: its GCS at {self.address} has taken no connection for "
+                              f"{self._lost_after:g} s ({reason}); the same command resumes the job once the "
+                              "cluster is back (or against a new head)")  # fmt: skip
+
+
 def announce() -> None:
     """Log the resources of the cluster this process is connected to."""
     log.info("Ray cluster: %s", ray.cluster_resources())

@@ -180,13 +180,15 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
          on_ready: Callable[[dict[str, Any]], None] | None = None,
          on_shard: Callable[[Shard, dict[str, Any]], None] | None = None,
          permanent: Callable[[BaseException], bool] = lambda err: False,
-         result: Dealt | None = None) -> Dealt:  # fmt: skip
+         result: Dealt | None = None, head_lost: Callable[[], str | None] | None = None) -> Dealt:  # fmt: skip
     """Run every shard on the actors; returns what happened (never raises for a shard's failure).
 
     ready: per actor, a ref of its info once ready (default: its `ready()`); on_ready(info) for each actor once
     ready; on_shard(shard, stats) after each finished shard (it may raise
     StopJob); permanent(error): True for a shard error that every later shard would hit too (no space left):
-    dealing stops; result: the Dealt to fill (its caller keeps what dealing did so far when it is interrupted).
+    dealing stops; result: the Dealt to fill (its caller keeps what dealing did so far when it is interrupted);
+    head_lost(): why the cluster's head is lost (cluster.HeadWatch), else None: dealing stops, its actors left as
+    they are (nothing reaches them through a lost head).
     Raises ConfigError (an actor's) or StartError when no actor could start.
     """
     result = Dealt() if result is None else result
@@ -266,6 +268,12 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
                 for actor in crew:  # their shards in flight end with them; partial files go on the next run
                     ray.kill(actor.handle, no_restart=True)
                 _end_killed(crew, list(in_flight))
+                pending.clear()
+                break
+            lost = head_lost() if head_lost is not None else None
+            if lost:  # shards in flight on other nodes may still finish: their outputs count at the next run
+                log.error("%s", lost)
+                result.stopped = lost
                 pending.clear()
                 break
         _show(bar, crew, total)  # the last shards' audio (their actors were not polled after them)

@@ -43,7 +43,7 @@ from batchvoc.outputs import passthrough_schema, write_lhotse
 from batchvoc.runner import worker_logs
 from batchvoc.runner.actors import create_actors, setup_actors
 from batchvoc.runner.checks import quick_checks
-from batchvoc.runner.cluster import RayThread, announce, connect, disconnect, plan_actors
+from batchvoc.runner.cluster import HeadWatch, RayThread, announce, connect, disconnect, plan_actors
 from batchvoc.runner.dealer import Dealt, StopJob, deal
 from batchvoc.runner.early import unfinished
 from batchvoc.runner.failures import FailureTally, console_lines
@@ -307,6 +307,7 @@ class _Cluster:
     """The Ray this job runs on; a local one it started is shut down with it, every process of it included."""
 
     guard: SessionGuard | None
+    head: HeadWatch | None = None  # a joined cluster's head, watched while the job runs
 
     @classmethod
     def start(cls, address: str, timeline: Timeline, ray_thread: RayThread | None = None) -> _Cluster:
@@ -316,7 +317,9 @@ class _Cluster:
             announce()
         worker_logs.route()  # the actors' log lines above the progress bar and in batchvoc.log, as the driver's
         timeline.mark("Ray started" if started_local else "Ray joined", ray_thread.ready_at if ray_thread else None)
-        return cls(SessionGuard.start() if started_local else None)
+        if started_local:
+            return cls(SessionGuard.start())
+        return cls(None, HeadWatch.of_this_driver())
 
     def watch(self) -> None:
         if self.guard is not None:
@@ -324,6 +327,8 @@ class _Cluster:
 
     def stop(self) -> bool:
         """Shut down a local Ray this job started (True); a cluster it joined runs on (False)."""
+        if self.head is not None:
+            self.head.close()
         if self.guard is None:
             return False
         began = time.perf_counter()
@@ -427,7 +432,8 @@ def _run(settings: JobSettings, cluster: _Cluster, loading: Future, todo: list[S
     seconds_per_frame = preset.hop_length / preset.sample_rate
     try:
         return deal(actors, todo, seconds_per_frame, starting, on_ready=ready, on_shard=finished,
-                    permanent=_permanent, result=dealt)  # fmt: skip
+                    permanent=_permanent, result=dealt,
+                    head_lost=cluster.head.lost if cluster.head is not None else None)  # fmt: skip
     finally:  # the end imports the same modules: two threads importing one package can meet it half made (CI saw
         if end_imports.ident is not None:  # "cannot import name 'build' from partially initialized module")
             end_imports.join()

@@ -129,6 +129,25 @@ def test_a_ray_client_connects_again_when_the_head_loses_its_server_process(tmp_
         head.stop()
 
 
+def _speech_manifest(folder: Path, speech) -> list[dict]:
+    """folder/m.parquet: 12 rows of real speech (espeak-ng's, 4 sentences 3 times), 1.5-4 s each; returns the rows."""
+    from batchvoc.models.presets import get_preset
+    from tests.conftest import write_manifest
+    from tests.speech import speech_mels
+
+    mels = speech_mels(speech, get_preset("hifigan_v1_universal"))
+    rows = [dict(id=f"u{i:02d}", mel=m.ravel(), n_frames=m.shape[1], n_mels=80)
+            for i, m in enumerate(mels * 3)]  # fmt: skip
+    write_manifest(folder / "m.parquet", rows)
+    return rows
+
+
+def _job(manifest: Path, out: Path, address: str, actors: int) -> list[str]:
+    """The command line of a job of the pretrained HiFi-GAN V1 on the cluster at `address`, shards of ~3 s."""
+    return [sys.executable, "-m", "batchvoc", "job=hifigan_v1", f"input.manifest={manifest}", f"output.dir={out}",
+            f"cluster.address={address}", f"cluster.cpu_actors={actors}", "input.shard_seconds=3"]  # fmt: skip
+
+
 def _wait_for(log: Path, words: list[str], proc, timeout: float = 180.0) -> str:
     """The job's console log once it holds every one of `words` (the job still running)."""
     deadline = time.monotonic() + timeout
@@ -149,22 +168,13 @@ def test_a_job_whose_worker_node_dies_finishes_on_the_rest_every_row_once(tmp_pa
     import pyarrow.parquet as pq
     import soundfile as sf
 
-    from batchvoc.models.presets import get_preset
-    from tests.conftest import write_manifest
-    from tests.speech import speech_mels
-
-    mels = speech_mels(speech, get_preset("hifigan_v1_universal"))
-    rows = [dict(id=f"u{i:02d}", mel=m.ravel(), n_frames=m.shape[1], n_mels=80)
-            for i, m in enumerate(mels * 3)]  # fmt: skip
-    write_manifest(tmp_path / "in" / "m.parquet", rows)
+    rows = _speech_manifest(tmp_path / "in", speech)
     head = start_head(tmp_path, num_cpus=1)
     node = None
     try:
         node = join_node(head, tmp_path, num_cpus=1)
         out, log = tmp_path / "out", tmp_path / "job.log"
-        args = [sys.executable, "-m", "batchvoc", "job=hifigan_v1", f"input.manifest={tmp_path / 'in'}",
-                f"output.dir={out}", f"cluster.address={head.gcs}", "cluster.cpu_actors=2",
-                "input.shard_seconds=3"]  # fmt: skip
+        args = _job(tmp_path / "in", out, head.gcs, actors=2)
         with open(log, "w") as console:
             job = subprocess.Popen(args, cwd=ROOT, env=head.client_env(), stdout=console, stderr=subprocess.STDOUT)
         try:
@@ -191,3 +201,51 @@ def test_a_job_whose_worker_node_dies_finishes_on_the_rest_every_row_once(tmp_pa
         if node is not None:
             node.stop()
         head.stop()
+
+
+@pytest.mark.slow
+def test_a_job_that_loses_its_cluster_s_head_ends_with_its_summary_and_resumes_on_a_new_head(tmp_path, speech):
+    """The head (the only node) SIGKILLed mid-job: the driver ends within ~20 s, exit 1, one line naming the lost
+    head, summary.json saying so (Ray's GCS client ended the driver 60 s after, exit 1, no summary.json, its last
+    words a C++ log line); the same command against a new head runs only the shards not done."""
+    import pyarrow.parquet as pq
+
+    rows = _speech_manifest(tmp_path / "in", speech)
+    out, log = tmp_path / "out", tmp_path / "job.log"
+    head = start_head(tmp_path, num_cpus=1)
+    try:
+        with open(log, "w") as console:
+            job = subprocess.Popen(_job(tmp_path / "in", out, head.gcs, actors=1), cwd=ROOT, env=head.client_env(),
+                                   stdout=console, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            _wait_for(log, ["actor-0 ready in", "first audio written"], job)
+            head.kill()
+            killed = time.monotonic()
+            code = job.wait(timeout=120)
+            took = time.monotonic() - killed
+        finally:
+            left = descendants(job.pid) if job.poll() is None else []
+            job.kill()
+            reap(left)
+    finally:
+        head.stop()
+    text = log.read_text()
+    assert code == 1, text[-3000:]
+    assert took < 45, (took, text[-3000:])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_early"].startswith("lost the Ray cluster's head"), summary["stopped_early"]
+    assert summary["rows_not_run"] > 0 and summary["rows_ok"] + summary["rows_not_run"] == len(rows)
+    assert "the same command runs exactly those once the cluster is back" in text, text[-3000:]
+    done = len(list((out / "manifest").glob("*.parquet")))
+
+    head = start_head(tmp_path, num_cpus=1)  # a new head: another token, other ports
+    try:
+        code, console, err = run_child(_job(tmp_path / "in", out, head.gcs, actors=1), head.client_env(), ROOT)
+    finally:
+        head.stop()
+    said = console + err
+    assert code == 0, said[-3000:]
+    assert f"{done} already done, {len(list((out / 'manifest').glob('*.parquet'))) - done} to run" in said, said[-3000:]
+    table = pq.read_table(out / "manifest")
+    assert sorted(table.column("id").to_pylist()) == sorted(r["id"] for r in rows)  # every row once
+    assert set(table.column("status").to_pylist()) == {"ok"}
