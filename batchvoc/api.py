@@ -290,7 +290,8 @@ class Vocoder:
     def _run(self, items: list[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
         plan = ChunkPlan(self.window, self.context, self.batch, self.preset.silence, self.hop_length)
         if self.engine.shapes is None:  # eager takes any shape: rows and batches no larger than this call fills
-            plan = fitted_plan(plan, (mel.shape[1] for _, mel in items))
+            powers = torch.device(self.engine.device).type == "cuda"  # cuDNN times each new shape: keep them few
+            plan = fitted_plan(plan, (mel.shape[1] for _, mel in items), powers)
         return vocode_audio(self.engine, items, plan)
 
     def describe(self) -> str:

@@ -272,14 +272,15 @@ def packed_rows(frames: Iterable[int], plan: ChunkPlan) -> int:
     return tape.rows
 
 
-def fitted_plan(plan: ChunkPlan, frames: Iterable[int]) -> ChunkPlan:
+def fitted_plan(plan: ChunkPlan, frames: Iterable[int], powers: bool = True) -> ChunkPlan:
     """`plan` cut down to what utterances of these frame counts fill, for an engine that takes any shape (eager):
-    where they all fit in one part-filled row, rows of the frames they use (context and gaps included), rounded
-    up to a power of two (at least 2 * context + 1); batches of no more rows than they fill, rounded up to a power
-    of two. Neither exceeds the plan's own. A short mel then runs on a row of its own size, not on a whole row of
-    log-mel silence (1 frame: 32 frames, not hifigan_v1's 512 on a CPU); the rounding keeps the shapes few (a
-    GPU's cuDNN times each new shape once). The audio is the full plan's: rows are independent and the model
-    re-creates each utterance's edges inside a row."""
+    where they all fit in one part-filled row, rows of the frames they use (context and gaps included, at least
+    2 * context + 1), rounded up to a power of two (`powers`; else to ROW_MULTIPLE); batches of no more rows than
+    they fill, rounded up to a power of two. Neither exceeds the plan's own. A short mel then runs on a row of its
+    own size, not on a whole row of log-mel silence (1 frame: 32 frames, not hifigan_v1's 512 on a CPU); powers
+    of two keep the shapes few where each new one costs (a GPU's cuDNN times each once), ROW_MULTIPLE wastes less
+    (a stream's chunks of 7 frames plus 2 x 13 of context: rows of 40, not 64). The audio is the full plan's: rows
+    are independent and the model re-creates each utterance's edges inside a row."""
     tape = Tape(plan.chunk_frames, plan.context, plan.gap)
     for n in frames:
         tape.advance(int(n))
@@ -288,7 +289,8 @@ def fitted_plan(plan: ChunkPlan, frames: Iterable[int]) -> ChunkPlan:
     batch = min(plan.batch, 1 << (tape.rows - 1).bit_length())
     chunk = plan.chunk_frames
     if tape.row == 0:  # one part-filled row: `tape.column` frames of it used
-        length = 1 << (max(tape.column, 2 * plan.context + 1) - 1).bit_length()
+        used = max(tape.column, 2 * plan.context + 1)
+        length = 1 << (used - 1).bit_length() if powers else math.ceil(used / ROW_MULTIPLE) * ROW_MULTIPLE
         chunk = min(plan.chunk_frames, length - 2 * plan.context)
     return replace(plan, chunk_frames=chunk, batch=batch)
 

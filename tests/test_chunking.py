@@ -324,6 +324,8 @@ def test_a_fitted_plan_runs_short_utterances_on_rows_and_batches_of_their_size_w
     assert fitted_plan(plan, [1400]).shape == (4, 512)  # 3 rows: batches of 4 (a power of two)
     assert fitted_plan(plan, [900]).shape == (2, 512)
     assert fitted_plan(plan, [486 * 9]) == plan and fitted_plan(plan, []) == plan
+    # rounded to ROW_MULTIPLE instead (a CPU's): 1 frame on a row of 32 (2 x 13 + 1 at least), 33 on 40, 77 on 80
+    assert [fitted_plan(plan, f, powers=False).shape for f in ([1], [33], [10, 1, 40])] == [(1, 32), (1, 40), (1, 80)]
     items = utterances([1, 10, 40, 3])
     fitted = fitted_plan(plan, [m.shape[1] for _, m in items])
     whole = vocode(items, plan.chunk_frames, plan.context, plan.batch, SILENCE, plan.hop)
