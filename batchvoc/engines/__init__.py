@@ -34,8 +34,9 @@ __all__ = ["BACKENDS", "PRECISIONS", "Engine", "aoti_available", "build_engine",
 log = logging.getLogger(__name__)
 
 # auto's pick on a GPU after tensorrt. H200, torch 2.11+cu130 (BENCHMARKS.md, sessions 5 and 12): audio equal to
-# inductor's (69.0 / 60.3 dB against fp32 eager, as inductor), engine at 0.97x inductor's speed for gsv_v4 and 1.00x
-# for BigVGAN, while an actor is ready in 1-3 s from a built package against 12-32 s (inductor, warm compile cache).
+# inductor's (69.0 / 60.3 dB against fp32 eager, as inductor), engine at inductor's speed for gsv_v4 (1.009x, H100,
+# session 38: its weights kept apart; 0.97x before) and 1.00x for BigVGAN, while an actor is ready in 1-3 s from a
+# built package against 12-32 s (inductor, warm compile cache).
 # The first job on a machine builds each package once (1.5-3 min, under a file lock).
 AOTI_ON_GPU = True
 

@@ -106,7 +106,7 @@ def plan_packages(model: nn.Module, preset: Preset, precision: str, device, shap
 
 
 # The package keeps its weights as files beside its code, not inside its .so: compiled in, they share one GPU
-# allocation, each at a 64-byte multiple (AOTI_CONST_ALIGNMENT), and our TMA and cuDNN convolutions then ran 1.5-3%
+# allocation, each at a 64-byte multiple (AOTI_CONST_ALIGNMENT), and our TMA and cuDNN convolutions then ran 3-7%
 # slower than on the same weights where the caching allocator puts each (512-byte multiples): on an H100, gsv_v4 fp16
 # batch 16, the stream 0.981 of the inductor engine's speed, 1.000 with the weights loaded apart (BENCHMARKS.md)
 WEIGHTS_APART = {"aot_inductor.package_constants_in_so": False,
