@@ -36,7 +36,8 @@ def resolve_precision(precision: str, device: torch.device | str) -> tuple[str, 
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
     if precision == "fp16" and torch.device(device).type == "cpu":
-        log.warning("fp16 on CPU runs in fp32 (CPU fp16 convolutions are slow emulation); use bf16 for a CPU speedup")
+        log.warning("fp16 on CPU runs in fp32 (CPU fp16 convolutions are slow emulation); bf16 runs in bf16 on a CPU, "
+                    "at a cost in accuracy and not always faster (docs/engines.md)")  # fmt: skip
         precision = "fp32"
     return precision, PRECISIONS[precision]
 
