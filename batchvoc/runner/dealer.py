@@ -255,6 +255,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
                     except Exception:  # noqa: BLE001 - a restarting actor: ask again later
                         continue
                     actor.vocoded[state["pid"]] = state["vocoded_s"]
+                    _note_pid(actor, state["pid"])
                     result.shard_begun_at(state.get("first_shard_at"))
                     result.audio_written_at(state["first_audio_at"])
             now = time.monotonic()
@@ -285,6 +286,16 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
     for shard in pending:
         result.failed.setdefault(shard.name, "no actor left to run it")
     return result
+
+
+def _note_pid(actor: _Actor, pid: int | None) -> None:
+    """The process an actor answered from: another than its last one is Ray's restart of it, said once."""
+    if pid is None or pid == actor.pid:
+        return
+    if actor.pid is not None:
+        log.warning("%s ended and Ray restarted it (pid %d now): the shards it was running run again",
+                    actor.where, pid)  # fmt: skip
+    actor.pid = pid
 
 
 def _came_back(ref, actor: _Actor) -> None:
@@ -402,6 +413,7 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQue
             result.stopped = f"{reason} (no further shards dealt)"
         return
     result.stats[shard.name] = stats
+    _note_pid(actor, stats.get("pid"))
     result.shard_begun_at(stats.get("started_at"))  # a shard may end between two progress polls
     result.audio_written_at(stats.get("first_audio_at"))
     if on_shard:

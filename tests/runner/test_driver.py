@@ -371,7 +371,7 @@ def test_a_worker_killed_mid_job_has_its_shards_dealt_again(tmp_path, ray_cluste
     import threading
     import time
 
-    caplog.set_level("WARNING", logger="batchvoc.runner.driver")
+    caplog.set_level("WARNING", logger="batchvoc.runner")
     rows = three_files(tmp_path / "in", rows=120, seed=2)
     settings = job(tmp_path, hparams={"upsample_initial_channel": 64}, shard_seconds=0.3)
     started: list[dict] = []
@@ -396,6 +396,9 @@ def test_a_worker_killed_mid_job_has_its_shards_dealt_again(tmp_path, ray_cluste
     stats = [json.loads(p.read_text()) for p in (settings.out_path / "stats").glob("*.json")]
     after = {s["pid"] for s in stats if s["actor"] == started[0]["actor"]} - {victim}
     assert after, "Ray did not restart the killed actor (no shard ran on a new process of it)"
+    # the console says it once, naming the actor and both processes (only Ray's own lines said so before)
+    said = [r.getMessage() for r in caplog.records if "Ray restarted it" in r.getMessage()]
+    assert len(said) == 1 and f"(pid {victim} on" in said[0] and f"(pid {min(after)} now)" in said[0], said
 
 
 def test_a_one_shard_job_that_ends_between_progress_polls_has_its_start_up(tmp_path, ray_cluster, caplog):
