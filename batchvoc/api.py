@@ -29,7 +29,7 @@ from batchvoc.chunking import ChunkPlan, fitted_plan
 from batchvoc.engines import Engine
 from batchvoc.errors import API_KEYS, ConfigError, RowError
 from batchvoc.manifest.conventions import MelChecks, to_natural_log
-from batchvoc.manifest.rows import finite_float32, one_line, require_floats
+from batchvoc.manifest.rows import finite_float32, one_line, require_floats, squeezed_shape
 from batchvoc.manifest.short_rows import pooled_warnings
 from batchvoc.models.presets import Preset
 from batchvoc.runtime import EngineOptions, build_runtime, resolve_device
@@ -107,7 +107,9 @@ def check_mel(mel: Any, n_mels: int, checks: MelChecks | None = None) -> tuple[n
     """(the mel as C-contiguous float32 [n_mels, T] natural-log mel, a warning or None), or a RowError with a
     one-line reason.
 
-    Same checks as a job's rows: a 2-D float array with the model's mel bands on axis 0, at least one frame,
+    Same checks as a job's rows: a float array with the model's mel bands on axis 0 and frames on axis 1 once
+    size-1 axes are dropped as a job's `.npy` mels are (a TTS model's [1, n_mels, T]; [1, n_mels, 1] is one
+    frame: rows.squeezed_shape), at least one frame,
     no NaN or Inf, no value beyond float32's range (a [T, n_mels] array is named as such); then `checks`
     (input.mel_scale's conversion and check.mel_convention's log10 / dB / normalised / transposed checks,
     batchvoc/manifest/conventions.py).
@@ -122,8 +124,10 @@ def check_mel(mel: Any, n_mels: int, checks: MelChecks | None = None) -> tuple[n
     except (ValueError, TypeError) as err:  # ragged nested lists, ...
         raise RowError(f"mel is not an array: {one_line(err)}") from None
     require_floats(array, "mel")  # as a job refuses a mel_path .npy of int16: floats only, never cast
+    shape = list(array.shape)
+    array = array.reshape(squeezed_shape(array.shape))  # a TTS model's [1, n_mels, T], as a job's .npy reads
     if array.ndim != 2:
-        raise RowError(f"mel has shape {list(array.shape)}, expected [n_mels={n_mels}, n_frames]")
+        raise RowError(f"mel has shape {shape}, expected [n_mels={n_mels}, n_frames] (size-1 axes aside)")
     if array.shape[0] != n_mels:
         swapped = " (looks like [n_frames, n_mels]: transpose it)" if array.shape[1] == n_mels else ""
         raise RowError(f"mel has {array.shape[0]} mel bands on axis 0, the model takes {n_mels}{swapped}")

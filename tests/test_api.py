@@ -58,7 +58,7 @@ def test_vocoder_equals_the_jobs_float_audio(tmp_path, pretrained, ray_cluster):
 def test_bad_mels_are_named_by_index(pretrained):
     good = speech_mels((0.3,))[0]
     cases = [(good.T, "axis 0"), (good[:, :0], "0 frames"), (np.where(good > -3, np.nan, good), "NaN"),
-             (good[None], "shape"), (np.array(["a", "b"]), "holds <U1, not float values")]  # fmt: skip
+             (np.stack([good, good]), "shape"), (np.array(["a", "b"]), "holds <U1, not float values")]  # fmt: skip
     for bad, words in cases:
         with pytest.raises(ValueError, match=f"mel #1: .*{words}"):
             pretrained([good, bad])
@@ -89,6 +89,21 @@ def test_one_mel_given_bare_is_refused_as_such_and_a_batch_is_its_mels(pretraine
         pretrained(mel[None, None])
     with pytest.raises(TypeError, match="file name"):
         pretrained("utt1.npy")
+
+
+def test_a_mel_with_size_1_axes_is_read_as_a_jobs_npy_mel_is(pretrained):
+    """A TTS model's [1, n_mels, T] in a list (or a stream's chunk) is its [n_mels, T], as a job reads such a .npy;
+    [1, n_mels, 1] is one frame. It was refused ('mel has shape [1, 80, 26]') though vocoder(mel) of the same
+    tensor took it as a batch of one."""
+    good = speech_mels((0.3,))[0]
+    audio = pretrained([good])[0]
+    for mel in (torch.from_numpy(good)[None], good[None, :, :, None], good[:, None]):
+        np.testing.assert_array_equal(pretrained([mel])[0], audio)
+    assert pretrained([good[None, :, :1]])[0].shape == (256,)
+    chunks = [good[None, :, :10], good[None, :, 10:]]
+    np.testing.assert_allclose(np.concatenate(list(pretrained.stream(chunks))), audio, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"mel #0: mel has shape \[2, 80, 25\], expected .*size-1 axes aside"):
+        pretrained([np.stack([good, good])])
 
 
 def test_non_float_mels_are_refused_as_a_job_refuses_them(pretrained):
