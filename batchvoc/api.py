@@ -30,7 +30,7 @@ from batchvoc.engines import Engine
 from batchvoc.errors import API_KEYS, ConfigError, RowError
 from batchvoc.manifest.conventions import MelChecks, to_natural_log
 from batchvoc.manifest.rows import finite_float32, one_line, require_floats, squeezed_shape
-from batchvoc.manifest.short_rows import pooled_warnings
+from batchvoc.manifest.short_rows import POOLED_FRAMES, pooled_warnings
 from batchvoc.models.presets import Preset
 from batchvoc.runtime import EngineOptions, build_runtime, resolve_device
 from batchvoc.stream import vocode_audio
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MelLike = np.ndarray | torch.Tensor
 
 # from_preset's keyword for each job key it stands for: its errors name what the caller set
+JUDGED_FRAMES = POOLED_FRAMES  # a stream's conventions are judged on its first frames, as short rows pooled
 KEYWORDS = {
     "model.preset": "preset",
     "model.checkpoint": "checkpoint",
@@ -322,14 +323,17 @@ class Vocoder:
         right context yet (at the start, chunks shorter than `context`) yields nothing; its frames come later.
 
         Each chunk is checked as a call's mels are (bands on axis 0, floats, no NaN or Inf) and converted from
-        `mel_scale`; the mel conventions (log10, dB, normalised, ...) are not judged on chunks, which are too
-        short to tell: check a whole mel with `vocode_each` where that matters.
-        Raises ValueError naming the chunk (`chunk #3: ...`) for a chunk that fails the checks; the pieces
-        yielded before it stand.
+        `mel_scale`. The mel conventions (log10, dB, normalised, ...: `mel_convention`) are judged once, on the
+        first JUDGED_FRAMES frames (96, about 1 s; a mel judged on fewer is often misread) as soon as they have
+        arrived, or on the whole mel where it is shorter, before the stream's last piece.
+        Raises ValueError naming the chunk (`chunk #3: ...`) for a chunk that fails the checks, or the frames
+        (`frames 0-95: ...`) for a convention refused; the pieces yielded before it stand. A doubt is logged as a
+        warning and the stream goes on.
         """
         context = self.context
         held = np.zeros((self.n_mels, 0), np.float32)  # utterance frames [start, start + held's frames)
         start = done = 0  # done: frames whose audio was yielded
+        first: list[np.ndarray] | None = []  # the raw frames to judge, until judged (None)
         for index, chunk in enumerate(chunks):
             if _no_frames(chunk, self.n_mels):
                 continue
@@ -337,6 +341,10 @@ class Vocoder:
                 array, _ = check_mel(chunk, self.n_mels)
             except RowError as err:
                 raise ValueError(f"chunk #{index}: {err}") from None
+            if first is not None:
+                first.append(array)
+                if start + held.shape[1] + array.shape[1] >= JUDGED_FRAMES:
+                    first = self._judge(first)
             held = np.concatenate([held, to_natural_log(array, self.checks.scale)], axis=1)
             ready = start + held.shape[1] - context  # frames with `context` frames after them
             if ready <= done:
@@ -345,9 +353,23 @@ class Vocoder:
             done = ready
             keep = max(done - context, 0)
             held, start = held[:, keep - start :], keep
+        if first:
+            self._judge(first)
         end = start + held.shape[1]
         if end > done:
             yield self._frames(held, start, done, end)
+
+    def _judge(self, frames: list[np.ndarray]) -> None:
+        """A stream's conventions, judged once on its first frames (at most JUDGED_FRAMES): ValueError where they
+        are refused, a warning where in doubt. Returns None: nothing is left to judge."""
+        mel = np.concatenate(frames, axis=1)[:, :JUDGED_FRAMES]
+        which = f"frames 0-{mel.shape[1] - 1}"
+        try:
+            _, warning = self.checks.read(mel)
+        except RowError as err:
+            raise ValueError(f"{which}: {err}") from None
+        if warning:
+            log.warning("stream, %s: %s", which, warning)
 
     def _frames(self, held: np.ndarray, start: int, first: int, end: int) -> np.ndarray:
         """The audio of utterance frames [first, end) from `held`, the mel of frames [start, ...)."""

@@ -1,5 +1,7 @@
 """batchvoc.Vocoder and the Ray Data class: real pretrained weights, real jobs and a real local Ray."""
 
+import logging
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -289,6 +291,25 @@ def test_a_stream_of_chunks_gives_the_whole_mels_audio_as_soon_as_each_frame_has
                              MelChecks.for_preset(pretrained.preset, "log10", keys=API_KEYS))  # fmt: skip
     chunks = [mel[:, a : a + 50] / np.log(10) for a in range(0, mel.shape[1], 50)]
     np.testing.assert_allclose(np.concatenate(list(log10.stream(chunks))), whole, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("frames", [20, 258])
+def test_a_streams_conventions_are_judged_on_its_first_second(pretrained, frames, caplog):
+    """A stream of decibel frames was vocoded into garbage, chunk after chunk, its conventions never judged: now
+    its first 96 frames (the whole mel where shorter) are, once they have arrived, as a call judges a mel: a
+    refused convention raises naming those frames, a doubt (log10) is logged once and the stream goes on."""
+    mel = speech_mels((3.0,), seed=5)[0][:, :frames]
+    judged = min(frames, 96)
+    chunks = [mel[:, a : a + 10] for a in range(0, frames, 10)]
+    pieces = []
+    with pytest.raises(ValueError, match=rf"^frames 0-{judged - 1}: values from .* spread .*: looks like dec"):
+        pieces.extend(pretrained.stream(iter(c * 20 / np.log(10) for c in chunks)))
+    assert sum(len(p) for p in pieces) <= (judged - pretrained.context) * pretrained.hop_length
+    with caplog.at_level(logging.WARNING, logger="batchvoc.api"):
+        audio = np.concatenate(list(pretrained.stream(c / np.log(10) for c in chunks)))
+    doubts = [r.getMessage() for r in caplog.records if "looks like log10" in r.getMessage()]
+    assert len(doubts) == (frames >= 96) and len(audio) == frames * pretrained.hop_length, doubts
+    assert all(d.startswith("stream, frames 0-95: ") and 'mel_scale="log10"' in d for d in doubts), doubts
 
 
 def test_bad_settings_name_the_keyword_with_the_job_key_as_key():
