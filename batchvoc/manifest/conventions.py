@@ -331,6 +331,12 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
         return (f"values have mean {mean:.2f} and standard deviation {std:.2f}: looks like a mean/std-normalised "
                 f"(z-scored) mel; undo the normalisation (x * std + mean, with the statistics it used) and store the "
                 f"natural-log mel clamped at {floor:.2f}")  # fmt: skip
+    decade = _decade(lo) if at_floor and lo > floor + RAISED_FLOOR and not _top_db_below(hi - lo) else None
+    if decade is not None and hi < COMPRESSED_PEAK * ceiling:
+        clamp = "" if decade == -5 else f", then clamp it at {floor:.2f} (1e-5, where it is clamped at 1e{decade})"
+        return (f"clamped floor at {lo:.2f} = log10(1e{decade}), values up to {hi:.2f}, under {COMPRESSED_PEAK:g} of "
+                f"the {ceiling:.2f} a full-scale signal makes: looks like log10 (ln / 2.303) clamped at 1e{decade} "
+                f"(ParallelWaveGAN's and ESPnet's eps is 1e-10); set {keys.set_scale('log10')}{clamp}")  # fmt: skip
     if at_floor and lo > floor + ABOVE_FLOOR and hi - lo < COMPRESSED_SPAN * (ceiling - floor):
         ratio = _scale_estimate(lo, floor)
         if _top_db_below(hi - lo):  # before log10: such a floor may land near log10(1e-5) = -5
@@ -372,6 +378,12 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
         return (f"values only from {q1:.2f} to {hi:.2f} (1st percentile to max): natural-log mels of speech reach "
                 f"toward {floor:.2f}; looks like log10 or a scaled mel; {fix}")  # fmt: skip
     return _layout(mel)
+
+
+def _decade(value: float) -> int | None:
+    """k where `value` is log10(10^k) (a whole number from -12 to -3, to 1e-3): a log10 mel's clamped floor."""
+    k = round(value)
+    return k if -12 <= k <= -3 and abs(value - k) < 1e-3 else None
 
 
 def _power_spread(width: float, hi: float, floor: float, ceiling: float) -> str:

@@ -544,3 +544,21 @@ def test_log10_whose_floor_lies_per_band_is_not_passed_as_natural_log(preset_mel
         refused += "floor of their own in each band" in reason
         MelChecks.for_preset(preset, scale="log10").read(espnet)  # not refused (its silences lie below ln(clip))
     assert refused >= len(speech.wavs) - 1, preset.name
+
+
+def test_log10_clamped_at_1e_10_is_refused_as_log10(preset_mels, speech):
+    """ParallelWaveGAN's logmelfilterbank (log10(max(1e-10, mel))) of audio with digital silence, read as a natural-log
+    mel: its floor at exactly -10 (log10(1e-10)) was taken for a natural-log mel scaled by 0.87 or clamped at 4.5e-05
+    (vocoded, marked suspect); a clamped floor at a whole number of decades with a peak under log10's reach is now
+    refused as log10 with its key (s02 has too little silence for a clamped floor: named log10 by its span, or with
+    no pause cut out, as before, passed at 24 kHz)."""
+    preset, _ = preset_mels
+    fe = preset.front_end
+    pwg = replace(fe, clip=1e-10, magnitude_eps=0.0)
+    named = 0
+    for wav in speech.wavs:
+        row = np.asarray(log_mel(load_audio_for(fe, wav), pwg), dtype=np.float32) / np.float32(LN10)
+        reason = _verdict(MelChecks.for_preset(preset), row)
+        named += reason is not None and "= log10(1e-10)" in reason and "input.mel_scale=log10" in reason
+        assert reason is None or "log10" in reason, (preset.name, reason)
+    assert named >= len(speech.wavs) - 1, preset.name
