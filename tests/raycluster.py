@@ -45,8 +45,33 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+class _Node:
+    """A `ray start --block` process of ours (`process`, with the `children` it started and its `temp_dir`)."""
+
+    process: subprocess.Popen
+    temp_dir: Path
+    children: list[psutil.Process]
+
+    def kill(self) -> None:
+        """SIGKILL the node and every process it started at once (a node lost mid-job); `stop()` still cleans up."""
+        self.children += kill_tree(self.process)
+
+    def stop(self) -> None:
+        """SIGTERM to our `ray start --block` (it stops its node), then SIGKILL to any of its own children left."""
+        self.children += descendants(self.process.pid)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        reap(self.children, grace=5)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
 @dataclass
-class HeadNode:
+class HeadNode(_Node):
     """A running head: addresses, the token, and the environment a client needs to use them."""
 
     process: subprocess.Popen
@@ -74,22 +99,6 @@ class HeadNode:
         env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
         return {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path), **extra}
 
-    def kill(self) -> None:
-        """SIGKILL the head and every process it started at once (a head lost mid-job); `stop()` still cleans up."""
-        self.children += kill_tree(self.process)
-
-    def stop(self) -> None:
-        """SIGTERM to our `ray start --block` (it stops its node), then SIGKILL to any of its own children left."""
-        self.children += descendants(self.process.pid)
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        reap(self.children, grace=5)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def kill_tree(process: subprocess.Popen) -> list[psutil.Process]:
@@ -194,7 +203,7 @@ def start_head(folder: Path, num_cpus: int = 2, timeout: float = 120.0, env: dic
 
 
 @dataclass
-class WorkerNode:
+class WorkerNode(_Node):
     """A second node joined to a HeadNode (`ray start --address --block`): `kill()` SIGKILLs it and every process it
     started at once (a node lost mid-job); `stop()` ends what is left."""
 
@@ -203,20 +212,6 @@ class WorkerNode:
     temp_dir: Path
     children: list[psutil.Process] = field(default_factory=list)
 
-    def kill(self) -> None:
-        self.children += kill_tree(self.process)
-
-    def stop(self) -> None:
-        self.children += descendants(self.process.pid)
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        reap(self.children, grace=5)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def join_node(head: HeadNode, folder: Path, num_cpus: int = 1, timeout: float = 120.0) -> WorkerNode:
