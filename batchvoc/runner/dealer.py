@@ -282,7 +282,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
         cause = _cause(start_errors[0])
         if isinstance(cause, ConfigError):
             raise cause
-        raise StartError(f"no actor could start: {type(cause).__name__}: {first_line(cause)}", start_errors[0])
+        raise StartError(f"no actor could start: {_start_reason(cause)}", start_errors[0])
     for shard in pending:
         result.failed.setdefault(shard.name, "no actor left to run it")
     return result
@@ -422,6 +422,19 @@ def _finished(ref, actor: _Actor, shard: Shard, result: Dealt, pending: ShardQue
         except StopJob as stop:
             if pending or others_running:
                 result.stopped = str(stop)
+
+
+def _start_reason(cause: BaseException) -> str:
+    """An actor's start error in one line. A compiler's (torch.compile / AOTInductor: Dynamo's exceptions) is named
+    by the error inside it, whose message ends with Dynamo's advice on its own logs, and says how to run without
+    compiling (e.g. BigVGAN's per-utterance spans, which Inductor cannot compile on a CPU with torch 2.13)."""
+    if type(cause).__module__.startswith("torch._dynamo") or type(cause).__module__.startswith("torch._inductor"):
+        inner = getattr(cause, "inner_exception", None) or cause
+        name = type(inner).__name__  # not Ray's stand-in for an exception it could not pickle
+        said = first_line(inner) if name.startswith("_") else f"{name}: {first_line(inner)}"
+        return (f"the engine could not be compiled ({said}); "
+                "engine.backend=eager runs the model without compiling it")  # fmt: skip
+    return f"{type(cause).__name__}: {first_line(cause)}"
 
 
 def _cause(err: BaseException) -> BaseException:

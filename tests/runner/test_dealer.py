@@ -62,3 +62,27 @@ def test_the_actors_steps_reach_the_timeline_as_they_are_learnt_once_each_and_ea
     logged = [r.getMessage() for r in caplog.records if "after the process started" in r.getMessage()]
     assert logged == ["5.0 s after the process started: first shard begun",
                       "7.0 s after the process started: first audio written"]  # fmt: skip
+
+
+def test_an_engine_that_cannot_be_compiled_is_named_in_one_line_with_the_way_round_it():
+    """BigVGAN's per-utterance spans cannot be compiled by Inductor on a CPU (torch 2.13): a job with
+    engine.backend=inductor ended 'no actor could start: InductorError: Set TORCHDYNAMO_VERBOSE=1 for the internal
+    stack trace ...', Dynamo's advice on its own logs, not the error, nor what to do. A real compile failure."""
+    import pytest
+    import torch
+
+    from batchvoc.engines import build_engine
+    from batchvoc.models import load_vocoder
+    from batchvoc.runner.dealer import _start_reason
+
+    model, preset = load_vocoder("bigvgan_v2_24khz_100band_256x", "random", {"upsample_initial_channel": 64})
+    try:
+        build_engine(model, preset, backend="inductor", shapes=[(1, 96)])
+    except Exception as err:  # noqa: BLE001 - Dynamo's, checked below
+        assert type(err).__module__.startswith("torch._"), repr(err)
+        said = _start_reason(err)
+    else:
+        pytest.skip(f"torch {torch.__version__} compiles BigVGAN's spans on a CPU")
+    assert "\n" not in said and "TORCHDYNAMO" not in said, said
+    assert said.startswith("the engine could not be compiled (AssertionError: vr must not be None"), said
+    assert said.endswith("engine.backend=eager runs the model without compiling it"), said
