@@ -263,11 +263,13 @@ def _hide_secrets_in_records(cfg: DictConfig) -> None:
 
     _note_secrets(cfg)
     hc = HydraConfig.get()
-    folder = Path(hc.runtime.output_dir, hc.output_subdir) if hc.output_subdir else None
-    records = [*(folder.glob("*.yaml") if folder else ()), Path(hc.sweep.dir, "multirun.yaml")]
-    for path in records:
-        if hc.mode == RunMode.MULTIRUN or path.parent == folder:
-            _rewrite(path, lambda text: hide_secrets(text, _secrets))
+    records = list(Path(hc.runtime.output_dir, hc.output_subdir).glob("*.yaml")) if hc.output_subdir else []
+    if hc.mode == RunMode.MULTIRUN:
+        records.append(Path(hc.sweep.dir, "multirun.yaml"))
+    for path in filter(Path.is_file, records):
+        text = path.read_text()
+        if (hidden := hide_secrets(text, _secrets)) != text:
+            path.write_text(hidden)
 
 
 def _note_secrets(cfg: DictConfig) -> None:
@@ -300,17 +302,6 @@ def _hide_secrets_in_logs() -> None:
 
     record.hides_secrets = True
     logging.setLogRecordFactory(record)
-
-
-def _rewrite(path: Path, change) -> None:
-    """path's text through change, written where it differs (a file not there: nothing)."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return
-    changed = change(text)
-    if changed != text:
-        path.write_text(changed)
 
 
 def _sweep_record(configs: list, argv: list[str]) -> Path | None:

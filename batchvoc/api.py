@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 
 MelLike = np.ndarray | torch.Tensor
 
-# from_preset's keyword for each job key it stands for: its errors name what the caller set
 JUDGED_FRAMES = POOLED_FRAMES  # a stream's conventions are judged on its first frames, as short rows pooled
+
+# from_preset's keyword for each job key it stands for: its errors name what the caller set
 KEYWORDS = {
     "model.preset": "preset",
     "model.checkpoint": "checkpoint",
@@ -344,7 +345,8 @@ class Vocoder:
             if first is not None:
                 first.append(array)
                 if start + held.shape[1] + array.shape[1] >= JUDGED_FRAMES:
-                    first = self._judge(first)
+                    self._judge(first)
+                    first = None
             held = np.concatenate([held, to_natural_log(array, self.checks.scale)], axis=1)
             ready = start + held.shape[1] - context  # frames with `context` frames after them
             if ready <= done:
@@ -361,7 +363,7 @@ class Vocoder:
 
     def _judge(self, frames: list[np.ndarray]) -> None:
         """A stream's conventions, judged once on its first frames (at most JUDGED_FRAMES): ValueError where they
-        are refused, a warning where in doubt. Returns None: nothing is left to judge."""
+        are refused, a warning where in doubt."""
         mel = np.concatenate(frames, axis=1)[:, :JUDGED_FRAMES]
         which = f"frames 0-{mel.shape[1] - 1}"
         try:

@@ -428,7 +428,7 @@ def _start_reason(cause: BaseException) -> str:
     """An actor's start error in one line. A compiler's (torch.compile / AOTInductor: Dynamo's exceptions) is named
     by the error inside it, whose message ends with Dynamo's advice on its own logs, and says how to run without
     compiling (e.g. BigVGAN's per-utterance spans, which Inductor cannot compile on a CPU with torch 2.13)."""
-    if type(cause).__module__.startswith("torch._dynamo") or type(cause).__module__.startswith("torch._inductor"):
+    if type(cause).__module__.startswith(("torch._dynamo", "torch._inductor")):
         inner = getattr(cause, "inner_exception", None) or cause
         name = type(inner).__name__  # not Ray's stand-in for an exception it could not pickle
         said = first_line(inner) if name.startswith("_") else f"{name}: {first_line(inner)}"
