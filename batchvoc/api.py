@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import numbers
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -116,6 +117,9 @@ def check_mel(mel: Any, n_mels: int, checks: MelChecks | None = None) -> tuple[n
     (input.mel_scale's conversion and check.mel_convention's log10 / dB / normalised / transposed checks,
     batchvoc/manifest/conventions.py).
     """
+    not_array = not_an_array(mel, n_mels)
+    if not_array:
+        raise RowError(not_array)
     if isinstance(mel, torch.Tensor):
         require_floats(mel, "mel")  # the job's check: an int, bool ... tensor is refused, not cast
         mel = mel.detach().cpu()
@@ -139,6 +143,24 @@ def check_mel(mel: Any, n_mels: int, checks: MelChecks | None = None) -> tuple[n
     return checks.read(array)  # error mode raises RowError
 
 
+def not_an_array(mel: Any, n_mels: int) -> str | None:
+    """Why `mel` (one item of a call, or a stream's chunk) is no array at all, or None where it may be one (an
+    array, a tensor, nested sequences or anything numpy takes as an array: the other checks judge it).
+
+    A file name (str, bytes, os.PathLike) is named as one with how to pass its mel; any other object that is not a
+    sequence (a dict, a number) by its type: numpy would make a 0-d array of it and the reason would
+    name its dtype (`mel holds <U5`)."""
+    if mel is None:
+        return "mel is null"
+    if isinstance(mel, (str, bytes, PathLike)):
+        path = str(os.fsdecode(mel))  # str: numpy's np.str_ reprs as np.str_(...)
+        return (f"mel is a file name ({path!r}), not a mel: pass np.load({path!r}) (a job reads .npy mels named in "
+                f"a manifest's mel_path column: python -m batchvoc.manifest npy)")  # fmt: skip
+    if isinstance(mel, (np.ndarray, torch.Tensor, Sequence)) or hasattr(mel, "__array__"):
+        return None
+    return f"mel is a {type(mel).__name__}, not an array [n_mels={n_mels}, n_frames]"
+
+
 def mel_items(mels: Any, n_mels: int) -> list:
     """The mels of one call as a list: a sequence (list, tuple, generator) of mels, or a batch array / tensor
     [B, n_mels, T] (its B mels, as vocos's and BigVGAN's forward take them).
@@ -147,7 +169,9 @@ def mel_items(mels: Any, n_mels: int) -> list:
     as n_mels mels of one row each) or an array of another rank, TypeError for a str or path (a file name, not a
     mel: np.load it first) or a non-iterable."""
     if isinstance(mels, (str, bytes, PathLike)):
-        raise TypeError(f"mels is a file name ({mels!r}), not mels: load it (np.load) and pass [mel]")
+        name = str(os.fsdecode(mels))
+        raise TypeError(f"mels is a file name ({name!r}), not mels: pass [np.load({name!r})] (a job reads .npy mels "
+                        f"named in a manifest's mel_path column: python -m batchvoc.manifest npy)")  # fmt: skip
     if isinstance(mels, (np.ndarray, torch.Tensor)):
         if mels.ndim == 3:
             return list(mels)
@@ -297,8 +321,6 @@ class Vocoder:
         good, warnings = [], {}
         for index, mel in enumerate(mels):
             try:
-                if mel is None:
-                    raise RowError("mel is null")
                 array, warnings[index] = check_mel(mel, self.n_mels, self.checks)
                 good.append((index, array))
             except RowError as err:

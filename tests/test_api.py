@@ -93,6 +93,34 @@ def test_one_mel_given_bare_is_refused_as_such_and_a_batch_is_its_mels(pretraine
         pretrained("utt1.npy")
 
 
+def test_file_names_and_other_non_arrays_in_a_list_are_named_as_what_they_are(pretrained, tmp_path):
+    """vocoder(["x.npy"]) said `mel #0: mel holds <U5, not float values` (a Path: `holds object`): the item is a
+    file name, and the reason says so and how to pass it; a dict or a number is named by its type. The same
+    reasons reach vocode_each's Results, a stream's chunks and Ray Data's error column."""
+    from batchvoc.ray_data import VocodeBatches
+
+    good = speech_mels((0.3,))[0]
+    np.save(tmp_path / "utt1.npy", good)
+    names = ["utt1.npy", tmp_path / "utt1.npy", b"utt1.npy", np.str_("utt1.npy")]
+    for name in names:
+        with pytest.raises(ValueError, match=r"^mel #1: mel is a file name \('.*utt1.npy'\), not a mel: pass "
+                                             r"np\.load\('.*utt1\.npy'\)"):  # fmt: skip
+            pretrained([good, name])
+    for other, kind in ((dict(mel=good), "dict"), (7, "int"), (object(), "object")):
+        with pytest.raises(ValueError, match=rf"^mel #0: mel is a {kind}, not an array \[n_mels=80, n_frames\]$"):
+            pretrained([other])
+    results = pretrained.vocode_each([good, "utt1.npy"])
+    assert results[0].ok and "mel_path" in results[1].error and results[1].error.startswith("mel is a file name")
+    with pytest.raises(ValueError, match=r"^chunk #0: mel is a file name"):
+        list(pretrained.stream(["utt1.npy"]))
+    column = np.array(["utt1.npy"], dtype=object)
+    stage = VocodeBatches("hifigan_v1_universal", checkpoint="pretrained", backend="eager", batch=3, window=96)
+    assert stage(dict(mel=column))["error"][0] == results[1].error
+    with pytest.raises(TypeError, match=r"^mels is a file name \('utt1.npy'\), not mels: pass \[np\.load\('utt1"):
+        pretrained("utt1.npy")
+    np.testing.assert_array_equal(pretrained([np.load(tmp_path / "utt1.npy")])[0], pretrained([good])[0])
+
+
 def test_a_mel_with_size_1_axes_is_read_as_a_jobs_npy_mel_is(pretrained):
     """A TTS model's [1, n_mels, T] in a list (or a stream's chunk) is its [n_mels, T], as a job reads such a .npy;
     [1, n_mels, 1] is one frame. It was refused ('mel has shape [1, 80, 26]') though vocoder(mel) of the same
