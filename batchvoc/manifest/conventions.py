@@ -35,6 +35,15 @@ convention except the case below. What the values alone cannot tell, measured th
   deviation 0.78-0.91, refused as z-scored (18 of 192): a z-scored mel of the same speech has the same values.
 - x0.5 of speech over a noise floor 30-40 dB below it, in windows of 64-128 frames: spans 3.1-3.6 with a top
   quarter of 0.5-0.57, as natural-log speech 5 dB above its noise floor does: passes.
+
+Other toolkits' mels (benchmarks/toolkit_mels.py: the same 192 recordings, written as each toolkit writes its mels,
+read with the input.mel_scale its user would set). ParallelWaveGAN's log10(max(1e-10, mel)) read as log10: all pass
+(log10 and db clamp at ln(clip) on reading; 42 were refused as a power mel, its floor at 2 ln(clip)). librosa's
+power_to_db of a power=2 mel read as db (about +1.6 too loud): 96 marked suspect naming the power mel (those
+passing full scale: LOUD_MARGIN_DB), 96 quieter ones pass (was: all). Coqui TTS's [-4, 4]: 185 refused or marked,
+named as normalised (7 quiet noisy rows pass; was 68 passing, the others named log10). torchaudio's norm=None
+filterbank: 144 marked (its silence at ln(clip) names the filterbank), the 48 at gain 0.1 pass (peaking under full
+scale). Matcha-TTS's corpus mean/std: all refused or marked, named as normalised (was: log10 or scaled).
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ MODES = ("error", "warn", "off")
 
 GSV_SPEC_MIN, GSV_SPEC_MAX = -12.0, 2.0  # GPT-SoVITS v3/v4 norm_spec: (x - min) / (max - min) * 2 - 1
 LN10 = math.log(10.0)
+DEFAULT_FLOOR = math.log(1e-5)  # every preset's front end clamps its mel at 1e-5
 
 FLOOR_MASS, FLOOR_MIN_VALUES = 0.01, 10  # a clamped floor: this share of the values (and this many) at the minimum
 BELOW_FLOOR = 2.5  # the 1st percentile this far below ln(clip): not a natural-log mel of this front end
@@ -129,7 +139,13 @@ LINEAR_TOP = 0.3  # non-negative values whose 75th percentile is below this shar
 # whatever their level (a quiet recording's peak under 1 read as a [0, 1]-normalised or a gsv_norm mel): 0.02-0.30 in
 # speech over any floor under it, [0, 1]-normalised log-mels (min-max or a fixed dB range) 0.37-0.93 (espeak-ng
 # speech, 4 presets, gains 0.01-1, whole and in windows)
-LOUD_MARGIN = 1.0  # a peak this far above the full-scale ceiling: too loud (speech at gain 1.25 peaks below it)
+LOUD_MARGIN = 0.3  # a peak this far above the full-scale ceiling: too loud. Full-scale square waves and sines of
+# 30 Hz-6 kHz peak at most 0.12-0.21 above it (the 4 presets' front ends); espeak-ng speech, peak-normalised to 0.99
+# or at gain 1.25, 0.86 or more below it. At 1.0, a power mel's dB read with input.mel_scale=db (about +1.6) and
+# Coqui TTS's [-4, 4] mels over a noise floor (+0.3..+1.05) passed (benchmarks/toolkit_mels.py)
+LOUD_MARGIN_DB = 0.0  # ... read with input.mel_scale=db: past full scale at all. The dB mels most toolkits write
+# (librosa's power_to_db of a power=2 mel) read about 1.6 too loud there; their speech at gain 1 or peak-normalised
+# peaks -0.08..+0.74 from the ceiling, amplitude_to_db of a magnitude mel (what db reads) 0.86 or more below it
 LEVEL_REFUSED = ABOVE_CEILING  # an offset this large (either way): no audio through this front end gives the values
 # (a mel without a clamped floor: its 1st percentile this far plus BELOW_FLOOR below ln(clip), the undershoot a
 # predicted mel is allowed counting in its favour)
@@ -142,19 +158,21 @@ NORMALISED = (
 Z_MEAN, Z_STD = 0.25, 0.25  # mean within this of 0 and std within this of 1: a mean/std (z-score) normalised mel
 
 
-def to_natural_log(mel: np.ndarray, scale: str) -> np.ndarray:
+def to_natural_log(mel: np.ndarray, scale: str, floor: float = DEFAULT_FLOOR) -> np.ndarray:
     """mel [n_mels, n_frames] in `scale` (input.mel_scale) -> float32 natural-log mel of magnitudes.
 
     ln: as is; log10: x * ln(10); db: 20*log10 (or 10*log10 of power) -> x * ln(10) / 20; gsv_norm: GPT-SoVITS
-    v3/v4's normalised spectrogram in [-1, 1] -> (x + 1) / 2 * (spec_max - spec_min) + spec_min.
+    v3/v4's normalised spectrogram in [-1, 1] -> (x + 1) / 2 * (spec_max - spec_min) + spec_min. log10 and db are
+    clamped at the model's `floor` (ln(clip)) too: those toolkits clamp lower (ParallelWaveGAN's and ESPnet's
+    log10(max(1e-10, mel)), librosa's amin=1e-10 of power), and the values below the model's floor are its silence.
     """
     mel = np.asarray(mel, dtype=np.float32)
     if scale == "ln":
         return mel
     if scale == "log10":
-        return mel * np.float32(LN10)
+        return np.maximum(mel * np.float32(LN10), np.float32(floor))
     if scale == "db":
-        return mel * np.float32(LN10 / 20.0)
+        return np.maximum(mel * np.float32(LN10 / 20.0), np.float32(floor))
     if scale == "gsv_norm":
         return (mel + 1.0) * np.float32((GSV_SPEC_MAX - GSV_SPEC_MIN) / 2.0) + np.float32(GSV_SPEC_MIN)
     raise ConfigError(SCALE_KEY, f"unknown mel scale {scale!r}; use one of {', '.join(SCALES)}")
@@ -228,14 +246,16 @@ class MelChecks:
         either mode a row that only may be one (looks_compressed) or a natural-log mel whose level is off short of
         refused (level_fault: too loud or too quiet; raised_floor).
         """
-        mel = to_natural_log(mel, self.scale)
+        mel = to_natural_log(mel, self.scale, self.floor)
         if self.mode == "off":
             return mel, None
         stats = SampleStats.of(mel)  # one partial sort for both judgements
         problem = looks_like(mel, self.floor, self.ceiling, stats, self.keys)
         if problem is None:  # weaker signs: vocoded, and the row marked suspect, in either mode
-            fault = level_fault(mel, self.floor, self.ceiling, stats)
-            doubt = (looks_compressed(mel, stats, self.keys) or (fault and f"{fault.reason} (vocoded, marked suspect)")
+            fault = level_fault(mel, self.floor, self.ceiling, stats, self.scale)
+            loud = fault is not None and fault.offset > 0  # past full scale: no log10 or scaled-down mel peaks there
+            doubt = ((None if loud else looks_compressed(mel, stats, self.keys, self.ceiling))
+                     or (fault and f"{fault.reason} (vocoded, marked suspect)")
                      or raised_floor(mel, self.floor, self.ceiling))  # fmt: skip
             return mel, None if doubt is None else self.read_as(doubt)
         problem = self.read_as(problem)
@@ -323,20 +343,26 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
                 f"normalisation: set {keys.set_scale('gsv_norm')})")  # fmt: skip
     if lo >= 0.0 and median < LINEAR_MEDIAN * q99:  # heavy-tailed, piled up near 0: magnitudes, not their log
         return _linear(hi)
+    if _piles_up_at(-values, -hi) and hi - lo > 1e-3:  # a clipped ceiling, before the level and scale checks
+        return _clipped_ceiling(lo, hi, at_floor, floor)
     outside = q1 < floor - BELOW_FLOOR or hi > ceiling + ABOVE_CEILING
     if outside and stats.width >= DB_SPREAD:
         return _decibels(lo, hi, stats.width, floor, ceiling, keys)
     mean, std = float(values.mean()), float(values.std())
     if abs(mean) < Z_MEAN and abs(std - 1.0) < Z_STD:
         return (f"values have mean {mean:.2f} and standard deviation {std:.2f}: looks like a mean/std-normalised "
-                f"(z-scored) mel; undo the normalisation (x * std + mean, with the statistics it used) and store the "
-                f"natural-log mel clamped at {floor:.2f}")  # fmt: skip
+                f"(z-scored) mel (its own statistics, or a corpus's: Matcha-TTS's), or one mapped into a range around "
+                f"0 (Coqui TTS's [-4, 4] over a noise floor); undo the normalisation (x * std + mean, with the "
+                f"statistics it used, or the map's inverse) and store the natural-log mel clamped at "
+                f"{floor:.2f}")  # fmt: skip
     decade = _decade(lo) if at_floor and lo > floor + RAISED_FLOOR and not _top_db_below(hi - lo) else None
-    if decade is not None and hi < COMPRESSED_PEAK * ceiling:
-        clamp = "" if decade == -5 else f", then clamp it at {floor:.2f} (1e-5, where it is clamped at 1e{decade})"
-        return (f"clamped floor at {lo:.2f} = log10(1e{decade}), values up to {hi:.2f}, under {COMPRESSED_PEAK:g} of "
-                f"the {ceiling:.2f} a full-scale signal makes: looks like log10 (ln / 2.303) clamped at 1e{decade} "
-                f"(ParallelWaveGAN's and ESPnet's eps is 1e-10); set {keys.set_scale('log10')}{clamp}")  # fmt: skip
+    if decade is not None and hi < (ceiling + LOUD_MARGIN) / LN10:  # log10 of audio through this front end
+        clamp = "" if decade == -5 else f" (it clamps at ln(clip) = {floor:.2f}, 1e-5, on reading)"
+        symmetric = f", or a mel normalised into [{lo:.0f}, {-lo:.0f}] (Coqui TTS's)" if hi <= -lo else ""
+        return (f"clamped floor at {lo:.2f} = log10(1e{decade}), values up to {hi:.2f}, under the "
+                f"{(ceiling + LOUD_MARGIN) / LN10:.2f} that log10 of full-scale audio reaches: looks like log10 "
+                f"(ln / 2.303) clamped at 1e{decade} (ParallelWaveGAN's and ESPnet's eps is 1e-10){symmetric}; set "
+                f"{keys.set_scale('log10')}{clamp}")  # fmt: skip
     if at_floor and lo > floor + ABOVE_FLOOR and hi - lo < COMPRESSED_SPAN * (ceiling - floor):
         ratio = _scale_estimate(lo, floor)
         if _top_db_below(hi - lo):  # before log10: such a floor may land near log10(1e-5) = -5
@@ -350,7 +376,10 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
         elif abs(ratio - 1 / LN10) < 0.04:
             guess, hint = "log10 (ln / 2.303)", f"set {keys.set_scale('log10')}"
         else:  # no scale key undoes an arbitrary factor: say which one would
-            guess = (f"a natural-log mel scaled by {ratio:.2f}, mapped into another range (Tacotron's [-4, 4]), or "
+            guess = (f"a natural-log mel scaled by {ratio:.2f}, normalised with a corpus mean and standard deviation "
+                     f"((ln(mel) - mean) / std: Matcha-TTS's LJSpeech statistics -5.54 / 2.12 put ln(clip) at "
+                     f"{(floor + 5.536622) / 2.116101:.2f}), mapped into another range (Coqui TTS's and Tacotron's "
+                     f"[-4, 4]), or "
                      f"clamped at {math.exp(lo):.2g} instead of {math.exp(floor):.0e}")  # fmt: skip
             hint = (f"store the natural-log mel itself, clamped at {floor:.2f} (a scaled one: these values times "
                     f"{1 / ratio:.3g}; a mapped one: the map's inverse); {keys.scale} reads log10, db and gsv_norm "
@@ -361,8 +390,10 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
     if fault is not None and fault.refused:
         return f"{fault.reason}; no audio through this front end gives such values"
     if lo >= 0.0 and fault is None:  # a natural-log mel shifted past 0 is a level fault, not magnitudes
-        return (f"no negative values ({lo:.3g} .. {hi:.3g}): looks like a linear (not log) mel; take its ln, "
-                "clamped at 1e-5")  # fmt: skip
+        return (f"no negative values ({lo:.3g} .. {hi:.3g}), not heavy-tailed as magnitudes are: looks like a "
+                f"normalised log-mel lifted above 0 (a corpus mean and standard deviation, as Matcha-TTS's, over a "
+                f"loud noise floor) or a linear (not log) mel; undo the normalisation, or take its ln, and store the "
+                f"natural-log mel clamped at {floor:.2f}")  # fmt: skip
     if outside and fault is None:
         return _below_floor_or_above_ceiling(lo, q1, hi, stats.width, floor, ceiling, fix)
     if stats.width > LN_SPREAD[1]:  # inside the ranges, but no natural-log mel spreads so far
@@ -376,8 +407,27 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
                 f"set {keys.set_scale('log10')} if it is log10")  # fmt: skip
     if q1 > COMPRESSED_Q1 and hi < COMPRESSED_PEAK * ceiling:
         return (f"values only from {q1:.2f} to {hi:.2f} (1st percentile to max): natural-log mels of speech reach "
-                f"toward {floor:.2f}; looks like log10 or a scaled mel; {fix}")  # fmt: skip
+                f"toward {floor:.2f}; looks like log10, a scaled mel, or a normalised one (a corpus mean and standard "
+                f"deviation, as Matcha-TTS's, or a fixed range, as Coqui TTS's [-4, 4]); {fix}")  # fmt: skip
     return _layout(mel)
+
+
+def _clipped_ceiling(lo: float, hi: float, at_floor: bool, floor: float) -> str:
+    """The reason for values piling up at their maximum `hi`: clipped there, as a normalisation clipped to its
+    range is (a natural-log mel's loudest values never repeat: measured, none of the espeak-ng rows of
+    benchmarks/toolkit_mels.py had two equal maxima)."""
+    both = f" and at their minimum {lo:.2f}" if at_floor else ""
+    coqui = ""
+    if abs(hi - round(hi)) < 1e-3 and round(hi) > 0 and lo >= -hi - 1e-3:  # [-m, m] or [0, m]: m a whole number
+        m = round(hi)
+        coqui = (
+            f"; for Coqui TTS's default (symmetric_norm, max_norm={m}, min_level_db=-100, ref_level_db=20) the "
+            f"natural-log mel is ((x + {m}) / {2 * m} * 100 - 80) * ln(10) / 20, its clipped values lost"
+        )
+    return (f"values pile up at their maximum {hi:.2f}{both}: clipped there, as a mel scaled into a fixed range "
+            f"and clipped to it is (Coqui TTS's and Tacotron's [-4, 4] with clip_norm), where a natural-log mel's "
+            f"loudest values never repeat; undo the normalisation and store the natural-log mel of magnitudes clamped "
+            f"at {floor:.2f}{coqui}")  # fmt: skip
 
 
 def _decade(value: float) -> int | None:
@@ -430,32 +480,41 @@ class LevelFault:
     refused: bool
 
 
-def level_fault(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats | None = None) -> LevelFault | None:
+def level_fault(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats | None = None,
+                scale: str = "ln") -> LevelFault | None:  # fmt: skip
     """How `mel` [n_mels, n_frames] is off in level when it spreads like a natural-log mel (LN_SPREAD) but peaks
     over LOUD_MARGIN above the full-scale `ceiling` (too loud) or reaches over BELOW_FLOOR below ln(clip) `floor`
     at its 1st percentile (too quiet); else None. The offset is exact where the values pile up at a clamped floor
     (its distance from ln(clip)), else how far the peak passes full scale (too loud: at least that) or the 1st
-    percentile lies below ln(clip) (too quiet: about that). Refused beyond LEVEL_REFUSED (see there)."""
+    percentile lies below ln(clip) (too quiet: about that). Refused beyond LEVEL_REFUSED (see there). A row too loud
+    names its likelier cause where the values tell one (_loud_cause; `scale`: input.mel_scale it was read with)."""
     stats = stats or SampleStats.of(mel)
     if not LN_SPREAD[0] <= stats.width <= LN_SPREAD[1]:
         return None
     lo, hi = float(mel.min()), float(mel.max())
     clamped = _piles_up_at(_sample(mel), lo) and hi - lo > 1e-3
     floor_at = f"its clamped floor at {lo:.2f}, {lo - floor:+.2f} from ln(clip) = {floor:.2f}" if clamped else ""
-    if hi > ceiling + LOUD_MARGIN:
+    # past both ends at once (shifted back up, it would pass full scale): before too loud, which such a row is too
+    if stats.q1 < floor - BELOW_FLOOR and not clamped and hi - stats.q1 > ceiling - floor + BELOW_FLOOR:
+        offset = stats.q1 - floor
+        reason = (f"values reach from {stats.q1:.2f} (1st percentile) to {hi:.2f}, {hi - stats.q1:.1f} apart, "
+                  f"further than a natural-log mel of this front end reaches (ln(clip) = {floor:.2f} to the "
+                  f"{ceiling:.2f} of full scale, and a predicted mel's {BELOW_FLOOR:g} of undershoot): looks like "
+                  f"the log of a power mel (2 x ln) of a noisy recording, or a natural-log mel whose silences "
+                  f"undershoot ln(clip) by more than {BELOW_FLOOR:g}; store ln(mel) of magnitudes clamped at "
+                  f"{floor:.2f}")  # fmt: skip
+        return LevelFault(offset, reason, -offset > LEVEL_REFUSED + BELOW_FLOOR)
+    if hi > ceiling + (LOUD_MARGIN_DB if scale == "db" else LOUD_MARGIN):
         offset = max(lo - floor, hi - ceiling) if clamped else hi - ceiling
         seen = f"peaks at {hi:.2f}, {hi - ceiling:+.2f} above the {ceiling:.2f} a full-scale signal makes"
         how, about, refused = "too loud", "" if clamped else "at least ", offset > LEVEL_REFUSED
+        at_clip = abs(lo - floor) < 1e-3 and int(np.count_nonzero(mel <= floor + 1e-4)) >= FLOOR_MIN_VALUES
+        cause = _loud_cause(at_clip, floor, clamped, stats, scale)
+        if cause is not None:
+            reason = (f"too loud: {seen}, further than any audio through this front end reaches; "
+                      f"{'; '.join(x for x in (floor_at, cause) if x)}")  # fmt: skip
+            return LevelFault(offset, reason, refused)
     elif stats.q1 < floor - BELOW_FLOOR:
-        if not clamped and hi - stats.q1 > ceiling - floor + BELOW_FLOOR:  # shifted back, it would pass full scale
-            offset = stats.q1 - floor
-            reason = (f"values reach from {stats.q1:.2f} (1st percentile) to {hi:.2f}, {hi - stats.q1:.1f} apart, "
-                      f"further than a natural-log mel of this front end reaches (ln(clip) = {floor:.2f} to the "
-                      f"{ceiling:.2f} of full scale, and a predicted mel's {BELOW_FLOOR:g} of undershoot): looks like "
-                      f"the log of a power mel (2 x ln) of a noisy recording, or a natural-log mel whose silences "
-                      f"undershoot ln(clip) by more than {BELOW_FLOOR:g}; store ln(mel) of magnitudes clamped at "
-                      f"{floor:.2f}")  # fmt: skip
-            return LevelFault(offset, reason, -offset > LEVEL_REFUSED + BELOW_FLOOR)
         offset = lo - floor if clamped else stats.q1 - floor
         seen = f"reaches {stats.q1:.2f} (1st percentile), {stats.q1 - floor:+.2f} below ln(clip) = {floor:.2f}"
         how, about = "too quiet", "" if clamped else "about "
@@ -465,12 +524,42 @@ def level_fault(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStat
     else:
         return None
     causes = f"an offset added, or a gain of x{math.exp(offset):.3g}"
+    if offset > 0:
+        causes += ", or a louder filterbank (norm=None) or STFT than the front end's"
     if offset < 0:
         causes += f", or clamped at {math.exp(lo):.2g} instead of {math.exp(floor):.0e}"
     reason = (f"{how}: the mel spreads like a natural-log mel ({stats.width:.1f} from 1st to 99th percentile) but "
               f"{'; '.join(x for x in (seen, floor_at) if x)}: a natural-log mel shifted by {about}{offset:+.2f} "
               f"({causes}); store ln(mel) clamped at {floor:.2f}")  # fmt: skip
     return LevelFault(offset, reason, refused)
+
+
+def _loud_cause(at_clip: bool, floor: float, clamped: bool, stats: SampleStats, scale: str) -> str | None:
+    """The likelier cause of a mel too loud than an offset added to a natural-log mel, where its values tell one:
+    read with input.mel_scale=db (a power mel's dB), silence at ln(clip) itself (`at_clip`: FLOOR_MIN_VALUES or
+    more values there, so no offset moved it: a louder filterbank or STFT), or values squeezed between a raised
+    floor and a peak past full scale (a mel mapped into a fixed range); else None. The reason ends with what to
+    store."""
+    if scale == "db":
+        return ("looks like the dB of a power mel (librosa's power_to_db of melspectrogram(power=2), torchaudio's "
+                "AmplitudeToDB(stype='power') of MelSpectrogram(power=2)): the filterbank applied to the power "
+                "spectrum, whose dB run about 1.6 (natural-log units) above those of a magnitude mel, which "
+                "input.mel_scale=db reads; make the mel with power=1 and store amplitude_to_db of it (or its ln, "
+                f"clamped at {floor:.2f})")  # fmt: skip
+    if at_clip:
+        return ("its silence sits at ln(clip) itself, so no offset moved it: the filterbank or the STFT is louder "
+                "than the front end's: looks like a filterbank without area normalisation (norm=None, torchaudio's "
+                "MelSpectrogram default: HTK triangles of height 1, louder with every band), a power mel (power=2), "
+                "or an STFT scaled up; make the mel with power=1, norm='slaney' and mel_scale='slaney', and store "
+                f"ln(mel) clamped at {floor:.2f}")  # fmt: skip
+    if not clamped and stats.q1 > COMPRESSED_Q1 and stats.width < SPAN_OF_SPEECH:
+        return (f"its values spread only {stats.width:.1f} (1st to 99th percentile) from a 1st percentile of "
+                f"{stats.q1:.2f}: squeezed and lifted, as a mel mapped into a fixed range is (Coqui TTS's [-4, 4]: "
+                f"0.69 x ln(mel) + 2.4 over a noise floor, clipped at 4 where louder), or one made with a filterbank "
+                f"without area normalisation (norm=None, torchaudio's default), whose noise floor rises band by band; "
+                f"undo the mapping, or make the mel with norm='slaney', and store the natural-log mel clamped at "
+                f"{floor:.2f}")  # fmt: skip
+    return None
 
 
 def _gsv_norm_of(value: float) -> float:
@@ -489,28 +578,39 @@ def _decibels(lo: float, hi: float, width: float, floor: float, ceiling: float, 
             f"{keys.set_scale('db')}")  # fmt: skip
 
 
-def looks_compressed(mel: np.ndarray, stats: SampleStats | None = None, keys: Keys = JOB_KEYS) -> str | None:
+def looks_compressed(mel: np.ndarray, stats: SampleStats | None = None, keys: Keys = JOB_KEYS,
+                     ceiling: float | None = None) -> str | None:  # fmt: skip
     """Why `mel` [n_mels, n_frames] may be log10 or a scaled-down natural-log mel though it never reaches a floor
     (see SPAN_OF_SPEECH), or None; rows under MIN_FRAMES_FOR_SPAN frames are not judged. stats: the mel's
-    SampleStats where the caller has them; keys: how the reason names input.mel_scale."""
+    SampleStats where the caller has them; keys: how the reason names input.mel_scale; ceiling: the full-scale
+    ceiling, where known: a row whose 99th percentile passes COMPRESSED_PEAK of it is named as normalised, not
+    log10 (log10 peaks under 0.43 of it)."""
     if mel.ndim != 2 or mel.shape[1] < MIN_FRAMES_FOR_SPAN:
         return None
     q1, _, q75, q99 = (stats or SampleStats.of(mel)).spread
     span = q99 - q1
     if span <= 0 or q99 < QUIET_TOP:
         return None
-    if span < NARROW_SPAN:
-        return (f"values span only {span:.2f} (1st to 99th percentile); natural-log mels of speech span about "
-                f"{NARROW_SPAN:g} or more even over a noise floor as loud as the speech: looks like log10 (ln / "
-                f"2.303) or a natural-log mel scaled down (set {keys.set_scale('log10')} if it is log10; vocoded, "
-                "marked suspect: the values alone cannot be sure)")  # fmt: skip
     top = q99 - q75  # speech's loudest values: a scale narrows them, a noise floor does not
-    if span >= SPAN_OF_SPEECH or top / span >= TOP_QUARTER_SHARE or top >= TOP_QUARTER_WIDTH:
+    if span < NARROW_SPAN:
+        seen = (f"values span only {span:.2f} (1st to 99th percentile); natural-log mels of speech span about "
+                f"{NARROW_SPAN:g} or more even over a noise floor as loud as the speech")  # fmt: skip
+    elif span >= SPAN_OF_SPEECH or top / span >= TOP_QUARTER_SHARE or top >= TOP_QUARTER_WIDTH:
         return None
-    return (f"values span only {span:.2f} (1st to 99th percentile), and the loudest quarter is squeezed with the "
-            f"rest; natural-log mels of speech span {SPAN_OF_SPEECH:g} or more: looks like log10 (ln / 2.303) or a "
-            f"natural-log mel scaled down (set {keys.set_scale('log10')} if it is log10; vocoded, marked suspect: "
-            "the values alone cannot be sure)")  # fmt: skip
+    else:
+        seen = (f"values span only {span:.2f} (1st to 99th percentile), and the loudest quarter is squeezed with "
+                f"the rest; natural-log mels of speech span {SPAN_OF_SPEECH:g} or more")  # fmt: skip
+    if ceiling is not None and q99 > COMPRESSED_PEAK * ceiling:
+        return (f"{seen}, and they reach {q99:.2f} (99th percentile), higher than log10 reaches: looks like a "
+                f"normalised mel (a corpus mean and standard deviation, as Matcha-TTS's (ln(mel) + 5.54) / 2.12, or "
+                f"a fixed range, as Coqui TTS's [-4, 4]) or a natural-log mel scaled down and shifted; undo the "
+                f"normalisation and store the natural-log mel (vocoded, marked suspect: the values alone cannot be "
+                f"sure)")  # fmt: skip
+    return (
+        f"{seen}: looks like log10 (ln / 2.303), a natural-log mel scaled down, or one normalised with a corpus "
+        f"mean and standard deviation (set "
+        f"{keys.set_scale('log10')} if it is log10; vocoded, marked suspect: the values alone cannot be sure)"
+    )
 
 
 def raised_floor(mel: np.ndarray, floor: float, ceiling: float | None = None) -> str | None:

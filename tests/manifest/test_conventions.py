@@ -292,14 +292,16 @@ def test_the_checks_percentiles_are_numpy_s_to_the_bit():
 
 def test_a_floor_clamped_above_the_clip_is_marked_suspect(preset_mels):
     """A clamped floor above ln(clip) with the span of speech (scaled by 0.8, shifted up, clamped at 1e-4): not
-    refused (the span is not compressed), but marked suspect with the floor named."""
+    refused (the span is not compressed), but marked suspect with the floor named (or, shifted up past full scale,
+    as too loud, with the floor's offset)."""
     preset, mels = preset_mels
     checks = MelChecks.for_preset(preset)
     for mel in mels:
         for wrong, words in [(0.8 * mel, "scaled by 0.80"), (mel + 2, "shifted by +2.00"),
                              (np.maximum(mel, np.log(1e-4)), "clamped at 0.0001")]:  # fmt: skip
             reason = checks.read(wrong.astype(np.float32))[1]
-            assert reason is not None and "pile up at" in reason and words in reason, (preset.name, reason)
+            named = reason is not None and ("pile up at" in reason or "clamped floor at" in reason)
+            assert named and words in reason, (preset.name, reason)
         top_db = np.maximum(mel, mel.max() - 80 * LN10 / 20)  # librosa's top_db=80 below the peak: not judged
         assert _verdict(checks, top_db) is None
         top_db = np.maximum(mel, mel.max() - 60 * LN10 / 20)  # 60 dB: a compressed span, refused as such
