@@ -43,7 +43,7 @@ def pytest_unconfigure(config):
 
 def random_log_mel(rng: np.random.Generator, n_mels: int, frames: int) -> np.ndarray:
     """A random log-mel-like [n_mels, frames] float32: around -6, spread 2, at most 2.0, below the ~2.4 a
-    full-scale signal makes (manifest/conventions.py marks a mel peaking 1 above it too loud)."""
+    full-scale signal makes (manifest/conventions.py marks a mel peaking 0.3 above it too loud)."""
     return np.minimum(-6 + 2 * rng.standard_normal((n_mels, frames)), 2.0).astype(np.float32)
 
 
