@@ -375,6 +375,13 @@ def looks_like(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStats
                     f"{floor:.2f}")  # fmt: skip
         elif abs(ratio - 1 / LN10) < 0.04:
             guess, hint = "log10 (ln / 2.303)", f"set {keys.set_scale('log10')}"
+        elif abs(lo - round(lo)) < 1e-3 and hi <= -lo + 1e-3:  # a symmetric range's whole-number bound
+            m = -round(lo)
+            guess = (f"a mel normalised into [-{m}, {m}] and clipped at -{m} (Coqui TTS's and Tacotron's, max_norm="
+                     f"{m}), or a natural-log mel scaled by {ratio:.2f}")  # fmt: skip
+            hint = (f"undo the normalisation (Coqui's default, min_level_db=-100 and ref_level_db=20: the natural-log "
+                    f"mel is ((x + {m}) / {2 * m} * 100 - 80) * ln(10) / 20) and store the natural-log mel clamped at "
+                    f"{floor:.2f}; {keys.scale} reads log10, db and gsv_norm mels, not other ranges")  # fmt: skip
         else:  # no scale key undoes an arbitrary factor: say which one would
             guess = (f"a natural-log mel scaled by {ratio:.2f}, normalised with a corpus mean and standard deviation "
                      f"((ln(mel) - mean) / std: Matcha-TTS's LJSpeech statistics -5.54 / 2.12 put ln(clip) at "
@@ -511,8 +518,9 @@ def level_fault(mel: np.ndarray, floor: float, ceiling: float, stats: SampleStat
         at_clip = abs(lo - floor) < 1e-3 and int(np.count_nonzero(mel <= floor + 1e-4)) >= FLOOR_MIN_VALUES
         cause = _loud_cause(at_clip, floor, clamped, stats, scale)
         if cause is not None:
-            reason = (f"too loud: {seen}, further than any audio through this front end reaches; "
-                      f"{'; '.join(x for x in (floor_at, cause) if x)}")  # fmt: skip
+            where = floor_at if at_clip else ""  # the floor matters to the filterbank's cause alone
+            reason = (f"too loud: {seen}, where speech through this front end stays below it (full-scale tones pass "
+                      f"it by 0.21 at most); {'; '.join(x for x in (where, cause) if x)}")  # fmt: skip
             return LevelFault(offset, reason, refused)
     elif stats.q1 < floor - BELOW_FLOOR:
         offset = lo - floor if clamped else stats.q1 - floor
