@@ -48,6 +48,7 @@ GAINS = (1.0, 0.1, "peak")
 SNRS = (None, 40, 20, 10)
 CAUSES = [  # words that name a cause in the reasons, first match wins (then convention_matrix's kinds)
     ("pile up at their maximum", "clipped-range"),
+    ("a mel normalised into [", "symmetric-range"),
     ("dB of a power mel", "power_db"),
     ("squeezed and lifted", "range"),
     ("without area normalisation", "filterbank"),
