@@ -47,14 +47,17 @@ register()
 _codes: list[int] = []  # each job's exit code, in the order the jobs ran
 _refused: list[bool] = []  # each job's: refused before any work (a ConfigError), its log folder removed
 _jobs: list[tuple[list[str], str]] = []  # each job's overrides and output.dir, for a sweep's closing lines
+_did: list[str] = []  # each job's work this run, as its sweep line says it (job_did; "" where it did not end)
+_did_now = ""  # the running job's, set by run()
 _early = None  # the command line's one job, checked and its Ray begun before Hydra runs it (runner/early.EarlyStart)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def _job(cfg: DictConfig) -> int:
     """One job (a sweep calls it once per combination): its exit code, recorded for the process's."""
+    global _did_now
     logging.getLogger().setLevel(cfg.get("log_level", "INFO"))
-    code = 1
+    code, _did_now = 1, ""
     log_folder, refused = _log_folder_made_now(), False
     _hide_secrets_in_records(cfg)
     try:
@@ -78,6 +81,7 @@ def _job(cfg: DictConfig) -> int:
     finally:
         _codes.append(code)
         _refused.append(refused)
+        _did.append(_did_now)
         _jobs.append((_task_overrides(), str(cfg.output.dir)))
         _leave_clean()
     return code
@@ -189,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     _codes.clear()
     _refused.clear()
     _jobs.clear()
+    _did.clear()
     sweep_record = _sweep_record(configs, argv)
     single = len(configs) == 1 and not any(arg in MULTIRUN_FLAGS for arg in argv)
     if single:
@@ -219,25 +224,44 @@ def main(argv: list[str] | None = None) -> int:
             sweep_record.unlink(missing_ok=True)
         remove_made_folders()  # an output.dir made by the checks and left empty (its jobs refused) goes too
     if len(_codes) > 1:
-        print(sweep_closing(_jobs, _codes, _refused), file=sys.stderr, flush=True)
+        print(sweep_closing(_jobs, _codes, _refused, _did), file=sys.stderr, flush=True)
     return worst(_codes)
 
 
 OUTCOMES = {0: "every row ok", 2: "rows failed or suspect (its summary line above)"}
 
 
-def sweep_closing(jobs: list[tuple[list[str], str]], codes: list[int], refused: list[bool]) -> str:
-    """A sweep's last lines: each job's swept values (the overrides that differ between its jobs), how it ended
-    and its output folder, so a job refused or failed among many is not lost in the lines above."""
+def sweep_closing(jobs: list[tuple[list[str], str]], codes: list[int], refused: list[bool],
+                  did: list[str] | None = None) -> str:
+    """A sweep's last lines: each job's swept values (the overrides that differ between its jobs), how it ended,
+    what it did this run (`did`, job_did's: a rerun whose shards were all done before ran nothing) and its output
+    folder, so a job refused or failed among many is not lost in the lines above."""
     values = [dict(o.split("=", 1) for o in overrides if "=" in o) for overrides, _ in jobs]
     swept = [k for k in dict.fromkeys(k for v in values for k in v) if len({v.get(k) for v in values}) > 1]
+    did = did if did is not None else [""] * len(codes)
     lines = [f"batchvoc: sweep of {len(codes)} jobs, exit code {worst(codes)}:"]
-    for num, ((_, out), value, code, no) in enumerate(zip(jobs, values, codes, refused, strict=True)):
+    for num, ((_, out), value, code, no, work) in enumerate(zip(jobs, values, codes, refused, did, strict=True)):
         which = " ".join(f"{k}={value.get(k, 'unset')}" for k in swept)
         ended = ("refused before any work (its 'cannot run' line above)" if no
                  else OUTCOMES.get(code, "could not run or stopped early (its lines above, its log)"))  # fmt: skip
+        if work and code in OUTCOMES:  # how it ended is the earlier runs' work too: say what this run did
+            ended = f"{work}; {ended}" if work.startswith("nothing") else f"{ended}; {work}"
         lines.append(f"  job {num}{f' ({which})' if which else ''}: {ended}; {out}")
     return "\n".join(lines)
+
+
+def job_did(report: JobReport) -> str:
+    """What a job's run did, for its sweep line: "nothing to do (its 1 shard done before)" where every shard
+    was done by an earlier run, "1 of 3 shards run, 2 done before" where it resumed a job; "" for a job run
+    whole (or one that did not finish: its code says so)."""
+    s = report.summary
+    run = s.this_run.shards if s.this_run is not None else 0
+    if report.failed_shards or not s.shards_skipped:
+        return ""
+    done = "its 1 shard" if s.shards == 1 else f"all {s.shards} shards"
+    if not run:
+        return f"nothing to do ({done} done before)"
+    return f"{run} of {counted(s.shards, 'shard')} run, {s.shards_skipped} done before"
 
 
 def _task_overrides() -> list[str]:
@@ -351,12 +375,14 @@ def run(cfg: DictConfig) -> int:
     except KeyboardInterrupt as err:
         interrupted = True
         if isinstance(err, InterruptedWhenDone) and err.report is not None:  # a complete job: its closing lines
-            log_closing(err.report, settings.out_url, settings.retry_failed, files)
+            log_closing(err.report, settings.out_url, settings.retry_failed)
         raise
     finally:
         if ray_thread is not None:  # Ctrl-C: not for long, whatever Ray's start is doing
             ray_thread.close(INTERRUPTED_WAIT_S if interrupted else None)
-    log_closing(report, settings.out_url, settings.retry_failed, files)
+    log_closing(report, settings.out_url, settings.retry_failed)
+    global _did_now
+    _did_now = job_did(report)
     return report.exit_code
 
 
@@ -388,6 +414,22 @@ def _head_lost() -> str:
     return HEAD_LOST
 
 
+def _running_at_loss(summary) -> str:
+    """For a job that lost its head: the shards it counts as not run that were running on actors then, which on
+    nodes that outlive the head may still finish after summary.json is written (nothing can stop them)."""
+    from batchvoc.runner.driver import RUNNING_AT_LOSS
+
+    running = summary.extra.get(RUNNING_AT_LOSS) or []
+    if not running:
+        return ""
+    one = len(running) == 1
+    return (f"; {counted(len(running), 'shard')} of them {'was' if one else 'were'} running when the head was lost, "
+            f"and on a node that outlives the head {'it' if one else 'they'} may still finish after this summary "
+            "(until that node's Ray gives up on the lost head: gcs_rpc_server_reconnect_timeout_s, 60 s by "
+            "default): output.dir then holds more finished shards than summary.json counts, and the next run "
+            "counts them and skips them")
+
+
 def _early_stop_advice(shards: int, not_run: int, failed: int) -> str:
     """What an early stop left and how to finish it: the shards (and rows) not run, which the same command runs,
     exactly those, once the cause is fixed where the job reads it; the rows that ran and failed stay failed unless
@@ -401,27 +443,18 @@ def _early_stop_advice(shards: int, not_run: int, failed: int) -> str:
             "manifest file (its ids, inline mels) makes a new job: a new output.dir, or output.overwrite=true")
 
 
-NPY_NOTE = (
-    "the .npy files that mel_path rows name are not checked for changes: a rerun keeps the audio made from a .npy "
-    "rewritten since; delete such a row's audio file (the output manifest's path) and run again to vocode it from its "
-    ".npy as it is now (docs/running.md: input changed between runs)"
-)
-
-
-def log_closing(report: JobReport, out_url: str, retry_failed: bool = False, files=None) -> None:
+def log_closing(report: JobReport, out_url: str, retry_failed: bool = False) -> None:
     """The job's closing lines: nothing to do, or the summary line (rows ok, suspect, failed: they ran; not run:
     rows of shards that did not finish, said only where there are some); then the write fault that left rows not
     run, or the shards an early stop did not run, or those that could not finish, or what to do about failed rows
-    (`retry_failed`: output.retry_failed was on). A rerun with nothing to do whose manifest `files` name .npy mels
-    says that a rewritten one is not noticed (NPY_NOTE)."""
+    (`retry_failed`: output.retry_failed was on). (A .npy mel rewritten since its row was vocoded is no longer
+    "nothing to do": the rerun vocodes it again, runner/resume.OutputHold.redo_changed_mels.)"""
     s = report.summary
     if s.this_run is not None and not s.this_run.shards and not report.failed_shards:
         done = "its 1 shard was" if s.shards == 1 else f"all {s.shards} shards were"
         log.info("batchvoc: nothing to do: %s done before (%s ok, %d suspect, %d failed); outputs in %s "
                  "(summary.json)", done, counted(s.rows_ok, "row"), s.rows_suspect, s.rows_failed, out_url)  # fmt: skip
         _failed_rows_hint(s.rows_failed, retry_failed)
-        if _names_mel_files(files):  # a user who rewrote mels and reran expected them vocoded again
-            log.info("batchvoc: %s", NPY_NOTE)
         return
     # the speed is over the audio this run vocoded: where that is not all the audio, say how much it is
     resumed = s.this_run is not None and (s.shards_skipped > 0 or s.this_run.rows_reused > 0)
@@ -443,28 +476,14 @@ def log_closing(report: JobReport, out_url: str, retry_failed: bool = False, fil
                   "runs them", counted(s.rows_not_run, "row"), shards, s.write_fault)  # fmt: skip
     elif report.failed_shards and report.stopped and report.stopped.startswith(_head_lost()):
         log.error("batchvoc: %s (%s) not run: the same command runs exactly those once the cluster is back, or "
-                  "against a new head (cluster.address)", counted(len(report.failed_shards), "shard"),
-                  counted(s.rows_not_run, "row"))  # fmt: skip
+                  "against a new head (cluster.address)%s", counted(len(report.failed_shards), "shard"),
+                  counted(s.rows_not_run, "row"), _running_at_loss(s))  # fmt: skip
     elif report.failed_shards and report.stopped:  # an early stop: every row met the cause so far
         log.error("batchvoc: %s", _early_stop_advice(len(report.failed_shards), s.rows_not_run, s.rows_failed))
     elif report.failed_shards:
         log.error("batchvoc: shards that could not finish: %s; run again to retry", ", ".join(report.failed_shards))
     else:
         _failed_rows_hint(s.rows_failed, retry_failed)
-
-
-def _names_mel_files(files) -> bool:
-    """Whether the manifest's rows name .npy mel files: a `mel_path` column in one of its first 8 files (the
-    listing's `ManifestFiles`, or a list of paths)."""
-    from batchvoc import storage
-
-    for path in list(getattr(files, "paths", files) or [])[:8]:
-        try:
-            if "mel_path" in storage.parquet_file(path).schema_arrow.names:
-                return True
-        except Exception:  # noqa: BLE001 - a note only: a file that cannot be read says nothing
-            continue
-    return False
 
 
 def _sweep_folder(cfg: DictConfig) -> None:

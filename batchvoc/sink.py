@@ -39,6 +39,7 @@ _CLIPPED = {"name": "clipped", "field_name": "clipped", "pandas_type": "int64", 
 PANDAS_DTYPES = {"pandas": json.dumps({"index_columns": [], "column_indexes": [], "columns": [_CLIPPED]})}
 RECORDED = ("peak", "clipped", "mel_error", "status", "error")  # fields an audio file carries in its comment tag
 RECORD_KEY = "batchvoc_row"  # the comment's JSON object: {RECORD_KEY: {field: value}}
+MARK_FIELD = "mel_mark"  # beside it: the mark of the .npy the row was vocoded from (manifest/mel_marks.py)
 MAX_RECORD_BYTES = 2000  # the tag's UTF-8 bytes at most (a long reason is shortened): libsndfile 1.2 drops a WAV
 # string over 2045 bytes
 
@@ -139,6 +140,7 @@ class ShardSink:
         self.fault: WriteFault | None = None
         self._recalled: dict[str, dict[str, Any]] = {}  # fields read back by recall(), until reuse() takes them
         self._pcm16 = (self.container, subtype) == ("WAV", "PCM_16") and wav.same_as_libsndfile()
+        self.mel_marks: dict[str, str | None] = {}  # id -> its .npy's mark as the shard began (run_shard sets it)
 
     @property
     def out_dir(self) -> str:
@@ -205,7 +207,7 @@ class ShardSink:
         fields.update(checks or {})
         buffer = io.BytesIO()
         with sf.SoundFile(buffer, "w", self.sample_rate, 1, self.subtype, format=self.container) as out:
-            out.comment = record_of(fields)
+            out.comment = record_of(fields, self.mel_marks.get(key))
             out.write(audio)
         return fields, buffer.getvalue()
 
@@ -220,19 +222,23 @@ class ShardSink:
             return None
         fields = self._fields(key, audio.shape[0], min(peak, 1.0))
         fields.update(checks or {})
-        comment = record_of(fields)
+        comment = record_of(fields, self.mel_marks.get(key))
         if not wav.fits(audio, comment):
             return None
         return fields, wav.wav_pcm16(audio, self.sample_rate, comment)
 
     def recall(self, key: str) -> bool:
         """Whether the finished audio file of `key` carries its row's fields (then `reuse` gives them without
-        reading it again); False for a file without them, or one that cannot be read (vocode the row again)."""
+        reading it again); False for a file without them, one that cannot be read, or one vocoded from a .npy
+        rewritten since (its mark is not the file's mark now, `mel_marks`): vocode the row again."""
         try:
             fields = self._read_back(key)
         except (OSError, RuntimeError, ValueError):  # unreadable or not audio: written again
             return False
         if fields is None:
+            return False
+        made_from, now = fields.pop(MARK_FIELD, None), self.mel_marks.get(key)
+        if made_from is not None and now is not None and made_from != now:
             return False
         self._recalled[key] = fields
         return True
@@ -243,15 +249,20 @@ class ShardSink:
         fields = self._recalled.pop(key, None) or self._read_back(key)
         if fields is None:
             raise ValueError(f"{self.relpath(key)} does not carry its row's fields (not written by batchvoc)")
+        fields.pop(MARK_FIELD, None)
         return fields
 
     def _read_back(self, key: str) -> dict[str, Any] | None:
+        """The fields the file of `key` carries, and its MARK_FIELD (None where it has none); None where it
+        carries no fields."""
         with sf.SoundFile(io.BytesIO(self.store.read_bytes(self.relpath(key)))) as audio:
             recorded, frames = parse_record(audio.comment), audio.frames
+            mark = parse_mark(audio.comment)
         if recorded is None:
             return None
         fields = self._fields(key, 0, 0.0)
         fields.update(n_samples=int(frames), duration_s=frames / self.sample_rate, **recorded)
+        fields[MARK_FIELD] = mark
         return fields
 
     def _fields(self, key: str, n: int, peak: float) -> dict[str, Any]:
@@ -275,17 +286,28 @@ class ShardSink:
         self.store.write_with(f"manifest/{self.shard}.parquet", lambda buffer: pq.write_table(table, buffer))
 
 
-def record_of(fields: dict[str, Any]) -> str:
-    """The comment tag an audio file carries: JSON {RECORD_KEY: the RECORDED fields}, at most MAX_RECORD_BYTES
-    of UTF-8 (a longer reason is shortened, ending in "...")."""
+def record_of(fields: dict[str, Any], mark: str | None = None) -> str:
+    """The comment tag an audio file carries: JSON {RECORD_KEY: the RECORDED fields} (and MARK_FIELD: `mark`, the
+    mark of the .npy the row was vocoded from, where it has one), at most MAX_RECORD_BYTES of UTF-8 (a longer
+    reason is shortened, ending in "...")."""
     recorded = {name: fields.get(name) for name in RECORDED}
-    text = json.dumps({RECORD_KEY: recorded}, ensure_ascii=False)
+    tag: dict[str, Any] = {RECORD_KEY: recorded, **({MARK_FIELD: mark} if mark else {})}
+    text = json.dumps(tag, ensure_ascii=False)
     while len(text.encode()) > MAX_RECORD_BYTES and recorded["error"]:
         reason = recorded["error"].removesuffix("...").encode()
         keep = max(len(reason) - (len(text.encode()) - MAX_RECORD_BYTES) - 3, 0)
         recorded["error"] = reason[:keep].decode(errors="ignore") + "..."
-        text = json.dumps({RECORD_KEY: recorded}, ensure_ascii=False)
+        text = json.dumps(tag, ensure_ascii=False)
     return text
+
+
+def parse_mark(comment: str | None) -> str | None:
+    """The MARK_FIELD of a comment tag written by record_of (None: none, or another program's tag)."""
+    try:
+        mark = json.loads(comment or "").get(MARK_FIELD)
+    except (ValueError, AttributeError):
+        return None
+    return mark if isinstance(mark, str) else None
 
 
 def parse_record(comment: str | None) -> dict[str, Any] | None:

@@ -356,6 +356,14 @@ def test_multirun_checks_every_job_first_then_runs_each_into_its_own_folder(tmp_
         assert not [s for s in SECRETS if s in path.read_text()], path
     assert "eu-west-1" in (out / "multirun.yaml").read_text() and "<redacted>" in (out / "multirun.yaml").read_text()
     assert not [s for s in SECRETS if s in console]
+    # run again, every shard done: each job's line says it ran nothing (it said "every row ok", as if vocoded)
+    again = batchvoc(*common, "output.subtype=PCM_16,PCM_24", timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stderr.rstrip().endswith(
+        f"batchvoc: sweep of 2 jobs, exit code 0:\n"
+        f"  job 0 (output.subtype=PCM_16): nothing to do (all 3 shards done before); every row ok; {out}/0\n"
+        f"  job 1 (output.subtype=PCM_24): nothing to do (all 3 shards done before); every row ok; {out}/1"
+    ), again.stderr
     swapped = batchvoc(*common, "output.subtype=PCM_24,PCM_16", timeout=300)  # other jobs in those folders
     assert swapped.returncode == 1, swapped.stdout[-3000:] + swapped.stderr[-3000:]
     assert "What differs: output.subtype: PCM_16 -> PCM_24" in swapped.stderr
@@ -483,6 +491,53 @@ def test_closing_lines_say_what_a_rerun_would_do(caplog):
     assert "2 rows failed again with output.retry_failed=true, for the reasons above" in caplog.text
     assert "a retry reads their mel files again" in caplog.text and "is a new job" in caplog.text
     assert "error column" in caplog.text and "vocodes them again" not in caplog.text
+
+
+def test_a_lost_heads_closing_line_names_the_shards_that_may_still_finish_after_the_summary(caplog):
+    """A job that lost its cluster's head wrote summary.json 16.7 s after the head was SIGKILLed, counting 0 of 6
+    shards done; its actor on another node finished 2 of them 17.7 and 23.5 s after the kill (a real 2-node run),
+    and the console said only that the same command runs the shards not run. Now it names those that were running,
+    which may still finish after the summary (and summary.json lists them)."""
+    from batchvoc.__main__ import log_closing
+    from batchvoc.runner.cluster import HEAD_LOST
+    from batchvoc.runner.driver import RUNNING_AT_LOSS, JobReport
+    from batchvoc.stats import JobSummary
+
+    caplog.set_level("INFO", logger="batchvoc")
+    lost = f"{HEAD_LOST}: its GCS at 127.0.0.1:6379 has taken no connection for 15 s (connection refused)"
+    shards = ["a", "b", "c", "d", "e", "f"]
+    summary = JobSummary(rows_not_run=16, shards=6, shards_not_written=shards, stopped_early=lost,
+                         extra={RUNNING_AT_LOSS: ["a", "b"]})  # fmt: skip
+    log_closing(JobReport(summary, shards, lost), "/out")
+    assert ("batchvoc: 6 shards (16 rows) not run: the same command runs exactly those once the cluster is back, or "
+            "against a new head (cluster.address); 2 shards of them were running when the head was lost, and on a "
+            "node that outlives the head they may still finish after this summary") in caplog.text, caplog.text
+    assert "output.dir then holds more finished shards than summary.json counts" in caplog.text
+    caplog.clear()
+    summary.extra = {}  # none running (a one-node cluster's actors end with its head): nothing more said
+    log_closing(JobReport(summary, shards, lost), "/out")
+    assert "against a new head (cluster.address)\n" in caplog.text + "\n" and "outlives" not in caplog.text
+
+
+def test_a_sweeps_closing_lines_say_what_each_job_ran():
+    """A sweep run again said "every row ok" for jobs that ran nothing (every shard done before); it says so now,
+    and how much a resumed job ran; a job run whole reads as before."""
+    from batchvoc.__main__ import job_did, sweep_closing
+    from batchvoc.runner.driver import JobReport
+    from batchvoc.stats import JobSummary, RunSummary
+
+    nothing = JobReport(JobSummary(rows_ok=4, shards=3, shards_skipped=3, this_run=RunSummary(shards=0)))
+    resumed = JobReport(JobSummary(rows_ok=4, rows_failed=1, shards=3, shards_skipped=2, this_run=RunSummary(shards=1)))
+    whole = JobReport(JobSummary(rows_ok=4, shards=3, this_run=RunSummary(shards=3)))
+    did = [job_did(r) for r in (nothing, resumed, whole)]
+    assert did == ["nothing to do (all 3 shards done before)", "1 of 3 shards run, 2 done before", ""]
+    jobs = [([f"output.subtype={v}"], f"out/{n}") for n, v in enumerate(("PCM_16", "PCM_24", "FLOAT"))]
+    assert sweep_closing(jobs, [0, 2, 0], [False] * 3, did).splitlines()[1:] == [
+        "  job 0 (output.subtype=PCM_16): nothing to do (all 3 shards done before); every row ok; out/0",
+        "  job 1 (output.subtype=PCM_24): rows failed or suspect (its summary line above); 1 of 3 shards run, 2 done "
+        "before; out/1",
+        "  job 2 (output.subtype=FLOAT): every row ok; out/2",
+    ]
 
 
 def test_closing_lines_count_one_in_the_singular(caplog):

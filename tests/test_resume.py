@@ -177,10 +177,11 @@ def test_a_disk_too_full_for_the_job_record_stops_before_any_work_naming_output_
     assert str(out) in str(err.value) and not (out / "job.json").exists()
 
 
-def test_a_rewritten_npy_keeps_its_old_audio_until_that_file_is_deleted(tmp_path):
-    """A user rewrote a mel_path row's .npy and reran the job: `nothing to do`, the old audio kept, and not a word
-    that .npy files are not checked for changes. Now the rerun says so and how to redo the row; deleting its audio
-    file makes the same command vocode it from the new .npy, the other rows' files untouched."""
+def test_a_rewritten_npy_is_vocoded_again_by_the_rerun_saying_so(tmp_path):
+    """A user rewrote a mel_path row's .npy and reran the job: it said `nothing to do` and kept the audio of the
+    old mel (.npy files were taken to be immutable). Now each shard's stats keep its mel files' marks (size and
+    modification time), and the rerun vocodes the rewritten row again from its file as it is now, saying so, the
+    other rows' files untouched; a .npy deleted since (mels removed once vocoded) is no change: its audio stays."""
     rows = mel_rows(3, 80, frames=[40, 32, 24], seed=5)
     (tmp_path / "in" / "mels").mkdir(parents=True)
     for row in rows:
@@ -194,15 +195,17 @@ def test_a_rewritten_npy_keeps_its_old_audio_until_that_file_is_deleted(tmp_path
     np.save(tmp_path / "in" / "mels" / "utt_0000.npy", rows[0]["mel"].reshape(80, 40)[:, :16])  # rewritten: 16 frames
     again = batchvoc(*args)
     console = again.stdout + again.stderr
-    assert again.returncode == 0 and "nothing to do" in console, console[-3000:]
-    assert "mel_path rows name are not checked for changes" in console and "delete such a row's audio file" in console
-    old = {r["id"]: r for r in rows_of(out)}
-    assert old["utt_0000"]["n_samples"] == 40 * 256  # the old mel's audio, kept
-    (out / old["utt_0000"]["path"]).unlink()
-    redone = batchvoc(*args)
-    assert redone.returncode == 0, redone.stderr[-3000:]
+    assert again.returncode == 0 and "nothing to do" not in console, console[-3000:]
+    assert "the .npy mel files of 1 row changed since its shard finished (" in console and "utt_0000" in console
     new = {r["id"]: r for r in rows_of(out)}
     assert new["utt_0000"]["n_samples"] == 16 * 256 and new["utt_0000"]["status"] == "ok"  # the .npy as it is now
     assert {p: (out / p).stat().st_mtime_ns for p in audio_files(out) if "utt_0000" not in p} == {
         p: t for p, t in mtimes.items() if "utt_0000" not in p
     }
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["this_run"]["rows_vocoded"] == 1 and summary["this_run"]["rows_reused"] == 2
+    assert summary["rows_ok"] == 3
+    (tmp_path / "in" / "mels" / "utt_0001.npy").unlink()  # deleted once vocoded: no change
+    last = batchvoc(*args)
+    assert last.returncode == 0 and "nothing to do" in last.stdout + last.stderr, last.stderr[-3000:]
+    assert (out / new["utt_0001"]["path"]).is_file()

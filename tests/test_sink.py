@@ -53,6 +53,27 @@ def test_a_finished_file_carries_its_row_s_fields_for_a_resume(tmp_path, fmt, su
         again.reuse("b")
 
 
+@pytest.mark.parametrize("fmt, subtype", [("wav", "PCM_16"), ("wav", "FLOAT"), ("flac", "PCM_16")])
+def test_a_file_vocoded_from_a_npy_rewritten_since_is_not_reused(tmp_path, fmt, subtype):
+    """An interrupted shard's finished file was reused by the rerun even where its row's .npy had been rewritten
+    in between (the old mel's audio stood). Each file now carries the mark of the .npy it was made from; a later
+    run whose mark for that row differs vocodes it again; the same mark, a file gone (no mark now) or a file
+    written without one (an older batchvoc) is reused as before."""
+    sink = ShardSink(tmp_path, "s0", 8000, fmt, subtype)
+    sink.mel_marks = {"a": "320:111", "b": "320:111", "c": "320:111"}
+    audio = np.linspace(-0.5, 0.5, 800).astype(np.float32)
+    fields = {key: sink.write(key, audio) for key in ("a", "b", "c")}
+    sf.write(tmp_path / "audio" / "s0" / f"d.{fmt}", audio, 8000, subtype=subtype)  # no tag: not reused either way
+    again = ShardSink(tmp_path, "s0", 8000, fmt, subtype)
+    again.mel_marks = {"a": "320:111", "b": "320:222", "c": None}  # b rewritten since, c's file gone
+    assert [again.recall(key) for key in ("a", "b", "c", "d")] == [True, False, True, False]
+    assert again.reuse("a") == fields["a"] and again.reuse("c") == fields["c"]  # the mark is not a field
+    old = ShardSink(tmp_path, "s0", 8000, fmt, subtype)  # files written before marks: reused
+    old.write("e", audio)
+    again.mel_marks["e"] = "9:9"
+    assert again.recall("e")
+
+
 def test_pcm16_clips_and_flac_goes_under_audio(tmp_path):
     sink = ShardSink(tmp_path, "s0", 8000, "flac", "PCM_16")
     sink.write("x", np.array([2.0, -2.0, 0.5], np.float32))

@@ -53,6 +53,9 @@ class Dealt:
     failed: dict[str, str] = field(default_factory=dict)  # shard name -> reason
     actors: list[dict[str, Any]] = field(default_factory=list)
     stopped: str | None = None  # why dealing stopped early, if it did
+    # the shards running on actors when a lost head stopped dealing: nothing can end them, and on nodes that
+    # outlive the head they may still finish (write their outputs) after the summary is written
+    running_at_loss: list[str] = field(default_factory=list)
     first_audio_at: float | None = None  # epoch seconds
     first_shard_at: float | None = None  # epoch seconds an actor began its first shard
     # told (step, epoch seconds) each time a step's earliest time is known or moves earlier: the driver's timeline
@@ -275,6 +278,7 @@ def deal(actors: list, shards: list[Shard], seconds_per_frame: float, ready: lis
             if lost:  # shards in flight on other nodes may still finish: their outputs count at the next run
                 log.error("%s", lost)
                 result.stopped = lost
+                result.running_at_loss = sorted({shard.name for _, shard in in_flight.values()})
                 pending.clear()
                 break
         _show(bar, crew, total)  # the last shards' audio (their actors were not polled after them)

@@ -43,7 +43,7 @@ from batchvoc.outputs import passthrough_schema, write_lhotse
 from batchvoc.runner import worker_logs
 from batchvoc.runner.actors import create_actors, setup_actors
 from batchvoc.runner.checks import quick_checks
-from batchvoc.runner.cluster import HeadWatch, RayThread, announce, connect, disconnect, plan_actors
+from batchvoc.runner.cluster import HEAD_LOST, HeadWatch, RayThread, announce, connect, disconnect, plan_actors
 from batchvoc.runner.dealer import Dealt, StopJob, deal
 from batchvoc.runner.early import unfinished
 from batchvoc.runner.failures import FailureTally, console_lines
@@ -185,6 +185,7 @@ def run_job(settings: JobSettings, on_actor_ready: Callable[[dict[str, Any]], No
 
                 shards = cut(settings, planned, preset, job.shard_packing(preset, packing))
                 shards = [replace(s, columns=columns) for s in shards]  # each shard's sink conforms to it
+                job.redo_changed_mels(shards, settings.fmt)  # .npy mels rewritten since their shard finished
                 todo = [s for s in shards if s.name not in job.done]
                 log.info("%s planned, %d already done, %d to run", counted(len(shards), "shard"),
                          len(shards) - len(todo), len(todo))  # fmt: skip
@@ -243,7 +244,9 @@ def _end(settings: JobSettings, store: Store, shards: list[Shard], ran: set[str]
     timeline.mark("report written")
     if stopping is not None:
         stopping.join()
-    if dealt.stopped in (INTERRUPTED, TERMINATED):  # SIGTERM's too: it was counted before its in-flight shards ended
+    if dealt.stopped in (INTERRUPTED, TERMINATED) or (dealt.stopped or "").startswith(HEAD_LOST):
+        # counted before its in-flight shards ended (SIGTERM's too), or, after a lost head, before the shards
+        # running on nodes that outlive it stopped: those finished meanwhile count (later ones cannot)
         summary = _recount_interrupted(settings, store, shards, ran, wall, dealt, summary)
     if ran or not summary.timeline:  # a rerun with nothing to do keeps the working run's
         summary.started_at = started_at
@@ -258,10 +261,10 @@ def _end(settings: JobSettings, store: Store, shards: list[Shard], ran: set[str]
 
 def _recount_interrupted(settings: JobSettings, store: Store, shards: list[Shard], ran: set[str], wall: float,
                          dealt: Dealt, summary: JobSummary) -> JobSummary:  # fmt: skip
-    """An interrupted job's summary once its actors have ended: a shard in flight at Ctrl-C that wrote its output
-    manifest before its actor ended counts done, and where every shard is done (Ctrl-C after the last one) the job
-    is complete, not stopped early (`dealt.stopped` cleared). report.html is written again where that changes the
-    summary."""
+    """An interrupted job's summary once its actors have ended (or a job that lost its head, once its Ray is shut
+    down): a shard in flight at Ctrl-C (at the loss) that wrote its output manifest by then counts done, and where
+    every shard is done (Ctrl-C after the last one) the job is complete, not stopped early (`dealt.stopped`
+    cleared). report.html is written again where that changes the summary."""
     not_done = _not_done(store, shards)
     if not not_done:
         dealt.stopped = None
@@ -555,6 +558,9 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
         this_run=this_run,
         config=settings.as_config(),
     )
+    still = sorted(set(dealt.running_at_loss) & set(unwritten))
+    if still:  # a lost head's: they may still write their outputs after this summary (docs/running.md)
+        summary.extra[RUNNING_AT_LOSS] = still
     if not ran and store.exists("summary.json"):
         # nothing ran: the job's figures stay those of the last run that did the work (this_run says 0)
         earlier = JobSummary.from_json(store.read_json("summary.json"))
@@ -562,6 +568,8 @@ def _summary(settings: JobSettings, store: Store, shards: list[Shard], ran: set[
     return summary
 
 
+# summary.json's key: the shards not written that were running when the job lost its cluster's head
+RUNNING_AT_LOSS = "shards_running_at_head_loss"
 # summary fields that describe the run that did the work, kept by a rerun that finds nothing to do
 LAST_WORKING_RUN = ("wall_seconds", "startup_s", "x_realtime", "actors", "actors_ready", "backend", "precision",
                     "devices", "timeline", "started_at")  # fmt: skip

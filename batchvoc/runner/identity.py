@@ -12,7 +12,8 @@ rounding), so a job may resume on other hardware (its shards stay those it was c
 `shard_packing`, runner/resume.OutputHold.shard_packing). Input: each Parquet file's name below the manifest's folder,
 size, row-group layout, a SHA-256 of its footer (column chunk sizes, offsets and statistics) and of its content
 (local files up to 256 MiB; larger ones by modification time), or the content hash its store keeps (S3 ETag, GCS
-md5Hash/crc32c, HF sha256). `.npy` files named by mel_path rows are taken to be immutable.
+md5Hash/crc32c, HF sha256). `.npy` files named by mel_path rows are no part of it: a rerun vocodes again the rows
+whose file changed since (manifest/mel_marks.py, runner/resume.OutputHold.redo_changed_mels).
 """
 
 from __future__ import annotations

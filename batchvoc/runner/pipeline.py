@@ -23,6 +23,7 @@ from typing import Any
 
 from batchvoc.manifest import Shard
 from batchvoc.manifest.conventions import MelChecks
+from batchvoc.manifest.mel_marks import MARK_KEY, shard_marks
 from batchvoc.runner.stages.channel import Cancelled, Channel, StageThread
 from batchvoc.runner.stages.check import check_rows
 from batchvoc.runner.stages.read import ShardRead
@@ -50,6 +51,8 @@ def run_shard(shard: Shard, stream: VocoderStream | DeviceFeed, sink: ShardSink,
     last rows while the next one vocodes (the device then waits for neither)."""
     feed = stream if isinstance(stream, DeviceFeed) else DeviceFeed(stream)
     started = time.perf_counter()
+    marks = shard_marks(shard)  # before any row is read: a rerun tells the mel files rewritten since
+    sink.mel_marks = {key: mark for key, (_, mark) in marks.items()}  # an earlier run's file of another mel: redone
     sink.remove_partials()
     results: list[dict[str, Any] | None] = [None] * shard.rows
     n_mels = checks.n_mels if isinstance(checks, MelChecks) else int(checks)
@@ -92,6 +95,9 @@ def run_shard(shard: Shard, stream: VocoderStream | DeviceFeed, sink: ShardSink,
     stats.packing_efficiency = vocoded.packing_efficiency
     for key, at in (("first_row_s", vocoded.first_row_at), ("first_audio_s", vocoded.first_audio_at)):
         stats.extra[key] = round(at - started, 3) if at else None  # from the shard's start
+    with_audio = {r["id"] for r in results if r["status"] in ("ok", "suspect")}  # failed rows have no audio to be
+    if marks:  # stale (they stay failed unless output.retry_failed)
+        stats.extra[MARK_KEY] = {key: entry for key, entry in marks.items() if key in with_audio}
     sink.finish(results, reader.passthrough(), stats.to_json())
     return stats
 

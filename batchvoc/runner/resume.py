@@ -10,12 +10,13 @@ from typing import Any
 
 from batchvoc.chunking import ChunkPlan
 from batchvoc.errors import ConfigError, counted
-from batchvoc.manifest import find_manifest_files
+from batchvoc.manifest import Shard, find_manifest_files
+from batchvoc.manifest.mel_marks import changed_rows
 from batchvoc.models.presets import Preset
 from batchvoc.runner.identity import RECORD, claim, job_identity
 from batchvoc.runner.lock import LOCK, JobLock
 from batchvoc.settings import JobSettings
-from batchvoc.sink import done_shards, finished_stats, shards_missing_outputs, shards_with_failed_rows
+from batchvoc.sink import AUDIO_DIR, done_shards, finished_stats, shards_missing_outputs, shards_with_failed_rows
 from batchvoc.storage import Store, classify, reaching
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class OutputHold:
     state: str = ""
     done: set[str] = field(default_factory=set)
     found: bytes | None = None  # job.json as claim found it (None: there was none), for `unclaim`
+    stats: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # the done shards' stats, read by claim
+    changed_rows: int = 0  # rows vocoded again for their mel files changed since (redo_changed_mels)
 
     def claim(self, settings: JobSettings, preset: Preset, identity: dict[str, Any] | None = None) -> None:
         """Check or record the job's identity (job.json) and clear stale temporary files; before any work.
@@ -49,7 +52,7 @@ class OutputHold:
             except OSError as err:  # job.json cannot be written (no space, read-only, ...): nothing can be
                 raise ConfigError("output.dir", str(classify(err, self.store.url, RECORD))) from err
             self.done = done_shards(self.store) if self.state == "resumed" else set()
-            stats = finished_stats(self.store, self.done)
+            stats = self.stats = finished_stats(self.store, self.done)
             retried = set()
             if settings.retry_failed:  # their ok rows' files are reused (ShardSink.reuse)
                 retried = shards_with_failed_rows(stats)
@@ -75,6 +78,32 @@ class OutputHold:
                         counted(len(missing), "finished shard"), "it" if one else "they", said, more,
                         "it runs" if one else "they run")  # fmt: skip
             self.done -= set(missing)
+
+    def redo_changed_mels(self, shards: list[Shard], fmt: str) -> None:
+        """Done `shards` whose rows' .npy mel files were rewritten (or came, for a row that failed on a missing
+        one) since they finished, as the marks their stats keep say (manifest/mel_marks.py), are not done: each
+        one's output manifest goes first (so a rerun stopped halfway runs it again), then those rows' audio files;
+        the shard runs again, vocoding those rows from their files as they are now and reusing its other rows'
+        audio. Said once, on the console."""
+        with reaching("input.manifest", shards[0].file if shards else None):
+            changed = changed_rows([s for s in shards if s.name in self.done], self.stats)
+        if not changed:
+            return
+        rows = sum(len(ids) for ids in changed.values())
+        named = [f"{name}: {', '.join(sorted(ids)[:3])}{' ...' if len(ids) > 3 else ''}"
+                 for name, ids in sorted(changed.items())[:3]]  # fmt: skip
+        more = f"; and {len(changed) - len(named)} more shards" if len(changed) > len(named) else ""
+        whose = "its shard" if rows == 1 else "their shards" if len(changed) > 1 else "their shard"
+        log.warning("the .npy mel files of %s changed since %s finished (%s%s): vocoded again from the files as "
+                    "they are now, in %s run again (the other rows' audio reused)", counted(rows, "row"), whose,
+                    "; ".join(named), more, counted(len(changed), "shard"))  # fmt: skip
+        with reaching("output.dir", self.store.url):
+            for name, ids in changed.items():
+                self.store.remove(f"manifest/{name}.parquet")  # not done from here on
+                for key in ids:
+                    self.store.remove(f"{AUDIO_DIR}/{name}/{key}.{fmt}")
+        self.done -= set(changed)
+        self.changed_rows = rows
 
     def shard_packing(self, preset: Preset, decide: Callable[[], ChunkPlan]) -> ChunkPlan | None:
         """The chunk plan this job's shards are cut for (manifest/shards.py `packing`), after `claim`.
