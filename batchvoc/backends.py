@@ -35,8 +35,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "kernels": ("traced", "opaque"),
     "mode": ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"),
 }
-# options that are on or off (cudnn_benchmark: engines/__init__.cudnn_benchmark)
-BOOLEANS: tuple[str, ...] = ("cudnn_benchmark",)
+# options that are on or off (cudnn_benchmark: engines/__init__.cudnn_benchmark; cuda_graphs: engines/aoti.build)
+BOOLEANS: tuple[str, ...] = ("cudnn_benchmark", "cuda_graphs")
 # each integer option's bounds, inclusive (optimization_level: Torch-TensorRT's builder levels)
 INTEGERS: dict[str, tuple[int, int | None]] = {
     "fused_max_channels": (0, None),
@@ -48,7 +48,7 @@ TILE_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_C", "num_warps", "num_stages", "STAGES
 TUNABLES: dict[str, tuple[str, ...]] = {
     "eager": (*_REWRITES, "cudnn_benchmark"),
     "inductor": (*_REWRITES, "mode", "kernels", "cudnn_benchmark"),
-    "aoti": (*_REWRITES, "kernels", "cudnn_benchmark"),
+    "aoti": (*_REWRITES, "kernels", "cudnn_benchmark", "cuda_graphs"),
     "tensorrt": ("optimization_level", "workspace_size"),
 }
 

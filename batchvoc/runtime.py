@@ -59,9 +59,10 @@ class EngineOptions:
     @classmethod
     def from_settings(cls, settings: Any, device: str = "auto") -> EngineOptions:
         """From a JobSettings (engine.backend / precision / batch / window / cache_dir / options). A job's inductor
-        engines compile with mode "default" unless engine.options.mode says otherwise: its actors call the engine
-        from a device thread of their own (runner/stages/vocode.DeviceFeed), where the CUDA graphs that small
-        batches take elsewhere (engines/inductor.default_mode) were not measured."""
+        engines compile with mode "default" and its aoti engines run without CUDA graphs unless engine.options.mode
+        / cuda_graphs say otherwise: its actors call the engine from a device thread of their own
+        (runner/stages/vocode.DeviceFeed), where the CUDA graphs that small batches take elsewhere
+        (engines/cuda_graph.graphs_pay) were not measured."""
         return cls(
             backend=settings.backend,
             precision=settings.precision,
@@ -69,7 +70,7 @@ class EngineOptions:
             chunk_frames=getattr(settings, "chunk_frames", None) or getattr(settings, "window", None),
             device=device,
             cache_dir=settings.cache_dir,
-            tunables={"mode": "default", **(getattr(settings, "engine_options", None) or {})},
+            tunables={"mode": "default", "cuda_graphs": False, **(getattr(settings, "engine_options", None) or {})},
         )
 
     def check(self) -> None:

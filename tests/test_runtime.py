@@ -112,10 +112,12 @@ def test_runtime_from_job_settings(tmp_path):
 
 
 def test_a_job_s_engines_keep_mode_default_unless_its_options_say_otherwise(tmp_path):
-    """A job's actors call the engine from a device thread of their own: no CUDA graphs by default there
-    (engines/inductor.default_mode gives them to small batches elsewhere)."""
+    """A job's actors call the engine from a device thread of their own: no CUDA graphs by default there, for
+    inductor nor aoti (engines/cuda_graph.graphs_pay gives them to small batches elsewhere)."""
     common = dict(manifest=None, out_dir=str(tmp_path), preset="hifigan_v1_universal", checkpoint="random", batch=1)
     plain = EngineOptions.from_settings(JobSettings(**common, engine_options={"layout": "ncl"}), "cpu")
-    assert plain.tunables == {"mode": "default", "layout": "ncl"}
+    assert plain.tunables == {"mode": "default", "cuda_graphs": False, "layout": "ncl"}
     asked = EngineOptions.from_settings(JobSettings(**common, engine_options={"mode": "reduce-overhead"}), "cpu")
-    assert asked.tunables == {"mode": "reduce-overhead"}
+    assert asked.tunables == {"mode": "reduce-overhead", "cuda_graphs": False}
+    graphed = EngineOptions.from_settings(JobSettings(**common, engine_options={"cuda_graphs": True}), "cpu")
+    assert graphed.tunables == {"mode": "default", "cuda_graphs": True}

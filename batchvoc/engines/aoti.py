@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from batchvoc.engines import layout as _layout
 from batchvoc.engines.base import Engine, build_target, laid_out, warmup_input
 from batchvoc.engines.cache import engine_key, gpu_identity, weights_digest
+from batchvoc.engines.cuda_graph import GraphedCall, graphs_pay
 from batchvoc.engines.ops import check_compiled_as, compiled_as, define_all, kernels_digest
 from batchvoc.errors import first_line
 from batchvoc.models.presets import Preset
@@ -285,10 +286,13 @@ def build(
     shapes,
     cache_dir=None,
     kernels: str = "traced",
+    cuda_graphs: bool | None = None,
     **rewrites,
 ) -> Engine:
     """An AOTInductor Engine for exactly `shapes` [(B, T), ...]: one package per shape, loaded or built (module doc).
 
+    cuda_graphs: replay each shape's package call from a CUDA graph (engines/cuda_graph.py); None: where they pay
+    (graphs_pay: batches of up to CUDA_GRAPH_MAX_BATCH rows on a CUDA GPU). A CPU ignores it.
     rewrites: layout=, antialias=, resblocks=, fused_max_channels=, tile_table=, superrows= (engines/layout.py).
     kernels: "traced" (the package launches our operators' kernels itself) or "opaque" (it calls our operators
     back, which launch them as an eager call does: Hopper block copies for the fused convolutions, but the loading
@@ -297,6 +301,7 @@ def build(
     started = time.perf_counter()
     target = build_target("aoti", preset.hop_length, precision, device, shapes)
     dtype, device = target.dtype, target.device
+    graphed = device.type == "cuda" and (graphs_pay(device, target.shapes) if cuda_graphs is None else cuda_graphs)
     chosen = _layout.choose(**rewrites, device=device, backend="aoti")
     configs = inductor_configs(chosen)
     if chosen.fused and kernels == "opaque":
@@ -321,6 +326,8 @@ def build(
             with torch.inference_mode():
                 for _ in range(_runners(device)):
                     runners[shape](mel, valid)
+            if graphed:
+                runners[shape] = GraphedCall(runners[shape], mel, valid)
             torch.cuda.synchronize(device)
         log.info("aoti: %s %s B=%d T=%d %s in %.2f s, first calls %.2f s (%s)", preset.name, target.precision,
                  *shape, how, first - got, time.perf_counter() - first, path)  # fmt: skip
@@ -334,5 +341,5 @@ def build(
     load_path = "loaded" if all(p == "loaded" for p in paths) else "built"
     folder = package_path(cache_dir, "x").parent
     details = f"{_layout.describe(chosen, model)}" + (f" kernels={kernels}" if chosen.fused else "")
-    details += f" cache={folder}"
+    details += f" cache={folder}" + (" cuda_graphs=on" if graphed else "")
     return target.engine(run, details, load_path=load_path, build_s=time.perf_counter() - started)

@@ -46,6 +46,7 @@ from torch import nn
 
 from batchvoc.engines import layout as _layout
 from batchvoc.engines.base import Engine, build_target, laid_out, warmup_input
+from batchvoc.engines.cuda_graph import graphs_pay
 from batchvoc.engines.ops import check_compiled_as, compiled_as, kernels_digest
 from batchvoc.models.presets import Preset
 
@@ -63,18 +64,12 @@ _compiled_shapes = 0  # shapes compiled in this process: a bound for Dynamo's re
 
 
 DEFAULT_MODE = "default"  # module docstring: max-autotune was no faster on an H100
-# Engines of at most this many rows per batch on a CUDA GPU default to CUDA graphs ("reduce-overhead"): there a
-# forward is shorter than the host's launches of its ~165 kernels. H200, fp16, batch 1, 10 s rows (BENCHMARKS.md
-# session 27): gsv_v4 783x -> 3,485x, BigVGAN v2 24k 388x -> 960x; gsv_v4 batch 4 2,296x -> 4,030x, batch 8 3,187x
-# -> 4,078x; at batch 16 the GPU's 36 ms forward hides the launches (+0.25% with graphs, session 21).
-CUDA_GRAPH_MAX_BATCH = 8
 
 
 def default_mode(device: torch.device | str, shapes: list[tuple[int, int]]) -> str:
-    """The mode an engine of these [(B, T), ...] shapes compiles with when none is asked for: "reduce-overhead" on a
-    CUDA GPU where no batch passes CUDA_GRAPH_MAX_BATCH rows, else DEFAULT_MODE."""
-    small = max(batch for batch, _ in shapes) <= CUDA_GRAPH_MAX_BATCH
-    return "reduce-overhead" if torch.device(device).type == "cuda" and small else DEFAULT_MODE
+    """The mode an engine of these [(B, T), ...] shapes compiles with when none is asked for: "reduce-overhead"
+    (CUDA graphs) where they pay (engines/cuda_graph.graphs_pay: small batches on a CUDA GPU), else DEFAULT_MODE."""
+    return "reduce-overhead" if graphs_pay(device, shapes) else DEFAULT_MODE
 
 
 def _cuda_graph_trees_for_this_thread() -> None:

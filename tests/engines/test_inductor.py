@@ -109,7 +109,8 @@ def test_engines_of_both_kernels_in_one_process_get_their_own_graphs(tiny, batch
 def test_small_batches_on_a_gpu_default_to_cuda_graphs():
     """Where the host's launches outlast a forward (a few rows per batch on a GPU), CUDA graphs; not on a CPU, nor
     once any of the engine's shapes passes CUDA_GRAPH_MAX_BATCH rows."""
-    from batchvoc.engines.inductor import CUDA_GRAPH_MAX_BATCH, default_mode
+    from batchvoc.engines.cuda_graph import CUDA_GRAPH_MAX_BATCH
+    from batchvoc.engines.inductor import default_mode
 
     assert default_mode("cuda", [(1, 1024)]) == "reduce-overhead"
     assert default_mode("cuda:1", [(CUDA_GRAPH_MAX_BATCH, 1024), (1, 512)]) == "reduce-overhead"
