@@ -126,6 +126,41 @@ def test_a_job_reads_and_writes_the_bucket_and_a_rerun_skips_what_is_done(
     assert remade.summary.this_run.rows_vocoded == 1 and remade.summary.rows_ok == 10
 
 
+def test_a_npy_rewritten_in_the_bucket_is_vocoded_again_by_the_rerun(
+    bucket,
+    s3_server,  # noqa: F811 - the session fixture
+    tmp_path,
+    ray_cluster,
+):
+    """mel_path rows in the bucket: a .npy put again with other content (its ETag changes) since its row was
+    vocoded is vocoded again by the rerun, from the file as it is now; the other rows' audio stays as written."""
+    name, fs = bucket
+    rows = mel_rows(3, 80, frames=[20, 16, 12], seed=2)
+    for row in rows:
+        buffer = io.BytesIO()
+        np.save(buffer, row["mel"].reshape(80, row["n_frames"]))
+        fs.pipe_file(f"{name}/mels/npy/{row['id']}.npy", buffer.getvalue())
+    put_manifest(fs, f"{name}/mels/part0.parquet", [dict(id=r["id"], mel_path=f"npy/{r['id']}.npy") for r in rows],
+                 tmp_path)  # fmt: skip
+    settings = s3_job(s3_server, name, "marks", shard_seconds=600)
+    assert run_job(settings).exit_code == 0
+    out = f"{name}/out/marks"
+    written = {key: fs.info(key)["LastModified"] for key in sorted(fs.find(f"{out}/audio"))}
+    buffer = io.BytesIO()
+    np.save(buffer, rows[0]["mel"].reshape(80, 20)[:, :8])  # rewritten: 8 frames
+    fs.pipe_file(f"{name}/mels/npy/{rows[0]['id']}.npy", buffer.getvalue())
+    again = run_job(settings)
+    assert again.exit_code == 0 and again.summary.this_run.rows_vocoded == 1, again.summary
+    assert again.summary.this_run.rows_reused == 2 and again.summary.rows_ok == 3
+    table = {r["id"]: r for key in fs.find(f"{out}/manifest") for r in pq.read_table(fs.open(key)).to_pylist()}
+    assert table[rows[0]["id"]]["n_samples"] == 8 * 256
+    now = {key: fs.info(key)["LastModified"] for key in sorted(fs.find(f"{out}/audio"))}
+    assert {k: v for k, v in now.items() if rows[0]["id"] not in k} == {
+        k: v for k, v in written.items() if rows[0]["id"] not in k
+    }
+    assert run_job(settings).summary.this_run.shards == 0  # nothing changed since: nothing to do
+
+
 def test_workers_without_the_store_s_credentials_stop_the_job_in_one_reason_naming_them(
     bucket,
     s3_server,  # noqa: F811 - the session fixture

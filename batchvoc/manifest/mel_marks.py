@@ -35,7 +35,9 @@ def file_mark(url: str) -> str | None:
         if not storage.is_url(url):
             st = os.stat(url)
             return f"{st.st_size}:{st.st_mtime_ns}"
-        info = storage.info(url)
+        fs, path = storage.filesystem(url)
+        fs.invalidate_cache(path)  # the store's answer now, not a listing this process cached before
+        info = fs.info(path)
     except (OSError, ValueError):
         return None
     for key in CONTENT_KEYS:
