@@ -177,6 +177,12 @@ def test_demo_makes_real_audio(tmp_path):
         assert np.sqrt(np.mean(audio**2)) > 0.01  # not silent
     assert f"batchvoc: {closing_line(summary)}; " in result.stdout  # clipped rows counted too
     assert "DeprecationWarning" not in result.stdout + result.stderr  # e.g. from a deprecated Ray call in an actor
+    console = result.stdout + result.stderr
+    # an actor's info lines reach the console at INFO (they were dropped: only its warnings came through)
+    assert re.search(r"\[batchvoc\.worker\]\[INFO\] - \(ActorWorker pid=\d+\) engine ready: backend=eager", console)
+    # the timeline's lines never go back in time (an actor's process start printed after `actors created`)
+    times = [float(t) for t in re.findall(r"\] - ([\d.]+) s after the process started: ", console)]
+    assert len(times) >= 10 and times == sorted(times), console
 
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])

@@ -227,8 +227,7 @@ def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        # warnings, not info: an actor's console lines reach the job's console from WARNING up (Ray's worker logging)
-        log.warning("aoti: waiting for another process building %s", path.name)
+        log.info("aoti: waiting for another process building %s", path.name)
         lock.acquire(timeout=LOCK_TIMEOUT_S)
     try:
         if path.exists():
@@ -242,8 +241,8 @@ def get_package(make_net: Callable[[], nn.Module], example: tuple[Tensor, Tensor
             raise RuntimeError(f"aoti: building {path.name} failed in another process {failed}; it is tried again "
                                f"{FAILED_TTL_S:.0f} s after that, or once {note} is removed")  # fmt: skip
         took = "on a GPU 1.5-3 min" if torch.device(device).type == "cuda" else "on a CPU 15-100 s"
-        log.warning("aoti: building %s, once per machine and key (%s; later processes load it in seconds; "
-                    "`python -m batchvoc.build` builds it ahead of a job)", path.name, took)  # fmt: skip
+        log.info("aoti: building %s, once per machine and key (%s; later processes load it in seconds; "
+                 "`python -m batchvoc.build` builds it ahead of a job)", path.name, took)  # fmt: skip
         try:
             _export_and_compile(make_net(), example, path, configs, kernels)
         except Exception as err:

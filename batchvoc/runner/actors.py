@@ -17,6 +17,7 @@ actors whose constructor takes one. A restarted actor reads the checkpoint itsel
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -25,6 +26,7 @@ import ray
 
 from batchvoc.manifest import Shard
 from batchvoc.models.presets import Preset
+from batchvoc.runner import worker_logs
 from batchvoc.runner.cluster import ActorPlan
 from batchvoc.runner.dealer import IN_FLIGHT_PER_ACTOR
 from batchvoc.runner.lifetime import process_started_at
@@ -43,10 +45,12 @@ class ActorWorker(Worker):
     """`Worker` plus the methods the driver calls on the actor."""
 
     def __init__(self, settings: JobSettings, name: str, threads: int | None = None, preset: Preset | None = None,
-                 weights_later: bool = False):  # fmt: skip
+                 weights_later: bool = False, log_level: int = logging.INFO):  # fmt: skip
         """weights_later: the driver calls `setup(weights)` next. Ray restarts an actor by calling this again with
         the same arguments, and no `setup` follows: a restarted actor reads the checkpoint itself on its first
-        shard (no restart lookup: Ray's `was_current_actor_reconstructed` warns of its own deprecated call)."""
+        shard (no restart lookup: Ray's `was_current_actor_reconstructed` warns of its own deprecated call).
+        log_level: the driver's; the actor's records from it up reach the driver's console at their own level."""
+        worker_logs.from_actor(log_level)
         self._args, self._started = (settings, name, threads, preset), time.perf_counter()
         self._steps = {"process started": process_started_at(), "imported": IMPORTED_AT, "created": time.time()}
         self.vocoded_s, self.first_audio_at, self.first_shard_at, self._built = 0.0, None, None, False
@@ -113,7 +117,8 @@ def create_actors(settings: JobSettings, plan: ActorPlan, preset: Preset | None 
     otherwise).
     """
     options = dict(plan.options, **fault_limits(settings))
-    return [RemoteWorker.options(**options).remote(settings, f"actor-{i}", plan.threads, preset, weights_later)
+    level = worker_logs.log.getEffectiveLevel()  # the actors log what the driver shows of theirs
+    return [RemoteWorker.options(**options).remote(settings, f"actor-{i}", plan.threads, preset, weights_later, level)
             for i in range(plan.count)]  # fmt: skip
 
 

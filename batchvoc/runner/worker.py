@@ -80,8 +80,9 @@ class Worker:
         self.feed = DeviceFeed(self.stream)  # shards run at once (the actor's "run" group) share its batches
         self.ready_s = time.perf_counter() - started
         self.load_path = self.engine.load_path  # built | loaded (aoti: a package from engine.cache_dir)
-        log.info("%s on %s: %s, ready in %.1f s (%s; engine %.1f s of it)", name, self.device_name(),
-                 self.engine.describe(), self.ready_s, self.load_path, self.engine.build_s)  # fmt: skip
+        # DEBUG: the driver says it (its "actor-0 ready in" line), and an actor's info lines reach its console
+        log.debug("%s on %s: %s, ready in %.1f s (%s; engine %.1f s of it)", name, self.device_name(),
+                  self.engine.describe(), self.ready_s, self.load_path, self.engine.build_s)  # fmt: skip
 
     def device_name(self) -> str:
         if self.device == "cuda":

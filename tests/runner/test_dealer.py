@@ -1,6 +1,8 @@
 """The dealer's shard order: an actor goes on along its file (its Parquet reader continues), actors take
 different files, every shard is dealt once."""
 
+import pytest
+
 from batchvoc.manifest import Shard
 from batchvoc.runner.dealer import ShardQueue
 
@@ -62,6 +64,42 @@ def test_the_actors_steps_reach_the_timeline_as_they_are_learnt_once_each_and_ea
     logged = [r.getMessage() for r in caplog.records if "after the process started" in r.getMessage()]
     assert logged == ["5.0 s after the process started: first shard begun",
                       "7.0 s after the process started: first audio written"]  # fmt: skip
+
+
+def test_the_timelines_lines_never_go_back_in_time_and_a_step_learnt_late_says_its_own_time(caplog):
+    """The console read `6.6 s ...: actors created`, then `6.1 s ...: actor-0 process started` (a demo job): an
+    actor's first steps come with its ready answer, Ray's start once the plan stands, an actor's first shard with
+    its next report. Each line is now stamped when it is logged where its own time is earlier than the last
+    line's, saying its own time; an actor's steps before its ready are said in its ready line. The
+    recorded times (summary.json) are the steps' own."""
+    import re
+    import time
+
+    from batchvoc.runner.driver import Timeline
+
+    caplog.set_level("INFO", "batchvoc")
+    timeline = Timeline()
+    now = time.time()
+    t0 = timeline.origin = now - 20.0  # a process 20 s old
+    timeline.mark("Ray starting", now - 9.0)  # the first line: its own time
+    timeline.mark("actors created")
+    timeline.mark("actor-0 ready", steps={"process started": now - 2.0, "imported": now - 1.0, "created": now - 0.5})
+    timeline.mark("Ray started", now - 3.0)  # learnt late
+    timeline.mark_earliest("first shard begun", now - 0.1)
+    expected = {"Ray starting": now - 9.0, "actor-0 process started": now - 2.0, "actor-0 imported": now - 1.0,
+                "actor-0 created": now - 0.5, "Ray started": now - 3.0, "first shard begun": now - 0.1}  # fmt: skip
+    for step, at in expected.items():
+        assert timeline.events[step] == pytest.approx(at - t0, abs=2e-3), step
+    logged = [r.getMessage() for r in caplog.records if "after the process started" in r.getMessage()]
+    times = [float(line.split(" s after", 1)[0]) for line in logged]
+    assert times == sorted(times), logged
+    assert [line.split(": ", 1)[1] for line in logged] == [
+        "Ray starting", "actors created",
+        f"actor-0 ready; its process started at {now - 2.0 - t0:.1f} s, imported at {now - 1.0 - t0:.1f} s, created "
+        f"at {now - 0.5 - t0:.1f} s",
+        f"Ray started; it happened at {now - 3.0 - t0:.1f} s",
+        f"first shard begun; it happened at {now - 0.1 - t0:.1f} s"]  # fmt: skip
+    assert re.match(rf"{times[1]:.1f} s after the process started: Ray started", logged[3]), logged
 
 
 def test_an_engine_that_cannot_be_compiled_is_named_in_one_line_with_the_way_round_it():

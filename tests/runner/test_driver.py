@@ -97,7 +97,7 @@ def test_an_output_dir_inside_the_manifest_folder_is_not_read_as_input_on_a_reru
 
 def steps(log_text: str) -> list[str]:
     """The timeline steps a job logged (`N s after the process started: STEP`), in the order logged."""
-    return re.findall(r"s after the process started: (.+)", log_text)
+    return re.findall(r"s after the process started: ([^;\n]+)", log_text)  # what follows a `;` aside
 
 
 def test_a_rerun_with_nothing_to_do_reads_no_weights_and_joins_no_ray(tmp_path, ray_cluster, caplog):
@@ -417,8 +417,15 @@ def test_a_one_shard_job_that_ends_between_progress_polls_has_its_start_up(tmp_p
     assert steps == sorted(steps), events
     assert events["first audio written"] <= events["shards done"] <= events["report written"], events
     said = [r.getMessage() for r in caplog.records]
-    logged = [line.split(": ", 1)[1] for line in said if "s after the process started: " in line]
-    assert sorted(logged) == sorted(events), logged
+    lines = [line for line in said if "s after the process started: " in line]
+    logged = [line.split(": ", 1)[1].split("; ")[0] for line in lines]  # what a line says after its step aside
+    # the actor's steps before its ready are said in its ready line, not logged after later steps' lines
+    starts = [f"actor-0 {step}" for step in ("process started", "imported", "created")]
+    assert sorted(logged + starts) == sorted(events), logged
+    ready = next(line for line in lines if ": actor-0 ready; its " in line)
+    assert all(f"{step} at " in ready for step in ("process started", "imported", "created")), ready
+    times = [float(line.split(" s after", 1)[0]) for line in lines]
+    assert times == sorted(times), lines  # the lines never go back in time
     # the actors' steps are logged as dealing learns them, not after the job's end
     assert logged.index("first shard begun") < logged.index("first audio written") < logged.index("shards done")
 

@@ -73,3 +73,35 @@ def test_rays_words_for_a_stop_batchvoc_made_are_not_on_the_console(rays_printer
     levels = {r.getMessage(): r.levelno for r in caplog.records if r.name == "batchvoc.worker"}
     assert [levels[m] for m in levels if "pid=5151)" in m or "pid=5152)" in m] == [logging.DEBUG, logging.DEBUG]
     assert [levels[m] for m in levels if "pid=5153)" in m] == [logging.WARNING]
+
+
+def test_an_actors_own_records_reach_the_console_at_their_own_level(rays_printer, caplog, capsys):
+    """An aoti job's package build was announced at WARNING only so that the actor's line would reach the console:
+    an actor's logging had no handler but Python's last resort (WARNING and up, bare), so its info lines (`engine:
+    auto: ...`, `aoti: building ...`) were lost. from_actor writes the actor's batchvoc records from the job's
+    level, each marked with its logger and level; the driver logs a marked line at that level, its mark dropped,
+    and an unmarked one at its stream's level as before."""
+    logger = logging.getLogger("batchvoc")
+    saved = logger.level, list(logger.handlers), logger.propagate
+    try:
+        worker_logs.from_actor(logging.INFO)
+        worker_logs.from_actor(logging.INFO)  # called again (a restarted actor's constructor): still one handler
+        logging.getLogger("batchvoc.engines.aoti").info("aoti: building x.pt2, once per machine and key")
+        logging.getLogger("batchvoc.engines.aoti").debug("below the job's log_level: not written")
+        logging.getLogger("batchvoc.runner.worker").error("an actor's error")
+        written = capsys.readouterr().err.splitlines()
+    finally:
+        logger.setLevel(saved[0])
+        logger.handlers[:] = saved[1]
+        logger.propagate = saved[2]
+    assert written == ["[batchvoc.engines.aoti][INFO] - aoti: building x.pt2, once per machine and key",
+                       "[batchvoc.runner.worker][ERROR] - an actor's error"]  # fmt: skip
+    assert worker_logs.route()
+    caplog.set_level(logging.DEBUG, logger="batchvoc.worker")
+    for line in written:
+        rays_printer.emit(_batch(line, 6161))  # the actor's stderr
+    rays_printer.emit(_batch("Traceback (most recent call last):", 6161))  # unmarked: its stream's level
+    records = [(r.levelno, r.getMessage()) for r in caplog.records if "pid=6161)" in r.getMessage()]
+    assert records == [(logging.INFO, "(ActorWorker pid=6161) aoti: building x.pt2, once per machine and key"),
+                       (logging.ERROR, "(ActorWorker pid=6161) an actor's error"),
+                       (logging.WARNING, "(ActorWorker pid=6161) Traceback (most recent call last):")]  # fmt: skip
