@@ -471,3 +471,44 @@ def test_mel_path_files_on_a_slow_store_are_fetched_several_at_a_time(tmp_path):
         server.shutdown()
     assert [r.error for r in rows] == [None] * 16 and all(np.array_equal(r.mel, mel) for r in rows)
     assert took < 8 * 0.15, f"{took:.2f} s: one GET after another"  # each alone: 2.4 s and more; at once 0.3 s
+
+
+@pytest.fixture
+def silent_port():
+    """A port of ours on 127.0.0.1 that takes connections and never answers (a hung store); closed after."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)  # the kernel accepts connections into the backlog; nothing reads or replies
+        yield sock.getsockname()[1]
+
+
+def test_an_endpoint_that_does_not_answer_is_named_in_seconds_with_the_clients_defaults(silent_port, tmp_path):
+    """With s3fs's and botocore's defaults (no config_kwargs in io.storage_options) the checks before a job took
+    14-17 s to name a closed port and 833 s one that takes connections and never replies (retries of both clients,
+    15 s reads). The checks now try such a store once with short waits (storage.CHECK_CONFIG): a closed port (real,
+    freed) and a silent one (our own socket) are named in one line with the key, the endpoint and the
+    config_kwargs that set the waits, in seconds; the clients the job goes on with keep their retries."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    for port, limit in ((closed, 3.0), (silent_port, 9.0)):
+        endpoint = f"http://127.0.0.1:{port}"
+        options = dict(endpoint_url=endpoint, key="testing", secret="testing", skip_instance_cache=True)
+        # output.dir's write probe on a silent store still waits for s3fs's PUT retries (not fixed yet)
+        for key, settings in (("input.manifest", small_job(None, manifest="s3://bvt/mels/", storage_options=options,
+                                                           out_dir=str(tmp_path / "out"))),):  # fmt: skip
+            started = time.perf_counter()
+            try:
+                with pytest.raises(ConfigError) as got:
+                    quick_checks(settings)
+            finally:
+                storage.set_options({})
+            took = time.perf_counter() - started
+            assert took < limit, (port, key, took)
+            said = str(got.value)
+            assert got.value.key == key and "\n" not in said, said
+            assert "cannot connect to the object store" in said and endpoint in said and "endpoint_url" in said, said
+            assert "io.storage_options config_kwargs sets them" in said, said
+
+    job_fs, _ = storage.filesystem("s3://bvt/mels/")  # outside the checks: the client's own retries
+    assert job_fs.retries == 5 and "read_timeout" not in (job_fs.config_kwargs or {})

@@ -40,12 +40,14 @@ def quick_checks(settings: JobSettings, manifest: bool = True) -> ManifestFiles:
     if not settings.address:  # a local cluster: this machine is the node that runs and keeps the engines
         check_installed(settings.backend)
         check_cache_dir(settings.cache_dir)
-    # the manifest's files, less the job's own output
-    files = list_manifest_files(settings.manifest, settings.out_url, settings.preset) if manifest else ManifestFiles([])
-    first = check_first_schema(files.paths)  # its footer, read once: the row count, the columns, the declared values
-    refuse_other_mel_conventions(files.paths, first, early_mel_checks(settings))
-    check_writable(settings.out_url)
-    refuse_if_held(Store(settings.out_url))  # a job on output.dir now: refused before Ray and the weights
+    with storage.checking():  # a store that does not answer: named in seconds (storage.CHECK_CONFIG)
+        # the manifest's files, less the job's own output
+        files = list_manifest_files(settings.manifest, settings.out_url, settings.preset) if manifest else \
+            ManifestFiles([])
+        first = check_first_schema(files.paths)  # its footer, read once: row count, columns, the declared values
+        refuse_other_mel_conventions(files.paths, first, early_mel_checks(settings))
+        check_writable(settings.out_url)
+        refuse_if_held(Store(settings.out_url))  # a job on output.dir now: refused before Ray and the weights
     if settings.lhotse:
         check_lhotse()
     return files
