@@ -297,10 +297,17 @@ def group_default(group: str) -> str:
     return next(str(entry[group]) for entry in conf.defaults if not isinstance(entry, str) and group in entry)
 
 
+# what an unset on-or-off option means (engines/__init__.cudnn_benchmark, engines/cuda_graph.graphs_pay, runtime.py)
+BOOLEAN_DEFAULTS = {
+    "cudnn_benchmark": "on, off for aoti: cuDNN's algorithm timing at the first call",
+    "cuda_graphs": "on for engines of up to 8 rows per batch on a GPU outside a job, off in a job",
+}
+
+
 def _option_values(option: str) -> str:
     """What an engine option takes, from backends.py's CHOICES, BOOLEANS, INTEGERS and tile table keys."""
     if option in BOOLEANS:
-        return "true or false (unset: on, off for aoti: cuDNN's algorithm timing at the first call)"
+        return f"true or false (unset: {BOOLEAN_DEFAULTS.get(option, 'the backend decides')})"
     if option in CHOICES:
         return f"one of {', '.join(CHOICES[option])}"
     if option in INTEGERS:

@@ -684,6 +684,8 @@ def test_help_lists_each_engine_option_with_its_backends_and_values_and_the_clus
                 compose(["job=demo", f"output.dir={tmp_path}", f"+engine.options.{option}={value}"])
         elif option in INTEGERS:
             assert f"an integer, {INTEGERS[option][0]}" in line, line
+    assert "cuDNN" in lines["cudnn_benchmark"] and "cuDNN" not in lines["cuda_graphs"], lines["cuda_graphs"]
+    assert "up to 8 rows per batch on a GPU outside a job" in lines["cuda_graphs"], lines["cuda_graphs"]
     assert "the keys each backend takes, below" in _help_keys()["engine.options"]
 
     clusters = text.split("\nclusters (cluster=NAME) [local]:\n", 1)[1].split("\n\n", 1)[0].splitlines()
