@@ -93,9 +93,15 @@ def package_path(cache_dir, key: str) -> Path:
     return Path(folder, "aoti", f"{key}.pt2")
 
 
+# engine options that change how a package is run, not what it holds: a plan of packages takes and ignores them
+RUN_OPTIONS = ("cuda_graphs", "cudnn_benchmark")
+
+
 def plan_packages(model: nn.Module, preset: Preset, precision: str, device, shapes, cache_dir=None,
-                  kernels: str = "traced", **rewrites) -> list[tuple[tuple[int, int], str, Path]]:  # fmt: skip
-    """[(shape, key, path), ...]: the packages an aoti engine of these arguments uses (built or not)."""
+                  kernels: str = "traced", **options) -> list[tuple[tuple[int, int], str, Path]]:  # fmt: skip
+    """[(shape, key, path), ...]: the packages an aoti engine of these arguments uses (built or not). options: the
+    aoti engine's (layout=, antialias=, ... as for build; RUN_OPTIONS taken and ignored)."""
+    rewrites = {k: v for k, v in options.items() if k not in RUN_OPTIONS}
     target = build_target("aoti", preset.hop_length, precision, device, shapes)
     chosen = _layout.choose(**rewrites, device=target.device, backend="aoti")
     configs = inductor_configs(chosen)

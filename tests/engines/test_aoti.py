@@ -155,6 +155,18 @@ def test_package_path_follows_the_cache_setting(monkeypatch, tmp_path):
     assert package_path(None, "k") == tmp_path / "env" / "aoti" / "k.pt2"
 
 
+def test_a_plan_of_packages_takes_the_options_that_only_change_how_a_package_runs(tiny, tmp_path):
+    """cuda_graphs and cudnn_benchmark (a job's settings hold cuda_graphs=false) neither fail the plan
+    `python -m batchvoc.build` makes nor change its keys; a rewrite does."""
+    from batchvoc.engines.aoti import plan_packages
+
+    model, preset = tiny
+    plain = plan_packages(model, preset, "fp32", "cpu", [SHAPE], tmp_path)
+    assert plan_packages(model, preset, "fp32", "cpu", [SHAPE], tmp_path, cuda_graphs=False,
+                         cudnn_benchmark=True) == plain  # fmt: skip
+    assert plan_packages(model, preset, "fp32", "cpu", [SHAPE], tmp_path, layout="channels_last_2d") != plain
+
+
 LOAD_IN_CHILD = """
 import sys, torch
 from batchvoc.engines import build_engine
